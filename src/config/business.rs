@@ -1,0 +1,34 @@
+//! The business model declared in config: milestones and the key kind each
+//! is about, flows measured between milestones, and expectations.
+
+use std::time::Duration;
+
+use super::{ExceptionKind, FlowName, KeyKind, Milestone, System};
+
+/// A declared milestone and the kind of key it is about (its object):
+/// `shipped` is about a `shipment`, so a split order has one per shipment.
+#[derive(Debug, Clone)]
+pub struct MilestoneDef {
+    pub name: Milestone,
+    pub object: KeyKind,
+}
+
+/// A duration measured from one milestone to another, with its objective.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub name: FlowName,
+    pub from: Milestone,
+    pub to: Milestone,
+    pub slo: Duration,
+}
+
+/// "After `after`, expect `expect` within `within`, else open `exception`
+/// owned by `owner`." Evaluated by the exceptions stage (a later issue).
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    pub after: Milestone,
+    pub expect: Milestone,
+    pub within: Duration,
+    pub exception: ExceptionKind,
+    pub owner: System,
+}

@@ -1,0 +1,116 @@
+//! The routes file: one YAML document parsed once, validated into the typed
+//! domain values below, and never looked at as text again. Every mistake is
+//! collected with its file, line, column and field before start-up stops
+//! (see [`ConfigError`]); `waybill check FILE` runs the same validation.
+
+mod business;
+mod listener;
+mod route;
+mod symbol;
+
+pub use business::{Expectation, Flow, MilestoneDef};
+pub use listener::{
+    Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol, Direction,
+};
+pub use route::{JsonPath, JsonStep, KeyRule, KeySource, PathTemplate, Route, RouteId, Segment, Side};
+pub use symbol::{
+    kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
+};
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The whole validated configuration. Built only by [`Config::load`] /
+/// [`Config::from_yaml`], so every value in it has passed validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the file came from, for messages.
+    pub source: String,
+    pub listeners: Vec<Listener>,
+    pub systems: Symbols<kind::System>,
+    pub key_kinds: Symbols<kind::KeyKind>,
+    /// The key kind that names a transaction (`order` by default).
+    pub root: KeyKind,
+    pub operations: Symbols<kind::Operation>,
+    /// Routes in matching priority order; `routes[i].id == RouteId(i)`.
+    pub routes: Vec<Route>,
+    pub milestones: Symbols<kind::Milestone>,
+    /// One definition per milestone, indexed by `Milestone::id()`.
+    pub milestone_defs: Vec<MilestoneDef>,
+    pub flow_names: Symbols<kind::Flow>,
+    pub flows: Vec<Flow>,
+    pub exception_kinds: Symbols<kind::Exception>,
+    pub expectations: Vec<Expectation>,
+    pub admin: AdminConfig,
+    pub state: StateConfig,
+    pub observation: ObservationConfig,
+}
+
+/// Where the admin surface listens.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub bind: SocketAddr,
+}
+
+/// Bounds of the in-memory transaction store.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// A transaction untouched for this long is removed (counted as `ttl`).
+    pub ttl: Duration,
+    /// At most this many transactions are kept; the least recently updated
+    /// one is evicted first (counted as `capacity`).
+    pub max_transactions: usize,
+    /// Exchanges remembered per transaction for the timeline; older ones are
+    /// dropped from the timeline (milestones are always kept).
+    pub max_exchanges_per_transaction: usize,
+}
+
+/// Bounds of the observation path between the proxy and the correlator.
+#[derive(Debug, Clone)]
+pub struct ObservationConfig {
+    /// Capacity of the queue between the proxy and extraction. When it is
+    /// full the observation is dropped and counted; traffic is never slowed.
+    pub queue_capacity: usize,
+    /// Largest decoded (e.g. gunzipped) body extraction will look at.
+    pub max_decoded_bytes: usize,
+}
+
+/// Named defaults, each a trade-off documented where it is chosen.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Bytes of each body copied for extraction: logistics documents are
+    /// rarely larger, and the copy is paid on every exchange.
+    pub const TAP_LIMIT: usize = 64 * 1024;
+    /// Queue between proxy and extraction: ~10 s of a busy sidecar's traffic
+    /// at 1 k req/s, at a few KiB each.
+    pub const QUEUE_CAPACITY: usize = 10_000;
+    /// A decoded body may grow to this size before extraction gives up
+    /// (`decoded_too_large`); bounds gzip bombs.
+    pub const MAX_DECODED_BYTES: usize = 1024 * 1024;
+    /// How long an untouched transaction is remembered: long enough for a
+    /// freight invoice that arrives a week after delivery.
+    pub const STATE_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
+    /// Transactions kept in memory before the least recently updated is evicted.
+    pub const MAX_TRANSACTIONS: usize = 100_000;
+    /// Exchanges kept per transaction timeline.
+    pub const MAX_EXCHANGES_PER_TRANSACTION: usize = 256;
+    /// Upstream must answer with response headers within this time, else 504.
+    pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Upstream TCP (and TLS) connect must finish within this time, else 502.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Admin surface address: loopback, since it exposes business keys.
+    pub const ADMIN_BIND: &str = "127.0.0.1:9901";
+}
+
+impl Config {
+    /// The definition of `milestone` (its object kind …).
+    pub fn milestone_def(&self, milestone: &Milestone) -> &MilestoneDef {
+        &self.milestone_defs[milestone.id()]
+    }
+
+    /// The route with this id.
+    pub fn route(&self, id: RouteId) -> &Route {
+        &self.routes[id.0]
+    }
+}

@@ -1,0 +1,158 @@
+//! Routes: which exchanges carry which keys and mark which milestone.
+//! A route is matched by method and path template; its key rules say where
+//! each key is read from.
+
+use super::{KeyKind, ListenerId, Milestone, Operation, System};
+
+/// Index of a route in `Config::routes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteId(pub usize);
+
+/// One route of the routes file, validated.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub id: RouteId,
+    /// The route's name (`carrier.buy_label`): the bounded `operation` label.
+    pub operation: Operation,
+    /// The system that serves this operation.
+    pub system: System,
+    /// Listeners this route applies to; empty means every listener.
+    pub listeners: Vec<ListenerId>,
+    /// `None` matches any method.
+    pub method: Option<http::Method>,
+    pub path: PathTemplate,
+    pub keys: Vec<KeyRule>,
+    /// Recorded when the exchange succeeds (2xx response).
+    pub milestone: Option<Milestone>,
+}
+
+impl Route {
+    /// Does this route apply to `listener`?
+    pub fn serves(&self, listener: ListenerId) -> bool {
+        self.listeners.is_empty() || self.listeners.contains(&listener)
+    }
+}
+
+/// Where one key kind is read from.
+#[derive(Debug, Clone)]
+pub struct KeyRule {
+    pub kind: KeyKind,
+    pub source: KeySource,
+}
+
+/// The sources a key can be read from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A request header (`X-Order-Id`).
+    Header(http::HeaderName),
+    /// A query parameter of the request URL.
+    Query(String),
+    /// A `{param}` of the route's path template, by its index in the template.
+    PathParam { name: String, index: usize },
+    /// A JSON path over the request or response body; every match is a key
+    /// (a batch message with many orders gives many keys).
+    Json { side: Side, path: JsonPath },
+    /// A regex over the raw body bytes; capture group `value` (or group 1,
+    /// or the whole match) is the key.
+    Regex { side: Side, regex: regex::bytes::Regex },
+}
+
+/// Which body of the exchange a rule reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Request,
+    Response,
+}
+
+/// A path template such as `/v2/shipments/{shipment_id}/buy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    /// The template as written, for the `http.route` attribute and messages.
+    pub text: String,
+    pub segments: Vec<Segment>,
+}
+
+/// One `/`-separated piece of a path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+impl PathTemplate {
+    /// Matches `path` (without query) against the template, returning the
+    /// value of each `{param}` in template order, or `None`.
+    pub fn matches<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
+        let mut params = Vec::new();
+        let mut pieces = path.strip_prefix('/').unwrap_or(path).split('/');
+        for segment in &self.segments {
+            let piece = pieces.next()?;
+            match segment {
+                Segment::Literal(lit) if lit == piece => {}
+                Segment::Literal(_) => return None,
+                Segment::Param(_) if piece.is_empty() => return None,
+                Segment::Param(_) => params.push(piece),
+            }
+        }
+        match pieces.next() {
+            None => Some(params),
+            // A trailing slash is the same resource.
+            Some("") if pieces.next().is_none() => Some(params),
+            Some(_) => None,
+        }
+    }
+
+    /// Names of the `{params}` in order.
+    pub fn params(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Param(name) => Some(name.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+}
+
+/// A JSON path of the supported subset: `$`, `.field`, `['field']`,
+/// `[index]` and `[*]` (every element of an array or every member value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath {
+    /// The path as written, for messages.
+    pub text: String,
+    pub steps: Vec<JsonStep>,
+}
+
+/// One step of a [`JsonPath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonStep {
+    Field(String),
+    Index(usize),
+    Wildcard,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(segments: &[Segment]) -> PathTemplate {
+        PathTemplate {
+            text: String::new(),
+            segments: segments.to_vec(),
+        }
+    }
+
+    #[test]
+    fn template_captures_params_in_order() {
+        let t = template(&[
+            Segment::Literal("v2".into()),
+            Segment::Literal("shipments".into()),
+            Segment::Param("shipment_id".into()),
+            Segment::Literal("buy".into()),
+        ]);
+        assert_eq!(t.matches("/v2/shipments/SH-1/buy"), Some(vec!["SH-1"]));
+        assert_eq!(t.matches("/v2/shipments/SH-1/buy/"), Some(vec!["SH-1"]));
+        assert_eq!(t.matches("/v2/shipments//buy"), None);
+        assert_eq!(t.matches("/v2/shipments/SH-1"), None);
+        assert_eq!(t.matches("/v2/shipments/SH-1/buy/extra"), None);
+        assert_eq!(t.params().collect::<Vec<_>>(), vec!["shipment_id"]);
+    }
+}

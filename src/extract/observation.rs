@@ -1,0 +1,108 @@
+//! What extraction produces: the keys, the operation and the milestone that
+//! one exchange carries, plus why parts of it could not be read.
+
+use std::sync::Arc;
+
+use crate::config::{KeyKind, Milestone, Operation, RouteId};
+use crate::proxy::Exchange;
+
+/// A business identifier: `(order, SO-1001)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub kind: KeyKind,
+    pub value: Arc<str>,
+}
+
+impl Key {
+    pub fn new(kind: KeyKind, value: impl Into<Arc<str>>) -> Self {
+        Key {
+            kind,
+            value: value.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.value)
+    }
+}
+
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Key", 2)?;
+        st.serialize_field("kind", self.kind.as_str())?;
+        st.serialize_field("value", &*self.value)?;
+        st.end()
+    }
+}
+
+/// One exchange, read through the routes file.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub exchange: Exchange,
+    /// The route the exchange matched, if any.
+    pub route: Option<RouteId>,
+    pub operation: Option<Operation>,
+    /// Every key found, deduplicated, in rule order.
+    pub keys: Vec<Key>,
+    /// The milestone the route marks, present only when the exchange succeeded.
+    pub milestone: Option<Milestone>,
+    /// Why some of the exchange could not be read; empty when all was read.
+    pub problems: Vec<Problem>,
+}
+
+/// Why extraction could not read part of an exchange. A bounded set, used as
+/// the `reason` label of `waybill_extraction_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Problem {
+    /// The body is not valid JSON.
+    MalformedJson,
+    /// JSON nested deeper than extraction follows.
+    TooDeep,
+    /// The body is not valid UTF-8 where text was needed.
+    InvalidUtf8,
+    /// The body was longer than the tap limit; only its prefix was seen.
+    Truncated,
+    /// The body was cut off by the peer before its end.
+    Incomplete,
+    /// A `Content-Encoding` extraction cannot decode.
+    UnsupportedEncoding,
+    /// The compressed body could not be decoded.
+    MalformedEncoding,
+    /// The decoded body exceeded the decode limit.
+    DecodedTooLarge,
+    /// A key rule of the matched route found no value.
+    KeyMissing,
+}
+
+impl Problem {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::MalformedJson => "malformed_json",
+            Problem::TooDeep => "too_deep",
+            Problem::InvalidUtf8 => "invalid_utf8",
+            Problem::Truncated => "truncated",
+            Problem::Incomplete => "incomplete",
+            Problem::UnsupportedEncoding => "unsupported_encoding",
+            Problem::MalformedEncoding => "malformed_encoding",
+            Problem::DecodedTooLarge => "decoded_too_large",
+            Problem::KeyMissing => "key_missing",
+        }
+    }
+
+    /// Every problem, for pre-registering metric label sets.
+    pub const ALL: [Problem; 9] = [
+        Problem::MalformedJson,
+        Problem::TooDeep,
+        Problem::InvalidUtf8,
+        Problem::Truncated,
+        Problem::Incomplete,
+        Problem::UnsupportedEncoding,
+        Problem::MalformedEncoding,
+        Problem::DecodedTooLarge,
+        Problem::KeyMissing,
+    ];
+}

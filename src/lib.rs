@@ -1,0 +1,27 @@
+//! waybill watches the HTTP traffic between ERP, warehouse, transport and
+//! carrier systems and turns it into end-to-end business transactions.
+//!
+//! The modules follow the data flow, one stage each; data moves one way:
+//!
+//! - [`config`]: the routes file, parsed once and validated into typed domain values.
+//! - [`clock`]: the wall clock every stage reads, passed in so the demo can compress time.
+//! - [`proxy`]: listeners that forward bytes untouched and tap each [`proxy::Exchange`].
+//! - [`extract`]: config rules turn an exchange into an [`extract::Observation`] (keys, milestone).
+//! - [`correlate`]: links keys into transactions, records milestones and flows.
+//! - [`state`]: where transactions live (in memory, bounded by TTL and count).
+//! - [`telemetry`]: the Prometheus registry and the self-instrumentation it carries.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and the transaction JSON API.
+//! - [`app`]: wires the stages together; holds no logic of its own.
+//! - [`demo`]: simulated ERP, WMS and carrier behind sidecars, driven by a stream of orders.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod correlate;
+pub mod demo;
+pub mod extract;
+pub mod proxy;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,105 @@
+//! The exchange record: what the proxy saw of one request/response pair,
+//! handed to extraction after the bytes are on their way.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use crate::config::{ListenerId, System};
+
+/// One observed request/response pair.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// Unique per process, increasing.
+    pub id: u64,
+    pub listener: ListenerId,
+    /// The listener's system.
+    pub system: System,
+    pub method: http::Method,
+    /// Path and query as the client sent them.
+    pub uri: http::Uri,
+    /// HTTP version between client and sidecar.
+    pub version: http::Version,
+    pub request_headers: http::HeaderMap,
+    /// Wall-clock time the request head arrived.
+    pub started: SystemTime,
+    /// From request head to the end of the response body (or failure).
+    pub duration: Duration,
+    /// Time spent waiting for the upstream's response head.
+    pub upstream_duration: Duration,
+    pub outcome: Outcome,
+    pub request_body: Tapped,
+    pub response_body: Tapped,
+}
+
+/// How the exchange ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The upstream answered; the response was streamed to the client.
+    Response {
+        status: http::StatusCode,
+        headers: http::HeaderMap,
+    },
+    /// The upstream could not be reached or failed; the client got
+    /// `status` (502 or 504) from the sidecar.
+    UpstreamFailed {
+        error: UpstreamError,
+        status: http::StatusCode,
+    },
+}
+
+impl Outcome {
+    /// The status the client saw.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Outcome::Response { status, .. } | Outcome::UpstreamFailed { status, .. } => *status,
+        }
+    }
+
+    /// Response headers from the upstream, if it answered.
+    pub fn response_headers(&self) -> Option<&http::HeaderMap> {
+        match self {
+            Outcome::Response { headers, .. } => Some(headers),
+            Outcome::UpstreamFailed { .. } => None,
+        }
+    }
+}
+
+/// Why the upstream failed: a bounded set, safe as a metric label
+/// (and the `error.type` span attribute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamError {
+    ConnectRefused,
+    ConnectTimeout,
+    Timeout,
+    Reset,
+    Tls,
+    Protocol,
+}
+
+impl UpstreamError {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamError::ConnectRefused => "connect_refused",
+            UpstreamError::ConnectTimeout => "connect_timeout",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Reset => "reset",
+            UpstreamError::Tls => "tls",
+            UpstreamError::Protocol => "protocol",
+        }
+    }
+}
+
+/// The bounded copy of one body that the proxy kept for extraction.
+#[derive(Debug, Clone, Default)]
+pub struct Tapped {
+    /// At most the listener's tap limit of the body's first bytes.
+    pub bytes: Bytes,
+    /// Bytes the body really had (as far as it was read).
+    pub total_len: u64,
+    /// The body was longer than the tap limit; `bytes` is a prefix.
+    pub truncated: bool,
+    /// The body was read to its end (false when the peer aborted it).
+    pub complete: bool,
+}
