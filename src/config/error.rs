@@ -88,8 +88,22 @@ pub(super) fn from_serde(error: &serde_yaml::Error, source: &str) -> ConfigError
         line: location.as_ref().map(serde_yaml::Location::line),
         column: location.as_ref().map(serde_yaml::Location::column),
         field: field.to_owned(),
-        message: message.to_owned(),
+        message: explain(message),
     }
+}
+
+/// Words for serde's Rust-flavoured expectations, and a hint for the most
+/// likely syntax mistake: an unquoted `{param}` template inside `{ … }`.
+fn explain(message: &str) -> String {
+    let mut message = message
+        .replace("expected usize", "expected a whole number")
+        .replace("expected u64", "expected a whole number");
+    if message.contains("while parsing a flow mapping") {
+        message.push_str(
+            "; inside `{ … }` quote values that contain `{`, `}`, `[`, `]` or `,`, e.g. `path: \"/orders/{id}\"`",
+        );
+    }
+    message
 }
 
 /// `routes[0].match: unknown field …` → (`routes[0].match`, `unknown field …`).

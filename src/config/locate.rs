@@ -104,7 +104,8 @@ impl Builder {
         // The parser marks a block mapping or sequence where it recognised
         // it (after its first key), so a container is placed no later than
         // its first child.
-        if let Some(Frame::Mapping { path, .. } | Frame::Sequence { path, .. }) = self.stack.last() {
+        if let Some(Frame::Mapping { path, .. } | Frame::Sequence { path, .. }) = self.stack.last()
+        {
             if let Some(start) = self.locator.values.get_mut(path.as_str()) {
                 if (at.line, at.column) < (start.line, start.column) {
                     *start = at;

@@ -157,7 +157,7 @@ mod tests {
             ("/a/{order-id}", "only letters, digits and `_`"),
         ];
         for (text, expected) in cases {
-            let message = PathTemplate::parse(text).unwrap_err();
+            let message = PathTemplate::parse(text).expect_err("refused");
             assert!(
                 message.starts_with(&format!("invalid path template `{text}`")),
                 "{message}"

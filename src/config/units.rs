@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn a_duration_without_unit_or_with_garbage_says_what_is_expected() {
         for text in ["abc", "30", "15 parsecs"] {
-            let message = parse_duration(text).unwrap_err();
+            let message = parse_duration(text).expect_err("refused");
             assert!(
                 message.starts_with(&format!("invalid duration `{text}`")),
                 "{message}"
@@ -75,7 +75,9 @@ mod tests {
 
     #[test]
     fn a_zero_duration_is_refused() {
-        assert!(parse_duration("0s").unwrap_err().contains("is zero"));
+        assert!(parse_duration("0s")
+            .expect_err("refused")
+            .contains("is zero"));
     }
 
     #[test]
@@ -91,7 +93,7 @@ mod tests {
     #[test]
     fn a_size_with_an_unknown_unit_says_what_is_expected() {
         for text in ["64k", "lots", "-1", "1.5MiB", "KiB"] {
-            let message = parse_size(text).unwrap_err();
+            let message = parse_size(text).expect_err("refused");
             assert!(
                 message.starts_with(&format!("invalid size `{text}`")),
                 "{message}"
@@ -103,7 +105,7 @@ mod tests {
     #[test]
     fn a_size_that_overflows_is_refused() {
         assert!(parse_size("99999999999999999GiB")
-            .unwrap_err()
+            .expect_err("refused")
             .contains("too large"));
     }
 }

@@ -43,6 +43,9 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
     let (exception_kinds, expectations) = v.expectations(raw, &milestones, &systems);
     v.warn_unused(raw, &key_kinds, &milestones);
 
+    // Report in file order, as a compiler would.
+    v.errors.sort_by_key(|e| (e.line, e.column));
+    v.warnings.sort_by_key(|w| (w.line, w.column));
     let (Some(root), Some(admin), true) = (root, admin, v.errors.is_empty()) else {
         if v.errors.is_empty() {
             // Every `None` above comes with an error; keep that promise visible.
@@ -118,11 +121,11 @@ impl Validator<'_> {
         self.warnings.push(warning);
     }
 
-    /// ` (line N)` for pointing from one error at another place, or nothing.
+    /// ` at line N` for pointing from one error at another place, or nothing.
     fn line_of(&self, field: &str) -> String {
         self.locator
             .find(field)
-            .map(|p| format!(" (line {})", p.line))
+            .map(|p| format!(" at line {}", p.line))
             .unwrap_or_default()
     }
 
@@ -389,10 +392,11 @@ impl Validator<'_> {
             }
         }
         for (i, f) in raw.flows.iter().enumerate() {
-            let unmarked: Vec<&str> = [f.from.as_str(), f.to.as_str()]
+            let mut unmarked: Vec<&str> = [f.from.as_str(), f.to.as_str()]
                 .into_iter()
                 .filter(|m| milestones.get(m).is_some() && !marked(m))
                 .collect();
+            unmarked.dedup();
             if !unmarked.is_empty() {
                 self.warning(
                     &format!("flows[{i}].name"),

@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_regex_error_is_folded_into_one_line() {
-        let message = regex(r"INV-(?P<value>\d+").unwrap_err();
+        let message = regex(r"INV-(?P<value>\d+").expect_err("refused");
         assert_eq!(
             message,
             r"invalid regex `INV-(?P<value>\d+`: unclosed group"
@@ -365,7 +365,7 @@ mod tests {
             Ok(KeySource::PathParam { index: 1, .. })
         ));
         assert_eq!(
-            path_param(&path, "z").unwrap_err(),
+            path_param(&path, "z").expect_err("refused"),
             "`z` is not a parameter of `/a/{x}/b/{y}`; its parameters: `x`, `y`"
         );
     }
