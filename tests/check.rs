@@ -251,6 +251,14 @@ fn a_key_rule_needs_exactly_one_source() {
 }
 
 #[test]
+fn a_key_rule_written_as_a_bare_string_shows_the_expected_shape() {
+    assert_eq!(
+        errors("key_rule_not_a_mapping.yaml"),
+        ["tests/configs/key_rule_not_a_mapping.yaml:10:14: routes[0].keys.order: invalid type: string \"$.x\", expected a mapping with one source, like `{ header: X-Order-Id }` or `{ request_json: $.order_id }`"]
+    );
+}
+
+#[test]
 fn an_unreadable_file_is_one_error_naming_the_file() {
     let failure = match Config::load(Path::new("tests/configs/no-such-file.yaml")) {
         Ok(_) => panic!("a missing file loaded"),

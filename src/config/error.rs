@@ -72,36 +72,69 @@ impl ConfigErrors {
 /// Turns serde_yaml's error (syntax, unknown field, wrong type, missing
 /// field) into a [`ConfigError`]. serde_yaml writes `{path}: {message} at
 /// line L column C`; the path and position are split off into their fields.
-pub(super) fn from_serde(error: &serde_yaml::Error, source: &str) -> ConfigError {
+pub(super) fn from_serde(error: &serde_yaml::Error, text: &str, source: &str) -> ConfigError {
     let location = error.location();
-    let mut text = error.to_string();
+    let mut message_text = error.to_string();
     if let Some(location) = &location {
         let suffix = format!(" at line {} column {}", location.line(), location.column());
-        if let Some(cut) = text.find(&suffix) {
+        if let Some(cut) = message_text.find(&suffix) {
             // Syntax errors go on with ", while parsing … at line …"; keep that.
-            text.replace_range(cut..cut + suffix.len(), "");
+            message_text.replace_range(cut..cut + suffix.len(), "");
         }
     }
-    let (field, message) = split_path(&text);
+    let (field, message) = split_path(&message_text);
+    let line_text = location
+        .as_ref()
+        .and_then(|l| text.lines().nth(l.line().saturating_sub(1)));
     ConfigError {
         source: source.to_owned(),
         line: location.as_ref().map(serde_yaml::Location::line),
         column: location.as_ref().map(serde_yaml::Location::column),
         field: field.to_owned(),
-        message: explain(message),
+        message: explain(message, line_text),
     }
 }
 
-/// Words for serde's Rust-flavoured expectations, and a hint for the most
-/// likely syntax mistake: an unquoted `{param}` template inside `{ … }`.
-fn explain(message: &str) -> String {
+/// What each raw struct looks like, for serde's "expected struct RawX".
+const SHAPES: [(&str, &str); 11] = [
+    ("RawConfig", "a mapping with `systems`, `keys` and `listeners`"),
+    ("RawAdmin", "a mapping like `{ bind: 127.0.0.1:9901 }`"),
+    ("RawState", "a mapping like `{ ttl: 14d, max_transactions: 100000 }`"),
+    ("RawObservation", "a mapping like `{ queue_capacity: 10000, max_decoded_bytes: 1MiB }`"),
+    ("RawListener", "a mapping like `{ name: wms-inbound, bind: 0.0.0.0:8080, upstream: http://127.0.0.1:9000, system: wms }`"),
+    ("RawMilestone", "a mapping like `{ name: shipped, object: shipment }`"),
+    ("RawRoute", "a mapping with `name`, `system`, `match` and optionally `listeners`, `keys`, `milestone`"),
+    ("RawMatch", "a mapping like `{ method: POST, path: \"/orders/{id}\" }`"),
+    ("RawKeySource", "a mapping with one source, like `{ header: X-Order-Id }` or `{ request_json: $.order_id }`"),
+    ("RawFlow", "a mapping like `{ name: order_to_ship, from: order_released, to: shipped, slo: 24h }`"),
+    ("RawExpectation", "a mapping like `{ after: shipped, expect: goods_issue_posted, within: 15m, exception: missing_goods_issue, owner: erp }`"),
+];
+
+/// Words for serde's Rust-flavoured expectations, and hints for the most
+/// likely syntax mistakes: an unquoted `{param}` template inside `{ … }`,
+/// and tabs in indentation.
+fn explain(message: &str, line_text: Option<&str>) -> String {
     let mut message = message
         .replace("expected usize", "expected a whole number")
         .replace("expected u64", "expected a whole number");
+    for (name, shape) in SHAPES {
+        message = message.replace(
+            &format!("expected struct {name}"),
+            &format!("expected {shape}"),
+        );
+    }
     if message.contains("while parsing a flow mapping") {
         message.push_str(
             "; inside `{ … }` quote values that contain `{`, `}`, `[`, `]` or `,`, e.g. `path: \"/orders/{id}\"`",
         );
+    }
+    let indent_has_tab = line_text.is_some_and(|line| {
+        line.chars()
+            .take_while(|c| c.is_whitespace())
+            .any(|c| c == '\t')
+    });
+    if indent_has_tab {
+        message.push_str("; indent with spaces, YAML does not allow tabs");
     }
     message
 }

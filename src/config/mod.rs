@@ -154,7 +154,7 @@ impl Config {
         source: &str,
     ) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
         let raw: raw::RawConfig = serde_yaml::from_str(text)
-            .map_err(|error| ConfigErrors::single(error::from_serde(&error, source)))?;
+            .map_err(|error| ConfigErrors::single(error::from_serde(&error, text, source)))?;
         validate::validate(&raw, text, source)
     }
 

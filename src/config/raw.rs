@@ -216,7 +216,10 @@ pub struct RawRoute {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
-    /// Upper-case HTTP method, e.g. `POST`. Optional: any method.
+    /// Upper-case HTTP method, e.g. `POST`. Optional: any method. Of two
+    /// routes with the same template shape, the one with a method is tried
+    /// first; two with the same shape and method on a common listener are
+    /// an error (overlap).
     #[serde(default)]
     pub method: Option<String>,
     /// Path template, e.g. `/v2/shipments/{shipment_id}/buy`. A `{param}`

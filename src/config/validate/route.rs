@@ -347,6 +347,62 @@ fn regex(text: &str) -> Result<regex::bytes::Regex, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    /// A config with two listeners and the given `routes:` entries.
+    fn load(routes: &str) -> Result<Config, String> {
+        let text = format!(
+            "systems: [wms]\nkeys: [order]\nlisteners:\n  - {{ name: a, bind: 127.0.0.1:8080, upstream: http://127.0.0.1:9000, system: wms }}\n  - {{ name: b, bind: 127.0.0.1:8081, upstream: http://127.0.0.1:9001, system: wms }}\nroutes:\n{routes}"
+        );
+        Config::from_yaml(&text, "t.yaml").map_err(|e| e.to_string())
+    }
+
+    fn operations(config: &Config) -> Vec<&str> {
+        config.routes.iter().map(|r| r.operation.as_str()).collect()
+    }
+
+    #[test]
+    fn routes_sort_literal_first_at_the_first_differing_segment() {
+        let config = load(
+            "  - { name: by_id, system: wms, match: { path: \"/o/{id}/lines\" } }\n  - { name: open, system: wms, match: { path: /o/open/lines } }\n  - { name: root, system: wms, match: { path: \"/{any}\" } }\n",
+        )
+        .expect("valid");
+        assert_eq!(operations(&config), ["open", "by_id", "root"]);
+        assert_eq!(config.routes[1].id, RouteId(1));
+    }
+
+    #[test]
+    fn a_route_with_a_method_wins_over_the_same_shape_with_any_method() {
+        let config = load(
+            "  - { name: any, system: wms, match: { path: \"/o/{x}\" } }\n  - { name: get, system: wms, match: { method: GET, path: \"/o/{y}\" } }\n",
+        )
+        .expect("no overlap");
+        assert_eq!(operations(&config), ["get", "any"]);
+    }
+
+    #[test]
+    fn the_same_shape_on_different_listeners_or_methods_is_no_overlap() {
+        load("  - { name: one, system: wms, listeners: [a], match: { path: \"/o/{x}\" } }\n  - { name: two, system: wms, listeners: [b], match: { path: \"/o/{y}\" } }\n")
+            .expect("different listeners");
+        load("  - { name: one, system: wms, match: { method: GET, path: \"/o/{x}\" } }\n  - { name: two, system: wms, match: { method: PUT, path: \"/o/{y}\" } }\n")
+            .expect("different methods");
+    }
+
+    #[test]
+    fn the_same_shape_on_a_shared_listener_overlaps() {
+        let message = load("  - { name: one, system: wms, listeners: [a, b], match: { path: \"/o/{x}\" } }\n  - { name: two, system: wms, listeners: [b], match: { path: \"/o/{y}\" } }\n")
+            .expect_err("overlap");
+        assert!(
+            message.contains(
+                "routes[1].match: route `two` overlaps route `one` (routes[0] at line 7)"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("both match any method `/o/{y}`"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn a_regex_error_is_folded_into_one_line() {
