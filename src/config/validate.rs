@@ -184,10 +184,16 @@ impl Validator<'_> {
         None
     }
 
-    /// Reports a second use of a name in a list of named entries.
+    /// Reports an empty name, or a second use of a name, in a list of
+    /// named entries.
     fn check_unique(&mut self, list: &str, what: &str, names: &[&str]) {
         for (i, name) in names.iter().enumerate() {
-            if let Some(first) = names[..i].iter().position(|n| n == name) {
+            if name.trim().is_empty() {
+                self.error(
+                    &format!("{list}[{i}].name"),
+                    format!("a {what} name must not be empty"),
+                );
+            } else if let Some(first) = names[..i].iter().position(|n| n == name) {
                 let first_line = self.line_of(&format!("{list}[{first}].name"));
                 self.error(
                     &format!("{list}[{i}].name"),

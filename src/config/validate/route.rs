@@ -389,6 +389,16 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_route_name_is_refused() {
+        let message =
+            load("  - { name: \"\", system: wms, match: { path: /o } }\n").expect_err("empty name");
+        assert!(
+            message.contains("routes[0].name: a route name must not be empty"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn the_same_shape_on_a_shared_listener_overlaps() {
         let message = load("  - { name: one, system: wms, listeners: [a, b], match: { path: \"/o/{x}\" } }\n  - { name: two, system: wms, listeners: [b], match: { path: \"/o/{y}\" } }\n")
             .expect_err("overlap");
