@@ -2,39 +2,292 @@
 //! through the routes file into an [`Observation`]: which route it matched,
 //! which keys it carries, which milestone it marks, and why any part of it
 //! could not be read. Never panics on hostile bodies.
+//!
+//! One exchange is read in this order:
+//! 1. [`route`]: the first route (in priority order) that serves the
+//!    listener and matches method and path. None: an observation with no
+//!    route, keys or milestone, still counted as `unmatched`.
+//! 2. [`body`]: each body that a rule reads is decoded once
+//!    (`Content-Encoding`, bounded) however many rules read it; JSON rules
+//!    of one side share one [`json`] scan.
+//! 3. Key rules in their order ([`request`] head sources, [`json`],
+//!    [`regex`]): keys are deduplicated, kept in rule order (then document
+//!    order), and empty values are skipped.
+//! 4. The milestone, only when the upstream answered 2xx.
+//! 5. [`metrics`]: the exchange, its duration and its problems are counted.
+//!
+//! Problems are a set per exchange (each reason at most once), so
+//! `waybill_extraction_failures_total` counts exchanges by reason. A rule
+//! that ran and found nothing is [`Problem::KeyMissing`]; a rule that could
+//! not run because its body was unreadable (undecodable, a truncated prefix
+//! for JSON, malformed JSON) is covered by that body's problem instead.
 
+mod body;
+mod json;
+mod metrics;
 mod observation;
+mod regex;
+mod request;
+mod route;
+#[cfg(test)]
+mod testkit;
 
 pub use observation::{Key, Observation, Problem};
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
-use crate::config::Config;
-use crate::proxy::Exchange;
+use crate::config::{Config, JsonPath, KeyRule, KeySource, Side};
+use crate::proxy::{Exchange, Outcome};
+
+use body::Body;
+use metrics::Metrics;
+use route::Matched;
 
 /// Turns exchanges into observations using the validated config.
 pub struct Extractor {
     config: Arc<Config>,
+    /// Handles resolved at start-up for every route and system.
+    metrics: Metrics,
 }
 
 impl Extractor {
     /// Builds the extractor and registers its metrics in `registry`.
-    pub fn new(config: Arc<Config>, _registry: &mut Registry) -> Self {
-        Extractor { config }
+    pub fn new(config: Arc<Config>, registry: &mut Registry) -> Self {
+        let metrics = Metrics::new(&config, registry);
+        Extractor { config, metrics }
     }
 
-    /// Reads one exchange.
+    /// Reads one exchange. Never panics: whatever cannot be read is a
+    /// [`Problem`] on the observation.
     pub fn observe(&self, exchange: Exchange) -> Observation {
-        let _ = &self.config;
+        let mut problems = Vec::new();
+        let mut keys = Keys::default();
+        let found = route::find(
+            &self.config.routes,
+            exchange.listener,
+            &exchange.method,
+            exchange.uri.path(),
+        );
+        let (route, operation, milestone) = match found {
+            Some(matched) => {
+                self.extract(&exchange, &matched, &mut keys, &mut problems);
+                let succeeded = matches!(
+                    &exchange.outcome,
+                    Outcome::Response { status, .. } if status.is_success()
+                );
+                let route = matched.route;
+                (
+                    Some(route.id),
+                    Some(route.operation.clone()),
+                    route.milestone.clone().filter(|_| succeeded),
+                )
+            }
+            None => (None, None, None),
+        };
+        problems.sort_unstable();
+        problems.dedup();
+        self.metrics.record(
+            route,
+            &exchange.system,
+            &exchange.outcome,
+            exchange.duration,
+            &problems,
+        );
         Observation {
             exchange,
-            route: None,
-            operation: None,
-            keys: Vec::new(),
-            milestone: None,
-            problems: Vec::new(),
+            route,
+            operation,
+            keys: keys.list,
+            milestone,
+            problems,
         }
+    }
+
+    /// Runs the matched route's key rules over the exchange.
+    fn extract(
+        &self,
+        exchange: &Exchange,
+        matched: &Matched<'_, '_>,
+        keys: &mut Keys,
+        problems: &mut Vec<Problem>,
+    ) {
+        let rules = &matched.route.keys;
+        let limit = self.config.observation.max_decoded_bytes;
+        let request = SideReading::read(exchange, Side::Request, rules, limit, problems);
+        let response = SideReading::read(exchange, Side::Response, rules, limit, problems);
+        for (index, rule) in rules.iter().enumerate() {
+            let before = problems.len();
+            let values: Vec<Arc<str>> = match &rule.source {
+                KeySource::Header(name) => match request::header(&exchange.request_headers, name) {
+                    Ok(value) => value.map(Arc::from).into_iter().collect(),
+                    Err(problem) => {
+                        problems.push(problem);
+                        continue;
+                    }
+                },
+                KeySource::Query(name) => {
+                    let query = exchange.uri.query().unwrap_or_default();
+                    let values = request::query(query, name, problems);
+                    values.into_iter().map(|v| Arc::from(v.as_ref())).collect()
+                }
+                KeySource::PathParam { index, .. } => match matched.params.get(*index) {
+                    Some(raw) => match request::path_param(raw) {
+                        Ok(value) => vec![Arc::from(value.as_ref())],
+                        Err(problem) => {
+                            problems.push(problem);
+                            continue;
+                        }
+                    },
+                    None => Vec::new(),
+                },
+                KeySource::Json { side, .. } => {
+                    let reading = if *side == Side::Request {
+                        &request
+                    } else {
+                        &response
+                    };
+                    match reading.json_hits.as_ref().and_then(|hits| hits.get(index)) {
+                        Some(hits) => hits.clone(),
+                        // The body's problem says why the rule could not run.
+                        None => continue,
+                    }
+                }
+                KeySource::Regex { side, regex } => {
+                    let reading = if *side == Side::Request {
+                        &request
+                    } else {
+                        &response
+                    };
+                    let Some(body) = &reading.body else {
+                        continue;
+                    };
+                    let mut values = Vec::new();
+                    regex::values(regex, &body.bytes, problems, |v| values.push(Arc::from(v)));
+                    values
+                }
+            };
+            let found = keys.add(rule, values);
+            // A rule whose only values were unreadable has its problem already.
+            if !found && problems.len() == before {
+                problems.push(Problem::KeyMissing);
+            }
+        }
+    }
+}
+
+/// What one side (request or response) of an exchange gave the rules that
+/// read its body: the body decoded once, and the answers of the one JSON
+/// scan of it.
+#[derive(Default)]
+struct SideReading<'e> {
+    /// `None` when no rule reads this body or it could not be decoded.
+    body: Option<Body<'e>>,
+    /// Values per rule index (only JSON rules of this side have any);
+    /// `None` when the JSON rules could not run.
+    json_hits: Option<Vec<Vec<Arc<str>>>>,
+}
+
+impl<'e> SideReading<'e> {
+    fn read(
+        exchange: &'e Exchange,
+        side: Side,
+        rules: &[KeyRule],
+        limit: usize,
+        problems: &mut Vec<Problem>,
+    ) -> Self {
+        let reads_body = |rule: &KeyRule| match &rule.source {
+            KeySource::Json { side: s, .. } | KeySource::Regex { side: s, .. } => *s == side,
+            _ => false,
+        };
+        if !rules.iter().any(reads_body) {
+            return SideReading::default();
+        }
+        let (tapped, headers) = match side {
+            Side::Request => (&exchange.request_body, Some(&exchange.request_headers)),
+            Side::Response => (&exchange.response_body, exchange.outcome.response_headers()),
+        };
+        let body = match Body::decode(tapped, headers, limit, problems) {
+            Ok(body) => body,
+            Err(problem) => {
+                problems.push(problem);
+                return SideReading::default();
+            }
+        };
+        let json_hits = json_values(&body, side, rules, problems);
+        SideReading {
+            body: Some(body),
+            json_hits,
+        }
+    }
+}
+
+/// Runs every JSON rule of `side` over `body` in one scan.
+fn json_values(
+    body: &Body<'_>,
+    side: Side,
+    rules: &[KeyRule],
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<Vec<Arc<str>>>> {
+    let mut paths: Vec<&JsonPath> = Vec::new();
+    let mut rule_of: Vec<usize> = Vec::new();
+    for (index, rule) in rules.iter().enumerate() {
+        if let KeySource::Json { side: s, path } = &rule.source {
+            if *s == side {
+                paths.push(path);
+                rule_of.push(index);
+            }
+        }
+    }
+    if paths.is_empty() || body.partial {
+        // A prefix of a JSON document is not JSON; the truncation or
+        // abort is already reported.
+        return None;
+    }
+    let text = match body.json_text() {
+        Ok(text) => text,
+        Err(problem) => {
+            problems.push(problem);
+            return None;
+        }
+    };
+    let mut hits: Vec<Vec<Arc<str>>> = vec![Vec::new(); rules.len()];
+    let scanned = json::scan(&text, &paths, |path, value| {
+        if let Some(found) = rule_of.get(path).and_then(|&rule| hits.get_mut(rule)) {
+            found.push(Arc::from(value));
+        }
+    });
+    match scanned {
+        Ok(()) => Some(hits),
+        Err(problem) => {
+            // Values seen before the document went bad are not trusted.
+            problems.push(problem);
+            None
+        }
+    }
+}
+
+/// Keys found so far: deduplicated, in the order they were first found.
+#[derive(Default)]
+struct Keys {
+    list: Vec<Key>,
+    seen: HashSet<Key>,
+}
+
+impl Keys {
+    /// Adds the non-empty `values` as keys of `rule`'s kind; true when the
+    /// rule found at least one non-empty value (even one already known).
+    fn add(&mut self, rule: &KeyRule, values: Vec<Arc<str>>) -> bool {
+        let mut found = false;
+        for value in values.into_iter().filter(|v| !v.is_empty()) {
+            found = true;
+            let key = Key::new(rule.kind.clone(), value);
+            if self.seen.insert(key.clone()) {
+                self.list.push(key);
+            }
+        }
+        found
     }
 }
