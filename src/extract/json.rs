@@ -489,3 +489,407 @@ fn keep_alive(
 fn path_len(paths: &[&JsonPath], p: u32) -> Option<usize> {
     paths.get(p as usize).map(|path| path.steps.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::json_path;
+    use super::*;
+
+    /// Values at each path, as `(path index, value)`, or the problem.
+    fn scan_all(text: &str, paths: &[&str]) -> Result<Vec<(usize, String)>, Problem> {
+        let parsed: Vec<JsonPath> = paths.iter().map(|p| json_path(p)).collect();
+        let refs: Vec<&JsonPath> = parsed.iter().collect();
+        let mut found = Vec::new();
+        scan(text, &refs, |p, v| found.push((p, v.to_owned())))?;
+        Ok(found)
+    }
+
+    /// Values at one path, or the problem.
+    fn values(text: &str, path: &str) -> Result<Vec<String>, Problem> {
+        scan_all(text, &[path]).map(|found| found.into_iter().map(|(_, v)| v).collect())
+    }
+
+    #[test]
+    fn field_path_finds_a_nested_string() {
+        let doc = r#"{"a":1,"order":{"id":"SO-1","lines":[{"sku":"X"}]},"z":null}"#;
+        assert_eq!(values(doc, "$.order.id"), Ok(vec!["SO-1".to_owned()]));
+        assert_eq!(
+            values(doc, "$.order.lines[0].sku"),
+            Ok(vec!["X".to_owned()])
+        );
+        assert_eq!(values(doc, "$.order.missing"), Ok(vec![]));
+        assert_eq!(values(doc, "$.a.b"), Ok(vec![]));
+    }
+
+    #[test]
+    fn wildcard_over_a_batch_array_gives_every_element() {
+        let doc = r#"{"orders":[{"id":"SO-1"},{"id":"SO-2"},{"no_id":true},{"id":"SO-3"}]}"#;
+        assert_eq!(
+            values(doc, "$.orders[*].id"),
+            Ok(vec!["SO-1".into(), "SO-2".into(), "SO-3".into()])
+        );
+    }
+
+    #[test]
+    fn wildcard_over_an_object_gives_every_member_value() {
+        let doc = r#"{"refs":{"a":"R1","b":"R2","c":{"x":"deeper"}}}"#;
+        assert_eq!(values(doc, "$.refs[*]"), Ok(vec!["R1".into(), "R2".into()]));
+        assert_eq!(values(doc, "$.refs.*.x"), Ok(vec!["deeper".into()]));
+    }
+
+    #[test]
+    fn index_path_picks_one_element_of_nested_arrays() {
+        let doc = r#"[[1,2],[3,[4,"five"]],[]]"#;
+        assert_eq!(values(doc, "$[1][1][1]"), Ok(vec!["five".into()]));
+        assert_eq!(values(doc, "$[1][0]"), Ok(vec!["3".into()]));
+        assert_eq!(values(doc, "$[*][0]"), Ok(vec!["1".into(), "3".into()]));
+        assert_eq!(values(doc, "$[3]"), Ok(vec![]));
+    }
+
+    #[test]
+    fn numbers_are_keys_exactly_as_written() {
+        let doc = r#"{"n":[0,-7,12345678901234567890123,1.50,-0.0e+10,6E-3,2e5]}"#;
+        assert_eq!(
+            values(doc, "$.n[*]"),
+            Ok([
+                "0",
+                "-7",
+                "12345678901234567890123",
+                "1.50",
+                "-0.0e+10",
+                "6E-3",
+                "2e5"
+            ]
+            .map(String::from)
+            .to_vec())
+        );
+    }
+
+    #[test]
+    fn objects_arrays_nulls_and_booleans_are_not_values() {
+        let doc = r#"{"v":[{"a":1},[1],null,true,false,"s",2]}"#;
+        assert_eq!(values(doc, "$.v[*]"), Ok(vec!["s".into(), "2".into()]));
+    }
+
+    #[test]
+    fn root_path_reads_a_scalar_document() {
+        assert_eq!(values(r#" "SO-1" "#, "$"), Ok(vec!["SO-1".into()]));
+        assert_eq!(values("42", "$"), Ok(vec!["42".into()]));
+        assert_eq!(values("{}", "$"), Ok(vec![]));
+    }
+
+    #[test]
+    fn escapes_are_decoded_in_values() {
+        let doc = r#"{"v":"a\"b\\c\/d\b\f\n\r\t\u0041\u00e9\u20AC\ud83d\ude00 end"}"#;
+        assert_eq!(
+            values(doc, "$.v"),
+            Ok(vec!["a\"b\\c/d\u{8}\u{c}\n\r\tAé€😀 end".into()])
+        );
+    }
+
+    #[test]
+    fn escaped_member_names_match_their_decoded_field() {
+        let doc = r#"{"order\u0020id":"SO-1","\u006frder":"SO-2","a\"b":"SO-3"}"#;
+        assert_eq!(values(doc, "$['order id']"), Ok(vec!["SO-1".into()]));
+        assert_eq!(values(doc, "$.order"), Ok(vec!["SO-2".into()]));
+        assert_eq!(values(doc, "$['a\"b']"), Ok(vec!["SO-3".into()]));
+    }
+
+    #[test]
+    fn raw_unicode_passes_through_values_and_names() {
+        let doc = "{\"kündenr\":\"Müller-✓\"}";
+        assert_eq!(values(doc, "$.kündenr"), Ok(vec!["Müller-✓".into()]));
+    }
+
+    #[test]
+    fn whitespace_between_every_token_is_allowed() {
+        let doc = " \n\t{ \r\n\"a\" \t: [ 1 , { \"b\" : \"x\" } ] , \"c\" : true } \n";
+        assert_eq!(values(doc, "$.a[1].b"), Ok(vec!["x".into()]));
+        assert_eq!(values(doc, "$.a[0]"), Ok(vec!["1".into()]));
+    }
+
+    #[test]
+    fn several_paths_are_answered_by_one_scan_in_document_order() {
+        let doc = r#"{"ref":"SO-1","shipments":[{"id":"SH-1","tracking":"1Z1"},{"id":"SH-2"}]}"#;
+        let found = scan_all(
+            doc,
+            &["$.shipments[*].id", "$.ref", "$.shipments[*].tracking"],
+        );
+        assert_eq!(
+            found,
+            Ok(vec![
+                (1, "SO-1".into()),
+                (0, "SH-1".into()),
+                (2, "1Z1".into()),
+                (0, "SH-2".into()),
+            ])
+        );
+    }
+
+    #[test]
+    fn the_same_path_twice_reports_each_match_for_both() {
+        let found = scan_all(r#"{"a":"x"}"#, &["$.a", "$.a"]);
+        assert_eq!(found, Ok(vec![(0, "x".into()), (1, "x".into())]));
+    }
+
+    #[test]
+    fn malformed_documents_are_refused() {
+        let bad = [
+            "",
+            " ",
+            "{",
+            "}",
+            "[1,]",
+            "[,1]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "{\"a\":1 \"b\":2}",
+            "[1 2]",
+            "[1}",
+            "{\"a\":1]",
+            "\"unterminated",
+            "\"tab\tinside\"",
+            "\"bad escape \\x\"",
+            "\"short \\u12\"",
+            "\"hex \\u12G4\"",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "+1",
+            "NaN",
+            "tru",
+            "nul",
+            "falsey",
+            "{} {}",
+            "{}x",
+            "[1]]",
+            "'single'",
+        ];
+        for doc in bad {
+            assert_eq!(
+                scan_all(doc, &["$.a"]).err(),
+                Some(Problem::MalformedJson),
+                "{doc:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_document_is_refused_even_when_no_path_looks_at_the_bad_part() {
+        assert_eq!(
+            values(r#"{"a":"x","b":[1,2,}"#, "$.a"),
+            Err(Problem::MalformedJson)
+        );
+        assert_eq!(
+            values(r#"{"a":"x","b":"\q"}"#, "$.a"),
+            Err(Problem::MalformedJson)
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_are_not_unicode_text() {
+        for doc in [
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud800\u0041""#,
+            r#""\ud800x""#,
+        ] {
+            assert_eq!(values(doc, "$"), Err(Problem::InvalidUtf8), "{doc}");
+        }
+        // Also when the string is not at a requested path.
+        assert_eq!(
+            values(r#"{"a":"\ud800"}"#, "$.b"),
+            Err(Problem::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn ten_thousand_nested_arrays_are_too_deep_without_overflowing_the_stack() {
+        let doc = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(values(&doc, "$[0]"), Err(Problem::TooDeep));
+    }
+
+    #[test]
+    fn ten_thousand_nested_objects_are_too_deep_without_overflowing_the_stack() {
+        let doc = format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
+        assert_eq!(values(&doc, "$.a.a"), Err(Problem::TooDeep));
+        // Unclosed, as a hostile body would be: still too deep, not malformed.
+        let open = r#"{"a":"#.repeat(10_000);
+        assert_eq!(values(&open, "$.a"), Err(Problem::TooDeep));
+    }
+
+    #[test]
+    fn nesting_up_to_the_bound_is_read() {
+        let path = format!("${}", ".a".repeat(MAX_DEPTH));
+        let doc = format!(
+            "{}\"deep\"{}",
+            r#"{"a":"#.repeat(MAX_DEPTH),
+            "}".repeat(MAX_DEPTH)
+        );
+        assert_eq!(values(&doc, &path), Ok(vec!["deep".into()]));
+        let deeper = format!("[{doc}]");
+        assert_eq!(values(&deeper, "$"), Err(Problem::TooDeep));
+    }
+
+    #[test]
+    fn empty_containers_and_empty_strings_are_handled() {
+        let doc = r#"{"":"empty name","a":[],"b":{},"c":""}"#;
+        assert_eq!(values(doc, "$['']"), Ok(vec!["empty name".into()]));
+        assert_eq!(values(doc, "$.a[*]"), Ok(vec![]));
+        assert_eq!(values(doc, "$.c"), Ok(vec!["".into()]));
+    }
+
+    // === differential tests against serde_json ===
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    const NAMES: [&str; 4] = ["a", "b", "id", "k\\u0065y"];
+
+    /// A random document of bounded depth, with integers only (their text
+    /// round-trips through serde_json) and distinct member names.
+    fn document(rng: &mut Rng, depth: u32, out: &mut String) {
+        let pick = if depth == 0 {
+            rng.below(4)
+        } else {
+            rng.below(6)
+        };
+        match pick {
+            0 => out.push_str(
+                ["\"x\"", "\"\\u00e9\\n\"", "\"\"", "\"\\ud83d\\ude00\""][rng.below(4) as usize],
+            ),
+            1 => out.push_str(&(rng.below(2000) as i64 - 1000).to_string()),
+            2 => out.push_str(["true", "false"][rng.below(2) as usize]),
+            3 => out.push_str("null"),
+            4 => {
+                out.push('[');
+                for i in 0..rng.below(4) {
+                    if i > 0 {
+                        out.push_str(" ,");
+                    }
+                    document(rng, depth - 1, out);
+                }
+                out.push(']');
+            }
+            _ => {
+                out.push_str("{ ");
+                let count = rng.below(5) as usize;
+                for (i, name) in NAMES.iter().take(count).enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&format!("\"{name}\" :"));
+                    document(rng, depth - 1, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// Values at `path` in `value`, the slow obvious way.
+    fn reference(value: &serde_json::Value, steps: &[JsonStep], out: &mut Vec<String>) {
+        use serde_json::Value;
+        let Some((step, rest)) = steps.split_first() else {
+            match value {
+                Value::String(s) => out.push(s.clone()),
+                Value::Number(n) => out.push(n.to_string()),
+                _ => {}
+            }
+            return;
+        };
+        match (step, value) {
+            (JsonStep::Field(name), Value::Object(map)) => {
+                if let Some(v) = map.get(name) {
+                    reference(v, rest, out);
+                }
+            }
+            (JsonStep::Index(i), Value::Array(items)) => {
+                if let Some(v) = items.get(*i) {
+                    reference(v, rest, out);
+                }
+            }
+            (JsonStep::Wildcard, Value::Array(items)) => {
+                items.iter().for_each(|v| reference(v, rest, out));
+            }
+            (JsonStep::Wildcard, Value::Object(map)) => {
+                map.values().for_each(|v| reference(v, rest, out));
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn values_agree_with_serde_json_on_random_documents() {
+        let paths = [
+            "$",
+            "$.a",
+            "$[*]",
+            "$[*].id",
+            "$.b[0]",
+            "$[*][*]",
+            "$.key[1].a",
+            "$[*][*][*]",
+        ];
+        let mut rng = Rng(0x5eed_cafe);
+        for round in 0..2000 {
+            let mut doc = String::new();
+            document(&mut rng, 4, &mut doc);
+            let value: serde_json::Value =
+                serde_json::from_str(&doc).expect("generator makes JSON");
+            for path in paths {
+                let parsed = json_path(path);
+                let mut expected = Vec::new();
+                reference(&value, &parsed.steps, &mut expected);
+                let mut got = values(&doc, path).expect("scanner accepts JSON");
+                // serde_json sorts object members; compare as multisets.
+                expected.sort();
+                got.sort();
+                assert_eq!(got, expected, "round {round}, path {path}, doc {doc}");
+            }
+        }
+    }
+
+    #[test]
+    fn validity_agrees_with_serde_json_on_mutated_documents() {
+        let mut rng = Rng(0xdec0_de01);
+        let alphabet = b"{}[],:\"\\ 0-1.eEtrufalsn\x01u";
+        for round in 0..5000 {
+            let mut doc = String::new();
+            document(&mut rng, 3, &mut doc);
+            let mut bytes = doc.into_bytes();
+            for _ in 0..=rng.below(3) {
+                let at = rng.below(bytes.len() as u64 + 1) as usize;
+                match rng.below(3) {
+                    0 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    1 if at < bytes.len() => {
+                        bytes[at] = alphabet[rng.below(alphabet.len() as u64) as usize];
+                    }
+                    _ => bytes.insert(at, alphabet[rng.below(alphabet.len() as u64) as usize]),
+                }
+            }
+            let text = String::from_utf8(bytes).expect("ASCII mutations keep UTF-8");
+            let theirs = serde_json::from_str::<serde_json::Value>(&text).is_ok();
+            let ours = values(&text, "$.a").is_ok();
+            assert_eq!(ours, theirs, "round {round}: {text:?}");
+        }
+    }
+}
