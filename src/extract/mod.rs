@@ -20,7 +20,10 @@
 //! `waybill_extraction_failures_total` counts exchanges by reason. A rule
 //! that ran and found nothing is [`Problem::KeyMissing`]; a rule that could
 //! not run because its body was unreadable (undecodable, a truncated prefix
-//! for JSON, malformed JSON) is covered by that body's problem instead.
+//! for JSON, malformed JSON) is covered by that body's problem instead, and
+//! a rule over the response of a failed (non-2xx) exchange owes nothing: an
+//! error page without the tracking number is not a missing key. An empty
+//! body is read as "no document", not as malformed JSON.
 
 mod body;
 mod json;
@@ -71,13 +74,13 @@ impl Extractor {
             &exchange.method,
             exchange.uri.path(),
         );
+        let succeeded = matches!(
+            &exchange.outcome,
+            Outcome::Response { status, .. } if status.is_success()
+        );
         let (route, operation, milestone) = match found {
             Some(matched) => {
-                self.extract(&exchange, &matched, &mut keys, &mut problems);
-                let succeeded = matches!(
-                    &exchange.outcome,
-                    Outcome::Response { status, .. } if status.is_success()
-                );
+                self.extract(&exchange, &matched, succeeded, &mut keys, &mut problems);
                 let route = matched.route;
                 (
                     Some(route.id),
@@ -111,6 +114,7 @@ impl Extractor {
         &self,
         exchange: &Exchange,
         matched: &Matched<'_, '_>,
+        succeeded: bool,
         keys: &mut Keys,
         problems: &mut Vec<Problem>,
     ) {
@@ -170,8 +174,10 @@ impl Extractor {
                 }
             };
             let found = keys.add(rule, values);
-            // A rule whose only values were unreadable has its problem already.
-            if !found && problems.len() == before {
+            // A rule whose only values were unreadable has its problem
+            // already; a failed exchange's response owes no keys.
+            let owed = succeeded || !reads_side(rule, Side::Response);
+            if !found && problems.len() == before && owed {
                 problems.push(Problem::KeyMissing);
             }
         }
@@ -198,11 +204,7 @@ impl<'e> SideReading<'e> {
         limit: usize,
         problems: &mut Vec<Problem>,
     ) -> Self {
-        let reads_body = |rule: &KeyRule| match &rule.source {
-            KeySource::Json { side: s, .. } | KeySource::Regex { side: s, .. } => *s == side,
-            _ => false,
-        };
-        if !rules.iter().any(reads_body) {
+        if !rules.iter().any(|rule| reads_side(rule, side)) {
             return SideReading::default();
         }
         let (tapped, headers) = match side {
@@ -221,6 +223,14 @@ impl<'e> SideReading<'e> {
             body: Some(body),
             json_hits,
         }
+    }
+}
+
+/// Does `rule` read the body of `side`?
+fn reads_side(rule: &KeyRule, side: Side) -> bool {
+    match &rule.source {
+        KeySource::Json { side: s, .. } | KeySource::Regex { side: s, .. } => *s == side,
+        _ => false,
     }
 }
 
@@ -254,6 +264,11 @@ fn json_values(
         }
     };
     let mut hits: Vec<Vec<Arc<str>>> = vec![Vec::new(); rules.len()];
+    if text.trim_ascii().is_empty() {
+        // No body at all (a 204, a bare error): nothing to find, which the
+        // rules report as missing keys rather than as malformed JSON.
+        return Some(hits);
+    }
     let scanned = json::scan(&text, &paths, |path, value| {
         if let Some(found) = rule_of.get(path).and_then(|&rule| hits.get_mut(rule)) {
             found.push(Arc::from(value));
@@ -291,3 +306,6 @@ impl Keys {
         found
     }
 }
+
+#[cfg(test)]
+mod tests;
