@@ -50,7 +50,10 @@ impl<'e> Body<'e> {
         }
         let partial = tapped.truncated || !tapped.complete;
         let mut bytes = Cow::Borrowed(&tapped.bytes[..]);
-        if let Some(headers) = headers {
+        // An empty body (204, 304, HEAD) has nothing to decode whatever its
+        // headers say.
+        let headers_to_undo = headers.filter(|_| !bytes.is_empty());
+        if let Some(headers) = headers_to_undo {
             // Codings are listed in the order they were applied; undo them
             // from the last to the first.
             let codings: Vec<&str> = headers
@@ -275,6 +278,16 @@ mod tests {
         let out = bounded_read(&data[..], 100_000, false).expect("fits exactly");
         assert_eq!(out.len(), 100_000);
         assert!(out.capacity() <= 100_000, "capacity {}", out.capacity());
+    }
+
+    #[test]
+    fn empty_body_with_an_encoding_header_is_simply_empty() {
+        let tap = tapped(Vec::new());
+        for coding in ["gzip", "br"] {
+            let h = headers(&[("content-encoding", coding)]);
+            let body = Body::decode(&tap, Some(&h), 1024, &mut Vec::new()).expect("decodes");
+            assert!(body.bytes.is_empty(), "{coding}");
+        }
     }
 
     #[test]

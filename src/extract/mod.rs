@@ -120,58 +120,16 @@ impl Extractor {
     ) {
         let rules = &matched.route.keys;
         let limit = self.config.observation.max_decoded_bytes;
-        let request = SideReading::read(exchange, Side::Request, rules, limit, problems);
-        let response = SideReading::read(exchange, Side::Response, rules, limit, problems);
+        let mut sides = [
+            SideReading::read(exchange, Side::Request, rules, limit, problems),
+            SideReading::read(exchange, Side::Response, rules, limit, problems),
+        ];
         for (index, rule) in rules.iter().enumerate() {
             let before = problems.len();
-            let values: Vec<Arc<str>> = match &rule.source {
-                KeySource::Header(name) => match request::header(&exchange.request_headers, name) {
-                    Ok(value) => value.map(Arc::from).into_iter().collect(),
-                    Err(problem) => {
-                        problems.push(problem);
-                        continue;
-                    }
-                },
-                KeySource::Query(name) => {
-                    let query = exchange.uri.query().unwrap_or_default();
-                    let values = request::query(query, name, problems);
-                    values.into_iter().map(|v| Arc::from(v.as_ref())).collect()
-                }
-                KeySource::PathParam { index, .. } => match matched.params.get(*index) {
-                    Some(raw) => match request::path_param(raw) {
-                        Ok(value) => vec![Arc::from(value.as_ref())],
-                        Err(problem) => {
-                            problems.push(problem);
-                            continue;
-                        }
-                    },
-                    None => Vec::new(),
-                },
-                KeySource::Json { side, .. } => {
-                    let reading = if *side == Side::Request {
-                        &request
-                    } else {
-                        &response
-                    };
-                    match reading.json_hits.as_ref().and_then(|hits| hits.get(index)) {
-                        Some(hits) => hits.clone(),
-                        // The body's problem says why the rule could not run.
-                        None => continue,
-                    }
-                }
-                KeySource::Regex { side, regex } => {
-                    let reading = if *side == Side::Request {
-                        &request
-                    } else {
-                        &response
-                    };
-                    let Some(body) = &reading.body else {
-                        continue;
-                    };
-                    let mut values = Vec::new();
-                    regex::values(regex, &body.bytes, problems, |v| values.push(Arc::from(v)));
-                    values
-                }
+            let Some(values) = rule_values(exchange, matched, rule, index, &mut sides, problems)
+            else {
+                // The rule could not run; its problem says why.
+                continue;
             };
             let found = keys.add(rule, values);
             // A rule whose only values were unreadable has its problem
@@ -180,6 +138,56 @@ impl Extractor {
             if !found && problems.len() == before && owed {
                 problems.push(Problem::KeyMissing);
             }
+        }
+    }
+}
+
+/// The values rule number `index` finds, in order; `None` when it could not
+/// run (an unreadable header or parameter, an unreadable body).
+fn rule_values(
+    exchange: &Exchange,
+    matched: &Matched<'_, '_>,
+    rule: &KeyRule,
+    index: usize,
+    sides: &mut [SideReading<'_>; 2],
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<Arc<str>>> {
+    let side = |side: &Side| usize::from(*side == Side::Response);
+    match &rule.source {
+        KeySource::Header(name) => match request::header(&exchange.request_headers, name) {
+            Ok(value) => Some(value.map(Arc::from).into_iter().collect()),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        },
+        KeySource::Query(name) => {
+            let query = exchange.uri.query().unwrap_or_default();
+            let values = request::query(query, name, problems);
+            Some(values.iter().map(|v| Arc::from(v.as_ref())).collect())
+        }
+        KeySource::PathParam { index, .. } => {
+            let Some(raw) = matched.params.get(*index) else {
+                return Some(Vec::new());
+            };
+            match request::path_param(raw) {
+                Ok(value) => Some(vec![Arc::from(value.as_ref())]),
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            }
+        }
+        KeySource::Json { side: s, .. } => {
+            let hits = sides.get_mut(side(s))?.json_hits.as_mut()?;
+            // Each rule's hits are read once: take them rather than copy.
+            hits.get_mut(index).map(std::mem::take)
+        }
+        KeySource::Regex { side: s, regex } => {
+            let body = sides.get(side(s))?.body.as_ref()?;
+            let mut values = Vec::new();
+            regex::values(regex, &body.bytes, problems, |v| values.push(Arc::from(v)));
+            Some(values)
         }
     }
 }
