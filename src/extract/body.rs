@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::io::Read;
 
-use flate2::read::{DeflateDecoder, GzDecoder, ZlibDecoder};
+use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::HeaderMap;
 
@@ -139,7 +139,10 @@ impl Coding {
     fn decode(self, input: &[u8], limit: usize, partial: bool) -> Result<Option<Vec<u8>>, Problem> {
         match self {
             Coding::Identity => Ok(None),
-            Coding::Gzip => bounded_read(GzDecoder::new(input), limit, partial).map(Some),
+            Coding::Gzip => {
+                // Multi-member: some servers concatenate gzip members.
+                bounded_read(MultiGzDecoder::new(input), limit, partial).map(Some)
+            }
             Coding::Deflate if looks_like_zlib(input) => {
                 bounded_read(ZlibDecoder::new(input), limit, partial).map(Some)
             }
@@ -247,6 +250,16 @@ mod tests {
     }
 
     #[test]
+    fn concatenated_gzip_members_are_all_decoded() {
+        let mut both = gzip(b"first ");
+        both.extend(gzip(b"second"));
+        let tap = tapped(both);
+        let h = headers(&[("content-encoding", "gzip")]);
+        let body = Body::decode(&tap, Some(&h), 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(&body.bytes[..], b"first second");
+    }
+
+    #[test]
     fn stacked_codings_are_undone_last_first() {
         let data = b"hello";
         let twice = gzip(&gzip(data));
@@ -264,7 +277,7 @@ mod tests {
         let bomb = gzip(&vec![0u8; 50 * 1024 * 1024]);
         assert!(bomb.len() < 100 * 1024, "the bomb is small: {}", bomb.len());
         let limit = 64 * 1024;
-        let result = bounded_read(GzDecoder::new(&bomb[..]), limit, false);
+        let result = bounded_read(MultiGzDecoder::new(&bomb[..]), limit, false);
         assert_eq!(result.err(), Some(Problem::DecodedTooLarge));
         let tap = tapped(bomb);
         let h = headers(&[("content-encoding", "gzip")]);

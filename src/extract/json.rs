@@ -100,6 +100,8 @@ enum Step<'a> {
     Element(usize),
 }
 
+// === impl Scanner ===
+
 impl Scanner<'_, '_> {
     fn run(&mut self, on_value: &mut impl FnMut(usize, &str)) -> Result<(), Problem> {
         // The value being read lives in `self.live[value_live]`.
@@ -455,6 +457,8 @@ impl Scanner<'_, '_> {
         Ok(code)
     }
 }
+
+// === path matching ===
 
 /// Appends to `live` the paths of `live[parent]` whose step at `depth`
 /// accepts `step`. In place: the stack only grows to the deepest set of

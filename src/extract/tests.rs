@@ -45,6 +45,12 @@ fn batch_route() -> ConfigBuilder {
 }
 
 #[test]
+fn extractor_can_be_shared_between_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Extractor>();
+}
+
+#[test]
 fn matched_route_names_the_operation_and_later_routes_do_not_win() {
     let mut b = ConfigBuilder::new();
     b.route("wms.order_special", Some(Method::GET), "/orders/special");
