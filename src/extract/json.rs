@@ -104,7 +104,7 @@ enum Step<'a> {
 
 impl Scanner<'_, '_> {
     fn run(&mut self, on_value: &mut impl FnMut(usize, &str)) -> Result<(), Problem> {
-        // The value being read lives in `self.live[value_live]`.
+        // The paths alive at the value being read: `self.live[value_live]`.
         let mut value_live = 0..self.live.len();
         loop {
             self.skip_whitespace();

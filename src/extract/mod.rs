@@ -4,17 +4,17 @@
 //! could not be read. Never panics on hostile bodies.
 //!
 //! One exchange is read in this order:
-//! 1. [`route`]: the first route (in priority order) that serves the
+//! 1. `route`: the first route (in priority order) that serves the
 //!    listener and matches method and path. None: an observation with no
 //!    route, keys or milestone, still counted as `unmatched`.
-//! 2. [`body`]: each body that a rule reads is decoded once
+//! 2. `body`: each body that a rule reads is decoded once
 //!    (`Content-Encoding`, bounded) however many rules read it; JSON rules
-//!    of one side share one [`json`] scan.
-//! 3. Key rules in their order ([`request`] head sources, [`json`],
-//!    [`regex`]): keys are deduplicated, kept in rule order (then document
+//!    of one side share one `json` scan.
+//! 3. Key rules in their order (`request` head sources, `json`,
+//!    `regex`): keys are deduplicated, kept in rule order (then document
 //!    order), and empty values are skipped.
 //! 4. The milestone, only when the upstream answered 2xx.
-//! 5. [`metrics`]: the exchange, its duration and its problems are counted.
+//! 5. `metrics`: the exchange, its duration and its problems are counted.
 //!
 //! Problems are a set per exchange (each reason at most once), so
 //! `waybill_extraction_failures_total` counts exchanges by reason. A rule
@@ -24,6 +24,17 @@
 //! a rule over the response of a failed (non-2xx) exchange owes nothing: an
 //! error page without the tracking number is not a missing key. An empty
 //! body is read as "no document", not as malformed JSON.
+//!
+//! Metrics registered by [`Extractor::new`] (labels are bounded sets; a
+//! business key is never a label):
+//! - `waybill_exchanges_total{system, operation, status_class}`: operation
+//!   is the route name or `unmatched`; status class `1xx`…`5xx`, `other`
+//!   (a status outside 100–599), or `error` when the upstream failed.
+//! - `waybill_exchange_duration_seconds{system, operation}`: histogram.
+//! - `waybill_extraction_failures_total{system, reason}`: reason is
+//!   [`Problem::as_str`].
+//!
+//! `system` is the matched route's system, or the listener's when unmatched.
 
 mod body;
 mod json;
