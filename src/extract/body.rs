@@ -141,12 +141,12 @@ impl Coding {
             Coding::Identity => Ok(None),
             Coding::Gzip => {
                 // Multi-member: some servers concatenate gzip members.
-                bounded_read(MultiGzDecoder::new(input), limit, partial).map(Some)
+                bounded_read(MultiGzDecoder::new(input), limit, partial)
             }
             Coding::Deflate if looks_like_zlib(input) => {
-                bounded_read(ZlibDecoder::new(input), limit, partial).map(Some)
+                bounded_read(ZlibDecoder::new(input), limit, partial)
             }
-            Coding::Deflate => bounded_read(DeflateDecoder::new(input), limit, partial).map(Some),
+            Coding::Deflate => bounded_read(DeflateDecoder::new(input), limit, partial),
         }
     }
 }
@@ -160,20 +160,37 @@ fn looks_like_zlib(input: &[u8]) -> bool {
     }
 }
 
-/// Reads `decoder` to its end into a buffer that never holds (nor reserves)
-/// more than `limit` bytes. For a `partial` input, an early end of the
-/// compressed stream is expected: what was decoded so far is returned.
-fn bounded_read(mut decoder: impl Read, limit: usize, partial: bool) -> Result<Vec<u8>, Problem> {
-    let mut out: Vec<u8> = Vec::new();
+/// Reads `decoder` to its end, bounded by `limit` (see [`read_into`]).
+fn bounded_read(
+    decoder: impl Read,
+    limit: usize,
+    partial: bool,
+) -> Result<Option<Vec<u8>>, Problem> {
+    let mut out = Vec::new();
+    read_into(decoder, limit, partial, &mut out)?;
+    Ok(Some(out))
+}
+
+/// Reads `decoder` to its end into `out`, which never holds (nor reserves)
+/// more than `limit` bytes; the decoder is not pulled past `limit + 1`
+/// bytes, so a bomb costs bounded time too. For a `partial` input, an
+/// early end of the compressed stream is expected: what was decoded so far
+/// is kept.
+fn read_into(
+    mut decoder: impl Read,
+    limit: usize,
+    partial: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), Problem> {
     let mut chunk = [0u8; CHUNK];
     // One byte past the limit is enough to know the body is too large.
     let mut budget = (&mut decoder).take(limit.saturating_add(1) as u64);
     loop {
         let n = match budget.read(&mut chunk) {
-            Ok(0) => return Ok(out),
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) if partial => return Ok(out),
+            Err(_) if partial => return Ok(()),
             Err(_) => return Err(Problem::MalformedEncoding),
         };
         let read = chunk.get(..n).ok_or(Problem::MalformedEncoding)?;
@@ -277,8 +294,11 @@ mod tests {
         let bomb = gzip(&vec![0u8; 50 * 1024 * 1024]);
         assert!(bomb.len() < 100 * 1024, "the bomb is small: {}", bomb.len());
         let limit = 64 * 1024;
-        let result = bounded_read(MultiGzDecoder::new(&bomb[..]), limit, false);
-        assert_eq!(result.err(), Some(Problem::DecodedTooLarge));
+        let mut out = Vec::new();
+        let result = read_into(MultiGzDecoder::new(&bomb[..]), limit, false, &mut out);
+        assert_eq!(result, Err(Problem::DecodedTooLarge));
+        assert!(out.capacity() <= limit, "reserved {} bytes", out.capacity());
+        assert!(out.len() > limit / 2, "decoding went on up to the limit");
         let tap = tapped(bomb);
         let h = headers(&[("content-encoding", "gzip")]);
         let result = Body::decode(&tap, Some(&h), limit, &mut Vec::new());
@@ -288,7 +308,9 @@ mod tests {
     #[test]
     fn decoded_buffer_never_reserves_more_than_the_limit() {
         let data = vec![7u8; 100_000];
-        let out = bounded_read(&data[..], 100_000, false).expect("fits exactly");
+        let out = bounded_read(&data[..], 100_000, false)
+            .expect("fits exactly")
+            .expect("decoded");
         assert_eq!(out.len(), 100_000);
         assert!(out.capacity() <= 100_000, "capacity {}", out.capacity());
     }

@@ -9,7 +9,8 @@
 //!    route, keys or milestone, still counted as `unmatched`.
 //! 2. `body`: each body that a rule reads is decoded once
 //!    (`Content-Encoding`, bounded) however many rules read it; JSON rules
-//!    of one side share one `json` scan.
+//!    of one side share one `json` scan. A body no rule reads is not
+//!    looked at (its truncation is no problem of extraction).
 //! 3. Key rules in their order (`request` head sources, `json`,
 //!    `regex`): keys are deduplicated, kept in rule order (then document
 //!    order), and empty values are skipped.

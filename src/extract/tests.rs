@@ -490,3 +490,32 @@ fn empty_json_body_is_a_missing_key_not_malformed_json() {
     ex.request_body = tapped(" \r\n");
     assert_eq!(extractor.observe(ex).problems, vec![Problem::KeyMissing]);
 }
+
+#[test]
+fn body_no_rule_reads_is_not_decoded_or_reported() {
+    let mut b = ConfigBuilder::new();
+    b.route("wms.any", None, "/x");
+    b.key(
+        "order",
+        KeySource::Header(HeaderName::from_static("x-order-id")),
+    );
+    let (extractor, _) = extractor(&b);
+    let mut ex = exchange(&b.build(), Method::POST, "/x", 200);
+    ex.request_headers
+        .insert("x-order-id", HeaderValue::from_static("SO-1"));
+    ex.request_headers
+        .insert("content-encoding", HeaderValue::from_static("br"));
+    ex.request_body = Tapped {
+        bytes: Bytes::from_static(b"\x00\x01"),
+        total_len: 1 << 20,
+        truncated: true,
+        complete: false,
+    };
+    let observation = extractor.observe(ex);
+    assert_eq!(key_strings(&observation), vec!["order:SO-1"]);
+    assert!(
+        observation.problems.is_empty(),
+        "{:?}",
+        observation.problems
+    );
+}
