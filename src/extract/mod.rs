@@ -227,11 +227,14 @@ impl<'e> SideReading<'e> {
         if !rules.iter().any(|rule| reads_side(rule, side)) {
             return SideReading::default();
         }
-        let (tapped, headers) = match side {
-            Side::Request => (&exchange.request_body, Some(&exchange.request_headers)),
-            Side::Response => (&exchange.response_body, exchange.outcome.response_headers()),
+        let (tapped, headers) = match (side, exchange.outcome.response_headers()) {
+            (Side::Request, _) => (&exchange.request_body, &exchange.request_headers),
+            (Side::Response, Some(headers)) => (&exchange.response_body, headers),
+            // The upstream never answered: there is no response body to
+            // read, and nothing to report about it.
+            (Side::Response, None) => return SideReading::default(),
         };
-        let body = match Body::decode(tapped, headers, limit, problems) {
+        let body = match Body::decode(tapped, Some(headers), limit, problems) {
             Ok(body) => body,
             Err(problem) => {
                 problems.push(problem);

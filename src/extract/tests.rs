@@ -519,3 +519,25 @@ fn body_no_rule_reads_is_not_decoded_or_reported() {
         observation.problems
     );
 }
+
+#[test]
+fn upstream_failure_has_no_response_body_to_report_on() {
+    let mut b = ConfigBuilder::new();
+    b.route("carrier.buy", None, "/buy");
+    b.key("tracking", json(Side::Response, "$.tracking_code"));
+    b.key("shipment", regex(Side::Response, "SH-[0-9]+"));
+    let (extractor, _) = extractor(&b);
+    let mut ex = exchange(&b.build(), Method::POST, "/buy", 502);
+    ex.outcome = Outcome::UpstreamFailed {
+        error: UpstreamError::Reset,
+        status: http::StatusCode::BAD_GATEWAY,
+    };
+    ex.response_body = Tapped::default();
+    let observation = extractor.observe(ex);
+    assert!(observation.keys.is_empty());
+    assert!(
+        observation.problems.is_empty(),
+        "{:?}",
+        observation.problems
+    );
+}
