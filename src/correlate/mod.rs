@@ -217,7 +217,8 @@ impl Correlator {
             let Some(id) = self.link(&group, at) else {
                 continue;
             };
-            self.store.push_exchange(id, exchange_record(&observation, &group));
+            self.store
+                .push_exchange(id, exchange_record(&observation, &group));
             let mut news = News::default();
             if let Some(milestone) = &observation.milestone {
                 self.record_milestone(id, milestone, &observation, &group, &mut news);

@@ -103,6 +103,7 @@ impl ConfigBuilder {
         self.config.milestone_defs.push(MilestoneDef {
             name: milestone.clone(),
             object,
+            terminal: false,
         });
         self.config
             .routes
