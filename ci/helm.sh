@@ -320,6 +320,13 @@ for scenario in sys.argv[1:]:
         check(app is not None and app["ports"][0]["containerPort"] == v["workload"]["containerPort"], "app container port")
         check(app["image"] == f"{v['workload']['image']['repository']}:{v['workload']['image']['tag']}", "app image")
     check(sports.get("admin", {}).get("targetPort") == "waybill-admin", "Service admin port targets waybill-admin")
+    selector = (v["workload"]["selectorLabels"] if sidecar_mode else {}) or {
+        "app.kubernetes.io/name": "waybill", "app.kubernetes.io/instance": "waybill"}
+    check(dep["spec"]["selector"]["matchLabels"] == selector, f"Deployment selector {selector}")
+    check(selector.items() <= dep["spec"]["template"]["metadata"]["labels"].items(), "pod labels match the selector")
+    check(svc is not None and svc["spec"]["selector"] == selector, "Service selects the pods")
+    check(dep["metadata"]["name"] == (v["workload"]["name"] if sidecar_mode and v["workload"]["name"] else "waybill"),
+          "Deployment name")
 
     # probes
     probes = {k: (wb.get(k) or {}).get("httpGet", {}) for k in ("livenessProbe", "readinessProbe", "startupProbe")}

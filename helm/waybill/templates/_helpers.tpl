@@ -39,6 +39,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+Labels that select the pods (Deployment selector, Service, PodMonitor). In
+sidecar mode workload.selectorLabels replaces them, so that an existing
+Deployment, whose selector is immutable, can be taken over by the chart.
+*/}}
+{{- define "waybill.podSelectorLabels" -}}
+{{- if and (eq .Values.mode "sidecar") .Values.workload.selectorLabels }}
+{{- toYaml .Values.workload.selectorLabels }}
+{{- else }}
+{{- include "waybill.selectorLabels" . }}
+{{- end }}
+{{- end }}
+
+{{/*
 Standard labels on every resource.
 */}}
 {{- define "waybill.labels" -}}
