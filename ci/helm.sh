@@ -332,7 +332,8 @@ for scenario in sys.argv[1:]:
     probes = {k: (wb.get(k) or {}).get("httpGet", {}) for k in ("livenessProbe", "readinessProbe", "startupProbe")}
     check(probes["livenessProbe"] == {"path": "/healthz", "port": "waybill-admin"}, "liveness probe GET /healthz on admin port")
     check(probes["readinessProbe"] == {"path": "/readyz", "port": "waybill-admin"}, "readiness probe GET /readyz on admin port")
-    check(probes["startupProbe"] == {"path": "/readyz", "port": "waybill-admin"}, "startup probe GET /readyz on admin port")
+    check(probes["startupProbe"] == {"path": "/healthz", "port": "waybill-admin"},
+          "startup probe GET /healthz on admin port (in native mode it gates the app's start)")
 
     # security
     sc = wb["securityContext"]

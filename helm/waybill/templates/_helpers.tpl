@@ -281,7 +281,7 @@ modes. Call with (dict "root" $ "native" bool).
   {{- if $s.startupProbe.enabled }}
   startupProbe:
     httpGet:
-      path: /readyz
+      path: /healthz
       port: waybill-admin
     periodSeconds: {{ $s.startupProbe.periodSeconds }}
     timeoutSeconds: {{ $s.startupProbe.timeoutSeconds }}
