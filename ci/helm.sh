@@ -30,6 +30,8 @@
 #   HELM_CACHE              tool cache (default /tmp/waybill-helm)
 #   WAYBILL_BIN             waybill binary for step 7 (default: target/release or target/debug)
 #   WAYBILL_REQUIRE_CHECK=1 fail instead of skipping step 7 when no binary is found
+#   WAYBILL_CHECK_XFAIL     scenarios expected to fail `waybill check` (default: redis,
+#                           until Redis mode lands in the config code); a pass fails
 #   KEEP_RENDERED=DIR       keep the rendered manifests in DIR
 set -euo pipefail
 
@@ -509,6 +511,9 @@ else
 fi
 
 step "7. waybill check on the rendered routes files"
+# Scenarios whose routes file the binary cannot accept yet: Redis mode
+# (`state.backend`, `state.redis`) is not in the config code so far.
+CHECK_XFAIL="${WAYBILL_CHECK_XFAIL-redis}"
 BIN="${WAYBILL_BIN:-}"
 if [[ -z "$BIN" ]]; then
   for b in "$ROOT/target/release/waybill" "$ROOT/target/debug/waybill"; do [[ -x "$b" ]] && { BIN="$b"; break; }; done
@@ -523,12 +528,20 @@ if [[ -z "$BIN" ]]; then
     echo "  skip no waybill binary (set WAYBILL_BIN, or build it; WAYBILL_REQUIRE_CHECK=1 makes this fatal)"
   fi
 else
+  echo "  using $BIN"
   for r in "${ROUTES[@]}"; do
+    s=$(basename "$r" .routes.yaml)
     rc=0; "$BIN" check "$r" >"$OUT/check.log" 2>&1 || rc=$?
-    if [[ $rc == 0 ]]; then
-      pass "waybill check $(basename "$r" .routes.yaml)"
+    if [[ " $CHECK_XFAIL " == *" $s "* ]]; then
+      if [[ $rc == 0 ]]; then
+        fail "waybill check $s now passes: remove it from WAYBILL_CHECK_XFAIL"
+      else
+        echo "  xfail waybill check $s (exit $rc: $(grep -m1 -i 'error\|unknown' "$OUT/check.log" || head -1 "$OUT/check.log"))"
+      fi
+    elif [[ $rc == 0 ]]; then
+      pass "waybill check $s"
     else
-      cat "$OUT/check.log" >&2; fail "waybill check $(basename "$r" .routes.yaml) (exit $rc)"
+      cat "$OUT/check.log" >&2; fail "waybill check $s (exit $rc)"
     fi
   done
 fi
