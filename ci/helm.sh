@@ -492,6 +492,7 @@ reject "mode=prod" 'mode must be one of the following' --set mode=prod
 reject "a Redis password in values" 'Additional property password is not allowed' "${NATIVE[@]}" --set redis.password=hunter2
 reject "a password inside the Redis address" 'redis.address: Does not match pattern' "${NATIVE[@]}" --set redis.enabled=true --set redis.existingSecret=s --set 'redis.address=user:pw@redis:6379'
 reject "credentials in config.state.redis.url" 'config.state.redis.url: Does not match pattern' "${NATIVE[@]}" --set 'config.state.redis.url=redis://:pw@redis:6379'
+reject "a literal WAYBILL_REDIS_PASSWORD in sidecar.extraEnv" 'sidecar.extraEnv.0.value: False always fails validation' --set 'sidecar.extraEnv[0].name=WAYBILL_REDIS_PASSWORD' --set 'sidecar.extraEnv[0].value=hunter2'
 reject "redis.enabled without a Secret" 'redis.existingSecret: String length must be greater than or equal to 1' --set redis.enabled=true --set redis.address=redis:6379
 reject "an unknown top-level value" 'Additional property replicas is not allowed' --set replicas=3
 reject "a typo in sidecar values" 'Additional property drainTimeout is not allowed' --set sidecar.drainTimeout=30
