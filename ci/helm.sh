@@ -369,14 +369,14 @@ for scenario in sys.argv[1:]:
     sports = {p["name"]: p for p in svc["spec"]["ports"]} if svc else {}
     if sidecar_mode:
         check(ports.get("waybill-http") == s["listenerPort"], f"listener container port {s['listenerPort']}")
-        check(sports.get("http", {}).get("targetPort") == "waybill-http",
+        check(sports.get("http", {}).get("targetPort") == s["listenerPort"],
               "Service http port targets the sidecar's listener")
-        check(all(p["targetPort"] in ("waybill-http", "waybill-admin") for p in sports.values()),
+        check(all(p["targetPort"] in (s["listenerPort"], s["adminPort"]) for p in sports.values()),
               "no Service port reaches the app directly")
         app = by_name(ctrs, "app")
         check(app is not None and app["ports"][0]["containerPort"] == v["workload"]["containerPort"], "app container port")
         check(app["image"] == f"{v['workload']['image']['repository']}:{v['workload']['image']['tag']}", "app image")
-    check(sports.get("admin", {}).get("targetPort") == "waybill-admin", "Service admin port targets waybill-admin")
+    check(sports.get("admin", {}).get("targetPort") == s["adminPort"], "Service admin port targets waybill's admin port")
     selector = (v["workload"]["selectorLabels"] if sidecar_mode else {}) or {
         "app.kubernetes.io/name": "waybill", "app.kubernetes.io/instance": "waybill"}
     check(dep["spec"]["selector"]["matchLabels"] == selector, f"Deployment selector {selector}")
