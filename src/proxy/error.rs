@@ -55,16 +55,16 @@ fn classify_one(error: &(dyn StdError + 'static), connecting: bool) -> Option<Up
         return Some(UpstreamError::Tls);
     }
     if let Some(error) = error.downcast_ref::<io::Error>() {
-        // `io::Error::source` skips the wrapped error itself; look at it here.
-        if let Some(inner) = error.get_ref() {
-            if inner.is::<rustls::Error>() {
-                return Some(UpstreamError::Tls);
-            }
-            if inner.is::<ConnectTimedOut>() {
-                return Some(UpstreamError::ConnectTimeout);
-            }
+        // `io::Error::source` skips the wrapped error itself (often another
+        // `io::Error` around a `rustls::Error`); look inside first.
+        let wrapped = error
+            .get_ref()
+            .map(|inner| inner as &(dyn StdError + 'static));
+        if let Some(kind) = wrapped.and_then(|inner| classify_one(inner, connecting)) {
+            return Some(kind);
         }
         return Some(match error.kind() {
+            io::ErrorKind::ConnectionRefused => UpstreamError::ConnectRefused,
             io::ErrorKind::TimedOut if connecting => UpstreamError::ConnectTimeout,
             io::ErrorKind::TimedOut => UpstreamError::Timeout,
             io::ErrorKind::ConnectionReset
@@ -147,6 +147,8 @@ mod tests {
         assert_eq!(classify(&ConnectTimedOut), UpstreamError::ConnectTimeout);
         let tls = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError);
         assert_eq!(classify(&tls), UpstreamError::Tls);
+        let nested = io::Error::other(tls);
+        assert_eq!(classify(&nested), UpstreamError::Tls);
     }
 
     #[test]
