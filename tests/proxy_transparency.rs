@@ -270,6 +270,68 @@ async fn proxy_is_transparent_on_h2c_end_to_end() {
     check_transparency(ClientProtocol::H2c, UpstreamProtocol::Http2).await;
 }
 
+fn trailer_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(*name, value.parse().expect("trailer value"));
+    }
+    map
+}
+
+async fn check_trailers(client_protocol: ClientProtocol, upstream_protocol: UpstreamProtocol) {
+    let response_trailers = trailer_map(&[("grpc-status", "0"), ("x-checksum", "abc123")]);
+    let reply_trailers = response_trailers.clone();
+    let mut upstream = TestUpstream::start(move |_| {
+        let mut reply =
+            Reply::ok("streamed with trailers").header("trailer", "grpc-status, x-checksum");
+        reply.trailers = Some(reply_trailers.clone());
+        reply
+    })
+    .await;
+    let mut listener = listener(&upstream.url());
+    listener.upstream.protocol = upstream_protocol;
+    let proxy = Proxy::start(listener).await;
+    let context = format!("client {client_protocol:?}, upstream {upstream_protocol:?}");
+
+    let request_trailers = trailer_map(&[("x-request-checksum", "def456")]);
+    let request = Request::post(proxy.url("/upload"))
+        .header("te", "trailers")
+        .header("trailer", "x-request-checksum")
+        .body(with_trailers(
+            vec![
+                Bytes::from_static(b"part one, "),
+                Bytes::from_static(b"part two"),
+            ],
+            request_trailers.clone(),
+        ))
+        .expect("request");
+    let answer = send(&client(client_protocol), request).await;
+    let received = upstream.request().await;
+
+    assert_eq!(&received.body[..], b"part one, part two", "{context}");
+    assert_eq!(
+        received.trailers,
+        Some(request_trailers),
+        "{context}: request trailers"
+    );
+    assert_eq!(&answer.body[..], b"streamed with trailers", "{context}");
+    assert_eq!(
+        answer.trailers,
+        Some(response_trailers),
+        "{context}: response trailers"
+    );
+}
+
+#[tokio::test]
+async fn trailers_cross_the_proxy_in_both_directions_on_h2c() {
+    check_trailers(ClientProtocol::H2c, UpstreamProtocol::Http2).await;
+}
+
+#[tokio::test]
+async fn trailers_cross_the_proxy_in_both_directions_on_http1_chunked() {
+    check_trailers(ClientProtocol::Http1, UpstreamProtocol::Http1).await;
+}
+
 /// Reads from `stream` until `len` bytes arrived or the peer closed.
 async fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
     let mut buffer = vec![0; len];

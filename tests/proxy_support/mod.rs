@@ -153,6 +153,7 @@ pub struct Received {
     pub version: Version,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
 }
 
 /// What the upstream answers.
@@ -163,6 +164,8 @@ pub struct Reply {
     /// Sent as these frames; with `sized` the body has a `Content-Length`.
     pub chunks: Vec<Bytes>,
     pub sized: bool,
+    /// Sent after the body (which then streams, without a length).
+    pub trailers: Option<HeaderMap>,
     pub delay: Duration,
 }
 
@@ -173,6 +176,7 @@ impl Reply {
             headers: Vec::new(),
             chunks: vec![body.into()],
             sized: true,
+            trailers: None,
             delay: Duration::ZERO,
         }
     }
@@ -221,17 +225,20 @@ impl TestUpstream {
                     let respond = Arc::clone(&respond);
                     async move {
                         let (parts, body) = request.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
+                        let (body, trailers) = match body.collect().await {
+                            Ok(collected) => {
+                                let trailers = collected.trailers().cloned();
+                                (collected.to_bytes(), trailers)
+                            }
+                            Err(_) => (Bytes::new(), None),
+                        };
                         let received = Received {
                             method: parts.method,
                             uri: parts.uri,
                             version: parts.version,
                             headers: parts.headers,
                             body,
+                            trailers,
                         };
                         let reply = respond(&received);
                         let _ = tx.send(received);
@@ -264,7 +271,9 @@ impl TestUpstream {
 }
 
 fn reply_response(reply: Reply) -> Response<TestBody> {
-    let body = if reply.sized {
+    let body = if let Some(trailers) = reply.trailers {
+        with_trailers(reply.chunks, trailers)
+    } else if reply.sized {
         Full::new(reply.body()).boxed()
     } else {
         streaming(reply.chunks)
@@ -284,6 +293,16 @@ pub fn streaming(chunks: Vec<Bytes>) -> TestBody {
     let frames = chunks
         .into_iter()
         .map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
+    StreamBody::new(stream::iter(frames)).boxed()
+}
+
+/// A body of these frames followed by `trailers`.
+pub fn with_trailers(chunks: Vec<Bytes>, trailers: HeaderMap) -> TestBody {
+    let frames = chunks
+        .into_iter()
+        .map(Frame::data)
+        .chain(std::iter::once(Frame::trailers(trailers)))
+        .map(Ok::<_, Infallible>);
     StreamBody::new(stream::iter(frames)).boxed()
 }
 
@@ -313,6 +332,7 @@ pub struct Answer {
     pub version: Version,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
 }
 
 pub async fn send(client: &TestClient, request: Request<TestBody>) -> Answer {
@@ -324,12 +344,12 @@ pub async fn send(client: &TestClient, request: Request<TestBody>) -> Answer {
     let body = tokio::time::timeout(WAIT, body.collect())
         .await
         .expect("body within the wait")
-        .expect("body")
-        .to_bytes();
+        .expect("body");
     Answer {
         status: parts.status,
         version: parts.version,
         headers: parts.headers,
-        body,
+        trailers: body.trailers().cloned(),
+        body: body.to_bytes(),
     }
 }
