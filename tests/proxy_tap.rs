@@ -255,3 +255,45 @@ async fn a_response_body_cut_short_by_the_upstream_is_recorded_incomplete() {
     assert!(!exchange.response_body.complete);
     assert!(proxy.exchanges.try_recv().is_err(), "offered exactly once");
 }
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_response_still_yields_one_incomplete_exchange() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let upstream_addr = upstream.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut stream, _) = upstream.accept().await.expect("accept");
+        read_until(&mut stream, b"\r\n\r\n").await;
+        // One chunk, then nothing more: the body stays open.
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .await
+            .expect("write");
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await;
+    });
+    let mut proxy = Proxy::start(listener(&format!("http://{upstream_addr}"))).await;
+
+    // HTTP/2, so going away is an explicit stream reset the proxy sees.
+    let client = client(ClientProtocol::H2c);
+    let request = Request::get(proxy.url("/v1/tracking/stream"))
+        .body(full(""))
+        .expect("request");
+    let response = tokio::time::timeout(WAIT, client.request(request))
+        .await
+        .expect("head within the wait")
+        .expect("head");
+    let mut body = response.into_body();
+    let frame = tokio::time::timeout(WAIT, http_body_util::BodyExt::frame(&mut body))
+        .await
+        .expect("first frame within the wait")
+        .expect("a frame")
+        .expect("frame");
+    assert_eq!(frame.data_ref().map(|d| &d[..]), Some(&b"first"[..]));
+    drop(body);
+    drop(client);
+
+    let exchange = proxy.exchange().await;
+    assert_eq!(&exchange.response_body.bytes[..], b"first");
+    assert!(!exchange.response_body.complete);
+    assert_eq!(exchange.outcome.status(), StatusCode::OK);
+}

@@ -16,7 +16,7 @@
 //!   §7.6.1): `Connection` and the headers it names, `Keep-Alive`,
 //!   `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`, and `TE` except
 //!   `trailers`. `Proxy-Authorization`/`Proxy-Authenticate` are forwarded
-//!   (see [`headers`]). Protocol upgrades (WebSocket) are therefore not
+//!   (see `headers.rs`). Protocol upgrades (WebSocket) are therefore not
 //!   proxied.
 //! - the HTTP version is each hop's own: a client on HTTP/2 may reach an
 //!   HTTP/1.1 upstream and the other way round (HTTP/1.0 clients are
@@ -32,7 +32,7 @@
 //!
 //! When the upstream fails the client gets a 502 (504 when the response head
 //! did not arrive within the listener's `timeout`) with a one-line
-//! plain-text body; see [`error`].
+//! plain-text body; `error.rs` has the table.
 //!
 //! # Files
 //! - `listener.rs`: [`serve`], accepting connections, graceful shutdown.
