@@ -43,6 +43,11 @@ pub(crate) struct Forwarder {
     upstream_version: Version,
     /// HTTP/2 upstreams get the host as `:authority` only.
     host_in_authority_only: bool,
+    /// The host travels in the request URI's authority: needed when the
+    /// connection may be HTTP/2. Otherwise the URI keeps the upstream's
+    /// authority, so the client pool has one key per listener, not one per
+    /// `Host` value clients send.
+    host_in_uri: bool,
     sink: ExchangeSink,
     clock: Clock,
     metrics: ListenerMetrics,
@@ -86,6 +91,9 @@ impl Forwarder {
                 Version::HTTP_11
             },
             host_in_authority_only: http2,
+            host_in_uri: http2
+                || (listener.upstream.protocol == UpstreamProtocol::Auto
+                    && listener.upstream.is_tls()),
             sink,
             clock,
             metrics: metrics.for_listener(&listener.name),
@@ -176,6 +184,7 @@ impl Forwarder {
         }
 
         let authority = host
+            .filter(|_| self.host_in_uri)
             .and_then(|host| Authority::try_from(host.as_bytes()).ok())
             .unwrap_or_else(|| self.upstream_authority.clone());
         let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);

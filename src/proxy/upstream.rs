@@ -11,7 +11,9 @@
 //! The connector always dials the configured upstream, whatever authority
 //! the forwarded request carries: that authority is the `Host` the upstream
 //! should see (see [`HostHeader`](crate::config::HostHeader)), which for an
-//! HTTP/2 upstream can only travel as `:authority`. TLS server name and
+//! HTTP/2 upstream can only travel as `:authority` (so with `Preserve` the
+//! pool has one key per client `Host` there; HTTP/1-only upstreams keep the
+//! upstream's authority in the URI and one pool key). TLS server name and
 //! certificate check use the configured upstream host. TCP connect and TLS
 //! handshake together are bounded by the listener's `connect_timeout`.
 
