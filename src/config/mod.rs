@@ -10,11 +10,9 @@ mod symbol;
 
 pub use business::{Expectation, Flow, MilestoneDef};
 pub use listener::{
-    Direction, Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
+    Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol, Direction,
 };
-pub use route::{
-    JsonPath, JsonStep, KeyRule, KeySource, PathTemplate, Route, RouteId, Segment, Side,
-};
+pub use route::{JsonPath, JsonStep, KeyRule, KeySource, PathTemplate, Route, RouteId, Segment, Side};
 pub use symbol::{
     kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
 };
