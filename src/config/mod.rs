@@ -10,9 +10,11 @@ mod symbol;
 
 pub use business::{Expectation, Flow, MilestoneDef};
 pub use listener::{
-    Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol, Direction,
+    Direction, Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
 };
-pub use route::{JsonPath, JsonStep, KeyRule, KeySource, PathTemplate, Route, RouteId, Segment, Side};
+pub use route::{
+    JsonPath, JsonStep, KeyRule, KeySource, PathTemplate, Route, RouteId, Segment, Side,
+};
 pub use symbol::{
     kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
 };

@@ -54,7 +54,10 @@ pub enum KeySource {
     Json { side: Side, path: JsonPath },
     /// A regex over the raw body bytes; capture group `value` (or group 1,
     /// or the whole match) is the key.
-    Regex { side: Side, regex: regex::bytes::Regex },
+    Regex {
+        side: Side,
+        regex: regex::bytes::Regex,
+    },
 }
 
 /// Which body of the exchange a rule reads.
