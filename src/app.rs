@@ -1,1 +1,226 @@
-//! app (being written)
+//! Wires the stages together and holds no logic of its own:
+//! listeners → exchange queue → extraction → correlator → state, with the
+//! metrics registry shared by every stage and the admin surface beside them.
+//! [`start`] returns a running [`Sidecar`]; [`Sidecar::shutdown`] drains it
+//! in flow order so nothing already accepted is lost.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState, Readiness};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::correlate::{Correlator, CorrelatorHandle};
+use crate::extract::Extractor;
+use crate::proxy::{self, ExchangeSink};
+use crate::telemetry::Metrics;
+
+/// How often [`Sidecar::settle`] looks at the pipeline's progress.
+const SETTLE_POLL: Duration = Duration::from_millis(20);
+
+/// A running sidecar: every listener, the observation pipeline and the
+/// admin surface.
+pub struct Sidecar {
+    listeners: Vec<(String, SocketAddr)>,
+    admin: SocketAddr,
+    correlator: CorrelatorHandle,
+    readiness: Readiness,
+    /// Stops the listeners (and through them, the pipeline).
+    traffic: CancellationToken,
+    /// Stops the admin surface, last.
+    admin_stop: CancellationToken,
+    proxies: JoinSet<std::io::Result<()>>,
+    extraction: JoinHandle<()>,
+    correlation: JoinHandle<()>,
+    admin_task: JoinHandle<std::io::Result<()>>,
+    /// Exchanges extraction has handed to the correlator.
+    extracted: Arc<AtomicU64>,
+}
+
+/// Binds every listener and the admin surface, and starts the pipeline.
+pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Sidecar> {
+    let config = Arc::new(config);
+    let mut registry = Registry::default();
+
+    let (exchange_tx, mut exchange_rx) = mpsc::channel(config.observation.queue_capacity.max(1));
+    let sink = ExchangeSink::new(exchange_tx, &mut registry);
+    let extractor = Extractor::new(Arc::clone(&config), &mut registry);
+    let (correlator, observations, handle, inbox) = Correlator::new(
+        Arc::clone(&config),
+        clock.clone(),
+        config.observation.queue_capacity,
+        &mut registry,
+    );
+    let metrics = Metrics::new(registry);
+
+    let mut sockets = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        let socket = TcpListener::bind(listener.bind).await.with_context(|| {
+            format!("listener `{}`: cannot bind {}", listener.name, listener.bind)
+        })?;
+        sockets.push(socket);
+    }
+    let admin_socket = TcpListener::bind(config.admin.bind)
+        .await
+        .with_context(|| format!("admin: cannot bind {}", config.admin.bind))?;
+    let admin_addr = admin_socket.local_addr()?;
+
+    let correlation = tokio::spawn(correlator.run(inbox));
+    let extracted = Arc::new(AtomicU64::new(0));
+    let extraction = {
+        let extracted = Arc::clone(&extracted);
+        tokio::spawn(async move {
+            while let Some(exchange) = exchange_rx.recv().await {
+                let observation = extractor.observe(exchange);
+                if observations.send(observation).await.is_err() {
+                    break;
+                }
+                extracted.fetch_add(1, Ordering::Release);
+            }
+        })
+    };
+
+    let traffic = CancellationToken::new();
+    let mut proxies = JoinSet::new();
+    let mut listeners = Vec::with_capacity(sockets.len());
+    for (socket, listener) in sockets.into_iter().zip(config.listeners.iter()) {
+        listeners.push((listener.name.clone(), socket.local_addr()?));
+        proxies.spawn(proxy::serve(
+            socket,
+            Arc::new(listener.clone()),
+            sink.clone(),
+            clock.clone(),
+            traffic.child_token(),
+        ));
+    }
+    drop(sink);
+
+    let readiness = Readiness::default();
+    let admin_stop = CancellationToken::new();
+    let router = admin::router(AdminState {
+        config: Arc::clone(&config),
+        correlator: handle.clone(),
+        metrics,
+        readiness: readiness.clone(),
+    });
+    let admin_task = {
+        let stop = admin_stop.clone();
+        tokio::spawn(async move {
+            axum::serve(admin_socket, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    readiness.set(true);
+    tracing::info!(admin = %admin_addr, listeners = ?listeners, "waybill started");
+
+    Ok(Sidecar {
+        listeners,
+        admin: admin_addr,
+        correlator: handle,
+        readiness,
+        traffic,
+        admin_stop,
+        proxies,
+        extraction,
+        correlation,
+        admin_task,
+        extracted,
+    })
+}
+
+impl Sidecar {
+    /// The address listener `name` is bound to (useful with port 0).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, addr)| *addr)
+    }
+
+    /// The admin surface's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Queries to the correlator (what the admin API uses).
+    pub fn correlator(&self) -> &CorrelatorHandle {
+        &self.correlator
+    }
+
+    /// Waits until every exchange seen so far has been correlated: the
+    /// pipeline shows no progress over a few polls and extraction and
+    /// correlation agree. Returns false if `timeout` passed first.
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = (u64::MAX, u64::MAX);
+        let mut quiet = 0;
+        while tokio::time::Instant::now() < deadline {
+            let now = (
+                self.extracted.load(Ordering::Acquire),
+                self.correlator.applied(),
+            );
+            if now == last && now.0 == now.1 {
+                quiet += 1;
+                if quiet >= 3 {
+                    return true;
+                }
+            } else {
+                quiet = 0;
+            }
+            last = now;
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+        false
+    }
+
+    /// Drains the sidecar in flow order: turn unready, stop accepting and
+    /// let in-flight exchanges finish (up to `grace`), let extraction and
+    /// the correlator apply everything queued, then stop the admin surface.
+    pub async fn shutdown(mut self, grace: Duration) -> anyhow::Result<()> {
+        self.readiness.set(false);
+        self.traffic.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(result) = self.proxies.join_next().await {
+                match result {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with an error"),
+                    Err(e) => tracing::warn!(error = %e, "listener task failed"),
+                    Ok(Ok(())) => {}
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(?grace, "drain grace period over; closing remaining connections");
+            self.proxies.shutdown().await;
+        }
+        // Connections cut off after the grace period may still hold the
+        // queue open for a moment; bound the wait rather than hang.
+        if tokio::time::timeout(grace, &mut self.extraction).await.is_err() {
+            tracing::warn!("extraction did not finish draining; abandoning the rest of the queue");
+            self.extraction.abort();
+        }
+        self.correlation.await.context("correlation task")?;
+        self.admin_stop.cancel();
+        self.admin_task.await.context("admin task")??;
+        Ok(())
+    }
+}
+
+/// Runs the sidecar until `stop` is cancelled (SIGTERM), then drains it
+/// within `grace`.
+pub async fn run(config: Config, stop: CancellationToken, grace: Duration) -> anyhow::Result<()> {
+    let sidecar = start(config, Clock::system()).await?;
+    stop.cancelled().await;
+    tracing::info!("shutdown requested; draining");
+    sidecar.shutdown(grace).await
+}

@@ -1,1 +1,172 @@
-//! admin (being written)
+//! The admin surface, on its own port (never on a traffic listener):
+//!
+//! | endpoint | what it answers |
+//! |---|---|
+//! | `GET /healthz` | `200 ok` while the process serves (liveness) |
+//! | `GET /readyz` | `200 ready` once every listener is bound; `503` before that and while draining |
+//! | `GET /metrics` | every metric, OpenMetrics text |
+//! | `GET /api/v1/transactions/{kind}/{value}` | the transaction any key belongs to: all its keys, milestones, flows and exchanges in time order; `404` when unknown, `400` for an undeclared key kind |
+//! | `GET /api/v1/transactions?status=open\|complete&limit=N` | recent transactions, most recently updated first (default limit 100, at most 1000) |
+//!
+//! Errors are JSON `{"error": CODE, "message": TEXT}`, mapped in one place ([`ApiError`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::correlate::{CorrelatorHandle, ListQuery};
+use crate::extract::Key;
+use crate::state::{Status, Transaction};
+use crate::telemetry::{self, Metrics};
+
+/// Default and maximum number of transactions a listing returns.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// Whether the sidecar should receive traffic: set once listeners are
+/// bound, cleared when the SIGTERM drain starts.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Marks the sidecar ready (true) or not (false).
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    /// Is the sidecar ready?
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub config: Arc<Config>,
+    pub correlator: CorrelatorHandle,
+    pub metrics: Metrics,
+    pub readiness: Readiness,
+}
+
+/// The admin router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/transactions", get(list))
+        .route("/api/v1/transactions/{kind}/{value}", get(lookup))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    if state.readiness.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn lookup(
+    State(state): State<AdminState>,
+    Path((kind, value)): Path<(String, String)>,
+) -> Result<Json<Transaction>, ApiError> {
+    let Some(kind) = state.config.key_kinds.get(&kind) else {
+        return Err(ApiError::UnknownKind {
+            kind,
+            declared: state.config.key_kinds.names(),
+        });
+    };
+    let key = Key::new(kind, value);
+    match state.correlator.lookup(key.clone()).await {
+        Some(tx) => Ok(Json(tx)),
+        None => Err(ApiError::NotFound(key.to_string())),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(state): State<AdminState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let status = match params.status.as_deref() {
+        None | Some("all") => None,
+        Some("open") => Some(Status::Open),
+        Some("complete") => Some(Status::Complete),
+        Some(other) => {
+            return Err(ApiError::BadQuery(format!(
+                "status `{other}`: expected open, complete or all"
+            )))
+        }
+    };
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let transactions = state.correlator.list(ListQuery { status, limit }).await;
+    let summaries: Vec<Value> = transactions.iter().map(summary).collect();
+    Ok(Json(json!({ "transactions": summaries })))
+}
+
+/// The listing's view of a transaction: enough to pick one to look up.
+fn summary(tx: &Transaction) -> Value {
+    let time = |t| humantime::format_rfc3339_millis(t).to_string();
+    json!({
+        "name": tx.name,
+        "status": tx.status,
+        "keys": tx.keys,
+        "last_milestone": tx.last_milestone().map(|m| json!({
+            "milestone": m.milestone,
+            "object": m.object,
+            "at": time(m.at),
+        })),
+        "milestones": tx.milestones.len(),
+        "exchanges": tx.exchanges.len() as u64 + tx.exchanges_dropped,
+        "first_seen": time(tx.first_seen),
+        "last_updated": time(tx.last_updated),
+    })
+}
+
+/// Every error the API answers with, mapped to a status in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("key kind `{kind}` is not declared; declared kinds: {declared}")]
+    UnknownKind { kind: String, declared: String },
+    #[error("no transaction has the key {0}")]
+    NotFound(String),
+    #[error("bad query: {0}")]
+    BadQuery(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::UnknownKind { .. } => (StatusCode::BAD_REQUEST, "unknown_key_kind"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
+        };
+        let body = json!({ "error": code, "message": self.to_string() });
+        (status, Json(body)).into_response()
+    }
+}

@@ -11,6 +11,9 @@ use super::{ExceptionKind, FlowName, KeyKind, Milestone, System};
 pub struct MilestoneDef {
     pub name: Milestone,
     pub object: KeyKind,
+    /// Reaching this milestone on every object of its kind completes the
+    /// transaction (`freight_invoiced` on every shipment of an order).
+    pub terminal: bool,
 }
 
 /// A duration measured from one milestone to another, with its objective.

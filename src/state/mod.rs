@@ -1,1 +1,408 @@
-//! state (being written)
+//! The state stage: where transactions live. This is the in-memory store,
+//! bounded by a TTL on idle transactions and a maximum count (the least
+//! recently updated is evicted first); every removal is counted by reason.
+//! One task (the correlator) owns it; nothing else mutates it.
+
+mod transaction;
+
+pub use transaction::{
+    ExchangeRecord, FlowRecord, MilestoneRecord, Status, Transaction, TxId,
+};
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::SystemTime;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::config::StateConfig;
+use crate::extract::Key;
+
+/// Why a transaction left the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Removal {
+    /// Untouched for longer than the TTL.
+    Ttl,
+    /// Evicted to stay within `max_transactions`.
+    Capacity,
+}
+
+impl Removal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Removal::Ttl => "ttl",
+            Removal::Capacity => "capacity",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// The store's self-instrumentation.
+struct StateMetrics {
+    open: Gauge,
+    complete: Gauge,
+    keys: Gauge,
+    removed_ttl: Counter,
+    removed_capacity: Counter,
+}
+
+impl StateMetrics {
+    fn new(registry: &mut Registry) -> Self {
+        let transactions = Family::<StatusLabel, Gauge>::default();
+        registry.register(
+            "waybill_state_transactions",
+            "Transactions held in the state store, by status (open, complete)",
+            transactions.clone(),
+        );
+        let gauge = |s: Status| {
+            transactions
+                .get_or_create(&StatusLabel { status: s.as_str() })
+                .clone()
+        };
+        let keys = Gauge::default();
+        registry.register(
+            "waybill_state_keys",
+            "Business keys indexed in the state store",
+            keys.clone(),
+        );
+        let removed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "waybill_state_removed",
+            "Transactions removed from the state store, by reason (ttl, capacity)",
+            removed.clone(),
+        );
+        let handle = |r: Removal| {
+            removed
+                .get_or_create(&ReasonLabel {
+                    reason: r.as_str(),
+                })
+                .clone()
+        };
+        StateMetrics {
+            open: gauge(Status::Open),
+            complete: gauge(Status::Complete),
+            keys,
+            removed_ttl: handle(Removal::Ttl),
+            removed_capacity: handle(Removal::Capacity),
+        }
+    }
+}
+
+/// Transactions, the index from every key to its transaction, and the
+/// order of last updates that drives expiry and eviction.
+pub struct Store {
+    limits: StateConfig,
+    transactions: HashMap<TxId, Transaction>,
+    index: HashMap<Key, TxId>,
+    /// `(last_updated, id)` of every transaction: the front is the next to
+    /// expire or evict.
+    by_update: BTreeSet<(SystemTime, TxId)>,
+    next_id: u64,
+    /// How many held transactions are complete, kept for the gauges.
+    complete: usize,
+    metrics: StateMetrics,
+}
+
+impl Store {
+    /// An empty store with the given bounds; registers its metrics.
+    pub fn new(limits: StateConfig, registry: &mut Registry) -> Self {
+        Store {
+            limits,
+            transactions: HashMap::new(),
+            index: HashMap::new(),
+            by_update: BTreeSet::new(),
+            next_id: 1,
+            complete: 0,
+            metrics: StateMetrics::new(registry),
+        }
+    }
+
+    /// The transaction `key` belongs to.
+    pub fn find(&self, key: &Key) -> Option<TxId> {
+        self.index.get(key).copied()
+    }
+
+    /// The transaction with this id.
+    pub fn get(&self, id: TxId) -> Option<&Transaction> {
+        self.transactions.get(&id)
+    }
+
+    /// Mutable access for recording milestones, flows and exchanges.
+    /// Keys are added with [`Store::attach`] and times with [`Store::touch`],
+    /// so the indexes stay right.
+    pub fn get_mut(&mut self, id: TxId) -> Option<&mut Transaction> {
+        self.transactions.get_mut(&id)
+    }
+
+    /// Every transaction, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
+        self.transactions.values()
+    }
+
+    /// How many transactions are held.
+    pub fn len(&self) -> usize {
+        self.transactions.len()
+    }
+
+    /// True when no transaction is held.
+    pub fn is_empty(&self) -> bool {
+        self.transactions.is_empty()
+    }
+
+    /// Starts a transaction named by `name` (which is attached to it),
+    /// evicting the least recently updated one if the store is full.
+    pub fn create(&mut self, name: Key, now: SystemTime) -> TxId {
+        while self.transactions.len() >= self.limits.max_transactions.max(1) {
+            let Some(&(_, oldest)) = self.by_update.first() else {
+                break;
+            };
+            self.remove(oldest, Removal::Capacity);
+        }
+        let id = TxId(self.next_id);
+        self.next_id += 1;
+        self.transactions
+            .insert(id, Transaction::new(id, name.clone(), now));
+        self.by_update.insert((now, id));
+        self.attach(id, &name);
+        self.refresh_gauges();
+        id
+    }
+
+    /// Adds `key` to transaction `id` (no-op when it is already there).
+    pub fn attach(&mut self, id: TxId, key: &Key) {
+        let Some(tx) = self.transactions.get_mut(&id) else {
+            return;
+        };
+        if self.index.get(key) == Some(&id) {
+            return;
+        }
+        tx.keys.push(key.clone());
+        self.index.insert(key.clone(), id);
+        self.refresh_gauges();
+    }
+
+    /// Records that transaction `id` changed at `now`.
+    pub fn touch(&mut self, id: TxId, now: SystemTime) {
+        let Some(tx) = self.transactions.get_mut(&id) else {
+            return;
+        };
+        self.by_update.remove(&(tx.last_updated, id));
+        tx.last_updated = tx.last_updated.max(now);
+        self.by_update.insert((tx.last_updated, id));
+    }
+
+    /// Moves everything of `from` into `into` and forgets `from`: keys,
+    /// links, milestones (repeats of the same milestone on the same object
+    /// are summed), flows and exchanges.
+    pub fn merge(&mut self, into: TxId, from: TxId) {
+        if into == from {
+            return;
+        }
+        let Some(absorbed) = self.transactions.remove(&from) else {
+            return;
+        };
+        self.by_update.remove(&(absorbed.last_updated, from));
+        if absorbed.status == Status::Complete {
+            self.complete -= 1;
+        }
+        let Some(target) = self.transactions.get_mut(&into) else {
+            return;
+        };
+        for key in &absorbed.keys {
+            if !target.keys.contains(key) {
+                target.keys.push(key.clone());
+            }
+            self.index.insert(key.clone(), into);
+        }
+        if target.root.is_none() {
+            if let Some(root) = absorbed.root.clone() {
+                target.name = root.clone();
+                target.root = Some(root);
+            }
+        }
+        for link in absorbed.links {
+            if !target.links.contains(&link) {
+                target.links.push(link);
+            }
+        }
+        for record in absorbed.milestones {
+            match target.milestone_mut(&record.milestone, &record.object) {
+                Some(existing) => {
+                    existing.repeats += record.repeats + 1;
+                    if record.at < existing.at {
+                        let repeats = existing.repeats;
+                        *existing = MilestoneRecord { repeats, ..record };
+                    }
+                }
+                None => target.milestones.push(record),
+            }
+        }
+        target.milestones.sort_by_key(|m| m.at);
+        target.flows.extend(absorbed.flows);
+        target.exchanges.extend(absorbed.exchanges);
+        target.exchanges.make_contiguous().sort_by_key(|e| (e.at, e.id));
+        target.exchanges_dropped += absorbed.exchanges_dropped;
+        while target.exchanges.len() > self.limits.max_exchanges_per_transaction {
+            target.exchanges.pop_front();
+            target.exchanges_dropped += 1;
+        }
+        target.first_seen = target.first_seen.min(absorbed.first_seen);
+        let last = absorbed.last_updated;
+        self.touch(into, last);
+        self.refresh_gauges();
+    }
+
+    /// Appends `record` to the timeline of `id`, dropping the oldest beyond
+    /// the configured bound.
+    pub fn push_exchange(&mut self, id: TxId, record: ExchangeRecord) {
+        let bound = self.limits.max_exchanges_per_transaction;
+        if let Some(tx) = self.transactions.get_mut(&id) {
+            tx.exchanges.push_back(record);
+            while tx.exchanges.len() > bound {
+                tx.exchanges.pop_front();
+                tx.exchanges_dropped += 1;
+            }
+        }
+    }
+
+    /// Removes every transaction idle for longer than the TTL at `now`;
+    /// returns how many were removed.
+    pub fn expire(&mut self, now: SystemTime) -> usize {
+        let mut removed = 0;
+        while let Some(&(last, id)) = self.by_update.first() {
+            let idle = now.duration_since(last).unwrap_or_default();
+            if idle < self.limits.ttl {
+                break;
+            }
+            self.remove(id, Removal::Ttl);
+            removed += 1;
+        }
+        removed
+    }
+
+    fn remove(&mut self, id: TxId, why: Removal) {
+        let Some(tx) = self.transactions.remove(&id) else {
+            return;
+        };
+        self.by_update.remove(&(tx.last_updated, id));
+        if tx.status == Status::Complete {
+            self.complete -= 1;
+        }
+        for key in &tx.keys {
+            if self.index.get(key) == Some(&id) {
+                self.index.remove(key);
+            }
+        }
+        match why {
+            Removal::Ttl => self.metrics.removed_ttl.inc(),
+            Removal::Capacity => self.metrics.removed_capacity.inc(),
+        };
+        self.refresh_gauges();
+    }
+
+    /// Sets the status of `id`; returns the previous one.
+    pub fn set_status(&mut self, id: TxId, status: Status) -> Option<Status> {
+        let tx = self.transactions.get_mut(&id)?;
+        let before = std::mem::replace(&mut tx.status, status);
+        match (before, status) {
+            (Status::Open, Status::Complete) => self.complete += 1,
+            (Status::Complete, Status::Open) => self.complete -= 1,
+            _ => {}
+        }
+        self.refresh_gauges();
+        Some(before)
+    }
+
+    fn refresh_gauges(&self) {
+        let complete = self.complete;
+        let open = self.transactions.len() - complete;
+        self.metrics
+            .open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+        self.metrics
+            .complete
+            .set(i64::try_from(complete).unwrap_or(i64::MAX));
+        self.metrics
+            .keys
+            .set(i64::try_from(self.index.len()).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{kind, Symbols};
+    use std::time::Duration;
+
+    fn store(max: usize, ttl: Duration) -> (Store, Symbols<kind::KeyKind>) {
+        let mut registry = Registry::default();
+        let limits = StateConfig {
+            ttl,
+            max_transactions: max,
+            max_exchanges_per_transaction: 4,
+        };
+        let mut kinds = Symbols::default();
+        kinds.intern("order").expect("intern");
+        kinds.intern("shipment").expect("intern");
+        (Store::new(limits, &mut registry), kinds)
+    }
+
+    fn key(kinds: &Symbols<kind::KeyKind>, kind: &str, value: &str) -> Key {
+        Key::new(kinds.get(kind).expect("declared"), value)
+    }
+
+    #[test]
+    fn a_full_store_evicts_the_least_recently_updated_transaction() {
+        let (mut store, kinds) = store(2, Duration::from_secs(3600));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let a = store.create(key(&kinds, "order", "A"), t0);
+        let b = store.create(key(&kinds, "order", "B"), t0 + Duration::from_secs(1));
+        store.touch(a, t0 + Duration::from_secs(2));
+        let c = store.create(key(&kinds, "order", "C"), t0 + Duration::from_secs(3));
+        assert!(store.get(a).is_some());
+        assert!(store.get(b).is_none(), "B was least recently updated");
+        assert!(store.get(c).is_some());
+        assert_eq!(store.find(&key(&kinds, "order", "B")), None);
+        assert_eq!(store.metrics.removed_capacity.get(), 1);
+    }
+
+    #[test]
+    fn idle_transactions_expire_after_the_ttl() {
+        let (mut store, kinds) = store(10, Duration::from_secs(60));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let a = store.create(key(&kinds, "order", "A"), t0);
+        let b = store.create(key(&kinds, "order", "B"), t0 + Duration::from_secs(30));
+        assert_eq!(store.expire(t0 + Duration::from_secs(59)), 0);
+        assert_eq!(store.expire(t0 + Duration::from_secs(60)), 1);
+        assert!(store.get(a).is_none());
+        assert!(store.get(b).is_some());
+        assert_eq!(store.metrics.removed_ttl.get(), 1);
+    }
+
+    #[test]
+    fn merging_moves_every_key_to_the_surviving_transaction() {
+        let (mut store, kinds) = store(10, Duration::from_secs(3600));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let order = key(&kinds, "order", "SO-1");
+        let ship = key(&kinds, "shipment", "SH-1");
+        let a = store.create(order.clone(), t0);
+        let b = store.create(ship.clone(), t0 + Duration::from_secs(5));
+        store.merge(a, b);
+        assert_eq!(store.find(&ship), Some(a));
+        assert_eq!(store.len(), 1);
+        let tx = store.get(a).expect("merged");
+        assert_eq!(tx.keys, vec![order, ship]);
+    }
+}

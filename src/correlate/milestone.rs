@@ -1,0 +1,165 @@
+//! Milestones, flows and completion. A milestone is recorded on its object:
+//! the key of the milestone's declared kind in the exchange, else such a key
+//! linked directly to one in the exchange (a tracking-only webhook finds its
+//! shipment), else the root key. The first occurrence sets the time; later
+//! ones are counted as repeats. A flow is measured when its end milestone
+//! arrives.
+
+use std::time::Duration;
+
+use crate::config::{Flow, Milestone};
+use crate::extract::{Key, Observation};
+use crate::state::{FlowRecord, MilestoneRecord, Status, Transaction, TxId};
+
+use super::Correlator;
+
+impl Correlator {
+    /// Records `milestone` on each of its objects in transaction `id`.
+    pub(super) fn record_milestone(
+        &mut self,
+        id: TxId,
+        milestone: &Milestone,
+        observation: &Observation,
+        keys: &[Key],
+    ) {
+        let config = std::sync::Arc::clone(&self.config);
+        let object_kind = &config.milestone_def(milestone).object;
+        let counters = &self.metrics.milestones[milestone.id()];
+        let Some(tx) = self.store.get_mut(id) else {
+            return;
+        };
+        let mut objects: Vec<Key> = keys
+            .iter()
+            .filter(|k| &k.kind == object_kind)
+            .cloned()
+            .collect();
+        if objects.is_empty() {
+            objects = keys
+                .iter()
+                .flat_map(|k| tx.neighbours(k))
+                .filter(|k| &k.kind == object_kind)
+                .cloned()
+                .collect();
+            objects.sort();
+            objects.dedup();
+        }
+        if objects.is_empty() {
+            match &tx.root {
+                Some(root) if &root.kind == object_kind => objects.push(root.clone()),
+                _ => {
+                    counters.unresolved.inc();
+                    objects.push(tx.name.clone());
+                }
+            }
+        }
+
+        let exchange = &observation.exchange;
+        for object in objects {
+            if let Some(existing) = tx.milestone_mut(milestone, &object) {
+                existing.repeats += 1;
+                counters.repeats.inc();
+                continue;
+            }
+            counters.recorded.inc();
+            tx.milestones.push(MilestoneRecord {
+                milestone: milestone.clone(),
+                object: object.clone(),
+                at: exchange.started,
+                system: exchange.system.clone(),
+                operation: observation.operation.clone(),
+                exchange: exchange.id,
+                repeats: 0,
+            });
+            for (index, flow) in config.flows.iter().enumerate() {
+                if &flow.to != milestone {
+                    continue;
+                }
+                if let Some(record) = measure(&config, flow, tx, &object) {
+                    let handles = &self.metrics.flows[index];
+                    handles.duration.observe(record.duration.as_secs_f64());
+                    if record.within_slo {
+                        handles.met.inc();
+                    } else {
+                        handles.missed.inc();
+                    }
+                    tx.flows.push(record);
+                }
+            }
+        }
+    }
+
+    /// Marks transaction `id` complete when every object of each terminal
+    /// milestone's kind has reached it (and at least one has), open otherwise.
+    pub(super) fn refresh_status(&mut self, id: TxId) {
+        let Some(tx) = self.store.get(id) else {
+            return;
+        };
+        let mut terminals = self
+            .config
+            .milestone_defs
+            .iter()
+            .filter(|d| d.terminal)
+            .peekable();
+        let complete = terminals.peek().is_some()
+            && terminals.all(|def| {
+                let mut objects = tx.keys.iter().filter(|k| k.kind == def.object).peekable();
+                objects.peek().is_some()
+                    && objects.all(|k| {
+                        tx.milestones
+                            .iter()
+                            .any(|m| m.milestone == def.name && &m.object == k)
+                    })
+            });
+        let status = if complete {
+            Status::Complete
+        } else {
+            Status::Open
+        };
+        if self.store.set_status(id, status) == Some(Status::Open) && complete {
+            self.metrics.completed.inc();
+        }
+    }
+}
+
+/// The flow `flow` ending on `object`, if its start milestone was reached:
+/// on the same object when both milestones are about the same kind of key,
+/// else the earliest start on an object linked to `object` (the order a
+/// shipment belongs to), else the earliest start in the transaction.
+fn measure(
+    config: &crate::config::Config,
+    flow: &Flow,
+    tx: &Transaction,
+    object: &Key,
+) -> Option<FlowRecord> {
+    if tx
+        .flows
+        .iter()
+        .any(|f| f.flow == flow.name && &f.object == object)
+    {
+        return None;
+    }
+    let end = tx
+        .milestones
+        .iter()
+        .find(|m| m.milestone == flow.to && &m.object == object)?;
+    let starts = || tx.milestones.iter().filter(|m| m.milestone == flow.from);
+    let same_kind = config.milestone_def(&flow.from).object == config.milestone_def(&flow.to).object;
+    let start = if same_kind {
+        starts().find(|m| &m.object == object)?
+    } else {
+        let linked: Vec<&Key> = tx.neighbours(object).collect();
+        starts()
+            .filter(|m| linked.contains(&&m.object))
+            .min_by_key(|m| m.at)
+            .or_else(|| starts().min_by_key(|m| m.at))?
+    };
+    let duration = end.at.duration_since(start.at).unwrap_or(Duration::ZERO);
+    Some(FlowRecord {
+        flow: flow.name.clone(),
+        object: object.clone(),
+        started: start.at,
+        ended: end.at,
+        duration,
+        within_slo: duration <= flow.slo,
+    })
+}

@@ -1,0 +1,177 @@
+//! The transaction record and what it holds: keys and the links between
+//! them, milestones per object, completed flows and the exchange timeline.
+//! Records serialize to the JSON the admin API returns.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+use serde::{Serialize, Serializer};
+
+use crate::config::{FlowName, Milestone, Operation, System};
+use crate::extract::Key;
+
+/// Identity of a transaction inside one store; not a business identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct TxId(pub u64);
+
+/// Whether a transaction still has work ahead of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Some object has not reached a terminal milestone yet.
+    Open,
+    /// Every object of the terminal milestones' kind has reached one.
+    Complete,
+}
+
+impl Status {
+    /// The name used in the API and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Complete => "complete",
+        }
+    }
+}
+
+/// The set of keys linked together by exchanges that carried more than one,
+/// and everything observed about them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transaction {
+    #[serde(skip)]
+    pub id: TxId,
+    /// The key that names the transaction: the first key of the root kind
+    /// seen, or until one is seen, the first key seen at all.
+    pub name: Key,
+    /// The first key of the root kind seen, if any yet.
+    pub root: Option<Key>,
+    pub status: Status,
+    /// Every key, in the order first seen.
+    pub keys: Vec<Key>,
+    /// Pairs of keys seen together in one exchange: how the set was built,
+    /// and how a milestone finds its object (a tracking number's shipment).
+    pub links: Vec<(Key, Key)>,
+    /// Milestones in the order they were first recorded.
+    pub milestones: Vec<MilestoneRecord>,
+    /// Flows measured so far.
+    pub flows: Vec<FlowRecord>,
+    /// The most recent exchanges, oldest first (bounded).
+    pub exchanges: VecDeque<ExchangeRecord>,
+    /// Exchanges that fell off the bounded timeline.
+    pub exchanges_dropped: u64,
+    #[serde(serialize_with = "rfc3339")]
+    pub first_seen: SystemTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub last_updated: SystemTime,
+}
+
+/// One milestone reached by one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct MilestoneRecord {
+    pub milestone: Milestone,
+    /// The key the milestone is about (`shipped` → a shipment).
+    pub object: Key,
+    /// When it first happened (the exchange's start).
+    #[serde(serialize_with = "rfc3339")]
+    pub at: SystemTime,
+    pub system: System,
+    pub operation: Option<Operation>,
+    /// The exchange that recorded it first.
+    pub exchange: u64,
+    /// How many later exchanges marked the same milestone on the same object.
+    pub repeats: u32,
+}
+
+/// One measured flow on one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowRecord {
+    pub flow: FlowName,
+    /// The object of the flow's end milestone.
+    pub object: Key,
+    #[serde(serialize_with = "rfc3339")]
+    pub started: SystemTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub ended: SystemTime,
+    #[serde(rename = "duration_seconds", serialize_with = "seconds")]
+    pub duration: Duration,
+    pub within_slo: bool,
+}
+
+/// One exchange in a transaction's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExchangeRecord {
+    pub id: u64,
+    #[serde(serialize_with = "rfc3339")]
+    pub at: SystemTime,
+    pub system: System,
+    pub operation: Option<Operation>,
+    pub method: String,
+    pub path: String,
+    /// The status the client saw (502/504 when the upstream failed).
+    pub status: u16,
+    /// Why the upstream failed, when it did.
+    pub error: Option<&'static str>,
+    #[serde(rename = "duration_seconds", serialize_with = "seconds")]
+    pub duration: Duration,
+    pub keys: Vec<Key>,
+    pub milestone: Option<Milestone>,
+    /// Extraction problems (`malformed_json` …).
+    pub problems: Vec<&'static str>,
+}
+
+impl Transaction {
+    /// A new transaction named by `name`.
+    pub fn new(id: TxId, name: Key, now: SystemTime) -> Self {
+        Transaction {
+            id,
+            name,
+            root: None,
+            status: Status::Open,
+            keys: Vec::new(),
+            links: Vec::new(),
+            milestones: Vec::new(),
+            flows: Vec::new(),
+            exchanges: VecDeque::new(),
+            exchanges_dropped: 0,
+            first_seen: now,
+            last_updated: now,
+        }
+    }
+
+    /// The record of `milestone` on `object`, if reached.
+    pub fn milestone_mut(
+        &mut self,
+        milestone: &Milestone,
+        object: &Key,
+    ) -> Option<&mut MilestoneRecord> {
+        self.milestones
+            .iter_mut()
+            .find(|m| &m.milestone == milestone && &m.object == object)
+    }
+
+    /// Keys linked directly to `key` by some exchange.
+    pub fn neighbours<'a>(&'a self, key: &'a Key) -> impl Iterator<Item = &'a Key> + 'a {
+        self.links.iter().filter_map(move |(a, b)| {
+            if a == key {
+                Some(b)
+            } else if b == key {
+                Some(a)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The last milestone recorded, for listings.
+    pub fn last_milestone(&self) -> Option<&MilestoneRecord> {
+        self.milestones.iter().max_by_key(|m| m.at)
+    }
+}
+
+fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*t))
+}
+
+fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
