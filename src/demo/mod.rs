@@ -25,14 +25,26 @@ pub mod wms;
 pub use driver::{Delivery, Tally};
 pub use summary::{ExpectationStats, FlowStats, Summary};
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::{bail, Context};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{self, Sidecar};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::correlate::ListQuery;
 use carrier::CarrierStats;
+use driver::{Driver, Endpoints};
+use plan::OrderPlan;
+use summary::{Rules, TransactionView};
 
 /// The shipped example config the demo runs with.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../examples/logistics.yaml");
@@ -44,6 +56,11 @@ pub const DEFAULT_SPEED: f64 = 43_200.0;
 pub const DEFAULT_SEED: u64 = 2026;
 /// Orders driven by default.
 pub const DEFAULT_ORDERS: usize = 200;
+/// How long (real time) the demo waits for the sidecar to correlate the
+/// last exchanges after the orders are done.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long in-flight exchanges get to finish when the demo stops.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// How the demo runs.
 #[derive(Debug, Clone)]
@@ -71,6 +88,251 @@ impl Default for DemoOptions {
             admin: SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)),
         }
     }
+}
+
+/// Runs the demo: starts everything, drives `options.orders` orders,
+/// prints the summary to `out`, and with `keep_running` keeps serving until
+/// `shutdown` is cancelled. Cancelling `shutdown` earlier stops the orders
+/// where they are and still prints what was seen.
+pub async fn run(
+    options: DemoOptions,
+    shutdown: CancellationToken,
+    out: &mut impl Write,
+) -> anyhow::Result<Summary> {
+    let keep_running = options.keep_running;
+    let demo = Demo::start(options).await?;
+    let summary = match demo.tell(&shutdown, out).await {
+        Ok(summary) => summary,
+        Err(e) => {
+            demo.shutdown().await?;
+            return Err(e);
+        }
+    };
+    if keep_running && !shutdown.is_cancelled() {
+        writeln!(
+            out,
+            "Still serving the simulated systems, the sidecar and its admin API; Ctrl-C to stop."
+        )?;
+        out.flush()?;
+        shutdown.cancelled().await;
+    }
+    demo.shutdown().await?;
+    Ok(summary)
+}
+
+// === impl Demo ===
+
+/// A running demo: the simulated systems with the sidecar in front of them.
+/// [`run`] is the whole story; the steps are public so tests can look at
+/// the sidecar between driving and shutting down.
+pub struct Demo {
+    options: DemoOptions,
+    /// The config the sidecar runs, as rewritten for the demo.
+    config: Config,
+    rules: Rules,
+    clock: Clock,
+    systems: Systems,
+    sidecar: Sidecar,
+}
+
+impl Demo {
+    /// Starts the simulated systems and a sidecar in front of them, running
+    /// the shipped example config with its listeners moved to free loopback
+    /// ports and its upstreams pointed at the simulated systems.
+    pub async fn start(options: DemoOptions) -> anyhow::Result<Self> {
+        let mut config = Config::from_yaml(EXAMPLE_CONFIG, "examples/logistics.yaml")
+            .context("the shipped example config is invalid")?;
+        let systems = Systems::start(options.seed)
+            .await
+            .context("starting the simulated systems")?;
+        let clock = Clock::scaled(options.speed);
+        let started = match aim(&mut config, &systems, options.admin) {
+            Ok(()) => app::start(config.clone(), clock.clone()).await,
+            Err(e) => Err(e),
+        };
+        let sidecar = match started {
+            Ok(sidecar) => sidecar,
+            Err(e) => {
+                systems.stop().await;
+                return Err(e.context("starting the sidecar"));
+            }
+        };
+        Ok(Demo {
+            rules: Rules::from(&config),
+            config,
+            options,
+            clock,
+            systems,
+            sidecar,
+        })
+    }
+
+    /// The sidecar in front of the simulated systems.
+    pub fn sidecar(&self) -> &Sidecar {
+        &self.sidecar
+    }
+
+    /// The config the sidecar runs: the example, aimed at the simulated systems.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The simulated systems.
+    pub fn systems(&self) -> &Systems {
+        &self.systems
+    }
+
+    /// Prints where everything is, drives the orders, prints the summary.
+    pub async fn tell(
+        &self,
+        shutdown: &CancellationToken,
+        out: &mut impl Write,
+    ) -> anyhow::Result<Summary> {
+        self.write_banner(out)?;
+        out.flush()?;
+        let summary = self.drive(shutdown).await?;
+        summary.render(out)?;
+        if let Some(delivery) = summary.driver.deliveries.first() {
+            let admin = self.sidecar.admin_addr();
+            writeln!(
+                out,
+                "Look one up by its tracking number alone:\n  curl -s http://{admin}/api/v1/transactions/tracking/{}",
+                delivery.tracking_code
+            )?;
+        }
+        out.flush()?;
+        Ok(summary)
+    }
+
+    /// Drives every order through the sidecar, waits for it to correlate
+    /// the last exchanges, and summarises what it saw.
+    pub async fn drive(&self, shutdown: &CancellationToken) -> anyhow::Result<Summary> {
+        let options = &self.options;
+        let driver = Driver::new(
+            self.endpoints()?,
+            options.speed,
+            self.clock.clone(),
+            shutdown.child_token(),
+        )?;
+        let plans: Vec<OrderPlan> = (0..options.orders)
+            .map(|i| OrderPlan::new(options.seed, i))
+            .collect();
+        let started = tokio::time::Instant::now();
+        let tally = Arc::new(driver).drive(plans).await;
+        let elapsed = started.elapsed();
+        if !self.sidecar.settle(SETTLE_TIMEOUT).await {
+            tracing::warn!("the sidecar had not correlated every exchange after {SETTLE_TIMEOUT:?}; the summary may be short");
+        }
+        let transactions = self.sidecar.correlator().list(ListQuery::default()).await;
+        let views: Vec<TransactionView> = transactions.iter().map(TransactionView::from).collect();
+        let problems = self.extraction_problems().await;
+        let mut summary = Summary {
+            driver: tally,
+            seed: options.seed,
+            speed: options.speed,
+            elapsed,
+            ..Summary::default()
+        };
+        summary.observe(&views, &self.rules, problems);
+        Ok(summary)
+    }
+
+    /// Stops the sidecar (draining what it holds), then the systems.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let drained = self.sidecar.shutdown(DRAIN_GRACE).await;
+        self.systems.stop().await;
+        drained
+    }
+
+    fn endpoints(&self) -> anyhow::Result<Endpoints> {
+        let url = |name: &str| {
+            self.sidecar
+                .listener_addr(name)
+                .map(|addr| format!("http://{addr}"))
+                .with_context(|| format!("the example config has no listener `{name}`"))
+        };
+        Ok(Endpoints {
+            erp: url("erp-inbound")?,
+            wms: url("wms-inbound")?,
+            carrier: url("carrier-egress")?,
+        })
+    }
+
+    fn write_banner(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let admin = self.sidecar.admin_addr();
+        let systems = &self.systems;
+        let via = |name: &str| {
+            self.sidecar
+                .listener_addr(name)
+                .map_or_else(|| "-".to_owned(), |a| a.to_string())
+        };
+        let options = &self.options;
+        let day = Duration::from_secs(86_400).div_f64(options.speed.max(f64::MIN_POSITIVE));
+        writeln!(out, "waybill demo")?;
+        writeln!(out, "  admin API   http://{admin}/api/v1/transactions")?;
+        writeln!(out, "  metrics     http://{admin}/metrics")?;
+        writeln!(
+            out,
+            "  ERP         {}  via sidecar listener erp-inbound     {}",
+            systems.erp,
+            via("erp-inbound")
+        )?;
+        writeln!(
+            out,
+            "  WMS         {}  via sidecar listener wms-inbound     {}",
+            systems.wms,
+            via("wms-inbound")
+        )?;
+        writeln!(
+            out,
+            "  carrier     {}  via sidecar listener carrier-egress  {}",
+            systems.carrier,
+            via("carrier-egress")
+        )?;
+        writeln!(
+            out,
+            "Driving {} orders (seed {}, speed x{}: one business day = {:.1} s) ...",
+            options.orders,
+            options.seed,
+            options.speed,
+            day.as_secs_f64()
+        )
+    }
+
+    /// Extraction problems by reason, read from the sidecar's own metrics
+    /// (exchanges nobody could read carry no keys, so no transaction has them).
+    async fn extraction_problems(&self) -> BTreeMap<String, u64> {
+        let url = format!("http://{}/metrics", self.sidecar.admin_addr());
+        let text = match reqwest::get(&url).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the sidecar's metrics");
+                String::new()
+            }
+        };
+        summary::extraction_failures(&text)
+    }
+}
+
+/// Points the example config at the simulated systems: every listener on a
+/// free loopback port, each upstream at its system, the admin at `admin`.
+fn aim(config: &mut Config, systems: &Systems, admin: SocketAddr) -> anyhow::Result<()> {
+    for listener in &mut config.listeners {
+        let upstream = match listener.name.as_str() {
+            "erp-inbound" => systems.erp,
+            "wms-inbound" => systems.wms,
+            "carrier-egress" => systems.carrier,
+            other => {
+                bail!("the example config has a listener `{other}` the demo does not simulate")
+            }
+        };
+        listener.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        listener.upstream.uri = format!("http://{upstream}")
+            .parse()
+            .context("simulated system address")?;
+    }
+    config.admin.bind = admin;
+    Ok(())
 }
 
 // === impl Systems ===
@@ -130,12 +392,7 @@ async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use super::driver::{Driver, Endpoints};
-    use super::plan::OrderPlan;
     use super::*;
-    use crate::clock::Clock;
 
     #[tokio::test]
     async fn driver_walks_every_order_through_the_bare_systems() {

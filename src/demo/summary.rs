@@ -12,6 +12,9 @@ use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
 use super::driver::Tally;
+use crate::config::Config;
+use crate::extract::Key;
+use crate::state::{Status, Transaction};
 
 // === views ===
 
@@ -75,6 +78,108 @@ pub struct ExpectationRule {
     pub within: Duration,
     pub exception: String,
     pub owner: String,
+}
+
+impl From<&Key> for KeyName {
+    fn from(key: &Key) -> Self {
+        KeyName {
+            kind: key.kind.to_string(),
+            value: key.value.to_string(),
+        }
+    }
+}
+
+impl From<&Transaction> for TransactionView {
+    fn from(t: &Transaction) -> Self {
+        TransactionView {
+            root: t.root.as_ref().map(KeyName::from),
+            keys: t.keys.iter().map(KeyName::from).collect(),
+            complete: t.status == Status::Complete,
+            milestones: t
+                .milestones
+                .iter()
+                .map(|m| MilestoneView {
+                    milestone: m.milestone.to_string(),
+                    object: KeyName::from(&m.object),
+                    at: m.at,
+                    repeats: m.repeats,
+                })
+                .collect(),
+            flows: t
+                .flows
+                .iter()
+                .map(|f| FlowView {
+                    flow: f.flow.to_string(),
+                    duration: f.duration,
+                    within_slo: f.within_slo,
+                })
+                .collect(),
+            exchanges: t
+                .exchanges
+                .iter()
+                .map(|e| ExchangeView {
+                    status: e.status,
+                    operation: e.operation.as_ref().map(ToString::to_string),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&Config> for Rules {
+    fn from(config: &Config) -> Self {
+        Rules {
+            flows: config
+                .flows
+                .iter()
+                .map(|f| (f.name.to_string(), f.slo))
+                .collect(),
+            expectations: config
+                .expectations
+                .iter()
+                .map(|e| ExpectationRule {
+                    after: e.after.to_string(),
+                    expect: e.expect.to_string(),
+                    within: e.within,
+                    exception: e.exception.to_string(),
+                    owner: e.owner.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The metric extraction failures are counted in, by `system` and `reason`.
+const EXTRACTION_FAILURES: &str = "waybill_extraction_failures_total";
+
+/// Extraction failures by reason (summed over systems), read from the
+/// sidecar's metrics text.
+pub fn extraction_failures(metrics: &str) -> BTreeMap<String, u64> {
+    let mut by_reason = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(EXTRACTION_FAILURES) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.strip_prefix('{').and_then(|r| r.split_once('}')) else {
+            continue;
+        };
+        let reason = labels.split(',').find_map(|l| {
+            l.trim()
+                .strip_prefix("reason=\"")
+                .and_then(|v| v.strip_suffix('"'))
+        });
+        let count = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if let Some(reason) = reason {
+            if count > 0.0 {
+                *by_reason.entry(reason.to_owned()).or_default() += count as u64;
+            }
+        }
+    }
+    by_reason
 }
 
 // === Summary ===
@@ -546,6 +651,18 @@ mod tests {
         assert_eq!(human(Duration::from_secs(3 * 3600 + 12 * 60 + 5)), "3h 12m");
         assert_eq!(human(Duration::from_secs(24 * 3600)), "1d");
         assert_eq!(human(Duration::from_secs(2 * 86_400 + 4 * 3600)), "2d 4h");
+    }
+
+    #[test]
+    fn extraction_failures_are_summed_over_systems_by_reason() {
+        let text =
+            "# HELP waybill_extraction_failures Exchanges extraction could not fully read.\n\
+waybill_extraction_failures_total{system=\"wms\",reason=\"malformed_json\"} 2\n\
+waybill_extraction_failures_total{system=\"erp\",reason=\"malformed_json\"} 3\n\
+waybill_extraction_failures_total{system=\"erp\",reason=\"too_deep\"} 0\n\
+waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n";
+        let failures = extraction_failures(text);
+        assert_eq!(failures, BTreeMap::from([("malformed_json".to_owned(), 5)]));
     }
 
     #[test]
