@@ -4,11 +4,19 @@
 //! (see [`ConfigError`]); `waybill check FILE` runs the same validation.
 
 mod business;
+mod error;
+mod json_path;
 mod listener;
+mod locate;
+pub mod raw;
 mod route;
 mod symbol;
+mod template;
+mod units;
+mod validate;
 
 pub use business::{Expectation, Flow, MilestoneDef};
+pub use error::{ConfigError, ConfigErrors};
 pub use listener::{
     Direction, Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
 };
@@ -20,6 +28,7 @@ pub use symbol::{
 };
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 /// The whole validated configuration. Built only by [`Config::load`] /
@@ -106,6 +115,49 @@ pub mod defaults {
 }
 
 impl Config {
+    /// Reads and validates the routes file at `path`; messages name it as
+    /// written. Warnings are dropped; see [`Config::load_with_warnings`].
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_with_warnings(path).map(|(config, _warnings)| config)
+    }
+
+    /// Validates routes-file `text` that came from `source` (a path or a
+    /// label such as `<inline>`, used in messages).
+    pub fn from_yaml(text: &str, source: &str) -> Result<Config, ConfigErrors> {
+        Config::from_yaml_with_warnings(text, source).map(|(config, _warnings)| config)
+    }
+
+    /// [`Config::load`], also returning the warnings (declared names no
+    /// route uses …) for `waybill check` to print.
+    pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
+        let source = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_yaml_with_warnings(&text, &source),
+            Err(error) => Err(ConfigErrors::single(ConfigError {
+                source,
+                line: None,
+                column: None,
+                field: String::new(),
+                message: format!("cannot read the routes file: {error}"),
+            })),
+        }
+    }
+
+    /// [`Config::from_yaml`], also returning the warnings.
+    ///
+    /// The YAML is first read into the raw structs of [`raw`]; serde stops
+    /// at the first syntax error, unknown field, wrong type or missing field,
+    /// which is then the only error. Everything serde accepts is validated
+    /// in full and every mistake is reported.
+    pub fn from_yaml_with_warnings(
+        text: &str,
+        source: &str,
+    ) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
+        let raw: raw::RawConfig = serde_yaml::from_str(text)
+            .map_err(|error| ConfigErrors::single(error::from_serde(&error, text, source)))?;
+        validate::validate(&raw, text, source)
+    }
+
     /// The definition of `milestone` (its object kind …).
     pub fn milestone_def(&self, milestone: &Milestone) -> &MilestoneDef {
         &self.milestone_defs[milestone.id()]

@@ -1,0 +1,361 @@
+//! The routes file as written: serde structs that mirror the YAML one to one
+//! and reject unknown fields. Their doc comments are the configuration
+//! reference. Values that need checking (addresses, durations, templates,
+//! paths, names of declared things) stay text here; the validator turns
+//! them into typed domain values and reports every mistake at once.
+//!
+//! ```yaml
+//! admin: { bind: 127.0.0.1:9901 }
+//! state: { ttl: 14d, max_transactions: 100000, max_exchanges_per_transaction: 256 }
+//! observation: { queue_capacity: 10000, max_decoded_bytes: 1MiB }
+//! systems: [erp, wms, carrier]
+//! keys: [order, shipment, tracking]
+//! root: order
+//! listeners:
+//!   - { name: wms-inbound, bind: 0.0.0.0:8080, upstream: http://127.0.0.1:9000, system: wms }
+//! milestones:
+//!   - { name: shipped, object: shipment }
+//! routes:
+//!   - name: wms.ship
+//!     system: wms
+//!     match: { method: POST, path: /shipments/{shipment_id}/ship }
+//!     keys:
+//!       shipment: { path_param: shipment_id }
+//!       order: { request_json: $.order_id }
+//!     milestone: shipped
+//! flows: []
+//! expectations: []
+//! ```
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// The whole routes file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The admin surface (`/metrics`, `/healthz`, the JSON API). Optional.
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    /// Bounds of the transaction store. Optional.
+    #[serde(default)]
+    pub state: Option<RawState>,
+    /// Bounds of the path from the proxy to extraction. Optional.
+    #[serde(default)]
+    pub observation: Option<RawObservation>,
+    /// Names of the parties whose traffic is watched: `[erp, wms, tms, carrier]`.
+    /// Routes, listeners and expectations refer to these names.
+    pub systems: Vec<String>,
+    /// Kinds of business keys: `[order, shipment, tracking, invoice]`.
+    /// Route key rules and milestone objects refer to these names.
+    pub keys: Vec<String>,
+    /// The key kind that names a transaction. Optional: `order` when declared.
+    #[serde(default)]
+    pub root: Option<String>,
+    /// Where the sidecar accepts traffic; at least one.
+    pub listeners: Vec<RawListener>,
+    /// Named business steps and the key kind each is about. Optional.
+    #[serde(default)]
+    pub milestones: Vec<RawMilestone>,
+    /// Which exchanges carry which keys and mark which milestone. Optional.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// Durations measured between two milestones, with an objective. Optional.
+    #[serde(default)]
+    pub flows: Vec<RawFlow>,
+    /// Reconciliation rules: after one milestone, expect another in time. Optional.
+    #[serde(default)]
+    pub expectations: Vec<RawExpectation>,
+}
+
+/// `admin:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `ip:port` of the admin surface; default `127.0.0.1:9901` (loopback,
+    /// since it shows business keys).
+    #[serde(default)]
+    pub bind: Option<String>,
+}
+
+/// `state:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// How long an untouched transaction is remembered, e.g. `14d` (default).
+    #[serde(default)]
+    pub ttl: Option<Scalar>,
+    /// Most transactions kept; the least recently updated is evicted first.
+    /// Default 100000.
+    #[serde(default)]
+    pub max_transactions: Option<usize>,
+    /// Exchanges kept in one transaction's timeline. Default 256.
+    #[serde(default)]
+    pub max_exchanges_per_transaction: Option<usize>,
+}
+
+/// `observation:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObservation {
+    /// Exchanges waiting for extraction before new ones are dropped (and
+    /// counted). Default 10000.
+    #[serde(default)]
+    pub queue_capacity: Option<usize>,
+    /// Largest decoded body extraction reads, as bytes or `1MiB` (default).
+    #[serde(default)]
+    pub max_decoded_bytes: Option<Scalar>,
+}
+
+/// One entry of `listeners:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// Unique name, used in logs, metrics and a route's `listeners:`.
+    pub name: String,
+    /// `ip:port` to accept connections on, e.g. `0.0.0.0:8080`.
+    pub bind: String,
+    /// `http://host:port` or `https://host:port`, optionally with a base
+    /// path prefixed to every forwarded path.
+    pub upstream: String,
+    /// `auto` (default), `http1` or `http2`.
+    #[serde(default)]
+    pub upstream_protocol: Option<RawUpstreamProtocol>,
+    /// The declared system this listener fronts (inbound) or whose egress
+    /// it carries (outbound).
+    pub system: String,
+    /// `inbound` (default) or `outbound`.
+    #[serde(default)]
+    pub direction: Option<RawDirection>,
+    /// `preserve` (default) keeps the client's `Host`; `upstream` sends the
+    /// upstream's authority.
+    #[serde(default)]
+    pub host_header: Option<RawHostHeader>,
+    /// `off` (default) or `append` to add `X-Forwarded-*` headers.
+    #[serde(default)]
+    pub forwarded: Option<RawForwarded>,
+    /// Time allowed for the upstream's response head, e.g. `30s` (default).
+    #[serde(default)]
+    pub timeout: Option<Scalar>,
+    /// Time allowed to connect (TCP and TLS), e.g. `5s` (default).
+    #[serde(default)]
+    pub connect_timeout: Option<Scalar>,
+    /// Bytes of each body copied for extraction, e.g. `64KiB` (default).
+    #[serde(default)]
+    pub tap_limit: Option<Scalar>,
+}
+
+/// `upstream_protocol:` values.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawUpstreamProtocol {
+    Auto,
+    Http1,
+    Http2,
+}
+
+/// `direction:` values.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawDirection {
+    Inbound,
+    Outbound,
+}
+
+/// `host_header:` values.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawHostHeader {
+    Preserve,
+    Upstream,
+}
+
+/// `forwarded:` values.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawForwarded {
+    Off,
+    Append,
+}
+
+/// One entry of `milestones:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMilestone {
+    /// Unique name, e.g. `shipped`; a metric label value.
+    pub name: String,
+    /// The declared key kind the milestone is about, e.g. `shipment`.
+    pub object: String,
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique name, e.g. `carrier.buy_label`; the `operation` metric label.
+    pub name: String,
+    /// The declared system that serves this operation.
+    pub system: String,
+    /// Names of the listeners the route applies to. Optional: every listener.
+    #[serde(default)]
+    pub listeners: Vec<String>,
+    /// Which requests the route matches.
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    /// Key kind → where its value is read. Optional.
+    #[serde(default)]
+    pub keys: KeyRules,
+    /// A declared milestone recorded when the exchange succeeds (2xx). Optional.
+    #[serde(default)]
+    pub milestone: Option<String>,
+}
+
+/// `match:` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Upper-case HTTP method, e.g. `POST`. Optional: any method. Of two
+    /// routes with the same template shape, the one with a method is tried
+    /// first; two with the same shape and method on a common listener are
+    /// an error (overlap).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Path template, e.g. `/v2/shipments/{shipment_id}/buy`. A `{param}`
+    /// is a whole segment; at the first differing segment a literal is more
+    /// specific than a param.
+    pub path: String,
+}
+
+/// Where one key is read: exactly one of these fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeySource {
+    /// A request header name, e.g. `X-Order-Id`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A query parameter name of the request URL.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The name of a `{param}` of the route's path template.
+    #[serde(default)]
+    pub path_param: Option<String>,
+    /// A JSON path over the request body, e.g. `$.lines[*].order_id`.
+    /// Supported: `$`, `.field`, `['field']`, `[0]`, `[*]`.
+    #[serde(default)]
+    pub request_json: Option<String>,
+    /// A JSON path over the response body.
+    #[serde(default)]
+    pub response_json: Option<String>,
+    /// A regex over the request body; group `value`, else group 1, else
+    /// the whole match is the key, e.g. `INV-(?P<value>\d+)`.
+    #[serde(default)]
+    pub request_regex: Option<String>,
+    /// A regex over the response body.
+    #[serde(default)]
+    pub response_regex: Option<String>,
+}
+
+/// One entry of `flows:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlow {
+    /// Unique name, e.g. `order_to_ship`; a metric label value.
+    pub name: String,
+    /// The declared milestone the duration starts at.
+    pub from: String,
+    /// The declared milestone the duration ends at (not `from`).
+    pub to: String,
+    /// The objective, e.g. `24h`.
+    pub slo: Scalar,
+}
+
+/// One entry of `expectations:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpectation {
+    /// The declared milestone that starts the wait.
+    pub after: String,
+    /// The declared milestone expected next (not `after`).
+    pub expect: String,
+    /// How long to wait, e.g. `15m`.
+    pub within: Scalar,
+    /// The exception kind opened when the wait lapses, e.g. `missing_goods_issue`.
+    pub exception: String,
+    /// The declared system that owns the exception.
+    pub owner: String,
+}
+
+// === impl Scalar ===
+
+/// A scalar read as text whether YAML saw a string or a number, so `30`
+/// and `30s` both reach the duration or size reader, which says what is
+/// expected instead of serde's "invalid type".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+// === impl KeyRules ===
+
+/// A route's `keys:` mapping in the order written (rule order is the order
+/// keys are reported in).
+#[derive(Debug, Default)]
+pub struct KeyRules(pub Vec<(String, RawKeySource)>);
+
+impl<'de> Deserialize<'de> for KeyRules {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RulesVisitor;
+
+        impl<'de> Visitor<'de> for RulesVisitor {
+            type Value = KeyRules;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a mapping from key kind to source, e.g. `order: { header: X-Order-Id }`",
+                )
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyRules, A::Error> {
+                let mut rules = Vec::new();
+                while let Some((kind, source)) = map.next_entry::<String, RawKeySource>()? {
+                    rules.push((kind, source));
+                }
+                Ok(KeyRules(rules))
+            }
+        }
+
+        deserializer.deserialize_map(RulesVisitor)
+    }
+}

@@ -1,0 +1,249 @@
+//! Listeners, the admin address and the state/observation bounds: socket
+//! addresses, upstream URLs, timeouts and sizes, and no two sockets on the
+//! same address.
+
+use std::net::SocketAddr;
+
+use super::super::raw::{
+    RawAdmin, RawDirection, RawForwarded, RawHostHeader, RawListener, RawObservation, RawState,
+    RawUpstreamProtocol, Scalar,
+};
+use super::super::units::parse_size;
+use super::super::{
+    defaults, kind, AdminConfig, Direction, Forwarded, HostHeader, Listener, ListenerId,
+    ObservationConfig, StateConfig, Symbols, Upstream, UpstreamProtocol,
+};
+use super::Validator;
+
+impl Validator<'_> {
+    pub(super) fn admin(&mut self, raw: Option<&RawAdmin>) -> Option<AdminConfig> {
+        let bind = match raw.and_then(|a| a.bind.as_deref()) {
+            Some(text) => self.socket_addr("admin.bind", text),
+            None => match defaults::ADMIN_BIND.parse() {
+                Ok(bind) => Some(bind),
+                Err(_) => {
+                    self.error(
+                        "admin.bind",
+                        "the built-in default admin address is invalid",
+                    );
+                    None
+                }
+            },
+        };
+        bind.map(|bind| AdminConfig { bind })
+    }
+
+    pub(super) fn state(&mut self, raw: Option<&RawState>) -> StateConfig {
+        let ttl = self.duration(
+            "state.ttl",
+            raw.and_then(|s| s.ttl.as_ref()),
+            defaults::STATE_TTL,
+        );
+        let max_transactions = self.at_least_one(
+            "state.max_transactions",
+            raw.and_then(|s| s.max_transactions),
+            defaults::MAX_TRANSACTIONS,
+        );
+        let max_exchanges_per_transaction = self.at_least_one(
+            "state.max_exchanges_per_transaction",
+            raw.and_then(|s| s.max_exchanges_per_transaction),
+            defaults::MAX_EXCHANGES_PER_TRANSACTION,
+        );
+        StateConfig {
+            ttl,
+            max_transactions,
+            max_exchanges_per_transaction,
+        }
+    }
+
+    pub(super) fn observation(&mut self, raw: Option<&RawObservation>) -> ObservationConfig {
+        let queue_capacity = self.at_least_one(
+            "observation.queue_capacity",
+            raw.and_then(|o| o.queue_capacity),
+            defaults::QUEUE_CAPACITY,
+        );
+        let field = "observation.max_decoded_bytes";
+        let max_decoded_bytes = self.size(
+            field,
+            raw.and_then(|o| o.max_decoded_bytes.as_ref()),
+            defaults::MAX_DECODED_BYTES,
+        );
+        if max_decoded_bytes == 0 {
+            self.error(field, "must be at least 1 byte, e.g. `1MiB`");
+        }
+        ObservationConfig {
+            queue_capacity,
+            max_decoded_bytes,
+        }
+    }
+
+    /// Validates every listener; also refuses two sockets on one address
+    /// (including the admin surface's).
+    pub(super) fn listeners(
+        &mut self,
+        raw: &[RawListener],
+        systems: &Symbols<kind::System>,
+        admin: Option<&AdminConfig>,
+    ) -> Vec<Listener> {
+        let names: Vec<&str> = raw.iter().map(|l| l.name.as_str()).collect();
+        self.check_unique("listeners", "listener", &names);
+        if raw.is_empty() {
+            self.error("listeners", "no listeners are declared; expected at least one, e.g. `- { name: wms-inbound, bind: 0.0.0.0:8080, upstream: http://127.0.0.1:9000, system: wms }`");
+        }
+        let mut bound: Vec<(SocketAddr, String)> = Vec::new();
+        if let Some(admin) = admin {
+            bound.push((admin.bind, "the admin surface (admin.bind)".to_owned()));
+        }
+        let mut listeners = Vec::new();
+        for (i, l) in raw.iter().enumerate() {
+            let at = |leaf: &str| format!("listeners[{i}].{leaf}");
+            let bind = self.socket_addr(&at("bind"), &l.bind);
+            if let Some(bind) = bind {
+                if let Some((_, owner)) = bound.iter().find(|(other, _)| clashes(bind, *other)) {
+                    let message = format!("address `{bind}` is already bound by {owner}; each listener needs its own port");
+                    self.error(&at("bind"), message);
+                }
+                let line = self.line_of(&at("bind"));
+                bound.push((bind, format!("listener `{}`{line}", l.name)));
+            }
+            let upstream = self.upstream(&at("upstream"), &l.upstream);
+            let system = self.lookup(systems, "system", &at("system"), &l.system);
+            let timeout = self.duration(
+                &at("timeout"),
+                l.timeout.as_ref(),
+                defaults::UPSTREAM_TIMEOUT,
+            );
+            let connect_timeout = self.duration(
+                &at("connect_timeout"),
+                l.connect_timeout.as_ref(),
+                defaults::CONNECT_TIMEOUT,
+            );
+            let tap_limit = self.size(&at("tap_limit"), l.tap_limit.as_ref(), defaults::TAP_LIMIT);
+            let (Some(bind), Some(uri), Some(system)) = (bind, upstream, system) else {
+                continue;
+            };
+            listeners.push(Listener {
+                id: ListenerId(i),
+                name: l.name.clone(),
+                bind,
+                upstream: Upstream {
+                    uri,
+                    protocol: match l.upstream_protocol {
+                        None | Some(RawUpstreamProtocol::Auto) => UpstreamProtocol::Auto,
+                        Some(RawUpstreamProtocol::Http1) => UpstreamProtocol::Http1,
+                        Some(RawUpstreamProtocol::Http2) => UpstreamProtocol::Http2,
+                    },
+                },
+                system,
+                direction: match l.direction {
+                    None | Some(RawDirection::Inbound) => Direction::Inbound,
+                    Some(RawDirection::Outbound) => Direction::Outbound,
+                },
+                host_header: match l.host_header {
+                    None | Some(RawHostHeader::Preserve) => HostHeader::Preserve,
+                    Some(RawHostHeader::Upstream) => HostHeader::Upstream,
+                },
+                forwarded: match l.forwarded {
+                    None | Some(RawForwarded::Off) => Forwarded::Off,
+                    Some(RawForwarded::Append) => Forwarded::Append,
+                },
+                timeout,
+                connect_timeout,
+                tap_limit,
+            });
+        }
+        listeners
+    }
+
+    fn socket_addr(&mut self, field: &str, text: &str) -> Option<SocketAddr> {
+        match text.trim().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(
+                    field,
+                    format!("invalid socket address `{text}`; expected an IP address and port, e.g. `0.0.0.0:8080` or `[::1]:8080` (host names are not resolved)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// An `http://` or `https://` URL with a host and no query.
+    fn upstream(&mut self, field: &str, text: &str) -> Option<http::Uri> {
+        let example = "expected e.g. `http://127.0.0.1:9000` or `https://api.carrier.example/v2`";
+        let uri: http::Uri = match text.trim().parse() {
+            Ok(uri) => uri,
+            Err(error) => {
+                self.error(
+                    field,
+                    format!("invalid upstream URL `{text}` ({error}); {example}"),
+                );
+                return None;
+            }
+        };
+        let problem = match (uri.scheme_str(), uri.host()) {
+            (None, _) => Some(format!("upstream URL `{text}` has no scheme; {example}")),
+            (Some(scheme), _) if scheme != "http" && scheme != "https" => Some(format!(
+                "upstream URL scheme `{scheme}` is not supported; expected `http` or `https`"
+            )),
+            (_, None | Some("")) => Some(format!("upstream URL `{text}` has no host; {example}")),
+            _ if uri.query().is_some() => Some(format!(
+                "upstream URL `{text}` has a query; expected only scheme, host, port and an optional base path"
+            )),
+            _ => None,
+        };
+        match problem {
+            Some(message) => {
+                self.error(field, message);
+                None
+            }
+            None => Some(uri),
+        }
+    }
+
+    fn size(&mut self, field: &str, raw: Option<&Scalar>, default: usize) -> usize {
+        let Some(text) = raw else { return default };
+        parse_size(&text.0).unwrap_or_else(|message| {
+            self.error(field, message);
+            default
+        })
+    }
+
+    fn at_least_one(&mut self, field: &str, raw: Option<usize>, default: usize) -> usize {
+        match raw {
+            None => default,
+            Some(0) => {
+                self.error(field, format!("must be at least 1 (default {default})"));
+                default
+            }
+            Some(n) => n,
+        }
+    }
+}
+
+/// Two sockets cannot both bind these addresses: the same address, or the
+/// same port where one is the unspecified address of the same family.
+fn clashes(a: SocketAddr, b: SocketAddr) -> bool {
+    a == b
+        || (a.port() == b.port()
+            && a.is_ipv4() == b.is_ipv4()
+            && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("address")
+    }
+
+    #[test]
+    fn the_same_port_clashes_when_one_side_is_the_unspecified_address() {
+        assert!(clashes(addr("0.0.0.0:8080"), addr("127.0.0.1:8080")));
+        assert!(clashes(addr("127.0.0.1:8080"), addr("127.0.0.1:8080")));
+        assert!(!clashes(addr("127.0.0.1:8080"), addr("127.0.0.2:8080")));
+        assert!(!clashes(addr("0.0.0.0:8080"), addr("0.0.0.0:8081")));
+        assert!(!clashes(addr("0.0.0.0:8080"), addr("[::1]:8080")));
+    }
+}
