@@ -394,6 +394,19 @@ async fn serve(
 mod tests {
     use super::*;
 
+    #[test]
+    fn shipped_example_config_is_valid_and_names_the_demo_listeners() {
+        let config = match Config::from_yaml(EXAMPLE_CONFIG, "examples/logistics.yaml") {
+            Ok(config) => config,
+            Err(errors) => panic!("{errors}"),
+        };
+        let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["erp-inbound", "wms-inbound", "carrier-egress"]);
+        assert_eq!(config.root.as_str(), "order");
+        assert_eq!(config.flows.len(), 4);
+        assert_eq!(config.expectations.len(), 3);
+    }
+
     #[tokio::test]
     async fn driver_walks_every_order_through_the_bare_systems() {
         let seed = 11;
