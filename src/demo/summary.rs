@@ -366,7 +366,7 @@ impl Summary {
                 f.p95.map_or_else(|| "-".into(), human),
                 f.within_share()
                     .map_or_else(|| "-".into(), |s| format!("{:.1}%", s * 100.0)),
-                human(f.slo),
+                round_duration(f.slo),
             ]);
         }
         table.write(out)?;
@@ -397,7 +397,7 @@ impl Summary {
         ));
         table.write(out)?;
 
-        let mut table = Table::new(&["expectation", "after", "missing", "late", "owner", "rule"]);
+        let mut table = Table::new(&["expectation", "checked", "missing", "late", "owner", "rule"]);
         for e in &self.expectations {
             table.row(vec![
                 e.exception.clone(),
@@ -542,6 +542,21 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// A configured duration in the unit it was most likely written in:
+/// `15m`, `4h`, `72h`, `7d`.
+pub fn round_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        _ if s % (7 * 86_400) == 0 || (s % 86_400 == 0 && s > 3 * 86_400) => {
+            format!("{}d", s / 86_400)
+        }
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => human(d),
+    }
+}
+
 // === impl Table ===
 
 /// A small aligned table: the first column left-aligned, the rest
@@ -663,6 +678,14 @@ waybill_extraction_failures_total{system=\"erp\",reason=\"too_deep\"} 0\n\
 waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n";
         let failures = extraction_failures(text);
         assert_eq!(failures, BTreeMap::from([("malformed_json".to_owned(), 5)]));
+    }
+
+    #[test]
+    fn configured_durations_print_as_written() {
+        assert_eq!(round_duration(Duration::from_secs(15 * 60)), "15m");
+        assert_eq!(round_duration(Duration::from_secs(24 * 3600)), "24h");
+        assert_eq!(round_duration(Duration::from_secs(72 * 3600)), "72h");
+        assert_eq!(round_duration(Duration::from_secs(7 * 86_400)), "7d");
     }
 
     #[test]
