@@ -65,7 +65,10 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Sidecar> {
     let mut sockets = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
         let socket = TcpListener::bind(listener.bind).await.with_context(|| {
-            format!("listener `{}`: cannot bind {}", listener.name, listener.bind)
+            format!(
+                "listener `{}`: cannot bind {}",
+                listener.name, listener.bind
+            )
         })?;
         sockets.push(socket);
     }
@@ -200,12 +203,18 @@ impl Sidecar {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(?grace, "drain grace period over; closing remaining connections");
+            tracing::warn!(
+                ?grace,
+                "drain grace period over; closing remaining connections"
+            );
             self.proxies.shutdown().await;
         }
         // Connections cut off after the grace period may still hold the
         // queue open for a moment; bound the wait rather than hang.
-        if tokio::time::timeout(grace, &mut self.extraction).await.is_err() {
+        if tokio::time::timeout(grace, &mut self.extraction)
+            .await
+            .is_err()
+        {
             tracing::warn!("extraction did not finish draining; abandoning the rest of the queue");
             self.extraction.abort();
         }

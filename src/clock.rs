@@ -20,7 +20,11 @@ impl Clock {
     pub fn scaled(speed: f64) -> Self {
         let origin = SystemTime::now();
         let started = std::time::Instant::now();
-        let speed = if speed.is_finite() && speed > 0.0 { speed } else { 1.0 };
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            1.0
+        };
         Clock(Arc::new(move || {
             origin + Duration::from_secs_f64(started.elapsed().as_secs_f64() * speed)
         }))

@@ -15,7 +15,11 @@ use waybill::config::Config;
 const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "waybill", version, about = "Turns ERP, WMS and carrier traffic into business transactions")]
+#[command(
+    name = "waybill",
+    version,
+    about = "Turns ERP, WMS and carrier traffic into business transactions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -98,7 +102,9 @@ fn main() -> ExitCode {
             };
             runtime(|stop| async move {
                 let mut out = std::io::stdout();
-                waybill::demo::run(options, stop, &mut out).await.map(|_| ())
+                waybill::demo::run(options, stop, &mut out)
+                    .await
+                    .map(|_| ())
             })
         }
     }

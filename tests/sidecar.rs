@@ -21,28 +21,40 @@ const SETTLE: Duration = Duration::from_secs(10);
 /// routes below read keys from.
 async fn upstream() -> SocketAddr {
     let app = Router::new()
-        .route("/api/orders", post(|| async { Json(json!({"status": "released"})) }))
+        .route(
+            "/api/orders",
+            post(|| async { Json(json!({"status": "released"})) }),
+        )
         .route(
             "/api/orders/{order}/pack",
-            post(|axum::extract::Path(order): axum::extract::Path<String>| async move {
-                Json(json!({
-                    "order_id": order,
-                    "shipments": [
-                        {"shipment_id": format!("{order}-A")},
-                        {"shipment_id": format!("{order}-B")}
-                    ]
-                }))
-            }),
+            post(
+                |axum::extract::Path(order): axum::extract::Path<String>| async move {
+                    Json(json!({
+                        "order_id": order,
+                        "shipments": [
+                            {"shipment_id": format!("{order}-A")},
+                            {"shipment_id": format!("{order}-B")}
+                        ]
+                    }))
+                },
+            ),
         )
         .route(
             "/v2/shipments/{id}/buy",
-            post(|axum::extract::Path(id): axum::extract::Path<String>| async move {
-                Json(json!({"id": id, "tracking_code": format!("1Z{id}")}))
-            }),
+            post(
+                |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    Json(json!({"id": id, "tracking_code": format!("1Z{id}")}))
+                },
+            ),
         )
-        .route("/api/shipments/{id}/ship", post(|| async { Json(json!({"ok": true})) }))
+        .route(
+            "/api/shipments/{id}/ship",
+            post(|| async { Json(json!({"ok": true})) }),
+        )
         .route("/webhooks/delivered", post(|| async { "" }));
-    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let socket = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
     let addr = socket.local_addr().expect("upstream addr");
     tokio::spawn(async move { axum::serve(socket, app).await });
     addr
@@ -102,11 +114,18 @@ flows:
 async fn sidecar() -> (Sidecar, reqwest::Client) {
     let upstream = upstream().await;
     let config = Config::from_yaml(&routes(upstream), "sidecar-test.yaml").expect("valid routes");
-    let sidecar = app::start(config, Clock::system()).await.expect("sidecar starts");
+    let sidecar = app::start(config, Clock::system())
+        .await
+        .expect("sidecar starts");
     (sidecar, reqwest::Client::new())
 }
 
-async fn post(client: &reqwest::Client, sidecar: &Sidecar, path: &str, body: &str) -> reqwest::StatusCode {
+async fn post(
+    client: &reqwest::Client,
+    sidecar: &Sidecar,
+    path: &str,
+    body: &str,
+) -> reqwest::StatusCode {
     let addr = sidecar.listener_addr("edge").expect("edge listener");
     client
         .post(format!("http://{addr}{path}"))
@@ -128,8 +147,18 @@ async fn admin_get(client: &reqwest::Client, sidecar: &Sidecar, path: &str) -> (
     (status, response.text().await.expect("admin body"))
 }
 
-async fn transaction(client: &reqwest::Client, sidecar: &Sidecar, kind: &str, value: &str) -> Value {
-    let (status, body) = admin_get(client, sidecar, &format!("/api/v1/transactions/{kind}/{value}")).await;
+async fn transaction(
+    client: &reqwest::Client,
+    sidecar: &Sidecar,
+    kind: &str,
+    value: &str,
+) -> Value {
+    let (status, body) = admin_get(
+        client,
+        sidecar,
+        &format!("/api/v1/transactions/{kind}/{value}"),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("transaction JSON")
 }
@@ -140,21 +169,60 @@ fn milestones(tx: &Value, name: &str) -> Vec<String> {
         .expect("milestones array")
         .iter()
         .filter(|m| m["milestone"] == name)
-        .map(|m| format!("{}:{}", m["object"]["kind"].as_str().unwrap_or("?"), m["object"]["value"].as_str().unwrap_or("?")))
+        .map(|m| {
+            format!(
+                "{}:{}",
+                m["object"]["kind"].as_str().unwrap_or("?"),
+                m["object"]["value"].as_str().unwrap_or("?")
+            )
+        })
         .collect()
 }
 
 #[tokio::test]
 async fn tracking_only_webhook_joins_its_order_and_split_shipments_ship_separately() {
     let (sidecar, client) = sidecar().await;
-    assert_eq!(post(&client, &sidecar, "/api/orders", r#"{"order_id":"SO-1001"}"#).await, 200);
-    assert_eq!(post(&client, &sidecar, "/api/orders/SO-1001/pack", "{}").await, 200);
+    assert_eq!(
+        post(
+            &client,
+            &sidecar,
+            "/api/orders",
+            r#"{"order_id":"SO-1001"}"#
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        post(&client, &sidecar, "/api/orders/SO-1001/pack", "{}").await,
+        200
+    );
     for shipment in ["SO-1001-A", "SO-1001-B"] {
-        assert_eq!(post(&client, &sidecar, &format!("/v2/shipments/{shipment}/buy"), "{}").await, 200);
-        assert_eq!(post(&client, &sidecar, &format!("/api/shipments/{shipment}/ship"), "{}").await, 200);
+        assert_eq!(
+            post(
+                &client,
+                &sidecar,
+                &format!("/v2/shipments/{shipment}/buy"),
+                "{}"
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            post(
+                &client,
+                &sidecar,
+                &format!("/api/shipments/{shipment}/ship"),
+                "{}"
+            )
+            .await,
+            200
+        );
     }
     let webhook = r#"{"event":"delivered","tracking_code":"1ZSO-1001-B"}"#;
-    assert_eq!(post(&client, &sidecar, "/webhooks/delivered", webhook).await, 200);
+    assert_eq!(
+        post(&client, &sidecar, "/webhooks/delivered", webhook).await,
+        200
+    );
     assert!(sidecar.settle(SETTLE).await, "pipeline settles");
 
     // Any key finds the same transaction.
@@ -162,7 +230,10 @@ async fn tracking_only_webhook_joins_its_order_and_split_shipments_ship_separate
     let by_order = transaction(&client, &sidecar, "order", "SO-1001").await;
     assert_eq!(by_tracking, by_order);
     assert_eq!(by_order["name"]["value"], "SO-1001");
-    assert_eq!(milestones(&by_order, "delivered"), vec!["shipment:SO-1001-B"]);
+    assert_eq!(
+        milestones(&by_order, "delivered"),
+        vec!["shipment:SO-1001-B"]
+    );
     assert_eq!(
         milestones(&by_order, "shipped"),
         vec!["shipment:SO-1001-A", "shipment:SO-1001-B"]
@@ -170,16 +241,29 @@ async fn tracking_only_webhook_joins_its_order_and_split_shipments_ship_separate
     let flows = by_order["flows"].as_array().expect("flows");
     assert_eq!(flows.len(), 2, "one order_to_ship per shipment: {flows:?}");
     let exchanges = by_order["exchanges"].as_array().expect("exchanges");
-    assert_eq!(exchanges.len(), 6, "every exchange of the order is on its timeline");
-    let times: Vec<&str> = exchanges.iter().map(|e| e["at"].as_str().unwrap_or("")).collect();
+    assert_eq!(
+        exchanges.len(),
+        6,
+        "every exchange of the order is on its timeline"
+    );
+    let times: Vec<&str> = exchanges
+        .iter()
+        .map(|e| e["at"].as_str().unwrap_or(""))
+        .collect();
     let mut sorted = times.clone();
     sorted.sort_unstable();
     assert_eq!(times, sorted, "timeline is in time order");
     assert_eq!(by_order["status"], "open", "shipment A was never delivered");
 
     let (_, metrics) = admin_get(&client, &sidecar, "/metrics").await;
-    assert!(metrics.contains(r#"waybill_milestones_total{milestone="shipped"} 2"#), "{metrics}");
-    sidecar.shutdown(Duration::from_secs(5)).await.expect("clean shutdown");
+    assert!(
+        metrics.contains(r#"waybill_milestones_total{milestone="shipped"} 2"#),
+        "{metrics}"
+    );
+    sidecar
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -207,10 +291,14 @@ async fn broken_bodies_pass_through_and_are_counted_by_reason() {
     assert!(sidecar.settle(SETTLE).await, "pipeline settles");
     let (_, metrics) = admin_get(&client, &sidecar, "/metrics").await;
     for reason in ["malformed_json", "invalid_utf8", "too_deep", "truncated"] {
-        let line = format!(r#"waybill_extraction_failures_total{{system="wms",reason="{reason}"}} 1"#);
+        let line =
+            format!(r#"waybill_extraction_failures_total{{system="wms",reason="{reason}"}} 1"#);
         assert!(metrics.contains(&line), "missing {line} in\n{metrics}");
     }
-    sidecar.shutdown(Duration::from_secs(5)).await.expect("clean shutdown");
+    sidecar
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -227,7 +315,10 @@ async fn the_admin_api_explains_what_it_cannot_answer() {
     assert!(body.contains("expected open, complete or all"), "{body}");
     assert_eq!(admin_get(&client, &sidecar, "/readyz").await.0, 200);
     assert_eq!(admin_get(&client, &sidecar, "/healthz").await.0, 200);
-    sidecar.shutdown(Duration::from_secs(5)).await.expect("clean shutdown");
+    sidecar
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
 }
 
 #[tokio::test]
@@ -238,7 +329,12 @@ async fn listing_returns_recent_transactions_filtered_by_status() {
         assert_eq!(post(&client, &sidecar, "/api/orders", &body).await, 200);
     }
     assert!(sidecar.settle(SETTLE).await, "pipeline settles");
-    let (status, body) = admin_get(&client, &sidecar, "/api/v1/transactions?status=open&limit=2").await;
+    let (status, body) = admin_get(
+        &client,
+        &sidecar,
+        "/api/v1/transactions?status=open&limit=2",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let listing: Value = serde_json::from_str(&body).expect("listing JSON");
     let names: Vec<&str> = listing["transactions"]
@@ -250,5 +346,8 @@ async fn listing_returns_recent_transactions_filtered_by_status() {
     assert_eq!(names.len(), 2);
     let (_, body) = admin_get(&client, &sidecar, "/api/v1/transactions?status=complete").await;
     assert!(body.contains(r#""transactions":[]"#), "{body}");
-    sidecar.shutdown(Duration::from_secs(5)).await.expect("clean shutdown");
+    sidecar
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
 }

@@ -188,6 +188,10 @@ pub struct RawMilestone {
     pub name: String,
     /// The declared key kind the milestone is about, e.g. `shipment`.
     pub object: String,
+    /// Reaching it on every object of its kind completes the transaction
+    /// (e.g. `freight_invoiced` on every shipment). Optional, default false.
+    #[serde(default)]
+    pub terminal: bool,
 }
 
 /// One entry of `routes:`.

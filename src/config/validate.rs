@@ -274,7 +274,11 @@ impl Validator<'_> {
             );
             let name = self.intern(&mut table, &format!("milestones[{i}].name"), &m.name);
             if let (Some(name), Some(object)) = (name, object) {
-                defs.push(MilestoneDef { name, object });
+                defs.push(MilestoneDef {
+                    name,
+                    object,
+                    terminal: m.terminal,
+                });
             }
         }
         (table, defs)

@@ -67,10 +67,13 @@ impl Correlator {
     /// Of several transactions about to be merged, the one that survives:
     /// the one with a root key, else the oldest.
     fn survivor(&self, owners: &[TxId]) -> Option<TxId> {
-        owners.iter().copied().min_by_key(|id| match self.store.get(*id) {
-            Some(tx) => (tx.root.is_none(), tx.first_seen, *id),
-            None => (true, SystemTime::UNIX_EPOCH, *id),
-        })
+        owners
+            .iter()
+            .copied()
+            .min_by_key(|id| match self.store.get(*id) {
+                Some(tx) => (tx.root.is_none(), tx.first_seen, *id),
+                None => (true, SystemTime::UNIX_EPOCH, *id),
+            })
     }
 
     fn record_links(&mut self, id: TxId, keys: &[Key]) {
@@ -85,7 +88,12 @@ impl Correlator {
             }
         }
         let mut add = |a: &Key, b: &Key| {
-            if a != b && !tx.links.iter().any(|(x, y)| (x == a && y == b) || (x == b && y == a)) {
+            if a != b
+                && !tx
+                    .links
+                    .iter()
+                    .any(|(x, y)| (x == a && y == b) || (x == b && y == a))
+            {
                 tx.links.push((a.clone(), b.clone()));
             }
         };

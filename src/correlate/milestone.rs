@@ -143,7 +143,8 @@ fn measure(
         .iter()
         .find(|m| m.milestone == flow.to && &m.object == object)?;
     let starts = || tx.milestones.iter().filter(|m| m.milestone == flow.from);
-    let same_kind = config.milestone_def(&flow.from).object == config.milestone_def(&flow.to).object;
+    let same_kind =
+        config.milestone_def(&flow.from).object == config.milestone_def(&flow.to).object;
     let start = if same_kind {
         starts().find(|m| &m.object == object)?
     } else {

@@ -78,7 +78,12 @@ impl CorrelatorHandle {
     /// Transactions matching `query`, most recently updated first.
     pub async fn list(&self, query: ListQuery) -> Vec<Transaction> {
         let (reply, answer) = oneshot::channel();
-        if self.queries.send(Query::List { query, reply }).await.is_err() {
+        if self
+            .queries
+            .send(Query::List { query, reply })
+            .await
+            .is_err()
+        {
             return Vec::new();
         }
         answer.await.unwrap_or_default()
@@ -163,7 +168,8 @@ impl Correlator {
             let Some(id) = self.link(&group, at) else {
                 continue;
             };
-            self.store.push_exchange(id, exchange_record(&observation, &group));
+            self.store
+                .push_exchange(id, exchange_record(&observation, &group));
             if let Some(milestone) = &observation.milestone {
                 self.record_milestone(id, milestone, &observation, &group);
             }

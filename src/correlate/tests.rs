@@ -39,7 +39,8 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        let config = Arc::new(Config::from_yaml(CONFIG, "test.yaml").expect("test config is valid"));
+        let config =
+            Arc::new(Config::from_yaml(CONFIG, "test.yaml").expect("test config is valid"));
         let mut registry = Registry::default();
         let (correlator, _tx, _handle, _inbox) =
             Correlator::new(Arc::clone(&config), Clock::system(), 16, &mut registry);
@@ -52,11 +53,17 @@ impl Harness {
     }
 
     fn key(&self, kind: &str, value: &str) -> Key {
-        Key::new(self.config.key_kinds.get(kind).expect("declared kind"), value)
+        Key::new(
+            self.config.key_kinds.get(kind).expect("declared kind"),
+            value,
+        )
     }
 
     fn milestone(&self, name: &str) -> Milestone {
-        self.config.milestones.get(name).expect("declared milestone")
+        self.config
+            .milestones
+            .get(name)
+            .expect("declared milestone")
     }
 
     /// Applies an exchange at `hours` after the epoch carrying `keys` and marking `milestone`.
@@ -105,7 +112,9 @@ impl Harness {
 }
 
 fn at(hours: f64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000) + Duration::from_secs_f64(hours * 3600.0)
+    SystemTime::UNIX_EPOCH
+        + Duration::from_secs(1_700_000_000)
+        + Duration::from_secs_f64(hours * 3600.0)
 }
 
 fn milestone_objects(tx: &Transaction, name: &str) -> Vec<String> {
@@ -120,14 +129,25 @@ fn milestone_objects(tx: &Transaction, name: &str) -> Vec<String> {
 fn tracking_only_webhook_joins_its_order() {
     let mut h = Harness::new();
     h.observe(0.0, &[("order", "SO-1")], Some("order_released"));
-    h.observe(2.0, &[("order", "SO-1"), ("shipment", "SH-1")], Some("packed"));
-    h.observe(2.1, &[("shipment", "SH-1"), ("tracking", "1Z1")], Some("label_created"));
+    h.observe(
+        2.0,
+        &[("order", "SO-1"), ("shipment", "SH-1")],
+        Some("packed"),
+    );
+    h.observe(
+        2.1,
+        &[("shipment", "SH-1"), ("tracking", "1Z1")],
+        Some("label_created"),
+    );
     h.observe(3.0, &[("shipment", "SH-1")], Some("shipped"));
     h.observe(40.0, &[("tracking", "1Z1")], Some("delivered"));
 
     let tx = h.transaction("tracking", "1Z1");
     assert_eq!(tx.name.to_string(), "order:SO-1");
-    assert_eq!(tx.root.as_ref().map(|k| k.to_string()).as_deref(), Some("order:SO-1"));
+    assert_eq!(
+        tx.root.as_ref().map(|k| k.to_string()).as_deref(),
+        Some("order:SO-1")
+    );
     assert_eq!(milestone_objects(&tx, "delivered"), vec!["shipment:SH-1"]);
     let flows: Vec<(String, f64)> = tx
         .flows
@@ -136,7 +156,10 @@ fn tracking_only_webhook_joins_its_order() {
         .collect();
     assert_eq!(
         flows,
-        vec![("order_to_ship".to_string(), 3.0), ("ship_to_deliver".to_string(), 37.0)]
+        vec![
+            ("order_to_ship".to_string(), 3.0),
+            ("ship_to_deliver".to_string(), 37.0)
+        ]
     );
 }
 
@@ -144,13 +167,27 @@ fn tracking_only_webhook_joins_its_order() {
 fn split_shipment_keeps_one_shipped_milestone_per_shipment() {
     let mut h = Harness::new();
     h.observe(0.0, &[("order", "SO-2")], Some("order_released"));
-    h.observe(1.0, &[("order", "SO-2"), ("shipment", "SH-A"), ("shipment", "SH-B")], Some("packed"));
+    h.observe(
+        1.0,
+        &[
+            ("order", "SO-2"),
+            ("shipment", "SH-A"),
+            ("shipment", "SH-B"),
+        ],
+        Some("packed"),
+    );
     h.observe(5.0, &[("shipment", "SH-A")], Some("shipped"));
     h.observe(30.0, &[("shipment", "SH-B")], Some("shipped"));
 
     let tx = h.transaction("order", "SO-2");
-    assert_eq!(milestone_objects(&tx, "packed"), vec!["shipment:SH-A", "shipment:SH-B"]);
-    assert_eq!(milestone_objects(&tx, "shipped"), vec!["shipment:SH-A", "shipment:SH-B"]);
+    assert_eq!(
+        milestone_objects(&tx, "packed"),
+        vec!["shipment:SH-A", "shipment:SH-B"]
+    );
+    assert_eq!(
+        milestone_objects(&tx, "shipped"),
+        vec!["shipment:SH-A", "shipment:SH-B"]
+    );
     let verdicts: Vec<(String, bool)> = tx
         .flows
         .iter()
@@ -158,11 +195,20 @@ fn split_shipment_keeps_one_shipped_milestone_per_shipment() {
         .collect();
     assert_eq!(
         verdicts,
-        vec![("shipment:SH-A".to_string(), true), ("shipment:SH-B".to_string(), false)]
+        vec![
+            ("shipment:SH-A".to_string(), true),
+            ("shipment:SH-B".to_string(), false)
+        ]
     );
     let metrics = h.metrics();
-    assert!(metrics.contains(r#"waybill_flows_total{flow="order_to_ship",slo="met"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"waybill_flows_total{flow="order_to_ship",slo="missed"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"waybill_flows_total{flow="order_to_ship",slo="met"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"waybill_flows_total{flow="order_to_ship",slo="missed"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -184,13 +230,21 @@ fn a_repeated_milestone_keeps_its_first_time_and_counts_the_repeat() {
 fn two_transactions_that_turn_out_linked_merge_without_losing_milestones() {
     let mut h = Harness::new();
     // The carrier sees the shipment before anything links it to its order.
-    h.observe(1.0, &[("shipment", "SH-9"), ("tracking", "1Z9")], Some("label_created"));
+    h.observe(
+        1.0,
+        &[("shipment", "SH-9"), ("tracking", "1Z9")],
+        Some("label_created"),
+    );
     h.observe(0.0, &[("order", "SO-9")], Some("order_released"));
     assert_ne!(
         h.correlator.store.find(&h.key("order", "SO-9")),
         h.correlator.store.find(&h.key("shipment", "SH-9"))
     );
-    h.observe(2.0, &[("order", "SO-9"), ("shipment", "SH-9")], Some("packed"));
+    h.observe(
+        2.0,
+        &[("order", "SO-9"), ("shipment", "SH-9")],
+        Some("packed"),
+    );
 
     let tx = h.transaction("tracking", "1Z9");
     assert_eq!(tx.name.to_string(), "order:SO-9");
@@ -204,7 +258,11 @@ fn two_transactions_that_turn_out_linked_merge_without_losing_milestones() {
 #[test]
 fn a_batch_of_orders_in_one_message_does_not_fuse_the_orders() {
     let mut h = Harness::new();
-    h.observe(0.0, &[("order", "SO-10"), ("order", "SO-11")], Some("order_released"));
+    h.observe(
+        0.0,
+        &[("order", "SO-10"), ("order", "SO-11")],
+        Some("order_released"),
+    );
 
     let a = h.transaction("order", "SO-10");
     let b = h.transaction("order", "SO-11");
@@ -216,12 +274,30 @@ fn a_batch_of_orders_in_one_message_does_not_fuse_the_orders() {
 #[test]
 fn a_transaction_completes_when_every_shipment_is_invoiced() {
     let mut h = Harness::new();
-    h.observe(0.0, &[("order", "SO-4"), ("shipment", "SH-X"), ("shipment", "SH-Y")], Some("packed"));
-    h.observe(1.0, &[("shipment", "SH-X"), ("invoice", "INV-1")], Some("freight_invoiced"));
+    h.observe(
+        0.0,
+        &[
+            ("order", "SO-4"),
+            ("shipment", "SH-X"),
+            ("shipment", "SH-Y"),
+        ],
+        Some("packed"),
+    );
+    h.observe(
+        1.0,
+        &[("shipment", "SH-X"), ("invoice", "INV-1")],
+        Some("freight_invoiced"),
+    );
     assert_eq!(h.transaction("order", "SO-4").status, Status::Open);
-    h.observe(2.0, &[("shipment", "SH-Y"), ("invoice", "INV-2")], Some("freight_invoiced"));
+    h.observe(
+        2.0,
+        &[("shipment", "SH-Y"), ("invoice", "INV-2")],
+        Some("freight_invoiced"),
+    );
     assert_eq!(h.transaction("order", "SO-4").status, Status::Complete);
-    assert!(h.metrics().contains("waybill_transactions_completed_total 1"));
+    assert!(h
+        .metrics()
+        .contains("waybill_transactions_completed_total 1"));
     assert!(h
         .metrics()
         .contains(r#"waybill_state_transactions{status="complete"} 1"#));

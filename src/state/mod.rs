@@ -5,9 +5,7 @@
 
 mod transaction;
 
-pub use transaction::{
-    ExchangeRecord, FlowRecord, MilestoneRecord, Status, Transaction, TxId,
-};
+pub use transaction::{ExchangeRecord, FlowRecord, MilestoneRecord, Status, Transaction, TxId};
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
@@ -85,9 +83,7 @@ impl StateMetrics {
         );
         let handle = |r: Removal| {
             removed
-                .get_or_create(&ReasonLabel {
-                    reason: r.as_str(),
-                })
+                .get_or_create(&ReasonLabel { reason: r.as_str() })
                 .clone()
         };
         StateMetrics {
@@ -252,7 +248,10 @@ impl Store {
         target.milestones.sort_by_key(|m| m.at);
         target.flows.extend(absorbed.flows);
         target.exchanges.extend(absorbed.exchanges);
-        target.exchanges.make_contiguous().sort_by_key(|e| (e.at, e.id));
+        target
+            .exchanges
+            .make_contiguous()
+            .sort_by_key(|e| (e.at, e.id));
         target.exchanges_dropped += absorbed.exchanges_dropped;
         while target.exchanges.len() > self.limits.max_exchanges_per_transaction {
             target.exchanges.pop_front();
