@@ -7,17 +7,19 @@
 //! duplicate bookings, a goods issue that never comes, truncated bodies).
 //!
 //! Time is compressed: waits between steps are business durations divided
-//! by `speed`, and the sidecar runs on [`Clock::scaled`] so every duration
-//! it records is in business time.
+//! by `speed`, and the sidecar runs on a clock going `speed` times faster
+//! (see [`pace`]) so every duration it records is in business time.
 //!
 //! - [`plan`]: what happens to each order, decided from the seed.
 //! - [`erp`], [`wms`], [`carrier`]: the simulated systems (axum routers).
 //! - [`driver`]: sends the traffic through the sidecar and tallies it.
+//! - [`pace`]: the business clock, compressed while driving, real after.
 //! - [`summary`]: the printed report.
 
 pub mod carrier;
 pub mod driver;
 pub mod erp;
+pub mod pace;
 pub mod plan;
 pub mod summary;
 pub mod wms;
@@ -38,11 +40,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, Sidecar};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::correlate::ListQuery;
 use carrier::CarrierStats;
 use driver::{Driver, Endpoints};
+use pace::Pace;
 use plan::OrderPlan;
 use summary::{Rules, TransactionView};
 
@@ -130,7 +132,8 @@ pub struct Demo {
     /// The config the sidecar runs, as rewritten for the demo.
     config: Config,
     rules: Rules,
-    clock: Clock,
+    /// Business time for the sidecar and the payloads.
+    pace: Pace,
     systems: Systems,
     sidecar: Sidecar,
 }
@@ -145,9 +148,9 @@ impl Demo {
         let systems = Systems::start(options.seed)
             .await
             .context("starting the simulated systems")?;
-        let clock = Clock::scaled(options.speed);
+        let pace = Pace::new(options.speed);
         let started = match aim(&mut config, &systems, options.admin) {
-            Ok(()) => app::start(config.clone(), clock.clone()).await,
+            Ok(()) => app::start(config.clone(), pace.clock()).await,
             Err(e) => Err(e),
         };
         let sidecar = match started {
@@ -161,7 +164,7 @@ impl Demo {
             rules: Rules::from(&config),
             config,
             options,
-            clock,
+            pace,
             systems,
             sidecar,
         })
@@ -192,7 +195,14 @@ impl Demo {
         out.flush()?;
         let summary = self.drive(shutdown).await?;
         summary.render(out)?;
-        if let Some(delivery) = summary.driver.deliveries.first() {
+        // A shipment of a split order shows the most: two shipments, one order.
+        let deliveries = &summary.driver.deliveries;
+        let split = deliveries.iter().find(|d| {
+            deliveries
+                .iter()
+                .any(|o| o.order_id == d.order_id && o.shipment_id != d.shipment_id)
+        });
+        if let Some(delivery) = split.or(deliveries.first()) {
             let admin = self.sidecar.admin_addr();
             writeln!(
                 out,
@@ -205,21 +215,24 @@ impl Demo {
     }
 
     /// Drives every order through the sidecar, waits for it to correlate
-    /// the last exchanges, and summarises what it saw.
+    /// the last exchanges, and summarises what it saw. Business time runs
+    /// at the demo's speed while driving and at real speed afterwards.
     pub async fn drive(&self, shutdown: &CancellationToken) -> anyhow::Result<Summary> {
         let options = &self.options;
         let driver = Driver::new(
             self.endpoints()?,
             options.speed,
-            self.clock.clone(),
+            self.pace.clock(),
             shutdown.child_token(),
         )?;
+        self.pace.shift(options.speed);
         let plans: Vec<OrderPlan> = (0..options.orders)
             .map(|i| OrderPlan::new(options.seed, i))
             .collect();
         let started = tokio::time::Instant::now();
         let tally = Arc::new(driver).drive(plans).await;
         let elapsed = started.elapsed();
+        self.pace.shift(1.0);
         if !self.sidecar.settle(SETTLE_TIMEOUT).await {
             tracing::warn!("the sidecar had not correlated every exchange after {SETTLE_TIMEOUT:?}; the summary may be short");
         }
@@ -420,7 +433,7 @@ mod tests {
         let driver = Driver::new(
             endpoints,
             speed,
-            Clock::scaled(speed),
+            pace::Pace::new(speed).clock(),
             CancellationToken::new(),
         )
         .expect("driver");
