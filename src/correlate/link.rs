@@ -84,7 +84,7 @@ impl Correlator {
         if tx.root.is_none() {
             if let Some(root) = keys.iter().find(|k| k.kind == root_kind) {
                 tx.root = Some(root.clone());
-                tx.name = root.clone();
+                tx.rename(root.clone());
             }
         }
         let mut add = |a: &Key, b: &Key| {

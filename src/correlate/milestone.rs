@@ -11,16 +11,18 @@ use crate::config::{Flow, Milestone};
 use crate::extract::{Key, Observation};
 use crate::state::{FlowRecord, MilestoneRecord, Status, Transaction, TxId};
 
-use super::Correlator;
+use super::{Correlator, Marked, News};
 
 impl Correlator {
-    /// Records `milestone` on each of its objects in transaction `id`.
+    /// Records `milestone` on each of its objects in transaction `id`,
+    /// adding what it marked and the flows it completed to `news`.
     pub(super) fn record_milestone(
         &mut self,
         id: TxId,
         milestone: &Milestone,
         observation: &Observation,
         keys: &[Key],
+        news: &mut News,
     ) {
         let config = std::sync::Arc::clone(&self.config);
         let object_kind = &config.milestone_def(milestone).object;
@@ -58,10 +60,14 @@ impl Correlator {
             if let Some(existing) = tx.milestone_mut(milestone, &object) {
                 existing.repeats += 1;
                 counters.repeats.inc();
+                news.milestones.push(Marked {
+                    record: existing.clone(),
+                    repeat: true,
+                });
                 continue;
             }
             counters.recorded.inc();
-            tx.milestones.push(MilestoneRecord {
+            let record = MilestoneRecord {
                 milestone: milestone.clone(),
                 object: object.clone(),
                 at: exchange.started,
@@ -69,7 +75,12 @@ impl Correlator {
                 operation: observation.operation.clone(),
                 exchange: exchange.id,
                 repeats: 0,
+            };
+            news.milestones.push(Marked {
+                record: record.clone(),
+                repeat: false,
             });
+            tx.milestones.push(record);
             for (index, flow) in config.flows.iter().enumerate() {
                 if &flow.to != milestone {
                     continue;
@@ -82,6 +93,7 @@ impl Correlator {
                     } else {
                         handles.missed.inc();
                     }
+                    news.flows.push(record.clone());
                     tx.flows.push(record);
                 }
             }

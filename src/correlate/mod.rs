@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::extract::{Key, Observation};
-use crate::state::{ExchangeRecord, Status, Store, Transaction};
+use crate::state::{ExchangeRecord, FlowRecord, MilestoneRecord, Status, Store, Transaction};
 
 use metrics::CorrelateMetrics;
 
@@ -33,6 +33,45 @@ const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
 /// Queries waiting for the correlator. Small: the admin API is the only
 /// client and each query answers in microseconds.
 const QUERY_QUEUE: usize = 64;
+
+/// A milestone an exchange marked: recorded for the first time, or a repeat
+/// of one already reached (then `record` is the first occurrence).
+#[derive(Debug, Clone)]
+pub struct Marked {
+    pub record: MilestoneRecord,
+    pub repeat: bool,
+}
+
+/// What applying one exchange to one transaction changed.
+#[derive(Debug, Default)]
+pub struct News {
+    pub milestones: Vec<Marked>,
+    /// Flows this exchange completed.
+    pub flows: Vec<FlowRecord>,
+}
+
+/// What the correlator reports after applying one exchange to one
+/// transaction: the stages after it (telemetry) read from this.
+pub struct Correlated<'a> {
+    pub observation: &'a Observation,
+    /// The transaction after the update.
+    pub transaction: &'a Transaction,
+    /// The exchange's keys that were linked into it.
+    pub keys: &'a [Key],
+    pub news: &'a News,
+}
+
+/// A stage that wants to hear about every applied exchange (telemetry).
+/// Called on the correlator's task: implementations must not block; hand
+/// the work to your own bounded queue and count what you drop.
+pub trait Observer: Send {
+    /// An exchange was applied to a transaction (once per transaction it
+    /// touched: a batch of orders reports once per order).
+    fn correlated(&mut self, event: &Correlated<'_>);
+
+    /// An exchange carried no key, so it belongs to no transaction.
+    fn uncorrelated(&mut self, _observation: &Observation) {}
+}
 
 /// Which transactions a listing returns.
 #[derive(Debug, Clone, Default)]
@@ -102,9 +141,15 @@ pub struct Correlator {
     clock: Clock,
     metrics: CorrelateMetrics,
     applied: Arc<AtomicU64>,
+    observers: Vec<Box<dyn Observer>>,
 }
 
 impl Correlator {
+    /// Adds a stage to tell about every applied exchange.
+    pub fn observe_with(&mut self, observer: Box<dyn Observer>) {
+        self.observers.push(observer);
+    }
+
     /// Builds the correlator and its handle; `capacity` bounds the queue of
     /// observations waiting to be applied.
     pub fn new(
@@ -128,6 +173,7 @@ impl Correlator {
             clock,
             metrics,
             applied,
+            observers: Vec::new(),
         };
         let inbox = CorrelatorInbox {
             observations: obs_rx,
@@ -161,6 +207,9 @@ impl Correlator {
         let groups = link::groups(&observation.keys, &self.config.root);
         if groups.is_empty() {
             self.metrics.no_keys.inc();
+            for observer in &mut self.observers {
+                observer.uncorrelated(&observation);
+            }
         } else {
             self.metrics.correlated.inc();
         }
@@ -170,11 +219,23 @@ impl Correlator {
             };
             self.store
                 .push_exchange(id, exchange_record(&observation, &group));
+            let mut news = News::default();
             if let Some(milestone) = &observation.milestone {
-                self.record_milestone(id, milestone, &observation, &group);
+                self.record_milestone(id, milestone, &observation, &group, &mut news);
             }
             self.refresh_status(id);
             self.store.touch(id, at);
+            if let Some(transaction) = self.store.get(id) {
+                let event = Correlated {
+                    observation: &observation,
+                    transaction,
+                    keys: &group,
+                    news: &news,
+                };
+                for observer in &mut self.observers {
+                    observer.correlated(&event);
+                }
+            }
         }
         self.applied.fetch_add(1, Ordering::Release);
     }

@@ -224,8 +224,13 @@ impl Store {
         }
         if target.root.is_none() {
             if let Some(root) = absorbed.root.clone() {
-                target.name = root.clone();
+                target.rename(root.clone());
                 target.root = Some(root);
+            }
+        }
+        for former in absorbed.former_names.iter().chain([&absorbed.name]) {
+            if former != &target.name && !target.former_names.contains(former) {
+                target.former_names.push(former.clone());
             }
         }
         for link in absorbed.links {

@@ -45,6 +45,10 @@ pub struct Transaction {
     pub name: Key,
     /// The first key of the root kind seen, if any yet.
     pub root: Option<Key>,
+    /// Names the transaction went by before (before its root key was seen,
+    /// or of transactions merged into it): its earlier trace IDs derive
+    /// from them, so later spans link to those traces.
+    pub former_names: Vec<Key>,
     pub status: Status,
     /// Every key, in the order first seen.
     pub keys: Vec<Key>,
@@ -126,6 +130,7 @@ impl Transaction {
             id,
             name,
             root: None,
+            former_names: Vec::new(),
             status: Status::Open,
             keys: Vec::new(),
             links: Vec::new(),
@@ -135,6 +140,17 @@ impl Transaction {
             exchanges_dropped: 0,
             first_seen: now,
             last_updated: now,
+        }
+    }
+
+    /// Renames the transaction, remembering the old name.
+    pub fn rename(&mut self, name: Key) {
+        if name != self.name {
+            let old = std::mem::replace(&mut self.name, name);
+            if !self.former_names.contains(&old) {
+                self.former_names.push(old);
+            }
+            self.former_names.retain(|k| k != &self.name);
         }
     }
 

@@ -1,0 +1,388 @@
+//! Bodies as extraction sees them: the tapped bytes, undone of their
+//! `Content-Encoding` (gzip, deflate) and, for JSON, of their charset.
+//!
+//! Decoding is for extraction only; the forwarded bytes were never touched.
+//! It is bounded by `max_decoded_bytes`: the decoder is read in small chunks
+//! and the output never grows past the bound, so a gzip bomb costs at most
+//! the bound in memory before it is refused as [`Problem::DecodedTooLarge`].
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::HeaderMap;
+
+use crate::proxy::Tapped;
+
+use super::Problem;
+
+/// Bytes read from a decoder at a time.
+const CHUNK: usize = 8 * 1024;
+
+/// One body, decoded for extraction.
+#[derive(Debug)]
+pub(super) struct Body<'e> {
+    /// The decoded bytes (borrowed from the tap when nothing was encoded).
+    pub bytes: Cow<'e, [u8]>,
+    /// The bytes are a prefix of the body (truncated tap or aborted body).
+    /// JSON rules do not read a prefix; regex rules do.
+    pub partial: bool,
+    /// The declared `charset` of the body, lower-cased, if any.
+    charset: Option<String>,
+}
+
+impl<'e> Body<'e> {
+    /// Decodes `tapped` as its `headers` describe. Problems that still leave
+    /// bytes to read (truncated, incomplete) are pushed on `problems`; the
+    /// `Err` ones mean nothing can be read.
+    pub fn decode(
+        tapped: &'e Tapped,
+        headers: Option<&HeaderMap>,
+        limit: usize,
+        problems: &mut Vec<Problem>,
+    ) -> Result<Self, Problem> {
+        if tapped.truncated {
+            problems.push(Problem::Truncated);
+        }
+        if !tapped.complete {
+            problems.push(Problem::Incomplete);
+        }
+        let partial = tapped.truncated || !tapped.complete;
+        let mut bytes = Cow::Borrowed(&tapped.bytes[..]);
+        // An empty body (204, 304, HEAD) has nothing to decode whatever its
+        // headers say.
+        let headers_to_undo = headers.filter(|_| !bytes.is_empty());
+        if let Some(headers) = headers_to_undo {
+            // Codings are listed in the order they were applied; undo them
+            // from the last to the first.
+            let codings: Vec<&str> = headers
+                .get_all(CONTENT_ENCODING)
+                .iter()
+                .map(|v| v.to_str().map_err(|_| Problem::UnsupportedEncoding))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            for coding in codings.iter().rev() {
+                let coding = Coding::parse(coding)?;
+                if let Some(decoded) = coding.decode(&bytes, limit, partial)? {
+                    bytes = Cow::Owned(decoded);
+                }
+            }
+        }
+        Ok(Body {
+            bytes,
+            partial,
+            charset: headers.and_then(charset),
+        })
+    }
+
+    /// The body as JSON text: UTF-8 (converted from a declared ISO-8859-1),
+    /// without a byte-order mark.
+    pub fn json_text(&self) -> Result<Cow<'_, str>, Problem> {
+        match self.charset.as_deref() {
+            None | Some("utf-8" | "utf8" | "us-ascii" | "ascii") => {
+                let bytes = self
+                    .bytes
+                    .strip_prefix(b"\xEF\xBB\xBF")
+                    .unwrap_or(&self.bytes);
+                std::str::from_utf8(bytes)
+                    .map(Cow::Borrowed)
+                    .map_err(|_| Problem::InvalidUtf8)
+            }
+            Some("iso-8859-1" | "latin1" | "latin-1" | "iso8859-1") => Ok(Cow::Owned(
+                self.bytes.iter().map(|&b| char::from(b)).collect(),
+            )),
+            Some(_) => Err(Problem::UnsupportedEncoding),
+        }
+    }
+}
+
+/// The `charset` parameter of `Content-Type`, lower-cased.
+fn charset(headers: &HeaderMap) -> Option<String> {
+    let content_type = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"').to_ascii_lowercase())
+    })
+}
+
+/// A content coding extraction knows about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Identity,
+    Gzip,
+    /// `deflate` is zlib-wrapped by the RFC; some servers send it raw.
+    Deflate,
+}
+
+impl Coding {
+    fn parse(name: &str) -> Result<Self, Problem> {
+        if name.eq_ignore_ascii_case("identity") {
+            Ok(Coding::Identity)
+        } else if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            Ok(Coding::Gzip)
+        } else if name.eq_ignore_ascii_case("deflate") {
+            Ok(Coding::Deflate)
+        } else {
+            // br, zstd, compress …: not decoded (yet).
+            Err(Problem::UnsupportedEncoding)
+        }
+    }
+
+    /// Undoes this coding; `None` when there is nothing to undo.
+    fn decode(self, input: &[u8], limit: usize, partial: bool) -> Result<Option<Vec<u8>>, Problem> {
+        match self {
+            Coding::Identity => Ok(None),
+            Coding::Gzip => {
+                // Multi-member: some servers concatenate gzip members.
+                bounded_read(MultiGzDecoder::new(input), limit, partial)
+            }
+            Coding::Deflate if looks_like_zlib(input) => {
+                bounded_read(ZlibDecoder::new(input), limit, partial)
+            }
+            Coding::Deflate => bounded_read(DeflateDecoder::new(input), limit, partial),
+        }
+    }
+}
+
+/// A zlib stream starts with a two-byte header whose method is 8 (deflate)
+/// and whose big-endian value is a multiple of 31.
+fn looks_like_zlib(input: &[u8]) -> bool {
+    match input {
+        [cmf, flg, ..] => cmf & 0x0f == 8 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0,
+        _ => false,
+    }
+}
+
+/// Reads `decoder` to its end, bounded by `limit` (see [`read_into`]).
+fn bounded_read(
+    decoder: impl Read,
+    limit: usize,
+    partial: bool,
+) -> Result<Option<Vec<u8>>, Problem> {
+    let mut out = Vec::new();
+    read_into(decoder, limit, partial, &mut out)?;
+    Ok(Some(out))
+}
+
+/// Reads `decoder` to its end into `out`, which never holds (nor reserves)
+/// more than `limit` bytes; the decoder is not pulled past `limit + 1`
+/// bytes, so a bomb costs bounded time too. For a `partial` input, an
+/// early end of the compressed stream is expected: what was decoded so far
+/// is kept.
+fn read_into(
+    mut decoder: impl Read,
+    limit: usize,
+    partial: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), Problem> {
+    let mut chunk = [0u8; CHUNK];
+    // One byte past the limit is enough to know the body is too large.
+    let mut budget = (&mut decoder).take(limit.saturating_add(1) as u64);
+    loop {
+        let n = match budget.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) if partial => return Ok(()),
+            Err(_) => return Err(Problem::MalformedEncoding),
+        };
+        let read = chunk.get(..n).ok_or(Problem::MalformedEncoding)?;
+        if out.len() + read.len() > limit {
+            return Err(Problem::DecodedTooLarge);
+        }
+        if out.capacity() < out.len() + read.len() {
+            let wanted = (out.capacity() * 2).max(out.len() + read.len()).min(limit);
+            out.reserve_exact(wanted - out.len());
+        }
+        out.extend_from_slice(read);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use bytes::Bytes;
+    use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
+    use flate2::Compression;
+
+    use super::*;
+
+    fn tapped(bytes: Vec<u8>) -> Tapped {
+        Tapped {
+            total_len: bytes.len() as u64,
+            bytes: Bytes::from(bytes),
+            truncated: false,
+            complete: true,
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, http::HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).expect("write to vec");
+        encoder.finish().expect("finish to vec")
+    }
+
+    #[test]
+    fn plain_body_is_borrowed_not_copied() {
+        let tap = tapped(b"{}".to_vec());
+        let mut problems = Vec::new();
+        let body = Body::decode(&tap, None, 1024, &mut problems).expect("decodes");
+        assert!(matches!(body.bytes, Cow::Borrowed(b"{}")));
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn gzip_zlib_and_raw_deflate_bodies_are_decoded() {
+        let data = b"{\"order\":\"SO-1\"}";
+        let mut zlib = ZlibEncoder::new(Vec::new(), Compression::default());
+        zlib.write_all(data).expect("write");
+        let mut raw = DeflateEncoder::new(Vec::new(), Compression::default());
+        raw.write_all(data).expect("write");
+        for (coding, encoded) in [
+            ("gzip", gzip(data)),
+            ("deflate", zlib.finish().expect("finish")),
+            ("deflate", raw.finish().expect("finish")),
+        ] {
+            let tap = tapped(encoded);
+            let h = headers(&[("content-encoding", coding)]);
+            let body = Body::decode(&tap, Some(&h), 1024, &mut Vec::new()).expect("decodes");
+            assert_eq!(&body.bytes[..], data, "{coding}");
+        }
+    }
+
+    #[test]
+    fn concatenated_gzip_members_are_all_decoded() {
+        let mut both = gzip(b"first ");
+        both.extend(gzip(b"second"));
+        let tap = tapped(both);
+        let h = headers(&[("content-encoding", "gzip")]);
+        let body = Body::decode(&tap, Some(&h), 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(&body.bytes[..], b"first second");
+    }
+
+    #[test]
+    fn stacked_codings_are_undone_last_first() {
+        let data = b"hello";
+        let twice = gzip(&gzip(data));
+        let tap = tapped(twice);
+        let h = headers(&[
+            ("content-encoding", "gzip, identity"),
+            ("content-encoding", "GZIP"),
+        ]);
+        let body = Body::decode(&tap, Some(&h), 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(&body.bytes[..], data);
+    }
+
+    #[test]
+    fn gzip_bomb_is_refused_without_growing_past_the_limit() {
+        let bomb = gzip(&vec![0u8; 50 * 1024 * 1024]);
+        assert!(bomb.len() < 100 * 1024, "the bomb is small: {}", bomb.len());
+        let limit = 64 * 1024;
+        let mut out = Vec::new();
+        let result = read_into(MultiGzDecoder::new(&bomb[..]), limit, false, &mut out);
+        assert_eq!(result, Err(Problem::DecodedTooLarge));
+        assert!(out.capacity() <= limit, "reserved {} bytes", out.capacity());
+        assert!(out.len() > limit / 2, "decoding went on up to the limit");
+        let tap = tapped(bomb);
+        let h = headers(&[("content-encoding", "gzip")]);
+        let result = Body::decode(&tap, Some(&h), limit, &mut Vec::new());
+        assert_eq!(result.err(), Some(Problem::DecodedTooLarge));
+    }
+
+    #[test]
+    fn decoded_buffer_never_reserves_more_than_the_limit() {
+        let data = vec![7u8; 100_000];
+        let out = bounded_read(&data[..], 100_000, false)
+            .expect("fits exactly")
+            .expect("decoded");
+        assert_eq!(out.len(), 100_000);
+        assert!(out.capacity() <= 100_000, "capacity {}", out.capacity());
+    }
+
+    #[test]
+    fn empty_body_with_an_encoding_header_is_simply_empty() {
+        let tap = tapped(Vec::new());
+        for coding in ["gzip", "br"] {
+            let h = headers(&[("content-encoding", coding)]);
+            let body = Body::decode(&tap, Some(&h), 1024, &mut Vec::new()).expect("decodes");
+            assert!(body.bytes.is_empty(), "{coding}");
+        }
+    }
+
+    #[test]
+    fn garbage_with_gzip_encoding_is_malformed() {
+        let tap = tapped(b"definitely not gzip".to_vec());
+        let h = headers(&[("content-encoding", "gzip")]);
+        let result = Body::decode(&tap, Some(&h), 1024, &mut Vec::new());
+        assert_eq!(result.err(), Some(Problem::MalformedEncoding));
+    }
+
+    #[test]
+    fn brotli_and_zstd_are_unsupported() {
+        for coding in ["br", "zstd"] {
+            let tap = tapped(b"xx".to_vec());
+            let h = headers(&[("content-encoding", coding)]);
+            let result = Body::decode(&tap, Some(&h), 1024, &mut Vec::new());
+            assert_eq!(result.err(), Some(Problem::UnsupportedEncoding), "{coding}");
+        }
+    }
+
+    #[test]
+    fn truncated_gzip_gives_its_decoded_prefix() {
+        let data: Vec<u8> = (0..20_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let full = gzip(&data);
+        let mut tap = tapped(full.get(..full.len() / 2).expect("half").to_vec());
+        tap.truncated = true;
+        let h = headers(&[("content-encoding", "gzip")]);
+        let mut problems = Vec::new();
+        let body = Body::decode(&tap, Some(&h), 1 << 20, &mut problems).expect("prefix decodes");
+        assert!(body.partial);
+        assert!(!body.bytes.is_empty());
+        assert!(data.starts_with(&body.bytes));
+        assert_eq!(problems, vec![Problem::Truncated]);
+    }
+
+    #[test]
+    fn incomplete_body_is_partial_and_reported() {
+        let mut tap = tapped(b"{\"a\":".to_vec());
+        tap.complete = false;
+        let mut problems = Vec::new();
+        let body = Body::decode(&tap, None, 1024, &mut problems).expect("decodes");
+        assert!(body.partial);
+        assert_eq!(problems, vec![Problem::Incomplete]);
+    }
+
+    #[test]
+    fn json_text_follows_the_declared_charset() {
+        let tap = tapped(b"\xEF\xBB\xBF{\"a\":1}".to_vec());
+        let body = Body::decode(&tap, None, 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(body.json_text().as_deref(), Ok("{\"a\":1}"));
+
+        let tap = tapped(b"{\"a\":\"M\xFCller\"}".to_vec());
+        let utf8 = Body::decode(&tap, None, 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(utf8.json_text().err(), Some(Problem::InvalidUtf8));
+        let h = headers(&[("content-type", "application/json; Charset=\"ISO-8859-1\"")]);
+        let latin = Body::decode(&tap, Some(&h), 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(latin.json_text().as_deref(), Ok("{\"a\":\"Müller\"}"));
+
+        let h = headers(&[("content-type", "application/json; charset=utf-16")]);
+        let other = Body::decode(&tap, Some(&h), 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(other.json_text().err(), Some(Problem::UnsupportedEncoding));
+    }
+}

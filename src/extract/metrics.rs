@@ -1,0 +1,191 @@
+//! The extraction stage's metrics. Labels are bounded sets only (system,
+//! operation, status class, problem reason); a business identifier is
+//! never a label. Every label combination the config allows is created at
+//! start-up, so series exist (at zero) before the first exchange and the hot
+//! path only increments pre-resolved handles.
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `waybill_exchanges_total` | `system`, `operation`, `status_class` |
+//! | `waybill_exchange_duration_seconds` | `system`, `operation` |
+//! | `waybill_extraction_failures_total` | `system`, `reason` |
+//!
+//! `system` is the matched route's system (the one serving the operation);
+//! for an unmatched exchange it is the listener's system and `operation` is
+//! `unmatched`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::config::{Config, RouteId, System};
+use crate::proxy::Outcome;
+
+use super::Problem;
+
+/// The `operation` label of exchanges no route matched.
+pub(super) const UNMATCHED: &str = "unmatched";
+
+/// Upper bounds of the duration histogram, in seconds: from a fast local
+/// WMS call (5 ms) to a carrier API at the default upstream timeout (30 s).
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+];
+
+/// Status classes, in the order of [`status_class`]'s index.
+const STATUS_CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "error"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ExchangeLabels {
+    system: Arc<str>,
+    operation: Arc<str>,
+    status_class: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OperationLabels {
+    system: Arc<str>,
+    operation: Arc<str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FailureLabels {
+    system: Arc<str>,
+    reason: &'static str,
+}
+
+/// Pre-resolved handles of one operation (a route, or `unmatched` for one system).
+#[derive(Debug)]
+struct OperationHandles {
+    /// Indexed like [`STATUS_CLASSES`].
+    exchanges: Vec<Counter>,
+    duration: Histogram,
+    /// Indexed like [`Problem::ALL`].
+    failures: Vec<Counter>,
+}
+
+/// Where extraction counts what it saw.
+#[derive(Debug)]
+pub(super) struct Metrics {
+    /// One entry per route, indexed by `RouteId`.
+    routes: Vec<OperationHandles>,
+    /// One entry per system, indexed by `System::id()`.
+    unmatched: Vec<OperationHandles>,
+}
+
+impl Metrics {
+    /// Registers the families in `registry` and resolves every handle.
+    pub fn new(config: &Config, registry: &mut Registry) -> Self {
+        let exchanges = Family::<ExchangeLabels, Counter>::default();
+        let durations = Family::<OperationLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(DURATION_BUCKETS)) as fn() -> Histogram,
+        );
+        let failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "waybill_exchanges",
+            "Exchanges observed, by the system and operation they matched and the status class the client saw",
+            exchanges.clone(),
+        );
+        registry.register_with_unit(
+            "waybill_exchange_duration",
+            "Time from request head to the end of the response, by system and operation",
+            Unit::Seconds,
+            durations.clone(),
+        );
+        registry.register(
+            "waybill_extraction_failures",
+            "Exchanges whose extraction met a problem, by system and reason",
+            failures.clone(),
+        );
+        let handles = |system: &System, operation: &str| OperationHandles {
+            exchanges: STATUS_CLASSES
+                .iter()
+                .map(|class| {
+                    exchanges.get_or_create_owned(&ExchangeLabels {
+                        system: Arc::from(system.as_str()),
+                        operation: Arc::from(operation),
+                        status_class: class,
+                    })
+                })
+                .collect(),
+            duration: durations.get_or_create_owned(&OperationLabels {
+                system: Arc::from(system.as_str()),
+                operation: Arc::from(operation),
+            }),
+            failures: Problem::ALL
+                .iter()
+                .map(|problem| {
+                    failures.get_or_create_owned(&FailureLabels {
+                        system: Arc::from(system.as_str()),
+                        reason: problem.as_str(),
+                    })
+                })
+                .collect(),
+        };
+        Metrics {
+            routes: config
+                .routes
+                .iter()
+                .map(|route| handles(&route.system, route.operation.as_str()))
+                .collect(),
+            unmatched: config
+                .systems
+                .iter()
+                .map(|system| handles(system, UNMATCHED))
+                .collect(),
+        }
+    }
+
+    /// Counts one observed exchange and its problems.
+    pub fn record(
+        &self,
+        route: Option<RouteId>,
+        system: &System,
+        outcome: &Outcome,
+        duration: std::time::Duration,
+        problems: &[Problem],
+    ) {
+        let handles = match route {
+            Some(id) => self.routes.get(id.0),
+            None => self.unmatched.get(system.id()),
+        };
+        // Every route and system of the config has handles; an exchange
+        // from elsewhere (impossible by construction) is not counted.
+        let Some(handles) = handles else {
+            return;
+        };
+        if let Some(counter) = handles.exchanges.get(status_class(outcome)) {
+            counter.inc();
+        }
+        handles.duration.observe(duration.as_secs_f64());
+        for problem in problems {
+            if let Some(counter) = Problem::ALL
+                .iter()
+                .position(|p| p == problem)
+                .and_then(|i| handles.failures.get(i))
+            {
+                counter.inc();
+            }
+        }
+    }
+}
+
+/// Index into [`STATUS_CLASSES`] for the status the client saw; upstream
+/// failures are `error` whatever status the sidecar answered with.
+fn status_class(outcome: &Outcome) -> usize {
+    match outcome {
+        Outcome::UpstreamFailed { .. } => 6,
+        Outcome::Response { status, .. } => match status.as_u16() {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            500..=599 => 4,
+            _ => 5,
+        },
+    }
+}

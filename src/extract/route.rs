@@ -1,0 +1,100 @@
+//! Route matching: which route of the routes file an exchange belongs to.
+//!
+//! `Config::routes` is already in priority order (most specific first), so
+//! the first route that serves the exchange's listener, accepts its method
+//! (`None` accepts any) and whose path template matches the path wins.
+//! The path is matched raw, without the query and before percent-decoding:
+//! parameter values are decoded afterwards (see [`super::request`]), so an
+//! encoded `/` (`%2F`) stays inside one parameter.
+
+use crate::config::{ListenerId, Route};
+
+/// The route an exchange matched and the raw values of its `{params}`.
+#[derive(Debug)]
+pub(super) struct Matched<'c, 'p> {
+    pub route: &'c Route,
+    /// Raw (still percent-encoded) values in template order.
+    pub params: Vec<&'p str>,
+}
+
+/// The first route in `routes` that matches, if any.
+pub(super) fn find<'c, 'p>(
+    routes: &'c [Route],
+    listener: ListenerId,
+    method: &http::Method,
+    path: &'p str,
+) -> Option<Matched<'c, 'p>> {
+    routes.iter().find_map(|route| {
+        if !route.serves(listener) {
+            return None;
+        }
+        if route.method.as_ref().is_some_and(|m| m != method) {
+            return None;
+        }
+        let params = route.path.matches(path)?;
+        Some(Matched { route, params })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use super::super::testkit::ConfigBuilder;
+    use super::*;
+
+    #[test]
+    fn first_matching_route_in_priority_order_wins() {
+        let mut b = ConfigBuilder::new();
+        b.route("wms.order_special", Some(Method::GET), "/orders/special");
+        b.route("wms.order", Some(Method::GET), "/orders/{id}");
+        b.route("wms.any", None, "/orders/{id}");
+        let config = b.build();
+        let found = find(
+            &config.routes,
+            ListenerId(0),
+            &Method::GET,
+            "/orders/special",
+        );
+        assert_eq!(
+            found.map(|m| m.route.operation.to_string()).as_deref(),
+            Some("wms.order_special")
+        );
+        let found = find(&config.routes, ListenerId(0), &Method::GET, "/orders/SO-1");
+        let found = found.expect("matches");
+        assert_eq!(found.route.operation.as_str(), "wms.order");
+        assert_eq!(found.params, vec!["SO-1"]);
+    }
+
+    #[test]
+    fn method_must_match_unless_the_route_accepts_any() {
+        let mut b = ConfigBuilder::new();
+        b.route("wms.get", Some(Method::GET), "/orders/{id}");
+        b.route("wms.any", None, "/orders/{id}");
+        let config = b.build();
+        let post = find(&config.routes, ListenerId(0), &Method::POST, "/orders/1");
+        assert_eq!(post.map(|m| m.route.operation.as_str()), Some("wms.any"));
+        let get = find(&config.routes, ListenerId(0), &Method::GET, "/orders/1");
+        assert_eq!(get.map(|m| m.route.operation.as_str()), Some("wms.get"));
+    }
+
+    #[test]
+    fn route_bound_to_another_listener_is_skipped() {
+        let mut b = ConfigBuilder::new();
+        b.route("erp.only", None, "/x").listeners = vec![ListenerId(1)];
+        b.route("all", None, "/x");
+        let config = b.build();
+        let on_0 = find(&config.routes, ListenerId(0), &Method::GET, "/x");
+        assert_eq!(on_0.map(|m| m.route.operation.as_str()), Some("all"));
+        let on_1 = find(&config.routes, ListenerId(1), &Method::GET, "/x");
+        assert_eq!(on_1.map(|m| m.route.operation.as_str()), Some("erp.only"));
+    }
+
+    #[test]
+    fn no_route_matches_an_unknown_path() {
+        let mut b = ConfigBuilder::new();
+        b.route("wms.order", None, "/orders/{id}");
+        let config = b.build();
+        assert!(find(&config.routes, ListenerId(0), &Method::GET, "/shipments/1").is_none());
+    }
+}
