@@ -246,7 +246,7 @@ impl Demo {
             elapsed,
             ..Summary::default()
         };
-        summary.observe(&views, &self.rules, problems);
+        summary.observe(&views, &self.rules, problems, self.pace.now());
         Ok(summary)
     }
 

@@ -238,19 +238,23 @@ pub struct ExpectationStats {
     pub owner: String,
     /// Objects that reached `after`.
     pub started: usize,
-    /// … and never reached `expect`.
+    /// … and have not reached `expect` though `within` has passed.
     pub missing: usize,
+    /// … and have not reached `expect`, but still have time.
+    pub pending: usize,
     /// … and reached it later than `within`.
     pub late: usize,
 }
 
 impl Summary {
-    /// Computes everything the sidecar saw from its transactions.
+    /// Computes everything the sidecar saw from its transactions, as of
+    /// business time `now`.
     pub fn observe(
         &mut self,
         transactions: &[TransactionView],
         rules: &Rules,
         problems: BTreeMap<String, u64>,
+        now: SystemTime,
     ) {
         self.transactions = transactions.len();
         self.complete = transactions.iter().filter(|t| t.complete).count();
@@ -274,7 +278,7 @@ impl Summary {
         self.expectations = rules
             .expectations
             .iter()
-            .map(|rule| expectation_stats(transactions, rule))
+            .map(|rule| expectation_stats(transactions, rule, now))
             .collect();
         self.extraction_problems = problems;
         self.tracking_joined = tracking_joined(transactions, &self.driver);
@@ -326,7 +330,10 @@ impl Summary {
             table.row(vec![
                 "orders abandoned".into(),
                 d.abandoned.to_string(),
-                d.errors.first().cloned().unwrap_or_default(),
+                d.errors
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "stopped before the end".into()),
             ]);
         }
         table.write(out)?;
@@ -397,12 +404,21 @@ impl Summary {
         ));
         table.write(out)?;
 
-        let mut table = Table::new(&["expectation", "checked", "missing", "late", "owner", "rule"]);
+        let mut table = Table::new(&[
+            "expectation",
+            "checked",
+            "missing",
+            "pending",
+            "late",
+            "owner",
+            "rule",
+        ]);
         for e in &self.expectations {
             table.row(vec![
                 e.exception.clone(),
                 e.started.to_string(),
                 e.missing.to_string(),
+                e.pending.to_string(),
                 e.late.to_string(),
                 e.owner.clone(),
                 e.rule.clone(),
@@ -460,7 +476,11 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
     sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
 }
 
-fn expectation_stats(transactions: &[TransactionView], rule: &ExpectationRule) -> ExpectationStats {
+fn expectation_stats(
+    transactions: &[TransactionView],
+    rule: &ExpectationRule,
+    now: SystemTime,
+) -> ExpectationStats {
     let mut stats = ExpectationStats {
         rule: format!(
             "{} -> {} within {}",
@@ -472,6 +492,7 @@ fn expectation_stats(transactions: &[TransactionView], rule: &ExpectationRule) -
         owner: rule.owner.clone(),
         started: 0,
         missing: 0,
+        pending: 0,
         late: 0,
     };
     for t in transactions {
@@ -491,7 +512,14 @@ fn expectation_stats(transactions: &[TransactionView], rule: &ExpectationRule) -
                 .map(|m| m.at)
                 .min();
             match answer {
-                None => stats.missing += 1,
+                None => {
+                    let waited = now.duration_since(after.at).unwrap_or_default();
+                    if waited > rule.within {
+                        stats.missing += 1;
+                    } else {
+                        stats.pending += 1;
+                    }
+                }
                 Some(at) => {
                     let waited = at.duration_since(after.at).unwrap_or_default();
                     stats.late += usize::from(waited > rule.within);
@@ -754,11 +782,23 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
             },
             ..Summary::default()
         };
-        summary.observe(&[t], &rules, BTreeMap::from([("malformed_json".into(), 1)]));
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        summary.observe(
+            &[t.clone()],
+            &rules,
+            BTreeMap::from([("malformed_json".into(), 1)]),
+            now,
+        );
         let gi = summary
             .expectation("missing_goods_issue")
-            .map(|e| (e.started, e.missing, e.late));
-        assert_eq!(gi, Some((2, 1, 1)));
+            .map(|e| (e.started, e.missing, e.pending, e.late));
+        assert_eq!(gi, Some((2, 1, 0, 1)));
+        let early = SystemTime::UNIX_EPOCH + Duration::from_secs(110);
+        summary.observe(&[t.clone()], &rules, BTreeMap::new(), early);
+        let gi = summary
+            .expectation("missing_goods_issue")
+            .map(|e| (e.missing, e.pending));
+        assert_eq!(gi, Some((0, 1)), "not yet due is pending, not missing");
         assert_eq!(summary.upstream_failures.get("carrier.buy_label"), Some(&1));
         assert_eq!(summary.duplicates.get("shipment_booked"), Some(&1));
         assert_eq!(summary.tracking_joined, 1);
