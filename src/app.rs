@@ -50,6 +50,7 @@ pub struct Sidecar {
 pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Sidecar> {
     let config = Arc::new(config);
     let mut registry = Registry::default();
+    crate::telemetry::process::register(&mut registry);
 
     let (exchange_tx, mut exchange_rx) = mpsc::channel(config.observation.queue_capacity.max(1));
     let sink = ExchangeSink::new(exchange_tx, &mut registry);

@@ -8,6 +8,8 @@
 //! from bounded sets (system, operation, milestone, flow, reason, status
 //! class); a business identifier is never a label.
 
+pub mod process;
+
 use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
