@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== alert rules (installs the Debian prometheus package when missing)"
+bash ci/prometheus.sh
+
 echo "== cargo test"
 cargo test --locked --all-targets
 
