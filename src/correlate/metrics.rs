@@ -93,7 +93,52 @@ fn resolution_histogram() -> Histogram {
 }
 
 impl ExceptionMetrics {
-    fn new(registry: &mut Registry) -> Self {
+    /// Registers the families and creates every series the config makes
+    /// possible at zero, so `rate()` and `increase()` work from the first
+    /// scrape instead of only after the first exception of a kind.
+    fn new(config: &Config, registry: &mut Registry) -> Self {
+        let metrics = Self::register(registry);
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for e in &config.expectations {
+            pairs.push((e.exception.to_string(), e.owner.to_string()));
+        }
+        for def in &config.milestone_defs {
+            match &def.unmet.owner {
+                Some(owner) => pairs.push((def.unmet.kind.to_string(), owner.to_string())),
+                None if !def.requires.is_empty() => {
+                    for system in config.systems.iter() {
+                        pairs.push((def.unmet.kind.to_string(), system.to_string()));
+                    }
+                }
+                None => {}
+            }
+        }
+        for route in &config.routes {
+            let Some(repeats) = &route.repeats else {
+                continue;
+            };
+            let rules = repeats
+                .duplicate
+                .iter()
+                .chain(repeats.retry.iter().map(|r| &r.exception));
+            for rule in rules {
+                let owner = rule.owner.as_ref().unwrap_or(&route.system);
+                pairs.push((rule.kind.to_string(), owner.to_string()));
+            }
+            let operation = Self::operation(&route.operation);
+            for family in [&metrics.retries, &metrics.duplicates, &metrics.replays] {
+                drop(family.get_or_create(&operation));
+            }
+        }
+        for (kind, owner) in pairs {
+            let labels = ExceptionLabel { kind, owner };
+            drop(metrics.opened.get_or_create(&labels));
+            drop(metrics.resolved.get_or_create(&labels));
+        }
+        metrics
+    }
+
+    fn register(registry: &mut Registry) -> Self {
         let opened = Family::default();
         registry.register(
             "waybill_exceptions_opened",
@@ -287,7 +332,7 @@ impl CorrelateMetrics {
             completed,
             milestones,
             flows,
-            exceptions: ExceptionMetrics::new(registry),
+            exceptions: ExceptionMetrics::new(config, registry),
         }
     }
 }
