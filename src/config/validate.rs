@@ -5,6 +5,7 @@
 
 mod listener;
 mod route;
+mod telemetry;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::locate::Locator;
@@ -31,6 +32,7 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
     let admin = v.admin(raw.admin.as_ref());
     let state = v.state(raw.state.as_ref());
     let observation = v.observation(raw.observation.as_ref());
+    let telemetry = v.telemetry(raw.telemetry.as_ref());
     let listeners = v.listeners(&raw.listeners, &systems, admin.as_ref());
     let declared = route::Declared {
         systems: &systems,
@@ -76,6 +78,7 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
         admin,
         state,
         observation,
+        telemetry,
     };
     Ok((config, v.warnings))
 }
