@@ -1,0 +1,89 @@
+//! `waybill_flow_duration_seconds{flow}`: each completed flow's duration,
+//! with the transaction's trace ID as the OpenMetrics exemplar of the bucket
+//! it fell in (`trace_id` label), so a slow bucket in Grafana opens the
+//! trace. The trace ID is derived from the transaction's name, so the
+//! exemplar is right even when trace export is off or the trace was
+//! sampled out (then the link finds nothing).
+//!
+//! Observed here, from the correlator's [`News`](crate::correlate::News),
+//! rather than in the correlator: the correlator does not know trace IDs.
+
+use std::sync::Arc;
+
+use opentelemetry::trace::TraceId;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use crate::config::{Config, FlowName};
+use crate::state::FlowRecord;
+
+/// Flow duration buckets in seconds, from a minute to a month: business
+/// flows take minutes (pick to pack) to weeks (delivery to invoice). Each
+/// flow's SLO is added as a bucket bound so "share within SLO" is exact.
+pub const FLOW_BUCKETS: [f64; 15] = [
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0, 172800.0,
+    259200.0, 604800.0, 1209600.0, 2592000.0,
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FlowLabel {
+    flow: String,
+}
+
+/// The exemplar's label set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
+}
+
+/// One histogram handle per declared flow.
+pub struct FlowMetrics {
+    durations: Vec<(FlowName, HistogramWithExemplars<TraceExemplar>)>,
+}
+
+impl FlowMetrics {
+    /// Registers the histogram with one series per declared flow.
+    pub fn new(config: &Config, registry: &mut Registry) -> Self {
+        let mut buckets: Vec<f64> = FLOW_BUCKETS.to_vec();
+        buckets.extend(config.flows.iter().map(|f| f.slo.as_secs_f64()));
+        buckets.sort_by(f64::total_cmp);
+        buckets.dedup();
+        let buckets = Arc::new(buckets);
+        let family = Family::<FlowLabel, HistogramWithExemplars<TraceExemplar>, _>::new_with_constructor(
+            move || HistogramWithExemplars::new(buckets.iter().copied()),
+        );
+        registry.register(
+            "waybill_flow_duration_seconds",
+            "Duration of each completed flow, from its start milestone to its end milestone; exemplars carry the trace ID",
+            family.clone(),
+        );
+        let durations = config
+            .flows
+            .iter()
+            .map(|f| {
+                let label = FlowLabel {
+                    flow: f.name.to_string(),
+                };
+                (f.name.clone(), family.get_or_create(&label).clone())
+            })
+            .collect();
+        FlowMetrics { durations }
+    }
+
+    /// Records `flow`, completed in the transaction whose trace is `trace_id`.
+    pub fn observe(&self, flow: &FlowRecord, trace_id: TraceId) {
+        if let Some((_, histogram)) = self.durations.iter().find(|(name, _)| name == &flow.flow) {
+            histogram.observe(
+                flow.duration.as_secs_f64(),
+                Some(TraceExemplar {
+                    trace_id: trace_id.to_string(),
+                }),
+                // Scrape time: the business clock may be compressed (demo)
+                // and Prometheus refuses exemplars far from the scrape.
+                None,
+            );
+        }
+    }
+}
