@@ -419,3 +419,6 @@ fn strings<S: Into<StringValue>>(values: impl Iterator<Item = S>) -> Value {
     Value::Array(Array::String(values.map(Into::into).collect()))
 }
 
+
+#[cfg(test)]
+mod tests;
