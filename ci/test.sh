@@ -7,7 +7,6 @@ cd "$(dirname "$0")/.."
 echo "== cargo test"
 cargo test --locked --all-targets
 
-if [ -f ci/helm.sh ]; then
-  echo "== helm chart"
-  bash ci/helm.sh
-fi
+echo "== helm chart (lint, template, schema, waybill check on rendered configs)"
+cargo build --locked --quiet
+WAYBILL_BIN="${CARGO_TARGET_DIR:-target}/debug/waybill" WAYBILL_REQUIRE_CHECK=1 bash ci/helm.sh

@@ -312,7 +312,10 @@ async fn the_admin_api_explains_what_it_cannot_answer() {
     assert!(body.contains("order:SO-404"), "{body}");
     let (status, body) = admin_get(&client, &sidecar, "/api/v1/transactions?status=lost").await;
     assert_eq!(status, 400);
-    assert!(body.contains("expected open, complete or all"), "{body}");
+    assert!(
+        body.contains("expected open, complete, stuck or all"),
+        "{body}"
+    );
     assert_eq!(admin_get(&client, &sidecar, "/readyz").await.0, 200);
     assert_eq!(admin_get(&client, &sidecar, "/healthz").await.0, 200);
     sidecar

@@ -17,15 +17,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use crate::config::{Config, FlowName};
+use crate::correlate::FLOW_BUCKETS;
 use crate::state::FlowRecord;
-
-/// Flow duration buckets in seconds, from a minute to a month: business
-/// flows take minutes (pick to pack) to weeks (delivery to invoice). Each
-/// flow's SLO is added as a bucket bound so "share within SLO" is exact.
-pub const FLOW_BUCKETS: [f64; 15] = [
-    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0, 172800.0,
-    259200.0, 604800.0, 1209600.0, 2592000.0,
-];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FlowLabel {

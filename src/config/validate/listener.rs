@@ -201,7 +201,7 @@ impl Validator<'_> {
         }
     }
 
-    fn size(&mut self, field: &str, raw: Option<&Scalar>, default: usize) -> usize {
+    pub(super) fn size(&mut self, field: &str, raw: Option<&Scalar>, default: usize) -> usize {
         let Some(text) = raw else { return default };
         parse_size(&text.0).unwrap_or_else(|message| {
             self.error(field, message);
@@ -209,7 +209,12 @@ impl Validator<'_> {
         })
     }
 
-    fn at_least_one(&mut self, field: &str, raw: Option<usize>, default: usize) -> usize {
+    pub(super) fn at_least_one(
+        &mut self,
+        field: &str,
+        raw: Option<usize>,
+        default: usize,
+    ) -> usize {
         match raw {
             None => default,
             Some(0) => {

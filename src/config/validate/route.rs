@@ -6,8 +6,8 @@ use std::cmp::Ordering;
 
 use super::super::raw::{RawKeySource, RawListener, RawRoute};
 use super::super::{
-    kind, JsonPath, KeyKind, KeyRule, KeySource, ListenerId, Milestone, PathTemplate, Route,
-    RouteId, Side, Symbols, System,
+    kind, Guard, JsonPath, KeyKind, KeyRule, KeySource, ListenerId, Milestone, PathTemplate,
+    Repeats, Route, RouteId, Side, Symbols, System,
 };
 use super::Validator;
 
@@ -17,6 +17,7 @@ pub(super) struct Declared<'a> {
     pub key_kinds: &'a Symbols<kind::KeyKind>,
     pub milestones: &'a Symbols<kind::Milestone>,
     pub listeners: &'a [RawListener],
+    pub exceptions: &'a Symbols<kind::Exception>,
 }
 
 /// The methods a route may match on; anything else is most likely a typo.
@@ -35,6 +36,8 @@ struct Checked {
     path: PathTemplate,
     keys: Vec<KeyRule>,
     milestone: Option<Milestone>,
+    repeats: Option<Repeats>,
+    guard: Option<Guard>,
 }
 
 impl Checked {
@@ -92,6 +95,8 @@ impl Validator<'_> {
                 path: c.path,
                 keys: c.keys,
                 milestone: c.milestone,
+                repeats: c.repeats,
+                guard: c.guard,
             });
         }
         (operations, routes)
@@ -151,6 +156,14 @@ impl Validator<'_> {
             Some(name) => self.lookup(declared.milestones, "milestone", &at("milestone"), name),
             None => None,
         };
+        let repeats = raw
+            .repeats
+            .as_ref()
+            .and_then(|r| self.repeats(&at("repeats"), r, declared));
+        let guard = raw
+            .idempotency_guard
+            .as_ref()
+            .and_then(|g| self.guard(&at("idempotency_guard"), g));
         if self.errors.len() > errors_before {
             return None;
         }
@@ -163,6 +176,8 @@ impl Validator<'_> {
             path: path?,
             keys,
             milestone,
+            repeats,
+            guard,
         })
     }
 

@@ -137,6 +137,7 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
             duration: Duration::from_secs(3600),
             within_slo: true,
         }],
+        ..News::default()
     };
     let keys = [shipment.clone(), order.clone()];
     let event = Correlated {
