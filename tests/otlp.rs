@@ -251,36 +251,86 @@ async fn one_order_seen_by_two_sidecars_lands_in_one_deterministic_trace() {
     let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     // 09:00 the order is released at the WMS (the caller sent a traceparent).
-    let (status, _) = send(&client, &wms, "wms-in", reqwest::Method::POST, "/orders/SO-1001/release", None, Some(caller)).await;
+    let (status, _) = send(
+        &client,
+        &wms,
+        "wms-in",
+        reqwest::Method::POST,
+        "/orders/SO-1001/release",
+        None,
+        Some(caller),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(wms.settle(WAIT).await);
     // 10:00 the carrier is asked for rates of a shipment it has never seen.
     offset.store(3600, Ordering::SeqCst);
-    let (status, body) = send(&client, &carrier, "carrier-out", reqwest::Method::GET, "/v2/shipments/SH-1/rates", None, Some("not-a-traceparent")).await;
+    let (status, body) = send(
+        &client,
+        &carrier,
+        "carrier-out",
+        reqwest::Method::GET,
+        "/v2/shipments/SH-1/rates",
+        None,
+        Some("not-a-traceparent"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(body.contains("ground"), "{body}");
     assert!(carrier.settle(WAIT).await);
     // 10:30 the label is bought: the shipment now belongs to the order.
     offset.store(5400, Ordering::SeqCst);
-    let (status, body) = send(&client, &carrier, "carrier-out", reqwest::Method::POST, "/v2/shipments/SH-1/buy", Some(json!({"reference": "SO-1001"})), None).await;
+    let (status, body) = send(
+        &client,
+        &carrier,
+        "carrier-out",
+        reqwest::Method::POST,
+        "/v2/shipments/SH-1/buy",
+        Some(json!({"reference": "SO-1001"})),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(body.contains("1ZSH-1"), "{body}");
     assert!(carrier.settle(WAIT).await);
     // 11:00 the WMS ships it: order_to_ship took two hours.
     offset.store(7200, Ordering::SeqCst);
-    let (status, _) = send(&client, &wms, "wms-in", reqwest::Method::POST, "/shipments/SH-1/ship", Some(json!({"order_id": "SO-1001"})), None).await;
+    let (status, _) = send(
+        &client,
+        &wms,
+        "wms-in",
+        reqwest::Method::POST,
+        "/shipments/SH-1/ship",
+        Some(json!({"order_id": "SO-1001"})),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     // An exchange that carries no key still gets a span.
-    let (status, _) = send(&client, &wms, "wms-in", reqwest::Method::GET, "/health", None, None).await;
+    let (status, _) = send(
+        &client,
+        &wms,
+        "wms-in",
+        reqwest::Method::GET,
+        "/health",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(wms.settle(WAIT).await);
 
     let spans = receiver
         .wait_for(WAIT, |spans| {
             spans.len() >= 6
-                && ["wms.release", "carrier.rates", "carrier.buy_label", "wms.ship"]
-                    .iter()
-                    .all(|op| find(spans, op).is_some())
+                && [
+                    "wms.release",
+                    "carrier.rates",
+                    "carrier.buy_label",
+                    "wms.ship",
+                ]
+                .iter()
+                .all(|op| find(spans, op).is_some())
                 && spans.iter().any(|s| s.span.name == "waybill.flow")
         })
         .await;
@@ -288,17 +338,23 @@ async fn one_order_seen_by_two_sidecars_lands_in_one_deterministic_trace() {
 
     // One trace for the order, derived from its number, across both sidecars.
     assert_eq!(expected_trace("order", "SO-1001", &config), SO_1001_TRACE);
-    let release = find(&spans, "wms.release").unwrap_or_else(|| panic!("no release span in {names:?}"));
-    let buy = find(&spans, "carrier.buy_label").unwrap_or_else(|| panic!("no buy span in {names:?}"));
+    let release =
+        find(&spans, "wms.release").unwrap_or_else(|| panic!("no release span in {names:?}"));
+    let buy =
+        find(&spans, "carrier.buy_label").unwrap_or_else(|| panic!("no buy span in {names:?}"));
     let ship = find(&spans, "wms.ship").unwrap_or_else(|| panic!("no ship span in {names:?}"));
-    let rates = find(&spans, "carrier.rates").unwrap_or_else(|| panic!("no rates span in {names:?}"));
+    let rates =
+        find(&spans, "carrier.rates").unwrap_or_else(|| panic!("no rates span in {names:?}"));
     for span in [release, buy, ship] {
         assert_eq!(span.trace_id(), SO_1001_TRACE, "{}", span.span.name);
         assert_eq!(span.text("waybill.transaction"), "order:SO-1001");
     }
     assert_eq!(release.service, "waybill-wms");
     assert_eq!(buy.service, "waybill-carrier");
-    let in_trace: Vec<_> = spans.iter().filter(|s| s.trace_id() == SO_1001_TRACE).collect();
+    let in_trace: Vec<_> = spans
+        .iter()
+        .filter(|s| s.trace_id() == SO_1001_TRACE)
+        .collect();
     assert!(in_trace.iter().any(|s| s.service == "waybill-wms"));
     assert!(in_trace.iter().any(|s| s.service == "waybill-carrier"));
 
@@ -342,7 +398,9 @@ async fn one_order_seen_by_two_sidecars_lands_in_one_deterministic_trace() {
     assert_eq!(keys, ["order:SO-1001", "shipment:SH-1", "tracking:1ZSH-1"]);
 
     // Milestones are span events.
-    let events = |span: &Received| -> Vec<String> { span.span.events.iter().map(|e| e.name.clone()).collect() };
+    let events = |span: &Received| -> Vec<String> {
+        span.span.events.iter().map(|e| e.name.clone()).collect()
+    };
     assert_eq!(events(release), ["order_released"]);
     assert_eq!(events(buy), ["label_created"]);
     assert_eq!(events(ship), ["shipped"]);
@@ -392,7 +450,10 @@ async fn one_order_seen_by_two_sidecars_lands_in_one_deterministic_trace() {
 
     // The resource names the service and its version.
     let resource = receiver.resource_of("waybill-wms");
-    assert_eq!(resource.get("service.version").map(String::as_str), Some(env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        resource.get("service.version").map(String::as_str),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
     assert!(resource.contains_key("service.instance.id"));
 
     // The flow histogram's exemplar carries the trace ID; the bad
@@ -403,23 +464,52 @@ async fn one_order_seen_by_two_sidecars_lands_in_one_deterministic_trace() {
         "no exemplar in:\n{wms_metrics}"
     );
     let carrier_metrics = metrics(&client, &carrier).await;
-    assert_eq!(sample(&carrier_metrics, "waybill_telemetry_invalid_traceparent_total"), 1.0);
+    assert_eq!(
+        sample(
+            &carrier_metrics,
+            "waybill_telemetry_invalid_traceparent_total"
+        ),
+        1.0
+    );
     assert!(sample(&wms_metrics, "waybill_telemetry_exported_spans_total") >= 3.0);
 
-    wms.shutdown(Duration::from_secs(5)).await.expect("wms shutdown");
-    carrier.shutdown(Duration::from_secs(5)).await.expect("carrier shutdown");
+    wms.shutdown(Duration::from_secs(5))
+        .await
+        .expect("wms shutdown");
+    carrier
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("carrier shutdown");
 }
 
 /// Drives `n` orders through a WMS sidecar exporting to `endpoint` and
 /// checks every answer, then waits until `counted` holds for its metrics,
 /// and proves the sidecar still shuts down in bounded time.
-async fn traffic_is_unaffected_by(endpoint: &str, extra: &str, n: usize, counted: impl Fn(&str) -> bool) {
+async fn traffic_is_unaffected_by(
+    endpoint: &str,
+    extra: &str,
+    n: usize,
+    counted: impl Fn(&str) -> bool,
+) {
     let (clock, _) = test_clock();
-    let routes = wms_routes(free_port().await, wms().await, &telemetry(endpoint, "waybill-wms", extra));
+    let routes = wms_routes(
+        free_port().await,
+        wms().await,
+        &telemetry(endpoint, "waybill-wms", extra),
+    );
     let sidecar = start(&routes, clock).await;
     let client = reqwest::Client::new();
     for i in 0..n {
-        let (status, body) = send(&client, &sidecar, "wms-in", reqwest::Method::POST, &format!("/orders/SO-{i}/release"), None, None).await;
+        let (status, body) = send(
+            &client,
+            &sidecar,
+            "wms-in",
+            reqwest::Method::POST,
+            &format!("/orders/SO-{i}/release"),
+            None,
+            None,
+        )
+        .await;
         assert_eq!(status, 200);
         assert_eq!(body, r#"{"status":"released"}"#);
     }
@@ -431,7 +521,14 @@ async fn traffic_is_unaffected_by(endpoint: &str, extra: &str, n: usize, counted
         tokio::time::sleep(Duration::from_millis(100)).await;
         text = metrics(&client, &sidecar).await;
     }
-    assert!(counted(&text), "drops not counted:\n{}", text.lines().filter(|l| l.contains("telemetry")).collect::<Vec<_>>().join("\n"));
+    assert!(
+        counted(&text),
+        "drops not counted:\n{}",
+        text.lines()
+            .filter(|l| l.contains("telemetry"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     tokio::time::timeout(SHUTDOWN_BOUND, sidecar.shutdown(Duration::from_secs(2)))
         .await

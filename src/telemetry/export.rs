@@ -159,7 +159,10 @@ impl Exporting {
     /// dropped with the correlator) and stops, giving up after `deadline`:
     /// whatever is still queued then is counted as dropped (`shutdown`).
     pub async fn shutdown(mut self, deadline: Duration) {
-        if tokio::time::timeout(deadline, &mut self.task).await.is_err() {
+        if tokio::time::timeout(deadline, &mut self.task)
+            .await
+            .is_err()
+        {
             self.task.abort();
             let left = self.queued.swap(0, Ordering::Relaxed);
             self.metrics.shutdown.inc_by(left as u64);
@@ -172,7 +175,9 @@ impl Exporting {
     }
 }
 
-fn build_exporter(settings: &TraceSettings) -> Result<opentelemetry_otlp::SpanExporter, ExporterError> {
+fn build_exporter(
+    settings: &TraceSettings,
+) -> Result<opentelemetry_otlp::SpanExporter, ExporterError> {
     let error = |reason: String| ExporterError {
         protocol: settings.protocol.as_str(),
         endpoint: settings.endpoint.clone(),

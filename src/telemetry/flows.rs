@@ -44,9 +44,10 @@ impl FlowMetrics {
         buckets.sort_by(f64::total_cmp);
         buckets.dedup();
         let buckets = Arc::new(buckets);
-        let family = Family::<FlowLabel, HistogramWithExemplars<TraceExemplar>, _>::new_with_constructor(
-            move || HistogramWithExemplars::new(buckets.iter().copied()),
-        );
+        let family =
+            Family::<FlowLabel, HistogramWithExemplars<TraceExemplar>, _>::new_with_constructor(
+                move || HistogramWithExemplars::new(buckets.iter().copied()),
+            );
         registry.register(
             "waybill_flow_duration_seconds",
             "Duration of each completed flow, from its start milestone to its end milestone; exemplars carry the trace ID",

@@ -23,10 +23,18 @@ pub const DEFAULT_SERVICE_NAME: &str = "waybill";
 /// environment values.
 pub fn attributes(config: &TracesConfig, env: Env<'_>) -> (BTreeMap<String, String>, Vec<String>) {
     let mut warnings = Vec::new();
-    let var = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let var = |name: &str| {
+        env(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let mut attributes = BTreeMap::new();
     if let Some(text) = var("OTEL_RESOURCE_ATTRIBUTES") {
-        attributes.extend(parse_pairs(&text, "OTEL_RESOURCE_ATTRIBUTES", &mut warnings));
+        attributes.extend(parse_pairs(
+            &text,
+            "OTEL_RESOURCE_ATTRIBUTES",
+            &mut warnings,
+        ));
     }
     if let Some(pod) = var("K8S_POD_NAME") {
         attributes.insert("k8s.pod.name".to_owned(), pod);

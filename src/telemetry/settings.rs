@@ -97,7 +97,11 @@ pub struct TraceSettings {
 /// environment values that were ignored.
 pub fn resolve(config: &TracesConfig, env: Env<'_>) -> (Option<TraceSettings>, Vec<String>) {
     let mut warnings = Vec::new();
-    let var = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let var = |name: &str| {
+        env(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
 
     let protocol = config.protocol.unwrap_or_else(|| {
         let name_and_value = ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
@@ -161,7 +165,11 @@ pub fn resolve(config: &TracesConfig, env: Env<'_>) -> (Option<TraceSettings>, V
 
     let sampler = match config.sampler_ratio {
         Some(ratio) => Sampler::Ratio(ratio),
-        None => env_sampler(var("OTEL_TRACES_SAMPLER"), var("OTEL_TRACES_SAMPLER_ARG"), &mut warnings),
+        None => env_sampler(
+            var("OTEL_TRACES_SAMPLER"),
+            var("OTEL_TRACES_SAMPLER_ARG"),
+            &mut warnings,
+        ),
     };
 
     let mut number = |name: &str| -> Option<u64> {
@@ -169,7 +177,9 @@ pub fn resolve(config: &TracesConfig, env: Env<'_>) -> (Option<TraceSettings>, V
         match value.parse::<u64>() {
             Ok(n) if n > 0 => Some(n),
             _ => {
-                warnings.push(format!("{name}=`{value}` is not a positive integer; ignored"));
+                warnings.push(format!(
+                    "{name}=`{value}` is not a positive integer; ignored"
+                ));
                 None
             }
         }
@@ -238,7 +248,11 @@ fn env_sampler(name: Option<String>, arg: Option<String>, warnings: &mut Vec<Str
 /// Reads `k=v,k2=v2` (W3C Baggage-like, as `OTEL_EXPORTER_OTLP_HEADERS` and
 /// `OTEL_RESOURCE_ATTRIBUTES` are written): keys trimmed, values trimmed
 /// and percent-decoded; malformed entries are skipped with a warning.
-pub fn parse_pairs(text: &str, variable: &str, warnings: &mut Vec<String>) -> Vec<(String, String)> {
+pub fn parse_pairs(
+    text: &str,
+    variable: &str,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, String)> {
     let mut pairs = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let Some((key, value)) = entry.split_once('=') else {
@@ -249,7 +263,9 @@ pub fn parse_pairs(text: &str, variable: &str, warnings: &mut Vec<String>) -> Ve
         let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8();
         match value {
             Ok(value) if !key.is_empty() => pairs.push((key.to_owned(), value.into_owned())),
-            _ => warnings.push(format!("{variable}: entry for `{key}` is malformed; ignored")),
+            _ => warnings.push(format!(
+                "{variable}: entry for `{key}` is malformed; ignored"
+            )),
         }
     }
     pairs
@@ -272,7 +288,10 @@ mod tests {
             .traces
     }
 
-    fn resolve_with(config: &TracesConfig, vars: &[(&str, &str)]) -> (Option<TraceSettings>, Vec<String>) {
+    fn resolve_with(
+        config: &TracesConfig,
+        vars: &[(&str, &str)],
+    ) -> (Option<TraceSettings>, Vec<String>) {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -340,7 +359,10 @@ mod tests {
             &TracesConfig::default(),
             &[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4317"),
-                ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t0k, x-b = 2 ,broken"),
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "authorization=Bearer%20t0k, x-b = 2 ,broken",
+                ),
                 ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
                 ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
                 ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
@@ -359,16 +381,25 @@ mod tests {
         assert_eq!(settings.sampler, Sampler::Ratio(0.1));
         assert_eq!(settings.export_timeout, Duration::from_millis(2500));
         assert_eq!(settings.queue_capacity, 10);
-        assert_eq!(settings.max_batch_size, 10, "a batch never exceeds the queue");
+        assert_eq!(
+            settings.max_batch_size, 10,
+            "a batch never exceeds the queue"
+        );
         assert_eq!(warnings.len(), 1, "{warnings:?}");
     }
 
     #[test]
     fn the_sdk_switches_turn_traces_off_unless_the_file_forces_them_on() {
         let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4317");
-        let off = resolve_with(&TracesConfig::default(), &[endpoint, ("OTEL_SDK_DISABLED", "true")]);
+        let off = resolve_with(
+            &TracesConfig::default(),
+            &[endpoint, ("OTEL_SDK_DISABLED", "true")],
+        );
         assert!(off.0.is_none());
-        let off = resolve_with(&TracesConfig::default(), &[endpoint, ("OTEL_TRACES_EXPORTER", "none")]);
+        let off = resolve_with(
+            &TracesConfig::default(),
+            &[endpoint, ("OTEL_TRACES_EXPORTER", "none")],
+        );
         assert!(off.0.is_none());
         let forced = traces("telemetry:\n  traces: { enabled: true }\n");
         let (on, _) = resolve_with(&forced, &[("OTEL_SDK_DISABLED", "true")]);
@@ -379,8 +410,10 @@ mod tests {
 
     #[test]
     fn an_invalid_environment_endpoint_turns_traces_off_with_a_warning() {
-        let (settings, warnings) =
-            resolve_with(&TracesConfig::default(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")]);
+        let (settings, warnings) = resolve_with(
+            &TracesConfig::default(),
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")],
+        );
         assert!(settings.is_none());
         assert_eq!(warnings.len(), 1);
     }

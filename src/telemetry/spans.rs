@@ -32,7 +32,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-
 use opentelemetry::trace::{
     Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -114,7 +113,10 @@ impl SpanObserver {
             attributes.push(KeyValue::new("http.route", route.to_owned()));
         }
         let status = exchange.outcome.status().as_u16();
-        attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
+        attributes.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
         let path = exchange.uri.path().to_owned();
         let query = exchange.uri.query().map(str::to_owned);
         match listener.filter(|_| outbound) {
@@ -162,7 +164,11 @@ impl SpanObserver {
             "network.protocol.version",
             protocol_version(exchange.version),
         ));
-        let failed_status = if outbound { status >= 400 } else { status >= 500 };
+        let failed_status = if outbound {
+            status >= 400
+        } else {
+            status >= 500
+        };
         let error_type = match &exchange.outcome {
             Outcome::UpstreamFailed { error, .. } => Some(error.as_str().to_owned()),
             Outcome::Response { .. } if failed_status => Some(status.to_string()),
@@ -278,7 +284,13 @@ impl SpanObserver {
         self.set_links(&mut span, links);
 
         let mut spans = vec![span];
-        spans.extend(event.news.flows.iter().map(|flow| self.flow_span(flow, transaction.name.to_string(), trace)));
+        spans.extend(
+            event
+                .news
+                .flows
+                .iter()
+                .map(|flow| self.flow_span(flow, transaction.name.to_string(), trace)),
+        );
         spans
     }
 
@@ -418,7 +430,6 @@ fn protocol_version(version: http::Version) -> &'static str {
 fn strings<S: Into<StringValue>>(values: impl Iterator<Item = S>) -> Value {
     Value::Array(Array::String(values.map(Into::into).collect()))
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -231,9 +231,7 @@ impl Drop for OtlpReceiver {
 
 /// An address where nothing listens: bound, then released.
 pub async fn closed_port() -> SocketAddr {
-    let socket = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind probe");
+    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind probe");
     let addr = socket.local_addr().expect("probe addr");
     drop(socket);
     addr

@@ -111,7 +111,10 @@ impl Validator<'_> {
                 Some(uri)
             }
             Ok(_) => {
-                self.error(field, format!("`{text}` is not a collector URL; {expected}"));
+                self.error(
+                    field,
+                    format!("`{text}` is not a collector URL; {expected}"),
+                );
                 None
             }
             Err(error) => {
@@ -201,7 +204,8 @@ mod tests {
 
     #[test]
     fn an_unknown_field_under_traces_is_refused() {
-        let error = load("telemetry:\n  traces: { endpoitn: http://x:4317 }\n").expect_err("unknown");
+        let error =
+            load("telemetry:\n  traces: { endpoitn: http://x:4317 }\n").expect_err("unknown");
         assert!(error.contains("endpoitn"), "{error}");
     }
 }

@@ -51,7 +51,10 @@ fn t0() -> SystemTime {
 
 fn exchange(listener: usize, uri: &str, outcome: Outcome) -> Exchange {
     let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::HOST, http::HeaderValue::from_static("wms.local:8080"));
+    headers.insert(
+        http::header::HOST,
+        http::HeaderValue::from_static("wms.local:8080"),
+    );
     Exchange {
         id: 7,
         listener: ListenerId(listener),
@@ -197,7 +200,10 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
 
     assert_eq!(span.links.len(), 2, "former name and traceparent");
     assert_eq!(span.links[0].span_context.trace_id(), trace_id(&shipment));
-    assert_eq!(span.links[0].span_context.span_id(), anchor_span_id(&shipment));
+    assert_eq!(
+        span.links[0].span_context.span_id(),
+        anchor_span_id(&shipment)
+    );
     assert_eq!(
         span.links[1].span_context.trace_id().to_string(),
         "4bf92f3577b34da6a3ce929d0e0e4736"
