@@ -559,3 +559,37 @@ async fn a_collector_that_never_answers_changes_no_response_and_drops_are_counte
     )
     .await;
 }
+
+#[tokio::test]
+async fn spans_also_reach_a_collector_over_http_protobuf() {
+    let receiver = OtlpReceiver::start_http().await;
+    let (clock, _) = test_clock();
+    let telemetry = format!(
+        "telemetry:\n  traces: {{ endpoint: \"{}\", protocol: http/protobuf, service_name: waybill-http }}\n",
+        receiver.endpoint()
+    );
+    let routes = wms_routes(free_port().await, wms().await, &telemetry);
+    let sidecar = start(&routes, clock).await;
+    let client = reqwest::Client::new();
+    let (status, _) = send(
+        &client,
+        &sidecar,
+        "wms-in",
+        reqwest::Method::POST,
+        "/orders/SO-1001/release",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let spans = receiver
+        .wait_for(WAIT, |spans| find(spans, "wms.release").is_some())
+        .await;
+    let release = find(&spans, "wms.release").expect("release span over HTTP");
+    assert_eq!(release.trace_id(), SO_1001_TRACE);
+    assert_eq!(release.service, "waybill-http");
+    tokio::time::timeout(SHUTDOWN_BOUND, sidecar.shutdown(Duration::from_secs(2)))
+        .await
+        .expect("shutdown finishes in bounded time")
+        .expect("clean shutdown");
+}

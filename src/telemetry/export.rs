@@ -1,8 +1,9 @@
 //! OTLP span export off the traffic path. The span observer hands each
 //! finished span to a bounded queue with `try_send` and never waits; one
 //! export task batches the queue and sends each batch with
-//! `opentelemetry-otlp` (gRPC through tonic, or HTTP/protobuf through
-//! hyper), bounded by the export timeout. Whatever cannot be exported is
+//! `opentelemetry-otlp` (gRPC through tonic, with TLS and the webpki roots
+//! for `https://` endpoints; or HTTP/protobuf through hyper, plain `http://`
+//! only), bounded by the export timeout. Whatever cannot be exported is
 //! dropped and counted in `waybill_telemetry_dropped_spans_total{reason}`:
 //!
 //! - `queue_full`: the collector is slower than traffic; new spans are dropped.
@@ -195,12 +196,24 @@ fn build_exporter(
             }
             let metadata =
                 opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers);
-            opentelemetry_otlp::SpanExporter::builder()
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(settings.endpoint.clone())
                 .with_timeout(settings.export_timeout)
-                .with_metadata(metadata)
-                .build()
+                .with_metadata(metadata);
+            if settings.endpoint.starts_with("https://") {
+                builder = builder.with_tls_config(
+                    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                        .with_enabled_roots(),
+                );
+            }
+            builder.build()
+        }
+        OtlpProtocol::HttpProtobuf if settings.endpoint.starts_with("https://") => {
+            return Err(error(
+                "OTLP/HTTP over https is not supported yet; use protocol grpc for a TLS collector"
+                    .to_owned(),
+            ));
         }
         OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
@@ -239,8 +252,11 @@ impl Batcher {
                     _ = tokio::time::sleep_until(flush_at) => break,
                 }
             }
-            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            let taken = batch.len();
             self.export(std::mem::take(&mut batch)).await;
+            // Subtracted only once the batch is done, so spans being exported
+            // when shutdown gives up are counted as dropped too.
+            self.queued.fetch_sub(taken, Ordering::Relaxed);
         }
         let _ = self.exporter.shutdown_with_timeout(self.export_timeout);
     }
@@ -300,6 +316,44 @@ impl ErrorLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::settings::Sampler;
+
+    fn settings(endpoint: &str, protocol: OtlpProtocol) -> TraceSettings {
+        TraceSettings {
+            endpoint: endpoint.to_owned(),
+            protocol,
+            headers: vec![("authorization".to_owned(), "Bearer x".to_owned())],
+            sampler: Sampler::AlwaysOn,
+            queue_capacity: 8,
+            max_batch_size: 4,
+            export_timeout: Duration::from_secs(1),
+            schedule_delay: Duration::from_millis(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grpc_exporter_to_a_tls_collector_builds_without_connecting() {
+        let built = build_exporter(&settings(
+            "https://collector.example:4317",
+            OtlpProtocol::Grpc,
+        ));
+        assert!(built.is_ok(), "{:?}", built.err());
+    }
+
+    #[tokio::test]
+    async fn an_http_exporter_to_a_tls_collector_is_refused_with_a_reason() {
+        let error = build_exporter(&settings(
+            "https://collector.example:4318/v1/traces",
+            OtlpProtocol::HttpProtobuf,
+        ))
+        .expect_err("https over HTTP is not supported");
+        assert!(error.to_string().contains("use protocol grpc"), "{error}");
+        assert!(build_exporter(&settings(
+            "http://collector.example:4318/v1/traces",
+            OtlpProtocol::HttpProtobuf
+        ))
+        .is_ok());
+    }
 
     #[test]
     fn export_errors_are_logged_at_most_once_per_period_with_a_count() {

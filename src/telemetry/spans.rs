@@ -16,7 +16,10 @@
 //!   `waybill.milestone`, `waybill.extraction.problems`.
 //! - **Span events** for milestones it marked: named after the milestone,
 //!   with `waybill.object.kind`, `waybill.object.value` and
-//!   `waybill.milestone.repeat`.
+//!   `waybill.milestone.repeat`; and `waybill.exception` events for
+//!   exceptions it opened or resolved (`waybill.exception.kind`, `.owner`,
+//!   `.state` = `opened`/`resolved`, `.reason`, and the object). Exceptions
+//!   opened by a lapsed deadline have no exchange, so no span.
 //! - **Span links** to the traces of the transaction's former names (spans
 //!   exported before a key was linked to its root are not rewritten; the
 //!   later spans point back at them, at the documented anchor span ID), and
@@ -260,6 +263,28 @@ impl SpanObserver {
                 )
             })
             .collect();
+        span.events
+            .events
+            .extend(event.news.exceptions.iter().map(|exception| {
+                let state = if exception.is_open() {
+                    "opened"
+                } else {
+                    "resolved"
+                };
+                Event::new(
+                    "waybill.exception",
+                    at,
+                    vec![
+                        KeyValue::new("waybill.exception.kind", exception.kind.to_string()),
+                        KeyValue::new("waybill.exception.owner", exception.owner.to_string()),
+                        KeyValue::new("waybill.exception.state", state),
+                        KeyValue::new("waybill.object.kind", exception.object.kind.to_string()),
+                        KeyValue::new("waybill.object.value", exception.object.value.to_string()),
+                        KeyValue::new("waybill.exception.reason", exception.reason.clone()),
+                    ],
+                    0,
+                )
+            }));
         let mut links: Vec<Link> = transaction
             .former_names
             .iter()

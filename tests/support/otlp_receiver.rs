@@ -1,5 +1,6 @@
-//! An in-process OTLP/gRPC trace receiver for tests: a tonic server built
-//! from the official `opentelemetry-proto` service definition, listening on
+//! An in-process OTLP trace receiver for tests: a tonic server built from
+//! the official `opentelemetry-proto` service definition (OTLP/gRPC), or an
+//! axum route decoding the same messages (OTLP/HTTP protobuf), listening on
 //! a free loopback port and keeping every `ExportTraceServiceRequest`.
 //! Also the two kinds of broken collector: a closed port and one that
 //! accepts connections and never answers.
@@ -114,9 +115,49 @@ pub struct OtlpReceiver {
     addr: SocketAddr,
     collector: Collector,
     server: tokio::task::JoinHandle<()>,
+    http: bool,
 }
 
 impl OtlpReceiver {
+    /// Starts an OTLP/HTTP (protobuf) receiver on a free loopback port,
+    /// answering `POST /v1/traces`.
+    pub async fn start_http() -> Self {
+        use prost::Message;
+        let socket = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = socket.local_addr().expect("receiver addr");
+        let collector = Collector::default();
+        let requests = Arc::clone(&collector.requests);
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let requests = Arc::clone(&requests);
+                async move {
+                    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                        return (http::StatusCode::BAD_REQUEST, Vec::new());
+                    };
+                    if let Ok(mut requests) = requests.lock() {
+                        requests.push(request);
+                    }
+                    let response = ExportTraceServiceResponse {
+                        partial_success: None,
+                    };
+                    (http::StatusCode::OK, response.encode_to_vec())
+                }
+            }),
+        );
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(socket, app).await;
+        });
+        OtlpReceiver {
+            addr,
+            collector,
+            server,
+            http: true,
+        }
+    }
+
     /// Starts the receiver on a free loopback port.
     pub async fn start() -> Self {
         let socket = TcpListener::bind("127.0.0.1:0")
@@ -135,12 +176,18 @@ impl OtlpReceiver {
             addr,
             collector,
             server,
+            http: false,
         }
     }
 
-    /// `http://127.0.0.1:PORT`, for `telemetry.traces.endpoint`.
+    /// The URL for `telemetry.traces.endpoint`: `http://127.0.0.1:PORT`
+    /// (gRPC) or `http://127.0.0.1:PORT/v1/traces` (HTTP).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.http {
+            format!("http://{}/v1/traces", self.addr)
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// Every span received so far.
