@@ -160,7 +160,19 @@ pub fn resolve(config: &TracesConfig, env: Env<'_>) -> (Option<TraceSettings>, V
         None => var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
             .or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS"))
             .map(|text| parse_pairs(&text, "OTEL_EXPORTER_OTLP_HEADERS", &mut warnings))
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(name, value)| {
+                let valid = http::HeaderName::try_from(name.as_str()).is_ok()
+                    && http::HeaderValue::try_from(value.as_str()).is_ok();
+                if !valid {
+                    warnings.push(format!(
+                        "OTEL_EXPORTER_OTLP_HEADERS: `{name}` is not a valid HTTP header; ignored"
+                    ));
+                }
+                valid
+            })
+            .collect(),
     };
 
     let sampler = match config.sampler_ratio {
@@ -361,7 +373,7 @@ mod tests {
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4317"),
                 (
                     "OTEL_EXPORTER_OTLP_HEADERS",
-                    "authorization=Bearer%20t0k, x-b = 2 ,broken",
+                    "authorization=Bearer%20t0k, x-b = 2 ,broken,bad name=1",
                 ),
                 ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
                 ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
@@ -385,7 +397,7 @@ mod tests {
             settings.max_batch_size, 10,
             "a batch never exceeds the queue"
         );
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
     }
 
     #[test]
