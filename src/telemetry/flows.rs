@@ -81,3 +81,45 @@ impl FlowMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+    use crate::extract::Key;
+
+    #[test]
+    fn a_flow_observation_carries_the_trace_id_as_its_bucket_exemplar() {
+        let config = Config::from_yaml(
+            "systems: [wms]\nkeys: [order]\nlisteners:\n  - { name: a, bind: 127.0.0.1:18003, upstream: http://127.0.0.1:9000, system: wms }\nmilestones:\n  - { name: released, object: order }\n  - { name: shipped, object: order }\nroutes:\n  - { name: r, system: wms, match: { path: /r }, keys: { order: { header: x-o } }, milestone: released }\n  - { name: s, system: wms, match: { path: /s }, keys: { order: { header: x-o } }, milestone: shipped }\nflows:\n  - { name: order_to_ship, from: released, to: shipped, slo: 2h }\n",
+            "t.yaml",
+        )
+        .expect("valid");
+        let mut registry = Registry::default();
+        let flows = FlowMetrics::new(&config, &mut registry);
+        let order = Key::new(config.key_kinds.get("order").expect("kind"), "SO-1001");
+        let start = SystemTime::UNIX_EPOCH;
+        flows.observe(
+            &FlowRecord {
+                flow: config.flow_names.get("order_to_ship").expect("flow"),
+                object: order.clone(),
+                started: start,
+                ended: start + Duration::from_secs(5400),
+                duration: Duration::from_secs(5400),
+                within_slo: true,
+            },
+            crate::telemetry::trace_id(&order),
+        );
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encode");
+        assert!(
+            text.contains(
+                "waybill_flow_duration_seconds_bucket{le=\"7200.0\",flow=\"order_to_ship\"} 1 # {trace_id=\"f7b15d390d8b21411bc72ccb0e8d5e26\"} 5400.0"
+            ),
+            "{text}"
+        );
+    }
+}

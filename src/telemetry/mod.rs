@@ -128,3 +128,30 @@ impl Traces {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_an_endpoint_traces_are_off_but_their_metrics_are_exposed() {
+        let config = Config::from_yaml(
+            "systems: [wms]\nkeys: [order]\nlisteners:\n  - { name: a, bind: 127.0.0.1:18004, upstream: http://127.0.0.1:9000, system: wms }\n",
+            "t.yaml",
+        )
+        .expect("valid");
+        let mut registry = Registry::default();
+        let (_observer, traces) =
+            Traces::start(Arc::new(config), &|_| None, &mut registry).expect("starts");
+        assert!(!traces.enabled());
+        let text = Metrics::new(registry).render();
+        for series in [
+            "waybill_telemetry_dropped_spans_total{reason=\"queue_full\"} 0",
+            "waybill_telemetry_exported_spans_total 0",
+            "waybill_telemetry_invalid_traceparent_total 0",
+        ] {
+            assert!(text.contains(series), "no {series} in:\n{text}");
+        }
+        traces.shutdown(Duration::from_secs(1)).await;
+    }
+}
