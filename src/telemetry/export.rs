@@ -87,6 +87,21 @@ pub struct SpanQueue {
 }
 
 impl SpanQueue {
+    /// A queue of `capacity` spans and its receiving end (the export task's).
+    pub(super) fn bounded(
+        capacity: usize,
+        metrics: ExportMetrics,
+    ) -> (SpanQueue, mpsc::Receiver<SpanData>, Arc<AtomicUsize>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let queue = SpanQueue {
+            tx,
+            queued: Arc::clone(&queued),
+            metrics,
+        };
+        (queue, rx, queued)
+    }
+
     /// Queues `span` for export, or drops and counts it when the queue is full.
     pub fn push(&self, span: SpanData) {
         // Counted before sending so the export task never sees more taken
@@ -126,8 +141,7 @@ pub fn start(
 ) -> Result<(SpanQueue, Exporting), ExporterError> {
     let mut exporter = build_exporter(settings)?;
     exporter.set_resource(resource);
-    let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
-    let queued = Arc::new(AtomicUsize::new(0));
+    let (queue, rx, queued) = SpanQueue::bounded(settings.queue_capacity, metrics.clone());
     let batcher = Batcher {
         rx,
         exporter,
@@ -140,11 +154,6 @@ pub fn start(
         errors: ErrorLog::default(),
     };
     let task = tokio::spawn(batcher.run());
-    let queue = SpanQueue {
-        tx,
-        queued: Arc::clone(&queued),
-        metrics: metrics.clone(),
-    };
     Ok((
         queue,
         Exporting {

@@ -13,6 +13,7 @@ use crate::correlate::{Marked, News};
 use crate::extract::Problem;
 use crate::proxy::{Exchange, Tapped, UpstreamError};
 use crate::state::{MilestoneRecord, Transaction, TxId};
+use crate::telemetry::export::SpanQueue;
 
 const CONFIG: &str = r#"
 systems: [wms, carrier]
@@ -309,4 +310,60 @@ fn a_client_error_is_an_error_on_client_spans_only() {
     assert!(attribute(&server, "error.type").is_none());
     let client = observer.exchange_span(&observation(1), TraceId::from_bytes([1; 16]));
     assert_eq!(text(&client, "error.type"), "404");
+}
+
+/// An observer whose spans go to a queue of `capacity`, sampled by `sampler`.
+fn queued_observer(
+    config: &Arc<Config>,
+    capacity: usize,
+    sampler: Sampler,
+    registry: &mut Registry,
+) -> (SpanObserver, tokio::sync::mpsc::Receiver<SpanData>) {
+    let metrics = super::super::export::ExportMetrics::new(registry);
+    let (queue, rx, _queued) = SpanQueue::bounded(capacity, metrics);
+    let sink = SpanSink { queue, sampler };
+    (
+        SpanObserver::new(Arc::clone(config), Some(sink), registry),
+        rx,
+    )
+}
+
+fn keyless() -> Observation {
+    Observation {
+        exchange: exchange(0, "/health", ok()),
+        route: None,
+        operation: None,
+        keys: Vec::new(),
+        milestone: None,
+        problems: Vec::new(),
+    }
+}
+
+#[test]
+fn a_full_span_queue_drops_and_counts_instead_of_waiting() {
+    let config = config();
+    let mut registry = Registry::default();
+    let (mut observer, mut rx) = queued_observer(&config, 2, Sampler::AlwaysOn, &mut registry);
+    for _ in 0..5 {
+        observer.uncorrelated(&keyless());
+    }
+    let mut received = 0;
+    while rx.try_recv().is_ok() {
+        received += 1;
+    }
+    assert_eq!(received, 2);
+    let text = crate::telemetry::Metrics::new(registry).render();
+    assert!(
+        text.contains("waybill_telemetry_dropped_spans_total{reason=\"queue_full\"} 3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_sampler_that_keeps_nothing_queues_nothing() {
+    let config = config();
+    let mut registry = Registry::default();
+    let (mut observer, mut rx) = queued_observer(&config, 8, Sampler::AlwaysOff, &mut registry);
+    observer.uncorrelated(&keyless());
+    assert!(rx.try_recv().is_err());
 }
