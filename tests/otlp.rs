@@ -40,12 +40,6 @@ fn test_clock() -> (Clock, Arc<AtomicU64>) {
     (clock, offset)
 }
 
-/// A loopback address free a moment ago, for a listener: the config refuses
-/// a listener on port 0 beside an admin surface on port 0.
-async fn free_port() -> SocketAddr {
-    closed_port().await
-}
-
 async fn serve(app: Router) -> SocketAddr {
     let socket = TcpListener::bind("127.0.0.1:0")
         .await
@@ -98,7 +92,7 @@ fn telemetry(endpoint: &str, service: &str, extra: &str) -> String {
     )
 }
 
-fn wms_routes(bind: SocketAddr, upstream: SocketAddr, telemetry: &str) -> String {
+fn wms_routes(upstream: SocketAddr, telemetry: &str) -> String {
     format!(
         r#"
 admin: {{ bind: 127.0.0.1:0 }}
@@ -106,7 +100,7 @@ systems: [wms, carrier]
 keys: [order, shipment, tracking]
 root: order
 listeners:
-  - {{ name: wms-in, bind: "{bind}", upstream: "http://{upstream}", system: wms }}
+  - {{ name: wms-in, bind: 127.0.0.1:0, upstream: "http://{upstream}", system: wms }}
 milestones:
   - {{ name: order_released, object: order }}
   - {{ name: label_created, object: shipment }}
@@ -130,7 +124,7 @@ flows:
     )
 }
 
-fn carrier_routes(bind: SocketAddr, upstream: SocketAddr, telemetry: &str) -> String {
+fn carrier_routes(upstream: SocketAddr, telemetry: &str) -> String {
     format!(
         r#"
 admin: {{ bind: 127.0.0.1:0 }}
@@ -138,7 +132,7 @@ systems: [wms, carrier]
 keys: [order, shipment, tracking]
 root: order
 listeners:
-  - {{ name: carrier-out, bind: "{bind}", upstream: "http://{upstream}", system: carrier, direction: outbound }}
+  - {{ name: carrier-out, bind: 127.0.0.1:0, upstream: "http://{upstream}", system: carrier, direction: outbound }}
 milestones:
   - {{ name: label_created, object: shipment }}
 routes:
@@ -235,12 +229,10 @@ async fn one_order_seen_by_two_sidecars_lands_in_one_deterministic_trace() {
     let receiver = OtlpReceiver::start().await;
     let (clock, offset) = test_clock();
     let wms_routes = wms_routes(
-        free_port().await,
         wms().await,
         &telemetry(&receiver.endpoint(), "waybill-wms", ""),
     );
     let carrier_routes = carrier_routes(
-        free_port().await,
         carrier().await,
         &telemetry(&receiver.endpoint(), "waybill-carrier", ""),
     );
@@ -492,11 +484,7 @@ async fn traffic_is_unaffected_by(
     counted: impl Fn(&str) -> bool,
 ) {
     let (clock, _) = test_clock();
-    let routes = wms_routes(
-        free_port().await,
-        wms().await,
-        &telemetry(endpoint, "waybill-wms", extra),
-    );
+    let routes = wms_routes(wms().await, &telemetry(endpoint, "waybill-wms", extra));
     let sidecar = start(&routes, clock).await;
     let client = reqwest::Client::new();
     for i in 0..n {
@@ -568,7 +556,7 @@ async fn spans_also_reach_a_collector_over_http_protobuf() {
         "telemetry:\n  traces: {{ endpoint: \"{}\", protocol: http/protobuf, service_name: waybill-http }}\n",
         receiver.endpoint()
     );
-    let routes = wms_routes(free_port().await, wms().await, &telemetry);
+    let routes = wms_routes(wms().await, &telemetry);
     let sidecar = start(&routes, clock).await;
     let client = reqwest::Client::new();
     let (status, _) = send(
