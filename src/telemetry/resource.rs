@@ -1,6 +1,7 @@
 //! The OTLP resource: who emitted the spans. Built once at start from, in
 //! increasing precedence: `OTEL_RESOURCE_ATTRIBUTES`, `K8S_POD_NAME` /
-//! `K8S_NAMESPACE_NAME` (as the Helm chart sets them from the downward API),
+//! `K8S_NAMESPACE_NAME` / `K8S_NODE_NAME` (as the Helm chart sets them from
+//! the downward API),
 //! the file's `telemetry.traces.resource_attributes`, then `service.name`
 //! (`service_name` in the file, else `OTEL_SERVICE_NAME`, else a
 //! `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else `waybill`) and
@@ -41,6 +42,9 @@ pub fn attributes(config: &TracesConfig, env: Env<'_>) -> (BTreeMap<String, Stri
     }
     if let Some(namespace) = var("K8S_NAMESPACE_NAME") {
         attributes.insert("k8s.namespace.name".to_owned(), namespace);
+    }
+    if let Some(node) = var("K8S_NODE_NAME") {
+        attributes.insert("k8s.node.name".to_owned(), node);
     }
     attributes.extend(config.resource_attributes.iter().cloned());
     let service = config
@@ -128,6 +132,7 @@ mod tests {
                 ("OTEL_SERVICE_NAME", "waybill-wms"),
                 ("K8S_POD_NAME", "wms-0"),
                 ("K8S_NAMESPACE_NAME", "integration"),
+                ("K8S_NODE_NAME", "node-7"),
             ],
         );
         assert_eq!(attributes["service.name"], "waybill-wms");
@@ -135,6 +140,7 @@ mod tests {
         assert_eq!(attributes["team"], "logistics ops");
         assert_eq!(attributes["k8s.pod.name"], "wms-0");
         assert_eq!(attributes["k8s.namespace.name"], "integration");
+        assert_eq!(attributes["k8s.node.name"], "node-7");
     }
 
     #[test]
