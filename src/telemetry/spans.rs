@@ -120,63 +120,19 @@ impl SpanObserver {
             "http.response.status_code",
             i64::from(status),
         ));
-        let path = exchange.uri.path().to_owned();
-        let query = exchange.uri.query().map(str::to_owned);
         match listener.filter(|_| outbound) {
-            Some(listener) => {
-                let upstream = &listener.upstream.uri;
-                let scheme = upstream.scheme_str().unwrap_or("http");
-                let base = upstream.path().trim_end_matches('/');
-                let authority = upstream.authority().map(|a| a.as_str()).unwrap_or_default();
-                let full = match &query {
-                    Some(q) => format!("{scheme}://{authority}{base}{path}?{q}"),
-                    None => format!("{scheme}://{authority}{base}{path}"),
-                };
-                attributes.push(KeyValue::new("url.full", full));
-                attributes.push(KeyValue::new("url.scheme", scheme.to_owned()));
-                if let Some(host) = upstream.host() {
-                    attributes.push(KeyValue::new("server.address", host.to_owned()));
-                }
-                let port = upstream
-                    .port_u16()
-                    .unwrap_or(if scheme == "https" { 443 } else { 80 });
-                attributes.push(KeyValue::new("server.port", i64::from(port)));
-            }
-            None => {
-                attributes.push(KeyValue::new("url.scheme", "http"));
-                let authority = exchange.uri.authority().cloned().or_else(|| {
-                    exchange
-                        .request_headers
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .and_then(|h| h.parse::<http::uri::Authority>().ok())
-                });
-                if let Some(authority) = authority {
-                    attributes.push(KeyValue::new("server.address", authority.host().to_owned()));
-                    if let Some(port) = authority.port_u16() {
-                        attributes.push(KeyValue::new("server.port", i64::from(port)));
-                    }
-                }
-            }
+            Some(listener) => client_target(&mut attributes, &listener.upstream.uri, &exchange.uri),
+            None => server_target(&mut attributes, exchange),
         }
-        attributes.push(KeyValue::new("url.path", path));
-        if let Some(query) = query {
-            attributes.push(KeyValue::new("url.query", query));
+        attributes.push(KeyValue::new("url.path", exchange.uri.path().to_owned()));
+        if let Some(query) = exchange.uri.query() {
+            attributes.push(KeyValue::new("url.query", query.to_owned()));
         }
         attributes.push(KeyValue::new(
             "network.protocol.version",
             protocol_version(exchange.version),
         ));
-        let failed_status = if outbound {
-            status >= 400
-        } else {
-            status >= 500
-        };
-        let error_type = match &exchange.outcome {
-            Outcome::UpstreamFailed { error, .. } => Some(error.as_str().to_owned()),
-            Outcome::Response { .. } if failed_status => Some(status.to_string()),
-            Outcome::Response { .. } => None,
-        };
+        let error_type = error_type(&exchange.outcome, outbound);
         let span_status = match &error_type {
             Some(_) => Status::error(""),
             None => Status::Unset,
@@ -418,6 +374,59 @@ impl Observer for SpanObserver {
             let links = self.traceparent_link(observation).into_iter().collect();
             self.set_links(&mut span, links);
             self.send(vec![span]);
+        }
+    }
+}
+
+/// `url.full`, `url.scheme`, `server.address` and `server.port` of a CLIENT
+/// span: where the sidecar sent the request (the upstream, its base path
+/// prefixed to the request's path).
+fn client_target(attributes: &mut Vec<KeyValue>, upstream: &http::Uri, request: &http::Uri) {
+    let scheme = upstream.scheme_str().unwrap_or("http");
+    let base = upstream.path().trim_end_matches('/');
+    let authority = upstream.authority().map(|a| a.as_str()).unwrap_or_default();
+    let path_and_query = request.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    attributes.push(KeyValue::new(
+        "url.full",
+        format!("{scheme}://{authority}{base}{path_and_query}"),
+    ));
+    attributes.push(KeyValue::new("url.scheme", scheme.to_owned()));
+    if let Some(host) = upstream.host() {
+        attributes.push(KeyValue::new("server.address", host.to_owned()));
+    }
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let port = upstream.port_u16().unwrap_or(default_port);
+    attributes.push(KeyValue::new("server.port", i64::from(port)));
+}
+
+/// `url.scheme`, `server.address` and `server.port` of a SERVER span: the
+/// authority the client addressed (`:authority` or `Host`).
+fn server_target(attributes: &mut Vec<KeyValue>, exchange: &crate::proxy::Exchange) {
+    attributes.push(KeyValue::new("url.scheme", "http"));
+    let authority = exchange.uri.authority().cloned().or_else(|| {
+        exchange
+            .request_headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    });
+    if let Some(authority) = authority {
+        attributes.push(KeyValue::new("server.address", authority.host().to_owned()));
+        if let Some(port) = authority.port_u16() {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+    }
+}
+
+/// `error.type` per the HTTP conventions: the upstream failure's kind, or
+/// the status code for 5xx (and 4xx on CLIENT spans, where the sidecar's
+/// side made the failing call).
+fn error_type(outcome: &Outcome, outbound: bool) -> Option<String> {
+    match outcome {
+        Outcome::UpstreamFailed { error, .. } => Some(error.as_str().to_owned()),
+        Outcome::Response { status, .. } => {
+            let failed = status.is_server_error() || (outbound && status.is_client_error());
+            failed.then(|| status.as_u16().to_string())
         }
     }
 }
