@@ -237,7 +237,7 @@ async fn a_streamed_body_and_its_trailers_are_replayed_whole() {
         let n = next.fetch_add(1, Ordering::SeqCst);
         let mut trailers = HeaderMap::new();
         trailers.insert("x-checksum", n.to_string().parse().expect("value"));
-        let mut reply = Reply::ok("");
+        let mut reply = Reply::ok("").header("trailer", "x-checksum");
         reply.chunks = vec![
             Bytes::from(format!("label {n}, ")),
             Bytes::from_static(b"part two"),
@@ -247,12 +247,23 @@ async fn a_streamed_body_and_its_trailers_are_replayed_whole() {
         reply
     })
     .await;
-    let proxy = GuardedProxy::start(&upstream, GUARD).await;
+    let mut proxy = GuardedProxy::start(&upstream, GUARD).await;
 
-    let first = send(&client(ClientProtocol::H2c), proxy.request(BUY, Some("k"))).await;
+    let with_te = |proxy: &GuardedProxy| {
+        let mut request = proxy.request(BUY, Some("k"));
+        request
+            .headers_mut()
+            .insert("te", http::HeaderValue::from_static("trailers"));
+        request
+    };
+    let first = send(&client(ClientProtocol::Http1), with_te(&proxy)).await;
     assert_eq!(first.body, "label 1, part two");
     assert!(first.trailers.is_some());
-    let repeat = send(&client(ClientProtocol::H2c), proxy.request(BUY, Some("k"))).await;
+    assert!(
+        proxy.exchange().await.response_body.complete,
+        "a body ending in trailers is complete"
+    );
+    let repeat = send(&client(ClientProtocol::Http1), with_te(&proxy)).await;
     assert_same(&first, &repeat);
     assert_eq!(drain(&mut upstream), 1);
 }

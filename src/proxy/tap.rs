@@ -186,8 +186,10 @@ where
                 }
                 // Finish before the last bytes are handed on, so whoever
                 // reads this body to its end can count on the observer
-                // having been told.
-                if this.inner.is_end_stream() {
+                // having been told. Trailers are always the last frame (an
+                // HTTP/1 server does not poll the body again after them, and
+                // a chunked `Incoming` does not report its end before that).
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     this.end(true);
                 }
             }
