@@ -215,7 +215,11 @@ async fn a_repeated_key_gets_the_identical_stored_response_and_the_upstream_sees
     assert_eq!(first.headers["x-label-number"], "1");
     let repeat = proxy.post(BUY, Some("key-1")).await;
     assert_same(&first, &repeat);
-    let h2 = send(&client(ClientProtocol::H2c), proxy.request(BUY, Some("key-1"))).await;
+    let h2 = send(
+        &client(ClientProtocol::H2c),
+        proxy.request(BUY, Some("key-1")),
+    )
+    .await;
     assert_eq!(h2.status, first.status);
     assert_eq!(h2.body, first.body);
     assert_eq!(h2.headers["x-label-number"], "1");
@@ -225,7 +229,11 @@ async fn a_repeated_key_gets_the_identical_stored_response_and_the_upstream_sees
         "every value of a repeated header is replayed"
     );
 
-    assert_eq!(drain(&mut upstream), 1, "only the first request is forwarded");
+    assert_eq!(
+        drain(&mut upstream),
+        1,
+        "only the first request is forwarded"
+    );
     assert_eq!(replays(&proxy), Some(2.0));
     assert_eq!(stored(&proxy), Some(1.0));
 }
@@ -365,7 +373,10 @@ async fn max_entries_evicts_the_oldest_stored_response() {
     assert_same(&c, &proxy.post(BUY, Some("c")).await);
     assert_same(&b, &proxy.post(BUY, Some("b")).await);
     let a_again = proxy.post(BUY, Some("a")).await;
-    assert_ne!(a_again.body, a.body, "a was evicted, so its repeat is forwarded");
+    assert_ne!(
+        a_again.body, a.body,
+        "a was evicted, so its repeat is forwarded"
+    );
     assert_eq!(drain(&mut upstream), 4);
 }
 

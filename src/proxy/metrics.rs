@@ -252,7 +252,8 @@ impl GuardMetrics {
 
     /// The route's store went from `before` to `after` stored responses.
     pub(crate) fn stored_changed(&self, before: usize, after: usize) {
-        let delta = i64::try_from(after).unwrap_or(i64::MAX) - i64::try_from(before).unwrap_or(i64::MAX);
+        let delta =
+            i64::try_from(after).unwrap_or(i64::MAX) - i64::try_from(before).unwrap_or(i64::MAX);
         if delta != 0 {
             self.stored.inc_by(delta);
         }

@@ -276,9 +276,9 @@ impl Claim {
     pub(crate) fn commit(self, response: StoredResponse) {
         let now = self.guard.clock.now();
         let response = Arc::new(response);
-        let stored = self.guard.with_store(|store| {
-            store.commit(&self.key, self.token, Arc::clone(&response), now)
-        });
+        let stored = self
+            .guard
+            .with_store(|store| store.commit(&self.key, self.token, Arc::clone(&response), now));
         if !stored {
             tracing::debug!("idempotency guard: key no longer held; response not stored");
         }

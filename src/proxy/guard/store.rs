@@ -211,7 +211,12 @@ mod tests {
     }
 
     /// Claims `k` and stores `value` for it at `now`.
-    fn store(s: &mut Store<&'static str>, k: &str, value: &'static str, now: SystemTime) -> Evicted {
+    fn store(
+        s: &mut Store<&'static str>,
+        k: &str,
+        value: &'static str,
+        now: SystemTime,
+    ) -> Evicted {
         let (Lookup::Claimed { token, .. }, _) = s.lookup(&key(k), now) else {
             panic!("{k} should be free");
         };
@@ -224,7 +229,10 @@ mod tests {
     fn a_stored_response_answers_within_the_window_and_not_after() {
         let mut s = Store::new(Duration::from_secs(60), 10);
         store(&mut s, "a", "first", at(0));
-        assert!(matches!(s.lookup(&key("a"), at(59)).0, Lookup::Stored("first")));
+        assert!(matches!(
+            s.lookup(&key("a"), at(59)).0,
+            Lookup::Stored("first")
+        ));
         let (found, evicted) = s.lookup(&key("a"), at(60));
         assert!(matches!(found, Lookup::Claimed { .. }));
         assert_eq!(evicted.expired, 1);
@@ -241,7 +249,10 @@ mod tests {
         assert_eq!(s.stored(), 2);
         assert!(matches!(s.lookup(&key("b"), at(3)).0, Lookup::Stored("B")));
         assert!(matches!(s.lookup(&key("c"), at(3)).0, Lookup::Stored("C")));
-        assert!(matches!(s.lookup(&key("a"), at(3)).0, Lookup::Claimed { .. }));
+        assert!(matches!(
+            s.lookup(&key("a"), at(3)).0,
+            Lookup::Claimed { .. }
+        ));
     }
 
     #[test]
@@ -250,13 +261,16 @@ mod tests {
         let (Lookup::Claimed { token, done }, _) = s.lookup(&key("a"), at(0)) else {
             panic!("free");
         };
-        let (Lookup::InFlight(mut waiting), _) = s.lookup(&key("a"), at(0)) else {
+        let (Lookup::InFlight(waiting), _) = s.lookup(&key("a"), at(0)) else {
             panic!("in flight");
         };
         s.release(&key("a"), token);
         drop(done);
         assert!(waiting.has_changed().is_err(), "closed when released");
-        assert!(matches!(s.lookup(&key("a"), at(0)).0, Lookup::Claimed { .. }));
+        assert!(matches!(
+            s.lookup(&key("a"), at(0)).0,
+            Lookup::Claimed { .. }
+        ));
     }
 
     #[test]
@@ -272,7 +286,10 @@ mod tests {
         s.release(&key("a"), old);
         assert!(!s.commit(&key("a"), old, "stale", at(0)).0);
         assert!(s.commit(&key("a"), new, "fresh", at(0)).0);
-        assert!(matches!(s.lookup(&key("a"), at(1)).0, Lookup::Stored("fresh")));
+        assert!(matches!(
+            s.lookup(&key("a"), at(1)).0,
+            Lookup::Stored("fresh")
+        ));
     }
 
     #[test]
