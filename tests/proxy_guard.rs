@@ -18,6 +18,7 @@ use proxy_support::*;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use waybill::app;
 use waybill::clock::Clock;
 use waybill::config::Config;
 use waybill::proxy::{serve_guarded, Exchange, ExchangeSink, GuardedRoutes, ProxyMetrics};
@@ -33,6 +34,7 @@ const GUARD: &str = "{ window: 1h, max_entries: 2, max_response: 1KiB }";
 fn config(upstream: &str, guard: &str) -> Config {
     let yaml = format!(
         r#"
+admin: {{ bind: "127.0.0.1:0" }}
 systems: [carrier]
 keys: [order, shipment]
 listeners:
@@ -457,4 +459,48 @@ async fn the_replayed_exchange_reaches_the_sink_marked_replayed() {
     assert!(replayed.response_body.complete);
     assert_eq!(replayed.upstream_duration, Duration::ZERO);
     assert_eq!(drain(&mut upstream), 1);
+}
+
+#[tokio::test]
+async fn the_sidecar_guards_the_routes_that_opt_in_in_its_routes_file() {
+    let mut upstream = numbering_upstream(StatusCode::CREATED).await;
+    let config = config(&upstream.url(), GUARD);
+    let sidecar = app::start_with_env(config, Clock::system(), &|_| None)
+        .await
+        .expect("sidecar starts");
+    let addr = sidecar.listener_addr(LISTENER).expect("listener bound");
+    let request = |path: &str, key: &str| {
+        Request::post(format!("http://{addr}{path}"))
+            .header("idempotency-key", key)
+            .body(full("{}"))
+            .expect("request")
+    };
+    let http = client(ClientProtocol::Http1);
+
+    let first = send(&http, request(BUY, "k")).await;
+    assert_same(&first, &send(&http, request(BUY, "k")).await);
+    let track = send(&http, request("/v2/track", "k")).await;
+    assert_ne!(track.body, first.body);
+    assert_eq!(
+        drain(&mut upstream),
+        2,
+        "the guarded repeat was not forwarded"
+    );
+
+    let metrics = send(
+        &http,
+        Request::get(format!("http://{}/metrics", sidecar.admin_addr()))
+            .body(full(""))
+            .expect("request"),
+    )
+    .await;
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    let replays = format!(
+        r#"waybill_guard_replays_total{{listener="{LISTENER}",operation="carrier.buy_label"}} 1"#
+    );
+    assert!(metrics.contains(&replays), "{metrics}");
+    sidecar
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
 }

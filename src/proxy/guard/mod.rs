@@ -295,3 +295,108 @@ impl Drop for Claim {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// Two listeners; `extra` is appended to the routes.
+    fn config(extra: &str) -> Config {
+        let yaml = format!(
+            r#"
+systems: [wms, carrier]
+keys: [order]
+listeners:
+  - {{ name: wms-in, bind: "127.0.0.1:0", upstream: "http://127.0.0.1:9", system: wms }}
+  - {{ name: carrier-out, bind: "127.0.0.1:0", upstream: "http://127.0.0.1:9", system: carrier }}
+routes:
+  - name: wms.release
+    system: wms
+    match: {{ method: POST, path: /orders }}
+{extra}
+"#
+        );
+        match Config::from_yaml(&yaml, "<guard>") {
+            Ok(config) => config,
+            Err(errors) => panic!("{errors:?}"),
+        }
+    }
+
+    fn request(method: Method, path: &str, key: Option<&str>) -> request::Parts {
+        let mut builder = http::Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            builder = builder.header("idempotency-key", key);
+        }
+        builder
+            .body(())
+            .map(|r| r.into_parts().0)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_listener_without_guarded_routes_gets_no_guards_at_all() {
+        let config = config("");
+        let guarded = GuardedRoutes::new(ListenerId(0), &config.routes);
+        assert!(guarded.is_empty());
+        let metrics = ProxyMetrics::new(&mut prometheus_client::registry::Registry::default());
+        assert!(Guards::new(guarded, "wms-in", &metrics, &Clock::system()).is_none());
+    }
+
+    #[test]
+    fn a_guard_applies_only_on_the_listeners_its_route_serves() {
+        let config = config(
+            r#"
+  - name: carrier.buy
+    system: carrier
+    listeners: [carrier-out]
+    match: { method: POST, path: "/shipments/{id}/buy" }
+    idempotency_guard: {}
+"#,
+        );
+        assert!(GuardedRoutes::new(ListenerId(0), &config.routes).is_empty());
+        let guarded = GuardedRoutes::new(ListenerId(1), &config.routes);
+        let last = guarded.routes.last().map(|c| c.guard.is_some());
+        assert_eq!(
+            last,
+            Some(true),
+            "nothing after the last guarded route is kept"
+        );
+    }
+
+    #[test]
+    fn the_key_is_taken_on_the_route_extraction_would_match() {
+        let config = config(
+            r#"
+  - name: carrier.buy
+    system: carrier
+    match: { method: POST, path: "/shipments/{id}/buy" }
+    idempotency_guard: {}
+  - name: carrier.buy_test
+    system: carrier
+    match: { method: POST, path: "/shipments/test/buy" }
+"#,
+        );
+        let metrics = ProxyMetrics::new(&mut prometheus_client::registry::Registry::default());
+        let guarded = GuardedRoutes::new(ListenerId(0), &config.routes);
+        let Some(guards) = Guards::new(guarded, "wms-in", &metrics, &Clock::system()) else {
+            panic!("the listener has a guarded route");
+        };
+        let key = |method, path, key| {
+            guards
+                .key_of(&request(method, path, key))
+                .map(|(_, key)| key)
+        };
+        assert_eq!(
+            key(Method::POST, "/shipments/S1/buy?x=1", Some("k1")),
+            Some(Bytes::from_static(b"k1"))
+        );
+        assert_eq!(key(Method::POST, "/shipments/S1/buy", None), None);
+        assert_eq!(key(Method::POST, "/shipments/S1/buy", Some("")), None);
+        assert_eq!(key(Method::GET, "/shipments/S1/buy", Some("k1")), None);
+        assert_eq!(key(Method::POST, "/shipments/test/buy", Some("k1")), None);
+        assert_eq!(key(Method::POST, "/orders", Some("k1")), None);
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        assert_eq!(key(Method::POST, "/shipments/S1/buy", Some(&long)), None);
+    }
+}
