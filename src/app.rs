@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::correlate::{Correlator, CorrelatorHandle};
 use crate::extract::Extractor;
-use crate::proxy::{self, ExchangeSink, ProxyMetrics};
+use crate::proxy::{self, ExchangeSink, GuardedRoutes, ProxyMetrics};
 use crate::telemetry::{Metrics, Traces};
 
 /// How often [`Sidecar::settle`] looks at the pipeline's progress.
@@ -114,9 +114,10 @@ pub async fn start_with_env(
     let mut listeners = Vec::with_capacity(sockets.len());
     for (socket, listener) in sockets.into_iter().zip(config.listeners.iter()) {
         listeners.push((listener.name.clone(), socket.local_addr()?));
-        proxies.spawn(proxy::serve(
+        proxies.spawn(proxy::serve_guarded(
             socket,
             Arc::new(listener.clone()),
+            GuardedRoutes::new(listener.id, &config.routes),
             sink.clone(),
             proxy_metrics.clone(),
             clock.clone(),

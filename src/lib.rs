@@ -5,7 +5,7 @@
 //!
 //! - [`config`]: the routes file, parsed once and validated into typed domain values.
 //! - [`clock`]: the wall clock every stage reads, passed in so the demo can compress time.
-//! - [`proxy`]: listeners that forward bytes untouched and tap each [`proxy::Exchange`].
+//! - [`proxy`]: listeners that forward bytes untouched and tap each [`proxy::Exchange`]; opt-in per route, the idempotency guard answers repeats from a bounded store.
 //! - [`extract`]: config rules turn an exchange into an [`extract::Observation`] (keys, milestone).
 //! - [`correlate`]: links keys into transactions, records milestones and flows, and
 //!   reconciles: expectations, order rules, retries vs duplicates, stuck transactions.

@@ -138,6 +138,7 @@ impl Harness {
             outcome,
             request_body: Tapped::default(),
             response_body: Tapped::default(),
+            replayed: false,
         };
         let observation = Observation {
             exchange,

@@ -232,6 +232,7 @@ pub(super) fn exchange(config: &Config, method: http::Method, uri: &str, status:
         },
         request_body: tapped(Bytes::new()),
         response_body: tapped(Bytes::new()),
+        replayed: false,
     }
 }
 

@@ -70,6 +70,7 @@ fn exchange(listener: usize, uri: &str, outcome: Outcome) -> Exchange {
         outcome,
         request_body: Tapped::default(),
         response_body: Tapped::default(),
+        replayed: false,
     }
 }
 
