@@ -138,6 +138,7 @@ impl Harness {
             outcome,
             request_body: Tapped::default(),
             response_body: Tapped::default(),
+            replayed: false,
         };
         let observation = Observation {
             exchange,
@@ -354,12 +355,15 @@ fn a_transaction_completes_when_every_shipment_is_invoiced() {
         Some("freight_invoiced"),
     );
     assert_eq!(h.transaction("order", "SO-4").status, Status::Open);
+    let in_flight = r#"waybill_transactions_in_flight{milestone="freight_invoiced"}"#;
+    assert!(h.metrics().contains(&format!("{in_flight} 1")));
     h.observe(
         2.0,
         &[("shipment", "SH-Y"), ("invoice", "INV-2")],
         Some("freight_invoiced"),
     );
     assert_eq!(h.transaction("order", "SO-4").status, Status::Complete);
+    assert!(h.metrics().contains(&format!("{in_flight} 0")));
     assert!(h
         .metrics()
         .contains("waybill_transactions_completed_total 1"));
@@ -518,7 +522,10 @@ fn a_repeat_after_a_failure_is_a_retry_not_a_duplicate() {
         metrics.contains(r#"waybill_retries_total{operation="carrier.create_shipment"} 1"#),
         "{metrics}"
     );
-    assert!(!metrics.contains("waybill_duplicates_total{"), "{metrics}");
+    assert!(
+        metrics.contains(r#"waybill_duplicates_total{operation="carrier.create_shipment"} 0"#),
+        "{metrics}"
+    );
 }
 
 #[test]
