@@ -90,6 +90,44 @@ async fn summary_agrees_with_what_the_driver_did() {
         Some(&(d.duplicate_bookings as u64))
     );
 
+    // The sidecar tells the retries after a 503 from the duplicate bookings,
+    // and opens an exception for each duplicate and each lost goods issue.
+    let buy = summary
+        .repeats
+        .get("carrier.buy_label")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (buy.retries, buy.duplicates),
+        (d.carrier_unavailable as u64, 0)
+    );
+    let book = summary
+        .repeats
+        .get("carrier.create_shipment")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (book.retries, book.duplicates),
+        (0, d.duplicate_bookings as u64)
+    );
+    let opened = |kind: &str| summary.exceptions.get(kind).map(|e| (e.opened, e.open));
+    assert_eq!(
+        opened("duplicate_shipment"),
+        Some((d.duplicate_bookings, d.duplicate_bookings))
+    );
+    assert_eq!(
+        opened("missing_goods_issue"),
+        Some((d.lost_goods_issues, d.lost_goods_issues))
+    );
+    let kinds: Vec<&String> = summary.exceptions.keys().collect();
+    assert_eq!(
+        kinds,
+        ["duplicate_shipment", "missing_goods_issue"],
+        "{:?}",
+        summary.exceptions
+    );
+    assert_eq!(summary.stuck, 0);
+
     // Each shipment shipped; the lost goods issues are exactly the missing ones.
     let goods_issue = summary
         .expectation("missing_goods_issue")

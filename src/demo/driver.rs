@@ -330,24 +330,18 @@ impl Driver {
             "parcel": { "weight_kg": parcel["weight_kg"], "dimensions": parcel["parcel"] },
             "options": { "label_format": "ZPL" },
         });
-        let booked = self
-            .expect_ok(
-                "book shipment",
-                self.client
-                    .post(format!("{carrier}/v2/shipments"))
-                    .json(&booking),
-            )
-            .await?;
+        let book = |attempt: u32| {
+            self.client
+                .post(format!("{carrier}/v2/shipments"))
+                .header("idempotency-key", format!("book-{shipment_id}-{attempt}"))
+                .json(&booking)
+        };
+        let booked = self.expect_ok("book shipment", book(1)).await?;
         if surprises.duplicate_booking {
-            // The client timed out waiting for the first answer and books again.
+            // The client timed out waiting for the first answer and books
+            // again, with a fresh idempotency key: the carrier books twice.
             record.duplicate_booking = true;
-            self.expect_ok(
-                "book shipment again",
-                self.client
-                    .post(format!("{carrier}/v2/shipments"))
-                    .json(&booking),
-            )
-            .await?;
+            self.expect_ok("book shipment again", book(2)).await?;
         }
 
         self.pause(rng.label_delay()).await?;

@@ -451,7 +451,7 @@ mod tests {
         );
         assert_eq!(
             tally.duplicate_bookings as u64,
-            systems.carrier_stats.replayed_bookings()
+            systems.carrier_stats.duplicate_bookings()
         );
         assert!(tally.carrier_unavailable > 0, "{tally:?}");
         systems.stop().await;

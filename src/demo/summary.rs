@@ -34,6 +34,10 @@ pub struct TransactionView {
     pub milestones: Vec<MilestoneView>,
     pub flows: Vec<FlowView>,
     pub exchanges: Vec<ExchangeView>,
+    pub exceptions: Vec<ExceptionView>,
+    pub attempts: Vec<AttemptView>,
+    /// The milestone the transaction is stuck at, if any.
+    pub stuck: Option<String>,
 }
 
 /// One recorded milestone of one object.
@@ -60,6 +64,22 @@ pub struct FlowView {
 pub struct ExchangeView {
     pub status: u16,
     pub operation: Option<String>,
+}
+
+/// One exception the sidecar opened.
+#[derive(Debug, Clone)]
+pub struct ExceptionView {
+    pub kind: String,
+    pub owner: String,
+    pub open: bool,
+}
+
+/// Repeated calls of one operation on one object.
+#[derive(Debug, Clone)]
+pub struct AttemptView {
+    pub operation: String,
+    pub retries: u32,
+    pub duplicates: u32,
 }
 
 /// The business rules the summary measures against, from the config.
@@ -122,6 +142,25 @@ impl From<&Transaction> for TransactionView {
                     operation: e.operation.as_ref().map(ToString::to_string),
                 })
                 .collect(),
+            exceptions: t
+                .exceptions
+                .iter()
+                .map(|e| ExceptionView {
+                    kind: e.kind.to_string(),
+                    owner: e.owner.to_string(),
+                    open: e.is_open(),
+                })
+                .collect(),
+            attempts: t
+                .attempts
+                .iter()
+                .map(|a| AttemptView {
+                    operation: a.operation.to_string(),
+                    retries: a.retries,
+                    duplicates: a.duplicates,
+                })
+                .collect(),
+            stuck: t.stuck.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -203,6 +242,12 @@ pub struct Summary {
     pub upstream_failures: BTreeMap<String, usize>,
     /// Milestone repeats, by milestone.
     pub duplicates: BTreeMap<String, u64>,
+    /// Retries and duplicate calls, by operation (routes with `repeats`).
+    pub repeats: BTreeMap<String, RepeatStats>,
+    /// Exceptions the sidecar opened, by kind.
+    pub exceptions: BTreeMap<String, ExceptionStats>,
+    /// Transactions stuck at some milestone now.
+    pub stuck: usize,
     /// Per expectation, in config order.
     pub expectations: Vec<ExpectationStats>,
     /// Extraction problems by reason, from the sidecar's metrics.
@@ -228,6 +273,24 @@ impl FlowStats {
     pub fn within_share(&self) -> Option<f64> {
         (self.count > 0).then(|| self.within_slo as f64 / self.count as f64)
     }
+}
+
+/// Repeated calls of one operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepeatStats {
+    /// Attempts that followed a failure.
+    pub retries: u64,
+    /// Successes after the first with a new idempotency key.
+    pub duplicates: u64,
+}
+
+/// Exceptions of one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExceptionStats {
+    pub owner: String,
+    pub opened: usize,
+    /// Still open (not resolved by a later milestone or success).
+    pub open: usize,
 }
 
 /// How one expectation fared across all transactions.
@@ -266,7 +329,21 @@ impl Summary {
             .collect();
         self.upstream_failures.clear();
         self.duplicates.clear();
+        self.repeats.clear();
+        self.exceptions.clear();
+        self.stuck = transactions.iter().filter(|t| t.stuck.is_some()).count();
         for t in transactions {
+            for a in &t.attempts {
+                let stats = self.repeats.entry(a.operation.clone()).or_default();
+                stats.retries += u64::from(a.retries);
+                stats.duplicates += u64::from(a.duplicates);
+            }
+            for e in &t.exceptions {
+                let stats = self.exceptions.entry(e.kind.clone()).or_default();
+                stats.owner.clone_from(&e.owner);
+                stats.opened += 1;
+                stats.open += usize::from(e.open);
+            }
             for e in t.exchanges.iter().filter(|e| e.status >= 500) {
                 let operation = e.operation.clone().unwrap_or_else(|| "unmatched".into());
                 *self.upstream_failures.entry(operation).or_default() += 1;
@@ -402,6 +479,32 @@ impl Summary {
             "driver booked {} shipments twice",
             d.duplicate_bookings
         ));
+        table.write(out)?;
+
+        let mut table = Table::new(&["repeated calls", "retries", "duplicates"]);
+        for (operation, stats) in &self.repeats {
+            table.row(vec![
+                operation.clone(),
+                stats.retries.to_string(),
+                stats.duplicates.to_string(),
+            ]);
+        }
+        table.empty_note("none");
+        table.write(out)?;
+
+        let mut table = Table::new(&["exceptions opened", "owner", "opened", "still open"]);
+        for (kind, stats) in &self.exceptions {
+            table.row(vec![
+                kind.clone(),
+                stats.owner.clone(),
+                stats.opened.to_string(),
+                stats.open.to_string(),
+            ]);
+        }
+        table.empty_note("none");
+        if self.stuck > 0 {
+            table.note(format!("{} transactions stuck right now", self.stuck));
+        }
         table.write(out)?;
 
         let mut table = Table::new(&[
@@ -759,6 +862,17 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
                     operation: Some("carrier.buy_label".into()),
                 },
             ],
+            exceptions: vec![ExceptionView {
+                kind: "missing_goods_issue".into(),
+                owner: "erp".into(),
+                open: true,
+            }],
+            attempts: vec![AttemptView {
+                operation: "carrier.buy_label".into(),
+                retries: 1,
+                duplicates: 0,
+            }],
+            stuck: None,
         };
         let rules = Rules {
             flows: vec![("order_to_ship".into(), Duration::from_secs(86_400))],
@@ -802,6 +916,10 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
         assert_eq!(summary.upstream_failures.get("carrier.buy_label"), Some(&1));
         assert_eq!(summary.duplicates.get("shipment_booked"), Some(&1));
         assert_eq!(summary.tracking_joined, 1);
+        let gi = summary.exceptions.get("missing_goods_issue");
+        assert_eq!(gi.map(|e| (e.opened, e.open)), Some((1, 1)));
+        let buy = summary.repeats.get("carrier.buy_label");
+        assert_eq!(buy.map(|r| (r.retries, r.duplicates)), Some((1, 0)));
         assert_eq!(summary.flow("order_to_ship").map(|f| f.count), Some(1));
 
         let mut text = Vec::new();
