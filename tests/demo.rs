@@ -13,8 +13,9 @@ use waybill::demo::{self, Demo, DemoOptions, Summary};
 use waybill::extract::Key;
 
 const ORDERS: usize = 40;
-/// One business day in about 0.2 s: the whole run takes a few seconds.
-const SPEED: f64 = 400_000.0;
+/// One business day in about 0.4 s: a run takes a few seconds, and a real
+/// millisecond of latency is only seven business minutes.
+const SPEED: f64 = 200_000.0;
 
 /// The first seed whose plan for `orders` orders has every surprise the
 /// driver can inject, so the comparisons below are never vacuous.
@@ -110,22 +111,25 @@ async fn summary_agrees_with_what_the_driver_did() {
         (book.retries, book.duplicates),
         (0, d.duplicate_bookings as u64)
     );
-    let opened = |kind: &str| summary.exceptions.get(kind).map(|e| (e.opened, e.open));
+    let exceptions = |kind: &str| summary.exceptions.get(kind).map(|e| (e.opened, e.open));
+    let (duplicates, lost) = (d.duplicate_bookings, d.lost_goods_issues);
+    // Only a person can cancel a duplicate booking: all stay open.
     assert_eq!(
-        opened("duplicate_shipment"),
-        Some((d.duplicate_bookings, d.duplicate_bookings))
+        exceptions("duplicate_shipment"),
+        Some((duplicates, duplicates))
     );
-    assert_eq!(
-        opened("missing_goods_issue"),
-        Some((d.lost_goods_issues, d.lost_goods_issues))
-    );
-    let kinds: Vec<&String> = summary.exceptions.keys().collect();
-    assert_eq!(
-        kinds,
-        ["duplicate_shipment", "missing_goods_issue"],
-        "{:?}",
-        summary.exceptions
-    );
+    // A goods issue that came late may have opened (and resolved) one too;
+    // the ones still open are exactly those never posted.
+    let (opened, open) = exceptions("missing_goods_issue").unwrap_or_default();
+    assert_eq!(open, lost, "{:?}", summary.exceptions);
+    assert!(opened >= lost, "{:?}", summary.exceptions);
+    // Every 503 was followed by a successful retry.
+    let exhausted = exceptions("carrier_retry_exhausted").map_or(0, |(_, open)| open);
+    assert_eq!(exhausted, 0, "{:?}", summary.exceptions);
+    // Every step came in order.
+    for kind in ["unmatched_freight_invoice", "out_of_order"] {
+        assert_eq!(exceptions(kind), None, "{kind}: {:?}", summary.exceptions);
+    }
     assert_eq!(summary.stuck, 0);
 
     // Each shipment shipped; the lost goods issues are exactly the missing ones.

@@ -236,6 +236,9 @@ impl Demo {
         if !self.sidecar.settle(SETTLE_TIMEOUT).await {
             tracing::warn!("the sidecar had not correlated every exchange after {SETTLE_TIMEOUT:?}; the summary may be short");
         }
+        // Deadlines that passed since the correlator last looked open their
+        // exceptions now, not up to a second (half a business day) later.
+        self.sidecar.correlator().tick().await;
         let transactions = self.sidecar.correlator().list(ListQuery::default()).await;
         let views: Vec<TransactionView> = transactions.iter().map(TransactionView::from).collect();
         let problems = self.extraction_problems().await;
