@@ -898,7 +898,7 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         summary.observe(
-            &[t.clone()],
+            std::slice::from_ref(&t),
             &rules,
             BTreeMap::from([("malformed_json".into(), 1)]),
             now,
@@ -908,7 +908,7 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
             .map(|e| (e.started, e.missing, e.pending, e.late));
         assert_eq!(gi, Some((2, 1, 0, 1)));
         let early = SystemTime::UNIX_EPOCH + Duration::from_secs(110);
-        summary.observe(&[t.clone()], &rules, BTreeMap::new(), early);
+        summary.observe(std::slice::from_ref(&t), &rules, BTreeMap::new(), early);
         let gi = summary
             .expectation("missing_goods_issue")
             .map(|e| (e.missing, e.pending));
