@@ -459,10 +459,10 @@ impl Driver {
         .await?;
 
         self.pause(rng.invoice_delay()).await?;
-        let invoice_number = format!(
-            "INV-UPS-{}",
-            &tracking_code[tracking_code.len().saturating_sub(8)..]
-        );
+        let digits = tracking_code
+            .get(tracking_code.len().saturating_sub(8)..)
+            .unwrap_or(&tracking_code);
+        let invoice_number = format!("INV-UPS-{digits}");
         self.expect_ok(
             "freight invoice",
             self.client

@@ -387,7 +387,7 @@ impl Summary {
         )?;
         writeln!(out)?;
 
-        let mut table = Table::new(&["driver", "count", ""]);
+        let mut table = Table::with_text(&["driver", "count", ""]);
         table.row(vec![
             "orders finished".into(),
             d.finished.to_string(),
@@ -415,7 +415,7 @@ impl Summary {
         }
         table.write(out)?;
 
-        let mut table = Table::new(&["transactions", "count", ""]);
+        let mut table = Table::with_text(&["transactions", "count", ""]);
         table.row(vec![
             "seen".into(),
             self.transactions.to_string(),
@@ -455,7 +455,7 @@ impl Summary {
         }
         table.write(out)?;
 
-        let mut table = Table::new(&["upstream failures (5xx)", "count", ""]);
+        let mut table = Table::with_text(&["upstream failures (5xx)", "count", ""]);
         for (operation, count) in &self.upstream_failures {
             let note = if operation.ends_with("buy_label") {
                 format!(
@@ -470,7 +470,7 @@ impl Summary {
         table.empty_note("none");
         table.write(out)?;
 
-        let mut table = Table::new(&["duplicates (milestone repeats)", "count", ""]);
+        let mut table = Table::with_text(&["duplicates (milestone repeats)", "count", ""]);
         for (milestone, count) in &self.duplicates {
             table.row(vec![milestone.clone(), count.to_string(), String::new()]);
         }
@@ -507,7 +507,7 @@ impl Summary {
         }
         table.write(out)?;
 
-        let mut table = Table::new(&[
+        let mut table = Table::with_text(&[
             "expectation",
             "checked",
             "missing",
@@ -534,7 +534,7 @@ impl Summary {
         ));
         table.write(out)?;
 
-        let mut table = Table::new(&["extraction problems", "count", ""]);
+        let mut table = Table::with_text(&["extraction problems", "count", ""]);
         for (reason, count) in &self.extraction_problems {
             table.row(vec![reason.clone(), count.to_string(), String::new()]);
         }
@@ -691,9 +691,11 @@ pub fn round_duration(d: Duration) -> String {
 // === impl Table ===
 
 /// A small aligned table: the first column left-aligned, the rest
-/// right-aligned except a trailing free-text column.
+/// right-aligned, except a trailing free-text column when there is one.
 struct Table {
     head: Vec<String>,
+    /// The last column is free text (remarks), aligned left.
+    text_last: bool,
     rows: Vec<Vec<String>>,
     notes: Vec<String>,
     empty: Option<&'static str>,
@@ -703,9 +705,18 @@ impl Table {
     fn new(head: &[&str]) -> Self {
         Table {
             head: head.iter().map(|h| (*h).to_owned()).collect(),
+            text_last: false,
             rows: Vec::new(),
             notes: Vec::new(),
             empty: None,
+        }
+    }
+
+    /// A table whose last column is free text.
+    fn with_text(head: &[&str]) -> Self {
+        Table {
+            text_last: true,
+            ..Table::new(head)
         }
     }
 
@@ -731,15 +742,11 @@ impl Table {
                 widths[i] = widths[i].max(cell.chars().count());
             }
         }
-        let last_is_text = self
-            .head
-            .last()
-            .is_some_and(|h| h.is_empty() || h == "rule");
         let line = |cells: &[String], out: &mut dyn Write| -> io::Result<()> {
             let mut text = String::from("  ");
             for (i, cell) in cells.iter().enumerate().take(columns) {
                 let pad = widths[i].saturating_sub(cell.chars().count());
-                let left = i == 0 || (last_is_text && i == columns - 1);
+                let left = i == 0 || (self.text_last && i == columns - 1);
                 if i > 0 {
                     text.push_str("   ");
                 }
