@@ -11,6 +11,7 @@ mod locate;
 pub mod raw;
 mod route;
 mod symbol;
+mod telemetry;
 mod template;
 mod units;
 mod validate;
@@ -27,6 +28,7 @@ pub use route::{
 pub use symbol::{
     kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
 };
+pub use telemetry::{OtlpProtocol, TelemetryConfig, TracesConfig};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -56,6 +58,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub state: StateConfig,
     pub observation: ObservationConfig,
+    /// Overrides for OTLP export (the `OTEL_*` variables configure the rest).
+    pub telemetry: TelemetryConfig,
 }
 
 /// Where the admin surface listens.

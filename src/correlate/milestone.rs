@@ -87,7 +87,6 @@ impl Correlator {
                 }
                 if let Some(record) = measure(&config, flow, tx, &object) {
                     let handles = &self.metrics.flows[index];
-                    handles.duration.observe(record.duration.as_secs_f64());
                     if record.within_slo {
                         handles.met.inc();
                     } else {

@@ -29,6 +29,7 @@ use crate::state::{
 };
 
 use metrics::CorrelateMetrics;
+pub use metrics::FLOW_BUCKETS;
 
 /// How often idle transactions are expired. Expiry is cheap (an ordered
 /// index), so a short period keeps memory close to the configured bound.

@@ -51,6 +51,7 @@ impl ConfigBuilder {
                     queue_capacity: 10,
                     max_decoded_bytes: 64 * 1024,
                 },
+                telemetry: Default::default(),
             },
         }
     }
