@@ -234,3 +234,18 @@ async fn run_prints_where_to_look_and_a_readable_summary() {
     }
     assert_eq!(summary.driver.finished, 8, "{text}");
 }
+
+#[tokio::test]
+async fn a_speed_that_is_not_positive_is_refused() {
+    for speed in [0.0, -1.0, f64::NAN] {
+        let options = DemoOptions {
+            speed,
+            ..options(1)
+        };
+        let error = Demo::start(options).await.err().map(|e| e.to_string());
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains("speed")),
+            "{error:?}"
+        );
+    }
+}

@@ -145,6 +145,12 @@ impl Demo {
     /// the shipped example config with its listeners moved to free loopback
     /// ports and its upstreams pointed at the simulated systems.
     pub async fn start(options: DemoOptions) -> anyhow::Result<Self> {
+        if !(options.speed.is_finite() && options.speed > 0.0) {
+            bail!(
+                "speed must be a positive number of business seconds per real second, not {}",
+                options.speed
+            );
+        }
         let mut config = Config::from_yaml(EXAMPLE_CONFIG, "examples/logistics.yaml")
             .context("the shipped example config is invalid")?;
         let systems = Systems::start(options.seed)
@@ -328,6 +334,10 @@ impl Demo {
         writeln!(out, "waybill demo")?;
         writeln!(out, "  admin API   http://{admin}/api/v1/transactions")?;
         writeln!(out, "  metrics     http://{admin}/metrics")?;
+        writeln!(
+            out,
+            "  traces      one per order, exported when OTEL_EXPORTER_OTLP_ENDPOINT is set"
+        )?;
         writeln!(
             out,
             "  ERP         {}  via sidecar listener erp-inbound     {}",
