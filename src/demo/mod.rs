@@ -97,7 +97,9 @@ impl Default for DemoOptions {
 /// Runs the demo: starts everything, drives `options.orders` orders,
 /// prints the summary to `out`, and with `keep_running` keeps serving until
 /// `shutdown` is cancelled. Cancelling `shutdown` earlier stops the orders
-/// where they are and still prints what was seen.
+/// where they are and still prints what was seen. An order that failed for
+/// any other reason (an unexpected answer) makes the run an error, after
+/// the summary is printed.
 pub async fn run(
     options: DemoOptions,
     shutdown: CancellationToken,
@@ -121,6 +123,10 @@ pub async fn run(
         shutdown.cancelled().await;
     }
     demo.shutdown().await?;
+    if let Some(first) = summary.driver.errors.first() {
+        // The summary is printed; the exit status still says the run broke.
+        bail!("orders failed in the demo; the first: {first}");
+    }
     Ok(summary)
 }
 
