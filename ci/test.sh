@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== cargo test"
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests
+
+echo "== benchmarks build (they are run by hand: cargo bench)"
+cargo bench --locked --no-run --quiet
 
 echo "== helm chart (lint, template, schema, waybill check on rendered configs)"
 cargo build --locked --quiet

@@ -354,12 +354,15 @@ fn a_transaction_completes_when_every_shipment_is_invoiced() {
         Some("freight_invoiced"),
     );
     assert_eq!(h.transaction("order", "SO-4").status, Status::Open);
+    let in_flight = r#"waybill_transactions_in_flight{milestone="freight_invoiced"}"#;
+    assert!(h.metrics().contains(&format!("{in_flight} 1")));
     h.observe(
         2.0,
         &[("shipment", "SH-Y"), ("invoice", "INV-2")],
         Some("freight_invoiced"),
     );
     assert_eq!(h.transaction("order", "SO-4").status, Status::Complete);
+    assert!(h.metrics().contains(&format!("{in_flight} 0")));
     assert!(h
         .metrics()
         .contains("waybill_transactions_completed_total 1"));

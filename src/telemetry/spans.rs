@@ -52,7 +52,7 @@ use crate::config::{Config, Direction};
 use crate::correlate::{Correlated, Observer};
 use crate::extract::{Key, Observation};
 use crate::proxy::Outcome;
-use crate::state::FlowRecord;
+use crate::state::{ExceptionRecord, FlowRecord, Transaction};
 
 /// Most links one span carries: a transaction merged from many others
 /// links to the first ones only (the SDK's default link limit).
@@ -222,24 +222,7 @@ impl SpanObserver {
         span.events
             .events
             .extend(event.news.exceptions.iter().map(|exception| {
-                let state = if exception.is_open() {
-                    "opened"
-                } else {
-                    "resolved"
-                };
-                Event::new(
-                    "waybill.exception",
-                    at,
-                    vec![
-                        KeyValue::new("waybill.exception.kind", exception.kind.to_string()),
-                        KeyValue::new("waybill.exception.owner", exception.owner.to_string()),
-                        KeyValue::new("waybill.exception.state", state),
-                        KeyValue::new("waybill.object.kind", exception.object.kind.to_string()),
-                        KeyValue::new("waybill.object.value", exception.object.value.to_string()),
-                        KeyValue::new("waybill.exception.reason", exception.reason.clone()),
-                    ],
-                    0,
-                )
+                Event::new("waybill.exception", at, exception_attributes(exception), 0)
             }));
         let mut links: Vec<Link> = transaction
             .former_names
@@ -367,6 +350,37 @@ impl Observer for SpanObserver {
         }
     }
 
+    /// An exception opened by a deadline (no exchange to hang it on)
+    /// becomes a short `waybill.exception` span in the transaction's trace.
+    fn exception(&mut self, transaction: &Transaction, exception: &ExceptionRecord) {
+        let trace = trace_id(&transaction.name);
+        if !self.sampled(trace) {
+            return;
+        }
+        let at = exception.resolved.unwrap_or(exception.opened);
+        let mut attributes = exception_attributes(exception);
+        attributes.push(KeyValue::new(
+            "waybill.transaction",
+            transaction.name.to_string(),
+        ));
+        let span = SpanData {
+            span_context: self.span_context(trace),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: "waybill.exception".into(),
+            start_time: at,
+            end_time: at,
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: self.scope.clone(),
+        };
+        self.send(vec![span]);
+    }
+
     fn uncorrelated(&mut self, observation: &Observation) {
         let trace = self.ids.new_trace_id();
         if self.sampled(trace) {
@@ -376,6 +390,23 @@ impl Observer for SpanObserver {
             self.send(vec![span]);
         }
     }
+}
+
+/// What a span (event) says about an exception.
+fn exception_attributes(exception: &ExceptionRecord) -> Vec<KeyValue> {
+    let state = if exception.is_open() {
+        "opened"
+    } else {
+        "resolved"
+    };
+    vec![
+        KeyValue::new("waybill.exception.kind", exception.kind.to_string()),
+        KeyValue::new("waybill.exception.owner", exception.owner.to_string()),
+        KeyValue::new("waybill.exception.state", state),
+        KeyValue::new("waybill.object.kind", exception.object.kind.to_string()),
+        KeyValue::new("waybill.object.value", exception.object.value.to_string()),
+        KeyValue::new("waybill.exception.reason", exception.reason.clone()),
+    ]
 }
 
 /// `url.full`, `url.scheme`, `server.address` and `server.port` of a CLIENT

@@ -367,3 +367,34 @@ fn a_sampler_that_keeps_nothing_queues_nothing() {
     observer.uncorrelated(&keyless());
     assert!(rx.try_recv().is_err());
 }
+
+#[test]
+fn an_exception_opened_by_a_deadline_is_a_span_in_the_transaction_trace() {
+    let config = config();
+    let mut registry = Registry::default();
+    let (mut observer, mut rx) = queued_observer(&config, 8, Sampler::AlwaysOn, &mut registry);
+    let order = key(&config, "order", "SO-1001");
+    let transaction = Transaction::new(TxId(1), order.clone(), t0());
+    let exception = crate::state::ExceptionRecord {
+        id: 7,
+        kind: config
+            .exception_kinds
+            .get(crate::config::OUT_OF_ORDER)
+            .expect("built-in kind"),
+        owner: config.systems.iter().next().expect("a system").clone(),
+        object: order.clone(),
+        reason: "late".to_owned(),
+        opened: t0() + Duration::from_secs(900),
+        resolved: None,
+        evidence: vec![3],
+        resolution: crate::state::Resolution::Manual,
+    };
+    observer.exception(&transaction, &exception);
+    let span = rx.try_recv().expect("one span queued");
+    assert_eq!(span.name, "waybill.exception");
+    assert_eq!(span.span_context.trace_id(), trace_id(&order));
+    assert_eq!(span.start_time, t0() + Duration::from_secs(900));
+    assert_eq!(text(&span, "waybill.exception.kind"), "out_of_order");
+    assert_eq!(text(&span, "waybill.exception.state"), "opened");
+    assert_eq!(text(&span, "waybill.transaction"), "order:SO-1001");
+}
