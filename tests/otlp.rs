@@ -8,18 +8,16 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use support::otlp_receiver::{closed_port, hex, HangingReceiver, OtlpReceiver, Received};
+use support::serve;
 use waybill::app::{self, Sidecar};
-use waybill::clock::Clock;
+use waybill::clock::{Clock, ManualClock};
 use waybill::config::Config;
 use waybill::extract::Key;
 
@@ -32,21 +30,9 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
 const SO_1001_TRACE: &str = "f7b15d390d8b21411bc72ccb0e8d5e26";
 
 /// A clock the test moves: seconds after a fixed start.
-fn test_clock() -> (Clock, Arc<AtomicU64>) {
-    let offset = Arc::new(AtomicU64::new(0));
-    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let read = Arc::clone(&offset);
-    let clock = Clock::from_fn(move || start + Duration::from_secs(read.load(Ordering::SeqCst)));
-    (clock, offset)
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let socket = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let addr = socket.local_addr().expect("upstream addr");
-    tokio::spawn(async move { axum::serve(socket, app).await });
-    addr
+fn test_clock() -> (Clock, ManualClock) {
+    let manual = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    (manual.clock(), manual)
 }
 
 /// The warehouse system behind the WMS sidecar.
@@ -256,7 +242,7 @@ async fn one_order_seen_by_two_sidecars_lands_in_one_deterministic_trace() {
     assert_eq!(status, 200);
     assert!(wms.settle(WAIT).await);
     // 10:00 the carrier is asked for rates of a shipment it has never seen.
-    offset.store(3600, Ordering::SeqCst);
+    offset.set(Duration::from_secs(3600));
     let (status, body) = send(
         &client,
         &carrier,
@@ -271,7 +257,7 @@ async fn one_order_seen_by_two_sidecars_lands_in_one_deterministic_trace() {
     assert!(body.contains("ground"), "{body}");
     assert!(carrier.settle(WAIT).await);
     // 10:30 the label is bought: the shipment now belongs to the order.
-    offset.store(5400, Ordering::SeqCst);
+    offset.set(Duration::from_secs(5400));
     let (status, body) = send(
         &client,
         &carrier,
@@ -286,7 +272,7 @@ async fn one_order_seen_by_two_sidecars_lands_in_one_deterministic_trace() {
     assert!(body.contains("1ZSH-1"), "{body}");
     assert!(carrier.settle(WAIT).await);
     // 11:00 the WMS ships it: order_to_ship took two hours.
-    offset.store(7200, Ordering::SeqCst);
+    offset.set(Duration::from_secs(7200));
     let (status, _) = send(
         &client,
         &wms,

@@ -11,35 +11,14 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 use waybill::app::{self, Sidecar};
-use waybill::clock::Clock;
+use waybill::clock::ManualClock;
 use waybill::config::Config;
 
+mod support;
+
 const SETTLE: Duration = Duration::from_secs(10);
-
-/// A clock at a fixed start that only moves when the test says so.
-#[derive(Clone)]
-struct TestClock(Arc<AtomicU64>);
-
-impl TestClock {
-    fn new() -> Self {
-        TestClock(Arc::new(AtomicU64::new(0)))
-    }
-
-    fn clock(&self) -> Clock {
-        let seconds = Arc::clone(&self.0);
-        Clock::from_fn(move || {
-            SystemTime::UNIX_EPOCH
-                + Duration::from_secs(1_800_000_000 + seconds.load(Ordering::Acquire))
-        })
-    }
-
-    fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_secs(), Ordering::AcqRel);
-    }
-}
 
 /// WMS and carrier in one upstream. The carrier answers 503 to the first
 /// create of any order whose reference ends in `-flaky`.
@@ -61,12 +40,7 @@ async fn upstream() -> SocketAddr {
                 }
             }),
         );
-    let socket = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let addr = socket.local_addr().expect("upstream addr");
-    tokio::spawn(async move { axum::serve(socket, app).await });
-    addr
+    support::serve(app).await
 }
 
 fn routes(upstream: SocketAddr) -> String {
@@ -113,7 +87,7 @@ expectations:
 
 struct Rig {
     sidecar: Sidecar,
-    clock: TestClock,
+    clock: ManualClock,
     client: reqwest::Client,
 }
 
@@ -121,7 +95,7 @@ impl Rig {
     async fn start() -> Self {
         let upstream = upstream().await;
         let config = Config::from_yaml(&routes(upstream), "reconcile.yaml").expect("valid routes");
-        let clock = TestClock::new();
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
         let sidecar = app::start(config, clock.clock())
             .await
             .expect("sidecar starts");

@@ -8,11 +8,12 @@ use std::time::Duration;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 use waybill::app::{self, Sidecar};
 use waybill::clock::Clock;
 use waybill::config::Config;
+
+mod support;
 
 /// How long a test waits for the pipeline to catch up before failing.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -52,12 +53,7 @@ async fn upstream() -> SocketAddr {
             post(|| async { Json(json!({"ok": true})) }),
         )
         .route("/webhooks/delivered", post(|| async { "" }));
-    let socket = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let addr = socket.local_addr().expect("upstream addr");
-    tokio::spawn(async move { axum::serve(socket, app).await });
-    addr
+    support::serve(app).await
 }
 
 fn routes(upstream: SocketAddr) -> String {

@@ -28,7 +28,7 @@ use prometheus_client::registry::Registry;
 use super::UpstreamError;
 
 /// Status classes, in index order of [`status_class_index`].
-const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 /// Every upstream error kind, in index order of [`error_index`].
 const UPSTREAM_ERRORS: [UpstreamError; 6] = [
@@ -46,7 +46,9 @@ pub fn status_class(status: StatusCode) -> &'static str {
     STATUS_CLASSES[status_class_index(status)]
 }
 
-fn status_class_index(status: StatusCode) -> usize {
+/// Index of `status`'s class in [`STATUS_CLASSES`], for label handles
+/// resolved once into an array.
+pub fn status_class_index(status: StatusCode) -> usize {
     match status.as_u16() {
         100..=199 => 0,
         200..=299 => 1,

@@ -104,5 +104,5 @@ mod upstream;
 pub use exchange::{Exchange, Outcome, Tapped, UpstreamError};
 pub use guard::{GuardedRoutes, MAX_KEY_LEN};
 pub use listener::{serve, serve_guarded};
-pub use metrics::{status_class, ProxyMetrics};
+pub use metrics::{status_class, status_class_index, ProxyMetrics, STATUS_CLASSES};
 pub use sink::ExchangeSink;

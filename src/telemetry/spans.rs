@@ -276,14 +276,26 @@ impl SpanObserver {
         if let Some(slo) = slo {
             attributes.push(KeyValue::new("waybill.flow.slo_seconds", slo));
         }
+        let end = flow.ended.max(flow.started);
+        self.internal_span("waybill.flow", trace, (flow.started, end), attributes)
+    }
+
+    /// A span of the sidecar's own (a flow, an exception) in trace `trace`.
+    fn internal_span(
+        &self,
+        name: &'static str,
+        trace: TraceId,
+        (start_time, end_time): (std::time::SystemTime, std::time::SystemTime),
+        attributes: Vec<KeyValue>,
+    ) -> SpanData {
         SpanData {
             span_context: self.span_context(trace),
             parent_span_id: SpanId::INVALID,
             parent_span_is_remote: false,
             span_kind: SpanKind::Internal,
-            name: "waybill.flow".into(),
-            start_time: flow.started,
-            end_time: flow.ended.max(flow.started),
+            name: name.into(),
+            start_time,
+            end_time,
             attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
@@ -363,21 +375,7 @@ impl Observer for SpanObserver {
             "waybill.transaction",
             transaction.name.to_string(),
         ));
-        let span = SpanData {
-            span_context: self.span_context(trace),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: "waybill.exception".into(),
-            start_time: at,
-            end_time: at,
-            attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: self.scope.clone(),
-        };
+        let span = self.internal_span("waybill.exception", trace, (at, at), attributes);
         self.send(vec![span]);
     }
 
