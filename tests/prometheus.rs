@@ -857,17 +857,12 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_l
     let mut problems: Vec<String> = Vec::new();
 
     // 1. promtool check metrics on what the sidecar serves.
-    let (content_type, classic) = scrape("text/plain;version=0.0.4").await;
-    let linted = if content_type.starts_with("text/plain") {
-        classic
-    } else {
-        eprintln!(
-            "NOTE: /metrics answered `Accept: text/plain;version=0.0.4` with {content_type:?}; \
-             promtool reads only the Prometheus text format, so its metadata lines are \
-             rewritten to that format before linting (see openmetrics_to_text)"
-        );
-        openmetrics_to_text(&openmetrics)
-    };
+    let (content_type, linted) = scrape("text/plain;version=0.0.4").await;
+    if !content_type.starts_with("text/plain; version=0.0.4") {
+        problems.push(format!(
+            "/metrics answered `Accept: text/plain;version=0.0.4` with {content_type:?}"
+        ));
+    }
     let (ok, lint) = promtool_check_metrics(&promtool, &linted);
     if !ok || !lint.trim().is_empty() {
         problems.push(format!("promtool check metrics:\n{lint}"));
@@ -1076,52 +1071,4 @@ fn promtool_check_metrics(promtool: &Path, text: &str) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-/// The OpenMetrics exposition in the Prometheus text format 0.0.4, which is
-/// all `promtool check metrics` reads: a counter family's HELP and TYPE
-/// carry the `_total` name its samples have, `# UNIT` and `# EOF` go, and
-/// exemplars are cut from sample lines. Samples are otherwise untouched.
-fn openmetrics_to_text(openmetrics: &str) -> String {
-    let counters: HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let meta = ["# HELP ", "# TYPE "]
-            .into_iter()
-            .find(|p| line.starts_with(p));
-        if let Some(prefix) = meta {
-            let rest = &line[prefix.len()..];
-            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-            if counters.contains(name) {
-                out.push_str(&format!("{prefix}{name}_total {tail}\n"));
-                continue;
-            }
-        } else if let Some((sample, _exemplar)) = line.split_once(" # {") {
-            out.push_str(sample);
-            out.push('\n');
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
-#[test]
-fn openmetrics_counters_are_renamed_and_exemplars_cut_for_the_text_format() {
-    let om = "# HELP a_things Things.\n# TYPE a_things counter\na_things_total 3\n\
-              # HELP b_seconds Time.\n# TYPE b_seconds histogram\n# UNIT b_seconds seconds\n\
-              b_seconds_bucket{le=\"1.0\"} 1 # {trace_id=\"ab\"} 0.5\n# EOF\n";
-    assert_eq!(
-        openmetrics_to_text(om),
-        "# HELP a_things_total Things.\n# TYPE a_things_total counter\na_things_total 3\n\
-         # HELP b_seconds Time.\n# TYPE b_seconds histogram\nb_seconds_bucket{le=\"1.0\"} 1\n"
-    );
 }

@@ -41,9 +41,37 @@ use spans::{SpanObserver, SpanSink};
 
 pub use trace_id::{anchor_span_id, trace_id};
 
-/// Content type of [`Metrics::render`]: the OpenMetrics text format, which
-/// Prometheus negotiates and which carries exemplars.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The exposition formats `/metrics` speaks, chosen by the scraper's `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// OpenMetrics 1.0 text: what Prometheus asks for first; carries the
+    /// flow histograms' trace exemplars.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4, for `curl`, promtool and
+    /// scrapers that do not ask for OpenMetrics (no exemplars).
+    PrometheusText,
+}
+
+impl Exposition {
+    /// The format an `Accept` header asks for: OpenMetrics only when it is
+    /// named, as Prometheus does; anything else gets the classic format.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => {
+                Exposition::OpenMetrics
+            }
+            _ => Exposition::PrometheusText,
+        }
+    }
+
+    /// The response's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Exposition::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
 
 /// The frozen registry, shared by the admin surface.
 #[derive(Clone)]
@@ -61,9 +89,19 @@ impl Metrics {
 
     /// The current value of every metric in the OpenMetrics text format.
     pub fn render(&self) -> String {
+        self.render_as(Exposition::OpenMetrics)
+    }
+
+    /// The current value of every metric in `format`.
+    pub fn render_as(&self, format: Exposition) -> String {
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        let _ = match format {
+            Exposition::OpenMetrics => encode(&mut out, &self.registry),
+            Exposition::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            }
+        };
         out
     }
 }
