@@ -466,7 +466,7 @@ fn shipped_before_packed_opens_out_of_order_keeps_both_and_resolves_when_packed_
         "wms"
     );
     h.observe(
-        0.5,
+        0.1,
         &[("order", "SO-7"), ("shipment", "SH-7")],
         Some("packed"),
     );
@@ -619,4 +619,21 @@ fn a_transaction_resting_past_stuck_after_is_stuck_until_it_moves_on() {
     assert!(h
         .metrics()
         .contains(r#"waybill_transactions_stuck{milestone="label_created"} 0"#));
+}
+
+#[test]
+fn a_deadline_passed_by_business_time_fires_before_the_next_exchange_is_applied() {
+    let mut h = Harness::new();
+    h.observe(
+        0.0,
+        &[("order", "SO-13"), ("shipment", "SH-13")],
+        Some("packed"),
+    );
+    h.observe(1.0, &[("shipment", "SH-13")], Some("shipped"));
+    // No tick came, but an exchange stamped after the deadline did.
+    h.observe(2.0, &[("order", "SO-99")], Some("order_released"));
+    assert_eq!(
+        h.exceptions("order", "SO-13"),
+        vec![open("missing_goods_issue")]
+    );
 }
