@@ -168,9 +168,12 @@ async fn send(
     (status, response.text().await.expect("response body"))
 }
 
+/// The OpenMetrics exposition (the one that carries exemplars), as
+/// Prometheus asks for it.
 async fn metrics(client: &reqwest::Client, sidecar: &Sidecar) -> String {
     client
         .get(format!("http://{}/metrics", sidecar.admin_addr()))
+        .header("accept", "application/openmetrics-text;version=1.0.0")
         .send()
         .await
         .expect("metrics request")
