@@ -29,6 +29,9 @@
 #   WAYBILL_BIN     a prebuilt binary (default: cargo build --release)
 #   LOAD_CPU [0], SERVER_CPU [1]
 #   KEEP [unset]    keep the work directory (configs, raw wrk output)
+#   PROFILE=callgrind  instead of benchmarking, run waybill under valgrind
+#                   for PROFILE_SECONDS [20] of light load and print the top
+#                   of the profile (kept in PROFILE_OUT [/tmp/waybill-profile])
 #
 # Every process this script starts is stopped on exit (trap); loops are
 # bounded; nothing listens beyond loopback.
@@ -178,7 +181,7 @@ EOF
 
 wait_port() {
   local port=$1
-  for _ in $(seq 100); do
+  for _ in $(seq 600); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
@@ -192,8 +195,14 @@ UP_PID=$!
 taskset -c "$SERVER_CPU" nginx -c "$WORK/px/nginx.conf" -e "$WORK/px/error.log" &
 PIDS+=($!)
 NGINX_PID=$!
+# PROFILE=callgrind runs waybill under valgrind instead and only profiles.
+WRAP=()
+if [[ "${PROFILE:-}" == callgrind ]]; then
+  command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+  WRAP=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out")
+fi
 WAYBILL_LOG=warn WAYBILL_DRAIN_TIMEOUT=2s \
-  taskset -c "$SERVER_CPU" "$WAYBILL_BIN" run --config "$ROOT/bench/waybill-bench.yaml" \
+  taskset -c "$SERVER_CPU" "${WRAP[@]}" "$WAYBILL_BIN" run --config "$ROOT/bench/waybill-bench.yaml" \
   2>"$WORK/waybill.log" &
 PIDS+=($!)
 WAYBILL_PID=$!
@@ -245,6 +254,27 @@ percentile_us() {
     f = (u == "us") ? 1 : (u == "ms") ? 1000 : (u == "s") ? 1000000 : 0;
     printf "%.0f\n", v * f }' "$2"
 }
+
+if [[ "${PROFILE:-}" == callgrind ]]; then
+  # A short, light run through waybill under callgrind (≈ 50× slower), then
+  # a clean stop so callgrind writes its profile; the top of it by
+  # inclusive and exclusive instruction counts.
+  secs=${PROFILE_SECONDS:-20}
+  log "profiling waybill under callgrind for ${secs}s"
+  PACE_MS=0 taskset -c "$LOAD_CPU" wrk -t1 -c4 -d"${secs}s" -s "$ROOT/bench/post.lua" \
+    http://127.0.0.1:18090 >"$WORK/profile-wrk.txt" 2>&1 || true
+  grep -E 'requests in' "$WORK/profile-wrk.txt" >&2 || true
+  kill -TERM "$WAYBILL_PID"
+  for _ in $(seq 600); do kill -0 "$WAYBILL_PID" 2>/dev/null || break; sleep 0.1; done
+  out=${PROFILE_OUT:-/tmp/waybill-profile}
+  mkdir -p "$out"
+  cp "$WORK/callgrind.out" "$out/callgrind.out"
+  log "profile kept in $out/callgrind.out"
+  callgrind_annotate --inclusive=yes "$out/callgrind.out" 2>/dev/null | head -60
+  echo
+  callgrind_annotate "$out/callgrind.out" 2>/dev/null | head -45
+  exit 0
+fi
 
 TARGETS=(direct nginx waybill waybill-plain)
 RES="$WORK/results"
