@@ -270,9 +270,9 @@ if [[ "${PROFILE:-}" == callgrind ]]; then
   mkdir -p "$out"
   cp "$WORK/callgrind.out" "$out/callgrind.out"
   log "profile kept in $out/callgrind.out"
-  callgrind_annotate --inclusive=yes "$out/callgrind.out" 2>/dev/null | head -60
+  callgrind_annotate --inclusive=yes "$out/callgrind.out" 2>/dev/null | head -60 || true
   echo
-  callgrind_annotate "$out/callgrind.out" 2>/dev/null | head -45
+  callgrind_annotate "$out/callgrind.out" 2>/dev/null | head -45 || true
   exit 0
 fi
 

@@ -146,7 +146,9 @@ fn exchange(config: &Config, i: usize) -> Exchange {
 }
 
 fn business(c: &mut Criterion) {
-    let config = Arc::new(Config::from_yaml(CONFIG, "bench/waybill-bench.yaml").expect("valid bench config"));
+    let config = Arc::new(
+        Config::from_yaml(CONFIG, "bench/waybill-bench.yaml").expect("valid bench config"),
+    );
     let mut registry = Registry::default();
     let extractor = Extractor::new(Arc::clone(&config), &mut registry);
     let (mut correlator, _tx, _handle, _inbox) =

@@ -193,7 +193,13 @@ fn store(c: &mut Criterion) {
                 // share cache lines.
                 i = i.wrapping_add(1);
                 let n = i.wrapping_mul(7919) % LIVE;
-                observation(&ids, n, "sti", Some(delivered.clone()), start + Duration::from_secs(3600))
+                observation(
+                    &ids,
+                    n,
+                    "sti",
+                    Some(delivered.clone()),
+                    start + Duration::from_secs(3600),
+                )
             },
             |o| correlator.apply(black_box(o)),
             BatchSize::SmallInput,

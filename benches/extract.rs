@@ -145,7 +145,13 @@ fn json_headers() -> http::HeaderMap {
     headers
 }
 
-fn exchange(config: &Config, method: http::Method, path: &str, request: &'static str, response: &'static str) -> Exchange {
+fn exchange(
+    config: &Config,
+    method: http::Method,
+    path: &str,
+    request: &'static str,
+    response: &'static str,
+) -> Exchange {
     Exchange {
         id: 1,
         listener: ListenerId(0),
@@ -175,7 +181,11 @@ fn extraction(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     group.warm_up_time(Duration::from_secs(1));
     for doc in &DOCS {
-        let (request, response) = if doc.response { ("", doc.text) } else { (doc.text, "") };
+        let (request, response) = if doc.response {
+            ("", doc.text)
+        } else {
+            (doc.text, "")
+        };
         let exchange = exchange(&config, doc.method.clone(), doc.path, request, response);
         // The rules must find their keys, or the scan measured is not the real one.
         let observation = extractor.observe(exchange.clone());
@@ -209,7 +219,13 @@ fn extraction(c: &mut Criterion) {
     }
     // What `observe` costs without any body scan (route lookup, path
     // parameter key, metrics): subtract it to see the scan alone.
-    let plain = exchange(&config, http::Method::POST, "/api/orders/SO-0000104711/allocate", "", "");
+    let plain = exchange(
+        &config,
+        http::Method::POST,
+        "/api/orders/SO-0000104711/allocate",
+        "",
+        "",
+    );
     group.throughput(Throughput::Elements(1));
     group.bench_function("observe/no_body_rules", |b| {
         b.iter_batched(

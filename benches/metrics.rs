@@ -129,7 +129,8 @@ fn recording(c: &mut Criterion) {
         })
     });
 
-    let config = Arc::new(Config::from_yaml(&scrape_config(10, 8, 2), "bench.yaml").expect("valid"));
+    let config =
+        Arc::new(Config::from_yaml(&scrape_config(10, 8, 2), "bench.yaml").expect("valid"));
     let mut registry = Registry::default();
     let extractor = Extractor::new(Arc::clone(&config), &mut registry);
     let unmatched = Exchange {
@@ -216,10 +217,12 @@ fn app_registry(config: &Arc<Config>) -> (Metrics, usize) {
 
 fn scrape(c: &mut Criterion) {
     // Find the number of routes that gives about 5 000 series.
-    let probe = Arc::new(Config::from_yaml(&scrape_config(100, 16, 8), "probe.yaml").expect("valid"));
+    let probe =
+        Arc::new(Config::from_yaml(&scrape_config(100, 16, 8), "probe.yaml").expect("valid"));
     let (_, per_100) = app_registry(&probe);
     let routes = (5_000 * 100 / per_100.max(1)).max(1);
-    let config = Arc::new(Config::from_yaml(&scrape_config(routes, 16, 8), "bench.yaml").expect("valid"));
+    let config =
+        Arc::new(Config::from_yaml(&scrape_config(routes, 16, 8), "bench.yaml").expect("valid"));
     let (metrics, series) = app_registry(&config);
     let bytes = metrics.render().len();
     println!("scrape: {routes} routes, 16 milestones, 8 flows → {series} series, {bytes} bytes of exposition");
