@@ -142,6 +142,7 @@ fn exchange(config: &Config, i: usize) -> Exchange {
         },
         request_body: tapped(request),
         response_body: tapped(response_doc(i)),
+        replayed: false,
     }
 }
 

@@ -113,6 +113,7 @@ fn observation(
             },
             request_body: Tapped::default(),
             response_body: Tapped::default(),
+            replayed: false,
         },
         route: None,
         operation: None,

@@ -169,6 +169,7 @@ fn exchange(
         },
         request_body: tapped(request),
         response_body: tapped(response),
+        replayed: false,
     }
 }
 
