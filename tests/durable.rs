@@ -152,6 +152,11 @@ struct Waybill {
 
 impl Waybill {
     fn start(config: &Path) -> Waybill {
+        Self::start_with(config, &mut |_| {})
+    }
+
+    /// [`Waybill::start`], handing every log line before `waybill started` to `seen`.
+    fn start_with(config: &Path, seen: &mut dyn FnMut(&Value)) -> Waybill {
         let mut child = Command::new(env!("CARGO_BIN_EXE_waybill"))
             .args(["--log-format", "json", "run", "--config"])
             .arg(config)
@@ -188,6 +193,7 @@ impl Waybill {
                 continue;
             };
             let fields = &entry["fields"];
+            seen(fields);
             if fields["message"] == "state recovered" {
                 eprintln!(
                     "  recovered: {} snapshot transactions, {} journal observations, {} ticks, {} skipped",
@@ -206,6 +212,24 @@ impl Waybill {
                 waybill.edge = listeners[start..end].parse().expect("listener address");
                 return waybill;
             }
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the process to exit; returns its status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "waybill did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -510,5 +534,49 @@ async fn accepted_milestones_survive_repeated_kill_9_and_restart() {
         fired_after_restart > 0,
         "no expectation spanned the last kill"
     );
+    waybill.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_leaves_a_snapshot_and_no_journal_to_replay() {
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("waybill.yaml");
+    std::fs::File::create(&config_path)
+        .and_then(|mut f| f.write_all(config(upstream, &dir.path().join("data")).as_bytes()))
+        .expect("write config");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let steps: Vec<Step> = plan().into_iter().take(30).collect();
+    let waybill = Waybill::start(&config_path);
+    let answered = drive(
+        client.clone(),
+        waybill.edge,
+        steps.clone(),
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
+    assert_eq!(answered, steps.len());
+    let status = waybill.terminate();
+    assert!(status.success(), "exit status {status}");
+
+    let mut recovered = Value::Null;
+    let waybill = Waybill::start_with(&config_path, &mut |fields| {
+        if fields["message"] == "state recovered" {
+            recovered = fields.clone();
+        }
+    });
+    assert_eq!(recovered["observations"], 0, "{recovered}");
+    assert_eq!(recovered["transactions"], 10, "{recovered}");
+    let shown = visible(&client, waybill.admin).await;
+    for step in &steps {
+        let key = (step.milestone.to_owned(), step.object.1.clone());
+        assert!(
+            shown.contains_key(&key),
+            "{key:?} missing after a clean restart"
+        );
+    }
     waybill.kill();
 }

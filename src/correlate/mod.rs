@@ -7,6 +7,11 @@
 //!
 //! Exceptions and expectations (a later stage) slot in beside milestones:
 //! they are driven by the same milestone records and the store's clock.
+//!
+//! With the embedded store ([`crate::state::durable`]), the correlator
+//! recovers its state at start and commits every batch of observations
+//! (and every deadline tick that changes something) before applying it,
+//! so what it shows is always durable (see `persist.rs`).
 
 mod link;
 mod metrics;

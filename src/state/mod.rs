@@ -2,6 +2,8 @@
 //! bounded by a TTL on idle transactions and a maximum count (the least
 //! recently updated is evicted first); every removal is counted by reason.
 //! One task (the correlator) owns it; nothing else mutates it.
+//! [`durable`] makes it survive restarts: the correlator journals what it
+//! applies and snapshots the store (see `docs/state.md`).
 
 pub mod durable;
 mod transaction;

@@ -80,6 +80,13 @@ impl Validator<'_> {
                 );
                 false
             }
+            (Some("redis"), _) => {
+                self.error(
+                    "state.backend",
+                    "the shared Redis backend is not available in this version yet; expected `memory` or `embedded`",
+                );
+                false
+            }
             (Some(other), _) => {
                 self.error(
                     "state.backend",
@@ -385,11 +392,20 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_backend_is_refused_with_the_known_ones() {
+    fn the_redis_backend_is_refused_as_not_available_yet() {
         let error = load_state("{ backend: redis }").expect_err("invalid");
         assert!(
+            error.contains("state.backend: the shared Redis backend is not available in this version yet; expected `memory` or `embedded`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_backend_is_refused_with_the_known_ones() {
+        let error = load_state("{ backend: sqlite }").expect_err("invalid");
+        assert!(
             error.contains(
-                "state.backend: unknown state backend `redis`; expected `memory` or `embedded`"
+                "state.backend: unknown state backend `sqlite`; expected `memory` or `embedded`"
             ),
             "{error}"
         );
