@@ -2,8 +2,12 @@
 //! listeners → exchange queue → extraction → correlator → state and
 //! telemetry (the span observer), with the metrics registry shared by every
 //! stage and the admin surface beside them.
+//! With the embedded store, the correlator recovers the saved state before
+//! any listener binds, and the proxy's exchange ids continue after the
+//! recovered ones.
 //! [`start`] returns a running [`Sidecar`]; [`Sidecar::shutdown`] drains it
-//! in flow order so nothing already accepted is lost.
+//! in flow order so nothing already accepted is lost (the correlator
+//! writes a final snapshot as it stops).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +23,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, Readiness};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::correlate::{Correlator, CorrelatorHandle};
 use crate::extract::Extractor;
 use crate::proxy::{self, ExchangeSink, GuardedRoutes, ProxyMetrics};
+use crate::state::durable::Durable;
 use crate::telemetry::{Metrics, Traces};
 
 /// How often [`Sidecar::settle`] looks at the pipeline's progress.
@@ -76,6 +81,21 @@ pub async fn start_with_env(
         config.observation.queue_capacity,
         &mut registry,
     );
+    if let StoreConfig::Embedded(embedded) = &config.state.store {
+        let durable = Durable::open(embedded, &mut registry)?;
+        let recovery = correlator
+            .recover(durable)
+            .with_context(|| format!("state: cannot recover from {}", embedded.path.display()))?;
+        sink.continue_after(correlator.last_exchange());
+        tracing::info!(
+            path = %embedded.path.display(),
+            transactions = recovery.snapshot_transactions,
+            observations = recovery.observations,
+            ticks = recovery.ticks,
+            skipped = recovery.skipped,
+            "state recovered"
+        );
+    }
     let (span_observer, traces) = Traces::start(Arc::clone(&config), env, &mut registry)?;
     correlator.observe_with(Box::new(span_observer));
     let metrics = Metrics::new(registry);

@@ -10,7 +10,8 @@
 //! - [`correlate`]: links keys into transactions, records milestones and flows, and
 //!   reconciles: expectations, order rules, retries vs duplicates, stuck transactions.
 //! - [`state`]: where transactions live (in memory, bounded by TTL and count), with their
-//!   milestones, flows, exceptions and attempts.
+//!   milestones, flows, exceptions and attempts; optionally durable on disk
+//!   ([`state::durable`]: a journal of accepted observations plus snapshots).
 //! - [`telemetry`]: OTLP spans (trace ID derived from the root key), flow histograms with
 //!   trace exemplars, and the frozen Prometheus registry every stage registers in.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and the transaction JSON API.

@@ -99,7 +99,7 @@ pub(super) fn from_serde(error: &serde_yaml::Error, text: &str, source: &str) ->
 const SHAPES: [(&str, &str); 11] = [
     ("RawConfig", "a mapping with `systems`, `keys` and `listeners`"),
     ("RawAdmin", "a mapping like `{ bind: 127.0.0.1:9901 }`"),
-    ("RawState", "a mapping like `{ ttl: 14d, max_transactions: 100000 }`"),
+    ("RawState", "a mapping like `{ ttl: 14d, max_transactions: 100000, backend: embedded, path: /var/lib/waybill }`"),
     ("RawObservation", "a mapping like `{ queue_capacity: 10000, max_decoded_bytes: 1MiB }`"),
     ("RawListener", "a mapping like `{ name: wms-inbound, bind: 0.0.0.0:8080, upstream: http://127.0.0.1:9000, system: wms }`"),
     ("RawMilestone", "a mapping like `{ name: shipped, object: shipment }`"),

@@ -79,6 +79,33 @@ pub struct StateConfig {
     /// Exchanges remembered per transaction for the timeline; older ones are
     /// dropped from the timeline (milestones are always kept).
     pub max_exchanges_per_transaction: usize,
+    /// Where the state lives: only in memory, or durably on disk.
+    pub store: StoreConfig,
+}
+
+/// Which store backs the state.
+#[derive(Debug, Clone, Default)]
+pub enum StoreConfig {
+    /// Only in memory: a restart forgets every transaction. The default
+    /// when no data directory is configured (tests, the demo).
+    #[default]
+    Memory,
+    /// The embedded durable store: a journal of accepted observations plus
+    /// snapshots in one data directory (see [`crate::state::durable`]).
+    Embedded(EmbeddedConfig),
+}
+
+/// Settings of the embedded durable store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// The data directory.
+    pub path: std::path::PathBuf,
+    /// Longest an observation waits for others to share its commit.
+    pub commit_interval: Duration,
+    /// Most observations per commit.
+    pub commit_batch: usize,
+    /// How often a snapshot replaces the journal.
+    pub snapshot_interval: Duration,
 }
 
 /// Bounds of the observation path between the proxy and the correlator.
@@ -111,6 +138,19 @@ pub mod defaults {
     pub const MAX_TRANSACTIONS: usize = 100_000;
     /// Exchanges kept per transaction timeline.
     pub const MAX_EXCHANGES_PER_TRANSACTION: usize = 256;
+    /// Longest an observation waits to share a durable commit: an fsync
+    /// costs ~1-10 ms, so 10 ms lets a busy sidecar batch hundreds of
+    /// observations per fsync while the admin API lags by at most that.
+    pub const COMMIT_INTERVAL: Duration = Duration::from_millis(10);
+    /// Longest commit_interval accepted: beyond a second the admin API
+    /// looks stale and a crash loses more that was seen but not accepted.
+    pub const MAX_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+    /// Most observations per commit: bounds the memory of one batch and
+    /// the time one commit holds the correlator.
+    pub const COMMIT_BATCH: usize = 1024;
+    /// How often a snapshot replaces the journal: restart replays at most
+    /// this much journal, and the journal stays at most this long.
+    pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(5 * 60);
     /// Upstream must answer with response headers within this time, else 504.
     pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
     /// Upstream TCP (and TLS) connect must finish within this time, else 502.

@@ -6,7 +6,8 @@
 //!
 //! ```yaml
 //! admin: { bind: 127.0.0.1:9901 }
-//! state: { ttl: 14d, max_transactions: 100000, max_exchanges_per_transaction: 256 }
+//! state: { ttl: 14d, max_transactions: 100000, max_exchanges_per_transaction: 256,
+//!          backend: embedded, path: /var/lib/waybill, commit_interval: 10ms, snapshot_interval: 5m }
 //! observation: { queue_capacity: 10000, max_decoded_bytes: 1MiB }
 //! systems: [erp, wms, carrier]
 //! keys: [order, shipment, tracking]
@@ -155,6 +156,27 @@ pub struct RawState {
     /// Exchanges kept in one transaction's timeline. Default 256.
     #[serde(default)]
     pub max_exchanges_per_transaction: Option<usize>,
+    /// Where state lives: `memory` (lost at restart) or `embedded` (a
+    /// durable store in `path`, survives `kill -9`). Default: `embedded`
+    /// when `path` is given, else `memory`.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Data directory of the embedded store, e.g. `/var/lib/waybill`;
+    /// created if missing. One sidecar per directory.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Longest an observation waits for others to share its durable
+    /// commit (one fsync per batch), e.g. `10ms` (default). Longer means
+    /// fewer fsyncs, and admin API answers that lag by up to this much.
+    #[serde(default)]
+    pub commit_interval: Option<Scalar>,
+    /// Most observations in one durable commit. Default 1024.
+    #[serde(default)]
+    pub commit_batch: Option<usize>,
+    /// How often the whole state is written as a snapshot and the journal
+    /// before it dropped, e.g. `5m` (default); also done at clean shutdown.
+    #[serde(default)]
+    pub snapshot_interval: Option<Scalar>,
 }
 
 /// `observation:`

@@ -7,10 +7,16 @@
 //!
 //! Exceptions and expectations (a later stage) slot in beside milestones:
 //! they are driven by the same milestone records and the store's clock.
+//!
+//! With the embedded store ([`crate::state::durable`]), the correlator
+//! recovers its state at start and commits every batch of observations
+//! (and every deadline tick that changes something) before applying it,
+//! so what it shows is always durable (see `persist.rs`).
 
 mod link;
 mod metrics;
 mod milestone;
+mod persist;
 mod reconcile;
 mod schedule;
 
@@ -30,6 +36,7 @@ use crate::state::{
 
 use metrics::CorrelateMetrics;
 pub use metrics::FLOW_BUCKETS;
+pub use persist::Recovery;
 
 /// How often idle transactions are expired. Expiry is cheap (an ordered
 /// index), so a short period keeps memory close to the configured bound.
@@ -208,6 +215,10 @@ pub struct Correlator {
     schedule: schedule::Schedule,
     /// The last exception id handed out.
     next_exception: u64,
+    /// The highest exchange id applied, so ids stay unique across restarts.
+    last_exchange: u64,
+    /// The embedded store, when state is durable (see [`Correlator::recover`]).
+    durable: Option<crate::state::durable::Durable>,
 }
 
 impl Correlator {
@@ -242,6 +253,8 @@ impl Correlator {
             observers: Vec::new(),
             schedule: schedule::Schedule::default(),
             next_exception: 0,
+            last_exchange: 0,
+            durable: None,
         };
         let inbox = CorrelatorInbox {
             observations: obs_rx,
@@ -253,6 +266,9 @@ impl Correlator {
     /// Applies observations and answers queries until every
     /// [`ObservationSender`] is dropped and the queue is drained.
     pub async fn run(mut self, mut inbox: CorrelatorInbox) {
+        if self.durable.is_some() {
+            return self.run_durable(inbox).await;
+        }
         let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -270,6 +286,7 @@ impl Correlator {
     /// Applies one observation to the store.
     pub fn apply(&mut self, observation: Observation) {
         let at = observation.exchange.started;
+        self.last_exchange = self.last_exchange.max(observation.exchange.id);
         self.fire_due(at);
         let groups = link::groups(&observation.keys, &self.config.root);
         if groups.is_empty() {

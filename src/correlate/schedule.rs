@@ -60,6 +60,16 @@ impl Schedule {
         due
     }
 
+    /// When the earliest entry is due.
+    pub fn first_at(&self) -> Option<SystemTime> {
+        self.queue.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Every entry, earliest first (for snapshots).
+    pub fn iter(&self) -> impl Iterator<Item = (SystemTime, &Due)> {
+        self.queue.iter().map(|((at, _), due)| (*at, due))
+    }
+
     /// Entries waiting.
     pub fn len(&self) -> usize {
         self.queue.len()

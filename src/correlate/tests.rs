@@ -50,6 +50,8 @@ struct Harness {
     config: Arc<Config>,
     registry: Registry,
     next_id: u64,
+    /// What the durable store would have journaled, in order.
+    journal: Vec<crate::state::durable::record::Entry>,
 }
 
 impl Harness {
@@ -64,6 +66,7 @@ impl Harness {
             config,
             registry,
             next_id: 0,
+            journal: Vec::new(),
         }
     }
 
@@ -148,10 +151,16 @@ impl Harness {
             milestone: milestone.map(|m| self.milestone(m)),
             problems: Vec::new(),
         };
+        self.journal
+            .push(crate::state::durable::record::Entry::Observed(
+                crate::state::durable::record::ObservedRecord::of(&observation, &self.config),
+            ));
         self.correlator.apply(observation);
     }
 
     fn tick(&mut self, hours: f64) {
+        self.journal
+            .push(crate::state::durable::record::Entry::Tick { at: at(hours) });
         self.correlator.tick(at(hours));
     }
 
@@ -636,4 +645,163 @@ fn a_deadline_passed_by_business_time_fires_before_the_next_exchange_is_applied(
         h.exceptions("order", "SO-13"),
         vec![open("missing_goods_issue")]
     );
+}
+
+// === durability ===
+
+mod durability {
+    use super::*;
+    use crate::state::durable::Durable;
+
+    /// Every transaction as the admin API shows it, in name order.
+    fn picture(correlator: &Correlator) -> Vec<serde_json::Value> {
+        let mut all: Vec<&Transaction> = correlator.store.iter().collect();
+        all.sort_by_key(|tx| tx.name.to_string());
+        all.iter()
+            .map(|tx| serde_json::to_value(tx).expect("serializable"))
+            .collect()
+    }
+
+    /// A busy history: links, a merge, a split shipment, retries, a
+    /// duplicate, a lapsed expectation, a pending one.
+    fn history(h: &mut Harness) {
+        h.observe(0.0, &[("order", "SO-1")], Some("order_released"));
+        h.observe(0.5, &[("shipment", "SH-1")], Some("packed"));
+        h.observe(0.6, &[("order", "SO-1"), ("shipment", "SH-1")], None);
+        h.observe(
+            0.7,
+            &[("order", "SO-1"), ("shipment", "SH-2")],
+            Some("packed"),
+        );
+        h.observe(1.0, &[("shipment", "SH-1")], Some("shipped"));
+        h.attempt(1.1, "SO-2", 503, None);
+        h.attempt(1.2, "SO-2", 200, Some("a"));
+        h.attempt(1.3, "SO-2", 200, Some("b"));
+        h.tick(1.5);
+        h.observe(2.0, &[("shipment", "SH-2")], Some("shipped"));
+    }
+
+    fn fresh() -> Correlator {
+        let h = Harness::new();
+        h.correlator
+    }
+
+    #[tokio::test]
+    async fn replaying_the_journal_rebuilds_exactly_the_same_state() {
+        let mut h = Harness::new();
+        history(&mut h);
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let mut durable =
+                Durable::open_dir(dir.path(), &mut Registry::default()).expect("open");
+            durable.recover().expect("empty store");
+            durable.commit(&h.journal).await.expect("commit");
+        }
+        let mut restored = fresh();
+        let durable = Durable::open_dir(dir.path(), &mut Registry::default()).expect("reopen");
+        let recovery = restored.recover(durable).expect("recover");
+        assert_eq!(recovery.observations + recovery.ticks, h.journal.len());
+        assert_eq!(recovery.skipped, 0);
+        assert_eq!(picture(&restored), picture(&h.correlator));
+        assert_eq!(restored.next_exception, h.correlator.next_exception);
+        assert_eq!(restored.schedule.len(), h.correlator.schedule.len());
+        assert_eq!(restored.last_exchange(), h.next_id);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_round_trips_every_transaction_and_deadline() {
+        let mut h = Harness::new();
+        history(&mut h);
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let mut durable =
+                Durable::open_dir(dir.path(), &mut Registry::default()).expect("open");
+            durable.recover().expect("empty store");
+            durable.commit(&h.journal).await.expect("commit");
+            durable
+                .snapshot(&h.correlator.snapshot())
+                .await
+                .expect("snapshot");
+        }
+        let mut restored = fresh();
+        let durable = Durable::open_dir(dir.path(), &mut Registry::default()).expect("reopen");
+        let recovery = restored.recover(durable).expect("recover");
+        assert_eq!(
+            recovery.observations + recovery.ticks,
+            0,
+            "the journal was compacted"
+        );
+        assert_eq!(recovery.snapshot_transactions, h.correlator.store.len());
+        assert_eq!(picture(&restored), picture(&h.correlator));
+        assert_eq!(restored.store.next_id(), h.correlator.store.next_id());
+        assert_eq!(restored.next_exception, h.correlator.next_exception);
+
+        // The expectation on SH-2 (shipped at 2h, due 2h15m) still fires.
+        let key = h.key("shipment", "SH-2");
+        let sh2 = |c: &Correlator| {
+            let id = c.store.find(&key).expect("known");
+            c.store
+                .get(id)
+                .expect("held")
+                .exceptions
+                .iter()
+                .filter(|e| {
+                    e.kind.as_str() == "missing_goods_issue"
+                        && e.object.to_string() == "shipment:SH-2"
+                })
+                .count()
+        };
+        assert_eq!(sh2(&restored), 0);
+        restored.tick(at(2.3));
+        h.tick(2.3);
+        assert_eq!(sh2(&restored), 1);
+        assert_eq!(picture(&restored), picture(&h.correlator));
+    }
+
+    #[tokio::test]
+    async fn replay_tells_no_observer_and_counts_no_flow_again() {
+        struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+        impl Observer for Counting {
+            fn correlated(&mut self, _: &Correlated<'_>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let mut h = Harness::new();
+        history(&mut h);
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let mut durable =
+                Durable::open_dir(dir.path(), &mut Registry::default()).expect("open");
+            durable.recover().expect("empty store");
+            durable.commit(&h.journal).await.expect("commit");
+        }
+        let config = Arc::clone(&h.config);
+        let mut registry = Registry::default();
+        let (mut restored, _tx, handle, _inbox) =
+            Correlator::new(config, Clock::system(), 16, &mut registry);
+        let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        restored.observe_with(Box::new(Counting(Arc::clone(&told))));
+        let durable = Durable::open_dir(dir.path(), &mut registry).expect("reopen");
+        restored.recover(durable).expect("recover");
+        assert_eq!(told.load(Ordering::Relaxed), 0);
+        assert_eq!(handle.applied(), 0);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode");
+        let flows: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("waybill_flows_total"))
+            .collect();
+        assert!(
+            !flows.is_empty() && flows.iter().all(|l| l.ends_with(" 0")),
+            "{out}"
+        );
+        assert!(
+            out.contains("waybill_state_recovered_observations_total"),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"waybill_transactions_in_flight{milestone="shipped"}"#),
+            "{out}"
+        );
+    }
 }

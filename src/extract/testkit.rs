@@ -46,6 +46,7 @@ impl ConfigBuilder {
                     ttl: Duration::from_secs(60),
                     max_transactions: 10,
                     max_exchanges_per_transaction: 10,
+                    store: Default::default(),
                 },
                 observation: ObservationConfig {
                     queue_capacity: 10,

@@ -75,6 +75,13 @@ impl ExchangeSink {
         }
     }
 
+    /// Continues the id space after `last` (the highest id recovered from
+    /// the durable store), so ids stay unique across restarts.
+    pub fn continue_after(&self, last: u64) {
+        self.next_id
+            .fetch_max(last.saturating_add(1), Ordering::Relaxed);
+    }
+
     /// A fresh exchange id: unique among clones of this sink, increasing.
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)

@@ -2,7 +2,10 @@
 //! bounded by a TTL on idle transactions and a maximum count (the least
 //! recently updated is evicted first); every removal is counted by reason.
 //! One task (the correlator) owns it; nothing else mutates it.
+//! [`durable`] makes it survive restarts: the correlator journals what it
+//! applies and snapshots the store (see `docs/state.md`).
 
+pub mod durable;
 mod transaction;
 
 pub use transaction::{
@@ -191,6 +194,47 @@ impl Store {
             complete: 0,
             metrics: StateMetrics::new(registry),
         }
+    }
+
+    /// Puts back transactions saved from a store (a snapshot), rebuilding
+    /// the key index, the expiry order and every gauge; `next_id` is the
+    /// id the next new transaction gets.
+    pub fn restore(&mut self, transactions: Vec<Transaction>, next_id: u64) {
+        for tx in transactions {
+            let id = tx.id;
+            for key in &tx.keys {
+                self.index.insert(key.clone(), id);
+            }
+            self.by_update.insert((tx.last_updated, id));
+            if tx.status == Status::Complete {
+                self.complete += 1;
+            }
+            if let Some(milestone) = &tx.stuck {
+                self.metrics.stuck_gauge(milestone).inc();
+            }
+            if let Some(milestone) = &tx.current {
+                self.metrics.in_flight_gauge(milestone).inc();
+            }
+            for exception in tx.exceptions.iter().filter(|e| e.is_open()) {
+                self.metrics.exception_gauge(exception).inc();
+            }
+            self.next_id = self.next_id.max(id.0 + 1);
+            self.transactions.insert(id, tx);
+        }
+        self.next_id = self.next_id.max(next_id);
+        self.refresh_gauges();
+    }
+
+    /// The id the next new transaction gets (saved in snapshots).
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// When the next transaction expires by TTL, if any is held.
+    pub fn next_expiry(&self) -> Option<SystemTime> {
+        self.by_update
+            .first()
+            .and_then(|(last, _)| last.checked_add(self.limits.ttl))
     }
 
     /// The transaction `key` belongs to.
@@ -502,6 +546,7 @@ mod tests {
             ttl,
             max_transactions: max,
             max_exchanges_per_transaction: 4,
+            store: Default::default(),
         };
         let mut kinds = Symbols::default();
         kinds.intern("order").expect("intern");

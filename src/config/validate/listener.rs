@@ -3,6 +3,7 @@
 //! same address.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use super::super::raw::{
     RawAdmin, RawDirection, RawForwarded, RawHostHeader, RawListener, RawObservation, RawState,
@@ -10,8 +11,8 @@ use super::super::raw::{
 };
 use super::super::units::parse_size;
 use super::super::{
-    defaults, kind, AdminConfig, Direction, Forwarded, HostHeader, Listener, ListenerId,
-    ObservationConfig, StateConfig, Symbols, Upstream, UpstreamProtocol,
+    defaults, kind, AdminConfig, Direction, EmbeddedConfig, Forwarded, HostHeader, Listener,
+    ListenerId, ObservationConfig, StateConfig, StoreConfig, Symbols, Upstream, UpstreamProtocol,
 };
 use super::Validator;
 
@@ -49,10 +50,90 @@ impl Validator<'_> {
             raw.and_then(|s| s.max_exchanges_per_transaction),
             defaults::MAX_EXCHANGES_PER_TRANSACTION,
         );
+        let store = self.store(raw);
         StateConfig {
             ttl,
             max_transactions,
             max_exchanges_per_transaction,
+            store,
+        }
+    }
+
+    /// `state.backend` and the embedded store's settings.
+    fn store(&mut self, raw: Option<&RawState>) -> StoreConfig {
+        let path = raw.and_then(|s| s.path.as_deref());
+        let backend = raw.and_then(|s| s.backend.as_deref());
+        let embedded = match (backend, path) {
+            (Some("memory"), Some(_)) => {
+                self.error(
+                    "state.path",
+                    "a data directory is set but `state.backend` is `memory`; remove `path` or set `backend: embedded`",
+                );
+                false
+            }
+            (Some("memory"), None) => false,
+            (Some("embedded"), Some(_)) | (None, Some(_)) => true,
+            (Some("embedded"), None) => {
+                self.error(
+                    "state.path",
+                    "`backend: embedded` needs a data directory, e.g. `path: /var/lib/waybill`",
+                );
+                false
+            }
+            (Some("redis"), _) => {
+                self.error(
+                    "state.backend",
+                    "the shared Redis backend is not available in this version yet; expected `memory` or `embedded`",
+                );
+                false
+            }
+            (Some(other), _) => {
+                self.error(
+                    "state.backend",
+                    format!("unknown state backend `{other}`; expected `memory` or `embedded`"),
+                );
+                false
+            }
+            (None, None) => false,
+        };
+        let commit_interval = self.duration(
+            "state.commit_interval",
+            raw.and_then(|s| s.commit_interval.as_ref()),
+            defaults::COMMIT_INTERVAL,
+        );
+        if commit_interval > defaults::MAX_COMMIT_INTERVAL {
+            self.error(
+                "state.commit_interval",
+                format!(
+                    "`{}` is too long: observations wait this long before they are accepted; expected at most 1s, e.g. `10ms`",
+                    humantime::format_duration(commit_interval)
+                ),
+            );
+        }
+        let commit_batch = self.at_least_one(
+            "state.commit_batch",
+            raw.and_then(|s| s.commit_batch),
+            defaults::COMMIT_BATCH,
+        );
+        let snapshot_interval = self.duration(
+            "state.snapshot_interval",
+            raw.and_then(|s| s.snapshot_interval.as_ref()),
+            defaults::SNAPSHOT_INTERVAL,
+        );
+        match path {
+            Some(path) if embedded => {
+                if path.trim().is_empty() {
+                    self.error("state.path", "the data directory is empty; expected a directory, e.g. `/var/lib/waybill`");
+                    return StoreConfig::Memory;
+                }
+                StoreConfig::Embedded(EmbeddedConfig {
+                    path: PathBuf::from(path),
+                    commit_interval,
+                    commit_batch,
+                    snapshot_interval,
+                })
+            }
+            _ => StoreConfig::Memory,
         }
     }
 
@@ -245,6 +326,116 @@ mod tests {
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().expect("address")
+    }
+
+    fn load_state(state: &str) -> Result<crate::config::Config, String> {
+        let text = format!(
+            "systems: [wms]\nkeys: [order]\nlisteners:\n  - {{ name: a, bind: 127.0.0.1:8080, upstream: http://127.0.0.1:9000, system: wms }}\nstate: {state}\n"
+        );
+        crate::config::Config::from_yaml(&text, "t.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn state_is_kept_in_memory_unless_a_data_directory_is_given() {
+        let config = load_state("{ ttl: 1h }").expect("valid");
+        assert!(matches!(config.state.store, StoreConfig::Memory));
+    }
+
+    #[test]
+    fn a_data_directory_selects_the_embedded_store_with_its_defaults() {
+        let config = load_state("{ path: /var/lib/waybill }").expect("valid");
+        let StoreConfig::Embedded(embedded) = config.state.store else {
+            panic!("expected the embedded store");
+        };
+        assert_eq!(embedded.path, PathBuf::from("/var/lib/waybill"));
+        assert_eq!(embedded.commit_interval, defaults::COMMIT_INTERVAL);
+        assert_eq!(embedded.commit_batch, defaults::COMMIT_BATCH);
+        assert_eq!(embedded.snapshot_interval, defaults::SNAPSHOT_INTERVAL);
+    }
+
+    #[test]
+    fn every_embedded_store_setting_is_read_into_a_typed_value() {
+        let config = load_state(
+            "{ backend: embedded, path: /data, commit_interval: 25ms, commit_batch: 64, snapshot_interval: 1m }",
+        )
+        .expect("valid");
+        let StoreConfig::Embedded(embedded) = config.state.store else {
+            panic!("expected the embedded store");
+        };
+        assert_eq!(
+            embedded.commit_interval,
+            std::time::Duration::from_millis(25)
+        );
+        assert_eq!(embedded.commit_batch, 64);
+        assert_eq!(
+            embedded.snapshot_interval,
+            std::time::Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn an_embedded_store_without_a_data_directory_is_refused() {
+        let error = load_state("{ backend: embedded }").expect_err("invalid");
+        assert!(
+            error.contains("state.path: `backend: embedded` needs a data directory, e.g. `path: /var/lib/waybill`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_data_directory_with_the_memory_backend_is_refused() {
+        let error = load_state("{ backend: memory, path: /data }").expect_err("invalid");
+        assert!(
+            error.contains("state.path: a data directory is set but `state.backend` is `memory`; remove `path` or set `backend: embedded`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_redis_backend_is_refused_as_not_available_yet() {
+        let error = load_state("{ backend: redis }").expect_err("invalid");
+        assert!(
+            error.contains("state.backend: the shared Redis backend is not available in this version yet; expected `memory` or `embedded`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_backend_is_refused_with_the_known_ones() {
+        let error = load_state("{ backend: sqlite }").expect_err("invalid");
+        assert!(
+            error.contains(
+                "state.backend: unknown state backend `sqlite`; expected `memory` or `embedded`"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_empty_data_directory_is_refused() {
+        let error = load_state("{ path: ' ' }").expect_err("invalid");
+        assert!(
+            error.contains("state.path: the data directory is empty; expected a directory, e.g. `/var/lib/waybill`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_commit_interval_over_a_second_is_refused() {
+        let error = load_state("{ path: /data, commit_interval: 2s }").expect_err("invalid");
+        assert!(
+            error.contains("state.commit_interval: `2s` is too long: observations wait this long before they are accepted; expected at most 1s, e.g. `10ms`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_empty_commit_batch_is_refused() {
+        let error = load_state("{ path: /data, commit_batch: 0 }").expect_err("invalid");
+        assert!(
+            error.contains("state.commit_batch: must be at least 1 (default 1024)"),
+            "{error}"
+        );
     }
 
     #[test]

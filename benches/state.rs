@@ -1,0 +1,186 @@
+//! Throughput and size of the embedded durable store, through the real
+//! correlator task: observations per second *accepted* (committed, then
+//! applied) with group commit and without it (one fsync per observation),
+//! and bytes per transaction in the journal and in a snapshot.
+//!
+//! `cargo bench --bench state` (a plain `main`: the figures are end-to-end
+//! rates, not per-iteration timings). `WAYBILL_BENCH_DIR` picks the disk
+//! (default: the system temp dir, often tmpfs; point it at a real disk
+//! for fsync costs that mean something).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use prometheus_client::registry::Registry;
+use waybill::clock::Clock;
+use waybill::config::{Config, ListenerId};
+use waybill::correlate::Correlator;
+use waybill::extract::{Key, Observation};
+use waybill::proxy::{Exchange, Outcome, Tapped};
+use waybill::state::durable::Durable;
+
+const CONFIG: &str = r#"
+systems: [wms]
+keys: [order, shipment]
+root: order
+listeners:
+  - { name: edge, bind: 127.0.0.1:0, upstream: http://127.0.0.1:9, system: wms }
+milestones:
+  - { name: order_released, object: order }
+  - { name: packed, object: shipment }
+  - { name: shipped, object: shipment }
+  - { name: goods_issue_posted, object: shipment }
+routes:
+  - { name: wms.release, system: wms, match: { path: /release }, keys: { order: { header: x-order } }, milestone: order_released }
+flows:
+  - { name: order_to_ship, from: order_released, to: shipped, slo: 24h }
+expectations:
+  - { after: shipped, expect: goods_issue_posted, within: 15m, exception: missing_goods_issue, owner: wms }
+"#;
+
+/// Observations per transaction: release, pack (links the shipment),
+/// ship, goods issue.
+const PER_TRANSACTION: usize = 4;
+
+fn observations(config: &Config, transactions: usize) -> Vec<Observation> {
+    let order = config.key_kinds.get("order").expect("declared");
+    let shipment = config.key_kinds.get("shipment").expect("declared");
+    let milestone = |name: &str| config.milestones.get(name).expect("declared");
+    let system = config.systems.get("wms").expect("declared");
+    let start = SystemTime::now();
+    let mut all = Vec::with_capacity(transactions * PER_TRANSACTION);
+    let mut id = 0;
+    for t in 0..transactions {
+        let so = Key::new(order.clone(), format!("SO-{t:08}"));
+        let sh = Key::new(shipment.clone(), format!("SH-{t:08}"));
+        let steps = [
+            (vec![so.clone()], "order_released", "/orders/SO/release"),
+            (
+                vec![so, sh.clone()],
+                "packed",
+                "/orders/SO/shipments/SH/pack",
+            ),
+            (vec![sh.clone()], "shipped", "/shipments/SH/ship"),
+            (vec![sh], "goods_issue_posted", "/shipments/SH/goods_issue"),
+        ];
+        for (keys, name, path) in steps {
+            id += 1;
+            all.push(Observation {
+                exchange: Exchange {
+                    id,
+                    listener: ListenerId(0),
+                    system: system.clone(),
+                    method: http::Method::POST,
+                    uri: http::Uri::from_static(path),
+                    version: http::Version::HTTP_11,
+                    request_headers: http::HeaderMap::new(),
+                    started: start + Duration::from_millis(id),
+                    duration: Duration::from_millis(3),
+                    upstream_duration: Duration::from_millis(2),
+                    outcome: Outcome::Response {
+                        status: http::StatusCode::OK,
+                        headers: http::HeaderMap::new(),
+                    },
+                    request_body: Tapped::default(),
+                    response_body: Tapped::default(),
+                    replayed: false,
+                },
+                route: None,
+                operation: None,
+                keys,
+                milestone: Some(milestone(name)),
+                problems: Vec::new(),
+            });
+        }
+    }
+    all
+}
+
+fn gauge(registry: &Registry, name: &str) -> f64 {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Runs `transactions` through a durable correlator; prints the figures.
+async fn run(label: &str, state: &str, transactions: usize) {
+    let base = std::env::var_os("WAYBILL_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(base).expect("temp dir");
+    let yaml = format!(
+        "{CONFIG}\nstate: {{ path: '{}', {state}, max_transactions: 10000000 }}\n",
+        dir.path().display()
+    );
+    let config = Arc::new(Config::from_yaml(&yaml, "bench.yaml").expect("valid config"));
+    let all = observations(&config, transactions);
+    let count = all.len();
+    let mut registry = Registry::default();
+    let (mut correlator, sender, handle, inbox) =
+        Correlator::new(Arc::clone(&config), Clock::system(), 10_000, &mut registry);
+    let waybill::config::StoreConfig::Embedded(embedded) = &config.state.store else {
+        panic!("bench config has a state path");
+    };
+    let durable = Durable::open(embedded, &mut registry).expect("open store");
+    correlator.recover(durable).expect("empty store");
+    let task = tokio::spawn(correlator.run(inbox));
+
+    let started = Instant::now();
+    for observation in all {
+        sender.send(observation).await.expect("correlator running");
+    }
+    while handle.applied() < count as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = started.elapsed();
+    let journal = gauge(&registry, "waybill_state_journal_bytes");
+    let file_before = std::fs::metadata(dir.path().join(waybill::state::durable::FILE_NAME))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "  file before the final snapshot: {:.1} MiB",
+        file_before as f64 / (1024.0 * 1024.0)
+    );
+    let commits = gauge(&registry, "waybill_state_commits_total");
+    drop(sender);
+    task.await.expect("correlator stops");
+    let snapshot = gauge(&registry, "waybill_state_snapshot_bytes");
+    let file = std::fs::metadata(dir.path().join(waybill::state::durable::FILE_NAME))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "{label}: {count} observations accepted in {:.2}s = {:.0} obs/s, {commits} commits ({:.1} obs/commit)",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        count as f64 / commits.max(1.0),
+    );
+    println!(
+        "  per transaction ({PER_TRANSACTION} observations): journal {:.0} B, snapshot {:.0} B; file {:.1} MiB for {transactions} transactions",
+        journal / transactions as f64,
+        snapshot / transactions as f64,
+        file as f64 / (1024.0 * 1024.0),
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        run(
+            "group commit (commit_interval 10ms, commit_batch 1024)",
+            "commit_interval: 10ms, commit_batch: 1024",
+            25_000,
+        )
+        .await;
+        run(
+            "no grouping (commit_batch 1: one fsync per observation)",
+            "commit_interval: 1ms, commit_batch: 1",
+            250,
+        )
+        .await;
+    });
+}

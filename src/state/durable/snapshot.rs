@@ -1,0 +1,504 @@
+//! The snapshot format: every held transaction, the correlator's pending
+//! deadlines and its counters, at one journal position. Loading the
+//! snapshot and replaying the journal after that position gives the state
+//! the correlator had.
+//!
+//! The types here mirror the in-memory records with config names as text
+//! (resolved against the config on load, like journal records) and exact
+//! times (the admin API's JSON rounds to milliseconds; a snapshot must
+//! not). The bytes are framed like journal records: version, CRC32, JSON.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Symbol, Symbols};
+use crate::extract::{Key, Problem};
+use crate::state::{
+    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, MilestoneRecord, Resolution, Status,
+    Transaction, TxId,
+};
+
+use super::record::{upstream_error, Damaged, VERSION};
+
+/// Everything the correlator needs to continue where it was.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub transactions: Vec<SavedTransaction>,
+    /// Pending deadlines, in due order.
+    pub schedule: Vec<SavedDue>,
+    /// The store's next transaction id.
+    pub next_transaction: u64,
+    /// The last exception id handed out.
+    pub next_exception: u64,
+    /// The highest exchange id applied, so ids stay unique after restart.
+    pub last_exchange: u64,
+}
+
+/// A business key as `(kind, value)`.
+pub type SavedKey = (String, String);
+
+/// One pending deadline of the correlator's schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedDue {
+    pub at: SystemTime,
+    pub due: SavedDueKind,
+}
+
+/// What a deadline is for (see the correlator's schedule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SavedDueKind {
+    Expectation {
+        expectation: usize,
+        object: SavedKey,
+        exchange: u64,
+    },
+    RetryWindow {
+        route: String,
+        object: SavedKey,
+    },
+    Stuck {
+        milestone: String,
+        object: SavedKey,
+        since: SystemTime,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedTransaction {
+    pub id: u64,
+    pub name: SavedKey,
+    pub root: Option<SavedKey>,
+    pub former_names: Vec<SavedKey>,
+    pub complete: bool,
+    pub keys: Vec<SavedKey>,
+    pub links: Vec<(SavedKey, SavedKey)>,
+    pub milestones: Vec<SavedMilestone>,
+    pub flows: Vec<SavedFlow>,
+    pub exceptions: Vec<SavedException>,
+    pub attempts: Vec<SavedAttempt>,
+    pub current: Option<String>,
+    pub stuck: Option<String>,
+    pub exchanges: Vec<SavedExchange>,
+    pub exchanges_dropped: u64,
+    pub first_seen: SystemTime,
+    pub last_updated: SystemTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedMilestone {
+    pub milestone: String,
+    pub object: SavedKey,
+    pub at: SystemTime,
+    pub system: String,
+    pub operation: Option<String>,
+    pub exchange: u64,
+    pub repeats: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedFlow {
+    pub flow: String,
+    pub object: SavedKey,
+    pub started: SystemTime,
+    pub ended: SystemTime,
+    pub duration: Duration,
+    pub within_slo: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedException {
+    pub id: u64,
+    pub kind: String,
+    pub owner: String,
+    pub object: SavedKey,
+    pub reason: String,
+    pub opened: SystemTime,
+    pub resolved: Option<SystemTime>,
+    pub evidence: Vec<u64>,
+    pub resolution: SavedResolution,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SavedResolution {
+    Milestone {
+        milestone: String,
+        object: Option<SavedKey>,
+    },
+    Success {
+        operation: String,
+        object: SavedKey,
+    },
+    Manual,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedAttempt {
+    pub operation: String,
+    pub object: SavedKey,
+    pub failures: u32,
+    pub successes: u32,
+    pub retries: u32,
+    pub duplicates: u32,
+    pub first_failure: Option<SystemTime>,
+    pub idempotency_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedExchange {
+    pub id: u64,
+    pub at: SystemTime,
+    pub system: String,
+    pub operation: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub error: Option<String>,
+    pub duration: Duration,
+    pub keys: Vec<SavedKey>,
+    pub milestone: Option<String>,
+    pub problems: Vec<String>,
+}
+
+impl Snapshot {
+    /// The framed bytes of this snapshot.
+    pub fn encode(&self) -> Vec<u8> {
+        let payload = serde_json::to_vec(self).unwrap_or_default();
+        let mut frame = Vec::with_capacity(5 + payload.len());
+        frame.push(VERSION);
+        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        frame
+    }
+
+    /// Reads framed snapshot bytes, checking version and checksum.
+    pub fn decode(frame: &[u8]) -> Result<Snapshot, Damaged> {
+        if frame.len() < 5 {
+            return Err(Damaged::Short(frame.len()));
+        }
+        if frame[0] != VERSION {
+            return Err(Damaged::Version(frame[0]));
+        }
+        let mut crc = [0u8; 4];
+        crc.copy_from_slice(&frame[1..5]);
+        let payload = &frame[5..];
+        if crc32fast::hash(payload) != u32::from_le_bytes(crc) {
+            return Err(Damaged::Checksum);
+        }
+        serde_json::from_slice(payload).map_err(|e| Damaged::Payload(e.to_string()))
+    }
+}
+
+// === saving ===
+
+/// The saved form of a key.
+pub fn save_key(key: &Key) -> SavedKey {
+    (key.kind.as_str().to_owned(), key.value.to_string())
+}
+
+fn name<T>(symbol: &Symbol<T>) -> String {
+    symbol.as_str().to_owned()
+}
+
+impl SavedTransaction {
+    /// The saved form of `tx`.
+    pub fn of(tx: &Transaction) -> Self {
+        SavedTransaction {
+            id: tx.id.0,
+            name: save_key(&tx.name),
+            root: tx.root.as_ref().map(save_key),
+            former_names: tx.former_names.iter().map(save_key).collect(),
+            complete: tx.status == Status::Complete,
+            keys: tx.keys.iter().map(save_key).collect(),
+            links: tx
+                .links
+                .iter()
+                .map(|(a, b)| (save_key(a), save_key(b)))
+                .collect(),
+            milestones: tx
+                .milestones
+                .iter()
+                .map(|m| SavedMilestone {
+                    milestone: name(&m.milestone),
+                    object: save_key(&m.object),
+                    at: m.at,
+                    system: name(&m.system),
+                    operation: m.operation.as_ref().map(name),
+                    exchange: m.exchange,
+                    repeats: m.repeats,
+                })
+                .collect(),
+            flows: tx
+                .flows
+                .iter()
+                .map(|f| SavedFlow {
+                    flow: name(&f.flow),
+                    object: save_key(&f.object),
+                    started: f.started,
+                    ended: f.ended,
+                    duration: f.duration,
+                    within_slo: f.within_slo,
+                })
+                .collect(),
+            exceptions: tx
+                .exceptions
+                .iter()
+                .map(|e| SavedException {
+                    id: e.id,
+                    kind: name(&e.kind),
+                    owner: name(&e.owner),
+                    object: save_key(&e.object),
+                    reason: e.reason.clone(),
+                    opened: e.opened,
+                    resolved: e.resolved,
+                    evidence: e.evidence.clone(),
+                    resolution: match &e.resolution {
+                        Resolution::Milestone { milestone, object } => SavedResolution::Milestone {
+                            milestone: name(milestone),
+                            object: object.as_ref().map(save_key),
+                        },
+                        Resolution::Success { operation, object } => SavedResolution::Success {
+                            operation: name(operation),
+                            object: save_key(object),
+                        },
+                        Resolution::Manual => SavedResolution::Manual,
+                    },
+                })
+                .collect(),
+            attempts: tx
+                .attempts
+                .iter()
+                .map(|a| SavedAttempt {
+                    operation: name(&a.operation),
+                    object: save_key(&a.object),
+                    failures: a.failures,
+                    successes: a.successes,
+                    retries: a.retries,
+                    duplicates: a.duplicates,
+                    first_failure: a.first_failure,
+                    idempotency_keys: a.idempotency_keys.clone(),
+                })
+                .collect(),
+            current: tx.current.as_ref().map(name),
+            stuck: tx.stuck.as_ref().map(name),
+            exchanges: tx
+                .exchanges
+                .iter()
+                .map(|x| SavedExchange {
+                    id: x.id,
+                    at: x.at,
+                    system: name(&x.system),
+                    operation: x.operation.as_ref().map(name),
+                    method: x.method.clone(),
+                    path: x.path.clone(),
+                    status: x.status,
+                    error: x.error.map(str::to_owned),
+                    duration: x.duration,
+                    keys: x.keys.iter().map(save_key).collect(),
+                    milestone: x.milestone.as_ref().map(name),
+                    problems: x.problems.iter().map(|p| (*p).to_owned()).collect(),
+                })
+                .collect(),
+            exchanges_dropped: tx.exchanges_dropped,
+            first_seen: tx.first_seen,
+            last_updated: tx.last_updated,
+        }
+    }
+}
+
+// === loading ===
+
+/// Resolves saved names against the config.
+pub struct Resolver<'a> {
+    config: &'a Config,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(config: &'a Config) -> Self {
+        Resolver { config }
+    }
+
+    fn symbol<T>(&self, table: &Symbols<T>, what: &str, name: &str) -> Result<Symbol<T>, Damaged> {
+        table
+            .get(name)
+            .ok_or_else(|| Damaged::Unknown(format!("{what} {name}")))
+    }
+
+    /// The key `(kind, value)`.
+    pub fn key(&self, (kind, value): &SavedKey) -> Result<Key, Damaged> {
+        let kind = self.symbol(&self.config.key_kinds, "key kind", kind)?;
+        Ok(Key::new(kind, value.as_str()))
+    }
+
+    fn keys(&self, keys: &[SavedKey]) -> Result<Vec<Key>, Damaged> {
+        keys.iter().map(|k| self.key(k)).collect()
+    }
+
+    /// The milestone named `name`.
+    pub fn milestone(&self, name: &str) -> Result<crate::config::Milestone, Damaged> {
+        self.symbol(&self.config.milestones, "milestone", name)
+    }
+
+    fn system(&self, name: &str) -> Result<crate::config::System, Damaged> {
+        self.symbol(&self.config.systems, "system", name)
+    }
+
+    fn operation(&self, name: &str) -> Result<crate::config::Operation, Damaged> {
+        self.symbol(&self.config.operations, "operation", name)
+    }
+
+    /// The route named `name`.
+    pub fn route(&self, name: &str) -> Result<crate::config::RouteId, Damaged> {
+        self.config
+            .routes
+            .iter()
+            .find(|r| r.operation.as_str() == name)
+            .map(|r| r.id)
+            .ok_or_else(|| Damaged::Unknown(format!("route {name}")))
+    }
+
+    /// The transaction `saved` stands for.
+    pub fn transaction(&self, saved: &SavedTransaction) -> Result<Transaction, Damaged> {
+        let mut tx = Transaction::new(TxId(saved.id), self.key(&saved.name)?, saved.first_seen);
+        tx.root = saved.root.as_ref().map(|k| self.key(k)).transpose()?;
+        tx.former_names = self.keys(&saved.former_names)?;
+        tx.status = if saved.complete {
+            Status::Complete
+        } else {
+            Status::Open
+        };
+        tx.keys = self.keys(&saved.keys)?;
+        tx.links = saved
+            .links
+            .iter()
+            .map(|(a, b)| Ok((self.key(a)?, self.key(b)?)))
+            .collect::<Result<_, Damaged>>()?;
+        tx.milestones = saved
+            .milestones
+            .iter()
+            .map(|m| {
+                Ok(MilestoneRecord {
+                    milestone: self.milestone(&m.milestone)?,
+                    object: self.key(&m.object)?,
+                    at: m.at,
+                    system: self.system(&m.system)?,
+                    operation: m
+                        .operation
+                        .as_deref()
+                        .map(|o| self.operation(o))
+                        .transpose()?,
+                    exchange: m.exchange,
+                    repeats: m.repeats,
+                })
+            })
+            .collect::<Result<_, Damaged>>()?;
+        tx.flows = saved
+            .flows
+            .iter()
+            .map(|f| {
+                Ok(FlowRecord {
+                    flow: self.symbol(&self.config.flow_names, "flow", &f.flow)?,
+                    object: self.key(&f.object)?,
+                    started: f.started,
+                    ended: f.ended,
+                    duration: f.duration,
+                    within_slo: f.within_slo,
+                })
+            })
+            .collect::<Result<_, Damaged>>()?;
+        tx.exceptions = saved
+            .exceptions
+            .iter()
+            .map(|e| {
+                Ok(ExceptionRecord {
+                    id: e.id,
+                    kind: self.symbol(&self.config.exception_kinds, "exception kind", &e.kind)?,
+                    owner: self.system(&e.owner)?,
+                    object: self.key(&e.object)?,
+                    reason: e.reason.clone(),
+                    opened: e.opened,
+                    resolved: e.resolved,
+                    evidence: e.evidence.clone(),
+                    resolution: match &e.resolution {
+                        SavedResolution::Milestone { milestone, object } => Resolution::Milestone {
+                            milestone: self.milestone(milestone)?,
+                            object: object.as_ref().map(|k| self.key(k)).transpose()?,
+                        },
+                        SavedResolution::Success { operation, object } => Resolution::Success {
+                            operation: self.operation(operation)?,
+                            object: self.key(object)?,
+                        },
+                        SavedResolution::Manual => Resolution::Manual,
+                    },
+                })
+            })
+            .collect::<Result<_, Damaged>>()?;
+        tx.attempts = saved
+            .attempts
+            .iter()
+            .map(|a| {
+                Ok(Attempt {
+                    operation: self.operation(&a.operation)?,
+                    object: self.key(&a.object)?,
+                    failures: a.failures,
+                    successes: a.successes,
+                    retries: a.retries,
+                    duplicates: a.duplicates,
+                    first_failure: a.first_failure,
+                    idempotency_keys: a.idempotency_keys.clone(),
+                })
+            })
+            .collect::<Result<_, Damaged>>()?;
+        tx.current = saved
+            .current
+            .as_deref()
+            .map(|m| self.milestone(m))
+            .transpose()?;
+        tx.stuck = saved
+            .stuck
+            .as_deref()
+            .map(|m| self.milestone(m))
+            .transpose()?;
+        tx.exchanges = saved
+            .exchanges
+            .iter()
+            .map(|x| {
+                Ok(ExchangeRecord {
+                    id: x.id,
+                    at: x.at,
+                    system: self.system(&x.system)?,
+                    operation: x
+                        .operation
+                        .as_deref()
+                        .map(|o| self.operation(o))
+                        .transpose()?,
+                    method: x.method.clone(),
+                    path: x.path.clone(),
+                    status: x.status,
+                    error: x
+                        .error
+                        .as_deref()
+                        .and_then(upstream_error)
+                        .map(|e| e.as_str()),
+                    duration: x.duration,
+                    keys: self.keys(&x.keys)?,
+                    milestone: x
+                        .milestone
+                        .as_deref()
+                        .map(|m| self.milestone(m))
+                        .transpose()?,
+                    problems: x
+                        .problems
+                        .iter()
+                        .filter_map(|p| Problem::ALL.into_iter().find(|k| k.as_str() == p))
+                        .map(Problem::as_str)
+                        .collect(),
+                })
+            })
+            .collect::<Result<VecDeque<_>, Damaged>>()?;
+        tx.exchanges_dropped = saved.exchanges_dropped;
+        tx.last_updated = saved.last_updated;
+        Ok(tx)
+    }
+}

@@ -1,0 +1,582 @@
+//! Crash test of the embedded store: the real `waybill run` binary, in
+//! front of a real upstream, killed with SIGKILL at random points (a fixed
+//! seed) while traffic flows, and restarted on the same data directory.
+//! Whatever the admin API showed before a kill must be there after the
+//! restart (the API shows only accepted, durable state), and what is
+//! computed after the restart (flows, lapsed expectations started before a
+//! kill) must be right. Prints observations sent, accepted and lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+/// Kills (SIGKILL) and restarts.
+const KILLS: usize = 5;
+/// Orders driven through release → pack → ship (→ goods issue).
+const ORDERS: usize = 100;
+/// Every fourth order never gets its goods issue: its expectation lapses.
+const NO_GOODS_ISSUE: usize = 4;
+/// The expectation's window: longer than a few kill/restart rounds, so
+/// some expectations started before a kill lapse after the restart.
+const WITHIN: Duration = Duration::from_secs(4);
+/// Bound on every wait of this test.
+const PATIENCE: Duration = Duration::from_secs(20);
+const SEED: u64 = 0x5EED_2026;
+
+/// A tiny deterministic generator (xorshift64*), so kill points repeat.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// One request of the plan and the milestone it marks on its object.
+#[derive(Debug, Clone)]
+struct Step {
+    path: String,
+    milestone: &'static str,
+    /// `(kind, value)` of the milestone's object.
+    object: (&'static str, String),
+    order: usize,
+}
+
+/// Orders in groups of ten, phase by phase, so transactions stay open
+/// across kills and some flows start before a kill and end after it.
+fn plan() -> Vec<Step> {
+    let mut steps = Vec::new();
+    for group in (0..ORDERS).collect::<Vec<_>>().chunks(10) {
+        for phase in 0..4 {
+            for &i in group {
+                let step = match phase {
+                    0 => Step {
+                        path: format!("/orders/SO-{i}/release"),
+                        milestone: "order_released",
+                        object: ("order", format!("SO-{i}")),
+                        order: i,
+                    },
+                    1 => Step {
+                        path: format!("/orders/SO-{i}/shipments/SH-{i}/pack"),
+                        milestone: "packed",
+                        object: ("shipment", format!("SH-{i}")),
+                        order: i,
+                    },
+                    2 => Step {
+                        path: format!("/shipments/SH-{i}/ship"),
+                        milestone: "shipped",
+                        object: ("shipment", format!("SH-{i}")),
+                        order: i,
+                    },
+                    _ if i % NO_GOODS_ISSUE == NO_GOODS_ISSUE - 1 => continue,
+                    _ => Step {
+                        path: format!("/shipments/SH-{i}/goods_issue"),
+                        milestone: "goods_issue_posted",
+                        object: ("shipment", format!("SH-{i}")),
+                        order: i,
+                    },
+                };
+                steps.push(step);
+            }
+        }
+    }
+    steps
+}
+
+fn config(upstream: SocketAddr, data: &Path) -> String {
+    format!(
+        r#"
+admin: {{ bind: 127.0.0.1:0 }}
+state: {{ path: '{data}', commit_interval: 5ms, snapshot_interval: 300ms }}
+systems: [wms, erp]
+keys: [order, shipment]
+root: order
+listeners:
+  - {{ name: edge, bind: 127.0.0.1:0, upstream: http://{upstream}, system: wms }}
+milestones:
+  - {{ name: order_released, object: order }}
+  - {{ name: packed, object: shipment }}
+  - {{ name: shipped, object: shipment }}
+  - {{ name: goods_issue_posted, object: shipment }}
+routes:
+  - {{ name: wms.release, system: wms, match: {{ method: POST, path: '/orders/{{order_id}}/release' }}, keys: {{ order: {{ path_param: order_id }} }}, milestone: order_released }}
+  - name: wms.pack
+    system: wms
+    match: {{ method: POST, path: '/orders/{{order_id}}/shipments/{{shipment_id}}/pack' }}
+    keys: {{ order: {{ path_param: order_id }}, shipment: {{ path_param: shipment_id }} }}
+    milestone: packed
+  - {{ name: wms.ship, system: wms, match: {{ method: POST, path: '/shipments/{{shipment_id}}/ship' }}, keys: {{ shipment: {{ path_param: shipment_id }} }}, milestone: shipped }}
+  - {{ name: erp.goods_issue, system: erp, match: {{ method: POST, path: '/shipments/{{shipment_id}}/goods_issue' }}, keys: {{ shipment: {{ path_param: shipment_id }} }}, milestone: goods_issue_posted }}
+flows:
+  - {{ name: order_to_ship, from: order_released, to: shipped, slo: 24h }}
+expectations:
+  - {{ after: shipped, expect: goods_issue_posted, within: {within}ms, exception: missing_goods_issue, owner: erp }}
+"#,
+        data = data.display(),
+        within = WITHIN.as_millis(),
+    )
+}
+
+/// An upstream that answers every POST with 200.
+async fn upstream() -> SocketAddr {
+    let app = Router::new().fallback(post(|| async { "ok" }));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A running `waybill run`; killed (SIGKILL) and reaped when dropped, so a
+/// failing test leaves no process behind.
+struct Waybill {
+    child: Child,
+    admin: SocketAddr,
+    edge: SocketAddr,
+    log: mpsc::Receiver<String>,
+}
+
+impl Waybill {
+    fn start(config: &Path) -> Waybill {
+        Self::start_with(config, &mut |_| {})
+    }
+
+    /// [`Waybill::start`], handing every log line before `waybill started` to `seen`.
+    fn start_with(config: &Path, seen: &mut dyn FnMut(&Value)) -> Waybill {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_waybill"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(config)
+            .env("WAYBILL_LOG", "info")
+            .env("OTEL_TRACES_EXPORTER", "none")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start waybill");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, log) = mpsc::channel();
+        // Drains stderr for the process's whole life so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut waybill = Waybill {
+            child,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            edge: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = waybill
+                .log
+                .recv_timeout(left)
+                .expect("waybill logs `waybill started` in time");
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let fields = &entry["fields"];
+            seen(fields);
+            if fields["message"] == "state recovered" {
+                eprintln!(
+                    "  recovered: {} snapshot transactions, {} journal observations, {} ticks, {} skipped",
+                    fields["transactions"], fields["observations"], fields["ticks"], fields["skipped"]
+                );
+            }
+            if fields["message"] == "waybill started" {
+                waybill.admin = fields["admin"]
+                    .as_str()
+                    .and_then(|a| a.parse().ok())
+                    .expect("admin address");
+                // `[("edge", 127.0.0.1:PORT)]`
+                let listeners = fields["listeners"].as_str().expect("listeners");
+                let start = listeners.find(", ").expect("listener address") + 2;
+                let end = listeners[start..].find(')').expect("listener end") + start;
+                waybill.edge = listeners[start..end].parse().expect("listener address");
+                return waybill;
+            }
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the process to exit; returns its status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "waybill did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Waybill {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `(milestone, object value)` → time, as the admin API shows them.
+type Visible = BTreeMap<(String, String), String>;
+
+/// Every milestone of the planned orders the admin API shows now (looked
+/// up by order and by shipment: a shipment whose link to its order was
+/// not accepted before a kill is a transaction of its own).
+async fn visible(client: &reqwest::Client, admin: SocketAddr) -> Visible {
+    use futures_util::StreamExt;
+    let keys = (0..ORDERS).flat_map(|i| [format!("order/SO-{i}"), format!("shipment/SH-{i}")]);
+    let answers: Vec<Option<Value>> = futures_util::stream::iter(keys)
+        .map(|key| async move {
+            let url = format!("http://{admin}/api/v1/transactions/{key}");
+            let response = client.get(&url).send().await.expect("admin API answers");
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return None;
+            }
+            Some(response.json::<Value>().await.expect("transaction JSON"))
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut seen = Visible::new();
+    for tx in answers.into_iter().flatten() {
+        for m in tx["milestones"].as_array().expect("milestones") {
+            let name = m["milestone"].as_str().expect("name").to_owned();
+            let object = m["object"]["value"].as_str().expect("object").to_owned();
+            let at = m["at"].as_str().expect("at").to_owned();
+            seen.insert((name, object), at);
+        }
+    }
+    seen
+}
+
+/// Between two requests: spreads the plan over every kill round.
+const PACE: Duration = Duration::from_millis(3);
+
+/// Sends steps until one fails (the sidecar was killed); returns how many
+/// were answered, and counts them in `progress` as it goes.
+async fn drive(
+    client: reqwest::Client,
+    edge: SocketAddr,
+    steps: Vec<Step>,
+    progress: Arc<AtomicUsize>,
+) -> usize {
+    let mut answered = 0;
+    for step in steps {
+        tokio::time::sleep(PACE).await;
+        let url = format!("http://{edge}{}", step.path);
+        match client.post(&url).send().await {
+            Ok(r) if r.status().is_success() => answered += 1,
+            _ => break,
+        }
+        progress.store(answered, Ordering::Release);
+    }
+    answered
+}
+
+fn millis(rfc3339: &str) -> SystemTime {
+    humantime::parse_rfc3339(rfc3339).expect("rfc3339 time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_milestones_survive_repeated_kill_9_and_restart() {
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("waybill.yaml");
+    std::fs::File::create(&config_path)
+        .and_then(|mut f| f.write_all(config(upstream, &dir.path().join("data")).as_bytes()))
+        .expect("write config");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let steps = plan();
+    let mut rng = Rng(SEED);
+    let mut next = 0;
+    let mut sent = 0;
+    let mut ever_visible = Visible::new();
+    let mut last_kill = SystemTime::now();
+    // The round before whose kill each milestone was first shown.
+    let mut first_round: BTreeMap<(String, String), usize> = BTreeMap::new();
+
+    for round in 0..KILLS {
+        let waybill = Waybill::start(&config_path);
+        let after_restart = visible(&client, waybill.admin).await;
+        let lost: Vec<_> = ever_visible
+            .keys()
+            .filter(|k| !after_restart.contains_key(*k))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: lost after restart: {lost:?}"
+        );
+        for (key, at) in &ever_visible {
+            assert_eq!(&after_restart[key], at, "{key:?} changed its time");
+        }
+
+        // Kill after a random share of the plan; traffic goes on (up to a
+        // bound, so one slow round does not take the whole plan) while the
+        // admin API is read, and is in flight when the kill comes.
+        let target = 30 + rng.below(40) as usize;
+        let cap = (next + target + 60).min(steps.len());
+        let progress = Arc::new(AtomicUsize::new(0));
+        let traffic = tokio::spawn(drive(
+            client.clone(),
+            waybill.edge,
+            steps[next..cap].to_vec(),
+            Arc::clone(&progress),
+        ));
+        let deadline = Instant::now() + PATIENCE;
+        while progress.load(Ordering::Acquire) < target.min(steps.len() - next) {
+            assert!(
+                Instant::now() < deadline,
+                "traffic stalled in round {round}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let before_kill = visible(&client, waybill.admin).await;
+        let busy = progress.load(Ordering::Acquire) < cap - next;
+        waybill.kill();
+        last_kill = SystemTime::now();
+        let answered = tokio::time::timeout(PATIENCE, traffic)
+            .await
+            .expect("traffic stops after the kill")
+            .expect("traffic task");
+        eprintln!(
+            "round {round}: {answered} requests answered, {} milestones visible at the kill{}",
+            before_kill.len(),
+            if busy { ", killed mid-traffic" } else { "" }
+        );
+        sent += answered;
+        next += answered;
+        for (key, at) in before_kill {
+            first_round.entry(key.clone()).or_insert(round);
+            ever_visible.insert(key, at);
+        }
+    }
+
+    // The last start: finish the plan and let the sidecar settle.
+    let waybill = Waybill::start(&config_path);
+    let progress = Arc::new(AtomicUsize::new(0));
+    let answered = drive(
+        client.clone(),
+        waybill.edge,
+        steps[next..].to_vec(),
+        progress,
+    )
+    .await;
+    sent += answered;
+    assert_eq!(
+        next + answered,
+        steps.len(),
+        "the last run answers every remaining step"
+    );
+    let expected: BTreeSet<(String, String)> = steps
+        .iter()
+        .map(|s| (s.milestone.to_owned(), s.object.1.clone()))
+        .collect();
+    let deadline = Instant::now() + PATIENCE;
+    let mut now_visible = visible(&client, waybill.admin).await;
+    while now_visible.len() < expected.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        now_visible = visible(&client, waybill.admin).await;
+    }
+
+    let lost = ever_visible
+        .keys()
+        .filter(|k| !now_visible.contains_key(*k))
+        .count();
+    // Answered before a kill but not yet accepted: seen on the wire, never
+    // shown by the admin API, so not lost; the plan resent nothing, so
+    // they stay missing.
+    let unaccepted: Vec<_> = expected
+        .iter()
+        .filter(|k| !now_visible.contains_key(*k))
+        .collect();
+    eprintln!(
+        "observations sent (answered): {sent}; accepted: {}; lost after acceptance: {lost}; answered in the last milliseconds before a kill and never accepted: {}",
+        now_visible.len(),
+        unaccepted.len()
+    );
+    assert_eq!(lost, 0, "accepted milestones were lost");
+    assert!(unaccepted.len() <= KILLS * 50, "{unaccepted:?}");
+
+    // Flows computed after restarts: order_to_ship = shipped - released.
+    let mut crossing = 0;
+    for i in 0..ORDERS {
+        let order = format!("SO-{i}");
+        let shipment = format!("SH-{i}");
+        // The pack links the shipment to its order; without it accepted
+        // (answered just before a kill) the two are separate transactions.
+        let (Some(released), Some(_), Some(shipped)) = (
+            now_visible.get(&("order_released".to_owned(), order.clone())),
+            now_visible.get(&("packed".to_owned(), shipment.clone())),
+            now_visible.get(&("shipped".to_owned(), shipment)),
+        ) else {
+            continue;
+        };
+        let url = format!("http://{}/api/v1/transactions/order/{order}", waybill.admin);
+        let tx: Value = client
+            .get(&url)
+            .send()
+            .await
+            .expect("lookup")
+            .json()
+            .await
+            .expect("json");
+        let flows = tx["flows"].as_array().expect("flows");
+        let flow = flows
+            .iter()
+            .find(|f| f["flow"] == "order_to_ship")
+            .unwrap_or_else(|| panic!("{order} has no order_to_ship flow: {tx}"));
+        let measured = flow["duration_seconds"].as_f64().expect("seconds");
+        let expected = millis(shipped)
+            .duration_since(millis(released))
+            .expect("shipped after released")
+            .as_secs_f64();
+        assert!(
+            (measured - expected).abs() < 0.002,
+            "{order}: {measured} vs {expected}"
+        );
+        let round = |key: (&str, String)| {
+            first_round
+                .get(&(key.0.to_owned(), key.1))
+                .copied()
+                .unwrap_or(KILLS)
+        };
+        if round(("order_released", order.clone())) < round(("shipped", format!("SH-{i}"))) {
+            crossing += 1;
+        }
+    }
+    eprintln!("order_to_ship flows whose start was shown before a kill and whose end was first shown after it: {crossing}");
+    assert!(crossing > 0, "no flow spanned a kill");
+
+    // Expectations: every shipped shipment without goods issue opens
+    // missing_goods_issue once WITHIN has passed, even when it was shipped
+    // before a kill and its deadline came after the restart.
+    let no_issue: BTreeMap<String, SystemTime> = steps
+        .iter()
+        .filter(|s| s.milestone == "shipped" && s.order % NO_GOODS_ISSUE == NO_GOODS_ISSUE - 1)
+        .filter_map(|s| {
+            now_visible
+                .get(&("shipped".to_owned(), s.object.1.clone()))
+                .map(|at| (s.object.1.clone(), millis(at)))
+        })
+        .collect();
+    let latest = no_issue
+        .values()
+        .max()
+        .copied()
+        .expect("some shipments lack a goods issue");
+    let wait = (latest + WITHIN + Duration::from_millis(1500))
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    assert!(wait < PATIENCE);
+    tokio::time::sleep(wait).await;
+    let url = format!(
+        "http://{}/api/v1/exceptions?kind=missing_goods_issue&limit=1000",
+        waybill.admin
+    );
+    let found: Value = client
+        .get(&url)
+        .send()
+        .await
+        .expect("exceptions")
+        .json()
+        .await
+        .expect("json");
+    let mut opened: BTreeMap<String, usize> = BTreeMap::new();
+    for e in found["exceptions"].as_array().expect("exceptions") {
+        let object = e["object"]["value"].as_str().expect("object").to_owned();
+        *opened.entry(object).or_default() += 1;
+    }
+    let fired_after_restart = no_issue
+        .values()
+        .filter(|shipped| **shipped < last_kill && **shipped + WITHIN > last_kill)
+        .count();
+    for shipment in no_issue.keys() {
+        assert_eq!(opened.get(shipment), Some(&1), "{shipment}: {opened:?}");
+    }
+    eprintln!(
+        "missing_goods_issue: {} opened, each once; {fired_after_restart} were started before the last kill and lapsed after the restart",
+        opened.len()
+    );
+    assert!(
+        fired_after_restart > 0,
+        "no expectation spanned the last kill"
+    );
+    waybill.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_leaves_a_snapshot_and_no_journal_to_replay() {
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("waybill.yaml");
+    std::fs::File::create(&config_path)
+        .and_then(|mut f| f.write_all(config(upstream, &dir.path().join("data")).as_bytes()))
+        .expect("write config");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let steps: Vec<Step> = plan().into_iter().take(30).collect();
+    let waybill = Waybill::start(&config_path);
+    let answered = drive(
+        client.clone(),
+        waybill.edge,
+        steps.clone(),
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
+    assert_eq!(answered, steps.len());
+    let status = waybill.terminate();
+    assert!(status.success(), "exit status {status}");
+
+    let mut recovered = Value::Null;
+    let waybill = Waybill::start_with(&config_path, &mut |fields| {
+        if fields["message"] == "state recovered" {
+            recovered = fields.clone();
+        }
+    });
+    assert_eq!(recovered["observations"], 0, "{recovered}");
+    assert_eq!(recovered["transactions"], 10, "{recovered}");
+    let shown = visible(&client, waybill.admin).await;
+    for step in &steps {
+        let key = (step.milestone.to_owned(), step.object.1.clone());
+        assert!(
+            shown.contains_key(&key),
+            "{key:?} missing after a clean restart"
+        );
+    }
+    waybill.kill();
+}
