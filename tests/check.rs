@@ -235,7 +235,7 @@ fn malformed_templates_and_unknown_path_params_are_refused() {
 fn routes_of_the_same_shape_and_method_overlap_and_name_each_other() {
     assert_eq!(
         errors("overlapping_routes.yaml"),
-        ["tests/configs/overlapping_routes.yaml:16:12: routes[2].match: route `wms.read_order` overlaps route `wms.get_order` (routes[0] at line 8): both match GET `/orders/{id}` on the same listeners and neither is more specific; use a literal segment, a different method or different listeners"]
+        ["tests/configs/overlapping_routes.yaml:16:12: routes[2].match: route `wms.read_order` overlaps route `wms.get_order` (routes[0] at line 8): both match GET `/orders/{id}` on the same listeners and neither is more specific; use a literal segment, a different method, different listeners or a content condition (e.g. `x12: \"214\"`)"]
     );
 }
 
@@ -245,7 +245,7 @@ fn a_key_rule_needs_exactly_one_source() {
         errors("key_source_count.yaml"),
         [
             "tests/configs/key_source_count.yaml:10:14: routes[0].keys.order: several sources given (header, query); expected exactly one per key kind",
-            "tests/configs/key_source_count.yaml:11:17: routes[0].keys.shipment: no source given; expected one of `header`, `query`, `path_param`, `request_json`, `response_json`, `request_regex`, `response_regex`",
+            "tests/configs/key_source_count.yaml:11:17: routes[0].keys.shipment: no source given; expected one of `header`, `query`, `path_param`, `request_json`, `response_json`, `request_regex`, `response_regex`, `request_xml`, `response_xml`, `request_x12`, `response_x12`, `request_edifact`, `response_edifact`, `request_form`, `response_form`",
         ]
     );
 }

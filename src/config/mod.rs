@@ -4,6 +4,8 @@
 //! (see [`ConfigError`]); `waybill check FILE` runs the same validation.
 
 mod business;
+mod condition;
+mod edi_address;
 mod error;
 mod json_path;
 mod listener;
@@ -14,6 +16,7 @@ mod symbol;
 mod template;
 mod units;
 mod validate;
+mod xml_path;
 
 pub use business::{Expectation, Flow, MilestoneDef};
 pub use error::{ConfigError, ConfigErrors};
@@ -21,11 +24,13 @@ pub use listener::{
     Direction, Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
 };
 pub use route::{
-    JsonPath, JsonStep, KeyRule, KeySource, PathTemplate, Route, RouteId, Segment, Side,
+    Condition, EdiAddress, EdiPart, EdiSyntax, JsonPath, JsonStep, KeyRule, KeySource,
+    PathTemplate, Route, RouteId, Segment, Side, XmlPath, XmlStep,
 };
 pub use symbol::{
     kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
 };
+pub use xml_path::MAX_XML_DEPTH;
 
 use std::net::SocketAddr;
 use std::path::Path;
