@@ -22,27 +22,32 @@ use super::Problem;
 /// Most parts read from one multipart body.
 const MAX_PARTS: usize = 1_000;
 
-/// Every `(name, value)` field of a form body, in order. Values that are
-/// not UTF-8 are skipped and reported.
+/// One field: its name and its value, or why the value cannot be read
+/// (not UTF-8), so that a rule asking for it reports that instead of a
+/// missing key.
+pub(super) type Field = (String, Result<String, Problem>);
+
+/// Every field of a form body, in order. A name that cannot be decoded
+/// is reported on `problems` (no rule can ask for it).
 pub(super) fn fields(
     body: &[u8],
     headers: &HeaderMap,
     partial: bool,
     problems: &mut Vec<Problem>,
-) -> Result<Vec<(String, String)>, Problem> {
+) -> Result<Vec<Field>, Problem> {
     match media_type(headers).as_deref() {
         Some("application/x-www-form-urlencoded") => Ok(urlencoded(body, partial, problems)),
         Some("multipart/form-data") => {
             let boundary = content_type_param(headers, "boundary")
                 .filter(|b| !b.is_empty() && b.len() <= 70)
                 .ok_or(Problem::MalformedForm)?;
-            multipart(body, &boundary, partial, problems)
+            multipart(body, &boundary, partial)
         }
         _ => Err(Problem::MalformedForm),
     }
 }
 
-fn urlencoded(body: &[u8], partial: bool, problems: &mut Vec<Problem>) -> Vec<(String, String)> {
+fn urlencoded(body: &[u8], partial: bool, problems: &mut Vec<Problem>) -> Vec<Field> {
     let Ok(text) = std::str::from_utf8(body) else {
         // Form encoding is ASCII; raw non-ASCII bytes are not a form.
         problems.push(Problem::MalformedForm);
@@ -55,20 +60,18 @@ fn urlencoded(body: &[u8], partial: bool, problems: &mut Vec<Problem>) -> Vec<(S
     let mut fields = Vec::new();
     for pair in pairs {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match (form_decode(name.trim()), form_decode(value)) {
-            (Ok(name), Ok(value)) => fields.push((name.into_owned(), value.into_owned())),
-            (Err(problem), _) | (_, Err(problem)) => problems.push(problem),
+        match form_decode(name.trim()) {
+            Ok(name) => fields.push((
+                name.into_owned(),
+                form_decode(value).map(|value| value.into_owned()),
+            )),
+            Err(problem) => problems.push(problem),
         }
     }
     fields
 }
 
-fn multipart(
-    body: &[u8],
-    boundary: &str,
-    partial: bool,
-    problems: &mut Vec<Problem>,
-) -> Result<Vec<(String, String)>, Problem> {
+fn multipart(body: &[u8], boundary: &str, partial: bool) -> Result<Vec<Field>, Problem> {
     let delimiter = format!("--{boundary}");
     // The first delimiter may follow a preamble; later ones start a line,
     // so a file that contains `--boundary` mid-line does not end its part.
@@ -94,27 +97,20 @@ fn multipart(
         };
         let part = rest.get(..next).unwrap_or_default();
         let part = part.strip_suffix(b"\r").unwrap_or(part);
-        if let Some(field) = read_part(part)? {
-            match field {
-                (name, Ok(value)) => fields.push((name, value)),
-                (_, Err(problem)) => problems.push(problem),
-            }
-        }
+        fields.extend(read_part(part)?);
         at = part_start + next + line_delimiter.len();
     }
     Err(Problem::MalformedForm)
 }
 
 /// A body that ended before its closing delimiter: fine for a prefix.
-fn finish(partial: bool, fields: Vec<(String, String)>) -> Result<Vec<(String, String)>, Problem> {
+fn finish(partial: bool, fields: Vec<Field>) -> Result<Vec<Field>, Problem> {
     if partial {
         Ok(fields)
     } else {
         Err(Problem::MalformedForm)
     }
 }
-
-type Field = (String, Result<String, Problem>);
 
 /// One part: headers, a blank line, the value. `None` for a file part or
 /// a part without a field name.
@@ -178,12 +174,13 @@ mod tests {
         assert_eq!(
             fields,
             [
-                ("tracking".to_owned(), "1Z 999".to_owned()),
-                ("order".to_owned(), "SO-1".to_owned()),
-                ("order".to_owned(), "SO-2".to_owned())
+                ("tracking".to_owned(), Ok("1Z 999".to_owned())),
+                ("order".to_owned(), Ok("SO-1".to_owned())),
+                ("order".to_owned(), Ok("SO-2".to_owned())),
+                ("bad".to_owned(), Err(Problem::InvalidUtf8))
             ]
         );
-        assert_eq!(problems, [Problem::InvalidUtf8]);
+        assert!(problems.is_empty());
     }
 
     #[test]
@@ -199,8 +196,8 @@ mod tests {
         assert_eq!(
             fields,
             [
-                ("shipment".to_owned(), "SH-7".to_owned()),
-                ("order".to_owned(), "SO-1".to_owned())
+                ("shipment".to_owned(), Ok("SH-7".to_owned())),
+                ("order".to_owned(), Ok("SO-1".to_owned()))
             ]
         );
     }

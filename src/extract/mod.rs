@@ -42,6 +42,8 @@ mod content;
 mod edi;
 mod edifact;
 mod form;
+#[cfg(test)]
+mod format_tests;
 mod json;
 mod metrics;
 mod observation;
@@ -99,8 +101,13 @@ impl Extractor {
             exchange.uri.path(),
             |route| content::all_hold(&route.conditions, &mut reading),
         );
+        // What is read from here on is read for the matched route; its
+        // conditions are asked again (from the cache) to claim what they read.
+        reading.claim();
+        let matched_any = found.is_some();
         let (route, operation, milestone) = match found {
             Some(matched) => {
+                content::all_hold(&matched.route.conditions, &mut reading);
                 extract(
                     &exchange,
                     &matched,
@@ -118,7 +125,7 @@ impl Extractor {
             }
             None => (None, None, None),
         };
-        problems.extend(reading.into_problems());
+        problems.extend(reading.into_problems(matched_any));
         problems.sort_unstable();
         problems.dedup();
         self.metrics.record(
@@ -201,15 +208,10 @@ fn rule_values(
                 }
             }
         }
-        // Each rule's hits are read once: take them rather than copy.
-        KeySource::Json { side, .. } => reading
-            .json_hits(*side, rules)?
-            .get_mut(index)
-            .map(std::mem::take),
-        KeySource::Xml { side, .. } => reading
-            .xml_hits(*side, rules)?
-            .get_mut(index)
-            .map(std::mem::take),
+        KeySource::Json { side, .. } => {
+            take_hits(reading.json_hits(*side, rules)?, index, problems)
+        }
+        KeySource::Xml { side, .. } => take_hits(reading.xml_hits(*side, rules)?, index, problems),
         KeySource::Regex { side, regex } => {
             let body = reading.body(*side)?;
             let mut values = Vec::new();
@@ -237,16 +239,42 @@ fn rule_values(
             )
         }
         KeySource::Form { side, field } => {
-            let fields = reading.form(*side)?;
-            Some(
-                fields
-                    .iter()
-                    .filter(|(name, _)| name == field)
-                    .map(|(_, value)| Arc::from(value.as_str()))
-                    .collect(),
-            )
+            let mut values = Vec::new();
+            let mut unreadable = false;
+            for (_, value) in reading
+                .form(*side)?
+                .iter()
+                .filter(|(name, _)| name == field)
+            {
+                match value {
+                    Ok(value) => values.push(Arc::from(value.as_str())),
+                    Err(problem) => {
+                        problems.push(*problem);
+                        unreadable = true;
+                    }
+                }
+            }
+            (!values.is_empty() || !unreadable).then_some(values)
         }
     }
+}
+
+/// Takes rule `index`'s values out of a one-pass scan (each rule reads its
+/// own once), reporting a value it could not read; `None` when that left
+/// it with nothing.
+fn take_hits(
+    hits: &mut reading::Hits,
+    index: usize,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<Arc<str>>> {
+    let hit = std::mem::take(hits.get_mut(index)?);
+    if let Some(problem) = hit.problem {
+        problems.push(problem);
+        if hit.values.is_empty() {
+            return None;
+        }
+    }
+    Some(hit.values)
 }
 
 /// Keys found so far: deduplicated, in the order they were first found.

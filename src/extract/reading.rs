@@ -7,7 +7,10 @@
 //! nothing asks for is never touched.
 //!
 //! Problems met on the way (truncation, decoding, a bad envelope …) are
-//! collected here once each and reported with the observation.
+//! kept with what they spoiled. They are reported for what the matched
+//! route used (its conditions and its rules), or, when no route matched,
+//! for everything that was tried: a body read only to rule out a route
+//! (an X12 interchange tested for being EDIFACT) owes no problem.
 
 use std::sync::Arc;
 
@@ -18,14 +21,40 @@ use crate::proxy::Exchange;
 
 use super::body::Body;
 use super::edi::{Delimiters, Document};
+use super::form::Field;
 use super::{edifact, form, json, x12, xml, Problem};
 
-/// Values per rule index (only the rules of one format and side have any).
-pub(super) type Hits = Vec<Vec<Arc<str>>>;
+/// What one rule of a one-pass format (JSON, XML) found.
+#[derive(Debug, Default)]
+pub(super) struct RuleHits {
+    pub values: Vec<Arc<str>>,
+    /// Why some value at the rule's path could not be read.
+    pub problem: Option<Problem>,
+}
 
-/// A value computed at most once: `None` until tried, then `Some(None)`
-/// when it could not be computed (its problem is recorded).
-type Once<T> = Option<Option<T>>;
+/// Per rule index (only the rules of one format and side have any).
+pub(super) type Hits = Vec<RuleHits>;
+
+/// A value computed at most once, with the problems computing it met.
+struct Slot<T> {
+    /// `None` when it could not be computed.
+    value: Option<T>,
+    problems: Vec<Problem>,
+    /// Used by the matched route: its problems are reported.
+    claimed: bool,
+}
+
+impl<T> Slot<T> {
+    fn compute(f: impl FnOnce(&mut Vec<Problem>) -> Option<T>) -> Self {
+        let mut problems = Vec::new();
+        let value = f(&mut problems);
+        Slot {
+            value,
+            problems,
+            claimed: false,
+        }
+    }
+}
 
 /// The lazily read bodies of one exchange.
 pub(super) struct Reading<'e> {
@@ -34,18 +63,22 @@ pub(super) struct Reading<'e> {
     limit: usize,
     /// Request, then response.
     sides: [SideCache<'e>; 2],
-    problems: Vec<Problem>,
+    /// Set once the route is chosen: from then on, whatever is used is
+    /// used by the matched route.
+    claiming: bool,
+    /// Problems of JSON conditions: (claimed, problem).
+    conditions: Vec<(bool, Problem)>,
 }
 
 /// What has been read of one side.
 #[derive(Default)]
 struct SideCache<'e> {
-    body: Once<Body<'e>>,
-    x12: Once<Document>,
-    edifact: Once<Document>,
-    form: Once<Vec<(String, String)>>,
-    json: Once<Hits>,
-    xml: Once<Hits>,
+    body: Option<Slot<Body<'e>>>,
+    x12: Option<Slot<Document>>,
+    edifact: Option<Slot<Document>>,
+    form: Option<Slot<Vec<Field>>>,
+    json: Option<Slot<Hits>>,
+    xml: Option<Slot<Hits>>,
 }
 
 fn index(side: Side) -> usize {
@@ -58,13 +91,44 @@ impl<'e> Reading<'e> {
             exchange,
             limit,
             sides: [SideCache::default(), SideCache::default()],
-            problems: Vec::new(),
+            claiming: false,
+            conditions: Vec::new(),
         }
     }
 
-    /// The problems met so far.
-    pub fn into_problems(self) -> Vec<Problem> {
-        self.problems
+    /// The route is chosen (or none is): what is read from now on is
+    /// read for it.
+    pub fn claim(&mut self) {
+        self.claiming = true;
+    }
+
+    /// The problems to report: those of what the matched route used, or
+    /// of everything tried when no route `matched`.
+    pub fn into_problems(self, matched: bool) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut report = |claimed: bool, found: &[Problem]| {
+            if claimed || !matched {
+                problems.extend_from_slice(found);
+            }
+        };
+        for side in &self.sides {
+            if let Some(slot) = &side.body {
+                report(slot.claimed, &slot.problems);
+            }
+            for slot in [&side.x12, &side.edifact].into_iter().flatten() {
+                report(slot.claimed, &slot.problems);
+            }
+            if let Some(slot) = &side.form {
+                report(slot.claimed, &slot.problems);
+            }
+            for slot in [&side.json, &side.xml].into_iter().flatten() {
+                report(slot.claimed, &slot.problems);
+            }
+        }
+        for (claimed, problem) in &self.conditions {
+            report(*claimed, std::slice::from_ref(problem));
+        }
+        problems
     }
 
     /// The headers that describe `side`'s body; `None` for the response of
@@ -79,155 +143,150 @@ impl<'e> Reading<'e> {
     /// `side`'s body, decoded on first use.
     pub fn body(&mut self, side: Side) -> Option<&Body<'e>> {
         let headers = self.headers(side);
-        let exchange = self.exchange;
+        let (exchange, limit, claiming) = (self.exchange, self.limit, self.claiming);
         let cache = self.sides.get_mut(index(side))?;
-        if cache.body.is_none() {
-            let tapped = match side {
-                Side::Request => &exchange.request_body,
-                Side::Response => &exchange.response_body,
-            };
-            cache.body = Some(match headers {
+        let slot = cache.body.get_or_insert_with(|| {
+            Slot::compute(|problems| {
                 // The upstream never answered: nothing to read or report.
-                None => None,
-                Some(headers) => {
-                    match Body::decode(tapped, Some(headers), self.limit, &mut self.problems) {
-                        Ok(body) => Some(body),
-                        Err(problem) => {
-                            self.problems.push(problem);
-                            None
-                        }
+                let headers = headers?;
+                let tapped = match side {
+                    Side::Request => &exchange.request_body,
+                    Side::Response => &exchange.response_body,
+                };
+                match Body::decode(tapped, Some(headers), limit, problems) {
+                    Ok(body) => Some(body),
+                    Err(problem) => {
+                        problems.push(problem);
+                        None
                     }
                 }
-            });
-        }
-        cache.body.as_ref()?.as_ref()
+            })
+        });
+        slot.claimed |= claiming;
+        slot.value.as_ref()
     }
 
     /// `side`'s body as an X12 interchange, with its bytes.
     pub fn x12(&mut self, side: Side) -> Option<(&Document, &[u8])> {
-        self.edi(side, x12::parse, |cache| &mut cache.x12, |cache| &cache.x12)
+        self.body(side)?;
+        let claiming = self.claiming;
+        let cache = self.sides.get_mut(index(side))?;
+        let body = cache.body.as_ref()?.value.as_ref()?;
+        let slot = cache
+            .x12
+            .get_or_insert_with(|| Slot::compute(|problems| edi(x12::parse, body, problems)));
+        slot.claimed |= claiming;
+        Some((slot.value.as_ref()?, &body.bytes))
     }
 
     /// `side`'s body as an EDIFACT interchange, with its bytes.
     pub fn edifact(&mut self, side: Side) -> Option<(&Document, &[u8])> {
-        self.edi(
-            side,
-            edifact::parse,
-            |cache| &mut cache.edifact,
-            |cache| &cache.edifact,
-        )
-    }
-
-    fn edi(
-        &mut self,
-        side: Side,
-        parse: fn(&[u8], bool) -> Result<Document, Problem>,
-        slot_mut: for<'c> fn(&'c mut SideCache<'e>) -> &'c mut Once<Document>,
-        slot: for<'c> fn(&'c SideCache<'e>) -> &'c Once<Document>,
-    ) -> Option<(&Document, &[u8])> {
         self.body(side)?;
+        let claiming = self.claiming;
         let cache = self.sides.get_mut(index(side))?;
-        if slot_mut(cache).is_none() {
-            let parsed = match cache.body.as_ref().and_then(Option::as_ref) {
-                // No body (a 204, an empty POST) holds no segments.
-                Some(body) if body.bytes.trim_ascii().is_empty() => Some(Document::empty()),
-                Some(body) => match parse(&body.bytes, body.partial) {
-                    Ok(document) => {
-                        if document.malformed {
-                            self.problems.push(Problem::EdiMalformed);
-                        }
-                        Some(document)
-                    }
-                    Err(problem) => {
-                        self.problems.push(problem);
-                        None
-                    }
-                },
-                None => None,
-            };
-            *slot_mut(cache) = Some(parsed);
-        }
-        let cache = self.sides.get(index(side))?;
-        let document = slot(cache).as_ref()?.as_ref()?;
-        let body = cache.body.as_ref()?.as_ref()?;
-        Some((document, &body.bytes))
+        let body = cache.body.as_ref()?.value.as_ref()?;
+        let slot = cache
+            .edifact
+            .get_or_insert_with(|| Slot::compute(|problems| edi(edifact::parse, body, problems)));
+        slot.claimed |= claiming;
+        Some((slot.value.as_ref()?, &body.bytes))
     }
 
     /// `side`'s body as form fields.
-    pub fn form(&mut self, side: Side) -> Option<&[(String, String)]> {
+    pub fn form(&mut self, side: Side) -> Option<&[Field]> {
         let headers = self.headers(side)?;
         self.body(side)?;
+        let claiming = self.claiming;
         let cache = self.sides.get_mut(index(side))?;
-        if cache.form.is_none() {
-            let fields = match cache.body.as_ref().and_then(Option::as_ref) {
-                Some(body) if body.bytes.is_empty() => Some(Vec::new()),
-                Some(body) => {
-                    match form::fields(&body.bytes, headers, body.partial, &mut self.problems) {
-                        Ok(fields) => Some(fields),
-                        Err(problem) => {
-                            self.problems.push(problem);
-                            None
-                        }
+        let body = cache.body.as_ref()?.value.as_ref()?;
+        let slot = cache.form.get_or_insert_with(|| {
+            Slot::compute(|problems| {
+                if body.bytes.is_empty() {
+                    return Some(Vec::new());
+                }
+                match form::fields(&body.bytes, headers, body.partial, problems) {
+                    Ok(fields) => Some(fields),
+                    Err(problem) => {
+                        problems.push(problem);
+                        None
                     }
                 }
-                None => None,
-            };
-            cache.form = Some(fields);
-        }
-        cache.form.as_ref()?.as_deref()
+            })
+        });
+        slot.claimed |= claiming;
+        slot.value.as_deref()
     }
 
     /// The values of every JSON rule of `side`, from one scan; `None` when
     /// they could not run.
     pub fn json_hits(&mut self, side: Side, rules: &[KeyRule]) -> Option<&mut Hits> {
         self.body(side)?;
+        let claiming = self.claiming;
         let cache = self.sides.get_mut(index(side))?;
-        if cache.json.is_none() {
-            let hits = match cache.body.as_ref().and_then(Option::as_ref) {
-                Some(body) => json_values(body, side, rules, &mut self.problems),
-                None => None,
-            };
-            cache.json = Some(hits);
-        }
-        cache.json.as_mut()?.as_mut()
+        let body = cache.body.as_ref()?.value.as_ref()?;
+        let slot = cache.json.get_or_insert_with(|| {
+            Slot::compute(|problems| json_values(body, side, rules, problems))
+        });
+        slot.claimed |= claiming;
+        slot.value.as_mut()
     }
 
     /// The values of every XML rule of `side`, from one walk.
     pub fn xml_hits(&mut self, side: Side, rules: &[KeyRule]) -> Option<&mut Hits> {
         self.body(side)?;
+        let claiming = self.claiming;
         let cache = self.sides.get_mut(index(side))?;
-        if cache.xml.is_none() {
-            let hits = match cache.body.as_ref().and_then(Option::as_ref) {
-                Some(body) => xml_values(body, side, rules, &mut self.problems),
-                None => None,
-            };
-            cache.xml = Some(hits);
-        }
-        cache.xml.as_mut()?.as_mut()
+        let body = cache.body.as_ref()?.value.as_ref()?;
+        let slot = cache.xml.get_or_insert_with(|| {
+            Slot::compute(|problems| xml_values(body, side, rules, problems))
+        });
+        slot.claimed |= claiming;
+        slot.value.as_mut()
     }
 
     /// Does `side`'s JSON body hold `value` at `path`? (A route condition.)
     pub fn json_equals(&mut self, side: Side, path: &JsonPath, value: &str) -> bool {
+        let claiming = self.claiming;
         let Some(body) = self.body(side) else {
             return false;
         };
         if body.partial {
             return false;
         }
-        let text = match body.text(false) {
-            Ok(text) => text,
-            Err(problem) => {
-                self.problems.push(problem);
-                return false;
-            }
-        };
         let mut equal = false;
-        match json::scan(&text, &[path], |_, found| equal |= found == value) {
-            Ok(()) => equal,
-            Err(problem) => {
-                self.problems.push(problem);
+        let problem = match body.text(false) {
+            Ok(text) => json::scan(&text, &[path], |_, found| equal |= found == value).err(),
+            Err(problem) => Some(problem),
+        };
+        match problem {
+            Some(problem) => {
+                self.conditions.push((claiming, problem));
                 false
             }
+            None => equal,
+        }
+    }
+}
+
+/// Parses an EDI body with `parse`; an empty body holds no segments.
+fn edi(
+    parse: fn(&[u8], bool) -> Result<Document, Problem>,
+    body: &Body<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<Document> {
+    if body.bytes.trim_ascii().is_empty() {
+        return Some(Document::empty());
+    }
+    match parse(&body.bytes, body.partial) {
+        Ok(document) => {
+            if document.malformed {
+                problems.push(Problem::EdiMalformed);
+            }
+            Some(document)
+        }
+        Err(problem) => {
+            problems.push(problem);
+            None
         }
     }
 }
@@ -279,7 +338,7 @@ fn json_values(
             return None;
         }
     };
-    let mut hits: Hits = vec![Vec::new(); rules.len()];
+    let mut hits: Hits = rules.iter().map(|_| RuleHits::default()).collect();
     if text.trim_ascii().is_empty() {
         // No body at all (a 204, a bare error): nothing to find, which the
         // rules report as missing keys rather than as malformed JSON.
@@ -287,7 +346,7 @@ fn json_values(
     }
     let scanned = json::scan(&text, &paths, |path, value| {
         if let Some(found) = rule_of.get(path).and_then(|&rule| hits.get_mut(rule)) {
-            found.push(Arc::from(value));
+            found.values.push(Arc::from(value));
         }
     });
     match scanned {
@@ -328,10 +387,13 @@ fn xml_values(
             return None;
         }
     };
-    let mut hits: Hits = vec![Vec::new(); rules.len()];
-    let scanned = xml::scan(&text, &paths, body.partial, problems, |path, value| {
+    let mut hits: Hits = rules.iter().map(|_| RuleHits::default()).collect();
+    let scanned = xml::scan(&text, &paths, body.partial, |path, value| {
         if let Some(found) = rule_of.get(path).and_then(|&rule| hits.get_mut(rule)) {
-            found.push(Arc::from(value));
+            match value {
+                Ok(value) => found.values.push(Arc::from(value)),
+                Err(problem) => found.problem = Some(problem),
+            }
         }
     });
     match scanned {

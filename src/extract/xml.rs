@@ -28,16 +28,15 @@ use crate::config::{XmlPath, XmlStep, MAX_XML_DEPTH};
 use super::Problem;
 
 /// Walks `text` once and calls `on_value(path_index, value)` for every
-/// element text or attribute at one of `paths`, in document order. Values
-/// that could not be read (a DTD entity) push their problem and are
-/// skipped; a fatal problem ends the walk with `Err`, and callers should
+/// element text or attribute at one of `paths`, in document order; a value
+/// that could not be read (it uses a DTD entity) is reported as its
+/// problem. A fatal problem ends the walk with `Err`, and callers should
 /// then discard what was reported.
 pub(super) fn scan(
     text: &str,
     paths: &[&XmlPath],
     partial: bool,
-    problems: &mut Vec<Problem>,
-    mut on_value: impl FnMut(usize, &str),
+    mut on_value: impl FnMut(usize, Result<&str, Problem>),
 ) -> Result<(), Problem> {
     let mut reader = Reader::from_str(text);
     let config = reader.config_mut();
@@ -56,9 +55,9 @@ pub(super) fn scan(
             Err(_) => return Err(Problem::MalformedXml),
         };
         match event {
-            Event::Start(start) => walk.open(&start, problems, &mut on_value)?,
+            Event::Start(start) => walk.open(&start, &mut on_value)?,
             Event::Empty(start) => {
-                walk.open(&start, problems, &mut on_value)?;
+                walk.open(&start, &mut on_value)?;
                 walk.close(&mut on_value);
             }
             Event::End(_) => walk.close(&mut on_value),
@@ -66,7 +65,7 @@ pub(super) fn scan(
                 if walk.collecting_here() {
                     match text.unescape() {
                         Ok(text) => walk.append(&text),
-                        Err(error) => walk.spoil(problem_of(&error), problems),
+                        Err(error) => walk.spoil(problem_of(&error)),
                     }
                 }
             }
@@ -74,7 +73,7 @@ pub(super) fn scan(
                 if walk.collecting_here() {
                     match std::str::from_utf8(&cdata) {
                         Ok(text) => walk.append(text),
-                        Err(_) => walk.spoil(Problem::InvalidUtf8, problems),
+                        Err(_) => walk.spoil(Problem::InvalidUtf8),
                     }
                 }
             }
@@ -103,16 +102,15 @@ struct Walk<'p> {
     /// Per open element, the paths whose steps matched down to it.
     live: Vec<Vec<usize>>,
     /// Elements whose text is being collected: path, depth, text so far
-    /// (`None` once a part of it could not be read).
-    collecting: Vec<(usize, usize, Option<String>)>,
+    /// (or why a part of it could not be read).
+    collecting: Vec<(usize, usize, Result<String, Problem>)>,
 }
 
 impl Walk<'_> {
     fn open(
         &mut self,
         start: &BytesStart<'_>,
-        problems: &mut Vec<Problem>,
-        on_value: &mut impl FnMut(usize, &str),
+        on_value: &mut impl FnMut(usize, Result<&str, Problem>),
     ) -> Result<(), Problem> {
         let depth = self.live.len();
         if depth >= MAX_XML_DEPTH {
@@ -141,15 +139,15 @@ impl Walk<'_> {
                 continue;
             };
             match &path.attribute {
-                None => self.collecting.push((p, depth + 1, Some(String::new()))),
-                Some(attribute) => read_attribute(start, attribute, p, problems, on_value)?,
+                None => self.collecting.push((p, depth + 1, Ok(String::new()))),
+                Some(attribute) => read_attribute(start, attribute, p, on_value)?,
             }
         }
         self.live.push(alive);
         Ok(())
     }
 
-    fn close(&mut self, on_value: &mut impl FnMut(usize, &str)) {
+    fn close(&mut self, on_value: &mut impl FnMut(usize, Result<&str, Problem>)) {
         let depth = self.live.len();
         self.live.pop();
         while let Some((path, at, text)) = self.collecting.pop() {
@@ -157,8 +155,9 @@ impl Walk<'_> {
                 self.collecting.push((path, at, text));
                 break;
             }
-            if let Some(text) = text {
-                on_value(path, text.trim());
+            match text {
+                Ok(text) => on_value(path, Ok(text.trim())),
+                Err(problem) => on_value(path, Err(problem)),
             }
         }
     }
@@ -172,21 +171,20 @@ impl Walk<'_> {
     fn append(&mut self, text: &str) {
         let depth = self.live.len();
         for (_, at, collected) in &mut self.collecting {
-            if let (true, Some(collected)) = (*at == depth, collected.as_mut()) {
+            if let (true, Ok(collected)) = (*at == depth, collected.as_mut()) {
                 collected.push_str(text);
             }
         }
     }
 
     /// The element being read has an unreadable part: it gives no value.
-    fn spoil(&mut self, problem: Problem, problems: &mut Vec<Problem>) {
+    fn spoil(&mut self, problem: Problem) {
         let depth = self.live.len();
         for (_, at, collected) in &mut self.collecting {
             if *at == depth {
-                *collected = None;
+                *collected = Err(problem);
             }
         }
-        problems.push(problem);
     }
 }
 
@@ -195,8 +193,7 @@ fn read_attribute(
     start: &BytesStart<'_>,
     wanted: &str,
     path: usize,
-    problems: &mut Vec<Problem>,
-    on_value: &mut impl FnMut(usize, &str),
+    on_value: &mut impl FnMut(usize, Result<&str, Problem>),
 ) -> Result<(), Problem> {
     for attribute in start.attributes() {
         let attribute = attribute.map_err(|_| Problem::MalformedXml)?;
@@ -207,8 +204,8 @@ fn read_attribute(
         }
         let value: Result<Cow<'_, str>, _> = attribute.unescape_value();
         match value {
-            Ok(value) => on_value(path, value.trim()),
-            Err(error) => problems.push(problem_of(&error)),
+            Ok(value) => on_value(path, Ok(value.trim())),
+            Err(error) => on_value(path, Err(problem_of(&error))),
         }
     }
     Ok(())
@@ -229,8 +226,9 @@ mod tests {
         let refs: Vec<&XmlPath> = parsed.iter().collect();
         let mut problems = Vec::new();
         let mut found = Vec::new();
-        let result = scan(text, &refs, false, &mut problems, |p, v| {
-            found.push((p, v.to_owned()))
+        let result = scan(text, &refs, false, |p, v| match v {
+            Ok(v) => found.push((p, v.to_owned())),
+            Err(problem) => problems.push(problem),
         });
         (result.map(|()| found), problems)
     }
@@ -317,14 +315,10 @@ mod tests {
         let paths = [XmlPath::parse("/a/id").expect("valid")];
         let refs: Vec<&XmlPath> = paths.iter().collect();
         let mut found = Vec::new();
-        let result = scan(
-            "<a><id>D-1</id><lines><li",
-            &refs,
-            true,
-            &mut Vec::new(),
-            |_, v| found.push(v.to_owned()),
-        );
+        let result = scan("<a><id>D-1</id><lines><li", &refs, true, |_, v| {
+            found.push(v.map(str::to_owned))
+        });
         assert_eq!(result, Ok(()));
-        assert_eq!(found, ["D-1"]);
+        assert_eq!(found, [Ok("D-1".to_owned())]);
     }
 }
