@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::correlate::{Correlator, CorrelatorHandle};
 use crate::extract::Extractor;
-use crate::proxy::{self, ExchangeSink};
+use crate::proxy::{self, ExchangeSink, ProxyMetrics};
 use crate::telemetry::Metrics;
 
 /// How often [`Sidecar::settle`] looks at the pipeline's progress.
@@ -53,6 +53,7 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Sidecar> {
 
     let (exchange_tx, mut exchange_rx) = mpsc::channel(config.observation.queue_capacity.max(1));
     let sink = ExchangeSink::new(exchange_tx, &mut registry);
+    let proxy_metrics = ProxyMetrics::new(&mut registry);
     let extractor = Extractor::new(Arc::clone(&config), &mut registry);
     let (correlator, observations, handle, inbox) = Correlator::new(
         Arc::clone(&config),
@@ -101,6 +102,7 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Sidecar> {
             socket,
             Arc::new(listener.clone()),
             sink.clone(),
+            proxy_metrics.clone(),
             clock.clone(),
             traffic.child_token(),
         ));

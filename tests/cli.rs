@@ -40,8 +40,8 @@ fn check_reports_every_broken_config_with_file_line_and_exit_64() {
             .expect("run waybill check");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{}: {stderr}", path.display());
-        // Every error line starts with `file:line:column:`.
-        let prefix = format!("{}:", path.display());
+        // Every error line reads `error: file:line:column: field: message`.
+        let prefix = format!("error: {}:", path.display());
         let first = stderr.lines().next().unwrap_or_default();
         assert!(first.starts_with(&prefix), "{}: {first}", path.display());
         let line_number = first[prefix.len()..].split(':').next().unwrap_or_default();

@@ -68,7 +68,7 @@ systems: [erp, wms, carrier]
 keys: [order, shipment, tracking]
 root: order
 listeners:
-  - {{ name: edge, bind: 127.0.0.1:0, upstream: "http://{upstream}", system: wms, tap_limit: 1KiB }}
+  - {{ name: edge, bind: 127.0.0.1:0, upstream: "http://{upstream}", system: wms, tap_limit: 32KiB }}
 milestones:
   - {{ name: order_released, object: order }}
   - {{ name: packed, object: shipment }}
@@ -120,7 +120,7 @@ async fn sidecar() -> (Sidecar, reqwest::Client) {
     (sidecar, reqwest::Client::new())
 }
 
-async fn post(
+async fn send(
     client: &reqwest::Client,
     sidecar: &Sidecar,
     path: &str,
@@ -183,7 +183,7 @@ fn milestones(tx: &Value, name: &str) -> Vec<String> {
 async fn tracking_only_webhook_joins_its_order_and_split_shipments_ship_separately() {
     let (sidecar, client) = sidecar().await;
     assert_eq!(
-        post(
+        send(
             &client,
             &sidecar,
             "/api/orders",
@@ -193,12 +193,12 @@ async fn tracking_only_webhook_joins_its_order_and_split_shipments_ship_separate
         200
     );
     assert_eq!(
-        post(&client, &sidecar, "/api/orders/SO-1001/pack", "{}").await,
+        send(&client, &sidecar, "/api/orders/SO-1001/pack", "{}").await,
         200
     );
     for shipment in ["SO-1001-A", "SO-1001-B"] {
         assert_eq!(
-            post(
+            send(
                 &client,
                 &sidecar,
                 &format!("/v2/shipments/{shipment}/buy"),
@@ -208,7 +208,7 @@ async fn tracking_only_webhook_joins_its_order_and_split_shipments_ship_separate
             200
         );
         assert_eq!(
-            post(
+            send(
                 &client,
                 &sidecar,
                 &format!("/api/shipments/{shipment}/ship"),
@@ -220,7 +220,7 @@ async fn tracking_only_webhook_joins_its_order_and_split_shipments_ship_separate
     }
     let webhook = r#"{"event":"delivered","tracking_code":"1ZSO-1001-B"}"#;
     assert_eq!(
-        post(&client, &sidecar, "/webhooks/delivered", webhook).await,
+        send(&client, &sidecar, "/webhooks/delivered", webhook).await,
         200
     );
     assert!(sidecar.settle(SETTLE).await, "pipeline settles");
@@ -243,7 +243,7 @@ async fn tracking_only_webhook_joins_its_order_and_split_shipments_ship_separate
     let exchanges = by_order["exchanges"].as_array().expect("exchanges");
     assert_eq!(
         exchanges.len(),
-        6,
+        7,
         "every exchange of the order is on its timeline"
     );
     let times: Vec<&str> = exchanges
@@ -270,7 +270,7 @@ async fn tracking_only_webhook_joins_its_order_and_split_shipments_ship_separate
 async fn broken_bodies_pass_through_and_are_counted_by_reason() {
     let (sidecar, client) = sidecar().await;
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let long = format!(r#"{{"order_id":"SO-LONG","pad":"{}"}}"#, "x".repeat(4096));
+    let long = format!(r#"{{"order_id":"SO-LONG","pad":"{}"}}"#, "x".repeat(40_000));
     let cases: [(&str, &[u8]); 4] = [
         ("malformed", br#"{"order_id": "SO-1", "#),
         ("invalid_utf8", b"{\"order_id\": \"SO-\xff\xfe\"}"),
@@ -312,7 +312,10 @@ async fn the_admin_api_explains_what_it_cannot_answer() {
     assert!(body.contains("order:SO-404"), "{body}");
     let (status, body) = admin_get(&client, &sidecar, "/api/v1/transactions?status=lost").await;
     assert_eq!(status, 400);
-    assert!(body.contains("expected open, complete or all"), "{body}");
+    assert!(
+        body.contains("expected open, complete, stuck or all"),
+        "{body}"
+    );
     assert_eq!(admin_get(&client, &sidecar, "/readyz").await.0, 200);
     assert_eq!(admin_get(&client, &sidecar, "/healthz").await.0, 200);
     sidecar
@@ -326,7 +329,7 @@ async fn listing_returns_recent_transactions_filtered_by_status() {
     let (sidecar, client) = sidecar().await;
     for order in ["SO-1", "SO-2", "SO-3"] {
         let body = format!(r#"{{"order_id":"{order}"}}"#);
-        assert_eq!(post(&client, &sidecar, "/api/orders", &body).await, 200);
+        assert_eq!(send(&client, &sidecar, "/api/orders", &body).await, 200);
     }
     assert!(sidecar.settle(SETTLE).await, "pipeline settles");
     let (status, body) = admin_get(

@@ -6,7 +6,8 @@
 //! | `GET /readyz` | `200 ready` once every listener is bound; `503` before that and while draining |
 //! | `GET /metrics` | every metric, OpenMetrics text |
 //! | `GET /api/v1/transactions/{kind}/{value}` | the transaction any key belongs to: all its keys, milestones, flows and exchanges in time order; `404` when unknown, `400` for an undeclared key kind |
-//! | `GET /api/v1/transactions?status=open\|complete&limit=N` | recent transactions, most recently updated first (default limit 100, at most 1000) |
+//! | `GET /api/v1/transactions?status=open\|complete\|stuck\|all&limit=N` | recent transactions, most recently updated first (default limit 100, at most 1000) |
+//! | `GET /api/v1/exceptions?kind=K&owner=S&state=open\|resolved\|all&limit=N` | exceptions, most recently opened first, each with its transaction's name |
 //!
 //! Errors are JSON `{"error": CODE, "message": TEXT}`, mapped in one place ([`ApiError`]).
 
@@ -22,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::correlate::{CorrelatorHandle, ListQuery};
+use crate::correlate::{CorrelatorHandle, ExceptionQuery, ListQuery};
 use crate::extract::Key;
 use crate::state::{Status, Transaction};
 use crate::telemetry::{self, Metrics};
@@ -65,6 +66,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/transactions", get(list))
         .route("/api/v1/transactions/{kind}/{value}", get(lookup))
+        .route("/api/v1/exceptions", get(exceptions))
         .with_state(state)
 }
 
@@ -113,20 +115,77 @@ async fn list(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
-    let status = match params.status.as_deref() {
-        None | Some("all") => None,
-        Some("open") => Some(Status::Open),
-        Some("complete") => Some(Status::Complete),
+    let (status, stuck) = match params.status.as_deref() {
+        None | Some("all") => (None, false),
+        Some("open") => (Some(Status::Open), false),
+        Some("complete") => (Some(Status::Complete), false),
+        Some("stuck") => (Some(Status::Open), true),
         Some(other) => {
             return Err(ApiError::BadQuery(format!(
-                "status `{other}`: expected open, complete or all"
+                "status `{other}`: expected open, complete, stuck or all"
             )))
         }
     };
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let transactions = state.correlator.list(ListQuery { status, limit }).await;
+    let query = ListQuery {
+        status,
+        stuck,
+        limit,
+    };
+    let transactions = state.correlator.list(query).await;
     let summaries: Vec<Value> = transactions.iter().map(summary).collect();
     Ok(Json(json!({ "transactions": summaries })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExceptionParams {
+    kind: Option<String>,
+    owner: Option<String>,
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn exceptions(
+    State(state): State<AdminState>,
+    params: Result<Query<ExceptionParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let open = match params.state.as_deref() {
+        None | Some("all") => None,
+        Some("open") => Some(true),
+        Some("resolved") => Some(false),
+        Some(other) => {
+            return Err(ApiError::BadQuery(format!(
+                "state `{other}`: expected open, resolved or all"
+            )))
+        }
+    };
+    let config = &state.config;
+    if let Some(kind) = &params.kind {
+        if config.exception_kinds.get(kind).is_none() {
+            return Err(ApiError::BadQuery(format!(
+                "kind `{kind}`: expected one of {}",
+                config.exception_kinds.names()
+            )));
+        }
+    }
+    if let Some(owner) = &params.owner {
+        if config.systems.get(owner).is_none() {
+            return Err(ApiError::BadQuery(format!(
+                "owner `{owner}`: expected one of {}",
+                config.systems.names()
+            )));
+        }
+    }
+    let query = ExceptionQuery {
+        kind: params.kind,
+        owner: params.owner,
+        open,
+        limit: params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
+    };
+    let found = state.correlator.exceptions(query).await;
+    Ok(Json(json!({ "exceptions": found })))
 }
 
 /// The listing's view of a transaction: enough to pick one to look up.
@@ -142,6 +201,8 @@ fn summary(tx: &Transaction) -> Value {
             "at": time(m.at),
         })),
         "milestones": tx.milestones.len(),
+        "stuck_at": tx.stuck,
+        "open_exceptions": tx.exceptions.iter().filter(|e| e.is_open()).count(),
         "exchanges": tx.exchanges.len() as u64 + tx.exchanges_dropped,
         "first_seen": time(tx.first_seen),
         "last_updated": time(tx.last_updated),

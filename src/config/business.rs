@@ -14,7 +14,25 @@ pub struct MilestoneDef {
     /// Reaching this milestone on every object of its kind completes the
     /// transaction (`freight_invoiced` on every shipment of an order).
     pub terminal: bool,
+    /// Milestones the transaction must have reached before this one.
+    pub requires: Vec<Milestone>,
+    /// The exception opened when `requires` is not met on arrival.
+    pub unmet: ExceptionRule,
+    /// A transaction resting at this milestone longer than this is stuck.
+    pub stuck_after: Option<Duration>,
 }
+
+/// An exception to open: its kind and, when known in advance, its owner
+/// (else the system of the exchange that revealed it).
+#[derive(Debug, Clone)]
+pub struct ExceptionRule {
+    pub kind: ExceptionKind,
+    pub owner: Option<System>,
+}
+
+/// The exception kind opened when a milestone arrives before the ones it
+/// requires and no other kind is configured.
+pub const OUT_OF_ORDER: &str = "out_of_order";
 
 /// A duration measured from one milestone to another, with its objective.
 #[derive(Debug, Clone)]

@@ -18,14 +18,15 @@ mod units;
 mod validate;
 mod xml_path;
 
-pub use business::{Expectation, Flow, MilestoneDef};
+pub use business::{ExceptionRule, Expectation, Flow, MilestoneDef, OUT_OF_ORDER};
 pub use error::{ConfigError, ConfigErrors};
 pub use listener::{
     Direction, Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
 };
 pub use route::{
-    Condition, EdiAddress, EdiPart, EdiSyntax, JsonPath, JsonStep, KeyRule, KeySource,
-    PathTemplate, Route, RouteId, Segment, Side, XmlPath, XmlStep,
+    Condition, EdiAddress, EdiPart, EdiSyntax, Guard, JsonPath, JsonStep, KeyRule, KeySource,
+    PathTemplate, Repeats, RetryRule, Route, RouteId, Segment, Side, XmlPath, XmlStep,
+    IDEMPOTENCY_KEY,
 };
 pub use symbol::{
     kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
@@ -115,6 +116,13 @@ pub mod defaults {
     pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
     /// Upstream TCP (and TLS) connect must finish within this time, else 502.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long the idempotency guard answers a repeated key from the
+    /// stored first response: a day covers every client retry schedule.
+    pub const GUARD_WINDOW: Duration = Duration::from_secs(24 * 3600);
+    /// Stored responses per guarded route, oldest dropped first.
+    pub const GUARD_MAX_ENTRIES: usize = 10_000;
+    /// Largest response body the guard stores (bigger ones are forwarded).
+    pub const GUARD_MAX_RESPONSE: usize = 64 * 1024;
     /// Admin surface address: loopback, since it exposes business keys.
     pub const ADMIN_BIND: &str = "127.0.0.1:9901";
 }

@@ -198,6 +198,88 @@ pub struct RawMilestone {
     /// (e.g. `freight_invoiced` on every shipment). Optional, default false.
     #[serde(default)]
     pub terminal: bool,
+    /// Declared milestones the transaction must have reached before this
+    /// one; arriving earlier opens an exception (`out_of_order` unless
+    /// `unmet` names another) that resolves when they arrive. Optional.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// The exception opened when `requires` is not met, e.g.
+    /// `{ exception: unmatched_freight_invoice, owner: carrier }`. Optional:
+    /// `out_of_order`, owned by the system that reported the milestone.
+    #[serde(default)]
+    pub unmet: Option<RawExceptionRule>,
+    /// A transaction whose latest milestone is this one for longer than
+    /// this is stuck, e.g. `4h`. Optional: never stuck here.
+    #[serde(default)]
+    pub stuck_after: Option<Scalar>,
+}
+
+/// An exception to open: its kind and the declared system that owns it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExceptionRule {
+    /// The exception kind, e.g. `duplicate_shipment`; a metric label value.
+    pub exception: String,
+    /// The declared system a person there must act. Optional: the system
+    /// of the route (or of the exchange) that revealed it.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// `repeats:` of a route: how repeated calls of the operation for the same
+/// object are told apart. A repeat after a failure is a retry; a second
+/// success is a duplicate, unless both carried the same idempotency key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRepeats {
+    /// The declared key kind the operation is about, e.g. `order` for a
+    /// `create_shipment` (one shipment per order expected).
+    pub by: String,
+    /// The request header carrying the client's idempotency key. Optional:
+    /// `Idempotency-Key`.
+    #[serde(default)]
+    pub idempotency_header: Option<String>,
+    /// The exception a duplicate opens. Optional: duplicates are counted only.
+    #[serde(default)]
+    pub duplicate: Option<RawExceptionRule>,
+    /// When failed attempts are given up on. Optional: retries are counted only.
+    #[serde(default)]
+    pub retry: Option<RawRetry>,
+}
+
+/// `repeats.retry:` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Failed attempts after which the operation is exhausted, e.g. `3`.
+    pub limit: u32,
+    /// Time after the first failure within which a success must come, e.g. `10m`.
+    pub within: Scalar,
+    /// The exception opened when exhausted, e.g. `carrier_retry_exhausted`;
+    /// owned by the route's system unless `owner` says otherwise.
+    pub exception: String,
+    /// Optional owner (a declared system).
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// `idempotency_guard:` of a route: opt-in, it changes traffic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuard {
+    /// The request header carrying the idempotency key. Optional: `Idempotency-Key`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// How long a stored first response answers repeats, e.g. `24h` (default).
+    #[serde(default)]
+    pub window: Option<Scalar>,
+    /// Stored responses kept; the oldest is dropped first. Optional: 10000.
+    #[serde(default)]
+    pub max_entries: Option<usize>,
+    /// Largest response body stored (larger ones are not stored, so their
+    /// repeats are forwarded), e.g. `64KiB` (default).
+    #[serde(default)]
+    pub max_response: Option<Scalar>,
 }
 
 /// One entry of `routes:`.
@@ -220,6 +302,13 @@ pub struct RawRoute {
     /// A declared milestone recorded when the exchange succeeds (2xx). Optional.
     #[serde(default)]
     pub milestone: Option<String>,
+    /// How repeats of this operation are told apart (retry, duplicate). Optional.
+    #[serde(default)]
+    pub repeats: Option<RawRepeats>,
+    /// Answer a repeated idempotency key with the stored first response
+    /// instead of forwarding it. Optional, off: it changes traffic.
+    #[serde(default)]
+    pub idempotency_guard: Option<RawGuard>,
 }
 
 /// `match:` of a route.

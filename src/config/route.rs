@@ -3,7 +3,7 @@
 //! content conditions on the request; its key rules say where each key is
 //! read from.
 
-use super::{KeyKind, ListenerId, Milestone, Operation, System};
+use super::{ExceptionRule, KeyKind, ListenerId, Milestone, Operation, System};
 
 /// Index of a route in `Config::routes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,7 +29,47 @@ pub struct Route {
     pub keys: Vec<KeyRule>,
     /// Recorded when the exchange succeeds (2xx response).
     pub milestone: Option<Milestone>,
+    /// How repeats of this operation for one object are told apart.
+    pub repeats: Option<Repeats>,
+    /// Opt-in: answer a repeated idempotency key from the stored response.
+    pub guard: Option<Guard>,
 }
+
+/// Repeats of one operation for the same object: after a failure a retry,
+/// after a success a duplicate (unless the idempotency key is the same).
+#[derive(Debug, Clone)]
+pub struct Repeats {
+    /// The key kind the operation is about (`order` for create_shipment).
+    pub by: KeyKind,
+    pub idempotency_header: http::HeaderName,
+    pub duplicate: Option<ExceptionRule>,
+    pub retry: Option<RetryRule>,
+}
+
+/// When failed attempts of an operation are given up on.
+#[derive(Debug, Clone)]
+pub struct RetryRule {
+    /// Failed attempts after which the operation is exhausted.
+    pub limit: u32,
+    /// Time after the first failure within which a success must come.
+    pub within: std::time::Duration,
+    pub exception: ExceptionRule,
+}
+
+/// The idempotency guard of a route (changes traffic, so opt-in).
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub header: http::HeaderName,
+    /// How long a stored first response answers repeats.
+    pub window: std::time::Duration,
+    /// Stored responses kept; the oldest is dropped first.
+    pub max_entries: usize,
+    /// Largest response body stored; larger responses are not stored.
+    pub max_response: usize,
+}
+
+/// The header clients put their idempotency key in, by convention.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 impl Route {
     /// Does this route apply to `listener`?

@@ -4,6 +4,7 @@
 //! business model are checked here; listeners and routes in their own files.
 
 mod listener;
+mod reconcile;
 mod route;
 
 use super::error::{ConfigError, ConfigErrors};
@@ -27,7 +28,8 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
     let systems: Symbols<kind::System> = v.declare("systems", "system", &raw.systems);
     let key_kinds: Symbols<kind::KeyKind> = v.declare("keys", "key kind", &raw.keys);
     let root = v.root(raw.root.as_deref(), &key_kinds);
-    let (milestones, milestone_defs) = v.milestones(raw, &key_kinds);
+    let exception_kinds = v.exception_kinds(raw);
+    let (milestones, milestone_defs) = v.milestones(raw, &key_kinds, &systems, &exception_kinds);
     let admin = v.admin(raw.admin.as_ref());
     let state = v.state(raw.state.as_ref());
     let observation = v.observation(raw.observation.as_ref());
@@ -37,10 +39,11 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
         key_kinds: &key_kinds,
         milestones: &milestones,
         listeners: &raw.listeners,
+        exceptions: &exception_kinds,
     };
     let (operations, routes) = v.routes(&raw.routes, &declared);
     let (flow_names, flows) = v.flows(raw, &milestones);
-    let (exception_kinds, expectations) = v.expectations(raw, &milestones, &systems);
+    let expectations = v.expectations(raw, &milestones, &systems, &exception_kinds);
     v.warn_unused(raw, &key_kinds, &milestones);
 
     // Report in file order, as a compiler would.
@@ -257,6 +260,8 @@ impl Validator<'_> {
         &mut self,
         raw: &RawConfig,
         key_kinds: &Symbols<kind::KeyKind>,
+        systems: &Symbols<kind::System>,
+        exceptions: &Symbols<kind::Exception>,
     ) -> (Symbols<kind::Milestone>, Vec<MilestoneDef>) {
         let names: Vec<&str> = raw.milestones.iter().map(|m| m.name.as_str()).collect();
         self.check_unique("milestones", "milestone", &names);
@@ -274,13 +279,25 @@ impl Validator<'_> {
             );
             let name = self.intern(&mut table, &format!("milestones[{i}].name"), &m.name);
             if let (Some(name), Some(object)) = (name, object) {
-                defs.push(MilestoneDef {
-                    name,
-                    object,
-                    terminal: m.terminal,
-                });
+                defs.push((i, name, object));
             }
         }
+        // Rules may name any milestone of the list, so they come second.
+        let defs = defs
+            .into_iter()
+            .filter_map(|(i, name, object)| {
+                let rules =
+                    self.milestone_rules(i, &raw.milestones[i], &table, systems, exceptions)?;
+                Some(MilestoneDef {
+                    name,
+                    object,
+                    terminal: raw.milestones[i].terminal,
+                    requires: rules.requires,
+                    unmet: rules.unmet,
+                    stuck_after: rules.stuck_after,
+                })
+            })
+            .collect();
         (table, defs)
     }
 
@@ -325,8 +342,8 @@ impl Validator<'_> {
         raw: &RawConfig,
         milestones: &Symbols<kind::Milestone>,
         systems: &Symbols<kind::System>,
-    ) -> (Symbols<kind::Exception>, Vec<Expectation>) {
-        let mut table = Symbols::default();
+        exceptions: &Symbols<kind::Exception>,
+    ) -> Vec<Expectation> {
         let mut expectations = Vec::new();
         for (i, e) in raw.expectations.iter().enumerate() {
             let at = |leaf: &str| format!("expectations[{i}].{leaf}");
@@ -343,15 +360,8 @@ impl Validator<'_> {
             }
             let within = self.duration(&at("within"), Some(&e.within), Duration::ZERO);
             let owner = self.lookup(systems, "system", &at("owner"), &e.owner);
-            let exception = if e.exception.trim().is_empty() {
-                self.error(
-                    &at("exception"),
-                    "an exception kind must not be empty; expected e.g. `missing_goods_issue`",
-                );
-                None
-            } else {
-                self.intern(&mut table, &at("exception"), &e.exception)
-            };
+            // Empty names were reported when the kinds were collected.
+            let exception = exceptions.get(&e.exception);
             if let (Some(after), Some(expect), Some(owner), Some(exception)) =
                 (after, expect, owner, exception)
             {
@@ -364,7 +374,7 @@ impl Validator<'_> {
                 });
             }
         }
-        (table, expectations)
+        expectations
     }
 
     /// Warnings for declarations nothing uses: a key kind no route reads, a

@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,22 @@ pub(super) struct FlowLabel {
 pub(super) struct FlowSloLabel {
     pub flow: String,
     pub slo: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct ExceptionLabel {
+    pub kind: String,
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(super) struct OperationLabel {
+    pub operation: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -54,6 +71,97 @@ pub(super) struct CorrelateMetrics {
     pub completed: Counter,
     pub milestones: Vec<MilestoneCounters>,
     pub flows: Vec<FlowHandles>,
+    pub exceptions: ExceptionMetrics,
+}
+
+/// Exceptions and repeats. Opened at most a few times a minute, so label
+/// handles are looked up when needed; label values are bounded by config
+/// (exception kinds, systems, operations).
+pub(super) struct ExceptionMetrics {
+    pub opened: Family<ExceptionLabel, Counter>,
+    pub resolved: Family<ExceptionLabel, Counter>,
+    pub resolution: Family<KindLabel, Histogram, fn() -> Histogram>,
+    pub retries: Family<OperationLabel, Counter>,
+    pub duplicates: Family<OperationLabel, Counter>,
+    pub replays: Family<OperationLabel, Counter>,
+    /// Entries in the deadline index.
+    pub deadlines: Gauge,
+}
+
+fn resolution_histogram() -> Histogram {
+    Histogram::new(FLOW_BUCKETS.iter().copied())
+}
+
+impl ExceptionMetrics {
+    fn new(registry: &mut Registry) -> Self {
+        let opened = Family::default();
+        registry.register(
+            "waybill_exceptions_opened",
+            "Exceptions opened, by kind and owner system",
+            Family::clone(&opened),
+        );
+        let resolved = Family::default();
+        registry.register(
+            "waybill_exceptions_resolved",
+            "Exceptions resolved by the awaited milestone or success arriving, by kind and owner system",
+            Family::clone(&resolved),
+        );
+        let resolution: Family<KindLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(resolution_histogram);
+        registry.register(
+            "waybill_exception_resolution_seconds",
+            "Time from an exception opening to its resolution, by kind",
+            resolution.clone(),
+        );
+        let per_operation = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<OperationLabel, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let retries = per_operation(
+            registry,
+            "waybill_retries",
+            "Attempts of an operation that followed a failed attempt on the same object",
+        );
+        let duplicates = per_operation(
+            registry,
+            "waybill_duplicates",
+            "Successful attempts of an operation on an object that already had one, with a new (or no) idempotency key",
+        );
+        let replays = per_operation(
+            registry,
+            "waybill_idempotent_replays",
+            "Repeats of a successful operation with the same idempotency key (not duplicates)",
+        );
+        let deadlines = Gauge::default();
+        registry.register(
+            "waybill_reconcile_deadlines",
+            "Deadlines waiting in the reconciliation index (expectations, retry windows, stuck checks)",
+            deadlines.clone(),
+        );
+        ExceptionMetrics {
+            opened,
+            resolved,
+            resolution,
+            retries,
+            duplicates,
+            replays,
+            deadlines,
+        }
+    }
+
+    pub fn labels(kind: &impl ToString, owner: &impl ToString) -> ExceptionLabel {
+        ExceptionLabel {
+            kind: kind.to_string(),
+            owner: owner.to_string(),
+        }
+    }
+
+    pub fn operation(operation: &impl ToString) -> OperationLabel {
+        OperationLabel {
+            operation: operation.to_string(),
+        }
+    }
 }
 
 /// Flow duration buckets in seconds, from a minute to a month: business
@@ -179,6 +287,7 @@ impl CorrelateMetrics {
             completed,
             milestones,
             flows,
+            exceptions: ExceptionMetrics::new(registry),
         }
     }
 }

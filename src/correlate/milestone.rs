@@ -129,6 +129,7 @@ impl Correlator {
         };
         if self.store.set_status(id, status) == Some(Status::Open) && complete {
             self.metrics.completed.inc();
+            self.store.set_stuck(id, None);
         }
     }
 }

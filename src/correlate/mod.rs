@@ -11,6 +11,8 @@
 mod link;
 mod metrics;
 mod milestone;
+mod reconcile;
+mod schedule;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +24,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::extract::{Key, Observation};
-use crate::state::{ExchangeRecord, FlowRecord, MilestoneRecord, Status, Store, Transaction};
+use crate::state::{
+    ExceptionRecord, ExchangeRecord, FlowRecord, MilestoneRecord, Status, Store, Transaction,
+};
 
 use metrics::CorrelateMetrics;
 
@@ -48,6 +52,8 @@ pub struct News {
     pub milestones: Vec<Marked>,
     /// Flows this exchange completed.
     pub flows: Vec<FlowRecord>,
+    /// Exceptions this exchange opened or resolved.
+    pub exceptions: Vec<ExceptionRecord>,
 }
 
 /// What the correlator reports after applying one exchange to one
@@ -71,6 +77,10 @@ pub trait Observer: Send {
 
     /// An exchange carried no key, so it belongs to no transaction.
     fn uncorrelated(&mut self, _observation: &Observation) {}
+
+    /// An exception opened or resolved by a deadline rather than by an
+    /// exchange (those travel in [`News`]).
+    fn exception(&mut self, _transaction: &Transaction, _exception: &ExceptionRecord) {}
 }
 
 /// Which transactions a listing returns.
@@ -78,8 +88,29 @@ pub trait Observer: Send {
 pub struct ListQuery {
     /// Only transactions with this status; all when `None`.
     pub status: Option<Status>,
+    /// Only transactions that are stuck at some milestone.
+    pub stuck: bool,
     /// At most this many, most recently updated first; 0 means no limit.
     pub limit: usize,
+}
+
+/// Which exceptions a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct ExceptionQuery {
+    pub kind: Option<String>,
+    pub owner: Option<String>,
+    /// `Some(true)`: open only; `Some(false)`: resolved only; `None`: all.
+    pub open: Option<bool>,
+    /// At most this many, most recently opened first; 0 means no limit.
+    pub limit: usize,
+}
+
+/// An exception and the name of its transaction, for listings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExceptionEntry {
+    pub transaction: Key,
+    #[serde(flatten)]
+    pub exception: ExceptionRecord,
 }
 
 enum Query {
@@ -90,6 +121,13 @@ enum Query {
     List {
         query: ListQuery,
         reply: oneshot::Sender<Vec<Transaction>>,
+    },
+    Exceptions {
+        query: ExceptionQuery,
+        reply: oneshot::Sender<Vec<ExceptionEntry>>,
+    },
+    Tick {
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -128,6 +166,29 @@ impl CorrelatorHandle {
         answer.await.unwrap_or_default()
     }
 
+    /// Exceptions matching `query`, most recently opened first.
+    pub async fn exceptions(&self, query: ExceptionQuery) -> Vec<ExceptionEntry> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .queries
+            .send(Query::Exceptions { query, reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// Makes the correlator look at its deadlines now (they are otherwise
+    /// looked at once a second), and waits until it has.
+    pub async fn tick(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.queries.send(Query::Tick { reply }).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
+
     /// Observations applied so far.
     pub fn applied(&self) -> u64 {
         self.applied.load(Ordering::Acquire)
@@ -142,6 +203,10 @@ pub struct Correlator {
     metrics: CorrelateMetrics,
     applied: Arc<AtomicU64>,
     observers: Vec<Box<dyn Observer>>,
+    /// Deadlines of expectations, retry windows and stuck checks.
+    schedule: schedule::Schedule,
+    /// The last exception id handed out.
+    next_exception: u64,
 }
 
 impl Correlator {
@@ -174,6 +239,8 @@ impl Correlator {
             metrics,
             applied,
             observers: Vec::new(),
+            schedule: schedule::Schedule::default(),
+            next_exception: 0,
         };
         let inbox = CorrelatorInbox {
             observations: obs_rx,
@@ -194,9 +261,7 @@ impl Correlator {
                     None => break,
                 },
                 Some(query) = inbox.queries.recv() => self.answer(query),
-                _ = expiry.tick() => {
-                    self.store.expire(self.clock.now());
-                }
+                _ = expiry.tick() => self.tick(self.clock.now()),
             }
         }
     }
@@ -220,9 +285,20 @@ impl Correlator {
             self.store
                 .push_exchange(id, exchange_record(&observation, &group));
             let mut news = News::default();
+            self.record_attempt(id, &observation, &group, &mut news);
             if let Some(milestone) = &observation.milestone {
                 self.record_milestone(id, milestone, &observation, &group, &mut news);
+                let recorded: Vec<MilestoneRecord> = news
+                    .milestones
+                    .iter()
+                    .filter(|m| !m.repeat)
+                    .map(|m| m.record.clone())
+                    .collect();
+                for record in &recorded {
+                    self.reconcile_milestone(id, record, &observation, &mut news);
+                }
             }
+            self.resolve_satisfied(id, at, &mut news);
             self.refresh_status(id);
             self.store.touch(id, at);
             if let Some(transaction) = self.store.get(id) {
@@ -240,7 +316,7 @@ impl Correlator {
         self.applied.fetch_add(1, Ordering::Release);
     }
 
-    fn answer(&self, query: Query) {
+    fn answer(&mut self, query: Query) {
         match query {
             Query::Lookup { key, reply } => {
                 let found = self.store.find(&key).and_then(|id| self.store.get(id));
@@ -251,12 +327,36 @@ impl Correlator {
                     .store
                     .iter()
                     .filter(|tx| query.status.is_none_or(|s| tx.status == s))
+                    .filter(|tx| !query.stuck || tx.stuck.is_some())
                     .collect();
-                matching.sort_by(|a, b| b.last_updated.cmp(&a.last_updated));
+                matching.sort_by_key(|tx| std::cmp::Reverse(tx.last_updated));
                 if query.limit > 0 {
                     matching.truncate(query.limit);
                 }
                 let _ = reply.send(matching.into_iter().cloned().collect());
+            }
+            Query::Exceptions { query, reply } => {
+                let mut matching: Vec<ExceptionEntry> = self
+                    .store
+                    .iter()
+                    .flat_map(|tx| tx.exceptions.iter().map(move |e| (tx, e)))
+                    .filter(|(_, e)| query.kind.as_deref().is_none_or(|k| e.kind.as_str() == k))
+                    .filter(|(_, e)| query.owner.as_deref().is_none_or(|o| e.owner.as_str() == o))
+                    .filter(|(_, e)| query.open.is_none_or(|open| e.is_open() == open))
+                    .map(|(tx, e)| ExceptionEntry {
+                        transaction: tx.name.clone(),
+                        exception: e.clone(),
+                    })
+                    .collect();
+                matching.sort_by_key(|e| std::cmp::Reverse(e.exception.opened));
+                if query.limit > 0 {
+                    matching.truncate(query.limit);
+                }
+                let _ = reply.send(matching);
+            }
+            Query::Tick { reply } => {
+                self.tick(self.clock.now());
+                let _ = reply.send(());
             }
         }
     }

@@ -19,12 +19,27 @@ listeners:
 milestones:
   - { name: order_released, object: order }
   - { name: packed, object: shipment }
-  - { name: label_created, object: shipment }
-  - { name: shipped, object: shipment }
+  - { name: label_created, object: shipment, stuck_after: 4h }
+  - { name: shipped, object: shipment, requires: [packed] }
+  - { name: goods_issue_posted, object: shipment }
   - { name: delivered, object: shipment }
-  - { name: freight_invoiced, object: shipment, terminal: true }
+  - name: freight_invoiced
+    object: shipment
+    terminal: true
+    requires: [label_created]
+    unmet: { exception: unmatched_freight_invoice, owner: carrier }
 routes:
   - { name: wms.release, system: wms, match: { path: /release }, keys: { order: { header: x-order } }, milestone: order_released }
+  - name: carrier.create_shipment
+    system: carrier
+    match: { method: POST, path: /shipments }
+    keys: { order: { request_json: $.reference } }
+    repeats:
+      by: order
+      duplicate: { exception: duplicate_shipment }
+      retry: { limit: 3, within: 10m, exception: carrier_retry_exhausted }
+expectations:
+  - { after: shipped, expect: goods_issue_posted, within: 15m, exception: missing_goods_issue, owner: erp }
 flows:
   - { name: order_to_ship, from: order_released, to: shipped, slo: 24h }
   - { name: ship_to_deliver, from: shipped, to: delivered, slo: 72h }
@@ -68,7 +83,47 @@ impl Harness {
 
     /// Applies an exchange at `hours` after the epoch carrying `keys` and marking `milestone`.
     fn observe(&mut self, hours: f64, keys: &[(&str, &str)], milestone: Option<&str>) {
+        self.observe_call(hours, keys, milestone, None, 200, None);
+    }
+
+    /// A call of route `route` answered with `status` (0: the upstream failed).
+    fn attempt(&mut self, hours: f64, order: &str, status: u16, idempotency_key: Option<&str>) {
+        let keys = [("order", order)];
+        let route = Some("carrier.create_shipment");
+        self.observe_call(hours, &keys, None, route, status, idempotency_key);
+    }
+
+    fn observe_call(
+        &mut self,
+        hours: f64,
+        keys: &[(&str, &str)],
+        milestone: Option<&str>,
+        route: Option<&str>,
+        status: u16,
+        idempotency_key: Option<&str>,
+    ) {
         self.next_id += 1;
+        let route = route.map(|name| {
+            self.config
+                .routes
+                .iter()
+                .find(|r| r.operation.as_str() == name)
+                .expect("declared route")
+        });
+        let mut request_headers = http::HeaderMap::new();
+        if let Some(key) = idempotency_key {
+            request_headers.insert("idempotency-key", key.parse().expect("header value"));
+        }
+        let outcome = match status {
+            0 => Outcome::UpstreamFailed {
+                error: crate::proxy::UpstreamError::Timeout,
+                status: http::StatusCode::GATEWAY_TIMEOUT,
+            },
+            status => Outcome::Response {
+                status: http::StatusCode::from_u16(status).expect("status"),
+                headers: http::HeaderMap::new(),
+            },
+        };
         let exchange = Exchange {
             id: self.next_id,
             listener: ListenerId(0),
@@ -76,26 +131,36 @@ impl Harness {
             method: http::Method::POST,
             uri: http::Uri::from_static("/release"),
             version: http::Version::HTTP_11,
-            request_headers: http::HeaderMap::new(),
+            request_headers,
             started: at(hours),
             duration: Duration::from_millis(3),
             upstream_duration: Duration::from_millis(2),
-            outcome: Outcome::Response {
-                status: http::StatusCode::OK,
-                headers: http::HeaderMap::new(),
-            },
+            outcome,
             request_body: Tapped::default(),
             response_body: Tapped::default(),
         };
         let observation = Observation {
             exchange,
-            route: None,
-            operation: None,
+            route: route.map(|r| r.id),
+            operation: route.map(|r| r.operation.clone()),
             keys: keys.iter().map(|(k, v)| self.key(k, v)).collect(),
             milestone: milestone.map(|m| self.milestone(m)),
             problems: Vec::new(),
         };
         self.correlator.apply(observation);
+    }
+
+    fn tick(&mut self, hours: f64) {
+        self.correlator.tick(at(hours));
+    }
+
+    /// `(kind, open)` of every exception of the transaction of `key`.
+    fn exceptions(&self, kind: &str, value: &str) -> Vec<(String, bool)> {
+        self.transaction(kind, value)
+            .exceptions
+            .iter()
+            .map(|e| (e.kind.to_string(), e.is_open()))
+            .collect()
     }
 
     fn transaction(&self, kind: &str, value: &str) -> Transaction {
@@ -311,4 +376,240 @@ fn an_exchange_without_keys_is_counted_and_creates_nothing() {
     assert!(h
         .metrics()
         .contains(r#"waybill_correlated_observations_total{result="no_keys"} 1"#));
+}
+
+fn open(kind: &str) -> (String, bool) {
+    (kind.to_string(), true)
+}
+
+fn resolved(kind: &str) -> (String, bool) {
+    (kind.to_string(), false)
+}
+
+#[test]
+fn a_lapsed_expectation_opens_its_exception_which_the_late_milestone_resolves() {
+    let mut h = Harness::new();
+    h.observe(
+        0.0,
+        &[("order", "SO-5"), ("shipment", "SH-5")],
+        Some("packed"),
+    );
+    h.observe(1.0, &[("shipment", "SH-5")], Some("shipped"));
+    h.tick(1.24);
+    assert_eq!(h.exceptions("order", "SO-5"), vec![]);
+    h.tick(1.26);
+    assert_eq!(
+        h.exceptions("order", "SO-5"),
+        vec![open("missing_goods_issue")]
+    );
+    let tx = h.transaction("order", "SO-5");
+    assert_eq!(tx.exceptions[0].owner.as_str(), "erp");
+    assert_eq!(tx.exceptions[0].object.to_string(), "shipment:SH-5");
+    assert!(h
+        .metrics()
+        .contains(r#"waybill_exceptions_open{kind="missing_goods_issue",owner="erp"} 1"#));
+
+    h.observe(3.0, &[("shipment", "SH-5")], Some("goods_issue_posted"));
+    assert_eq!(
+        h.exceptions("order", "SO-5"),
+        vec![resolved("missing_goods_issue")]
+    );
+    let metrics = h.metrics();
+    assert!(
+        metrics.contains(r#"waybill_exceptions_open{kind="missing_goods_issue",owner="erp"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"waybill_exception_resolution_seconds_count{kind="missing_goods_issue"} 1"#
+        ),
+        "{metrics}"
+    );
+    // Opened at 1h15m, resolved at 3h: 6300 s.
+    assert!(
+        metrics.contains(
+            r#"waybill_exception_resolution_seconds_sum{kind="missing_goods_issue"} 6300.0"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_milestone_in_time_opens_nothing_even_when_its_deadline_comes() {
+    let mut h = Harness::new();
+    h.observe(
+        0.0,
+        &[("order", "SO-6"), ("shipment", "SH-6")],
+        Some("packed"),
+    );
+    h.observe(1.0, &[("shipment", "SH-6")], Some("shipped"));
+    h.observe(1.1, &[("shipment", "SH-6")], Some("goods_issue_posted"));
+    h.tick(10.0);
+    assert_eq!(h.exceptions("order", "SO-6"), vec![]);
+}
+
+#[test]
+fn shipped_before_packed_opens_out_of_order_keeps_both_and_resolves_when_packed_arrives() {
+    let mut h = Harness::new();
+    h.observe(
+        0.0,
+        &[("order", "SO-7"), ("shipment", "SH-7")],
+        Some("shipped"),
+    );
+    assert_eq!(h.exceptions("order", "SO-7"), vec![open("out_of_order")]);
+    assert_eq!(
+        h.transaction("order", "SO-7").exceptions[0].owner.as_str(),
+        "wms"
+    );
+    h.observe(
+        0.5,
+        &[("order", "SO-7"), ("shipment", "SH-7")],
+        Some("packed"),
+    );
+    let tx = h.transaction("order", "SO-7");
+    assert_eq!(
+        h.exceptions("order", "SO-7"),
+        vec![resolved("out_of_order")]
+    );
+    assert_eq!(milestone_objects(&tx, "shipped"), vec!["shipment:SH-7"]);
+    assert_eq!(milestone_objects(&tx, "packed"), vec!["shipment:SH-7"]);
+}
+
+#[test]
+fn a_freight_invoice_for_an_unknown_shipment_is_unmatched_and_owned_by_the_carrier() {
+    let mut h = Harness::new();
+    h.observe(
+        0.0,
+        &[("invoice", "INV-9"), ("tracking", "1ZUNKNOWN")],
+        Some("freight_invoiced"),
+    );
+    assert_eq!(
+        h.exceptions("invoice", "INV-9"),
+        vec![open("unmatched_freight_invoice")]
+    );
+    assert_eq!(
+        h.transaction("invoice", "INV-9").exceptions[0]
+            .owner
+            .as_str(),
+        "carrier"
+    );
+    // The label purchase that explains it shows up later and links it.
+    h.observe(
+        1.0,
+        &[("shipment", "SH-9"), ("tracking", "1ZUNKNOWN")],
+        Some("label_created"),
+    );
+    assert_eq!(
+        h.exceptions("invoice", "INV-9"),
+        vec![resolved("unmatched_freight_invoice")]
+    );
+}
+
+#[test]
+fn a_repeat_after_a_failure_is_a_retry_not_a_duplicate() {
+    let mut h = Harness::new();
+    h.attempt(0.0, "SO-8", 503, None);
+    h.attempt(0.01, "SO-8", 201, None);
+    let tx = h.transaction("order", "SO-8");
+    assert_eq!((tx.attempts[0].retries, tx.attempts[0].duplicates), (1, 0));
+    assert_eq!(h.exceptions("order", "SO-8"), vec![]);
+    let metrics = h.metrics();
+    assert!(
+        metrics.contains(r#"waybill_retries_total{operation="carrier.create_shipment"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("waybill_duplicates_total{"), "{metrics}");
+}
+
+#[test]
+fn a_second_success_with_a_new_idempotency_key_is_a_duplicate_and_a_replay_is_not() {
+    let mut h = Harness::new();
+    h.attempt(0.0, "SO-9", 201, Some("key-1"));
+    h.attempt(0.1, "SO-9", 201, Some("key-1"));
+    assert_eq!(h.exceptions("order", "SO-9"), vec![]);
+    h.attempt(0.2, "SO-9", 201, Some("key-2"));
+    assert_eq!(
+        h.exceptions("order", "SO-9"),
+        vec![open("duplicate_shipment")]
+    );
+    let tx = h.transaction("order", "SO-9");
+    assert_eq!(tx.exceptions[0].owner.as_str(), "carrier");
+    assert_eq!(
+        tx.exceptions[0].resolution,
+        crate::state::Resolution::Manual
+    );
+    let metrics = h.metrics();
+    assert!(
+        metrics
+            .contains(r#"waybill_idempotent_replays_total{operation="carrier.create_shipment"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"waybill_duplicates_total{operation="carrier.create_shipment"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn retries_are_exhausted_at_the_limit_and_a_later_success_resolves_it() {
+    let mut h = Harness::new();
+    h.attempt(0.0, "SO-10", 503, None);
+    h.attempt(0.01, "SO-10", 0, None);
+    assert_eq!(h.exceptions("order", "SO-10"), vec![]);
+    h.attempt(0.02, "SO-10", 502, None);
+    assert_eq!(
+        h.exceptions("order", "SO-10"),
+        vec![open("carrier_retry_exhausted")]
+    );
+    h.attempt(0.03, "SO-10", 201, None);
+    assert_eq!(
+        h.exceptions("order", "SO-10"),
+        vec![resolved("carrier_retry_exhausted")]
+    );
+}
+
+#[test]
+fn retries_are_exhausted_when_no_success_comes_within_the_window() {
+    let mut h = Harness::new();
+    h.attempt(0.0, "SO-11", 503, None);
+    h.tick(0.16);
+    assert_eq!(h.exceptions("order", "SO-11"), vec![]);
+    h.tick(0.17);
+    assert_eq!(
+        h.exceptions("order", "SO-11"),
+        vec![open("carrier_retry_exhausted")]
+    );
+}
+
+#[test]
+fn a_transaction_resting_past_stuck_after_is_stuck_until_it_moves_on() {
+    let mut h = Harness::new();
+    h.observe(
+        0.0,
+        &[("order", "SO-12"), ("shipment", "SH-12")],
+        Some("packed"),
+    );
+    h.observe(
+        1.0,
+        &[("shipment", "SH-12"), ("tracking", "1Z12")],
+        Some("label_created"),
+    );
+    h.tick(4.9);
+    assert_eq!(h.transaction("order", "SO-12").stuck, None);
+    h.tick(5.0);
+    assert_eq!(
+        h.transaction("order", "SO-12")
+            .stuck
+            .map(|m| m.to_string())
+            .as_deref(),
+        Some("label_created")
+    );
+    assert!(h
+        .metrics()
+        .contains(r#"waybill_transactions_stuck{milestone="label_created"} 1"#));
+    h.observe(6.0, &[("shipment", "SH-12")], Some("shipped"));
+    assert_eq!(h.transaction("order", "SO-12").stuck, None);
+    assert!(h
+        .metrics()
+        .contains(r#"waybill_transactions_stuck{milestone="label_created"} 0"#));
 }

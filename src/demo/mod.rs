@@ -1,1 +1,459 @@
-//! demo (being written)
+//! `waybill demo`: the whole story on one machine with nothing else
+//! installed. Simulated ERP, WMS and carrier services run on loopback, the
+//! sidecar sits in front of them with the shipped `examples/logistics.yaml`,
+//! and a driver pushes a stream of orders through release → allocate → pick
+//! → pack → label → ship → goods issue → delivery → freight invoice, with
+//! the surprises real integrations have (split shipments, carrier 503s,
+//! duplicate bookings, a goods issue that never comes, truncated bodies).
+//!
+//! Time is compressed: waits between steps are business durations divided
+//! by `speed`, and the sidecar runs on a clock going `speed` times faster
+//! (see [`pace`]) so every duration it records is in business time.
+//!
+//! - [`plan`]: what happens to each order, decided from the seed.
+//! - [`erp`], [`wms`], [`carrier`]: the simulated systems (axum routers).
+//! - [`driver`]: sends the traffic through the sidecar and tallies it.
+//! - [`pace`]: the business clock, compressed while driving, real after.
+//! - [`summary`]: the printed report.
+
+pub mod carrier;
+pub mod driver;
+pub mod erp;
+pub mod pace;
+pub mod plan;
+pub mod summary;
+pub mod wms;
+
+pub use driver::{Delivery, Tally};
+pub use summary::{ExpectationStats, FlowStats, Summary};
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, Sidecar};
+use crate::config::Config;
+use crate::correlate::ListQuery;
+use carrier::CarrierStats;
+use driver::{Driver, Endpoints};
+use pace::Pace;
+use plan::OrderPlan;
+use summary::{Rules, TransactionView};
+
+/// The shipped example config the demo runs with.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../examples/logistics.yaml");
+/// Business seconds per real second by default: one business day takes
+/// two real seconds, so 200 orders (about ten business days from the first
+/// release to the last freight invoice) finish in about twenty seconds.
+pub const DEFAULT_SPEED: f64 = 43_200.0;
+/// The default seed: the same story every run unless asked otherwise.
+pub const DEFAULT_SEED: u64 = 2026;
+/// Orders driven by default.
+pub const DEFAULT_ORDERS: usize = 200;
+/// How long (real time) the demo waits for the sidecar to correlate the
+/// last exchanges after the orders are done.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long in-flight exchanges get to finish when the demo stops.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Orders to drive.
+    pub orders: usize,
+    /// Time compression: business seconds per real second.
+    pub speed: f64,
+    /// Seed of every random choice (order contents, durations, surprises).
+    pub seed: u64,
+    /// Keep the systems, the sidecar and its admin API serving after the
+    /// orders are done, until shutdown.
+    pub keep_running: bool,
+    /// Where the sidecar's admin API and metrics listen.
+    pub admin: SocketAddr,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            orders: DEFAULT_ORDERS,
+            speed: DEFAULT_SPEED,
+            seed: DEFAULT_SEED,
+            keep_running: false,
+            admin: SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)),
+        }
+    }
+}
+
+/// Runs the demo: starts everything, drives `options.orders` orders,
+/// prints the summary to `out`, and with `keep_running` keeps serving until
+/// `shutdown` is cancelled. Cancelling `shutdown` earlier stops the orders
+/// where they are and still prints what was seen.
+pub async fn run(
+    options: DemoOptions,
+    shutdown: CancellationToken,
+    out: &mut impl Write,
+) -> anyhow::Result<Summary> {
+    let keep_running = options.keep_running;
+    let demo = Demo::start(options).await?;
+    let summary = match demo.tell(&shutdown, out).await {
+        Ok(summary) => summary,
+        Err(e) => {
+            demo.shutdown().await?;
+            return Err(e);
+        }
+    };
+    if keep_running && !shutdown.is_cancelled() {
+        writeln!(
+            out,
+            "Still serving the simulated systems, the sidecar and its admin API; Ctrl-C to stop."
+        )?;
+        out.flush()?;
+        shutdown.cancelled().await;
+    }
+    demo.shutdown().await?;
+    Ok(summary)
+}
+
+// === impl Demo ===
+
+/// A running demo: the simulated systems with the sidecar in front of them.
+/// [`run`] is the whole story; the steps are public so tests can look at
+/// the sidecar between driving and shutting down.
+pub struct Demo {
+    options: DemoOptions,
+    /// The config the sidecar runs, as rewritten for the demo.
+    config: Config,
+    rules: Rules,
+    /// Business time for the sidecar and the payloads.
+    pace: Pace,
+    systems: Systems,
+    sidecar: Sidecar,
+}
+
+impl Demo {
+    /// Starts the simulated systems and a sidecar in front of them, running
+    /// the shipped example config with its listeners moved to free loopback
+    /// ports and its upstreams pointed at the simulated systems.
+    pub async fn start(options: DemoOptions) -> anyhow::Result<Self> {
+        let mut config = Config::from_yaml(EXAMPLE_CONFIG, "examples/logistics.yaml")
+            .context("the shipped example config is invalid")?;
+        let systems = Systems::start(options.seed)
+            .await
+            .context("starting the simulated systems")?;
+        let pace = Pace::new(options.speed);
+        let started = match aim(&mut config, &systems, options.admin) {
+            Ok(()) => app::start(config.clone(), pace.clock()).await,
+            Err(e) => Err(e),
+        };
+        let sidecar = match started {
+            Ok(sidecar) => sidecar,
+            Err(e) => {
+                systems.stop().await;
+                return Err(e.context("starting the sidecar"));
+            }
+        };
+        Ok(Demo {
+            rules: Rules::from(&config),
+            config,
+            options,
+            pace,
+            systems,
+            sidecar,
+        })
+    }
+
+    /// The sidecar in front of the simulated systems.
+    pub fn sidecar(&self) -> &Sidecar {
+        &self.sidecar
+    }
+
+    /// The config the sidecar runs: the example, aimed at the simulated systems.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The simulated systems.
+    pub fn systems(&self) -> &Systems {
+        &self.systems
+    }
+
+    /// Prints where everything is, drives the orders, prints the summary.
+    pub async fn tell(
+        &self,
+        shutdown: &CancellationToken,
+        out: &mut impl Write,
+    ) -> anyhow::Result<Summary> {
+        self.write_banner(out)?;
+        out.flush()?;
+        let summary = self.drive(shutdown).await?;
+        summary.render(out)?;
+        // A shipment of a split order shows the most: two shipments, one order.
+        let deliveries = &summary.driver.deliveries;
+        let split = deliveries.iter().find(|d| {
+            deliveries
+                .iter()
+                .any(|o| o.order_id == d.order_id && o.shipment_id != d.shipment_id)
+        });
+        if let Some(delivery) = split.or(deliveries.first()) {
+            let admin = self.sidecar.admin_addr();
+            writeln!(
+                out,
+                "Look one up by its tracking number alone:\n  curl -s http://{admin}/api/v1/transactions/tracking/{}",
+                delivery.tracking_code
+            )?;
+        }
+        out.flush()?;
+        Ok(summary)
+    }
+
+    /// Drives every order through the sidecar, waits for it to correlate
+    /// the last exchanges, and summarises what it saw. Business time runs
+    /// at the demo's speed while driving and at real speed afterwards.
+    pub async fn drive(&self, shutdown: &CancellationToken) -> anyhow::Result<Summary> {
+        let options = &self.options;
+        let driver = Driver::new(
+            self.endpoints()?,
+            options.speed,
+            self.pace.clock(),
+            shutdown.child_token(),
+        )?;
+        self.pace.shift(options.speed);
+        let plans: Vec<OrderPlan> = (0..options.orders)
+            .map(|i| OrderPlan::new(options.seed, i))
+            .collect();
+        let started = tokio::time::Instant::now();
+        let tally = Arc::new(driver).drive(plans).await;
+        let elapsed = started.elapsed();
+        self.pace.shift(1.0);
+        if !self.sidecar.settle(SETTLE_TIMEOUT).await {
+            tracing::warn!("the sidecar had not correlated every exchange after {SETTLE_TIMEOUT:?}; the summary may be short");
+        }
+        let transactions = self.sidecar.correlator().list(ListQuery::default()).await;
+        let views: Vec<TransactionView> = transactions.iter().map(TransactionView::from).collect();
+        let problems = self.extraction_problems().await;
+        let mut summary = Summary {
+            driver: tally,
+            seed: options.seed,
+            speed: options.speed,
+            elapsed,
+            ..Summary::default()
+        };
+        summary.observe(&views, &self.rules, problems, self.pace.now());
+        Ok(summary)
+    }
+
+    /// Stops the sidecar (draining what it holds), then the systems.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let drained = self.sidecar.shutdown(DRAIN_GRACE).await;
+        self.systems.stop().await;
+        drained
+    }
+
+    fn endpoints(&self) -> anyhow::Result<Endpoints> {
+        let url = |name: &str| {
+            self.sidecar
+                .listener_addr(name)
+                .map(|addr| format!("http://{addr}"))
+                .with_context(|| format!("the example config has no listener `{name}`"))
+        };
+        Ok(Endpoints {
+            erp: url("erp-inbound")?,
+            wms: url("wms-inbound")?,
+            carrier: url("carrier-egress")?,
+        })
+    }
+
+    fn write_banner(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let admin = self.sidecar.admin_addr();
+        let systems = &self.systems;
+        let via = |name: &str| {
+            self.sidecar
+                .listener_addr(name)
+                .map_or_else(|| "-".to_owned(), |a| a.to_string())
+        };
+        let options = &self.options;
+        let day = Duration::from_secs(86_400).div_f64(options.speed.max(f64::MIN_POSITIVE));
+        writeln!(out, "waybill demo")?;
+        writeln!(out, "  admin API   http://{admin}/api/v1/transactions")?;
+        writeln!(out, "  metrics     http://{admin}/metrics")?;
+        writeln!(
+            out,
+            "  ERP         {}  via sidecar listener erp-inbound     {}",
+            systems.erp,
+            via("erp-inbound")
+        )?;
+        writeln!(
+            out,
+            "  WMS         {}  via sidecar listener wms-inbound     {}",
+            systems.wms,
+            via("wms-inbound")
+        )?;
+        writeln!(
+            out,
+            "  carrier     {}  via sidecar listener carrier-egress  {}",
+            systems.carrier,
+            via("carrier-egress")
+        )?;
+        writeln!(
+            out,
+            "Driving {} orders (seed {}, speed x{}: one business day = {:.1} s) ...",
+            options.orders,
+            options.seed,
+            options.speed,
+            day.as_secs_f64()
+        )
+    }
+
+    /// Extraction problems by reason, read from the sidecar's own metrics
+    /// (exchanges nobody could read carry no keys, so no transaction has them).
+    async fn extraction_problems(&self) -> BTreeMap<String, u64> {
+        let url = format!("http://{}/metrics", self.sidecar.admin_addr());
+        let text = match reqwest::get(&url).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the sidecar's metrics");
+                String::new()
+            }
+        };
+        summary::extraction_failures(&text)
+    }
+}
+
+/// Points the example config at the simulated systems: every listener on a
+/// free loopback port, each upstream at its system, the admin at `admin`.
+fn aim(config: &mut Config, systems: &Systems, admin: SocketAddr) -> anyhow::Result<()> {
+    for listener in &mut config.listeners {
+        let upstream = match listener.name.as_str() {
+            "erp-inbound" => systems.erp,
+            "wms-inbound" => systems.wms,
+            "carrier-egress" => systems.carrier,
+            other => {
+                bail!("the example config has a listener `{other}` the demo does not simulate")
+            }
+        };
+        listener.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        listener.upstream.uri = format!("http://{upstream}")
+            .parse()
+            .context("simulated system address")?;
+    }
+    config.admin.bind = admin;
+    Ok(())
+}
+
+// === impl Systems ===
+
+/// The simulated ERP, WMS and carrier, each on its own loopback port.
+pub struct Systems {
+    pub erp: SocketAddr,
+    pub wms: SocketAddr,
+    pub carrier: SocketAddr,
+    /// What the carrier counted itself (503s given, bookings replayed).
+    pub carrier_stats: CarrierStats,
+    stop: CancellationToken,
+    servers: JoinSet<std::io::Result<()>>,
+}
+
+impl Systems {
+    /// Binds the three systems on `127.0.0.1:0` and serves them.
+    pub async fn start(seed: u64) -> std::io::Result<Self> {
+        let stop = CancellationToken::new();
+        let mut servers = JoinSet::new();
+        let (carrier_router, carrier_stats) = carrier::router(seed);
+        let erp = serve(erp::router(), &stop, &mut servers).await?;
+        let wms = serve(wms::router(), &stop, &mut servers).await?;
+        let carrier = serve(carrier_router, &stop, &mut servers).await?;
+        Ok(Systems {
+            erp,
+            wms,
+            carrier,
+            carrier_stats,
+            stop,
+            servers,
+        })
+    }
+
+    /// Stops serving and waits for the servers to finish.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        while self.servers.join_next().await.is_some() {}
+    }
+}
+
+async fn serve(
+    router: Router,
+    stop: &CancellationToken,
+    servers: &mut JoinSet<std::io::Result<()>>,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    let stop = stop.clone();
+    servers.spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_config_is_valid_and_names_the_demo_listeners() {
+        let config = match Config::from_yaml(EXAMPLE_CONFIG, "examples/logistics.yaml") {
+            Ok(config) => config,
+            Err(errors) => panic!("{errors}"),
+        };
+        let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["erp-inbound", "wms-inbound", "carrier-egress"]);
+        assert_eq!(config.root.as_str(), "order");
+        assert_eq!(config.flows.len(), 4);
+        assert_eq!(config.expectations.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn driver_walks_every_order_through_the_bare_systems() {
+        let seed = 11;
+        let systems = Systems::start(seed).await.expect("systems start");
+        let endpoints = Endpoints {
+            erp: format!("http://{}", systems.erp),
+            wms: format!("http://{}", systems.wms),
+            carrier: format!("http://{}", systems.carrier),
+        };
+        let speed = 5_000_000.0;
+        let driver = Driver::new(
+            endpoints,
+            speed,
+            pace::Pace::new(speed).clock(),
+            CancellationToken::new(),
+        )
+        .expect("driver");
+        let plans: Vec<OrderPlan> = (0..60).map(|i| OrderPlan::new(seed, i)).collect();
+        let split = plans.iter().filter(|p| p.spans_zones()).count();
+        let tally = Arc::new(driver).drive(plans).await;
+        assert_eq!(tally.errors, Vec::<String>::new());
+        assert_eq!(tally.finished, 60);
+        assert_eq!(tally.split_orders, split);
+        assert_eq!(tally.shipments, 60 + split);
+        assert_eq!(tally.deliveries.len(), tally.shipments);
+        assert_eq!(
+            tally.carrier_unavailable as u64,
+            systems.carrier_stats.unavailable()
+        );
+        assert_eq!(
+            tally.duplicate_bookings as u64,
+            systems.carrier_stats.replayed_bookings()
+        );
+        assert!(tally.carrier_unavailable > 0, "{tally:?}");
+        systems.stop().await;
+    }
+}

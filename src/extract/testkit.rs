@@ -80,6 +80,8 @@ impl ConfigBuilder {
             conditions: Vec::new(),
             keys: Vec::new(),
             milestone: None,
+            repeats: None,
+            guard: None,
         });
         let last = self.config.routes.len() - 1;
         &mut self.config.routes[last]
@@ -101,10 +103,21 @@ impl ConfigBuilder {
     pub fn milestone(&mut self, name: &str) -> &mut Self {
         let milestone = self.config.milestones.intern(name).expect("intern");
         let object = self.config.root.clone();
+        let out_of_order = self
+            .config
+            .exception_kinds
+            .intern(crate::config::OUT_OF_ORDER)
+            .expect("intern");
         self.config.milestone_defs.push(MilestoneDef {
             name: milestone.clone(),
             object,
             terminal: false,
+            requires: Vec::new(),
+            unmet: crate::config::ExceptionRule {
+                kind: out_of_order,
+                owner: None,
+            },
+            stuck_after: None,
         });
         self.config
             .routes

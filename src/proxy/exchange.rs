@@ -20,6 +20,8 @@ pub struct Exchange {
     pub uri: http::Uri,
     /// HTTP version between client and sidecar.
     pub version: http::Version,
+    /// As the client sent them, hop-by-hop headers included (the upstream
+    /// got them without those, see the proxy module doc).
     pub request_headers: http::HeaderMap,
     /// Wall-clock time the request head arrived.
     pub started: SystemTime,
@@ -38,6 +40,7 @@ pub enum Outcome {
     /// The upstream answered; the response was streamed to the client.
     Response {
         status: http::StatusCode,
+        /// As the upstream sent them, hop-by-hop headers included.
         headers: http::HeaderMap,
     },
     /// The upstream could not be reached or failed; the client got

@@ -5,7 +5,10 @@
 
 mod transaction;
 
-pub use transaction::{ExchangeRecord, FlowRecord, MilestoneRecord, Status, Transaction, TxId};
+pub use transaction::{
+    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, MilestoneRecord, Resolution, Status,
+    Transaction, TxId,
+};
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
@@ -43,6 +46,17 @@ struct StatusLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ExceptionLabel {
+    kind: String,
+    owner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MilestoneLabel {
+    milestone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -54,6 +68,10 @@ struct StateMetrics {
     keys: Gauge,
     removed_ttl: Counter,
     removed_capacity: Counter,
+    /// Open exceptions held, by kind and owner.
+    exceptions_open: Family<ExceptionLabel, Gauge>,
+    /// Transactions resting too long at a milestone, by that milestone.
+    stuck: Family<MilestoneLabel, Gauge>,
 }
 
 impl StateMetrics {
@@ -86,13 +104,46 @@ impl StateMetrics {
                 .get_or_create(&ReasonLabel { reason: r.as_str() })
                 .clone()
         };
+        let exceptions_open = Family::<ExceptionLabel, Gauge>::default();
+        registry.register(
+            "waybill_exceptions_open",
+            "Exceptions open in held transactions, by kind and owner system",
+            exceptions_open.clone(),
+        );
+        let stuck = Family::<MilestoneLabel, Gauge>::default();
+        registry.register(
+            "waybill_transactions_stuck",
+            "Open transactions resting at a milestone longer than its stuck_after, by milestone",
+            stuck.clone(),
+        );
         StateMetrics {
+            exceptions_open,
+            stuck,
             open: gauge(Status::Open),
             complete: gauge(Status::Complete),
             keys,
             removed_ttl: handle(Removal::Ttl),
             removed_capacity: handle(Removal::Capacity),
         }
+    }
+}
+
+impl StateMetrics {
+    fn exception_gauge(&self, exception: &ExceptionRecord) -> Gauge {
+        self.exceptions_open
+            .get_or_create(&ExceptionLabel {
+                kind: exception.kind.to_string(),
+                owner: exception.owner.to_string(),
+            })
+            .clone()
+    }
+
+    fn stuck_gauge(&self, milestone: &crate::config::Milestone) -> Gauge {
+        self.stuck
+            .get_or_create(&MilestoneLabel {
+                milestone: milestone.to_string(),
+            })
+            .clone()
     }
 }
 
@@ -213,6 +264,9 @@ impl Store {
         if absorbed.status == Status::Complete {
             self.complete -= 1;
         }
+        if let Some(milestone) = &absorbed.stuck {
+            self.metrics.stuck_gauge(milestone).dec();
+        }
         let Some(target) = self.transactions.get_mut(&into) else {
             return;
         };
@@ -252,6 +306,9 @@ impl Store {
         }
         target.milestones.sort_by_key(|m| m.at);
         target.flows.extend(absorbed.flows);
+        target.exceptions.extend(absorbed.exceptions);
+        target.exceptions.sort_by_key(|e| e.id);
+        target.attempts.extend(absorbed.attempts);
         target.exchanges.extend(absorbed.exchanges);
         target
             .exchanges
@@ -304,6 +361,12 @@ impl Store {
         if tx.status == Status::Complete {
             self.complete -= 1;
         }
+        if let Some(milestone) = &tx.stuck {
+            self.metrics.stuck_gauge(milestone).dec();
+        }
+        for exception in tx.exceptions.iter().filter(|e| e.is_open()) {
+            self.metrics.exception_gauge(exception).dec();
+        }
         for key in &tx.keys {
             if self.index.get(key) == Some(&id) {
                 self.index.remove(key);
@@ -314,6 +377,49 @@ impl Store {
             Removal::Capacity => self.metrics.removed_capacity.inc(),
         };
         self.refresh_gauges();
+    }
+
+    /// Adds an open exception to transaction `id`.
+    pub fn open_exception(&mut self, id: TxId, exception: ExceptionRecord) {
+        if let Some(tx) = self.transactions.get_mut(&id) {
+            self.metrics.exception_gauge(&exception).inc();
+            tx.exceptions.push(exception);
+        }
+    }
+
+    /// Resolves exception `exception` of transaction `id` at `at`; returns
+    /// the resolved record, or `None` if it was not open.
+    pub fn resolve_exception(
+        &mut self,
+        id: TxId,
+        exception: u64,
+        at: SystemTime,
+    ) -> Option<ExceptionRecord> {
+        let tx = self.transactions.get_mut(&id)?;
+        let record = tx
+            .exceptions
+            .iter_mut()
+            .find(|e| e.id == exception && e.is_open())?;
+        record.resolved = Some(at.max(record.opened));
+        self.metrics.exception_gauge(record).dec();
+        Some(record.clone())
+    }
+
+    /// Marks transaction `id` stuck at `milestone`, or not stuck (`None`).
+    pub fn set_stuck(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
+        let Some(tx) = self.transactions.get_mut(&id) else {
+            return;
+        };
+        if tx.stuck == milestone {
+            return;
+        }
+        if let Some(before) = &tx.stuck {
+            self.metrics.stuck_gauge(before).dec();
+        }
+        if let Some(now) = &milestone {
+            self.metrics.stuck_gauge(now).inc();
+        }
+        tx.stuck = milestone;
     }
 
     /// Sets the status of `id`; returns the previous one.

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
 
-use crate::config::{FlowName, Milestone, Operation, System};
+use crate::config::{ExceptionKind, FlowName, Milestone, Operation, System};
 use crate::extract::Key;
 
 /// Identity of a transaction inside one store; not a business identifier.
@@ -59,6 +59,13 @@ pub struct Transaction {
     pub milestones: Vec<MilestoneRecord>,
     /// Flows measured so far.
     pub flows: Vec<FlowRecord>,
+    /// Exceptions opened on this transaction, open and resolved.
+    pub exceptions: Vec<ExceptionRecord>,
+    /// Attempts of operations that tell retries from duplicates.
+    pub attempts: Vec<Attempt>,
+    /// The milestone the transaction has been resting at for longer than
+    /// that milestone's `stuck_after`, if any.
+    pub stuck: Option<Milestone>,
     /// The most recent exchanges, oldest first (bounded).
     pub exchanges: VecDeque<ExchangeRecord>,
     /// Exchanges that fell off the bounded timeline.
@@ -101,6 +108,69 @@ pub struct FlowRecord {
     pub within_slo: bool,
 }
 
+/// Something a person must own: a gap between systems.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExceptionRecord {
+    /// Unique per sidecar.
+    pub id: u64,
+    pub kind: ExceptionKind,
+    /// The system whose people must act.
+    pub owner: System,
+    /// The key the exception is about.
+    pub object: Key,
+    /// What happened, in words.
+    pub reason: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub opened: SystemTime,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub resolved: Option<SystemTime>,
+    /// The exchanges involved.
+    pub evidence: Vec<u64>,
+    /// What closes it by itself.
+    pub resolution: Resolution,
+}
+
+impl ExceptionRecord {
+    /// Still open?
+    pub fn is_open(&self) -> bool {
+        self.resolved.is_none()
+    }
+}
+
+/// What resolves an exception without a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "on")]
+pub enum Resolution {
+    /// The milestone arriving on the object (or, when `object` is `None`,
+    /// anywhere in the transaction).
+    Milestone {
+        milestone: Milestone,
+        object: Option<Key>,
+    },
+    /// A successful attempt of the operation on the object.
+    Success { operation: Operation, object: Key },
+    /// Only a person can close it (a duplicate shipment must be cancelled).
+    Manual,
+}
+
+/// The attempts of one operation on one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub operation: Operation,
+    pub object: Key,
+    /// Failed attempts since the last success.
+    pub failures: u32,
+    pub successes: u32,
+    /// Retries: attempts that followed a failure.
+    pub retries: u32,
+    /// Duplicates: successes after the first with a new idempotency key.
+    pub duplicates: u32,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub first_failure: Option<SystemTime>,
+    /// Idempotency keys of the successful attempts (bounded).
+    pub idempotency_keys: Vec<String>,
+}
+
 /// One exchange in a transaction's timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExchangeRecord {
@@ -136,6 +206,9 @@ impl Transaction {
             links: Vec::new(),
             milestones: Vec::new(),
             flows: Vec::new(),
+            exceptions: Vec::new(),
+            attempts: Vec::new(),
+            stuck: None,
             exchanges: VecDeque::new(),
             exchanges_dropped: 0,
             first_seen: now,
@@ -186,6 +259,13 @@ impl Transaction {
 
 fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_millis(*t))
+}
+
+fn rfc3339_opt<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -201,7 +201,7 @@ impl Validator<'_> {
         }
     }
 
-    fn size(&mut self, field: &str, raw: Option<&Scalar>, default: usize) -> usize {
+    pub(super) fn size(&mut self, field: &str, raw: Option<&Scalar>, default: usize) -> usize {
         let Some(text) = raw else { return default };
         parse_size(&text.0).unwrap_or_else(|message| {
             self.error(field, message);
@@ -209,7 +209,12 @@ impl Validator<'_> {
         })
     }
 
-    fn at_least_one(&mut self, field: &str, raw: Option<usize>, default: usize) -> usize {
+    pub(super) fn at_least_one(
+        &mut self,
+        field: &str,
+        raw: Option<usize>,
+        default: usize,
+    ) -> usize {
         match raw {
             None => default,
             Some(0) => {
@@ -223,7 +228,11 @@ impl Validator<'_> {
 
 /// Two sockets cannot both bind these addresses: the same address, or the
 /// same port where one is the unspecified address of the same family.
+/// Port 0 asks the system for a free port, so it never clashes.
 fn clashes(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() == 0 || b.port() == 0 {
+        return false;
+    }
     a == b
         || (a.port() == b.port()
             && a.is_ipv4() == b.is_ipv4()
@@ -243,6 +252,7 @@ mod tests {
         assert!(clashes(addr("0.0.0.0:8080"), addr("127.0.0.1:8080")));
         assert!(clashes(addr("127.0.0.1:8080"), addr("127.0.0.1:8080")));
         assert!(!clashes(addr("127.0.0.1:8080"), addr("127.0.0.2:8080")));
+        assert!(!clashes(addr("127.0.0.1:0"), addr("127.0.0.1:0")));
         assert!(!clashes(addr("0.0.0.0:8080"), addr("0.0.0.0:8081")));
         assert!(!clashes(addr("0.0.0.0:8080"), addr("[::1]:8080")));
     }

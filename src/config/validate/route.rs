@@ -7,8 +7,8 @@ use std::cmp::Ordering;
 
 use super::super::raw::{RawKeySource, RawListener, RawMatch, RawRoute};
 use super::super::{
-    kind, Condition, EdiAddress, EdiSyntax, JsonPath, KeyKind, KeyRule, KeySource, ListenerId,
-    Milestone, PathTemplate, Route, RouteId, Side, Symbols, System, XmlPath,
+    kind, Condition, EdiAddress, EdiSyntax, Guard, JsonPath, KeyKind, KeyRule, KeySource,
+    ListenerId, Milestone, PathTemplate, Repeats, Route, RouteId, Side, Symbols, System, XmlPath,
 };
 use super::Validator;
 
@@ -18,6 +18,7 @@ pub(super) struct Declared<'a> {
     pub key_kinds: &'a Symbols<kind::KeyKind>,
     pub milestones: &'a Symbols<kind::Milestone>,
     pub listeners: &'a [RawListener],
+    pub exceptions: &'a Symbols<kind::Exception>,
 }
 
 /// The methods a route may match on; anything else is most likely a typo.
@@ -37,6 +38,8 @@ struct Checked {
     conditions: Vec<Condition>,
     keys: Vec<KeyRule>,
     milestone: Option<Milestone>,
+    repeats: Option<Repeats>,
+    guard: Option<Guard>,
 }
 
 impl Checked {
@@ -105,6 +108,8 @@ impl Validator<'_> {
                 conditions: c.conditions,
                 keys: c.keys,
                 milestone: c.milestone,
+                repeats: c.repeats,
+                guard: c.guard,
             });
         }
         (operations, routes)
@@ -165,6 +170,14 @@ impl Validator<'_> {
             Some(name) => self.lookup(declared.milestones, "milestone", &at("milestone"), name),
             None => None,
         };
+        let repeats = raw
+            .repeats
+            .as_ref()
+            .and_then(|r| self.repeats(&at("repeats"), r, declared));
+        let guard = raw
+            .idempotency_guard
+            .as_ref()
+            .and_then(|g| self.guard(&at("idempotency_guard"), g));
         if self.errors.len() > errors_before {
             return None;
         }
@@ -178,6 +191,8 @@ impl Validator<'_> {
             conditions,
             keys,
             milestone,
+            repeats,
+            guard,
         })
     }
 

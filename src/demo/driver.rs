@@ -1,0 +1,529 @@
+//! The driver: plays the integration traffic between the systems for each
+//! planned order, sending every call through the sidecar's listeners, and
+//! keeps a [`Tally`] of what it did so the summary can be checked against
+//! what the sidecar reconstructed.
+//!
+//! One order walks: release (ERP → WMS) → allocate → pick → pack; then for
+//! each shipment: book with the carrier → buy the label (retrying once on
+//! 503) → ship confirm (WMS) → goods issue (WMS → ERP) → delivery webhook
+//! (carrier → ERP, tracking code only) → freight invoice (carrier → ERP).
+//! Waits between steps are business durations divided by the demo's speed.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::erp::GOODS_ISSUE_PATH;
+use super::plan::{OrderPlan, Rng};
+use crate::clock::Clock;
+
+/// Requests in flight at once, across all orders. Orders mostly sleep
+/// between steps, so every order runs as its own task and only the calls
+/// are bounded: enough to keep the sidecar busy on two cores without
+/// opening hundreds of sockets.
+pub const MAX_IN_FLIGHT: usize = 32;
+/// A call that takes longer than this (real time) fails the order.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Errors kept verbatim in the tally; the rest are only counted.
+const ERRORS_KEPT: usize = 5;
+
+/// Base URLs (`http://127.0.0.1:port`) of the sidecar listeners the driver
+/// talks through, one per system being called.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub erp: String,
+    pub wms: String,
+    pub carrier: String,
+}
+
+/// What the driver did, counted on its side of the wire.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// Orders started.
+    pub orders: usize,
+    /// Orders walked all the way to the freight invoice.
+    pub finished: usize,
+    /// Orders stopped by an unexpected answer (see `errors`) or by shutdown.
+    pub abandoned: usize,
+    /// Orders the WMS packed into more than one shipment.
+    pub split_orders: usize,
+    pub shipments: usize,
+    /// `503` answers the carrier gave to label purchases (each retried once).
+    pub carrier_unavailable: usize,
+    /// Carrier bookings sent a second time for the same shipment.
+    pub duplicate_bookings: usize,
+    /// Shipments whose goods issue was never posted to the ERP.
+    pub lost_goods_issues: usize,
+    /// Requests sent with a truncated JSON body (answered 400, then resent).
+    pub malformed_bodies: usize,
+    /// Every HTTP call made.
+    pub requests: usize,
+    /// Each shipment that got a tracking code, for lookups.
+    pub deliveries: Vec<Delivery>,
+    /// The first few unexpected failures, verbatim.
+    pub errors: Vec<String>,
+}
+
+/// A shipment and the keys it is known by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub order_id: String,
+    pub shipment_id: String,
+    pub tracking_code: String,
+}
+
+/// Sends the traffic of the planned orders.
+pub struct Driver {
+    client: reqwest::Client,
+    endpoints: Endpoints,
+    /// Business seconds per real second.
+    speed: f64,
+    /// Business time, for the timestamps the systems put in payloads.
+    clock: Clock,
+    in_flight: Semaphore,
+    requests: AtomicUsize,
+    shutdown: CancellationToken,
+}
+
+/// What happened to one shipment.
+#[derive(Default)]
+struct ShipmentRecord {
+    carrier_unavailable: usize,
+    duplicate_booking: bool,
+    lost_goods_issue: bool,
+    malformed_bodies: usize,
+    delivery: Option<Delivery>,
+}
+
+/// What to do differently for one shipment.
+#[derive(Clone, Copy, Default)]
+struct Surprises {
+    duplicate_booking: bool,
+    lose_goods_issue: bool,
+    malformed_webhook: bool,
+}
+
+impl Driver {
+    pub fn new(
+        endpoints: Endpoints,
+        speed: f64,
+        clock: Clock,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Driver {
+            client,
+            endpoints,
+            speed: if speed.is_finite() && speed > 0.0 {
+                speed
+            } else {
+                1.0
+            },
+            clock,
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            requests: AtomicUsize::new(0),
+            shutdown,
+        })
+    }
+
+    /// Drives every planned order concurrently and returns the tally once
+    /// all have finished (or stopped, when `shutdown` is cancelled).
+    pub async fn drive(self: Arc<Self>, plans: Vec<OrderPlan>) -> Tally {
+        let mut tally = Tally {
+            orders: plans.len(),
+            ..Tally::default()
+        };
+        let mut orders = JoinSet::new();
+        for plan in plans {
+            let driver = Arc::clone(&self);
+            orders.spawn(async move {
+                let order_id = plan.order_id.clone();
+                let mut shipments = Vec::new();
+                let outcome = driver.order(plan, &mut shipments).await;
+                (order_id, outcome, shipments)
+            });
+        }
+        while let Some(joined) = orders.join_next().await {
+            let (order_id, outcome, shipments) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    tally.abandoned += 1;
+                    keep_error(&mut tally, format!("order task failed: {e}"));
+                    continue;
+                }
+            };
+            if shipments.len() > 1 {
+                tally.split_orders += 1;
+            }
+            tally.shipments += shipments.len();
+            for shipment in shipments {
+                tally.carrier_unavailable += shipment.carrier_unavailable;
+                tally.duplicate_bookings += usize::from(shipment.duplicate_booking);
+                tally.lost_goods_issues += usize::from(shipment.lost_goods_issue);
+                tally.malformed_bodies += shipment.malformed_bodies;
+                tally.deliveries.extend(shipment.delivery);
+            }
+            match outcome {
+                Ok(()) => tally.finished += 1,
+                Err(_) if self.shutdown.is_cancelled() => tally.abandoned += 1,
+                Err(e) => {
+                    tally.abandoned += 1;
+                    keep_error(&mut tally, format!("{order_id}: {e:#}"));
+                }
+            }
+        }
+        tally.requests = self.requests.load(Ordering::Relaxed);
+        tally
+            .deliveries
+            .sort_by(|a, b| a.shipment_id.cmp(&b.shipment_id));
+        tally
+    }
+
+    /// Walks one order; `shipments` is filled as shipments progress so a
+    /// failure late in the walk still reports what happened before it.
+    async fn order(
+        &self,
+        mut plan: OrderPlan,
+        shipments: &mut Vec<ShipmentRecord>,
+    ) -> anyhow::Result<()> {
+        let order_id = plan.order_id.clone();
+        let rng = &mut plan.rng;
+        self.pause(plan.release_after).await?;
+
+        let lines: Vec<Value> = plan
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                json!({
+                    "line": 10 * (i + 1),
+                    "sku": l.sku,
+                    "description": l.description,
+                    "qty": l.qty,
+                    "uom": "EA",
+                    "zone": l.zone,
+                    "unit_weight_kg": l.unit_weight_kg,
+                })
+            })
+            .collect();
+        let release = json!({
+            "order_id": order_id,
+            "order_type": "ZOR",
+            "sales_org": "1010",
+            "customer": { "name": plan.customer },
+            "ship_to": { "name": plan.customer, "city": plan.city, "country": country(plan.city) },
+            "released_at": self.now(),
+            "lines": lines,
+        });
+        let wms = &self.endpoints.wms;
+        self.expect_ok(
+            "release order",
+            self.client.post(format!("{wms}/api/orders")).json(&release),
+        )
+        .await?;
+
+        self.pause(rng.allocate_delay()).await?;
+        self.expect_ok(
+            "allocate",
+            self.client
+                .post(format!("{wms}/api/orders/{order_id}/allocate"))
+                .json(
+                    &json!({ "strategy": "FEFO", "wave": format!("W-{:04}", rng.below(10_000)) }),
+                ),
+        )
+        .await?;
+
+        self.pause(rng.pick_delay()).await?;
+        self.expect_ok(
+            "pick",
+            self.client
+                .post(format!("{wms}/api/orders/{order_id}/pick"))
+                .json(&json!({ "picker": format!("P-{:02}", 1 + rng.below(24)), "tote": format!("T-{:04}", rng.below(10_000)) })),
+        )
+        .await?;
+
+        self.pause(rng.pack_delay()).await?;
+        let packed = self
+            .expect_ok(
+                "pack",
+                self.client
+                    .post(format!("{wms}/api/orders/{order_id}/pack"))
+                    .json(&json!({ "station": format!("PACK-{:02}", 1 + rng.below(6)) })),
+            )
+            .await?;
+        let parcels: Vec<Value> = packed["shipments"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| anyhow!("pack answered without shipments"))?;
+
+        let surprises = Surprises {
+            duplicate_booking: plan.duplicate_booking,
+            lose_goods_issue: plan.lose_goods_issue,
+            malformed_webhook: plan.malformed_webhook,
+        };
+        let walks = parcels.iter().enumerate().map(|(i, parcel)| {
+            // Surprises hit the first shipment only; each shipment draws its
+            // durations from its own stream.
+            let surprises = if i == 0 {
+                surprises
+            } else {
+                Surprises::default()
+            };
+            let rng = Rng::new(rng.next_u64());
+            let (order_id, city) = (order_id.as_str(), plan.city);
+            async move {
+                let mut record = ShipmentRecord::default();
+                let outcome = self
+                    .shipment(order_id, city, parcel, surprises, rng, &mut record)
+                    .await;
+                (record, outcome)
+            }
+        });
+        let mut first_error = None;
+        for (record, outcome) in join_all(walks.collect::<Vec<_>>()).await {
+            shipments.push(record);
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Walks one shipment from carrier booking to freight invoice.
+    async fn shipment(
+        &self,
+        order_id: &str,
+        city: &str,
+        parcel: &Value,
+        surprises: Surprises,
+        mut rng: Rng,
+        record: &mut ShipmentRecord,
+    ) -> anyhow::Result<()> {
+        let shipment_id = parcel["shipment_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("pack answered a shipment without shipment_id"))?
+            .to_owned();
+        let (carrier, wms, erp) = (
+            &self.endpoints.carrier,
+            &self.endpoints.wms,
+            &self.endpoints.erp,
+        );
+
+        self.pause(rng.booking_delay()).await?;
+        let booking = json!({
+            "shipment_id": shipment_id,
+            "reference": order_id,
+            "from_address": { "company": "Waybill Demo DC", "city": "Venlo", "country": "NL" },
+            "to_address": { "city": city, "country": country(city) },
+            "parcel": { "weight_kg": parcel["weight_kg"], "dimensions": parcel["parcel"] },
+            "options": { "label_format": "ZPL" },
+        });
+        let booked = self
+            .expect_ok(
+                "book shipment",
+                self.client
+                    .post(format!("{carrier}/v2/shipments"))
+                    .json(&booking),
+            )
+            .await?;
+        if surprises.duplicate_booking {
+            // The client timed out waiting for the first answer and books again.
+            record.duplicate_booking = true;
+            self.expect_ok(
+                "book shipment again",
+                self.client
+                    .post(format!("{carrier}/v2/shipments"))
+                    .json(&booking),
+            )
+            .await?;
+        }
+
+        self.pause(rng.label_delay()).await?;
+        let buy = json!({ "rate": { "id": booked["rates"][0]["id"] } });
+        let buy_url = format!("{carrier}/v2/shipments/{shipment_id}/buy");
+        let (status, mut label) = self
+            .send(self.client.post(&buy_url).json(&buy))
+            .await
+            .context("buy label")?;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            record.carrier_unavailable += 1;
+            self.pause(rng.retry_delay()).await?;
+            label = self
+                .expect_ok("buy label (retry)", self.client.post(&buy_url).json(&buy))
+                .await?;
+        } else if !status.is_success() {
+            bail!("buy label: carrier answered {status}");
+        }
+        let tracking_code = label["tracking_code"]
+            .as_str()
+            .ok_or_else(|| anyhow!("label without tracking_code"))?
+            .to_owned();
+        let amount = label["selected_rate"]["rate"].clone();
+        record.delivery = Some(Delivery {
+            order_id: order_id.to_owned(),
+            shipment_id: shipment_id.clone(),
+            tracking_code: tracking_code.clone(),
+        });
+
+        self.pause(rng.ship_delay()).await?;
+        self.expect_ok(
+            "ship confirm",
+            self.client
+                .post(format!("{wms}/api/shipments/{shipment_id}/ship"))
+                .json(&json!({
+                    "tracking_code": tracking_code,
+                    "carrier": "UPS",
+                    "dock": format!("D-{}", 1 + rng.below(4)),
+                    "shipped_at": self.now(),
+                })),
+        )
+        .await?;
+
+        if surprises.lose_goods_issue {
+            // The WMS → ERP interface drops this one: no goods issue, ever.
+            record.lost_goods_issue = true;
+        } else {
+            self.pause(rng.goods_issue_delay()).await?;
+            self.expect_ok(
+                "goods issue",
+                self.client
+                    .post(format!("{erp}{GOODS_ISSUE_PATH}"))
+                    .query(&[
+                        ("DeliveryDocument", shipment_id.as_str()),
+                        ("sap-client", "100"),
+                    ])
+                    .header("x-csrf-token", "demo-7f3a9c")
+                    .header("accept", "application/json"),
+            )
+            .await?;
+        }
+
+        self.pause(rng.delivery_delay()).await?;
+        let event = json!({
+            "event": "tracker.updated",
+            "tracking_code": tracking_code,
+            "status": "delivered",
+            "delivered_at": self.now(),
+            "signed_by": "M. KELLER",
+        });
+        let webhook_url = format!("{erp}/webhooks/carrier/delivered");
+        if surprises.malformed_webhook {
+            // The carrier's webhook sender cuts the body short; the ERP
+            // refuses it and the carrier redelivers.
+            let text = event.to_string();
+            let cut = text.len() * 2 / 3;
+            let truncated = text.get(..cut).unwrap_or(&text).to_owned();
+            record.malformed_bodies += 1;
+            let (status, _) = self
+                .send(
+                    self.client
+                        .post(&webhook_url)
+                        .header("content-type", "application/json")
+                        .body(truncated),
+                )
+                .await
+                .context("truncated webhook")?;
+            if status != StatusCode::BAD_REQUEST {
+                bail!("truncated webhook: ERP answered {status}, expected 400");
+            }
+            self.pause(rng.redelivery_delay()).await?;
+        }
+        self.expect_ok(
+            "delivered webhook",
+            self.client.post(&webhook_url).json(&event),
+        )
+        .await?;
+
+        self.pause(rng.invoice_delay()).await?;
+        let invoice_number = format!(
+            "INV-UPS-{}",
+            &tracking_code[tracking_code.len().saturating_sub(8)..]
+        );
+        self.expect_ok(
+            "freight invoice",
+            self.client
+                .post(format!("{erp}/api/freight-invoices"))
+                .header("x-carrier-invoice", &invoice_number)
+                .json(&json!({
+                    "invoice_number": invoice_number,
+                    "carrier": "UPS",
+                    "invoice_date": self.now(),
+                    "currency": "EUR",
+                    "lines": [{
+                        "shipment_id": shipment_id,
+                        "tracking_code": tracking_code,
+                        "service": "Standard",
+                        "amount": amount,
+                    }],
+                })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends one request, bounded by [`MAX_IN_FLIGHT`], and reads its JSON
+    /// answer (`null` when the body is not JSON).
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
+        let _permit = self.in_flight.acquire().await?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = request.send().await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
+    /// Sends one request that must succeed, returning its JSON answer.
+    async fn expect_ok(
+        &self,
+        step: &str,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<Value> {
+        let (status, body) = self.send(request).await.with_context(|| step.to_owned())?;
+        if !status.is_success() {
+            bail!("{step}: answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Waits `business` time, compressed by the speed; fails on shutdown.
+    async fn pause(&self, business: Duration) -> anyhow::Result<()> {
+        let real = business.div_f64(self.speed);
+        tokio::select! {
+            () = tokio::time::sleep(real) => Ok(()),
+            () = self.shutdown.cancelled() => bail!("shutting down"),
+        }
+    }
+
+    /// The business time now, as the systems write it in payloads.
+    fn now(&self) -> String {
+        humantime::format_rfc3339_seconds(self.clock.now()).to_string()
+    }
+}
+
+fn keep_error(tally: &mut Tally, error: String) {
+    if tally.errors.len() < ERRORS_KEPT {
+        tally.errors.push(error);
+    }
+}
+
+fn country(city: &str) -> &'static str {
+    match city {
+        "Hamburg" | "München" => "DE",
+        "Rotterdam" => "NL",
+        "Valencia" => "ES",
+        "Bergen" => "NO",
+        _ => "FR",
+    }
+}

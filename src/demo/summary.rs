@@ -1,0 +1,813 @@
+//! The report printed at the end of the demo: what the sidecar made of the
+//! traffic (transactions, flow durations against their SLOs, upstream
+//! failures, duplicates, unmet expectations, extraction problems), set next
+//! to what the driver knows it did, so a reader can see the two agree.
+//!
+//! The summary reads transactions through the small views below rather than
+//! the correlator's own types, so it can be computed (and tested) from any
+//! source: the in-process correlator, or the admin API's JSON.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+use std::time::{Duration, SystemTime};
+
+use super::driver::Tally;
+use crate::config::Config;
+use crate::extract::Key;
+use crate::state::{Status, Transaction};
+
+// === views ===
+
+/// A key as `(kind, value)` strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyName {
+    pub kind: String,
+    pub value: String,
+}
+
+/// What the summary needs of one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct TransactionView {
+    pub root: Option<KeyName>,
+    pub keys: Vec<KeyName>,
+    pub complete: bool,
+    pub milestones: Vec<MilestoneView>,
+    pub flows: Vec<FlowView>,
+    pub exchanges: Vec<ExchangeView>,
+}
+
+/// One recorded milestone of one object.
+#[derive(Debug, Clone)]
+pub struct MilestoneView {
+    pub milestone: String,
+    pub object: KeyName,
+    /// When it first happened.
+    pub at: SystemTime,
+    /// How many times it was seen again after the first.
+    pub repeats: u32,
+}
+
+/// One measured flow.
+#[derive(Debug, Clone)]
+pub struct FlowView {
+    pub flow: String,
+    pub duration: Duration,
+    pub within_slo: bool,
+}
+
+/// One exchange of the timeline.
+#[derive(Debug, Clone)]
+pub struct ExchangeView {
+    pub status: u16,
+    pub operation: Option<String>,
+}
+
+/// The business rules the summary measures against, from the config.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// Flows in config order: name and SLO.
+    pub flows: Vec<(String, Duration)>,
+    pub expectations: Vec<ExpectationRule>,
+}
+
+/// One "after A, expect B within T" rule.
+#[derive(Debug, Clone)]
+pub struct ExpectationRule {
+    pub after: String,
+    pub expect: String,
+    pub within: Duration,
+    pub exception: String,
+    pub owner: String,
+}
+
+impl From<&Key> for KeyName {
+    fn from(key: &Key) -> Self {
+        KeyName {
+            kind: key.kind.to_string(),
+            value: key.value.to_string(),
+        }
+    }
+}
+
+impl From<&Transaction> for TransactionView {
+    fn from(t: &Transaction) -> Self {
+        TransactionView {
+            root: t.root.as_ref().map(KeyName::from),
+            keys: t.keys.iter().map(KeyName::from).collect(),
+            complete: t.status == Status::Complete,
+            milestones: t
+                .milestones
+                .iter()
+                .map(|m| MilestoneView {
+                    milestone: m.milestone.to_string(),
+                    object: KeyName::from(&m.object),
+                    at: m.at,
+                    repeats: m.repeats,
+                })
+                .collect(),
+            flows: t
+                .flows
+                .iter()
+                .map(|f| FlowView {
+                    flow: f.flow.to_string(),
+                    duration: f.duration,
+                    within_slo: f.within_slo,
+                })
+                .collect(),
+            exchanges: t
+                .exchanges
+                .iter()
+                .map(|e| ExchangeView {
+                    status: e.status,
+                    operation: e.operation.as_ref().map(ToString::to_string),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&Config> for Rules {
+    fn from(config: &Config) -> Self {
+        Rules {
+            flows: config
+                .flows
+                .iter()
+                .map(|f| (f.name.to_string(), f.slo))
+                .collect(),
+            expectations: config
+                .expectations
+                .iter()
+                .map(|e| ExpectationRule {
+                    after: e.after.to_string(),
+                    expect: e.expect.to_string(),
+                    within: e.within,
+                    exception: e.exception.to_string(),
+                    owner: e.owner.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The metric extraction failures are counted in, by `system` and `reason`.
+const EXTRACTION_FAILURES: &str = "waybill_extraction_failures_total";
+
+/// Extraction failures by reason (summed over systems), read from the
+/// sidecar's metrics text.
+pub fn extraction_failures(metrics: &str) -> BTreeMap<String, u64> {
+    let mut by_reason = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(EXTRACTION_FAILURES) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.strip_prefix('{').and_then(|r| r.split_once('}')) else {
+            continue;
+        };
+        let reason = labels.split(',').find_map(|l| {
+            l.trim()
+                .strip_prefix("reason=\"")
+                .and_then(|v| v.strip_suffix('"'))
+        });
+        let count = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if let Some(reason) = reason {
+            if count > 0.0 {
+                *by_reason.entry(reason.to_owned()).or_default() += count as u64;
+            }
+        }
+    }
+    by_reason
+}
+
+// === Summary ===
+
+/// The demo's result: what the driver did and what the sidecar saw.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// The driver's own account.
+    pub driver: Tally,
+    pub seed: u64,
+    pub speed: f64,
+    /// Real time the orders took to drive.
+    pub elapsed: Duration,
+    /// Transactions the correlator holds.
+    pub transactions: usize,
+    pub complete: usize,
+    pub open: usize,
+    /// Per flow, in config order.
+    pub flows: Vec<FlowStats>,
+    /// Exchanges answered 5xx, by operation (`unmatched` when no route matched).
+    pub upstream_failures: BTreeMap<String, usize>,
+    /// Milestone repeats, by milestone.
+    pub duplicates: BTreeMap<String, u64>,
+    /// Per expectation, in config order.
+    pub expectations: Vec<ExpectationStats>,
+    /// Extraction problems by reason, from the sidecar's metrics.
+    pub extraction_problems: BTreeMap<String, u64>,
+    /// Driver deliveries whose tracking code sits in the transaction rooted
+    /// at their own order: the tracking-only webhook joined correctly.
+    pub tracking_joined: usize,
+}
+
+/// Durations of one flow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowStats {
+    pub flow: String,
+    pub slo: Duration,
+    pub count: usize,
+    pub p50: Option<Duration>,
+    pub p95: Option<Duration>,
+    pub within_slo: usize,
+}
+
+impl FlowStats {
+    /// Share of measurements within the SLO, 0..=1 (`None` without any).
+    pub fn within_share(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.within_slo as f64 / self.count as f64)
+    }
+}
+
+/// How one expectation fared across all transactions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectationStats {
+    pub rule: String,
+    pub exception: String,
+    pub owner: String,
+    /// Objects that reached `after`.
+    pub started: usize,
+    /// … and have not reached `expect` though `within` has passed.
+    pub missing: usize,
+    /// … and have not reached `expect`, but still have time.
+    pub pending: usize,
+    /// … and reached it later than `within`.
+    pub late: usize,
+}
+
+impl Summary {
+    /// Computes everything the sidecar saw from its transactions, as of
+    /// business time `now`.
+    pub fn observe(
+        &mut self,
+        transactions: &[TransactionView],
+        rules: &Rules,
+        problems: BTreeMap<String, u64>,
+        now: SystemTime,
+    ) {
+        self.transactions = transactions.len();
+        self.complete = transactions.iter().filter(|t| t.complete).count();
+        self.open = self.transactions - self.complete;
+        self.flows = rules
+            .flows
+            .iter()
+            .map(|(name, slo)| flow_stats(transactions, name, *slo))
+            .collect();
+        self.upstream_failures.clear();
+        self.duplicates.clear();
+        for t in transactions {
+            for e in t.exchanges.iter().filter(|e| e.status >= 500) {
+                let operation = e.operation.clone().unwrap_or_else(|| "unmatched".into());
+                *self.upstream_failures.entry(operation).or_default() += 1;
+            }
+            for m in t.milestones.iter().filter(|m| m.repeats > 0) {
+                *self.duplicates.entry(m.milestone.clone()).or_default() += u64::from(m.repeats);
+            }
+        }
+        self.expectations = rules
+            .expectations
+            .iter()
+            .map(|rule| expectation_stats(transactions, rule, now))
+            .collect();
+        self.extraction_problems = problems;
+        self.tracking_joined = tracking_joined(transactions, &self.driver);
+    }
+
+    /// The stats of the expectation that opens `exception`, if configured.
+    pub fn expectation(&self, exception: &str) -> Option<&ExpectationStats> {
+        self.expectations.iter().find(|e| e.exception == exception)
+    }
+
+    /// The stats of `flow`, if configured.
+    pub fn flow(&self, flow: &str) -> Option<&FlowStats> {
+        self.flows.iter().find(|f| f.flow == flow)
+    }
+
+    /// Writes the report for a terminal.
+    pub fn render(&self, out: &mut impl Write) -> io::Result<()> {
+        let d = &self.driver;
+        let day = Duration::from_secs(86_400).div_f64(self.speed.max(f64::MIN_POSITIVE));
+        writeln!(out)?;
+        writeln!(
+            out,
+            "waybill demo: {} orders in {:.1} s (seed {}, speed x{}: one business day = {:.1} s)",
+            d.orders,
+            self.elapsed.as_secs_f64(),
+            self.seed,
+            self.speed,
+            day.as_secs_f64(),
+        )?;
+        writeln!(out)?;
+
+        let mut table = Table::new(&["driver", "count", ""]);
+        table.row(vec![
+            "orders finished".into(),
+            d.finished.to_string(),
+            format!("of {}", d.orders),
+        ]);
+        table.row(vec![
+            "split orders".into(),
+            d.split_orders.to_string(),
+            format!("{} shipments in all", d.shipments),
+        ]);
+        table.row(vec![
+            "requests sent".into(),
+            d.requests.to_string(),
+            "all through the sidecar".into(),
+        ]);
+        if d.abandoned > 0 {
+            table.row(vec![
+                "orders abandoned".into(),
+                d.abandoned.to_string(),
+                d.errors
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "stopped before the end".into()),
+            ]);
+        }
+        table.write(out)?;
+
+        let mut table = Table::new(&["transactions", "count", ""]);
+        table.row(vec![
+            "seen".into(),
+            self.transactions.to_string(),
+            String::new(),
+        ]);
+        table.row(vec![
+            "complete".into(),
+            self.complete.to_string(),
+            String::new(),
+        ]);
+        table.row(vec!["open".into(), self.open.to_string(), String::new()]);
+        table.row(vec![
+            "tracking joined to order".into(),
+            self.tracking_joined.to_string(),
+            format!("of {} tracking-only delivery webhooks", d.deliveries.len()),
+        ]);
+        table.write(out)?;
+
+        let mut table = Table::new(&[
+            "flow (business time)",
+            "count",
+            "p50",
+            "p95",
+            "within SLO",
+            "SLO",
+        ]);
+        for f in &self.flows {
+            table.row(vec![
+                f.flow.clone(),
+                f.count.to_string(),
+                f.p50.map_or_else(|| "-".into(), human),
+                f.p95.map_or_else(|| "-".into(), human),
+                f.within_share()
+                    .map_or_else(|| "-".into(), |s| format!("{:.1}%", s * 100.0)),
+                round_duration(f.slo),
+            ]);
+        }
+        table.write(out)?;
+
+        let mut table = Table::new(&["upstream failures (5xx)", "count", ""]);
+        for (operation, count) in &self.upstream_failures {
+            let note = if operation.ends_with("buy_label") {
+                format!(
+                    "driver got {} x 503, each retried once",
+                    d.carrier_unavailable
+                )
+            } else {
+                String::new()
+            };
+            table.row(vec![operation.clone(), count.to_string(), note]);
+        }
+        table.empty_note("none");
+        table.write(out)?;
+
+        let mut table = Table::new(&["duplicates (milestone repeats)", "count", ""]);
+        for (milestone, count) in &self.duplicates {
+            table.row(vec![milestone.clone(), count.to_string(), String::new()]);
+        }
+        table.empty_note("none");
+        table.note(format!(
+            "driver booked {} shipments twice",
+            d.duplicate_bookings
+        ));
+        table.write(out)?;
+
+        let mut table = Table::new(&[
+            "expectation",
+            "checked",
+            "missing",
+            "pending",
+            "late",
+            "owner",
+            "rule",
+        ]);
+        for e in &self.expectations {
+            table.row(vec![
+                e.exception.clone(),
+                e.started.to_string(),
+                e.missing.to_string(),
+                e.pending.to_string(),
+                e.late.to_string(),
+                e.owner.clone(),
+                e.rule.clone(),
+            ]);
+        }
+        table.empty_note("none configured");
+        table.note(format!(
+            "driver never posted {} goods issues",
+            d.lost_goods_issues
+        ));
+        table.write(out)?;
+
+        let mut table = Table::new(&["extraction problems", "count", ""]);
+        for (reason, count) in &self.extraction_problems {
+            table.row(vec![reason.clone(), count.to_string(), String::new()]);
+        }
+        table.empty_note("none");
+        table.note(format!(
+            "driver sent {} truncated JSON bodies",
+            d.malformed_bodies
+        ));
+        table.write(out)?;
+        Ok(())
+    }
+}
+
+fn flow_stats(transactions: &[TransactionView], name: &str, slo: Duration) -> FlowStats {
+    let mut durations: Vec<Duration> = Vec::new();
+    let mut within_slo = 0;
+    for f in transactions
+        .iter()
+        .flat_map(|t| &t.flows)
+        .filter(|f| f.flow == name)
+    {
+        durations.push(f.duration);
+        within_slo += usize::from(f.within_slo);
+    }
+    durations.sort();
+    FlowStats {
+        flow: name.to_owned(),
+        slo,
+        count: durations.len(),
+        p50: percentile(&durations, 0.50),
+        p95: percentile(&durations, 0.95),
+        within_slo,
+    }
+}
+
+/// Nearest-rank percentile of sorted `values`.
+pub fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+fn expectation_stats(
+    transactions: &[TransactionView],
+    rule: &ExpectationRule,
+    now: SystemTime,
+) -> ExpectationStats {
+    let mut stats = ExpectationStats {
+        rule: format!(
+            "{} -> {} within {}",
+            rule.after,
+            rule.expect,
+            human(rule.within)
+        ),
+        exception: rule.exception.clone(),
+        owner: rule.owner.clone(),
+        started: 0,
+        missing: 0,
+        pending: 0,
+        late: 0,
+    };
+    for t in transactions {
+        let expected: Vec<&MilestoneView> = t
+            .milestones
+            .iter()
+            .filter(|m| m.milestone == rule.expect)
+            .collect();
+        for after in t.milestones.iter().filter(|m| m.milestone == rule.after) {
+            stats.started += 1;
+            // Pair by object when both milestones are about the same kind of
+            // object (a shipment's own goods issue); otherwise any in the
+            // transaction answers.
+            let answer = expected
+                .iter()
+                .filter(|m| m.object.kind != after.object.kind || m.object == after.object)
+                .map(|m| m.at)
+                .min();
+            match answer {
+                None => {
+                    let waited = now.duration_since(after.at).unwrap_or_default();
+                    if waited > rule.within {
+                        stats.missing += 1;
+                    } else {
+                        stats.pending += 1;
+                    }
+                }
+                Some(at) => {
+                    let waited = at.duration_since(after.at).unwrap_or_default();
+                    stats.late += usize::from(waited > rule.within);
+                }
+            }
+        }
+    }
+    stats
+}
+
+fn tracking_joined(transactions: &[TransactionView], tally: &Tally) -> usize {
+    let mut root_of_key: HashMap<(&str, &str), Option<&str>> = HashMap::new();
+    for t in transactions {
+        let root = t.root.as_ref().map(|r| r.value.as_str());
+        for k in &t.keys {
+            root_of_key.insert((k.kind.as_str(), k.value.as_str()), root);
+        }
+    }
+    tally
+        .deliveries
+        .iter()
+        .filter(|d| {
+            root_of_key.get(&("tracking", d.tracking_code.as_str()))
+                == Some(&Some(d.order_id.as_str()))
+        })
+        .count()
+}
+
+/// A duration in business terms: `42s`, `7m 30s`, `3h 12m`, `2d 4h`.
+pub fn human(d: Duration) -> String {
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    let s = d.as_secs();
+    let (big, big_unit, small, small_unit) = if s >= DAY {
+        (s / DAY, "d", s % DAY / HOUR, "h")
+    } else if s >= HOUR {
+        (s / HOUR, "h", s % HOUR / MINUTE, "m")
+    } else if s >= MINUTE {
+        (s / MINUTE, "m", s % MINUTE, "s")
+    } else {
+        return format!("{s}s");
+    };
+    if small == 0 {
+        format!("{big}{big_unit}")
+    } else {
+        format!("{big}{big_unit} {small}{small_unit}")
+    }
+}
+
+/// A configured duration in the unit it was most likely written in:
+/// `15m`, `4h`, `72h`, `7d`.
+pub fn round_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        _ if s % (7 * 86_400) == 0 || (s % 86_400 == 0 && s > 3 * 86_400) => {
+            format!("{}d", s / 86_400)
+        }
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => human(d),
+    }
+}
+
+// === impl Table ===
+
+/// A small aligned table: the first column left-aligned, the rest
+/// right-aligned except a trailing free-text column.
+struct Table {
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+    notes: Vec<String>,
+    empty: Option<&'static str>,
+}
+
+impl Table {
+    fn new(head: &[&str]) -> Self {
+        Table {
+            head: head.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+            notes: Vec::new(),
+            empty: None,
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// Printed in place of rows when there are none.
+    fn empty_note(&mut self, text: &'static str) {
+        self.empty = Some(text);
+    }
+
+    /// A line printed under the rows.
+    fn note(&mut self, text: String) {
+        self.notes.push(text);
+    }
+
+    fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        let columns = self.head.len();
+        let mut widths: Vec<usize> = self.head.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate().take(columns) {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let last_is_text = self
+            .head
+            .last()
+            .is_some_and(|h| h.is_empty() || h == "rule");
+        let line = |cells: &[String], out: &mut dyn Write| -> io::Result<()> {
+            let mut text = String::from("  ");
+            for (i, cell) in cells.iter().enumerate().take(columns) {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                let left = i == 0 || (last_is_text && i == columns - 1);
+                if i > 0 {
+                    text.push_str("   ");
+                }
+                if left {
+                    text.push_str(cell);
+                    text.push_str(&" ".repeat(pad));
+                } else {
+                    text.push_str(&" ".repeat(pad));
+                    text.push_str(cell);
+                }
+            }
+            writeln!(out, "{}", text.trim_end())
+        };
+        line(&self.head, out)?;
+        if self.rows.is_empty() {
+            if let Some(empty) = self.empty {
+                writeln!(out, "  {empty}")?;
+            }
+        }
+        for row in &self.rows {
+            line(row, out)?;
+        }
+        for note in &self.notes {
+            writeln!(out, "  ({note})")?;
+        }
+        writeln!(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::driver::Delivery;
+
+    fn key(kind: &str, value: &str) -> KeyName {
+        KeyName {
+            kind: kind.into(),
+            value: value.into(),
+        }
+    }
+
+    fn milestone(name: &str, object: KeyName, at_secs: u64, repeats: u32) -> MilestoneView {
+        MilestoneView {
+            milestone: name.into(),
+            object,
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(at_secs),
+            repeats,
+        }
+    }
+
+    #[test]
+    fn human_durations_read_like_a_person_wrote_them() {
+        assert_eq!(human(Duration::from_secs(42)), "42s");
+        assert_eq!(human(Duration::from_secs(450)), "7m 30s");
+        assert_eq!(human(Duration::from_secs(3 * 3600 + 12 * 60 + 5)), "3h 12m");
+        assert_eq!(human(Duration::from_secs(24 * 3600)), "1d");
+        assert_eq!(human(Duration::from_secs(2 * 86_400 + 4 * 3600)), "2d 4h");
+    }
+
+    #[test]
+    fn extraction_failures_are_summed_over_systems_by_reason() {
+        let text =
+            "# HELP waybill_extraction_failures Exchanges extraction could not fully read.\n\
+waybill_extraction_failures_total{system=\"wms\",reason=\"malformed_json\"} 2\n\
+waybill_extraction_failures_total{system=\"erp\",reason=\"malformed_json\"} 3\n\
+waybill_extraction_failures_total{system=\"erp\",reason=\"too_deep\"} 0\n\
+waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n";
+        let failures = extraction_failures(text);
+        assert_eq!(failures, BTreeMap::from([("malformed_json".to_owned(), 5)]));
+    }
+
+    #[test]
+    fn configured_durations_print_as_written() {
+        assert_eq!(round_duration(Duration::from_secs(15 * 60)), "15m");
+        assert_eq!(round_duration(Duration::from_secs(24 * 3600)), "24h");
+        assert_eq!(round_duration(Duration::from_secs(72 * 3600)), "72h");
+        assert_eq!(round_duration(Duration::from_secs(7 * 86_400)), "7d");
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_secs).collect();
+        assert_eq!(percentile(&v, 0.5), Some(Duration::from_secs(50)));
+        assert_eq!(percentile(&v, 0.95), Some(Duration::from_secs(95)));
+        assert_eq!(percentile(&v[..1], 0.95), Some(Duration::from_secs(1)));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn summary_counts_missing_goods_issue_per_shipment_and_joins_tracking() {
+        let order = key("order", "SO-1");
+        let (s1, s2) = (key("shipment", "SH-1-1"), key("shipment", "SH-1-2"));
+        let t = TransactionView {
+            root: Some(order.clone()),
+            keys: vec![
+                order.clone(),
+                s1.clone(),
+                s2.clone(),
+                key("tracking", "1Z1"),
+            ],
+            complete: false,
+            milestones: vec![
+                milestone("shipped", s1.clone(), 100, 0),
+                milestone("shipped", s2.clone(), 100, 0),
+                milestone("goods_issue_posted", s1.clone(), 200, 0),
+                milestone("shipment_booked", s2.clone(), 50, 1),
+            ],
+            flows: vec![FlowView {
+                flow: "order_to_ship".into(),
+                duration: Duration::from_secs(3600),
+                within_slo: true,
+            }],
+            exchanges: vec![
+                ExchangeView {
+                    status: 503,
+                    operation: Some("carrier.buy_label".into()),
+                },
+                ExchangeView {
+                    status: 200,
+                    operation: Some("carrier.buy_label".into()),
+                },
+            ],
+        };
+        let rules = Rules {
+            flows: vec![("order_to_ship".into(), Duration::from_secs(86_400))],
+            expectations: vec![ExpectationRule {
+                after: "shipped".into(),
+                expect: "goods_issue_posted".into(),
+                within: Duration::from_secs(60),
+                exception: "missing_goods_issue".into(),
+                owner: "erp".into(),
+            }],
+        };
+        let mut summary = Summary {
+            speed: 1000.0,
+            driver: Tally {
+                deliveries: vec![Delivery {
+                    order_id: "SO-1".into(),
+                    shipment_id: "SH-1-1".into(),
+                    tracking_code: "1Z1".into(),
+                }],
+                ..Tally::default()
+            },
+            ..Summary::default()
+        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        summary.observe(
+            &[t.clone()],
+            &rules,
+            BTreeMap::from([("malformed_json".into(), 1)]),
+            now,
+        );
+        let gi = summary
+            .expectation("missing_goods_issue")
+            .map(|e| (e.started, e.missing, e.pending, e.late));
+        assert_eq!(gi, Some((2, 1, 0, 1)));
+        let early = SystemTime::UNIX_EPOCH + Duration::from_secs(110);
+        summary.observe(&[t.clone()], &rules, BTreeMap::new(), early);
+        let gi = summary
+            .expectation("missing_goods_issue")
+            .map(|e| (e.missing, e.pending));
+        assert_eq!(gi, Some((0, 1)), "not yet due is pending, not missing");
+        assert_eq!(summary.upstream_failures.get("carrier.buy_label"), Some(&1));
+        assert_eq!(summary.duplicates.get("shipment_booked"), Some(&1));
+        assert_eq!(summary.tracking_joined, 1);
+        assert_eq!(summary.flow("order_to_ship").map(|f| f.count), Some(1));
+
+        let mut text = Vec::new();
+        summary.render(&mut text).expect("render");
+        let text = String::from_utf8(text).expect("utf-8");
+        assert!(text.contains("order_to_ship"), "{text}");
+        assert!(text.contains("missing_goods_issue"), "{text}");
+    }
+}

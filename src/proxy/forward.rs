@@ -1,0 +1,252 @@
+//! Forwarding one request: rewrite the head for the upstream hop (see
+//! [`headers`](super::headers)), stream the body through the tap, wait for
+//! the response head within the listener's `timeout`, and stream the
+//! response back; or answer 502/504 when the upstream fails.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, HOST};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{request, Request, Response, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::body::ProxyBody;
+use super::error::{classify, failure_response};
+use super::headers::{append_forwarded, strip_hop_by_hop};
+use super::metrics::{ListenerMetrics, ProxyMetrics};
+use super::record::{Pending, ResponseObserver};
+use super::sink::ExchangeSink;
+use super::tap::{SharedTap, TapBody};
+use super::upstream::{build_client, UpstreamBody, UpstreamClient};
+use super::{Outcome, UpstreamError};
+use crate::clock::Clock;
+use crate::config::{Forwarded, HostHeader, Listener, UpstreamProtocol};
+
+/// Everything one listener needs to forward a request, built once per
+/// [`serve`](super::serve) call and shared by its connections.
+pub(crate) struct Forwarder {
+    listener: Arc<Listener>,
+    client: UpstreamClient,
+    scheme: Scheme,
+    /// The upstream's `host:port`, for `HostHeader::Upstream` and as the
+    /// request authority when the client's host is unusable.
+    upstream_authority: Authority,
+    upstream_host: HeaderValue,
+    /// The upstream URI's path without its trailing `/`; empty for none.
+    base_path: String,
+    /// The version requests are sent in (the connection may still turn out
+    /// to be HTTP/2 through ALPN; hyper handles that).
+    upstream_version: Version,
+    /// HTTP/2 upstreams get the host as `:authority` only.
+    host_in_authority_only: bool,
+    /// The host travels in the request URI's authority: needed when the
+    /// connection may be HTTP/2. Otherwise the URI keeps the upstream's
+    /// authority, so the client pool has one key per listener, not one per
+    /// `Host` value clients send.
+    host_in_uri: bool,
+    sink: ExchangeSink,
+    clock: Clock,
+    metrics: ListenerMetrics,
+}
+
+impl Forwarder {
+    pub(crate) fn new(
+        listener: Arc<Listener>,
+        sink: ExchangeSink,
+        metrics: &ProxyMetrics,
+        clock: Clock,
+    ) -> io::Result<Self> {
+        let uri = &listener.upstream.uri;
+        let invalid = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("listener `{}`: upstream `{uri}` {what}", listener.name),
+            )
+        };
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| invalid("has no scheme"))?;
+        let upstream_authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| invalid("has no host"))?;
+        let upstream_host = HeaderValue::from_str(upstream_authority.as_str())
+            .map_err(|_| invalid("has a host that is not a valid header value"))?;
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        let http2 = listener.upstream.protocol == UpstreamProtocol::Http2;
+        Ok(Forwarder {
+            client: build_client(&listener)?,
+            scheme,
+            upstream_authority,
+            upstream_host,
+            base_path,
+            upstream_version: if http2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
+            host_in_authority_only: http2,
+            host_in_uri: http2
+                || (listener.upstream.protocol == UpstreamProtocol::Auto
+                    && listener.upstream.is_tls()),
+            sink,
+            clock,
+            metrics: metrics.for_listener(&listener.name),
+            listener,
+        })
+    }
+
+    /// Forwards `request` from the client at `peer` and returns the response
+    /// to send back. Never fails: upstream failures become 502/504.
+    pub(crate) async fn forward(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let began = Instant::now();
+        let started = self.clock.now();
+        let (parts, body) = request.into_parts();
+        let client_version = parts.version;
+        let request_tap = SharedTap::new(self.listener.tap_limit, body.is_end_stream());
+        let mut pending = Pending {
+            id: self.sink.next_id(),
+            listener: self.listener.id,
+            system: self.listener.system.clone(),
+            method: parts.method.clone(),
+            uri: origin_form(&parts.uri),
+            version: client_version,
+            request_headers: parts.headers.clone(),
+            started,
+            began,
+            upstream_duration: Default::default(),
+            request_tap: request_tap.clone(),
+            sink: self.sink.clone(),
+        };
+
+        let body = TapBody::new(body, request_tap);
+        let Some(upstream_request) = self.upstream_request(parts, body, peer) else {
+            return self.fail(pending, UpstreamError::Protocol, client_version);
+        };
+        let answered =
+            tokio::time::timeout(self.listener.timeout, self.client.request(upstream_request))
+                .await;
+        pending.upstream_duration = began.elapsed();
+        match answered {
+            Ok(Ok(response)) => self.respond(pending, response, client_version),
+            Ok(Err(error)) => {
+                let kind = classify(&error);
+                tracing::debug!(listener = %self.listener.name, error = kind.as_str(), cause = ?error, "upstream failed");
+                self.fail(pending, kind, client_version)
+            }
+            Err(_elapsed) => {
+                tracing::debug!(listener = %self.listener.name, timeout = ?self.listener.timeout, "upstream did not answer in time");
+                self.fail(pending, UpstreamError::Timeout, client_version)
+            }
+        }
+    }
+
+    /// The request for the upstream hop: same method, headers (minus
+    /// hop-by-hop, plus the configured `Host` / `X-Forwarded-*`), extensions
+    /// (which carry the HTTP/1 header case) and body; path under the
+    /// upstream's base path; version of the upstream.
+    fn upstream_request(
+        &self,
+        mut parts: request::Parts,
+        body: UpstreamBody,
+        peer: SocketAddr,
+    ) -> Option<Request<UpstreamBody>> {
+        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+        });
+        let host = match self.listener.host_header {
+            HostHeader::Preserve => client_host.clone(),
+            HostHeader::Upstream => Some(self.upstream_host.clone()),
+        };
+
+        strip_hop_by_hop(&mut parts.headers);
+        if self.listener.forwarded == Forwarded::Append {
+            append_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
+        }
+        if self.host_in_authority_only {
+            parts.headers.remove(HOST);
+        } else if let Some(host) = &host {
+            if parts.headers.get(HOST) != Some(host) {
+                parts.headers.insert(HOST, host.clone());
+            }
+        }
+
+        let authority = host
+            .filter(|_| self.host_in_uri)
+            .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+            .unwrap_or_else(|| self.upstream_authority.clone());
+        let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let path = if self.base_path.is_empty() {
+            PathAndQuery::try_from(path).ok()?
+        } else {
+            PathAndQuery::try_from(format!("{}{path}", self.base_path)).ok()?
+        };
+        parts.uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .ok()?;
+        parts.version = self.upstream_version;
+        Some(Request::from_parts(parts, body))
+    }
+
+    /// Streams the upstream's response back: same status, reason phrase and
+    /// header case (both travel in the extensions), headers minus
+    /// hop-by-hop, body through the tap; in the client's HTTP version.
+    fn respond(
+        &self,
+        pending: Pending,
+        response: Response<Incoming>,
+        client_version: Version,
+    ) -> Response<ProxyBody> {
+        let (mut parts, body) = response.into_parts();
+        self.metrics.response(parts.status);
+        let outcome = Outcome::Response {
+            status: parts.status,
+            headers: parts.headers.clone(),
+        };
+        strip_hop_by_hop(&mut parts.headers);
+        parts.version = client_version;
+        let observer = ResponseObserver::new(self.listener.tap_limit, pending, outcome);
+        Response::from_parts(parts, ProxyBody::Upstream(TapBody::new(body, observer)))
+    }
+
+    /// Answers for a failed upstream and records the exchange at once.
+    fn fail(
+        &self,
+        pending: Pending,
+        error: UpstreamError,
+        client_version: Version,
+    ) -> Response<ProxyBody> {
+        let response = failure_response(error, client_version);
+        self.metrics.upstream_error(error);
+        self.metrics.response(response.status());
+        pending.finish_failed(Outcome::UpstreamFailed {
+            error,
+            status: response.status(),
+        });
+        response
+    }
+}
+
+/// The path and query of `uri`: what an HTTP/1 client sends in origin form,
+/// also for HTTP/2 and absolute-form requests.
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(path) if uri.authority().is_some() => Uri::from(path.clone()),
+        _ => uri.clone(),
+    }
+}

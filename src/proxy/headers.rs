@@ -1,0 +1,246 @@
+//! Header rules between the two hops: which headers belong to one
+//! connection only (and are therefore not forwarded), what the forwarded
+//! `Host` is, and the optional `X-Forwarded-*` headers.
+//!
+//! Hop-by-hop headers (RFC 9110 §7.6.1), removed in both directions:
+//! `Connection` and every header it names, `Keep-Alive`, `Proxy-Connection`,
+//! `Transfer-Encoding`, `Upgrade`, and `TE` unless it asks for `trailers`
+//! (then it is forwarded as `TE: trailers`, the one value HTTP/2 allows).
+//! Removal keeps the order of the remaining headers.
+//!
+//! `Proxy-Authorization` and `Proxy-Authenticate` *are* forwarded: the
+//! sidecar authenticates no one, so credentials meant for a proxy are not
+//! its to consume, and a transparent sidecar must not break a proxy chain
+//! behind it.
+
+use std::net::IpAddr;
+
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
+
+/// `Proxy-Connection`: non-standard, sent by old clients, never forwarded.
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `Keep-Alive` (RFC 2068), hop-by-hop.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that are hop-by-hop whether or not `Connection` names them
+/// (`TE` is handled apart).
+const ALWAYS_HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes the hop-by-hop headers from `headers`, keeping the order of the
+/// others. Does not allocate when there is nothing to remove.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        named.extend(
+            value
+                .split(',')
+                .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok()),
+        );
+    }
+    let te = te_to_forward(headers);
+    let te_changes = match (&te, headers.get(header::TE)) {
+        (None, None) => false,
+        (Some(keep), Some(current)) => {
+            keep != current || headers.get_all(header::TE).iter().count() > 1
+        }
+        _ => true,
+    };
+    let drops = |name: &HeaderName| ALWAYS_HOP_BY_HOP.contains(name) || named.contains(name);
+    if !te_changes && !headers.keys().any(drops) {
+        return;
+    }
+
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in std::mem::take(headers) {
+        // `into_iter` names each header once, then yields its further values
+        // with `None`.
+        if let Some(name) = name {
+            current = Some(name);
+        }
+        let Some(name) = &current else { continue };
+        if name == header::TE {
+            if let Some(te) = &te {
+                if !kept.contains_key(header::TE) {
+                    kept.insert(header::TE, te.clone());
+                }
+            }
+            continue;
+        }
+        if !drops(name) {
+            kept.append(name.clone(), value);
+        }
+    }
+    *headers = kept;
+}
+
+/// The `TE` header to forward: the client's own when it is exactly
+/// `trailers`, a plain `trailers` when it lists trailers among others,
+/// nothing otherwise.
+fn te_to_forward(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut wants_trailers = false;
+    for value in headers.get_all(header::TE) {
+        if value.as_bytes().eq_ignore_ascii_case(b"trailers") {
+            return Some(value.clone());
+        }
+        let Ok(value) = value.to_str() else { continue };
+        wants_trailers |= value.split(',').any(|token| {
+            let token = token.split(';').next().unwrap_or_default().trim();
+            token.eq_ignore_ascii_case("trailers")
+        });
+    }
+    wants_trailers.then(|| HeaderValue::from_static("trailers"))
+}
+
+/// Adds the `X-Forwarded-*` headers for a request from `client_ip` that
+/// asked for `host` over plain HTTP (the sidecar does not terminate TLS):
+/// appends the client address to the last `X-Forwarded-For` value (or adds
+/// the header), sets `X-Forwarded-Proto: http` and `X-Forwarded-Host` only
+/// when the client did not send them.
+pub(crate) fn append_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: IpAddr,
+    host: Option<&HeaderValue>,
+) {
+    let ip = client_ip.to_canonical().to_string();
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(entry) => {
+            if let Ok(value) = HeaderValue::from_str(&ip) {
+                entry.insert(value);
+            }
+        }
+        Entry::Occupied(mut entry) => {
+            if let Some(last) = entry.iter_mut().last() {
+                let mut joined = Vec::with_capacity(last.len() + 2 + ip.len());
+                joined.extend_from_slice(last.as_bytes());
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(ip.as_bytes());
+                if let Ok(value) = HeaderValue::from_bytes(&joined) {
+                    *last = value;
+                }
+            }
+        }
+    }
+    if !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if let Some(host) = host {
+        if !headers.contains_key(X_FORWARDED_HOST) {
+            headers.insert(X_FORWARDED_HOST, host.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        headers
+    }
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        headers.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    #[test]
+    fn headers_named_by_connection_are_removed_and_order_kept() {
+        let mut headers = map(&[
+            ("accept", "*/*"),
+            ("connection", "x-custom, keep-alive"),
+            ("x-custom", "1"),
+            ("keep-alive", "timeout=5"),
+            ("content-type", "text/plain"),
+            ("x-other", "a"),
+            ("x-other", "b"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(
+            names(&headers),
+            ["accept", "content-type", "x-other", "x-other"]
+        );
+        let others: Vec<_> = headers.get_all("x-other").iter().collect();
+        assert_eq!(others, ["a", "b"]);
+    }
+
+    #[test]
+    fn te_is_reduced_to_trailers_or_removed() {
+        let mut headers = map(&[("te", "trailers, deflate;q=0.5")]);
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(
+            headers.get("te").map(|v| v.as_bytes()),
+            Some(&b"trailers"[..])
+        );
+
+        let mut headers = map(&[("te", "deflate")]);
+        strip_hop_by_hop(&mut headers);
+        assert!(headers.get("te").is_none());
+
+        let mut headers = map(&[("te", "trailers"), ("accept", "*/*")]);
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["te", "accept"]);
+    }
+
+    #[test]
+    fn proxy_authorization_is_forwarded() {
+        let mut headers = map(&[
+            ("proxy-authorization", "Basic eDp5"),
+            ("proxy-connection", "keep-alive"),
+        ]);
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["proxy-authorization"]);
+    }
+
+    #[test]
+    fn forwarded_for_appends_to_the_last_value() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
+        let ip: IpAddr = [192, 0, 2, 7].into();
+        append_forwarded(
+            &mut headers,
+            ip,
+            Some(&HeaderValue::from_static("erp.example")),
+        );
+        let values: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(values, ["10.0.0.1", "10.0.0.2, 192.0.2.7"]);
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "erp.example");
+    }
+
+    #[test]
+    fn forwarded_headers_the_client_set_are_kept() {
+        let mut headers = map(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "a.example"),
+        ]);
+        let ip: IpAddr = std::net::Ipv6Addr::LOCALHOST.into();
+        append_forwarded(
+            &mut headers,
+            ip,
+            Some(&HeaderValue::from_static("b.example")),
+        );
+        assert_eq!(headers["x-forwarded-for"], "::1");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "a.example");
+    }
+}

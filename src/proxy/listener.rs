@@ -1,0 +1,107 @@
+//! Serving one listener: accept TCP connections, speak HTTP/1.1 (keep-alive)
+//! or HTTP/2 with prior knowledge (h2c) on the same port, and forward every
+//! request; on shutdown stop accepting and let open connections finish.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::forward::Forwarder;
+use super::metrics::ProxyMetrics;
+use super::sink::ExchangeSink;
+use crate::clock::Clock;
+use crate::config::Listener;
+
+/// Pause after a failed `accept` (out of file descriptors, say) so the loop
+/// does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `listener` on `socket` until `shutdown` is cancelled, then stops
+/// accepting, asks open connections to close once their in-flight requests
+/// are answered, and returns when they have. Bound the wait from outside
+/// (e.g. `tokio::time::timeout`) if a drain deadline is wanted.
+///
+/// Fails only when the listener's upstream cannot be set up (no scheme or
+/// host in its URI, TLS provider error); accept errors are logged and
+/// retried.
+pub async fn serve(
+    socket: TcpListener,
+    listener: Arc<Listener>,
+    sink: ExchangeSink,
+    metrics: ProxyMetrics,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let name = listener.name.clone();
+    let forwarder = Arc::new(Forwarder::new(listener, sink, &metrics, clock)?);
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .preserve_header_case(true)
+        // The client gets the upstream's `Date` (or none), not ours.
+        .auto_date_header(false)
+        .timer(TokioTimer::new());
+    builder
+        .http2()
+        .auto_date_header(false)
+        .timer(TokioTimer::new());
+
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = socket.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    spawn_connection(&builder, &graceful, stream, peer, Arc::clone(&forwarder));
+                }
+                Err(error) => {
+                    tracing::warn!(listener = %name, %error, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(socket);
+    tracing::debug!(listener = %name, open = graceful.count(), "draining connections");
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Serves one client connection on its own task, watched by `graceful`.
+fn spawn_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    stream: TcpStream,
+    peer: SocketAddr,
+    forwarder: Arc<Forwarder>,
+) {
+    // Nagle would hold back small frames of a streamed body.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+    }
+    let service = service_fn(move |request: Request<Incoming>| {
+        let forwarder = Arc::clone(&forwarder);
+        async move { Ok::<_, Infallible>(forwarder.forward(request, peer).await) }
+    });
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%peer, %error, "client connection ended with an error");
+        }
+    });
+}

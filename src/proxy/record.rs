@@ -1,0 +1,98 @@
+//! Assembling the [`Exchange`] record: what is known when the request head
+//! arrives ([`Pending`]), what the upstream answered, and the two taps; and
+//! offering it to the sink exactly once, when the response body ends, fails
+//! or is dropped (the client went away), or at once when the upstream failed.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::sink::ExchangeSink;
+use super::tap::{Observer, SharedTap, Tap};
+use super::{Exchange, Outcome, Tapped};
+use crate::config::{ListenerId, System};
+
+/// An exchange whose request head has arrived; finished into an
+/// [`Exchange`] by [`Pending::finish`], which consumes it, so it is offered
+/// at most once.
+pub(crate) struct Pending {
+    pub(crate) id: u64,
+    pub(crate) listener: ListenerId,
+    pub(crate) system: System,
+    pub(crate) method: http::Method,
+    pub(crate) uri: http::Uri,
+    pub(crate) version: http::Version,
+    pub(crate) request_headers: http::HeaderMap,
+    pub(crate) started: SystemTime,
+    /// Monotonic time the request head arrived, for durations.
+    pub(crate) began: Instant,
+    /// Time until the response head (or failure); set once known.
+    pub(crate) upstream_duration: Duration,
+    /// Written by the request body as it streams to the upstream.
+    pub(crate) request_tap: SharedTap,
+    pub(crate) sink: ExchangeSink,
+}
+
+impl Pending {
+    /// Builds the record with the request body as seen so far and offers it.
+    pub(crate) fn finish(self, outcome: Outcome, response_body: Tapped) {
+        let exchange = Exchange {
+            id: self.id,
+            listener: self.listener,
+            system: self.system,
+            method: self.method,
+            uri: self.uri,
+            version: self.version,
+            request_headers: self.request_headers,
+            started: self.started,
+            duration: self.began.elapsed(),
+            upstream_duration: self.upstream_duration,
+            outcome,
+            request_body: self.request_tap.snapshot(),
+            response_body,
+        };
+        self.sink.offer(exchange);
+    }
+
+    /// Finishes an exchange the upstream never answered: no response body.
+    pub(crate) fn finish_failed(self, outcome: Outcome) {
+        let response_body = Tapped {
+            bytes: Bytes::new(),
+            total_len: 0,
+            truncated: false,
+            complete: true,
+        };
+        self.finish(outcome, response_body);
+    }
+}
+
+/// Watches the response body on its way to the client and finishes the
+/// exchange when that body is over.
+pub(crate) struct ResponseObserver {
+    tap: Tap,
+    /// Taken when the exchange is finished, so it is offered once.
+    pending: Option<(Pending, Outcome)>,
+}
+
+impl ResponseObserver {
+    pub(crate) fn new(limit: usize, pending: Pending, outcome: Outcome) -> Self {
+        ResponseObserver {
+            tap: Tap::new(limit),
+            pending: Some((pending, outcome)),
+        }
+    }
+}
+
+impl Observer for ResponseObserver {
+    fn data(&mut self, data: &Bytes) {
+        self.tap.observe(data);
+    }
+
+    fn end(&mut self, complete: bool) {
+        if let Some((pending, outcome)) = self.pending.take() {
+            self.tap.set_complete(complete);
+            pending.finish(outcome, self.tap.snapshot());
+        }
+    }
+}
