@@ -395,8 +395,13 @@ impl Validator<'_> {
                 let conditions = if first.conditions.is_empty() {
                     String::new()
                 } else {
-                    let fields: Vec<&str> = first.conditions.iter().map(Condition::field).collect();
-                    format!(" with the same {}", fields.join(", "))
+                    let fields: Vec<String> = first
+                        .conditions
+                        .iter()
+                        .map(|c| format!("`{}`", c.field()))
+                        .collect();
+                    let plural = if fields.len() > 1 { "s" } else { "" };
+                    format!(" with the same {} condition{plural}", fields.join(", "))
                 };
                 self.error(
                     &format!("routes[{}].match", second.index),
@@ -487,6 +492,19 @@ mod tests {
             .expect("different listeners");
         load("  - { name: one, system: wms, match: { method: GET, path: \"/o/{x}\" } }\n  - { name: two, system: wms, match: { method: PUT, path: \"/o/{y}\" } }\n")
             .expect("different methods");
+    }
+
+    #[test]
+    fn routes_differing_only_in_content_conditions_load_and_the_narrower_is_tried_first() {
+        let config = load(
+            "  - { name: status, system: wms, match: { method: POST, path: /edi, x12: \"214\" } }\n  - { name: delivered, system: wms, match: { method: POST, path: /edi, x12: \"214\", x12_segment: AT7*D1 } }\n  - { name: invoice, system: wms, match: { method: POST, path: /edi, x12: \"210\" } }\n  - { name: webhook, system: wms, match: { method: POST, path: /edi, json: \"$.event == x\" } }\n  - { name: any, system: wms, match: { method: POST, path: /edi } }\n",
+        )
+        .expect("conditions tell them apart");
+        assert_eq!(
+            operations(&config),
+            ["delivered", "status", "invoice", "webhook", "any"]
+        );
+        assert_eq!(config.routes[0].conditions.len(), 2);
     }
 
     #[test]
