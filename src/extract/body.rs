@@ -477,6 +477,115 @@ mod tests {
         assert_eq!(result.err(), Some(Problem::MalformedEncoding));
     }
 
+    fn brotli(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut writer = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+            writer.write_all(data).expect("write to vec");
+        }
+        out
+    }
+
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    #[test]
+    fn brotli_and_zstd_bodies_are_decoded() {
+        let data = b"ISA*00*~ST*856*0001~BSN*00*SHP-1~SE*3*0001~IEA*1*1~".repeat(20);
+        for (coding, encoded) in [("br", brotli(&data)), ("zstd", zstd(&data))] {
+            let tap = tapped(encoded);
+            let h = headers(&[("content-encoding", coding)]);
+            let body = Body::decode(&tap, Some(&h), 1 << 20, &mut Vec::new()).expect("decodes");
+            assert_eq!(&body.bytes[..], &data[..], "{coding}");
+        }
+    }
+
+    #[test]
+    fn concatenated_zstd_frames_are_all_decoded() {
+        let mut both = zstd(b"first ");
+        both.extend(zstd(b"second"));
+        let tap = tapped(both);
+        let h = headers(&[("content-encoding", "zstd")]);
+        let body = Body::decode(&tap, Some(&h), 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(&body.bytes[..], b"first second");
+    }
+
+    #[test]
+    fn brotli_and_zstd_bombs_stop_at_the_limit_without_growing_past_it() {
+        let zeros = vec![0u8; 16 * 1024 * 1024];
+        let limit = 64 * 1024;
+        let mut out = Vec::new();
+        let bomb = brotli(&zeros);
+        let decoder = brotli_decompressor::Decompressor::new(&bomb[..], BROTLI_BUFFER);
+        assert_eq!(read_into(decoder, limit, false, &mut out), Err(Problem::DecodedTooLarge));
+        assert!(out.capacity() <= limit, "reserved {} bytes", out.capacity());
+        let bomb = zstd(&zeros);
+        assert_eq!(zstd_window(&bomb).map(|w| w <= ZSTD_MAX_WINDOW), Some(true));
+        assert_eq!(super::zstd(&bomb, limit, false), Err(Problem::DecodedTooLarge));
+    }
+
+    #[test]
+    fn a_zstd_frame_asking_for_a_huge_window_is_refused_before_decoding() {
+        // Magic, a descriptor without single-segment flag, and a window
+        // descriptor of 2^(10+21) = 2 GiB: twenty bytes that would make a
+        // decoder reserve gigabytes.
+        let mut frame = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, 21 << 3];
+        frame.extend([0u8; 14]);
+        assert_eq!(zstd_window(&frame), Some(1 << 31));
+        let tap = tapped(frame);
+        let h = headers(&[("content-encoding", "zstd")]);
+        let result = Body::decode(&tap, Some(&h), 1 << 20, &mut Vec::new());
+        assert_eq!(result.err(), Some(Problem::DecodedTooLarge));
+    }
+
+    #[test]
+    fn the_decoded_size_is_bounded_by_a_ratio_of_the_encoded_size() {
+        // 1 MiB of zeros gzips to about 1 KiB: within the size limit, but
+        // over 200 times its encoded size.
+        let encoded = gzip(&vec![0u8; 1024 * 1024]);
+        assert!(encoded.len() * MAX_RATIO < 1024 * 1024);
+        let tap = tapped(encoded);
+        let h = headers(&[("content-encoding", "gzip")]);
+        let result = Body::decode(&tap, Some(&h), 4 << 20, &mut Vec::new());
+        assert_eq!(result.err(), Some(Problem::DecodedTooLarge));
+        // A small body is exempt up to the floor, whatever its ratio.
+        let small = tapped(gzip(&vec![b'a'; RATIO_FLOOR]));
+        let body = Body::decode(&small, Some(&h), 4 << 20, &mut Vec::new()).expect("decodes");
+        assert_eq!(body.bytes.len(), RATIO_FLOOR);
+    }
+
+    #[test]
+    fn xml_text_follows_the_bom_then_the_charset_then_the_declaration() {
+        let latin = b"<?xml version='1.0' encoding='ISO-8859-1'?><a>K\xF6ln</a>".to_vec();
+        let tap = tapped(latin);
+        let body = Body::decode(&tap, None, 1024, &mut Vec::new()).expect("decodes");
+        assert!(body.text(true).expect("declared").ends_with("<a>Köln</a>"));
+        assert_eq!(body.text(false).err(), Some(Problem::InvalidUtf8));
+
+        let mut utf16 = vec![0xFE, 0xFF];
+        utf16.extend("<a>Köln</a>".encode_utf16().flat_map(u16::to_be_bytes));
+        let tap = tapped(utf16);
+        // The BOM wins over a wrong declared charset.
+        let h = headers(&[("content-type", "text/xml; charset=iso-8859-1")]);
+        let body = Body::decode(&tap, Some(&h), 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(body.text(true).as_deref(), Ok("<a>Köln</a>"));
+    }
+
+    #[test]
+    fn a_partial_body_cut_inside_a_character_loses_only_that_character() {
+        let mut tap = tapped("<a>Kö".as_bytes()[..5].to_vec());
+        tap.truncated = true;
+        let body = Body::decode(&tap, None, 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(body.text(true).as_deref(), Ok("<a>K"));
+        let mut odd = vec![0xFF, 0xFE, b'<', 0, b'a'];
+        odd.truncate(5);
+        let mut tap = tapped(odd);
+        tap.truncated = true;
+        let body = Body::decode(&tap, None, 1024, &mut Vec::new()).expect("decodes");
+        assert_eq!(body.text(true).as_deref(), Ok("<"));
+    }
+
     #[test]
     fn codings_nobody_sends_any_more_are_unsupported() {
         for coding in ["compress", "exi"] {
