@@ -518,11 +518,17 @@ mod tests {
         let mut out = Vec::new();
         let bomb = brotli(&zeros);
         let decoder = brotli_decompressor::Decompressor::new(&bomb[..], BROTLI_BUFFER);
-        assert_eq!(read_into(decoder, limit, false, &mut out), Err(Problem::DecodedTooLarge));
+        assert_eq!(
+            read_into(decoder, limit, false, &mut out),
+            Err(Problem::DecodedTooLarge)
+        );
         assert!(out.capacity() <= limit, "reserved {} bytes", out.capacity());
         let bomb = zstd(&zeros);
         assert_eq!(zstd_window(&bomb).map(|w| w <= ZSTD_MAX_WINDOW), Some(true));
-        assert_eq!(super::zstd(&bomb, limit, false), Err(Problem::DecodedTooLarge));
+        assert_eq!(
+            super::zstd(&bomb, limit, false),
+            Err(Problem::DecodedTooLarge)
+        );
     }
 
     #[test]
