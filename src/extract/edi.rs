@@ -39,7 +39,10 @@ impl Delimiters {
         let mut all = vec![self.element, self.component, self.terminator];
         all.extend(self.repetition);
         all.extend(self.release);
-        let distinct = all.iter().enumerate().all(|(i, d)| !all[..i].contains(d));
+        let distinct = all
+            .iter()
+            .enumerate()
+            .all(|(i, d)| !all.get(..i).unwrap_or_default().contains(d));
         distinct && all.iter().all(|d| !d.is_ascii_alphanumeric() && *d != b' ')
     }
 }

@@ -5,15 +5,22 @@
 //!
 //! One exchange is read in this order:
 //! 1. `route`: the first route (in priority order) that serves the
-//!    listener and matches method and path. None: an observation with no
-//!    route, keys or milestone, still counted as `unmatched`.
-//! 2. `body`: each body that a rule reads is decoded once
-//!    (`Content-Encoding`, bounded) however many rules read it; JSON rules
-//!    of one side share one `json` scan. A body no rule reads is not
-//!    looked at (its truncation is no problem of extraction).
-//! 3. Key rules in their order (`request` head sources, `json`,
-//!    `regex`): keys are deduplicated, kept in rule order (then document
-//!    order), and empty values are skipped.
+//!    listener, matches method and path, and whose content conditions
+//!    (`content`: media type, SOAP action, X12 set or segment, EDIFACT
+//!    message or segment, JSON field value) hold. Conditions are asked
+//!    only of routes that matched on everything else. None: an
+//!    observation with no route, keys or milestone, still counted as
+//!    `unmatched`.
+//! 2. `reading`: each body that a condition or rule reads is decoded once
+//!    (`body`: `Content-Encoding` gzip, deflate, br, zstd, bounded in size
+//!    and ratio; charset) however many read it, and parsed once per
+//!    format: an X12 (`x12`) or EDIFACT (`edifact`) envelope into segments
+//!    (`edi`), a form into fields (`form`); JSON rules of one side share
+//!    one `json` scan, XML rules one `xml` walk. A body nothing reads is
+//!    not looked at (its truncation is no problem of extraction).
+//! 3. Key rules in their order (`request` head sources, `json`, `xml`,
+//!    `x12`, `edifact`, `form`, `regex`): keys are deduplicated, kept in
+//!    rule order (then document order), and empty values are skipped.
 //! 4. The milestone, only when the upstream answered 2xx.
 //! 5. `metrics`: the exchange, its duration and its problems are counted.
 //!
@@ -21,10 +28,13 @@
 //! `waybill_extraction_failures_total` counts exchanges by reason. A rule
 //! that ran and found nothing is [`Problem::KeyMissing`]; a rule that could
 //! not run because its body was unreadable (undecodable, a truncated prefix
-//! for JSON, malformed JSON) is covered by that body's problem instead, and
-//! a rule over the response of a failed (non-2xx) exchange owes nothing: an
-//! error page without the tracking number is not a missing key. An empty
-//! body is read as "no document", not as malformed JSON.
+//! for JSON, malformed JSON or XML, a bad EDI envelope, a value behind a DTD
+//! entity) is covered by that problem instead, and a rule over the response
+//! of a failed (non-2xx) exchange owes nothing: an error page without the
+//! tracking number is not a missing key. An empty body is read as "no
+//! document", not as a malformed one. A body read only to rule a route out
+//! (an X12 interchange tested for an EDIFACT condition) reports nothing;
+//! when no route matched, every problem met while trying is reported.
 //!
 //! Metrics registered by [`Extractor::new`] (labels are bounded sets; a
 //! business key is never a label):
