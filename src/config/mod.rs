@@ -103,7 +103,8 @@ pub mod defaults {
     /// at 1 k req/s, at a few KiB each.
     pub const QUEUE_CAPACITY: usize = 10_000;
     /// A decoded body may grow to this size before extraction gives up
-    /// (`decoded_too_large`); bounds gzip bombs.
+    /// (`decoded_too_large`); bounds gzip, brotli and zstd bombs (a ratio
+    /// bound applies as well, see the extract stage's body decoding).
     pub const MAX_DECODED_BYTES: usize = 1024 * 1024;
     /// How long an untouched transaction is remembered: long enough for a
     /// freight invoice that arrives a week after delivery.

@@ -111,6 +111,8 @@ pub struct RawObservation {
     #[serde(default)]
     pub queue_capacity: Option<usize>,
     /// Largest decoded body extraction reads, as bytes or `1MiB` (default).
+    /// A compressed body (gzip, deflate, br, zstd) may also decode to at
+    /// most 200 times its size (bodies under 64 KiB decoded are exempt).
     #[serde(default)]
     pub max_decoded_bytes: Option<Scalar>,
 }
