@@ -66,7 +66,12 @@ fn json(size: usize) -> String {
     let body = document(
         size,
         r#"{"batch":"B-1","orders":["#,
-        |i| format!(r#"{}{{"id":"SO-{i}","lines":[{{"sku":"012345678905","qty":12}}],"ship_to":{{"zip":"38118"}}}}"#, if i == 0 { "" } else { "," }),
+        |i| {
+            format!(
+                r#"{}{{"id":"SO-{i}","lines":[{{"sku":"012345678905","qty":12}}],"ship_to":{{"zip":"38118"}}}}"#,
+                if i == 0 { "" } else { "," }
+            )
+        },
         "]}",
     );
     body
@@ -76,7 +81,11 @@ fn xml(size: usize) -> String {
     document(
         size,
         r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><n0:Delivery xmlns:n0="urn:sap"><DeliveryDocument>80001234</DeliveryDocument>"#,
-        |i| format!(r#"<Item ItemNumber="{i:06}"><ReferenceSDDocument>SO-{i}</ReferenceSDDocument><Material>012345678905</Material><Quantity unitCode="EA">12</Quantity></Item>"#),
+        |i| {
+            format!(
+                r#"<Item ItemNumber="{i:06}"><ReferenceSDDocument>SO-{i}</ReferenceSDDocument><Material>012345678905</Material><Quantity unitCode="EA">12</Quantity></Item>"#
+            )
+        },
         "</n0:Delivery></soapenv:Body></soapenv:Envelope>",
     )
 }
@@ -120,6 +129,12 @@ fn exchange(config: &Config, path: &str, encoding: Option<&'static str>, body: B
         headers.insert(
             http::header::CONTENT_ENCODING,
             http::HeaderValue::from_static(encoding),
+        );
+    }
+    if path == "/form" {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
     }
     Exchange {
@@ -172,7 +187,11 @@ fn throughput(c: &mut Criterion) {
         for (name, path, encoding, body) in cases {
             // Throughput counts the document's decoded size, so compressed
             // cases compare with their plain counterpart.
-            let decoded = if encoding.is_some() { xml(size).len() } else { body.len() };
+            let decoded = if encoding.is_some() {
+                xml(size).len()
+            } else {
+                body.len()
+            };
             let body = Bytes::from(body);
             let probe = extractor.observe(exchange(&config, path, encoding, body.clone()));
             assert!(

@@ -61,6 +61,14 @@ pub(super) fn scan(
                 walk.close(&mut on_value);
             }
             Event::End(_) => walk.close(&mut on_value),
+            // Text outside the document element: not XML (a JSON or EDI
+            // body sent to an XML rule).
+            Event::Text(text) if walk.live.is_empty() => {
+                if !text.iter().all(u8::is_ascii_whitespace) {
+                    return Err(Problem::MalformedXml);
+                }
+            }
+            Event::CData(_) if walk.live.is_empty() => return Err(Problem::MalformedXml),
             Event::Text(text) => {
                 if walk.collecting_here() {
                     match text.unescape() {
@@ -301,6 +309,8 @@ mod tests {
             "<a x='1' x='2'/>",
             "<a><</a>",
             "<a></b>",
+            "{\"a\": 1}",
+            "ISA*00*~",
         ] {
             assert_eq!(
                 values(text, &["/a/@x"]).0.err(),
