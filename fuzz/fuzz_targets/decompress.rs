@@ -8,7 +8,15 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 
-const CODINGS: [&str; 7] = ["gzip", "deflate", "br", "zstd", "gzip, br", "zstd, gzip", "identity"];
+const CODINGS: [&str; 7] = [
+    "gzip",
+    "deflate",
+    "br",
+    "zstd",
+    "gzip, br",
+    "zstd, gzip",
+    "identity",
+];
 
 fuzz_target!(|data: &[u8]| {
     let (selector, body) = common::split(data);

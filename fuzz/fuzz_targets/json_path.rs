@@ -8,7 +8,12 @@ mod common;
 use libfuzzer_sys::fuzz_target;
 
 /// Charsets the first byte chooses between.
-const CHARSETS: [&str; 4] = ["", "; charset=utf-8", "; charset=iso-8859-1", "; charset=utf-16"];
+const CHARSETS: [&str; 4] = [
+    "",
+    "; charset=utf-8",
+    "; charset=iso-8859-1",
+    "; charset=utf-16",
+];
 
 fuzz_target!(|data: &[u8]| {
     let (selector, body) = common::split(data);
