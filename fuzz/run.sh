@@ -33,10 +33,8 @@ for target in json_path xml x12 edifact decompress form; do
         result="CRASH (see fuzz/$log and fuzz/artifacts/$target/)"
         status=1
     fi
-    execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
-    if [ -z "$execs" ]; then
-        execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
-    fi
+    # libFuzzer ends with "Done N runs in S second(s)".
+    execs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -1)
     printf '%-12s %12s  %s\n' "$target" "${execs:-?}" "$result"
 done
 exit $status
