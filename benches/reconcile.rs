@@ -54,6 +54,7 @@ fn observation(config: &Config, n: usize, at: SystemTime) -> Observation {
         },
         request_body: Tapped::default(),
         response_body: Tapped::default(),
+        replayed: false,
     };
     Observation {
         exchange,

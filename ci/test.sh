@@ -4,8 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== alert rules (installs the Debian prometheus package when missing)"
+bash ci/prometheus.sh
+
 echo "== cargo test"
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests
+
+echo "== benchmarks build (they are run by hand: cargo bench)"
+cargo bench --locked --no-run --quiet
 
 echo "== helm chart (lint, template, schema, waybill check on rendered configs)"
 cargo build --locked --quiet

@@ -1,6 +1,7 @@
 //! Wires the stages together and holds no logic of its own:
-//! listeners → exchange queue → extraction → correlator → state, with the
-//! metrics registry shared by every stage and the admin surface beside them.
+//! listeners → exchange queue → extraction → correlator → state and
+//! telemetry (the span observer), with the metrics registry shared by every
+//! stage and the admin surface beside them.
 //! [`start`] returns a running [`Sidecar`]; [`Sidecar::shutdown`] drains it
 //! in flow order so nothing already accepted is lost.
 
@@ -21,8 +22,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::correlate::{Correlator, CorrelatorHandle};
 use crate::extract::Extractor;
-use crate::proxy::{self, ExchangeSink, ProxyMetrics};
-use crate::telemetry::Metrics;
+use crate::proxy::{self, ExchangeSink, GuardedRoutes, ProxyMetrics};
+use crate::telemetry::{Metrics, Traces};
 
 /// How often [`Sidecar::settle`] looks at the pipeline's progress.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
@@ -44,23 +45,39 @@ pub struct Sidecar {
     admin_task: JoinHandle<std::io::Result<()>>,
     /// Exchanges extraction has handed to the correlator.
     extracted: Arc<AtomicU64>,
+    /// The span export pipeline, shut down after the correlator.
+    traces: Traces,
 }
 
 /// Binds every listener and the admin surface, and starts the pipeline.
+/// Trace export reads the process environment (`OTEL_*`, see
+/// [`crate::telemetry::settings`]); [`start_with_env`] takes it explicitly.
 pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Sidecar> {
+    start_with_env(config, clock, &|name| std::env::var(name).ok()).await
+}
+
+/// [`start`] with the environment variables read through `env`.
+pub async fn start_with_env(
+    config: Config,
+    clock: Clock,
+    env: crate::telemetry::settings::Env<'_>,
+) -> anyhow::Result<Sidecar> {
     let config = Arc::new(config);
     let mut registry = Registry::default();
+    crate::telemetry::process::register(&mut registry);
 
     let (exchange_tx, mut exchange_rx) = mpsc::channel(config.observation.queue_capacity.max(1));
     let sink = ExchangeSink::new(exchange_tx, &mut registry);
     let proxy_metrics = ProxyMetrics::new(&mut registry);
     let extractor = Extractor::new(Arc::clone(&config), &mut registry);
-    let (correlator, observations, handle, inbox) = Correlator::new(
+    let (mut correlator, observations, handle, inbox) = Correlator::new(
         Arc::clone(&config),
         clock.clone(),
         config.observation.queue_capacity,
         &mut registry,
     );
+    let (span_observer, traces) = Traces::start(Arc::clone(&config), env, &mut registry)?;
+    correlator.observe_with(Box::new(span_observer));
     let metrics = Metrics::new(registry);
 
     let mut sockets = Vec::with_capacity(config.listeners.len());
@@ -98,9 +115,10 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Sidecar> {
     let mut listeners = Vec::with_capacity(sockets.len());
     for (socket, listener) in sockets.into_iter().zip(config.listeners.iter()) {
         listeners.push((listener.name.clone(), socket.local_addr()?));
-        proxies.spawn(proxy::serve(
+        proxies.spawn(proxy::serve_guarded(
             socket,
             Arc::new(listener.clone()),
+            GuardedRoutes::new(listener.id, &config.routes),
             sink.clone(),
             proxy_metrics.clone(),
             clock.clone(),
@@ -140,6 +158,7 @@ pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Sidecar> {
         correlation,
         admin_task,
         extracted,
+        traces,
     })
 }
 
@@ -190,7 +209,9 @@ impl Sidecar {
 
     /// Drains the sidecar in flow order: turn unready, stop accepting and
     /// let in-flight exchanges finish (up to `grace`), let extraction and
-    /// the correlator apply everything queued, then stop the admin surface.
+    /// the correlator apply everything queued, export the queued spans (up
+    /// to `grace` more; a missing collector costs at most that), then stop
+    /// the admin surface.
     pub async fn shutdown(mut self, grace: Duration) -> anyhow::Result<()> {
         self.readiness.set(false);
         self.traffic.cancel();
@@ -221,6 +242,8 @@ impl Sidecar {
             self.extraction.abort();
         }
         self.correlation.await.context("correlation task")?;
+        // The correlator owned the span observer; its end closed the span queue.
+        self.traces.shutdown(grace).await;
         self.admin_stop.cancel();
         self.admin_task.await.context("admin task")??;
         Ok(())

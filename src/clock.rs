@@ -2,6 +2,7 @@
 //! handed in at construction, never from a global, so the demo can compress
 //! hours into seconds and tests can control time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -47,9 +48,58 @@ impl std::fmt::Debug for Clock {
     }
 }
 
+/// A clock that stands still until the caller moves it, for tests and
+/// benchmarks that must not wait for real minutes.
+#[derive(Clone, Debug)]
+pub struct ManualClock {
+    start: SystemTime,
+    /// Milliseconds after `start`.
+    offset: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock standing at `start`.
+    pub fn new(start: SystemTime) -> Self {
+        ManualClock {
+            start,
+            offset: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The [`Clock`] to hand to the stages; it reads this manual clock.
+    pub fn clock(&self) -> Clock {
+        let (start, offset) = (self.start, Arc::clone(&self.offset));
+        Clock::from_fn(move || start + Duration::from_millis(offset.load(Ordering::Acquire)))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let millis = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.offset.fetch_add(millis, Ordering::AcqRel);
+    }
+
+    /// Sets the clock to `since_start` after its start.
+    pub fn set(&self, since_start: Duration) {
+        let millis = u64::try_from(since_start.as_millis()).unwrap_or(u64::MAX);
+        self.offset.store(millis, Ordering::Release);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let manual = ManualClock::new(start);
+        let clock = manual.clock();
+        assert_eq!(clock.now(), start);
+        manual.advance(Duration::from_secs(90));
+        assert_eq!(clock.now(), start + Duration::from_secs(90));
+        manual.set(Duration::from_secs(5));
+        assert_eq!(clock.now(), start + Duration::from_secs(5));
+    }
 
     #[test]
     fn scaled_clock_runs_faster_than_real_time() {

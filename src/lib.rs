@@ -5,11 +5,14 @@
 //!
 //! - [`config`]: the routes file, parsed once and validated into typed domain values.
 //! - [`clock`]: the wall clock every stage reads, passed in so the demo can compress time.
-//! - [`proxy`]: listeners that forward bytes untouched and tap each [`proxy::Exchange`].
+//! - [`proxy`]: listeners that forward bytes untouched and tap each [`proxy::Exchange`]; opt-in per route, the idempotency guard answers repeats from a bounded store.
 //! - [`extract`]: config rules turn an exchange into an [`extract::Observation`] (keys, milestone).
-//! - [`correlate`]: links keys into transactions, records milestones and flows.
-//! - [`state`]: where transactions live (in memory, bounded by TTL and count).
-//! - [`telemetry`]: the Prometheus registry and the self-instrumentation it carries.
+//! - [`correlate`]: links keys into transactions, records milestones and flows, and
+//!   reconciles: expectations, order rules, retries vs duplicates, stuck transactions.
+//! - [`state`]: where transactions live (in memory, bounded by TTL and count), with their
+//!   milestones, flows, exceptions and attempts.
+//! - [`telemetry`]: OTLP spans (trace ID derived from the root key), flow histograms with
+//!   trace exemplars, and the frozen Prometheus registry every stage registers in.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and the transaction JSON API.
 //! - [`app`]: wires the stages together; holds no logic of its own.
 //! - [`demo`]: simulated ERP, WMS and carrier behind sidecars, driven by a stream of orders.

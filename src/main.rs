@@ -21,8 +21,17 @@ const EXIT_BAD_CONFIG: u8 = 64;
     about = "Turns ERP, WMS and carrier traffic into business transactions"
 )]
 struct Cli {
+    /// Log format on stderr: `text` for people, `json` for log pipelines.
+    #[arg(long, global = true, env = "WAYBILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -66,7 +75,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    install_logging();
+    install_logging(cli.log_format);
     match cli.command {
         Command::Check { file } => check(&file),
         Command::Run {
@@ -184,11 +193,16 @@ async fn watch_signals(stop: CancellationToken) {
     }
 }
 
-fn install_logging() {
+/// Logs to stderr, filtered by `WAYBILL_LOG` (else `RUST_LOG`, else `info`).
+fn install_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WAYBILL_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }

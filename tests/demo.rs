@@ -13,8 +13,9 @@ use waybill::demo::{self, Demo, DemoOptions, Summary};
 use waybill::extract::Key;
 
 const ORDERS: usize = 40;
-/// One business day in about 0.2 s: the whole run takes a few seconds.
-const SPEED: f64 = 400_000.0;
+/// One business day in about 0.4 s: a run takes a few seconds, and a real
+/// millisecond of latency is only seven business minutes.
+const SPEED: f64 = 200_000.0;
 
 /// The first seed whose plan for `orders` orders has every surprise the
 /// driver can inject, so the comparisons below are never vacuous.
@@ -89,6 +90,47 @@ async fn summary_agrees_with_what_the_driver_did() {
         summary.duplicates.get("shipment_booked"),
         Some(&(d.duplicate_bookings as u64))
     );
+
+    // The sidecar tells the retries after a 503 from the duplicate bookings,
+    // and opens an exception for each duplicate and each lost goods issue.
+    let buy = summary
+        .repeats
+        .get("carrier.buy_label")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (buy.retries, buy.duplicates),
+        (d.carrier_unavailable as u64, 0)
+    );
+    let book = summary
+        .repeats
+        .get("carrier.create_shipment")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (book.retries, book.duplicates),
+        (0, d.duplicate_bookings as u64)
+    );
+    let exceptions = |kind: &str| summary.exceptions.get(kind).map(|e| (e.opened, e.open));
+    let (duplicates, lost) = (d.duplicate_bookings, d.lost_goods_issues);
+    // Only a person can cancel a duplicate booking: all stay open.
+    assert_eq!(
+        exceptions("duplicate_shipment"),
+        Some((duplicates, duplicates))
+    );
+    // A goods issue that came late may have opened (and resolved) one too;
+    // the ones still open are exactly those never posted.
+    let (opened, open) = exceptions("missing_goods_issue").unwrap_or_default();
+    assert_eq!(open, lost, "{:?}", summary.exceptions);
+    assert!(opened >= lost, "{:?}", summary.exceptions);
+    // Every 503 was followed by a successful retry.
+    let exhausted = exceptions("carrier_retry_exhausted").map_or(0, |(_, open)| open);
+    assert_eq!(exhausted, 0, "{:?}", summary.exceptions);
+    // Every step came in order.
+    for kind in ["unmatched_freight_invoice", "out_of_order"] {
+        assert_eq!(exceptions(kind), None, "{kind}: {:?}", summary.exceptions);
+    }
+    assert_eq!(summary.stuck, 0);
 
     // Each shipment shipped; the lost goods issues are exactly the missing ones.
     let goods_issue = summary
@@ -191,4 +233,19 @@ async fn run_prints_where_to_look_and_a_readable_summary() {
         assert!(text.contains(section), "no {section} in\n{text}");
     }
     assert_eq!(summary.driver.finished, 8, "{text}");
+}
+
+#[tokio::test]
+async fn a_speed_that_is_not_positive_is_refused() {
+    for speed in [0.0, -1.0, f64::NAN] {
+        let options = DemoOptions {
+            speed,
+            ..options(1)
+        };
+        let error = Demo::start(options).await.err().map(|e| e.to_string());
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains("speed")),
+            "{error:?}"
+        );
+    }
 }

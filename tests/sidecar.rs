@@ -8,11 +8,12 @@ use std::time::Duration;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 use waybill::app::{self, Sidecar};
 use waybill::clock::Clock;
 use waybill::config::Config;
+
+mod support;
 
 /// How long a test waits for the pipeline to catch up before failing.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -52,12 +53,7 @@ async fn upstream() -> SocketAddr {
             post(|| async { Json(json!({"ok": true})) }),
         )
         .route("/webhooks/delivered", post(|| async { "" }));
-    let socket = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let addr = socket.local_addr().expect("upstream addr");
-    tokio::spawn(async move { axum::serve(socket, app).await });
-    addr
+    support::serve(app).await
 }
 
 fn routes(upstream: SocketAddr) -> String {
@@ -349,6 +345,49 @@ async fn listing_returns_recent_transactions_filtered_by_status() {
     assert_eq!(names.len(), 2);
     let (_, body) = admin_get(&client, &sidecar, "/api/v1/transactions?status=complete").await;
     assert!(body.contains(r#""transactions":[]"#), "{body}");
+    sidecar
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn metrics_speak_openmetrics_to_prometheus_and_classic_text_to_everyone_else() {
+    let (sidecar, client) = sidecar().await;
+    let url = format!("http://{}/metrics", sidecar.admin_addr());
+    let ask = |accept: Option<&'static str>| {
+        let mut request = client.get(url.clone());
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        async move {
+            let response = request.send().await.expect("metrics");
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (content_type, response.text().await.expect("metrics body"))
+        }
+    };
+    let prometheus = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let (content_type, body) = ask(Some(prometheus)).await;
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    let (content_type, body) = ask(None).await;
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    assert!(!body.contains("# EOF"));
+    assert!(
+        body.contains("# TYPE waybill_milestones_total counter"),
+        "{body}"
+    );
     sidecar
         .shutdown(Duration::from_secs(5))
         .await

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /healthz` | `200 ok` while the process serves (liveness) |
 //! | `GET /readyz` | `200 ready` once every listener is bound; `503` before that and while draining |
-//! | `GET /metrics` | every metric, OpenMetrics text |
+//! | `GET /metrics` | every metric: OpenMetrics text (with exemplars) when `Accept` names it, as Prometheus does; else the classic text format 0.0.4 |
 //! | `GET /api/v1/transactions/{kind}/{value}` | the transaction any key belongs to: all its keys, milestones, flows and exchanges in time order; `404` when unknown, `400` for an undeclared key kind |
 //! | `GET /api/v1/transactions?status=open\|complete\|stuck\|all&limit=N` | recent transactions, most recently updated first (default limit 100, at most 1000) |
 //! | `GET /api/v1/exceptions?kind=K&owner=S&state=open\|resolved\|all&limit=N` | exceptions, most recently opened first, each with its transaction's name |
@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::correlate::{CorrelatorHandle, ExceptionQuery, ListQuery};
 use crate::extract::Key;
 use crate::state::{Status, Transaction};
-use crate::telemetry::{self, Metrics};
+use crate::telemetry::{Exposition, Metrics};
 
 /// Default and maximum number of transactions a listing returns.
 const DEFAULT_LIMIT: usize = 100;
@@ -78,10 +78,12 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AdminState>) -> Response {
+async fn metrics(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Exposition::negotiate(accept);
     (
-        [(header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
-        state.metrics.render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        state.metrics.render_as(format),
     )
         .into_response()
 }

@@ -13,6 +13,7 @@ mod locate;
 pub mod raw;
 mod route;
 mod symbol;
+mod telemetry;
 mod template;
 mod units;
 mod validate;
@@ -31,6 +32,7 @@ pub use route::{
 pub use symbol::{
     kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
 };
+pub use telemetry::{OtlpProtocol, TelemetryConfig, TracesConfig};
 pub use xml_path::MAX_XML_DEPTH;
 
 use std::net::SocketAddr;
@@ -61,6 +63,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub state: StateConfig,
     pub observation: ObservationConfig,
+    /// Overrides for OTLP export (the `OTEL_*` variables configure the rest).
+    pub telemetry: TelemetryConfig,
 }
 
 /// Where the admin surface listens.

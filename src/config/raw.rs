@@ -31,6 +31,8 @@
 //!     milestone: delivered
 //! flows: []
 //! expectations: []
+//! telemetry:
+//!   traces: { endpoint: http://otel-collector:4317, protocol: grpc, sampler_ratio: 0.25 }
 //! ```
 
 use std::fmt;
@@ -74,6 +76,65 @@ pub struct RawConfig {
     /// Reconciliation rules: after one milestone, expect another in time. Optional.
     #[serde(default)]
     pub expectations: Vec<RawExpectation>,
+    /// Where OTLP traces go. Optional: the standard `OTEL_*` environment
+    /// variables configure the same; a value given here wins over them.
+    #[serde(default)]
+    pub telemetry: Option<RawTelemetry>,
+}
+
+/// `telemetry:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// OTLP trace export. Optional.
+    #[serde(default)]
+    pub traces: Option<RawTraces>,
+}
+
+/// `telemetry.traces:` every field overrides its `OTEL_*` variable.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTraces {
+    /// `false` turns trace export off whatever the environment says; `true`
+    /// turns it on (an endpoint is then required from here or the
+    /// environment). Default: on exactly when an endpoint is configured.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Collector URL, e.g. `http://otel-collector:4317` (gRPC) or
+    /// `http://otel-collector:4318/v1/traces` (HTTP, used as written).
+    /// Overrides `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`. Overrides `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Headers sent with every export (`authorization: Bearer …`).
+    /// Overrides `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`.
+    #[serde(default)]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// `service.name` of the resource. Overrides `OTEL_SERVICE_NAME`. Default `waybill`.
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// Extra resource attributes, added to (and winning over) `OTEL_RESOURCE_ATTRIBUTES`.
+    #[serde(default)]
+    pub resource_attributes: Option<std::collections::BTreeMap<String, String>>,
+    /// Share of transactions whose spans are exported, 0.0 to 1.0. Decided
+    /// on the trace ID, so every sidecar keeps the same transactions.
+    /// Overrides `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`. Default 1.0.
+    #[serde(default)]
+    pub sampler_ratio: Option<f64>,
+    /// Spans waiting for export before new ones are dropped (and counted).
+    /// Overrides `OTEL_BSP_MAX_QUEUE_SIZE`. Default 2048.
+    #[serde(default)]
+    pub queue_capacity: Option<usize>,
+    /// Most spans in one export request. Overrides
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`. Default 512.
+    #[serde(default)]
+    pub max_batch_size: Option<usize>,
+    /// How long one export request may take, e.g. `10s` (default).
+    /// Overrides `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`.
+    #[serde(default)]
+    pub export_timeout: Option<Scalar>,
 }
 
 /// `admin:`

@@ -6,6 +6,7 @@
 mod listener;
 mod reconcile;
 mod route;
+mod telemetry;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::locate::Locator;
@@ -33,6 +34,7 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
     let admin = v.admin(raw.admin.as_ref());
     let state = v.state(raw.state.as_ref());
     let observation = v.observation(raw.observation.as_ref());
+    let telemetry = v.telemetry(raw.telemetry.as_ref());
     let listeners = v.listeners(&raw.listeners, &systems, admin.as_ref());
     let declared = route::Declared {
         systems: &systems,
@@ -79,6 +81,7 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
         admin,
         state,
         observation,
+        telemetry,
     };
     Ok((config, v.warnings))
 }

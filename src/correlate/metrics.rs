@@ -1,6 +1,8 @@
 //! The correlator's self-instrumentation: milestones, repeats, flows and
 //! transaction lifecycle. Labels are bounded sets from the config
-//! (milestone, flow); no business identifier is ever a label.
+//! (milestone, flow); no business identifier is ever a label. The flow
+//! duration histogram lives in the telemetry stage, which knows the trace
+//! ID its exemplars carry.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -14,11 +16,6 @@ use crate::config::Config;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct MilestoneLabel {
     pub milestone: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub(super) struct FlowLabel {
-    pub flow: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -57,7 +54,6 @@ pub(super) struct MilestoneCounters {
 
 /// Per-flow handles, indexed by position in `Config::flows`.
 pub(super) struct FlowHandles {
-    pub duration: Histogram,
     pub met: Counter,
     pub missed: Counter,
 }
@@ -93,7 +89,52 @@ fn resolution_histogram() -> Histogram {
 }
 
 impl ExceptionMetrics {
-    fn new(registry: &mut Registry) -> Self {
+    /// Registers the families and creates every series the config makes
+    /// possible at zero, so `rate()` and `increase()` work from the first
+    /// scrape instead of only after the first exception of a kind.
+    fn new(config: &Config, registry: &mut Registry) -> Self {
+        let metrics = Self::register(registry);
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for e in &config.expectations {
+            pairs.push((e.exception.to_string(), e.owner.to_string()));
+        }
+        for def in &config.milestone_defs {
+            match &def.unmet.owner {
+                Some(owner) => pairs.push((def.unmet.kind.to_string(), owner.to_string())),
+                None if !def.requires.is_empty() => {
+                    for system in config.systems.iter() {
+                        pairs.push((def.unmet.kind.to_string(), system.to_string()));
+                    }
+                }
+                None => {}
+            }
+        }
+        for route in &config.routes {
+            let Some(repeats) = &route.repeats else {
+                continue;
+            };
+            let rules = repeats
+                .duplicate
+                .iter()
+                .chain(repeats.retry.iter().map(|r| &r.exception));
+            for rule in rules {
+                let owner = rule.owner.as_ref().unwrap_or(&route.system);
+                pairs.push((rule.kind.to_string(), owner.to_string()));
+            }
+            let operation = Self::operation(&route.operation);
+            for family in [&metrics.retries, &metrics.duplicates, &metrics.replays] {
+                drop(family.get_or_create(&operation));
+            }
+        }
+        for (kind, owner) in pairs {
+            let labels = ExceptionLabel { kind, owner };
+            drop(metrics.opened.get_or_create(&labels));
+            drop(metrics.resolved.get_or_create(&labels));
+        }
+        metrics
+    }
+
+    fn register(registry: &mut Registry) -> Self {
         let opened = Family::default();
         registry.register(
             "waybill_exceptions_opened",
@@ -164,10 +205,11 @@ impl ExceptionMetrics {
     }
 }
 
-/// Flow duration buckets in seconds, from a minute to a month: business
-/// flows take minutes (pick to pack) to weeks (delivery to invoice). Each
-/// flow's SLO is added as a bucket bound so "share within SLO" is exact.
-const FLOW_BUCKETS: [f64; 15] = [
+/// Business-time buckets in seconds, from a minute to a month: business
+/// flows take minutes (pick to pack) to weeks (delivery to invoice), and so
+/// does resolving an exception. The telemetry stage's flow histogram uses
+/// them too (adding each flow's SLO as a bound).
+pub const FLOW_BUCKETS: [f64; 15] = [
     60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0, 172800.0,
     259200.0, 604800.0, 1209600.0, 2592000.0,
 ];
@@ -234,19 +276,6 @@ impl CorrelateMetrics {
             })
             .collect();
 
-        let mut buckets: Vec<f64> = FLOW_BUCKETS.to_vec();
-        buckets.extend(config.flows.iter().map(|f| f.slo.as_secs_f64()));
-        buckets.sort_by(f64::total_cmp);
-        buckets.dedup();
-        let histogram_buckets = buckets.clone();
-        let durations = Family::<FlowLabel, Histogram, _>::new_with_constructor(move || {
-            Histogram::new(histogram_buckets.iter().copied())
-        });
-        registry.register(
-            "waybill_flow_duration_seconds",
-            "Duration of each completed flow, from its start milestone to its end milestone",
-            durations.clone(),
-        );
         let verdicts = Family::<FlowSloLabel, Counter>::default();
         registry.register(
             "waybill_flows",
@@ -267,9 +296,6 @@ impl CorrelateMetrics {
                         .clone()
                 };
                 FlowHandles {
-                    duration: durations
-                        .get_or_create(&FlowLabel { flow: flow.clone() })
-                        .clone(),
                     met: verdict("met"),
                     missed: verdict("missed"),
                 }
@@ -287,7 +313,7 @@ impl CorrelateMetrics {
             completed,
             milestones,
             flows,
-            exceptions: ExceptionMetrics::new(registry),
+            exceptions: ExceptionMetrics::new(config, registry),
         }
     }
 }

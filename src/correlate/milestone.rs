@@ -87,7 +87,6 @@ impl Correlator {
                 }
                 if let Some(record) = measure(&config, flow, tx, &object) {
                     let handles = &self.metrics.flows[index];
-                    handles.duration.observe(record.duration.as_secs_f64());
                     if record.within_slo {
                         handles.met.inc();
                     } else {
@@ -127,10 +126,15 @@ impl Correlator {
         } else {
             Status::Open
         };
+        let current = match status {
+            Status::Open => tx.last_milestone().map(|m| m.milestone.clone()),
+            Status::Complete => None,
+        };
         if self.store.set_status(id, status) == Some(Status::Open) && complete {
             self.metrics.completed.inc();
             self.store.set_stuck(id, None);
         }
+        self.store.set_current(id, current);
     }
 }
 

@@ -29,6 +29,7 @@ use crate::state::{
 };
 
 use metrics::CorrelateMetrics;
+pub use metrics::FLOW_BUCKETS;
 
 /// How often idle transactions are expired. Expiry is cheap (an ordered
 /// index), so a short period keeps memory close to the configured bound.
@@ -269,6 +270,7 @@ impl Correlator {
     /// Applies one observation to the store.
     pub fn apply(&mut self, observation: Observation) {
         let at = observation.exchange.started;
+        self.fire_due(at);
         let groups = link::groups(&observation.keys, &self.config.root);
         if groups.is_empty() {
             self.metrics.no_keys.inc();

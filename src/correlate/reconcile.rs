@@ -307,8 +307,17 @@ impl Correlator {
         }
     }
 
-    /// Looks at every deadline due at `now`.
+    /// Looks at every deadline due at `now`, then expires idle transactions.
     pub fn tick(&mut self, now: SystemTime) {
+        self.fire_due(now);
+        self.store.expire(now);
+    }
+
+    /// Looks at every deadline due at or before `now`. Called on every tick
+    /// and before each observation (with the exchange's time), so deadlines
+    /// fire in business-time order even when the clock runs fast (the demo)
+    /// or ticks are far apart.
+    pub(super) fn fire_due(&mut self, now: SystemTime) {
         for (at, due) in self.schedule.take_due(now) {
             match due {
                 Due::Expectation {
@@ -324,7 +333,6 @@ impl Correlator {
                 } => self.stuck_due(&milestone, &object, since),
             }
         }
-        self.store.expire(now);
         self.metrics
             .exceptions
             .deadlines

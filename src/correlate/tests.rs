@@ -138,6 +138,7 @@ impl Harness {
             outcome,
             request_body: Tapped::default(),
             response_body: Tapped::default(),
+            replayed: false,
         };
         let observation = Observation {
             exchange,
@@ -354,12 +355,15 @@ fn a_transaction_completes_when_every_shipment_is_invoiced() {
         Some("freight_invoiced"),
     );
     assert_eq!(h.transaction("order", "SO-4").status, Status::Open);
+    let in_flight = r#"waybill_transactions_in_flight{milestone="freight_invoiced"}"#;
+    assert!(h.metrics().contains(&format!("{in_flight} 1")));
     h.observe(
         2.0,
         &[("shipment", "SH-Y"), ("invoice", "INV-2")],
         Some("freight_invoiced"),
     );
     assert_eq!(h.transaction("order", "SO-4").status, Status::Complete);
+    assert!(h.metrics().contains(&format!("{in_flight} 0")));
     assert!(h
         .metrics()
         .contains("waybill_transactions_completed_total 1"));
@@ -462,7 +466,7 @@ fn shipped_before_packed_opens_out_of_order_keeps_both_and_resolves_when_packed_
         "wms"
     );
     h.observe(
-        0.5,
+        0.1,
         &[("order", "SO-7"), ("shipment", "SH-7")],
         Some("packed"),
     );
@@ -518,7 +522,10 @@ fn a_repeat_after_a_failure_is_a_retry_not_a_duplicate() {
         metrics.contains(r#"waybill_retries_total{operation="carrier.create_shipment"} 1"#),
         "{metrics}"
     );
-    assert!(!metrics.contains("waybill_duplicates_total{"), "{metrics}");
+    assert!(
+        metrics.contains(r#"waybill_duplicates_total{operation="carrier.create_shipment"} 0"#),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -612,4 +619,21 @@ fn a_transaction_resting_past_stuck_after_is_stuck_until_it_moves_on() {
     assert!(h
         .metrics()
         .contains(r#"waybill_transactions_stuck{milestone="label_created"} 0"#));
+}
+
+#[test]
+fn a_deadline_passed_by_business_time_fires_before_the_next_exchange_is_applied() {
+    let mut h = Harness::new();
+    h.observe(
+        0.0,
+        &[("order", "SO-13"), ("shipment", "SH-13")],
+        Some("packed"),
+    );
+    h.observe(1.0, &[("shipment", "SH-13")], Some("shipped"));
+    // No tick came, but an exchange stamped after the deadline did.
+    h.observe(2.0, &[("order", "SO-99")], Some("order_released"));
+    assert_eq!(
+        h.exceptions("order", "SO-13"),
+        vec![open("missing_goods_issue")]
+    );
 }

@@ -1,7 +1,9 @@
 //! The simulated parcel carrier: a shipments API in the style of EasyPost or
 //! Shippo. Booking a shipment returns rates; buying one returns a label and
-//! a `1Z…` tracking code. Bookings are idempotent per shipment ID, the way
-//! carriers protect clients that retry after a timeout.
+//! a `1Z…` tracking code. A booking repeated with the same `Idempotency-Key`
+//! is answered from the first; with a new key the carrier books (and will
+//! bill) the shipment again, as real carriers do for a client that times
+//! out and retries blindly.
 //!
 //! The carrier is sometimes overloaded: for about one shipment in seven
 //! (decided from the seed and the shipment ID, so runs repeat) the first
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -52,6 +54,7 @@ pub fn overloaded_on_first_buy(seed: u64, shipment_id: &str) -> bool {
 pub struct CarrierStats {
     unavailable: Arc<AtomicU64>,
     replayed_bookings: Arc<AtomicU64>,
+    duplicate_bookings: Arc<AtomicU64>,
 }
 
 impl CarrierStats {
@@ -60,9 +63,14 @@ impl CarrierStats {
         self.unavailable.load(Ordering::Relaxed)
     }
 
-    /// Bookings answered from an earlier identical booking.
+    /// Bookings answered from an earlier one with the same idempotency key.
     pub fn replayed_bookings(&self) -> u64 {
         self.replayed_bookings.load(Ordering::Relaxed)
+    }
+
+    /// Shipments booked a second time under a new idempotency key.
+    pub fn duplicate_bookings(&self) -> u64 {
+        self.duplicate_bookings.load(Ordering::Relaxed)
     }
 }
 
@@ -74,8 +82,10 @@ struct Carrier {
 }
 
 struct CarrierShipment {
-    /// The booking as answered, replayed for duplicates.
+    /// The booking as answered, replayed for repeats.
     booked: Value,
+    /// Idempotency keys the shipment was booked under.
+    idempotency_keys: Vec<String>,
     buy_attempts: u32,
     label: Option<Value>,
 }
@@ -98,7 +108,11 @@ struct Booking {
     to_address: Value,
 }
 
-async fn create_shipment(State(carrier): State<Carrier>, body: Bytes) -> Response {
+async fn create_shipment(
+    State(carrier): State<Carrier>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let booking: Booking = match serde_json::from_slice(&body) {
         Ok(booking) => booking,
         Err(e) => {
@@ -109,17 +123,33 @@ async fn create_shipment(State(carrier): State<Carrier>, body: Bytes) -> Respons
             )
         }
     };
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let mut shipments = carrier.lock();
-    if let Some(existing) = shipments.get(&booking.shipment_id) {
+    if let Some(existing) = shipments.get_mut(&booking.shipment_id) {
+        let replay = idempotency_key
+            .as_ref()
+            .is_some_and(|key| existing.idempotency_keys.contains(key));
+        if replay {
+            carrier
+                .stats
+                .replayed_bookings
+                .fetch_add(1, Ordering::Relaxed);
+            let mut response = Json(existing.booked.clone()).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return response;
+        }
+        // A new key: booked (and billed) once more.
         carrier
             .stats
-            .replayed_bookings
+            .duplicate_bookings
             .fetch_add(1, Ordering::Relaxed);
-        let mut response = Json(existing.booked.clone()).into_response();
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-        return response;
+        existing.idempotency_keys.extend(idempotency_key);
+        return (StatusCode::CREATED, Json(existing.booked.clone())).into_response();
     }
     let weight = booking.parcel["weight_kg"].as_f64().unwrap_or(1.0);
     let h = hash_str(&booking.shipment_id);
@@ -146,6 +176,7 @@ async fn create_shipment(State(carrier): State<Carrier>, body: Bytes) -> Respons
         booking.shipment_id,
         CarrierShipment {
             booked: booked.clone(),
+            idempotency_keys: idempotency_key.into_iter().collect(),
             buy_attempts: 0,
             label: None,
         },

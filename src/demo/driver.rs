@@ -72,6 +72,15 @@ pub struct Tally {
     pub errors: Vec<String>,
 }
 
+/// How far the orders have got: orders released, shipments shipped and
+/// shipments freight-invoiced so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub released: usize,
+    pub shipped: usize,
+    pub invoiced: usize,
+}
+
 /// A shipment and the keys it is known by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -90,6 +99,10 @@ pub struct Driver {
     clock: Clock,
     in_flight: Semaphore,
     requests: AtomicUsize,
+    /// Counters for the progress line, read while orders run.
+    released: AtomicUsize,
+    shipped: AtomicUsize,
+    invoiced: AtomicUsize,
     shutdown: CancellationToken,
 }
 
@@ -134,6 +147,9 @@ impl Driver {
             clock,
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
             requests: AtomicUsize::new(0),
+            released: AtomicUsize::new(0),
+            shipped: AtomicUsize::new(0),
+            invoiced: AtomicUsize::new(0),
             shutdown,
         })
     }
@@ -233,6 +249,7 @@ impl Driver {
             self.client.post(format!("{wms}/api/orders")).json(&release),
         )
         .await?;
+        self.released.fetch_add(1, Ordering::Relaxed);
 
         self.pause(rng.allocate_delay()).await?;
         self.expect_ok(
@@ -330,24 +347,18 @@ impl Driver {
             "parcel": { "weight_kg": parcel["weight_kg"], "dimensions": parcel["parcel"] },
             "options": { "label_format": "ZPL" },
         });
-        let booked = self
-            .expect_ok(
-                "book shipment",
-                self.client
-                    .post(format!("{carrier}/v2/shipments"))
-                    .json(&booking),
-            )
-            .await?;
+        let book = |attempt: u32| {
+            self.client
+                .post(format!("{carrier}/v2/shipments"))
+                .header("idempotency-key", format!("book-{shipment_id}-{attempt}"))
+                .json(&booking)
+        };
+        let booked = self.expect_ok("book shipment", book(1)).await?;
         if surprises.duplicate_booking {
-            // The client timed out waiting for the first answer and books again.
+            // The client timed out waiting for the first answer and books
+            // again, with a fresh idempotency key: the carrier books twice.
             record.duplicate_booking = true;
-            self.expect_ok(
-                "book shipment again",
-                self.client
-                    .post(format!("{carrier}/v2/shipments"))
-                    .json(&booking),
-            )
-            .await?;
+            self.expect_ok("book shipment again", book(2)).await?;
         }
 
         self.pause(rng.label_delay()).await?;
@@ -390,6 +401,7 @@ impl Driver {
                 })),
         )
         .await?;
+        self.shipped.fetch_add(1, Ordering::Relaxed);
 
         if surprises.lose_goods_issue {
             // The WMS → ERP interface drops this one: no goods issue, ever.
@@ -447,10 +459,10 @@ impl Driver {
         .await?;
 
         self.pause(rng.invoice_delay()).await?;
-        let invoice_number = format!(
-            "INV-UPS-{}",
-            &tracking_code[tracking_code.len().saturating_sub(8)..]
-        );
+        let digits = tracking_code
+            .get(tracking_code.len().saturating_sub(8)..)
+            .unwrap_or(&tracking_code);
+        let invoice_number = format!("INV-UPS-{digits}");
         self.expect_ok(
             "freight invoice",
             self.client
@@ -470,7 +482,17 @@ impl Driver {
                 })),
         )
         .await?;
+        self.invoiced.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How far the orders have got, while they run.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            released: self.released.load(Ordering::Relaxed),
+            shipped: self.shipped.load(Ordering::Relaxed),
+            invoiced: self.invoiced.load(Ordering::Relaxed),
+        }
     }
 
     /// Sends one request, bounded by [`MAX_IN_FLIGHT`], and reads its JSON

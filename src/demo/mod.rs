@@ -43,7 +43,7 @@ use crate::app::{self, Sidecar};
 use crate::config::Config;
 use crate::correlate::ListQuery;
 use carrier::CarrierStats;
-use driver::{Driver, Endpoints};
+use driver::{Driver, Endpoints, Progress};
 use pace::Pace;
 use plan::OrderPlan;
 use summary::{Rules, TransactionView};
@@ -61,6 +61,8 @@ pub const DEFAULT_ORDERS: usize = 200;
 /// How long (real time) the demo waits for the sidecar to correlate the
 /// last exchanges after the orders are done.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often (real time) the demo prints how far the orders have got.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// How long in-flight exchanges get to finish when the demo stops.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
@@ -95,7 +97,9 @@ impl Default for DemoOptions {
 /// Runs the demo: starts everything, drives `options.orders` orders,
 /// prints the summary to `out`, and with `keep_running` keeps serving until
 /// `shutdown` is cancelled. Cancelling `shutdown` earlier stops the orders
-/// where they are and still prints what was seen.
+/// where they are and still prints what was seen. An order that failed for
+/// any other reason (an unexpected answer) makes the run an error, after
+/// the summary is printed.
 pub async fn run(
     options: DemoOptions,
     shutdown: CancellationToken,
@@ -119,6 +123,10 @@ pub async fn run(
         shutdown.cancelled().await;
     }
     demo.shutdown().await?;
+    if let Some(first) = summary.driver.errors.first() {
+        // The summary is printed; the exit status still says the run broke.
+        bail!("orders failed in the demo; the first: {first}");
+    }
     Ok(summary)
 }
 
@@ -143,6 +151,12 @@ impl Demo {
     /// the shipped example config with its listeners moved to free loopback
     /// ports and its upstreams pointed at the simulated systems.
     pub async fn start(options: DemoOptions) -> anyhow::Result<Self> {
+        if !(options.speed.is_finite() && options.speed > 0.0) {
+            bail!(
+                "speed must be a positive number of business seconds per real second, not {}",
+                options.speed
+            );
+        }
         let mut config = Config::from_yaml(EXAMPLE_CONFIG, "examples/logistics.yaml")
             .context("the shipped example config is invalid")?;
         let systems = Systems::start(options.seed)
@@ -193,7 +207,26 @@ impl Demo {
     ) -> anyhow::Result<Summary> {
         self.write_banner(out)?;
         out.flush()?;
-        let summary = self.drive(shutdown).await?;
+        let start = self.pace.now();
+        let orders = self.options.orders;
+        let summary = self
+            .drive_reporting(shutdown, |progress| {
+                let day = self
+                    .pace
+                    .now()
+                    .duration_since(start)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    / 86_400.0;
+                // Progress is a courtesy: a closed terminal must not stop the demo.
+                let _ = writeln!(
+                    out,
+                    "  business day {day:>4.1}: {:>5} of {orders} orders released, {:>5} shipments shipped, {:>5} invoiced",
+                    progress.released, progress.shipped, progress.invoiced
+                );
+                let _ = out.flush();
+            })
+            .await?;
         summary.render(out)?;
         // A shipment of a split order shows the most: two shipments, one order.
         let deliveries = &summary.driver.deliveries;
@@ -218,6 +251,16 @@ impl Demo {
     /// the last exchanges, and summarises what it saw. Business time runs
     /// at the demo's speed while driving and at real speed afterwards.
     pub async fn drive(&self, shutdown: &CancellationToken) -> anyhow::Result<Summary> {
+        self.drive_reporting(shutdown, |_| {}).await
+    }
+
+    /// [`Demo::drive`], calling `report` with the driver's progress every
+    /// [`PROGRESS_EVERY`] while the orders run.
+    async fn drive_reporting(
+        &self,
+        shutdown: &CancellationToken,
+        mut report: impl FnMut(Progress),
+    ) -> anyhow::Result<Summary> {
         let options = &self.options;
         let driver = Driver::new(
             self.endpoints()?,
@@ -230,12 +273,25 @@ impl Demo {
             .map(|i| OrderPlan::new(options.seed, i))
             .collect();
         let started = tokio::time::Instant::now();
-        let tally = Arc::new(driver).drive(plans).await;
+        let driver = Arc::new(driver);
+        let drive = Arc::clone(&driver).drive(plans);
+        tokio::pin!(drive);
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+        let tally = loop {
+            tokio::select! {
+                tally = &mut drive => break tally,
+                _ = ticker.tick() => report(driver.progress()),
+            }
+        };
         let elapsed = started.elapsed();
         self.pace.shift(1.0);
         if !self.sidecar.settle(SETTLE_TIMEOUT).await {
             tracing::warn!("the sidecar had not correlated every exchange after {SETTLE_TIMEOUT:?}; the summary may be short");
         }
+        // Deadlines that passed since the correlator last looked open their
+        // exceptions now, not up to a second (half a business day) later.
+        self.sidecar.correlator().tick().await;
         let transactions = self.sidecar.correlator().list(ListQuery::default()).await;
         let views: Vec<TransactionView> = transactions.iter().map(TransactionView::from).collect();
         let problems = self.extraction_problems().await;
@@ -284,6 +340,10 @@ impl Demo {
         writeln!(out, "waybill demo")?;
         writeln!(out, "  admin API   http://{admin}/api/v1/transactions")?;
         writeln!(out, "  metrics     http://{admin}/metrics")?;
+        writeln!(
+            out,
+            "  traces      one per order, exported when OTEL_EXPORTER_OTLP_ENDPOINT is set"
+        )?;
         writeln!(
             out,
             "  ERP         {}  via sidecar listener erp-inbound     {}",
@@ -439,7 +499,10 @@ mod tests {
         .expect("driver");
         let plans: Vec<OrderPlan> = (0..60).map(|i| OrderPlan::new(seed, i)).collect();
         let split = plans.iter().filter(|p| p.spans_zones()).count();
-        let tally = Arc::new(driver).drive(plans).await;
+        let driver = Arc::new(driver);
+        let tally = Arc::clone(&driver).drive(plans).await;
+        assert_eq!(driver.progress().released, 60);
+        assert_eq!(driver.progress().invoiced, 60 + split);
         assert_eq!(tally.errors, Vec::<String>::new());
         assert_eq!(tally.finished, 60);
         assert_eq!(tally.split_orders, split);
@@ -451,7 +514,7 @@ mod tests {
         );
         assert_eq!(
             tally.duplicate_bookings as u64,
-            systems.carrier_stats.replayed_bookings()
+            systems.carrier_stats.duplicate_bookings()
         );
         assert!(tally.carrier_unavailable > 0, "{tally:?}");
         systems.stop().await;

@@ -34,6 +34,10 @@ pub struct TransactionView {
     pub milestones: Vec<MilestoneView>,
     pub flows: Vec<FlowView>,
     pub exchanges: Vec<ExchangeView>,
+    pub exceptions: Vec<ExceptionView>,
+    pub attempts: Vec<AttemptView>,
+    /// The milestone the transaction is stuck at, if any.
+    pub stuck: Option<String>,
 }
 
 /// One recorded milestone of one object.
@@ -60,6 +64,22 @@ pub struct FlowView {
 pub struct ExchangeView {
     pub status: u16,
     pub operation: Option<String>,
+}
+
+/// One exception the sidecar opened.
+#[derive(Debug, Clone)]
+pub struct ExceptionView {
+    pub kind: String,
+    pub owner: String,
+    pub open: bool,
+}
+
+/// Repeated calls of one operation on one object.
+#[derive(Debug, Clone)]
+pub struct AttemptView {
+    pub operation: String,
+    pub retries: u32,
+    pub duplicates: u32,
 }
 
 /// The business rules the summary measures against, from the config.
@@ -122,6 +142,25 @@ impl From<&Transaction> for TransactionView {
                     operation: e.operation.as_ref().map(ToString::to_string),
                 })
                 .collect(),
+            exceptions: t
+                .exceptions
+                .iter()
+                .map(|e| ExceptionView {
+                    kind: e.kind.to_string(),
+                    owner: e.owner.to_string(),
+                    open: e.is_open(),
+                })
+                .collect(),
+            attempts: t
+                .attempts
+                .iter()
+                .map(|a| AttemptView {
+                    operation: a.operation.to_string(),
+                    retries: a.retries,
+                    duplicates: a.duplicates,
+                })
+                .collect(),
+            stuck: t.stuck.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -203,6 +242,12 @@ pub struct Summary {
     pub upstream_failures: BTreeMap<String, usize>,
     /// Milestone repeats, by milestone.
     pub duplicates: BTreeMap<String, u64>,
+    /// Retries and duplicate calls, by operation (routes with `repeats`).
+    pub repeats: BTreeMap<String, RepeatStats>,
+    /// Exceptions the sidecar opened, by kind.
+    pub exceptions: BTreeMap<String, ExceptionStats>,
+    /// Transactions stuck at some milestone now.
+    pub stuck: usize,
     /// Per expectation, in config order.
     pub expectations: Vec<ExpectationStats>,
     /// Extraction problems by reason, from the sidecar's metrics.
@@ -228,6 +273,24 @@ impl FlowStats {
     pub fn within_share(&self) -> Option<f64> {
         (self.count > 0).then(|| self.within_slo as f64 / self.count as f64)
     }
+}
+
+/// Repeated calls of one operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepeatStats {
+    /// Attempts that followed a failure.
+    pub retries: u64,
+    /// Successes after the first with a new idempotency key.
+    pub duplicates: u64,
+}
+
+/// Exceptions of one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExceptionStats {
+    pub owner: String,
+    pub opened: usize,
+    /// Still open (not resolved by a later milestone or success).
+    pub open: usize,
 }
 
 /// How one expectation fared across all transactions.
@@ -266,7 +329,21 @@ impl Summary {
             .collect();
         self.upstream_failures.clear();
         self.duplicates.clear();
+        self.repeats.clear();
+        self.exceptions.clear();
+        self.stuck = transactions.iter().filter(|t| t.stuck.is_some()).count();
         for t in transactions {
+            for a in &t.attempts {
+                let stats = self.repeats.entry(a.operation.clone()).or_default();
+                stats.retries += u64::from(a.retries);
+                stats.duplicates += u64::from(a.duplicates);
+            }
+            for e in &t.exceptions {
+                let stats = self.exceptions.entry(e.kind.clone()).or_default();
+                stats.owner.clone_from(&e.owner);
+                stats.opened += 1;
+                stats.open += usize::from(e.open);
+            }
             for e in t.exchanges.iter().filter(|e| e.status >= 500) {
                 let operation = e.operation.clone().unwrap_or_else(|| "unmatched".into());
                 *self.upstream_failures.entry(operation).or_default() += 1;
@@ -310,7 +387,7 @@ impl Summary {
         )?;
         writeln!(out)?;
 
-        let mut table = Table::new(&["driver", "count", ""]);
+        let mut table = Table::with_text(&["driver", "count", ""]);
         table.row(vec![
             "orders finished".into(),
             d.finished.to_string(),
@@ -338,7 +415,7 @@ impl Summary {
         }
         table.write(out)?;
 
-        let mut table = Table::new(&["transactions", "count", ""]);
+        let mut table = Table::with_text(&["transactions", "count", ""]);
         table.row(vec![
             "seen".into(),
             self.transactions.to_string(),
@@ -378,7 +455,7 @@ impl Summary {
         }
         table.write(out)?;
 
-        let mut table = Table::new(&["upstream failures (5xx)", "count", ""]);
+        let mut table = Table::with_text(&["upstream failures (5xx)", "count", ""]);
         for (operation, count) in &self.upstream_failures {
             let note = if operation.ends_with("buy_label") {
                 format!(
@@ -393,7 +470,7 @@ impl Summary {
         table.empty_note("none");
         table.write(out)?;
 
-        let mut table = Table::new(&["duplicates (milestone repeats)", "count", ""]);
+        let mut table = Table::with_text(&["duplicates (milestone repeats)", "count", ""]);
         for (milestone, count) in &self.duplicates {
             table.row(vec![milestone.clone(), count.to_string(), String::new()]);
         }
@@ -404,7 +481,33 @@ impl Summary {
         ));
         table.write(out)?;
 
-        let mut table = Table::new(&[
+        let mut table = Table::new(&["repeated calls", "retries", "duplicates"]);
+        for (operation, stats) in &self.repeats {
+            table.row(vec![
+                operation.clone(),
+                stats.retries.to_string(),
+                stats.duplicates.to_string(),
+            ]);
+        }
+        table.empty_note("none");
+        table.write(out)?;
+
+        let mut table = Table::new(&["exceptions opened", "owner", "opened", "still open"]);
+        for (kind, stats) in &self.exceptions {
+            table.row(vec![
+                kind.clone(),
+                stats.owner.clone(),
+                stats.opened.to_string(),
+                stats.open.to_string(),
+            ]);
+        }
+        table.empty_note("none");
+        if self.stuck > 0 {
+            table.note(format!("{} transactions stuck right now", self.stuck));
+        }
+        table.write(out)?;
+
+        let mut table = Table::with_text(&[
             "expectation",
             "checked",
             "missing",
@@ -431,7 +534,7 @@ impl Summary {
         ));
         table.write(out)?;
 
-        let mut table = Table::new(&["extraction problems", "count", ""]);
+        let mut table = Table::with_text(&["extraction problems", "count", ""]);
         for (reason, count) in &self.extraction_problems {
             table.row(vec![reason.clone(), count.to_string(), String::new()]);
         }
@@ -588,9 +691,11 @@ pub fn round_duration(d: Duration) -> String {
 // === impl Table ===
 
 /// A small aligned table: the first column left-aligned, the rest
-/// right-aligned except a trailing free-text column.
+/// right-aligned, except a trailing free-text column when there is one.
 struct Table {
     head: Vec<String>,
+    /// The last column is free text (remarks), aligned left.
+    text_last: bool,
     rows: Vec<Vec<String>>,
     notes: Vec<String>,
     empty: Option<&'static str>,
@@ -600,9 +705,18 @@ impl Table {
     fn new(head: &[&str]) -> Self {
         Table {
             head: head.iter().map(|h| (*h).to_owned()).collect(),
+            text_last: false,
             rows: Vec::new(),
             notes: Vec::new(),
             empty: None,
+        }
+    }
+
+    /// A table whose last column is free text.
+    fn with_text(head: &[&str]) -> Self {
+        Table {
+            text_last: true,
+            ..Table::new(head)
         }
     }
 
@@ -628,15 +742,11 @@ impl Table {
                 widths[i] = widths[i].max(cell.chars().count());
             }
         }
-        let last_is_text = self
-            .head
-            .last()
-            .is_some_and(|h| h.is_empty() || h == "rule");
         let line = |cells: &[String], out: &mut dyn Write| -> io::Result<()> {
             let mut text = String::from("  ");
             for (i, cell) in cells.iter().enumerate().take(columns) {
                 let pad = widths[i].saturating_sub(cell.chars().count());
-                let left = i == 0 || (last_is_text && i == columns - 1);
+                let left = i == 0 || (self.text_last && i == columns - 1);
                 if i > 0 {
                     text.push_str("   ");
                 }
@@ -759,6 +869,17 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
                     operation: Some("carrier.buy_label".into()),
                 },
             ],
+            exceptions: vec![ExceptionView {
+                kind: "missing_goods_issue".into(),
+                owner: "erp".into(),
+                open: true,
+            }],
+            attempts: vec![AttemptView {
+                operation: "carrier.buy_label".into(),
+                retries: 1,
+                duplicates: 0,
+            }],
+            stuck: None,
         };
         let rules = Rules {
             flows: vec![("order_to_ship".into(), Duration::from_secs(86_400))],
@@ -784,7 +905,7 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         summary.observe(
-            &[t.clone()],
+            std::slice::from_ref(&t),
             &rules,
             BTreeMap::from([("malformed_json".into(), 1)]),
             now,
@@ -794,7 +915,7 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
             .map(|e| (e.started, e.missing, e.pending, e.late));
         assert_eq!(gi, Some((2, 1, 0, 1)));
         let early = SystemTime::UNIX_EPOCH + Duration::from_secs(110);
-        summary.observe(&[t.clone()], &rules, BTreeMap::new(), early);
+        summary.observe(std::slice::from_ref(&t), &rules, BTreeMap::new(), early);
         let gi = summary
             .expectation("missing_goods_issue")
             .map(|e| (e.missing, e.pending));
@@ -802,6 +923,10 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
         assert_eq!(summary.upstream_failures.get("carrier.buy_label"), Some(&1));
         assert_eq!(summary.duplicates.get("shipment_booked"), Some(&1));
         assert_eq!(summary.tracking_joined, 1);
+        let gi = summary.exceptions.get("missing_goods_issue");
+        assert_eq!(gi.map(|e| (e.opened, e.open)), Some((1, 1)));
+        let buy = summary.repeats.get("carrier.buy_label");
+        assert_eq!(buy.map(|r| (r.retries, r.duplicates)), Some((1, 0)));
         assert_eq!(summary.flow("order_to_ship").map(|f| f.count), Some(1));
 
         let mut text = Vec::new();

@@ -23,7 +23,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::{Config, RouteId, System};
-use crate::proxy::Outcome;
+use crate::proxy::{status_class_index, Outcome, STATUS_CLASSES};
 
 use super::Problem;
 
@@ -36,8 +36,9 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
 ];
 
-/// Status classes, in the order of [`status_class`]'s index.
-const STATUS_CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other", "error"];
+/// The label of exchanges whose upstream failed (the client got the
+/// sidecar's own 502/504), after the proxy's status classes.
+const UPSTREAM_FAILED: &str = "error";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ExchangeLabels {
@@ -61,7 +62,7 @@ struct FailureLabels {
 /// Pre-resolved handles of one operation (a route, or `unmatched` for one system).
 #[derive(Debug)]
 struct OperationHandles {
-    /// Indexed like [`STATUS_CLASSES`].
+    /// Indexed by [`status_class`].
     exchanges: Vec<Counter>,
     duration: Histogram,
     /// Indexed like [`Problem::ALL`].
@@ -104,6 +105,7 @@ impl Metrics {
         let handles = |system: &System, operation: &str| OperationHandles {
             exchanges: STATUS_CLASSES
                 .iter()
+                .chain([&UPSTREAM_FAILED])
                 .map(|class| {
                     exchanges.get_or_create_owned(&ExchangeLabels {
                         system: Arc::from(system.as_str()),
@@ -174,18 +176,11 @@ impl Metrics {
     }
 }
 
-/// Index into [`STATUS_CLASSES`] for the status the client saw; upstream
-/// failures are `error` whatever status the sidecar answered with.
+/// Index of the status class the client saw; upstream failures are
+/// `error` whatever status the sidecar answered with.
 fn status_class(outcome: &Outcome) -> usize {
     match outcome {
-        Outcome::UpstreamFailed { .. } => 6,
-        Outcome::Response { status, .. } => match status.as_u16() {
-            100..=199 => 0,
-            200..=299 => 1,
-            300..=399 => 2,
-            400..=499 => 3,
-            500..=599 => 4,
-            _ => 5,
-        },
+        Outcome::UpstreamFailed { .. } => STATUS_CLASSES.len(),
+        Outcome::Response { status, .. } => status_class_index(*status),
     }
 }

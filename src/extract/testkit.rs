@@ -51,6 +51,7 @@ impl ConfigBuilder {
                     queue_capacity: 10,
                     max_decoded_bytes: 64 * 1024,
                 },
+                telemetry: Default::default(),
             },
         }
     }
@@ -232,6 +233,7 @@ pub(super) fn exchange(config: &Config, method: http::Method, uri: &str, status:
         },
         request_body: tapped(Bytes::new()),
         response_body: tapped(Bytes::new()),
+        replayed: false,
     }
 }
 

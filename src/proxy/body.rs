@@ -1,6 +1,7 @@
 //! The body of a response the proxy sends to a client: the upstream's body
-//! passed through the tap, or a short message of the sidecar's own (a 502
-//! or 504).
+//! passed through the tap, a response the idempotency guard stored (also
+//! through the tap, so the replayed exchange is recorded the same way), or
+//! a short message of the sidecar's own (a 502 or 504).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,6 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::guard::ReplayBody;
 use super::record::ResponseObserver;
 use super::tap::TapBody;
 
@@ -19,6 +21,8 @@ use super::tap::TapBody;
 pub(crate) enum ProxyBody {
     /// The upstream's body, streamed and tapped.
     Upstream(TapBody<Incoming, ResponseObserver>),
+    /// A stored response sent again by the idempotency guard.
+    Replay(TapBody<ReplayBody, ResponseObserver>),
     /// The sidecar's own message, sent in one frame.
     Message(Option<Bytes>),
 }
@@ -39,6 +43,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Replay(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Message(text) => Poll::Ready(text.take().map(|text| Ok(Frame::data(text)))),
         }
     }
@@ -46,6 +51,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Upstream(body) => body.is_end_stream(),
+            ProxyBody::Replay(body) => body.is_end_stream(),
             ProxyBody::Message(text) => text.is_none(),
         }
     }
@@ -53,6 +59,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Upstream(body) => body.size_hint(),
+            ProxyBody::Replay(body) => body.size_hint(),
             ProxyBody::Message(text) => {
                 SizeHint::with_exact(text.as_ref().map_or(0, |text| text.len() as u64))
             }

@@ -32,12 +32,18 @@ pub struct Exchange {
     pub outcome: Outcome,
     pub request_body: Tapped,
     pub response_body: Tapped,
+    /// The idempotency guard answered this request with the stored first
+    /// response for its key; the upstream never saw it. `outcome` then has
+    /// the stored status and headers (hop-by-hop ones already removed) and
+    /// `upstream_duration` is zero.
+    pub replayed: bool,
 }
 
 /// How the exchange ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// The upstream answered; the response was streamed to the client.
+    /// The upstream answered; the response was streamed to the client (or,
+    /// when the exchange is `replayed`, the stored response was sent).
     Response {
         status: http::StatusCode,
         /// As the upstream sent them, hop-by-hop headers included.

@@ -2,6 +2,11 @@
 //! [`headers`](super::headers)), stream the body through the tap, wait for
 //! the response head within the listener's `timeout`, and stream the
 //! response back; or answer 502/504 when the upstream fails.
+//!
+//! On a listener with guarded routes the [`guard`](super::guard) is asked
+//! first: a repeat is answered from its store (the request body is read
+//! through the tap and discarded, nothing is forwarded), a first request
+//! is forwarded with a capture of its response.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,11 +16,13 @@ use http::header::{HeaderValue, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{request, Request, Response, Uri, Version};
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use super::error::{classify, failure_response};
+use super::guard::{Admission, Capture, Claim, GuardedRoutes, Guards, RouteGuard, StoredResponse};
 use super::headers::{append_forwarded, strip_hop_by_hop};
 use super::metrics::{ListenerMetrics, ProxyMetrics};
 use super::record::{Pending, ResponseObserver};
@@ -48,6 +55,9 @@ pub(crate) struct Forwarder {
     /// authority, so the client pool has one key per listener, not one per
     /// `Host` value clients send.
     host_in_uri: bool,
+    /// `None` unless a route of the listener has an idempotency guard:
+    /// then requests do no guard work at all.
+    guards: Option<Guards>,
     sink: ExchangeSink,
     clock: Clock,
     metrics: ListenerMetrics,
@@ -56,6 +66,7 @@ pub(crate) struct Forwarder {
 impl Forwarder {
     pub(crate) fn new(
         listener: Arc<Listener>,
+        guarded: GuardedRoutes,
         sink: ExchangeSink,
         metrics: &ProxyMetrics,
         clock: Clock,
@@ -94,6 +105,7 @@ impl Forwarder {
             host_in_uri: http2
                 || (listener.upstream.protocol == UpstreamProtocol::Auto
                     && listener.upstream.is_tls()),
+            guards: Guards::new(guarded, &listener.name, metrics, &clock),
             sink,
             clock,
             metrics: metrics.for_listener(&listener.name),
@@ -126,7 +138,21 @@ impl Forwarder {
             upstream_duration: Default::default(),
             request_tap: request_tap.clone(),
             sink: self.sink.clone(),
+            replayed: false,
         };
+
+        let mut claim = None;
+        if let Some((guard, key)) = self.guards.as_ref().and_then(|g| g.key_of(&parts)) {
+            match guard.admit(key, began + self.listener.timeout).await {
+                Admission::Replay(stored) => {
+                    return self
+                        .replay(pending, body, &guard, &stored, client_version)
+                        .await;
+                }
+                Admission::First(first) => claim = Some(first),
+                Admission::Forward => {}
+            }
+        }
 
         let body = TapBody::new(body, request_tap);
         let Some(upstream_request) = self.upstream_request(parts, body, peer) else {
@@ -137,7 +163,7 @@ impl Forwarder {
                 .await;
         pending.upstream_duration = began.elapsed();
         match answered {
-            Ok(Ok(response)) => self.respond(pending, response, client_version),
+            Ok(Ok(response)) => self.respond(pending, response, client_version, claim),
             Ok(Err(error)) => {
                 let kind = classify(&error);
                 tracing::debug!(listener = %self.listener.name, error = kind.as_str(), cause = ?error, "upstream failed");
@@ -206,11 +232,15 @@ impl Forwarder {
     /// Streams the upstream's response back: same status, reason phrase and
     /// header case (both travel in the extensions), headers minus
     /// hop-by-hop, body through the tap; in the client's HTTP version.
+    ///
+    /// With a guard `claim`, the response is captured for the store (if it
+    /// can be stored at all; otherwise the claim is released here).
     fn respond(
         &self,
         pending: Pending,
         response: Response<Incoming>,
         client_version: Version,
+        claim: Option<Claim>,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
         self.metrics.response(parts.status);
@@ -220,8 +250,44 @@ impl Forwarder {
         };
         strip_hop_by_hop(&mut parts.headers);
         parts.version = client_version;
-        let observer = ResponseObserver::new(self.listener.tap_limit, pending, outcome);
+        let capture = claim.and_then(|claim| Capture::start(claim, &parts));
+        let observer = ResponseObserver::new(self.listener.tap_limit, pending, outcome, capture);
         Response::from_parts(parts, ProxyBody::Upstream(TapBody::new(body, observer)))
+    }
+
+    /// Answers a repeat with the `stored` response of its key, without
+    /// forwarding. The request body is read first (through the tap, for the
+    /// exchange; at most until the listener's `timeout` after the request
+    /// arrived) and discarded, as a server answering it would.
+    async fn replay(
+        &self,
+        mut pending: Pending,
+        body: Incoming,
+        guard: &RouteGuard,
+        stored: &Arc<StoredResponse>,
+        client_version: Version,
+    ) -> Response<ProxyBody> {
+        pending.replayed = true;
+        let deadline = pending.began + self.listener.timeout;
+        let mut body = TapBody::new(body, pending.request_tap.clone());
+        let drained = tokio::time::timeout_at(deadline, async {
+            while let Some(Ok(_)) = body.frame().await {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!(listener = %self.listener.name, "request body of a replayed repeat not read in time");
+        }
+        drop(body);
+        guard.replayed();
+        self.metrics.response(stored.status);
+        let outcome = Outcome::Response {
+            status: stored.status,
+            headers: stored.headers.clone(),
+        };
+        let observer = ResponseObserver::new(self.listener.tap_limit, pending, outcome, None);
+        stored
+            .replay(client_version)
+            .map(|body| ProxyBody::Replay(TapBody::new(body, observer)))
     }
 
     /// Answers for a failed upstream and records the exchange at once.

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::forward::Forwarder;
+use super::guard::GuardedRoutes;
 use super::metrics::ProxyMetrics;
 use super::sink::ExchangeSink;
 use crate::clock::Clock;
@@ -31,6 +32,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// are answered, and returns when they have. Bound the wait from outside
 /// (e.g. `tokio::time::timeout`) if a drain deadline is wanted.
 ///
+/// Every request is forwarded: no idempotency guard (see
+/// [`serve_guarded`]).
+///
 /// Fails only when the listener's upstream cannot be set up (no scheme or
 /// host in its URI, TLS provider error); accept errors are logged and
 /// retried.
@@ -42,8 +46,31 @@ pub async fn serve(
     clock: Clock,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_guarded(
+        socket,
+        listener,
+        GuardedRoutes::none(),
+        sink,
+        metrics,
+        clock,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`], with the idempotency guard on the listener's guarded routes
+/// (see [`GuardedRoutes::new`]); `clock` also times the guard's window.
+pub async fn serve_guarded(
+    socket: TcpListener,
+    listener: Arc<Listener>,
+    guarded: GuardedRoutes,
+    sink: ExchangeSink,
+    metrics: ProxyMetrics,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let name = listener.name.clone();
-    let forwarder = Arc::new(Forwarder::new(listener, sink, &metrics, clock)?);
+    let forwarder = Arc::new(Forwarder::new(listener, guarded, sink, &metrics, clock)?);
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -5,21 +5,30 @@
 //!   to clients, including the sidecar's own 502/504.
 //! - `waybill_upstream_errors_total{listener, error}`: upstream failures by
 //!   [`UpstreamError`] kind.
+//! - `waybill_guard_replays_total{listener, operation}`: repeats the
+//!   idempotency guard answered from a stored response (not forwarded).
+//! - `waybill_guard_stored_responses{listener}`: responses the guard holds,
+//!   over all guarded routes of the listener.
+//! - `waybill_guard_evictions_total{listener, reason}`: stored responses
+//!   dropped, `reason` = `expired` (past the window) or `capacity` (the
+//!   route's `max_entries` was reached and the oldest made room).
 //!
-//! Label values are bounded: listener names come from the config, status
-//! classes and error kinds are fixed sets. Handles are resolved once per
+//! The guard series exist only for listeners with a guarded route.
+//! Label values are bounded: listener and operation names come from the
+//! config, status classes, error kinds and eviction reasons are fixed sets. Handles are resolved once per
 //! listener so the hot path only increments an atomic.
 
 use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::UpstreamError;
 
 /// Status classes, in index order of [`status_class_index`].
-const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 /// Every upstream error kind, in index order of [`error_index`].
 const UPSTREAM_ERRORS: [UpstreamError; 6] = [
@@ -37,7 +46,9 @@ pub fn status_class(status: StatusCode) -> &'static str {
     STATUS_CLASSES[status_class_index(status)]
 }
 
-fn status_class_index(status: StatusCode) -> usize {
+/// Index of `status`'s class in [`STATUS_CLASSES`], for label handles
+/// resolved once into an array.
+pub fn status_class_index(status: StatusCode) -> usize {
     match status.as_u16() {
         100..=199 => 0,
         200..=299 => 1,
@@ -71,16 +82,37 @@ struct UpstreamErrorLabels {
     error: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplayLabels {
+    listener: String,
+    operation: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EvictionLabels {
+    listener: String,
+    reason: &'static str,
+}
+
 /// The proxy's metric families, registered once and shared by every listener.
 #[derive(Clone, Debug)]
 pub struct ProxyMetrics {
     requests: Family<RequestLabels, Counter>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    guard_replays: Family<ReplayLabels, Counter>,
+    guard_stored: Family<ListenerLabels, Gauge>,
+    guard_evictions: Family<EvictionLabels, Counter>,
 }
 
 impl ProxyMetrics {
-    /// Registers `waybill_proxy_requests_total` and
-    /// `waybill_upstream_errors_total` in `registry`.
+    /// Registers `waybill_proxy_requests_total`,
+    /// `waybill_upstream_errors_total` and the guard's families in
+    /// `registry`.
     pub fn new(registry: &mut Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -94,9 +126,60 @@ impl ProxyMetrics {
             "Requests the upstream failed to answer, by listener and error kind",
             upstream_errors.clone(),
         );
+        let guard_replays = Family::<ReplayLabels, Counter>::default();
+        registry.register(
+            "waybill_guard_replays",
+            "Requests the idempotency guard answered with a stored response instead of forwarding",
+            guard_replays.clone(),
+        );
+        let guard_stored = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "waybill_guard_stored_responses",
+            "Responses the idempotency guard holds to answer repeats",
+            guard_stored.clone(),
+        );
+        let guard_evictions = Family::<EvictionLabels, Counter>::default();
+        registry.register(
+            "waybill_guard_evictions",
+            "Stored responses the idempotency guard dropped, by reason (expired, capacity)",
+            guard_evictions.clone(),
+        );
         ProxyMetrics {
             requests,
             upstream_errors,
+            guard_replays,
+            guard_stored,
+            guard_evictions,
+        }
+    }
+
+    /// Handles for the guard of route `operation` on `listener`; the stored
+    /// gauge and eviction counters are shared by the listener's routes.
+    pub(crate) fn for_guard(&self, listener: &str, operation: &str) -> GuardMetrics {
+        let eviction = |reason| {
+            self.guard_evictions
+                .get_or_create(&EvictionLabels {
+                    listener: listener.to_owned(),
+                    reason,
+                })
+                .clone()
+        };
+        GuardMetrics {
+            replays: self
+                .guard_replays
+                .get_or_create(&ReplayLabels {
+                    listener: listener.to_owned(),
+                    operation: operation.to_owned(),
+                })
+                .clone(),
+            stored: self
+                .guard_stored
+                .get_or_create(&ListenerLabels {
+                    listener: listener.to_owned(),
+                })
+                .clone(),
+            expired: eviction("expired"),
+            capacity: eviction("capacity"),
         }
     }
 
@@ -141,6 +224,41 @@ impl ListenerMetrics {
     /// The upstream failed with `error`.
     pub(crate) fn upstream_error(&self, error: UpstreamError) {
         self.upstream_errors[error_index(error)].inc();
+    }
+}
+
+/// One guarded route's pre-resolved handles.
+#[derive(Clone, Debug)]
+pub(crate) struct GuardMetrics {
+    replays: Counter,
+    stored: Gauge,
+    expired: Counter,
+    capacity: Counter,
+}
+
+impl GuardMetrics {
+    /// A repeat was answered from the store.
+    pub(crate) fn replayed(&self) {
+        self.replays.inc();
+    }
+
+    /// Stored responses were dropped.
+    pub(crate) fn evicted(&self, expired: u64, capacity: u64) {
+        if expired > 0 {
+            self.expired.inc_by(expired);
+        }
+        if capacity > 0 {
+            self.capacity.inc_by(capacity);
+        }
+    }
+
+    /// The route's store went from `before` to `after` stored responses.
+    pub(crate) fn stored_changed(&self, before: usize, after: usize) {
+        let delta =
+            i64::try_from(after).unwrap_or(i64::MAX) - i64::try_from(before).unwrap_or(i64::MAX);
+        if delta != 0 {
+            self.stored.inc_by(delta);
+        }
     }
 }
 

@@ -34,12 +34,55 @@
 //! did not arrive within the listener's `timeout`) with a one-line
 //! plain-text body; `error.rs` has the table.
 //!
+//! # The idempotency guard (opt-in per route; changes traffic)
+//!
+//! A route with `idempotency_guard:` in the routes file, served with
+//! [`serve_guarded`] (the app does), answers a repeated idempotency key
+//! from a store instead of forwarding it, so a client's timeout-retry
+//! cannot create a second shipment or posting. Off by default: routes
+//! without it, and every route of a listener without a guarded route, are
+//! forwarded as above and do no guard work.
+//!
+//! - **Key**: (route, value of the guard's request header — first value,
+//!   1 to [`MAX_KEY_LEN`] bytes; `Idempotency-Key` unless configured).
+//!   The route is the one extraction matches: the first in priority order
+//!   that serves the listener, accepts the method and matches the path. The
+//!   key does not include the path, query or body: a client that reuses a
+//!   key for a different request of the same route gets the first response.
+//! - **Stored**: only a first response that is 2xx, ends complete and has
+//!   a body of at most `max_response` bytes: status, headers as sent to the
+//!   client (hop-by-hop removed), reason phrase and header case, body,
+//!   trailers. It streams to its own client unchanged; the copy is taken on
+//!   the way and stored when its body ends. Failures (502/504), other
+//!   statuses, larger or aborted bodies are not stored, so their repeats
+//!   are forwarded.
+//! - **Replay**: within `window` (on the listener's [`Clock`](crate::clock::Clock))
+//!   a repeat gets the stored response in its own HTTP version and is not
+//!   forwarded; its request body is read and discarded. It is still an
+//!   [`Exchange`], with `replayed: true`.
+//! - **Concurrent repeat**: while the first request with a key is in
+//!   flight, a repeat waits for it (at most the listener's `timeout` from
+//!   its arrival) and is then replayed; if the first stored nothing the
+//!   repeat is forwarded in its place, and if the wait runs out it is
+//!   forwarded too (the guard then cannot prevent a duplicate).
+//! - **Memory bound**: per guarded route at most `max_entries` stored
+//!   responses (the oldest is evicted to make room; expired ones are
+//!   dropped), so stored bodies take at most `max_entries × max_response`
+//!   bytes per route, plus each response's head and key.
+//! - **Metrics**: `waybill_guard_replays_total{listener,operation}`,
+//!   `waybill_guard_stored_responses{listener}`,
+//!   `waybill_guard_evictions_total{listener,reason="expired"|"capacity"}`.
+//! - The store is in memory and per process: it starts empty after a
+//!   restart and is not shared between sidecars.
+//!
 //! # Files
 //! - `listener.rs`: [`serve`], accepting connections, graceful shutdown.
 //! - `forward.rs`: one request: rewrite the head, forward, respond.
 //! - `headers.rs`: hop-by-hop removal, `X-Forwarded-*`.
 //! - `upstream.rs`: the pooled client and connector per listener.
 //! - `tap.rs`: the body wrapper that copies a bounded prefix.
+//! - `guard/`: the idempotency guard: matching and waiting (`mod.rs`), the
+//!   bounded store (`store.rs`), capture and replay (`replay.rs`).
 //! - `record.rs`: assembling the [`Exchange`] and offering it once.
 //! - `body.rs`: the response body type served to clients.
 //! - `error.rs`: upstream error kinds and the responses for them.
@@ -49,6 +92,7 @@ mod body;
 mod error;
 mod exchange;
 mod forward;
+mod guard;
 mod headers;
 mod listener;
 mod metrics;
@@ -58,6 +102,7 @@ mod tap;
 mod upstream;
 
 pub use exchange::{Exchange, Outcome, Tapped, UpstreamError};
-pub use listener::serve;
-pub use metrics::{status_class, ProxyMetrics};
+pub use guard::{GuardedRoutes, MAX_KEY_LEN};
+pub use listener::{serve, serve_guarded};
+pub use metrics::{status_class, status_class_index, ProxyMetrics, STATUS_CLASSES};
 pub use sink::ExchangeSink;

@@ -2,12 +2,17 @@
 //! arrives ([`Pending`]), what the upstream answered, and the two taps; and
 //! offering it to the sink exactly once, when the response body ends, fails
 //! or is dropped (the client went away), or at once when the upstream failed.
+//! The response observer also carries the idempotency guard's [`Capture`]
+//! of a first response, committed to the guard's store when the body ends
+//! complete.
 
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use tokio::time::Instant;
 
+use super::guard::Capture;
 use super::sink::ExchangeSink;
 use super::tap::{Observer, SharedTap, Tap};
 use super::{Exchange, Outcome, Tapped};
@@ -32,6 +37,8 @@ pub(crate) struct Pending {
     /// Written by the request body as it streams to the upstream.
     pub(crate) request_tap: SharedTap,
     pub(crate) sink: ExchangeSink,
+    /// Answered by the idempotency guard from its store.
+    pub(crate) replayed: bool,
 }
 
 impl Pending {
@@ -51,6 +58,7 @@ impl Pending {
             outcome,
             request_body: self.request_tap.snapshot(),
             response_body,
+            replayed: self.replayed,
         };
         self.sink.offer(exchange);
     }
@@ -73,13 +81,22 @@ pub(crate) struct ResponseObserver {
     tap: Tap,
     /// Taken when the exchange is finished, so it is offered once.
     pending: Option<(Pending, Outcome)>,
+    /// The guard's copy of a first response; dropped (releasing its key)
+    /// as soon as the body outgrows the route's limit.
+    capture: Option<Capture>,
 }
 
 impl ResponseObserver {
-    pub(crate) fn new(limit: usize, pending: Pending, outcome: Outcome) -> Self {
+    pub(crate) fn new(
+        limit: usize,
+        pending: Pending,
+        outcome: Outcome,
+        capture: Option<Capture>,
+    ) -> Self {
         ResponseObserver {
             tap: Tap::new(limit),
             pending: Some((pending, outcome)),
+            capture,
         }
     }
 }
@@ -87,9 +104,27 @@ impl ResponseObserver {
 impl Observer for ResponseObserver {
     fn data(&mut self, data: &Bytes) {
         self.tap.observe(data);
+        if self
+            .capture
+            .as_mut()
+            .is_some_and(|capture| !capture.data(data))
+        {
+            self.capture = None;
+        }
+    }
+
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(capture) = &mut self.capture {
+            capture.trailers(trailers);
+        }
     }
 
     fn end(&mut self, complete: bool) {
+        if let Some(capture) = self.capture.take() {
+            if complete {
+                capture.commit();
+            }
+        }
         if let Some((pending, outcome)) = self.pending.take() {
             self.tap.set_complete(complete);
             pending.finish(outcome, self.tap.snapshot());

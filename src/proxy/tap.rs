@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
 use super::Tapped;
@@ -93,6 +94,8 @@ fn join(chunks: &[Bytes], len: usize) -> Bytes {
 pub(crate) trait Observer {
     /// A data frame passed through.
     fn data(&mut self, data: &Bytes);
+    /// The trailers passed through.
+    fn trailers(&mut self, _trailers: &HeaderMap) {}
     /// The body ended (`complete`), failed or was dropped before its end
     /// (`!complete`). Called exactly once.
     fn end(&mut self, complete: bool);
@@ -178,11 +181,15 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.observer.data(data);
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    this.observer.trailers(trailers);
                 }
                 // Finish before the last bytes are handed on, so whoever
                 // reads this body to its end can count on the observer
-                // having been told.
-                if this.inner.is_end_stream() {
+                // having been told. Trailers are always the last frame (an
+                // HTTP/1 server does not poll the body again after them, and
+                // a chunked `Incoming` does not report its end before that).
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     this.end(true);
                 }
             }

@@ -72,6 +72,8 @@ struct StateMetrics {
     exceptions_open: Family<ExceptionLabel, Gauge>,
     /// Transactions resting too long at a milestone, by that milestone.
     stuck: Family<MilestoneLabel, Gauge>,
+    /// Open transactions by their latest milestone.
+    in_flight: Family<MilestoneLabel, Gauge>,
 }
 
 impl StateMetrics {
@@ -116,9 +118,16 @@ impl StateMetrics {
             "Open transactions resting at a milestone longer than its stuck_after, by milestone",
             stuck.clone(),
         );
+        let in_flight = Family::<MilestoneLabel, Gauge>::default();
+        registry.register(
+            "waybill_transactions_in_flight",
+            "Open transactions by the latest milestone they reached",
+            in_flight.clone(),
+        );
         StateMetrics {
             exceptions_open,
             stuck,
+            in_flight,
             open: gauge(Status::Open),
             complete: gauge(Status::Complete),
             keys,
@@ -134,6 +143,14 @@ impl StateMetrics {
             .get_or_create(&ExceptionLabel {
                 kind: exception.kind.to_string(),
                 owner: exception.owner.to_string(),
+            })
+            .clone()
+    }
+
+    fn in_flight_gauge(&self, milestone: &crate::config::Milestone) -> Gauge {
+        self.in_flight
+            .get_or_create(&MilestoneLabel {
+                milestone: milestone.to_string(),
             })
             .clone()
     }
@@ -267,6 +284,9 @@ impl Store {
         if let Some(milestone) = &absorbed.stuck {
             self.metrics.stuck_gauge(milestone).dec();
         }
+        if let Some(milestone) = &absorbed.current {
+            self.metrics.in_flight_gauge(milestone).dec();
+        }
         let Some(target) = self.transactions.get_mut(&into) else {
             return;
         };
@@ -364,6 +384,9 @@ impl Store {
         if let Some(milestone) = &tx.stuck {
             self.metrics.stuck_gauge(milestone).dec();
         }
+        if let Some(milestone) = &tx.current {
+            self.metrics.in_flight_gauge(milestone).dec();
+        }
         for exception in tx.exceptions.iter().filter(|e| e.is_open()) {
             self.metrics.exception_gauge(exception).dec();
         }
@@ -403,6 +426,23 @@ impl Store {
         record.resolved = Some(at.max(record.opened));
         self.metrics.exception_gauge(record).dec();
         Some(record.clone())
+    }
+
+    /// Sets where open transaction `id` is now (`None` once complete).
+    pub fn set_current(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
+        let Some(tx) = self.transactions.get_mut(&id) else {
+            return;
+        };
+        if tx.current == milestone {
+            return;
+        }
+        if let Some(before) = &tx.current {
+            self.metrics.in_flight_gauge(before).dec();
+        }
+        if let Some(now) = &milestone {
+            self.metrics.in_flight_gauge(now).inc();
+        }
+        tx.current = milestone;
     }
 
     /// Marks transaction `id` stuck at `milestone`, or not stuck (`None`).

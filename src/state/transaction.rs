@@ -63,6 +63,9 @@ pub struct Transaction {
     pub exceptions: Vec<ExceptionRecord>,
     /// Attempts of operations that tell retries from duplicates.
     pub attempts: Vec<Attempt>,
+    /// The latest milestone of an open transaction (where it is now);
+    /// `None` once complete or before any milestone.
+    pub current: Option<Milestone>,
     /// The milestone the transaction has been resting at for longer than
     /// that milestone's `stuck_after`, if any.
     pub stuck: Option<Milestone>,
@@ -208,6 +211,7 @@ impl Transaction {
             flows: Vec::new(),
             exceptions: Vec::new(),
             attempts: Vec::new(),
+            current: None,
             stuck: None,
             exchanges: VecDeque::new(),
             exchanges_dropped: 0,

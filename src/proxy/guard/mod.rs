@@ -1,0 +1,402 @@
+//! The idempotency guard: on a route that opts in, a request whose
+//! idempotency key (a request header, `Idempotency-Key` by default) was
+//! answered with a 2xx within the route's `window` gets that first response
+//! again, byte for byte, and is **not forwarded**; so a client's
+//! timeout-retry cannot create a second shipment or posting.
+//!
+//! # Phases
+//! 1. [`GuardedRoutes::new`], at start: the routes of one listener in
+//!    priority order, up to its last guarded one. A listener without
+//!    guarded routes gets none, and its requests pay nothing at all.
+//! 2. [`Guards::key_of`], per request: if the request carries one of the
+//!    guard headers, the route it matches — the same route extraction will
+//!    match: the first in priority order that accepts its method and path —
+//!    and, if that route is guarded, the key (route, first header value).
+//!    An empty value or one longer than [`MAX_KEY_LEN`] is no key.
+//! 3. [`RouteGuard::admit`]: the stored response for the key (replay), or a
+//!    [`Claim`] on the key (forward, and capture the response), or, while
+//!    another request with the same key is in flight, **wait** for it —
+//!    at most until the listener's `timeout` after this request arrived —
+//!    and look again: its stored response is replayed; if it stored
+//!    nothing (failed, not 2xx, too large, client gone) the waiter claims
+//!    the key and is forwarded; if the wait ran out it is forwarded
+//!    without a claim.
+//! 4. The [`Capture`] follows the first response to its client and stores
+//!    it when its body ends complete, 2xx and at most `max_response` bytes.
+//!    Dropping the claim any other way releases the key and wakes waiters.
+//!
+//! # Bounds
+//! Per route at most `max_entries` responses (storing one more evicts the
+//! oldest), each with a body of at most `max_response` bytes, kept for
+//! `window` on the listener's [`Clock`]. The memory is about
+//! `max_entries × (max_response + response head + key)` per guarded route;
+//! the head is bounded by the HTTP server's header limits and the key by
+//! [`MAX_KEY_LEN`]. With the defaults (10 000 × 64 KiB) that is at most
+//! ~640 MiB per route: size `max_entries` to the retry traffic you expect.
+
+mod replay;
+mod store;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use http::{request, HeaderName, Method};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use self::store::{Evicted, Lookup, Store};
+use super::metrics::{GuardMetrics, ProxyMetrics};
+use crate::clock::Clock;
+use crate::config::{Guard, ListenerId, PathTemplate, Route};
+
+pub(crate) use self::replay::{Capture, ReplayBody, StoredResponse};
+
+/// Longest idempotency key the guard accepts, in bytes; a longer value is
+/// forwarded unguarded. Generous for UUIDs and the 255-character keys
+/// payment and carrier APIs allow, and it bounds what each entry costs.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// The routes one listener matches requests against for the guard,
+/// computed once at start from the validated config.
+#[derive(Debug, Clone, Default)]
+pub struct GuardedRoutes {
+    /// Routes serving the listener, in priority order, up to and including
+    /// its last guarded route (a later route can never decide a guard).
+    /// Empty when no route of the listener is guarded.
+    routes: Vec<Candidate>,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    method: Option<Method>,
+    path: PathTemplate,
+    /// `(operation name, guard)` when the route is guarded.
+    guard: Option<(String, Guard)>,
+}
+
+impl GuardedRoutes {
+    /// The guarded routes of listener `listener` among `routes` (which are
+    /// in priority order, as in `Config::routes`).
+    pub fn new(listener: ListenerId, routes: &[Route]) -> Self {
+        let serving: Vec<&Route> = routes.iter().filter(|r| r.serves(listener)).collect();
+        let Some(last) = serving.iter().rposition(|r| r.guard.is_some()) else {
+            return GuardedRoutes::none();
+        };
+        let routes = serving[..=last]
+            .iter()
+            .map(|route| Candidate {
+                method: route.method.clone(),
+                path: route.path.clone(),
+                guard: route
+                    .guard
+                    .clone()
+                    .map(|guard| (route.operation.as_str().to_owned(), guard)),
+            })
+            .collect();
+        GuardedRoutes { routes }
+    }
+
+    /// No guard at all: every request is forwarded.
+    pub fn none() -> Self {
+        GuardedRoutes { routes: Vec::new() }
+    }
+
+    /// True when no route of the listener is guarded.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// A listener's guards at run time; exists only if one of its routes is
+/// guarded.
+pub(crate) struct Guards {
+    routes: Vec<(Option<Method>, PathTemplate, Option<Arc<RouteGuard>>)>,
+    /// The distinct guard headers: a request with none of them is
+    /// forwarded without matching any route.
+    headers: Vec<HeaderName>,
+}
+
+impl Guards {
+    /// The run-time guards of `listener`, or `None` when it has no guarded
+    /// route.
+    pub(crate) fn new(
+        guarded: GuardedRoutes,
+        listener: &str,
+        metrics: &ProxyMetrics,
+        clock: &Clock,
+    ) -> Option<Guards> {
+        if guarded.is_empty() {
+            return None;
+        }
+        let mut headers: Vec<HeaderName> = Vec::new();
+        let routes = guarded
+            .routes
+            .into_iter()
+            .map(|candidate| {
+                let guard = candidate.guard.map(|(operation, guard)| {
+                    if !headers.contains(&guard.header) {
+                        headers.push(guard.header.clone());
+                    }
+                    Arc::new(RouteGuard::new(
+                        guard,
+                        metrics.for_guard(listener, &operation),
+                        clock.clone(),
+                    ))
+                });
+                (candidate.method, candidate.path, guard)
+            })
+            .collect();
+        Some(Guards { routes, headers })
+    }
+
+    /// The guarded route and idempotency key of a request, if it has both.
+    pub(crate) fn key_of(&self, parts: &request::Parts) -> Option<(Arc<RouteGuard>, Bytes)> {
+        if !self.headers.iter().any(|h| parts.headers.contains_key(h)) {
+            return None;
+        }
+        let path = parts.uri.path();
+        let (_, _, guard) = self.routes.iter().find(|(method, template, _)| {
+            method.as_ref().is_none_or(|m| *m == parts.method) && template.matches(path).is_some()
+        })?;
+        let guard = guard.as_ref()?;
+        let value = parts.headers.get(&guard.header)?.as_bytes();
+        if value.is_empty() || value.len() > MAX_KEY_LEN {
+            return None;
+        }
+        Some((Arc::clone(guard), Bytes::copy_from_slice(value)))
+    }
+}
+
+/// What [`RouteGuard::admit`] decided for one request.
+pub(crate) enum Admission {
+    /// Answer with this stored response; do not forward.
+    Replay(Arc<StoredResponse>),
+    /// Forward; this request holds the key and its response may be stored.
+    First(Claim),
+    /// Forward without storing (the wait for the first request ran out).
+    Forward,
+}
+
+/// The guard of one route: its settings, its store and its metrics.
+pub(crate) struct RouteGuard {
+    header: HeaderName,
+    max_response: usize,
+    /// One lock per route, held only for a map operation, never across an
+    /// await; requests on other routes never contend for it.
+    store: Mutex<Store<Arc<StoredResponse>>>,
+    clock: Clock,
+    metrics: GuardMetrics,
+}
+
+impl RouteGuard {
+    fn new(guard: Guard, metrics: GuardMetrics, clock: Clock) -> Self {
+        RouteGuard {
+            store: Mutex::new(Store::new(guard.window, guard.max_entries)),
+            header: guard.header,
+            max_response: guard.max_response,
+            clock,
+            metrics,
+        }
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store<Arc<StoredResponse>>> {
+        // Every store operation leaves it consistent before anything that
+        // could panic, so a poisoned lock is still usable.
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the store and brings the metrics up to date with what
+    /// it did.
+    fn with_store<R>(&self, f: impl FnOnce(&mut Store<Arc<StoredResponse>>) -> (R, Evicted)) -> R {
+        let (result, evicted, before, after) = {
+            let mut store = self.store();
+            let before = store.stored();
+            let (result, evicted) = f(&mut store);
+            (result, evicted, before, store.stored())
+        };
+        self.metrics.evicted(evicted.expired, evicted.capacity);
+        self.metrics.stored_changed(before, after);
+        result
+    }
+
+    /// Decides what to do with a request carrying `key`: see the module
+    /// doc. Waits for an in-flight first request until `deadline` at most.
+    pub(crate) async fn admit(self: &Arc<Self>, key: Bytes, deadline: Instant) -> Admission {
+        loop {
+            let now = self.clock.now();
+            match self.with_store(|store| store.lookup(&key, now)) {
+                Lookup::Stored(stored) => return Admission::Replay(stored),
+                Lookup::Claimed { token, done } => {
+                    return Admission::First(Claim {
+                        guard: Arc::clone(self),
+                        key,
+                        token,
+                        _done: done,
+                    })
+                }
+                Lookup::InFlight(mut done) => {
+                    // Never sent on: `changed` returns when the claim's
+                    // sender is dropped, i.e. its request is over.
+                    if tokio::time::timeout_at(deadline, done.changed())
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!(header = %self.header, "idempotency guard: first request still in flight; forwarding");
+                        return Admission::Forward;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A stored response was sent for a repeat.
+    pub(crate) fn replayed(&self) {
+        self.metrics.replayed();
+    }
+}
+
+/// Holding an idempotency key while its first request is forwarded. It
+/// ends in [`Claim::commit`] or, when dropped, releases the key; either way
+/// dropping it wakes the requests waiting for the key.
+pub(crate) struct Claim {
+    guard: Arc<RouteGuard>,
+    key: Bytes,
+    token: u64,
+    /// Dropped with the claim, after the store is updated: that wakes the
+    /// waiters, which then find the stored response or a free key.
+    _done: watch::Sender<()>,
+}
+
+impl Claim {
+    pub(crate) fn max_response(&self) -> usize {
+        self.guard.max_response
+    }
+
+    /// Stores `response` as the answer for the key.
+    pub(crate) fn commit(self, response: StoredResponse) {
+        let now = self.guard.clock.now();
+        let response = Arc::new(response);
+        let stored = self
+            .guard
+            .with_store(|store| store.commit(&self.key, self.token, Arc::clone(&response), now));
+        if !stored {
+            tracing::debug!("idempotency guard: key no longer held; response not stored");
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // A no-op after `commit`: the key then maps to the stored response.
+        let (key, token) = (&self.key, self.token);
+        self.guard.with_store(|store| {
+            store.release(key, token);
+            ((), Evicted::default())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// Two listeners; `extra` is appended to the routes.
+    fn config(extra: &str) -> Config {
+        let yaml = format!(
+            r#"
+systems: [wms, carrier]
+keys: [order]
+listeners:
+  - {{ name: wms-in, bind: "127.0.0.1:0", upstream: "http://127.0.0.1:9", system: wms }}
+  - {{ name: carrier-out, bind: "127.0.0.1:0", upstream: "http://127.0.0.1:9", system: carrier }}
+routes:
+  - name: wms.release
+    system: wms
+    match: {{ method: POST, path: /orders }}
+{extra}
+"#
+        );
+        match Config::from_yaml(&yaml, "<guard>") {
+            Ok(config) => config,
+            Err(errors) => panic!("{errors:?}"),
+        }
+    }
+
+    fn request(method: Method, path: &str, key: Option<&str>) -> request::Parts {
+        let mut builder = http::Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            builder = builder.header("idempotency-key", key);
+        }
+        builder
+            .body(())
+            .map(|r| r.into_parts().0)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_listener_without_guarded_routes_gets_no_guards_at_all() {
+        let config = config("");
+        let guarded = GuardedRoutes::new(ListenerId(0), &config.routes);
+        assert!(guarded.is_empty());
+        let metrics = ProxyMetrics::new(&mut prometheus_client::registry::Registry::default());
+        assert!(Guards::new(guarded, "wms-in", &metrics, &Clock::system()).is_none());
+    }
+
+    #[test]
+    fn a_guard_applies_only_on_the_listeners_its_route_serves() {
+        let config = config(
+            r#"
+  - name: carrier.buy
+    system: carrier
+    listeners: [carrier-out]
+    match: { method: POST, path: "/shipments/{id}/buy" }
+    idempotency_guard: {}
+"#,
+        );
+        assert!(GuardedRoutes::new(ListenerId(0), &config.routes).is_empty());
+        let guarded = GuardedRoutes::new(ListenerId(1), &config.routes);
+        let last = guarded.routes.last().map(|c| c.guard.is_some());
+        assert_eq!(
+            last,
+            Some(true),
+            "nothing after the last guarded route is kept"
+        );
+    }
+
+    #[test]
+    fn the_key_is_taken_on_the_route_extraction_would_match() {
+        let config = config(
+            r#"
+  - name: carrier.buy
+    system: carrier
+    match: { method: POST, path: "/shipments/{id}/buy" }
+    idempotency_guard: {}
+  - name: carrier.buy_test
+    system: carrier
+    match: { method: POST, path: "/shipments/test/buy" }
+"#,
+        );
+        let metrics = ProxyMetrics::new(&mut prometheus_client::registry::Registry::default());
+        let guarded = GuardedRoutes::new(ListenerId(0), &config.routes);
+        let Some(guards) = Guards::new(guarded, "wms-in", &metrics, &Clock::system()) else {
+            panic!("the listener has a guarded route");
+        };
+        let key = |method, path, key| {
+            guards
+                .key_of(&request(method, path, key))
+                .map(|(_, key)| key)
+        };
+        assert_eq!(
+            key(Method::POST, "/shipments/S1/buy?x=1", Some("k1")),
+            Some(Bytes::from_static(b"k1"))
+        );
+        assert_eq!(key(Method::POST, "/shipments/S1/buy", None), None);
+        assert_eq!(key(Method::POST, "/shipments/S1/buy", Some("")), None);
+        assert_eq!(key(Method::GET, "/shipments/S1/buy", Some("k1")), None);
+        assert_eq!(key(Method::POST, "/shipments/test/buy", Some("k1")), None);
+        assert_eq!(key(Method::POST, "/orders", Some("k1")), None);
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        assert_eq!(key(Method::POST, "/shipments/S1/buy", Some(&long)), None);
+    }
+}

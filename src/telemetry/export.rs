@@ -1,0 +1,377 @@
+//! OTLP span export off the traffic path. The span observer hands each
+//! finished span to a bounded queue with `try_send` and never waits; one
+//! export task batches the queue and sends each batch with
+//! `opentelemetry-otlp` (gRPC through tonic, with TLS and the webpki roots
+//! for `https://` endpoints; or HTTP/protobuf through hyper, plain `http://`
+//! only), bounded by the export timeout. Whatever cannot be exported is
+//! dropped and counted in `waybill_telemetry_dropped_spans_total{reason}`:
+//!
+//! - `queue_full`: the collector is slower than traffic; new spans are dropped.
+//! - `export_failed`: the collector refused or could not be reached.
+//! - `export_timeout`: the collector did not answer within the export timeout.
+//! - `shutdown`: spans still queued when the shutdown deadline passed.
+//!
+//! Export errors are logged at most once per [`ERROR_LOG_PERIOD`], with the
+//! number of failed batches since the last message, never once per span.
+//! No global tracer provider is installed: the app owns the [`Exporting`]
+//! handle and shuts it down last.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
+use opentelemetry_sdk::Resource;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::settings::TraceSettings;
+use crate::config::OtlpProtocol;
+
+/// At most one export error message per this period; the rest are counted
+/// into the next message.
+pub const ERROR_LOG_PERIOD: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// The exporter's self-instrumentation, registered whether or not traces
+/// are on, so dashboards and alerts always find the series.
+#[derive(Clone)]
+pub struct ExportMetrics {
+    queue_full: Counter,
+    export_failed: Counter,
+    export_timeout: Counter,
+    shutdown: Counter,
+    exported: Counter,
+}
+
+impl ExportMetrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let dropped = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "waybill_telemetry_dropped_spans",
+            "Spans not exported, by reason (queue_full, export_failed, export_timeout, shutdown)",
+            dropped.clone(),
+        );
+        let exported = Counter::default();
+        registry.register(
+            "waybill_telemetry_exported_spans",
+            "Spans the OTLP collector accepted",
+            exported.clone(),
+        );
+        let reason = |reason| dropped.get_or_create(&ReasonLabel { reason }).clone();
+        ExportMetrics {
+            queue_full: reason("queue_full"),
+            export_failed: reason("export_failed"),
+            export_timeout: reason("export_timeout"),
+            shutdown: reason("shutdown"),
+            exported,
+        }
+    }
+}
+
+/// Where the span observer puts finished spans. Never blocks.
+pub struct SpanQueue {
+    tx: mpsc::Sender<SpanData>,
+    queued: Arc<AtomicUsize>,
+    metrics: ExportMetrics,
+}
+
+impl SpanQueue {
+    /// A queue of `capacity` spans and its receiving end (the export task's).
+    pub(super) fn bounded(
+        capacity: usize,
+        metrics: ExportMetrics,
+    ) -> (SpanQueue, mpsc::Receiver<SpanData>, Arc<AtomicUsize>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let queue = SpanQueue {
+            tx,
+            queued: Arc::clone(&queued),
+            metrics,
+        };
+        (queue, rx, queued)
+    }
+
+    /// Queues `span` for export, or drops and counts it when the queue is full.
+    pub fn push(&self, span: SpanData) {
+        // Counted before sending so the export task never sees more taken
+        // than queued.
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = self.tx.try_send(span) {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            match error {
+                mpsc::error::TrySendError::Full(_) => self.metrics.queue_full.inc(),
+                mpsc::error::TrySendError::Closed(_) => self.metrics.shutdown.inc(),
+            };
+        }
+    }
+}
+
+/// The running export task; the app shuts it down after the correlator.
+pub struct Exporting {
+    task: JoinHandle<()>,
+    queued: Arc<AtomicUsize>,
+    metrics: ExportMetrics,
+}
+
+/// Why the exporter could not be built (a bad endpoint or header).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the OTLP {protocol} span exporter for `{endpoint}`: {reason}")]
+pub struct ExporterError {
+    protocol: &'static str,
+    endpoint: String,
+    reason: String,
+}
+
+/// Builds the OTLP exporter and spawns the export task (needs a Tokio runtime).
+pub fn start(
+    settings: &TraceSettings,
+    resource: &Resource,
+    metrics: ExportMetrics,
+) -> Result<(SpanQueue, Exporting), ExporterError> {
+    let mut exporter = build_exporter(settings)?;
+    exporter.set_resource(resource);
+    let (queue, rx, queued) = SpanQueue::bounded(settings.queue_capacity, metrics.clone());
+    let batcher = Batcher {
+        rx,
+        exporter,
+        queued: Arc::clone(&queued),
+        metrics: metrics.clone(),
+        max_batch_size: settings.max_batch_size.max(1),
+        schedule_delay: settings.schedule_delay,
+        export_timeout: settings.export_timeout,
+        endpoint: settings.endpoint.clone(),
+        errors: ErrorLog::default(),
+    };
+    let task = tokio::spawn(batcher.run());
+    Ok((
+        queue,
+        Exporting {
+            task,
+            queued,
+            metrics,
+        },
+    ))
+}
+
+impl Exporting {
+    /// Exports what is queued (the queue closes when the span observer is
+    /// dropped with the correlator) and stops, giving up after `deadline`:
+    /// whatever is still queued then is counted as dropped (`shutdown`).
+    pub async fn shutdown(mut self, deadline: Duration) {
+        if tokio::time::timeout(deadline, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            let left = self.queued.swap(0, Ordering::Relaxed);
+            self.metrics.shutdown.inc_by(left as u64);
+            tracing::warn!(
+                spans = left,
+                ?deadline,
+                "span export did not finish before the shutdown deadline; dropping the rest"
+            );
+        }
+    }
+}
+
+fn build_exporter(
+    settings: &TraceSettings,
+) -> Result<opentelemetry_otlp::SpanExporter, ExporterError> {
+    let error = |reason: String| ExporterError {
+        protocol: settings.protocol.as_str(),
+        endpoint: settings.endpoint.clone(),
+        reason,
+    };
+    let built = match settings.protocol {
+        OtlpProtocol::Grpc => {
+            let mut headers = http::HeaderMap::new();
+            for (name, value) in &settings.headers {
+                let name = http::HeaderName::try_from(name.as_str())
+                    .map_err(|e| error(format!("header `{name}`: {e}")))?;
+                let value = http::HeaderValue::try_from(value.as_str())
+                    .map_err(|e| error(format!("header `{name}`: {e}")))?;
+                headers.append(name, value);
+            }
+            let metadata =
+                opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers);
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(settings.endpoint.clone())
+                .with_timeout(settings.export_timeout)
+                .with_metadata(metadata);
+            if settings.endpoint.starts_with("https://") {
+                builder = builder.with_tls_config(
+                    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                        .with_enabled_roots(),
+                );
+            }
+            builder.build()
+        }
+        OtlpProtocol::HttpProtobuf if settings.endpoint.starts_with("https://") => {
+            return Err(error(
+                "OTLP/HTTP over https is not supported yet; use protocol grpc for a TLS collector"
+                    .to_owned(),
+            ));
+        }
+        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(settings.endpoint.clone())
+            .with_timeout(settings.export_timeout)
+            .with_headers(settings.headers.iter().cloned().collect())
+            .build(),
+    };
+    built.map_err(|e| error(e.to_string()))
+}
+
+/// The export task's state.
+struct Batcher {
+    rx: mpsc::Receiver<SpanData>,
+    exporter: opentelemetry_otlp::SpanExporter,
+    queued: Arc<AtomicUsize>,
+    metrics: ExportMetrics,
+    max_batch_size: usize,
+    schedule_delay: Duration,
+    export_timeout: Duration,
+    endpoint: String,
+    errors: ErrorLog,
+}
+
+impl Batcher {
+    async fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.max_batch_size);
+        while let Some(first) = self.rx.recv().await {
+            batch.push(first);
+            let flush_at = Instant::now() + self.schedule_delay;
+            while batch.len() < self.max_batch_size {
+                let room = self.max_batch_size - batch.len();
+                tokio::select! {
+                    received = self.rx.recv_many(&mut batch, room) => if received == 0 { break },
+                    _ = tokio::time::sleep_until(flush_at) => break,
+                }
+            }
+            let taken = batch.len();
+            self.export(std::mem::take(&mut batch)).await;
+            // Subtracted only once the batch is done, so spans being exported
+            // when shutdown gives up are counted as dropped too.
+            self.queued.fetch_sub(taken, Ordering::Relaxed);
+        }
+        let _ = self.exporter.shutdown_with_timeout(self.export_timeout);
+    }
+
+    async fn export(&mut self, batch: Vec<SpanData>) {
+        let spans = batch.len() as u64;
+        let outcome = tokio::time::timeout(self.export_timeout, self.exporter.export(batch)).await;
+        let failure = match outcome {
+            Ok(Ok(())) => {
+                self.metrics.exported.inc_by(spans);
+                return;
+            }
+            Ok(Err(error)) => {
+                self.metrics.export_failed.inc_by(spans);
+                error.to_string()
+            }
+            Err(_) => {
+                self.metrics.export_timeout.inc_by(spans);
+                format!("no answer within {:?}", self.export_timeout)
+            }
+        };
+        if let Some(suppressed) = self.errors.should_log(Instant::now()) {
+            tracing::warn!(
+                endpoint = %self.endpoint,
+                error = %failure,
+                spans,
+                failed_batches_since_last_message = suppressed,
+                "OTLP span export failed; spans dropped (see waybill_telemetry_dropped_spans_total)"
+            );
+        }
+    }
+}
+
+/// Rate limiting for export error messages.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    /// `Some(failures suppressed since the last message)` when a message is due.
+    fn should_log(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < ERROR_LOG_PERIOD => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::settings::Sampler;
+
+    fn settings(endpoint: &str, protocol: OtlpProtocol) -> TraceSettings {
+        TraceSettings {
+            endpoint: endpoint.to_owned(),
+            protocol,
+            headers: vec![("authorization".to_owned(), "Bearer x".to_owned())],
+            sampler: Sampler::AlwaysOn,
+            queue_capacity: 8,
+            max_batch_size: 4,
+            export_timeout: Duration::from_secs(1),
+            schedule_delay: Duration::from_millis(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grpc_exporter_to_a_tls_collector_builds_without_connecting() {
+        let built = build_exporter(&settings(
+            "https://collector.example:4317",
+            OtlpProtocol::Grpc,
+        ));
+        assert!(built.is_ok(), "{:?}", built.err());
+    }
+
+    #[tokio::test]
+    async fn an_http_exporter_to_a_tls_collector_is_refused_with_a_reason() {
+        let error = build_exporter(&settings(
+            "https://collector.example:4318/v1/traces",
+            OtlpProtocol::HttpProtobuf,
+        ))
+        .expect_err("https over HTTP is not supported");
+        assert!(error.to_string().contains("use protocol grpc"), "{error}");
+        assert!(build_exporter(&settings(
+            "http://collector.example:4318/v1/traces",
+            OtlpProtocol::HttpProtobuf
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn export_errors_are_logged_at_most_once_per_period_with_a_count() {
+        let mut log = ErrorLog::default();
+        let start = Instant::now();
+        assert_eq!(log.should_log(start), Some(0));
+        assert_eq!(log.should_log(start + Duration::from_secs(1)), None);
+        assert_eq!(log.should_log(start + Duration::from_secs(2)), None);
+        assert_eq!(log.should_log(start + ERROR_LOG_PERIOD), Some(2));
+        assert_eq!(log.should_log(start + ERROR_LOG_PERIOD), None);
+    }
+}

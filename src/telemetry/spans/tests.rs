@@ -1,0 +1,401 @@
+//! Span building on hand-made correlator events.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::{Array, KeyValue, Value};
+use prometheus_client::registry::Registry;
+
+use super::*;
+use crate::config::{ListenerId, RouteId};
+use crate::correlate::{Marked, News};
+use crate::extract::Problem;
+use crate::proxy::{Exchange, Tapped, UpstreamError};
+use crate::state::{MilestoneRecord, Transaction, TxId};
+use crate::telemetry::export::SpanQueue;
+
+const CONFIG: &str = r#"
+systems: [wms, carrier]
+keys: [order, shipment]
+listeners:
+  - { name: wms-in, bind: 127.0.0.1:18001, upstream: http://127.0.0.1:9000, system: wms }
+  - { name: carrier-out, bind: 127.0.0.1:18002, upstream: "https://api.carrier.example/v2", system: carrier, direction: outbound }
+milestones:
+  - { name: order_released, object: order }
+  - { name: shipped, object: shipment }
+routes:
+  - name: wms.ship
+    system: wms
+    match: { method: POST, path: "/shipments/{shipment_id}/ship" }
+    keys: { shipment: { path_param: shipment_id }, order: { header: x-order } }
+    milestone: shipped
+  - name: carrier.buy_label
+    system: carrier
+    match: { method: POST, path: "/shipments/{shipment_id}/buy" }
+    keys: { shipment: { path_param: shipment_id } }
+flows:
+  - { name: order_to_ship, from: order_released, to: shipped, slo: 24h }
+"#;
+
+fn config() -> Arc<Config> {
+    Arc::new(Config::from_yaml(CONFIG, "test.yaml").expect("valid test config"))
+}
+
+fn key(config: &Config, kind: &str, value: &str) -> Key {
+    Key::new(config.key_kinds.get(kind).expect("declared"), value)
+}
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn exchange(listener: usize, uri: &str, outcome: Outcome) -> Exchange {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::HOST,
+        http::HeaderValue::from_static("wms.local:8080"),
+    );
+    Exchange {
+        id: 7,
+        listener: ListenerId(listener),
+        system: config().listeners[listener].system.clone(),
+        method: http::Method::POST,
+        uri: uri.parse().expect("uri"),
+        version: http::Version::HTTP_11,
+        request_headers: headers,
+        started: t0(),
+        duration: Duration::from_millis(250),
+        upstream_duration: Duration::from_millis(200),
+        outcome,
+        request_body: Tapped::default(),
+        response_body: Tapped::default(),
+        replayed: false,
+    }
+}
+
+fn ok() -> Outcome {
+    Outcome::Response {
+        status: http::StatusCode::OK,
+        headers: http::HeaderMap::new(),
+    }
+}
+
+fn attribute<'a>(span: &'a SpanData, name: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == name)
+        .map(|kv| &kv.value)
+}
+
+fn text(span: &SpanData, name: &str) -> String {
+    attribute(span, name)
+        .map(|v| v.as_str().into_owned())
+        .unwrap_or_else(|| panic!("no attribute {name} in {:?}", span.attributes))
+}
+
+fn observer(config: &Arc<Config>) -> SpanObserver {
+    SpanObserver::new(Arc::clone(config), None, &mut Registry::default())
+}
+
+#[test]
+fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business_story() {
+    let config = config();
+    let mut observer = observer(&config);
+    let order = key(&config, "order", "SO-1001");
+    let shipment = key(&config, "shipment", "SH-1");
+    let shipped = config.milestones.get("shipped").expect("declared");
+    let mut observation = Observation {
+        exchange: exchange(0, "/shipments/SH-1/ship?dock=3", ok()),
+        route: Some(RouteId(0)),
+        operation: config.operations.get("wms.ship"),
+        keys: vec![shipment.clone(), order.clone()],
+        milestone: Some(shipped.clone()),
+        problems: vec![Problem::MalformedJson],
+    };
+    observation.exchange.request_headers.insert(
+        "traceparent",
+        http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    );
+    let mut transaction = Transaction::new(TxId(1), order.clone(), t0());
+    transaction.root = Some(order.clone());
+    transaction.former_names = vec![shipment.clone()];
+    let record = MilestoneRecord {
+        milestone: shipped.clone(),
+        object: shipment.clone(),
+        at: t0(),
+        system: observation.exchange.system.clone(),
+        operation: observation.operation.clone(),
+        exchange: 7,
+        repeats: 0,
+    };
+    let news = News {
+        milestones: vec![Marked {
+            record,
+            repeat: false,
+        }],
+        flows: vec![FlowRecord {
+            flow: config.flow_names.get("order_to_ship").expect("declared"),
+            object: shipment.clone(),
+            started: t0() - Duration::from_secs(3600),
+            ended: t0(),
+            duration: Duration::from_secs(3600),
+            within_slo: true,
+        }],
+        ..News::default()
+    };
+    let keys = [shipment.clone(), order.clone()];
+    let event = Correlated {
+        observation: &observation,
+        transaction: &transaction,
+        keys: &keys,
+        news: &news,
+    };
+    let spans = observer.spans(&event);
+    assert_eq!(spans.len(), 2, "the exchange span and one flow span");
+
+    let span = &spans[0];
+    assert_eq!(span.name, "POST /shipments/{shipment_id}/ship");
+    assert_eq!(span.span_kind, SpanKind::Server);
+    assert_eq!(span.span_context.trace_id(), trace_id(&order));
+    assert_eq!(span.start_time, t0());
+    assert_eq!(span.end_time, t0() + Duration::from_millis(250));
+    assert_eq!(text(span, "http.request.method"), "POST");
+    assert_eq!(text(span, "http.route"), "/shipments/{shipment_id}/ship");
+    assert_eq!(
+        attribute(span, "http.response.status_code"),
+        Some(&Value::I64(200))
+    );
+    assert_eq!(text(span, "url.path"), "/shipments/SH-1/ship");
+    assert_eq!(text(span, "url.query"), "dock=3");
+    assert_eq!(text(span, "url.scheme"), "http");
+    assert_eq!(text(span, "server.address"), "wms.local");
+    assert_eq!(attribute(span, "server.port"), Some(&Value::I64(8080)));
+    assert_eq!(text(span, "network.protocol.version"), "1.1");
+    assert!(attribute(span, "error.type").is_none());
+    assert_eq!(span.status, Status::Unset);
+    assert_eq!(text(span, "waybill.system"), "wms");
+    assert_eq!(text(span, "waybill.operation"), "wms.ship");
+    assert_eq!(text(span, "waybill.transaction"), "order:SO-1001");
+    assert_eq!(text(span, "waybill.milestone"), "shipped");
+    assert_eq!(
+        attribute(span, "waybill.keys"),
+        Some(&Value::Array(Array::String(vec![
+            "shipment:SH-1".into(),
+            "order:SO-1001".into()
+        ])))
+    );
+    assert_eq!(
+        attribute(span, "waybill.extraction.problems"),
+        Some(&Value::Array(Array::String(vec!["malformed_json".into()])))
+    );
+
+    assert_eq!(span.events.len(), 1);
+    let event = &span.events[0];
+    assert_eq!(event.name, "shipped");
+    assert!(event
+        .attributes
+        .contains(&KeyValue::new("waybill.object.value", "SH-1")));
+    assert!(event
+        .attributes
+        .contains(&KeyValue::new("waybill.milestone.repeat", false)));
+
+    assert_eq!(span.links.len(), 2, "former name and traceparent");
+    assert_eq!(span.links[0].span_context.trace_id(), trace_id(&shipment));
+    assert_eq!(
+        span.links[0].span_context.span_id(),
+        anchor_span_id(&shipment)
+    );
+    assert_eq!(
+        span.links[1].span_context.trace_id().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+
+    let flow = &spans[1];
+    assert_eq!(flow.name, "waybill.flow");
+    assert_eq!(flow.span_context.trace_id(), trace_id(&order));
+    assert_eq!(flow.start_time, t0() - Duration::from_secs(3600));
+    assert_eq!(flow.end_time, t0());
+    assert_eq!(text(flow, "waybill.flow"), "order_to_ship");
+    assert_eq!(
+        attribute(flow, "waybill.flow.duration_seconds"),
+        Some(&Value::F64(3600.0))
+    );
+    assert_eq!(
+        attribute(flow, "waybill.flow.slo_seconds"),
+        Some(&Value::F64(86400.0))
+    );
+    assert_eq!(
+        attribute(flow, "waybill.flow.within_slo"),
+        Some(&Value::Bool(true))
+    );
+}
+
+#[test]
+fn an_outbound_upstream_failure_is_a_client_span_with_its_error_type() {
+    let config = config();
+    let observer = observer(&config);
+    let observation = Observation {
+        exchange: exchange(
+            1,
+            "/shipments/SH-1/buy",
+            Outcome::UpstreamFailed {
+                error: UpstreamError::ConnectRefused,
+                status: http::StatusCode::BAD_GATEWAY,
+            },
+        ),
+        route: Some(RouteId(1)),
+        operation: config.operations.get("carrier.buy_label"),
+        keys: Vec::new(),
+        milestone: None,
+        problems: Vec::new(),
+    };
+    let span = observer.exchange_span(&observation, TraceId::from_bytes([1; 16]));
+    assert_eq!(span.span_kind, SpanKind::Client);
+    assert_eq!(text(&span, "error.type"), "connect_refused");
+    assert_eq!(
+        attribute(&span, "http.response.status_code"),
+        Some(&Value::I64(502))
+    );
+    assert_eq!(text(&span, "server.address"), "api.carrier.example");
+    assert_eq!(attribute(&span, "server.port"), Some(&Value::I64(443)));
+    assert_eq!(
+        text(&span, "url.full"),
+        "https://api.carrier.example/v2/shipments/SH-1/buy"
+    );
+    assert!(matches!(span.status, Status::Error { .. }));
+}
+
+#[test]
+fn a_server_error_response_sets_error_type_to_the_status_code() {
+    let config = config();
+    let observer = observer(&config);
+    let observation = Observation {
+        exchange: exchange(
+            0,
+            "/unknown",
+            Outcome::Response {
+                status: http::StatusCode::SERVICE_UNAVAILABLE,
+                headers: http::HeaderMap::new(),
+            },
+        ),
+        route: None,
+        operation: None,
+        keys: Vec::new(),
+        milestone: None,
+        problems: Vec::new(),
+    };
+    let span = observer.exchange_span(&observation, TraceId::from_bytes([1; 16]));
+    assert_eq!(span.name, "POST", "no route: the method alone");
+    assert!(attribute(&span, "http.route").is_none());
+    assert_eq!(text(&span, "error.type"), "503");
+}
+
+#[test]
+fn a_client_error_is_an_error_on_client_spans_only() {
+    let config = config();
+    let observer = observer(&config);
+    let not_found = || Outcome::Response {
+        status: http::StatusCode::NOT_FOUND,
+        headers: http::HeaderMap::new(),
+    };
+    let observation = |listener| Observation {
+        exchange: exchange(listener, "/x", not_found()),
+        route: None,
+        operation: None,
+        keys: Vec::new(),
+        milestone: None,
+        problems: Vec::new(),
+    };
+    let server = observer.exchange_span(&observation(0), TraceId::from_bytes([1; 16]));
+    assert!(attribute(&server, "error.type").is_none());
+    let client = observer.exchange_span(&observation(1), TraceId::from_bytes([1; 16]));
+    assert_eq!(text(&client, "error.type"), "404");
+}
+
+/// An observer whose spans go to a queue of `capacity`, sampled by `sampler`.
+fn queued_observer(
+    config: &Arc<Config>,
+    capacity: usize,
+    sampler: Sampler,
+    registry: &mut Registry,
+) -> (SpanObserver, tokio::sync::mpsc::Receiver<SpanData>) {
+    let metrics = super::super::export::ExportMetrics::new(registry);
+    let (queue, rx, _queued) = SpanQueue::bounded(capacity, metrics);
+    let sink = SpanSink { queue, sampler };
+    (
+        SpanObserver::new(Arc::clone(config), Some(sink), registry),
+        rx,
+    )
+}
+
+fn keyless() -> Observation {
+    Observation {
+        exchange: exchange(0, "/health", ok()),
+        route: None,
+        operation: None,
+        keys: Vec::new(),
+        milestone: None,
+        problems: Vec::new(),
+    }
+}
+
+#[test]
+fn a_full_span_queue_drops_and_counts_instead_of_waiting() {
+    let config = config();
+    let mut registry = Registry::default();
+    let (mut observer, mut rx) = queued_observer(&config, 2, Sampler::AlwaysOn, &mut registry);
+    for _ in 0..5 {
+        observer.uncorrelated(&keyless());
+    }
+    let mut received = 0;
+    while rx.try_recv().is_ok() {
+        received += 1;
+    }
+    assert_eq!(received, 2);
+    let text = crate::telemetry::Metrics::new(registry).render();
+    assert!(
+        text.contains("waybill_telemetry_dropped_spans_total{reason=\"queue_full\"} 3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_sampler_that_keeps_nothing_queues_nothing() {
+    let config = config();
+    let mut registry = Registry::default();
+    let (mut observer, mut rx) = queued_observer(&config, 8, Sampler::AlwaysOff, &mut registry);
+    observer.uncorrelated(&keyless());
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
+fn an_exception_opened_by_a_deadline_is_a_span_in_the_transaction_trace() {
+    let config = config();
+    let mut registry = Registry::default();
+    let (mut observer, mut rx) = queued_observer(&config, 8, Sampler::AlwaysOn, &mut registry);
+    let order = key(&config, "order", "SO-1001");
+    let transaction = Transaction::new(TxId(1), order.clone(), t0());
+    let exception = crate::state::ExceptionRecord {
+        id: 7,
+        kind: config
+            .exception_kinds
+            .get(crate::config::OUT_OF_ORDER)
+            .expect("built-in kind"),
+        owner: config.systems.iter().next().expect("a system").clone(),
+        object: order.clone(),
+        reason: "late".to_owned(),
+        opened: t0() + Duration::from_secs(900),
+        resolved: None,
+        evidence: vec![3],
+        resolution: crate::state::Resolution::Manual,
+    };
+    observer.exception(&transaction, &exception);
+    let span = rx.try_recv().expect("one span queued");
+    assert_eq!(span.name, "waybill.exception");
+    assert_eq!(span.span_context.trace_id(), trace_id(&order));
+    assert_eq!(span.start_time, t0() + Duration::from_secs(900));
+    assert_eq!(text(&span, "waybill.exception.kind"), "out_of_order");
+    assert_eq!(text(&span, "waybill.exception.state"), "opened");
+    assert_eq!(text(&span, "waybill.transaction"), "order:SO-1001");
+}

@@ -1,0 +1,317 @@
+//! An in-process OTLP trace receiver for tests: a tonic server built from
+//! the official `opentelemetry-proto` service definition (OTLP/gRPC), or an
+//! axum route decoding the same messages (OTLP/HTTP protobuf), listening on
+//! a free loopback port and keeping every `ExportTraceServiceRequest`.
+//! Also the two kinds of broken collector: a closed port and one that
+//! accepts connections and never answers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use tokio::net::TcpListener;
+
+/// A received span with the `service.name` of the resource that sent it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub service: String,
+    pub span: Span,
+}
+
+impl Received {
+    pub fn trace_id(&self) -> String {
+        hex(&self.span.trace_id)
+    }
+
+    /// The span attribute `name`, if present.
+    pub fn attribute(&self, name: &str) -> Option<&any_value::Value> {
+        attribute(&self.span.attributes, name)
+    }
+
+    /// The string attribute `name`; panics with the span when absent.
+    pub fn text(&self, name: &str) -> String {
+        match self.attribute(name) {
+            Some(any_value::Value::StringValue(s)) => s.clone(),
+            other => panic!("attribute {name} is {other:?} in span {:#?}", self.span),
+        }
+    }
+
+    /// The integer attribute `name`; panics with the span when absent.
+    pub fn int(&self, name: &str) -> i64 {
+        match self.attribute(name) {
+            Some(any_value::Value::IntValue(i)) => *i,
+            other => panic!("attribute {name} is {other:?} in span {:#?}", self.span),
+        }
+    }
+
+    /// The string-array attribute `name` (empty when absent).
+    pub fn strings(&self, name: &str) -> Vec<String> {
+        match self.attribute(name) {
+            Some(any_value::Value::ArrayValue(array)) => array
+                .values
+                .iter()
+                .filter_map(|v| match &v.value {
+                    Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The span's duration in nanoseconds.
+    pub fn duration_nanos(&self) -> u64 {
+        self.span
+            .end_time_unix_nano
+            .saturating_sub(self.span.start_time_unix_nano)
+    }
+}
+
+/// The attribute `name` among `attributes`.
+pub fn attribute<'a>(attributes: &'a [KeyValue], name: &str) -> Option<&'a any_value::Value> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == name)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|AnyValue { value }| value.as_ref())
+}
+
+/// Lowercase hex, as trace and span IDs are written.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Clone, Default)]
+struct Collector {
+    requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.push(request.into_inner());
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// A running receiver.
+pub struct OtlpReceiver {
+    addr: SocketAddr,
+    collector: Collector,
+    server: tokio::task::JoinHandle<()>,
+    http: bool,
+}
+
+impl OtlpReceiver {
+    /// Starts an OTLP/HTTP (protobuf) receiver on a free loopback port,
+    /// answering `POST /v1/traces`.
+    pub async fn start_http() -> Self {
+        use prost::Message;
+        let socket = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = socket.local_addr().expect("receiver addr");
+        let collector = Collector::default();
+        let requests = Arc::clone(&collector.requests);
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let requests = Arc::clone(&requests);
+                async move {
+                    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                        return (http::StatusCode::BAD_REQUEST, Vec::new());
+                    };
+                    if let Ok(mut requests) = requests.lock() {
+                        requests.push(request);
+                    }
+                    let response = ExportTraceServiceResponse {
+                        partial_success: None,
+                    };
+                    (http::StatusCode::OK, response.encode_to_vec())
+                }
+            }),
+        );
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(socket, app).await;
+        });
+        OtlpReceiver {
+            addr,
+            collector,
+            server,
+            http: true,
+        }
+    }
+
+    /// Starts the receiver on a free loopback port.
+    pub async fn start() -> Self {
+        let socket = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = socket.local_addr().expect("receiver addr");
+        let collector = Collector::default();
+        let service = TraceServiceServer::new(collector.clone());
+        let server = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(socket))
+                .await;
+        });
+        OtlpReceiver {
+            addr,
+            collector,
+            server,
+            http: false,
+        }
+    }
+
+    /// The URL for `telemetry.traces.endpoint`: `http://127.0.0.1:PORT`
+    /// (gRPC) or `http://127.0.0.1:PORT/v1/traces` (HTTP).
+    pub fn endpoint(&self) -> String {
+        if self.http {
+            format!("http://{}/v1/traces", self.addr)
+        } else {
+            format!("http://{}", self.addr)
+        }
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<Received> {
+        let requests = self
+            .collector
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let mut spans = Vec::new();
+        for request in requests {
+            for resource_spans in request.resource_spans {
+                let service = resource_spans
+                    .resource
+                    .as_ref()
+                    .and_then(|r| attribute(&r.attributes, "service.name"))
+                    .map(|v| match v {
+                        any_value::Value::StringValue(s) => s.clone(),
+                        other => format!("{other:?}"),
+                    })
+                    .unwrap_or_default();
+                for scope in resource_spans.scope_spans {
+                    for span in scope.spans {
+                        spans.push(Received {
+                            service: service.clone(),
+                            span,
+                        });
+                    }
+                }
+            }
+        }
+        spans
+    }
+
+    /// Resource attributes of the first request from `service`.
+    pub fn resource_of(&self, service: &str) -> HashMap<String, String> {
+        let requests = self
+            .collector
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        for request in requests {
+            for resource_spans in request.resource_spans {
+                let Some(resource) = resource_spans.resource else {
+                    continue;
+                };
+                let attributes: HashMap<String, String> = resource
+                    .attributes
+                    .iter()
+                    .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                        any_value::Value::StringValue(s) => Some((kv.key.clone(), s.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                if attributes.get("service.name").map(String::as_str) == Some(service) {
+                    return attributes;
+                }
+            }
+        }
+        HashMap::new()
+    }
+
+    /// Polls every 50 ms, for at most `timeout`, until `ready` holds for
+    /// the spans received; returns them either way (the caller asserts).
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let spans = self.spans();
+            if ready(&spans) || tokio::time::Instant::now() >= deadline {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// An address where nothing listens: bound, then released.
+pub async fn closed_port() -> SocketAddr {
+    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind probe");
+    let addr = socket.local_addr().expect("probe addr");
+    drop(socket);
+    addr
+}
+
+/// A "collector" that accepts TCP connections and never reads or answers.
+pub struct HangingReceiver {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HangingReceiver {
+    pub async fn start() -> Self {
+        let socket = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind hanging receiver");
+        let addr = socket.local_addr().expect("hanging addr");
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = socket.accept().await {
+                held.push(stream);
+            }
+        });
+        HangingReceiver { addr, task }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for HangingReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
