@@ -148,6 +148,7 @@ fn exchange(config: &Config, path: &str, encoding: Option<&'static str>, body: B
         started: SystemTime::UNIX_EPOCH,
         duration: Duration::from_millis(1),
         upstream_duration: Duration::from_millis(1),
+        replayed: false,
         outcome: Outcome::Response {
             status: http::StatusCode::OK,
             headers: http::HeaderMap::new(),

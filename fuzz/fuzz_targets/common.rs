@@ -130,6 +130,7 @@ pub fn observe(path: &'static str, headers: &[(&'static str, &str)], body: &[u8]
         started: SystemTime::UNIX_EPOCH,
         duration: Duration::from_millis(1),
         upstream_duration: Duration::from_millis(1),
+        replayed: false,
         request_body: tapped,
     };
     let _ = extractor.observe(exchange);
