@@ -235,7 +235,35 @@ fn malformed_templates_and_unknown_path_params_are_refused() {
 fn routes_of_the_same_shape_and_method_overlap_and_name_each_other() {
     assert_eq!(
         errors("overlapping_routes.yaml"),
-        ["tests/configs/overlapping_routes.yaml:16:12: routes[2].match: route `wms.read_order` overlaps route `wms.get_order` (routes[0] at line 8): both match GET `/orders/{id}` on the same listeners and neither is more specific; use a literal segment, a different method or different listeners"]
+        ["tests/configs/overlapping_routes.yaml:16:12: routes[2].match: route `wms.read_order` overlaps route `wms.get_order` (routes[0] at line 8): both match GET `/orders/{id}` on the same listeners and neither is more specific; use a literal segment, a different method, different listeners or a content condition (e.g. `x12: \"214\"`)"]
+    );
+}
+
+#[test]
+fn bad_xml_paths_edi_addresses_and_content_conditions_say_what_is_supported() {
+    assert_eq!(
+        errors("bad_formats.yaml"),
+        [
+            "tests/configs/bad_formats.yaml:8:63: routes[0].match.content_type: invalid media type `text/xml; charset=utf-8`; expected `type/subtype` without parameters, e.g. `application/edi-x12` or `text/xml`",
+            "tests/configs/bad_formats.yaml:10:32: routes[0].keys.shipment.request_xml: invalid XML path `//DeliveryDocument`: descendant search `//` is not supported, write every step; supported: `/Element/Child` (local names, prefixes ignored), `*` for any element, a final `/@attribute`",
+            "tests/configs/bad_formats.yaml:11:30: routes[0].keys.order.response_xml: invalid XML path `/Envelope/Body/Item[1]/Order`: predicates and functions (`Item[1]`) are not supported; supported: `/Element/Child` (local names, prefixes ignored), `*` for any element, a final `/@attribute`",
+            "tests/configs/bad_formats.yaml:14:45: routes[1].match.x12: invalid X12 transaction set id `21`; expected three digits, e.g. `\"214\"` (shipment status) or `\"856\"` (ship notice)",
+            "tests/configs/bad_formats.yaml:14:64: routes[1].match.x12_segment: invalid X12 address `AT7*{value}`: a condition has no `{value}`; write the values the segment must carry; expected e.g. `AT7*D1` (segment AT7 whose element 1 is D1)",
+            "tests/configs/bad_formats.yaml:16:32: routes[1].keys.shipment.request_x12: invalid X12 address `B10*PRO`: no `{value}`; mark the element (or component) that holds the key; expected e.g. `L11*{value}*BM` (segment L11, key in element 1, element 2 is BM)",
+            "tests/configs/bad_formats.yaml:17:27: routes[1].keys.bol.request_x12: invalid X12 address `l11*{value}*BM`: `l11` is not a segment tag (2 or 3 upper-case letters or digits); expected e.g. `L11*{value}*BM` (segment L11, key in element 1, element 2 is BM)",
+            "tests/configs/bad_formats.yaml:20:53: routes[2].match.edifact: invalid EDIFACT message type `iftsta`; expected up to six upper-case letters, e.g. `IFTSTA`, `DESADV` or `INVOIC`",
+            "tests/configs/bad_formats.yaml:20:67: routes[2].match.json: invalid JSON condition `$.event = x`; expected `PATH == VALUE`, e.g. `$.event == tracker.updated`",
+            "tests/configs/bad_formats.yaml:22:31: routes[2].keys.bol.request_edifact: invalid EDIFACT address `RFF+BN{value}`: `BN{value}`: only `{value}` may be written in braces, as a whole component; expected e.g. `RFF+CN:{value}` (segment RFF, element 1 is CN:key)",
+            "tests/configs/bad_formats.yaml:23:30: routes[2].keys.order.request_form: a form field name must not be empty",
+        ]
+    );
+}
+
+#[test]
+fn routes_differing_only_in_content_conditions_do_not_overlap_but_equal_conditions_do() {
+    assert_eq!(
+        errors("overlapping_conditions.yaml"),
+        ["tests/configs/overlapping_conditions.yaml:18:12: routes[2].match: route `edi.status_again` overlaps route `edi.status` (routes[0] at line 8): both match POST `/edi/inbound` with the same `x12` condition on the same listeners and neither is more specific; use a literal segment, a different method, different listeners or a content condition (e.g. `x12: \"214\"`)"]
     );
 }
 
@@ -245,7 +273,7 @@ fn a_key_rule_needs_exactly_one_source() {
         errors("key_source_count.yaml"),
         [
             "tests/configs/key_source_count.yaml:10:14: routes[0].keys.order: several sources given (header, query); expected exactly one per key kind",
-            "tests/configs/key_source_count.yaml:11:17: routes[0].keys.shipment: no source given; expected one of `header`, `query`, `path_param`, `request_json`, `response_json`, `request_regex`, `response_regex`",
+            "tests/configs/key_source_count.yaml:11:17: routes[0].keys.shipment: no source given; expected one of `header`, `query`, `path_param`, `request_json`, `response_json`, `request_regex`, `response_regex`, `request_xml`, `response_xml`, `request_x12`, `response_x12`, `request_edifact`, `response_edifact`, `request_form`, `response_form`",
         ]
     );
 }

@@ -4,6 +4,8 @@
 //! (see [`ConfigError`]); `waybill check FILE` runs the same validation.
 
 mod business;
+mod condition;
+mod edi_address;
 mod error;
 mod json_path;
 mod listener;
@@ -15,6 +17,7 @@ mod telemetry;
 mod template;
 mod units;
 mod validate;
+mod xml_path;
 
 pub use business::{ExceptionRule, Expectation, Flow, MilestoneDef, OUT_OF_ORDER};
 pub use error::{ConfigError, ConfigErrors};
@@ -22,13 +25,15 @@ pub use listener::{
     Direction, Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
 };
 pub use route::{
-    Guard, JsonPath, JsonStep, KeyRule, KeySource, PathTemplate, Repeats, RetryRule, Route,
-    RouteId, Segment, Side, IDEMPOTENCY_KEY,
+    Condition, EdiAddress, EdiPart, EdiSyntax, Guard, JsonPath, JsonStep, KeyRule, KeySource,
+    PathTemplate, Repeats, RetryRule, Route, RouteId, Segment, Side, XmlPath, XmlStep,
+    IDEMPOTENCY_KEY,
 };
 pub use symbol::{
     kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
 };
 pub use telemetry::{OtlpProtocol, TelemetryConfig, TracesConfig};
+pub use xml_path::MAX_XML_DEPTH;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -129,7 +134,8 @@ pub mod defaults {
     /// at 1 k req/s, at a few KiB each.
     pub const QUEUE_CAPACITY: usize = 10_000;
     /// A decoded body may grow to this size before extraction gives up
-    /// (`decoded_too_large`); bounds gzip bombs.
+    /// (`decoded_too_large`); bounds gzip, brotli and zstd bombs (a ratio
+    /// bound applies as well, see the extract stage's body decoding).
     pub const MAX_DECODED_BYTES: usize = 1024 * 1024;
     /// How long an untouched transaction is remembered: long enough for a
     /// freight invoice that arrives a week after delivery.

@@ -24,6 +24,12 @@
 //!       shipment: { path_param: shipment_id }
 //!       order: { request_json: $.order_id }
 //!     milestone: shipped
+//!   - name: carrier.status_delivered
+//!     system: carrier
+//!     match: { method: POST, path: /edi/inbound, x12: "214", x12_segment: AT7*D1 }
+//!     keys:
+//!       shipment: { request_x12: "BSN**{value}" }
+//!     milestone: delivered
 //! flows: []
 //! expectations: []
 //! telemetry:
@@ -188,6 +194,8 @@ pub struct RawObservation {
     #[serde(default)]
     pub queue_capacity: Option<usize>,
     /// Largest decoded body extraction reads, as bytes or `1MiB` (default).
+    /// A compressed body (gzip, deflate, br, zstd) may also decode to at
+    /// most 200 times its size (bodies under 64 KiB decoded are exempt).
     #[serde(default)]
     pub max_decoded_bytes: Option<Scalar>,
 }
@@ -402,6 +410,41 @@ pub struct RawMatch {
     /// is a whole segment; at the first differing segment a literal is more
     /// specific than a param.
     pub path: String,
+    /// Content conditions: the request must also carry this media type in
+    /// `Content-Type` (parameters ignored), e.g. `application/soap+xml`.
+    /// Optional, like every condition below. Routes that differ only in
+    /// their conditions do not overlap: the one with more conditions is
+    /// tried first, then the order of the file. A body is read for a
+    /// condition only when method and path already matched.
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// The SOAP action: the `SOAPAction` header (SOAP 1.1, quotes removed)
+    /// or the `action` parameter of `Content-Type` (SOAP 1.2), e.g.
+    /// `http://sap.com/xi/LE/OutboundDeliveryConfirm`.
+    #[serde(default)]
+    pub soap_action: Option<String>,
+    /// The request body is an X12 interchange carrying a transaction set
+    /// with this id (ST01), e.g. `"214"` (quote it: it is text).
+    #[serde(default)]
+    pub x12: Option<Scalar>,
+    /// The request body is an X12 interchange with a segment like this,
+    /// written with `*` between elements and no `{value}`, e.g. `AT7*D1`
+    /// (a 214 whose status is "delivered").
+    #[serde(default)]
+    pub x12_segment: Option<String>,
+    /// The request body is an EDIFACT interchange carrying a message of
+    /// this type (UNH, data element 0065), e.g. `IFTSTA`.
+    #[serde(default)]
+    pub edifact: Option<String>,
+    /// The request body is an EDIFACT interchange with a segment like
+    /// this, written with `+` and `:` and no `{value}`, e.g. `STS+1+21`.
+    #[serde(default)]
+    pub edifact_segment: Option<String>,
+    /// The request body is JSON with this value at a path, written
+    /// `PATH == VALUE`, e.g. `$.event == tracker.updated` (the value may
+    /// be quoted). Compares strings and numbers as written.
+    #[serde(default)]
+    pub json: Option<String>,
 }
 
 /// Where one key is read: exactly one of these fields.
@@ -431,6 +474,38 @@ pub struct RawKeySource {
     /// A regex over the response body.
     #[serde(default)]
     pub response_regex: Option<String>,
+    /// An XML path over the request body, e.g.
+    /// `/Envelope/Body/DeliveryConfirmation/Delivery/DeliveryDocument`.
+    /// Steps match local names (namespace prefixes are ignored), `*` is any
+    /// element, a final `/@attr` reads an attribute. Every match is a key.
+    #[serde(default)]
+    pub request_xml: Option<String>,
+    /// An XML path over the response body.
+    #[serde(default)]
+    pub response_xml: Option<String>,
+    /// An X12 segment address over the request body, written like the
+    /// segment with `{value}` at the key: `L11*{value}*BM` (bill of lading),
+    /// `BSN**{value}` (shipment id), `N9*PO*{value}`. An empty position
+    /// matches anything; components are separated by `>`.
+    #[serde(default)]
+    pub request_x12: Option<String>,
+    /// An X12 segment address over the response body.
+    #[serde(default)]
+    pub response_x12: Option<String>,
+    /// An EDIFACT segment address over the request body, written like the
+    /// segment: `RFF+CN:{value}`, `BGM+220+{value}`.
+    #[serde(default)]
+    pub request_edifact: Option<String>,
+    /// An EDIFACT segment address over the response body.
+    #[serde(default)]
+    pub response_edifact: Option<String>,
+    /// A field name of a form request body (`application/x-www-form-urlencoded`
+    /// or `multipart/form-data`; file parts are not read).
+    #[serde(default)]
+    pub request_form: Option<String>,
+    /// A field name of a form response body.
+    #[serde(default)]
+    pub response_form: Option<String>,
 }
 
 /// One entry of `flows:`.

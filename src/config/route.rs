@@ -1,6 +1,7 @@
 //! Routes: which exchanges carry which keys and mark which milestone.
-//! A route is matched by method and path template; its key rules say where
-//! each key is read from.
+//! A route is matched by method and path template, and optionally by
+//! content conditions on the request; its key rules say where each key is
+//! read from.
 
 use super::{ExceptionRule, KeyKind, ListenerId, Milestone, Operation, System};
 
@@ -21,6 +22,10 @@ pub struct Route {
     /// `None` matches any method.
     pub method: Option<http::Method>,
     pub path: PathTemplate,
+    /// Content conditions on the request, all of which must hold; empty
+    /// means method and path decide alone. Evaluated only once method and
+    /// path matched, so a body is never read for a route it cannot match.
+    pub conditions: Vec<Condition>,
     pub keys: Vec<KeyRule>,
     /// Recorded when the exchange succeeds (2xx response).
     pub milestone: Option<Milestone>,
@@ -98,6 +103,110 @@ pub enum KeySource {
         side: Side,
         regex: regex::bytes::Regex,
     },
+    /// An XML path over the body; the text (or attribute) of every element
+    /// at the path is a key.
+    Xml { side: Side, path: XmlPath },
+    /// An element of every X12 segment matching the address, in every
+    /// transaction set of the interchange.
+    X12 { side: Side, address: EdiAddress },
+    /// An element or component of every EDIFACT segment matching the address.
+    Edifact { side: Side, address: EdiAddress },
+    /// A field of an `application/x-www-form-urlencoded` or
+    /// `multipart/form-data` body; every field of that name is a key.
+    Form { side: Side, field: String },
+}
+
+impl KeySource {
+    /// The body this source reads, if it reads one.
+    pub fn body_side(&self) -> Option<Side> {
+        match self {
+            KeySource::Header(_) | KeySource::Query(_) | KeySource::PathParam { .. } => None,
+            KeySource::Json { side, .. }
+            | KeySource::Regex { side, .. }
+            | KeySource::Xml { side, .. }
+            | KeySource::X12 { side, .. }
+            | KeySource::Edifact { side, .. }
+            | KeySource::Form { side, .. } => Some(*side),
+        }
+    }
+}
+
+/// A condition on the request's content that a route can require besides
+/// method and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// The media type of `Content-Type` (lower-case `type/subtype`, without
+    /// parameters), e.g. `application/edi-x12`.
+    ContentType(String),
+    /// The SOAP action: the `SOAPAction` header (SOAP 1.1, quotes removed)
+    /// or the `action` parameter of `Content-Type` (SOAP 1.2).
+    SoapAction(String),
+    /// An X12 interchange carrying a transaction set with this id (ST01),
+    /// e.g. `214`.
+    X12Set(String),
+    /// An X12 interchange with a segment matching this address (no value),
+    /// e.g. `AT7*D1`.
+    X12Segment(EdiAddress),
+    /// An EDIFACT interchange carrying a message of this type (UNH 0065),
+    /// e.g. `IFTSTA`.
+    EdifactMessage(String),
+    /// An EDIFACT interchange with a segment matching this address.
+    EdifactSegment(EdiAddress),
+    /// A JSON body with this string or number at `path`, e.g. `$.event`
+    /// equal to `tracker.updated`.
+    Json { path: JsonPath, value: String },
+}
+
+/// An XML path: element steps from the document element down, matched by
+/// local name, and optionally a final attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XmlPath {
+    /// The path as written, for messages.
+    pub text: String,
+    pub steps: Vec<XmlStep>,
+    /// Local name of the attribute read from the last element; `None`
+    /// reads the element's text.
+    pub attribute: Option<String>,
+}
+
+/// One step of an [`XmlPath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XmlStep {
+    /// An element with this local name.
+    Name(String),
+    /// Any element.
+    Any,
+}
+
+/// Which EDI standard an [`EdiAddress`] is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdiSyntax {
+    X12,
+    Edifact,
+}
+
+/// A segment of an EDI document, addressed by tag and by what its elements
+/// hold: `L11*{value}*BM`, `RFF+CN:{value}`, `AT7*D1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdiAddress {
+    /// The address as written, for messages.
+    pub text: String,
+    pub syntax: EdiSyntax,
+    /// The segment tag, e.g. `L11`.
+    pub tag: String,
+    /// Element 1, 2 … (after the tag): the components each must hold.
+    pub elements: Vec<Vec<EdiPart>>,
+}
+
+/// What one component of an [`EdiAddress`] says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdiPart {
+    /// Anything (an empty position).
+    Any,
+    /// Exactly this value, e.g. a qualifier such as `BM`.
+    Literal(String),
+    /// The key.
+    Value,
 }
 
 /// Which body of the exchange a rule reads.

@@ -5,15 +5,22 @@
 //!
 //! One exchange is read in this order:
 //! 1. `route`: the first route (in priority order) that serves the
-//!    listener and matches method and path. None: an observation with no
-//!    route, keys or milestone, still counted as `unmatched`.
-//! 2. `body`: each body that a rule reads is decoded once
-//!    (`Content-Encoding`, bounded) however many rules read it; JSON rules
-//!    of one side share one `json` scan. A body no rule reads is not
-//!    looked at (its truncation is no problem of extraction).
-//! 3. Key rules in their order (`request` head sources, `json`,
-//!    `regex`): keys are deduplicated, kept in rule order (then document
-//!    order), and empty values are skipped.
+//!    listener, matches method and path, and whose content conditions
+//!    (`content`: media type, SOAP action, X12 set or segment, EDIFACT
+//!    message or segment, JSON field value) hold. Conditions are asked
+//!    only of routes that matched on everything else. None: an
+//!    observation with no route, keys or milestone, still counted as
+//!    `unmatched`.
+//! 2. `reading`: each body that a condition or rule reads is decoded once
+//!    (`body`: `Content-Encoding` gzip, deflate, br, zstd, bounded in size
+//!    and ratio; charset) however many read it, and parsed once per
+//!    format: an X12 (`x12`) or EDIFACT (`edifact`) envelope into segments
+//!    (`edi`), a form into fields (`form`); JSON rules of one side share
+//!    one `json` scan, XML rules one `xml` walk. A body nothing reads is
+//!    not looked at (its truncation is no problem of extraction).
+//! 3. Key rules in their order (`request` head sources, `json`, `xml`,
+//!    `x12`, `edifact`, `form`, `regex`): keys are deduplicated, kept in
+//!    rule order (then document order), and empty values are skipped.
 //! 4. The milestone, only when the upstream answered 2xx.
 //! 5. `metrics`: the exchange, its duration and its problems are counted.
 //!
@@ -21,10 +28,13 @@
 //! `waybill_extraction_failures_total` counts exchanges by reason. A rule
 //! that ran and found nothing is [`Problem::KeyMissing`]; a rule that could
 //! not run because its body was unreadable (undecodable, a truncated prefix
-//! for JSON, malformed JSON) is covered by that body's problem instead, and
-//! a rule over the response of a failed (non-2xx) exchange owes nothing: an
-//! error page without the tracking number is not a missing key. An empty
-//! body is read as "no document", not as malformed JSON.
+//! for JSON, malformed JSON or XML, a bad EDI envelope, a value behind a DTD
+//! entity) is covered by that problem instead, and a rule over the response
+//! of a failed (non-2xx) exchange owes nothing: an error page without the
+//! tracking number is not a missing key. An empty body is read as "no
+//! document", not as a malformed one. A body read only to rule a route out
+//! (an X12 interchange tested for an EDIFACT condition) reports nothing;
+//! when no route matched, every problem met while trying is reported.
 //!
 //! Metrics registered by [`Extractor::new`] (labels are bounded sets; a
 //! business key is never a label):
@@ -38,14 +48,23 @@
 //! `system` is the matched route's system, or the listener's when unmatched.
 
 mod body;
+mod content;
+mod edi;
+mod edifact;
+mod form;
+#[cfg(test)]
+mod format_tests;
 mod json;
 mod metrics;
 mod observation;
+mod reading;
 mod regex;
 mod request;
 mod route;
 #[cfg(test)]
 mod testkit;
+mod x12;
+mod xml;
 
 pub use observation::{Key, Observation, Problem};
 
@@ -54,11 +73,11 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
-use crate::config::{Config, JsonPath, KeyRule, KeySource, Side};
+use crate::config::{Config, KeyRule, KeySource, Side};
 use crate::proxy::{Exchange, Outcome};
 
-use body::Body;
 use metrics::Metrics;
+use reading::Reading;
 use route::Matched;
 
 /// Turns exchanges into observations using the validated config.
@@ -80,19 +99,33 @@ impl Extractor {
     pub fn observe(&self, exchange: Exchange) -> Observation {
         let mut problems = Vec::new();
         let mut keys = Keys::default();
+        let succeeded = matches!(
+            &exchange.outcome,
+            Outcome::Response { status, .. } if status.is_success()
+        );
+        let mut reading = Reading::new(&exchange, self.config.observation.max_decoded_bytes);
         let found = route::find(
             &self.config.routes,
             exchange.listener,
             &exchange.method,
             exchange.uri.path(),
+            |route| content::all_hold(&route.conditions, &mut reading),
         );
-        let succeeded = matches!(
-            &exchange.outcome,
-            Outcome::Response { status, .. } if status.is_success()
-        );
+        // What is read from here on is read for the matched route; its
+        // conditions are asked again (from the cache) to claim what they read.
+        reading.claim();
+        let matched_any = found.is_some();
         let (route, operation, milestone) = match found {
             Some(matched) => {
-                self.extract(&exchange, &matched, succeeded, &mut keys, &mut problems);
+                content::all_hold(&matched.route.conditions, &mut reading);
+                extract(
+                    &exchange,
+                    &matched,
+                    succeeded,
+                    &mut reading,
+                    &mut keys,
+                    &mut problems,
+                );
                 let route = matched.route;
                 (
                     Some(route.id),
@@ -102,6 +135,7 @@ impl Extractor {
             }
             None => (None, None, None),
         };
+        problems.extend(reading.into_problems(matched_any));
         problems.sort_unstable();
         problems.dedup();
         self.metrics.record(
@@ -120,36 +154,30 @@ impl Extractor {
             problems,
         }
     }
+}
 
-    /// Runs the matched route's key rules over the exchange.
-    fn extract(
-        &self,
-        exchange: &Exchange,
-        matched: &Matched<'_, '_>,
-        succeeded: bool,
-        keys: &mut Keys,
-        problems: &mut Vec<Problem>,
-    ) {
-        let rules = &matched.route.keys;
-        let limit = self.config.observation.max_decoded_bytes;
-        let mut sides = [
-            SideReading::read(exchange, Side::Request, rules, limit, problems),
-            SideReading::read(exchange, Side::Response, rules, limit, problems),
-        ];
-        for (index, rule) in rules.iter().enumerate() {
-            let before = problems.len();
-            let Some(values) = rule_values(exchange, matched, rule, index, &mut sides, problems)
-            else {
-                // The rule could not run; its problem says why.
-                continue;
-            };
-            let found = keys.add(rule, values);
-            // A rule whose only values were unreadable has its problem
-            // already; a failed exchange's response owes no keys.
-            let owed = succeeded || !reads_side(rule, Side::Response);
-            if !found && problems.len() == before && owed {
-                problems.push(Problem::KeyMissing);
-            }
+/// Runs the matched route's key rules over the exchange.
+fn extract(
+    exchange: &Exchange,
+    matched: &Matched<'_, '_>,
+    succeeded: bool,
+    reading: &mut Reading<'_>,
+    keys: &mut Keys,
+    problems: &mut Vec<Problem>,
+) {
+    let rules = &matched.route.keys;
+    for (index, rule) in rules.iter().enumerate() {
+        let before = problems.len();
+        let Some(values) = rule_values(exchange, matched, rules, index, reading, problems) else {
+            // The rule could not run; its problem says why.
+            continue;
+        };
+        let found = keys.add(rule, values);
+        // A rule whose only values were unreadable has its problem
+        // already; a failed exchange's response owes no keys.
+        let owed = succeeded || rule.source.body_side() != Some(Side::Response);
+        if !found && problems.len() == before && owed {
+            problems.push(Problem::KeyMissing);
         }
     }
 }
@@ -159,12 +187,12 @@ impl Extractor {
 fn rule_values(
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
-    rule: &KeyRule,
+    rules: &[KeyRule],
     index: usize,
-    sides: &mut [SideReading<'_>; 2],
+    reading: &mut Reading<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<Arc<str>>> {
-    let side = |side: &Side| usize::from(*side == Side::Response);
+    let rule = rules.get(index)?;
     match &rule.source {
         KeySource::Header(name) => match request::header(&exchange.request_headers, name) {
             Ok(value) => Some(value.map(Arc::from).into_iter().collect()),
@@ -190,121 +218,73 @@ fn rule_values(
                 }
             }
         }
-        KeySource::Json { side: s, .. } => {
-            let hits = sides.get_mut(side(s))?.json_hits.as_mut()?;
-            // Each rule's hits are read once: take them rather than copy.
-            hits.get_mut(index).map(std::mem::take)
+        KeySource::Json { side, .. } => {
+            take_hits(reading.json_hits(*side, rules)?, index, problems)
         }
-        KeySource::Regex { side: s, regex } => {
-            let body = sides.get(side(s))?.body.as_ref()?;
+        KeySource::Xml { side, .. } => take_hits(reading.xml_hits(*side, rules)?, index, problems),
+        KeySource::Regex { side, regex } => {
+            let body = reading.body(*side)?;
             let mut values = Vec::new();
             regex::values(regex, &body.bytes, problems, |v| values.push(Arc::from(v)));
             Some(values)
         }
-    }
-}
-
-/// What one side (request or response) of an exchange gave the rules that
-/// read its body: the body decoded once, and the answers of the one JSON
-/// scan of it.
-#[derive(Default)]
-struct SideReading<'e> {
-    /// `None` when no rule reads this body or it could not be decoded.
-    body: Option<Body<'e>>,
-    /// Values per rule index (only JSON rules of this side have any);
-    /// `None` when the JSON rules could not run.
-    json_hits: Option<Vec<Vec<Arc<str>>>>,
-}
-
-impl<'e> SideReading<'e> {
-    fn read(
-        exchange: &'e Exchange,
-        side: Side,
-        rules: &[KeyRule],
-        limit: usize,
-        problems: &mut Vec<Problem>,
-    ) -> Self {
-        if !rules.iter().any(|rule| reads_side(rule, side)) {
-            return SideReading::default();
+        KeySource::X12 { side, address } => {
+            let (document, body) = reading.x12(*side)?;
+            Some(
+                document
+                    .values(body, address)
+                    .into_iter()
+                    .map(Arc::from)
+                    .collect(),
+            )
         }
-        let (tapped, headers) = match (side, exchange.outcome.response_headers()) {
-            (Side::Request, _) => (&exchange.request_body, &exchange.request_headers),
-            (Side::Response, Some(headers)) => (&exchange.response_body, headers),
-            // The upstream never answered: there is no response body to
-            // read, and nothing to report about it.
-            (Side::Response, None) => return SideReading::default(),
-        };
-        let body = match Body::decode(tapped, Some(headers), limit, problems) {
-            Ok(body) => body,
-            Err(problem) => {
-                problems.push(problem);
-                return SideReading::default();
+        KeySource::Edifact { side, address } => {
+            let (document, body) = reading.edifact(*side)?;
+            Some(
+                document
+                    .values(body, address)
+                    .into_iter()
+                    .map(Arc::from)
+                    .collect(),
+            )
+        }
+        KeySource::Form { side, field } => {
+            let mut values = Vec::new();
+            let mut unreadable = false;
+            for (_, value) in reading
+                .form(*side)?
+                .iter()
+                .filter(|(name, _)| name == field)
+            {
+                match value {
+                    Ok(value) => values.push(Arc::from(value.as_str())),
+                    Err(problem) => {
+                        problems.push(*problem);
+                        unreadable = true;
+                    }
+                }
             }
-        };
-        let json_hits = json_values(&body, side, rules, problems);
-        SideReading {
-            body: Some(body),
-            json_hits,
+            (!values.is_empty() || !unreadable).then_some(values)
         }
     }
 }
 
-/// Does `rule` read the body of `side`?
-fn reads_side(rule: &KeyRule, side: Side) -> bool {
-    match &rule.source {
-        KeySource::Json { side: s, .. } | KeySource::Regex { side: s, .. } => *s == side,
-        _ => false,
-    }
-}
-
-/// Runs every JSON rule of `side` over `body` in one scan.
-fn json_values(
-    body: &Body<'_>,
-    side: Side,
-    rules: &[KeyRule],
+/// Takes rule `index`'s values out of a one-pass scan (each rule reads its
+/// own once), reporting a value it could not read; `None` when that left
+/// it with nothing.
+fn take_hits(
+    hits: &mut reading::Hits,
+    index: usize,
     problems: &mut Vec<Problem>,
-) -> Option<Vec<Vec<Arc<str>>>> {
-    let mut paths: Vec<&JsonPath> = Vec::new();
-    let mut rule_of: Vec<usize> = Vec::new();
-    for (index, rule) in rules.iter().enumerate() {
-        if let KeySource::Json { side: s, path } = &rule.source {
-            if *s == side {
-                paths.push(path);
-                rule_of.push(index);
-            }
-        }
-    }
-    if paths.is_empty() || body.partial {
-        // A prefix of a JSON document is not JSON; the truncation or
-        // abort is already reported.
-        return None;
-    }
-    let text = match body.json_text() {
-        Ok(text) => text,
-        Err(problem) => {
-            problems.push(problem);
+) -> Option<Vec<Arc<str>>> {
+    let hit = std::mem::take(hits.get_mut(index)?);
+    if let Some(problem) = hit.problem {
+        problems.push(problem);
+        if hit.values.is_empty() {
             return None;
         }
-    };
-    let mut hits: Vec<Vec<Arc<str>>> = vec![Vec::new(); rules.len()];
-    if text.trim_ascii().is_empty() {
-        // No body at all (a 204, a bare error): nothing to find, which the
-        // rules report as missing keys rather than as malformed JSON.
-        return Some(hits);
     }
-    let scanned = json::scan(&text, &paths, |path, value| {
-        if let Some(found) = rule_of.get(path).and_then(|&rule| hits.get_mut(rule)) {
-            found.push(Arc::from(value));
-        }
-    });
-    match scanned {
-        Ok(()) => Some(hits),
-        Err(problem) => {
-            // Values seen before the document went bad are not trusted.
-            problems.push(problem);
-            None
-        }
-    }
+    Some(hit.values)
 }
 
 /// Keys found so far: deduplicated, in the order they were first found.

@@ -61,8 +61,11 @@ pub enum Problem {
     MalformedJson,
     /// JSON nested deeper than extraction follows.
     TooDeep,
-    /// The body is not valid UTF-8 where text was needed.
+    /// The body (or a value in it) is not valid text in its charset:
+    /// invalid UTF-8, or a lone UTF-16 surrogate.
     InvalidUtf8,
+    /// The body declares a `charset` extraction cannot decode.
+    UnsupportedCharset,
     /// The body was longer than the tap limit; only its prefix was seen.
     Truncated,
     /// The body was cut off by the peer before its end.
@@ -73,6 +76,21 @@ pub enum Problem {
     MalformedEncoding,
     /// The decoded body exceeded the decode limit.
     DecodedTooLarge,
+    /// The body is not well-formed XML (or ends inside an element).
+    MalformedXml,
+    /// XML nested deeper than extraction follows.
+    XmlTooDeep,
+    /// An XML value refers to an entity declared in a DTD; DTD entities are
+    /// never expanded (nor DTDs fetched), so the value cannot be read.
+    XmlEntity,
+    /// An EDI body whose envelope cannot be read: no (or a truncated) ISA
+    /// or UNB header, unusable delimiters, unbalanced ST/SE or UNH/UNT.
+    EdiBadEnvelope,
+    /// An EDI segment inside a readable envelope is malformed (no valid tag).
+    EdiMalformed,
+    /// A form rule met a body that is not a readable urlencoded or
+    /// multipart form.
+    MalformedForm,
     /// A key rule of the matched route found no value.
     KeyMissing,
 }
@@ -84,25 +102,59 @@ impl Problem {
             Problem::MalformedJson => "malformed_json",
             Problem::TooDeep => "too_deep",
             Problem::InvalidUtf8 => "invalid_utf8",
+            Problem::UnsupportedCharset => "unsupported_charset",
             Problem::Truncated => "truncated",
             Problem::Incomplete => "incomplete",
             Problem::UnsupportedEncoding => "unsupported_encoding",
             Problem::MalformedEncoding => "malformed_encoding",
             Problem::DecodedTooLarge => "decoded_too_large",
+            Problem::MalformedXml => "malformed_xml",
+            Problem::XmlTooDeep => "xml_too_deep",
+            Problem::XmlEntity => "xml_entity",
+            Problem::EdiBadEnvelope => "edi_bad_envelope",
+            Problem::EdiMalformed => "edi_malformed",
+            Problem::MalformedForm => "malformed_form",
             Problem::KeyMissing => "key_missing",
         }
     }
 
     /// Every problem, for pre-registering metric label sets.
-    pub const ALL: [Problem; 9] = [
+    pub const ALL: [Problem; 16] = [
         Problem::MalformedJson,
         Problem::TooDeep,
         Problem::InvalidUtf8,
+        Problem::UnsupportedCharset,
         Problem::Truncated,
         Problem::Incomplete,
         Problem::UnsupportedEncoding,
         Problem::MalformedEncoding,
         Problem::DecodedTooLarge,
+        Problem::MalformedXml,
+        Problem::XmlTooDeep,
+        Problem::XmlEntity,
+        Problem::EdiBadEnvelope,
+        Problem::EdiMalformed,
+        Problem::MalformedForm,
         Problem::KeyMissing,
     ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_listed_once_with_a_distinct_label() {
+        let mut labels: Vec<&str> = Problem::ALL.iter().map(|p| p.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Problem::ALL.len());
+        // A variant missing from ALL would have no pre-registered series:
+        // `as_str` is exhaustive, so count the variants it names.
+        let named = include_str!("observation.rs")
+            .lines()
+            .filter(|l| l.trim_start().starts_with("Problem::") && l.contains("=> \""))
+            .count();
+        assert_eq!(named, Problem::ALL.len());
+    }
 }

@@ -64,7 +64,7 @@ pub(super) fn path_param(raw: &str) -> Result<Cow<'_, str>, Problem> {
 }
 
 /// `application/x-www-form-urlencoded` decoding of one name or value.
-fn form_decode(raw: &str) -> Result<Cow<'_, str>, Problem> {
+pub(super) fn form_decode(raw: &str) -> Result<Cow<'_, str>, Problem> {
     if raw.contains('+') {
         let spaced = raw.replace('+', " ");
         percent_decode_str(&spaced)

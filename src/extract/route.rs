@@ -1,8 +1,12 @@
 //! Route matching: which route of the routes file an exchange belongs to.
 //!
-//! `Config::routes` is already in priority order (most specific first), so
-//! the first route that serves the exchange's listener, accepts its method
-//! (`None` accepts any) and whose path template matches the path wins.
+//! `Config::routes` is already in priority order (most specific first, and
+//! of routes with the same shape, the one with more content conditions
+//! first), so the first route that serves the exchange's listener, accepts
+//! its method (`None` accepts any), whose path template matches the path
+//! and whose content conditions hold wins. Conditions are asked last, only
+//! of routes that matched on everything else, so no body is read for a
+//! route that could not match anyway.
 //! The path is matched raw, without the query and before percent-decoding:
 //! parameter values are decoded afterwards (see [`super::request`]), so an
 //! encoded `/` (`%2F`) stays inside one parameter.
@@ -17,12 +21,14 @@ pub(super) struct Matched<'c, 'p> {
     pub params: Vec<&'p str>,
 }
 
-/// The first route in `routes` that matches, if any.
+/// The first route in `routes` that matches, if any. `content_holds` is
+/// asked about a route's conditions once everything else matched.
 pub(super) fn find<'c, 'p>(
     routes: &'c [Route],
     listener: ListenerId,
     method: &http::Method,
     path: &'p str,
+    mut content_holds: impl FnMut(&Route) -> bool,
 ) -> Option<Matched<'c, 'p>> {
     routes.iter().find_map(|route| {
         if !route.serves(listener) {
@@ -32,6 +38,9 @@ pub(super) fn find<'c, 'p>(
             return None;
         }
         let params = route.path.matches(path)?;
+        if !route.conditions.is_empty() && !content_holds(route) {
+            return None;
+        }
         Some(Matched { route, params })
     })
 }
@@ -55,12 +64,19 @@ mod tests {
             ListenerId(0),
             &Method::GET,
             "/orders/special",
+            |_| true,
         );
         assert_eq!(
             found.map(|m| m.route.operation.to_string()).as_deref(),
             Some("wms.order_special")
         );
-        let found = find(&config.routes, ListenerId(0), &Method::GET, "/orders/SO-1");
+        let found = find(
+            &config.routes,
+            ListenerId(0),
+            &Method::GET,
+            "/orders/SO-1",
+            |_| true,
+        );
         let found = found.expect("matches");
         assert_eq!(found.route.operation.as_str(), "wms.order");
         assert_eq!(found.params, vec!["SO-1"]);
@@ -72,9 +88,21 @@ mod tests {
         b.route("wms.get", Some(Method::GET), "/orders/{id}");
         b.route("wms.any", None, "/orders/{id}");
         let config = b.build();
-        let post = find(&config.routes, ListenerId(0), &Method::POST, "/orders/1");
+        let post = find(
+            &config.routes,
+            ListenerId(0),
+            &Method::POST,
+            "/orders/1",
+            |_| true,
+        );
         assert_eq!(post.map(|m| m.route.operation.as_str()), Some("wms.any"));
-        let get = find(&config.routes, ListenerId(0), &Method::GET, "/orders/1");
+        let get = find(
+            &config.routes,
+            ListenerId(0),
+            &Method::GET,
+            "/orders/1",
+            |_| true,
+        );
         assert_eq!(get.map(|m| m.route.operation.as_str()), Some("wms.get"));
     }
 
@@ -84,10 +112,35 @@ mod tests {
         b.route("erp.only", None, "/x").listeners = vec![ListenerId(1)];
         b.route("all", None, "/x");
         let config = b.build();
-        let on_0 = find(&config.routes, ListenerId(0), &Method::GET, "/x");
+        let on_0 = find(&config.routes, ListenerId(0), &Method::GET, "/x", |_| true);
         assert_eq!(on_0.map(|m| m.route.operation.as_str()), Some("all"));
-        let on_1 = find(&config.routes, ListenerId(1), &Method::GET, "/x");
+        let on_1 = find(&config.routes, ListenerId(1), &Method::GET, "/x", |_| true);
         assert_eq!(on_1.map(|m| m.route.operation.as_str()), Some("erp.only"));
+    }
+
+    #[test]
+    fn content_conditions_are_asked_only_after_method_and_path_matched() {
+        let mut b = ConfigBuilder::new();
+        b.route("edi.214", Some(Method::POST), "/edi")
+            .conditions
+            .push(crate::config::Condition::X12Set("214".into()));
+        b.route("edi.any", Some(Method::POST), "/edi");
+        let config = b.build();
+        let mut asked = 0;
+        let found = find(&config.routes, ListenerId(0), &Method::GET, "/edi", |_| {
+            asked += 1;
+            true
+        });
+        assert!(found.is_none());
+        assert_eq!(asked, 0, "a GET cannot match; no body is read");
+        let refused = find(&config.routes, ListenerId(0), &Method::POST, "/edi", |_| {
+            false
+        });
+        assert_eq!(refused.map(|m| m.route.operation.as_str()), Some("edi.any"));
+        let held = find(&config.routes, ListenerId(0), &Method::POST, "/edi", |_| {
+            true
+        });
+        assert_eq!(held.map(|m| m.route.operation.as_str()), Some("edi.214"));
     }
 
     #[test]
@@ -95,6 +148,13 @@ mod tests {
         let mut b = ConfigBuilder::new();
         b.route("wms.order", None, "/orders/{id}");
         let config = b.build();
-        assert!(find(&config.routes, ListenerId(0), &Method::GET, "/shipments/1").is_none());
+        assert!(find(
+            &config.routes,
+            ListenerId(0),
+            &Method::GET,
+            "/shipments/1",
+            |_| true
+        )
+        .is_none());
     }
 }

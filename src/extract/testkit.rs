@@ -79,6 +79,7 @@ impl ConfigBuilder {
             listeners: Vec::new(),
             method,
             path: template_of(template),
+            conditions: Vec::new(),
             keys: Vec::new(),
             milestone: None,
             repeats: None,

@@ -235,8 +235,10 @@ fn unsupported_and_malformed_encodings_are_reported() {
     let b = batch_route();
     let (extractor, _) = extractor(&b);
     for (coding, problem) in [
-        ("br", Problem::UnsupportedEncoding),
+        ("compress", Problem::UnsupportedEncoding),
         ("gzip", Problem::MalformedEncoding),
+        ("br", Problem::MalformedEncoding),
+        ("zstd", Problem::MalformedEncoding),
     ] {
         let mut ex = exchange(&b.build(), Method::POST, "/orders/batch", 200);
         ex.request_body = tapped(r#"{"orders":[{"id":"SO-1"}]}"#);

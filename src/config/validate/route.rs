@@ -1,13 +1,14 @@
-//! Routes: names, systems, listeners, method and path template, key rules
-//! and milestone; then the routes are sorted into matching priority and
-//! any two that tie on the same listener and method are reported.
+//! Routes: names, systems, listeners, method, path template, content
+//! conditions, key rules and milestone; then the routes are sorted into
+//! matching priority and any two that tie on the same listener, method and
+//! conditions are reported.
 
 use std::cmp::Ordering;
 
-use super::super::raw::{RawKeySource, RawListener, RawRoute};
+use super::super::raw::{RawKeySource, RawListener, RawMatch, RawRoute};
 use super::super::{
-    kind, Guard, JsonPath, KeyKind, KeyRule, KeySource, ListenerId, Milestone, PathTemplate,
-    Repeats, Route, RouteId, Side, Symbols, System,
+    kind, Condition, EdiAddress, EdiSyntax, Guard, JsonPath, KeyKind, KeyRule, KeySource,
+    ListenerId, Milestone, PathTemplate, Repeats, Route, RouteId, Side, Symbols, System, XmlPath,
 };
 use super::Validator;
 
@@ -34,6 +35,7 @@ struct Checked {
     listeners: Vec<ListenerId>,
     method: Option<http::Method>,
     path: PathTemplate,
+    conditions: Vec<Condition>,
     keys: Vec<KeyRule>,
     milestone: Option<Milestone>,
     repeats: Option<Repeats>,
@@ -43,20 +45,30 @@ struct Checked {
 impl Checked {
     /// Matching priority: the more specific template first; with the same
     /// template shape, a route with a method before one matching any
-    /// method; then the order of the file.
+    /// method; then the route with more content conditions; then the order
+    /// of the file.
     fn priority(&self, other: &Checked) -> Ordering {
         self.path
             .specificity(&other.path)
             .then(self.method.is_none().cmp(&other.method.is_none()))
+            .then(other.conditions.len().cmp(&self.conditions.len()))
             .then(self.index.cmp(&other.index))
     }
 
-    /// True when some request could match both and neither wins.
+    /// True when some request could match both and neither wins: same
+    /// listeners, method, template shape and the same content conditions.
+    /// Routes that differ only in their conditions do not overlap: the
+    /// conditions tell them apart (or the order of the file does).
     fn ties_with(&self, other: &Checked) -> bool {
         let listeners_meet = self.listeners.is_empty()
             || other.listeners.is_empty()
             || self.listeners.iter().any(|l| other.listeners.contains(l));
-        listeners_meet && self.method == other.method && self.path.ties_with(&other.path)
+        let same_conditions = self.conditions.len() == other.conditions.len()
+            && self.conditions.iter().all(|c| other.conditions.contains(c));
+        listeners_meet
+            && self.method == other.method
+            && same_conditions
+            && self.path.ties_with(&other.path)
     }
 }
 
@@ -93,6 +105,7 @@ impl Validator<'_> {
                 listeners: c.listeners,
                 method: c.method,
                 path: c.path,
+                conditions: c.conditions,
                 keys: c.keys,
                 milestone: c.milestone,
                 repeats: c.repeats,
@@ -136,6 +149,7 @@ impl Validator<'_> {
                 None
             }
         };
+        let conditions = self.conditions(index, &raw.matcher);
         let mut keys = Vec::new();
         for (i, (kind_name, source)) in raw.keys.0.iter().enumerate() {
             let field = at(&format!("keys.{kind_name}"));
@@ -174,11 +188,55 @@ impl Validator<'_> {
             listeners,
             method,
             path: path?,
+            conditions,
             keys,
             milestone,
             repeats,
             guard,
         })
+    }
+
+    /// The content conditions of a route's `match:`, each checked.
+    fn conditions(&mut self, index: usize, raw: &RawMatch) -> Vec<Condition> {
+        type Parse = fn(&str) -> Result<Condition, String>;
+        let given: [(&str, Option<&str>, Parse); 7] = [
+            (
+                "content_type",
+                raw.content_type.as_deref(),
+                Condition::content_type,
+            ),
+            (
+                "soap_action",
+                raw.soap_action.as_deref(),
+                Condition::soap_action,
+            ),
+            (
+                "x12",
+                raw.x12.as_ref().map(|s| s.0.as_str()),
+                Condition::x12_set,
+            ),
+            ("x12_segment", raw.x12_segment.as_deref(), |t| {
+                Condition::segment(t, EdiSyntax::X12)
+            }),
+            (
+                "edifact",
+                raw.edifact.as_deref(),
+                Condition::edifact_message,
+            ),
+            ("edifact_segment", raw.edifact_segment.as_deref(), |t| {
+                Condition::segment(t, EdiSyntax::Edifact)
+            }),
+            ("json", raw.json.as_deref(), Condition::json),
+        ];
+        let mut conditions = Vec::new();
+        for (field, text, parse) in given {
+            let Some(text) = text else { continue };
+            match parse(text) {
+                Ok(condition) => conditions.push(condition),
+                Err(message) => self.error(&format!("routes[{index}].match.{field}"), message),
+            }
+        }
+        conditions
     }
 
     /// An unknown key kind is reported at the key itself (`order:`).
@@ -237,6 +295,14 @@ impl Validator<'_> {
             ("response_json", &raw.response_json),
             ("request_regex", &raw.request_regex),
             ("response_regex", &raw.response_regex),
+            ("request_xml", &raw.request_xml),
+            ("response_xml", &raw.response_xml),
+            ("request_x12", &raw.request_x12),
+            ("response_x12", &raw.response_x12),
+            ("request_edifact", &raw.request_edifact),
+            ("response_edifact", &raw.response_edifact),
+            ("request_form", &raw.request_form),
+            ("response_form", &raw.response_form),
         ]
         .into_iter()
         .filter_map(|(name, value)| Some((name, value.as_ref()?)))
@@ -244,7 +310,7 @@ impl Validator<'_> {
         let (source, value) = match given.as_slice() {
             [one] => *one,
             [] => {
-                self.error(field, "no source given; expected one of `header`, `query`, `path_param`, `request_json`, `response_json`, `request_regex`, `response_regex`");
+                self.error(field, "no source given; expected one of `header`, `query`, `path_param`, `request_json`, `response_json`, `request_regex`, `response_regex`, `request_xml`, `response_xml`, `request_x12`, `response_x12`, `request_edifact`, `response_edifact`, `request_form`, `response_form`");
                 return None;
             }
             several => {
@@ -260,6 +326,11 @@ impl Validator<'_> {
             }
         };
         let field = format!("{field}.{source}");
+        let side = if source.starts_with("response_") {
+            Side::Response
+        } else {
+            Side::Request
+        };
         let result = match source {
             "header" => http::HeaderName::from_bytes(value.as_bytes())
                 .map(KeySource::Header)
@@ -283,13 +354,22 @@ impl Validator<'_> {
                 side: Side::Response,
                 path,
             }),
-            "request_regex" => regex(value).map(|regex| KeySource::Regex {
-                side: Side::Request,
-                regex,
-            }),
-            _ => regex(value).map(|regex| KeySource::Regex {
-                side: Side::Response,
-                regex,
+            "request_regex" | "response_regex" => {
+                regex(value).map(|regex| KeySource::Regex { side, regex })
+            }
+            "request_xml" | "response_xml" => {
+                XmlPath::parse(value).map(|path| KeySource::Xml { side, path })
+            }
+            "request_x12" | "response_x12" => EdiAddress::parse(value, EdiSyntax::X12, true)
+                .map(|address| KeySource::X12 { side, address }),
+            "request_edifact" | "response_edifact" => {
+                EdiAddress::parse(value, EdiSyntax::Edifact, true)
+                    .map(|address| KeySource::Edifact { side, address })
+            }
+            _ if value.trim().is_empty() => Err("a form field name must not be empty".to_owned()),
+            _ => Ok(KeySource::Form {
+                side,
+                field: value.clone(),
             }),
         };
         result.map_err(|message| self.error(&field, message)).ok()
@@ -312,10 +392,21 @@ impl Validator<'_> {
                     .method
                     .as_ref()
                     .map_or("any method".to_owned(), |m| m.to_string());
+                let conditions = if first.conditions.is_empty() {
+                    String::new()
+                } else {
+                    let fields: Vec<String> = first
+                        .conditions
+                        .iter()
+                        .map(|c| format!("`{}`", c.field()))
+                        .collect();
+                    let plural = if fields.len() > 1 { "s" } else { "" };
+                    format!(" with the same {} condition{plural}", fields.join(", "))
+                };
                 self.error(
                     &format!("routes[{}].match", second.index),
                     format!(
-                        "route `{}` overlaps route `{}` (routes[{}]{first_line}): both match {method} `{}` on the same listeners and neither is more specific; use a literal segment, a different method or different listeners",
+                        "route `{}` overlaps route `{}` (routes[{}]{first_line}): both match {method} `{}`{conditions} on the same listeners and neither is more specific; use a literal segment, a different method, different listeners or a content condition (e.g. `x12: \"214\"`)",
                         second.name, first.name, first.index, second.path.text
                     ),
                 );
@@ -401,6 +492,19 @@ mod tests {
             .expect("different listeners");
         load("  - { name: one, system: wms, match: { method: GET, path: \"/o/{x}\" } }\n  - { name: two, system: wms, match: { method: PUT, path: \"/o/{y}\" } }\n")
             .expect("different methods");
+    }
+
+    #[test]
+    fn routes_differing_only_in_content_conditions_load_and_the_narrower_is_tried_first() {
+        let config = load(
+            "  - { name: status, system: wms, match: { method: POST, path: /edi, x12: \"214\" } }\n  - { name: delivered, system: wms, match: { method: POST, path: /edi, x12: \"214\", x12_segment: AT7*D1 } }\n  - { name: invoice, system: wms, match: { method: POST, path: /edi, x12: \"210\" } }\n  - { name: webhook, system: wms, match: { method: POST, path: /edi, json: \"$.event == x\" } }\n  - { name: any, system: wms, match: { method: POST, path: /edi } }\n",
+        )
+        .expect("conditions tell them apart");
+        assert_eq!(
+            operations(&config),
+            ["delivered", "status", "invoice", "webhook", "any"]
+        );
+        assert_eq!(config.routes[0].conditions.len(), 2);
     }
 
     #[test]

@@ -1,0 +1,85 @@
+//! Route conditions on the request's content: media type, SOAP action,
+//! X12 transaction set or segment, EDIFACT message type or segment, a JSON
+//! field's value. A route's conditions are checked only after its method
+//! and path matched, cheapest first (headers before bodies), and stop at
+//! the first that fails; bodies come from the exchange's [`Reading`], so a
+//! body is decoded and parsed once however many routes look at it.
+//!
+//! A body that cannot be read satisfies no condition (the route does not
+//! match), and its problem is reported with the observation.
+
+use http::HeaderMap;
+
+use crate::config::{Condition, Side};
+
+use super::body::{content_type_param, media_type};
+use super::reading::Reading;
+
+/// True when every condition holds for the exchange's request.
+pub(super) fn all_hold(conditions: &[Condition], reading: &mut Reading<'_>) -> bool {
+    let reads_body =
+        |c: &&Condition| !matches!(c, Condition::ContentType(_) | Condition::SoapAction(_));
+    let (body, head): (Vec<&Condition>, Vec<&Condition>) = conditions.iter().partition(reads_body);
+    head.into_iter()
+        .chain(body)
+        .all(|condition| holds(condition, reading))
+}
+
+fn holds(condition: &Condition, reading: &mut Reading<'_>) -> bool {
+    let side = Side::Request;
+    match condition {
+        Condition::ContentType(wanted) => reading
+            .headers(side)
+            .and_then(media_type)
+            .is_some_and(|media| media == *wanted),
+        Condition::SoapAction(wanted) => reading
+            .headers(side)
+            .is_some_and(|headers| soap_action(headers).as_deref() == Some(wanted)),
+        Condition::X12Set(id) => reading
+            .x12(side)
+            .is_some_and(|(document, _)| document.kinds.contains(id)),
+        Condition::X12Segment(address) => reading
+            .x12(side)
+            .is_some_and(|(document, body)| document.contains(body, address)),
+        Condition::EdifactMessage(kind) => reading
+            .edifact(side)
+            .is_some_and(|(document, _)| document.kinds.contains(kind)),
+        Condition::EdifactSegment(address) => reading
+            .edifact(side)
+            .is_some_and(|(document, body)| document.contains(body, address)),
+        Condition::Json { path, value } => reading.json_equals(side, path, value),
+    }
+}
+
+/// The SOAP 1.1 `SOAPAction` header (quotes removed), else the SOAP 1.2
+/// `action` parameter of `Content-Type`.
+fn soap_action(headers: &HeaderMap) -> Option<String> {
+    let header = headers
+        .get("soapaction")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty());
+    header.or_else(|| content_type_param(headers, "action"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soap_action_comes_from_the_header_or_the_content_type() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            http::HeaderValue::from_static(
+                "application/soap+xml; charset=utf-8; action=\"urn:Confirm\"",
+            ),
+        );
+        assert_eq!(soap_action(&headers).as_deref(), Some("urn:Confirm"));
+        headers.insert(
+            "soapaction",
+            http::HeaderValue::from_static("\"urn:Other\""),
+        );
+        assert_eq!(soap_action(&headers).as_deref(), Some("urn:Other"));
+    }
+}
