@@ -439,7 +439,10 @@ impl Summary {
         table.row(vec![
             "tracking joined to order".into(),
             self.tracking_joined.to_string(),
-            format!("of {} tracking numbers the carrier issued", d.deliveries.len()),
+            format!(
+                "of {} tracking numbers the carrier issued",
+                d.deliveries.len()
+            ),
         ]);
         table.write(out)?;
 
@@ -752,7 +755,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::driver::Delivery;
+    use crate::demo::driver::{Delivery, Injection};
 
     fn key(kind: &str, value: &str) -> KeyName {
         KeyName {
@@ -809,7 +812,7 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
     }
 
     #[test]
-    fn summary_counts_missing_goods_issue_per_shipment_and_joins_tracking() {
+    fn summary_counts_the_sidecars_exceptions_by_kind_next_to_what_the_driver_injected() {
         let order = key("order", "SO-1");
         let (s1, s2) = (key("shipment", "SH-1-1"), key("shipment", "SH-1-2"));
         let t = TransactionView {
@@ -823,8 +826,7 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
             complete: false,
             milestones: vec![
                 milestone("shipped", s1.clone(), 100, 0),
-                milestone("shipped", s2.clone(), 100, 0),
-                milestone("goods_issue_posted", s1.clone(), 200, 0),
+                milestone("label_created", s2.clone(), 90, 0),
                 milestone("shipment_booked", s2.clone(), 50, 1),
             ],
             flows: vec![FlowView {
@@ -842,27 +844,41 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
                     operation: Some("carrier.buy_label".into()),
                 },
             ],
-            exceptions: vec![ExceptionView {
-                kind: "missing_goods_issue".into(),
-                owner: "erp".into(),
-                open: true,
-            }],
             attempts: vec![AttemptView {
                 operation: "carrier.buy_label".into(),
                 retries: 1,
                 duplicates: 0,
             }],
-            stuck: None,
+            stuck: Some("label_created".into()),
         };
+        let stray = TransactionView {
+            root: None,
+            keys: vec![key("invoice", "INV-1"), key("tracking", "1Z9")],
+            ..TransactionView::default()
+        };
+        let exception = |kind: &str, owner: &str, open: bool| ExceptionView {
+            kind: kind.into(),
+            owner: owner.into(),
+            open,
+        };
+        let exceptions = [
+            exception("missing_goods_issue", "erp", true),
+            exception("out_of_order", "erp", false),
+            exception("out_of_order", "wms", true),
+        ];
         let rules = Rules {
             flows: vec![("order_to_ship".into(), Duration::from_secs(86_400))],
-            expectations: vec![ExpectationRule {
-                after: "shipped".into(),
-                expect: "goods_issue_posted".into(),
-                within: Duration::from_secs(60),
-                exception: "missing_goods_issue".into(),
-                owner: "erp".into(),
-            }],
+            kinds: vec![
+                "out_of_order".into(),
+                "missing_goods_issue".into(),
+                "duplicate_shipment".into(),
+            ],
+        };
+        let injection = |kind: &'static str, resolved: bool| Injection {
+            kind,
+            order_id: "SO-1".into(),
+            object: "SH-1-1".into(),
+            resolved,
         };
         let mut summary = Summary {
             speed: 1000.0,
@@ -872,32 +888,38 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
                     shipment_id: "SH-1-1".into(),
                     tracking_code: "1Z1".into(),
                 }],
+                injected: vec![
+                    injection("missing_goods_issue", false),
+                    injection("out_of_order", true),
+                ],
                 ..Tally::default()
             },
             ..Summary::default()
         };
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         summary.observe(
-            std::slice::from_ref(&t),
+            &[t, stray],
+            &exceptions,
             &rules,
             BTreeMap::from([("malformed_json".into(), 1)]),
-            now,
         );
-        let gi = summary
-            .expectation("missing_goods_issue")
-            .map(|e| (e.started, e.missing, e.pending, e.late));
-        assert_eq!(gi, Some((2, 1, 0, 1)));
-        let early = SystemTime::UNIX_EPOCH + Duration::from_secs(110);
-        summary.observe(std::slice::from_ref(&t), &rules, BTreeMap::new(), early);
-        let gi = summary
-            .expectation("missing_goods_issue")
-            .map(|e| (e.missing, e.pending));
-        assert_eq!(gi, Some((0, 1)), "not yet due is pending, not missing");
+        let stats = |kind: &str| {
+            summary
+                .exceptions
+                .get(kind)
+                .map(|e| (e.owner.as_str(), e.opened, e.open, e.resolved))
+        };
+        assert_eq!(stats("missing_goods_issue"), Some(("erp", 1, 1, 0)));
+        assert_eq!(stats("out_of_order"), Some(("erp, wms", 2, 1, 1)));
+        assert_eq!(
+            stats("duplicate_shipment"),
+            Some(("", 0, 0, 0)),
+            "a declared kind nothing opened still has a row"
+        );
+        assert_eq!((summary.transactions, summary.rootless), (2, 1));
+        assert_eq!(summary.stuck.get("label_created"), Some(&1));
         assert_eq!(summary.upstream_failures.get("carrier.buy_label"), Some(&1));
         assert_eq!(summary.duplicates.get("shipment_booked"), Some(&1));
         assert_eq!(summary.tracking_joined, 1);
-        let gi = summary.exceptions.get("missing_goods_issue");
-        assert_eq!(gi.map(|e| (e.opened, e.open)), Some((1, 1)));
         let buy = summary.repeats.get("carrier.buy_label");
         assert_eq!(buy.map(|r| (r.retries, r.duplicates)), Some((1, 0)));
         assert_eq!(summary.flow("order_to_ship").map(|f| f.count), Some(1));
@@ -907,5 +929,9 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
         let text = String::from_utf8(text).expect("utf-8");
         assert!(text.contains("order_to_ship"), "{text}");
         assert!(text.contains("missing_goods_issue"), "{text}");
+        assert!(
+            text.contains("the sidecar and the driver disagree on: out_of_order"),
+            "{text}"
+        );
     }
 }
