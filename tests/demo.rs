@@ -1,15 +1,20 @@
 //! `waybill demo` end to end, in-process: the simulated systems, the sidecar
 //! with the shipped example config, and the driver. The summary must agree
-//! with what the driver itself counted, and a tracking number alone must
-//! lead back to its order, both through the correlator and the admin API.
+//! with what the driver itself counted, the sidecar's exceptions with what
+//! the driver injected, and a tracking number alone must lead back to its
+//! order, both through the correlator and the admin API.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use waybill::demo::plan::OrderPlan;
-use waybill::demo::{self, Demo, DemoOptions, Summary};
+use waybill::demo::driver::{
+    LABEL_NOT_SHIPPED, MISSING_FREIGHT_INVOICE, OUT_OF_ORDER, UNMATCHED_FREIGHT_INVOICE,
+};
+use waybill::demo::plan::{Incident, OrderPlan};
+use waybill::demo::{self, Demo, DemoOptions, Injected, Summary};
 use waybill::extract::Key;
 
 const ORDERS: usize = 40;
@@ -17,8 +22,9 @@ const ORDERS: usize = 40;
 /// millisecond of latency is only seven business minutes.
 const SPEED: f64 = 200_000.0;
 
-/// The first seed whose plan for `orders` orders has every surprise the
-/// driver can inject, so the comparisons below are never vacuous.
+/// The first seed whose plan for `orders` orders has every surprise and
+/// every incident the driver can inject, so the comparisons below are never
+/// vacuous.
 fn eventful_seed(orders: usize) -> u64 {
     (1..)
         .find(|seed| {
@@ -27,6 +33,9 @@ fn eventful_seed(orders: usize) -> u64 {
                 && plans.iter().any(|p| p.duplicate_booking)
                 && plans.iter().any(|p| p.lose_goods_issue)
                 && plans.iter().any(|p| p.malformed_webhook)
+                && Incident::ALL
+                    .iter()
+                    .all(|kind| plans.iter().any(|p| p.incident == Some(*kind)))
         })
         .unwrap_or_default()
 }
@@ -35,10 +44,23 @@ fn options(orders: usize) -> DemoOptions {
     DemoOptions {
         orders,
         speed: SPEED,
-        seed: eventful_seed(orders),
+        // Fewer orders see fewer incidents; the seed is the one that has
+        // them all in `ORDERS` orders.
+        seed: eventful_seed(ORDERS),
         keep_running: false,
         admin: SocketAddr::from(([127, 0, 0, 1], 0)),
     }
+}
+
+/// Orders the driver left short of their last freight invoice on purpose.
+fn orders_left_open(summary: &Summary) -> BTreeSet<&str> {
+    summary
+        .driver
+        .injected
+        .iter()
+        .filter(|i| [LABEL_NOT_SHIPPED, MISSING_FREIGHT_INVOICE].contains(&i.kind))
+        .map(|i| i.order_id.as_str())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,9 +81,13 @@ async fn summary_agrees_with_what_the_driver_did() {
     assert!(d.malformed_bodies > 0, "no malformed body: {d:?}");
     assert_eq!(d.shipments, ORDERS + d.split_orders);
 
-    // One transaction per order, each complete once every shipment is invoiced.
-    assert_eq!(summary.transactions, ORDERS);
-    assert_eq!((summary.complete, summary.open), (ORDERS, 0));
+    // One transaction per order, plus one per stray invoice (no order to
+    // join). Complete are the orders whose every shipment was invoiced.
+    let left_open = orders_left_open(&summary).len();
+    assert_eq!(summary.transactions, ORDERS + d.stray_invoices);
+    assert_eq!(summary.rootless, d.stray_invoices);
+    assert_eq!(summary.complete, ORDERS - left_open);
+    assert_eq!(summary.open, left_open + d.stray_invoices);
 
     // Every 5xx the sidecar saw is a 503 the carrier gave the driver.
     let failures: usize = summary.upstream_failures.values().sum();
@@ -86,13 +112,9 @@ async fn summary_agrees_with_what_the_driver_did() {
         "{:?}",
         summary.duplicates
     );
-    assert_eq!(
-        summary.duplicates.get("shipment_booked"),
-        Some(&(d.duplicate_bookings as u64))
-    );
 
-    // The sidecar tells the retries after a 503 from the duplicate bookings,
-    // and opens an exception for each duplicate and each lost goods issue.
+    // The sidecar tells the retries after a 503 (each 503 was followed by
+    // another purchase) from the duplicate bookings.
     let buy = summary
         .repeats
         .get("carrier.buy_label")
@@ -111,56 +133,186 @@ async fn summary_agrees_with_what_the_driver_did() {
         (book.retries, book.duplicates),
         (0, d.duplicate_bookings as u64)
     );
-    let exceptions = |kind: &str| summary.exceptions.get(kind).map(|e| (e.opened, e.open));
-    let (duplicates, lost) = (d.duplicate_bookings, d.lost_goods_issues);
-    // Only a person can cancel a duplicate booking: all stay open.
-    assert_eq!(
-        exceptions("duplicate_shipment"),
-        Some((duplicates, duplicates))
-    );
-    // A goods issue that came late may have opened (and resolved) one too;
-    // the ones still open are exactly those never posted.
-    let (opened, open) = exceptions("missing_goods_issue").unwrap_or_default();
-    assert_eq!(open, lost, "{:?}", summary.exceptions);
-    assert!(opened >= lost, "{:?}", summary.exceptions);
-    // Every 503 was followed by a successful retry.
-    let exhausted = exceptions("carrier_retry_exhausted").map_or(0, |(_, open)| open);
-    assert_eq!(exhausted, 0, "{:?}", summary.exceptions);
-    // Every step came in order.
-    for kind in ["unmatched_freight_invoice", "out_of_order"] {
-        assert_eq!(exceptions(kind), None, "{kind}: {:?}", summary.exceptions);
+
+    // The sidecar's exceptions, kind by kind, are exactly the ones the
+    // driver injected: as many opened, and resolved exactly those the
+    // driver fixed later. Every kind the config declares was injected.
+    let injected = d.injected();
+    for kind in demo.config().exception_kinds.iter() {
+        let count = injected.get(kind.as_str()).map_or(0, |i| i.count);
+        assert!(count > 0, "the demo injected no {kind}: {injected:?}");
     }
-    assert_eq!(summary.stuck, 0);
+    let kinds: BTreeSet<&str> = summary
+        .exceptions
+        .keys()
+        .map(String::as_str)
+        .chain(injected.keys().copied())
+        .collect();
+    let seen: BTreeMap<&str, (usize, usize, usize)> = kinds
+        .iter()
+        .map(|kind| {
+            let e = summary.exceptions.get(*kind).cloned().unwrap_or_default();
+            (*kind, (e.opened, e.open, e.resolved))
+        })
+        .collect();
+    let expected: BTreeMap<&str, (usize, usize, usize)> = kinds
+        .iter()
+        .map(|kind| {
+            let i: Injected = injected.get(kind).copied().unwrap_or_default();
+            (*kind, (i.count, i.count - i.resolved, i.resolved))
+        })
+        .collect();
+    assert_eq!(seen, expected);
+    let lost = injected.get("missing_goods_issue").map_or(0, |i| i.count);
+    assert_eq!(lost, d.lost_goods_issues);
+    let owner = |kind: &str| summary.exceptions.get(kind).map(|e| e.owner.as_str());
+    assert_eq!(owner(UNMATCHED_FREIGHT_INVOICE), Some("carrier"));
+    assert_eq!(owner("carrier_retry_exhausted"), Some("carrier"));
+    assert_eq!(owner("duplicate_shipment"), Some("wms"));
 
-    // Each shipment shipped; the lost goods issues are exactly the missing ones.
-    let goods_issue = summary
-        .expectation("missing_goods_issue")
-        .expect("the example config expects goods issues");
-    assert_eq!(goods_issue.started, d.shipments);
-    assert_eq!(goods_issue.missing, d.lost_goods_issues);
-    let invoice = summary
-        .expectation("missing_freight_invoice")
-        .expect("the example config expects freight invoices");
-    assert_eq!((invoice.started, invoice.missing), (d.shipments, 0));
+    // Orders left at their labels are stuck there, and only those.
+    assert!(d.unshipped_orders > 0, "{d:?}");
+    assert_eq!(
+        summary.stuck,
+        BTreeMap::from([("label_created".to_owned(), d.unshipped_orders)])
+    );
 
-    // Truncated bodies are counted by the extractor, not lost.
+    // The same exceptions through the admin API.
+    let admin = demo.sidecar().admin_addr();
+    let body: Value = reqwest::get(format!("http://{admin}/api/v1/exceptions?state=all"))
+        .await
+        .expect("admin answers")
+        .json()
+        .await
+        .expect("admin JSON");
+    let listed = body["exceptions"].as_array().map_or(0, Vec::len);
+    let opened: usize = summary.exceptions.values().map(|e| e.opened).sum();
+    assert_eq!(listed, opened, "{body}");
+    assert_eq!(
+        summary.exceptions.values().map(|e| e.open).sum::<usize>(),
+        expected.values().map(|e| e.1).sum::<usize>()
+    );
+
+    // Truncated bodies are counted by the extractor, not lost; so is the
+    // stray invoice's line without a shipment.
     assert_eq!(
         summary.extraction_problems.get("malformed_json").copied(),
         Some(d.malformed_bodies as u64),
         "{:?}",
         summary.extraction_problems
     );
+    assert_eq!(
+        summary.extraction_problems.get("key_missing").copied(),
+        Some(d.stray_invoices as u64),
+        "{:?}",
+        summary.extraction_problems
+    );
 
-    // Flows ending on a shipment milestone are measured once per shipment.
-    for flow in ["order_to_ship", "ship_to_deliver", "delivered_to_invoiced"] {
+    // Flows ending on a shipment milestone are measured once per shipment
+    // that got there.
+    let shipped = d.shipments - d.unshipped_labels;
+    let invoiced = shipped - injected.get(MISSING_FREIGHT_INVOICE).map_or(0, |i| i.count);
+    for (flow, count) in [
+        ("order_to_ship", shipped),
+        ("ship_to_deliver", shipped),
+        ("delivered_to_invoiced", invoiced),
+    ] {
         let stats = summary.flow(flow).expect("flow configured");
-        assert_eq!(stats.count, d.shipments, "{flow}");
+        assert_eq!(stats.count, count, "{flow}");
         assert!(stats.p50 <= stats.p95, "{flow}: {stats:?}");
     }
 
     assert_eq!(d.deliveries.len(), d.shipments);
     assert_eq!(summary.tracking_joined, d.deliveries.len());
 
+    demo.shutdown().await.expect("demo shuts down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transaction_api_finds_the_out_of_order_order_with_both_milestones() {
+    let demo = Demo::start(options(ORDERS)).await.expect("demo starts");
+    let summary = demo
+        .drive(&CancellationToken::new())
+        .await
+        .expect("demo drives");
+    let early: Vec<_> = summary
+        .driver
+        .injected
+        .iter()
+        .filter(|i| i.kind == OUT_OF_ORDER)
+        .collect();
+    assert!(!early.is_empty(), "{:?}", summary.driver);
+    let order_kind = demo
+        .config()
+        .key_kinds
+        .get("order")
+        .expect("order is a key kind");
+    let admin = demo.sidecar().admin_addr();
+    for injection in early {
+        let key = Key::new(order_kind.clone(), injection.order_id.as_str());
+        let transaction = demo
+            .sidecar()
+            .correlator()
+            .lookup(key)
+            .await
+            .unwrap_or_else(|| panic!("no transaction for {}", injection.order_id));
+        let at = |milestone: &str| {
+            transaction
+                .milestones
+                .iter()
+                .find(|m| m.milestone.as_str() == milestone && *m.object.value == *injection.object)
+                .map(|m| m.at)
+        };
+        let (goods_issue, shipped) = (at("goods_issue_posted"), at("shipped"));
+        assert!(
+            goods_issue.is_some() && shipped.is_some() && goods_issue < shipped,
+            "{}: goods issue {goods_issue:?}, shipped {shipped:?}",
+            injection.object
+        );
+        let out_of_order: Vec<_> = transaction
+            .exceptions
+            .iter()
+            .filter(|e| e.kind.as_str() == OUT_OF_ORDER)
+            .collect();
+        assert_eq!(out_of_order.len(), 1, "{:?}", transaction.exceptions);
+        assert_eq!(
+            out_of_order[0].resolved, shipped,
+            "resolved when shipped came"
+        );
+
+        let url = format!(
+            "http://{admin}/api/v1/transactions/order/{}",
+            injection.order_id
+        );
+        let body: Value = reqwest::get(url)
+            .await
+            .expect("admin answers")
+            .json()
+            .await
+            .expect("admin JSON");
+        let milestones: Vec<(&str, &str)> = body["milestones"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter_map(|m| {
+                        Some((m["milestone"].as_str()?, m["object"]["value"].as_str()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for milestone in ["goods_issue_posted", "shipped"] {
+            assert!(
+                milestones.contains(&(milestone, injection.object.as_str())),
+                "{milestone} of {} missing in {body}",
+                injection.object
+            );
+        }
+        let kinds: Vec<&str> = body["exceptions"]
+            .as_array()
+            .map(|es| es.iter().filter_map(|e| e["kind"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(kinds.contains(&OUT_OF_ORDER), "{body}");
+    }
     demo.shutdown().await.expect("demo shuts down");
 }
 
@@ -193,8 +345,14 @@ async fn tracking_number_alone_finds_its_order() {
         let delivered = transaction.milestones.iter().any(|m| {
             m.milestone.as_str() == "delivered" && *m.object.value == *delivery.shipment_id
         });
+        // A parcel the driver never shipped is known by its label alone.
+        let unshipped = summary
+            .driver
+            .injected
+            .iter()
+            .any(|i| i.kind == LABEL_NOT_SHIPPED && i.object == delivery.shipment_id);
         assert!(
-            delivered,
+            delivered || unshipped,
             "{} has no delivered milestone",
             delivery.shipment_id
         );
@@ -227,8 +385,10 @@ async fn run_prints_where_to_look_and_a_readable_summary() {
     assert!(text.contains("/metrics"), "{text}");
     for section in [
         "order_to_ship",
+        "exceptions (sidecar)",
         "missing_goods_issue",
         "extraction problems",
+        "/api/v1/exceptions",
     ] {
         assert!(text.contains(section), "no {section} in\n{text}");
     }

@@ -8,7 +8,9 @@
 //! The carrier is sometimes overloaded: for about one shipment in seven
 //! (decided from the seed and the shipment ID, so runs repeat) the first
 //! label purchase answers `503 Service Unavailable` with `Retry-After`;
-//! the retry succeeds.
+//! the retry succeeds. Through [`Outages`] the demo can also take the label
+//! service down for one shipment for a number of purchases in a row (the
+//! plan decides which), so a client's retries run out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,19 +30,53 @@ use super::plan::{hash_str, mix};
 /// One in this many shipments gets a 503 on its first label purchase.
 const OVERLOAD_ONE_IN: u64 = 7;
 
-/// The carrier's HTTP API. `seed` decides which label purchases fail first.
-pub fn router(seed: u64) -> (Router, CarrierStats) {
+/// The carrier's HTTP API. `seed` decides which label purchases fail first;
+/// the returned [`Outages`] takes the label service down for chosen shipments.
+pub fn router(seed: u64) -> (Router, CarrierStats, Outages) {
     let carrier = Carrier {
         seed,
         shipments: Arc::default(),
         stats: CarrierStats::default(),
+        outages: Outages::default(),
     };
     let stats = carrier.stats.clone();
+    let outages = carrier.outages.clone();
     let router = Router::new()
         .route("/v2/shipments", post(create_shipment))
         .route("/v2/shipments/{shipment_id}/buy", post(buy_label))
         .with_state(carrier);
-    (router, stats)
+    (router, stats, outages)
+}
+
+/// Label purchases the carrier will refuse, per shipment: the simulation's
+/// lever for an outage that outlasts a client's retries.
+#[derive(Clone, Default)]
+pub struct Outages(Arc<Mutex<HashMap<String, u32>>>);
+
+impl Outages {
+    /// The next `purchases` label purchases of `shipment_id` answer 503.
+    pub fn label_service_down(&self, shipment_id: &str, purchases: u32) {
+        self.lock().insert(shipment_id.to_owned(), purchases);
+    }
+
+    /// True (and one fewer to come) when this purchase of `shipment_id`
+    /// falls into an outage.
+    fn refuse(&self, shipment_id: &str) -> bool {
+        let mut outages = self.lock();
+        match outages.get_mut(shipment_id) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, u32>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// True when the carrier answers the first label purchase of `shipment_id`
@@ -79,6 +115,7 @@ struct Carrier {
     seed: u64,
     shipments: Arc<Mutex<HashMap<String, CarrierShipment>>>,
     stats: CarrierStats,
+    outages: Outages,
 }
 
 struct CarrierShipment {
@@ -197,7 +234,9 @@ async fn buy_label(State(carrier): State<Carrier>, Path(shipment_id): Path<Strin
     if let Some(label) = &shipment.label {
         return Json(label.clone()).into_response();
     }
-    if shipment.buy_attempts == 1 && overloaded_on_first_buy(carrier.seed, &shipment_id) {
+    let overloaded =
+        shipment.buy_attempts == 1 && overloaded_on_first_buy(carrier.seed, &shipment_id);
+    if carrier.outages.refuse(&shipment_id) || overloaded {
         carrier.stats.unavailable.fetch_add(1, Ordering::Relaxed);
         let mut response = error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -4,11 +4,16 @@
 //! what the sidecar reconstructed.
 //!
 //! One order walks: release (ERP → WMS) → allocate → pick → pack; then for
-//! each shipment: book with the carrier → buy the label (retrying once on
-//! 503) → ship confirm (WMS) → goods issue (WMS → ERP) → delivery webhook
-//! (carrier → ERP, tracking code only) → freight invoice (carrier → ERP).
-//! Waits between steps are business durations divided by the demo's speed.
+//! each shipment: book with the carrier → buy the label (retrying on 503 up
+//! to [`LABEL_ATTEMPTS`]) → ship confirm (WMS) → goods issue (WMS → ERP) →
+//! delivery webhook (carrier → ERP, tracking code only) → freight invoice
+//! (carrier → ERP). The plan's surprises and [`Incident`]s bend that walk
+//! for a few orders; every exception they should make the sidecar open is
+//! recorded as an [`Injection`], so the summary can set the sidecar's
+//! exceptions next to them. Waits between steps are business durations
+//! divided by the demo's speed.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +26,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::carrier::Outages;
 use super::erp::GOODS_ISSUE_PATH;
-use super::plan::{OrderPlan, Rng};
+use super::plan::{
+    Incident, OrderPlan, Rng, LABEL_ATTEMPTS, UNINVOICED_PATIENCE, UNSHIPPED_PATIENCE,
+};
 use crate::clock::Clock;
 
 /// Requests in flight at once, across all orders. Orders mostly sleep
@@ -34,6 +42,50 @@ pub const MAX_IN_FLIGHT: usize = 32;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Errors kept verbatim in the tally; the rest are only counted.
 const ERRORS_KEPT: usize = 5;
+
+// The exception kinds of the example config the driver's surprises open.
+pub const DUPLICATE_SHIPMENT: &str = "duplicate_shipment";
+pub const CARRIER_RETRY_EXHAUSTED: &str = "carrier_retry_exhausted";
+pub const MISSING_GOODS_ISSUE: &str = "missing_goods_issue";
+pub const OUT_OF_ORDER: &str = "out_of_order";
+pub const LABEL_NOT_SHIPPED: &str = "label_not_shipped";
+pub const MISSING_FREIGHT_INVOICE: &str = "missing_freight_invoice";
+pub const UNMATCHED_FREIGHT_INVOICE: &str = "unmatched_freight_invoice";
+
+/// What the driver does to open an exception of `kind`, in a few words.
+pub fn how_injected(kind: &str) -> &'static str {
+    match kind {
+        DUPLICATE_SHIPMENT => "booked twice, new Idempotency-Key",
+        CARRIER_RETRY_EXHAUSTED => "label 503 to the last retry, bought by hand later",
+        MISSING_GOODS_ISSUE => "goods issue never posted",
+        OUT_OF_ORDER => "goods issue posted before the ship confirm",
+        LABEL_NOT_SHIPPED => "label bought, parcel never shipped",
+        MISSING_FREIGHT_INVOICE => "delivered, never invoiced",
+        UNMATCHED_FREIGHT_INVOICE => "invoice for a tracking number never seen",
+        _ => "",
+    }
+}
+
+/// An exception the driver set up on purpose for the sidecar to find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injection {
+    /// The exception kind the example config opens for it.
+    pub kind: &'static str,
+    pub order_id: String,
+    /// The shipment it is about (for a stray invoice: its tracking code).
+    pub object: String,
+    /// The driver later sent what resolves it (the label bought by hand,
+    /// the late ship confirm).
+    pub resolved: bool,
+}
+
+/// Injections of one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Injected {
+    pub count: usize,
+    /// Of those, how many the driver resolved later.
+    pub resolved: usize,
+}
 
 /// Base URLs (`http://127.0.0.1:port`) of the sidecar listeners the driver
 /// talks through, one per system being called.
@@ -56,7 +108,8 @@ pub struct Tally {
     /// Orders the WMS packed into more than one shipment.
     pub split_orders: usize,
     pub shipments: usize,
-    /// `503` answers the carrier gave to label purchases (each retried once).
+    /// `503` answers the carrier gave to label purchases (each followed by
+    /// another purchase: a retry, or a person's purchase by hand).
     pub carrier_unavailable: usize,
     /// Carrier bookings sent a second time for the same shipment.
     pub duplicate_bookings: usize,
@@ -64,6 +117,16 @@ pub struct Tally {
     pub lost_goods_issues: usize,
     /// Requests sent with a truncated JSON body (answered 400, then resent).
     pub malformed_bodies: usize,
+    /// Shipments left at their label, never shipped.
+    pub unshipped_labels: usize,
+    /// Orders whose every shipment was left at its label: the sidecar
+    /// should list their transactions as stuck at `label_created`.
+    pub unshipped_orders: usize,
+    /// Freight invoices for tracking numbers no shipment had; each makes
+    /// a transaction of its own, with no order.
+    pub stray_invoices: usize,
+    /// Every exception the driver set up, in no particular order.
+    pub injected: Vec<Injection>,
     /// Every HTTP call made.
     pub requests: usize,
     /// Each shipment that got a tracking code, for lookups.
@@ -98,12 +161,27 @@ pub struct Driver {
     /// Business time, for the timestamps the systems put in payloads.
     clock: Clock,
     in_flight: Semaphore,
+    /// The carrier's lever for label service outages.
+    outages: Outages,
     requests: AtomicUsize,
     /// Counters for the progress line, read while orders run.
     released: AtomicUsize,
     shipped: AtomicUsize,
     invoiced: AtomicUsize,
     shutdown: CancellationToken,
+}
+
+impl Tally {
+    /// Injections by exception kind.
+    pub fn injected(&self) -> BTreeMap<&'static str, Injected> {
+        let mut by_kind: BTreeMap<&'static str, Injected> = BTreeMap::new();
+        for injection in &self.injected {
+            let entry = by_kind.entry(injection.kind).or_default();
+            entry.count += 1;
+            entry.resolved += usize::from(injection.resolved);
+        }
+        by_kind
+    }
 }
 
 /// What happened to one shipment.
@@ -113,7 +191,28 @@ struct ShipmentRecord {
     duplicate_booking: bool,
     lost_goods_issue: bool,
     malformed_bodies: usize,
+    unshipped: bool,
+    stray_invoices: usize,
+    injected: Vec<Injection>,
     delivery: Option<Delivery>,
+}
+
+impl ShipmentRecord {
+    fn inject(&mut self, kind: &'static str, order_id: &str, object: &str, resolved: bool) {
+        self.injected.push(Injection {
+            kind,
+            order_id: order_id.to_owned(),
+            object: object.to_owned(),
+            resolved,
+        });
+    }
+
+    /// The driver just sent what resolves the injections of `kind`.
+    fn resolved(&mut self, kind: &str) {
+        for injection in self.injected.iter_mut().filter(|i| i.kind == kind) {
+            injection.resolved = true;
+        }
+    }
 }
 
 /// What to do differently for one shipment.
@@ -122,11 +221,13 @@ struct Surprises {
     duplicate_booking: bool,
     lose_goods_issue: bool,
     malformed_webhook: bool,
+    incident: Option<Incident>,
 }
 
 impl Driver {
     pub fn new(
         endpoints: Endpoints,
+        outages: Outages,
         speed: f64,
         clock: Clock,
         shutdown: CancellationToken,
@@ -146,6 +247,7 @@ impl Driver {
             },
             clock,
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            outages,
             requests: AtomicUsize::new(0),
             released: AtomicUsize::new(0),
             shipped: AtomicUsize::new(0),
@@ -183,12 +285,18 @@ impl Driver {
             if shipments.len() > 1 {
                 tally.split_orders += 1;
             }
+            if !shipments.is_empty() && shipments.iter().all(|s| s.unshipped) {
+                tally.unshipped_orders += 1;
+            }
             tally.shipments += shipments.len();
             for shipment in shipments {
                 tally.carrier_unavailable += shipment.carrier_unavailable;
                 tally.duplicate_bookings += usize::from(shipment.duplicate_booking);
                 tally.lost_goods_issues += usize::from(shipment.lost_goods_issue);
                 tally.malformed_bodies += shipment.malformed_bodies;
+                tally.unshipped_labels += usize::from(shipment.unshipped);
+                tally.stray_invoices += shipment.stray_invoices;
+                tally.injected.extend(shipment.injected);
                 tally.deliveries.extend(shipment.delivery);
             }
             match outcome {
@@ -289,14 +397,19 @@ impl Driver {
             duplicate_booking: plan.duplicate_booking,
             lose_goods_issue: plan.lose_goods_issue,
             malformed_webhook: plan.malformed_webhook,
+            incident: plan.incident,
         };
         let walks = parcels.iter().enumerate().map(|(i, parcel)| {
-            // Surprises hit the first shipment only; each shipment draws its
-            // durations from its own stream.
+            // Surprises hit the first shipment only, except a missed truck,
+            // which all of the order's parcels miss; each shipment draws
+            // its durations from its own stream.
             let surprises = if i == 0 {
                 surprises
             } else {
-                Surprises::default()
+                Surprises {
+                    incident: surprises.incident.filter(|i| *i == Incident::NeverShipped),
+                    ..Surprises::default()
+                }
             };
             let rng = Rng::new(rng.next_u64());
             let (order_id, city) = (order_id.as_str(), plan.city);
@@ -358,25 +471,49 @@ impl Driver {
             // The client timed out waiting for the first answer and books
             // again, with a fresh idempotency key: the carrier books twice.
             record.duplicate_booking = true;
+            record.inject(DUPLICATE_SHIPMENT, order_id, &shipment_id, false);
             self.expect_ok("book shipment again", book(2)).await?;
         }
 
         self.pause(rng.label_delay()).await?;
         let buy = json!({ "rate": { "id": booked["rates"][0]["id"] } });
         let buy_url = format!("{carrier}/v2/shipments/{shipment_id}/buy");
-        let (status, mut label) = self
-            .send(self.client.post(&buy_url).json(&buy))
-            .await
-            .context("buy label")?;
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            record.carrier_unavailable += 1;
-            self.pause(rng.retry_delay()).await?;
-            label = self
-                .expect_ok("buy label (retry)", self.client.post(&buy_url).json(&buy))
-                .await?;
-        } else if !status.is_success() {
-            bail!("buy label: carrier answered {status}");
+        if surprises.incident == Some(Incident::LabelOutage) {
+            self.outages
+                .label_service_down(&shipment_id, LABEL_ATTEMPTS);
         }
+        let mut bought = None;
+        for attempt in 1..=LABEL_ATTEMPTS {
+            let (status, body) = self
+                .send(self.client.post(&buy_url).json(&buy))
+                .await
+                .context("buy label")?;
+            if status.is_success() {
+                bought = Some(body);
+                break;
+            }
+            if status != StatusCode::SERVICE_UNAVAILABLE {
+                bail!("buy label: carrier answered {status}");
+            }
+            record.carrier_unavailable += 1;
+            if attempt < LABEL_ATTEMPTS {
+                self.pause(rng.retry_delay()).await?;
+            }
+        }
+        let label = match bought {
+            Some(label) => label,
+            None => {
+                // The WMS gave up; the shipment waits on hold until a
+                // person buys its label by hand, which the carrier sells.
+                record.inject(CARRIER_RETRY_EXHAUSTED, order_id, &shipment_id, false);
+                self.pause(rng.manual_label_delay()).await?;
+                let label = self
+                    .expect_ok("buy label (by hand)", self.client.post(&buy_url).json(&buy))
+                    .await?;
+                record.resolved(CARRIER_RETRY_EXHAUSTED);
+                label
+            }
+        };
         let tracking_code = label["tracking_code"]
             .as_str()
             .ok_or_else(|| anyhow!("label without tracking_code"))?
@@ -388,7 +525,37 @@ impl Driver {
             tracking_code: tracking_code.clone(),
         });
 
+        if surprises.incident == Some(Incident::NeverShipped) {
+            // The truck was missed and the parcel never leaves the dock.
+            // The WMS shows the shipment as labelled; the driver waits past
+            // every deadline about it and gives up.
+            record.unshipped = true;
+            record.inject(LABEL_NOT_SHIPPED, order_id, &shipment_id, false);
+            return self.pause(UNSHIPPED_PATIENCE).await;
+        }
+
         self.pause(rng.ship_delay()).await?;
+        let goods_issue = || {
+            self.expect_ok(
+                "goods issue",
+                self.client
+                    .post(format!("{erp}{GOODS_ISSUE_PATH}"))
+                    .query(&[
+                        ("DeliveryDocument", shipment_id.as_str()),
+                        ("sap-client", "100"),
+                    ])
+                    .header("x-csrf-token", "demo-7f3a9c")
+                    .header("accept", "application/json"),
+            )
+        };
+        let early_goods_issue = surprises.incident == Some(Incident::GoodsIssueFirst);
+        if early_goods_issue {
+            // The dock's handheld was offline: the goods issue went from
+            // the loading list to the ERP, the ship confirm comes later.
+            goods_issue().await?;
+            record.inject(OUT_OF_ORDER, order_id, &shipment_id, false);
+            self.pause(rng.late_confirm_delay()).await?;
+        }
         self.expect_ok(
             "ship confirm",
             self.client
@@ -403,23 +570,16 @@ impl Driver {
         .await?;
         self.shipped.fetch_add(1, Ordering::Relaxed);
 
-        if surprises.lose_goods_issue {
+        if early_goods_issue {
+            // Posted already; the ship confirm resolves what it opened.
+            record.resolved(OUT_OF_ORDER);
+        } else if surprises.lose_goods_issue {
             // The WMS → ERP interface drops this one: no goods issue, ever.
             record.lost_goods_issue = true;
+            record.inject(MISSING_GOODS_ISSUE, order_id, &shipment_id, false);
         } else {
             self.pause(rng.goods_issue_delay()).await?;
-            self.expect_ok(
-                "goods issue",
-                self.client
-                    .post(format!("{erp}{GOODS_ISSUE_PATH}"))
-                    .query(&[
-                        ("DeliveryDocument", shipment_id.as_str()),
-                        ("sap-client", "100"),
-                    ])
-                    .header("x-csrf-token", "demo-7f3a9c")
-                    .header("accept", "application/json"),
-            )
-            .await?;
+            goods_issue().await?;
         }
 
         self.pause(rng.delivery_delay()).await?;
@@ -458,32 +618,63 @@ impl Driver {
         )
         .await?;
 
+        if surprises.incident == Some(Incident::NeverInvoiced) {
+            // The carrier's billing run skips it; the driver waits past
+            // the week the example config gives it, then stops waiting.
+            record.inject(MISSING_FREIGHT_INVOICE, order_id, &shipment_id, false);
+            return self.pause(UNINVOICED_PATIENCE).await;
+        }
+
         self.pause(rng.invoice_delay()).await?;
+        let line = json!({
+            "shipment_id": shipment_id,
+            "tracking_code": tracking_code,
+            "service": "Standard",
+            "amount": amount,
+        });
+        self.freight_invoice(&tracking_code, line).await?;
+        self.invoiced.fetch_add(1, Ordering::Relaxed);
+
+        if surprises.incident == Some(Incident::StrayInvoice) {
+            // In the same billing run: a label someone bought by hand on
+            // the carrier's portal. Its line has a tracking number and no
+            // shipment of ours.
+            let stray = format!("1ZW4Y83X66{:08}", rng.below(100_000_000));
+            let line = json!({
+                "tracking_code": stray,
+                "service": "Standard",
+                "reference": "portal",
+                "amount": "11.40",
+            });
+            self.freight_invoice(&stray, line).await?;
+            record.stray_invoices += 1;
+            record.inject(UNMATCHED_FREIGHT_INVOICE, order_id, &stray, false);
+        }
+        Ok(())
+    }
+
+    /// Posts the carrier's freight invoice for one `line`, numbered after
+    /// its `tracking_code`.
+    async fn freight_invoice(&self, tracking_code: &str, line: Value) -> anyhow::Result<()> {
         let digits = tracking_code
             .get(tracking_code.len().saturating_sub(8)..)
-            .unwrap_or(&tracking_code);
+            .unwrap_or(tracking_code);
         let invoice_number = format!("INV-UPS-{digits}");
         self.expect_ok(
             "freight invoice",
             self.client
-                .post(format!("{erp}/api/freight-invoices"))
+                .post(format!("{}/api/freight-invoices", self.endpoints.erp))
                 .header("x-carrier-invoice", &invoice_number)
                 .json(&json!({
                     "invoice_number": invoice_number,
                     "carrier": "UPS",
                     "invoice_date": self.now(),
                     "currency": "EUR",
-                    "lines": [{
-                        "shipment_id": shipment_id,
-                        "tracking_code": tracking_code,
-                        "service": "Standard",
-                        "amount": amount,
-                    }],
+                    "lines": [line],
                 })),
         )
-        .await?;
-        self.invoiced.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        .await
+        .map(drop)
     }
 
     /// How far the orders have got, while they run.

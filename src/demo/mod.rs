@@ -4,7 +4,10 @@
 //! and a driver pushes a stream of orders through release → allocate → pick
 //! → pack → label → ship → goods issue → delivery → freight invoice, with
 //! the surprises real integrations have (split shipments, carrier 503s,
-//! duplicate bookings, a goods issue that never comes, truncated bodies).
+//! duplicate bookings, a goods issue that never comes, truncated bodies)
+//! and, for a few orders, one gap of every kind the example config turns
+//! into an exception. The summary sets the exceptions the sidecar reports
+//! next to the ones the driver set up.
 //!
 //! Time is compressed: waits between steps are business durations divided
 //! by `speed`, and the sidecar runs on a clock going `speed` times faster
@@ -24,8 +27,8 @@ pub mod plan;
 pub mod summary;
 pub mod wms;
 
-pub use driver::{Delivery, Tally};
-pub use summary::{ExpectationStats, FlowStats, Summary};
+pub use driver::{Delivery, Injected, Injection, Tally};
+pub use summary::{ExceptionStats, FlowStats, Summary};
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -41,12 +44,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, Sidecar};
 use crate::config::Config;
-use crate::correlate::ListQuery;
-use carrier::CarrierStats;
+use crate::correlate::{ExceptionQuery, ListQuery};
+use carrier::{CarrierStats, Outages};
 use driver::{Driver, Endpoints, Progress};
 use pace::Pace;
 use plan::OrderPlan;
-use summary::{Rules, TransactionView};
+use summary::{ExceptionView, Rules, TransactionView};
 
 /// The shipped example config the demo runs with.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../examples/logistics.yaml");
@@ -235,14 +238,18 @@ impl Demo {
                 .iter()
                 .any(|o| o.order_id == d.order_id && o.shipment_id != d.shipment_id)
         });
+        let admin = self.sidecar.admin_addr();
         if let Some(delivery) = split.or(deliveries.first()) {
-            let admin = self.sidecar.admin_addr();
             writeln!(
                 out,
                 "Look one up by its tracking number alone:\n  curl -s http://{admin}/api/v1/transactions/tracking/{}",
                 delivery.tracking_code
             )?;
         }
+        writeln!(
+            out,
+            "The exceptions still open, each with its transaction and evidence:\n  curl -s 'http://{admin}/api/v1/exceptions?state=open'"
+        )?;
         out.flush()?;
         Ok(summary)
     }
@@ -264,6 +271,7 @@ impl Demo {
         let options = &self.options;
         let driver = Driver::new(
             self.endpoints()?,
+            self.systems.carrier_outages.clone(),
             options.speed,
             self.pace.clock(),
             shutdown.child_token(),
@@ -291,9 +299,16 @@ impl Demo {
         }
         // Deadlines that passed since the correlator last looked open their
         // exceptions now, not up to a second (half a business day) later.
-        self.sidecar.correlator().tick().await;
-        let transactions = self.sidecar.correlator().list(ListQuery::default()).await;
+        let correlator = self.sidecar.correlator();
+        correlator.tick().await;
+        let transactions = correlator.list(ListQuery::default()).await;
         let views: Vec<TransactionView> = transactions.iter().map(TransactionView::from).collect();
+        let exceptions: Vec<ExceptionView> = correlator
+            .exceptions(ExceptionQuery::default())
+            .await
+            .iter()
+            .map(ExceptionView::from)
+            .collect();
         let problems = self.extraction_problems().await;
         let mut summary = Summary {
             driver: tally,
@@ -302,7 +317,7 @@ impl Demo {
             elapsed,
             ..Summary::default()
         };
-        summary.observe(&views, &self.rules, problems, self.pace.now());
+        summary.observe(&views, &exceptions, &self.rules, problems);
         Ok(summary)
     }
 
@@ -417,6 +432,8 @@ pub struct Systems {
     pub carrier: SocketAddr,
     /// What the carrier counted itself (503s given, bookings replayed).
     pub carrier_stats: CarrierStats,
+    /// The carrier's label service outages, which the driver sets off.
+    pub carrier_outages: Outages,
     stop: CancellationToken,
     servers: JoinSet<std::io::Result<()>>,
 }
@@ -426,7 +443,7 @@ impl Systems {
     pub async fn start(seed: u64) -> std::io::Result<Self> {
         let stop = CancellationToken::new();
         let mut servers = JoinSet::new();
-        let (carrier_router, carrier_stats) = carrier::router(seed);
+        let (carrier_router, carrier_stats, carrier_outages) = carrier::router(seed);
         let erp = serve(erp::router(), &stop, &mut servers).await?;
         let wms = serve(wms::router(), &stop, &mut servers).await?;
         let carrier = serve(carrier_router, &stop, &mut servers).await?;
@@ -435,6 +452,7 @@ impl Systems {
             wms,
             carrier,
             carrier_stats,
+            carrier_outages,
             stop,
             servers,
         })
@@ -480,6 +498,70 @@ mod tests {
         assert_eq!(config.expectations.len(), 3);
     }
 
+    #[test]
+    fn the_driver_injects_every_exception_kind_the_example_config_declares() {
+        let config = match Config::from_yaml(EXAMPLE_CONFIG, "examples/logistics.yaml") {
+            Ok(config) => config,
+            Err(errors) => panic!("{errors}"),
+        };
+        let mut declared: Vec<String> = config
+            .exception_kinds
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        declared.sort();
+        let mut injected: Vec<&str> = [
+            driver::DUPLICATE_SHIPMENT,
+            driver::CARRIER_RETRY_EXHAUSTED,
+            driver::MISSING_GOODS_ISSUE,
+            driver::OUT_OF_ORDER,
+            driver::LABEL_NOT_SHIPPED,
+            driver::MISSING_FREIGHT_INVOICE,
+            driver::UNMATCHED_FREIGHT_INVOICE,
+        ]
+        .to_vec();
+        injected.sort_unstable();
+        assert_eq!(declared, injected);
+        for kind in injected {
+            assert!(!driver::how_injected(kind).is_empty(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn the_drivers_patience_and_retries_match_the_example_configs_deadlines() {
+        let config = match Config::from_yaml(EXAMPLE_CONFIG, "examples/logistics.yaml") {
+            Ok(config) => config,
+            Err(errors) => panic!("{errors}"),
+        };
+        let within = |kind: &str| {
+            config
+                .expectations
+                .iter()
+                .find(|e| e.exception.as_str() == kind)
+                .map(|e| e.within)
+                .unwrap_or_else(|| panic!("no expectation opens {kind}"))
+        };
+        let stuck_after = config
+            .milestone_defs
+            .iter()
+            .find(|m| m.name.as_str() == "label_created")
+            .and_then(|m| m.stuck_after)
+            .expect("label_created has stuck_after");
+        assert!(plan::UNSHIPPED_PATIENCE > within(driver::LABEL_NOT_SHIPPED));
+        assert!(plan::UNSHIPPED_PATIENCE > stuck_after);
+        assert!(plan::UNINVOICED_PATIENCE > within(driver::MISSING_FREIGHT_INVOICE));
+        let retry = config
+            .routes
+            .iter()
+            .find(|r| r.operation.as_str() == "carrier.buy_label")
+            .and_then(|r| r.repeats.as_ref())
+            .and_then(|r| r.retry.as_ref())
+            .expect("carrier.buy_label has a retry rule");
+        assert_eq!(retry.limit, plan::LABEL_ATTEMPTS);
+        // A second attempt after the first 503 stays well inside the window.
+        assert!(retry.within > std::time::Duration::from_secs(10 * 60));
+    }
+
     #[tokio::test]
     async fn driver_walks_every_order_through_the_bare_systems() {
         let seed = 11;
@@ -492,6 +574,7 @@ mod tests {
         let speed = 5_000_000.0;
         let driver = Driver::new(
             endpoints,
+            systems.carrier_outages.clone(),
             speed,
             pace::Pace::new(speed).clock(),
             CancellationToken::new(),
@@ -502,7 +585,14 @@ mod tests {
         let driver = Arc::new(driver);
         let tally = Arc::clone(&driver).drive(plans).await;
         assert_eq!(driver.progress().released, 60);
-        assert_eq!(driver.progress().invoiced, 60 + split);
+        let uninvoiced = tally
+            .injected
+            .iter()
+            .filter(|i| {
+                [driver::LABEL_NOT_SHIPPED, driver::MISSING_FREIGHT_INVOICE].contains(&i.kind)
+            })
+            .count();
+        assert_eq!(driver.progress().invoiced, 60 + split - uninvoiced);
         assert_eq!(tally.errors, Vec::<String>::new());
         assert_eq!(tally.finished, 60);
         assert_eq!(tally.split_orders, split);

@@ -23,8 +23,24 @@ const DUPLICATE_BOOKING_SHARE: f64 = 0.05;
 const LOST_GOODS_ISSUE_SHARE: f64 = 0.05;
 /// Share of orders whose first delivery webhook has a truncated JSON body.
 const MALFORMED_WEBHOOK_SHARE: f64 = 0.04;
+/// Orders come in blocks of this many, and each block has exactly one order
+/// meeting each [`Incident`] (which one, the seed decides): every kind is
+/// seen in any run of this many orders, and at one order in a hundred per
+/// kind the other figures stay those of a healthy operation.
+pub const INCIDENT_BLOCK: usize = 100;
 /// Orders are released to the warehouse across this part of a business day.
 const RELEASE_WINDOW: u64 = 12 * HOUR;
+/// How long the driver keeps an order whose label was bought but never
+/// shipped before giving up on it: past the example config's 4 h
+/// `label_created → shipped` expectation and 6 h `stuck_after`, so the
+/// sidecar's deadlines pass before the demo ends.
+pub const UNSHIPPED_PATIENCE: Duration = Duration::from_secs(8 * HOUR);
+/// How long the driver waits for a freight invoice that never comes: past
+/// the example config's 7 d `delivered → freight_invoiced` expectation.
+pub const UNINVOICED_PATIENCE: Duration = Duration::from_secs(7 * DAY + 2 * HOUR);
+/// Label purchases the WMS tries before handing the shipment to a person:
+/// the example config's `carrier.buy_label` retry limit.
+pub const LABEL_ATTEMPTS: u32 = 3;
 
 // === impl Rng ===
 
@@ -103,6 +119,37 @@ pub struct Line {
     pub unit_weight_kg: f64,
 }
 
+/// A gap between systems that one order runs into, for the sidecar to find.
+/// Each hits the order's first shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incident {
+    /// The carrier's label service is down for the shipment through all of
+    /// the WMS's [`LABEL_ATTEMPTS`]; a person buys the label hours later.
+    LabelOutage,
+    /// The goods issue reaches the ERP before the dock's ship confirm
+    /// reaches the WMS (the handheld was offline).
+    GoodsIssueFirst,
+    /// The labels are bought but the parcels never leave: no ship
+    /// confirm, no goods issue, no delivery, for every shipment of the
+    /// order, so its transaction rests at `label_created`.
+    NeverShipped,
+    /// Delivered, but the carrier never bills it.
+    NeverInvoiced,
+    /// After the order's own invoice, the carrier bills a label bought by
+    /// hand on its portal: a tracking number the integration never saw.
+    StrayInvoice,
+}
+
+impl Incident {
+    pub const ALL: [Incident; 5] = [
+        Incident::LabelOutage,
+        Incident::GoodsIssueFirst,
+        Incident::NeverShipped,
+        Incident::NeverInvoiced,
+        Incident::StrayInvoice,
+    ];
+}
+
 /// Everything decided up front about one order.
 #[derive(Debug, Clone)]
 pub struct OrderPlan {
@@ -119,6 +166,8 @@ pub struct OrderPlan {
     pub lose_goods_issue: bool,
     /// The first delivery webhook of the first shipment has a truncated body.
     pub malformed_webhook: bool,
+    /// The gap between systems this order runs into, if any.
+    pub incident: Option<Incident>,
     /// The order's own stream for stage durations.
     pub rng: Rng,
 }
@@ -159,7 +208,7 @@ impl OrderPlan {
                 lines.push(line(&mut rng, CHILLED, "chilled"));
             }
         }
-        OrderPlan {
+        let mut plan = OrderPlan {
             order_id: format!("SO-{}", 100_001 + index),
             customer,
             city,
@@ -168,14 +217,44 @@ impl OrderPlan {
             duplicate_booking: rng.chance(DUPLICATE_BOOKING_SHARE),
             lose_goods_issue: rng.chance(LOST_GOODS_ISSUE_SHARE),
             malformed_webhook: rng.chance(MALFORMED_WEBHOOK_SHARE),
+            incident: None,
             rng,
+        };
+        plan.incident = incident_of(seed, index);
+        if plan.incident == Some(Incident::GoodsIssueFirst) {
+            // The goods issue that comes early is not also lost.
+            plan.lose_goods_issue = false;
         }
+        plan
     }
 
     /// True when the order has lines in both zones (the WMS will split it).
     pub fn spans_zones(&self) -> bool {
         self.lines.iter().any(|l| l.zone != self.lines[0].zone)
     }
+}
+
+/// The incident of the order at `index`, if it has one. Incidents draw
+/// from a stream of their own (per block), so adding them left every other
+/// choice and duration of the seed as it was.
+fn incident_of(seed: u64, index: usize) -> Option<Incident> {
+    let block = (index / INCIDENT_BLOCK) as u64;
+    let mut rng = Rng::new(mix(seed ^ mix(block + 1) ^ 0x1D5C_1DE7));
+    let mut taken: Vec<usize> = Vec::with_capacity(Incident::ALL.len());
+    for kind in Incident::ALL {
+        // Distinct positions: there are far more orders in a block than kinds.
+        let position = loop {
+            let p = rng.below(INCIDENT_BLOCK as u64) as usize;
+            if !taken.contains(&p) {
+                break p;
+            }
+        };
+        if position == index % INCIDENT_BLOCK {
+            return Some(kind);
+        }
+        taken.push(position);
+    }
+    None
 }
 
 fn line(
@@ -233,13 +312,25 @@ impl Rng {
         self.secs(30, 5 * MINUTE)
     }
 
-    /// Label → ship confirmation (truck departure); some miss the 4 h window.
+    /// Label → ship confirmation (truck departure); some wait for the
+    /// evening truck, still inside the 4 h the example config expects
+    /// (a label left longer is an [`Incident::NeverShipped`]).
     pub fn ship_delay(&mut self) -> Duration {
         if self.chance(0.08) {
-            self.secs(4 * HOUR + 10 * MINUTE, 8 * HOUR)
+            self.secs(3 * HOUR, 3 * HOUR + 30 * MINUTE)
         } else {
             self.secs(30 * MINUTE, 3 * HOUR)
         }
+    }
+
+    /// Label purchase refused to the last retry → a person buys it by hand.
+    pub fn manual_label_delay(&mut self) -> Duration {
+        self.secs(HOUR, 2 * HOUR)
+    }
+
+    /// Goods issue posted → the late ship confirm of the same shipment.
+    pub fn late_confirm_delay(&mut self) -> Duration {
+        self.secs(5 * MINUTE, 40 * MINUTE)
     }
 
     /// Ship confirmation → goods issue posted in the ERP: an interface job
@@ -293,6 +384,28 @@ mod tests {
             .filter(|i| OrderPlan::new(1, *i).spans_zones())
             .count();
         assert!((500..700).contains(&split), "split {split}");
+    }
+
+    #[test]
+    fn every_block_of_orders_meets_each_incident_exactly_once() {
+        let plans: Vec<OrderPlan> = (0..4 * INCIDENT_BLOCK)
+            .map(|i| OrderPlan::new(5, i))
+            .collect();
+        for block in plans.chunks(INCIDENT_BLOCK) {
+            for kind in Incident::ALL {
+                let hit = block.iter().filter(|p| p.incident == Some(kind)).count();
+                assert_eq!(hit, 1, "{kind:?}");
+            }
+        }
+        assert!(plans
+            .iter()
+            .all(|p| p.incident != Some(Incident::GoodsIssueFirst) || !p.lose_goods_issue));
+        let other_seed: Vec<Option<Incident>> = (0..INCIDENT_BLOCK)
+            .map(|i| OrderPlan::new(6, i).incident)
+            .collect();
+        let this_seed: Vec<Option<Incident>> =
+            plans[..INCIDENT_BLOCK].iter().map(|p| p.incident).collect();
+        assert_ne!(this_seed, other_seed, "the seed decides which orders");
     }
 
     #[test]

@@ -1,18 +1,21 @@
 //! The report printed at the end of the demo: what the sidecar made of the
 //! traffic (transactions, flow durations against their SLOs, upstream
-//! failures, duplicates, unmet expectations, extraction problems), set next
-//! to what the driver knows it did, so a reader can see the two agree.
+//! failures, retries and duplicates, the exceptions it opened, extraction
+//! problems), set next to what the driver knows it did, so a reader can see
+//! the two agree. Every sidecar figure comes from the sidecar (its
+//! transactions, its exceptions API, its metrics); the summary only counts.
 //!
-//! The summary reads transactions through the small views below rather than
-//! the correlator's own types, so it can be computed (and tested) from any
-//! source: the in-process correlator, or the admin API's JSON.
+//! The summary reads transactions and exceptions through the small views
+//! below rather than the correlator's own types, so it can be computed (and
+//! tested) from any source: the in-process correlator, or the admin API's JSON.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
-use super::driver::Tally;
+use super::driver::{how_injected, Injected, Tally};
 use crate::config::Config;
+use crate::correlate::ExceptionEntry;
 use crate::extract::Key;
 use crate::state::{Status, Transaction};
 
@@ -34,7 +37,6 @@ pub struct TransactionView {
     pub milestones: Vec<MilestoneView>,
     pub flows: Vec<FlowView>,
     pub exchanges: Vec<ExchangeView>,
-    pub exceptions: Vec<ExceptionView>,
     pub attempts: Vec<AttemptView>,
     /// The milestone the transaction is stuck at, if any.
     pub stuck: Option<String>,
@@ -66,7 +68,7 @@ pub struct ExchangeView {
     pub operation: Option<String>,
 }
 
-/// One exception the sidecar opened.
+/// One exception the sidecar opened, as its exceptions API lists it.
 #[derive(Debug, Clone)]
 pub struct ExceptionView {
     pub kind: String,
@@ -87,17 +89,9 @@ pub struct AttemptView {
 pub struct Rules {
     /// Flows in config order: name and SLO.
     pub flows: Vec<(String, Duration)>,
-    pub expectations: Vec<ExpectationRule>,
-}
-
-/// One "after A, expect B within T" rule.
-#[derive(Debug, Clone)]
-pub struct ExpectationRule {
-    pub after: String,
-    pub expect: String,
-    pub within: Duration,
-    pub exception: String,
-    pub owner: String,
+    /// Every exception kind the config declares (with the built-in
+    /// `out_of_order`), so kinds nothing opened still get a row.
+    pub kinds: Vec<String>,
 }
 
 impl From<&Key> for KeyName {
@@ -142,15 +136,6 @@ impl From<&Transaction> for TransactionView {
                     operation: e.operation.as_ref().map(ToString::to_string),
                 })
                 .collect(),
-            exceptions: t
-                .exceptions
-                .iter()
-                .map(|e| ExceptionView {
-                    kind: e.kind.to_string(),
-                    owner: e.owner.to_string(),
-                    open: e.is_open(),
-                })
-                .collect(),
             attempts: t
                 .attempts
                 .iter()
@@ -165,6 +150,17 @@ impl From<&Transaction> for TransactionView {
     }
 }
 
+impl From<&ExceptionEntry> for ExceptionView {
+    fn from(entry: &ExceptionEntry) -> Self {
+        let e = &entry.exception;
+        ExceptionView {
+            kind: e.kind.to_string(),
+            owner: e.owner.to_string(),
+            open: e.is_open(),
+        }
+    }
+}
+
 impl From<&Config> for Rules {
     fn from(config: &Config) -> Self {
         Rules {
@@ -173,16 +169,10 @@ impl From<&Config> for Rules {
                 .iter()
                 .map(|f| (f.name.to_string(), f.slo))
                 .collect(),
-            expectations: config
-                .expectations
+            kinds: config
+                .exception_kinds
                 .iter()
-                .map(|e| ExpectationRule {
-                    after: e.after.to_string(),
-                    expect: e.expect.to_string(),
-                    within: e.within,
-                    exception: e.exception.to_string(),
-                    owner: e.owner.to_string(),
-                })
+                .map(ToString::to_string)
                 .collect(),
         }
     }
@@ -236,6 +226,9 @@ pub struct Summary {
     pub transactions: usize,
     pub complete: usize,
     pub open: usize,
+    /// Transactions with no root key (no order): what the sidecar made of
+    /// traffic it could not tie to any order.
+    pub rootless: usize,
     /// Per flow, in config order.
     pub flows: Vec<FlowStats>,
     /// Exchanges answered 5xx, by operation (`unmatched` when no route matched).
@@ -244,12 +237,11 @@ pub struct Summary {
     pub duplicates: BTreeMap<String, u64>,
     /// Retries and duplicate calls, by operation (routes with `repeats`).
     pub repeats: BTreeMap<String, RepeatStats>,
-    /// Exceptions the sidecar opened, by kind.
+    /// Exceptions the sidecar's exceptions API lists, by kind; every kind
+    /// the config declares has an entry.
     pub exceptions: BTreeMap<String, ExceptionStats>,
-    /// Transactions stuck at some milestone now.
-    pub stuck: usize,
-    /// Per expectation, in config order.
-    pub expectations: Vec<ExpectationStats>,
+    /// Transactions stuck now, by the milestone they rest at.
+    pub stuck: BTreeMap<String, usize>,
     /// Extraction problems by reason, from the sidecar's metrics.
     pub extraction_problems: BTreeMap<String, u64>,
     /// Driver deliveries whose tracking code sits in the transaction rooted
@@ -287,41 +279,29 @@ pub struct RepeatStats {
 /// Exceptions of one kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExceptionStats {
+    /// The owners they were opened for, comma-separated (usually one).
     pub owner: String,
     pub opened: usize,
     /// Still open (not resolved by a later milestone or success).
     pub open: usize,
-}
-
-/// How one expectation fared across all transactions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExpectationStats {
-    pub rule: String,
-    pub exception: String,
-    pub owner: String,
-    /// Objects that reached `after`.
-    pub started: usize,
-    /// … and have not reached `expect` though `within` has passed.
-    pub missing: usize,
-    /// … and have not reached `expect`, but still have time.
-    pub pending: usize,
-    /// … and reached it later than `within`.
-    pub late: usize,
+    /// Resolved by a later milestone or success.
+    pub resolved: usize,
 }
 
 impl Summary {
-    /// Computes everything the sidecar saw from its transactions, as of
-    /// business time `now`.
+    /// Computes everything the sidecar saw from its transactions and the
+    /// exceptions its exceptions API lists.
     pub fn observe(
         &mut self,
         transactions: &[TransactionView],
+        exceptions: &[ExceptionView],
         rules: &Rules,
         problems: BTreeMap<String, u64>,
-        now: SystemTime,
     ) {
         self.transactions = transactions.len();
         self.complete = transactions.iter().filter(|t| t.complete).count();
         self.open = self.transactions - self.complete;
+        self.rootless = transactions.iter().filter(|t| t.root.is_none()).count();
         self.flows = rules
             .flows
             .iter()
@@ -330,19 +310,32 @@ impl Summary {
         self.upstream_failures.clear();
         self.duplicates.clear();
         self.repeats.clear();
-        self.exceptions.clear();
-        self.stuck = transactions.iter().filter(|t| t.stuck.is_some()).count();
+        self.exceptions = rules
+            .kinds
+            .iter()
+            .map(|k| (k.clone(), ExceptionStats::default()))
+            .collect();
+        for e in exceptions {
+            let stats = self.exceptions.entry(e.kind.clone()).or_default();
+            if !stats.owner.split(", ").any(|o| o == e.owner) {
+                if !stats.owner.is_empty() {
+                    stats.owner.push_str(", ");
+                }
+                stats.owner.push_str(&e.owner);
+            }
+            stats.opened += 1;
+            stats.open += usize::from(e.open);
+            stats.resolved += usize::from(!e.open);
+        }
+        self.stuck.clear();
+        for milestone in transactions.iter().filter_map(|t| t.stuck.as_ref()) {
+            *self.stuck.entry(milestone.clone()).or_default() += 1;
+        }
         for t in transactions {
             for a in &t.attempts {
                 let stats = self.repeats.entry(a.operation.clone()).or_default();
                 stats.retries += u64::from(a.retries);
                 stats.duplicates += u64::from(a.duplicates);
-            }
-            for e in &t.exceptions {
-                let stats = self.exceptions.entry(e.kind.clone()).or_default();
-                stats.owner.clone_from(&e.owner);
-                stats.opened += 1;
-                stats.open += usize::from(e.open);
             }
             for e in t.exchanges.iter().filter(|e| e.status >= 500) {
                 let operation = e.operation.clone().unwrap_or_else(|| "unmatched".into());
@@ -352,18 +345,13 @@ impl Summary {
                 *self.duplicates.entry(m.milestone.clone()).or_default() += u64::from(m.repeats);
             }
         }
-        self.expectations = rules
-            .expectations
-            .iter()
-            .map(|rule| expectation_stats(transactions, rule, now))
-            .collect();
         self.extraction_problems = problems;
         self.tracking_joined = tracking_joined(transactions, &self.driver);
     }
 
-    /// The stats of the expectation that opens `exception`, if configured.
-    pub fn expectation(&self, exception: &str) -> Option<&ExpectationStats> {
-        self.expectations.iter().find(|e| e.exception == exception)
+    /// Transactions stuck now, at any milestone.
+    pub fn stuck_total(&self) -> usize {
+        self.stuck.values().sum()
     }
 
     /// The stats of `flow`, if configured.
@@ -419,7 +407,14 @@ impl Summary {
         table.row(vec![
             "seen".into(),
             self.transactions.to_string(),
-            String::new(),
+            if self.rootless > 0 {
+                format!(
+                    "{} with no order; driver sent {} stray invoices",
+                    self.rootless, d.stray_invoices
+                )
+            } else {
+                String::new()
+            },
         ]);
         table.row(vec![
             "complete".into(),
@@ -427,10 +422,27 @@ impl Summary {
             String::new(),
         ]);
         table.row(vec!["open".into(), self.open.to_string(), String::new()]);
+        let at: Vec<String> = self
+            .stuck
+            .iter()
+            .map(|(milestone, n)| format!("{n} at {milestone}"))
+            .collect();
+        table.row(vec![
+            "stuck now".into(),
+            self.stuck_total().to_string(),
+            format!(
+                "{}driver left {} orders labelled but unshipped",
+                at.iter().map(|a| format!("{a}; ")).collect::<String>(),
+                d.unshipped_orders
+            ),
+        ]);
         table.row(vec![
             "tracking joined to order".into(),
             self.tracking_joined.to_string(),
-            format!("of {} tracking-only delivery webhooks", d.deliveries.len()),
+            format!(
+                "of {} tracking numbers the carrier issued",
+                d.deliveries.len()
+            ),
         ]);
         table.write(out)?;
 
@@ -459,7 +471,7 @@ impl Summary {
         for (operation, count) in &self.upstream_failures {
             let note = if operation.ends_with("buy_label") {
                 format!(
-                    "driver got {} x 503, each retried once",
+                    "driver got {} x 503, each followed by another purchase",
                     d.carrier_unavailable
                 )
             } else {
@@ -492,46 +504,55 @@ impl Summary {
         table.empty_note("none");
         table.write(out)?;
 
-        let mut table = Table::new(&["exceptions opened", "owner", "opened", "still open"]);
-        for (kind, stats) in &self.exceptions {
+        let injected = d.injected();
+        let mut table = Table::with_text(&[
+            "exceptions (sidecar)",
+            "owner",
+            "opened",
+            "open",
+            "resolved",
+            "injected",
+            "what the driver did",
+        ]);
+        let mut kinds: Vec<&str> = self.exceptions.keys().map(String::as_str).collect();
+        kinds.extend(injected.keys().copied());
+        kinds.sort_unstable();
+        kinds.dedup();
+        let mut disagree = Vec::new();
+        for kind in kinds {
+            let stats = self.exceptions.get(kind).cloned().unwrap_or_default();
+            let driver = injected.get(kind).copied().unwrap_or_default();
+            let expected = ExceptionStats {
+                owner: stats.owner.clone(),
+                opened: driver.count,
+                open: driver.count - driver.resolved,
+                resolved: driver.resolved,
+            };
+            if stats != expected {
+                disagree.push(kind);
+            }
             table.row(vec![
-                kind.clone(),
-                stats.owner.clone(),
+                kind.to_owned(),
+                if stats.owner.is_empty() {
+                    "-".into()
+                } else {
+                    stats.owner.clone()
+                },
                 stats.opened.to_string(),
                 stats.open.to_string(),
-            ]);
-        }
-        table.empty_note("none");
-        if self.stuck > 0 {
-            table.note(format!("{} transactions stuck right now", self.stuck));
-        }
-        table.write(out)?;
-
-        let mut table = Table::with_text(&[
-            "expectation",
-            "checked",
-            "missing",
-            "pending",
-            "late",
-            "owner",
-            "rule",
-        ]);
-        for e in &self.expectations {
-            table.row(vec![
-                e.exception.clone(),
-                e.started.to_string(),
-                e.missing.to_string(),
-                e.pending.to_string(),
-                e.late.to_string(),
-                e.owner.clone(),
-                e.rule.clone(),
+                stats.resolved.to_string(),
+                injected_cell(driver),
+                how_injected(kind).to_owned(),
             ]);
         }
         table.empty_note("none configured");
-        table.note(format!(
-            "driver never posted {} goods issues",
-            d.lost_goods_issues
-        ));
+        table.note("injected: what the driver set up, and how many of those it fixed later".into());
+        if !disagree.is_empty() {
+            table.note(format!(
+                "the sidecar and the driver disagree on: {}",
+                disagree.join(", ")
+            ));
+        }
         table.write(out)?;
 
         let mut table = Table::with_text(&["extraction problems", "count", ""]);
@@ -540,8 +561,8 @@ impl Summary {
         }
         table.empty_note("none");
         table.note(format!(
-            "driver sent {} truncated JSON bodies",
-            d.malformed_bodies
+            "driver sent {} truncated JSON bodies and {} invoice lines with no shipment",
+            d.malformed_bodies, d.stray_invoices
         ));
         table.write(out)?;
         Ok(())
@@ -579,58 +600,13 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
     sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
 }
 
-fn expectation_stats(
-    transactions: &[TransactionView],
-    rule: &ExpectationRule,
-    now: SystemTime,
-) -> ExpectationStats {
-    let mut stats = ExpectationStats {
-        rule: format!(
-            "{} -> {} within {}",
-            rule.after,
-            rule.expect,
-            human(rule.within)
-        ),
-        exception: rule.exception.clone(),
-        owner: rule.owner.clone(),
-        started: 0,
-        missing: 0,
-        pending: 0,
-        late: 0,
-    };
-    for t in transactions {
-        let expected: Vec<&MilestoneView> = t
-            .milestones
-            .iter()
-            .filter(|m| m.milestone == rule.expect)
-            .collect();
-        for after in t.milestones.iter().filter(|m| m.milestone == rule.after) {
-            stats.started += 1;
-            // Pair by object when both milestones are about the same kind of
-            // object (a shipment's own goods issue); otherwise any in the
-            // transaction answers.
-            let answer = expected
-                .iter()
-                .filter(|m| m.object.kind != after.object.kind || m.object == after.object)
-                .map(|m| m.at)
-                .min();
-            match answer {
-                None => {
-                    let waited = now.duration_since(after.at).unwrap_or_default();
-                    if waited > rule.within {
-                        stats.missing += 1;
-                    } else {
-                        stats.pending += 1;
-                    }
-                }
-                Some(at) => {
-                    let waited = at.duration_since(after.at).unwrap_or_default();
-                    stats.late += usize::from(waited > rule.within);
-                }
-            }
-        }
+/// `3`, or `3 (1 fixed)` when the driver resolved some of them later.
+fn injected_cell(injected: Injected) -> String {
+    if injected.resolved > 0 {
+        format!("{} ({} fixed)", injected.count, injected.resolved)
+    } else {
+        injected.count.to_string()
     }
-    stats
 }
 
 fn tracking_joined(transactions: &[TransactionView], tally: &Tally) -> usize {
@@ -779,7 +755,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::driver::Delivery;
+    use crate::demo::driver::{Delivery, Injection};
 
     fn key(kind: &str, value: &str) -> KeyName {
         KeyName {
@@ -836,7 +812,7 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
     }
 
     #[test]
-    fn summary_counts_missing_goods_issue_per_shipment_and_joins_tracking() {
+    fn summary_counts_the_sidecars_exceptions_by_kind_next_to_what_the_driver_injected() {
         let order = key("order", "SO-1");
         let (s1, s2) = (key("shipment", "SH-1-1"), key("shipment", "SH-1-2"));
         let t = TransactionView {
@@ -850,8 +826,7 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
             complete: false,
             milestones: vec![
                 milestone("shipped", s1.clone(), 100, 0),
-                milestone("shipped", s2.clone(), 100, 0),
-                milestone("goods_issue_posted", s1.clone(), 200, 0),
+                milestone("label_created", s2.clone(), 90, 0),
                 milestone("shipment_booked", s2.clone(), 50, 1),
             ],
             flows: vec![FlowView {
@@ -869,27 +844,41 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
                     operation: Some("carrier.buy_label".into()),
                 },
             ],
-            exceptions: vec![ExceptionView {
-                kind: "missing_goods_issue".into(),
-                owner: "erp".into(),
-                open: true,
-            }],
             attempts: vec![AttemptView {
                 operation: "carrier.buy_label".into(),
                 retries: 1,
                 duplicates: 0,
             }],
-            stuck: None,
+            stuck: Some("label_created".into()),
         };
+        let stray = TransactionView {
+            root: None,
+            keys: vec![key("invoice", "INV-1"), key("tracking", "1Z9")],
+            ..TransactionView::default()
+        };
+        let exception = |kind: &str, owner: &str, open: bool| ExceptionView {
+            kind: kind.into(),
+            owner: owner.into(),
+            open,
+        };
+        let exceptions = [
+            exception("missing_goods_issue", "erp", true),
+            exception("out_of_order", "erp", false),
+            exception("out_of_order", "wms", true),
+        ];
         let rules = Rules {
             flows: vec![("order_to_ship".into(), Duration::from_secs(86_400))],
-            expectations: vec![ExpectationRule {
-                after: "shipped".into(),
-                expect: "goods_issue_posted".into(),
-                within: Duration::from_secs(60),
-                exception: "missing_goods_issue".into(),
-                owner: "erp".into(),
-            }],
+            kinds: vec![
+                "out_of_order".into(),
+                "missing_goods_issue".into(),
+                "duplicate_shipment".into(),
+            ],
+        };
+        let injection = |kind: &'static str, resolved: bool| Injection {
+            kind,
+            order_id: "SO-1".into(),
+            object: "SH-1-1".into(),
+            resolved,
         };
         let mut summary = Summary {
             speed: 1000.0,
@@ -899,32 +888,38 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
                     shipment_id: "SH-1-1".into(),
                     tracking_code: "1Z1".into(),
                 }],
+                injected: vec![
+                    injection("missing_goods_issue", false),
+                    injection("out_of_order", true),
+                ],
                 ..Tally::default()
             },
             ..Summary::default()
         };
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         summary.observe(
-            std::slice::from_ref(&t),
+            &[t, stray],
+            &exceptions,
             &rules,
             BTreeMap::from([("malformed_json".into(), 1)]),
-            now,
         );
-        let gi = summary
-            .expectation("missing_goods_issue")
-            .map(|e| (e.started, e.missing, e.pending, e.late));
-        assert_eq!(gi, Some((2, 1, 0, 1)));
-        let early = SystemTime::UNIX_EPOCH + Duration::from_secs(110);
-        summary.observe(std::slice::from_ref(&t), &rules, BTreeMap::new(), early);
-        let gi = summary
-            .expectation("missing_goods_issue")
-            .map(|e| (e.missing, e.pending));
-        assert_eq!(gi, Some((0, 1)), "not yet due is pending, not missing");
+        let stats = |kind: &str| {
+            summary
+                .exceptions
+                .get(kind)
+                .map(|e| (e.owner.as_str(), e.opened, e.open, e.resolved))
+        };
+        assert_eq!(stats("missing_goods_issue"), Some(("erp", 1, 1, 0)));
+        assert_eq!(stats("out_of_order"), Some(("erp, wms", 2, 1, 1)));
+        assert_eq!(
+            stats("duplicate_shipment"),
+            Some(("", 0, 0, 0)),
+            "a declared kind nothing opened still has a row"
+        );
+        assert_eq!((summary.transactions, summary.rootless), (2, 1));
+        assert_eq!(summary.stuck.get("label_created"), Some(&1));
         assert_eq!(summary.upstream_failures.get("carrier.buy_label"), Some(&1));
         assert_eq!(summary.duplicates.get("shipment_booked"), Some(&1));
         assert_eq!(summary.tracking_joined, 1);
-        let gi = summary.exceptions.get("missing_goods_issue");
-        assert_eq!(gi.map(|e| (e.opened, e.open)), Some((1, 1)));
         let buy = summary.repeats.get("carrier.buy_label");
         assert_eq!(buy.map(|r| (r.retries, r.duplicates)), Some((1, 0)));
         assert_eq!(summary.flow("order_to_ship").map(|f| f.count), Some(1));
@@ -934,5 +929,9 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
         let text = String::from_utf8(text).expect("utf-8");
         assert!(text.contains("order_to_ship"), "{text}");
         assert!(text.contains("missing_goods_issue"), "{text}");
+        assert!(
+            text.contains("the sidecar and the driver disagree on: out_of_order"),
+            "{text}"
+        );
     }
 }
