@@ -134,9 +134,13 @@ async fn summary_agrees_with_what_the_driver_did() {
         (0, d.duplicate_bookings as u64)
     );
 
-    // The sidecar's exceptions, kind by kind, are exactly the ones the
-    // driver injected: as many opened, and resolved exactly those the
-    // driver fixed later. Every kind the config declares was injected.
+    // The sidecar's exceptions, kind by kind, match what the driver
+    // injected: every injected gap the driver never fixed is still open, and
+    // nothing else is. Time is compressed (a few milliseconds of scheduling
+    // are business minutes), so a step the driver meant to be on time can be
+    // late in business time: the sidecar rightly opens an exception for it,
+    // which the late step resolves. So opened and resolved may exceed what
+    // was injected; open may not. Every kind the config declares was injected.
     let injected = d.injected();
     for kind in demo.config().exception_kinds.iter() {
         let count = injected.get(kind.as_str()).map_or(0, |i| i.count);
@@ -148,21 +152,18 @@ async fn summary_agrees_with_what_the_driver_did() {
         .map(String::as_str)
         .chain(injected.keys().copied())
         .collect();
-    let seen: BTreeMap<&str, (usize, usize, usize)> = kinds
-        .iter()
-        .map(|kind| {
-            let e = summary.exceptions.get(*kind).cloned().unwrap_or_default();
-            (*kind, (e.opened, e.open, e.resolved))
-        })
-        .collect();
-    let expected: BTreeMap<&str, (usize, usize, usize)> = kinds
-        .iter()
-        .map(|kind| {
-            let i: Injected = injected.get(kind).copied().unwrap_or_default();
-            (*kind, (i.count, i.count - i.resolved, i.resolved))
-        })
-        .collect();
-    assert_eq!(seen, expected);
+    for kind in &kinds {
+        let e = summary.exceptions.get(*kind).cloned().unwrap_or_default();
+        let i: Injected = injected.get(kind).copied().unwrap_or_default();
+        assert_eq!(
+            e.open,
+            i.count - i.resolved,
+            "{kind} still open: {e:?} vs {i:?}"
+        );
+        assert!(e.opened >= i.count, "{kind} opened: {e:?} vs {i:?}");
+        assert!(e.resolved >= i.resolved, "{kind} resolved: {e:?} vs {i:?}");
+        assert_eq!(e.opened, e.open + e.resolved, "{kind}: {e:?}");
+    }
     let lost = injected.get("missing_goods_issue").map_or(0, |i| i.count);
     assert_eq!(lost, d.lost_goods_issues);
     let owner = |kind: &str| summary.exceptions.get(kind).map(|e| e.owner.as_str());
@@ -190,7 +191,10 @@ async fn summary_agrees_with_what_the_driver_did() {
     assert_eq!(listed, opened, "{body}");
     assert_eq!(
         summary.exceptions.values().map(|e| e.open).sum::<usize>(),
-        expected.values().map(|e| e.1).sum::<usize>()
+        injected
+            .values()
+            .map(|i| i.count - i.resolved)
+            .sum::<usize>()
     );
 
     // Truncated bodies are counted by the extractor, not lost; so is the
