@@ -20,7 +20,9 @@ use std::time::SystemTime;
 use crate::config::{ExceptionKind, Milestone, System};
 use crate::extract::{Key, Observation};
 use crate::proxy::Outcome;
-use crate::state::{Attempt, ExceptionRecord, MilestoneRecord, Resolution, Status, TxId};
+use crate::state::{
+    Attempt, ExceptionRecord, MilestoneRecord, Resolution, Status, Transaction, TxId,
+};
 
 use super::metrics::ExceptionMetrics;
 use super::schedule::Due;
@@ -168,7 +170,7 @@ impl Correlator {
                 operation: operation.clone(),
                 object: object.clone(),
             };
-            self.resolve_where(id, at, news, |r| r == &success);
+            self.resolve_where(id, at, news, |_, r| r == &success);
         }
         if let Some(rule_exception) = exhausted {
             self.open(
@@ -227,10 +229,7 @@ impl Correlator {
         let mut missing = Vec::new();
         for required in &def.requires {
             let object = self.object_for(required, &record.object);
-            let present = tx.milestones.iter().any(|m| {
-                &m.milestone == required && object.as_ref().is_none_or(|o| &m.object == o)
-            });
-            if !present {
+            if !tx.reached(required, object.as_ref()) {
                 missing.push((required.clone(), object));
             }
         }
@@ -289,22 +288,10 @@ impl Correlator {
     /// transaction now has (it may have arrived just now, or come with a
     /// transaction merged into this one).
     pub(super) fn resolve_satisfied(&mut self, id: TxId, at: SystemTime, news: &mut News) {
-        let Some(tx) = self.store.get(id) else { return };
-        let satisfied: Vec<u64> = tx
-            .exceptions
-            .iter()
-            .filter(|e| e.is_open())
-            .filter(|e| match &e.resolution {
-                Resolution::Milestone { milestone, object } => tx.milestones.iter().any(|m| {
-                    &m.milestone == milestone && object.as_ref().is_none_or(|o| &m.object == o)
-                }),
-                Resolution::Success { .. } | Resolution::Manual => false,
-            })
-            .map(|e| e.id)
-            .collect();
-        for exception in satisfied {
-            self.resolve(id, exception, at, Some(&mut *news));
-        }
+        self.resolve_where(id, at, news, |tx, resolution| match resolution {
+            Resolution::Milestone { milestone, object } => tx.reached(milestone, object.as_ref()),
+            Resolution::Success { .. } | Resolution::Manual => false,
+        });
     }
 
     /// Looks at every deadline due at `now`, then expires idle transactions.
@@ -349,10 +336,7 @@ impl Correlator {
         };
         let Some(tx) = self.store.get(id) else { return };
         let awaited = self.object_for(&expectation.expect, object);
-        let arrived = tx.milestones.iter().any(|m| {
-            m.milestone == expectation.expect && awaited.as_ref().is_none_or(|o| &m.object == o)
-        });
-        if arrived {
+        if tx.reached(&expectation.expect, awaited.as_ref()) {
             return;
         }
         self.open(
@@ -489,13 +473,13 @@ impl Correlator {
         id: TxId,
         at: SystemTime,
         news: &mut News,
-        matches: impl Fn(&Resolution) -> bool,
+        matches: impl Fn(&Transaction, &Resolution) -> bool,
     ) {
         let Some(tx) = self.store.get(id) else { return };
         let ids: Vec<u64> = tx
             .exceptions
             .iter()
-            .filter(|e| e.is_open() && matches(&e.resolution))
+            .filter(|e| e.is_open() && matches(tx, &e.resolution))
             .map(|e| e.id)
             .collect();
         for exception in ids {

@@ -242,6 +242,13 @@ impl Transaction {
             .find(|m| &m.milestone == milestone && &m.object == object)
     }
 
+    /// Has `milestone` been reached on `object` (on any object when `None`)?
+    pub fn reached(&self, milestone: &Milestone, object: Option<&Key>) -> bool {
+        self.milestones
+            .iter()
+            .any(|m| &m.milestone == milestone && object.is_none_or(|o| &m.object == o))
+    }
+
     /// Keys linked directly to `key` by some exchange.
     pub fn neighbours<'a>(&'a self, key: &'a Key) -> impl Iterator<Item = &'a Key> + 'a {
         self.links.iter().filter_map(move |(a, b)| {
