@@ -3,6 +3,7 @@
 //! collected with its file, line, column and field before start-up stops
 //! (see [`ConfigError`]); `waybill check FILE` runs the same validation.
 
+mod amount;
 mod business;
 mod condition;
 mod edi_address;
@@ -10,6 +11,7 @@ mod error;
 mod json_path;
 mod listener;
 mod locate;
+mod measure;
 pub mod raw;
 mod route;
 mod symbol;
@@ -19,18 +21,21 @@ mod units;
 mod validate;
 mod xml_path;
 
+pub use amount::{Amount, AmountError};
 pub use business::{ExceptionRule, Expectation, Flow, MilestoneDef, OUT_OF_ORDER};
 pub use error::{ConfigError, ConfigErrors};
 pub use listener::{
     Direction, Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
 };
+pub use measure::{MeasureDef, MeasureRule, Role, UnitKind, UnitRule, VarianceRule, COUNT, KG};
 pub use route::{
     Condition, EdiAddress, EdiPart, EdiSyntax, Guard, JsonPath, JsonStep, KeyRule, KeySource,
     PathTemplate, Repeats, RetryRule, Route, RouteId, Segment, Side, XmlPath, XmlStep,
     IDEMPOTENCY_KEY,
 };
 pub use symbol::{
-    kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
+    kind, ExceptionKind, FlowName, KeyKind, MeasureName, Milestone, Operation, Symbol, Symbols,
+    System, Unit,
 };
 pub use telemetry::{OtlpProtocol, TelemetryConfig, TracesConfig};
 pub use xml_path::MAX_XML_DEPTH;
@@ -60,6 +65,11 @@ pub struct Config {
     pub flows: Vec<Flow>,
     pub exception_kinds: Symbols<kind::Exception>,
     pub expectations: Vec<Expectation>,
+    pub measures: Symbols<kind::Measure>,
+    /// One definition per measure, indexed by `MeasureName::id()`.
+    pub measure_defs: Vec<MeasureDef>,
+    /// Every unit a measure is stored in: declared currencies, `kg`, `count`.
+    pub units: Symbols<kind::Unit>,
     pub admin: AdminConfig,
     pub state: StateConfig,
     pub observation: ObservationConfig,
@@ -219,6 +229,11 @@ impl Config {
     /// The definition of `milestone` (its object kind …).
     pub fn milestone_def(&self, milestone: &Milestone) -> &MilestoneDef {
         &self.milestone_defs[milestone.id()]
+    }
+
+    /// The definition of `measure` (its unit, its variance rule).
+    pub fn measure_def(&self, measure: &MeasureName) -> &MeasureDef {
+        &self.measure_defs[measure.id()]
     }
 
     /// The route with this id.

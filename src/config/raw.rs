@@ -77,6 +77,10 @@ pub struct RawConfig {
     /// Reconciliation rules: after one milestone, expect another in time. Optional.
     #[serde(default)]
     pub expectations: Vec<RawExpectation>,
+    /// Business measures (freight cost, weight, counts) that routes read
+    /// beside their keys. Optional.
+    #[serde(default)]
+    pub measures: Vec<RawMeasure>,
     /// Where OTLP traces go. Optional: the standard `OTEL_*` environment
     /// variables configure the same; a value given here wins over them.
     #[serde(default)]
@@ -394,6 +398,93 @@ pub struct RawRoute {
     /// instead of forwarding it. Optional, off: it changes traffic.
     #[serde(default)]
     pub idempotency_guard: Option<RawGuard>,
+    /// Numbers the exchange carries, attached to the route's milestone
+    /// (required then) and its object when the exchange succeeds. Optional.
+    #[serde(default)]
+    pub measures: Vec<RawMeasureRule>,
+}
+
+/// One entry of `measures:`, e.g.
+/// `{ name: freight_cost, unit: currency, currencies: [USD, EUR],
+///    variance: { tolerance: "5.00", exception: freight_variance, owner: carrier } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeasure {
+    /// Unique name, e.g. `freight_cost`; the `measure` metric label value.
+    pub name: String,
+    /// `currency` (money, never converted), `kg` (mass: values in `lb`,
+    /// `lbs`, `g`, `t` are converted to kilograms) or `count`.
+    pub unit: String,
+    /// For `unit: currency`, the ISO 4217 codes accepted, e.g. `[USD, EUR]`:
+    /// the bounded `unit` label values. An amount in any other currency is
+    /// counted as unparseable (`unknown_currency`).
+    #[serde(default)]
+    pub currencies: Vec<String>,
+    /// Compare each object's `quoted` and `actual` values. Optional.
+    #[serde(default)]
+    pub variance: Option<RawVariance>,
+}
+
+/// `variance:` of a measure: when an object has both a quoted and an
+/// actual value (same unit), their difference `actual - quoted` is
+/// observed once; beyond `tolerance` either way it opens an exception.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVariance {
+    /// Largest difference that is no exception, in the measure's unit,
+    /// e.g. `"2.50"`. Optional: `0` (any difference).
+    #[serde(default)]
+    pub tolerance: Option<Scalar>,
+    /// The exception kind, e.g. `freight_variance`.
+    pub exception: String,
+    /// The declared system that owns it. Optional: the system of the route
+    /// that reported the actual value.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// One entry of a route's `measures:`, e.g.
+/// `{ measure: freight_cost, role: quoted, value: { response_json: $.selected_rate.rate },
+///    currency: { response_json: $.selected_rate.currency } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeasureRule {
+    /// A declared measure.
+    pub measure: String,
+    /// `quoted` (promised before the fact: a rate at label purchase) or
+    /// `actual` (what counts: the invoiced amount). Optional: `actual`.
+    /// A later value of the same measure and role on the same object (a
+    /// re-sent invoice) replaces the earlier one; it is never added.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Where the number is read: exactly one source, as for keys. Plain
+    /// decimals (`12.50`, `-3`); thousands commas only when unambiguous
+    /// (`1,234.50`); `12,50` is refused (`locale`). Every match is one
+    /// value, paired in order with the milestone's objects.
+    pub value: RawKeySource,
+    /// For a `currency` measure (required): a fixed code (`currency: USD`)
+    /// or a source beside the value (`currency: { response_json: $.rate.currency }`).
+    #[serde(default)]
+    pub currency: Option<RawUnitSource>,
+    /// For a `kg` measure: `kg` (default), `lb`, `lbs`, `g`, `t`, or a
+    /// source to read it from. Not allowed for other measures.
+    #[serde(default)]
+    pub unit: Option<RawUnitSource>,
+    /// Implied decimal places of the value, 0 to 9: X12 numeric type `N2`
+    /// (the L3 charge of a 210) writes 850.00 as `85000`, so `decimals: 2`.
+    /// Optional: 0, the value carries its own decimal point.
+    #[serde(default)]
+    pub decimals: Option<u32>,
+}
+
+/// A unit written in the config, or a source to read it from.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawUnitSource {
+    /// `USD`, `lb`.
+    Fixed(String),
+    /// `{ response_json: $.selected_rate.currency }`.
+    Read(RawKeySource),
 }
 
 /// `match:` of a route.

@@ -3,7 +3,7 @@
 //! content conditions on the request; its key rules say where each key is
 //! read from.
 
-use super::{ExceptionRule, KeyKind, ListenerId, Milestone, Operation, System};
+use super::{ExceptionRule, KeyKind, ListenerId, MeasureRule, Milestone, Operation, System};
 
 /// Index of a route in `Config::routes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,6 +33,8 @@ pub struct Route {
     pub repeats: Option<Repeats>,
     /// Opt-in: answer a repeated idempotency key from the stored response.
     pub guard: Option<Guard>,
+    /// Numbers read beside the keys, attached to the milestone's objects.
+    pub measures: Vec<MeasureRule>,
 }
 
 /// Repeats of one operation for the same object: after a failure a retry,
@@ -72,6 +74,22 @@ pub struct Guard {
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 impl Route {
+    /// Every source the route reads, in the order extraction indexes them:
+    /// each key rule's, then each measure rule's value and, when read from
+    /// the document, its unit. One list, so one JSON scan and one XML walk
+    /// serve keys and measures alike.
+    pub fn sources(&self) -> Vec<&KeySource> {
+        let keys = self.keys.iter().map(|k| &k.source);
+        let measures = self.measures.iter().flat_map(|m| {
+            let unit = match &m.unit {
+                super::UnitRule::Read(source) => Some(source),
+                super::UnitRule::Fixed { .. } => None,
+            };
+            std::iter::once(&m.value).chain(unit)
+        });
+        keys.chain(measures).collect()
+    }
+
     /// Does this route apply to `listener`?
     pub fn serves(&self, listener: ListenerId) -> bool {
         self.listeners.is_empty() || self.listeners.contains(&listener)

@@ -169,6 +169,10 @@ pub mod kind {
     pub enum Flow {}
     /// An exception kind: `missing_goods_issue` …
     pub enum Exception {}
+    /// A business measure: `freight_cost`, `shipped_weight` …
+    pub enum Measure {}
+    /// The unit a measure is stored in: a declared currency, `kg`, `count`.
+    pub enum Unit {}
 }
 
 /// A declared system.
@@ -183,6 +187,10 @@ pub type Operation = Symbol<kind::Operation>;
 pub type FlowName = Symbol<kind::Flow>;
 /// A declared exception kind.
 pub type ExceptionKind = Symbol<kind::Exception>;
+/// A declared measure.
+pub type MeasureName = Symbol<kind::Measure>;
+/// A unit measures are stored in (a metric label value).
+pub type Unit = Symbol<kind::Unit>;
 
 #[cfg(test)]
 mod tests {

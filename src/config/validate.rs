@@ -4,6 +4,7 @@
 //! business model are checked here; listeners and routes in their own files.
 
 mod listener;
+mod measure;
 mod reconcile;
 mod route;
 mod telemetry;
@@ -31,6 +32,7 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
     let root = v.root(raw.root.as_deref(), &key_kinds);
     let exception_kinds = v.exception_kinds(raw);
     let (milestones, milestone_defs) = v.milestones(raw, &key_kinds, &systems, &exception_kinds);
+    let measures = v.measures(raw, &systems, &exception_kinds);
     let admin = v.admin(raw.admin.as_ref());
     let state = v.state(raw.state.as_ref());
     let observation = v.observation(raw.observation.as_ref());
@@ -42,6 +44,8 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
         milestones: &milestones,
         listeners: &raw.listeners,
         exceptions: &exception_kinds,
+        measures: &measures.names,
+        measure_defs: &measures.defs,
     };
     let (operations, routes) = v.routes(&raw.routes, &declared);
     let (flow_names, flows) = v.flows(raw, &milestones);
@@ -78,6 +82,9 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
         flows,
         exception_kinds,
         expectations,
+        measures: measures.names,
+        measure_defs: measures.defs,
+        units: measures.units,
         admin,
         state,
         observation,

@@ -9,6 +9,7 @@
 //! | `waybill_exchanges_total` | `system`, `operation`, `status_class` |
 //! | `waybill_exchange_duration_seconds` | `system`, `operation` |
 //! | `waybill_extraction_failures_total` | `system`, `reason` |
+//! | `waybill_measure_unparseable_total` | `measure`, `reason` |
 //!
 //! `system` is the matched route's system (the one serving the operation);
 //! for an unmatched exchange it is the listener's system and `operation` is
@@ -25,7 +26,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::config::{Config, RouteId, System};
 use crate::proxy::{status_class_index, Outcome, STATUS_CLASSES};
 
-use super::Problem;
+use super::{Problem, Unreadable};
 
 /// The `operation` label of exchanges no route matched.
 pub(super) const UNMATCHED: &str = "unmatched";
@@ -54,6 +55,12 @@ struct OperationLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UnreadableLabels {
+    measure: Arc<str>,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FailureLabels {
     system: Arc<str>,
     reason: &'static str,
@@ -76,6 +83,8 @@ pub(super) struct Metrics {
     routes: Vec<OperationHandles>,
     /// One entry per system, indexed by `System::id()`.
     unmatched: Vec<OperationHandles>,
+    /// Per measure (`MeasureName::id()`), indexed like [`Unreadable::ALL`].
+    unreadable: Vec<Vec<Counter>>,
 }
 
 impl Metrics {
@@ -128,7 +137,29 @@ impl Metrics {
                 })
                 .collect(),
         };
+        let unparseable = Family::<UnreadableLabels, Counter>::default();
+        registry.register(
+            "waybill_measure_unparseable",
+            "Measure values that could not be read (and were left out), by measure and reason",
+            unparseable.clone(),
+        );
+        let unreadable = config
+            .measures
+            .iter()
+            .map(|measure| {
+                Unreadable::ALL
+                    .iter()
+                    .map(|reason| {
+                        unparseable.get_or_create_owned(&UnreadableLabels {
+                            measure: Arc::from(measure.as_str()),
+                            reason: reason.as_str(),
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         Metrics {
+            unreadable,
             routes: config
                 .routes
                 .iter()
@@ -169,6 +200,21 @@ impl Metrics {
                 .iter()
                 .position(|p| p == problem)
                 .and_then(|i| handles.failures.get(i))
+            {
+                counter.inc();
+            }
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts measure values that could not be read.
+    pub fn record_unreadable(&self, unreadable: &[(crate::config::MeasureName, Unreadable)]) {
+        for (measure, reason) in unreadable {
+            if let Some(counter) = self
+                .unreadable
+                .get(measure.id())
+                .and_then(|reasons| reasons.get(Unreadable::ALL.iter().position(|r| r == reason)?))
             {
                 counter.inc();
             }

@@ -22,7 +22,11 @@
 //!    `x12`, `edifact`, `form`, `regex`): keys are deduplicated, kept in
 //!    rule order (then document order), and empty values are skipped.
 //! 4. The milestone, only when the upstream answered 2xx.
-//! 5. `metrics`: the exchange, its duration and its problems are counted.
+//! 5. `measure`: with the milestone, the route's measure rules read their
+//!    values (and units) from the same sources, scans and walks as the
+//!    keys (one list, [`crate::config::Route::sources`]), parsed as exact
+//!    decimals; an unreadable value is counted by reason, never fatal.
+//! 6. `metrics`: the exchange, its duration and its problems are counted.
 //!
 //! Problems are a set per exchange (each reason at most once), so
 //! `waybill_extraction_failures_total` counts exchanges by reason. A rule
@@ -44,6 +48,8 @@
 //! - `waybill_exchange_duration_seconds{system, operation}`: histogram.
 //! - `waybill_extraction_failures_total{system, reason}`: reason is
 //!   [`Problem::as_str`].
+//! - `waybill_measure_unparseable_total{measure, reason}`: measure values
+//!   that could not be read; reason is [`Unreadable::as_str`].
 //!
 //! `system` is the matched route's system, or the listener's when unmatched.
 
@@ -55,6 +61,7 @@ mod form;
 #[cfg(test)]
 mod format_tests;
 mod json;
+mod measure;
 mod metrics;
 mod observation;
 mod reading;
@@ -66,6 +73,7 @@ mod testkit;
 mod x12;
 mod xml;
 
+pub use measure::{MeasureValue, Measures, Unreadable};
 pub use observation::{Key, Observation, Problem};
 
 use std::collections::HashSet;
@@ -73,7 +81,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
-use crate::config::{Config, KeyRule, KeySource, Side};
+use crate::config::{Config, KeyKind, KeySource, Side};
 use crate::proxy::{Exchange, Outcome};
 
 use metrics::Metrics;
@@ -115,23 +123,33 @@ impl Extractor {
         // conditions are asked again (from the cache) to claim what they read.
         reading.claim();
         let matched_any = found.is_some();
+        let mut measures = Measures::default();
         let (route, operation, milestone) = match found {
             Some(matched) => {
                 content::all_hold(&matched.route.conditions, &mut reading);
+                let sources = matched.route.sources();
                 extract(
                     &exchange,
                     &matched,
+                    &sources,
                     succeeded,
                     &mut reading,
                     &mut keys,
                     &mut problems,
                 );
                 let route = matched.route;
-                (
-                    Some(route.id),
-                    Some(route.operation.clone()),
-                    route.milestone.clone().filter(|_| succeeded),
-                )
+                let milestone = route.milestone.clone().filter(|_| succeeded);
+                if milestone.is_some() {
+                    measures = measure::read(
+                        &self.config,
+                        &exchange,
+                        &matched,
+                        &sources,
+                        &mut reading,
+                        &mut problems,
+                    );
+                }
+                (Some(route.id), Some(route.operation.clone()), milestone)
             }
             None => (None, None, None),
         };
@@ -145,6 +163,7 @@ impl Extractor {
             exchange.duration,
             &problems,
         );
+        self.metrics.record_unreadable(&measures.unreadable);
         Observation {
             exchange,
             route,
@@ -152,6 +171,7 @@ impl Extractor {
             keys: keys.list,
             milestone,
             problems,
+            measures,
         }
     }
 }
@@ -160,19 +180,19 @@ impl Extractor {
 fn extract(
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
+    sources: &[&KeySource],
     succeeded: bool,
     reading: &mut Reading<'_>,
     keys: &mut Keys,
     problems: &mut Vec<Problem>,
 ) {
-    let rules = &matched.route.keys;
-    for (index, rule) in rules.iter().enumerate() {
+    for (index, rule) in matched.route.keys.iter().enumerate() {
         let before = problems.len();
-        let Some(values) = rule_values(exchange, matched, rules, index, reading, problems) else {
+        let Some(values) = rule_values(exchange, matched, sources, index, reading, problems) else {
             // The rule could not run; its problem says why.
             continue;
         };
-        let found = keys.add(rule, values);
+        let found = keys.add(&rule.kind, values);
         // A rule whose only values were unreadable has its problem
         // already; a failed exchange's response owes no keys.
         let owed = succeeded || rule.source.body_side() != Some(Side::Response);
@@ -182,18 +202,18 @@ fn extract(
     }
 }
 
-/// The values rule number `index` finds, in order; `None` when it could not
-/// run (an unreadable header or parameter, an unreadable body).
+/// The values source number `index` of the route's `sources` finds, in
+/// order; `None` when it could not run (an unreadable header or parameter,
+/// an unreadable body).
 fn rule_values(
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
-    rules: &[KeyRule],
+    sources: &[&KeySource],
     index: usize,
     reading: &mut Reading<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<Arc<str>>> {
-    let rule = rules.get(index)?;
-    match &rule.source {
+    match *sources.get(index)? {
         KeySource::Header(name) => match request::header(&exchange.request_headers, name) {
             Ok(value) => Some(value.map(Arc::from).into_iter().collect()),
             Err(problem) => {
@@ -219,9 +239,11 @@ fn rule_values(
             }
         }
         KeySource::Json { side, .. } => {
-            take_hits(reading.json_hits(*side, rules)?, index, problems)
+            take_hits(reading.json_hits(*side, sources)?, index, problems)
         }
-        KeySource::Xml { side, .. } => take_hits(reading.xml_hits(*side, rules)?, index, problems),
+        KeySource::Xml { side, .. } => {
+            take_hits(reading.xml_hits(*side, sources)?, index, problems)
+        }
         KeySource::Regex { side, regex } => {
             let body = reading.body(*side)?;
             let mut values = Vec::new();
@@ -295,13 +317,13 @@ struct Keys {
 }
 
 impl Keys {
-    /// Adds the non-empty `values` as keys of `rule`'s kind; true when the
+    /// Adds the non-empty `values` as keys of `kind`; true when the
     /// rule found at least one non-empty value (even one already known).
-    fn add(&mut self, rule: &KeyRule, values: Vec<Arc<str>>) -> bool {
+    fn add(&mut self, kind: &KeyKind, values: Vec<Arc<str>>) -> bool {
         let mut found = false;
         for value in values.into_iter().filter(|v| !v.is_empty()) {
             found = true;
-            let key = Key::new(rule.kind.clone(), value);
+            let key = Key::new(kind.clone(), value);
             if self.seen.insert(key.clone()) {
                 self.list.push(key);
             }

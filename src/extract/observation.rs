@@ -1,10 +1,12 @@
-//! What extraction produces: the keys, the operation and the milestone that
-//! one exchange carries, plus why parts of it could not be read.
+//! What extraction produces: the keys, the operation, the milestone and the
+//! measures that one exchange carries, plus why parts of it could not be read.
 
 use std::sync::Arc;
 
 use crate::config::{KeyKind, Milestone, Operation, RouteId};
 use crate::proxy::Exchange;
+
+use super::measure::Measures;
 
 /// A business identifier: `(order, SO-1001)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,6 +53,9 @@ pub struct Observation {
     pub milestone: Option<Milestone>,
     /// Why some of the exchange could not be read; empty when all was read.
     pub problems: Vec<Problem>,
+    /// The measure values it carries (read only when it succeeded), and
+    /// those that could not be read.
+    pub measures: Measures,
 }
 
 /// Why extraction could not read part of an exchange. A bounded set, used as

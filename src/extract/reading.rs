@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::config::{JsonPath, KeyRule, KeySource, Side, XmlPath};
+use crate::config::{JsonPath, KeySource, Side, XmlPath};
 use crate::proxy::Exchange;
 
 use super::body::Body;
@@ -32,7 +32,9 @@ pub(super) struct RuleHits {
     pub problem: Option<Problem>,
 }
 
-/// Per rule index (only the rules of one format and side have any).
+/// Per source index (only the sources of one format and side have any).
+/// The sources are the matched route's in [`crate::config::Route::sources`]
+/// order: its key rules, then its measure rules.
 pub(super) type Hits = Vec<RuleHits>;
 
 /// A value computed at most once, with the problems computing it met.
@@ -219,26 +221,26 @@ impl<'e> Reading<'e> {
 
     /// The values of every JSON rule of `side`, from one scan; `None` when
     /// they could not run.
-    pub fn json_hits(&mut self, side: Side, rules: &[KeyRule]) -> Option<&mut Hits> {
+    pub fn json_hits(&mut self, side: Side, sources: &[&KeySource]) -> Option<&mut Hits> {
         self.body(side)?;
         let claiming = self.claiming;
         let cache = self.sides.get_mut(index(side))?;
         let body = cache.body.as_ref()?.value.as_ref()?;
         let slot = cache.json.get_or_insert_with(|| {
-            Slot::compute(|problems| json_values(body, side, rules, problems))
+            Slot::compute(|problems| json_values(body, side, sources, problems))
         });
         slot.claimed |= claiming;
         slot.value.as_mut()
     }
 
     /// The values of every XML rule of `side`, from one walk.
-    pub fn xml_hits(&mut self, side: Side, rules: &[KeyRule]) -> Option<&mut Hits> {
+    pub fn xml_hits(&mut self, side: Side, sources: &[&KeySource]) -> Option<&mut Hits> {
         self.body(side)?;
         let claiming = self.claiming;
         let cache = self.sides.get_mut(index(side))?;
         let body = cache.body.as_ref()?.value.as_ref()?;
         let slot = cache.xml.get_or_insert_with(|| {
-            Slot::compute(|problems| xml_values(body, side, rules, problems))
+            Slot::compute(|problems| xml_values(body, side, sources, problems))
         });
         slot.claimed |= claiming;
         slot.value.as_mut()
@@ -313,13 +315,13 @@ impl Document {
 fn json_values(
     body: &Body<'_>,
     side: Side,
-    rules: &[KeyRule],
+    sources: &[&KeySource],
     problems: &mut Vec<Problem>,
 ) -> Option<Hits> {
     let mut paths: Vec<&JsonPath> = Vec::new();
     let mut rule_of: Vec<usize> = Vec::new();
-    for (index, rule) in rules.iter().enumerate() {
-        if let KeySource::Json { side: s, path } = &rule.source {
+    for (index, source) in sources.iter().enumerate() {
+        if let KeySource::Json { side: s, path } = source {
             if *s == side {
                 paths.push(path);
                 rule_of.push(index);
@@ -338,7 +340,7 @@ fn json_values(
             return None;
         }
     };
-    let mut hits: Hits = rules.iter().map(|_| RuleHits::default()).collect();
+    let mut hits: Hits = sources.iter().map(|_| RuleHits::default()).collect();
     if text.trim_ascii().is_empty() {
         // No body at all (a 204, a bare error): nothing to find, which the
         // rules report as missing keys rather than as malformed JSON.
@@ -364,13 +366,13 @@ fn json_values(
 fn xml_values(
     body: &Body<'_>,
     side: Side,
-    rules: &[KeyRule],
+    sources: &[&KeySource],
     problems: &mut Vec<Problem>,
 ) -> Option<Hits> {
     let mut paths: Vec<&XmlPath> = Vec::new();
     let mut rule_of: Vec<usize> = Vec::new();
-    for (index, rule) in rules.iter().enumerate() {
-        if let KeySource::Xml { side: s, path } = &rule.source {
+    for (index, source) in sources.iter().enumerate() {
+        if let KeySource::Xml { side: s, path } = source {
             if *s == side {
                 paths.push(path);
                 rule_of.push(index);
@@ -387,7 +389,7 @@ fn xml_values(
             return None;
         }
     };
-    let mut hits: Hits = rules.iter().map(|_| RuleHits::default()).collect();
+    let mut hits: Hits = sources.iter().map(|_| RuleHits::default()).collect();
     let scanned = xml::scan(&text, &paths, body.partial, |path, value| {
         if let Some(found) = rule_of.get(path).and_then(|&rule| hits.get_mut(rule)) {
             match value {

@@ -39,6 +39,9 @@ impl ConfigBuilder {
                 flows: Vec::new(),
                 exception_kinds: Symbols::default(),
                 expectations: Vec::new(),
+                measures: Symbols::default(),
+                measure_defs: Vec::new(),
+                units: Symbols::default(),
                 admin: AdminConfig {
                     bind: SocketAddr::from(([127, 0, 0, 1], 0)),
                 },
@@ -84,6 +87,7 @@ impl ConfigBuilder {
             milestone: None,
             repeats: None,
             guard: None,
+            measures: Vec::new(),
         });
         let last = self.config.routes.len() - 1;
         &mut self.config.routes[last]

@@ -50,6 +50,14 @@ impl Validator<'_> {
         for (i, e) in raw.expectations.iter().enumerate() {
             named.push((format!("expectations[{i}].exception"), &e.exception));
         }
+        for (i, m) in raw.measures.iter().enumerate() {
+            if let Some(variance) = &m.variance {
+                named.push((
+                    format!("measures[{i}].variance.exception"),
+                    &variance.exception,
+                ));
+            }
+        }
         for (field, name) in named {
             if name.trim().is_empty() {
                 self.error(

@@ -8,7 +8,8 @@ use std::cmp::Ordering;
 use super::super::raw::{RawKeySource, RawListener, RawMatch, RawRoute};
 use super::super::{
     kind, Condition, EdiAddress, EdiSyntax, Guard, JsonPath, KeyKind, KeyRule, KeySource,
-    ListenerId, Milestone, PathTemplate, Repeats, Route, RouteId, Side, Symbols, System, XmlPath,
+    ListenerId, MeasureRule, Milestone, PathTemplate, Repeats, Route, RouteId, Side, Symbols,
+    System, XmlPath,
 };
 use super::Validator;
 
@@ -19,6 +20,8 @@ pub(super) struct Declared<'a> {
     pub milestones: &'a Symbols<kind::Milestone>,
     pub listeners: &'a [RawListener],
     pub exceptions: &'a Symbols<kind::Exception>,
+    pub measures: &'a Symbols<kind::Measure>,
+    pub measure_defs: &'a [crate::config::MeasureDef],
 }
 
 /// The methods a route may match on; anything else is most likely a typo.
@@ -40,6 +43,7 @@ struct Checked {
     milestone: Option<Milestone>,
     repeats: Option<Repeats>,
     guard: Option<Guard>,
+    measures: Vec<MeasureRule>,
 }
 
 impl Checked {
@@ -110,6 +114,7 @@ impl Validator<'_> {
                 milestone: c.milestone,
                 repeats: c.repeats,
                 guard: c.guard,
+                measures: c.measures,
             });
         }
         (operations, routes)
@@ -178,6 +183,7 @@ impl Validator<'_> {
             .idempotency_guard
             .as_ref()
             .and_then(|g| self.guard(&at("idempotency_guard"), g));
+        let measures = self.route_measures(index, raw, path.as_ref(), declared);
         if self.errors.len() > errors_before {
             return None;
         }
@@ -193,6 +199,7 @@ impl Validator<'_> {
             milestone,
             repeats,
             guard,
+            measures,
         })
     }
 
@@ -281,7 +288,7 @@ impl Validator<'_> {
     }
 
     /// Exactly one source, each made into its real type.
-    fn key_source(
+    pub(super) fn key_source(
         &mut self,
         field: &str,
         raw: &RawKeySource,

@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ListenerId, RouteId};
-use crate::extract::{Key, Observation, Problem};
+use crate::config::{Amount, Config, ListenerId, Role, RouteId};
+use crate::extract::{Key, MeasureValue, Measures, Observation, Problem};
 use crate::proxy::{Exchange, Outcome, Tapped, UpstreamError};
 
 /// The frame version this build writes and reads.
@@ -84,6 +84,43 @@ pub struct ObservedRecord {
     pub milestone: Option<String>,
     #[serde(rename = "q", default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// Measure values read (added after version 1 shipped: absent in older
+    /// records, which carried none).
+    #[serde(rename = "v", default, skip_serializing_if = "Vec::is_empty")]
+    pub measures: Vec<SavedValue>,
+}
+
+/// A measure value as stored: measure, role, exact amount, unit.
+pub type SavedValue = (String, String, Amount, String);
+
+/// The stored form of `value`.
+pub fn save_value(value: &MeasureValue) -> SavedValue {
+    (
+        value.measure.as_str().to_owned(),
+        value.role.as_str().to_owned(),
+        value.amount,
+        value.unit.as_str().to_owned(),
+    )
+}
+
+/// A stored measure value resolved against `config`.
+pub fn load_value(
+    config: &Config,
+    (measure, role, amount, unit): &SavedValue,
+) -> Result<MeasureValue, Damaged> {
+    let unknown = |what: &str, name: &str| Damaged::Unknown(format!("{what} {name}"));
+    Ok(MeasureValue {
+        measure: config
+            .measures
+            .get(measure)
+            .ok_or_else(|| unknown("measure", measure))?,
+        role: Role::parse(role).ok_or_else(|| unknown("role", role))?,
+        amount: *amount,
+        unit: config
+            .units
+            .get(unit)
+            .ok_or_else(|| unknown("unit", unit))?,
+    })
 }
 
 /// Why a stored record cannot be used. Expected after a crash or disk
@@ -172,6 +209,7 @@ impl ObservedRecord {
                 .iter()
                 .map(|p| p.as_str().to_owned())
                 .collect(),
+            measures: observation.measures.values.iter().map(save_value).collect(),
         }
     }
 
@@ -265,6 +303,15 @@ impl ObservedRecord {
                 .iter()
                 .filter_map(|p| Problem::ALL.into_iter().find(|k| k.as_str() == p))
                 .collect(),
+            measures: Measures {
+                values: self
+                    .measures
+                    .iter()
+                    .map(|saved| load_value(config, saved))
+                    .collect::<Result<_, _>>()?,
+                // Counted when first read; not needed to rebuild state.
+                unreadable: Vec::new(),
+            },
         })
     }
 }
