@@ -68,6 +68,7 @@ pub(super) struct CorrelateMetrics {
     pub milestones: Vec<MilestoneCounters>,
     pub flows: Vec<FlowHandles>,
     pub exceptions: ExceptionMetrics,
+    pub measures: super::measure::MeasureMetrics,
 }
 
 /// Exceptions and repeats. Opened at most a few times a minute, so label
@@ -124,6 +125,21 @@ impl ExceptionMetrics {
             let operation = Self::operation(&route.operation);
             for family in [&metrics.retries, &metrics.duplicates, &metrics.replays] {
                 drop(family.get_or_create(&operation));
+            }
+        }
+        for def in &config.measure_defs {
+            let Some(rule) = &def.variance else { continue };
+            let owners: Vec<String> = match &rule.exception.owner {
+                Some(owner) => vec![owner.to_string()],
+                None => config
+                    .routes
+                    .iter()
+                    .filter(|r| r.measures.iter().any(|m| m.measure == def.name))
+                    .map(|r| r.system.to_string())
+                    .collect(),
+            };
+            for owner in owners {
+                pairs.push((rule.exception.kind.to_string(), owner));
             }
         }
         for (kind, owner) in pairs {
@@ -314,6 +330,7 @@ impl CorrelateMetrics {
             milestones,
             flows,
             exceptions: ExceptionMetrics::new(config, registry),
+            measures: super::measure::MeasureMetrics::new(config, registry),
         }
     }
 }

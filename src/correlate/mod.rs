@@ -1,8 +1,8 @@
 //! The correlation stage: one task owns the [`Store`] and applies every
 //! [`Observation`] to it in arrival order: keys found together are linked
 //! into one transaction (merging transactions that turn out to be one),
-//! milestones are recorded per object, flows are measured when their end
-//! milestone arrives. Others talk to it through a [`CorrelatorHandle`]:
+//! milestones are recorded per object (with the measure values the
+//! exchange carried), flows are measured when their end milestone arrives. Others talk to it through a [`CorrelatorHandle`]:
 //! observations on one bounded channel, queries (admin API) on another.
 //!
 //! Exceptions and expectations (a later stage) slot in beside milestones:
@@ -14,6 +14,7 @@
 //! so what it shows is always durable (see `persist.rs`).
 
 mod link;
+mod measure;
 mod metrics;
 mod milestone;
 mod persist;
@@ -307,6 +308,7 @@ impl Correlator {
             self.record_attempt(id, &observation, &group, &mut news);
             if let Some(milestone) = &observation.milestone {
                 self.record_milestone(id, milestone, &observation, &group, &mut news);
+                self.record_measures(id, milestone, &observation, &mut news);
                 let recorded: Vec<MilestoneRecord> = news
                     .milestones
                     .iter()

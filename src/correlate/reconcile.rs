@@ -33,14 +33,14 @@ use super::{Correlator, News};
 const IDEMPOTENCY_KEYS_KEPT: usize = 8;
 
 /// An exception about to be opened.
-struct Opening {
-    kind: ExceptionKind,
-    owner: System,
-    object: Key,
-    reason: String,
-    evidence: Vec<u64>,
-    resolution: Resolution,
-    at: SystemTime,
+pub(super) struct Opening {
+    pub kind: ExceptionKind,
+    pub owner: System,
+    pub object: Key,
+    pub reason: String,
+    pub evidence: Vec<u64>,
+    pub resolution: Resolution,
+    pub at: SystemTime,
 }
 
 impl Correlator {
@@ -434,7 +434,7 @@ impl Correlator {
         (self.config.milestone_def(milestone).object == object.kind).then(|| object.clone())
     }
 
-    fn open(&mut self, id: TxId, opening: Opening, news: Option<&mut News>) {
+    pub(super) fn open(&mut self, id: TxId, opening: Opening, news: Option<&mut News>) {
         // One open exception of a kind per object is enough for a person.
         if let Some(tx) = self.store.get(id) {
             let already = tx.exceptions.iter().any(|e| {

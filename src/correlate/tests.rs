@@ -150,6 +150,7 @@ impl Harness {
             keys: keys.iter().map(|(k, v)| self.key(k, v)).collect(),
             milestone: milestone.map(|m| self.milestone(m)),
             problems: Vec::new(),
+            measures: Default::default(),
         };
         self.journal
             .push(crate::state::durable::record::Entry::Observed(

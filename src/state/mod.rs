@@ -9,8 +9,8 @@ pub mod durable;
 mod transaction;
 
 pub use transaction::{
-    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, MilestoneRecord, Resolution, Status,
-    Transaction, TxId,
+    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, MeasureRecord, MilestoneRecord,
+    Resolution, Status, Transaction, TxId,
 };
 
 use std::collections::{BTreeSet, HashMap};
@@ -313,7 +313,8 @@ impl Store {
 
     /// Moves everything of `from` into `into` and forgets `from`: keys,
     /// links, milestones (repeats of the same milestone on the same object
-    /// are summed), flows and exchanges.
+    /// are summed), measures (of two values for one object, measure and
+    /// role the later wins, as a re-sent one would), flows and exchanges.
     pub fn merge(&mut self, into: TxId, from: TxId) {
         if into == from {
             return;
@@ -369,6 +370,18 @@ impl Store {
             }
         }
         target.milestones.sort_by_key(|m| m.at);
+        for record in absorbed.measures {
+            match target.measure_mut(&record.measure, record.role, &record.object) {
+                Some(existing) => {
+                    let revisions = existing.revisions + record.revisions + 1;
+                    if record.at > existing.at {
+                        *existing = record;
+                    }
+                    existing.revisions = revisions;
+                }
+                None => target.measures.push(record),
+            }
+        }
         target.flows.extend(absorbed.flows);
         target.exceptions.extend(absorbed.exceptions);
         target.exceptions.sort_by_key(|e| e.id);

@@ -1,5 +1,6 @@
 //! The transaction record and what it holds: keys and the links between
-//! them, milestones per object, completed flows and the exchange timeline.
+//! them, milestones per object, measures per object, completed flows and
+//! the exchange timeline.
 //! Records serialize to the JSON the admin API returns.
 
 use std::collections::VecDeque;
@@ -7,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
 
-use crate::config::{ExceptionKind, FlowName, Milestone, Operation, System};
+use crate::config::{
+    Amount, ExceptionKind, FlowName, MeasureName, Milestone, Operation, Role, System, Unit,
+};
 use crate::extract::Key;
 
 /// Identity of a transaction inside one store; not a business identifier.
@@ -57,6 +60,9 @@ pub struct Transaction {
     pub links: Vec<(Key, Key)>,
     /// Milestones in the order they were first recorded.
     pub milestones: Vec<MilestoneRecord>,
+    /// Measure values per object, measure and role (a re-sent invoice
+    /// replaces its value), in the order first recorded.
+    pub measures: Vec<MeasureRecord>,
     /// Flows measured so far.
     pub flows: Vec<FlowRecord>,
     /// Exceptions opened on this transaction, open and resolved.
@@ -94,6 +100,31 @@ pub struct MilestoneRecord {
     pub exchange: u64,
     /// How many later exchanges marked the same milestone on the same object.
     pub repeats: u32,
+}
+
+/// The value of one measure in one role on one object: the quoted freight
+/// cost of a shipment, its invoiced cost, its weight.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeasureRecord {
+    pub measure: MeasureName,
+    pub role: Role,
+    /// The key the value is about (the milestone's object).
+    pub object: Key,
+    /// Exact decimal, serialized as a string (`"12.5"`).
+    pub amount: Amount,
+    /// A declared currency, `kg` or `count`.
+    pub unit: Unit,
+    /// The milestone it came with.
+    pub milestone: Milestone,
+    pub system: System,
+    /// The exchange that carried the current value.
+    pub exchange: u64,
+    /// When the current value arrived.
+    #[serde(serialize_with = "rfc3339")]
+    pub at: SystemTime,
+    /// How many later exchanges reported it again (a re-sent invoice); the
+    /// latest value replaces the earlier one, never adds to it.
+    pub revisions: u32,
 }
 
 /// One measured flow on one object.
@@ -208,6 +239,7 @@ impl Transaction {
             keys: Vec::new(),
             links: Vec::new(),
             milestones: Vec::new(),
+            measures: Vec::new(),
             flows: Vec::new(),
             exceptions: Vec::new(),
             attempts: Vec::new(),
@@ -240,6 +272,18 @@ impl Transaction {
         self.milestones
             .iter_mut()
             .find(|m| &m.milestone == milestone && &m.object == object)
+    }
+
+    /// The value of `measure` in `role` on `object`, if recorded.
+    pub fn measure_mut(
+        &mut self,
+        measure: &MeasureName,
+        role: Role,
+        object: &Key,
+    ) -> Option<&mut MeasureRecord> {
+        self.measures
+            .iter_mut()
+            .find(|m| &m.measure == measure && m.role == role && &m.object == object)
     }
 
     /// Has `milestone` been reached on `object` (on any object when `None`)?

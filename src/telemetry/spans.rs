@@ -13,7 +13,11 @@
 //!   `url.full` on CLIENT spans, `server.address`, `server.port`,
 //!   `network.protocol.version`, `error.type`) and `waybill.system`,
 //!   `waybill.operation`, `waybill.transaction`, `waybill.keys`,
-//!   `waybill.milestone`, `waybill.extraction.problems`.
+//!   `waybill.milestone`, `waybill.extraction.problems`; and for the
+//!   measure values it carried, `waybill.measure.{measure}.{role}` (the
+//!   first value as a double) with `….unit`, every value exactly in
+//!   `waybill.measures` (`freight_cost quoted 12.5 USD`), and values that
+//!   could not be read in `waybill.measure.unparseable` (`measure:reason`).
 //! - **Span events** for milestones it marked: named after the milestone,
 //!   with `waybill.object.kind`, `waybill.object.value` and
 //!   `waybill.milestone.repeat`; and `waybill.exception` events for
@@ -150,6 +154,8 @@ impl SpanObserver {
                 strings(observation.problems.iter().map(|p| p.as_str())),
             ));
         }
+
+        measure_attributes(&mut attributes, observation);
 
         let name: Cow<'static, str> = match route {
             Some(route) => format!("{method} {route}").into(),
@@ -391,6 +397,42 @@ impl Observer for SpanObserver {
 }
 
 /// What a span (event) says about an exception.
+/// The measure attributes of an exchange span.
+fn measure_attributes(attributes: &mut Vec<KeyValue>, observation: &Observation) {
+    let measures = &observation.measures;
+    let mut named: Vec<String> = Vec::new();
+    for value in &measures.values {
+        let key = format!("waybill.measure.{}.{}", value.measure, value.role.as_str());
+        if !named.contains(&key) {
+            attributes.push(KeyValue::new(format!("{key}.unit"), value.unit.to_string()));
+            attributes.push(KeyValue::new(key.clone(), value.amount.to_f64()));
+            named.push(key);
+        }
+    }
+    if !measures.values.is_empty() {
+        attributes.push(KeyValue::new(
+            "waybill.measures",
+            strings(
+                measures
+                    .values
+                    .iter()
+                    .map(|v| format!("{} {} {} {}", v.measure, v.role.as_str(), v.amount, v.unit)),
+            ),
+        ));
+    }
+    if !measures.unreadable.is_empty() {
+        attributes.push(KeyValue::new(
+            "waybill.measure.unparseable",
+            strings(
+                measures
+                    .unreadable
+                    .iter()
+                    .map(|(m, reason)| format!("{m}:{}", reason.as_str())),
+            ),
+        ));
+    }
+}
+
 fn exception_attributes(exception: &ExceptionRecord) -> Vec<KeyValue> {
     let state = if exception.is_open() {
         "opened"

@@ -358,6 +358,12 @@ mod tests {
             ],
             milestone: Some("shipped".into()),
             problems: vec!["truncated".into()],
+            measures: vec![(
+                "freight_cost".into(),
+                "actual".into(),
+                crate::config::Amount::parse("1234.5").unwrap_or_default(),
+                "USD".into(),
+            )],
         })
     }
 

@@ -14,13 +14,13 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Symbol, Symbols};
-use crate::extract::{Key, Problem};
+use crate::extract::{Key, MeasureValue, Problem};
 use crate::state::{
-    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, MilestoneRecord, Resolution, Status,
-    Transaction, TxId,
+    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, MeasureRecord, MilestoneRecord,
+    Resolution, Status, Transaction, TxId,
 };
 
-use super::record::{upstream_error, Damaged, VERSION};
+use super::record::{load_value, save_value, upstream_error, Damaged, SavedValue, VERSION};
 
 /// Everything the correlator needs to continue where it was.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -75,6 +75,9 @@ pub struct SavedTransaction {
     pub keys: Vec<SavedKey>,
     pub links: Vec<(SavedKey, SavedKey)>,
     pub milestones: Vec<SavedMilestone>,
+    /// Added after version 1 shipped: absent in older snapshots, which had none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measures: Vec<SavedMeasure>,
     pub flows: Vec<SavedFlow>,
     pub exceptions: Vec<SavedException>,
     pub attempts: Vec<SavedAttempt>,
@@ -95,6 +98,18 @@ pub struct SavedMilestone {
     pub operation: Option<String>,
     pub exchange: u64,
     pub repeats: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedMeasure {
+    /// Measure, role, exact amount, unit.
+    pub value: SavedValue,
+    pub object: SavedKey,
+    pub milestone: String,
+    pub system: String,
+    pub exchange: u64,
+    pub at: SystemTime,
+    pub revisions: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,6 +242,24 @@ impl SavedTransaction {
                     operation: m.operation.as_ref().map(name),
                     exchange: m.exchange,
                     repeats: m.repeats,
+                })
+                .collect(),
+            measures: tx
+                .measures
+                .iter()
+                .map(|m| SavedMeasure {
+                    value: save_value(&MeasureValue {
+                        measure: m.measure.clone(),
+                        role: m.role,
+                        amount: m.amount,
+                        unit: m.unit.clone(),
+                    }),
+                    object: save_key(&m.object),
+                    milestone: name(&m.milestone),
+                    system: name(&m.system),
+                    exchange: m.exchange,
+                    at: m.at,
+                    revisions: m.revisions,
                 })
                 .collect(),
             flows: tx
@@ -390,6 +423,25 @@ impl<'a> Resolver<'a> {
                         .transpose()?,
                     exchange: m.exchange,
                     repeats: m.repeats,
+                })
+            })
+            .collect::<Result<_, Damaged>>()?;
+        tx.measures = saved
+            .measures
+            .iter()
+            .map(|m| {
+                let value = load_value(self.config, &m.value)?;
+                Ok(MeasureRecord {
+                    measure: value.measure,
+                    role: value.role,
+                    object: self.key(&m.object)?,
+                    amount: value.amount,
+                    unit: value.unit,
+                    milestone: self.milestone(&m.milestone)?,
+                    system: self.system(&m.system)?,
+                    exchange: m.exchange,
+                    at: m.at,
+                    revisions: m.revisions,
                 })
             })
             .collect::<Result<_, Damaged>>()?;

@@ -112,6 +112,7 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
         keys: vec![shipment.clone(), order.clone()],
         milestone: Some(shipped.clone()),
         problems: vec![Problem::MalformedJson],
+        measures: Default::default(),
     };
     observation.exchange.request_headers.insert(
         "traceparent",
@@ -249,6 +250,7 @@ fn an_outbound_upstream_failure_is_a_client_span_with_its_error_type() {
         keys: Vec::new(),
         milestone: None,
         problems: Vec::new(),
+        measures: Default::default(),
     };
     let span = observer.exchange_span(&observation, TraceId::from_bytes([1; 16]));
     assert_eq!(span.span_kind, SpanKind::Client);
@@ -284,6 +286,7 @@ fn a_server_error_response_sets_error_type_to_the_status_code() {
         keys: Vec::new(),
         milestone: None,
         problems: Vec::new(),
+        measures: Default::default(),
     };
     let span = observer.exchange_span(&observation, TraceId::from_bytes([1; 16]));
     assert_eq!(span.name, "POST", "no route: the method alone");
@@ -306,6 +309,7 @@ fn a_client_error_is_an_error_on_client_spans_only() {
         keys: Vec::new(),
         milestone: None,
         problems: Vec::new(),
+        measures: Default::default(),
     };
     let server = observer.exchange_span(&observation(0), TraceId::from_bytes([1; 16]));
     assert!(attribute(&server, "error.type").is_none());
@@ -337,6 +341,7 @@ fn keyless() -> Observation {
         keys: Vec::new(),
         milestone: None,
         problems: Vec::new(),
+        measures: Default::default(),
     }
 }
 
