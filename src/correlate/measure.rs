@@ -156,7 +156,13 @@ impl MeasureMetrics {
                             values: histograms.get_or_create_owned(&labels),
                         },
                     );
-                    if rule.role == Role::Actual {
+                    // A variance needs both roles somewhere in the routes.
+                    let quoted = config
+                        .routes
+                        .iter()
+                        .flat_map(|r| &r.measures)
+                        .any(|m| m.measure == rule.measure && m.role == Role::Quoted);
+                    if rule.role == Role::Actual && quoted {
                         variance.insert(
                             (rule.measure.id(), route.system.id(), unit.id()),
                             variances.get_or_create_owned(&VarianceLabels {
