@@ -105,8 +105,11 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Self {
-        let config =
-            Config::from_yaml(&routes(carrier().await), "measures.yaml").expect("valid routes");
+        Rig::start_with(&routes(carrier().await)).await
+    }
+
+    async fn start_with(routes: &str) -> Self {
+        let config = Config::from_yaml(routes, "measures.yaml").expect("valid routes");
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
         let sidecar = app::start(config, clock.clock())
             .await
@@ -387,5 +390,41 @@ async fn unreadable_amounts_are_counted_by_reason_and_never_stop_the_exchange() 
         assert_eq!(sample(&metrics, &series), 1.0, "{reason}");
     }
     assert_eq!(sample(&metrics, QUOTED_USD), 0.0);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn measures_survive_a_restart_on_the_embedded_store() {
+    let data = tempfile::tempdir().expect("data dir");
+    let state = format!(
+        "\nstate: {{ backend: embedded, path: \"{}\" }}",
+        data.path().display()
+    );
+    let routes = routes(carrier().await).replacen(
+        "admin: { bind: 127.0.0.1:0 }",
+        &format!("admin: {{ bind: 127.0.0.1:0 }}{state}"),
+        1,
+    );
+    let rig = Rig::start_with(&routes).await;
+    rig.buy_label("SH-31", "SO-31", "99.95", "EUR").await;
+    let body = json!({ "invoice": "INV-31", "currency": "EUR",
+                       "lines": [{ "shipment": "SH-31", "total": "101.00" }] });
+    assert_eq!(rig.post("/invoices", body.to_string()).await, 200);
+    let before = rig.measures("order", "SO-31", "freight_cost").await;
+    assert_eq!(
+        before,
+        vec![
+            row("SH-31", "actual", "101", "EUR"),
+            row("SH-31", "quoted", "99.95", "EUR"),
+        ]
+    );
+    rig.stop().await;
+
+    let rig = Rig::start_with(&routes).await;
+    assert_eq!(rig.measures("order", "SO-31", "freight_cost").await, before);
+    assert_eq!(
+        rig.exceptions().await,
+        vec![("freight_variance".to_owned(), "SH-31".to_owned())]
+    );
     rig.stop().await;
 }
