@@ -120,6 +120,7 @@ fn observation(
         keys,
         milestone,
         problems: Vec::new(),
+        measures: Default::default(),
     }
 }
 

@@ -63,6 +63,7 @@ fn observation(config: &Config, n: usize, at: SystemTime) -> Observation {
         keys: vec![Key::new(shipment, format!("SH-{n:08}"))],
         milestone: config.milestones.get("shipped"),
         problems: Vec::new(),
+        measures: Default::default(),
     }
 }
 

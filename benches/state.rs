@@ -90,6 +90,7 @@ fn observations(config: &Config, transactions: usize) -> Vec<Observation> {
                 keys,
                 milestone: Some(milestone(name)),
                 problems: Vec::new(),
+                measures: Default::default(),
             });
         }
     }

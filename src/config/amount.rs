@@ -82,7 +82,8 @@ impl Amount {
         }
         let integer = ungroup(integer_text)?;
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !digits(&integer) && !(integer.is_empty() && digits(fraction)) {
+        let has_digits = digits(&integer) || (integer.is_empty() && digits(fraction));
+        if !has_digits {
             return Err(AmountError::NotANumber);
         }
         if !fraction.is_empty() && !digits(fraction) {

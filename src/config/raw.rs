@@ -484,7 +484,7 @@ pub enum RawUnitSource {
     /// `USD`, `lb`.
     Fixed(String),
     /// `{ response_json: $.selected_rate.currency }`.
-    Read(RawKeySource),
+    Read(Box<RawKeySource>),
 }
 
 /// `match:` of a route.

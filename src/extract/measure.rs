@@ -93,14 +93,11 @@ pub(super) fn read(
     problems: &mut Vec<Problem>,
 ) -> Measures {
     let mut measures = Measures::default();
-    let mut index = matched.route.keys.len();
+    let mut next = matched.route.keys.len();
     for rule in &matched.route.measures {
-        let value_at = index;
-        index += 1;
-        let unit_at = matches!(rule.unit, UnitRule::Read(_)).then(|| {
-            index += 1;
-            index - 1
-        });
+        let value_at = next;
+        let unit_at = matches!(rule.unit, UnitRule::Read(_)).then_some(value_at + 1);
+        next = unit_at.unwrap_or(value_at) + 1;
         let values = rule_values(exchange, matched, sources, value_at, reading, problems);
         let values: Vec<Arc<str>> = values
             .unwrap_or_default()

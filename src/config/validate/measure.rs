@@ -275,3 +275,93 @@ impl Validator<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Role, UnitRule};
+
+    /// A config with a label route carrying `measures` and the declared `declared`.
+    fn load(declared: &str, measures: &str) -> Result<Config, String> {
+        let text = format!(
+            "systems: [carrier]\nkeys: [order, shipment]\nlisteners:\n  - {{ name: a, bind: 127.0.0.1:8080, upstream: http://127.0.0.1:9000, system: carrier }}\nmilestones:\n  - {{ name: label_created, object: shipment }}\nmeasures:\n{declared}routes:\n  - name: buy\n    system: carrier\n    match: {{ method: POST, path: \"/s/{{id}}/buy\" }}\n    keys: {{ shipment: {{ path_param: id }} }}\n    milestone: label_created\n    measures:\n{measures}"
+        );
+        Config::from_yaml(&text, "m.yaml").map_err(|e| e.to_string())
+    }
+
+    const COST: &str = "  - { name: freight_cost, unit: currency, currencies: [USD, EUR] }\n  - { name: weight, unit: kg }\n";
+
+    #[test]
+    fn a_measure_rule_reads_its_value_and_currency_like_a_key() {
+        let config = load(
+            COST,
+            "      - { measure: freight_cost, role: quoted, value: { response_json: $.rate }, currency: { response_json: $.currency } }\n      - { measure: weight, value: { request_json: $.weight }, unit: lb }\n",
+        )
+        .expect("valid");
+        let rules = &config.routes[0].measures;
+        assert_eq!(rules[0].role, Role::Quoted);
+        assert!(matches!(rules[0].unit, UnitRule::Read(_)));
+        assert_eq!(rules[1].role, Role::Actual, "actual by default");
+        match &rules[1].unit {
+            UnitRule::Fixed { unit, factor } => {
+                assert_eq!(unit.as_str(), "kg");
+                assert_eq!(factor.to_string(), "0.45359237");
+            }
+            UnitRule::Read(_) => panic!("a fixed unit"),
+        }
+        assert_eq!(
+            config.routes[0].sources().len(),
+            4,
+            "key, value, currency, value"
+        );
+        assert_eq!(
+            config.units.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+            ["USD", "EUR", "kg"]
+        );
+    }
+
+    #[test]
+    fn mistakes_in_measures_are_reported_at_their_field() {
+        let message = load(
+            "  - { name: freight_cost, unit: currency, currencies: [usd] }\n  - { name: weight, unit: stone }\n",
+            "      - { measure: freight_cost, value: { response_json: $.rate } }\n",
+        )
+        .expect_err("refused");
+        says(
+            &message,
+            &[
+                "measures[0].currencies[0]: invalid currency `usd`",
+                "measures[1].unit: unknown unit `stone`",
+            ],
+        );
+        let message = load(
+            COST,
+            "      - { measure: freight_cost, value: { response_json: $.rate } }\n      - { measure: weight, role: guessed, value: { request_json: $.w }, currency: USD }\n      - { measure: cost, value: { request_json: $.c } }\n",
+        )
+        .expect_err("refused");
+        says(
+            &message,
+            &[
+                "routes[0].measures[0]: measure `freight_cost` is money: give `currency:`",
+                "routes[0].measures[1].role: unknown role `guessed`",
+                "routes[0].measures[1].currency: measure `weight` has no currency",
+                "routes[0].measures[2].measure: unknown measure `cost`",
+            ],
+        );
+        let message = load(
+            COST,
+            "      - { measure: freight_cost, value: { response_json: $.rate }, currency: GBP }\n",
+        )
+        .expect_err("refused");
+        says(
+            &message,
+            &["unknown currency `GBP`; expected one of the measure's currencies: USD, EUR"],
+        );
+    }
+
+    /// Asserts that `message` contains every one of `expected`.
+    fn says(message: &str, expected: &[&str]) {
+        for expected in expected {
+            assert!(message.contains(expected), "{expected}\n{message}");
+        }
+    }
+}
