@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use waybill::config::{Amount, Role};
 use waybill::demo::driver::{
-    LABEL_NOT_SHIPPED, MISSING_FREIGHT_INVOICE, OUT_OF_ORDER, UNMATCHED_FREIGHT_INVOICE,
+    FREIGHT_VARIANCE, LABEL_NOT_SHIPPED, MISSING_FREIGHT_INVOICE, OUT_OF_ORDER,
+    UNMATCHED_FREIGHT_INVOICE,
 };
 use waybill::demo::plan::{Incident, OrderPlan};
 use waybill::demo::{self, Demo, DemoOptions, Injected, Summary};
@@ -33,6 +35,7 @@ fn eventful_seed(orders: usize) -> u64 {
                 && plans.iter().any(|p| p.duplicate_booking)
                 && plans.iter().any(|p| p.lose_goods_issue)
                 && plans.iter().any(|p| p.malformed_webhook)
+                && plans.iter().any(|p| p.surcharge && p.incident.is_none())
                 && Incident::ALL
                     .iter()
                     .all(|kind| plans.iter().any(|p| p.incident == Some(*kind)))
@@ -180,12 +183,14 @@ async fn summary_agrees_with_what_the_driver_did() {
 
     // The same exceptions through the admin API.
     let admin = demo.sidecar().admin_addr();
-    let body: Value = reqwest::get(format!("http://{admin}/api/v1/exceptions?state=all"))
-        .await
-        .expect("admin answers")
-        .json()
-        .await
-        .expect("admin JSON");
+    let body: Value = reqwest::get(format!(
+        "http://{admin}/api/v1/exceptions?state=all&limit=1000"
+    ))
+    .await
+    .expect("admin answers")
+    .json()
+    .await
+    .expect("admin JSON");
     let listed = body["exceptions"].as_array().map_or(0, Vec::len);
     let opened: usize = summary.exceptions.values().map(|e| e.opened).sum();
     assert_eq!(listed, opened, "{body}");
@@ -228,6 +233,30 @@ async fn summary_agrees_with_what_the_driver_did() {
 
     assert_eq!(d.deliveries.len(), d.shipments);
     assert_eq!(summary.tracking_joined, d.deliveries.len());
+
+    // Freight cost: what the transactions hold, each shipment's quote and
+    // invoice once, is exactly what the driver was quoted and invoiced.
+    assert!(!d.invoiced_cost.is_empty(), "{d:?}");
+    for (role, driver) in [
+        (Role::Quoted, &d.quoted_cost),
+        (Role::Actual, &d.invoiced_cost),
+    ] {
+        let sidecar: BTreeMap<String, Amount> = summary
+            .freight_cost
+            .iter()
+            .filter(|((r, _), _)| *r == role)
+            .map(|((_, currency), sum)| (currency.clone(), *sum))
+            .collect();
+        assert_eq!(&sidecar, driver, "{role:?}");
+    }
+    let surcharged = injected.get(FREIGHT_VARIANCE).map_or(0, |i| i.count);
+    assert!(surcharged > 0, "{injected:?}");
+    let quoted: Amount = d.quoted_cost.values().fold(Amount::ZERO, |a, b| a.plus(*b));
+    let invoiced: Amount = d
+        .invoiced_cost
+        .values()
+        .fold(Amount::ZERO, |a, b| a.plus(*b));
+    assert_ne!(quoted, invoiced, "surcharges make the invoices differ");
 
     demo.shutdown().await.expect("demo shuts down");
 }
@@ -392,6 +421,7 @@ async fn run_prints_where_to_look_and_a_readable_summary() {
         "exceptions (sidecar)",
         "missing_goods_issue",
         "extraction problems",
+        "freight cost",
         "/api/v1/exceptions",
     ] {
         assert!(text.contains(section), "no {section} in\n{text}");

@@ -4,7 +4,7 @@
 //! route's milestone and its object. A measure may compare its quoted and
 //! actual values (`variance`) and open an exception beyond a tolerance.
 
-use super::{Amount, ExceptionRule, KeySource, MeasureName, Unit};
+use super::{Amount, ExceptionRule, KeySource, MeasureName, System, Unit};
 
 /// The label value of the unit every mass is stored in.
 pub const KG: &str = "kg";
@@ -81,6 +81,9 @@ pub struct MeasureRule {
     pub unit: UnitRule,
     /// Implied decimal places of the value as written (2 for X12 `N2`).
     pub decimals: u32,
+    /// The system the value is about (the `system` label); `None`: the
+    /// route's own.
+    pub system: Option<System>,
 }
 
 /// Where a value's unit comes from.

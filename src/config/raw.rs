@@ -470,6 +470,10 @@ pub struct RawMeasureRule {
     /// source to read it from. Not allowed for other measures.
     #[serde(default)]
     pub unit: Option<RawUnitSource>,
+    /// The declared system the value is about, a label value: `carrier`
+    /// for a freight invoice the ERP receives. Optional: the route's system.
+    #[serde(default)]
+    pub system: Option<String>,
     /// Implied decimal places of the value, 0 to 9: X12 numeric type `N2`
     /// (the L3 charge of a 210) writes 850.00 as `85000`, so `decimals: 2`.
     /// Optional: 0, the value carries its own decimal point.

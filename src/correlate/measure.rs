@@ -142,15 +142,16 @@ impl MeasureMetrics {
         for route in &config.routes {
             for rule in &route.measures {
                 let def = config.measure_def(&rule.measure);
+                let system = rule.system.as_ref().unwrap_or(&route.system);
                 for unit in &def.units {
                     let labels = ValueLabels {
                         measure: rule.measure.to_string(),
                         role: rule.role.as_str(),
-                        system: route.system.to_string(),
+                        system: system.to_string(),
                         unit: unit.to_string(),
                     };
                     values.insert(
-                        (rule.measure.id(), rule.role, route.system.id(), unit.id()),
+                        (rule.measure.id(), rule.role, system.id(), unit.id()),
                         ValueHandles {
                             total: totals.get_or_create_owned(&labels),
                             values: histograms.get_or_create_owned(&labels),
@@ -164,10 +165,10 @@ impl MeasureMetrics {
                         .any(|m| m.measure == rule.measure && m.role == Role::Quoted);
                     if rule.role == Role::Actual && quoted {
                         variance.insert(
-                            (rule.measure.id(), route.system.id(), unit.id()),
+                            (rule.measure.id(), system.id(), unit.id()),
                             variances.get_or_create_owned(&VarianceLabels {
                                 measure: rule.measure.to_string(),
-                                system: route.system.to_string(),
+                                system: system.to_string(),
                                 unit: unit.to_string(),
                             }),
                         );
@@ -299,7 +300,7 @@ impl Correlator {
             existing.unit = value.unit.clone();
             existing.exchange = exchange.id;
             existing.at = exchange.started;
-            existing.system = exchange.system.clone();
+            existing.system = value.system.clone();
             return if changed {
                 Stored::Changed
             } else {
@@ -309,7 +310,7 @@ impl Correlator {
         let key = (
             value.measure.id(),
             value.role,
-            exchange.system.id(),
+            value.system.id(),
             value.unit.id(),
         );
         if let Some(handles) = metrics.values.get(&key) {
@@ -325,7 +326,7 @@ impl Correlator {
             amount: value.amount,
             unit: value.unit.clone(),
             milestone: milestone.clone(),
-            system: exchange.system.clone(),
+            system: value.system.clone(),
             exchange: exchange.id,
             at: exchange.started,
             revisions: 0,

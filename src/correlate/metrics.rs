@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct MilestoneLabel {
@@ -134,8 +134,12 @@ impl ExceptionMetrics {
                 None => config
                     .routes
                     .iter()
-                    .filter(|r| r.measures.iter().any(|m| m.measure == def.name))
-                    .map(|r| r.system.to_string())
+                    .flat_map(|r| {
+                        r.measures
+                            .iter()
+                            .filter(|m| m.measure == def.name && m.role == Role::Actual)
+                            .map(|m| m.system.as_ref().unwrap_or(&r.system).to_string())
+                    })
                     .collect(),
             };
             for owner in owners {

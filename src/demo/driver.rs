@@ -32,6 +32,7 @@ use super::plan::{
     Incident, OrderPlan, Rng, LABEL_ATTEMPTS, UNINVOICED_PATIENCE, UNSHIPPED_PATIENCE,
 };
 use crate::clock::Clock;
+use crate::config::Amount;
 
 /// Requests in flight at once, across all orders. Orders mostly sleep
 /// between steps, so every order runs as its own task and only the calls
@@ -51,6 +52,11 @@ pub const OUT_OF_ORDER: &str = "out_of_order";
 pub const LABEL_NOT_SHIPPED: &str = "label_not_shipped";
 pub const MISSING_FREIGHT_INVOICE: &str = "missing_freight_invoice";
 pub const UNMATCHED_FREIGHT_INVOICE: &str = "unmatched_freight_invoice";
+pub const FREIGHT_VARIANCE: &str = "freight_variance";
+
+/// What the carrier adds to a surcharged shipment's invoice (a residential
+/// delivery fee the quote left out): above the example's 1.00 tolerance.
+const SURCHARGE: &str = "4.90";
 
 /// What the driver does to open an exception of `kind`, in a few words.
 pub fn how_injected(kind: &str) -> &'static str {
@@ -62,6 +68,7 @@ pub fn how_injected(kind: &str) -> &'static str {
         LABEL_NOT_SHIPPED => "label bought, parcel never shipped",
         MISSING_FREIGHT_INVOICE => "delivered, never invoiced",
         UNMATCHED_FREIGHT_INVOICE => "invoice for a tracking number never seen",
+        FREIGHT_VARIANCE => "invoiced 4.90 over the label's quote",
         _ => "",
     }
 }
@@ -125,6 +132,12 @@ pub struct Tally {
     /// Freight invoices for tracking numbers no shipment had; each makes
     /// a transaction of its own, with no order.
     pub stray_invoices: usize,
+    /// Freight cost the carrier invoiced (every line sent, strays too), by
+    /// currency, summed exactly: what the sidecar's
+    /// `waybill_measure_total{measure="freight_cost",role="actual"}` must show.
+    pub invoiced_cost: BTreeMap<String, Amount>,
+    /// Freight cost the carrier quoted for the labels bought, by currency.
+    pub quoted_cost: BTreeMap<String, Amount>,
     /// Every exception the driver set up, in no particular order.
     pub injected: Vec<Injection>,
     /// Every HTTP call made.
@@ -150,6 +163,12 @@ pub struct Delivery {
     pub order_id: String,
     pub shipment_id: String,
     pub tracking_code: String,
+}
+
+/// Adds `amount` to the `currency` sum of `costs`.
+fn add_cost(costs: &mut BTreeMap<String, Amount>, currency: String, amount: Amount) {
+    let sum = costs.entry(currency).or_default();
+    *sum = sum.plus(amount);
 }
 
 /// Sends the traffic of the planned orders.
@@ -193,6 +212,10 @@ struct ShipmentRecord {
     malformed_bodies: usize,
     unshipped: bool,
     stray_invoices: usize,
+    /// (currency, amount) of every invoice line sent.
+    invoiced: Vec<(String, Amount)>,
+    /// (currency, amount) of the label bought.
+    quoted: Option<(String, Amount)>,
     injected: Vec<Injection>,
     delivery: Option<Delivery>,
 }
@@ -221,6 +244,7 @@ struct Surprises {
     duplicate_booking: bool,
     lose_goods_issue: bool,
     malformed_webhook: bool,
+    surcharge: bool,
     incident: Option<Incident>,
 }
 
@@ -296,6 +320,12 @@ impl Driver {
                 tally.malformed_bodies += shipment.malformed_bodies;
                 tally.unshipped_labels += usize::from(shipment.unshipped);
                 tally.stray_invoices += shipment.stray_invoices;
+                for (currency, amount) in shipment.invoiced {
+                    add_cost(&mut tally.invoiced_cost, currency, amount);
+                }
+                if let Some((currency, amount)) = shipment.quoted {
+                    add_cost(&mut tally.quoted_cost, currency, amount);
+                }
                 tally.injected.extend(shipment.injected);
                 tally.deliveries.extend(shipment.delivery);
             }
@@ -397,6 +427,7 @@ impl Driver {
             duplicate_booking: plan.duplicate_booking,
             lose_goods_issue: plan.lose_goods_issue,
             malformed_webhook: plan.malformed_webhook,
+            surcharge: plan.surcharge,
             incident: plan.incident,
         };
         let walks = parcels.iter().enumerate().map(|(i, parcel)| {
@@ -518,7 +549,15 @@ impl Driver {
             .as_str()
             .ok_or_else(|| anyhow!("label without tracking_code"))?
             .to_owned();
-        let amount = label["selected_rate"]["rate"].clone();
+        let currency = label["selected_rate"]["currency"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let quoted = label["selected_rate"]["rate"]
+            .as_str()
+            .and_then(|rate| Amount::parse(rate).ok())
+            .ok_or_else(|| anyhow!("label without a readable selected_rate.rate"))?;
+        record.quoted = Some((currency.clone(), quoted));
         record.delivery = Some(Delivery {
             order_id: order_id.to_owned(),
             shipment_id: shipment_id.clone(),
@@ -626,13 +665,20 @@ impl Driver {
         }
 
         self.pause(rng.invoice_delay()).await?;
+        let mut amount = quoted;
+        if surprises.surcharge {
+            amount = amount.plus(Amount::parse(SURCHARGE).unwrap_or_default());
+            record.inject(FREIGHT_VARIANCE, order_id, &shipment_id, false);
+        }
         let line = json!({
             "shipment_id": shipment_id,
             "tracking_code": tracking_code,
             "service": "Standard",
-            "amount": amount,
+            "amount": amount.to_string(),
         });
-        self.freight_invoice(&tracking_code, line).await?;
+        self.freight_invoice(&tracking_code, &currency, line)
+            .await?;
+        record.invoiced.push((currency.clone(), amount));
         self.invoiced.fetch_add(1, Ordering::Relaxed);
 
         if surprises.incident == Some(Incident::StrayInvoice) {
@@ -640,22 +686,32 @@ impl Driver {
             // the carrier's portal. Its line has a tracking number and no
             // shipment of ours.
             let stray = format!("1ZW4Y83X66{:08}", rng.below(100_000_000));
+            let stray_amount = "11.40";
             let line = json!({
                 "tracking_code": stray,
                 "service": "Standard",
                 "reference": "portal",
-                "amount": "11.40",
+                "amount": stray_amount,
             });
-            self.freight_invoice(&stray, line).await?;
+            self.freight_invoice(&stray, &currency, line).await?;
+            record.invoiced.push((
+                currency.clone(),
+                Amount::parse(stray_amount).unwrap_or_default(),
+            ));
             record.stray_invoices += 1;
             record.inject(UNMATCHED_FREIGHT_INVOICE, order_id, &stray, false);
         }
         Ok(())
     }
 
-    /// Posts the carrier's freight invoice for one `line`, numbered after
-    /// its `tracking_code`.
-    async fn freight_invoice(&self, tracking_code: &str, line: Value) -> anyhow::Result<()> {
+    /// Posts the carrier's freight invoice in `currency` for one `line`,
+    /// numbered after its `tracking_code`.
+    async fn freight_invoice(
+        &self,
+        tracking_code: &str,
+        currency: &str,
+        line: Value,
+    ) -> anyhow::Result<()> {
         let digits = tracking_code
             .get(tracking_code.len().saturating_sub(8)..)
             .unwrap_or(tracking_code);
@@ -669,7 +725,7 @@ impl Driver {
                     "invoice_number": invoice_number,
                     "carrier": "UPS",
                     "invoice_date": self.now(),
-                    "currency": "EUR",
+                    "currency": currency,
                     "lines": [line],
                 })),
         )

@@ -23,6 +23,10 @@ const DUPLICATE_BOOKING_SHARE: f64 = 0.05;
 const LOST_GOODS_ISSUE_SHARE: f64 = 0.05;
 /// Share of orders whose first delivery webhook has a truncated JSON body.
 const MALFORMED_WEBHOOK_SHARE: f64 = 0.04;
+/// One order in this many is billed a surcharge on its first shipment that
+/// the label's quote did not include (decided from the seed and the order
+/// ID, so the other draws of the plan stay as they were).
+const SURCHARGE_ONE_IN: u64 = 6;
 /// Orders come in blocks of this many, and each block has exactly one order
 /// meeting each [`Incident`] (which one, the seed decides): every kind is
 /// seen in any run of this many orders, and at one order in a hundred per
@@ -166,6 +170,8 @@ pub struct OrderPlan {
     pub lose_goods_issue: bool,
     /// The first delivery webhook of the first shipment has a truncated body.
     pub malformed_webhook: bool,
+    /// The carrier bills the first shipment more than it quoted.
+    pub surcharge: bool,
     /// The gap between systems this order runs into, if any.
     pub incident: Option<Incident>,
     /// The order's own stream for stage durations.
@@ -217,10 +223,13 @@ impl OrderPlan {
             duplicate_booking: rng.chance(DUPLICATE_BOOKING_SHARE),
             lose_goods_issue: rng.chance(LOST_GOODS_ISSUE_SHARE),
             malformed_webhook: rng.chance(MALFORMED_WEBHOOK_SHARE),
+            surcharge: false,
             incident: None,
             rng,
         };
         plan.incident = incident_of(seed, index);
+        plan.surcharge =
+            mix(seed.rotate_left(29) ^ hash_str(&plan.order_id)) % SURCHARGE_ONE_IN == 0;
         if plan.incident == Some(Incident::GoodsIssueFirst) {
             // The goods issue that comes early is not also lost.
             plan.lose_goods_issue = false;

@@ -1,7 +1,7 @@
 //! The report printed at the end of the demo: what the sidecar made of the
 //! traffic (transactions, flow durations against their SLOs, upstream
 //! failures, retries and duplicates, the exceptions it opened, extraction
-//! problems), set next to what the driver knows it did, so a reader can see
+//! problems, freight cost quoted and invoiced), set next to what the driver knows it did, so a reader can see
 //! the two agree. Every sidecar figure comes from the sidecar (its
 //! transactions, its exceptions API, its metrics); the summary only counts.
 //!
@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
 use super::driver::{how_injected, Injected, Tally};
-use crate::config::Config;
+use crate::config::{Amount, Config, Role};
 use crate::correlate::ExceptionEntry;
 use crate::extract::Key;
 use crate::state::{Status, Transaction};
@@ -40,6 +40,16 @@ pub struct TransactionView {
     pub attempts: Vec<AttemptView>,
     /// The milestone the transaction is stuck at, if any.
     pub stuck: Option<String>,
+    pub measures: Vec<MeasureView>,
+}
+
+/// One measure value on one object.
+#[derive(Debug, Clone)]
+pub struct MeasureView {
+    pub measure: String,
+    pub role: Role,
+    pub unit: String,
+    pub amount: Amount,
 }
 
 /// One recorded milestone of one object.
@@ -146,6 +156,16 @@ impl From<&Transaction> for TransactionView {
                 })
                 .collect(),
             stuck: t.stuck.as_ref().map(ToString::to_string),
+            measures: t
+                .measures
+                .iter()
+                .map(|m| MeasureView {
+                    measure: m.measure.to_string(),
+                    role: m.role,
+                    unit: m.unit.to_string(),
+                    amount: m.amount,
+                })
+                .collect(),
         }
     }
 }
@@ -247,7 +267,13 @@ pub struct Summary {
     /// Driver deliveries whose tracking code sits in the transaction rooted
     /// at their own order: the tracking-only webhook joined correctly.
     pub tracking_joined: usize,
+    /// `freight_cost` the transactions hold, summed exactly by role and
+    /// currency (each shipment's value once).
+    pub freight_cost: BTreeMap<(Role, String), Amount>,
 }
+
+/// The measure the demo compares with what the driver quoted and invoiced.
+pub const FREIGHT_COST: &str = "freight_cost";
 
 /// Durations of one flow.
 #[derive(Debug, Clone, PartialEq)]
@@ -344,6 +370,18 @@ impl Summary {
             for m in t.milestones.iter().filter(|m| m.repeats > 0) {
                 *self.duplicates.entry(m.milestone.clone()).or_default() += u64::from(m.repeats);
             }
+        }
+        self.freight_cost.clear();
+        for m in transactions
+            .iter()
+            .flat_map(|t| &t.measures)
+            .filter(|m| m.measure == FREIGHT_COST)
+        {
+            let sum = self
+                .freight_cost
+                .entry((m.role, m.unit.clone()))
+                .or_default();
+            *sum = sum.plus(m.amount);
         }
         self.extraction_problems = problems;
         self.tracking_joined = tracking_joined(transactions, &self.driver);
@@ -547,6 +585,49 @@ impl Summary {
         }
         table.empty_note("none configured");
         table.note("injected: what the driver set up, and how many of those it fixed later".into());
+        if !disagree.is_empty() {
+            table.note(format!(
+                "the sidecar and the driver disagree on: {}",
+                disagree.join(", ")
+            ));
+        }
+        table.write(out)?;
+
+        let mut table = Table::with_text(&["freight cost", "currency", "sidecar", "driver"]);
+        let mut disagree = Vec::new();
+        for (role, driver) in [
+            (Role::Quoted, &d.quoted_cost),
+            (Role::Actual, &d.invoiced_cost),
+        ] {
+            let mut currencies: Vec<&String> = driver.keys().collect();
+            currencies.extend(
+                self.freight_cost
+                    .keys()
+                    .filter(|(r, _)| *r == role)
+                    .map(|(_, c)| c),
+            );
+            currencies.sort_unstable();
+            currencies.dedup();
+            for currency in currencies {
+                let seen = self
+                    .freight_cost
+                    .get(&(role, currency.clone()))
+                    .copied()
+                    .unwrap_or_default();
+                let sent = driver.get(currency).copied().unwrap_or_default();
+                if seen != sent {
+                    disagree.push(format!("{} {currency}", role.as_str()));
+                }
+                table.row(vec![
+                    role.as_str().to_owned(),
+                    currency.clone(),
+                    seen.to_string(),
+                    sent.to_string(),
+                ]);
+            }
+        }
+        table.empty_note("none");
+        table.note("quoted: the label's rate; actual: the invoiced amount (a re-sent invoice replaces, never adds)".into());
         if !disagree.is_empty() {
             table.note(format!(
                 "the sidecar and the driver disagree on: {}",
@@ -850,6 +931,20 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
                 duplicates: 0,
             }],
             stuck: Some("label_created".into()),
+            measures: [
+                ("freight_cost", Role::Quoted, "EUR", "12.50"),
+                ("freight_cost", Role::Actual, "EUR", "13.10"),
+                ("freight_cost", Role::Actual, "USD", "7"),
+                ("parcel_weight", Role::Actual, "kg", "2.5"),
+            ]
+            .into_iter()
+            .map(|(measure, role, unit, amount)| MeasureView {
+                measure: measure.into(),
+                role,
+                unit: unit.into(),
+                amount: Amount::parse(amount).unwrap_or_default(),
+            })
+            .collect(),
         };
         let stray = TransactionView {
             root: None,
@@ -909,6 +1004,16 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
                 .map(|e| (e.owner.as_str(), e.opened, e.open, e.resolved))
         };
         assert_eq!(stats("missing_goods_issue"), Some(("erp", 1, 1, 0)));
+        let cost = |role, currency: &str| {
+            summary
+                .freight_cost
+                .get(&(role, currency.to_owned()))
+                .map(ToString::to_string)
+        };
+        assert_eq!(cost(Role::Quoted, "EUR").as_deref(), Some("12.5"));
+        assert_eq!(cost(Role::Actual, "EUR").as_deref(), Some("13.1"));
+        assert_eq!(cost(Role::Actual, "USD").as_deref(), Some("7"));
+        assert_eq!(summary.freight_cost.len(), 3, "the weight is no cost");
         assert_eq!(stats("out_of_order"), Some(("erp, wms", 2, 1, 1)));
         assert_eq!(
             stats("duplicate_shipment"),

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use crate::config::{Amount, Config, MeasureName, MeasureRule, Role, Unit, UnitKind, UnitRule};
+use crate::config::{
+    Amount, Config, MeasureName, MeasureRule, Role, System, Unit, UnitKind, UnitRule,
+};
 use crate::proxy::Exchange;
 
 use super::reading::Reading;
@@ -21,6 +23,8 @@ pub struct MeasureValue {
     pub amount: Amount,
     /// A declared currency, `kg` or `count`.
     pub unit: Unit,
+    /// The system the value is about: the rule's, else the route's.
+    pub system: System,
 }
 
 /// Why a measure value could not be read: the `reason` label of
@@ -123,7 +127,7 @@ pub(super) fn read(
             let unit = units
                 .as_deref()
                 .map(|units| unit_text(units, position, values.len()));
-            match value(def, rule, text, unit) {
+            match value(def, rule, &matched.route.system, text, unit) {
                 Ok(value) => measures.values.push(value),
                 Err(reason) => measures.unreadable.push((rule.measure.clone(), reason)),
             }
@@ -147,6 +151,7 @@ fn unit_text(units: &[Arc<str>], position: usize, count: usize) -> Result<&str, 
 fn value(
     def: &crate::config::MeasureDef,
     rule: &MeasureRule,
+    route_system: &System,
     text: &str,
     unit: Option<Result<&str, Unreadable>>,
 ) -> Result<MeasureValue, Unreadable> {
@@ -175,5 +180,6 @@ fn value(
         role: rule.role,
         amount: amount.times(factor),
         unit,
+        system: rule.system.clone().unwrap_or_else(|| route_system.clone()),
     })
 }

@@ -258,6 +258,12 @@ impl Validator<'_> {
                 UnitRule::Read(self.key_source(&unit_field, source, path)?)
             }
         };
+        let system = match &raw.system {
+            Some(name) => {
+                Some(self.lookup(declared.systems, "system", &format!("{field}.system"), name)?)
+            }
+            None => None,
+        };
         let decimals = raw.decimals.unwrap_or(0);
         if decimals > 9 {
             self.error(
@@ -272,6 +278,7 @@ impl Validator<'_> {
             value: value?,
             unit,
             decimals,
+            system,
         })
     }
 }

@@ -90,8 +90,8 @@ pub struct ObservedRecord {
     pub measures: Vec<SavedValue>,
 }
 
-/// A measure value as stored: measure, role, exact amount, unit.
-pub type SavedValue = (String, String, Amount, String);
+/// A measure value as stored: measure, role, exact amount, unit, system.
+pub type SavedValue = (String, String, Amount, String, String);
 
 /// The stored form of `value`.
 pub fn save_value(value: &MeasureValue) -> SavedValue {
@@ -100,13 +100,14 @@ pub fn save_value(value: &MeasureValue) -> SavedValue {
         value.role.as_str().to_owned(),
         value.amount,
         value.unit.as_str().to_owned(),
+        value.system.as_str().to_owned(),
     )
 }
 
 /// A stored measure value resolved against `config`.
 pub fn load_value(
     config: &Config,
-    (measure, role, amount, unit): &SavedValue,
+    (measure, role, amount, unit, system): &SavedValue,
 ) -> Result<MeasureValue, Damaged> {
     let unknown = |what: &str, name: &str| Damaged::Unknown(format!("{what} {name}"));
     Ok(MeasureValue {
@@ -120,6 +121,10 @@ pub fn load_value(
             .units
             .get(unit)
             .ok_or_else(|| unknown("unit", unit))?,
+        system: config
+            .systems
+            .get(system)
+            .ok_or_else(|| unknown("system", system))?,
     })
 }
 
@@ -363,6 +368,7 @@ mod tests {
                 "actual".into(),
                 crate::config::Amount::parse("1234.5").unwrap_or_default(),
                 "USD".into(),
+                "carrier".into(),
             )],
         })
     }

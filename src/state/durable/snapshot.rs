@@ -102,11 +102,10 @@ pub struct SavedMilestone {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedMeasure {
-    /// Measure, role, exact amount, unit.
+    /// Measure, role, exact amount, unit, system.
     pub value: SavedValue,
     pub object: SavedKey,
     pub milestone: String,
-    pub system: String,
     pub exchange: u64,
     pub at: SystemTime,
     pub revisions: u32,
@@ -253,10 +252,10 @@ impl SavedTransaction {
                         role: m.role,
                         amount: m.amount,
                         unit: m.unit.clone(),
+                        system: m.system.clone(),
                     }),
                     object: save_key(&m.object),
                     milestone: name(&m.milestone),
-                    system: name(&m.system),
                     exchange: m.exchange,
                     at: m.at,
                     revisions: m.revisions,
@@ -438,7 +437,7 @@ impl<'a> Resolver<'a> {
                     amount: value.amount,
                     unit: value.unit,
                     milestone: self.milestone(&m.milestone)?,
-                    system: self.system(&m.system)?,
+                    system: value.system,
                     exchange: m.exchange,
                     at: m.at,
                     revisions: m.revisions,
