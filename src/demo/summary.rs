@@ -585,12 +585,7 @@ impl Summary {
         }
         table.empty_note("none configured");
         table.note("injected: what the driver set up, and how many of those it fixed later".into());
-        if !disagree.is_empty() {
-            table.note(format!(
-                "the sidecar and the driver disagree on: {}",
-                disagree.join(", ")
-            ));
-        }
+        table.disagreement(&disagree);
         table.write(out)?;
 
         let mut table = Table::with_text(&["freight cost", "currency", "sidecar", "driver"]);
@@ -628,12 +623,7 @@ impl Summary {
         }
         table.empty_note("none");
         table.note("quoted: the label's rate; actual: the invoiced amount (a re-sent invoice replaces, never adds)".into());
-        if !disagree.is_empty() {
-            table.note(format!(
-                "the sidecar and the driver disagree on: {}",
-                disagree.join(", ")
-            ));
-        }
+        table.disagreement(&disagree);
         table.write(out)?;
 
         let mut table = Table::with_text(&["extraction problems", "count", ""]);
@@ -787,6 +777,17 @@ impl Table {
     }
 
     /// A line printed under the rows.
+    /// Notes what the sidecar and the driver disagree on, if anything.
+    fn disagreement(&mut self, items: &[impl AsRef<str>]) {
+        if !items.is_empty() {
+            let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+            self.note(format!(
+                "the sidecar and the driver disagree on: {}",
+                items.join(", ")
+            ));
+        }
+    }
+
     fn note(&mut self, text: String) {
         self.notes.push(text);
     }
