@@ -285,6 +285,37 @@ def executive():
               [target(f"sum(increase(waybill_transactions_created_total{{{SEL}}}[1d]))", "orders started"),
                target(f'sum(increase(waybill_milestones_total{{{SEL},milestone="shipped"}}[1d]))', "shipments shipped", ref="B")],
               "short", 12, 5),
+        row("Freight cost"),
+        panel("timeseries", "Freight cost invoiced per carrier per day",
+              "Freight cost the carriers invoiced per day, by carrier (the `system` a freight_cost value is about) "
+              "and currency: each shipment's invoiced amount counted once, a re-sent invoice replaces it and is "
+              "never added (measure `freight_cost`, role `actual`). Currencies are never converted or summed together.",
+              [target(f'sum by (system, unit) (increase(waybill_measure_total{{{SEL},measure="freight_cost",role="actual"}}[1d]))',
+                      "{{system}} {{unit}}")],
+              "short", 12, 7, field={"decimals": 2}),
+        panel("stat", "Freight cost per shipment",
+              "Mean invoiced freight cost per shipment invoiced in the selected range, per currency (from the "
+              "per-shipment value histogram of `freight_cost`, role `actual`).",
+              [target(f'sum by (unit) (increase(waybill_measure_value_sum{{{SEL},measure="freight_cost",role="actual"}}[$__range])) / '
+                      f'sum by (unit) (increase(waybill_measure_value_count{{{SEL},measure="freight_cost",role="actual"}}[$__range]))',
+                      "{{unit}}", instant=True)],
+              "short", 6, 7, GREEN, field={"decimals": 2}),
+        panel("stat", "Invoiced over quote",
+              "Invoice variance: for shipments whose invoice arrived in the selected range, the sum of invoiced minus "
+              "quoted freight cost (the rate at label purchase), per currency. Positive means carriers billed more than "
+              "they quoted; each shipment beyond the tolerance opens a `freight_variance` exception for the carrier.",
+              [target(f'sum by (unit) (increase(waybill_measure_variance_sum{{{SEL},measure="freight_cost"}}[$__range]))',
+                      "{{unit}}", instant=True)],
+              "short", 6, 7, thresholds(("green", None), ("yellow", 0.01)), field={"decimals": 2}),
+        panel("timeseries", "Invoices above their quote per day",
+              "Shipments per day whose invoice differs from the quoted rate by more than 1 (currency unit), from "
+              "the variance histogram of `freight_cost` (invoiced minus quoted), and all shipments compared.",
+              [target(f'sum(increase(waybill_measure_variance_count{{{SEL},measure="freight_cost"}}[1d])) - '
+                      f'sum(increase(waybill_measure_variance_bucket{{{SEL},measure="freight_cost",le=~"1|1.0"}}[1d]))',
+                      "over quote by more than 1"),
+               target(f'sum(increase(waybill_measure_variance_count{{{SEL},measure="freight_cost"}}[1d]))',
+                      "compared", ref="B")],
+              "short", 24, 6),
         row("Exceptions"),
         panel("stat", "Exceptions per 100 orders",
               "Exceptions opened (missing goods issue, duplicate shipment, unmatched freight invoice …) for every "
@@ -308,7 +339,8 @@ def executive():
     return dashboard(
         "waybill-executive", "waybill / Executive",
         "Is the business promise kept? Order-to-ship time against its SLO, share of orders shipped in time, "
-        "delivery-to-invoice latency, exception load and resolution time, throughput.",
+        "delivery-to-invoice latency, freight cost per carrier and per shipment and invoice variance, exception "
+        "load and resolution time, throughput.",
         ["executive"], panels, "now-7d", refresh="5m")
 
 

@@ -924,6 +924,42 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_l
         Err(e) => problems.push(format!("{p95_expr}: {e}")),
     }
 
+    // 3b. The freight cost counters: what Prometheus holds per currency is
+    // what the demo's carrier invoiced, each shipment once.
+    let cost_expr =
+        r#"sum by (unit) (waybill_measure_total{measure="freight_cost",role="actual"})"#;
+    match prom.query(cost_expr).await {
+        Ok(result) => {
+            let found: BTreeMap<String, f64> = result
+                .iter()
+                .filter(|s| sample_value(s) > 0.0)
+                .map(|s| {
+                    let unit = s["metric"]["unit"].as_str().unwrap_or_default().to_owned();
+                    (unit, sample_value(s))
+                })
+                .collect();
+            let sent: BTreeMap<String, f64> = summary
+                .driver
+                .invoiced_cost
+                .iter()
+                .map(|(currency, amount)| (currency.clone(), amount.to_f64()))
+                .collect();
+            let agree = found.len() == sent.len()
+                && !sent.is_empty()
+                && sent.iter().all(|(c, v)| {
+                    found
+                        .get(c)
+                        .is_some_and(|f| (f - v).abs() < 1e-6 * v.max(1.0))
+                });
+            if !agree {
+                problems.push(format!(
+                    "{cost_expr} = {found:?}, want what the demo invoiced: {sent:?}"
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("{cost_expr}: {e}")),
+    }
+
     // 4. Every rule loaded and evaluated without error.
     match prom.get("/api/v1/rules", &[]).await {
         Ok(data) => {
