@@ -6,11 +6,12 @@
 //! - [`config`]: the routes file, parsed once and validated into typed domain values.
 //! - [`clock`]: the wall clock every stage reads, passed in so the demo can compress time.
 //! - [`proxy`]: listeners that forward bytes untouched and tap each [`proxy::Exchange`]; opt-in per route, the idempotency guard answers repeats from a bounded store.
-//! - [`extract`]: config rules turn an exchange into an [`extract::Observation`] (keys, milestone).
+//! - [`extract`]: config rules turn an exchange into an [`extract::Observation`] (keys, milestone,
+//!   business measures such as freight cost, read from the same sources as keys).
 //! - [`correlate`]: links keys into transactions, records milestones and flows, and
 //!   reconciles: expectations, order rules, retries vs duplicates, stuck transactions.
 //! - [`state`]: where transactions live (in memory, bounded by TTL and count), with their
-//!   milestones, flows, exceptions and attempts; optionally durable on disk
+//!   milestones, measures, flows, exceptions and attempts; optionally durable on disk
 //!   ([`state::durable`]: a journal of accepted observations plus snapshots).
 //! - [`telemetry`]: OTLP spans (trace ID derived from the root key), flow histograms with
 //!   trace exemplars, and the frozen Prometheus registry every stage registers in.

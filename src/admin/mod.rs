@@ -5,7 +5,7 @@
 //! | `GET /healthz` | `200 ok` while the process serves (liveness) |
 //! | `GET /readyz` | `200 ready` once every listener is bound; `503` before that and while draining |
 //! | `GET /metrics` | every metric: OpenMetrics text (with exemplars) when `Accept` names it, as Prometheus does; else the classic text format 0.0.4 |
-//! | `GET /api/v1/transactions/{kind}/{value}` | the transaction any key belongs to: all its keys, milestones, flows and exchanges in time order; `404` when unknown, `400` for an undeclared key kind |
+//! | `GET /api/v1/transactions/{kind}/{value}` | the transaction any key belongs to: all its keys, milestones, measures (per object and role, amounts as exact decimal strings), flows and exchanges in time order; `404` when unknown, `400` for an undeclared key kind |
 //! | `GET /api/v1/transactions?status=open\|complete\|stuck\|all&limit=N` | recent transactions, most recently updated first (default limit 100, at most 1000) |
 //! | `GET /api/v1/exceptions?kind=K&owner=S&state=open\|resolved\|all&limit=N` | exceptions, most recently opened first, each with its transaction's name |
 //!
