@@ -428,3 +428,28 @@ async fn measures_survive_a_restart_on_the_embedded_store() {
     );
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn values_that_cannot_be_paired_with_the_milestones_objects_are_left_out_and_counted() {
+    let rig = Rig::start().await;
+    rig.buy_label("SH-41", "SO-41", "20.00", "USD").await;
+    // Two charge lines for one shipment: which is its cost is not ours to guess.
+    let body = invoice("INV-41", &[("SH-41", "18.00"), ("SH-41", "2.00")]);
+    assert_eq!(rig.post("/invoices", body).await, 200);
+    assert_eq!(
+        rig.measures("order", "SO-41", "freight_cost").await,
+        vec![row("SH-41", "quoted", "20", "USD")]
+    );
+    let tx = rig.transaction("order", "SO-41").await;
+    let invoiced = tx["milestones"]
+        .as_array()
+        .expect("milestones")
+        .iter()
+        .any(|m| m["milestone"] == "freight_invoiced");
+    assert!(invoiced, "the milestone is recorded all the same");
+    let metrics = rig.metrics().await;
+    let unattached = r#"waybill_measure_unattached_total{measure="freight_cost"}"#;
+    assert_eq!(sample(&metrics, unattached), 2.0);
+    assert_eq!(sample(&metrics, ACTUAL_USD), 0.0);
+    rig.stop().await;
+}

@@ -365,6 +365,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn measures_need_the_routes_milestone() {
+        let text = "systems: [carrier]\nkeys: [shipment]\nroot: shipment\nlisteners:\n  - { name: a, bind: 127.0.0.1:8080, upstream: http://127.0.0.1:9000, system: carrier }\nmeasures:\n  - { name: pieces, unit: count }\nroutes:\n  - name: scan\n    system: carrier\n    match: { path: \"/s/{id}\" }\n    keys: { shipment: { path_param: id } }\n    measures:\n      - { measure: pieces, value: { query: n }, unit: kg }\n";
+        let message = Config::from_yaml(text, "m.yaml")
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string();
+        says(
+            &message,
+            &[
+                "routes[0].measures: measures are attached to the route's milestone",
+                "routes[0].measures[0].unit: a count has no unit",
+            ],
+        );
+    }
+
     /// Asserts that `message` contains every one of `expected`.
     fn says(message: &str, expected: &[&str]) {
         for expected in expected {

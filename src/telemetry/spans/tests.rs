@@ -36,6 +36,8 @@ routes:
     keys: { shipment: { path_param: shipment_id } }
 flows:
   - { name: order_to_ship, from: order_released, to: shipped, slo: 24h }
+measures:
+  - { name: freight_cost, unit: currency, currencies: [EUR] }
 "#;
 
 fn config() -> Arc<Config> {
@@ -403,4 +405,57 @@ fn an_exception_opened_by_a_deadline_is_a_span_in_the_transaction_trace() {
     assert_eq!(text(&span, "waybill.exception.kind"), "out_of_order");
     assert_eq!(text(&span, "waybill.exception.state"), "opened");
     assert_eq!(text(&span, "waybill.transaction"), "order:SO-1001");
+}
+
+#[test]
+fn measure_values_are_attributes_of_the_exchange_that_carried_them() {
+    let config = config();
+    let observer = observer(&config);
+    let cost = config.measures.get("freight_cost").expect("declared");
+    let eur = config.units.get("EUR").expect("declared");
+    let carrier = config.systems.get("carrier").expect("declared");
+    let value = |amount: &str| crate::extract::MeasureValue {
+        measure: cost.clone(),
+        role: crate::config::Role::Quoted,
+        amount: crate::config::Amount::parse(amount).expect("amount"),
+        unit: eur.clone(),
+        system: carrier.clone(),
+    };
+    let mut observation = keyless();
+    observation.measures.values = vec![value("12.50"), value("0.1")];
+    observation
+        .measures
+        .unreadable
+        .push((cost.clone(), crate::extract::Unreadable::Locale));
+    let span = observer.exchange_span(&observation, TraceId::from_bytes([7; 16]));
+    assert_eq!(
+        attribute(&span, "waybill.measure.freight_cost.quoted"),
+        Some(&Value::F64(12.5)),
+        "the first value, as a number"
+    );
+    assert_eq!(
+        text(&span, "waybill.measure.freight_cost.quoted.unit"),
+        "EUR"
+    );
+    assert_eq!(
+        attribute(&span, "waybill.measures"),
+        Some(&Value::Array(Array::String(vec![
+            "freight_cost quoted 12.5 EUR".into(),
+            "freight_cost quoted 0.1 EUR".into(),
+        ])))
+    );
+    assert_eq!(
+        attribute(&span, "waybill.measure.unparseable"),
+        Some(&Value::Array(Array::String(vec![
+            "freight_cost:locale".into()
+        ])))
+    );
+    assert_eq!(
+        attribute(&keyless_span(&observer), "waybill.measures"),
+        None
+    );
+}
+
+fn keyless_span(observer: &SpanObserver) -> SpanData {
+    observer.exchange_span(&keyless(), TraceId::from_bytes([8; 16]))
 }
