@@ -40,6 +40,7 @@ async fn carrier() -> SocketAddr {
             }),
         )
         .route("/invoices", post(|| async { "{}" }))
+        .route("/orders/release", post(|| async { "{}" }))
         .route("/edi", post(|| async { "accepted" }));
     support::serve(app).await
 }
@@ -53,6 +54,7 @@ keys: [order, shipment, bol, invoice]
 listeners:
   - {{ name: egress, bind: 127.0.0.1:0, upstream: "http://{upstream}", system: carrier, direction: outbound }}
 milestones:
+  - {{ name: order_released, object: order }}
   - {{ name: label_created, object: shipment }}
   - {{ name: freight_invoiced, object: shipment }}
 measures:
@@ -61,7 +63,15 @@ measures:
     currencies: [USD, EUR]
     variance: {{ tolerance: "0.50", exception: freight_variance, owner: carrier }}
   - {{ name: shipped_weight, unit: kg }}
+  - {{ name: order_lines, unit: count }}
 routes:
+  - name: wms.release_batch
+    system: wms
+    match: {{ method: POST, path: /orders/release }}
+    keys: {{ order: {{ request_json: "$.orders[*].id" }} }}
+    milestone: order_released
+    measures:
+      - {{ measure: order_lines, value: {{ request_json: "$.orders[*].lines" }} }}
   - name: carrier.buy_label
     system: carrier
     match: {{ method: POST, path: "/v2/shipments/{{id}}/buy" }}
@@ -451,5 +461,27 @@ async fn values_that_cannot_be_paired_with_the_milestones_objects_are_left_out_a
     let unattached = r#"waybill_measure_unattached_total{measure="freight_cost"}"#;
     assert_eq!(sample(&metrics, unattached), 2.0);
     assert_eq!(sample(&metrics, ACTUAL_USD), 0.0);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_of_orders_gives_each_order_its_own_value() {
+    let rig = Rig::start().await;
+    let body = json!({ "orders": [{ "id": "SO-51", "lines": 3 }, { "id": "SO-52", "lines": 12 }] });
+    assert_eq!(rig.post("/orders/release", body.to_string()).await, 200);
+    assert_eq!(
+        rig.measures("order", "SO-51", "order_lines").await,
+        vec![row("SO-51", "actual", "3", "count")]
+    );
+    assert_eq!(
+        rig.measures("order", "SO-52", "order_lines").await,
+        vec![row("SO-52", "actual", "12", "count")]
+    );
+    let metrics = rig.metrics().await;
+    let total =
+        r#"waybill_measure_total{measure="order_lines",role="actual",system="wms",unit="count"}"#;
+    assert_eq!(sample(&metrics, total), 15.0);
+    let unattached = r#"waybill_measure_unattached_total{measure="order_lines"}"#;
+    assert_eq!(sample(&metrics, unattached), 0.0);
     rig.stop().await;
 }

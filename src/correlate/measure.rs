@@ -226,11 +226,20 @@ impl Correlator {
         if values.is_empty() {
             return;
         }
-        let objects: Vec<Key> = news
+        // The objects this group's exchange marked, and the objects the
+        // whole exchange carries as keys (a batch of orders is split into
+        // groups, but its values are in one list, in key order).
+        let marked: Vec<Key> = news
             .milestones
             .iter()
             .filter(|m| &m.record.milestone == milestone)
             .map(|m| m.record.object.clone())
+            .collect();
+        let object_kind = &self.config.milestone_def(milestone).object;
+        let carried: Vec<&Key> = observation
+            .keys
+            .iter()
+            .filter(|k| &k.kind == object_kind)
             .collect();
         // Values of one rule, in document order.
         let mut rules: Vec<(&MeasureName, Role)> = Vec::new();
@@ -246,24 +255,28 @@ impl Correlator {
                 .iter()
                 .filter(|v| &v.measure == measure && v.role == role)
                 .collect();
-            if mine.len() != objects.len() {
-                if let Some(counter) = self.metrics.measures.unattached.get(measure.id()) {
-                    counter.inc_by(mine.len() as u64);
+            let Some(pairs) = pair(&mine, &carried, &marked) else {
+                // Counted once per exchange: by the group of its first object.
+                let first = carried.first().copied().or(marked.first());
+                if first.is_some_and(|o| marked.contains(o)) {
+                    if let Some(counter) = self.metrics.measures.unattached.get(measure.id()) {
+                        counter.inc_by(mine.len() as u64);
+                    }
                 }
                 continue;
-            }
-            for (value, object) in mine.into_iter().zip(&objects) {
-                let new = match self.record_value(id, milestone, observation, value, object) {
+            };
+            for (value, object) in pairs {
+                let new = match self.record_value(id, milestone, observation, value, &object) {
                     Stored::New => true,
                     Stored::Changed => false,
                     Stored::Same => continue,
                 };
                 match changed
                     .iter_mut()
-                    .find(|(m, o, _)| m == measure && o == object)
+                    .find(|(m, o, _)| m == measure && o == &object)
                 {
                     Some(entry) => entry.2 |= new,
-                    None => changed.push((measure.clone(), object.clone(), new)),
+                    None => changed.push((measure.clone(), object, new)),
                 }
             }
         }
@@ -384,6 +397,31 @@ impl Correlator {
         };
         self.open(id, opening, Some(news));
     }
+}
+
+/// The values of one rule paired with the objects of this group: the n-th
+/// value with the n-th object key the exchange carries (kept when this group
+/// marked it), or, when the exchange carries no such key (the object was
+/// found through a link), with the objects the group marked. `None` when
+/// the counts differ.
+fn pair<'v>(
+    values: &[&'v MeasureValue],
+    carried: &[&Key],
+    marked: &[Key],
+) -> Option<Vec<(&'v MeasureValue, Key)>> {
+    if carried.is_empty() {
+        return (values.len() == marked.len())
+            .then(|| values.iter().copied().zip(marked.iter().cloned()).collect());
+    }
+    (values.len() == carried.len()).then(|| {
+        values
+            .iter()
+            .copied()
+            .zip(carried.iter().copied())
+            .filter(|(_, object)| marked.contains(object))
+            .map(|(value, object)| (value, object.clone()))
+            .collect()
+    })
 }
 
 /// "freight_cost of shipment:SH-1: actual 131.5 USD vs quoted 120 USD (+11.5)".
