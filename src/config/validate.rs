@@ -387,8 +387,9 @@ impl Validator<'_> {
         expectations
     }
 
-    /// Warnings for declarations nothing uses: a key kind no route reads, a
-    /// milestone no route marks, a flow or expectation that can never complete.
+    /// Warnings for declarations nothing uses: a key kind or measure no route
+    /// reads, a milestone no route marks, a flow or expectation that can never
+    /// complete.
     fn warn_unused(
         &mut self,
         raw: &RawConfig,
@@ -405,6 +406,18 @@ impl Validator<'_> {
                 self.warning(
                     &format!("keys[{i}]"),
                     format!("key kind `{kind}` is declared but no route reads it"),
+                );
+            }
+        }
+        for (i, m) in raw.measures.iter().enumerate() {
+            let read = raw
+                .routes
+                .iter()
+                .any(|r| r.measures.iter().any(|rule| rule.measure == m.name));
+            if !read {
+                self.warning(
+                    &format!("measures[{i}].name"),
+                    format!("measure `{}` is declared but no route reads it", m.name),
                 );
             }
         }

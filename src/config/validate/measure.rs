@@ -366,6 +366,18 @@ mod tests {
     }
 
     #[test]
+    fn a_measure_no_route_reads_is_a_warning() {
+        let text = "systems: [carrier]\nkeys: [order]\nlisteners:\n  - { name: a, bind: 127.0.0.1:8080, upstream: http://127.0.0.1:9000, system: carrier }\nmeasures:\n  - { name: pieces, unit: count }\n";
+        let (_, warnings) = Config::from_yaml_with_warnings(text, "m.yaml").expect("valid");
+        let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings.iter().any(|w| w
+                .contains("measures[0].name: measure `pieces` is declared but no route reads it")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
     fn measures_need_the_routes_milestone() {
         let text = "systems: [carrier]\nkeys: [shipment]\nroot: shipment\nlisteners:\n  - { name: a, bind: 127.0.0.1:8080, upstream: http://127.0.0.1:9000, system: carrier }\nmeasures:\n  - { name: pieces, unit: count }\nroutes:\n  - name: scan\n    system: carrier\n    match: { path: \"/s/{id}\" }\n    keys: { shipment: { path_param: id } }\n    measures:\n      - { measure: pieces, value: { query: n }, unit: kg }\n";
         let message = Config::from_yaml(text, "m.yaml")
