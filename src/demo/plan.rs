@@ -27,6 +27,10 @@ const MALFORMED_WEBHOOK_SHARE: f64 = 0.04;
 /// the label's quote did not include (decided from the seed and the order
 /// ID, so the other draws of the plan stay as they were).
 const SURCHARGE_ONE_IN: u64 = 6;
+/// Orders whose first booking the WMS sends again with the same
+/// Idempotency-Key after a client timeout: the sidecar's idempotency guard
+/// answers the repeat, so the carrier sees one booking.
+const TIMEOUT_RETRY_SHARE: f64 = 0.05;
 /// Orders come in blocks of this many, and each block has exactly one order
 /// meeting each [`Incident`] (which one, the seed decides): every kind is
 /// seen in any run of this many orders, and at one order in a hundred per
@@ -166,6 +170,9 @@ pub struct OrderPlan {
     pub release_after: Duration,
     /// The carrier booking of the first shipment is sent twice.
     pub duplicate_booking: bool,
+    /// The carrier booking of the first shipment is resent with the same
+    /// idempotency key (a client timeout-retry).
+    pub retry_booking: bool,
     /// The goods issue of the first shipment is never posted.
     pub lose_goods_issue: bool,
     /// The first delivery webhook of the first shipment has a truncated body.
@@ -224,9 +231,14 @@ impl OrderPlan {
             lose_goods_issue: rng.chance(LOST_GOODS_ISSUE_SHARE),
             malformed_webhook: rng.chance(MALFORMED_WEBHOOK_SHARE),
             surcharge: false,
+            retry_booking: false,
             incident: None,
             rng,
         };
+        // From a stream of its own, so it left every other choice of the
+        // seed as it was.
+        plan.retry_booking =
+            Rng::new(mix(seed ^ mix(index as u64 + 1) ^ 0x7E7A_1D00)).chance(TIMEOUT_RETRY_SHARE);
         plan.incident = incident_of(seed, index);
         plan.surcharge =
             mix(seed.rotate_left(29) ^ hash_str(&plan.order_id)) % SURCHARGE_ONE_IN == 0;
