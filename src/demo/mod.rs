@@ -516,6 +516,7 @@ mod tests {
             driver::LABEL_NOT_SHIPPED,
             driver::MISSING_FREIGHT_INVOICE,
             driver::UNMATCHED_FREIGHT_INVOICE,
+            driver::FREIGHT_VARIANCE,
         ]
         .to_vec();
         injected.sort_unstable();
