@@ -199,18 +199,15 @@ impl Rig {
             .expect("metrics text")
     }
 
-    /// `(kind, object)` of every exception the admin API lists.
-    async fn exceptions(&self) -> Vec<(String, String)> {
-        let url = format!("http://{}/api/v1/exceptions", self.sidecar.admin_addr());
-        let body: Value = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .expect("admin")
-            .json()
-            .await
-            .expect("exceptions JSON");
+    /// `(kind, object)` of the exceptions the admin API lists in `state`
+    /// (`open`, `resolved`, `all`).
+    async fn exceptions_in(&self, state: &str) -> Vec<(String, String)> {
+        let url = format!(
+            "http://{}/api/v1/exceptions?state={state}",
+            self.sidecar.admin_addr()
+        );
+        let response = self.client.get(url).send().await.expect("admin");
+        let body: Value = response.json().await.expect("exceptions JSON");
         let mut found: Vec<(String, String)> = body["exceptions"]
             .as_array()
             .expect("array")
@@ -224,6 +221,11 @@ impl Rig {
             .collect();
         found.sort();
         found
+    }
+
+    /// Every exception, open or resolved.
+    async fn exceptions(&self) -> Vec<(String, String)> {
+        self.exceptions_in("all").await
     }
 
     async fn stop(self) {
@@ -483,5 +485,20 @@ async fn a_batch_of_orders_gives_each_order_its_own_value() {
     assert_eq!(sample(&metrics, total), 15.0);
     let unattached = r#"waybill_measure_unattached_total{measure="order_lines"}"#;
     assert_eq!(sample(&metrics, unattached), 0.0);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_corrected_invoice_within_tolerance_resolves_the_variance_it_opened() {
+    let rig = Rig::start().await;
+    rig.buy_label("SH-61", "SO-61", "30.00", "USD").await;
+    let wrong = invoice("INV-61", &[("SH-61", "34.90")]);
+    assert_eq!(rig.post("/invoices", wrong).await, 200);
+    let variance = vec![("freight_variance".to_owned(), "SH-61".to_owned())];
+    assert_eq!(rig.exceptions_in("open").await, variance);
+    let corrected = invoice("INV-61", &[("SH-61", "30.20")]);
+    assert_eq!(rig.post("/invoices", corrected).await, 200);
+    assert_eq!(rig.exceptions_in("open").await, vec![]);
+    assert_eq!(rig.exceptions_in("resolved").await, variance);
     rig.stop().await;
 }

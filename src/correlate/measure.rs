@@ -6,7 +6,8 @@
 //! count each object's value once. When an object has both a quoted and an
 //! actual value in one unit, their difference `actual - quoted` is its
 //! variance: observed once, and beyond the measure's tolerance it opens
-//! the measure's variance exception.
+//! the measure's variance exception, which a corrected value within the
+//! tolerance resolves.
 //!
 //! Metrics (labels are bounded: measure, role, system, unit; `unit` is the
 //! currency code for money, `kg` or `count`; never an identifier), every
@@ -349,7 +350,7 @@ impl Correlator {
 
     /// Observes the variance of `measure` on `object` when a `new` value
     /// completed the pair, and opens the variance exception when it exceeds
-    /// the tolerance (checked again when either value changes).
+    /// the tolerance, or resolves it when a changed value is within it.
     fn check_variance(
         &mut self,
         id: TxId,
@@ -380,7 +381,14 @@ impl Correlator {
         let Some(rule) = self.config.measure_def(measure).variance.clone() else {
             return;
         };
+        let resolution = Resolution::Measure {
+            measure: measure.clone(),
+            object: object.clone(),
+        };
         if variance.abs() <= rule.tolerance {
+            // A corrected value closes what the earlier one opened.
+            let at = quoted.at.max(actual.at);
+            self.resolve_where(id, at, news, |_, r| r == &resolution);
             return;
         }
         let opening = Opening {
@@ -392,7 +400,7 @@ impl Correlator {
             object: object.clone(),
             reason: variance_reason(measure, object, quoted, actual, variance),
             evidence: vec![quoted.exchange, actual.exchange],
-            resolution: Resolution::Manual,
+            resolution,
             at: quoted.at.max(actual.at),
         };
         self.open(id, opening, Some(news));

@@ -290,7 +290,7 @@ impl Correlator {
     pub(super) fn resolve_satisfied(&mut self, id: TxId, at: SystemTime, news: &mut News) {
         self.resolve_where(id, at, news, |tx, resolution| match resolution {
             Resolution::Milestone { milestone, object } => tx.reached(milestone, object.as_ref()),
-            Resolution::Success { .. } | Resolution::Manual => false,
+            Resolution::Success { .. } | Resolution::Manual | Resolution::Measure { .. } => false,
         });
     }
 
@@ -468,7 +468,7 @@ impl Correlator {
         self.report(id, record, news);
     }
 
-    fn resolve_where(
+    pub(super) fn resolve_where(
         &mut self,
         id: TxId,
         at: SystemTime,

@@ -185,6 +185,9 @@ pub enum Resolution {
     Success { operation: Operation, object: Key },
     /// Only a person can close it (a duplicate shipment must be cancelled).
     Manual,
+    /// The object's quoted and actual values of the measure coming within
+    /// the measure's variance tolerance (a corrected invoice).
+    Measure { measure: MeasureName, object: Key },
 }
 
 /// The attempts of one operation on one object.

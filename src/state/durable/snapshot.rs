@@ -145,6 +145,11 @@ pub enum SavedResolution {
         object: SavedKey,
     },
     Manual,
+    /// Added after version 1 shipped; older builds never wrote it.
+    Measure {
+        measure: String,
+        object: SavedKey,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -295,6 +300,10 @@ impl SavedTransaction {
                             object: save_key(object),
                         },
                         Resolution::Manual => SavedResolution::Manual,
+                        Resolution::Measure { measure, object } => SavedResolution::Measure {
+                            measure: name(measure),
+                            object: save_key(object),
+                        },
                     },
                 })
                 .collect(),
@@ -481,6 +490,10 @@ impl<'a> Resolver<'a> {
                             object: self.key(object)?,
                         },
                         SavedResolution::Manual => Resolution::Manual,
+                        SavedResolution::Measure { measure, object } => Resolution::Measure {
+                            measure: self.symbol(&self.config.measures, "measure", measure)?,
+                            object: self.key(object)?,
+                        },
                     },
                 })
             })
