@@ -22,6 +22,10 @@ const SETTLE: Duration = Duration::from_secs(10);
 /// 187500 (type N2, so 1875.00) in USD for bill of lading BOL-778812.
 const X12_210: &str = include_str!("fixtures/formats/x12_210_pipes.edi");
 
+/// An EDIFACT INVOIC: message total (MOA 86) 1875.00 for consignment
+/// `CN-4471:A` (written with a release character), no currency segment.
+const INVOIC: &str = include_str!("fixtures/formats/edifact_invoic.edi");
+
 /// A carrier whose label purchase answers with the rate, currency and bill
 /// of lading the request asked it to quote (the test plays the carrier's
 /// pricing), and which accepts invoices.
@@ -104,6 +108,15 @@ routes:
     milestone: freight_invoiced
     measures:
       - {{ measure: freight_cost, value: {{ request_x12: "B3*******{{value}}" }}, decimals: 2, currency: {{ request_x12: "C3*{{value}}" }} }}
+  - name: carrier.invoice_edifact
+    system: carrier
+    match: {{ method: POST, path: /edi, edifact: INVOIC }}
+    keys:
+      invoice: {{ request_edifact: "BGM+380+{{value}}" }}
+      bol: {{ request_edifact: "RFF+CN:{{value}}" }}
+    milestone: freight_invoiced
+    measures:
+      - {{ measure: freight_cost, value: {{ request_edifact: "MOA+86:{{value}}" }}, currency: EUR }}
 "#
     )
 }
@@ -500,5 +513,33 @@ async fn a_corrected_invoice_within_tolerance_resolves_the_variance_it_opened() 
     assert_eq!(rig.post("/invoices", corrected).await, 200);
     assert_eq!(rig.exceptions_in("open").await, vec![]);
     assert_eq!(rig.exceptions_in("resolved").await, variance);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn an_edifact_invoic_lands_its_total_in_the_configured_currency() {
+    let rig = Rig::start().await;
+    let body = json!({
+        "reference": "SO-71", "quote": "1870.00", "currency": "EUR", "bol": "CN-4471:A",
+        "parcel": { "weight": "1", "unit": "kg" },
+    });
+    assert_eq!(
+        rig.post("/v2/shipments/SH-71/buy", body.to_string()).await,
+        200
+    );
+    assert_eq!(rig.post("/edi", INVOIC.to_owned()).await, 200);
+    assert_eq!(
+        rig.measures("invoice", "INV-2026-0042", "freight_cost")
+            .await,
+        vec![
+            row("SH-71", "actual", "1875", "EUR"),
+            row("SH-71", "quoted", "1870", "EUR"),
+        ]
+    );
+    // 5.00 over the quote, beyond the 0.50 tolerance.
+    assert_eq!(
+        rig.exceptions().await,
+        vec![("freight_variance".to_owned(), "SH-71".to_owned())]
+    );
     rig.stop().await;
 }
