@@ -159,10 +159,18 @@ impl Rig {
     }
 
     /// Buys a label for `shipment` of `order`, the carrier quoting `quote`.
+    /// (Ten pounds, bill of lading `BOL-{shipment}`.)
     async fn buy_label(&self, shipment: &str, order: &str, quote: &str, currency: &str) {
+        let bol = format!("BOL-{shipment}");
+        self.buy_label_for(shipment, order, &bol, (quote, currency))
+            .await;
+    }
+
+    /// Buys a label for `shipment` of `order` under bill of lading `bol`,
+    /// the carrier quoting `(amount, currency)`.
+    async fn buy_label_for(&self, shipment: &str, order: &str, bol: &str, quote: (&str, &str)) {
         let body = json!({
-            "reference": order, "quote": quote, "currency": currency,
-            "bol": format!("BOL-{shipment}"),
+            "reference": order, "quote": quote.0, "currency": quote.1, "bol": bol,
             "parcel": { "weight": "10", "unit": "lb" },
         });
         let path = format!("/v2/shipments/{shipment}/buy");
@@ -364,14 +372,8 @@ async fn a_re_sent_invoice_replaces_its_amount_and_is_counted_once() {
 #[tokio::test]
 async fn an_x12_210_lands_its_implied_decimal_total_on_the_shipment_its_bill_of_lading_names() {
     let rig = Rig::start().await;
-    let body = json!({
-        "reference": "SO-9", "quote": "1875.00", "currency": "USD", "bol": "BOL-778812",
-        "parcel": { "weight": "42.5", "unit": "kg" },
-    });
-    assert_eq!(
-        rig.post("/v2/shipments/SH-9/buy", body.to_string()).await,
-        200
-    );
+    rig.buy_label_for("SH-9", "SO-9", "BOL-778812", ("1875.00", "USD"))
+        .await;
     assert_eq!(rig.post("/edi", X12_210.to_owned()).await, 200);
 
     assert_eq!(
@@ -519,14 +521,8 @@ async fn a_corrected_invoice_within_tolerance_resolves_the_variance_it_opened() 
 #[tokio::test]
 async fn an_edifact_invoic_lands_its_total_in_the_configured_currency() {
     let rig = Rig::start().await;
-    let body = json!({
-        "reference": "SO-71", "quote": "1870.00", "currency": "EUR", "bol": "CN-4471:A",
-        "parcel": { "weight": "1", "unit": "kg" },
-    });
-    assert_eq!(
-        rig.post("/v2/shipments/SH-71/buy", body.to_string()).await,
-        200
-    );
+    rig.buy_label_for("SH-71", "SO-71", "CN-4471:A", ("1870.00", "EUR"))
+        .await;
     assert_eq!(rig.post("/edi", INVOIC.to_owned()).await, 200);
     assert_eq!(
         rig.measures("invoice", "INV-2026-0042", "freight_cost")
