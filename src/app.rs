@@ -4,7 +4,8 @@
 //! stage and the admin surface beside them.
 //! With the embedded store, the correlator recovers the saved state before
 //! any listener binds, and the proxy's exchange ids continue after the
-//! recovered ones.
+//! recovered ones. With the shared store, the correlator applies the
+//! shared Redis log (its writer and reader start here).
 //! [`start`] returns a running [`Sidecar`]; [`Sidecar::shutdown`] drains it
 //! in flow order so nothing already accepted is lost (the correlator
 //! writes a final snapshot as it stops).
@@ -28,6 +29,7 @@ use crate::correlate::{Correlator, CorrelatorHandle};
 use crate::extract::Extractor;
 use crate::proxy::{self, ExchangeSink, GuardedRoutes, ProxyMetrics};
 use crate::state::durable::Durable;
+use crate::state::shared::Shared;
 use crate::telemetry::{Metrics, Traces};
 
 /// How often [`Sidecar::settle`] looks at the pipeline's progress.
@@ -95,6 +97,16 @@ pub async fn start_with_env(
             skipped = recovery.skipped,
             "state recovered"
         );
+    }
+    if let StoreConfig::Redis(redis) = &config.state.store {
+        let shared = Shared::start(redis, env("WAYBILL_REDIS_PASSWORD"), &mut registry)?;
+        tracing::info!(
+            url = %redis.url,
+            namespace = %redis.namespace,
+            replica = %shared.replica(),
+            "state shared through Redis"
+        );
+        correlator.share_through(shared);
     }
     let (span_observer, traces) = Traces::start(Arc::clone(&config), env, &mut registry)?;
     correlator.observe_with(Box::new(span_observer));

@@ -8,6 +8,8 @@
 //! admin: { bind: 127.0.0.1:9901 }
 //! state: { ttl: 14d, max_transactions: 100000, max_exchanges_per_transaction: 256,
 //!          backend: embedded, path: /var/lib/waybill, commit_interval: 10ms, snapshot_interval: 5m }
+//! # or, shared by several sidecars:
+//! # state: { backend: redis, redis: { url: redis://redis:6379, namespace: shop } }
 //! observation: { queue_capacity: 10000, max_decoded_bytes: 1MiB }
 //! systems: [erp, wms, carrier]
 //! keys: [order, shipment, tracking]
@@ -162,9 +164,10 @@ pub struct RawState {
     /// Exchanges kept in one transaction's timeline. Default 256.
     #[serde(default)]
     pub max_exchanges_per_transaction: Option<usize>,
-    /// Where state lives: `memory` (lost at restart) or `embedded` (a
-    /// durable store in `path`, survives `kill -9`). Default: `embedded`
-    /// when `path` is given, else `memory`.
+    /// Where state lives: `memory` (lost at restart), `embedded` (a
+    /// durable store in `path`, survives `kill -9`) or `redis` (shared by
+    /// several sidecars, see `redis`). Default: `embedded` when `path` is
+    /// given, `redis` when `redis` is, else `memory`.
     #[serde(default)]
     pub backend: Option<String>,
     /// Data directory of the embedded store, e.g. `/var/lib/waybill`;
@@ -183,6 +186,38 @@ pub struct RawState {
     /// before it dropped, e.g. `5m` (default); also done at clean shutdown.
     #[serde(default)]
     pub snapshot_interval: Option<Scalar>,
+    /// The shared Redis store (`backend: redis`, and the default backend
+    /// when this is given): sidecars with the same `url` and `namespace`
+    /// share one picture.
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+}
+
+/// `state.redis:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://host:port[/db]`, or `rediss://` for TLS. No credentials
+    /// here: the password comes from the `WAYBILL_REDIS_PASSWORD`
+    /// environment variable or from `password_file`.
+    pub url: String,
+    /// Sidecars with the same namespace share state. It is the Redis
+    /// Cluster hash tag of every key (`waybill:{<namespace>}:log`), so one
+    /// namespace lives in one slot. Default `default`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// A file holding the Redis password (a mounted Secret), read at start;
+    /// used when `WAYBILL_REDIS_PASSWORD` is not set.
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// Entries this sidecar holds while Redis is unreachable before new ones
+    /// are dropped (and counted). Default 100000.
+    #[serde(default)]
+    pub buffer: Option<usize>,
+    /// Entries the shared log keeps (`XADD MAXLEN ~`); a sidecar that starts
+    /// rebuilds its picture from them. Default 1000000.
+    #[serde(default)]
+    pub max_log_entries: Option<usize>,
 }
 
 /// `observation:`

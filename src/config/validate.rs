@@ -6,6 +6,7 @@
 mod listener;
 mod reconcile;
 mod route;
+mod store;
 mod telemetry;
 
 use super::error::{ConfigError, ConfigErrors};
