@@ -509,3 +509,134 @@ async fn three_sidecars_share_one_picture_and_catch_up_after_a_redis_outage() {
     drop(sidecars);
     drop(redis);
 }
+
+/// The append script against a real Redis: a batch re-sent (say after a
+/// lost reply) adds nothing, and a batch that overlaps what is already in
+/// adds only what is new, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_batch_changes_nothing_in_the_shared_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(free_port(), dir.path()).await;
+    let client = redis::Client::open(redis.url_with_password()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let script = redis::Script::new(waybill::state::shared::APPEND);
+    let log = "waybill:{idem}:log";
+    let mark = "waybill:{idem}:origin:00000000000000aa";
+    let append = |entries: &[(u64, &str)]| {
+        let mut call = script.key(log);
+        call.key(mark).arg("00000000000000aa").arg(1000).arg(60_000);
+        for (seq, entry) in entries {
+            call.arg(*seq).arg(*entry);
+        }
+        call
+    };
+    let added: u64 = append(&[(1, "a"), (2, "b")])
+        .invoke_async(&mut conn)
+        .await
+        .expect("append");
+    assert_eq!(added, 2);
+    let again: u64 = append(&[(1, "a"), (2, "b")])
+        .invoke_async(&mut conn)
+        .await
+        .expect("re-send");
+    assert_eq!(again, 0, "a re-sent batch adds nothing");
+    let overlap: u64 = append(&[(2, "b"), (3, "c")])
+        .invoke_async(&mut conn)
+        .await
+        .expect("overlap");
+    assert_eq!(overlap, 1, "only the new entry of an overlapping batch");
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(log)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    let seqs: Vec<String> = entries
+        .ids
+        .iter()
+        .map(|id| match id.map.get("q") {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("no sequence: {other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, ["1", "2", "3"]);
+}
+
+/// With Redis unreachable and a tiny buffer, traffic is still answered and
+/// what could not be held is counted as dropped, never lost silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_traffic_flows_and_what_the_buffer_cannot_hold_is_counted() {
+    // A port nothing listens on.
+    let port = free_port();
+    let upstream = system().await;
+    let text = config(
+        &format!("redis://127.0.0.1:{port}"),
+        "down",
+        upstream,
+        "erp",
+    )
+    .replace("buffer: 10000", "buffer: 2");
+    let config = waybill::config::Config::from_yaml(&text, "shared-down.yaml").expect("valid");
+    let sidecar = waybill::app::start(config, waybill::clock::Clock::system())
+        .await
+        .expect("starts without Redis");
+    let edge = sidecar.listener_addr("edge").expect("edge");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    const SENT: usize = 300;
+    for i in 0..SENT {
+        let response = client
+            .post(format!("http://{edge}/orders/SO-{i}/release"))
+            .send()
+            .await
+            .expect("answered");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    let admin = sidecar.admin_addr();
+    let deadline = Instant::now() + PATIENCE;
+    let (dropped, buffered) = loop {
+        let metrics = client
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let dropped = metric(
+            &metrics,
+            "waybill_state_shared_dropped_total{reason=\"buffer_full\"}",
+        );
+        let buffered = metric(&metrics, "waybill_state_shared_buffered");
+        if dropped + buffered == SENT as f64 {
+            break (dropped, buffered);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dropped} dropped + {buffered} buffered != {SENT} sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(dropped > 0.0, "a buffer of 2 cannot hold {SENT} entries");
+    let lookup = client
+        .get(format!("http://{admin}/api/v1/transactions/order/SO-0"))
+        .send()
+        .await
+        .expect("admin API");
+    assert_eq!(
+        lookup.status(),
+        reqwest::StatusCode::NOT_FOUND,
+        "nothing is applied before it is in the shared log"
+    );
+    eprintln!("Redis unreachable: {SENT} requests answered; {buffered} entries buffered, {dropped} dropped and counted");
+    sidecar
+        .shutdown(Duration::from_secs(1))
+        .await
+        .expect("clean shutdown");
+}

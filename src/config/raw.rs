@@ -211,7 +211,8 @@ pub struct RawRedis {
     #[serde(default)]
     pub password_file: Option<String>,
     /// Entries this sidecar holds while Redis is unreachable before new ones
-    /// are dropped (and counted). Default 100000.
+    /// are dropped (and counted), besides the one batch (at most 256) the
+    /// writer is retrying. Default 100000.
     #[serde(default)]
     pub buffer: Option<usize>,
     /// Entries the shared log keeps (`XADD MAXLEN ~`); a sidecar that starts
