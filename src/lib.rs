@@ -11,7 +11,8 @@
 //!   reconciles: expectations, order rules, retries vs duplicates, stuck transactions.
 //! - [`state`]: where transactions live (in memory, bounded by TTL and count), with their
 //!   milestones, flows, exceptions and attempts; optionally durable on disk
-//!   ([`state::durable`]: a journal of accepted observations plus snapshots).
+//!   ([`state::durable`]: a journal of accepted observations plus snapshots) or
+//!   shared by several sidecars ([`state::shared`]: a replicated log in Redis).
 //! - [`telemetry`]: OTLP spans (trace ID derived from the root key), flow histograms with
 //!   trace exemplars, and the frozen Prometheus registry every stage registers in.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and the transaction JSON API.
