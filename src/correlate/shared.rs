@@ -37,6 +37,9 @@ use super::{Correlator, CorrelatorInbox, Observer, Query, EXPIRY_PERIOD};
 
 /// How long a stopping sidecar waits for Redis to take its buffered entries.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// An own tick not back after this long is given up on (a Redis without
+/// persistence that restarted may have lost it), so deadlines go on.
+const TICK_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// Own entries appended and not yet read back, oldest first.
 struct InFlight {
@@ -45,8 +48,8 @@ struct InFlight {
     /// Most observations held; beyond it the oldest is let go (its entry is
     /// then applied from the record, as other sidecars apply it).
     capacity: usize,
-    /// Whether an own tick is on its way.
-    tick: bool,
+    /// Since when an own tick is on its way.
+    tick: Option<tokio::time::Instant>,
     /// `tick()` callers, answered when the next own tick is applied.
     waiters: Vec<oneshot::Sender<()>>,
 }
@@ -55,7 +58,7 @@ impl InFlight {
     fn push(&mut self, seq: u64, observation: Option<Observation>) {
         if self.entries.len() >= self.capacity {
             if let Some((_, None)) = self.entries.pop_front() {
-                self.tick = false;
+                self.tick = None;
             }
         }
         self.entries.push_back((seq, observation));
@@ -66,7 +69,7 @@ impl InFlight {
     fn take(&mut self, seq: u64) -> Option<Observation> {
         while let Some((first, observation)) = self.entries.pop_front() {
             if observation.is_none() {
-                self.tick = false;
+                self.tick = None;
             }
             if first == seq {
                 return observation;
@@ -97,7 +100,7 @@ impl Correlator {
         let mut in_flight = InFlight {
             entries: VecDeque::new(),
             capacity: self.config.observation.queue_capacity.max(1),
-            tick: false,
+            tick: None,
             waiters: Vec::new(),
         };
         let mut muted = Muted {
@@ -152,7 +155,10 @@ impl Correlator {
     /// Appends a tick when something is due (or when asked), unless one of
     /// ours is already on its way.
     fn share_tick(&mut self, asked: bool, shared: &mut Shared, in_flight: &mut InFlight) {
-        if in_flight.tick {
+        if in_flight
+            .tick
+            .is_some_and(|since| since.elapsed() < TICK_GIVE_UP)
+        {
             return;
         }
         let now = self.clock.now();
@@ -163,7 +169,7 @@ impl Correlator {
         match shared.append(&Entry::Tick { at: now }) {
             Some(seq) => {
                 in_flight.push(seq, None);
-                in_flight.tick = true;
+                in_flight.tick = Some(tokio::time::Instant::now());
             }
             None => {
                 for waiter in in_flight.waiters.drain(..) {
