@@ -60,6 +60,14 @@ const CREATED_ON_FIRST_EVENT: &[(&str, &str)] = &[
         "waybill_guard_evictions_total",
         "listeners with a route under idempotency_guard (the example has none)",
     ),
+    (
+        "waybill_state_shared_dropped_total",
+        "`state.backend: redis` (the demo keeps state in memory)",
+    ),
+    (
+        "waybill_state_shared_connected",
+        "`state.backend: redis` (the demo keeps state in memory)",
+    ),
 ];
 
 // === tools ===
