@@ -40,6 +40,11 @@ struct RedisServer {
 
 impl RedisServer {
     async fn start(port: u16, dir: &Path) -> RedisServer {
+        Self::start_with(port, dir, &[]).await
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` arguments.
+    async fn start_with(port: u16, dir: &Path, args: &[&str]) -> RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args([
@@ -50,6 +55,7 @@ impl RedisServer {
                 "--requirepass",
                 PASSWORD,
             ])
+            .args(args)
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -117,11 +123,13 @@ async fn system() -> SocketAddr {
     support::serve(app).await
 }
 
-fn config(redis: &str, namespace: &str, upstream: SocketAddr, system: &str) -> String {
+/// The routes file of the sidecar fronting `system`; `redis` is the
+/// content of `state.redis`.
+fn config(redis: &str, upstream: SocketAddr, system: &str) -> String {
     format!(
         r#"
 admin: {{ bind: 127.0.0.1:0 }}
-state: {{ backend: redis, redis: {{ url: '{redis}', namespace: {namespace}, buffer: 10000 }} }}
+state: {{ backend: redis, redis: {{ {redis} }} }}
 systems: [erp, wms, carrier]
 keys: [order, shipment, tracking, invoice]
 root: order
@@ -169,6 +177,29 @@ struct Sidecars {
 }
 
 impl Sidecars {
+    /// One sidecar per system, sharing state through `redis` (the content
+    /// of `state.redis`).
+    async fn start(dir: &Path, redis: &str) -> Sidecars {
+        let mut all = Vec::new();
+        for system_name in SYSTEMS {
+            let upstream = system().await;
+            let text = config(redis, upstream, system_name);
+            let path = write_config(dir, system_name, &text);
+            all.push(Waybill::start_with(
+                &path,
+                &[("WAYBILL_REDIS_PASSWORD", PASSWORD)],
+                &mut |_| {},
+            ));
+        }
+        Sidecars {
+            all,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client"),
+        }
+    }
+
     fn by(&self, system: &str) -> &Waybill {
         let i = SYSTEMS.iter().position(|s| *s == system).expect("system");
         &self.all[i]
@@ -286,35 +317,13 @@ fn write_config(dir: &Path, system: &str, text: &str) -> PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_sidecars_share_one_picture_and_catch_up_after_a_redis_outage() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let redis = RedisServer::start(port, dir.path()).await;
-    let namespace = format!("test-{port}");
-    let mut all = Vec::new();
-    for system_name in SYSTEMS {
-        let upstream = system().await;
-        let text = config(&redis.url(), &namespace, upstream, system_name);
-        let path = write_config(dir.path(), system_name, &text);
-        all.push(Waybill::start_with(
-            &path,
-            &[("WAYBILL_REDIS_PASSWORD", PASSWORD)],
-            &mut |_| {},
-        ));
-    }
-    let sidecars = Sidecars {
-        all,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("client"),
-    };
-
-    // One order across the three: released in the ERP, packed and shipped
-    // in the WMS, its label bought at the carrier (which learns the
-    // tracking number), its freight invoice posted to the ERP by tracking
-    // number only. Each step waits until every sidecar shows the last.
+/// One order across the three sidecars: released in the ERP, packed and
+/// shipped in the WMS, its label bought at the carrier (which learns the
+/// tracking number), its freight invoice posted to the ERP by tracking
+/// number only; every admin API shows the same complete transaction, the
+/// flow is counted once and the lapsed expectation opens one exception.
+async fn one_order_across_three(sidecars: &Sidecars) {
+    // Each step waits until every sidecar shows the last.
     sidecars.send("erp", "/orders/SO-1/release", None).await;
     sidecars.wait_for("order/SO-1", &["order_released"]).await;
     sidecars
@@ -442,6 +451,19 @@ async fn three_sidecars_share_one_picture_and_catch_up_after_a_redis_outage() {
         "missing_goods_issue opened once across the sidecars"
     );
     eprintln!("one order across three sidecars: same transaction on every admin API; flow counted {flow_count}, exception opened {opened} time(s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sidecars_share_one_picture_and_catch_up_after_a_redis_outage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let redis = RedisServer::start(port, dir.path()).await;
+    let redis_settings = format!(
+        "url: '{}', namespace: test-{port}, buffer: 10000",
+        redis.url()
+    );
+    let sidecars = Sidecars::start(dir.path(), &redis_settings).await;
+    one_order_across_three(&sidecars).await;
 
     // Redis goes away; traffic through every sidecar goes on.
     redis.stop();
@@ -574,12 +596,10 @@ async fn without_redis_traffic_flows_and_what_the_buffer_cannot_hold_is_counted(
     let port = free_port();
     let upstream = system().await;
     let text = config(
-        &format!("redis://127.0.0.1:{port}"),
-        "down",
+        &format!("url: 'redis://127.0.0.1:{port}', namespace: down, buffer: 2"),
         upstream,
         "erp",
-    )
-    .replace("buffer: 10000", "buffer: 2");
+    );
     let config = waybill::config::Config::from_yaml(&text, "shared-down.yaml").expect("valid");
     let sidecar = waybill::app::start(config, waybill::clock::Clock::system())
         .await
@@ -639,4 +659,92 @@ async fn without_redis_traffic_flows_and_what_the_buffer_cannot_hold_is_counted(
         .shutdown(Duration::from_secs(1))
         .await
         .expect("clean shutdown");
+}
+
+/// A port whose cluster bus port (+10000) is a valid port too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && StdListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The same story through a three-node Redis Cluster: the sidecars connect
+/// with `cluster: true` to one seed node; the namespace's hash tag keeps the
+/// log and the marks in one slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sidecars_share_one_picture_through_a_redis_cluster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let port = free_cluster_port();
+        let node_dir = dir.path().join(format!("node-{i}"));
+        std::fs::create_dir_all(&node_dir).expect("node dir");
+        let args = ["--cluster-enabled", "yes", "--masterauth", PASSWORD];
+        nodes.push(RedisServer::start_with(port, &node_dir, &args).await);
+    }
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let created = Command::new("redis-cli")
+        .args(["-a", PASSWORD, "--no-auth-warning", "--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run redis-cli --cluster create");
+    assert!(created.success(), "redis-cli --cluster create");
+    let deadline = Instant::now() + PATIENCE;
+    for node in &nodes {
+        loop {
+            let info = Command::new("redis-cli")
+                .args(["-a", PASSWORD, "--no-auth-warning"])
+                .args(["-p", &node.port.to_string(), "cluster", "info"])
+                .output()
+                .expect("redis-cli cluster info");
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not form");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Seed the sidecars with a node that does not serve the namespace's
+    // slot, so only a cluster client (following MOVED) can work.
+    let namespace = format!("cluster-{}", nodes[0].port);
+    let log = format!("waybill:{{{namespace}}}:log");
+    let xlen = |node: &RedisServer| {
+        let out = Command::new("redis-cli")
+            .args(["-a", PASSWORD, "--no-auth-warning"])
+            .args(["-p", &node.port.to_string(), "XLEN", &log])
+            .output()
+            .expect("redis-cli XLEN");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let seed = nodes
+        .iter()
+        .find(|n| xlen(n).starts_with("MOVED"))
+        .expect("a node that does not serve the slot");
+    let owner = nodes
+        .iter()
+        .find(|n| !xlen(n).starts_with("MOVED"))
+        .expect("the node that serves the slot");
+    let redis_settings = format!(
+        "url: '{}', namespace: {namespace}, cluster: true",
+        seed.url()
+    );
+    let sidecars = Sidecars::start(dir.path(), &redis_settings).await;
+    one_order_across_three(&sidecars).await;
+    let entries: u64 = xlen(owner).parse().expect("XLEN on the slot's node");
+    assert!(entries > 0, "the log lives on the node serving its slot");
+    eprintln!(
+        "cluster: seeded with 127.0.0.1:{}, the log ({entries} entries) lives on 127.0.0.1:{}",
+        seed.port, owner.port
+    );
+    drop(sidecars);
+    drop(nodes);
 }

@@ -116,6 +116,8 @@ pub struct RedisConfig {
     pub buffer: usize,
     /// Entries the shared log keeps.
     pub max_log_entries: usize,
+    /// `url` is a seed node of a Redis Cluster.
+    pub cluster: bool,
 }
 
 /// Settings of the embedded durable store.

@@ -219,6 +219,10 @@ pub struct RawRedis {
     /// rebuilds its picture from them. Default 1000000.
     #[serde(default)]
     pub max_log_entries: Option<usize>,
+    /// `true` when `url` is a node of a Redis Cluster (the client learns
+    /// the other nodes from it). Default `false`.
+    #[serde(default)]
+    pub cluster: Option<bool>,
 }
 
 /// `observation:`

@@ -207,6 +207,7 @@ impl Validator<'_> {
             password_file,
             buffer,
             max_log_entries,
+            cluster: raw.cluster.unwrap_or(false),
         })
     }
 }
@@ -237,17 +238,19 @@ mod tests {
         assert_eq!(config.buffer, defaults::REDIS_BUFFER);
         assert_eq!(config.max_log_entries, defaults::REDIS_MAX_LOG_ENTRIES);
         assert_eq!(config.password_file, None);
+        assert!(!config.cluster);
     }
 
     #[test]
     fn every_redis_setting_is_read_into_a_typed_value() {
         let config = redis(
-            "{ backend: redis, redis: { url: 'rediss://redis.example:6380/2', namespace: shop-eu, password_file: /run/secrets/pw, buffer: 50, max_log_entries: 1000 } }",
+            "{ backend: redis, redis: { url: 'rediss://redis.example:6380/2', namespace: shop-eu, password_file: /run/secrets/pw, buffer: 50, max_log_entries: 1000, cluster: true } }",
         );
         assert_eq!(config.url, "rediss://redis.example:6380/2");
         assert_eq!(config.namespace, "shop-eu");
         assert_eq!(config.password_file, Some(PathBuf::from("/run/secrets/pw")));
         assert_eq!((config.buffer, config.max_log_entries), (50, 1000));
+        assert!(config.cluster);
     }
 
     #[test]

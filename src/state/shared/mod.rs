@@ -10,7 +10,8 @@
 //!
 //! - **Keys.** `waybill:{<namespace>}:log` (the stream) and
 //!   `waybill:{<namespace>}:origin:<replica>` (one replica's high-water
-//!   mark). The `{namespace}` hash tag puts them in one Redis Cluster slot.
+//!   mark). The `{namespace}` hash tag puts them in one Redis Cluster slot
+//!   (`state.redis.cluster` connects through a cluster client, see `server.rs`).
 //! - **Atomic, idempotent appends.** A Lua script ([`APPEND`]) appends a
 //!   batch of one replica's entries, skipping every entry whose sequence
 //!   number is not above that replica's mark, and moves the mark, in one
@@ -36,13 +37,15 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, Value};
+use redis::{IntoConnectionInfo, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::RedisConfig;
 use crate::state::durable::record::{Damaged, Entry};
+
+mod server;
+use server::{Connection, Server};
 
 /// Appends a batch of one replica's entries, skipping those already in the
 /// log (sequence not above the replica's mark), and returns how many were
@@ -73,8 +76,6 @@ const READ_BATCH: usize = 1024;
 const READ_BLOCK: Duration = Duration::from_secs(1);
 /// Longest wait for a command's reply (besides the read's own block).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for a connection (TCP, TLS, AUTH).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Retry delays after a failure: doubling from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -309,7 +310,7 @@ impl Shared {
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);
         }
-        let client = Client::open(info).map_err(SharedError::Url)?;
+        let client = Server::new(info, config.cluster).map_err(SharedError::Url)?;
         let metrics = SharedMetrics::new(registry);
         let keys = Keys::new(&config.namespace);
         let replica = Replica::random();
@@ -394,20 +395,14 @@ impl Shared {
 
 /// Connects, retrying with growing delays until it works.
 async fn connect(
-    client: &Client,
+    server: &Server,
     response_timeout: Duration,
     metrics: &SharedMetrics,
     operation: &'static str,
-) -> MultiplexedConnection {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(response_timeout));
+) -> Connection {
     let mut delay = RETRY_FIRST;
     loop {
-        match client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        match server.connect(response_timeout).await {
             Ok(connection) => return connection,
             Err(error) => {
                 tracing::debug!(%error, operation, "Redis unreachable; retrying");
@@ -421,7 +416,7 @@ async fn connect(
 
 /// The writer task's state.
 struct Writer {
-    client: Client,
+    client: Server,
     keys: Keys,
     replica: Replica,
     max_log_entries: usize,
@@ -436,7 +431,7 @@ async fn write(mut writer: Writer) {
     let script = redis::Script::new(APPEND);
     let mark = writer.keys.mark(writer.replica);
     let replica = writer.replica.text();
-    let mut connection: Option<MultiplexedConnection> = None;
+    let mut connection: Option<Connection> = None;
     let mut batch = Vec::with_capacity(APPEND_BATCH);
     while writer.pending.recv_many(&mut batch, APPEND_BATCH).await > 0 {
         let mut delay = RETRY_FIRST;
@@ -478,9 +473,9 @@ async fn write(mut writer: Writer) {
 /// Reads the log from its start, in order, forever; after a failure it
 /// reconnects and goes on after the last entry it read. Ends when the
 /// correlator stops listening.
-async fn read(client: Client, keys: Keys, found: mpsc::Sender<LogEntry>, metrics: SharedMetrics) {
+async fn read(client: Server, keys: Keys, found: mpsc::Sender<LogEntry>, metrics: SharedMetrics) {
     let mut last = String::from("0-0");
-    let mut connection: Option<MultiplexedConnection> = None;
+    let mut connection: Option<Connection> = None;
     let options = redis::streams::StreamReadOptions::default()
         .count(READ_BATCH)
         .block(READ_BLOCK.as_millis() as usize);
