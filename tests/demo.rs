@@ -180,12 +180,14 @@ async fn summary_agrees_with_what_the_driver_did() {
 
     // The same exceptions through the admin API.
     let admin = demo.sidecar().admin_addr();
-    let body: Value = reqwest::get(format!("http://{admin}/api/v1/exceptions?state=all"))
-        .await
-        .expect("admin answers")
-        .json()
-        .await
-        .expect("admin JSON");
+    let body: Value = reqwest::get(format!(
+        "http://{admin}/api/v1/exceptions?state=all&limit=1000"
+    ))
+    .await
+    .expect("admin answers")
+    .json()
+    .await
+    .expect("admin JSON");
     let listed = body["exceptions"].as_array().map_or(0, Vec::len);
     let opened: usize = summary.exceptions.values().map(|e| e.opened).sum();
     assert_eq!(listed, opened, "{body}");
