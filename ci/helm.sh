@@ -452,8 +452,12 @@ for scenario in sys.argv[1:]:
         expected["admin"] = {**expected.get("admin", {}), "bind": admin_bind}
         if v["redis"]["enabled"]:
             scheme = "rediss" if v["redis"]["tls"] else "redis"
-            expected["state"] = {**expected.get("state", {}), "backend": "redis",
-                                 "redis": {"url": f"{scheme}://{v['redis']['address']}"}}
+            redis = {"url": f"{scheme}://{v['redis']['address']}"}
+            if v["redis"].get("namespace"):
+                redis["namespace"] = v["redis"]["namespace"]
+            if v["redis"].get("cluster"):
+                redis["cluster"] = True
+            expected["state"] = {**expected.get("state", {}), "backend": "redis", "redis": redis}
         check(rendered == expected, "ConfigMap content equals the chosen config (+ admin bind, + Redis state)")
         check(vols.get("waybill-config", {}).get("configMap", {}).get("name") == cm["metadata"]["name"], "pod mounts that ConfigMap")
         with open(f"{out}/{scenario}.routes.yaml", "w") as f:
