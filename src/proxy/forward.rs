@@ -3,6 +3,11 @@
 //! the response head within the listener's `timeout`, and stream the
 //! response back; or answer 502/504 when the upstream fails.
 //!
+//! The sidecar's own time per exchange (`waybill_request_handle_seconds`)
+//! is taken from [`Instant`] pairs around the upstream call: request head
+//! to the request handed to the client, response head back to the response
+//! handed to the connection.
+//!
 //! On a listener with guarded routes the [`guard`](super::guard) is asked
 //! first: a repeat is answered from its store (the request body is read
 //! through the tap and discarded, nothing is forwarded), a first request
@@ -24,7 +29,7 @@ use super::body::ProxyBody;
 use super::error::{classify, failure_response};
 use super::guard::{Admission, Capture, Claim, GuardedRoutes, Guards, RouteGuard, StoredResponse};
 use super::headers::{append_forwarded, strip_hop_by_hop};
-use super::metrics::{ListenerMetrics, ProxyMetrics};
+use super::metrics::{HandleTime, ListenerMetrics, ProxyMetrics};
 use super::record::{Pending, ResponseObserver};
 use super::sink::ExchangeSink;
 use super::tap::{SharedTap, TapBody};
@@ -108,7 +113,7 @@ impl Forwarder {
             guards: Guards::new(guarded, &listener.name, metrics, &clock),
             sink,
             clock,
-            metrics: metrics.for_listener(&listener.name),
+            metrics: metrics.for_listener(&listener.name, listener.system.as_str()),
             listener,
         })
     }
@@ -156,22 +161,35 @@ impl Forwarder {
 
         let body = TapBody::new(body, request_tap);
         let Some(upstream_request) = self.upstream_request(parts, body, peer) else {
-            return self.fail(pending, UpstreamError::Protocol, client_version);
+            let now = Instant::now();
+            let time = HandleTime {
+                began,
+                forwarded: now,
+                answered: now,
+            };
+            return self.fail(pending, UpstreamError::Protocol, client_version, time);
         };
-        let answered =
+        let forwarded = Instant::now();
+        let answer =
             tokio::time::timeout(self.listener.timeout, self.client.request(upstream_request))
                 .await;
-        pending.upstream_duration = began.elapsed();
-        match answered {
-            Ok(Ok(response)) => self.respond(pending, response, client_version, claim),
+        let answered = Instant::now();
+        pending.upstream_duration = answered.saturating_duration_since(began);
+        let time = HandleTime {
+            began,
+            forwarded,
+            answered,
+        };
+        match answer {
+            Ok(Ok(response)) => self.respond(pending, response, client_version, claim, time),
             Ok(Err(error)) => {
                 let kind = classify(&error);
                 tracing::debug!(listener = %self.listener.name, error = kind.as_str(), cause = ?error, "upstream failed");
-                self.fail(pending, kind, client_version)
+                self.fail(pending, kind, client_version, time)
             }
             Err(_elapsed) => {
                 tracing::debug!(listener = %self.listener.name, timeout = ?self.listener.timeout, "upstream did not answer in time");
-                self.fail(pending, UpstreamError::Timeout, client_version)
+                self.fail(pending, UpstreamError::Timeout, client_version, time)
             }
         }
     }
@@ -241,6 +259,7 @@ impl Forwarder {
         response: Response<Incoming>,
         client_version: Version,
         claim: Option<Claim>,
+        time: HandleTime,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
         self.metrics.response(parts.status);
@@ -252,7 +271,10 @@ impl Forwarder {
         parts.version = client_version;
         let capture = claim.and_then(|claim| Capture::start(claim, &parts));
         let observer = ResponseObserver::new(self.listener.tap_limit, pending, outcome, capture);
-        Response::from_parts(parts, ProxyBody::Upstream(TapBody::new(body, observer)))
+        let response =
+            Response::from_parts(parts, ProxyBody::Upstream(TapBody::new(body, observer)));
+        self.metrics.handled(&time, Instant::now());
+        response
     }
 
     /// Answers a repeat with the `stored` response of its key, without
@@ -296,8 +318,10 @@ impl Forwarder {
         pending: Pending,
         error: UpstreamError,
         client_version: Version,
+        time: HandleTime,
     ) -> Response<ProxyBody> {
         let response = failure_response(error, client_version);
+        self.metrics.handled(&time, Instant::now());
         self.metrics.upstream_error(error);
         self.metrics.response(response.status());
         pending.finish_failed(Outcome::UpstreamFailed {
