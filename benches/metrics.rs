@@ -151,6 +151,7 @@ fn recording(c: &mut Criterion) {
         request_body: Tapped::default(),
         response_body: Tapped::default(),
         replayed: false,
+        trace_context: None,
     };
     group.bench_function("per_request/observe_unmatched", |b| {
         b.iter_batched(

@@ -26,7 +26,7 @@ use crate::clock::Clock;
 use crate::config::{Config, StoreConfig};
 use crate::correlate::{Correlator, CorrelatorHandle};
 use crate::extract::Extractor;
-use crate::proxy::{self, ExchangeSink, GuardedRoutes, ProxyMetrics};
+use crate::proxy::{self, ExchangeSink, GuardedRoutes, ListenerOptions, ProxyMetrics};
 use crate::state::durable::Durable;
 use crate::telemetry::{Metrics, Traces};
 
@@ -135,10 +135,14 @@ pub async fn start_with_env(
     let mut listeners = Vec::with_capacity(sockets.len());
     for (socket, listener) in sockets.into_iter().zip(config.listeners.iter()) {
         listeners.push((listener.name.clone(), socket.local_addr()?));
-        proxies.spawn(proxy::serve_guarded(
+        let options = ListenerOptions {
+            guarded: GuardedRoutes::new(listener.id, &config.routes),
+            trace_context: traces.propagation(&config, listener.id),
+        };
+        proxies.spawn(proxy::serve_with(
             socket,
             Arc::new(listener.clone()),
-            GuardedRoutes::new(listener.id, &config.routes),
+            options,
             sink.clone(),
             proxy_metrics.clone(),
             clock.clone(),

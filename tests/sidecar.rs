@@ -324,8 +324,11 @@ async fn body_sizes_count_every_streamed_byte_and_handle_time_every_exchange() {
         r#"waybill_request_handle_seconds_count{system="wms"} 2"#.to_owned(),
     ];
     for line in lines {
-        assert!(metrics.contains(&line), "missing {line} in
-{metrics}");
+        assert!(
+            metrics.contains(&line),
+            "missing {line} in
+{metrics}"
+        );
     }
     sidecar
         .shutdown(Duration::from_secs(5))

@@ -26,7 +26,7 @@ pub use listener::{
 };
 pub use route::{
     Condition, EdiAddress, EdiPart, EdiSyntax, Guard, JsonPath, JsonStep, KeyRule, KeySource,
-    PathTemplate, Repeats, RetryRule, Route, RouteId, Segment, Side, XmlPath, XmlStep,
+    PathTemplate, Propagate, Repeats, RetryRule, Route, RouteId, Segment, Side, XmlPath, XmlStep,
     IDEMPOTENCY_KEY,
 };
 pub use symbol::{

@@ -394,6 +394,23 @@ pub struct RawRoute {
     /// instead of forwarding it. Optional, off: it changes traffic.
     #[serde(default)]
     pub idempotency_guard: Option<RawGuard>,
+    /// `trace_context`: send a W3C `traceparent` to the upstream (replacing
+    /// the caller's; `tracestate` passes on as the caller sent it), naming
+    /// the span waybill exports for the exchange, so the upstream's own
+    /// spans join the trace. Its trace ID is the transaction's when the
+    /// route reads the root key from the request head (`path_param`,
+    /// `query` or `header`), else the caller's `traceparent` trace ID, else
+    /// a random one (the exported span then links to it). Optional, off:
+    /// it changes traffic.
+    #[serde(default)]
+    pub propagate: Option<RawPropagate>,
+}
+
+/// `propagate:` values of a route.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPropagate {
+    TraceContext,
 }
 
 /// `match:` of a route.

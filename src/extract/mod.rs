@@ -70,6 +70,7 @@ mod x12;
 mod xml;
 
 pub use observation::{Key, Observation, Problem};
+pub use request::head_value;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -567,19 +567,18 @@ fn body_sizes_count_the_bytes_that_streamed_not_the_tapped_prefix() {
     extractor.observe(failed);
     let text = metrics_text(&registry);
     let series = r#"{system="wms",operation="wms.order_batch"}"#;
+    let bucket = |le: &str, count: u32| {
+        format!(
+            r#"waybill_exchange_request_body_size_bytes_bucket{{le="{le}",system="wms",operation="wms.order_batch"}} {count}"#
+        )
+    };
     let lines = [
         // Both requests count, with every byte that streamed.
         format!("waybill_exchange_request_body_size_bytes_count{series} 2"),
         format!("waybill_exchange_request_body_size_bytes_sum{series} 300002.0"),
-        format!(
-            r#"waybill_exchange_request_body_size_bytes_bucket{{le="64.0",system="wms",operation="wms.order_batch"}} 1"#
-        ),
-        format!(
-            r#"waybill_exchange_request_body_size_bytes_bucket{{le="262144.0",system="wms",operation="wms.order_batch"}} 1"#
-        ),
-        format!(
-            r#"waybill_exchange_request_body_size_bytes_bucket{{le="1048576.0",system="wms",operation="wms.order_batch"}} 2"#
-        ),
+        bucket("64.0", 1),
+        bucket("262144.0", 1),
+        bucket("1048576.0", 2),
         // The sidecar's own 502 is no response of the upstream.
         format!("waybill_exchange_response_body_size_bytes_count{series} 1"),
         format!("waybill_exchange_response_body_size_bytes_sum{series} 11.0"),

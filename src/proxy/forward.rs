@@ -27,16 +27,20 @@ use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use super::error::{classify, failure_response};
-use super::guard::{Admission, Capture, Claim, GuardedRoutes, Guards, RouteGuard, StoredResponse};
+use super::guard::{Admission, Capture, Claim, Guards, RouteGuard, StoredResponse};
 use super::headers::{append_forwarded, strip_hop_by_hop};
+use super::listener::ListenerOptions;
 use super::metrics::{HandleTime, ListenerMetrics, ProxyMetrics};
 use super::record::{Pending, ResponseObserver};
 use super::sink::ExchangeSink;
 use super::tap::{SharedTap, TapBody};
 use super::upstream::{build_client, UpstreamBody, UpstreamClient};
-use super::{Outcome, UpstreamError};
+use super::{Outcome, TraceContext, TraceContextSource, UpstreamError};
 use crate::clock::Clock;
 use crate::config::{Forwarded, HostHeader, Listener, UpstreamProtocol};
+
+/// The W3C Trace Context request header.
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// Everything one listener needs to forward a request, built once per
 /// [`serve`](super::serve) call and shared by its connections.
@@ -63,6 +67,9 @@ pub(crate) struct Forwarder {
     /// `None` unless a route of the listener has an idempotency guard:
     /// then requests do no guard work at all.
     guards: Option<Guards>,
+    /// `None` unless a route of the listener propagates trace context:
+    /// then requests do no trace context work at all.
+    trace_context: Option<Arc<dyn TraceContextSource>>,
     sink: ExchangeSink,
     clock: Clock,
     metrics: ListenerMetrics,
@@ -71,7 +78,7 @@ pub(crate) struct Forwarder {
 impl Forwarder {
     pub(crate) fn new(
         listener: Arc<Listener>,
-        guarded: GuardedRoutes,
+        options: ListenerOptions,
         sink: ExchangeSink,
         metrics: &ProxyMetrics,
         clock: Clock,
@@ -110,7 +117,8 @@ impl Forwarder {
             host_in_uri: http2
                 || (listener.upstream.protocol == UpstreamProtocol::Auto
                     && listener.upstream.is_tls()),
-            guards: Guards::new(guarded, &listener.name, metrics, &clock),
+            guards: Guards::new(options.guarded, &listener.name, metrics, &clock),
+            trace_context: options.trace_context,
             sink,
             clock,
             metrics: metrics.for_listener(&listener.name, listener.system.as_str()),
@@ -129,6 +137,10 @@ impl Forwarder {
         let started = self.clock.now();
         let (parts, body) = request.into_parts();
         let client_version = parts.version;
+        let trace_context = self
+            .trace_context
+            .as_ref()
+            .and_then(|source| source.context(&parts));
         let request_tap = SharedTap::new(self.listener.tap_limit, body.is_end_stream());
         let mut pending = Pending {
             id: self.sink.next_id(),
@@ -144,6 +156,7 @@ impl Forwarder {
             request_tap: request_tap.clone(),
             sink: self.sink.clone(),
             replayed: false,
+            trace_context,
         };
 
         let mut claim = None;
@@ -160,7 +173,7 @@ impl Forwarder {
         }
 
         let body = TapBody::new(body, request_tap);
-        let Some(upstream_request) = self.upstream_request(parts, body, peer) else {
+        let Some(upstream_request) = self.upstream_request(parts, body, peer, trace_context) else {
             let now = Instant::now();
             let time = HandleTime {
                 began,
@@ -195,7 +208,8 @@ impl Forwarder {
     }
 
     /// The request for the upstream hop: same method, headers (minus
-    /// hop-by-hop, plus the configured `Host` / `X-Forwarded-*`), extensions
+    /// hop-by-hop, plus the configured `Host` / `X-Forwarded-*` and the
+    /// route's `traceparent`), extensions
     /// (which carry the HTTP/1 header case) and body; path under the
     /// upstream's base path; version of the upstream.
     fn upstream_request(
@@ -203,6 +217,7 @@ impl Forwarder {
         mut parts: request::Parts,
         body: UpstreamBody,
         peer: SocketAddr,
+        trace_context: Option<TraceContext>,
     ) -> Option<Request<UpstreamBody>> {
         let client_host = parts.headers.get(HOST).cloned().or_else(|| {
             parts
@@ -218,6 +233,11 @@ impl Forwarder {
         strip_hop_by_hop(&mut parts.headers);
         if self.listener.forwarded == Forwarded::Append {
             append_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
+        }
+        if let Some(traceparent) = trace_context.and_then(|c| c.traceparent()) {
+            // Replaces the caller's (kept on the exchange as a span link);
+            // `tracestate` passes on untouched.
+            parts.headers.insert(TRACEPARENT, traceparent);
         }
         if self.host_in_authority_only {
             parts.headers.remove(HOST);

@@ -150,9 +150,10 @@ impl ProxyMetrics {
             "Requests the upstream failed to answer, by listener and error kind",
             upstream_errors.clone(),
         );
-        let handle = Family::<SystemLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            || Histogram::new(HANDLE_BUCKETS),
-        );
+        let handle =
+            Family::<SystemLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new(HANDLE_BUCKETS)
+            });
         registry.register_with_unit(
             "waybill_request_handle",
             "Time each exchange spent inside the sidecar, the upstream's time excluded, by system",
@@ -378,7 +379,9 @@ mod tests {
         );
         assert!(
             text.contains("waybill_request_handle_seconds_bucket{le=\"5e-5\",system=\"wms\"} 2")
-                || text.contains("waybill_request_handle_seconds_bucket{le=\"0.00005\",system=\"wms\"} 2"),
+                || text.contains(
+                    "waybill_request_handle_seconds_bucket{le=\"0.00005\",system=\"wms\"} 2"
+                ),
             "{text}"
         );
     }

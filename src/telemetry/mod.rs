@@ -5,6 +5,8 @@
 //! - [`trace_id`]: the trace ID derived from a transaction's root key
 //!   (SHA-256, documented namespace and test vector there).
 //! - [`traceparent`]: W3C `traceparent` parsing, for span links.
+//! - [`propagation`]: the `traceparent` routes with `propagate:
+//!   trace_context` send to their upstream (the proxy asks per request).
 //! - [`spans`]: the correlator [`Observer`](crate::correlate::Observer)
 //!   that builds spans, milestone events and flow spans.
 //! - [`flows`]: the flow duration histogram with trace-ID exemplars.
@@ -20,6 +22,7 @@
 
 pub mod export;
 pub mod flows;
+pub mod propagation;
 pub mod resource;
 pub mod settings;
 pub mod spans;
@@ -110,6 +113,8 @@ impl Metrics {
 /// stopped (which closes the span queue), so queued spans are exported.
 pub struct Traces {
     exporting: Option<Exporting>,
+    /// Which traces are exported; `None` when traces are off.
+    sampler: Option<settings::Sampler>,
 }
 
 impl Traces {
@@ -124,6 +129,7 @@ impl Traces {
     ) -> Result<(SpanObserver, Traces), ExporterError> {
         let export_metrics = ExportMetrics::new(registry);
         let (settings, mut warnings) = settings::resolve(&config.telemetry.traces, env);
+        let sampler = settings.as_ref().map(|s| s.sampler);
         let (sink, exporting) = match settings {
             None => {
                 tracing::info!("no OTLP endpoint configured; traces are off");
@@ -152,12 +158,22 @@ impl Traces {
             tracing::warn!("{warning}");
         }
         let observer = SpanObserver::new(config, sink, registry);
-        Ok((observer, Traces { exporting }))
+        Ok((observer, Traces { exporting, sampler }))
     }
 
     /// Whether spans are exported.
     pub fn enabled(&self) -> bool {
         self.exporting.is_some()
+    }
+
+    /// The trace context source of `listener` for the proxy, `None` when
+    /// none of its routes propagates trace context.
+    pub fn propagation(
+        &self,
+        config: &Config,
+        listener: crate::config::ListenerId,
+    ) -> Option<Arc<dyn crate::proxy::TraceContextSource>> {
+        propagation::Propagation::for_listener(config, listener, self.sampler)
     }
 
     /// Exports what is queued, waiting at most `deadline`; the rest is

@@ -5,10 +5,11 @@
 
 use std::cmp::Ordering;
 
-use super::super::raw::{RawKeySource, RawListener, RawMatch, RawRoute};
+use super::super::raw::{RawKeySource, RawListener, RawMatch, RawPropagate, RawRoute};
 use super::super::{
     kind, Condition, EdiAddress, EdiSyntax, Guard, JsonPath, KeyKind, KeyRule, KeySource,
-    ListenerId, Milestone, PathTemplate, Repeats, Route, RouteId, Side, Symbols, System, XmlPath,
+    ListenerId, Milestone, PathTemplate, Propagate, Repeats, Route, RouteId, Side, Symbols, System,
+    XmlPath,
 };
 use super::Validator;
 
@@ -40,6 +41,7 @@ struct Checked {
     milestone: Option<Milestone>,
     repeats: Option<Repeats>,
     guard: Option<Guard>,
+    propagate: Option<Propagate>,
 }
 
 impl Checked {
@@ -110,6 +112,7 @@ impl Validator<'_> {
                 milestone: c.milestone,
                 repeats: c.repeats,
                 guard: c.guard,
+                propagate: c.propagate,
             });
         }
         (operations, routes)
@@ -193,6 +196,9 @@ impl Validator<'_> {
             milestone,
             repeats,
             guard,
+            propagate: raw.propagate.map(|p| match p {
+                RawPropagate::TraceContext => Propagate::TraceContext,
+            }),
         })
     }
 
