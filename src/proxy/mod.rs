@@ -28,6 +28,10 @@
 //! - [`Forwarded::Append`](crate::config::Forwarded) appends the client IP to
 //!   `X-Forwarded-For` and sets `X-Forwarded-Proto: http` and
 //!   `X-Forwarded-Host` when the client did not; `Off` adds nothing.
+//! - a route with `propagate: trace_context` gets a W3C `traceparent`
+//!   (replacing the caller's; `tracestate` passes on) from the listener's
+//!   [`TraceContextSource`], and the exchange carries it
+//!   ([`Exchange::trace_context`]); routes without it get nothing.
 //! - nothing else is added: no `Via`, no `Date` of the sidecar's own.
 //!
 //! When the upstream fails the client gets a 502 (504 when the response head
