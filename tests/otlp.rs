@@ -716,3 +716,77 @@ async fn propagated_traceparent_names_the_exported_span_and_the_transactions_tra
         .await
         .expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn metrics_reach_an_otlp_collector_with_their_labels_and_values() {
+    let receiver = OtlpReceiver::start().await;
+    let routes = wms_routes(wms().await, "");
+    let config = Config::from_yaml(&routes, "metrics.yaml").expect("valid");
+    let endpoint = receiver.endpoint();
+    // The standard variables alone turn it on; no traces are configured.
+    let env = move |name: &str| match name {
+        "OTEL_METRICS_EXPORTER" => Some("otlp".to_owned()),
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" => Some(endpoint.clone()),
+        "OTEL_METRIC_EXPORT_INTERVAL" => Some("100".to_owned()),
+        "OTEL_SERVICE_NAME" => Some("waybill-metrics".to_owned()),
+        _ => None,
+    };
+    let (clock, _) = test_clock();
+    let sidecar = app::start_with_env(config, clock, &env)
+        .await
+        .expect("sidecar starts");
+    let client = reqwest::Client::new();
+    for order in ["SO-1", "SO-2", "SO-3"] {
+        let (status, _) = send(
+            &client,
+            &sidecar,
+            "wms-in",
+            reqwest::Method::POST,
+            &format!("/orders/{order}/release"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert!(sidecar.settle(WAIT).await);
+    let labels = [
+        ("system", "wms"),
+        ("operation", "wms.release"),
+        ("status_class", "2xx"),
+    ];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while receiver.counter("waybill_exchanges_total", &labels) != Some(3.0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        receiver.counter("waybill_exchanges_total", &labels),
+        Some(3.0),
+        "received: {:#?}",
+        receiver.metric_requests().last()
+    );
+    let request = receiver.metric_requests().pop().expect("a metrics export");
+    let resource = request.resource_metrics[0]
+        .resource
+        .as_ref()
+        .expect("resource");
+    assert!(matches!(
+        support::otlp_receiver::attribute(&resource.attributes, "service.name"),
+        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) if s == "waybill-metrics"
+    ));
+    // The exporter counts its own successes.
+    let text = metrics(&client, &sidecar).await;
+    assert!(
+        sample(
+            &text,
+            "waybill_telemetry_metric_exports_total{result=\"ok\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    sidecar
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
+}

@@ -32,7 +32,7 @@ pub use route::{
 pub use symbol::{
     kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
 };
-pub use telemetry::{OtlpProtocol, TelemetryConfig, TracesConfig};
+pub use telemetry::{MetricsConfig, OtlpProtocol, TelemetryConfig, TracesConfig};
 pub use xml_path::MAX_XML_DEPTH;
 
 use std::net::SocketAddr;

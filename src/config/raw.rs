@@ -90,6 +90,38 @@ pub struct RawTelemetry {
     /// OTLP trace export. Optional.
     #[serde(default)]
     pub traces: Option<RawTraces>,
+    /// OTLP metrics export of the `/metrics` instruments, for users without
+    /// Prometheus. Optional; off unless `OTEL_METRICS_EXPORTER=otlp` or
+    /// `enabled: true`.
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `telemetry.metrics:` every field overrides its `OTEL_*` variable. The
+/// resource (service name, attributes) is the one of `telemetry.traces`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `true` turns OTLP metrics export on, `false` off. Overrides
+    /// `OTEL_METRICS_EXPORTER` (`otlp` turns it on). Default off.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Collector URL, e.g. `http://otel-collector:4317` (gRPC) or
+    /// `http://otel-collector:4318/v1/metrics` (HTTP, used as written).
+    /// Overrides `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`. Overrides `OTEL_EXPORTER_OTLP_(METRICS_)PROTOCOL`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Time between exports, e.g. `60s` (default). Overrides
+    /// `OTEL_METRIC_EXPORT_INTERVAL` (ms).
+    #[serde(default)]
+    pub interval: Option<Scalar>,
+    /// How long one export may take before it is abandoned (and counted),
+    /// e.g. `30s` (default). Overrides `OTEL_METRIC_EXPORT_TIMEOUT` (ms).
+    #[serde(default)]
+    pub export_timeout: Option<Scalar>,
 }
 
 /// `telemetry.traces:` every field overrides its `OTEL_*` variable.

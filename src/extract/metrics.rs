@@ -198,12 +198,10 @@ impl Metrics {
         }
         handles.duration.observe(exchange.duration.as_secs_f64());
         // Precision loss above 2^53 bytes is of no concern for buckets.
-        #[allow(clippy::cast_precision_loss)]
         handles
             .request_size
             .observe(exchange.request_body.total_len as f64);
         if let Outcome::Response { .. } = outcome {
-            #[allow(clippy::cast_precision_loss)]
             handles
                 .response_size
                 .observe(exchange.response_body.total_len as f64);

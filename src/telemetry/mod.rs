@@ -13,6 +13,8 @@
 //! - [`settings`]: `OTEL_*` environment plus `telemetry.traces` overrides.
 //! - [`resource`]: `service.name`, `service.version`, Kubernetes attributes.
 //! - [`export`]: the bounded span queue and the OTLP export task.
+//! - [`metrics_export`]: optional periodic OTLP export of the registry's
+//!   [`snapshot`] (off by default; Prometheus scrapes `/metrics` either way).
 //!
 //! Naming follows Prometheus conventions: `waybill_` prefix, `_total` on
 //! counters (added by the encoder), `_seconds` for durations, labels only
@@ -22,9 +24,11 @@
 
 pub mod export;
 pub mod flows;
+pub mod metrics_export;
 pub mod propagation;
 pub mod resource;
 pub mod settings;
+pub mod snapshot;
 pub mod spans;
 pub mod trace_id;
 pub mod traceparent;
@@ -113,6 +117,8 @@ impl Metrics {
 /// stopped (which closes the span queue), so queued spans are exported.
 pub struct Traces {
     exporting: Option<Exporting>,
+    /// The resource every OTLP export carries (spans and metrics).
+    resource: std::collections::BTreeMap<String, String>,
     /// Which traces are exported; `None` when traces are off.
     sampler: Option<settings::Sampler>,
 }
@@ -130,14 +136,14 @@ impl Traces {
         let export_metrics = ExportMetrics::new(registry);
         let (settings, mut warnings) = settings::resolve(&config.telemetry.traces, env);
         let sampler = settings.as_ref().map(|s| s.sampler);
+        let (attributes, more) = resource::attributes(&config.telemetry.traces, env);
+        warnings.extend(more);
         let (sink, exporting) = match settings {
             None => {
                 tracing::info!("no OTLP endpoint configured; traces are off");
                 (None, None)
             }
             Some(settings) => {
-                let (attributes, more) = resource::attributes(&config.telemetry.traces, env);
-                warnings.extend(more);
                 let (queue, exporting) =
                     export::start(&settings, &resource::resource(&attributes), export_metrics)?;
                 tracing::info!(
@@ -158,7 +164,19 @@ impl Traces {
             tracing::warn!("{warning}");
         }
         let observer = SpanObserver::new(config, sink, registry);
-        Ok((observer, Traces { exporting, sampler }))
+        Ok((
+            observer,
+            Traces {
+                exporting,
+                resource: attributes,
+                sampler,
+            },
+        ))
+    }
+
+    /// The resource attributes of every OTLP export.
+    pub fn resource(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.resource
     }
 
     /// Whether spans are exported.

@@ -1,9 +1,9 @@
-//! `telemetry:`: the overrides for OTLP trace export. Endpoints must be
+//! `telemetry:`: the overrides for OTLP trace and metrics export. Endpoints must be
 //! `http(s)://` URLs with a host, header names and values must be valid
 //! HTTP, the sampler ratio a share between 0 and 1.
 
-use super::super::raw::{RawTelemetry, RawTraces};
-use super::super::{OtlpProtocol, TelemetryConfig, TracesConfig};
+use super::super::raw::{RawMetrics, RawTelemetry, RawTraces, Scalar};
+use super::super::{MetricsConfig, OtlpProtocol, TelemetryConfig, TracesConfig};
 use super::Validator;
 
 impl Validator<'_> {
@@ -12,7 +12,57 @@ impl Validator<'_> {
             Some(traces) => self.traces(traces),
             None => TracesConfig::default(),
         };
-        TelemetryConfig { traces }
+        let metrics = match raw.and_then(|t| t.metrics.as_ref()) {
+            Some(metrics) => self.metrics(metrics),
+            None => MetricsConfig::default(),
+        };
+        TelemetryConfig { traces, metrics }
+    }
+
+    fn metrics(&mut self, raw: &RawMetrics) -> MetricsConfig {
+        let endpoint = raw
+            .endpoint
+            .as_deref()
+            .and_then(|text| self.otlp_endpoint("telemetry.metrics.endpoint", text));
+        let protocol = raw
+            .protocol
+            .as_deref()
+            .and_then(|text| self.otlp_protocol("telemetry.metrics.protocol", text));
+        let mut positive = |field: &str, value: Option<&Scalar>, default| {
+            let duration = self.duration(field, Some(value?), default);
+            if duration.is_zero() {
+                self.error(field, "is zero; expected a duration such as `30s`");
+            }
+            Some(duration)
+        };
+        let interval = positive(
+            "telemetry.metrics.interval",
+            raw.interval.as_ref(),
+            std::time::Duration::from_secs(60),
+        );
+        let export_timeout = positive(
+            "telemetry.metrics.export_timeout",
+            raw.export_timeout.as_ref(),
+            std::time::Duration::from_secs(30),
+        );
+        MetricsConfig {
+            enabled: raw.enabled,
+            endpoint,
+            protocol,
+            interval,
+            export_timeout,
+        }
+    }
+
+    fn otlp_protocol(&mut self, field: &str, text: &str) -> Option<OtlpProtocol> {
+        let protocol = OtlpProtocol::parse(text);
+        if protocol.is_none() {
+            self.error(
+                field,
+                format!("unknown OTLP protocol `{text}`; expected `grpc` or `http/protobuf`"),
+            );
+        }
+        protocol
     }
 
     fn traces(&mut self, raw: &RawTraces) -> TracesConfig {
@@ -20,16 +70,10 @@ impl Validator<'_> {
             .endpoint
             .as_deref()
             .and_then(|text| self.otlp_endpoint("telemetry.traces.endpoint", text));
-        let protocol = raw.protocol.as_deref().and_then(|text| {
-            let protocol = OtlpProtocol::parse(text);
-            if protocol.is_none() {
-                self.error(
-                    "telemetry.traces.protocol",
-                    format!("unknown OTLP protocol `{text}`; expected `grpc` or `http/protobuf`"),
-                );
-            }
-            protocol
-        });
+        let protocol = raw
+            .protocol
+            .as_deref()
+            .and_then(|text| self.otlp_protocol("telemetry.traces.protocol", text));
         let headers = raw.headers.as_ref().map(|headers| {
             let mut valid = Vec::with_capacity(headers.len());
             for (name, value) in headers {
