@@ -36,7 +36,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::export::ErrorLog;
-use super::settings::{parse_pairs, Env};
+use super::settings::{parse_pairs, Env, Signal};
 use super::snapshot::{self, Times};
 use super::{Exposition, Metrics};
 use crate::config::{MetricsConfig, OtlpProtocol};
@@ -85,36 +85,15 @@ pub fn resolve(
     if !enabled {
         return (None, warnings);
     }
-    let protocol = config.protocol.unwrap_or_else(|| {
-        let found = [
-            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ]
-        .into_iter()
-        .find_map(|name| var(name).map(|value| (name, value)));
-        match found {
-            None => OtlpProtocol::Grpc,
-            Some((name, value)) => OtlpProtocol::parse(&value).unwrap_or_else(|| {
-                warnings.push(format!("{name}=`{value}` is not supported; using grpc"));
-                OtlpProtocol::Grpc
-            }),
-        }
-    });
+    let signal = Signal::Metrics;
+    let protocol = config
+        .protocol
+        .unwrap_or_else(|| signal.env_protocol(&var, &mut warnings));
     let endpoint = match &config.endpoint {
         Some(uri) => uri.to_string(),
-        None => var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-            .or_else(|| {
-                var("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| match protocol {
-                    OtlpProtocol::Grpc => base,
-                    OtlpProtocol::HttpProtobuf => {
-                        format!("{}/v1/metrics", base.trim_end_matches('/'))
-                    }
-                })
-            })
-            .unwrap_or_else(|| match protocol {
-                OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
-                OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/metrics".to_owned(),
-            }),
+        None => signal
+            .env_endpoint(&var, protocol)
+            .unwrap_or_else(|| signal.default_endpoint(protocol)),
     };
     let headers = var("OTEL_EXPORTER_OTLP_METRICS_HEADERS")
         .or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS"))

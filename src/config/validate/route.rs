@@ -474,6 +474,21 @@ mod tests {
     }
 
     #[test]
+    fn propagate_is_off_unless_a_route_asks_for_trace_context() {
+        let config = load(
+            "  - { name: on, system: wms, match: { path: /a }, propagate: trace_context }\n  - { name: off, system: wms, match: { path: /b } }\n",
+        )
+        .expect("valid");
+        let propagate: Vec<_> = config.routes.iter().map(|r| r.propagate).collect();
+        assert_eq!(propagate, [Some(Propagate::TraceContext), None]);
+        let error =
+            load("  - { name: on, system: wms, match: { path: /a }, propagate: traceparent }\n")
+                .expect_err("unknown value");
+        assert!(error.contains("t.yaml:7:"), "{error}");
+        assert!(error.contains("trace_context"), "{error}");
+    }
+
+    #[test]
     fn routes_sort_literal_first_at_the_first_differing_segment() {
         let config = load(
             "  - { name: by_id, system: wms, match: { path: \"/o/{id}/lines\" } }\n  - { name: open, system: wms, match: { path: /o/open/lines } }\n  - { name: root, system: wms, match: { path: \"/{any}\" } }\n",

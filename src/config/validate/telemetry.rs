@@ -2,7 +2,7 @@
 //! `http(s)://` URLs with a host, header names and values must be valid
 //! HTTP, the sampler ratio a share between 0 and 1.
 
-use super::super::raw::{RawMetrics, RawTelemetry, RawTraces, Scalar};
+use super::super::raw::{RawMetrics, RawTelemetry, RawTraces};
 use super::super::{MetricsConfig, OtlpProtocol, TelemetryConfig, TracesConfig};
 use super::Validator;
 
@@ -28,23 +28,21 @@ impl Validator<'_> {
             .protocol
             .as_deref()
             .and_then(|text| self.otlp_protocol("telemetry.metrics.protocol", text));
-        let mut positive = |field: &str, value: Option<&Scalar>, default| {
-            let duration = self.duration(field, Some(value?), default);
-            if duration.is_zero() {
-                self.error(field, "is zero; expected a duration such as `30s`");
-            }
-            Some(duration)
-        };
-        let interval = positive(
-            "telemetry.metrics.interval",
-            raw.interval.as_ref(),
-            std::time::Duration::from_secs(60),
-        );
-        let export_timeout = positive(
-            "telemetry.metrics.export_timeout",
-            raw.export_timeout.as_ref(),
-            std::time::Duration::from_secs(30),
-        );
+        // The duration parser refuses zero.
+        let interval = raw.interval.as_ref().map(|interval| {
+            self.duration(
+                "telemetry.metrics.interval",
+                Some(interval),
+                std::time::Duration::from_secs(60),
+            )
+        });
+        let export_timeout = raw.export_timeout.as_ref().map(|timeout| {
+            self.duration(
+                "telemetry.metrics.export_timeout",
+                Some(timeout),
+                std::time::Duration::from_secs(30),
+            )
+        });
         MetricsConfig {
             enabled: raw.enabled,
             endpoint,
@@ -251,5 +249,31 @@ mod tests {
         let error =
             load("telemetry:\n  traces: { endpoitn: http://x:4317 }\n").expect_err("unknown");
         assert!(error.contains("endpoitn"), "{error}");
+    }
+
+    #[test]
+    fn metrics_export_overrides_are_read_and_bad_ones_reported() {
+        let config = load(
+            "telemetry:\n  metrics: { enabled: true, endpoint: \"http://c:4317\", protocol: grpc, interval: 15s, export_timeout: 5s }\n",
+        )
+        .expect("valid");
+        let metrics = &config.telemetry.metrics;
+        assert_eq!(metrics.enabled, Some(true));
+        assert_eq!(metrics.protocol, Some(OtlpProtocol::Grpc));
+        assert_eq!(metrics.interval, Some(Duration::from_secs(15)));
+        assert_eq!(metrics.export_timeout, Some(Duration::from_secs(5)));
+        let error = load(
+            "telemetry:\n  metrics: { endpoint: c:4317, protocol: thrift, interval: 0s, export_timeout: soon }\n",
+        )
+        .expect_err("invalid");
+        for needle in [
+            "t.yaml:6:",
+            "telemetry.metrics.endpoint",
+            "telemetry.metrics.protocol",
+            "telemetry.metrics.interval: duration `0s` is zero",
+            "telemetry.metrics.export_timeout",
+        ] {
+            assert!(error.contains(needle), "missing {needle} in:\n{error}");
+        }
     }
 }
