@@ -11,7 +11,8 @@
 //!   response head received to the response head handed to the client's
 //!   connection (or the 502/504 built). Connecting to the upstream and
 //!   waiting for its answer count as the upstream's time; replays of the
-//!   idempotency guard (no upstream) are not in it.
+//!   idempotency guard (no upstream) are not in it, but a repeat's wait for
+//!   a concurrent first request with its key is (it is held in the sidecar).
 //! - `waybill_guard_replays_total{listener, operation}`: repeats the
 //!   idempotency guard answered from a stored response (not forwarded).
 //! - `waybill_guard_stored_responses{listener}`: responses the guard holds,
