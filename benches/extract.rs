@@ -170,6 +170,7 @@ fn exchange(
         request_body: tapped(request),
         response_body: tapped(response),
         replayed: false,
+        trace_context: None,
     }
 }
 

@@ -89,6 +89,7 @@ fn observations(config: &Config, transactions: usize) -> Vec<Observation> {
                     request_body: Tapped::default(),
                     response_body: Tapped::default(),
                     replayed: false,
+                    trace_context: None,
                 },
                 route: None,
                 operation: None,

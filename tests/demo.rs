@@ -31,6 +31,7 @@ fn eventful_seed(orders: usize) -> u64 {
             let plans: Vec<OrderPlan> = (0..orders).map(|i| OrderPlan::new(*seed, i)).collect();
             plans.iter().any(OrderPlan::spans_zones)
                 && plans.iter().any(|p| p.duplicate_booking)
+                && plans.iter().any(|p| p.retry_booking)
                 && plans.iter().any(|p| p.lose_goods_issue)
                 && plans.iter().any(|p| p.malformed_webhook)
                 && Incident::ALL
@@ -77,6 +78,7 @@ async fn summary_agrees_with_what_the_driver_did() {
     assert!(d.split_orders > 0, "no split order: {d:?}");
     assert!(d.carrier_unavailable > 0, "no carrier 503: {d:?}");
     assert!(d.duplicate_bookings > 0, "no duplicate booking: {d:?}");
+    assert!(d.booking_retries > 0, "no booking timeout-retry: {d:?}");
     assert!(d.lost_goods_issues > 0, "no lost goods issue: {d:?}");
     assert!(d.malformed_bodies > 0, "no malformed body: {d:?}");
     assert_eq!(d.shipments, ORDERS + d.split_orders);
@@ -105,13 +107,21 @@ async fn summary_agrees_with_what_the_driver_did() {
         demo.systems().carrier_stats.unavailable()
     );
 
-    // Every milestone repeat is a duplicate booking.
+    // Every milestone repeat is a booking sent twice: a duplicate (new
+    // key) or a timeout-retry (same key).
     let repeats: u64 = summary.duplicates.values().sum();
     assert_eq!(
-        repeats, d.duplicate_bookings as u64,
+        repeats,
+        (d.duplicate_bookings + d.booking_retries) as u64,
         "{:?}",
         summary.duplicates
     );
+
+    // The idempotency guard answered every timeout-retry itself: the
+    // carrier never saw a repeated key, and booked each shipment once
+    // more only for the duplicates.
+    assert_eq!(summary.counted.guard_replays, d.booking_retries as u64);
+    assert_eq!(demo.systems().carrier_stats.replayed_bookings(), 0);
 
     // The sidecar tells the retries after a 503 (each 503 was followed by
     // another purchase) from the duplicate bookings.
@@ -188,6 +198,7 @@ async fn summary_agrees_with_what_the_driver_did() {
     .json()
     .await
     .expect("admin JSON");
+    // (at most 1000 listed: far more than a run of `ORDERS` orders opens)
     let listed = body["exceptions"].as_array().map_or(0, Vec::len);
     let opened: usize = summary.exceptions.values().map(|e| e.opened).sum();
     assert_eq!(listed, opened, "{body}");
@@ -202,16 +213,24 @@ async fn summary_agrees_with_what_the_driver_did() {
     // Truncated bodies are counted by the extractor, not lost; so is the
     // stray invoice's line without a shipment.
     assert_eq!(
-        summary.extraction_problems.get("malformed_json").copied(),
+        summary
+            .counted
+            .extraction_problems
+            .get("malformed_json")
+            .copied(),
         Some(d.malformed_bodies as u64),
         "{:?}",
-        summary.extraction_problems
+        summary.counted.extraction_problems
     );
     assert_eq!(
-        summary.extraction_problems.get("key_missing").copied(),
+        summary
+            .counted
+            .extraction_problems
+            .get("key_missing")
+            .copied(),
         Some(d.stray_invoices as u64),
         "{:?}",
-        summary.extraction_problems
+        summary.counted.extraction_problems
     );
 
     // Flows ending on a shipment milestone are measured once per shipment

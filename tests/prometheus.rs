@@ -3,8 +3,7 @@
 //! `alerts/`, the structure of every dashboard in `dashboards/`, and a real
 //! Prometheus (Debian `prometheus` package) scraping `waybill demo` every
 //! second with the rules loaded, which then answers every query of every
-//! dashboard, the flow histogram's p95, and (once the sidecar exports them)
-//! exemplars.
+//! dashboard, the flow histogram's p95, and the flow exemplars.
 //!
 //! The tests read `alerts/*.yaml` and `dashboards/*.json` themselves; they
 //! keep no copy of any query. When `promtool` or `prometheus` is missing
@@ -31,44 +30,6 @@ const DEMO_SPEED: f64 = 60_000.0;
 /// Upper bound of every wait on Prometheus (start, first scrape, rules).
 const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(250);
-
-/// Metric families the demo may legitimately export no line for: their
-/// series are created on the first event of their kind, or only for config
-/// the example does not use. Everything else the rules and dashboards name
-/// (retries, duplicates and exceptions by configured kind are created at
-/// start) must be in the scrape and its queries must return data. Queries on
-/// these are still executed (they must parse); the test prints which were
-/// absent.
-const CREATED_ON_FIRST_EVENT: &[(&str, &str)] = &[
-    (
-        "waybill_exceptions_open",
-        "the first exception of a kind opening",
-    ),
-    (
-        "waybill_exception_resolution_seconds",
-        "the first exception of a kind resolving",
-    ),
-    (
-        "waybill_guard_replays_total",
-        "listeners with a route under idempotency_guard (the example has none)",
-    ),
-    (
-        "waybill_guard_stored_responses",
-        "listeners with a route under idempotency_guard (the example has none)",
-    ),
-    (
-        "waybill_guard_evictions_total",
-        "listeners with a route under idempotency_guard (the example has none)",
-    ),
-    (
-        "waybill_state_shared_dropped_total",
-        "`state.backend: redis` (the demo keeps state in memory)",
-    ),
-    (
-        "waybill_state_shared_connected",
-        "`state.backend: redis` (the demo keeps state in memory)",
-    ),
-];
 
 // === tools ===
 
@@ -604,14 +565,6 @@ fn exported_names(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Names that may be absent from a demo scrape (see the list above).
-fn optional_names() -> BTreeSet<String> {
-    CREATED_ON_FIRST_EVENT
-        .iter()
-        .map(|(name, _)| strip_histogram_suffix(name))
-        .collect()
-}
-
 #[test]
 fn metric_names_are_read_from_expressions_without_label_values_or_recording_rules() {
     let names = metric_names(
@@ -878,27 +831,13 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_l
 
     // 2. Every metric the rules and dashboards name is exported.
     let exported = exported_names(&openmetrics);
-    let optional = optional_names();
-    let mut absent_optional = Vec::new();
     for (name, used_by) in referenced_names() {
-        if exported.contains(&name) {
-            continue;
-        }
-        if optional.contains(&name) {
-            absent_optional.push(name);
-        } else {
+        if !exported.contains(&name) {
             problems.push(format!(
                 "{name} is not exported by the sidecar, but used by: {}",
                 used_by.join("; ")
             ));
         }
-    }
-    for name in &absent_optional {
-        let why = CREATED_ON_FIRST_EVENT
-            .iter()
-            .find(|(n, _)| strip_histogram_suffix(n) == *name)
-            .map_or("", |(_, why)| *why);
-        eprintln!("NOTE: {name} is not in this demo's scrape; its series appear with {why}");
     }
 
     // 3. The p95 of order-to-ship from Prometheus is plausible.
@@ -971,10 +910,6 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_l
         let board = read_json(&path);
         for q in dashboard_queries(&path, &board) {
             let expr = substitute(&q.expr);
-            let optional_here: Vec<String> = metric_names(&expr)
-                .into_iter()
-                .filter(|n| absent_optional.contains(n))
-                .collect();
             executed += 1;
             let result = match &q.label_values {
                 Some((_, label)) => prom
@@ -993,13 +928,8 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_l
                         // Variables over labels a plain Prometheus does not
                         // add (namespace, pod) and the restart annotation are
                         // empty here; that they parse is what counts.
-                    } else if optional_here.is_empty() {
-                        problems.push(format!("{}: no data for {expr}", q.at));
                     } else {
-                        eprintln!(
-                            "NOTE: {}: no data, as {optional_here:?} had no series in this run",
-                            q.at
-                        );
+                        problems.push(format!("{}: no data for {expr}", q.at));
                     }
                 }
                 Ok(_) => {}
@@ -1008,8 +938,11 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_l
     }
     eprintln!("executed {executed} dashboard queries");
 
-    // 6. Exemplars, once the sidecar exports them.
-    if openmetrics.contains("# {trace_id=") {
+    // 6. Exemplars: in the OpenMetrics scrape, and kept by Prometheus.
+    if !openmetrics.contains("# {trace_id=") {
+        problems.push("no exemplar (`# {trace_id=`) in the OpenMetrics /metrics".into());
+    }
+    {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -1051,8 +984,6 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_l
             }
             Err(e) => problems.push(format!("/api/v1/query_exemplars: {e}")),
         }
-    } else {
-        eprintln!("NOTE: the sidecar exports no exemplars yet (no `# {{trace_id=` in /metrics); exemplar check skipped");
     }
 
     drop(prom);

@@ -53,3 +53,43 @@ pub struct Expectation {
     pub exception: ExceptionKind,
     pub owner: System,
 }
+
+impl super::Config {
+    /// Every exception (kind, owner system) this config can open, each once
+    /// and in a stable order, so their metric series can exist at zero from
+    /// the first scrape. A rule whose owner is the system of the revealing
+    /// exchange gives one pair per system that can reveal it.
+    pub fn possible_exceptions(&self) -> Vec<(ExceptionKind, System)> {
+        let mut pairs = std::collections::BTreeSet::new();
+        for e in &self.expectations {
+            pairs.insert((e.exception.clone(), e.owner.clone()));
+        }
+        for def in &self.milestone_defs {
+            match &def.unmet.owner {
+                Some(owner) => {
+                    pairs.insert((def.unmet.kind.clone(), owner.clone()));
+                }
+                None if !def.requires.is_empty() => {
+                    for system in self.systems.iter() {
+                        pairs.insert((def.unmet.kind.clone(), system.clone()));
+                    }
+                }
+                None => {}
+            }
+        }
+        for route in &self.routes {
+            let Some(repeats) = &route.repeats else {
+                continue;
+            };
+            let rules = repeats
+                .duplicate
+                .iter()
+                .chain(repeats.retry.iter().map(|r| &r.exception));
+            for rule in rules {
+                let owner = rule.owner.as_ref().unwrap_or(&route.system);
+                pairs.insert((rule.kind.clone(), owner.clone()));
+            }
+        }
+        pairs.into_iter().collect()
+    }
+}

@@ -26,13 +26,13 @@ pub use listener::{
 };
 pub use route::{
     Condition, EdiAddress, EdiPart, EdiSyntax, Guard, JsonPath, JsonStep, KeyRule, KeySource,
-    PathTemplate, Repeats, RetryRule, Route, RouteId, Segment, Side, XmlPath, XmlStep,
+    PathTemplate, Propagate, Repeats, RetryRule, Route, RouteId, Segment, Side, XmlPath, XmlStep,
     IDEMPOTENCY_KEY,
 };
 pub use symbol::{
     kind, ExceptionKind, FlowName, KeyKind, Milestone, Operation, Symbol, Symbols, System,
 };
-pub use telemetry::{OtlpProtocol, TelemetryConfig, TracesConfig};
+pub use telemetry::{MetricsConfig, OtlpProtocol, TelemetryConfig, TracesConfig};
 pub use xml_path::MAX_XML_DEPTH;
 
 use std::net::SocketAddr;

@@ -92,6 +92,38 @@ pub struct RawTelemetry {
     /// OTLP trace export. Optional.
     #[serde(default)]
     pub traces: Option<RawTraces>,
+    /// OTLP metrics export of the `/metrics` instruments, for users without
+    /// Prometheus. Optional; off unless `OTEL_METRICS_EXPORTER=otlp` or
+    /// `enabled: true`.
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `telemetry.metrics:` every field overrides its `OTEL_*` variable. The
+/// resource (service name, attributes) is the one of `telemetry.traces`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `true` turns OTLP metrics export on, `false` off. Overrides
+    /// `OTEL_METRICS_EXPORTER` (`otlp` turns it on). Default off.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Collector URL, e.g. `http://otel-collector:4317` (gRPC) or
+    /// `http://otel-collector:4318/v1/metrics` (HTTP, used as written).
+    /// Overrides `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`. Overrides `OTEL_EXPORTER_OTLP_(METRICS_)PROTOCOL`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Time between exports, e.g. `60s` (default). Overrides
+    /// `OTEL_METRIC_EXPORT_INTERVAL` (ms).
+    #[serde(default)]
+    pub interval: Option<Scalar>,
+    /// How long one export may take before it is abandoned (and counted),
+    /// e.g. `30s` (default). Overrides `OTEL_METRIC_EXPORT_TIMEOUT` (ms).
+    #[serde(default)]
+    pub export_timeout: Option<Scalar>,
 }
 
 /// `telemetry.traces:` every field overrides its `OTEL_*` variable.
@@ -434,6 +466,23 @@ pub struct RawRoute {
     /// instead of forwarding it. Optional, off: it changes traffic.
     #[serde(default)]
     pub idempotency_guard: Option<RawGuard>,
+    /// `trace_context`: send a W3C `traceparent` to the upstream (replacing
+    /// the caller's; `tracestate` passes on as the caller sent it), naming
+    /// the span waybill exports for the exchange, so the upstream's own
+    /// spans join the trace. Its trace ID is the transaction's when the
+    /// route reads the root key from the request head (`path_param`,
+    /// `query` or `header`), else the caller's `traceparent` trace ID, else
+    /// a random one (the exported span then links to it). Optional, off:
+    /// it changes traffic.
+    #[serde(default)]
+    pub propagate: Option<RawPropagate>,
+}
+
+/// `propagate:` values of a route.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPropagate {
+    TraceContext,
 }
 
 /// `match:` of a route.

@@ -33,6 +33,16 @@ pub struct Route {
     pub repeats: Option<Repeats>,
     /// Opt-in: answer a repeated idempotency key from the stored response.
     pub guard: Option<Guard>,
+    /// Opt-in: what the proxy adds to this route's requests so the
+    /// upstream can join the trace.
+    pub propagate: Option<Propagate>,
+}
+
+/// Trace context a route sends to its upstream (changes traffic, so opt-in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagate {
+    /// W3C Trace Context: `traceparent` (and the caller's `tracestate`).
+    TraceContext,
 }
 
 /// Repeats of one operation for the same object: after a failure a retry,

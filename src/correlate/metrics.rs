@@ -94,42 +94,19 @@ impl ExceptionMetrics {
     /// scrape instead of only after the first exception of a kind.
     fn new(config: &Config, registry: &mut Registry) -> Self {
         let metrics = Self::register(registry);
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for e in &config.expectations {
-            pairs.push((e.exception.to_string(), e.owner.to_string()));
+        for (kind, owner) in config.possible_exceptions() {
+            let labels = Self::labels(&kind, &owner);
+            drop(metrics.opened.get_or_create(&labels));
+            drop(metrics.resolved.get_or_create(&labels));
+            drop(metrics.resolution.get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            }));
         }
-        for def in &config.milestone_defs {
-            match &def.unmet.owner {
-                Some(owner) => pairs.push((def.unmet.kind.to_string(), owner.to_string())),
-                None if !def.requires.is_empty() => {
-                    for system in config.systems.iter() {
-                        pairs.push((def.unmet.kind.to_string(), system.to_string()));
-                    }
-                }
-                None => {}
-            }
-        }
-        for route in &config.routes {
-            let Some(repeats) = &route.repeats else {
-                continue;
-            };
-            let rules = repeats
-                .duplicate
-                .iter()
-                .chain(repeats.retry.iter().map(|r| &r.exception));
-            for rule in rules {
-                let owner = rule.owner.as_ref().unwrap_or(&route.system);
-                pairs.push((rule.kind.to_string(), owner.to_string()));
-            }
+        for route in config.routes.iter().filter(|r| r.repeats.is_some()) {
             let operation = Self::operation(&route.operation);
             for family in [&metrics.retries, &metrics.duplicates, &metrics.replays] {
                 drop(family.get_or_create(&operation));
             }
-        }
-        for (kind, owner) in pairs {
-            let labels = ExceptionLabel { kind, owner };
-            drop(metrics.opened.get_or_create(&labels));
-            drop(metrics.resolved.get_or_create(&labels));
         }
         metrics
     }

@@ -247,6 +247,7 @@ impl Correlator {
         registry: &mut Registry,
     ) -> (Self, ObservationSender, CorrelatorHandle, CorrelatorInbox) {
         let store = Store::new(config.state.clone(), registry);
+        store.declare_exceptions(&config.possible_exceptions());
         let metrics = CorrelateMetrics::new(&config, registry);
         let (obs_tx, obs_rx) = mpsc::channel(capacity.max(1));
         let (query_tx, query_rx) = mpsc::channel(QUERY_QUEUE);

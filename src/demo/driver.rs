@@ -113,6 +113,9 @@ pub struct Tally {
     pub carrier_unavailable: usize,
     /// Carrier bookings sent a second time for the same shipment.
     pub duplicate_bookings: usize,
+    /// Carrier bookings resent with the same idempotency key (timeout
+    /// retries): the sidecar's idempotency guard should answer each.
+    pub booking_retries: usize,
     /// Shipments whose goods issue was never posted to the ERP.
     pub lost_goods_issues: usize,
     /// Requests sent with a truncated JSON body (answered 400, then resent).
@@ -189,6 +192,7 @@ impl Tally {
 struct ShipmentRecord {
     carrier_unavailable: usize,
     duplicate_booking: bool,
+    booking_retry: bool,
     lost_goods_issue: bool,
     malformed_bodies: usize,
     unshipped: bool,
@@ -219,6 +223,7 @@ impl ShipmentRecord {
 #[derive(Clone, Copy, Default)]
 struct Surprises {
     duplicate_booking: bool,
+    retry_booking: bool,
     lose_goods_issue: bool,
     malformed_webhook: bool,
     incident: Option<Incident>,
@@ -292,6 +297,7 @@ impl Driver {
             for shipment in shipments {
                 tally.carrier_unavailable += shipment.carrier_unavailable;
                 tally.duplicate_bookings += usize::from(shipment.duplicate_booking);
+                tally.booking_retries += usize::from(shipment.booking_retry);
                 tally.lost_goods_issues += usize::from(shipment.lost_goods_issue);
                 tally.malformed_bodies += shipment.malformed_bodies;
                 tally.unshipped_labels += usize::from(shipment.unshipped);
@@ -395,6 +401,7 @@ impl Driver {
 
         let surprises = Surprises {
             duplicate_booking: plan.duplicate_booking,
+            retry_booking: plan.retry_booking,
             lose_goods_issue: plan.lose_goods_issue,
             malformed_webhook: plan.malformed_webhook,
             incident: plan.incident,
@@ -467,6 +474,18 @@ impl Driver {
                 .json(&booking)
         };
         let booked = self.expect_ok("book shipment", book(1)).await?;
+        if surprises.retry_booking {
+            // The client gave up waiting and sends the very same request
+            // again: the sidecar's idempotency guard answers it with the
+            // first response, and the carrier books nothing new.
+            record.booking_retry = true;
+            let again = self
+                .expect_ok("book shipment, timeout retry", book(1))
+                .await?;
+            if again != booked {
+                bail!("book shipment: the timeout retry got a different answer than the first");
+            }
+        }
         if surprises.duplicate_booking {
             // The client timed out waiting for the first answer and books
             // again, with a fresh idempotency key: the carrier books twice.

@@ -28,9 +28,8 @@ pub mod summary;
 pub mod wms;
 
 pub use driver::{Delivery, Injected, Injection, Tally};
-pub use summary::{ExceptionStats, FlowStats, Summary};
+pub use summary::{ExceptionStats, FlowStats, SidecarCounts, Summary};
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -309,7 +308,7 @@ impl Demo {
             .iter()
             .map(ExceptionView::from)
             .collect();
-        let problems = self.extraction_problems().await;
+        let counted = self.counted().await;
         let mut summary = Summary {
             driver: tally,
             seed: options.seed,
@@ -317,7 +316,7 @@ impl Demo {
             elapsed,
             ..Summary::default()
         };
-        summary.observe(&views, &exceptions, &self.rules, problems);
+        summary.observe(&views, &exceptions, &self.rules, counted);
         Ok(summary)
     }
 
@@ -387,9 +386,8 @@ impl Demo {
         )
     }
 
-    /// Extraction problems by reason, read from the sidecar's own metrics
-    /// (exchanges nobody could read carry no keys, so no transaction has them).
-    async fn extraction_problems(&self) -> BTreeMap<String, u64> {
+    /// What the sidecar's own metrics count and no transaction carries.
+    async fn counted(&self) -> SidecarCounts {
         let url = format!("http://{}/metrics", self.sidecar.admin_addr());
         let text = match reqwest::get(&url).await {
             Ok(response) => response.text().await.unwrap_or_default(),
@@ -398,7 +396,7 @@ impl Demo {
                 String::new()
             }
         };
-        summary::extraction_failures(&text)
+        SidecarCounts::from_metrics(&text)
     }
 }
 

@@ -23,6 +23,10 @@ const DUPLICATE_BOOKING_SHARE: f64 = 0.05;
 const LOST_GOODS_ISSUE_SHARE: f64 = 0.05;
 /// Share of orders whose first delivery webhook has a truncated JSON body.
 const MALFORMED_WEBHOOK_SHARE: f64 = 0.04;
+/// Orders whose first booking the WMS sends again with the same
+/// Idempotency-Key after a client timeout: the sidecar's idempotency guard
+/// answers the repeat, so the carrier sees one booking.
+const TIMEOUT_RETRY_SHARE: f64 = 0.05;
 /// Orders come in blocks of this many, and each block has exactly one order
 /// meeting each [`Incident`] (which one, the seed decides): every kind is
 /// seen in any run of this many orders, and at one order in a hundred per
@@ -162,6 +166,9 @@ pub struct OrderPlan {
     pub release_after: Duration,
     /// The carrier booking of the first shipment is sent twice.
     pub duplicate_booking: bool,
+    /// The carrier booking of the first shipment is resent with the same
+    /// idempotency key (a client timeout-retry).
+    pub retry_booking: bool,
     /// The goods issue of the first shipment is never posted.
     pub lose_goods_issue: bool,
     /// The first delivery webhook of the first shipment has a truncated body.
@@ -217,9 +224,14 @@ impl OrderPlan {
             duplicate_booking: rng.chance(DUPLICATE_BOOKING_SHARE),
             lose_goods_issue: rng.chance(LOST_GOODS_ISSUE_SHARE),
             malformed_webhook: rng.chance(MALFORMED_WEBHOOK_SHARE),
+            retry_booking: false,
             incident: None,
             rng,
         };
+        // From a stream of its own, so it left every other choice of the
+        // seed as it was.
+        plan.retry_booking =
+            Rng::new(mix(seed ^ mix(index as u64 + 1) ^ 0x7E7A_1D00)).chance(TIMEOUT_RETRY_SHARE);
         plan.incident = incident_of(seed, index);
         if plan.incident == Some(Incident::GoodsIssueFirst) {
             // The goods issue that comes early is not also lost.

@@ -178,37 +178,59 @@ impl From<&Config> for Rules {
     }
 }
 
-/// The metric extraction failures are counted in, by `system` and `reason`.
-const EXTRACTION_FAILURES: &str = "waybill_extraction_failures_total";
+/// What the summary reads from the sidecar's own metrics: counts that no
+/// transaction carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SidecarCounts {
+    /// Extraction failures by reason, summed over systems (exchanges nobody
+    /// could read carry no keys, so no transaction has them).
+    pub extraction_problems: BTreeMap<String, u64>,
+    /// Requests the idempotency guard answered from a stored response.
+    pub guard_replays: u64,
+}
 
-/// Extraction failures by reason (summed over systems), read from the
-/// sidecar's metrics text.
-pub fn extraction_failures(metrics: &str) -> BTreeMap<String, u64> {
-    let mut by_reason = BTreeMap::new();
-    for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix(EXTRACTION_FAILURES) else {
-            continue;
-        };
-        let Some((labels, value)) = rest.strip_prefix('{').and_then(|r| r.split_once('}')) else {
-            continue;
-        };
-        let reason = labels.split(',').find_map(|l| {
-            l.trim()
-                .strip_prefix("reason=\"")
-                .and_then(|v| v.strip_suffix('"'))
-        });
-        let count = value
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if let Some(reason) = reason {
-            if count > 0.0 {
-                *by_reason.entry(reason.to_owned()).or_default() += count as u64;
+impl SidecarCounts {
+    /// Reads the counts from a metrics text (either exposition format).
+    pub fn from_metrics(metrics: &str) -> Self {
+        let mut counts = SidecarCounts::default();
+        for (labels, value) in samples(metrics, "waybill_extraction_failures_total") {
+            if let Some(reason) = label(labels, "reason") {
+                if value > 0 {
+                    *counts
+                        .extraction_problems
+                        .entry(reason.to_owned())
+                        .or_default() += value;
+                }
             }
         }
+        counts.guard_replays = samples(metrics, "waybill_guard_replays_total")
+            .map(|(_, value)| value)
+            .sum();
+        counts
     }
-    by_reason
+}
+
+/// `(labels, value)` of every sample of counter `name` in a metrics text.
+fn samples<'a>(metrics: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+    metrics.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once('}')?,
+            None => ("", rest),
+        };
+        let value = value.split_whitespace().next()?.parse::<f64>().ok()?;
+        Some((labels, value as u64))
+    })
+}
+
+/// The value of label `name` in a sample's label text.
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    labels.split(',').find_map(|l| {
+        l.trim()
+            .strip_prefix(name)?
+            .strip_prefix("=\"")?
+            .strip_suffix('"')
+    })
 }
 
 // === Summary ===
@@ -242,8 +264,8 @@ pub struct Summary {
     pub exceptions: BTreeMap<String, ExceptionStats>,
     /// Transactions stuck now, by the milestone they rest at.
     pub stuck: BTreeMap<String, usize>,
-    /// Extraction problems by reason, from the sidecar's metrics.
-    pub extraction_problems: BTreeMap<String, u64>,
+    /// What the sidecar's metrics count (extraction problems, guard replays).
+    pub counted: SidecarCounts,
     /// Driver deliveries whose tracking code sits in the transaction rooted
     /// at their own order: the tracking-only webhook joined correctly.
     pub tracking_joined: usize,
@@ -296,7 +318,7 @@ impl Summary {
         transactions: &[TransactionView],
         exceptions: &[ExceptionView],
         rules: &Rules,
-        problems: BTreeMap<String, u64>,
+        counted: SidecarCounts,
     ) {
         self.transactions = transactions.len();
         self.complete = transactions.iter().filter(|t| t.complete).count();
@@ -345,7 +367,7 @@ impl Summary {
                 *self.duplicates.entry(m.milestone.clone()).or_default() += u64::from(m.repeats);
             }
         }
-        self.extraction_problems = problems;
+        self.counted = counted;
         self.tracking_joined = tracking_joined(transactions, &self.driver);
     }
 
@@ -488,9 +510,20 @@ impl Summary {
         }
         table.empty_note("none");
         table.note(format!(
-            "driver booked {} shipments twice",
-            d.duplicate_bookings
+            "driver booked {} shipments twice with a new key, and resent {} bookings with the same key",
+            d.duplicate_bookings, d.booking_retries
         ));
+        table.write(out)?;
+
+        let mut table = Table::with_text(&["idempotency guard", "count", ""]);
+        table.row(vec![
+            "answered from a stored response".into(),
+            self.counted.guard_replays.to_string(),
+            format!(
+                "driver resent {} bookings after a timeout, same Idempotency-Key",
+                d.booking_retries
+            ),
+        ]);
         table.write(out)?;
 
         let mut table = Table::new(&["repeated calls", "retries", "duplicates"]);
@@ -556,7 +589,7 @@ impl Summary {
         table.write(out)?;
 
         let mut table = Table::with_text(&["extraction problems", "count", ""]);
-        for (reason, count) in &self.extraction_problems {
+        for (reason, count) in &self.counted.extraction_problems {
             table.row(vec![reason.clone(), count.to_string(), String::new()]);
         }
         table.empty_note("none");
@@ -783,15 +816,21 @@ mod tests {
     }
 
     #[test]
-    fn extraction_failures_are_summed_over_systems_by_reason() {
+    fn sidecar_counts_sum_extraction_failures_by_reason_and_guard_replays() {
         let text =
             "# HELP waybill_extraction_failures Exchanges extraction could not fully read.\n\
 waybill_extraction_failures_total{system=\"wms\",reason=\"malformed_json\"} 2\n\
 waybill_extraction_failures_total{system=\"erp\",reason=\"malformed_json\"} 3\n\
 waybill_extraction_failures_total{system=\"erp\",reason=\"too_deep\"} 0\n\
-waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n";
-        let failures = extraction_failures(text);
-        assert_eq!(failures, BTreeMap::from([("malformed_json".to_owned(), 5)]));
+waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n\
+waybill_guard_replays_total{listener=\"carrier-egress\",operation=\"carrier.create_shipment\"} 4\n\
+waybill_guard_replays_total{listener=\"wms-inbound\",operation=\"wms.release\"} 1\n";
+        let counted = SidecarCounts::from_metrics(text);
+        assert_eq!(
+            counted.extraction_problems,
+            BTreeMap::from([("malformed_json".to_owned(), 5)])
+        );
+        assert_eq!(counted.guard_replays, 5);
     }
 
     #[test]
@@ -900,7 +939,10 @@ waybill_extraction_failures_created{system=\"erp\",reason=\"too_deep\"} 1.7e9\n"
             &[t, stray],
             &exceptions,
             &rules,
-            BTreeMap::from([("malformed_json".into(), 1)]),
+            SidecarCounts {
+                extraction_problems: BTreeMap::from([("malformed_json".into(), 1)]),
+                guard_replays: 0,
+            },
         );
         let stats = |kind: &str| {
             summary

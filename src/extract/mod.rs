@@ -22,7 +22,7 @@
 //!    `x12`, `edifact`, `form`, `regex`): keys are deduplicated, kept in
 //!    rule order (then document order), and empty values are skipped.
 //! 4. The milestone, only when the upstream answered 2xx.
-//! 5. `metrics`: the exchange, its duration and its problems are counted.
+//! 5. `metrics`: the exchange, its duration, body sizes and problems are counted.
 //!
 //! Problems are a set per exchange (each reason at most once), so
 //! `waybill_extraction_failures_total` counts exchanges by reason. A rule
@@ -42,6 +42,9 @@
 //!   is the route name or `unmatched`; status class `1xx`…`5xx`, `other`
 //!   (a status outside 100–599), or `error` when the upstream failed.
 //! - `waybill_exchange_duration_seconds{system, operation}`: histogram.
+//! - `waybill_exchange_request_body_size_bytes{system, operation}` and
+//!   `waybill_exchange_response_body_size_bytes{system, operation}`:
+//!   histograms of the body bytes that streamed (see `metrics.rs`).
 //! - `waybill_extraction_failures_total{system, reason}`: reason is
 //!   [`Problem::as_str`].
 //!
@@ -67,6 +70,7 @@ mod x12;
 mod xml;
 
 pub use observation::{Key, Observation, Problem};
+pub use request::head_value;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -138,13 +142,7 @@ impl Extractor {
         problems.extend(reading.into_problems(matched_any));
         problems.sort_unstable();
         problems.dedup();
-        self.metrics.record(
-            route,
-            &exchange.system,
-            &exchange.outcome,
-            exchange.duration,
-            &problems,
-        );
+        self.metrics.record(route, &exchange, &problems);
         Observation {
             exchange,
             route,

@@ -84,6 +84,7 @@ impl ConfigBuilder {
             milestone: None,
             repeats: None,
             guard: None,
+            propagate: None,
         });
         let last = self.config.routes.len() - 1;
         &mut self.config.routes[last]
@@ -235,6 +236,7 @@ pub(super) fn exchange(config: &Config, method: http::Method, uri: &str, status:
         request_body: tapped(Bytes::new()),
         response_body: tapped(Bytes::new()),
         replayed: false,
+        trace_context: None,
     }
 }
 

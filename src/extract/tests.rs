@@ -543,3 +543,48 @@ fn upstream_failure_has_no_response_body_to_report_on() {
         observation.problems
     );
 }
+
+#[test]
+fn body_sizes_count_the_bytes_that_streamed_not_the_tapped_prefix() {
+    let b = batch_route();
+    let (extractor, registry) = extractor(&b);
+    let config = b.build();
+    let mut big = exchange(&config, Method::POST, "/orders/batch", 200);
+    big.request_body = Tapped {
+        bytes: Bytes::from_static(br#"{"orders":[{"id":"SO-1"},"#),
+        total_len: 300_000,
+        truncated: true,
+        complete: true,
+    };
+    big.response_body = tapped(r#"{"ok":true}"#);
+    extractor.observe(big);
+    let mut failed = exchange(&config, Method::POST, "/orders/batch", 502);
+    failed.request_body = tapped("{}");
+    failed.outcome = Outcome::UpstreamFailed {
+        error: UpstreamError::ConnectRefused,
+        status: http::StatusCode::BAD_GATEWAY,
+    };
+    extractor.observe(failed);
+    let text = metrics_text(&registry);
+    let series = r#"{system="wms",operation="wms.order_batch"}"#;
+    let bucket = |le: &str, count: u32| {
+        format!(
+            r#"waybill_exchange_request_body_size_bytes_bucket{{le="{le}",system="wms",operation="wms.order_batch"}} {count}"#
+        )
+    };
+    let lines = [
+        // Both requests count, with every byte that streamed.
+        format!("waybill_exchange_request_body_size_bytes_count{series} 2"),
+        format!("waybill_exchange_request_body_size_bytes_sum{series} 300002.0"),
+        bucket("64.0", 1),
+        bucket("262144.0", 1),
+        bucket("1048576.0", 2),
+        // The sidecar's own 502 is no response of the upstream.
+        format!("waybill_exchange_response_body_size_bytes_count{series} 1"),
+        format!("waybill_exchange_response_body_size_bytes_sum{series} 11.0"),
+        "# UNIT waybill_exchange_response_body_size_bytes bytes".to_owned(),
+    ];
+    for line in lines {
+        assert!(text.contains(&line), "missing {line}\n{text}");
+    }
+}

@@ -24,7 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::config::StateConfig;
+use crate::config::{ExceptionKind, StateConfig, System};
 use crate::extract::Key;
 
 /// Why a transaction left the store.
@@ -195,6 +195,18 @@ impl Store {
             next_id: 1,
             complete: 0,
             metrics: StateMetrics::new(registry),
+        }
+    }
+
+    /// Creates the open-exception gauge of every (kind, owner) the config
+    /// can open at zero, so boards show 0 rather than no data before the
+    /// first exception of a kind.
+    pub fn declare_exceptions(&self, possible: &[(ExceptionKind, System)]) {
+        for (kind, owner) in possible {
+            drop(self.metrics.exceptions_open.get_or_create(&ExceptionLabel {
+                kind: kind.to_string(),
+                owner: owner.to_string(),
+            }));
         }
     }
 
