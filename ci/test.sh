@@ -31,7 +31,9 @@ echo "== cargo test"
 cargo test --locked --lib --bins --tests
 
 echo "== benchmarks build (they are run by hand: cargo bench)"
-cargo bench --locked --no-run --quiet
+# The dev profile: this checks that every bench compiles and links, reusing
+# the test build; the optimised build with LTO is what `cargo bench` makes.
+cargo build --locked --benches --quiet
 
 echo "== helm chart (lint, template, schema, waybill check on rendered configs)"
 cargo build --locked --quiet
