@@ -1,9 +1,18 @@
 //! Key source: JSON paths over a body, read by a targeted streaming scan.
 //!
-//! The scanner walks the text once, left to right, with an explicit stack
-//! on the heap (no recursion on input), and materialises only the values
-//! that sit at one of the requested paths: no DOM, no allocation per field.
-//! Every path of one body is answered by the same walk, so a body is read
+//! The paths of one body are compiled once, at start-up, into a
+//! [`JsonPaths`]: field names as bytes, and per depth bit masks of the
+//! paths that end there, go deeper, or step by field, index or wildcard.
+//! The scanner walks the text once, left to right, and keeps per open
+//! container only a bit mask of the paths still alive in it (an explicit
+//! stack on the heap, never recursion on input). A value no path is alive
+//! in is skipped by a tight validating loop that counts nesting in a bit
+//! stack and finds the end of each string a word (8 bytes) at a time,
+//! without decoding it. Object keys are compared as raw bytes with the
+//! compiled field names (unescaped only when a key contains `\`), and only
+//! the values that sit at a path are materialised (unescaped only when
+//! they contain `\`): no DOM, no allocation per field. Every path of one
+//! body is answered by the same walk (64 paths per walk), so a body is read
 //! once however many rules look at it.
 //!
 //! The whole text is validated as it is walked: a document that is not JSON
@@ -25,258 +34,410 @@ use super::Problem;
 
 /// Deepest nesting of arrays and objects the scanner follows. Business
 /// documents stay within a few dozen levels; the bound keeps the stack of a
-/// hostile body (`[[[[…`) small, and matches `serde_json`'s default.
+/// hostile body (`[[[[…`) small, and matches `serde_json`'s default. The
+/// skip loop keeps its nesting in a `u128` bit stack, so this is at most 128.
 pub(super) const MAX_DEPTH: usize = 128;
 
-/// Walks `text` once and calls `on_value(path_index, value)` for every
-/// string or number found at one of `paths`, in document order.
-///
-/// Values found before a problem is detected have already been reported;
-/// callers that need all-or-nothing collect and discard on `Err`.
-pub(super) fn scan(
-    text: &str,
-    paths: &[&JsonPath],
-    mut on_value: impl FnMut(usize, &str),
-) -> Result<(), Problem> {
-    let count = u32::try_from(paths.len()).unwrap_or(u32::MAX);
-    let mut scanner = Scanner {
-        text,
-        bytes: text.as_bytes(),
-        pos: 0,
-        paths,
-        live: (0..count).collect(),
-        stack: Vec::new(),
-        scratch: String::new(),
-    };
-    scanner.run(&mut on_value)
+/// Paths answered by one walk: one bit each in a `u64` mask. A set with
+/// more paths is walked once per group of this many.
+const GROUP: usize = 64;
+
+/// A set of JSON paths compiled for the scanner, built once per route and
+/// side when the extractor starts. Paths are numbered in the order given.
+#[derive(Debug, Clone)]
+pub struct JsonPaths {
+    /// At least one (an empty set still validates the document).
+    groups: Vec<Group>,
 }
 
-/// What kind of container a stack frame is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Container {
-    Object,
-    Array,
+/// Up to [`GROUP`] paths walked together; bit `i` of every mask is path
+/// `first + i`.
+#[derive(Debug, Clone, Default)]
+struct Group {
+    first: usize,
+    /// The steps of each path.
+    paths: Vec<Vec<Step>>,
+    /// Every path of the group.
+    all: u64,
+    /// Per depth: the paths that end at a value of that depth.
+    ends: Vec<u64>,
+    /// Per depth: the paths with a step into the children of a container
+    /// at that depth.
+    goes_on: Vec<u64>,
+    /// Per depth: the paths whose step at that depth is a field name …
+    fields: Vec<u64>,
+    /// … an array index …
+    indices: Vec<u64>,
+    /// … or `*`.
+    wildcards: Vec<u64>,
 }
 
-/// One open array or object.
+/// One compiled step of a path.
+#[derive(Debug, Clone)]
+enum Step {
+    Field(Box<[u8]>),
+    Index(usize),
+    Wildcard,
+}
+
+/// The mask at `depth` of a per-depth table (0 beyond it).
+fn at(table: &[u64], depth: usize) -> u64 {
+    table.get(depth).copied().unwrap_or(0)
+}
+
+/// Calls `f` with the index of every set bit of `mask`, lowest first.
+fn each_bit(mut mask: u64, mut f: impl FnMut(usize)) {
+    while mask != 0 {
+        f(mask.trailing_zeros() as usize);
+        mask &= mask - 1;
+    }
+}
+
+// === impl JsonPaths ===
+
+impl JsonPaths {
+    /// Compiles `paths`; value callbacks name a path by its index here.
+    pub fn new(paths: &[&JsonPath]) -> JsonPaths {
+        let mut groups: Vec<Group> = paths
+            .chunks(GROUP)
+            .enumerate()
+            .map(|(n, chunk)| Group::new(n * GROUP, chunk))
+            .collect();
+        if groups.is_empty() {
+            groups.push(Group::default());
+        }
+        JsonPaths { groups }
+    }
+
+    /// Walks `text` and calls `on_value(path_index, value)` for every
+    /// string or number found at one of the paths: in document order for
+    /// each path (and for all paths of a set of at most 64).
+    ///
+    /// Values found before a problem is detected have already been
+    /// reported; callers that need all-or-nothing collect and discard on
+    /// `Err`.
+    pub fn scan(&self, text: &str, mut on_value: impl FnMut(usize, &str)) -> Result<(), Problem> {
+        let mut scanner = Scanner {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+            scratch: String::new(),
+        };
+        for group in &self.groups {
+            scanner.pos = 0;
+            scanner.walk(group, &mut on_value)?;
+        }
+        Ok(())
+    }
+}
+
+impl Group {
+    fn new(first: usize, paths: &[&JsonPath]) -> Group {
+        let longest = paths.iter().map(|p| p.steps.len()).max().unwrap_or(0);
+        let mut group = Group {
+            first,
+            paths: Vec::with_capacity(paths.len()),
+            all: 0,
+            ends: vec![0; longest + 1],
+            goes_on: vec![0; longest + 1],
+            fields: vec![0; longest + 1],
+            indices: vec![0; longest + 1],
+            wildcards: vec![0; longest + 1],
+        };
+        for (bit, path) in paths.iter().enumerate() {
+            let mask = 1u64 << bit;
+            group.all |= mask;
+            if let Some(end) = group.ends.get_mut(path.steps.len()) {
+                *end |= mask;
+            }
+            let mut steps = Vec::with_capacity(path.steps.len());
+            for (depth, step) in path.steps.iter().enumerate() {
+                let (table, step) = match step {
+                    JsonStep::Field(name) => (&mut group.fields, Step::Field(name.as_bytes().into())),
+                    JsonStep::Index(index) => (&mut group.indices, Step::Index(*index)),
+                    JsonStep::Wildcard => (&mut group.wildcards, Step::Wildcard),
+                };
+                for table in [table, &mut group.goes_on] {
+                    if let Some(slot) = table.get_mut(depth) {
+                        *slot |= mask;
+                    }
+                }
+                steps.push(step);
+            }
+            group.paths.push(steps);
+        }
+        group
+    }
+
+    /// Step `depth` of path `bit`.
+    fn step(&self, bit: usize, depth: usize) -> Option<&Step> {
+        self.paths.get(bit)?.get(depth)
+    }
+}
+
+/// One open array or object that some path is alive in.
 #[derive(Debug)]
 struct Frame {
-    kind: Container,
-    /// Paths whose steps matched all the way down to this container, as a
-    /// range of `Scanner::live`.
-    live: Range<usize>,
+    object: bool,
+    /// Paths whose steps matched all the way down to this container.
+    live: u64,
     /// Index of the element being read (arrays only).
     index: usize,
 }
 
 /// The state of one walk.
-struct Scanner<'t, 'p> {
+struct Scanner<'t> {
     text: &'t str,
     bytes: &'t [u8],
     pos: usize,
-    paths: &'p [&'p JsonPath],
-    /// A stack of path indices: each frame's live paths directly follow its
-    /// parent's, and the value being read owns the tail after the top frame.
-    /// Grows with depth only while paths stay alive, never per field.
-    live: Vec<u32>,
-    stack: Vec<Frame>,
     /// Reused buffer for strings that contain escapes.
     scratch: String,
 }
 
-/// Where a string's content is after it was read.
+/// Where a kept string's content is.
 enum StrText {
     /// A slice of the input (no escapes).
     Raw(Range<usize>),
     /// Unescaped into `Scanner::scratch`.
     Scratch,
-    /// Validated but not kept.
-    Skipped,
-}
-
-/// A step to the next child of a container.
-enum Step<'a> {
-    Member(&'a str),
-    Element(usize),
 }
 
 // === impl Scanner ===
 
-impl Scanner<'_, '_> {
-    fn run(&mut self, on_value: &mut impl FnMut(usize, &str)) -> Result<(), Problem> {
-        // The paths alive at the value being read: `self.live[value_live]`.
-        let mut value_live = 0..self.live.len();
+impl Scanner<'_> {
+    /// One walk of the whole text for the paths of `group`.
+    fn walk(
+        &mut self,
+        group: &Group,
+        on_value: &mut impl FnMut(usize, &str),
+    ) -> Result<(), Problem> {
+        // Only containers some path is alive in are on this stack, so it
+        // is no deeper than the longest path.
+        let mut stack: Vec<Frame> = Vec::new();
+        // The paths alive at the value being read.
+        let mut live = group.all;
         loop {
+            let depth = stack.len();
             self.skip_whitespace();
-            let depth = self.stack.len();
+            let goes_on = live & at(&group.goes_on, depth);
+            let ends = live & at(&group.ends, depth);
             match self.peek()? {
-                open @ (b'{' | b'[') => {
+                open @ (b'{' | b'[') if goes_on != 0 => {
                     self.pos += 1;
                     if depth >= MAX_DEPTH {
                         return Err(Problem::TooDeep);
                     }
-                    let kind = if open == b'{' {
-                        Container::Object
+                    let object = open == b'{';
+                    if !self.closes_empty(object)? {
+                        stack.push(Frame {
+                            object,
+                            live: goes_on,
+                            index: 0,
+                        });
+                        live = self.child(group, goes_on, object, 0, depth)?;
+                        continue;
+                    }
+                }
+                b'"' if ends != 0 => {
+                    let text = self.kept_string()?;
+                    let value = self.content(&text)?;
+                    each_bit(ends, |bit| on_value(group.first + bit, value));
+                }
+                b'-' | b'0'..=b'9' if ends != 0 => {
+                    let number = self.number()?;
+                    let value = self.text.get(number).ok_or(Problem::MalformedJson)?;
+                    each_bit(ends, |bit| on_value(group.first + bit, value));
+                }
+                _ => self.skip_value(depth)?,
+            }
+            // A value is complete: find the next one, closing containers.
+            loop {
+                self.skip_whitespace();
+                let depth = stack.len().saturating_sub(1);
+                let Some(top) = stack.last_mut() else {
+                    return if self.pos == self.bytes.len() {
+                        Ok(())
                     } else {
-                        Container::Array
+                        Err(Problem::MalformedJson)
                     };
-                    self.stack.push(Frame {
-                        kind,
-                        live: value_live.clone(),
-                        index: 0,
-                    });
-                    self.skip_whitespace();
-                    let close = if kind == Container::Object {
-                        b'}'
-                    } else {
-                        b']'
-                    };
-                    if self.peek()? == close {
+                };
+                match self.peek()? {
+                    b',' => {
                         self.pos += 1;
-                        self.stack.pop();
-                    } else {
-                        value_live = self.enter_child(kind, 0)?;
+                        top.index += 1;
+                        let (parent, object, index) = (top.live, top.object, top.index);
+                        self.skip_whitespace();
+                        live = self.child(group, parent, object, index, depth)?;
+                        break;
+                    }
+                    b'}' if top.object => {
+                        self.pos += 1;
+                        stack.pop();
+                    }
+                    b']' if !top.object => {
+                        self.pos += 1;
+                        stack.pop();
+                    }
+                    _ => return Err(Problem::MalformedJson),
+                }
+            }
+        }
+    }
+
+    /// Positioned at the start of the next child of a container at `depth`
+    /// (a member's key, or element number `index`): reads the key and its
+    /// `:` for objects, and returns the paths of `parent` alive in that
+    /// child.
+    fn child(
+        &mut self,
+        group: &Group,
+        parent: u64,
+        object: bool,
+        index: usize,
+        depth: usize,
+    ) -> Result<u64, Problem> {
+        let mut live = parent & at(&group.wildcards, depth);
+        if !object {
+            each_bit(parent & at(&group.indices, depth), |bit| {
+                if let Some(Step::Index(wanted)) = group.step(bit, depth) {
+                    if *wanted == index {
+                        live |= 1 << bit;
+                    }
+                }
+            });
+            return Ok(live);
+        }
+        if self.peek()? != b'"' {
+            return Err(Problem::MalformedJson);
+        }
+        let fields = parent & at(&group.fields, depth);
+        if fields == 0 {
+            self.string()?;
+        } else {
+            let key = self.kept_string()?;
+            let key = match &key {
+                StrText::Raw(range) => self.bytes.get(range.clone()),
+                StrText::Scratch => Some(self.scratch.as_bytes()),
+            }
+            .ok_or(Problem::MalformedJson)?;
+            each_bit(fields, |bit| {
+                if let Some(Step::Field(name)) = group.step(bit, depth) {
+                    if **name == *key {
+                        live |= 1 << bit;
+                    }
+                }
+            });
+        }
+        self.colon()?;
+        Ok(live)
+    }
+
+    /// Just after an opening bracket: true (and past it) when the
+    /// container closes at once, else positioned at its first child.
+    fn closes_empty(&mut self, object: bool) -> Result<bool, Problem> {
+        self.skip_whitespace();
+        let close = if object { b'}' } else { b']' };
+        if self.peek()? == close {
+            self.pos += 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// After a member's key: whitespace and the `:`.
+    fn colon(&mut self) -> Result<(), Problem> {
+        self.skip_whitespace();
+        if self.peek()? != b':' {
+            return Err(Problem::MalformedJson);
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// A member's key that nothing looks at, and its `:`.
+    fn skip_key(&mut self) -> Result<(), Problem> {
+        if self.peek()? != b'"' {
+            return Err(Problem::MalformedJson);
+        }
+        self.string()?;
+        self.colon()
+    }
+
+    /// Validates and steps over the value starting here, at `depth`, and
+    /// everything nested in it, without keeping anything: the nesting is a
+    /// bit stack (1 = object), so no path bookkeeping and no allocation.
+    fn skip_value(&mut self, depth: usize) -> Result<(), Problem> {
+        let mut objects: u128 = 0;
+        let mut nested: usize = 0;
+        loop {
+            self.skip_whitespace();
+            match self.peek()? {
+                open @ (b'{' | b'[') => {
+                    self.pos += 1;
+                    if depth + nested >= MAX_DEPTH {
+                        return Err(Problem::TooDeep);
+                    }
+                    let object = open == b'{';
+                    if !self.closes_empty(object)? {
+                        // `nested` < MAX_DEPTH <= 128 here.
+                        let bit = 1u128 << nested;
+                        if object {
+                            objects |= bit;
+                            self.skip_key()?;
+                        } else {
+                            objects &= !bit;
+                        }
+                        nested += 1;
                         continue;
                     }
                 }
                 b'"' => {
-                    let wanted = self.wanted_here(&value_live, depth);
-                    let content = self.string(wanted)?;
-                    if wanted {
-                        let value = self.content(&content)?;
-                        self.report(&value_live, depth, value, on_value);
-                    }
+                    self.string()?;
                 }
                 b'-' | b'0'..=b'9' => {
-                    let number = self.number()?;
-                    if let Some(value) = self.text.get(number) {
-                        self.report(&value_live, depth, value, on_value);
-                    }
+                    self.number()?;
                 }
                 b't' => self.literal(b"true")?,
                 b'f' => self.literal(b"false")?,
                 b'n' => self.literal(b"null")?,
                 _ => return Err(Problem::MalformedJson),
             }
-            // A value is complete: find the next one, closing containers.
-            match self.after_value()? {
-                Some(next) => value_live = next,
-                None => return Ok(()),
-            }
-        }
-    }
-
-    /// After a complete value: consumes `,` (returning the next child's
-    /// live paths) or closing brackets; `None` when the document ended.
-    fn after_value(&mut self) -> Result<Option<Range<usize>>, Problem> {
-        loop {
-            self.skip_whitespace();
-            let Some(kind) = self.stack.last().map(|top| top.kind) else {
-                return if self.pos == self.bytes.len() {
-                    Ok(None)
-                } else {
-                    Err(Problem::MalformedJson)
+            // A value is complete: the next one, or close containers.
+            loop {
+                let Some(top) = nested.checked_sub(1) else {
+                    return Ok(());
                 };
-            };
-            match (kind, self.peek()?) {
-                (_, b',') => {
-                    self.pos += 1;
-                    let index = match self.stack.last_mut() {
-                        Some(top) => {
-                            top.index += 1;
-                            top.index
+                self.skip_whitespace();
+                let object = objects >> top & 1 == 1;
+                match self.peek()? {
+                    b',' => {
+                        self.pos += 1;
+                        if object {
+                            self.skip_whitespace();
+                            self.skip_key()?;
                         }
-                        None => return Err(Problem::MalformedJson),
-                    };
-                    self.skip_whitespace();
-                    return self.enter_child(kind, index).map(Some);
+                        break;
+                    }
+                    b'}' if object => {
+                        self.pos += 1;
+                        nested = top;
+                    }
+                    b']' if !object => {
+                        self.pos += 1;
+                        nested = top;
+                    }
+                    _ => return Err(Problem::MalformedJson),
                 }
-                (Container::Object, b'}') | (Container::Array, b']') => {
-                    self.pos += 1;
-                    self.stack.pop();
-                }
-                _ => return Err(Problem::MalformedJson),
             }
         }
     }
 
-    /// Positioned at the start of the next child of the top container (a
-    /// member's key, or an element): reads the key and its `:` for objects,
-    /// and pushes the paths that stay alive into that child.
-    fn enter_child(&mut self, kind: Container, index: usize) -> Result<Range<usize>, Problem> {
-        let (parent, depth) = match self.stack.last() {
-            Some(top) => (top.live.clone(), self.stack.len() - 1),
-            None => return Err(Problem::MalformedJson),
-        };
-        self.live.truncate(parent.end);
-        let wanted = !parent.is_empty();
-        if kind == Container::Object {
-            if self.peek()? != b'"' {
-                return Err(Problem::MalformedJson);
-            }
-            let key = self.string(wanted)?;
-            self.skip_whitespace();
-            if self.peek()? != b':' {
-                return Err(Problem::MalformedJson);
-            }
-            self.pos += 1;
-            if wanted {
-                let key = match key {
-                    StrText::Raw(range) => self.text.get(range),
-                    StrText::Scratch => Some(self.scratch.as_str()),
-                    StrText::Skipped => None,
-                };
-                let key = key.ok_or(Problem::MalformedJson)?;
-                keep_alive(
-                    self.paths,
-                    &mut self.live,
-                    parent.clone(),
-                    depth,
-                    Step::Member(key),
-                );
-            }
-        } else if wanted {
-            keep_alive(
-                self.paths,
-                &mut self.live,
-                parent.clone(),
-                depth,
-                Step::Element(index),
-            );
-        }
-        Ok(parent.end..self.live.len())
-    }
-
-    /// True when some live path ends at this value.
-    fn wanted_here(&self, value_live: &Range<usize>, depth: usize) -> bool {
-        self.live
-            .get(value_live.clone())
-            .unwrap_or_default()
-            .iter()
-            .any(|&p| path_len(self.paths, p) == Some(depth))
-    }
-
-    /// Reports `value` for every live path that ends at this value.
-    fn report(
-        &self,
-        value_live: &Range<usize>,
-        depth: usize,
-        value: &str,
-        on_value: &mut impl FnMut(usize, &str),
-    ) {
-        for &p in self.live.get(value_live.clone()).unwrap_or_default() {
-            if path_len(self.paths, p) == Some(depth) {
-                on_value(p as usize, value);
-            }
-        }
-    }
-
-    /// The text of a string read by [`Self::string`].
+    /// The text of a string read by [`Self::kept_string`].
     fn content(&self, content: &StrText) -> Result<&str, Problem> {
         match content {
             StrText::Raw(range) => self.text.get(range.clone()).ok_or(Problem::MalformedJson),
             StrText::Scratch => Ok(self.scratch.as_str()),
-            StrText::Skipped => Err(Problem::MalformedJson),
         }
     }
 
@@ -346,63 +507,52 @@ impl Scanner<'_, '_> {
         }
     }
 
-    /// Reads a string starting at its opening quote, validating escapes.
-    /// With `keep`, its content is returned as a slice of the input, or
-    /// unescaped into `scratch` when it has escapes.
-    fn string(&mut self, keep: bool) -> Result<StrText, Problem> {
+    /// Steps over a string starting at its opening quote, validating it
+    /// (escapes included) without decoding it. Returns the range of its
+    /// content and whether that contains escapes.
+    fn string(&mut self) -> Result<(Range<usize>, bool), Problem> {
         self.pos += 1; // the opening quote
         let start = self.pos;
-        // Fast path: no escapes.
+        let mut escaped = false;
         loop {
+            self.pos = special(self.bytes, self.pos).ok_or(Problem::MalformedJson)?;
             match self.next()? {
-                b'"' => {
-                    return Ok(if keep {
-                        StrText::Raw(start..self.pos - 1)
-                    } else {
-                        StrText::Skipped
-                    });
-                }
+                b'"' => return Ok((start..self.pos - 1, escaped)),
                 b'\\' => {
-                    self.pos -= 1;
-                    break;
+                    escaped = true;
+                    self.escape()?;
                 }
-                0x00..=0x1f => return Err(Problem::MalformedJson),
-                _ => {}
+                _ => return Err(Problem::MalformedJson),
             }
         }
-        // Slow path: unescape into scratch (only when kept).
+    }
+
+    /// Reads a string starting at its opening quote: a slice of the input,
+    /// or unescaped into `scratch` when it has escapes.
+    fn kept_string(&mut self) -> Result<StrText, Problem> {
+        let (content, escaped) = self.string()?;
+        if !escaped {
+            return Ok(StrText::Raw(content));
+        }
+        let after = self.pos;
         self.scratch.clear();
-        if keep {
-            let before = self
-                .text
-                .get(start..self.pos)
-                .ok_or(Problem::MalformedJson)?;
-            self.scratch.push_str(before);
-        }
+        self.pos = content.start;
         let mut run = self.pos;
-        loop {
-            match self.next()? {
-                b'"' => {
-                    if keep {
-                        self.flush(run..self.pos - 1)?;
-                        return Ok(StrText::Scratch);
-                    }
-                    return Ok(StrText::Skipped);
-                }
-                b'\\' => {
-                    if keep {
-                        self.flush(run..self.pos - 1)?;
-                    }
-                    let ch = self.escape()?;
-                    if keep {
-                        self.scratch.push(ch);
-                    }
-                    run = self.pos;
-                }
-                0x00..=0x1f => return Err(Problem::MalformedJson),
-                _ => {}
-            }
+        while let Some(offset) = self
+            .bytes
+            .get(self.pos..content.end)
+            .and_then(|rest| memchr::memchr(b'\\', rest))
+        {
+            let slash = self.pos + offset;
+            self.flush(run..slash)?;
+            self.pos = slash + 1;
+            let ch = self.escape()?;
+            self.scratch.push(ch);
+            run = self.pos;
         }
+        self.flush(run..content.end)?;
+        self.pos = after;
+        Ok(StrText::Scratch)
     }
 
     /// Copies an unescaped run of the input into `scratch`.
@@ -458,40 +608,44 @@ impl Scanner<'_, '_> {
     }
 }
 
-// === path matching ===
 
-/// Appends to `live` the paths of `live[parent]` whose step at `depth`
-/// accepts `step`. In place: the stack only grows to the deepest set of
-/// live paths seen and is reused from then on.
-fn keep_alive(
-    paths: &[&JsonPath],
-    live: &mut Vec<u32>,
-    parent: Range<usize>,
-    depth: usize,
-    step: Step<'_>,
-) {
-    for slot in parent {
-        let Some(p) = live.get(slot).copied() else {
-            continue;
-        };
-        let Some(path) = paths.get(p as usize) else {
-            continue;
-        };
-        let accepts = match (path.steps.get(depth), &step) {
-            (Some(JsonStep::Wildcard), _) => true,
-            (Some(JsonStep::Field(name)), Step::Member(key)) => name == key,
-            (Some(JsonStep::Index(i)), Step::Element(index)) => i == index,
-            _ => false,
-        };
-        if accepts {
-            live.push(p);
+// === string scanning ===
+
+/// `0x01` in every byte of a word.
+const ONES: u64 = u64::from_le_bytes([1; 8]);
+/// The high bit of every byte of a word.
+const HIGHS: u64 = ONES * 0x80;
+
+/// The index of the first byte at or after `from` that ends a run of plain
+/// string content: `"`, `\` or a control character (< 0x20). Looks at a
+/// word of 8 bytes at a time (SWAR).
+fn special(bytes: &[u8], from: usize) -> Option<usize> {
+    let rest = bytes.get(from..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut at = from;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        let found = special_bytes(word);
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
         }
+        at += 8;
     }
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|offset| at + offset)
 }
 
-/// Number of steps of path `p`.
-fn path_len(paths: &[&JsonPath], p: u32) -> Option<usize> {
-    paths.get(p as usize).map(|path| path.steps.len())
+/// The high bit set in the lowest byte of `word` (little-endian) that is
+/// `"`, `\` or below 0x20, and possibly in later bytes (a borrow only
+/// carries upward from a true hit, so the lowest set bit is exact).
+fn special_bytes(word: u64) -> u64 {
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    (quote | backslash | control) & HIGHS
 }
 
 #[cfg(test)]
@@ -504,7 +658,7 @@ mod tests {
         let parsed: Vec<JsonPath> = paths.iter().map(|p| json_path(p)).collect();
         let refs: Vec<&JsonPath> = parsed.iter().collect();
         let mut found = Vec::new();
-        scan(text, &refs, |p, v| found.push((p, v.to_owned())))?;
+        JsonPaths::new(&refs).scan(text, |p, v| found.push((p, v.to_owned())))?;
         Ok(found)
     }
 

@@ -60,6 +60,7 @@ mod format_tests;
 mod json;
 mod metrics;
 mod observation;
+mod plan;
 mod reading;
 mod regex;
 mod request;
@@ -69,6 +70,7 @@ mod testkit;
 mod x12;
 mod xml;
 
+pub use json::JsonPaths;
 pub use observation::{Key, Observation, Problem};
 pub use request::head_value;
 
@@ -81,6 +83,7 @@ use crate::config::{Config, KeyRule, KeySource, Side};
 use crate::proxy::{Exchange, Outcome};
 
 use metrics::Metrics;
+use plan::{Plans, RoutePlan};
 use reading::Reading;
 use route::Matched;
 
@@ -89,13 +92,20 @@ pub struct Extractor {
     config: Arc<Config>,
     /// Handles resolved at start-up for every route and system.
     metrics: Metrics,
+    /// Every route's JSON paths, compiled at start-up.
+    plans: Plans,
 }
 
 impl Extractor {
     /// Builds the extractor and registers its metrics in `registry`.
     pub fn new(config: Arc<Config>, registry: &mut Registry) -> Self {
         let metrics = Metrics::new(&config, registry);
-        Extractor { config, metrics }
+        let plans = Plans::new(&config.routes);
+        Extractor {
+            config,
+            metrics,
+            plans,
+        }
     }
 
     /// Reads one exchange. Never panics: whatever cannot be read is a
@@ -113,18 +123,24 @@ impl Extractor {
             exchange.listener,
             &exchange.method,
             exchange.uri.path(),
-            |route| content::all_hold(&route.conditions, &mut reading),
+            |route| {
+                self.plans
+                    .route(route.id)
+                    .is_some_and(|plan| content::all_hold(&route.conditions, plan, &mut reading))
+            },
         );
         // What is read from here on is read for the matched route; its
         // conditions are asked again (from the cache) to claim what they read.
         reading.claim();
         let matched_any = found.is_some();
+        let found = found.and_then(|matched| Some((self.plans.route(matched.route.id)?, matched)));
         let (route, operation, milestone) = match found {
-            Some(matched) => {
-                content::all_hold(&matched.route.conditions, &mut reading);
+            Some((plan, matched)) => {
+                content::all_hold(&matched.route.conditions, plan, &mut reading);
                 extract(
                     &exchange,
                     &matched,
+                    plan,
                     succeeded,
                     &mut reading,
                     &mut keys,
@@ -158,6 +174,7 @@ impl Extractor {
 fn extract(
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
+    plan: &RoutePlan,
     succeeded: bool,
     reading: &mut Reading<'_>,
     keys: &mut Keys,
@@ -166,7 +183,7 @@ fn extract(
     let rules = &matched.route.keys;
     for (index, rule) in rules.iter().enumerate() {
         let before = problems.len();
-        let Some(values) = rule_values(exchange, matched, rules, index, reading, problems) else {
+        let Some(values) = rule_values(exchange, matched, plan, index, reading, problems) else {
             // The rule could not run; its problem says why.
             continue;
         };
@@ -185,12 +202,12 @@ fn extract(
 fn rule_values(
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
-    rules: &[KeyRule],
+    plan: &RoutePlan,
     index: usize,
     reading: &mut Reading<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<Arc<str>>> {
-    let rule = rules.get(index)?;
+    let rule = matched.route.keys.get(index)?;
     match &rule.source {
         KeySource::Header(name) => match request::header(&exchange.request_headers, name) {
             Ok(value) => Some(value.map(Arc::from).into_iter().collect()),
@@ -217,9 +234,13 @@ fn rule_values(
             }
         }
         KeySource::Json { side, .. } => {
-            take_hits(reading.json_hits(*side, rules)?, index, problems)
+            take_hits(reading.json_hits(*side, plan.json(*side)?)?, index, problems)
         }
-        KeySource::Xml { side, .. } => take_hits(reading.xml_hits(*side, rules)?, index, problems),
+        KeySource::Xml { side, .. } => take_hits(
+            reading.xml_hits(*side, &matched.route.keys)?,
+            index,
+            problems,
+        ),
         KeySource::Regex { side, regex } => {
             let body = reading.body(*side)?;
             let mut values = Vec::new();
