@@ -24,7 +24,8 @@ pub(super) fn all_hold(
     plan: &RoutePlan,
     reading: &mut Reading<'_>,
 ) -> bool {
-    let reads_body = |c: &Condition| !matches!(c, Condition::ContentType(_) | Condition::SoapAction(_));
+    let reads_body =
+        |c: &Condition| !matches!(c, Condition::ContentType(_) | Condition::SoapAction(_));
     // Header conditions first, then body ones.
     let mut ordered = conditions
         .iter()

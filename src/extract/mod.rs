@@ -233,9 +233,11 @@ fn rule_values(
                 }
             }
         }
-        KeySource::Json { side, .. } => {
-            take_hits(reading.json_hits(*side, plan.json(*side)?)?, index, problems)
-        }
+        KeySource::Json { side, .. } => take_hits(
+            reading.json_hits(*side, plan.json(*side)?)?,
+            index,
+            problems,
+        ),
         KeySource::Xml { side, .. } => take_hits(
             reading.xml_hits(*side, &matched.route.keys)?,
             index,

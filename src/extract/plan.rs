@@ -76,9 +76,7 @@ impl RoutePlan {
 
     /// The JSON key rules of `side`.
     pub fn json(&self, side: Side) -> Option<&JsonRules> {
-        self.json
-            .get(usize::from(side == Side::Response))?
-            .as_ref()
+        self.json.get(usize::from(side == Side::Response))?.as_ref()
     }
 
     /// The compiled path of condition number `index`, if it is a JSON one.

@@ -226,9 +226,9 @@ impl<'e> Reading<'e> {
         let claiming = self.claiming;
         let cache = self.sides.get_mut(index(side))?;
         let body = cache.body.as_ref()?.value.as_ref()?;
-        let slot = cache.json.get_or_insert_with(|| {
-            Slot::compute(|problems| json_values(body, rules, problems))
-        });
+        let slot = cache
+            .json
+            .get_or_insert_with(|| Slot::compute(|problems| json_values(body, rules, problems)));
         slot.claimed |= claiming;
         slot.value.as_mut()
     }
