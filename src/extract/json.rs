@@ -323,10 +323,12 @@ impl Scanner<'_> {
         if fields == 0 {
             self.string()?;
         } else {
-            let key = self.kept_string()?;
-            let key = match &key {
-                StrText::Raw(range) => self.bytes.get(range.clone()),
-                StrText::Scratch => Some(self.scratch.as_bytes()),
+            let (range, escaped) = self.string()?;
+            let key = if escaped {
+                self.unescape(range)?;
+                Some(self.scratch.as_bytes())
+            } else {
+                self.bytes.get(range)
             }
             .ok_or(Problem::MalformedJson)?;
             each_bit(fields, |bit| {
@@ -355,7 +357,12 @@ impl Scanner<'_> {
     }
 
     /// After a member's key: whitespace and the `:`.
+    #[inline]
     fn colon(&mut self) -> Result<(), Problem> {
+        if self.bytes.get(self.pos) == Some(&b':') {
+            self.pos += 1;
+            return Ok(());
+        }
         self.skip_whitespace();
         if self.peek()? != b':' {
             return Err(Problem::MalformedJson);
@@ -563,6 +570,14 @@ impl Scanner<'_> {
         if !escaped {
             return Ok(StrText::Raw(content));
         }
+        self.unescape(content)?;
+        Ok(StrText::Scratch)
+    }
+
+    /// Unescapes the `content` of a string (already validated) into
+    /// `scratch`.
+    #[cold]
+    fn unescape(&mut self, content: Range<usize>) -> Result<(), Problem> {
         let after = self.pos;
         self.scratch.clear();
         self.pos = content.start;
@@ -581,7 +596,7 @@ impl Scanner<'_> {
         }
         self.flush(run..content.end)?;
         self.pos = after;
-        Ok(StrText::Scratch)
+        Ok(())
     }
 
     /// Copies an unescaped run of the input into `scratch`.
