@@ -17,7 +17,9 @@
 //!    format: an X12 (`x12`) or EDIFACT (`edifact`) envelope into segments
 //!    (`edi`), a form into fields (`form`); JSON rules of one side share
 //!    one `json` scan, XML rules one `xml` walk. A body nothing reads is
-//!    not looked at (its truncation is no problem of extraction).
+//!    not looked at (its truncation is no problem of extraction). The
+//!    JSON paths of every route (rules per side, and JSON conditions) are
+//!    compiled once, when the extractor is built (`plan`).
 //! 3. Key rules in their order (`request` head sources, `json`, `xml`,
 //!    `x12`, `edifact`, `form`, `regex`): keys are deduplicated, kept in
 //!    rule order (then document order), and empty values are skipped.
