@@ -588,7 +588,10 @@ fn body_sizes_count_the_bytes_that_streamed_not_the_tapped_prefix() {
     ];
     for line in lines {
         assert!(text.contains(&line), "missing {line}\n{text}");
+    }
+}
 
+#[test]
 fn json_rules_and_conditions_compiled_per_route_keep_their_rule_order_and_sides() {
     use crate::config::Condition;
     let mut b = ConfigBuilder::new();
