@@ -45,7 +45,8 @@ struct BuildSpans(SpanObserver);
 impl Observer for BuildSpans {
     fn correlated(&mut self, event: &Correlated<'_>) {
         self.0.correlated(event);
-        black_box(self.0.spans(event));
+        let trace = waybill::telemetry::trace_id(&event.transaction.name);
+        black_box(self.0.spans(event, trace));
     }
 }
 
@@ -143,6 +144,7 @@ fn exchange(config: &Config, i: usize) -> Exchange {
         request_body: tapped(request),
         response_body: tapped(response_doc(i)),
         replayed: false,
+        trace_context: None,
     }
 }
 

@@ -114,6 +114,7 @@ fn observation(
             request_body: Tapped::default(),
             response_body: Tapped::default(),
             replayed: false,
+            trace_context: None,
         },
         route: None,
         operation: None,

@@ -7,6 +7,10 @@
 //! answering every rule of that side, keys, metrics. Criterion reports the
 //! throughput in bytes of document per second on one thread (= one core).
 //!
+//! `scan/…` measures the targeted scan alone (the paths of the route's
+//! rules on that side, compiled once as the extractor does at start-up,
+//! over text already decoded): the figure target 6 is about.
+//!
 //! Peers on the same documents, for the ratio: `serde_json` validating the
 //! whole text without building anything (`IgnoredAny`) and building a DOM
 //! (`Value`). And a baseline: the same exchange on a route with no body
@@ -22,8 +26,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prometheus_client::registry::Registry;
 
-use waybill::config::{Config, ListenerId};
-use waybill::extract::Extractor;
+use waybill::config::{Config, JsonPath, KeySource, ListenerId, Side};
+use waybill::extract::{Extractor, JsonPaths};
 use waybill::proxy::{Exchange, Outcome, Tapped};
 
 const CONFIG: &str = r#"
@@ -170,7 +174,45 @@ fn exchange(
         request_body: tapped(request),
         response_body: tapped(response),
         replayed: false,
+        trace_context: None,
     }
+}
+
+/// One scan, kept out of line so that a profiler (callgrind) counts its
+/// calls and instructions apart from the harness.
+#[inline(never)]
+fn scan_document(paths: &JsonPaths, text: &str) -> usize {
+    let mut found = 0usize;
+    paths
+        .scan(text, |_, value| found += value.len())
+        .expect("valid JSON");
+    found
+}
+
+/// The JSON paths of the rules of the route `exchange` takes, on the side
+/// the document is.
+fn route_paths<'c>(config: &'c Config, exchange: &Exchange, response: bool) -> Vec<&'c JsonPath> {
+    let side = if response {
+        Side::Response
+    } else {
+        Side::Request
+    };
+    let route = config
+        .routes
+        .iter()
+        .find(|route| {
+            route.method.as_ref() == Some(&exchange.method)
+                && route.path.matches(exchange.uri.path()).is_some()
+        })
+        .expect("a route serves the document");
+    route
+        .keys
+        .iter()
+        .filter_map(|rule| match &rule.source {
+            KeySource::Json { side: s, path } if *s == side => Some(path),
+            _ => None,
+        })
+        .collect()
 }
 
 fn extraction(c: &mut Criterion) {
@@ -204,6 +246,11 @@ fn extraction(c: &mut Criterion) {
                 |exchange| extractor.observe(exchange),
                 BatchSize::SmallInput,
             )
+        });
+        let paths = route_paths(&config, &exchange, doc.response);
+        let compiled = JsonPaths::new(&paths);
+        group.bench_function(format!("scan/{}", doc.name), |b| {
+            b.iter(|| scan_document(&compiled, black_box(doc.text)))
         });
         group.bench_function(format!("serde_json_ignored_any/{}", doc.name), |b| {
             b.iter(|| {

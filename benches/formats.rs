@@ -149,6 +149,7 @@ fn exchange(config: &Config, path: &str, encoding: Option<&'static str>, body: B
         duration: Duration::from_millis(1),
         upstream_duration: Duration::from_millis(1),
         replayed: false,
+        trace_context: None,
         outcome: Outcome::Response {
             status: http::StatusCode::OK,
             headers: http::HeaderMap::new(),

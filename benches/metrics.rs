@@ -151,6 +151,7 @@ fn recording(c: &mut Criterion) {
         request_body: Tapped::default(),
         response_body: Tapped::default(),
         replayed: false,
+        trace_context: None,
     };
     group.bench_function("per_request/observe_unmatched", |b| {
         b.iter_batched(
@@ -233,6 +234,14 @@ fn scrape(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5));
     group.bench_function(format!("render/{series}_series"), |b| {
         b.iter(|| metrics.render())
+    });
+    // What the OTLP metrics exporter does per interval, off the proxy's
+    // workers: render, then read the text back into one export request.
+    let resource =
+        std::collections::BTreeMap::from([("service.name".to_owned(), "waybill".to_owned())]);
+    let times = waybill::telemetry::snapshot::Times { start: 1, now: 2 };
+    group.bench_function(format!("otlp_snapshot/{series}_series"), |b| {
+        b.iter(|| waybill::telemetry::snapshot::request(&metrics.render(), &resource, times))
     });
     group.finish();
 }

@@ -55,6 +55,7 @@ fn observation(config: &Config, n: usize, at: SystemTime) -> Observation {
         request_body: Tapped::default(),
         response_body: Tapped::default(),
         replayed: false,
+        trace_context: None,
     };
     Observation {
         exchange,

@@ -3,6 +3,11 @@
 //! applied) with group commit and without it (one fsync per observation),
 //! and bytes per transaction in the journal and in a snapshot.
 //!
+//! Then the shared Redis store, when `redis-server` is on the PATH (the
+//! bench starts its own on a free port, without persistence): observations
+//! per second appended to the shared log *and* read back and applied, and
+//! Redis memory per transaction (`MEMORY USAGE` of the log stream).
+//!
 //! `cargo bench --bench state` (a plain `main`: the figures are end-to-end
 //! rates, not per-iteration timings). `WAYBILL_BENCH_DIR` picks the disk
 //! (default: the system temp dir, often tmpfs; point it at a real disk
@@ -84,6 +89,7 @@ fn observations(config: &Config, transactions: usize) -> Vec<Observation> {
                     request_body: Tapped::default(),
                     response_body: Tapped::default(),
                     replayed: false,
+                    trace_context: None,
                 },
                 route: None,
                 operation: None,
@@ -183,5 +189,91 @@ fn main() {
             250,
         )
         .await;
+        run_shared(25_000).await;
     });
+}
+
+/// Runs `transactions` through a correlator sharing state through a real
+/// `redis-server`; prints the figures. Skipped without `redis-server`.
+async fn run_shared(transactions: usize) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let Ok(child) = child else {
+        println!("shared Redis store: skipped (no redis-server on the PATH)");
+        return;
+    };
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Reaped(child);
+    let url = format!("redis://127.0.0.1:{port}");
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut conn = loop {
+        if let Ok(conn) = client.get_multiplexed_async_connection().await {
+            break conn;
+        }
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let yaml = format!(
+        "{CONFIG}\nstate: {{ redis: {{ url: '{url}', namespace: bench, max_log_entries: 10000000 }}, max_transactions: 10000000 }}\n"
+    );
+    let config = Arc::new(Config::from_yaml(&yaml, "bench.yaml").expect("valid config"));
+    let all = observations(&config, transactions);
+    let count = all.len();
+    let mut registry = Registry::default();
+    let (mut correlator, sender, handle, inbox) =
+        Correlator::new(Arc::clone(&config), Clock::system(), 10_000, &mut registry);
+    let waybill::config::StoreConfig::Redis(redis_config) = &config.state.store else {
+        panic!("bench config has a Redis URL");
+    };
+    let shared = waybill::state::shared::Shared::start(redis_config, None, &mut registry)
+        .expect("shared store");
+    correlator.share_through(shared);
+    let task = tokio::spawn(correlator.run(inbox));
+
+    let started = Instant::now();
+    for observation in all {
+        sender.send(observation).await.expect("correlator running");
+    }
+    while handle.applied() < count as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = started.elapsed();
+    let dropped = gauge(&registry, "waybill_state_shared_dropped_total");
+    let log_bytes: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("waybill:{bench}:log")
+        .arg("SAMPLES")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("MEMORY USAGE");
+    drop(sender);
+    task.await.expect("correlator stops");
+    println!(
+        "shared Redis store (append, read back, apply): {count} observations in {:.2}s = {:.0} obs/s, {dropped} dropped",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+    );
+    println!(
+        "  per transaction ({PER_TRANSACTION} observations): {:.0} B of Redis memory in the log stream ({:.1} MiB for {transactions} transactions)",
+        log_bytes as f64 / transactions as f64,
+        log_bytes as f64 / (1024.0 * 1024.0),
+    );
 }

@@ -32,8 +32,8 @@
 #   HELM_CACHE              tool cache (default /tmp/waybill-helm)
 #   WAYBILL_BIN             waybill binary for step 7 (default: target/release or target/debug)
 #   WAYBILL_REQUIRE_CHECK=1 fail instead of skipping step 7 when no binary is found
-#   WAYBILL_CHECK_XFAIL     scenarios expected to fail `waybill check` (default: redis,
-#                           until Redis mode lands in the config code); a pass fails
+#   WAYBILL_CHECK_XFAIL     scenarios expected to fail `waybill check` (default: none);
+#                           a pass fails
 #   KEEP_RENDERED=DIR       keep the rendered manifests in DIR
 set -euo pipefail
 
@@ -452,8 +452,12 @@ for scenario in sys.argv[1:]:
         expected["admin"] = {**expected.get("admin", {}), "bind": admin_bind}
         if v["redis"]["enabled"]:
             scheme = "rediss" if v["redis"]["tls"] else "redis"
-            expected["state"] = {**expected.get("state", {}), "backend": "redis",
-                                 "redis": {"url": f"{scheme}://{v['redis']['address']}"}}
+            redis = {"url": f"{scheme}://{v['redis']['address']}"}
+            if v["redis"].get("namespace"):
+                redis["namespace"] = v["redis"]["namespace"]
+            if v["redis"].get("cluster"):
+                redis["cluster"] = True
+            expected["state"] = {**expected.get("state", {}), "backend": "redis", "redis": redis}
         check(rendered == expected, "ConfigMap content equals the chosen config (+ admin bind, + Redis state)")
         check(vols.get("waybill-config", {}).get("configMap", {}).get("name") == cm["metadata"]["name"], "pod mounts that ConfigMap")
         with open(f"{out}/{scenario}.routes.yaml", "w") as f:
@@ -580,9 +584,8 @@ else
 fi
 
 step "7. waybill check on the rendered routes files"
-# Scenarios whose routes file the binary cannot accept yet: Redis mode
-# (`state.backend`, `state.redis`) is not in the config code so far.
-CHECK_XFAIL="${WAYBILL_CHECK_XFAIL-redis}"
+# Scenarios whose routes file the binary is expected to refuse (none today).
+CHECK_XFAIL="${WAYBILL_CHECK_XFAIL-}"
 BIN="${WAYBILL_BIN:-}"
 if [[ -z "$BIN" ]]; then
   for b in "$ROOT/target/release/waybill" "$ROOT/target/debug/waybill"; do [[ -x "$b" ]] && { BIN="$b"; break; }; done

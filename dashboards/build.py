@@ -431,6 +431,17 @@ def operations():
               "s", 12, 8, thresholds(("green", None), ("yellow", 1), ("red", 5)),
               options={"showHeader": True, "sortBy": [{"displayName": "Value", "desc": True}]},
               overrides=[{"matcher": {"id": "byName", "options": "Time"}, "properties": [{"id": "custom.hidden", "value": True}]}]),
+        panel("timeseries", "Request body size p95 by operation",
+              "95th percentile of the request body bytes that streamed to the upstream, by operation (all of "
+              "each body, as sent: compressed bodies count compressed). A jump means bigger documents (batches, "
+              "attachments), which cost the upstream and extraction more.",
+              [target(f"histogram_quantile(0.95, sum by (operation, le) (rate(waybill_exchange_request_body_size_bytes_bucket{{{SYS}}}[{rate}])))", "{{operation}}")],
+              "bytes", 12, 7),
+        panel("timeseries", "Response body size p95 by operation",
+              "95th percentile of the response body bytes that streamed back to the client, by operation (not "
+              "counted for the sidecar's own 502/504).",
+              [target(f"histogram_quantile(0.95, sum by (operation, le) (rate(waybill_exchange_response_body_size_bytes_bucket{{{SYS}}}[{rate}])))", "{{operation}}")],
+              "bytes", 12, 7),
         row("Flows and traces"),
         panel("heatmap", "Flow durations — $flow (exemplars open the trace)",
               "How long $flow flows take, as a heatmap of the duration histogram. The dots are exemplars: click one to "
@@ -512,7 +523,14 @@ def sidecar():
         panel("timeseries", "Proxy responses by listener and status class",
               "Responses the sidecar sent to clients, by listener and status class.",
               [target(f"sum by (listener, status_class) (rate(waybill_proxy_requests_total{{{SEL}}}[{rate}])) > 0", "{{listener}} {{status_class}}")],
-              "reqps", 24, 6),
+              "reqps", 12, 6),
+        panel("timeseries", "Time in the sidecar by system (p50, p99)",
+              "Time each exchange spends inside waybill, the upstream's time excluded (request head to handed to "
+              "the upstream, plus response head to handed to the client's connection): the overhead the sidecar "
+              "adds to every call. Tens of microseconds is normal; milliseconds mean a starved runtime.",
+              [target(f"histogram_quantile(0.5, sum by (system, le) (rate(waybill_request_handle_seconds_bucket{{{SEL}}}[{rate}])))", "{{system}} p50"),
+               target(f"histogram_quantile(0.99, sum by (system, le) (rate(waybill_request_handle_seconds_bucket{{{SEL}}}[{rate}])))", "{{system}} p99", ref="B")],
+              "s", 12, 6),
         row("State store"),
         panel("timeseries", "State store size",
               "Transactions held (open and complete), business keys indexed, and deadlines waiting in the "

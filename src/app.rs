@@ -4,7 +4,8 @@
 //! stage and the admin surface beside them.
 //! With the embedded store, the correlator recovers the saved state before
 //! any listener binds, and the proxy's exchange ids continue after the
-//! recovered ones.
+//! recovered ones. With the shared store, the correlator applies the
+//! shared Redis log (its writer and reader start here).
 //! [`start`] returns a running [`Sidecar`]; [`Sidecar::shutdown`] drains it
 //! in flow order so nothing already accepted is lost (the correlator
 //! writes a final snapshot as it stops).
@@ -26,8 +27,10 @@ use crate::clock::Clock;
 use crate::config::{Config, StoreConfig};
 use crate::correlate::{Correlator, CorrelatorHandle};
 use crate::extract::Extractor;
-use crate::proxy::{self, ExchangeSink, GuardedRoutes, ProxyMetrics};
+use crate::proxy::{self, ExchangeSink, GuardedRoutes, ListenerOptions, ProxyMetrics};
 use crate::state::durable::Durable;
+use crate::state::shared::Shared;
+use crate::telemetry::metrics_export::{self, MetricExportMetrics, MetricExporting};
 use crate::telemetry::{Metrics, Traces};
 
 /// How often [`Sidecar::settle`] looks at the pipeline's progress.
@@ -52,6 +55,8 @@ pub struct Sidecar {
     extracted: Arc<AtomicU64>,
     /// The span export pipeline, shut down after the correlator.
     traces: Traces,
+    /// OTLP metrics export, if on; sends its last snapshot at shutdown.
+    metric_export: Option<MetricExporting>,
 }
 
 /// Binds every listener and the admin surface, and starts the pipeline.
@@ -96,9 +101,36 @@ pub async fn start_with_env(
             "state recovered"
         );
     }
+    if let StoreConfig::Redis(redis) = &config.state.store {
+        let shared = Shared::start(redis, env("WAYBILL_REDIS_PASSWORD"), &mut registry)?;
+        tracing::info!(
+            url = %redis.url,
+            namespace = %redis.namespace,
+            replica = %shared.replica(),
+            "state shared through Redis"
+        );
+        correlator.share_through(shared);
+    }
     let (span_observer, traces) = Traces::start(Arc::clone(&config), env, &mut registry)?;
     correlator.observe_with(Box::new(span_observer));
+    let export_counters = MetricExportMetrics::new(&mut registry);
     let metrics = Metrics::new(registry);
+    let (export_settings, warnings) = metrics_export::resolve(&config.telemetry.metrics, env);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let metric_export = match export_settings {
+        Some(settings) => {
+            tracing::info!(endpoint = %settings.endpoint, protocol = settings.protocol.as_str(), interval = ?settings.interval, "exporting metrics over OTLP");
+            Some(metrics_export::start(
+                settings,
+                metrics.clone(),
+                traces.resource().clone(),
+                export_counters,
+            )?)
+        }
+        None => None,
+    };
 
     let mut sockets = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
@@ -135,10 +167,14 @@ pub async fn start_with_env(
     let mut listeners = Vec::with_capacity(sockets.len());
     for (socket, listener) in sockets.into_iter().zip(config.listeners.iter()) {
         listeners.push((listener.name.clone(), socket.local_addr()?));
-        proxies.spawn(proxy::serve_guarded(
+        let options = ListenerOptions {
+            guarded: GuardedRoutes::new(listener.id, &config.routes),
+            trace_context: traces.propagation(&config, listener.id),
+        };
+        proxies.spawn(proxy::serve_with(
             socket,
             Arc::new(listener.clone()),
-            GuardedRoutes::new(listener.id, &config.routes),
+            options,
             sink.clone(),
             proxy_metrics.clone(),
             clock.clone(),
@@ -179,6 +215,7 @@ pub async fn start_with_env(
         admin_task,
         extracted,
         traces,
+        metric_export,
     })
 }
 
@@ -264,6 +301,9 @@ impl Sidecar {
         self.correlation.await.context("correlation task")?;
         // The correlator owned the span observer; its end closed the span queue.
         self.traces.shutdown(grace).await;
+        if let Some(export) = self.metric_export {
+            export.shutdown(grace).await;
+        }
         self.admin_stop.cancel();
         self.admin_task.await.context("admin task")??;
         Ok(())

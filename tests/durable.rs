@@ -7,18 +7,21 @@
 //! kill) must be right. Prints observations sent, accepted and lost.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+mod support;
+
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::routing::post;
 use axum::Router;
 use serde_json::Value;
 use tokio::net::TcpListener;
+
+use support::process::Waybill;
 
 /// Kills (SIGKILL) and restarts.
 const KILLS: usize = 5;
@@ -139,111 +142,6 @@ async fn upstream() -> SocketAddr {
     let addr = listener.local_addr().expect("upstream address");
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
-}
-
-/// A running `waybill run`; killed (SIGKILL) and reaped when dropped, so a
-/// failing test leaves no process behind.
-struct Waybill {
-    child: Child,
-    admin: SocketAddr,
-    edge: SocketAddr,
-    log: mpsc::Receiver<String>,
-}
-
-impl Waybill {
-    fn start(config: &Path) -> Waybill {
-        Self::start_with(config, &mut |_| {})
-    }
-
-    /// [`Waybill::start`], handing every log line before `waybill started` to `seen`.
-    fn start_with(config: &Path, seen: &mut dyn FnMut(&Value)) -> Waybill {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_waybill"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(config)
-            .env("WAYBILL_LOG", "info")
-            .env("OTEL_TRACES_EXPORTER", "none")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start waybill");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (tx, log) = mpsc::channel();
-        // Drains stderr for the process's whole life so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut waybill = Waybill {
-            child,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            edge: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-        };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = waybill
-                .log
-                .recv_timeout(left)
-                .expect("waybill logs `waybill started` in time");
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            let fields = &entry["fields"];
-            seen(fields);
-            if fields["message"] == "state recovered" {
-                eprintln!(
-                    "  recovered: {} snapshot transactions, {} journal observations, {} ticks, {} skipped",
-                    fields["transactions"], fields["observations"], fields["ticks"], fields["skipped"]
-                );
-            }
-            if fields["message"] == "waybill started" {
-                waybill.admin = fields["admin"]
-                    .as_str()
-                    .and_then(|a| a.parse().ok())
-                    .expect("admin address");
-                // `[("edge", 127.0.0.1:PORT)]`
-                let listeners = fields["listeners"].as_str().expect("listeners");
-                let start = listeners.find(", ").expect("listener address") + 2;
-                let end = listeners[start..].find(')').expect("listener end") + start;
-                waybill.edge = listeners[start..end].parse().expect("listener address");
-                return waybill;
-            }
-        }
-    }
-
-    /// SIGTERM, then waits (bounded) for the process to exit; returns its status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid}");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "waybill did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Waybill {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `(milestone, object value)` → time, as the admin API shows them.
@@ -563,7 +461,7 @@ async fn a_clean_shutdown_leaves_a_snapshot_and_no_journal_to_replay() {
     assert!(status.success(), "exit status {status}");
 
     let mut recovered = Value::Null;
-    let waybill = Waybill::start_with(&config_path, &mut |fields| {
+    let waybill = Waybill::start_with(&config_path, &[], &mut |fields| {
         if fields["message"] == "state recovered" {
             recovered = fields.clone();
         }

@@ -570,3 +570,223 @@ async fn spans_also_reach_a_collector_over_http_protobuf() {
         .expect("shutdown finishes in bounded time")
         .expect("clean shutdown");
 }
+
+/// What an upstream got: path, `traceparent`, `tracestate`.
+type Heard = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>, Option<String>)>>>;
+
+/// A WMS that answers every request with `{}` and records its trace headers.
+async fn listening_wms() -> (SocketAddr, Heard) {
+    let heard = Heard::default();
+    let record = heard.clone();
+    let app = Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let record = record.clone();
+            async move {
+                let text = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                if let Ok(mut heard) = record.lock() {
+                    heard.push((
+                        uri.path().to_owned(),
+                        text("traceparent"),
+                        text("tracestate"),
+                    ));
+                }
+                Json(json!({}))
+            }
+        },
+    );
+    (serve(app).await, heard)
+}
+
+/// The `(trace ID, span ID)` of the `traceparent` the upstream got at `path`.
+fn heard_traceparent(heard: &Heard, path: &str) -> (String, String, Option<String>) {
+    let heard = heard.lock().map(|h| h.clone()).unwrap_or_default();
+    let (_, traceparent, tracestate) = heard
+        .iter()
+        .find(|(p, _, _)| p == path)
+        .unwrap_or_else(|| panic!("upstream never got {path}: {heard:?}"));
+    let traceparent = traceparent
+        .clone()
+        .unwrap_or_else(|| panic!("no traceparent at {path}"));
+    let fields: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(fields.len(), 4, "{traceparent}");
+    assert_eq!(fields[0], "00", "{traceparent}");
+    assert_eq!(fields[3], "01", "sampled: the span is exported");
+    (
+        fields[1].to_owned(),
+        fields[2].to_owned(),
+        tracestate.clone(),
+    )
+}
+
+#[tokio::test]
+async fn propagated_traceparent_names_the_exported_span_and_the_transactions_trace() {
+    let receiver = OtlpReceiver::start().await;
+    let (upstream, heard) = listening_wms().await;
+    // The WMS routes of the two-sidecar test, with propagation on both.
+    let routes = wms_routes(
+        upstream,
+        &telemetry(&receiver.endpoint(), "waybill-wms", ""),
+    );
+    let routes = ["order_released", "shipped"]
+        .iter()
+        .fold(routes, |routes, milestone| {
+            routes.replace(
+                &format!("    milestone: {milestone}\n"),
+                &format!("    milestone: {milestone}\n    propagate: trace_context\n"),
+            )
+        });
+    let config = Config::from_yaml(&routes, "propagate.yaml").expect("valid");
+    let (clock, _) = test_clock();
+    let sidecar = start(&routes, clock).await;
+    let client = reqwest::Client::new();
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller = format!("00-{caller_trace}-00f067aa0ba902b7-01");
+    let addr = sidecar.listener_addr("wms-in").expect("listener");
+    for (method, path, body) in [
+        (reqwest::Method::POST, "/orders/SO-7/release", None),
+        (
+            reqwest::Method::POST,
+            "/shipments/SH-7/ship",
+            Some(json!({"order_id": "SO-7"})),
+        ),
+        (reqwest::Method::GET, "/health", None),
+    ] {
+        let mut request = client
+            .request(method, format!("http://{addr}{path}"))
+            .header("traceparent", &caller)
+            .header("tracestate", "vendor=abc");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request through the sidecar");
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let spans = receiver
+        .wait_for(WAIT, |spans| {
+            ["wms.release", "wms.ship"]
+                .iter()
+                .all(|op| find(spans, op).is_some())
+        })
+        .await;
+    let order_trace = expected_trace("order", "SO-7", &config);
+
+    // The root key is in the path: the upstream joins the order's trace, as
+    // a child of the very span waybill exported; tracestate passes on.
+    let (trace, parent, tracestate) = heard_traceparent(&heard, "/orders/SO-7/release");
+    assert_eq!(trace, order_trace);
+    assert_eq!(tracestate.as_deref(), Some("vendor=abc"));
+    let release = find(&spans, "wms.release").expect("release span");
+    assert_eq!(release.trace_id(), trace);
+    assert_eq!(hex(&release.span.span_id), parent);
+
+    // The root key is only in the body: the caller's trace continues at the
+    // upstream; waybill's span stays in the order's trace with the
+    // propagated span ID and links to where the upstream's spans are.
+    let (trace, parent, _) = heard_traceparent(&heard, "/shipments/SH-7/ship");
+    assert_eq!(trace, caller_trace);
+    let ship = find(&spans, "wms.ship").expect("ship span");
+    assert_eq!(ship.trace_id(), order_trace);
+    assert_eq!(hex(&ship.span.span_id), parent);
+    let propagated = ship
+        .span
+        .links
+        .iter()
+        .find(|l| hex(&l.trace_id) == caller_trace && hex(&l.span_id) == parent)
+        .unwrap_or_else(|| panic!("no link to the propagated context: {:#?}", ship.span.links));
+    assert!(matches!(
+        support::otlp_receiver::attribute(&propagated.attributes, "waybill.link"),
+        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) if s == "propagated"
+    ));
+
+    // A request no propagating route matches is forwarded untouched.
+    let heard_now = heard.lock().map(|h| h.clone()).unwrap_or_default();
+    let health = heard_now
+        .iter()
+        .find(|(p, _, _)| p == "/health")
+        .expect("health request reached the upstream");
+    assert_eq!(health.1.as_deref(), Some(caller.as_str()));
+
+    sidecar
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn metrics_reach_an_otlp_collector_with_their_labels_and_values() {
+    let receiver = OtlpReceiver::start().await;
+    let routes = wms_routes(wms().await, "");
+    let config = Config::from_yaml(&routes, "metrics.yaml").expect("valid");
+    let endpoint = receiver.endpoint();
+    // The standard variables alone turn it on; no traces are configured.
+    let env = move |name: &str| match name {
+        "OTEL_METRICS_EXPORTER" => Some("otlp".to_owned()),
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" => Some(endpoint.clone()),
+        "OTEL_METRIC_EXPORT_INTERVAL" => Some("100".to_owned()),
+        "OTEL_SERVICE_NAME" => Some("waybill-metrics".to_owned()),
+        _ => None,
+    };
+    let (clock, _) = test_clock();
+    let sidecar = app::start_with_env(config, clock, &env)
+        .await
+        .expect("sidecar starts");
+    let client = reqwest::Client::new();
+    for order in ["SO-1", "SO-2", "SO-3"] {
+        let (status, _) = send(
+            &client,
+            &sidecar,
+            "wms-in",
+            reqwest::Method::POST,
+            &format!("/orders/{order}/release"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert!(sidecar.settle(WAIT).await);
+    let labels = [
+        ("system", "wms"),
+        ("operation", "wms.release"),
+        ("status_class", "2xx"),
+    ];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while receiver.counter("waybill_exchanges_total", &labels) != Some(3.0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        receiver.counter("waybill_exchanges_total", &labels),
+        Some(3.0),
+        "received: {:#?}",
+        receiver.metric_requests().last()
+    );
+    let request = receiver.metric_requests().pop().expect("a metrics export");
+    let resource = request.resource_metrics[0]
+        .resource
+        .as_ref()
+        .expect("resource");
+    assert!(matches!(
+        support::otlp_receiver::attribute(&resource.attributes, "service.name"),
+        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) if s == "waybill-metrics"
+    ));
+    // The exporter counts its own successes.
+    let text = metrics(&client, &sidecar).await;
+    assert!(
+        sample(
+            &text,
+            "waybill_telemetry_metric_exports_total{result=\"ok\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    sidecar
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
+}

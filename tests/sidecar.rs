@@ -298,6 +298,45 @@ async fn broken_bodies_pass_through_and_are_counted_by_reason() {
 }
 
 #[tokio::test]
+async fn body_sizes_count_every_streamed_byte_and_handle_time_every_exchange() {
+    let (sidecar, client) = sidecar().await;
+    // One body far over the 32 KiB tap limit: its size is still all of it.
+    let long = format!(r#"{{"order_id":"SO-BIG","pad":"{}"}}"#, "x".repeat(100_000));
+    let short = r#"{"order_id":"SO-SMALL"}"#;
+    for body in [long.as_str(), short] {
+        assert_eq!(send(&client, &sidecar, "/api/orders", body).await, 200);
+    }
+    assert!(sidecar.settle(SETTLE).await, "pipeline settles");
+    let (_, metrics) = admin_get(&client, &sidecar, "/metrics").await;
+    let answer = json!({"status": "released"}).to_string();
+    let series = r#"{system="wms",operation="wms.release"}"#;
+    let lines = [
+        format!("waybill_exchange_request_body_size_bytes_count{series} 2"),
+        format!(
+            "waybill_exchange_request_body_size_bytes_sum{series} {}.0",
+            long.len() + short.len()
+        ),
+        format!("waybill_exchange_response_body_size_bytes_count{series} 2"),
+        format!(
+            "waybill_exchange_response_body_size_bytes_sum{series} {}.0",
+            2 * answer.len()
+        ),
+        r#"waybill_request_handle_seconds_count{system="wms"} 2"#.to_owned(),
+    ];
+    for line in lines {
+        assert!(
+            metrics.contains(&line),
+            "missing {line} in
+{metrics}"
+        );
+    }
+    sidecar
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn the_admin_api_explains_what_it_cannot_answer() {
     let (sidecar, client) = sidecar().await;
     let (status, body) = admin_get(&client, &sidecar, "/api/v1/transactions/parcel/P-1").await;

@@ -131,6 +131,7 @@ pub fn observe(path: &'static str, headers: &[(&'static str, &str)], body: &[u8]
         duration: Duration::from_millis(1),
         upstream_duration: Duration::from_millis(1),
         replayed: false,
+        trace_context: None,
         request_body: tapped,
     };
     let _ = extractor.observe(exchange);

@@ -96,10 +96,11 @@ pub(super) fn from_serde(error: &serde_yaml::Error, text: &str, source: &str) ->
 }
 
 /// What each raw struct looks like, for serde's "expected struct RawX".
-const SHAPES: [(&str, &str); 11] = [
+const SHAPES: [(&str, &str); 12] = [
     ("RawConfig", "a mapping with `systems`, `keys` and `listeners`"),
     ("RawAdmin", "a mapping like `{ bind: 127.0.0.1:9901 }`"),
     ("RawState", "a mapping like `{ ttl: 14d, max_transactions: 100000, backend: embedded, path: /var/lib/waybill }`"),
+    ("RawRedis", "a mapping like `{ url: redis://redis:6379, namespace: shop }`"),
     ("RawObservation", "a mapping like `{ queue_capacity: 10000, max_decoded_bytes: 1MiB }`"),
     ("RawListener", "a mapping like `{ name: wms-inbound, bind: 0.0.0.0:8080, upstream: http://127.0.0.1:9000, system: wms }`"),
     ("RawMilestone", "a mapping like `{ name: shipped, object: shipment }`"),

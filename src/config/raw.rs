@@ -8,6 +8,8 @@
 //! admin: { bind: 127.0.0.1:9901 }
 //! state: { ttl: 14d, max_transactions: 100000, max_exchanges_per_transaction: 256,
 //!          backend: embedded, path: /var/lib/waybill, commit_interval: 10ms, snapshot_interval: 5m }
+//! # or, shared by several sidecars:
+//! # state: { backend: redis, redis: { url: redis://redis:6379, namespace: shop } }
 //! observation: { queue_capacity: 10000, max_decoded_bytes: 1MiB }
 //! systems: [erp, wms, carrier]
 //! keys: [order, shipment, tracking]
@@ -94,6 +96,38 @@ pub struct RawTelemetry {
     /// OTLP trace export. Optional.
     #[serde(default)]
     pub traces: Option<RawTraces>,
+    /// OTLP metrics export of the `/metrics` instruments, for users without
+    /// Prometheus. Optional; off unless `OTEL_METRICS_EXPORTER=otlp` or
+    /// `enabled: true`.
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `telemetry.metrics:` every field overrides its `OTEL_*` variable. The
+/// resource (service name, attributes) is the one of `telemetry.traces`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `true` turns OTLP metrics export on, `false` off. Overrides
+    /// `OTEL_METRICS_EXPORTER` (`otlp` turns it on). Default off.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Collector URL, e.g. `http://otel-collector:4317` (gRPC) or
+    /// `http://otel-collector:4318/v1/metrics` (HTTP, used as written).
+    /// Overrides `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`. Overrides `OTEL_EXPORTER_OTLP_(METRICS_)PROTOCOL`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Time between exports, e.g. `60s` (default). Overrides
+    /// `OTEL_METRIC_EXPORT_INTERVAL` (ms).
+    #[serde(default)]
+    pub interval: Option<Scalar>,
+    /// How long one export may take before it is abandoned (and counted),
+    /// e.g. `30s` (default). Overrides `OTEL_METRIC_EXPORT_TIMEOUT` (ms).
+    #[serde(default)]
+    pub export_timeout: Option<Scalar>,
 }
 
 /// `telemetry.traces:` every field overrides its `OTEL_*` variable.
@@ -166,9 +200,10 @@ pub struct RawState {
     /// Exchanges kept in one transaction's timeline. Default 256.
     #[serde(default)]
     pub max_exchanges_per_transaction: Option<usize>,
-    /// Where state lives: `memory` (lost at restart) or `embedded` (a
-    /// durable store in `path`, survives `kill -9`). Default: `embedded`
-    /// when `path` is given, else `memory`.
+    /// Where state lives: `memory` (lost at restart), `embedded` (a
+    /// durable store in `path`, survives `kill -9`) or `redis` (shared by
+    /// several sidecars, see `redis`). Default: `embedded` when `path` is
+    /// given, `redis` when `redis` is, else `memory`.
     #[serde(default)]
     pub backend: Option<String>,
     /// Data directory of the embedded store, e.g. `/var/lib/waybill`;
@@ -187,6 +222,43 @@ pub struct RawState {
     /// before it dropped, e.g. `5m` (default); also done at clean shutdown.
     #[serde(default)]
     pub snapshot_interval: Option<Scalar>,
+    /// The shared Redis store (`backend: redis`, and the default backend
+    /// when this is given): sidecars with the same `url` and `namespace`
+    /// share one picture.
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+}
+
+/// `state.redis:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://host:port[/db]`, or `rediss://` for TLS. No credentials
+    /// here: the password comes from the `WAYBILL_REDIS_PASSWORD`
+    /// environment variable or from `password_file`.
+    pub url: String,
+    /// Sidecars with the same namespace share state. It is the Redis
+    /// Cluster hash tag of every key (`waybill:{<namespace>}:log`), so one
+    /// namespace lives in one slot. Default `default`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// A file holding the Redis password (a mounted Secret), read at start;
+    /// used when `WAYBILL_REDIS_PASSWORD` is not set.
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// Entries this sidecar holds while Redis is unreachable before new ones
+    /// are dropped (and counted), besides the one batch (at most 256) the
+    /// writer is retrying. Default 100000.
+    #[serde(default)]
+    pub buffer: Option<usize>,
+    /// Entries the shared log keeps (`XADD MAXLEN ~`); a sidecar that starts
+    /// rebuilds its picture from them. Default 1000000.
+    #[serde(default)]
+    pub max_log_entries: Option<usize>,
+    /// `true` when `url` is a node of a Redis Cluster (the client learns
+    /// the other nodes from it). Default `false`.
+    #[serde(default)]
+    pub cluster: Option<bool>,
 }
 
 /// `observation:`
@@ -402,6 +474,23 @@ pub struct RawRoute {
     /// (required then) and its object when the exchange succeeds. Optional.
     #[serde(default)]
     pub measures: Vec<RawMeasureRule>,
+    /// `trace_context`: send a W3C `traceparent` to the upstream (replacing
+    /// the caller's; `tracestate` passes on as the caller sent it), naming
+    /// the span waybill exports for the exchange, so the upstream's own
+    /// spans join the trace. Its trace ID is the transaction's when the
+    /// route reads the root key from the request head (`path_param`,
+    /// `query` or `header`), else the caller's `traceparent` trace ID, else
+    /// a random one (the exported span then links to it). Optional, off:
+    /// it changes traffic.
+    #[serde(default)]
+    pub propagate: Option<RawPropagate>,
+}
+
+/// `propagate:` values of a route.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPropagate {
+    TraceContext,
 }
 
 /// One entry of `measures:`, e.g.

@@ -35,6 +35,16 @@ pub struct Route {
     pub guard: Option<Guard>,
     /// Numbers read beside the keys, attached to the milestone's objects.
     pub measures: Vec<MeasureRule>,
+    /// Opt-in: what the proxy adds to this route's requests so the
+    /// upstream can join the trace.
+    pub propagate: Option<Propagate>,
+}
+
+/// Trace context a route sends to its upstream (changes traffic, so opt-in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagate {
+    /// W3C Trace Context: `traceparent` (and the caller's `tracestate`).
+    TraceContext,
 }
 
 /// Repeats of one operation for the same object: after a failure a retry,

@@ -1,5 +1,5 @@
 //! Telemetry settings from the routes file: overrides for the standard
-//! `OTEL_*` environment variables that configure OTLP trace export. Every
+//! `OTEL_*` environment variables that configure OTLP trace and metrics export. Every
 //! field is optional here; the telemetry stage resolves the final settings
 //! (file value, else environment, else default) when the app starts.
 
@@ -9,6 +9,21 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct TelemetryConfig {
     pub traces: TracesConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `telemetry.metrics:` as validated; `None` means "not set in the file".
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Forces OTLP metrics export on or off; unset means the environment decides.
+    pub enabled: Option<bool>,
+    /// An `http://` or `https://` URL with a host.
+    pub endpoint: Option<http::Uri>,
+    pub protocol: Option<OtlpProtocol>,
+    /// More than zero.
+    pub interval: Option<Duration>,
+    /// More than zero.
+    pub export_timeout: Option<Duration>,
 }
 
 /// `telemetry.traces:` as validated; `None` means "not set in the file".

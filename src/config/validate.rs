@@ -7,6 +7,7 @@ mod listener;
 mod measure;
 mod reconcile;
 mod route;
+mod store;
 mod telemetry;
 
 use super::error::{ConfigError, ConfigErrors};

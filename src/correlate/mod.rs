@@ -11,7 +11,9 @@
 //! With the embedded store ([`crate::state::durable`]), the correlator
 //! recovers its state at start and commits every batch of observations
 //! (and every deadline tick that changes something) before applying it,
-//! so what it shows is always durable (see `persist.rs`).
+//! so what it shows is always durable (see `persist.rs`). With the shared
+//! store ([`crate::state::shared`]) it applies the shared log's entries in
+//! log order and reports only what its own entries caused (`shared.rs`).
 
 mod link;
 mod measure;
@@ -20,6 +22,7 @@ mod milestone;
 mod persist;
 mod reconcile;
 mod schedule;
+mod shared;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -220,12 +223,20 @@ pub struct Correlator {
     last_exchange: u64,
     /// The embedded store, when state is durable (see [`Correlator::recover`]).
     durable: Option<crate::state::durable::Durable>,
+    /// The shared log, when state is shared (see [`Correlator::share_through`]).
+    shared: Option<crate::state::shared::Shared>,
 }
 
 impl Correlator {
     /// Adds a stage to tell about every applied exchange.
     pub fn observe_with(&mut self, observer: Box<dyn Observer>) {
         self.observers.push(observer);
+    }
+
+    /// Shares state with other sidecars through `shared`: from now on
+    /// everything is applied as it comes back from the shared log.
+    pub fn share_through(&mut self, shared: crate::state::shared::Shared) {
+        self.shared = Some(shared);
     }
 
     /// Builds the correlator and its handle; `capacity` bounds the queue of
@@ -257,6 +268,7 @@ impl Correlator {
             next_exception: 0,
             last_exchange: 0,
             durable: None,
+            shared: None,
         };
         let inbox = CorrelatorInbox {
             observations: obs_rx,
@@ -268,6 +280,9 @@ impl Correlator {
     /// Applies observations and answers queries until every
     /// [`ObservationSender`] is dropped and the queue is drained.
     pub async fn run(mut self, mut inbox: CorrelatorInbox) {
+        if let Some(shared) = self.shared.take() {
+            return self.run_shared(inbox, shared).await;
+        }
         if self.durable.is_some() {
             return self.run_durable(inbox).await;
         }

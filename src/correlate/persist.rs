@@ -218,7 +218,7 @@ impl Correlator {
     pub(super) async fn run_durable(mut self, mut inbox: CorrelatorInbox) {
         let settings = match &self.config.state.store {
             StoreConfig::Embedded(embedded) => embedded.clone(),
-            StoreConfig::Memory => EmbeddedConfig {
+            StoreConfig::Memory | StoreConfig::Redis(_) => EmbeddedConfig {
                 path: Default::default(),
                 commit_interval: crate::config::defaults::COMMIT_INTERVAL,
                 commit_batch: crate::config::defaults::COMMIT_BATCH,

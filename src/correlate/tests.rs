@@ -142,6 +142,7 @@ impl Harness {
             request_body: Tapped::default(),
             response_body: Tapped::default(),
             replayed: false,
+            trace_context: None,
         };
         let observation = Observation {
             exchange,

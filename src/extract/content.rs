@@ -13,19 +13,29 @@ use http::HeaderMap;
 use crate::config::{Condition, Side};
 
 use super::body::{content_type_param, media_type};
+use super::json::JsonPaths;
+use super::plan::RoutePlan;
 use super::reading::Reading;
 
-/// True when every condition holds for the exchange's request.
-pub(super) fn all_hold(conditions: &[Condition], reading: &mut Reading<'_>) -> bool {
+/// True when every condition holds for the exchange's request; `plan`
+/// holds the route's compiled JSON condition paths.
+pub(super) fn all_hold(
+    conditions: &[Condition],
+    plan: &RoutePlan,
+    reading: &mut Reading<'_>,
+) -> bool {
     let reads_body =
-        |c: &&Condition| !matches!(c, Condition::ContentType(_) | Condition::SoapAction(_));
-    let (body, head): (Vec<&Condition>, Vec<&Condition>) = conditions.iter().partition(reads_body);
-    head.into_iter()
-        .chain(body)
-        .all(|condition| holds(condition, reading))
+        |c: &Condition| !matches!(c, Condition::ContentType(_) | Condition::SoapAction(_));
+    // Header conditions first, then body ones.
+    let mut ordered = conditions
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !reads_body(c))
+        .chain(conditions.iter().enumerate().filter(|(_, c)| reads_body(c)));
+    ordered.all(|(index, condition)| holds(condition, plan.condition(index), reading))
 }
 
-fn holds(condition: &Condition, reading: &mut Reading<'_>) -> bool {
+fn holds(condition: &Condition, json: Option<&JsonPaths>, reading: &mut Reading<'_>) -> bool {
     let side = Side::Request;
     match condition {
         Condition::ContentType(wanted) => reading
@@ -47,7 +57,9 @@ fn holds(condition: &Condition, reading: &mut Reading<'_>) -> bool {
         Condition::EdifactSegment(address) => reading
             .edifact(side)
             .is_some_and(|(document, body)| document.contains(body, address)),
-        Condition::Json { path, value } => reading.json_equals(side, path, value),
+        Condition::Json { value, .. } => {
+            json.is_some_and(|paths| reading.json_equals(side, paths, value))
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::config::{
 };
 use crate::proxy::Exchange;
 
+use super::plan::RoutePlan;
 use super::reading::Reading;
 use super::route::Matched;
 use super::{rule_values, Problem};
@@ -92,7 +93,7 @@ pub(super) fn read(
     config: &Config,
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
-    sources: &[&crate::config::KeySource],
+    (plan, sources): (&RoutePlan, &[&crate::config::KeySource]),
     reading: &mut Reading<'_>,
     problems: &mut Vec<Problem>,
 ) -> Measures {
@@ -102,7 +103,14 @@ pub(super) fn read(
         let value_at = next;
         let unit_at = matches!(rule.unit, UnitRule::Read(_)).then_some(value_at + 1);
         next = unit_at.unwrap_or(value_at) + 1;
-        let values = rule_values(exchange, matched, sources, value_at, reading, problems);
+        let values = rule_values(
+            exchange,
+            matched,
+            (plan, sources),
+            value_at,
+            reading,
+            problems,
+        );
         let values: Vec<Arc<str>> = values
             .unwrap_or_default()
             .into_iter()
@@ -116,7 +124,7 @@ pub(super) fn read(
             continue;
         }
         let units = unit_at.map(|at| {
-            rule_values(exchange, matched, sources, at, reading, problems)
+            rule_values(exchange, matched, (plan, sources), at, reading, problems)
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|v| !v.trim().is_empty())

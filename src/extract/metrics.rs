@@ -8,8 +8,16 @@
 //! |---|---|
 //! | `waybill_exchanges_total` | `system`, `operation`, `status_class` |
 //! | `waybill_exchange_duration_seconds` | `system`, `operation` |
+//! | `waybill_exchange_request_body_size_bytes` | `system`, `operation` |
+//! | `waybill_exchange_response_body_size_bytes` | `system`, `operation` |
 //! | `waybill_extraction_failures_total` | `system`, `reason` |
 //! | `waybill_measure_unparseable_total` | `measure`, `reason` |
+//!
+//! Body sizes are the bytes that streamed through the proxy (the tap counts
+//! every byte it passes on, not only the prefix it keeps), as far as the
+//! body was read; a body that arrived compressed is counted compressed. A
+//! response is counted only when the upstream answered (or the guard
+//! replayed a stored one), not for the sidecar's own 502/504.
 //!
 //! `system` is the matched route's system (the one serving the operation);
 //! for an unmatched exchange it is the listener's system and `operation` is
@@ -24,7 +32,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::{Config, RouteId, System};
-use crate::proxy::{status_class_index, Outcome, STATUS_CLASSES};
+use crate::proxy::{status_class_index, Exchange, Outcome, STATUS_CLASSES};
 
 use super::{Problem, Unreadable};
 
@@ -36,6 +44,13 @@ pub(super) const UNMATCHED: &str = "unmatched";
 const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
 ];
+
+/// Upper bounds of the body size histograms, in bytes: ×4 from 64 B (an
+/// empty JSON object with its envelope) to 64 MiB (a large EDI batch or
+/// label PDF); 11 buckets keep the series per operation few.
+fn size_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(64.0, 4.0, 11)
+}
 
 /// The label of exchanges whose upstream failed (the client got the
 /// sidecar's own 502/504), after the proxy's status classes.
@@ -72,6 +87,8 @@ struct OperationHandles {
     /// Indexed by [`status_class`].
     exchanges: Vec<Counter>,
     duration: Histogram,
+    request_size: Histogram,
+    response_size: Histogram,
     /// Indexed like [`Problem::ALL`].
     failures: Vec<Counter>,
 }
@@ -94,6 +111,13 @@ impl Metrics {
         let durations = Family::<OperationLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(DURATION_BUCKETS)) as fn() -> Histogram,
         );
+        let sizes = || {
+            Family::<OperationLabels, Histogram>::new_with_constructor(
+                (|| Histogram::new(size_buckets())) as fn() -> Histogram,
+            )
+        };
+        let request_sizes = sizes();
+        let response_sizes = sizes();
         let failures = Family::<FailureLabels, Counter>::default();
         registry.register(
             "waybill_exchanges",
@@ -106,11 +130,27 @@ impl Metrics {
             Unit::Seconds,
             durations.clone(),
         );
+        registry.register_with_unit(
+            "waybill_exchange_request_body_size",
+            "Bytes of request body that streamed to the upstream, by system and operation",
+            Unit::Bytes,
+            request_sizes.clone(),
+        );
+        registry.register_with_unit(
+            "waybill_exchange_response_body_size",
+            "Bytes of response body that streamed to the client, by system and operation",
+            Unit::Bytes,
+            response_sizes.clone(),
+        );
         registry.register(
             "waybill_extraction_failures",
             "Exchanges whose extraction met a problem, by system and reason",
             failures.clone(),
         );
+        let labels = |system: &System, operation: &str| OperationLabels {
+            system: Arc::from(system.as_str()),
+            operation: Arc::from(operation),
+        };
         let handles = |system: &System, operation: &str| OperationHandles {
             exchanges: STATUS_CLASSES
                 .iter()
@@ -123,10 +163,9 @@ impl Metrics {
                     })
                 })
                 .collect(),
-            duration: durations.get_or_create_owned(&OperationLabels {
-                system: Arc::from(system.as_str()),
-                operation: Arc::from(operation),
-            }),
+            duration: durations.get_or_create_owned(&labels(system, operation)),
+            request_size: request_sizes.get_or_create_owned(&labels(system, operation)),
+            response_size: response_sizes.get_or_create_owned(&labels(system, operation)),
             failures: Problem::ALL
                 .iter()
                 .map(|problem| {
@@ -173,19 +212,13 @@ impl Metrics {
         }
     }
 
-    /// Counts one observed exchange and its problems.
-    pub fn record(
-        &self,
-        route: Option<RouteId>,
-        system: &System,
-        outcome: &Outcome,
-        duration: std::time::Duration,
-        problems: &[Problem],
-    ) {
+    /// Counts one observed exchange (matched to `route`, if any) and its problems.
+    pub fn record(&self, route: Option<RouteId>, exchange: &Exchange, problems: &[Problem]) {
         let handles = match route {
             Some(id) => self.routes.get(id.0),
-            None => self.unmatched.get(system.id()),
+            None => self.unmatched.get(exchange.system.id()),
         };
+        let outcome = &exchange.outcome;
         // Every route and system of the config has handles; an exchange
         // from elsewhere (impossible by construction) is not counted.
         let Some(handles) = handles else {
@@ -194,7 +227,16 @@ impl Metrics {
         if let Some(counter) = handles.exchanges.get(status_class(outcome)) {
             counter.inc();
         }
-        handles.duration.observe(duration.as_secs_f64());
+        handles.duration.observe(exchange.duration.as_secs_f64());
+        // Precision loss above 2^53 bytes is of no concern for buckets.
+        handles
+            .request_size
+            .observe(exchange.request_body.total_len as f64);
+        if let Outcome::Response { .. } = outcome {
+            handles
+                .response_size
+                .observe(exchange.response_body.total_len as f64);
+        }
         for problem in problems {
             if let Some(counter) = Problem::ALL
                 .iter()

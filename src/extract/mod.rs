@@ -17,7 +17,9 @@
 //!    format: an X12 (`x12`) or EDIFACT (`edifact`) envelope into segments
 //!    (`edi`), a form into fields (`form`); JSON rules of one side share
 //!    one `json` scan, XML rules one `xml` walk. A body nothing reads is
-//!    not looked at (its truncation is no problem of extraction).
+//!    not looked at (its truncation is no problem of extraction). The
+//!    JSON paths of every route (rules per side, and JSON conditions) are
+//!    compiled once, when the extractor is built (`plan`).
 //! 3. Key rules in their order (`request` head sources, `json`, `xml`,
 //!    `x12`, `edifact`, `form`, `regex`): keys are deduplicated, kept in
 //!    rule order (then document order), and empty values are skipped.
@@ -26,7 +28,7 @@
 //!    values (and units) from the same sources, scans and walks as the
 //!    keys (one list, [`crate::config::Route::sources`]), parsed as exact
 //!    decimals; an unreadable value is counted by reason, never fatal.
-//! 6. `metrics`: the exchange, its duration and its problems are counted.
+//! 6. `metrics`: the exchange, its duration, body sizes and problems are counted.
 //!
 //! Problems are a set per exchange (each reason at most once), so
 //! `waybill_extraction_failures_total` counts exchanges by reason. A rule
@@ -46,6 +48,9 @@
 //!   is the route name or `unmatched`; status class `1xx`…`5xx`, `other`
 //!   (a status outside 100–599), or `error` when the upstream failed.
 //! - `waybill_exchange_duration_seconds{system, operation}`: histogram.
+//! - `waybill_exchange_request_body_size_bytes{system, operation}` and
+//!   `waybill_exchange_response_body_size_bytes{system, operation}`:
+//!   histograms of the body bytes that streamed (see `metrics.rs`).
 //! - `waybill_extraction_failures_total{system, reason}`: reason is
 //!   [`Problem::as_str`].
 //! - `waybill_measure_unparseable_total{measure, reason}`: measure values
@@ -64,6 +69,7 @@ mod json;
 mod measure;
 mod metrics;
 mod observation;
+mod plan;
 mod reading;
 mod regex;
 mod request;
@@ -73,8 +79,10 @@ mod testkit;
 mod x12;
 mod xml;
 
+pub use json::JsonPaths;
 pub use measure::{MeasureValue, Measures, Unreadable};
 pub use observation::{Key, Observation, Problem};
+pub use request::head_value;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -85,6 +93,7 @@ use crate::config::{Config, KeyKind, KeySource, Side};
 use crate::proxy::{Exchange, Outcome};
 
 use metrics::Metrics;
+use plan::{Plans, RoutePlan};
 use reading::Reading;
 use route::Matched;
 
@@ -93,13 +102,20 @@ pub struct Extractor {
     config: Arc<Config>,
     /// Handles resolved at start-up for every route and system.
     metrics: Metrics,
+    /// Every route's JSON paths, compiled at start-up.
+    plans: Plans,
 }
 
 impl Extractor {
     /// Builds the extractor and registers its metrics in `registry`.
     pub fn new(config: Arc<Config>, registry: &mut Registry) -> Self {
         let metrics = Metrics::new(&config, registry);
-        Extractor { config, metrics }
+        let plans = Plans::new(&config.routes);
+        Extractor {
+            config,
+            metrics,
+            plans,
+        }
     }
 
     /// Reads one exchange. Never panics: whatever cannot be read is a
@@ -117,21 +133,26 @@ impl Extractor {
             exchange.listener,
             &exchange.method,
             exchange.uri.path(),
-            |route| content::all_hold(&route.conditions, &mut reading),
+            |route| {
+                self.plans
+                    .route(route.id)
+                    .is_some_and(|plan| content::all_hold(&route.conditions, plan, &mut reading))
+            },
         );
         // What is read from here on is read for the matched route; its
         // conditions are asked again (from the cache) to claim what they read.
         reading.claim();
         let matched_any = found.is_some();
+        let found = found.and_then(|matched| Some((self.plans.route(matched.route.id)?, matched)));
         let mut measures = Measures::default();
         let (route, operation, milestone) = match found {
-            Some(matched) => {
-                content::all_hold(&matched.route.conditions, &mut reading);
+            Some((plan, matched)) => {
+                content::all_hold(&matched.route.conditions, plan, &mut reading);
                 let sources = matched.route.sources();
                 extract(
                     &exchange,
                     &matched,
-                    &sources,
+                    (plan, &sources),
                     succeeded,
                     &mut reading,
                     &mut keys,
@@ -144,7 +165,7 @@ impl Extractor {
                         &self.config,
                         &exchange,
                         &matched,
-                        &sources,
+                        (plan, &sources),
                         &mut reading,
                         &mut problems,
                     );
@@ -156,13 +177,7 @@ impl Extractor {
         problems.extend(reading.into_problems(matched_any));
         problems.sort_unstable();
         problems.dedup();
-        self.metrics.record(
-            route,
-            &exchange.system,
-            &exchange.outcome,
-            exchange.duration,
-            &problems,
-        );
+        self.metrics.record(route, &exchange, &problems);
         self.metrics.record_unreadable(&measures.unreadable);
         Observation {
             exchange,
@@ -180,7 +195,7 @@ impl Extractor {
 fn extract(
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
-    sources: &[&KeySource],
+    (plan, sources): (&RoutePlan, &[&KeySource]),
     succeeded: bool,
     reading: &mut Reading<'_>,
     keys: &mut Keys,
@@ -188,7 +203,9 @@ fn extract(
 ) {
     for (index, rule) in matched.route.keys.iter().enumerate() {
         let before = problems.len();
-        let Some(values) = rule_values(exchange, matched, sources, index, reading, problems) else {
+        let Some(values) =
+            rule_values(exchange, matched, (plan, sources), index, reading, problems)
+        else {
             // The rule could not run; its problem says why.
             continue;
         };
@@ -208,7 +225,7 @@ fn extract(
 fn rule_values(
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
-    sources: &[&KeySource],
+    (plan, sources): (&RoutePlan, &[&KeySource]),
     index: usize,
     reading: &mut Reading<'_>,
     problems: &mut Vec<Problem>,
@@ -238,9 +255,11 @@ fn rule_values(
                 }
             }
         }
-        KeySource::Json { side, .. } => {
-            take_hits(reading.json_hits(*side, sources)?, index, problems)
-        }
+        KeySource::Json { side, .. } => take_hits(
+            reading.json_hits(*side, plan.json(*side)?)?,
+            index,
+            problems,
+        ),
         KeySource::Xml { side, .. } => {
             take_hits(reading.xml_hits(*side, sources)?, index, problems)
         }

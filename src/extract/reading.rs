@@ -16,13 +16,15 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::config::{JsonPath, KeySource, Side, XmlPath};
+use crate::config::{KeySource, Side, XmlPath};
 use crate::proxy::Exchange;
 
 use super::body::Body;
 use super::edi::{Delimiters, Document};
 use super::form::Field;
-use super::{edifact, form, json, x12, xml, Problem};
+use super::json::JsonPaths;
+use super::plan::JsonRules;
+use super::{edifact, form, x12, xml, Problem};
 
 /// What one rule of a one-pass format (JSON, XML) found.
 #[derive(Debug, Default)]
@@ -219,16 +221,16 @@ impl<'e> Reading<'e> {
         slot.value.as_deref()
     }
 
-    /// The values of every JSON rule of `side`, from one scan; `None` when
-    /// they could not run.
-    pub fn json_hits(&mut self, side: Side, sources: &[&KeySource]) -> Option<&mut Hits> {
+    /// The values of every JSON rule of `side` (compiled in `rules`), from
+    /// one scan; `None` when they could not run.
+    pub fn json_hits(&mut self, side: Side, rules: &JsonRules) -> Option<&mut Hits> {
         self.body(side)?;
         let claiming = self.claiming;
         let cache = self.sides.get_mut(index(side))?;
         let body = cache.body.as_ref()?.value.as_ref()?;
-        let slot = cache.json.get_or_insert_with(|| {
-            Slot::compute(|problems| json_values(body, side, sources, problems))
-        });
+        let slot = cache
+            .json
+            .get_or_insert_with(|| Slot::compute(|problems| json_values(body, rules, problems)));
         slot.claimed |= claiming;
         slot.value.as_mut()
     }
@@ -247,7 +249,7 @@ impl<'e> Reading<'e> {
     }
 
     /// Does `side`'s JSON body hold `value` at `path`? (A route condition.)
-    pub fn json_equals(&mut self, side: Side, path: &JsonPath, value: &str) -> bool {
+    pub fn json_equals(&mut self, side: Side, path: &JsonPaths, value: &str) -> bool {
         let claiming = self.claiming;
         let Some(body) = self.body(side) else {
             return false;
@@ -257,7 +259,7 @@ impl<'e> Reading<'e> {
         }
         let mut equal = false;
         let problem = match body.text(false) {
-            Ok(text) => json::scan(&text, &[path], |_, found| equal |= found == value).err(),
+            Ok(text) => path.scan(&text, |_, found| equal |= found == value).err(),
             Err(problem) => Some(problem),
         };
         match problem {
@@ -311,24 +313,9 @@ impl Document {
     }
 }
 
-/// Runs every JSON rule of `side` over `body` in one scan.
-fn json_values(
-    body: &Body<'_>,
-    side: Side,
-    sources: &[&KeySource],
-    problems: &mut Vec<Problem>,
-) -> Option<Hits> {
-    let mut paths: Vec<&JsonPath> = Vec::new();
-    let mut rule_of: Vec<usize> = Vec::new();
-    for (index, source) in sources.iter().enumerate() {
-        if let KeySource::Json { side: s, path } = source {
-            if *s == side {
-                paths.push(path);
-                rule_of.push(index);
-            }
-        }
-    }
-    if paths.is_empty() || body.partial {
+/// Runs every JSON rule of one side over `body` in one scan.
+fn json_values(body: &Body<'_>, rules: &JsonRules, problems: &mut Vec<Problem>) -> Option<Hits> {
+    if body.partial {
         // A prefix of a JSON document is not JSON; the truncation or
         // abort is already reported.
         return None;
@@ -340,14 +327,14 @@ fn json_values(
             return None;
         }
     };
-    let mut hits: Hits = sources.iter().map(|_| RuleHits::default()).collect();
+    let mut hits: Hits = (0..rules.rule_count).map(|_| RuleHits::default()).collect();
     if text.trim_ascii().is_empty() {
         // No body at all (a 204, a bare error): nothing to find, which the
         // rules report as missing keys rather than as malformed JSON.
         return Some(hits);
     }
-    let scanned = json::scan(&text, &paths, |path, value| {
-        if let Some(found) = rule_of.get(path).and_then(|&rule| hits.get_mut(rule)) {
+    let scanned = rules.paths.scan(&text, |path, value| {
+        if let Some(found) = rules.rule_of.get(path).and_then(|&rule| hits.get_mut(rule)) {
             found.values.push(Arc::from(value));
         }
     });

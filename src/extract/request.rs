@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderName};
 use percent_encoding::percent_decode_str;
 
 use super::Problem;
+use crate::config::KeySource;
 
 /// The first value of header `name`, trimmed.
 pub(super) fn header<'h>(
@@ -61,6 +62,28 @@ pub(super) fn path_param(raw: &str) -> Result<Cow<'_, str>, Problem> {
     percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| Problem::InvalidUtf8)
+}
+
+/// The first non-empty value `source` reads from a request head, as
+/// extraction reads it: `headers`, the raw `query` string, and the raw
+/// `params` of the route's path template. `None` for a body source, a
+/// value that is absent, empty or unreadable. For whoever needs a key
+/// before the exchange exists (trace context propagation).
+pub fn head_value<'a>(
+    source: &KeySource,
+    headers: &'a HeaderMap,
+    query: &'a str,
+    params: &[&'a str],
+) -> Option<Cow<'a, str>> {
+    let value = match source {
+        KeySource::Header(name) => header(headers, name).ok()?.map(Cow::Borrowed),
+        KeySource::Query(name) => self::query(query, name, &mut Vec::new())
+            .into_iter()
+            .find(|v| !v.is_empty()),
+        KeySource::PathParam { index, .. } => path_param(params.get(*index)?).ok(),
+        _ => None,
+    }?;
+    (!value.is_empty()).then_some(value)
 }
 
 /// `application/x-www-form-urlencoded` decoding of one name or value.
@@ -130,6 +153,28 @@ mod tests {
         let values = query("order=%FF&order=SO-1", "order", &mut problems);
         assert_eq!(values, vec!["SO-1"]);
         assert_eq!(problems, vec![Problem::InvalidUtf8]);
+    }
+
+    #[test]
+    fn head_value_reads_header_query_and_path_param_but_no_body() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-order-id", http::HeaderValue::from_static(" SO-H "));
+        let header_rule = KeySource::Header(HeaderName::from_static("x-order-id"));
+        let query_rule = KeySource::Query("order".into());
+        let param_rule = KeySource::PathParam {
+            name: "id".into(),
+            index: 1,
+        };
+        let read = |rule| head_value(rule, &headers, "order=&order=SO%2DQ", &["x", "SO%2FP"]);
+        assert_eq!(read(&header_rule).as_deref(), Some("SO-H"));
+        assert_eq!(read(&query_rule).as_deref(), Some("SO-Q"));
+        assert_eq!(read(&param_rule).as_deref(), Some("SO/P"));
+        let body_rule = KeySource::Form {
+            side: crate::config::Side::Request,
+            field: "order".into(),
+        };
+        assert_eq!(read(&body_rule), None);
+        assert_eq!(head_value(&query_rule, &headers, "other=1", &[]), None);
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl ConfigBuilder {
             repeats: None,
             guard: None,
             measures: Vec::new(),
+            propagate: None,
         });
         let last = self.config.routes.len() - 1;
         &mut self.config.routes[last]
@@ -239,6 +240,7 @@ pub(super) fn exchange(config: &Config, method: http::Method, uri: &str, status:
         request_body: tapped(Bytes::new()),
         response_body: tapped(Bytes::new()),
         replayed: false,
+        trace_context: None,
     }
 }
 

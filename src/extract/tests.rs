@@ -9,7 +9,9 @@ use flate2::Compression;
 use http::{HeaderName, HeaderValue, Method};
 use prometheus_client::registry::Registry;
 
-use super::testkit::{exchange, json, regex, response_headers, shared, tapped, ConfigBuilder};
+use super::testkit::{
+    exchange, json, json_path, regex, response_headers, shared, tapped, ConfigBuilder,
+};
 use super::*;
 use crate::config::{KeySource, Side};
 use crate::proxy::{Tapped, UpstreamError};
@@ -542,4 +544,121 @@ fn upstream_failure_has_no_response_body_to_report_on() {
         "{:?}",
         observation.problems
     );
+}
+
+#[test]
+fn body_sizes_count_the_bytes_that_streamed_not_the_tapped_prefix() {
+    let b = batch_route();
+    let (extractor, registry) = extractor(&b);
+    let config = b.build();
+    let mut big = exchange(&config, Method::POST, "/orders/batch", 200);
+    big.request_body = Tapped {
+        bytes: Bytes::from_static(br#"{"orders":[{"id":"SO-1"},"#),
+        total_len: 300_000,
+        truncated: true,
+        complete: true,
+    };
+    big.response_body = tapped(r#"{"ok":true}"#);
+    extractor.observe(big);
+    let mut failed = exchange(&config, Method::POST, "/orders/batch", 502);
+    failed.request_body = tapped("{}");
+    failed.outcome = Outcome::UpstreamFailed {
+        error: UpstreamError::ConnectRefused,
+        status: http::StatusCode::BAD_GATEWAY,
+    };
+    extractor.observe(failed);
+    let text = metrics_text(&registry);
+    let series = r#"{system="wms",operation="wms.order_batch"}"#;
+    let bucket = |le: &str, count: u32| {
+        format!(
+            r#"waybill_exchange_request_body_size_bytes_bucket{{le="{le}",system="wms",operation="wms.order_batch"}} {count}"#
+        )
+    };
+    let lines = [
+        // Both requests count, with every byte that streamed.
+        format!("waybill_exchange_request_body_size_bytes_count{series} 2"),
+        format!("waybill_exchange_request_body_size_bytes_sum{series} 300002.0"),
+        bucket("64.0", 1),
+        bucket("262144.0", 1),
+        bucket("1048576.0", 2),
+        // The sidecar's own 502 is no response of the upstream.
+        format!("waybill_exchange_response_body_size_bytes_count{series} 1"),
+        format!("waybill_exchange_response_body_size_bytes_sum{series} 11.0"),
+        "# UNIT waybill_exchange_response_body_size_bytes bytes".to_owned(),
+    ];
+    for line in lines {
+        assert!(text.contains(&line), "missing {line}\n{text}");
+    }
+}
+
+#[test]
+fn json_rules_and_conditions_compiled_per_route_keep_their_rule_order_and_sides() {
+    use crate::config::Condition;
+    let mut b = ConfigBuilder::new();
+    // A JSON condition listed before a header condition (header ones are
+    // asked first), then rules alternating sides and sources.
+    let route = b.route("wms.pack", Some(Method::POST), "/pack");
+    route.conditions.push(Condition::Json {
+        path: json_path("$.event"),
+        value: "packed".into(),
+    });
+    route
+        .conditions
+        .push(Condition::ContentType("application/json".into()));
+    b.key("shipment", json(Side::Response, "$.shipment_id"));
+    b.key("order", json(Side::Request, "$.order_id"));
+    b.key(
+        "order",
+        KeySource::Header(HeaderName::from_static("x-order")),
+    );
+    b.key("carton", json(Side::Request, "$.cartons[*].id"));
+    b.key("tracking", json(Side::Response, "$.parcels[*].tracking"));
+    b.route("wms.other", Some(Method::POST), "/pack");
+    b.key("order", json(Side::Request, "$.event"));
+    let (extractor, _) = extractor(&b);
+    let config = b.build();
+    let pack = |event: &str, content_type: &'static str| {
+        let mut ex = exchange(&config, Method::POST, "/pack", 200);
+        ex.request_headers
+            .insert("content-type", HeaderValue::from_static(content_type));
+        ex.request_headers
+            .insert("x-order", HeaderValue::from_static("SO-H"));
+        ex.request_body = tapped(format!(
+            r#"{{"cartons":[{{"id":"C-1"}},{{"id":"C-2"}}],"event":"{event}","order_id":"SO-1"}}"#
+        ));
+        ex.response_body =
+            tapped(r#"{"parcels":[{"tracking":"1Z1"}],"shipment_id":"SH-1","x":[1]}"#);
+        extractor.observe(ex)
+    };
+    let observation = pack("packed", "application/json");
+    assert_eq!(
+        observation.operation.as_ref().map(|o| o.as_str()),
+        Some("wms.pack")
+    );
+    assert_eq!(
+        key_strings(&observation),
+        vec![
+            "shipment:SH-1",
+            "order:SO-1",
+            "order:SO-H",
+            "carton:C-1",
+            "carton:C-2",
+            "tracking:1Z1"
+        ]
+    );
+    assert!(
+        observation.problems.is_empty(),
+        "{:?}",
+        observation.problems
+    );
+    // Either condition failing falls through to the next route.
+    for (event, content_type) in [("picked", "application/json"), ("packed", "text/plain")] {
+        let observation = pack(event, content_type);
+        assert_eq!(
+            observation.operation.as_ref().map(|o| o.as_str()),
+            Some("wms.other"),
+            "{event} {content_type}"
+        );
+        assert_eq!(key_strings(&observation), vec![format!("order:{event}")]);
+    }
 }

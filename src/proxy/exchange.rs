@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use opentelemetry::trace::{SpanId, TraceId};
 
 use crate::config::{ListenerId, System};
 
@@ -37,6 +38,40 @@ pub struct Exchange {
     /// the stored status and headers (hop-by-hop ones already removed) and
     /// `upstream_duration` is zero.
     pub replayed: bool,
+    /// The trace context the proxy sent to the upstream in `traceparent`,
+    /// on routes with `propagate: trace_context`; the exchange's span must
+    /// carry its span ID. `None` on every other route (nothing was added).
+    pub trace_context: Option<TraceContext>,
+}
+
+/// A W3C trace context the proxy propagated to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: TraceId,
+    /// The span ID of the exchange's span, chosen when the request arrived.
+    pub span_id: SpanId,
+    /// The `sampled` flag: whether that span will be exported.
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// The `traceparent` header value (version `00`); lowercase hex and
+    /// dashes only, so always a valid header value.
+    pub fn traceparent(&self) -> Option<http::HeaderValue> {
+        let flags = u8::from(self.sampled);
+        let text = format!("00-{}-{}-{flags:02x}", self.trace_id, self.span_id);
+        http::HeaderValue::from_str(&text).ok()
+    }
+}
+
+/// Decides, per request of a listener, the trace context to send to the
+/// upstream; built once per listener, only for listeners with a route that
+/// opted in (`propagate: trace_context`). Called on the proxy path: it
+/// must not wait or allocate much.
+pub trait TraceContextSource: Send + Sync {
+    /// The context for a request with head `parts`, or `None` to forward
+    /// it untouched (the route it matches did not opt in).
+    fn context(&self, parts: &http::request::Parts) -> Option<TraceContext>;
 }
 
 /// How the exchange ended.

@@ -3,6 +3,11 @@
 //! the response head within the listener's `timeout`, and stream the
 //! response back; or answer 502/504 when the upstream fails.
 //!
+//! The sidecar's own time per exchange (`waybill_request_handle_seconds`)
+//! is taken from [`Instant`] pairs around the upstream call: request head
+//! to the request handed to the client, response head back to the response
+//! handed to the connection.
+//!
 //! On a listener with guarded routes the [`guard`](super::guard) is asked
 //! first: a repeat is answered from its store (the request body is read
 //! through the tap and discarded, nothing is forwarded), a first request
@@ -22,16 +27,20 @@ use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use super::error::{classify, failure_response};
-use super::guard::{Admission, Capture, Claim, GuardedRoutes, Guards, RouteGuard, StoredResponse};
+use super::guard::{Admission, Capture, Claim, Guards, RouteGuard, StoredResponse};
 use super::headers::{append_forwarded, strip_hop_by_hop};
-use super::metrics::{ListenerMetrics, ProxyMetrics};
+use super::listener::ListenerOptions;
+use super::metrics::{HandleTime, ListenerMetrics, ProxyMetrics};
 use super::record::{Pending, ResponseObserver};
 use super::sink::ExchangeSink;
 use super::tap::{SharedTap, TapBody};
 use super::upstream::{build_client, UpstreamBody, UpstreamClient};
-use super::{Outcome, UpstreamError};
+use super::{Outcome, TraceContext, TraceContextSource, UpstreamError};
 use crate::clock::Clock;
 use crate::config::{Forwarded, HostHeader, Listener, UpstreamProtocol};
+
+/// The W3C Trace Context request header.
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// Everything one listener needs to forward a request, built once per
 /// [`serve`](super::serve) call and shared by its connections.
@@ -58,6 +67,9 @@ pub(crate) struct Forwarder {
     /// `None` unless a route of the listener has an idempotency guard:
     /// then requests do no guard work at all.
     guards: Option<Guards>,
+    /// `None` unless a route of the listener propagates trace context:
+    /// then requests do no trace context work at all.
+    trace_context: Option<Arc<dyn TraceContextSource>>,
     sink: ExchangeSink,
     clock: Clock,
     metrics: ListenerMetrics,
@@ -66,7 +78,7 @@ pub(crate) struct Forwarder {
 impl Forwarder {
     pub(crate) fn new(
         listener: Arc<Listener>,
-        guarded: GuardedRoutes,
+        options: ListenerOptions,
         sink: ExchangeSink,
         metrics: &ProxyMetrics,
         clock: Clock,
@@ -105,10 +117,11 @@ impl Forwarder {
             host_in_uri: http2
                 || (listener.upstream.protocol == UpstreamProtocol::Auto
                     && listener.upstream.is_tls()),
-            guards: Guards::new(guarded, &listener.name, metrics, &clock),
+            guards: Guards::new(options.guarded, &listener.name, metrics, &clock),
+            trace_context: options.trace_context,
             sink,
             clock,
-            metrics: metrics.for_listener(&listener.name),
+            metrics: metrics.for_listener(&listener.name, listener.system.as_str()),
             listener,
         })
     }
@@ -124,6 +137,10 @@ impl Forwarder {
         let started = self.clock.now();
         let (parts, body) = request.into_parts();
         let client_version = parts.version;
+        let trace_context = self
+            .trace_context
+            .as_ref()
+            .and_then(|source| source.context(&parts));
         let request_tap = SharedTap::new(self.listener.tap_limit, body.is_end_stream());
         let mut pending = Pending {
             id: self.sink.next_id(),
@@ -139,6 +156,7 @@ impl Forwarder {
             request_tap: request_tap.clone(),
             sink: self.sink.clone(),
             replayed: false,
+            trace_context,
         };
 
         let mut claim = None;
@@ -155,29 +173,43 @@ impl Forwarder {
         }
 
         let body = TapBody::new(body, request_tap);
-        let Some(upstream_request) = self.upstream_request(parts, body, peer) else {
-            return self.fail(pending, UpstreamError::Protocol, client_version);
+        let Some(upstream_request) = self.upstream_request(parts, body, peer, trace_context) else {
+            let now = Instant::now();
+            let time = HandleTime {
+                began,
+                forwarded: now,
+                answered: now,
+            };
+            return self.fail(pending, UpstreamError::Protocol, client_version, time);
         };
-        let answered =
+        let forwarded = Instant::now();
+        let answer =
             tokio::time::timeout(self.listener.timeout, self.client.request(upstream_request))
                 .await;
-        pending.upstream_duration = began.elapsed();
-        match answered {
-            Ok(Ok(response)) => self.respond(pending, response, client_version, claim),
+        let answered = Instant::now();
+        pending.upstream_duration = answered.saturating_duration_since(began);
+        let time = HandleTime {
+            began,
+            forwarded,
+            answered,
+        };
+        match answer {
+            Ok(Ok(response)) => self.respond(pending, response, client_version, claim, time),
             Ok(Err(error)) => {
                 let kind = classify(&error);
                 tracing::debug!(listener = %self.listener.name, error = kind.as_str(), cause = ?error, "upstream failed");
-                self.fail(pending, kind, client_version)
+                self.fail(pending, kind, client_version, time)
             }
             Err(_elapsed) => {
                 tracing::debug!(listener = %self.listener.name, timeout = ?self.listener.timeout, "upstream did not answer in time");
-                self.fail(pending, UpstreamError::Timeout, client_version)
+                self.fail(pending, UpstreamError::Timeout, client_version, time)
             }
         }
     }
 
     /// The request for the upstream hop: same method, headers (minus
-    /// hop-by-hop, plus the configured `Host` / `X-Forwarded-*`), extensions
+    /// hop-by-hop, plus the configured `Host` / `X-Forwarded-*` and the
+    /// route's `traceparent`), extensions
     /// (which carry the HTTP/1 header case) and body; path under the
     /// upstream's base path; version of the upstream.
     fn upstream_request(
@@ -185,6 +217,7 @@ impl Forwarder {
         mut parts: request::Parts,
         body: UpstreamBody,
         peer: SocketAddr,
+        trace_context: Option<TraceContext>,
     ) -> Option<Request<UpstreamBody>> {
         let client_host = parts.headers.get(HOST).cloned().or_else(|| {
             parts
@@ -200,6 +233,11 @@ impl Forwarder {
         strip_hop_by_hop(&mut parts.headers);
         if self.listener.forwarded == Forwarded::Append {
             append_forwarded(&mut parts.headers, peer.ip(), client_host.as_ref());
+        }
+        if let Some(traceparent) = trace_context.and_then(|c| c.traceparent()) {
+            // Replaces the caller's (kept on the exchange as a span link);
+            // `tracestate` passes on untouched.
+            parts.headers.insert(TRACEPARENT, traceparent);
         }
         if self.host_in_authority_only {
             parts.headers.remove(HOST);
@@ -241,6 +279,7 @@ impl Forwarder {
         response: Response<Incoming>,
         client_version: Version,
         claim: Option<Claim>,
+        time: HandleTime,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
         self.metrics.response(parts.status);
@@ -252,7 +291,10 @@ impl Forwarder {
         parts.version = client_version;
         let capture = claim.and_then(|claim| Capture::start(claim, &parts));
         let observer = ResponseObserver::new(self.listener.tap_limit, pending, outcome, capture);
-        Response::from_parts(parts, ProxyBody::Upstream(TapBody::new(body, observer)))
+        let response =
+            Response::from_parts(parts, ProxyBody::Upstream(TapBody::new(body, observer)));
+        self.metrics.handled(&time, Instant::now());
+        response
     }
 
     /// Answers a repeat with the `stored` response of its key, without
@@ -296,8 +338,10 @@ impl Forwarder {
         pending: Pending,
         error: UpstreamError,
         client_version: Version,
+        time: HandleTime,
     ) -> Response<ProxyBody> {
         let response = failure_response(error, client_version);
+        self.metrics.handled(&time, Instant::now());
         self.metrics.upstream_error(error);
         self.metrics.response(response.status());
         pending.finish_failed(Outcome::UpstreamFailed {

@@ -20,6 +20,7 @@ use super::forward::Forwarder;
 use super::guard::GuardedRoutes;
 use super::metrics::ProxyMetrics;
 use super::sink::ExchangeSink;
+use super::TraceContextSource;
 use crate::clock::Clock;
 use crate::config::Listener;
 
@@ -69,8 +70,37 @@ pub async fn serve_guarded(
     clock: Clock,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let options = ListenerOptions {
+        guarded,
+        trace_context: None,
+    };
+    serve_with(socket, listener, options, sink, metrics, clock, shutdown).await
+}
+
+/// What a listener's routes opted into that changes traffic; the default
+/// is nothing (every request forwarded byte-for-byte).
+#[derive(Default)]
+pub struct ListenerOptions {
+    /// The idempotency guard's routes (see [`GuardedRoutes::new`]).
+    pub guarded: GuardedRoutes,
+    /// Trace context propagation, `None` unless a route of the listener
+    /// has `propagate: trace_context`.
+    pub trace_context: Option<Arc<dyn TraceContextSource>>,
+}
+
+/// [`serve`], with the listener's opt-in route `options`; `clock` also
+/// times the guard's window.
+pub async fn serve_with(
+    socket: TcpListener,
+    listener: Arc<Listener>,
+    options: ListenerOptions,
+    sink: ExchangeSink,
+    metrics: ProxyMetrics,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let name = listener.name.clone();
-    let forwarder = Arc::new(Forwarder::new(listener, guarded, sink, &metrics, clock)?);
+    let forwarder = Arc::new(Forwarder::new(listener, options, sink, &metrics, clock)?);
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

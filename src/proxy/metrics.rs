@@ -5,6 +5,14 @@
 //!   to clients, including the sidecar's own 502/504.
 //! - `waybill_upstream_errors_total{listener, error}`: upstream failures by
 //!   [`UpstreamError`] kind.
+//! - `waybill_request_handle_seconds{system}`: the time each exchange spent
+//!   inside the sidecar, the upstream's time excluded: from the request head
+//!   received to the request handed to the upstream client, plus from the
+//!   response head received to the response head handed to the client's
+//!   connection (or the 502/504 built). Connecting to the upstream and
+//!   waiting for its answer count as the upstream's time; replays of the
+//!   idempotency guard (no upstream) are not in it, but a repeat's wait for
+//!   a concurrent first request with its key is (it is held in the sidecar).
 //! - `waybill_guard_replays_total{listener, operation}`: repeats the
 //!   idempotency guard answered from a stored response (not forwarded).
 //! - `waybill_guard_stored_responses{listener}`: responses the guard holds,
@@ -23,12 +31,23 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::time::Instant;
 
 use super::UpstreamError;
 
 /// Status classes, in index order of [`status_class_index`].
 pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// Upper bounds of the handle-time histogram, in seconds: from 5 µs (a
+/// keep-alive request with a small head) to 100 ms (a stalled runtime),
+/// roughly ×2.5 per step so that 10–100 µs, where a healthy sidecar
+/// sits, has four buckets.
+const HANDLE_BUCKETS: [f64; 14] = [
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1,
+];
 
 /// Every upstream error kind, in index order of [`error_index`].
 const UPSTREAM_ERRORS: [UpstreamError; 6] = [
@@ -88,6 +107,11 @@ struct ListenerLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SystemLabels {
+    system: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReplayLabels {
     listener: String,
     operation: String,
@@ -104,6 +128,7 @@ struct EvictionLabels {
 pub struct ProxyMetrics {
     requests: Family<RequestLabels, Counter>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    handle: Family<SystemLabels, Histogram, fn() -> Histogram>,
     guard_replays: Family<ReplayLabels, Counter>,
     guard_stored: Family<ListenerLabels, Gauge>,
     guard_evictions: Family<EvictionLabels, Counter>,
@@ -111,8 +136,8 @@ pub struct ProxyMetrics {
 
 impl ProxyMetrics {
     /// Registers `waybill_proxy_requests_total`,
-    /// `waybill_upstream_errors_total` and the guard's families in
-    /// `registry`.
+    /// `waybill_upstream_errors_total`, `waybill_request_handle_seconds` and
+    /// the guard's families in `registry`.
     pub fn new(registry: &mut Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -125,6 +150,16 @@ impl ProxyMetrics {
             "waybill_upstream_errors",
             "Requests the upstream failed to answer, by listener and error kind",
             upstream_errors.clone(),
+        );
+        let handle =
+            Family::<SystemLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new(HANDLE_BUCKETS)
+            });
+        registry.register_with_unit(
+            "waybill_request_handle",
+            "Time each exchange spent inside the sidecar, the upstream's time excluded, by system",
+            Unit::Seconds,
+            handle.clone(),
         );
         let guard_replays = Family::<ReplayLabels, Counter>::default();
         registry.register(
@@ -147,6 +182,7 @@ impl ProxyMetrics {
         ProxyMetrics {
             requests,
             upstream_errors,
+            handle,
             guard_replays,
             guard_stored,
             guard_evictions,
@@ -183,8 +219,9 @@ impl ProxyMetrics {
         }
     }
 
-    /// Handles for one listener, every label combination resolved up front.
-    pub(crate) fn for_listener(&self, listener: &str) -> ListenerMetrics {
+    /// Handles for one listener of `system`, every label combination
+    /// resolved up front.
+    pub(crate) fn for_listener(&self, listener: &str, system: &str) -> ListenerMetrics {
         let requests = STATUS_CLASSES.map(|status_class| {
             self.requests
                 .get_or_create(&RequestLabels {
@@ -201,9 +238,16 @@ impl ProxyMetrics {
                 })
                 .clone()
         });
+        let handle = self
+            .handle
+            .get_or_create(&SystemLabels {
+                system: system.to_owned(),
+            })
+            .clone();
         ListenerMetrics {
             requests,
             upstream_errors,
+            handle,
         }
     }
 }
@@ -213,6 +257,7 @@ impl ProxyMetrics {
 pub(crate) struct ListenerMetrics {
     requests: [Counter; 6],
     upstream_errors: [Counter; 6],
+    handle: Histogram,
 }
 
 impl ListenerMetrics {
@@ -224,6 +269,30 @@ impl ListenerMetrics {
     /// The upstream failed with `error`.
     pub(crate) fn upstream_error(&self, error: UpstreamError) {
         self.upstream_errors[error_index(error)].inc();
+    }
+
+    /// One exchange's time in the sidecar, given by its [`HandleTime`].
+    pub(crate) fn handled(&self, time: &HandleTime, now: Instant) {
+        self.handle.observe(time.total(now).as_secs_f64());
+    }
+}
+
+/// The instants that bound the sidecar's own work on one exchange:
+/// `began` → `forwarded` is the request's way through, `answered` → the
+/// instant given to [`HandleTime::total`] the response's. Plain `Copy`
+/// instants: measuring allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HandleTime {
+    pub(crate) began: Instant,
+    pub(crate) forwarded: Instant,
+    pub(crate) answered: Instant,
+}
+
+impl HandleTime {
+    /// Request head → forwarded, plus answered → `now`.
+    pub(crate) fn total(&self, now: Instant) -> std::time::Duration {
+        self.forwarded.saturating_duration_since(self.began)
+            + now.saturating_duration_since(self.answered)
     }
 }
 
@@ -275,6 +344,47 @@ mod tests {
         assert_eq!(status_class(StatusCode::BAD_GATEWAY), "5xx");
         let odd = StatusCode::from_u16(799).unwrap_or(StatusCode::OK);
         assert_eq!(status_class(odd), "other");
+    }
+
+    #[test]
+    fn handle_time_leaves_out_the_wait_for_the_upstream() {
+        let began = Instant::now();
+        let ms = std::time::Duration::from_millis;
+        let time = HandleTime {
+            began,
+            forwarded: began + ms(2),
+            answered: began + ms(500),
+        };
+        assert_eq!(time.total(began + ms(503)), ms(5));
+    }
+
+    #[test]
+    fn handle_time_is_recorded_per_system() {
+        let mut registry = Registry::default();
+        let metrics = ProxyMetrics::new(&mut registry);
+        let a = metrics.for_listener("in", "wms");
+        let b = metrics.for_listener("out", "wms");
+        let began = Instant::now();
+        let time = HandleTime {
+            began,
+            forwarded: began,
+            answered: began,
+        };
+        a.handled(&time, began + std::time::Duration::from_micros(30));
+        b.handled(&time, began + std::time::Duration::from_micros(30));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        assert!(
+            text.contains("waybill_request_handle_seconds_count{system=\"wms\"} 2"),
+            "{text}"
+        );
+        // 30 µs falls in the 50 µs bucket, not in the 25 µs one.
+        for (le, count) in [("0.000025", 0), ("0.00005", 2)] {
+            let line = format!(
+                "waybill_request_handle_seconds_bucket{{le=\"{le}\",system=\"wms\"}} {count}"
+            );
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
     }
 
     #[test]

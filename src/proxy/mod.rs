@@ -28,6 +28,10 @@
 //! - [`Forwarded::Append`](crate::config::Forwarded) appends the client IP to
 //!   `X-Forwarded-For` and sets `X-Forwarded-Proto: http` and
 //!   `X-Forwarded-Host` when the client did not; `Off` adds nothing.
+//! - a route with `propagate: trace_context` gets a W3C `traceparent`
+//!   (replacing the caller's; `tracestate` passes on) from the listener's
+//!   [`TraceContextSource`], and the exchange carries it
+//!   ([`Exchange::trace_context`]); routes without it get nothing.
 //! - nothing else is added: no `Via`, no `Date` of the sidecar's own.
 //!
 //! When the upstream fails the client gets a 502 (504 when the response head
@@ -101,8 +105,8 @@ mod sink;
 mod tap;
 mod upstream;
 
-pub use exchange::{Exchange, Outcome, Tapped, UpstreamError};
+pub use exchange::{Exchange, Outcome, Tapped, TraceContext, TraceContextSource, UpstreamError};
 pub use guard::{GuardedRoutes, MAX_KEY_LEN};
-pub use listener::{serve, serve_guarded};
+pub use listener::{serve, serve_guarded, serve_with, ListenerOptions};
 pub use metrics::{status_class, status_class_index, ProxyMetrics, STATUS_CLASSES};
 pub use sink::ExchangeSink;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::guard::Capture;
 use super::sink::ExchangeSink;
 use super::tap::{Observer, SharedTap, Tap};
-use super::{Exchange, Outcome, Tapped};
+use super::{Exchange, Outcome, Tapped, TraceContext};
 use crate::config::{ListenerId, System};
 
 /// An exchange whose request head has arrived; finished into an
@@ -39,6 +39,8 @@ pub(crate) struct Pending {
     pub(crate) sink: ExchangeSink,
     /// Answered by the idempotency guard from its store.
     pub(crate) replayed: bool,
+    /// Sent to the upstream in `traceparent`, if the route opted in.
+    pub(crate) trace_context: Option<TraceContext>,
 }
 
 impl Pending {
@@ -59,6 +61,7 @@ impl Pending {
             request_body: self.request_tap.snapshot(),
             response_body,
             replayed: self.replayed,
+            trace_context: self.trace_context,
         };
         self.sink.offer(exchange);
     }

@@ -3,9 +3,11 @@
 //! recently updated is evicted first); every removal is counted by reason.
 //! One task (the correlator) owns it; nothing else mutates it.
 //! [`durable`] makes it survive restarts: the correlator journals what it
-//! applies and snapshots the store (see `docs/state.md`).
+//! applies and snapshots the store (see `docs/state.md`); [`shared`] makes
+//! several sidecars share one picture through a replicated log in Redis.
 
 pub mod durable;
+pub mod shared;
 mod transaction;
 
 pub use transaction::{

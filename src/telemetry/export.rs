@@ -301,14 +301,14 @@ impl Batcher {
 
 /// Rate limiting for export error messages.
 #[derive(Default)]
-struct ErrorLog {
+pub(super) struct ErrorLog {
     last: Option<Instant>,
     suppressed: u64,
 }
 
 impl ErrorLog {
     /// `Some(failures suppressed since the last message)` when a message is due.
-    fn should_log(&mut self, now: Instant) -> Option<u64> {
+    pub(super) fn should_log(&mut self, now: Instant) -> Option<u64> {
         match self.last {
             Some(last) if now.duration_since(last) < ERROR_LOG_PERIOD => {
                 self.suppressed += 1;

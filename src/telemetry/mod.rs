@@ -5,12 +5,16 @@
 //! - [`trace_id`]: the trace ID derived from a transaction's root key
 //!   (SHA-256, documented namespace and test vector there).
 //! - [`traceparent`]: W3C `traceparent` parsing, for span links.
+//! - [`propagation`]: the `traceparent` routes with `propagate:
+//!   trace_context` send to their upstream (the proxy asks per request).
 //! - [`spans`]: the correlator [`Observer`](crate::correlate::Observer)
 //!   that builds spans, milestone events and flow spans.
 //! - [`flows`]: the flow duration histogram with trace-ID exemplars.
 //! - [`settings`]: `OTEL_*` environment plus `telemetry.traces` overrides.
 //! - [`resource`]: `service.name`, `service.version`, Kubernetes attributes.
 //! - [`export`]: the bounded span queue and the OTLP export task.
+//! - [`metrics_export`]: optional periodic OTLP export of the registry's
+//!   [`snapshot`] (off by default; Prometheus scrapes `/metrics` either way).
 //!
 //! Naming follows Prometheus conventions: `waybill_` prefix, `_total` on
 //! counters (added by the encoder), `_seconds` for durations, labels only
@@ -20,8 +24,11 @@
 
 pub mod export;
 pub mod flows;
+pub mod metrics_export;
+pub mod propagation;
 pub mod resource;
 pub mod settings;
+pub mod snapshot;
 pub mod spans;
 pub mod trace_id;
 pub mod traceparent;
@@ -110,6 +117,10 @@ impl Metrics {
 /// stopped (which closes the span queue), so queued spans are exported.
 pub struct Traces {
     exporting: Option<Exporting>,
+    /// The resource every OTLP export carries (spans and metrics).
+    resource: std::collections::BTreeMap<String, String>,
+    /// Which traces are exported; `None` when traces are off.
+    sampler: Option<settings::Sampler>,
 }
 
 impl Traces {
@@ -124,14 +135,15 @@ impl Traces {
     ) -> Result<(SpanObserver, Traces), ExporterError> {
         let export_metrics = ExportMetrics::new(registry);
         let (settings, mut warnings) = settings::resolve(&config.telemetry.traces, env);
+        let sampler = settings.as_ref().map(|s| s.sampler);
+        let (attributes, more) = resource::attributes(&config.telemetry.traces, env);
+        warnings.extend(more);
         let (sink, exporting) = match settings {
             None => {
                 tracing::info!("no OTLP endpoint configured; traces are off");
                 (None, None)
             }
             Some(settings) => {
-                let (attributes, more) = resource::attributes(&config.telemetry.traces, env);
-                warnings.extend(more);
                 let (queue, exporting) =
                     export::start(&settings, &resource::resource(&attributes), export_metrics)?;
                 tracing::info!(
@@ -152,12 +164,34 @@ impl Traces {
             tracing::warn!("{warning}");
         }
         let observer = SpanObserver::new(config, sink, registry);
-        Ok((observer, Traces { exporting }))
+        Ok((
+            observer,
+            Traces {
+                exporting,
+                resource: attributes,
+                sampler,
+            },
+        ))
+    }
+
+    /// The resource attributes of every OTLP export.
+    pub fn resource(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.resource
     }
 
     /// Whether spans are exported.
     pub fn enabled(&self) -> bool {
         self.exporting.is_some()
+    }
+
+    /// The trace context source of `listener` for the proxy, `None` when
+    /// none of its routes propagates trace context.
+    pub fn propagation(
+        &self,
+        config: &Config,
+        listener: crate::config::ListenerId,
+    ) -> Option<Arc<dyn crate::proxy::TraceContextSource>> {
+        propagation::Propagation::for_listener(config, listener, self.sampler)
     }
 
     /// Exports what is queued, waiting at most `deadline`; the rest is

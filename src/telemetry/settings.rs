@@ -103,29 +103,13 @@ pub fn resolve(config: &TracesConfig, env: Env<'_>) -> (Option<TraceSettings>, V
             .filter(|v| !v.is_empty())
     };
 
-    let protocol = config.protocol.unwrap_or_else(|| {
-        let name_and_value = ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
-            .into_iter()
-            .find_map(|name| var(name).map(|value| (name, value)));
-        match name_and_value {
-            None => OtlpProtocol::Grpc,
-            Some((name, value)) => OtlpProtocol::parse(&value).unwrap_or_else(|| {
-                warnings.push(format!(
-                    "{name}=`{value}` is not supported (expected `grpc` or `http/protobuf`); using grpc"
-                ));
-                OtlpProtocol::Grpc
-            }),
-        }
-    });
-
+    let signal = Signal::Traces;
+    let protocol = config
+        .protocol
+        .unwrap_or_else(|| signal.env_protocol(&var, &mut warnings));
     let endpoint = match &config.endpoint {
         Some(uri) => Some(uri.to_string()),
-        None => var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| {
-            var("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| match protocol {
-                OtlpProtocol::Grpc => base,
-                OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
-            })
-        }),
+        None => signal.env_endpoint(&var, protocol),
     };
     let endpoint = endpoint.filter(|text| {
         let valid = text
@@ -147,10 +131,7 @@ pub fn resolve(config: &TracesConfig, env: Env<'_>) -> (Option<TraceSettings>, V
     if !enabled {
         return (None, warnings);
     }
-    let endpoint = endpoint.unwrap_or_else(|| match protocol {
-        OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
-        OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_owned(),
-    });
+    let endpoint = endpoint.unwrap_or_else(|| signal.default_endpoint(protocol));
 
     let headers = match &config.headers {
         Some(headers) => headers
@@ -230,6 +211,81 @@ pub fn resolve(config: &TracesConfig, env: Env<'_>) -> (Option<TraceSettings>, V
         schedule_delay,
     };
     (Some(settings), warnings)
+}
+
+/// What an OTLP export carries; the standard variables are named after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Signal {
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    /// `TRACES` in `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+    fn variable(self) -> &'static str {
+        match self {
+            Signal::Traces => "TRACES",
+            Signal::Metrics => "METRICS",
+        }
+    }
+
+    /// The OTLP/HTTP path of the signal.
+    fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+
+    /// The protocol from `OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL`, else
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, else gRPC (an unknown value warns).
+    pub(super) fn env_protocol(
+        self,
+        var: &dyn Fn(&str) -> Option<String>,
+        warnings: &mut Vec<String>,
+    ) -> OtlpProtocol {
+        let names = [
+            format!("OTEL_EXPORTER_OTLP_{}_PROTOCOL", self.variable()),
+            "OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(),
+        ];
+        let Some((name, value)) = names
+            .into_iter()
+            .find_map(|name| var(&name).map(|value| (name, value)))
+        else {
+            return OtlpProtocol::Grpc;
+        };
+        OtlpProtocol::parse(&value).unwrap_or_else(|| {
+            warnings.push(format!(
+                "{name}=`{value}` is not supported (expected `grpc` or `http/protobuf`); using grpc"
+            ));
+            OtlpProtocol::Grpc
+        })
+    }
+
+    /// `OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT` as written, else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (with the signal's path for HTTP).
+    pub(super) fn env_endpoint(
+        self,
+        var: &dyn Fn(&str) -> Option<String>,
+        protocol: OtlpProtocol,
+    ) -> Option<String> {
+        var(&format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", self.variable())).or_else(|| {
+            var("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| match protocol {
+                OtlpProtocol::Grpc => base,
+                OtlpProtocol::HttpProtobuf => {
+                    format!("{}{}", base.trim_end_matches('/'), self.path())
+                }
+            })
+        })
+    }
+
+    /// The local collector's default address.
+    pub(super) fn default_endpoint(self, protocol: OtlpProtocol) -> String {
+        match protocol {
+            OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
+            OtlpProtocol::HttpProtobuf => format!("http://localhost:4318{}", self.path()),
+        }
+    }
 }
 
 fn env_sampler(name: Option<String>, arg: Option<String>, warnings: &mut Vec<String>) -> Sampler {

@@ -28,13 +28,18 @@
 //!   exported before a key was linked to its root are not rewritten; the
 //!   later spans point back at them, at the documented anchor span ID), and
 //!   to the caller's span when the request carried a valid `traceparent`.
+//! - On routes with `propagate: trace_context` the exchange span has the
+//!   span ID the proxy sent upstream in `traceparent`
+//!   ([`Exchange::trace_context`](crate::proxy::Exchange)); when the
+//!   propagated trace ID is not the span's trace, a link
+//!   `waybill.link=propagated` points at (that trace ID, the span's ID).
 //! - **A `waybill.flow` span** per flow it completed, from the start
 //!   milestone's time to the end milestone's, with `waybill.flow`,
 //!   `waybill.flow.duration_seconds`, `waybill.flow.slo_seconds`,
 //!   `waybill.flow.within_slo` and `waybill.flow.object`.
 //!
-//! Exchanges that carried no key get a span with a random trace ID and no
-//! `waybill.transaction`.
+//! Exchanges that carried no key get a span with a random trace ID (the
+//! propagated one, if any) and no `waybill.transaction`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -162,8 +167,18 @@ impl SpanObserver {
             None => method.into(),
         };
         let start_time = exchange.started;
+        let span_id = match exchange.trace_context {
+            Some(propagated) => propagated.span_id,
+            None => self.ids.new_span_id(),
+        };
         SpanData {
-            span_context: self.span_context(trace_id),
+            span_context: SpanContext::new(
+                trace_id,
+                span_id,
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
             parent_span_id: SpanId::INVALID,
             parent_span_is_remote: false,
             span_kind: if outbound {
@@ -183,11 +198,11 @@ impl SpanObserver {
         }
     }
 
-    /// Everything `event` yields: the exchange span, then one span per
-    /// completed flow. Sampling is not applied here.
-    pub fn spans(&mut self, event: &Correlated<'_>) -> Vec<SpanData> {
+    /// Everything `event` yields in `trace` (the [`trace_id`] of its
+    /// transaction's name, computed once by the caller): the exchange span,
+    /// then one span per completed flow. Sampling is not applied here.
+    pub fn spans(&mut self, event: &Correlated<'_>, trace: TraceId) -> Vec<SpanData> {
         let transaction = event.transaction;
-        let trace = trace_id(&transaction.name);
         let mut span = self.exchange_span(event.observation, trace);
         span.attributes.push(KeyValue::new(
             "waybill.transaction",
@@ -251,6 +266,7 @@ impl SpanObserver {
             })
             .collect();
         links.extend(self.traceparent_link(event.observation));
+        links.extend(propagated_link(event.observation, trace));
         self.set_links(&mut span, links);
 
         let mut spans = vec![span];
@@ -363,7 +379,7 @@ impl Observer for SpanObserver {
             self.flows.observe(flow, trace);
         }
         if self.sampled(trace) {
-            let spans = self.spans(event);
+            let spans = self.spans(event, trace);
             self.send(spans);
         }
     }
@@ -386,7 +402,11 @@ impl Observer for SpanObserver {
     }
 
     fn uncorrelated(&mut self, observation: &Observation) {
-        let trace = self.ids.new_trace_id();
+        // A propagated trace ID is where the upstream's spans are.
+        let trace = match observation.exchange.trace_context {
+            Some(propagated) => propagated.trace_id,
+            None => self.ids.new_trace_id(),
+        };
         if self.sampled(trace) {
             let mut span = self.exchange_span(observation, trace);
             let links = self.traceparent_link(observation).into_iter().collect();
@@ -394,6 +414,26 @@ impl Observer for SpanObserver {
             self.send(vec![span]);
         }
     }
+}
+
+/// When the proxy propagated a trace ID other than `trace` (the span's),
+/// a link to the span's own ID in that trace, where the upstream's spans
+/// name it as their parent.
+fn propagated_link(observation: &Observation, trace: TraceId) -> Option<Link> {
+    let propagated = observation.exchange.trace_context?;
+    (propagated.trace_id != trace).then(|| {
+        Link::new(
+            SpanContext::new(
+                propagated.trace_id,
+                propagated.span_id,
+                TraceFlags::new(u8::from(propagated.sampled)),
+                true,
+                TraceState::default(),
+            ),
+            vec![KeyValue::new("waybill.link", "propagated")],
+            0,
+        )
+    })
 }
 
 /// What a span (event) says about an exception.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod otlp_receiver;
+pub mod process;
 
 use std::net::SocketAddr;
 

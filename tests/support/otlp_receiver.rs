@@ -1,7 +1,8 @@
-//! An in-process OTLP trace receiver for tests: a tonic server built from
-//! the official `opentelemetry-proto` service definition (OTLP/gRPC), or an
-//! axum route decoding the same messages (OTLP/HTTP protobuf), listening on
-//! a free loopback port and keeping every `ExportTraceServiceRequest`.
+//! An in-process OTLP trace and metrics receiver for tests: a tonic server
+//! built from the official `opentelemetry-proto` service definitions
+//! (OTLP/gRPC), or an axum route decoding the same messages (OTLP/HTTP
+//! protobuf), listening on a free loopback port and keeping every
+//! `ExportTraceServiceRequest` and (over gRPC) `ExportMetricsServiceRequest`.
 //! Also the two kinds of broken collector: a closed port and one that
 //! accepts connections and never answers.
 
@@ -10,6 +11,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -93,6 +100,22 @@ pub fn hex(bytes: &[u8]) -> String {
 #[derive(Clone, Default)]
 struct Collector {
     requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        if let Ok(mut metrics) = self.metrics.lock() {
+            metrics.push(request.into_inner());
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -166,9 +189,11 @@ impl OtlpReceiver {
         let addr = socket.local_addr().expect("receiver addr");
         let collector = Collector::default();
         let service = TraceServiceServer::new(collector.clone());
+        let metrics = MetricsServiceServer::new(collector.clone());
         let server = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(metrics)
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(socket))
                 .await;
         });
@@ -221,6 +246,46 @@ impl OtlpReceiver {
             }
         }
         spans
+    }
+
+    /// Every metrics export request received so far (gRPC receiver).
+    pub fn metric_requests(&self) -> Vec<ExportMetricsServiceRequest> {
+        self.collector
+            .metrics
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// The value of counter `name` with exactly the attributes `labels`
+    /// in the latest metrics export that has it.
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+        self.metric_requests().iter().rev().find_map(|request| {
+            request
+                .resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+                .filter(|m| m.name == name)
+                .find_map(|m| match &m.data {
+                    Some(metric::Data::Sum(sum)) if sum.is_monotonic => {
+                        sum.data_points.iter().find_map(|point| {
+                            let same = point.attributes.len() == labels.len()
+                                && labels.iter().all(|(k, v)| {
+                                    matches!(attribute(&point.attributes, k),
+                                        Some(any_value::Value::StringValue(s)) if s == v)
+                                });
+                            match (same, &point.value) {
+                                (true, Some(number_data_point::Value::AsDouble(v))) => Some(*v),
+                                (true, Some(number_data_point::Value::AsInt(v))) => Some(*v as f64),
+                                _ => None,
+                            }
+                        })
+                    }
+                    _ => None,
+                })
+        })
     }
 
     /// Resource attributes of the first request from `service`.

@@ -124,6 +124,12 @@ from loopback) and, in Redis mode, the shared state backend.
 {{- if .Values.redis.enabled }}
 {{- $scheme := ternary "rediss" "redis" .Values.redis.tls }}
 {{- $redis := dict "url" (printf "%s://%s" $scheme .Values.redis.address) }}
+{{- if .Values.redis.namespace }}
+{{- $_ := set $redis "namespace" .Values.redis.namespace }}
+{{- end }}
+{{- if .Values.redis.cluster }}
+{{- $_ := set $redis "cluster" true }}
+{{- end }}
 {{- $state := merge (dict "backend" "redis" "redis" $redis) (default (dict) $cfg.state) }}
 {{- $_ := set $cfg "state" $state }}
 {{- end }}

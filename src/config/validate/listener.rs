@@ -3,7 +3,6 @@
 //! same address.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use super::super::raw::{
     RawAdmin, RawDirection, RawForwarded, RawHostHeader, RawListener, RawObservation, RawState,
@@ -11,8 +10,8 @@ use super::super::raw::{
 };
 use super::super::units::parse_size;
 use super::super::{
-    defaults, kind, AdminConfig, Direction, EmbeddedConfig, Forwarded, HostHeader, Listener,
-    ListenerId, ObservationConfig, StateConfig, StoreConfig, Symbols, Upstream, UpstreamProtocol,
+    defaults, kind, AdminConfig, Direction, Forwarded, HostHeader, Listener, ListenerId,
+    ObservationConfig, StateConfig, Symbols, Upstream, UpstreamProtocol,
 };
 use super::Validator;
 
@@ -56,84 +55,6 @@ impl Validator<'_> {
             max_transactions,
             max_exchanges_per_transaction,
             store,
-        }
-    }
-
-    /// `state.backend` and the embedded store's settings.
-    fn store(&mut self, raw: Option<&RawState>) -> StoreConfig {
-        let path = raw.and_then(|s| s.path.as_deref());
-        let backend = raw.and_then(|s| s.backend.as_deref());
-        let embedded = match (backend, path) {
-            (Some("memory"), Some(_)) => {
-                self.error(
-                    "state.path",
-                    "a data directory is set but `state.backend` is `memory`; remove `path` or set `backend: embedded`",
-                );
-                false
-            }
-            (Some("memory"), None) => false,
-            (Some("embedded"), Some(_)) | (None, Some(_)) => true,
-            (Some("embedded"), None) => {
-                self.error(
-                    "state.path",
-                    "`backend: embedded` needs a data directory, e.g. `path: /var/lib/waybill`",
-                );
-                false
-            }
-            (Some("redis"), _) => {
-                self.error(
-                    "state.backend",
-                    "the shared Redis backend is not available in this version yet; expected `memory` or `embedded`",
-                );
-                false
-            }
-            (Some(other), _) => {
-                self.error(
-                    "state.backend",
-                    format!("unknown state backend `{other}`; expected `memory` or `embedded`"),
-                );
-                false
-            }
-            (None, None) => false,
-        };
-        let commit_interval = self.duration(
-            "state.commit_interval",
-            raw.and_then(|s| s.commit_interval.as_ref()),
-            defaults::COMMIT_INTERVAL,
-        );
-        if commit_interval > defaults::MAX_COMMIT_INTERVAL {
-            self.error(
-                "state.commit_interval",
-                format!(
-                    "`{}` is too long: observations wait this long before they are accepted; expected at most 1s, e.g. `10ms`",
-                    humantime::format_duration(commit_interval)
-                ),
-            );
-        }
-        let commit_batch = self.at_least_one(
-            "state.commit_batch",
-            raw.and_then(|s| s.commit_batch),
-            defaults::COMMIT_BATCH,
-        );
-        let snapshot_interval = self.duration(
-            "state.snapshot_interval",
-            raw.and_then(|s| s.snapshot_interval.as_ref()),
-            defaults::SNAPSHOT_INTERVAL,
-        );
-        match path {
-            Some(path) if embedded => {
-                if path.trim().is_empty() {
-                    self.error("state.path", "the data directory is empty; expected a directory, e.g. `/var/lib/waybill`");
-                    return StoreConfig::Memory;
-                }
-                StoreConfig::Embedded(EmbeddedConfig {
-                    path: PathBuf::from(path),
-                    commit_interval,
-                    commit_batch,
-                    snapshot_interval,
-                })
-            }
-            _ => StoreConfig::Memory,
         }
     }
 
@@ -322,7 +243,10 @@ fn clashes(a: SocketAddr, b: SocketAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::config::StoreConfig;
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().expect("address")
@@ -392,20 +316,11 @@ mod tests {
     }
 
     #[test]
-    fn the_redis_backend_is_refused_as_not_available_yet() {
-        let error = load_state("{ backend: redis }").expect_err("invalid");
-        assert!(
-            error.contains("state.backend: the shared Redis backend is not available in this version yet; expected `memory` or `embedded`"),
-            "{error}"
-        );
-    }
-
-    #[test]
     fn an_unknown_backend_is_refused_with_the_known_ones() {
         let error = load_state("{ backend: sqlite }").expect_err("invalid");
         assert!(
             error.contains(
-                "state.backend: unknown state backend `sqlite`; expected `memory` or `embedded`"
+                "state.backend: unknown state backend `sqlite`; expected `memory`, `embedded` or `redis`"
             ),
             "{error}"
         );

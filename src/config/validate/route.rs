@@ -5,11 +5,11 @@
 
 use std::cmp::Ordering;
 
-use super::super::raw::{RawKeySource, RawListener, RawMatch, RawRoute};
+use super::super::raw::{RawKeySource, RawListener, RawMatch, RawPropagate, RawRoute};
 use super::super::{
     kind, Condition, EdiAddress, EdiSyntax, Guard, JsonPath, KeyKind, KeyRule, KeySource,
-    ListenerId, MeasureRule, Milestone, PathTemplate, Repeats, Route, RouteId, Side, Symbols,
-    System, XmlPath,
+    ListenerId, MeasureRule, Milestone, PathTemplate, Propagate, Repeats, Route, RouteId, Side,
+    Symbols, System, XmlPath,
 };
 use super::Validator;
 
@@ -44,6 +44,7 @@ struct Checked {
     repeats: Option<Repeats>,
     guard: Option<Guard>,
     measures: Vec<MeasureRule>,
+    propagate: Option<Propagate>,
 }
 
 impl Checked {
@@ -115,6 +116,7 @@ impl Validator<'_> {
                 repeats: c.repeats,
                 guard: c.guard,
                 measures: c.measures,
+                propagate: c.propagate,
             });
         }
         (operations, routes)
@@ -200,6 +202,9 @@ impl Validator<'_> {
             repeats,
             guard,
             measures,
+            propagate: raw.propagate.map(|p| match p {
+                RawPropagate::TraceContext => Propagate::TraceContext,
+            }),
         })
     }
 
@@ -472,6 +477,21 @@ mod tests {
 
     fn operations(config: &Config) -> Vec<&str> {
         config.routes.iter().map(|r| r.operation.as_str()).collect()
+    }
+
+    #[test]
+    fn propagate_is_off_unless_a_route_asks_for_trace_context() {
+        let config = load(
+            "  - { name: on, system: wms, match: { path: /a }, propagate: trace_context }\n  - { name: off, system: wms, match: { path: /b } }\n",
+        )
+        .expect("valid");
+        let propagate: Vec<_> = config.routes.iter().map(|r| r.propagate).collect();
+        assert_eq!(propagate, [Some(Propagate::TraceContext), None]);
+        let error =
+            load("  - { name: on, system: wms, match: { path: /a }, propagate: traceparent }\n")
+                .expect_err("unknown value");
+        assert!(error.contains("t.yaml:7:"), "{error}");
+        assert!(error.contains("trace_context"), "{error}");
     }
 
     #[test]

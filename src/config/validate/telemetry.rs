@@ -1,9 +1,9 @@
-//! `telemetry:`: the overrides for OTLP trace export. Endpoints must be
+//! `telemetry:`: the overrides for OTLP trace and metrics export. Endpoints must be
 //! `http(s)://` URLs with a host, header names and values must be valid
 //! HTTP, the sampler ratio a share between 0 and 1.
 
-use super::super::raw::{RawTelemetry, RawTraces};
-use super::super::{OtlpProtocol, TelemetryConfig, TracesConfig};
+use super::super::raw::{RawMetrics, RawTelemetry, RawTraces};
+use super::super::{MetricsConfig, OtlpProtocol, TelemetryConfig, TracesConfig};
 use super::Validator;
 
 impl Validator<'_> {
@@ -12,7 +12,55 @@ impl Validator<'_> {
             Some(traces) => self.traces(traces),
             None => TracesConfig::default(),
         };
-        TelemetryConfig { traces }
+        let metrics = match raw.and_then(|t| t.metrics.as_ref()) {
+            Some(metrics) => self.metrics(metrics),
+            None => MetricsConfig::default(),
+        };
+        TelemetryConfig { traces, metrics }
+    }
+
+    fn metrics(&mut self, raw: &RawMetrics) -> MetricsConfig {
+        let endpoint = raw
+            .endpoint
+            .as_deref()
+            .and_then(|text| self.otlp_endpoint("telemetry.metrics.endpoint", text));
+        let protocol = raw
+            .protocol
+            .as_deref()
+            .and_then(|text| self.otlp_protocol("telemetry.metrics.protocol", text));
+        // The duration parser refuses zero.
+        let interval = raw.interval.as_ref().map(|interval| {
+            self.duration(
+                "telemetry.metrics.interval",
+                Some(interval),
+                std::time::Duration::from_secs(60),
+            )
+        });
+        let export_timeout = raw.export_timeout.as_ref().map(|timeout| {
+            self.duration(
+                "telemetry.metrics.export_timeout",
+                Some(timeout),
+                std::time::Duration::from_secs(30),
+            )
+        });
+        MetricsConfig {
+            enabled: raw.enabled,
+            endpoint,
+            protocol,
+            interval,
+            export_timeout,
+        }
+    }
+
+    fn otlp_protocol(&mut self, field: &str, text: &str) -> Option<OtlpProtocol> {
+        let protocol = OtlpProtocol::parse(text);
+        if protocol.is_none() {
+            self.error(
+                field,
+                format!("unknown OTLP protocol `{text}`; expected `grpc` or `http/protobuf`"),
+            );
+        }
+        protocol
     }
 
     fn traces(&mut self, raw: &RawTraces) -> TracesConfig {
@@ -20,16 +68,10 @@ impl Validator<'_> {
             .endpoint
             .as_deref()
             .and_then(|text| self.otlp_endpoint("telemetry.traces.endpoint", text));
-        let protocol = raw.protocol.as_deref().and_then(|text| {
-            let protocol = OtlpProtocol::parse(text);
-            if protocol.is_none() {
-                self.error(
-                    "telemetry.traces.protocol",
-                    format!("unknown OTLP protocol `{text}`; expected `grpc` or `http/protobuf`"),
-                );
-            }
-            protocol
-        });
+        let protocol = raw
+            .protocol
+            .as_deref()
+            .and_then(|text| self.otlp_protocol("telemetry.traces.protocol", text));
         let headers = raw.headers.as_ref().map(|headers| {
             let mut valid = Vec::with_capacity(headers.len());
             for (name, value) in headers {
@@ -207,5 +249,31 @@ mod tests {
         let error =
             load("telemetry:\n  traces: { endpoitn: http://x:4317 }\n").expect_err("unknown");
         assert!(error.contains("endpoitn"), "{error}");
+    }
+
+    #[test]
+    fn metrics_export_overrides_are_read_and_bad_ones_reported() {
+        let config = load(
+            "telemetry:\n  metrics: { enabled: true, endpoint: \"http://c:4317\", protocol: grpc, interval: 15s, export_timeout: 5s }\n",
+        )
+        .expect("valid");
+        let metrics = &config.telemetry.metrics;
+        assert_eq!(metrics.enabled, Some(true));
+        assert_eq!(metrics.protocol, Some(OtlpProtocol::Grpc));
+        assert_eq!(metrics.interval, Some(Duration::from_secs(15)));
+        assert_eq!(metrics.export_timeout, Some(Duration::from_secs(5)));
+        let error = load(
+            "telemetry:\n  metrics: { endpoint: c:4317, protocol: thrift, interval: 0s, export_timeout: soon }\n",
+        )
+        .expect_err("invalid");
+        for needle in [
+            "t.yaml:6:",
+            "telemetry.metrics.endpoint",
+            "telemetry.metrics.protocol",
+            "telemetry.metrics.interval: duration `0s` is zero",
+            "telemetry.metrics.export_timeout",
+        ] {
+            assert!(error.contains(needle), "missing {needle} in:\n{error}");
+        }
     }
 }

@@ -298,6 +298,7 @@ impl ObservedRecord {
                 // Not read by the correlator (an idempotent replay is told
                 // by its repeated key), so not journaled.
                 replayed: false,
+                trace_context: None,
             },
             route: route.map(|r| RouteId(r.id.0)),
             operation: route.map(|r| r.operation.clone()),

@@ -73,6 +73,7 @@ fn exchange(listener: usize, uri: &str, outcome: Outcome) -> Exchange {
         request_body: Tapped::default(),
         response_body: Tapped::default(),
         replayed: false,
+        trace_context: None,
     }
 }
 
@@ -154,7 +155,7 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
         keys: &keys,
         news: &news,
     };
-    let spans = observer.spans(&event);
+    let spans = observer.spans(&event, trace_id(&transaction.name));
     assert_eq!(spans.len(), 2, "the exchange span and one flow span");
 
     let span = &spans[0];

@@ -1,0 +1,750 @@
+//! The shared Redis store, end to end: a real `redis-server` (started on a
+//! free port, no persistence, with a password) and three real `waybill run`
+//! processes, each fronting one simulated system (ERP, WMS, carrier). One
+//! order's flow crosses all three; every admin API shows the same complete
+//! transaction; the flow histogram counts it once and its expectation
+//! fires once across the three. Then Redis is stopped while traffic goes
+//! on: every request is answered, and once Redis is back every sidecar's
+//! picture catches up with what was seen during the outage.
+
+mod support;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::extract::Path as UrlPath;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use support::process::Waybill;
+
+/// Bound on every wait of this test.
+const PATIENCE: Duration = Duration::from_secs(20);
+/// How long after `shipped` the goods issue is expected.
+const WITHIN: Duration = Duration::from_millis(1500);
+const PASSWORD: &str = "s3cret-for-the-test";
+/// Orders driven while Redis is down.
+const OUTAGE_ORDERS: usize = 5;
+const SYSTEMS: [&str; 3] = ["erp", "wms", "carrier"];
+
+/// A `redis-server` on a loopback port with no persistence; killed and
+/// reaped when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    async fn start(port: u16, dir: &Path) -> RedisServer {
+        Self::start_with(port, dir, &[]).await
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` arguments.
+    async fn start_with(port: u16, dir: &Path, args: &[&str]) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                PASSWORD,
+            ])
+            .args(args)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (Debian package redis-server; ci/test.sh installs it)");
+        let server = RedisServer { child, port };
+        let client = redis::Client::open(server.url_with_password()).expect("redis url");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let pong: redis::RedisResult<String> =
+                    redis::cmd("PING").query_async(&mut conn).await;
+                if pong.is_ok() {
+                    return server;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn url_with_password(&self) -> String {
+        format!("redis://:{PASSWORD}@127.0.0.1:{}", self.port)
+    }
+
+    fn stop(mut self) {
+        self.child.kill().expect("SIGKILL redis-server");
+        self.child.wait().expect("reap redis-server");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A simulated system: answers every POST; the carrier's label purchase
+/// returns a tracking code made from the shipment id.
+async fn system() -> SocketAddr {
+    let app = Router::new()
+        .route(
+            "/v2/shipments/{shipment}/buy",
+            post(|UrlPath(shipment): UrlPath<String>| async move {
+                Json(json!({ "tracking_code": format!("1Z-{shipment}") }))
+            }),
+        )
+        .fallback(post(|| async { "ok" }));
+    support::serve(app).await
+}
+
+/// The routes file of the sidecar fronting `system`; `redis` is the
+/// content of `state.redis`.
+fn config(redis: &str, upstream: SocketAddr, system: &str) -> String {
+    format!(
+        r#"
+admin: {{ bind: 127.0.0.1:0 }}
+state: {{ backend: redis, redis: {{ {redis} }} }}
+systems: [erp, wms, carrier]
+keys: [order, shipment, tracking, invoice]
+root: order
+listeners:
+  - {{ name: edge, bind: 127.0.0.1:0, upstream: http://{upstream}, system: {system} }}
+milestones:
+  - {{ name: order_released, object: order }}
+  - {{ name: packed, object: shipment }}
+  - {{ name: label_created, object: shipment }}
+  - {{ name: shipped, object: shipment }}
+  - {{ name: goods_issue_posted, object: shipment }}
+  - {{ name: freight_invoiced, object: invoice }}
+routes:
+  - {{ name: erp.release, system: erp, match: {{ method: POST, path: '/orders/{{order_id}}/release' }}, keys: {{ order: {{ path_param: order_id }} }}, milestone: order_released }}
+  - name: wms.pack
+    system: wms
+    match: {{ method: POST, path: '/orders/{{order_id}}/shipments/{{shipment_id}}/pack' }}
+    keys: {{ order: {{ path_param: order_id }}, shipment: {{ path_param: shipment_id }} }}
+    milestone: packed
+  - {{ name: wms.ship, system: wms, match: {{ method: POST, path: '/shipments/{{shipment_id}}/ship' }}, keys: {{ shipment: {{ path_param: shipment_id }} }}, milestone: shipped }}
+  - name: carrier.buy_label
+    system: carrier
+    match: {{ method: POST, path: '/v2/shipments/{{shipment_id}}/buy' }}
+    keys: {{ shipment: {{ path_param: shipment_id }}, order: {{ request_json: $.reference }}, tracking: {{ response_json: $.tracking_code }} }}
+    milestone: label_created
+  - {{ name: erp.goods_issue, system: erp, match: {{ method: POST, path: '/shipments/{{shipment_id}}/goods_issue' }}, keys: {{ shipment: {{ path_param: shipment_id }} }}, milestone: goods_issue_posted }}
+  - name: erp.freight_invoice
+    system: erp
+    match: {{ method: POST, path: '/freight_invoices/{{invoice_id}}' }}
+    keys: {{ invoice: {{ path_param: invoice_id }}, tracking: {{ request_json: $.tracking }} }}
+    milestone: freight_invoiced
+flows:
+  - {{ name: order_to_ship, from: order_released, to: shipped, slo: 24h }}
+expectations:
+  - {{ after: shipped, expect: goods_issue_posted, within: {within}ms, exception: missing_goods_issue, owner: erp }}
+"#,
+        within = WITHIN.as_millis(),
+    )
+}
+
+/// The three sidecars, in the order of [`SYSTEMS`].
+struct Sidecars {
+    all: Vec<Waybill>,
+    client: reqwest::Client,
+}
+
+impl Sidecars {
+    /// One sidecar per system, sharing state through `redis` (the content
+    /// of `state.redis`).
+    async fn start(dir: &Path, redis: &str) -> Sidecars {
+        let mut all = Vec::new();
+        for system_name in SYSTEMS {
+            let upstream = system().await;
+            let text = config(redis, upstream, system_name);
+            let path = write_config(dir, system_name, &text);
+            all.push(Waybill::start_with(
+                &path,
+                &[("WAYBILL_REDIS_PASSWORD", PASSWORD)],
+                &mut |_| {},
+            ));
+        }
+        Sidecars {
+            all,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    fn by(&self, system: &str) -> &Waybill {
+        let i = SYSTEMS.iter().position(|s| *s == system).expect("system");
+        &self.all[i]
+    }
+
+    /// Sends a request through `system`'s sidecar; returns the answer's body.
+    async fn send(&self, system: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("http://{}{path}", self.by(system).edge);
+        let mut request = self.client.post(&url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the sidecar answers");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        let text = response.text().await.expect("body");
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
+
+    /// The transaction `key` (`order/SO-1`) as one sidecar's admin API shows it.
+    async fn transaction(&self, sidecar: &Waybill, key: &str) -> Option<Value> {
+        let url = format!("http://{}/api/v1/transactions/{key}", sidecar.admin);
+        let response = self.client.get(&url).send().await.expect("admin API");
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        Some(response.json().await.expect("transaction JSON"))
+    }
+
+    async fn get(&self, sidecar: &Waybill, path: &str) -> String {
+        let url = format!("http://{}{path}", sidecar.admin);
+        let response = self.client.get(&url).send().await.expect("admin API");
+        response.text().await.expect("text")
+    }
+
+    /// Waits until every sidecar shows `milestones` on transaction `key`.
+    async fn wait_for(&self, key: &str, milestones: &[&str]) {
+        let deadline = Instant::now() + PATIENCE;
+        for sidecar in &self.all {
+            loop {
+                let shown = self.transaction(sidecar, key).await;
+                let names = shown.as_ref().map(milestone_names).unwrap_or_default();
+                if milestones.iter().all(|m| names.iter().any(|n| n == m)) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{key} lacks some of {milestones:?} at {}: {shown:?}",
+                    sidecar.admin
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// The sum over the three sidecars of metric lines starting with `series`.
+    async fn metric_sum(&self, series: &str) -> f64 {
+        let mut sum = 0.0;
+        for sidecar in &self.all {
+            sum += metric(&self.get(sidecar, "/metrics").await, series);
+        }
+        sum
+    }
+
+    /// Waits until every sidecar shows the same `key`, and returns it.
+    async fn same_everywhere(&self, key: &str) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut shown = Vec::new();
+            for sidecar in &self.all {
+                shown.push(self.transaction(sidecar, key).await);
+            }
+            if shown.windows(2).all(|w| w[0] == w[1]) {
+                return shown[0]
+                    .clone()
+                    .unwrap_or_else(|| panic!("{key} is unknown"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sidecars disagree on {key}: {shown:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn milestone_names(tx: &Value) -> Vec<String> {
+    tx["milestones"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m["milestone"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The sum of the samples of `series` (a name, optionally with the start
+/// of its labels) in a Prometheus text exposition.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn write_config(dir: &Path, system: &str, text: &str) -> PathBuf {
+    let path = dir.join(format!("{system}.yaml"));
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .expect("write config");
+    path
+}
+
+/// One order across the three sidecars: released in the ERP, packed and
+/// shipped in the WMS, its label bought at the carrier (which learns the
+/// tracking number), its freight invoice posted to the ERP by tracking
+/// number only; every admin API shows the same complete transaction, the
+/// flow is counted once and the lapsed expectation opens one exception.
+async fn one_order_across_three(sidecars: &Sidecars) {
+    // Each step waits until every sidecar shows the last.
+    sidecars.send("erp", "/orders/SO-1/release", None).await;
+    sidecars.wait_for("order/SO-1", &["order_released"]).await;
+    sidecars
+        .send("wms", "/orders/SO-1/shipments/SH-1/pack", None)
+        .await;
+    sidecars.wait_for("order/SO-1", &["packed"]).await;
+    let label = sidecars
+        .send(
+            "carrier",
+            "/v2/shipments/SH-1/buy",
+            Some(json!({ "reference": "SO-1" })),
+        )
+        .await;
+    assert_eq!(
+        label["tracking_code"], "1Z-SH-1",
+        "the carrier's answer passes through"
+    );
+    sidecars.wait_for("order/SO-1", &["label_created"]).await;
+    sidecars.send("wms", "/shipments/SH-1/ship", None).await;
+    sidecars.wait_for("order/SO-1", &["shipped"]).await;
+    sidecars
+        .send(
+            "erp",
+            "/freight_invoices/INV-1",
+            Some(json!({ "tracking": "1Z-SH-1" })),
+        )
+        .await;
+    sidecars.wait_for("order/SO-1", &["freight_invoiced"]).await;
+
+    // No goods issue: the expectation lapses after WITHIN, on one tick of
+    // one sidecar, and every sidecar shows the one exception.
+    let deadline = Instant::now() + PATIENCE;
+    for sidecar in &sidecars.all {
+        loop {
+            let found: Value = serde_json::from_str(
+                &sidecars
+                    .get(sidecar, "/api/v1/exceptions?kind=missing_goods_issue")
+                    .await,
+            )
+            .expect("exceptions JSON");
+            let found = found["exceptions"].as_array().cloned().unwrap_or_default();
+            if !found.is_empty() {
+                assert_eq!(found.len(), 1, "{found:?}");
+                assert_eq!(found[0]["object"]["value"], "SH-1");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "missing_goods_issue never opened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // A few more deadline ticks of every sidecar: none opens it again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let tx = sidecars.same_everywhere("order/SO-1").await;
+    let mut names = milestone_names(&tx);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "freight_invoiced",
+            "label_created",
+            "order_released",
+            "packed",
+            "shipped"
+        ],
+        "{tx:#}"
+    );
+    let systems: Vec<&str> = tx["milestones"]
+        .as_array()
+        .expect("milestones")
+        .iter()
+        .filter_map(|m| m["system"].as_str())
+        .collect();
+    for system in SYSTEMS {
+        assert!(
+            systems.contains(&system),
+            "no milestone seen by {system}: {systems:?}"
+        );
+    }
+    let exceptions = tx["exceptions"].as_array().expect("exceptions");
+    assert_eq!(exceptions.len(), 1, "{tx:#}");
+    let flows = tx["flows"].as_array().expect("flows");
+    assert_eq!(flows.len(), 1, "one order_to_ship flow: {tx:#}");
+    let at = |name: &str| {
+        tx["milestones"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["milestone"] == name))
+            .and_then(|m| m["at"].as_str())
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .unwrap_or_else(|| panic!("{name} time"))
+    };
+    let expected = at("shipped")
+        .duration_since(at("order_released"))
+        .expect("shipped after released")
+        .as_secs_f64();
+    let measured = flows[0]["duration_seconds"].as_f64().expect("seconds");
+    assert!(
+        (measured - expected).abs() < 0.002,
+        "{measured} vs {expected}"
+    );
+    // Counted once across the three sidecars, by the one that saw `shipped`.
+    let flow_count = sidecars
+        .metric_sum("waybill_flow_duration_seconds_count{flow=\"order_to_ship\"")
+        .await;
+    assert_eq!(
+        flow_count, 1.0,
+        "order_to_ship observed once across the sidecars"
+    );
+    assert_eq!(
+        metric(
+            &sidecars.get(sidecars.by("wms"), "/metrics").await,
+            "waybill_flow_duration_seconds_count{flow=\"order_to_ship\""
+        ),
+        1.0,
+        "the WMS sidecar, whose `shipped` ended the flow, reports it"
+    );
+    let opened = sidecars
+        .metric_sum("waybill_exceptions_opened_total{kind=\"missing_goods_issue\"")
+        .await;
+    assert_eq!(
+        opened, 1.0,
+        "missing_goods_issue opened once across the sidecars"
+    );
+    eprintln!("one order across three sidecars: same transaction on every admin API; flow counted {flow_count}, exception opened {opened} time(s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sidecars_share_one_picture_and_catch_up_after_a_redis_outage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let redis = RedisServer::start(port, dir.path()).await;
+    let redis_settings = format!(
+        "url: '{}', namespace: test-{port}, buffer: 10000",
+        redis.url()
+    );
+    let sidecars = Sidecars::start(dir.path(), &redis_settings).await;
+    one_order_across_three(&sidecars).await;
+
+    // Redis goes away; traffic through every sidecar goes on.
+    redis.stop();
+    for i in 2..2 + OUTAGE_ORDERS {
+        sidecars
+            .send("erp", &format!("/orders/SO-{i}/release"), None)
+            .await;
+        sidecars
+            .send(
+                "wms",
+                &format!("/orders/SO-{i}/shipments/SH-{i}/pack"),
+                None,
+            )
+            .await;
+        let label = sidecars
+            .send(
+                "carrier",
+                &format!("/v2/shipments/SH-{i}/buy"),
+                Some(json!({ "reference": format!("SO-{i}") })),
+            )
+            .await;
+        assert_eq!(label["tracking_code"], format!("1Z-SH-{i}"));
+    }
+    eprintln!(
+        "Redis down: {} requests answered through the sidecars",
+        OUTAGE_ORDERS * 3
+    );
+    for sidecar in &sidecars.all {
+        let metrics = sidecars.get(sidecar, "/metrics").await;
+        assert!(
+            metric(&metrics, "waybill_state_shared_buffered") >= OUTAGE_ORDERS as f64,
+            "{} holds its entries while Redis is down",
+            sidecar.admin
+        );
+        assert!(
+            sidecars.transaction(sidecar, "order/SO-2").await.is_none(),
+            "nothing is applied before it is in the shared log"
+        );
+    }
+
+    // Redis is back (empty: no persistence); the buffers are appended and
+    // every sidecar catches up.
+    let redis = RedisServer::start(port, dir.path()).await;
+    for i in 2..2 + OUTAGE_ORDERS {
+        let key = format!("order/SO-{i}");
+        sidecars
+            .wait_for(&key, &["order_released", "packed", "label_created"])
+            .await;
+        sidecars.same_everywhere(&key).await;
+    }
+    for sidecar in &sidecars.all {
+        let metrics = sidecars.get(sidecar, "/metrics").await;
+        assert_eq!(metric(&metrics, "waybill_state_shared_dropped_total"), 0.0);
+        assert_eq!(metric(&metrics, "waybill_state_shared_buffered"), 0.0);
+        assert!(
+            metric(&metrics, "waybill_state_shared_errors_total") > 0.0,
+            "the outage was seen"
+        );
+    }
+    let opened = sidecars
+        .metric_sum("waybill_exceptions_opened_total{kind=\"missing_goods_issue\"")
+        .await;
+    assert_eq!(opened, 1.0, "still once after the outage");
+    eprintln!("Redis back: {OUTAGE_ORDERS} orders seen during the outage caught up on every sidecar, none dropped");
+    drop(sidecars);
+    drop(redis);
+}
+
+/// The append script against a real Redis: a batch re-sent (say after a
+/// lost reply) adds nothing, and a batch that overlaps what is already in
+/// adds only what is new, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_batch_changes_nothing_in_the_shared_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(free_port(), dir.path()).await;
+    let client = redis::Client::open(redis.url_with_password()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let script = redis::Script::new(waybill::state::shared::APPEND);
+    let log = "waybill:{idem}:log";
+    let mark = "waybill:{idem}:origin:00000000000000aa";
+    let append = |entries: &[(u64, &str)]| {
+        let mut call = script.key(log);
+        call.key(mark).arg("00000000000000aa").arg(1000).arg(60_000);
+        for (seq, entry) in entries {
+            call.arg(*seq).arg(*entry);
+        }
+        call
+    };
+    let added: u64 = append(&[(1, "a"), (2, "b")])
+        .invoke_async(&mut conn)
+        .await
+        .expect("append");
+    assert_eq!(added, 2);
+    let again: u64 = append(&[(1, "a"), (2, "b")])
+        .invoke_async(&mut conn)
+        .await
+        .expect("re-send");
+    assert_eq!(again, 0, "a re-sent batch adds nothing");
+    let overlap: u64 = append(&[(2, "b"), (3, "c")])
+        .invoke_async(&mut conn)
+        .await
+        .expect("overlap");
+    assert_eq!(overlap, 1, "only the new entry of an overlapping batch");
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(log)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    let seqs: Vec<String> = entries
+        .ids
+        .iter()
+        .map(|id| match id.map.get("q") {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("no sequence: {other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, ["1", "2", "3"]);
+}
+
+/// With Redis unreachable and a tiny buffer, traffic is still answered and
+/// what could not be held is counted as dropped, never lost silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_traffic_flows_and_what_the_buffer_cannot_hold_is_counted() {
+    // A port nothing listens on.
+    let port = free_port();
+    let upstream = system().await;
+    let text = config(
+        &format!("url: 'redis://127.0.0.1:{port}', namespace: down, buffer: 2"),
+        upstream,
+        "erp",
+    );
+    let config = waybill::config::Config::from_yaml(&text, "shared-down.yaml").expect("valid");
+    let sidecar = waybill::app::start(config, waybill::clock::Clock::system())
+        .await
+        .expect("starts without Redis");
+    let edge = sidecar.listener_addr("edge").expect("edge");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    const SENT: usize = 300;
+    for i in 0..SENT {
+        let response = client
+            .post(format!("http://{edge}/orders/SO-{i}/release"))
+            .send()
+            .await
+            .expect("answered");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    let admin = sidecar.admin_addr();
+    let deadline = Instant::now() + PATIENCE;
+    let (dropped, buffered) = loop {
+        let metrics = client
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let dropped = metric(
+            &metrics,
+            "waybill_state_shared_dropped_total{reason=\"buffer_full\"}",
+        );
+        let buffered = metric(&metrics, "waybill_state_shared_buffered");
+        if dropped + buffered == SENT as f64 {
+            break (dropped, buffered);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dropped} dropped + {buffered} buffered != {SENT} sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(dropped > 0.0, "a buffer of 2 cannot hold {SENT} entries");
+    let lookup = client
+        .get(format!("http://{admin}/api/v1/transactions/order/SO-0"))
+        .send()
+        .await
+        .expect("admin API");
+    assert_eq!(
+        lookup.status(),
+        reqwest::StatusCode::NOT_FOUND,
+        "nothing is applied before it is in the shared log"
+    );
+    eprintln!("Redis unreachable: {SENT} requests answered; {buffered} entries buffered, {dropped} dropped and counted");
+    sidecar
+        .shutdown(Duration::from_secs(1))
+        .await
+        .expect("clean shutdown");
+}
+
+/// A port whose cluster bus port (+10000) is a valid port too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && StdListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The same story through a three-node Redis Cluster: the sidecars connect
+/// with `cluster: true` to one seed node; the namespace's hash tag keeps the
+/// log and the marks in one slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sidecars_share_one_picture_through_a_redis_cluster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let port = free_cluster_port();
+        let node_dir = dir.path().join(format!("node-{i}"));
+        std::fs::create_dir_all(&node_dir).expect("node dir");
+        let args = ["--cluster-enabled", "yes", "--masterauth", PASSWORD];
+        nodes.push(RedisServer::start_with(port, &node_dir, &args).await);
+    }
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let created = Command::new("redis-cli")
+        .args(["-a", PASSWORD, "--no-auth-warning", "--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run redis-cli --cluster create");
+    assert!(created.success(), "redis-cli --cluster create");
+    let deadline = Instant::now() + PATIENCE;
+    for node in &nodes {
+        loop {
+            let info = Command::new("redis-cli")
+                .args(["-a", PASSWORD, "--no-auth-warning"])
+                .args(["-p", &node.port.to_string(), "cluster", "info"])
+                .output()
+                .expect("redis-cli cluster info");
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not form");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Seed the sidecars with a node that does not serve the namespace's
+    // slot, so only a cluster client (following MOVED) can work.
+    let namespace = format!("cluster-{}", nodes[0].port);
+    let log = format!("waybill:{{{namespace}}}:log");
+    let xlen = |node: &RedisServer| {
+        let out = Command::new("redis-cli")
+            .args(["-a", PASSWORD, "--no-auth-warning"])
+            .args(["-p", &node.port.to_string(), "XLEN", &log])
+            .output()
+            .expect("redis-cli XLEN");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let seed = nodes
+        .iter()
+        .find(|n| xlen(n).starts_with("MOVED"))
+        .expect("a node that does not serve the slot");
+    let owner = nodes
+        .iter()
+        .find(|n| !xlen(n).starts_with("MOVED"))
+        .expect("the node that serves the slot");
+    let redis_settings = format!(
+        "url: '{}', namespace: {namespace}, cluster: true",
+        seed.url()
+    );
+    let sidecars = Sidecars::start(dir.path(), &redis_settings).await;
+    one_order_across_three(&sidecars).await;
+    let entries: u64 = xlen(owner).parse().expect("XLEN on the slot's node");
+    assert!(entries > 0, "the log lives on the node serving its slot");
+    eprintln!(
+        "cluster: seeded with 127.0.0.1:{}, the log ({entries} entries) lives on 127.0.0.1:{}",
+        seed.port, owner.port
+    );
+    drop(sidecars);
+    drop(nodes);
+}
