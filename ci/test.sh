@@ -8,24 +8,7 @@ echo "== alert rules (installs the Debian prometheus package when missing)"
 bash ci/prometheus.sh
 
 echo "== redis-server for tests/shared.rs (the Debian redis-server package, when missing)"
-# The tests start their own redis-server on a free port; the package's own
-# service is neither needed nor wanted, so policy-rc.d keeps it from starting.
-if ! command -v redis-server >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  blocker=/usr/sbin/policy-rc.d created=0
-  if [[ ! -e "$blocker" ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$blocker" && chmod +x "$blocker" && created=1
-  fi
-  if ! apt-get install -y -q --no-install-recommends redis-server >/dev/null 2>&1; then
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends redis-server >/dev/null
-  fi
-  if [[ $created == 1 ]]; then rm -f "$blocker"; fi
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
-    systemctl stop redis-server || true
-  fi
-  command -v redis-server >/dev/null || { echo "redis-server still missing after apt-get install" >&2; exit 1; }
-fi
+bash ci/apt.sh redis-server redis-server
 
 echo "== cargo test"
 cargo test --locked --lib --bins --tests
