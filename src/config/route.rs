@@ -310,9 +310,9 @@ impl PathTemplate {
     /// true (and whatever was read before the mismatch when it is false).
     pub fn match_into<'p>(&self, path: &'p str, params: &mut Vec<&'p str>) -> bool {
         params.clear();
-        let mut pieces = path.strip_prefix('/').unwrap_or(path).split('/');
+        let mut rest = Some(path.strip_prefix('/').unwrap_or(path));
         for segment in &self.segments {
-            let Some(piece) = pieces.next() else {
+            let Some(piece) = next_piece(&mut rest) else {
                 return false;
             };
             match segment {
@@ -322,10 +322,10 @@ impl PathTemplate {
                 Segment::Param(_) => params.push(piece),
             }
         }
-        match pieces.next() {
+        match next_piece(&mut rest) {
             None => true,
             // A trailing slash is the same resource.
-            Some("") => pieces.next().is_none(),
+            Some("") => next_piece(&mut rest).is_none(),
             Some(_) => false,
         }
     }
@@ -336,6 +336,21 @@ impl PathTemplate {
             Segment::Param(name) => Some(name.as_str()),
             Segment::Literal(_) => None,
         })
+    }
+}
+
+/// One step of `rest.split('/')`: the piece before the next `/` (all of
+/// `rest` when there is none, after which `rest` is `None`). A byte loop:
+/// path segments are short, too short for `str::split`'s searcher to pay.
+fn next_piece<'p>(rest: &mut Option<&'p str>) -> Option<&'p str> {
+    let text = rest.take()?;
+    match text.bytes().position(|b| b == b'/') {
+        Some(at) => {
+            let (piece, tail) = text.split_at(at);
+            *rest = tail.get(1..);
+            Some(piece)
+        }
+        None => Some(text),
     }
 }
 
