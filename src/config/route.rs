@@ -87,23 +87,59 @@ impl Route {
     /// Every source the route reads, in the order extraction indexes them:
     /// each key rule's, then each measure rule's value and, when read from
     /// the document, its unit. One list, so one JSON scan and one XML walk
-    /// serve keys and measures alike.
-    pub fn sources(&self) -> Vec<&KeySource> {
-        let keys = self.keys.iter().map(|k| &k.source);
-        let measures = self.measures.iter().flat_map(|m| {
-            let unit = match &m.unit {
-                super::UnitRule::Read(source) => Some(source),
-                super::UnitRule::Fixed { .. } => None,
-            };
-            std::iter::once(&m.value).chain(unit)
-        });
-        keys.chain(measures).collect()
+    /// serve keys and measures alike. A view over the rules (nothing is
+    /// allocated), asked for on every matched exchange.
+    pub fn sources(&self) -> Sources<'_> {
+        Sources(self)
     }
 
     /// Does this route apply to `listener`?
     pub fn serves(&self, listener: ListenerId) -> bool {
         self.listeners.is_empty() || self.listeners.contains(&listener)
     }
+}
+
+/// The sources of a route in extraction order (see [`Route::sources`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'r>(&'r Route);
+
+impl<'r> Sources<'r> {
+    /// Every source in order.
+    pub fn iter(self) -> impl Iterator<Item = &'r KeySource> {
+        let keys = self.0.keys.iter().map(|k| &k.source);
+        keys.chain(self.0.measures.iter().flat_map(measure_sources))
+    }
+
+    /// Source number `index`: a key rule's directly, a measure rule's by
+    /// walking the (few) measure rules.
+    pub fn get(self, index: usize) -> Option<&'r KeySource> {
+        match self.0.keys.get(index) {
+            Some(rule) => Some(&rule.source),
+            None => {
+                let rest = index.checked_sub(self.0.keys.len())?;
+                self.0.measures.iter().flat_map(measure_sources).nth(rest)
+            }
+        }
+    }
+
+    /// How many sources the route reads.
+    pub fn len(self) -> usize {
+        self.iter().count()
+    }
+
+    /// True when the route reads nothing.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A measure rule's value source, then its unit's when read.
+fn measure_sources(rule: &MeasureRule) -> impl Iterator<Item = &KeySource> {
+    let unit = match &rule.unit {
+        super::UnitRule::Read(source) => Some(source),
+        super::UnitRule::Fixed { .. } => None,
+    };
+    std::iter::once(&rule.value).chain(unit)
 }
 
 /// Where one key kind is read from.
@@ -265,21 +301,32 @@ impl PathTemplate {
     /// value of each `{param}` in template order, or `None`.
     pub fn matches<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
         let mut params = Vec::new();
-        let mut pieces = path.strip_prefix('/').unwrap_or(path).split('/');
+        self.match_into(path, &mut params).then_some(params)
+    }
+
+    /// [`Self::matches`] into a caller's buffer, so that trying many
+    /// templates allocates at most once: `params` is cleared, then holds
+    /// the value of each `{param}` in template order when the result is
+    /// true (and whatever was read before the mismatch when it is false).
+    pub fn match_into<'p>(&self, path: &'p str, params: &mut Vec<&'p str>) -> bool {
+        params.clear();
+        let mut rest = Some(path.strip_prefix('/').unwrap_or(path));
         for segment in &self.segments {
-            let piece = pieces.next()?;
+            let Some(piece) = next_piece(&mut rest) else {
+                return false;
+            };
             match segment {
                 Segment::Literal(lit) if lit == piece => {}
-                Segment::Literal(_) => return None,
-                Segment::Param(_) if piece.is_empty() => return None,
+                Segment::Literal(_) => return false,
+                Segment::Param(_) if piece.is_empty() => return false,
                 Segment::Param(_) => params.push(piece),
             }
         }
-        match pieces.next() {
-            None => Some(params),
+        match next_piece(&mut rest) {
+            None => true,
             // A trailing slash is the same resource.
-            Some("") if pieces.next().is_none() => Some(params),
-            Some(_) => None,
+            Some("") => next_piece(&mut rest).is_none(),
+            Some(_) => false,
         }
     }
 
@@ -289,6 +336,21 @@ impl PathTemplate {
             Segment::Param(name) => Some(name.as_str()),
             Segment::Literal(_) => None,
         })
+    }
+}
+
+/// One step of `rest.split('/')`: the piece before the next `/` (all of
+/// `rest` when there is none, after which `rest` is `None`). A byte loop:
+/// path segments are short, too short for `str::split`'s searcher to pay.
+fn next_piece<'p>(rest: &mut Option<&'p str>) -> Option<&'p str> {
+    let text = rest.take()?;
+    match text.bytes().position(|b| b == b'/') {
+        Some(at) => {
+            let (piece, tail) = text.split_at(at);
+            *rest = tail.get(1..);
+            Some(piece)
+        }
+        None => Some(text),
     }
 }
 
@@ -334,5 +396,34 @@ mod tests {
         assert_eq!(t.matches("/v2/shipments/SH-1"), None);
         assert_eq!(t.matches("/v2/shipments/SH-1/buy/extra"), None);
         assert_eq!(t.params().collect::<Vec<_>>(), vec!["shipment_id"]);
+    }
+
+    #[test]
+    fn several_params_fill_a_reused_buffer_raw_and_in_order() {
+        let t = PathTemplate::parse("/v1/{tenant}/orders/{order}/lines/{line}").expect("valid");
+        let mut params = vec!["stale"];
+        assert!(t.match_into("/v1/acme/orders/SO-1/lines/3", &mut params));
+        assert_eq!(params, ["acme", "SO-1", "3"]);
+        // A trailing slash is the same resource; two are not.
+        assert!(t.match_into("/v1/acme/orders/SO-1/lines/3/", &mut params));
+        assert_eq!(params, ["acme", "SO-1", "3"]);
+        assert!(!t.match_into("/v1/acme/orders/SO-1/lines/3//", &mut params));
+        // Values stay percent-encoded: an encoded `/` does not split a segment.
+        assert!(t.match_into("/v1/b%20c/orders/SO%2F2/lines/4", &mut params));
+        assert_eq!(params, ["b%20c", "SO%2F2", "4"]);
+        assert_eq!(
+            t.matches("/v1/b%20c/orders/SO%2F2/lines/4"),
+            Some(params.clone())
+        );
+        for refused in [
+            "/v1/acme/orders/SO-1/items/3",
+            "/v1//orders/SO-1/lines/3",
+            "/v1/acme/orders/SO-1/lines",
+            "/v1/acme/orders/SO-1/lines/3/4",
+            "/v1/acme/orders/SO/1/lines/3",
+        ] {
+            assert!(!t.match_into(refused, &mut params), "{refused}");
+            assert_eq!(t.matches(refused), None, "{refused}");
+        }
     }
 }

@@ -93,7 +93,7 @@ pub(super) fn read(
     config: &Config,
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
-    (plan, sources): (&RoutePlan, &[&crate::config::KeySource]),
+    (plan, sources): (&RoutePlan, crate::config::Sources<'_>),
     reading: &mut Reading<'_>,
     problems: &mut Vec<Problem>,
 ) -> Measures {

@@ -89,7 +89,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
-use crate::config::{Config, KeyKind, KeySource, Side};
+use crate::config::{Config, KeyKind, KeySource, Side, Sources};
 use crate::proxy::{Exchange, Outcome};
 
 use metrics::Metrics;
@@ -152,7 +152,7 @@ impl Extractor {
                 extract(
                     &exchange,
                     &matched,
-                    (plan, &sources),
+                    (plan, sources),
                     succeeded,
                     &mut reading,
                     &mut keys,
@@ -165,7 +165,7 @@ impl Extractor {
                         &self.config,
                         &exchange,
                         &matched,
-                        (plan, &sources),
+                        (plan, sources),
                         &mut reading,
                         &mut problems,
                     );
@@ -195,7 +195,7 @@ impl Extractor {
 fn extract(
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
-    (plan, sources): (&RoutePlan, &[&KeySource]),
+    (plan, sources): (&RoutePlan, Sources<'_>),
     succeeded: bool,
     reading: &mut Reading<'_>,
     keys: &mut Keys,
@@ -225,12 +225,12 @@ fn extract(
 fn rule_values(
     exchange: &Exchange,
     matched: &Matched<'_, '_>,
-    (plan, sources): (&RoutePlan, &[&KeySource]),
+    (plan, sources): (&RoutePlan, Sources<'_>),
     index: usize,
     reading: &mut Reading<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<Arc<str>>> {
-    match *sources.get(index)? {
+    match sources.get(index)? {
         KeySource::Header(name) => match request::header(&exchange.request_headers, name) {
             Ok(value) => Some(value.map(Arc::from).into_iter().collect()),
             Err(problem) => {
@@ -329,13 +329,20 @@ fn take_hits(
 }
 
 /// Keys found so far: deduplicated, in the order they were first found.
+/// An exchange carries a handful, so a new key is looked for in the list;
+/// past [`Keys::LINEAR`] keys (a rule over a long array) a hash set takes
+/// over, so a large set is not compared pairwise.
 #[derive(Default)]
 struct Keys {
     list: Vec<Key>,
-    seen: HashSet<Key>,
+    /// The keys of `list`, once it outgrew a linear search.
+    seen: Option<HashSet<Key>>,
 }
 
 impl Keys {
+    /// Keys looked up by linear search before a hash set is built.
+    const LINEAR: usize = 16;
+
     /// Adds the non-empty `values` as keys of `kind`; true when the
     /// rule found at least one non-empty value (even one already known).
     fn add(&mut self, kind: &KeyKind, values: Vec<Arc<str>>) -> bool {
@@ -343,11 +350,27 @@ impl Keys {
         for value in values.into_iter().filter(|v| !v.is_empty()) {
             found = true;
             let key = Key::new(kind.clone(), value);
-            if self.seen.insert(key.clone()) {
+            if self.first_time(&key) {
                 self.list.push(key);
             }
         }
         found
+    }
+
+    /// True when `key` is not yet in the list (and records it in the
+    /// hash set once there is one).
+    fn first_time(&mut self, key: &Key) -> bool {
+        if let Some(seen) = &mut self.seen {
+            return seen.insert(key.clone());
+        }
+        if self.list.contains(key) {
+            return false;
+        }
+        if self.list.len() >= Self::LINEAR {
+            let seen = self.list.iter().chain(std::iter::once(key)).cloned();
+            self.seen = Some(seen.collect());
+        }
+        true
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::config::{KeySource, Side, XmlPath};
+use crate::config::{KeySource, Side, Sources, XmlPath};
 use crate::proxy::Exchange;
 
 use super::body::Body;
@@ -236,7 +236,7 @@ impl<'e> Reading<'e> {
     }
 
     /// The values of every XML rule of `side`, from one walk.
-    pub fn xml_hits(&mut self, side: Side, sources: &[&KeySource]) -> Option<&mut Hits> {
+    pub fn xml_hits(&mut self, side: Side, sources: Sources<'_>) -> Option<&mut Hits> {
         self.body(side)?;
         let claiming = self.claiming;
         let cache = self.sides.get_mut(index(side))?;
@@ -353,7 +353,7 @@ fn json_values(body: &Body<'_>, rules: &JsonRules, problems: &mut Vec<Problem>) 
 fn xml_values(
     body: &Body<'_>,
     side: Side,
-    sources: &[&KeySource],
+    sources: Sources<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Hits> {
     let mut paths: Vec<&XmlPath> = Vec::new();

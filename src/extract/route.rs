@@ -30,19 +30,15 @@ pub(super) fn find<'c, 'p>(
     path: &'p str,
     mut content_holds: impl FnMut(&Route) -> bool,
 ) -> Option<Matched<'c, 'p>> {
-    routes.iter().find_map(|route| {
-        if !route.serves(listener) {
-            return None;
-        }
-        if route.method.as_ref().is_some_and(|m| m != method) {
-            return None;
-        }
-        let params = route.path.matches(path)?;
-        if !route.conditions.is_empty() && !content_holds(route) {
-            return None;
-        }
-        Some(Matched { route, params })
-    })
+    // One buffer for every template tried: no allocation per route.
+    let mut params = Vec::new();
+    let route = routes.iter().find(|route| {
+        route.serves(listener)
+            && route.method.as_ref().is_none_or(|m| m == method)
+            && route.path.match_into(path, &mut params)
+            && (route.conditions.is_empty() || content_holds(route))
+    })?;
+    Some(Matched { route, params })
 }
 
 #[cfg(test)]
@@ -141,6 +137,39 @@ mod tests {
             true
         });
         assert_eq!(held.map(|m| m.route.operation.as_str()), Some("edi.214"));
+    }
+
+    #[test]
+    fn params_of_routes_tried_before_do_not_leak_into_the_winner() {
+        let mut b = ConfigBuilder::new();
+        b.route("wms.line", Some(Method::GET), "/orders/{id}/lines/{line}");
+        b.route("edi.214", Some(Method::GET), "/orders/{box}")
+            .conditions
+            .push(crate::config::Condition::X12Set("214".into()));
+        b.route("wms.order", Some(Method::GET), "/orders/{id}");
+        let config = b.build();
+        // `wms.line` reads `SO-1` before running out of segments,
+        // `edi.214` matches the path but its condition is refused.
+        let found = find(
+            &config.routes,
+            ListenerId(0),
+            &Method::GET,
+            "/orders/SO-1",
+            |_| false,
+        )
+        .expect("matches");
+        assert_eq!(found.route.operation.as_str(), "wms.order");
+        assert_eq!(found.params, vec!["SO-1"]);
+        let line = find(
+            &config.routes,
+            ListenerId(0),
+            &Method::GET,
+            "/orders/SO-2/lines/7/",
+            |_| false,
+        )
+        .expect("matches");
+        assert_eq!(line.route.operation.as_str(), "wms.line");
+        assert_eq!(line.params, vec!["SO-2", "7"]);
     }
 
     #[test]

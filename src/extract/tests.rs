@@ -158,6 +158,37 @@ fn batch_message_gives_one_key_per_order() {
 }
 
 #[test]
+fn a_long_batch_is_deduplicated_in_first_seen_order() {
+    // More keys than `Keys` looks up linearly, each sent twice, then a
+    // header rule repeating one of them and adding one.
+    let mut b = batch_route();
+    b.key(
+        "order",
+        KeySource::Header(HeaderName::from_static("x-order")),
+    );
+    let (extractor, _) = extractor(&b);
+    let mut ex = exchange(&b.build(), Method::POST, "/orders/batch", 202);
+    let ids: Vec<String> = (0..3 * Keys::LINEAR).map(|i| format!("SO-{i}")).collect();
+    let items: Vec<String> = ids
+        .iter()
+        .chain(ids.iter().rev())
+        .map(|id| format!(r#"{{"id":"{id}"}}"#))
+        .collect();
+    ex.request_body = tapped(format!(r#"{{"orders":[{}]}}"#, items.join(",")));
+    let headers = &mut ex.request_headers;
+    headers.insert("x-order", HeaderValue::from_static("SO-new"));
+    let observation = extractor.observe(ex.clone());
+    let mut expected: Vec<String> = ids.iter().map(|id| format!("order:{id}")).collect();
+    expected.push("order:SO-new".into());
+    assert_eq!(key_strings(&observation), expected);
+    // A header value already found in the body is not a second key.
+    ex.request_headers
+        .insert("x-order", HeaderValue::from_static("SO-7"));
+    expected.pop();
+    assert_eq!(key_strings(&extractor.observe(ex)), expected);
+}
+
+#[test]
 fn numbers_become_keys_as_written_in_the_json_text() {
     let mut b = ConfigBuilder::new();
     b.route("erp.invoice", None, "/invoices");

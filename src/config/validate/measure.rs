@@ -315,11 +315,22 @@ mod tests {
             }
             UnitRule::Read(_) => panic!("a fixed unit"),
         }
+        let sources = config.routes[0].sources();
+        assert_eq!(sources.len(), 4, "key, value, currency, value");
+        let listed: Vec<_> = sources.iter().collect();
+        let json = |s: &crate::config::KeySource| match s {
+            crate::config::KeySource::Json { path, .. } => path.text.clone(),
+            _ => String::new(),
+        };
         assert_eq!(
-            config.routes[0].sources().len(),
-            4,
-            "key, value, currency, value"
+            listed.iter().map(|s| json(s)).collect::<Vec<_>>()[1..],
+            ["$.rate", "$.currency", "$.weight"]
         );
+        for (index, source) in listed.iter().enumerate() {
+            let got = sources.get(index).expect("in range");
+            assert!(std::ptr::eq(got, *source), "source {index}");
+        }
+        assert!(sources.get(4).is_none());
         assert_eq!(
             config.units.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
             ["USD", "EUR", "kg"]
