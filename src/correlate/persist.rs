@@ -24,7 +24,7 @@ use crate::config::{EmbeddedConfig, StoreConfig};
 use crate::extract::Observation;
 use crate::state::durable::record::{Entry, ObservedRecord};
 use crate::state::durable::snapshot::{
-    save_key, Resolver, SavedDue, SavedDueKind, SavedTransaction, Snapshot,
+    save_key, ExpectationName, Resolver, SavedDue, SavedDueKind, SavedTransaction, Snapshot,
 };
 use crate::state::durable::{Durable, StoreError};
 
@@ -125,6 +125,7 @@ impl Correlator {
                 exchange,
             } => SavedDueKind::Expectation {
                 expectation: *expectation,
+                name: ExpectationName::of(&self.config, *expectation),
                 object: save_key(object),
                 exchange: *exchange,
             },
@@ -164,19 +165,31 @@ impl Correlator {
             let due = match saved.due {
                 SavedDueKind::Expectation {
                     expectation,
+                    name,
                     object,
                     exchange,
-                } if expectation < config.expectations.len() => {
-                    resolver.key(&object).map(|object| Due::Expectation {
-                        expectation,
-                        object,
-                        exchange,
-                    })
-                }
-                SavedDueKind::Expectation { expectation, .. } => {
-                    Err(crate::state::durable::record::Damaged::Unknown(format!(
-                        "expectation {expectation}"
-                    )))
+                } => {
+                    // By name; by position only in snapshots older than names.
+                    let found = match &name {
+                        Some(name) => name.find(&config),
+                        None => (expectation < config.expectations.len()).then_some(expectation),
+                    };
+                    match found {
+                        Some(expectation) => resolver.key(&object).map(|object| Due::Expectation {
+                            expectation,
+                            object,
+                            exchange,
+                        }),
+                        None => Err(crate::state::durable::record::Damaged::Unknown(
+                            match name {
+                                Some(n) => format!(
+                                    "expectation {} -> {} ({})",
+                                    n.after, n.expect, n.exception
+                                ),
+                                None => format!("expectation {expectation}"),
+                            },
+                        )),
+                    }
                 }
                 SavedDueKind::RetryWindow { route, object } => {
                     resolver.route(&route).and_then(|route| {

@@ -710,21 +710,24 @@ mod durability {
         assert_eq!(restored.last_exchange(), h.next_id);
     }
 
+    /// A data directory holding `h`'s journal, compacted into a snapshot.
+    async fn snapshotted(h: &Harness) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut durable = Durable::open_dir(dir.path(), &mut Registry::default()).expect("open");
+        durable.recover().expect("empty store");
+        durable.commit(&h.journal).await.expect("commit");
+        durable
+            .snapshot(&h.correlator.snapshot())
+            .await
+            .expect("snapshot");
+        dir
+    }
+
     #[tokio::test]
     async fn a_snapshot_round_trips_every_transaction_and_deadline() {
         let mut h = Harness::new();
         history(&mut h);
-        let dir = tempfile::tempdir().expect("temp dir");
-        {
-            let mut durable =
-                Durable::open_dir(dir.path(), &mut Registry::default()).expect("open");
-            durable.recover().expect("empty store");
-            durable.commit(&h.journal).await.expect("commit");
-            durable
-                .snapshot(&h.correlator.snapshot())
-                .await
-                .expect("snapshot");
-        }
+        let dir = snapshotted(&h).await;
         let mut restored = fresh();
         let durable = Durable::open_dir(dir.path(), &mut Registry::default()).expect("reopen");
         let recovery = restored.recover(durable).expect("recover");
@@ -758,6 +761,52 @@ mod durability {
         h.tick(2.3);
         assert_eq!(sh2(&restored), 1);
         assert_eq!(picture(&restored), picture(&h.correlator));
+    }
+
+    #[tokio::test]
+    async fn a_pending_expectation_finds_its_rule_by_name_after_expectations_are_reordered() {
+        let mut h = Harness::new();
+        history(&mut h);
+        let dir = snapshotted(&h).await;
+        // The restarted sidecar's config has a new expectation first: the
+        // saved deadline (position 0 when saved) belongs to the second now.
+        let reordered = CONFIG.replace(
+            "expectations:\n",
+            "expectations:\n  - { after: order_released, expect: shipped, within: 30d, exception: order_not_shipped, owner: wms }\n",
+        );
+        let config = Arc::new(Config::from_yaml(&reordered, "test.yaml").expect("valid"));
+        assert_eq!(
+            config.expectations[1].exception.as_str(),
+            "missing_goods_issue"
+        );
+        let mut registry = Registry::default();
+        let (mut restored, _tx, _handle, _inbox) =
+            Correlator::new(config, Clock::system(), 16, &mut registry);
+        let durable = Durable::open_dir(dir.path(), &mut registry).expect("reopen");
+        let recovery = restored.recover(durable).expect("recover");
+        assert_eq!(recovery.skipped, 0);
+
+        // The expectation on SH-2 (shipped at 2h, due 2h15m) opens what it
+        // said it would, on the object it was about.
+        restored.tick(at(2.3));
+        let key = h.key("shipment", "SH-2");
+        let id = restored.store.find(&key).expect("known");
+        let kinds: Vec<(String, String)> = restored
+            .store
+            .get(id)
+            .expect("held")
+            .exceptions
+            .iter()
+            .map(|e| (e.kind.as_str().to_owned(), e.object.to_string()))
+            .collect();
+        assert!(
+            kinds.contains(&("missing_goods_issue".into(), "shipment:SH-2".into())),
+            "{kinds:?}"
+        );
+        assert!(
+            !kinds.iter().any(|(kind, _)| kind == "order_not_shipped"),
+            "{kinds:?}"
+        );
     }
 
     #[tokio::test]

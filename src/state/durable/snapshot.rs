@@ -50,7 +50,13 @@ pub struct SavedDue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SavedDueKind {
     Expectation {
+        /// Position in `expectations:` when saved; only read for snapshots
+        /// written before `name` existed.
         expectation: usize,
+        /// Which expectation, by what it says: it is found again by name,
+        /// so reordering `expectations:` between restarts misroutes nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<ExpectationName>,
         object: SavedKey,
         exchange: u64,
     },
@@ -63,6 +69,34 @@ pub enum SavedDueKind {
         object: SavedKey,
         since: SystemTime,
     },
+}
+
+/// An expectation named by its config: after, expect and the exception.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectationName {
+    pub after: String,
+    pub expect: String,
+    pub exception: String,
+}
+
+impl ExpectationName {
+    /// The name of `config.expectations[index]`.
+    pub fn of(config: &Config, index: usize) -> Option<Self> {
+        config.expectations.get(index).map(|e| ExpectationName {
+            after: e.after.as_str().to_owned(),
+            expect: e.expect.as_str().to_owned(),
+            exception: e.exception.as_str().to_owned(),
+        })
+    }
+
+    /// Where this expectation is in `config.expectations` now, if it still is.
+    pub fn find(&self, config: &Config) -> Option<usize> {
+        config.expectations.iter().position(|e| {
+            e.after.as_str() == self.after
+                && e.expect.as_str() == self.expect
+                && e.exception.as_str() == self.exception
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
