@@ -144,3 +144,25 @@ pub fn split(data: &[u8]) -> (u8, &[u8]) {
         None => (0, data),
     }
 }
+
+/// A text format's target: the first byte picks the charset added to
+/// `media_type` and whether the tap is truncated; the rest is the body.
+/// (Every target compiles this module; the binary ones do not call it.)
+#[allow(dead_code)]
+pub fn observe_text(path: &'static str, media_type: &str, data: &[u8]) {
+    const CHARSETS: [&str; 4] = [
+        "",
+        "; charset=utf-8",
+        "; charset=iso-8859-1",
+        "; charset=utf-16",
+    ];
+    let (selector, body) = split(data);
+    let charset = CHARSETS[usize::from(selector) % CHARSETS.len()];
+    let content_type = format!("{media_type}{charset}");
+    observe(
+        path,
+        &[("content-type", content_type.as_str())],
+        body,
+        selector & 0x80 != 0,
+    );
+}
