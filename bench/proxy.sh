@@ -8,7 +8,7 @@
 #   18083  the same nginx: an OTLP/HTTP receiver that accepts and drops spans
 #   18085  nginx reverse proxy: proxy_pass to a keepalive upstream block
 #   18090  waybill (bench/waybill-bench.yaml): every observation feature on
-#   18091  waybill, listener with no route (tap + queue, no key extraction)
+#   18091  waybill, listener whose route has `inspect: false` (no tap, no exchange)
 #   18099  waybill admin (/metrics, read at the end for drops)
 # and drives them with wrk (bench/post.lua: POSTs of 840-byte JSON bodies).
 #

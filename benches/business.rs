@@ -11,6 +11,12 @@
 //! (`try_send` to extraction, `send` to the correlator), and pushing the
 //! span onto the export queue and its OTLP encoding (the exporter task).
 //!
+//! `span/encode_batch`: that OTLP encoding on its own, for a batch of 512
+//! spans of this traffic (the exporter's default batch): waybill's encoder
+//! (`telemetry::otlp_trace`) against the SDK exporter's way (the
+//! `opentelemetry-proto` conversion, then `prost` encoding), which waybill
+//! used before.
+//!
 //! The exchanges alternate like `bench/proxy.sh`'s traffic: an order
 //! release (`POST /api/orders`, one key) then its carrier booking
 //! (`POST /v2/shipments`: order and shipment in the request, the tracking
@@ -20,33 +26,46 @@
 //! `cargo bench --bench business`; CI only builds it (`--no-run`).
 
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prometheus_client::registry::Registry;
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::trace::SpanData;
+use prost::Message as _;
 use waybill::clock::Clock;
 use waybill::config::{Config, ListenerId};
 use waybill::correlate::{Correlated, Correlator, Observer};
 use waybill::extract::Extractor;
 use waybill::proxy::{Exchange, Outcome, Tapped};
+use waybill::telemetry::otlp_trace::TraceEncoder;
 use waybill::telemetry::spans::SpanObserver;
 
 const CONFIG: &str = include_str!("../bench/waybill-bench.yaml");
 const PREFILL: usize = 100_000;
 const BODY: usize = 840;
+/// Spans per export request (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`'s default).
+const BATCH: usize = 512;
 
 /// The telemetry observer as it runs with traces on, minus the export
-/// queue: flows recorded, spans built and dropped.
-struct BuildSpans(SpanObserver);
+/// queue: flows recorded, spans built and dropped (the first [`BATCH`]
+/// kept for the encoding bench).
+struct BuildSpans(SpanObserver, Arc<Mutex<Vec<SpanData>>>);
 
 impl Observer for BuildSpans {
     fn correlated(&mut self, event: &Correlated<'_>) {
         self.0.correlated(event);
         let trace = waybill::telemetry::trace_id(&event.transaction.name);
-        black_box(self.0.spans(event, trace));
+        let spans = black_box(self.0.spans(event, trace));
+        if let Ok(mut kept) = self.1.lock() {
+            let room = BATCH.saturating_sub(kept.len());
+            kept.extend(spans.into_iter().take(room));
+        }
     }
 }
 
@@ -156,11 +175,11 @@ fn business(c: &mut Criterion) {
     let extractor = Extractor::new(Arc::clone(&config), &mut registry);
     let (mut correlator, _tx, _handle, _inbox) =
         Correlator::new(Arc::clone(&config), Clock::system(), 1, &mut registry);
-    correlator.observe_with(Box::new(BuildSpans(SpanObserver::new(
-        Arc::clone(&config),
-        None,
-        &mut registry,
-    ))));
+    let kept = Arc::new(Mutex::new(Vec::with_capacity(BATCH)));
+    correlator.observe_with(Box::new(BuildSpans(
+        SpanObserver::new(Arc::clone(&config), None, &mut registry),
+        Arc::clone(&kept),
+    )));
 
     let check = extractor.observe(exchange(&config, 1));
     assert_eq!(check.keys.len(), 3, "keys: {:?}", check.keys);
@@ -190,6 +209,41 @@ fn business(c: &mut Criterion) {
                 exchange(&config, i)
             },
             |exchange| extractor.observe(exchange),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let batch = kept.lock().expect("spans kept").clone();
+    assert_eq!(batch.len(), BATCH);
+    let resource: std::collections::BTreeMap<String, String> = [
+        ("service.name", "waybill"),
+        ("service.version", env!("CARGO_PKG_VERSION")),
+        (
+            "service.instance.id",
+            "8a4f7c1e-5b2d-4e9a-9c3f-1d2e3f4a5b6c",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut group = c.benchmark_group("span");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut encoder = TraceEncoder::new(&resource);
+    group.bench_function("encode_batch/waybill", |b| {
+        b.iter(|| black_box(encoder.encode(&batch).len()))
+    });
+    let sdk_resource = waybill::telemetry::resource::resource(&resource);
+    let sdk_resource = ResourceAttributesWithSchema::from(&sdk_resource);
+    group.bench_function("encode_batch/sdk_exporter", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |spans| {
+                let request = ExportTraceServiceRequest {
+                    resource_spans: group_spans_by_resource_and_scope(spans, &sdk_resource),
+                };
+                black_box(request.encode_to_vec().len())
+            },
             BatchSize::SmallInput,
         )
     });

@@ -27,7 +27,9 @@ use crate::clock::Clock;
 use crate::config::{Config, StoreConfig};
 use crate::correlate::{Correlator, CorrelatorHandle};
 use crate::extract::Extractor;
-use crate::proxy::{self, ExchangeSink, GuardedRoutes, ListenerOptions, ProxyMetrics};
+use crate::proxy::{
+    self, ExchangeSink, GuardedRoutes, ListenerOptions, ProxyMetrics, UninspectedRoutes,
+};
 use crate::state::durable::Durable;
 use crate::state::shared::Shared;
 use crate::telemetry::metrics_export::{self, MetricExportMetrics, MetricExporting};
@@ -170,6 +172,7 @@ pub async fn start_with_env(
         let options = ListenerOptions {
             guarded: GuardedRoutes::new(listener.id, &config.routes),
             trace_context: traces.propagation(&config, listener.id),
+            uninspected: UninspectedRoutes::new(listener.id, &config.routes),
         };
         proxies.spawn(proxy::serve_with(
             socket,

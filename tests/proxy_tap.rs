@@ -297,3 +297,73 @@ async fn a_client_that_goes_away_mid_response_still_yields_one_incomplete_exchan
     assert!(!exchange.response_body.complete);
     assert_eq!(exchange.outcome.status(), StatusCode::OK);
 }
+
+/// `inspect: false`: the route's traffic is forwarded byte for byte with
+/// no exchange; a route that inspects on the same listener still yields
+/// its exchange (so the queue's first exchange proves the first request
+/// left none).
+#[tokio::test]
+async fn an_uninspected_route_is_forwarded_byte_exact_and_yields_no_exchange() {
+    let response_body = pattern(30_000, 5);
+    let reply_body = response_body.clone();
+    let mut upstream = TestUpstream::start(move |_| {
+        let mut reply = Reply::ok("");
+        reply.chunks = reply_body
+            .chunks(7_000)
+            .map(Bytes::copy_from_slice)
+            .collect();
+        reply.sized = false;
+        reply
+    })
+    .await;
+    let config = waybill::config::Config::from_yaml(
+        &format!(
+            "systems: [wms]\nkeys: [order]\nlisteners:\n  - {{ name: wms-inbound, bind: 127.0.0.1:0, upstream: \"{}\", system: wms }}\nroutes:\n  - {{ name: label, system: wms, match: {{ path: \"/labels/{{id}}\" }}, inspect: false }}\n  - {{ name: order, system: wms, match: {{ path: \"/orders/{{id}}\" }}, keys: {{ order: {{ path_param: id }} }} }}\n",
+            upstream.url()
+        ),
+        "inspect.yaml",
+    )
+    .expect("valid config");
+    let options = waybill::proxy::ListenerOptions {
+        uninspected: waybill::proxy::UninspectedRoutes::new(ListenerId(0), &config.routes),
+        ..Default::default()
+    };
+    let mut proxy = Proxy::start_with_options(config.listeners[0].clone(), options, 8).await;
+    let http = client(ClientProtocol::Http1);
+
+    let request_body = pattern(12_000, 11);
+    let request = Request::post(proxy.url("/labels/L-1?format=zpl"))
+        .header("content-type", "application/octet-stream")
+        .header("x-case", "Kept")
+        .body(full(request_body.clone()))
+        .expect("request");
+    let answer = send(&http, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.body == response_body, "response body changed");
+    let received = upstream.request().await;
+    assert!(received.body == request_body, "request body changed");
+    assert_eq!(received.uri, "/labels/L-1?format=zpl");
+    assert_eq!(received.headers["x-case"], "Kept");
+
+    let request = Request::post(proxy.url("/orders/SO-9"))
+        .body(full("{}"))
+        .expect("request");
+    assert_eq!(send(&http, request).await.status, StatusCode::OK);
+    let exchange = proxy.exchange().await;
+    assert_eq!(
+        exchange.uri, "/orders/SO-9",
+        "the label request left an exchange"
+    );
+    assert!(proxy.exchanges.try_recv().is_err());
+    // Both were still answered and counted by the proxy.
+    assert_eq!(
+        proxy
+            .metric_reaches(
+                "waybill_proxy_requests_total{listener=\"wms-inbound\",status_class=\"2xx\"}",
+                2.0
+            )
+            .await,
+        Some(2.0)
+    );
+    proxy.stop().await.expect("stops");
+}

@@ -81,11 +81,13 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 async fn metrics(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Exposition::negotiate(accept);
-    (
-        [(header::CONTENT_TYPE, format.content_type())],
-        state.metrics.render_as(format),
-    )
-        .into_response()
+    // Rendering thousands of series takes milliseconds: on a blocking
+    // thread, so a scrape never holds a proxy worker.
+    let metrics = state.metrics.clone();
+    match tokio::task::spawn_blocking(move || metrics.render_as(format)).await {
+        Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn lookup(

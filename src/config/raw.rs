@@ -484,6 +484,19 @@ pub struct RawRoute {
     /// it changes traffic.
     #[serde(default)]
     pub propagate: Option<RawPropagate>,
+    /// `false`: forward the route's requests without watching them: no
+    /// body tap, no exchange handed to extraction, so no keys, milestone,
+    /// store update or span (the proxy's request counters and handle time
+    /// still count them). For bulk or chatty endpoints whose traffic is
+    /// not part of any transaction (label image downloads, health pings).
+    /// The proxy decides on the request head: a request is uninspected
+    /// when the first route, in matching priority, that serves its
+    /// listener and accepts its method and path says `inspect: false`. Such
+    /// a route cannot have content conditions (`match:` beyond `method` and
+    /// `path`), keys, a milestone, measures, repeats, an idempotency guard
+    /// or `propagate`: none would ever be applied. Optional: `true`.
+    #[serde(default)]
+    pub inspect: Option<bool>,
 }
 
 /// `propagate:` values of a route.

@@ -38,6 +38,9 @@ pub struct Route {
     /// Opt-in: what the proxy adds to this route's requests so the
     /// upstream can join the trace.
     pub propagate: Option<Propagate>,
+    /// `false` (`inspect: false`): the proxy forwards the route's requests
+    /// without tapping them or handing them to extraction.
+    pub inspect: bool,
 }
 
 /// Trace context a route sends to its upstream (changes traffic, so opt-in).

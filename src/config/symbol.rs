@@ -25,6 +25,11 @@ impl<T> Symbol<T> {
     pub fn as_str(&self) -> &str {
         &self.name
     }
+
+    /// The name, shared rather than copied (for span attributes).
+    pub fn shared_name(&self) -> Arc<str> {
+        Arc::clone(&self.name)
+    }
 }
 
 impl<T> Clone for Symbol<T> {

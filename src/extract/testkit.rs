@@ -89,6 +89,7 @@ impl ConfigBuilder {
             guard: None,
             measures: Vec::new(),
             propagate: None,
+            inspect: true,
         });
         let last = self.config.routes.len() - 1;
         &mut self.config.routes[last]

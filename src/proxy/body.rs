@@ -20,7 +20,7 @@ use super::tap::TapBody;
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum ProxyBody {
     /// The upstream's body, streamed and tapped.
-    Upstream(TapBody<Incoming, ResponseObserver>),
+    Upstream(TapBody<Incoming, Option<ResponseObserver>>),
     /// A stored response sent again by the idempotency guard.
     Replay(TapBody<ReplayBody, ResponseObserver>),
     /// The sidecar's own message, sent in one frame.

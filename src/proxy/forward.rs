@@ -29,6 +29,7 @@ use super::body::ProxyBody;
 use super::error::{classify, failure_response};
 use super::guard::{Admission, Capture, Claim, Guards, RouteGuard, StoredResponse};
 use super::headers::{append_forwarded, strip_hop_by_hop};
+use super::inspect::UninspectedRoutes;
 use super::listener::ListenerOptions;
 use super::metrics::{HandleTime, ListenerMetrics, ProxyMetrics};
 use super::record::{Pending, ResponseObserver};
@@ -70,6 +71,9 @@ pub(crate) struct Forwarder {
     /// `None` unless a route of the listener propagates trace context:
     /// then requests do no trace context work at all.
     trace_context: Option<Arc<dyn TraceContextSource>>,
+    /// Empty unless a route of the listener has `inspect: false`: then
+    /// requests do no inspection matching at all.
+    uninspected: UninspectedRoutes,
     sink: ExchangeSink,
     clock: Clock,
     metrics: ListenerMetrics,
@@ -119,6 +123,7 @@ impl Forwarder {
                     && listener.upstream.is_tls()),
             guards: Guards::new(options.guarded, &listener.name, metrics, &clock),
             trace_context: options.trace_context,
+            uninspected: options.uninspected,
             sink,
             clock,
             metrics: metrics.for_listener(&listener.name, listener.system.as_str()),
@@ -137,12 +142,18 @@ impl Forwarder {
         let started = self.clock.now();
         let (parts, body) = request.into_parts();
         let client_version = parts.version;
+        let inspect = self.uninspected.is_empty()
+            || self.uninspected.inspects(&parts.method, parts.uri.path());
         let trace_context = self
             .trace_context
             .as_ref()
+            .filter(|_| inspect)
             .and_then(|source| source.context(&parts));
-        let request_tap = SharedTap::new(self.listener.tap_limit, body.is_end_stream());
-        let mut pending = Pending {
+        // An uninspected request has no exchange: nothing is tapped,
+        // copied or queued for it.
+        let request_tap =
+            inspect.then(|| SharedTap::new(self.listener.tap_limit, body.is_end_stream()));
+        let mut pending = request_tap.as_ref().map(|request_tap| Pending {
             id: self.sink.next_id(),
             listener: self.listener.id,
             system: self.listener.system.clone(),
@@ -157,15 +168,23 @@ impl Forwarder {
             sink: self.sink.clone(),
             replayed: false,
             trace_context,
-        };
+        });
 
         let mut claim = None;
-        if let Some((guard, key)) = self.guards.as_ref().and_then(|g| g.key_of(&parts)) {
+        // Validation keeps guards off uninspected routes: only a request
+        // with an exchange can be guarded.
+        let guard_key = match pending {
+            Some(_) => self.guards.as_ref().and_then(|g| g.key_of(&parts)),
+            None => None,
+        };
+        if let Some((guard, key)) = guard_key {
             match guard.admit(key, began + self.listener.timeout).await {
                 Admission::Replay(stored) => {
-                    return self
-                        .replay(pending, body, &guard, &stored, client_version)
-                        .await;
+                    if let Some(pending) = pending.take() {
+                        return self
+                            .replay(pending, body, &guard, &stored, client_version)
+                            .await;
+                    }
                 }
                 Admission::First(first) => claim = Some(first),
                 Admission::Forward => {}
@@ -187,7 +206,9 @@ impl Forwarder {
             tokio::time::timeout(self.listener.timeout, self.client.request(upstream_request))
                 .await;
         let answered = Instant::now();
-        pending.upstream_duration = answered.saturating_duration_since(began);
+        if let Some(pending) = &mut pending {
+            pending.upstream_duration = answered.saturating_duration_since(began);
+        }
         let time = HandleTime {
             began,
             forwarded,
@@ -275,7 +296,7 @@ impl Forwarder {
     /// can be stored at all; otherwise the claim is released here).
     fn respond(
         &self,
-        pending: Pending,
+        pending: Option<Pending>,
         response: Response<Incoming>,
         client_version: Version,
         claim: Option<Claim>,
@@ -283,14 +304,19 @@ impl Forwarder {
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
         self.metrics.response(parts.status);
-        let outcome = Outcome::Response {
-            status: parts.status,
-            headers: parts.headers.clone(),
-        };
+        let outcome = pending.map(|pending| {
+            let outcome = Outcome::Response {
+                status: parts.status,
+                headers: parts.headers.clone(),
+            };
+            (pending, outcome)
+        });
         strip_hop_by_hop(&mut parts.headers);
         parts.version = client_version;
         let capture = claim.and_then(|claim| Capture::start(claim, &parts));
-        let observer = ResponseObserver::new(self.listener.tap_limit, pending, outcome, capture);
+        let observer = outcome.map(|(pending, outcome)| {
+            ResponseObserver::new(self.listener.tap_limit, pending, outcome, capture)
+        });
         let response =
             Response::from_parts(parts, ProxyBody::Upstream(TapBody::new(body, observer)));
         self.metrics.handled(&time, Instant::now());
@@ -335,7 +361,7 @@ impl Forwarder {
     /// Answers for a failed upstream and records the exchange at once.
     fn fail(
         &self,
-        pending: Pending,
+        pending: Option<Pending>,
         error: UpstreamError,
         client_version: Version,
         time: HandleTime,
@@ -344,10 +370,12 @@ impl Forwarder {
         self.metrics.handled(&time, Instant::now());
         self.metrics.upstream_error(error);
         self.metrics.response(response.status());
-        pending.finish_failed(Outcome::UpstreamFailed {
-            error,
-            status: response.status(),
-        });
+        if let Some(pending) = pending {
+            pending.finish_failed(Outcome::UpstreamFailed {
+                error,
+                status: response.status(),
+            });
+        }
         response
     }
 }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::forward::Forwarder;
 use super::guard::GuardedRoutes;
+use super::inspect::UninspectedRoutes;
 use super::metrics::ProxyMetrics;
 use super::sink::ExchangeSink;
 use super::TraceContextSource;
@@ -72,7 +73,7 @@ pub async fn serve_guarded(
 ) -> std::io::Result<()> {
     let options = ListenerOptions {
         guarded,
-        trace_context: None,
+        ..ListenerOptions::default()
     };
     serve_with(socket, listener, options, sink, metrics, clock, shutdown).await
 }
@@ -86,6 +87,8 @@ pub struct ListenerOptions {
     /// Trace context propagation, `None` unless a route of the listener
     /// has `propagate: trace_context`.
     pub trace_context: Option<Arc<dyn TraceContextSource>>,
+    /// Routes with `inspect: false` (see [`UninspectedRoutes::new`]).
+    pub uninspected: UninspectedRoutes,
 }
 
 /// [`serve`], with the listener's opt-in route `options`; `clock` also

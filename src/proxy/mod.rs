@@ -34,6 +34,11 @@
 //!   ([`Exchange::trace_context`]); routes without it get nothing.
 //! - nothing else is added: no `Via`, no `Date` of the sidecar's own.
 //!
+//! Routes with `inspect: false` are forwarded exactly the same way, but
+//! nothing watches them: no tap, no [`Exchange`], no trace context (see
+//! `inspect.rs`; the proxy's request counters and handle time still count
+//! them).
+//!
 //! When the upstream fails the client gets a 502 (504 when the response head
 //! did not arrive within the listener's `timeout`) with a one-line
 //! plain-text body; `error.rs` has the table.
@@ -85,6 +90,7 @@
 //! - `headers.rs`: hop-by-hop removal, `X-Forwarded-*`.
 //! - `upstream.rs`: the pooled client and connector per listener.
 //! - `tap.rs`: the body wrapper that copies a bounded prefix.
+//! - `inspect.rs`: routes with `inspect: false`, forwarded untapped and unobserved.
 //! - `guard/`: the idempotency guard: matching and waiting (`mod.rs`), the
 //!   bounded store (`store.rs`), capture and replay (`replay.rs`).
 //! - `record.rs`: assembling the [`Exchange`] and offering it once.
@@ -98,6 +104,7 @@ mod exchange;
 mod forward;
 mod guard;
 mod headers;
+mod inspect;
 mod listener;
 mod metrics;
 mod record;
@@ -107,6 +114,7 @@ mod upstream;
 
 pub use exchange::{Exchange, Outcome, Tapped, TraceContext, TraceContextSource, UpstreamError};
 pub use guard::{GuardedRoutes, MAX_KEY_LEN};
+pub use inspect::UninspectedRoutes;
 pub use listener::{serve, serve_guarded, serve_with, ListenerOptions};
 pub use metrics::{status_class, status_class_index, ProxyMetrics, STATUS_CLASSES};
 pub use sink::ExchangeSink;

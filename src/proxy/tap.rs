@@ -101,6 +101,28 @@ pub(crate) trait Observer {
     fn end(&mut self, complete: bool);
 }
 
+/// No observer: the body of an uninspected request or response passes
+/// through with nothing watching it.
+impl<O: Observer> Observer for Option<O> {
+    fn data(&mut self, data: &Bytes) {
+        if let Some(observer) = self {
+            observer.data(data);
+        }
+    }
+
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(observer) = self {
+            observer.trailers(trailers);
+        }
+    }
+
+    fn end(&mut self, complete: bool) {
+        if let Some(observer) = self {
+            observer.end(complete);
+        }
+    }
+}
+
 /// A [`Tap`] shared between the request body (which writes it, possibly on
 /// the upstream connection's task) and the exchange (which reads it when the
 /// response ends). The lock is held only to copy a frame reference.

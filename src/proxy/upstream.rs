@@ -39,7 +39,7 @@ use crate::config::{Listener, UpstreamProtocol};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of a request on its way to the upstream.
-pub(crate) type UpstreamBody = TapBody<Incoming, SharedTap>;
+pub(crate) type UpstreamBody = TapBody<Incoming, Option<SharedTap>>;
 
 /// A listener's pooled upstream client.
 pub(crate) type UpstreamClient = Client<UpstreamConnector, UpstreamBody>;

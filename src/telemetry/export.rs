@@ -1,9 +1,10 @@
 //! OTLP span export off the traffic path. The span observer hands each
 //! finished span to a bounded queue with `try_send` and never waits; one
-//! export task batches the queue and sends each batch with
-//! `opentelemetry-otlp` (gRPC through tonic, with TLS and the webpki roots
-//! for `https://` endpoints; or HTTP/protobuf through hyper, plain `http://`
-//! only), bounded by the export timeout. Whatever cannot be exported is
+//! export task batches the queue, encodes each batch into one reused buffer
+//! ([`otlp_trace`](super::otlp_trace)) and sends it to the collector
+//! ([`transport`](super::transport): gRPC, with TLS and the webpki roots
+//! for `https://` endpoints, or HTTP/protobuf, plain `http://` only),
+//! bounded by the export timeout. Whatever cannot be exported is
 //! dropped and counted in `waybill_telemetry_dropped_spans_total{reason}`:
 //!
 //! - `queue_full`: the collector is slower than traffic; new spans are dropped.
@@ -16,13 +17,13 @@
 //! No global tracer provider is installed: the app owns the [`Exporting`]
 //! handle and shuts it down last.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
-use opentelemetry_sdk::Resource;
+use bytes::Bytes;
+use opentelemetry_sdk::trace::SpanData;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,8 +32,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::settings::TraceSettings;
-use crate::config::OtlpProtocol;
+use super::otlp_trace::TraceEncoder;
+use super::settings::{Signal, TraceSettings};
+use super::transport::Collector;
 
 /// At most one export error message per this period; the rest are counted
 /// into the next message.
@@ -136,15 +138,15 @@ pub struct ExporterError {
 /// Builds the OTLP exporter and spawns the export task (needs a Tokio runtime).
 pub fn start(
     settings: &TraceSettings,
-    resource: &Resource,
+    resource: &BTreeMap<String, String>,
     metrics: ExportMetrics,
 ) -> Result<(SpanQueue, Exporting), ExporterError> {
-    let mut exporter = build_exporter(settings)?;
-    exporter.set_resource(resource);
+    let collector = build_collector(settings)?;
     let (queue, rx, queued) = SpanQueue::bounded(settings.queue_capacity, metrics.clone());
     let batcher = Batcher {
         rx,
-        exporter,
+        collector,
+        encoder: TraceEncoder::new(resource),
         queued: Arc::clone(&queued),
         metrics: metrics.clone(),
         max_batch_size: settings.max_batch_size.max(1),
@@ -185,60 +187,35 @@ impl Exporting {
     }
 }
 
-fn build_exporter(
-    settings: &TraceSettings,
-) -> Result<opentelemetry_otlp::SpanExporter, ExporterError> {
+fn build_collector(settings: &TraceSettings) -> Result<Collector, ExporterError> {
     let error = |reason: String| ExporterError {
         protocol: settings.protocol.as_str(),
         endpoint: settings.endpoint.clone(),
         reason,
     };
-    let built = match settings.protocol {
-        OtlpProtocol::Grpc => {
-            let mut headers = http::HeaderMap::new();
-            for (name, value) in &settings.headers {
-                let name = http::HeaderName::try_from(name.as_str())
-                    .map_err(|e| error(format!("header `{name}`: {e}")))?;
-                let value = http::HeaderValue::try_from(value.as_str())
-                    .map_err(|e| error(format!("header `{name}`: {e}")))?;
-                headers.append(name, value);
-            }
-            let metadata =
-                opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers);
-            let mut builder = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(settings.endpoint.clone())
-                .with_timeout(settings.export_timeout)
-                .with_metadata(metadata);
-            if settings.endpoint.starts_with("https://") {
-                builder = builder.with_tls_config(
-                    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
-                        .with_enabled_roots(),
-                );
-            }
-            builder.build()
-        }
-        OtlpProtocol::HttpProtobuf if settings.endpoint.starts_with("https://") => {
-            return Err(error(
-                "OTLP/HTTP over https is not supported yet; use protocol grpc for a TLS collector"
-                    .to_owned(),
-            ));
-        }
-        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(settings.endpoint.clone())
-            .with_timeout(settings.export_timeout)
-            .with_headers(settings.headers.iter().cloned().collect())
-            .build(),
-    };
-    built.map_err(|e| error(e.to_string()))
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &settings.headers {
+        let name = http::HeaderName::try_from(name.as_str())
+            .map_err(|e| error(format!("header `{name}`: {e}")))?;
+        let value = http::HeaderValue::try_from(value.as_str())
+            .map_err(|e| error(format!("header `{name}`: {e}")))?;
+        headers.append(name, value);
+    }
+    Collector::new(
+        Signal::Traces,
+        &settings.endpoint,
+        settings.protocol,
+        settings.export_timeout,
+        headers,
+    )
+    .map_err(error)
 }
 
 /// The export task's state.
 struct Batcher {
     rx: mpsc::Receiver<SpanData>,
-    exporter: opentelemetry_otlp::SpanExporter,
+    collector: Collector,
+    encoder: TraceEncoder,
     queued: Arc<AtomicUsize>,
     metrics: ExportMetrics,
     max_batch_size: usize,
@@ -262,17 +239,18 @@ impl Batcher {
                 }
             }
             let taken = batch.len();
-            self.export(std::mem::take(&mut batch)).await;
+            self.export(&batch).await;
+            batch.clear();
             // Subtracted only once the batch is done, so spans being exported
             // when shutdown gives up are counted as dropped too.
             self.queued.fetch_sub(taken, Ordering::Relaxed);
         }
-        let _ = self.exporter.shutdown_with_timeout(self.export_timeout);
     }
 
-    async fn export(&mut self, batch: Vec<SpanData>) {
+    async fn export(&mut self, batch: &[SpanData]) {
         let spans = batch.len() as u64;
-        let outcome = tokio::time::timeout(self.export_timeout, self.exporter.export(batch)).await;
+        let message = Bytes::copy_from_slice(self.encoder.encode(batch));
+        let outcome = tokio::time::timeout(self.export_timeout, self.collector.send(message)).await;
         let failure = match outcome {
             Ok(Ok(())) => {
                 self.metrics.exported.inc_by(spans);
@@ -280,7 +258,7 @@ impl Batcher {
             }
             Ok(Err(error)) => {
                 self.metrics.export_failed.inc_by(spans);
-                error.to_string()
+                error
             }
             Err(_) => {
                 self.metrics.export_timeout.inc_by(spans);
@@ -325,6 +303,7 @@ impl ErrorLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::OtlpProtocol;
     use crate::telemetry::settings::Sampler;
 
     fn settings(endpoint: &str, protocol: OtlpProtocol) -> TraceSettings {
@@ -342,22 +321,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_grpc_exporter_to_a_tls_collector_builds_without_connecting() {
-        let built = build_exporter(&settings(
+        let built = build_collector(&settings(
             "https://collector.example:4317",
             OtlpProtocol::Grpc,
         ));
-        assert!(built.is_ok(), "{:?}", built.err());
+        assert!(built.is_ok(), "{:?}", built.err().map(|e| e.to_string()));
     }
 
     #[tokio::test]
     async fn an_http_exporter_to_a_tls_collector_is_refused_with_a_reason() {
-        let error = build_exporter(&settings(
+        let error = build_collector(&settings(
             "https://collector.example:4318/v1/traces",
             OtlpProtocol::HttpProtobuf,
         ))
         .expect_err("https over HTTP is not supported");
         assert!(error.to_string().contains("use protocol grpc"), "{error}");
-        assert!(build_exporter(&settings(
+        assert!(build_collector(&settings(
             "http://collector.example:4318/v1/traces",
             OtlpProtocol::HttpProtobuf
         ))

@@ -3,7 +3,7 @@
 //! of the same registry `/metrics` serves ([`snapshot`](super::snapshot),
 //! rendered on a blocking thread, off the proxy's workers) and sends it as
 //! one `ExportMetricsServiceRequest` (cumulative temporality), over gRPC or
-//! HTTP/protobuf, bounded by the export timeout. One export at a time: a
+//! HTTP/protobuf ([`transport`](super::transport)), bounded by the export timeout. One export at a time: a
 //! slow collector delays the next snapshot, it never queues them. The
 //! resource is the one spans carry.
 //!
@@ -24,7 +24,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -38,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::export::ErrorLog;
 use super::settings::{parse_pairs, Env, Signal};
 use super::snapshot::{self, Times};
+use super::transport::Collector;
 use super::{Exposition, Metrics};
 use crate::config::{MetricsConfig, OtlpProtocol};
 
@@ -181,12 +181,6 @@ pub struct MetricsExporterError {
     reason: String,
 }
 
-/// Where snapshots are sent.
-enum Transport {
-    Grpc(MetricsServiceClient<tonic::transport::Channel>),
-    Http(reqwest::Client),
-}
-
 /// The running export task.
 pub struct MetricExporting {
     stop: CancellationToken,
@@ -206,35 +200,14 @@ pub fn start(
         endpoint: settings.endpoint.clone(),
         reason,
     };
-    let transport = match settings.protocol {
-        OtlpProtocol::Grpc => {
-            let mut endpoint = tonic::transport::Endpoint::from_shared(settings.endpoint.clone())
-                .map_err(|e| error(e.to_string()))?
-                .timeout(settings.export_timeout)
-                .connect_timeout(settings.export_timeout);
-            if settings.endpoint.starts_with("https://") {
-                endpoint = endpoint
-                    .tls_config(
-                        opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
-                            .with_enabled_roots(),
-                    )
-                    .map_err(|e| error(e.to_string()))?;
-            }
-            Transport::Grpc(MetricsServiceClient::new(endpoint.connect_lazy()))
-        }
-        OtlpProtocol::HttpProtobuf if settings.endpoint.starts_with("https://") => {
-            return Err(error(
-                "OTLP/HTTP over https is not supported yet; use protocol grpc for a TLS collector"
-                    .to_owned(),
-            ));
-        }
-        OtlpProtocol::HttpProtobuf => Transport::Http(
-            reqwest::Client::builder()
-                .timeout(settings.export_timeout)
-                .build()
-                .map_err(|e| error(e.to_string()))?,
-        ),
-    };
+    let transport = Collector::new(
+        Signal::Metrics,
+        &settings.endpoint,
+        settings.protocol,
+        settings.export_timeout,
+        settings.headers.iter().cloned().collect(),
+    )
+    .map_err(error)?;
     let stop = CancellationToken::new();
     let exporter = Exporter {
         transport,
@@ -268,7 +241,7 @@ impl MetricExporting {
 
 /// The export task's state.
 struct Exporter {
-    transport: Transport,
+    transport: Collector,
     metrics: Metrics,
     resource: BTreeMap<String, String>,
     counters: MetricExportMetrics,
@@ -341,39 +314,7 @@ impl Exporter {
     }
 
     async fn send(&mut self, request: ExportMetricsServiceRequest) -> Result<(), String> {
-        match &mut self.transport {
-            Transport::Grpc(client) => {
-                let mut request = tonic::Request::new(request);
-                for (name, value) in &self.settings.headers {
-                    if let (Ok(key), Ok(value)) = (
-                        tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes()),
-                        tonic::metadata::MetadataValue::try_from(value.as_bytes()),
-                    ) {
-                        request.metadata_mut().insert(key, value);
-                    }
-                }
-                client
-                    .export(request)
-                    .await
-                    .map(|_| ())
-                    .map_err(|status| status.to_string())
-            }
-            Transport::Http(client) => {
-                let mut post = client
-                    .post(&self.settings.endpoint)
-                    .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-                    .body(request.encode_to_vec());
-                for (name, value) in &self.settings.headers {
-                    post = post.header(name, value);
-                }
-                let response = post.send().await.map_err(|e| e.to_string())?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("collector answered {}", response.status()))
-                }
-            }
-        }
+        self.transport.send(request.encode_to_vec().into()).await
     }
 }
 

@@ -13,6 +13,8 @@
 //! - [`settings`]: `OTEL_*` environment plus `telemetry.traces` overrides.
 //! - [`resource`]: `service.name`, `service.version`, Kubernetes attributes.
 //! - [`export`]: the bounded span queue and the OTLP export task.
+//! - [`otlp_trace`]: the span batches' protobuf encoding, straight into one buffer.
+//! - [`transport`]: the gRPC or HTTP connection to the collector both exporters use.
 //! - [`metrics_export`]: optional periodic OTLP export of the registry's
 //!   [`snapshot`] (off by default; Prometheus scrapes `/metrics` either way).
 //!
@@ -25,6 +27,7 @@
 pub mod export;
 pub mod flows;
 pub mod metrics_export;
+pub mod otlp_trace;
 pub mod propagation;
 pub mod resource;
 pub mod settings;
@@ -32,6 +35,7 @@ pub mod snapshot;
 pub mod spans;
 pub mod trace_id;
 pub mod traceparent;
+pub mod transport;
 
 pub mod process;
 
@@ -144,8 +148,7 @@ impl Traces {
                 (None, None)
             }
             Some(settings) => {
-                let (queue, exporting) =
-                    export::start(&settings, &resource::resource(&attributes), export_metrics)?;
+                let (queue, exporting) = export::start(&settings, &attributes, export_metrics)?;
                 tracing::info!(
                     endpoint = %settings.endpoint,
                     protocol = settings.protocol.as_str(),

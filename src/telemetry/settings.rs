@@ -229,6 +229,14 @@ impl Signal {
         }
     }
 
+    /// The gRPC method that exports the signal.
+    pub(super) fn grpc_path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        }
+    }
+
     /// The OTLP/HTTP path of the signal.
     fn path(self) -> &'static str {
         match self {

@@ -77,6 +77,9 @@ pub struct SpanSink {
 /// a [`SpanSink`] is given.
 pub struct SpanObserver {
     config: Arc<Config>,
+    /// `http.route` of each route, by [`RouteId`](crate::config::RouteId):
+    /// shared by every span instead of copied into each.
+    route_templates: Vec<Arc<str>>,
     sink: Option<SpanSink>,
     flows: FlowMetrics,
     invalid_traceparent: Counter,
@@ -95,6 +98,11 @@ impl SpanObserver {
             invalid_traceparent.clone(),
         );
         SpanObserver {
+            route_templates: config
+                .routes
+                .iter()
+                .map(|route| Arc::from(route.path.text.as_str()))
+                .collect(),
             config,
             sink,
             flows,
@@ -114,7 +122,7 @@ impl SpanObserver {
         let outbound = listener.is_some_and(|l| l.direction == Direction::Outbound);
         let route = observation
             .route
-            .map(|id| self.config.route(id).path.text.as_str());
+            .and_then(|id| self.route_templates.get(id.0));
 
         let (method, original) = semconv_method(&exchange.method);
         let mut attributes = vec![KeyValue::new("http.request.method", method)];
@@ -122,7 +130,7 @@ impl SpanObserver {
             attributes.push(KeyValue::new("http.request.method_original", original));
         }
         if let Some(route) = route {
-            attributes.push(KeyValue::new("http.route", route.to_owned()));
+            attributes.push(KeyValue::new("http.route", Value::from(Arc::clone(route))));
         }
         let status = exchange.outcome.status().as_u16();
         attributes.push(KeyValue::new(
@@ -149,9 +157,15 @@ impl SpanObserver {
         if let Some(error_type) = error_type {
             attributes.push(KeyValue::new("error.type", error_type));
         }
-        attributes.push(KeyValue::new("waybill.system", exchange.system.to_string()));
+        attributes.push(KeyValue::new(
+            "waybill.system",
+            Value::from(exchange.system.shared_name()),
+        ));
         if let Some(operation) = &observation.operation {
-            attributes.push(KeyValue::new("waybill.operation", operation.to_string()));
+            attributes.push(KeyValue::new(
+                "waybill.operation",
+                Value::from(operation.shared_name()),
+            ));
         }
         if !observation.problems.is_empty() {
             attributes.push(KeyValue::new(
@@ -216,8 +230,10 @@ impl SpanObserver {
             &event.observation.milestone,
             event.news.milestones.is_empty(),
         ) {
-            span.attributes
-                .push(KeyValue::new("waybill.milestone", milestone.to_string()));
+            span.attributes.push(KeyValue::new(
+                "waybill.milestone",
+                Value::from(milestone.shared_name()),
+            ));
         }
         let at = event.observation.exchange.started;
         span.events.events = event

@@ -28,7 +28,7 @@ use waybill::config::{
     kind, Direction, Forwarded, HostHeader, Listener, ListenerId, Symbols, Upstream,
     UpstreamProtocol,
 };
-use waybill::proxy::{serve, Exchange, ExchangeSink, ProxyMetrics};
+use waybill::proxy::{serve_with, Exchange, ExchangeSink, ListenerOptions, ProxyMetrics};
 
 /// Upper bound of every wait in these tests; a failure, never a threshold.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -70,6 +70,15 @@ pub struct Proxy {
 impl Proxy {
     /// Starts the proxy with an observation queue of `queue` places.
     pub async fn start_with_queue(listener: Listener, queue: usize) -> Proxy {
+        Proxy::start_with_options(listener, ListenerOptions::default(), queue).await
+    }
+
+    /// Starts the proxy with the listener's opt-in route `options`.
+    pub async fn start_with_options(
+        listener: Listener,
+        options: ListenerOptions,
+        queue: usize,
+    ) -> Proxy {
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = socket.local_addr().expect("proxy addr");
         let mut registry = Registry::default();
@@ -77,9 +86,10 @@ impl Proxy {
         let sink = ExchangeSink::new(tx, &mut registry);
         let metrics = ProxyMetrics::new(&mut registry);
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(
+        let task = tokio::spawn(serve_with(
             socket,
             Arc::new(listener),
+            options,
             sink,
             metrics,
             Clock::system(),

@@ -45,6 +45,7 @@ struct Checked {
     guard: Option<Guard>,
     measures: Vec<MeasureRule>,
     propagate: Option<Propagate>,
+    inspect: bool,
 }
 
 impl Checked {
@@ -117,6 +118,7 @@ impl Validator<'_> {
                 guard: c.guard,
                 measures: c.measures,
                 propagate: c.propagate,
+                inspect: c.inspect,
             });
         }
         (operations, routes)
@@ -186,6 +188,10 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|g| self.guard(&at("idempotency_guard"), g));
         let measures = self.route_measures(index, raw, path.as_ref(), declared);
+        let inspect = raw.inspect.unwrap_or(true);
+        if !inspect {
+            self.uninspected(&at("inspect"), raw);
+        }
         if self.errors.len() > errors_before {
             return None;
         }
@@ -205,7 +211,42 @@ impl Validator<'_> {
             propagate: raw.propagate.map(|p| match p {
                 RawPropagate::TraceContext => Propagate::TraceContext,
             }),
+            inspect,
         })
+    }
+
+    /// A route with `inspect: false` is never observed: anything that reads
+    /// its exchanges (or changes its traffic) would silently do nothing.
+    fn uninspected(&mut self, field: &str, raw: &RawRoute) {
+        let matcher = &raw.matcher;
+        let conditions = matcher.content_type.is_some()
+            || matcher.soap_action.is_some()
+            || matcher.x12.is_some()
+            || matcher.x12_segment.is_some()
+            || matcher.edifact.is_some()
+            || matcher.edifact_segment.is_some()
+            || matcher.json.is_some();
+        let given: Vec<&str> = [
+            (conditions, "content conditions"),
+            (!raw.keys.0.is_empty(), "keys"),
+            (raw.milestone.is_some(), "milestone"),
+            (!raw.measures.is_empty(), "measures"),
+            (raw.repeats.is_some(), "repeats"),
+            (raw.idempotency_guard.is_some(), "idempotency_guard"),
+            (raw.propagate.is_some(), "propagate"),
+        ]
+        .into_iter()
+        .filter_map(|(present, name)| present.then_some(name))
+        .collect();
+        if !given.is_empty() {
+            self.error(
+                field,
+                format!(
+                    "a route with `inspect: false` is forwarded unobserved, so its {} would never apply; remove them or the switch",
+                    given.join(", ")
+                ),
+            );
+        }
     }
 
     /// The content conditions of a route's `match:`, each checked.
@@ -473,6 +514,26 @@ mod tests {
             "systems: [wms]\nkeys: [order]\nlisteners:\n  - {{ name: a, bind: 127.0.0.1:8080, upstream: http://127.0.0.1:9000, system: wms }}\n  - {{ name: b, bind: 127.0.0.1:8081, upstream: http://127.0.0.1:9001, system: wms }}\nroutes:\n{routes}"
         );
         Config::from_yaml(&text, "t.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn inspect_is_on_unless_a_route_turns_it_off_and_then_reads_nothing() {
+        let config = load(
+            "  - { name: on, system: wms, match: { path: /a } }\n  - { name: off, system: wms, match: { path: /b }, inspect: false }\n",
+        )
+        .expect("valid");
+        let inspect: Vec<_> = config.routes.iter().map(|r| r.inspect).collect();
+        assert_eq!(inspect, [true, false]);
+        let error = load(
+            "  - { name: off, system: wms, match: { path: \"/b/{id}\", content_type: application/json }, keys: { order: { path_param: id } }, inspect: false }\n",
+        )
+        .expect_err("an uninspected route with keys");
+        assert!(
+            error.contains("t.yaml:7:")
+                && error.contains("routes[0].inspect")
+                && error.contains("its content conditions, keys would never apply"),
+            "{error}"
+        );
     }
 
     fn operations(config: &Config) -> Vec<&str> {
