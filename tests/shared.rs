@@ -12,7 +12,7 @@ mod support;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::extract::Path as UrlPath;
@@ -21,86 +21,15 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use support::process::Waybill;
+use support::redis::{RedisServer, PASSWORD};
 
 /// Bound on every wait of this test.
 const PATIENCE: Duration = Duration::from_secs(20);
 /// How long after `shipped` the goods issue is expected.
 const WITHIN: Duration = Duration::from_millis(1500);
-const PASSWORD: &str = "s3cret-for-the-test";
 /// Orders driven while Redis is down.
 const OUTAGE_ORDERS: usize = 5;
 const SYSTEMS: [&str; 3] = ["erp", "wms", "carrier"];
-
-/// A `redis-server` on a loopback port with no persistence; killed and
-/// reaped when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    async fn start(port: u16, dir: &Path) -> RedisServer {
-        Self::start_with(port, dir, &[]).await
-    }
-
-    /// [`RedisServer::start`] with more `redis-server` arguments.
-    async fn start_with(port: u16, dir: &Path, args: &[&str]) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                PASSWORD,
-            ])
-            .args(args)
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server (Debian package redis-server; ci/test.sh installs it)");
-        let server = RedisServer { child, port };
-        let client = redis::Client::open(server.url_with_password()).expect("redis url");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                let pong: redis::RedisResult<String> =
-                    redis::cmd("PING").query_async(&mut conn).await;
-                if pong.is_ok() {
-                    return server;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn url_with_password(&self) -> String {
-        format!("redis://:{PASSWORD}@127.0.0.1:{}", self.port)
-    }
-
-    fn stop(mut self) {
-        self.child.kill().expect("SIGKILL redis-server");
-        self.child.wait().expect("reap redis-server");
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -747,4 +676,222 @@ async fn three_sidecars_share_one_picture_through_a_redis_cluster() {
     );
     drop(sidecars);
     drop(nodes);
+}
+
+/// Orders sent in each life of the sidecar during the restart-in-an-outage story.
+const ORDERS_PER_LIFE: usize = 60;
+/// The memory buffer of that story: far smaller than what an outage brings.
+const SMALL_BUFFER: usize = 16;
+
+/// What [`restart_during_an_outage`] counted.
+struct OutageCount {
+    sent: usize,
+    /// Dropped and counted by the first life (read before its `kill -9`).
+    dropped_before_kill: f64,
+    /// Dropped and counted by the second life.
+    dropped_after_restart: f64,
+    /// Appended to the log by the second life once Redis was back.
+    appended: f64,
+    /// Orders another sidecar's admin API shows afterwards.
+    shown: usize,
+}
+
+/// Sends [`ORDERS_PER_LIFE`] releases through `sidecar` (a process that
+/// has sent nothing yet), a few at a time (fewer than the memory buffer
+/// holds), each round waiting until the sidecar has put every entry
+/// somewhere: on disk with a spill, else in memory or dropped.
+async fn release_in_rounds(sidecars: &Sidecars, sidecar: &Waybill, prefix: &str, spill: bool) {
+    const ROUND: usize = SMALL_BUFFER / 2;
+    let mut sent = 0;
+    while sent < ORDERS_PER_LIFE {
+        for _ in 0..ROUND.min(ORDERS_PER_LIFE - sent) {
+            let url = format!("http://{}/orders/{prefix}-{sent}/release", sidecar.edge);
+            let response = sidecars.client.post(&url).send().await.expect("answered");
+            assert!(response.status().is_success(), "{}", response.status());
+            sent += 1;
+        }
+        metrics_until(sidecars, sidecar, &format!("{prefix}: {sent} sent"), |m| {
+            let placed = if spill {
+                metric(m, "waybill_state_shared_spilled_total")
+            } else {
+                metric(m, "waybill_state_shared_buffered")
+                    + metric(m, "waybill_state_shared_dropped_total")
+            };
+            placed == sent as f64
+        })
+        .await;
+    }
+}
+
+/// Polls `sidecar`'s metrics until `done` holds for them; returns them.
+async fn metrics_until(
+    sidecars: &Sidecars,
+    sidecar: &Waybill,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let metrics = sidecars.get(sidecar, "/metrics").await;
+        if done(&metrics) {
+            return metrics;
+        }
+        assert!(Instant::now() < deadline, "{what}:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Redis is down; a sidecar with a small memory buffer (and a spill if
+/// `spill`) takes orders, is killed with SIGKILL, restarted on the same
+/// config while Redis is still down and takes more orders; then Redis
+/// starts and a second sidecar (no spill) joins the namespace.
+async fn restart_during_an_outage(spill: bool) -> OutageCount {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let spill_setting = if spill {
+        format!(
+            ", spill: {{ path: '{}' }}",
+            dir.path().join("spill").display()
+        )
+    } else {
+        String::new()
+    };
+    let settings =
+        format!("url: 'redis://127.0.0.1:{port}', namespace: outage, buffer: {SMALL_BUFFER}");
+    let upstream = system().await;
+    let path = write_config(
+        dir.path(),
+        "erp",
+        &config(&format!("{settings}{spill_setting}"), upstream, "erp"),
+    );
+    let env = [("WAYBILL_REDIS_PASSWORD", PASSWORD)];
+    let mut sidecars = Sidecars {
+        all: vec![Waybill::start_with(&path, &env, &mut |_| {})],
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client"),
+    };
+    release_in_rounds(&sidecars, &sidecars.all[0], "SO-A", spill).await;
+    let metrics = sidecars.get(&sidecars.all[0], "/metrics").await;
+    let dropped_before_kill = metric(&metrics, "waybill_state_shared_dropped_total");
+    if spill {
+        assert_eq!(
+            metric(&metrics, "waybill_state_shared_spill_entries"),
+            ORDERS_PER_LIFE as f64,
+            "every entry is on disk before the kill"
+        );
+    }
+    sidecars.all.pop().expect("first life").kill();
+
+    sidecars
+        .all
+        .push(Waybill::start_with(&path, &env, &mut |_| {}));
+    release_in_rounds(&sidecars, &sidecars.all[0], "SO-B", spill).await;
+    let metrics = sidecars.get(&sidecars.all[0], "/metrics").await;
+    if spill {
+        assert_eq!(
+            metric(&metrics, "waybill_state_shared_spill_entries"),
+            (2 * ORDERS_PER_LIFE) as f64,
+            "the first life's entries are still on disk"
+        );
+    }
+
+    // Redis starts (empty); the restarted sidecar appends what it holds,
+    // and a second sidecar reads the log from its start.
+    let redis = RedisServer::start(port, dir.path()).await;
+    let restarted = &sidecars.all[0];
+    let metrics = metrics_until(
+        &sidecars,
+        restarted,
+        "the sidecar empties its buffers",
+        |m| {
+            metric(m, "waybill_state_shared_buffered") == 0.0
+                && metric(m, "waybill_state_shared_spill_entries") == 0.0
+                && metric(m, "waybill_state_shared_connected") == 1.0
+        },
+    )
+    .await;
+    let appended = metric(&metrics, "waybill_state_shared_appended_total");
+    let dropped_after_restart = metric(&metrics, "waybill_state_shared_dropped_total");
+    let observer_upstream = system().await;
+    let observer_path = write_config(
+        dir.path(),
+        "wms",
+        &config(&settings, observer_upstream, "wms"),
+    );
+    sidecars
+        .all
+        .push(Waybill::start_with(&observer_path, &env, &mut |_| {}));
+    let observer = &sidecars.all[1];
+    metrics_until(
+        &sidecars,
+        observer,
+        "the second sidecar reads the whole log",
+        |m| metric(m, "waybill_state_shared_applied_total{origin=\"remote\"}") == appended,
+    )
+    .await;
+    let mut shown = 0;
+    for prefix in ["SO-A", "SO-B"] {
+        for i in 0..ORDERS_PER_LIFE {
+            let key = format!("order/{prefix}-{i}");
+            if let Some(tx) = sidecars.transaction(observer, &key).await {
+                assert_eq!(milestone_names(&tx), ["order_released"], "{key}: {tx}");
+                shown += 1;
+            }
+        }
+    }
+    drop(sidecars);
+    drop(redis);
+    OutageCount {
+        sent: 2 * ORDERS_PER_LIFE,
+        dropped_before_kill,
+        dropped_after_restart,
+        appended,
+        shown,
+    }
+}
+
+/// With a spill, nothing accepted during an outage is lost, not even
+/// across a `kill -9`: every order reaches the shared log once Redis is
+/// back, and another sidecar shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_spill_an_outage_and_a_restart_lose_nothing() {
+    let count = restart_during_an_outage(true).await;
+    eprintln!(
+        "spill: {} orders sent during the outage (buffer {SMALL_BUFFER}, a kill -9 between), {} dropped, {} appended once Redis was back, {} shown by another sidecar",
+        count.sent,
+        count.dropped_before_kill + count.dropped_after_restart,
+        count.appended,
+        count.shown
+    );
+    assert_eq!(count.dropped_before_kill, 0.0);
+    assert_eq!(count.dropped_after_restart, 0.0);
+    assert_eq!(
+        count.appended, count.sent as f64,
+        "each entry appended once"
+    );
+    assert_eq!(count.shown, count.sent);
+}
+
+/// The same story without a spill: what the memory buffer could not hold
+/// is dropped and counted, and what it held dies with the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_spill_an_outage_and_a_restart_lose_what_memory_cannot_hold() {
+    let count = restart_during_an_outage(false).await;
+    eprintln!(
+        "no spill: {} orders sent during the outage (buffer {SMALL_BUFFER}, a kill -9 between), {} + {} dropped and counted, the rest of the first life's lost with it, {} shown by another sidecar",
+        count.sent, count.dropped_before_kill, count.dropped_after_restart, count.shown
+    );
+    assert!(
+        count.dropped_before_kill > 0.0,
+        "a buffer of {SMALL_BUFFER} cannot hold {ORDERS_PER_LIFE}"
+    );
+    assert!(count.dropped_after_restart > 0.0);
+    assert_eq!(
+        count.shown as f64 + count.dropped_after_restart,
+        ORDERS_PER_LIFE as f64,
+        "the second life's orders are either shown or counted as dropped; the first life's died with it"
+    );
+    assert_eq!(count.shown as f64, count.appended);
 }

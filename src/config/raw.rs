@@ -259,6 +259,28 @@ pub struct RawRedis {
     /// the other nodes from it). Default `false`.
     #[serde(default)]
     pub cluster: Option<bool>,
+    /// An on-disk outage buffer: while Redis is unreachable, this sidecar's
+    /// entries are written to a local file instead of waiting in memory,
+    /// survive a restart of the sidecar, and are appended in order when
+    /// Redis returns. Off by default (then what does not fit `buffer` is
+    /// dropped, and a restart during an outage loses what was buffered).
+    #[serde(default)]
+    pub spill: Option<RawSpill>,
+}
+
+/// `state.redis.spill:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpill {
+    /// Directory of the spill file (`spill.redb`, created if missing); one
+    /// sidecar per directory. On a volume that outlives the container, e.g.
+    /// an `emptyDir`, for the spill to survive container restarts.
+    pub path: String,
+    /// Most entries the spill holds (~250 B each on disk); beyond it new
+    /// entries are dropped and counted (`reason="spill_full"`).
+    /// Default 1000000.
+    #[serde(default)]
+    pub max_entries: Option<usize>,
 }
 
 /// `observation:`

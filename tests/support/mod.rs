@@ -4,6 +4,7 @@
 
 pub mod otlp_receiver;
 pub mod process;
+pub mod redis;
 
 use std::net::SocketAddr;
 
