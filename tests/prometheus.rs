@@ -1165,6 +1165,16 @@ async fn a_real_prometheus_scraping_a_sidecar_in_redis_mode_has_every_shared_sto
     )
     .await;
 
+    // Rates in the dashboards need a few scrapes.
+    prom.wait_for("three scrapes of the sidecar", || async {
+        let r = prom
+            .query("count_over_time(waybill_state_shared_connected[1m]) >= 3")
+            .await
+            .ok()?;
+        (!r.is_empty()).then_some(())
+    })
+    .await;
+
     let mut problems: Vec<String> = Vec::new();
     // 1. Every shared-store metric the rules and dashboards name has data,
     // with every label they group by or match on.
