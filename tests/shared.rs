@@ -694,6 +694,9 @@ struct OutageCount {
     appended: f64,
     /// Orders another sidecar's admin API shows afterwards.
     shown: usize,
+    /// Their log positions (the exchange ids of their milestones), in the
+    /// order they were sent.
+    positions: Vec<u64>,
 }
 
 /// Sends [`ORDERS_PER_LIFE`] releases through `sidecar` (a process that
@@ -832,11 +835,17 @@ async fn restart_during_an_outage(spill: bool) -> OutageCount {
     )
     .await;
     let mut shown = 0;
+    let mut positions = Vec::new();
     for prefix in ["SO-A", "SO-B"] {
         for i in 0..ORDERS_PER_LIFE {
             let key = format!("order/{prefix}-{i}");
             if let Some(tx) = sidecars.transaction(observer, &key).await {
                 assert_eq!(milestone_names(&tx), ["order_released"], "{key}: {tx}");
+                positions.push(
+                    tx["milestones"][0]["exchange"]
+                        .as_u64()
+                        .expect("exchange id"),
+                );
                 shown += 1;
             }
         }
@@ -849,6 +858,7 @@ async fn restart_during_an_outage(spill: bool) -> OutageCount {
         dropped_after_restart,
         appended,
         shown,
+        positions,
     }
 }
 
@@ -872,6 +882,11 @@ async fn with_a_spill_an_outage_and_a_restart_lose_nothing() {
         "each entry appended once"
     );
     assert_eq!(count.shown, count.sent);
+    assert!(
+        count.positions.windows(2).all(|w| w[0] < w[1]),
+        "the log holds them in the order they were sent: {:?}",
+        count.positions
+    );
 }
 
 /// The same story without a spill: what the memory buffer could not hold

@@ -151,7 +151,7 @@ impl Spill {
     }
 
     /// Entries waiting.
-    pub fn len(&self) -> Result<u64, SpillError> {
+    pub fn waiting(&self) -> Result<u64, SpillError> {
         let read = self.db.begin_read().map_err(db_error)?;
         read.open_table(SPILL)
             .map_err(db_error)?
@@ -252,11 +252,11 @@ mod tests {
         let spill = Spill::open_dir(dir.path(), 5).expect("open");
         assert_eq!(spill.push(&entries(1..=3)).expect("push"), 3);
         assert_eq!(spill.push(&entries(4..=9)).expect("push"), 2, "room for 2");
-        assert_eq!(spill.len().expect("len"), 5);
+        assert_eq!(spill.waiting().expect("waiting"), 5);
         assert_eq!(spill.oldest(2).expect("oldest"), entries(1..=2));
         spill.remove_through(2).expect("remove");
         assert_eq!(spill.oldest(10).expect("oldest"), entries(3..=5));
         assert_eq!(spill.push(&entries(6..=6)).expect("push"), 1);
-        assert_eq!(spill.len().expect("len"), 4);
+        assert_eq!(spill.waiting().expect("waiting"), 4);
     }
 }

@@ -172,7 +172,7 @@ async fn blocking<T: Send + 'static>(
 
 impl Spilling {
     async fn write(&mut self, mut pending: mpsc::Receiver<Outgoing>, appender: &mut Appender) {
-        self.waiting = match blocking(&self.spill, Spill::len).await {
+        self.waiting = match blocking(&self.spill, Spill::waiting).await {
             Ok(waiting) => waiting,
             Err(error) => {
                 tracing::error!(%error, "cannot read the spill; its entries wait until it can be read");
@@ -269,7 +269,7 @@ impl Spilling {
         // sent again later, and the script skips them.
         let removed = blocking(&self.spill, move |spill| {
             spill.remove_through(last)?;
-            spill.len()
+            spill.waiting()
         })
         .await;
         match removed {
