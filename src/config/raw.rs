@@ -246,9 +246,11 @@ pub struct RawRedis {
     /// used when `WAYBILL_REDIS_PASSWORD` is not set.
     #[serde(default)]
     pub password_file: Option<String>,
-    /// Entries this sidecar holds while Redis is unreachable before new ones
-    /// are dropped (and counted), besides the one batch (at most 256) the
-    /// writer is retrying. Default 100000.
+    /// Entries this sidecar holds in memory while Redis is unreachable
+    /// before new ones are dropped (and counted), besides the one batch (at
+    /// most 256) the writer is retrying. With `spill`, memory only stages
+    /// entries on their way to disk (and must absorb what arrives while a
+    /// connection attempt waits, up to 5 s). Default 100000.
     #[serde(default)]
     pub buffer: Option<usize>,
     /// Entries the shared log keeps (`XADD MAXLEN ~`); a sidecar that starts

@@ -194,8 +194,9 @@ impl Spilling {
                 if !open || pending.recv_many(&mut batch, APPEND_BATCH).await == 0 {
                     return;
                 }
+                let appended = appender.append(&batch).await;
                 appender.metrics.buffered.dec_by(batch.len() as i64);
-                if appender.append(&batch).await.is_err() {
+                if appended.is_err() {
                     self.spill_batch(std::mem::take(&mut batch), &appender.metrics)
                         .await;
                     retry_at = Instant::now() + self.backoff.next();
