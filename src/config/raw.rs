@@ -278,7 +278,8 @@ pub struct RawSpill {
     /// sidecar per directory. On a volume that outlives the container, e.g.
     /// an `emptyDir`, for the spill to survive container restarts.
     pub path: String,
-    /// Most entries the spill holds (~250 B each on disk); beyond it new
+    /// Most entries the spill holds (~680 B each in the file, measured);
+    /// beyond it new
     /// entries are dropped and counted (`reason="spill_full"`).
     /// Default 1000000.
     #[serde(default)]
