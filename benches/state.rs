@@ -215,19 +215,13 @@ async fn run_shared(transactions: usize) {
     let yaml = format!(
         "{CONFIG}\nstate: {{ redis: {{ url: '{url}', namespace: bench, max_log_entries: 10000000 }}, max_transactions: 10000000 }}\n"
     );
-    let Driven {
-        registry,
-        sender,
-        handle,
-        task,
-        count,
-        started,
-    } = drive_shared(&yaml, transactions).await;
-    while handle.applied() < count as u64 {
+    let run = drive_shared(&yaml, transactions).await;
+    let count = run.count;
+    while run.handle.applied() < count as u64 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let elapsed = started.elapsed();
-    let dropped = gauge(&registry, "waybill_state_shared_dropped_total");
+    let elapsed = run.started.elapsed();
+    let dropped = gauge(&run.registry, "waybill_state_shared_dropped_total");
     let log_bytes: u64 = redis::cmd("MEMORY")
         .arg("USAGE")
         .arg("waybill:{bench}:log")
@@ -236,8 +230,8 @@ async fn run_shared(transactions: usize) {
         .query_async(&mut conn)
         .await
         .expect("MEMORY USAGE");
-    drop(sender);
-    task.await.expect("correlator stops");
+    drop(run.sender);
+    run.task.await.expect("correlator stops");
     println!(
         "shared Redis store (append, read back, apply): {count} observations in {:.2}s = {:.0} obs/s, {dropped} dropped",
         elapsed.as_secs_f64(),
@@ -349,23 +343,17 @@ async fn run_spill(transactions: usize) {
         "{CONFIG}\nstate: {{ redis: {{ url: 'redis://127.0.0.1:{port}', namespace: bench, max_log_entries: 10000000, spill: {{ path: '{}' }} }}, max_transactions: 10000000 }}\n",
         spill_dir.display()
     );
-    let Driven {
-        registry,
-        sender,
-        handle,
-        task,
-        count,
-        started,
-    } = drive_shared(&yaml, transactions).await;
+    let run = drive_shared(&yaml, transactions).await;
+    let count = run.count;
     let deadline = Instant::now() + Duration::from_secs(600);
-    while gauge(&registry, "waybill_state_shared_spilled_total") < count as f64 {
+    while gauge(&run.registry, "waybill_state_shared_spilled_total") < count as f64 {
         assert!(
             Instant::now() < deadline,
             "the spill did not take every entry"
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let spilled_in = started.elapsed();
+    let spilled_in = run.started.elapsed();
     let file = std::fs::metadata(spill_dir.join(waybill::state::shared::spill::FILE_NAME))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -376,14 +364,14 @@ async fn run_spill(transactions: usize) {
         return;
     };
     let back = Instant::now();
-    while handle.applied() < count as u64 {
+    while run.handle.applied() < count as u64 {
         assert!(Instant::now() < deadline, "the spill did not drain");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let drained_in = back.elapsed();
-    let dropped = gauge(&registry, "waybill_state_shared_dropped_total");
-    drop(sender);
-    task.await.expect("correlator stops");
+    let dropped = gauge(&run.registry, "waybill_state_shared_dropped_total");
+    drop(run.sender);
+    run.task.await.expect("correlator stops");
     println!(
         "outage spill (Redis down): {count} observations spilled in {:.2}s = {:.0} obs/s; spill file {:.1} MiB = {:.0} B per entry",
         spilled_in.as_secs_f64(),
