@@ -106,7 +106,10 @@ mod tap;
 mod upstream;
 
 pub use exchange::{Exchange, Outcome, Tapped, TraceContext, TraceContextSource, UpstreamError};
-pub use guard::{GuardedRoutes, MAX_KEY_LEN};
+pub use guard::{
+    Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, GuardedRoutes, StateResult,
+    MAX_KEY_LEN,
+};
 pub use listener::{serve, serve_guarded, serve_with, ListenerOptions};
 pub use metrics::{status_class, status_class_index, ProxyMetrics, STATUS_CLASSES};
 pub use sink::ExchangeSink;

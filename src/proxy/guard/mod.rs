@@ -25,6 +25,17 @@
 //!    it when its body ends complete, 2xx and at most `max_response` bytes.
 //!    Dropping the claim any other way releases the key and wakes waiters.
 //!
+//! # Beyond memory
+//! With a [`GuardKeeping`] ([`GuardedRoutes::kept_in`]; the app gives one
+//! when the state is embedded or in Redis) every stored response is also
+//! saved as a [`record`] (never waiting: the backend writes it on its own
+//! task), expiry and eviction forget it, and at start each route restores
+//! what a previous run kept (within the window, newest `max_entries`). A
+//! shared backend is also asked, when a key is not in memory and before the
+//! request is forwarded, whether another replica stored a response for it
+//! ([`GuardState::fetch`], bounded in time; a failure forwards). The claim
+//! is held meanwhile, so local repeats wait for that answer.
+//!
 //! # Bounds
 //! Per route at most `max_entries` responses (storing one more evicts the
 //! oldest), each with a body of at most `max_response` bytes, kept for
@@ -34,10 +45,13 @@
 //! [`MAX_KEY_LEN`]. With the defaults (10 000 × 64 KiB) that is at most
 //! ~640 MiB per route: size `max_entries` to the retry traffic you expect.
 
+mod record;
 mod replay;
+mod state;
 mod store;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{request, HeaderName, Method};
@@ -50,6 +64,7 @@ use crate::clock::Clock;
 use crate::config::{Guard, ListenerId, PathTemplate, Route};
 
 pub(crate) use self::replay::{Capture, ReplayBody, StoredResponse};
+pub use self::state::{Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, StateResult};
 
 /// Longest idempotency key the guard accepts, in bytes; a longer value is
 /// forwarded unguarded. Generous for UUIDs and the 255-character keys
@@ -64,6 +79,8 @@ pub struct GuardedRoutes {
     /// its last guarded route (a later route can never decide a guard).
     /// Empty when no route of the listener is guarded.
     routes: Vec<Candidate>,
+    /// Where stored responses are kept beyond memory, if anywhere.
+    keeping: Option<GuardKeeping>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,12 +110,24 @@ impl GuardedRoutes {
                     .map(|guard| (route.operation.as_str().to_owned(), guard)),
             })
             .collect();
-        GuardedRoutes { routes }
+        GuardedRoutes {
+            routes,
+            keeping: None,
+        }
     }
 
     /// No guard at all: every request is forwarded.
     pub fn none() -> Self {
-        GuardedRoutes { routes: Vec::new() }
+        GuardedRoutes::default()
+    }
+
+    /// These guards keep their stored responses in `keeping` too, and
+    /// restore what it holds when they start.
+    pub fn kept_in(self, keeping: GuardKeeping) -> Self {
+        GuardedRoutes {
+            keeping: Some(keeping),
+            ..self
+        }
     }
 
     /// True when no route of the listener is guarded.
@@ -129,6 +158,7 @@ impl Guards {
             return None;
         }
         let mut headers: Vec<HeaderName> = Vec::new();
+        let keeping = guarded.keeping;
         let routes = guarded
             .routes
             .into_iter()
@@ -137,11 +167,12 @@ impl Guards {
                     if !headers.contains(&guard.header) {
                         headers.push(guard.header.clone());
                     }
-                    Arc::new(RouteGuard::new(
-                        guard,
-                        metrics.for_guard(listener, &operation),
-                        clock.clone(),
-                    ))
+                    let metrics = metrics.for_guard(listener, &operation);
+                    let keeping = keeping.clone().map(|keeping| Keeping {
+                        route: operation,
+                        keeping,
+                    });
+                    Arc::new(RouteGuard::new(guard, metrics, keeping, clock.clone()))
                 });
                 (candidate.method, candidate.path, guard)
             })
@@ -177,26 +208,70 @@ pub(crate) enum Admission {
     Forward,
 }
 
+/// A route's place in a [`GuardKeeping`].
+struct Keeping {
+    /// The route's name: records are keyed by (route, key).
+    route: String,
+    keeping: GuardKeeping,
+}
+
 /// The guard of one route: its settings, its store and its metrics.
 pub(crate) struct RouteGuard {
     header: HeaderName,
+    window: std::time::Duration,
     max_response: usize,
     /// One lock per route, held only for a map operation, never across an
     /// await; requests on other routes never contend for it.
     store: Mutex<Store<Arc<StoredResponse>>>,
     clock: Clock,
     metrics: GuardMetrics,
+    keeping: Option<Keeping>,
 }
 
 impl RouteGuard {
-    fn new(guard: Guard, metrics: GuardMetrics, clock: Clock) -> Self {
-        RouteGuard {
+    fn new(guard: Guard, metrics: GuardMetrics, keeping: Option<Keeping>, clock: Clock) -> Self {
+        let route = RouteGuard {
             store: Mutex::new(Store::new(guard.window, guard.max_entries)),
             header: guard.header,
+            window: guard.window,
             max_response: guard.max_response,
             clock,
             metrics,
+            keeping,
+        };
+        route.restore();
+        route
+    }
+
+    /// Puts back the responses a previous run kept, oldest first; forgets
+    /// those that expired, cannot be read or do not fit.
+    fn restore(&self) {
+        let Some(Keeping { route, keeping }) = &self.keeping else {
+            return;
+        };
+        let mut readable = Vec::new();
+        for (key, bytes) in keeping.state.load(route) {
+            match record::decode(&bytes) {
+                Ok((at, response)) => readable.push((at, key, Arc::new(response))),
+                Err(damage) => {
+                    tracing::warn!(route = %route, %damage, "idempotency guard: skipping a kept response");
+                    keeping.metrics.count(StateResult::Damaged, 1);
+                    keeping.state.forget(route, &key);
+                }
+            }
         }
+        readable.sort_by_key(|(at, _, _)| *at);
+        let now = self.clock.now();
+        let mut loaded = 0;
+        for (at, key, response) in readable {
+            let restored = self.with_store(|store| store.restore(&key, response, at, now));
+            if restored {
+                loaded += 1;
+            } else {
+                keeping.state.forget(route, &key);
+            }
+        }
+        keeping.metrics.count(StateResult::Loaded, loaded);
     }
 
     fn store(&self) -> MutexGuard<'_, Store<Arc<StoredResponse>>> {
@@ -216,7 +291,64 @@ impl RouteGuard {
         };
         self.metrics.evicted(evicted.expired, evicted.capacity);
         self.metrics.stored_changed(before, after);
+        if let Some(Keeping { route, keeping }) = &self.keeping {
+            for key in &evicted.keys {
+                keeping.state.forget(route, key);
+            }
+        }
         result
+    }
+
+    /// Asks a shared store for the response another replica stored for
+    /// `key`, while `claim` holds it here; stores and returns it when found
+    /// and still within the window.
+    async fn fetch(&self, claim: &Claim, deadline: Instant) -> Option<Arc<StoredResponse>> {
+        let Keeping { route, keeping } = self.keeping.as_ref()?;
+        let fetch = keeping.state.fetch(route, &claim.key)?;
+        let fetched = tokio::time::timeout_at(deadline, fetch)
+            .await
+            .unwrap_or(Fetched::Failed);
+        let bytes = match fetched {
+            Fetched::Found(bytes) => bytes,
+            Fetched::Missing => {
+                keeping.metrics.count(StateResult::Missing, 1);
+                return None;
+            }
+            Fetched::Failed => {
+                keeping.metrics.count(StateResult::LookupFailed, 1);
+                return None;
+            }
+        };
+        let (at, response) = match record::decode(&bytes) {
+            Ok(found) => found,
+            Err(damage) => {
+                tracing::warn!(route = %route, %damage, "idempotency guard: a shared response cannot be read; forwarding");
+                keeping.metrics.count(StateResult::Damaged, 1);
+                return None;
+            }
+        };
+        let response = Arc::new(response);
+        let now = self.clock.now();
+        let stored = self.with_store(|store| {
+            store.commit(&claim.key, claim.token, Arc::clone(&response), at, now)
+        });
+        // Not stored: it was given longer than the window ago (clocks
+        // disagree); the request is forwarded.
+        if !stored {
+            keeping.metrics.count(StateResult::Missing, 1);
+            return None;
+        }
+        keeping.metrics.count(StateResult::Found, 1);
+        Some(response)
+    }
+
+    /// Hands the record of `response`, stored at `at` for `key`, to the
+    /// store beyond memory, if any.
+    fn keep(&self, key: &Bytes, response: &StoredResponse, at: SystemTime) {
+        if let Some(Keeping { route, keeping }) = &self.keeping {
+            let record = record::encode(response, at);
+            keeping.state.save(route, key, record, self.window);
+        }
     }
 
     /// Decides what to do with a request carrying `key`: see the module
@@ -227,12 +359,16 @@ impl RouteGuard {
             match self.with_store(|store| store.lookup(&key, now)) {
                 Lookup::Stored(stored) => return Admission::Replay(stored),
                 Lookup::Claimed { token, done } => {
-                    return Admission::First(Claim {
+                    let claim = Claim {
                         guard: Arc::clone(self),
                         key,
                         token,
                         _done: done,
-                    })
+                    };
+                    return match self.fetch(&claim, deadline).await {
+                        Some(found) => Admission::Replay(found),
+                        None => Admission::First(claim),
+                    };
                 }
                 Lookup::InFlight(mut done) => {
                     // Never sent on: `changed` returns when the claim's
@@ -276,10 +412,12 @@ impl Claim {
     pub(crate) fn commit(self, response: StoredResponse) {
         let now = self.guard.clock.now();
         let response = Arc::new(response);
-        let stored = self
-            .guard
-            .with_store(|store| store.commit(&self.key, self.token, Arc::clone(&response), now));
-        if !stored {
+        let stored = self.guard.with_store(|store| {
+            store.commit(&self.key, self.token, Arc::clone(&response), now, now)
+        });
+        if stored {
+            self.guard.keep(&self.key, &response, now);
+        } else {
             tracing::debug!("idempotency guard: key no longer held; response not stored");
         }
     }

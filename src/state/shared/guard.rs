@@ -1,0 +1,238 @@
+//! The idempotency guard's stored responses in Redis, so every replica of
+//! a namespace answers a retry that one of them forwarded.
+//!
+//! - **Keys.** `waybill:{<namespace>}:guard:<route>:<idempotency key>`,
+//!   the guard's record as value, written with `SET … PX <window>`: Redis
+//!   expires them, so nothing here bounds or removes them (the hash tag puts
+//!   them in the namespace's slot, beside its log).
+//! - **Saves** go to a writer task through a bounded queue (never waiting;
+//!   beyond it dropped and counted), which sends what is queued as one
+//!   pipeline. A failed save is counted and not retried: the response
+//!   still answers from this replica's memory.
+//! - **Lookups.** When a key is not in a replica's memory, the guard asks
+//!   here before forwarding: one `GET`, bounded by [`LOOKUP_TIMEOUT`].
+//!   Without a connection, or on an error or timeout, the answer is
+//!   [`Fetched::Failed`] and the request is forwarded: traffic never fails
+//!   because Redis is down. A lost connection is re-established in the
+//!   background.
+//! - **Not guaranteed**: two replicas that get the same key at the same
+//!   moment (before either stored a response) both forward it; there is no
+//!   cross-replica in-flight claim.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::server::{Connection, Server};
+use super::RESPONSE_TIMEOUT;
+use crate::proxy::{Fetch, Fetched, GuardState, GuardStateMetrics, StateResult};
+
+/// Longest a lookup waits for Redis before the request is forwarded: far
+/// above a healthy round trip (well under 1 ms in one network), short
+/// enough that a struggling Redis adds little to a guarded request.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(200);
+/// Saves waiting for the writer; beyond it they are dropped and counted.
+const QUEUE: usize = 4096;
+/// Most saves per pipeline.
+const BATCH: usize = 256;
+
+/// A save on its way to Redis.
+struct Save {
+    key: Vec<u8>,
+    record: Bytes,
+    ttl: Duration,
+}
+
+/// One connection, shared by lookups and the writer, re-established in
+/// the background when lost.
+struct Link {
+    server: Server,
+    connection: Mutex<Option<Connection>>,
+    connecting: AtomicBool,
+}
+
+impl Link {
+    fn current(&self) -> Option<Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Drops the connection and starts connecting again (once at a time).
+    fn lost(self: &Arc<Self>) {
+        *self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.reconnect();
+    }
+
+    fn reconnect(self: &Arc<Self>) {
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let link = Arc::clone(self);
+        tokio::spawn(async move {
+            match link.server.connect(RESPONSE_TIMEOUT).await {
+                Ok(connection) => {
+                    *link
+                        .connection
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(connection);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "idempotency guard: Redis unreachable");
+                }
+            }
+            link.connecting.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// The guard's records in Redis.
+pub struct SharedGuard {
+    /// `waybill:{<namespace>}:guard:`
+    prefix: String,
+    link: Arc<Link>,
+    saves: mpsc::Sender<Save>,
+    metrics: GuardStateMetrics,
+}
+
+impl SharedGuard {
+    /// Connects (in the background) and starts the writer.
+    pub(super) fn start(server: Server, namespace: &str, metrics: GuardStateMetrics) -> Self {
+        let link = Arc::new(Link {
+            server,
+            connection: Mutex::new(None),
+            connecting: AtomicBool::new(false),
+        });
+        link.reconnect();
+        let (saves, pending) = mpsc::channel(QUEUE);
+        tokio::spawn(write(Arc::clone(&link), pending, metrics.clone()));
+        SharedGuard {
+            prefix: format!("waybill:{{{namespace}}}:guard:"),
+            link,
+            saves,
+            metrics,
+        }
+    }
+
+    /// The Redis key of `(route, key)`.
+    fn key(&self, route: &str, key: &[u8]) -> Vec<u8> {
+        let mut name = Vec::with_capacity(self.prefix.len() + route.len() + 1 + key.len());
+        name.extend_from_slice(self.prefix.as_bytes());
+        name.extend_from_slice(route.as_bytes());
+        name.push(b':');
+        name.extend_from_slice(key);
+        name
+    }
+}
+
+impl GuardState for SharedGuard {
+    fn fetch(&self, route: &str, key: &Bytes) -> Option<Fetch> {
+        let link = Arc::clone(&self.link);
+        let name = self.key(route, key);
+        Some(Box::pin(async move {
+            let Some(mut connection) = link.current() else {
+                link.reconnect();
+                return Fetched::Failed;
+            };
+            let mut get = redis::cmd("GET");
+            get.arg(&name);
+            let get = get.query_async::<Option<Vec<u8>>>(&mut connection);
+            match tokio::time::timeout(LOOKUP_TIMEOUT, get).await {
+                Ok(Ok(Some(record))) => Fetched::Found(Bytes::from(record)),
+                Ok(Ok(None)) => Fetched::Missing,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "idempotency guard: Redis lookup failed; forwarding");
+                    if error.is_io_error() || error.is_connection_dropped() {
+                        link.lost();
+                    }
+                    Fetched::Failed
+                }
+                Err(_) => Fetched::Failed,
+            }
+        }))
+    }
+
+    fn save(&self, route: &str, key: &Bytes, record: Bytes, ttl: Duration) {
+        let save = Save {
+            key: self.key(route, key),
+            record,
+            ttl,
+        };
+        if self.saves.try_send(save).is_err() {
+            self.metrics.count(StateResult::Dropped, 1);
+        }
+    }
+}
+
+/// Sends queued saves as pipelines of `SET … PX`; counts each as saved
+/// or failed (not retried).
+async fn write(link: Arc<Link>, mut pending: mpsc::Receiver<Save>, metrics: GuardStateMetrics) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while pending.recv_many(&mut batch, BATCH).await > 0 {
+        let n = batch.len() as u64;
+        let mut connection = match link.current() {
+            Some(connection) => connection,
+            None => match link.server.connect(RESPONSE_TIMEOUT).await {
+                Ok(connection) => {
+                    *link
+                        .connection
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
+                    connection
+                }
+                Err(error) => {
+                    tracing::debug!(%error, saves = n, "idempotency guard: Redis unreachable; responses kept in memory only");
+                    metrics.count(StateResult::SaveFailed, n);
+                    batch.clear();
+                    continue;
+                }
+            },
+        };
+        let mut pipe = redis::pipe();
+        for save in &batch {
+            let ttl = u64::try_from(save.ttl.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            pipe.cmd("SET")
+                .arg(&save.key)
+                .arg(save.record.as_ref())
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
+        }
+        match pipe.query_async::<()>(&mut connection).await {
+            Ok(()) => metrics.count(StateResult::Saved, n),
+            Err(error) => {
+                tracing::debug!(%error, saves = n, "idempotency guard: saving to Redis failed; responses kept in memory only");
+                metrics.count(StateResult::SaveFailed, n);
+                link.lost();
+            }
+        }
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_record_key_carries_the_namespace_hash_tag_then_route_and_key() {
+        let info = redis::IntoConnectionInfo::into_connection_info("redis://127.0.0.1:1")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let server = Server::new(info, false).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = GuardStateMetrics::new(&mut prometheus_client::registry::Registry::default());
+        let guard = SharedGuard::start(server, "shop-eu", metrics);
+        assert_eq!(
+            guard.key("carrier.buy", b"k-1"),
+            b"waybill:{shop-eu}:guard:carrier.buy:k-1".to_vec()
+        );
+    }
+}
