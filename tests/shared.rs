@@ -748,3 +748,65 @@ async fn three_sidecars_share_one_picture_through_a_redis_cluster() {
     drop(sidecars);
     drop(nodes);
 }
+
+/// The idempotency guard across replicas: a label bought through sidecar
+/// A, the client's retry sent to sidecar B (same namespace) gets A's
+/// answer byte for byte and the carrier sees one purchase. With Redis
+/// gone, B still forwards new keys: traffic never fails on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_at_another_replica_gets_the_response_the_first_one_stored() {
+    use support::guard::{buy, sample, wait_for, Counting};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(free_port(), dir.path()).await;
+    let carrier = Counting::start().await;
+    let state = format!(
+        "backend: redis, redis: {{ url: '{}', namespace: guard-test }}",
+        redis.url()
+    );
+    let text = support::guard::config(carrier.addr, &state);
+    let mut sidecars = Vec::new();
+    for name in ["a", "b"] {
+        let path = write_config(dir.path(), name, &text);
+        sidecars.push(Waybill::start_with(
+            &path,
+            &[("WAYBILL_REDIS_PASSWORD", PASSWORD)],
+            &mut |_| {},
+        ));
+    }
+    let (a, b) = (&sidecars[0], &sidecars[1]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+
+    let first = buy(&client, a.edge, "retry-1").await;
+    assert_eq!(first.status, 201, "{first:?}");
+    wait_for(
+        &client,
+        a.admin,
+        r#"waybill_guard_state_total{result="saved"}"#,
+        1.0,
+    )
+    .await;
+    let retry = buy(&client, b.edge, "retry-1").await;
+    assert_eq!(retry, first, "B answers with what A stored");
+    assert_eq!(carrier.calls(), 1, "the carrier saw one purchase");
+    let found = r#"waybill_guard_state_total{result="found"}"#;
+    assert_eq!(sample(&client, b.admin, found).await, 1.0);
+    let again = buy(&client, b.edge, "retry-1").await;
+    assert_eq!(again, first, "B now answers from its own memory");
+    assert_eq!(sample(&client, b.admin, found).await, 1.0);
+
+    let other = buy(&client, b.edge, "retry-2").await;
+    assert_eq!(carrier.calls(), 2, "a new key is forwarded");
+    let missing = r#"waybill_guard_state_total{result="missing"}"#;
+    assert_eq!(sample(&client, b.admin, missing).await, 1.0);
+
+    redis.stop();
+    let during = buy(&client, b.edge, "retry-3").await;
+    assert_eq!(during.status, 201, "forwarded while Redis is down");
+    assert_ne!(during.body, other.body);
+    assert_eq!(carrier.calls(), 3);
+    let failed = r#"waybill_guard_state_total{result="lookup_failed"}"#;
+    assert_eq!(sample(&client, b.admin, failed).await, 1.0);
+}

@@ -10,8 +10,9 @@
 //!   pipeline. A failed save is counted and not retried: the response
 //!   still answers from this replica's memory.
 //! - **Lookups.** When a key is not in a replica's memory, the guard asks
-//!   here before forwarding: one `GET`, bounded by [`LOOKUP_TIMEOUT`].
-//!   Without a connection, or on an error or timeout, the answer is
+//!   here before forwarding: one `GET`, bounded by [`LOOKUP_TIMEOUT`]
+//!   (waiting for a connection being made counts in it). Without a
+//!   connection in that time, or on an error or timeout, the answer is
 //!   [`Fetched::Failed`] and the request is forwarded: traffic never fails
 //!   because Redis is down. A lost connection is re-established in the
 //!   background.
@@ -20,11 +21,11 @@
 //!   cross-replica in-flight claim.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::server::{Connection, Server};
 use super::RESPONSE_TIMEOUT;
@@ -50,24 +51,31 @@ struct Save {
 /// the background when lost.
 struct Link {
     server: Server,
-    connection: Mutex<Option<Connection>>,
+    /// The current connection; a lookup that finds none waits here (within
+    /// its time bound) for the one being made.
+    connection: watch::Sender<Option<Connection>>,
     connecting: AtomicBool,
 }
 
 impl Link {
     fn current(&self) -> Option<Connection> {
-        self.connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.connection.borrow().clone()
+    }
+
+    /// The current connection, or the next one made.
+    async fn ready(self: &Arc<Self>) -> Option<Connection> {
+        if let Some(connection) = self.current() {
+            return Some(connection);
+        }
+        let mut made = self.connection.subscribe();
+        self.reconnect();
+        let connection = made.wait_for(Option::is_some).await.ok()?;
+        connection.clone()
     }
 
     /// Drops the connection and starts connecting again (once at a time).
     fn lost(self: &Arc<Self>) {
-        *self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.connection.send_replace(None);
         self.reconnect();
     }
 
@@ -79,10 +87,7 @@ impl Link {
         tokio::spawn(async move {
             match link.server.connect(RESPONSE_TIMEOUT).await {
                 Ok(connection) => {
-                    *link
-                        .connection
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(connection);
+                    link.connection.send_replace(Some(connection));
                 }
                 Err(error) => {
                     tracing::debug!(%error, "idempotency guard: Redis unreachable");
@@ -107,7 +112,7 @@ impl SharedGuard {
     pub(super) fn start(server: Server, namespace: &str, metrics: GuardStateMetrics) -> Self {
         let link = Arc::new(Link {
             server,
-            connection: Mutex::new(None),
+            connection: watch::Sender::new(None),
             connecting: AtomicBool::new(false),
         });
         link.reconnect();
@@ -136,26 +141,29 @@ impl GuardState for SharedGuard {
     fn fetch(&self, route: &str, key: &Bytes) -> Option<Fetch> {
         let link = Arc::clone(&self.link);
         let name = self.key(route, key);
-        Some(Box::pin(async move {
-            let Some(mut connection) = link.current() else {
-                link.reconnect();
-                return Fetched::Failed;
-            };
+        let lookup = async move {
+            let mut connection = link.ready().await?;
             let mut get = redis::cmd("GET");
             get.arg(&name);
-            let get = get.query_async::<Option<Vec<u8>>>(&mut connection);
-            match tokio::time::timeout(LOOKUP_TIMEOUT, get).await {
-                Ok(Ok(Some(record))) => Fetched::Found(Bytes::from(record)),
-                Ok(Ok(None)) => Fetched::Missing,
-                Ok(Err(error)) => {
+            let found = get.query_async::<Option<Vec<u8>>>(&mut connection).await;
+            Some(match found {
+                Ok(Some(record)) => Fetched::Found(Bytes::from(record)),
+                Ok(None) => Fetched::Missing,
+                Err(error) => {
                     tracing::debug!(%error, "idempotency guard: Redis lookup failed; forwarding");
                     if error.is_io_error() || error.is_connection_dropped() {
                         link.lost();
                     }
                     Fetched::Failed
                 }
-                Err(_) => Fetched::Failed,
-            }
+            })
+        };
+        Some(Box::pin(async move {
+            tokio::time::timeout(LOOKUP_TIMEOUT, lookup)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(Fetched::Failed)
         }))
     }
 
@@ -181,10 +189,7 @@ async fn write(link: Arc<Link>, mut pending: mpsc::Receiver<Save>, metrics: Guar
             Some(connection) => connection,
             None => match link.server.connect(RESPONSE_TIMEOUT).await {
                 Ok(connection) => {
-                    *link
-                        .connection
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
+                    link.connection.send_replace(Some(connection.clone()));
                     connection
                 }
                 Err(error) => {
