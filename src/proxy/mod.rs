@@ -76,8 +76,11 @@
 //! - **Metrics**: `waybill_guard_replays_total{listener,operation}`,
 //!   `waybill_guard_stored_responses{listener}`,
 //!   `waybill_guard_evictions_total{listener,reason="expired"|"capacity"}`.
-//! - The store is in memory and per process: it starts empty after a
-//!   restart and is not shared between sidecars.
+//! - The store is in memory, per process; with a state store the app
+//!   gives the guards a [`GuardKeeping`]: stored responses are also kept in
+//!   the embedded database (restored after a restart) or in Redis (found by
+//!   every replica of the namespace), counted in
+//!   `waybill_guard_state_total{result}` (see `guard/state.rs`).
 //!
 //! # Files
 //! - `listener.rs`: [`serve`], accepting connections, graceful shutdown.
