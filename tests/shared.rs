@@ -810,3 +810,58 @@ async fn a_retry_at_another_replica_gets_the_response_the_first_one_stored() {
     let failed = r#"waybill_guard_state_total{result="lookup_failed"}"#;
     assert_eq!(sample(&client, b.admin, failed).await, 1.0);
 }
+
+/// Two replicas get the same key at once: the first request is still at
+/// the carrier (held there) when the retry reaches the other replica,
+/// which finds the first one's claim in Redis, waits, and replays its
+/// answer: the carrier sees one purchase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_at_another_replica_waits_for_the_first_request_in_flight() {
+    use support::guard::{buy, wait_for, Counting};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(free_port(), dir.path()).await;
+    let carrier = Counting::gated().await;
+    let state = format!(
+        "backend: redis, redis: {{ url: '{}', namespace: guard-wait }}",
+        redis.url()
+    );
+    let text = support::guard::config(carrier.addr, &state);
+    let mut sidecars = Vec::new();
+    for name in ["a", "b"] {
+        let path = write_config(dir.path(), name, &text);
+        sidecars.push(Waybill::start_with(
+            &path,
+            &[("WAYBILL_REDIS_PASSWORD", PASSWORD)],
+            &mut |_| {},
+        ));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let (a, b) = (sidecars[0].edge, sidecars[1].edge);
+
+    let first = tokio::spawn(buy_owned(client.clone(), a));
+    let deadline = Instant::now() + PATIENCE;
+    while carrier.calls() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the first request never reached the carrier"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let retry = tokio::spawn(buy_owned(client.clone(), b));
+    let in_flight = r#"waybill_guard_state_total{result="in_flight"}"#;
+    wait_for(&client, sidecars[1].admin, in_flight, 1.0).await;
+    carrier.open();
+    let first = first.await.expect("first request");
+    let retry = retry.await.expect("retry");
+    assert_eq!(first.status, 201, "{first:?}");
+    assert_eq!(retry, first, "B replays what A got");
+    assert_eq!(carrier.calls(), 1, "the carrier saw one purchase");
+    drop(redis);
+
+    async fn buy_owned(client: reqwest::Client, edge: SocketAddr) -> support::guard::Answer {
+        buy(&client, edge, "at-once").await
+    }
+}

@@ -11,24 +11,41 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use tokio::sync::Semaphore;
 
 /// Bound on every wait.
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// An upstream that answers the n-th label purchase with `201`, header
-/// `x-label: L-n` and body `{"label":"L-n"}`.
+/// `x-label: L-n` and body `{"label":"L-n"}`; a gated one answers only
+/// once the test [`open`](Counting::open)s it.
 pub struct Counting {
     pub addr: SocketAddr,
     calls: Arc<AtomicUsize>,
+    gate: Arc<Semaphore>,
 }
 
 impl Counting {
     pub async fn start() -> Counting {
+        Self::with_gate(Semaphore::MAX_PERMITS).await
+    }
+
+    /// Counts each request as it arrives and holds its answer until
+    /// [`Counting::open`].
+    pub async fn gated() -> Counting {
+        Self::with_gate(0).await
+    }
+
+    async fn with_gate(permits: usize) -> Counting {
         let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Semaphore::new(permits));
         let counter = Arc::clone(&calls);
+        let waiting = Arc::clone(&gate);
         let app = Router::new().fallback(post(move || {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            let gate = Arc::clone(&waiting);
             async move {
+                let _pass = gate.acquire().await.expect("gate open");
                 let mut headers = HeaderMap::new();
                 headers.insert("x-label", format!("L-{n}").parse().expect("header"));
                 (
@@ -41,7 +58,13 @@ impl Counting {
         Counting {
             addr: super::serve(app).await,
             calls,
+            gate,
         }
+    }
+
+    /// Lets every held and later request be answered.
+    pub fn open(&self) {
+        self.gate.add_permits(1024);
     }
 
     /// Requests the upstream has answered.

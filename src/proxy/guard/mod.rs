@@ -299,27 +299,64 @@ impl RouteGuard {
         result
     }
 
-    /// Asks a shared store for the response another replica stored for
-    /// `key`, while `claim` holds it here; stores and returns it when found
-    /// and still within the window.
-    async fn fetch(&self, claim: &Claim, deadline: Instant) -> Option<Arc<StoredResponse>> {
-        let Keeping { route, keeping } = self.keeping.as_ref()?;
-        let fetch = keeping.state.fetch(route, &claim.key)?;
-        let fetched = tokio::time::timeout_at(deadline, fetch)
-            .await
-            .unwrap_or(Fetched::Failed);
-        let bytes = match fetched {
-            Fetched::Found(bytes) => bytes,
-            Fetched::Missing => {
-                keeping.metrics.count(StateResult::Missing, 1);
-                return None;
-            }
-            Fetched::Failed => {
-                keeping.metrics.count(StateResult::LookupFailed, 1);
-                return None;
-            }
+    /// Asks a shared store, while `claim` holds `key` here, for the
+    /// response another replica stored for it; while another replica's
+    /// request with the key is in flight, asks again every
+    /// [`REMOTE_POLL`] until `deadline`.
+    async fn fetch(&self, claim: &mut Claim, deadline: Instant) -> Remote {
+        let Some(Keeping { route, keeping }) = self.keeping.as_ref() else {
+            return Remote::Forward;
         };
-        let (at, response) = match record::decode(&bytes) {
+        let mut waited = false;
+        loop {
+            let hold = deadline.saturating_duration_since(Instant::now());
+            let Some(fetch) = keeping.state.fetch(route, &claim.key, hold) else {
+                return Remote::Forward;
+            };
+            let fetched = tokio::time::timeout_at(deadline, fetch)
+                .await
+                .unwrap_or(Fetched::Failed);
+            let bytes = match fetched {
+                Fetched::Found(bytes) => bytes,
+                Fetched::Claimed => {
+                    claim.shared = true;
+                    keeping.metrics.count(StateResult::Missing, 1);
+                    return Remote::Forward;
+                }
+                Fetched::Failed => {
+                    keeping.metrics.count(StateResult::LookupFailed, 1);
+                    return Remote::Forward;
+                }
+                Fetched::InFlight => {
+                    if !waited {
+                        waited = true;
+                        keeping.metrics.count(StateResult::InFlight, 1);
+                    }
+                    let next = Instant::now() + REMOTE_POLL;
+                    if next >= deadline {
+                        tracing::debug!(header = %self.header, "idempotency guard: first request still in flight at another replica; forwarding");
+                        return Remote::GaveUp;
+                    }
+                    tokio::time::sleep_until(next).await;
+                    continue;
+                }
+            };
+            return match self.found(claim, &bytes) {
+                Some(found) => {
+                    keeping.metrics.count(StateResult::Found, 1);
+                    Remote::Found(found)
+                }
+                None => Remote::Forward,
+            };
+        }
+    }
+
+    /// Stores the `record` another replica stored for the key `claim`
+    /// holds, if it can be read and is within the window (clocks of
+    /// replicas may disagree).
+    fn found(&self, claim: &Claim, record: &[u8]) -> Option<Arc<StoredResponse>> {
+        let Keeping { route, keeping } = self.keeping.as_ref()?;
+        let (at, response) = match record::decode(record) {
             Ok(found) => found,
             Err(damage) => {
                 tracing::warn!(route = %route, %damage, "idempotency guard: a shared response cannot be read; forwarding");
@@ -327,19 +364,16 @@ impl RouteGuard {
                 return None;
             }
         };
-        let response = Arc::new(response);
         let now = self.clock.now();
-        let stored = self.with_store(|store| {
-            store.commit(&claim.key, claim.token, Arc::clone(&response), at, now)
-        });
-        // Not stored: it was given longer than the window ago (clocks
-        // disagree); the request is forwarded.
-        if !stored {
+        if now.duration_since(at).unwrap_or_default() >= self.window {
             keeping.metrics.count(StateResult::Missing, 1);
             return None;
         }
-        keeping.metrics.count(StateResult::Found, 1);
-        Some(response)
+        let response = Arc::new(response);
+        let stored = self.with_store(|store| {
+            store.commit(&claim.key, claim.token, Arc::clone(&response), at, now)
+        });
+        stored.then_some(response)
     }
 
     /// Hands the record of `response`, stored at `at` for `key`, to the
@@ -359,15 +393,17 @@ impl RouteGuard {
             match self.with_store(|store| store.lookup(&key, now)) {
                 Lookup::Stored(stored) => return Admission::Replay(stored),
                 Lookup::Claimed { token, done } => {
-                    let claim = Claim {
+                    let mut claim = Claim {
                         guard: Arc::clone(self),
                         key,
                         token,
+                        shared: false,
                         _done: done,
                     };
-                    return match self.fetch(&claim, deadline).await {
-                        Some(found) => Admission::Replay(found),
-                        None => Admission::First(claim),
+                    return match self.fetch(&mut claim, deadline).await {
+                        Remote::Found(found) => Admission::Replay(found),
+                        Remote::Forward => Admission::First(claim),
+                        Remote::GaveUp => Admission::Forward,
                     };
                 }
                 Lookup::InFlight(mut done) => {
@@ -391,6 +427,23 @@ impl RouteGuard {
     }
 }
 
+/// What asking a shared store decided.
+enum Remote {
+    /// Another replica stored this response for the key: replay it.
+    Found(Arc<StoredResponse>),
+    /// Forward, holding the key (nothing shared, claimed, or the store
+    /// failed).
+    Forward,
+    /// Another replica's request with the key was still in flight at the
+    /// deadline: forward without storing.
+    GaveUp,
+}
+
+/// How often a request asks a shared store again while another replica's
+/// request with its key is in flight: a fraction of a typical carrier
+/// call, and few enough Redis round trips per waiting request.
+const REMOTE_POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// Holding an idempotency key while its first request is forwarded. It
 /// ends in [`Claim::commit`] or, when dropped, releases the key; either way
 /// dropping it wakes the requests waiting for the key.
@@ -398,6 +451,9 @@ pub(crate) struct Claim {
     guard: Arc<RouteGuard>,
     key: Bytes,
     token: u64,
+    /// The key is also claimed in a shared store, to release there too if
+    /// nothing is stored.
+    shared: bool,
     /// Dropped with the claim, after the store is updated: that wakes the
     /// waiters, which then find the stored response or a free key.
     _done: watch::Sender<()>,
@@ -409,13 +465,15 @@ impl Claim {
     }
 
     /// Stores `response` as the answer for the key.
-    pub(crate) fn commit(self, response: StoredResponse) {
+    pub(crate) fn commit(mut self, response: StoredResponse) {
         let now = self.guard.clock.now();
         let response = Arc::new(response);
         let stored = self.guard.with_store(|store| {
             store.commit(&self.key, self.token, Arc::clone(&response), now, now)
         });
         if stored {
+            // The saved record replaces the shared claim.
+            self.shared = false;
             self.guard.keep(&self.key, &response, now);
         } else {
             tracing::debug!("idempotency guard: key no longer held; response not stored");
@@ -431,6 +489,11 @@ impl Drop for Claim {
             store.release(key, token);
             ((), Evicted::default())
         });
+        if self.shared {
+            if let Some(Keeping { route, keeping }) = &self.guard.keeping {
+                keeping.state.release(route, key);
+            }
+        }
     }
 }
 

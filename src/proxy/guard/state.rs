@@ -23,8 +23,12 @@ use prometheus_client::registry::Registry;
 pub enum Fetched {
     /// The record another replica stored for the key.
     Found(Bytes),
-    /// Nothing is stored for the key.
-    Missing,
+    /// Nothing is stored for the key, and it is now claimed for this
+    /// replica until it saves a record or [releases](GuardState::release) it.
+    Claimed,
+    /// Another replica is forwarding a request with this key (its claim
+    /// holds it); ask again shortly.
+    InFlight,
     /// The store did not answer in time or failed; the request is
     /// forwarded (traffic never fails because the store is down).
     Failed,
@@ -38,8 +42,10 @@ pub type Fetch = Pin<Box<dyn Future<Output = Fetched> + Send>>;
 /// 1. [`load`](GuardState::load), once per guarded route before its
 ///    listener serves: the records a previous run kept.
 /// 2. [`fetch`](GuardState::fetch), when a key is not in memory, before
-///    the request is forwarded: a record another replica stored (shared
-///    backends only).
+///    the request is forwarded: a record another replica stored, or a
+///    claim on the key so other replicas wait for this one (shared
+///    backends only). [`release`](GuardState::release) gives a claim up
+///    when the first request stored nothing.
 /// 3. [`save`](GuardState::save) when a first response was stored, and
 ///    [`forget`](GuardState::forget) when one expired or was evicted.
 ///    These are called on the proxy path: they hand the work off and never
@@ -52,11 +58,16 @@ pub trait GuardState: Send + Sync {
         Vec::new()
     }
 
-    /// Looks up `(route, key)` among what other replicas stored; `None`
-    /// when the backend is not shared.
-    fn fetch(&self, _route: &str, _key: &Bytes) -> Option<Fetch> {
+    /// Looks up `(route, key)` among what other replicas stored and, when
+    /// nothing is stored or claimed, claims it for about `hold` (how long
+    /// the request may take); `None` when the backend is not shared.
+    fn fetch(&self, _route: &str, _key: &Bytes, _hold: Duration) -> Option<Fetch> {
         None
     }
+
+    /// Gives up this replica's claim on `(route, key)`: its request stored
+    /// nothing (failed, not 2xx, too large).
+    fn release(&self, _route: &str, _key: &Bytes) {}
 
     /// Keeps `record` for `(route, key)` for `ttl` (the route's window).
     fn save(&self, route: &str, key: &Bytes, record: Bytes, ttl: Duration);
@@ -81,6 +92,9 @@ pub enum StateResult {
     Found,
     /// A lookup found nothing; the request was forwarded.
     Missing,
+    /// A lookup found another replica's request with the key in flight;
+    /// this one waited for it.
+    InFlight,
     /// A lookup failed or ran out of time; the request was forwarded.
     LookupFailed,
     /// A record could not be read; it was skipped.
@@ -88,13 +102,14 @@ pub enum StateResult {
 }
 
 impl StateResult {
-    const ALL: [StateResult; 8] = [
+    const ALL: [StateResult; 9] = [
         StateResult::Saved,
         StateResult::SaveFailed,
         StateResult::Dropped,
         StateResult::Loaded,
         StateResult::Found,
         StateResult::Missing,
+        StateResult::InFlight,
         StateResult::LookupFailed,
         StateResult::Damaged,
     ];
@@ -107,6 +122,7 @@ impl StateResult {
             StateResult::Loaded => "loaded",
             StateResult::Found => "found",
             StateResult::Missing => "missing",
+            StateResult::InFlight => "in_flight",
             StateResult::LookupFailed => "lookup_failed",
             StateResult::Damaged => "damaged",
         }
@@ -122,7 +138,7 @@ struct ResultLabel {
 /// shared by the guard and the backend that keeps its records.
 #[derive(Debug, Clone)]
 pub struct GuardStateMetrics {
-    counts: Arc<[Counter; 8]>,
+    counts: Arc<[Counter; 9]>,
 }
 
 impl GuardStateMetrics {
@@ -131,7 +147,7 @@ impl GuardStateMetrics {
         let family = Family::<ResultLabel, Counter>::default();
         registry.register(
             "waybill_guard_state",
-            "Idempotency guard records kept beyond memory, by result (saved, save_failed, dropped, loaded, found, missing, lookup_failed, damaged)",
+            "Idempotency guard records kept beyond memory, by result (saved, save_failed, dropped, loaded, found, missing, in_flight, lookup_failed, damaged)",
             family.clone(),
         );
         let counts = StateResult::ALL.map(|result| {

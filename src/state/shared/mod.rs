@@ -344,7 +344,7 @@ impl Shared {
 
     /// The idempotency guard's records, in the same Redis and namespace.
     pub fn guard_records(&self, metrics: crate::proxy::GuardStateMetrics) -> guard::SharedGuard {
-        guard::SharedGuard::start(self.server.clone(), &self.namespace, metrics)
+        guard::SharedGuard::start(self.server.clone(), &self.namespace, self.replica, metrics)
     }
 
     /// This sidecar's id in the log.
