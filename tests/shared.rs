@@ -749,6 +749,27 @@ async fn three_sidecars_share_one_picture_through_a_redis_cluster() {
     drop(nodes);
 }
 
+/// A `redis-server` and two sidecars sharing it, each in front of
+/// `carrier` with the guarded route of [`support::guard::config`].
+async fn two_guarded_sidecars(dir: &Path, carrier: SocketAddr) -> (RedisServer, Vec<Waybill>) {
+    let redis = RedisServer::start(free_port(), dir).await;
+    let state = format!(
+        "backend: redis, redis: {{ url: '{}', namespace: guard }}",
+        redis.url()
+    );
+    let text = support::guard::config(carrier, &state);
+    let mut sidecars = Vec::new();
+    for name in ["a", "b"] {
+        let path = write_config(dir, name, &text);
+        sidecars.push(Waybill::start_with(
+            &path,
+            &[("WAYBILL_REDIS_PASSWORD", PASSWORD)],
+            &mut |_| {},
+        ));
+    }
+    (redis, sidecars)
+}
+
 /// The idempotency guard across replicas: a label bought through sidecar
 /// A, the client's retry sent to sidecar B (same namespace) gets A's
 /// answer byte for byte and the carrier sees one purchase. With Redis
@@ -757,22 +778,8 @@ async fn three_sidecars_share_one_picture_through_a_redis_cluster() {
 async fn a_retry_at_another_replica_gets_the_response_the_first_one_stored() {
     use support::guard::{buy, sample, wait_for, Counting};
     let dir = tempfile::tempdir().expect("temp dir");
-    let redis = RedisServer::start(free_port(), dir.path()).await;
     let carrier = Counting::start().await;
-    let state = format!(
-        "backend: redis, redis: {{ url: '{}', namespace: guard-test }}",
-        redis.url()
-    );
-    let text = support::guard::config(carrier.addr, &state);
-    let mut sidecars = Vec::new();
-    for name in ["a", "b"] {
-        let path = write_config(dir.path(), name, &text);
-        sidecars.push(Waybill::start_with(
-            &path,
-            &[("WAYBILL_REDIS_PASSWORD", PASSWORD)],
-            &mut |_| {},
-        ));
-    }
+    let (redis, sidecars) = two_guarded_sidecars(dir.path(), carrier.addr).await;
     let (a, b) = (&sidecars[0], &sidecars[1]);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -819,22 +826,8 @@ async fn a_retry_at_another_replica_gets_the_response_the_first_one_stored() {
 async fn a_retry_at_another_replica_waits_for_the_first_request_in_flight() {
     use support::guard::{buy, wait_for, Counting};
     let dir = tempfile::tempdir().expect("temp dir");
-    let redis = RedisServer::start(free_port(), dir.path()).await;
     let carrier = Counting::gated().await;
-    let state = format!(
-        "backend: redis, redis: {{ url: '{}', namespace: guard-wait }}",
-        redis.url()
-    );
-    let text = support::guard::config(carrier.addr, &state);
-    let mut sidecars = Vec::new();
-    for name in ["a", "b"] {
-        let path = write_config(dir.path(), name, &text);
-        sidecars.push(Waybill::start_with(
-            &path,
-            &[("WAYBILL_REDIS_PASSWORD", PASSWORD)],
-            &mut |_| {},
-        ));
-    }
+    let (redis, sidecars) = two_guarded_sidecars(dir.path(), carrier.addr).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -864,4 +857,54 @@ async fn a_retry_at_another_replica_waits_for_the_first_request_in_flight() {
     async fn buy_owned(client: reqwest::Client, edge: SocketAddr) -> support::guard::Answer {
         buy(&client, edge, "at-once").await
     }
+}
+
+/// A first request that stores nothing (the carrier failed) gives its
+/// claim in Redis up at once, so the client's retry at another replica is
+/// forwarded without waiting out the claim (which would outlive this
+/// test's patience: the listener's 30 s timeout plus slack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_first_request_releases_its_claim_for_the_other_replicas() {
+    use support::guard::{buy, sample, send, Counting};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let carrier = Counting::start().await;
+    let (redis, sidecars) = two_guarded_sidecars(dir.path(), carrier.addr).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let failed = send(&client, sidecars[0].edge, "fails-first", true).await;
+    assert_eq!(failed.status, 503);
+    let claimed = r#"waybill_guard_state_total{result="missing"}"#;
+    assert_eq!(
+        sample(&client, sidecars[0].admin, claimed).await,
+        1.0,
+        "A looked the key up in Redis and claimed it"
+    );
+
+    let redis_client = redis::Client::open(redis.url_with_password()).expect("redis url");
+    let mut conn = redis_client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let claim = "waybill:{guard}:guard:carrier.buy_label:fails-first";
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let exists: u32 = redis::cmd("EXISTS")
+            .arg(claim)
+            .query_async(&mut conn)
+            .await
+            .expect("EXISTS");
+        if exists == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the claim on {claim} was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let retry = buy(&client, sidecars[1].edge, "fails-first").await;
+    assert_eq!(retry.status, 201, "the retry is forwarded: {retry:?}");
+    assert_eq!(carrier.calls(), 2);
 }

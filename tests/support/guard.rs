@@ -17,8 +17,9 @@ use tokio::sync::Semaphore;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// An upstream that answers the n-th label purchase with `201`, header
-/// `x-label: L-n` and body `{"label":"L-n"}`; a gated one answers only
-/// once the test [`open`](Counting::open)s it.
+/// `x-label: L-n` and body `{"label":"L-n"}` (`503` when the request has
+/// an `x-fail` header); a gated one answers only once the test
+/// [`open`](Counting::open)s it.
 pub struct Counting {
     pub addr: SocketAddr,
     calls: Arc<AtomicUsize>,
@@ -41,18 +42,19 @@ impl Counting {
         let gate = Arc::new(Semaphore::new(permits));
         let counter = Arc::clone(&calls);
         let waiting = Arc::clone(&gate);
-        let app = Router::new().fallback(post(move || {
+        let app = Router::new().fallback(post(move |request: HeaderMap| {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
             let gate = Arc::clone(&waiting);
             async move {
                 let _pass = gate.acquire().await.expect("gate open");
                 let mut headers = HeaderMap::new();
                 headers.insert("x-label", format!("L-{n}").parse().expect("header"));
-                (
-                    StatusCode::CREATED,
-                    headers,
-                    format!("{{\"label\":\"L-{n}\"}}"),
-                )
+                let status = if request.contains_key("x-fail") {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::CREATED
+                };
+                (status, headers, format!("{{\"label\":\"L-{n}\"}}"))
             }
         }));
         Counting {
@@ -105,13 +107,19 @@ pub struct Answer {
 
 /// Buys a label through the sidecar at `edge` with idempotency key `key`.
 pub async fn buy(client: &reqwest::Client, edge: SocketAddr, key: &str) -> Answer {
-    let response = client
+    send(client, edge, key, false).await
+}
+
+/// [`buy`]; with `fail`, the upstream answers `503`.
+pub async fn send(client: &reqwest::Client, edge: SocketAddr, key: &str, fail: bool) -> Answer {
+    let mut request = client
         .post(format!("http://{edge}/v2/shipments/SH-1/buy"))
         .header("idempotency-key", key)
-        .body("{\"service\":\"express\"}")
-        .send()
-        .await
-        .expect("the sidecar answers");
+        .body("{\"service\":\"express\"}");
+    if fail {
+        request = request.header("x-fail", "1");
+    }
+    let response = request.send().await.expect("the sidecar answers");
     Answer {
         status: response.status().as_u16(),
         label: response

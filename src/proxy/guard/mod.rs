@@ -33,8 +33,12 @@
 //! what a previous run kept (within the window, newest `max_entries`). A
 //! shared backend is also asked, when a key is not in memory and before the
 //! request is forwarded, whether another replica stored a response for it
-//! ([`GuardState::fetch`], bounded in time; a failure forwards). The claim
-//! is held meanwhile, so local repeats wait for that answer.
+//! or is forwarding the key right now ([`GuardState::fetch`], bounded in
+//! time; a failure forwards). The answer is replayed; a request in flight
+//! elsewhere is waited for like a local one (asking again every
+//! [`REMOTE_POLL`], until the deadline); otherwise the key is claimed in
+//! the shared store too, and released there if nothing is stored. The
+//! local claim is held meanwhile, so local repeats wait for that answer.
 //!
 //! # Bounds
 //! Per route at most `max_entries` responses (storing one more evicts the

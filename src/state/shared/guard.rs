@@ -15,7 +15,7 @@
 //!   counts in it), returns the record, or another replica's claim marker
 //!   (its request is in flight: the guard asks again shortly, until its
 //!   request's deadline), or sets this replica's marker (`PX` the request's
-//!   time left plus [`CLAIM_SLACK`]) and returns nothing: forward. Saving
+//!   time left plus `CLAIM_SLACK`) and returns nothing: forward. Saving
 //!   the record replaces the marker; a first request that stores nothing
 //!   releases it ([`RELEASE`] deletes it only if it is still this
 //!   replica's). Without a connection in time, or on an error or timeout,
@@ -36,8 +36,8 @@ use super::server::{Connection, Server};
 use super::RESPONSE_TIMEOUT;
 use crate::proxy::{Fetch, Fetched, GuardState, GuardStateMetrics, StateResult};
 
-/// Returns the record or marker at KEYS[1]; when there is none, sets
-/// ARGV[1] (this replica's marker) with expiry ARGV[2] ms and returns nil.
+/// Returns the record or marker at `KEYS[1]`; when there is none, sets
+/// `ARGV[1]` (this replica's marker) with expiry `ARGV[2]` ms and returns nil.
 pub const CLAIM: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v then return v end
@@ -45,7 +45,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 ";
 
-/// Deletes KEYS[1] if it still holds ARGV[1] (this replica's marker).
+/// Deletes `KEYS[1]` if it still holds `ARGV[1]` (this replica's marker).
 pub const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
