@@ -750,8 +750,12 @@ async fn three_sidecars_share_one_picture_through_a_redis_cluster() {
 }
 
 /// A `redis-server` and two sidecars sharing it, each in front of
-/// `carrier` with the guarded route of [`support::guard::config`].
-async fn two_guarded_sidecars(dir: &Path, carrier: SocketAddr) -> (RedisServer, Vec<Waybill>) {
+/// `carrier` with the guarded route of [`support::guard::config`], and a
+/// client for them.
+async fn two_guarded_sidecars(
+    dir: &Path,
+    carrier: SocketAddr,
+) -> (RedisServer, Vec<Waybill>, reqwest::Client) {
     let redis = RedisServer::start(free_port(), dir).await;
     let state = format!(
         "backend: redis, redis: {{ url: '{}', namespace: guard }}",
@@ -767,7 +771,11 @@ async fn two_guarded_sidecars(dir: &Path, carrier: SocketAddr) -> (RedisServer, 
             &mut |_| {},
         ));
     }
-    (redis, sidecars)
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    (redis, sidecars, client)
 }
 
 /// The idempotency guard across replicas: a label bought through sidecar
@@ -779,12 +787,8 @@ async fn a_retry_at_another_replica_gets_the_response_the_first_one_stored() {
     use support::guard::{buy, sample, wait_for, Counting};
     let dir = tempfile::tempdir().expect("temp dir");
     let carrier = Counting::start().await;
-    let (redis, sidecars) = two_guarded_sidecars(dir.path(), carrier.addr).await;
+    let (redis, sidecars, client) = two_guarded_sidecars(dir.path(), carrier.addr).await;
     let (a, b) = (&sidecars[0], &sidecars[1]);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
 
     let first = buy(&client, a.edge, "retry-1").await;
     assert_eq!(first.status, 201, "{first:?}");
@@ -827,11 +831,7 @@ async fn a_retry_at_another_replica_waits_for_the_first_request_in_flight() {
     use support::guard::{buy, wait_for, Counting};
     let dir = tempfile::tempdir().expect("temp dir");
     let carrier = Counting::gated().await;
-    let (redis, sidecars) = two_guarded_sidecars(dir.path(), carrier.addr).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let (redis, sidecars, client) = two_guarded_sidecars(dir.path(), carrier.addr).await;
     let (a, b) = (sidecars[0].edge, sidecars[1].edge);
 
     let first = tokio::spawn(buy_owned(client.clone(), a));
@@ -868,11 +868,7 @@ async fn a_failed_first_request_releases_its_claim_for_the_other_replicas() {
     use support::guard::{buy, sample, send, Counting};
     let dir = tempfile::tempdir().expect("temp dir");
     let carrier = Counting::start().await;
-    let (redis, sidecars) = two_guarded_sidecars(dir.path(), carrier.addr).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let (redis, sidecars, client) = two_guarded_sidecars(dir.path(), carrier.addr).await;
     let failed = send(&client, sidecars[0].edge, "fails-first", true).await;
     assert_eq!(failed.status, 503);
     let claimed = r#"waybill_guard_state_total{result="missing"}"#;
