@@ -604,4 +604,167 @@ routes:
         let long = "k".repeat(MAX_KEY_LEN + 1);
         assert_eq!(key(Method::POST, "/shipments/S1/buy", Some(&long)), None);
     }
+
+    /// A [`GuardState`] in memory that notes what the guard asked of it.
+    #[derive(Default)]
+    struct Kept {
+        records: Mutex<Vec<(Bytes, Bytes)>>,
+        /// What `fetch` answers; `None`: not shared.
+        shared: Option<Fetched>,
+        saved: Mutex<Vec<Bytes>>,
+        forgotten: Mutex<Vec<Bytes>>,
+        released: Mutex<Vec<Bytes>>,
+    }
+
+    fn note(list: &Mutex<Vec<Bytes>>, key: &Bytes) {
+        list.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(key.clone());
+    }
+
+    fn noted(list: &Mutex<Vec<Bytes>>) -> Vec<Bytes> {
+        let mut keys = list.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        keys.sort();
+        keys
+    }
+
+    impl GuardState for Kept {
+        fn load(&self, _route: &str) -> Vec<(Bytes, Bytes)> {
+            std::mem::take(&mut *self.records.lock().unwrap_or_else(PoisonError::into_inner))
+        }
+        fn fetch(&self, _route: &str, _key: &Bytes, _hold: std::time::Duration) -> Option<Fetch> {
+            let answer = self.shared.clone()?;
+            Some(Box::pin(async move { answer }))
+        }
+        fn save(&self, _route: &str, key: &Bytes, _record: Bytes, _ttl: std::time::Duration) {
+            note(&self.saved, key);
+        }
+        fn forget(&self, _route: &str, key: &Bytes) {
+            note(&self.forgotten, key);
+        }
+        fn release(&self, _route: &str, key: &Bytes) {
+            note(&self.released, key);
+        }
+    }
+
+    const NOW: u64 = 1_000;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+    }
+
+    fn response(label: &'static str) -> StoredResponse {
+        StoredResponse {
+            status: http::StatusCode::CREATED,
+            headers: http::HeaderMap::new(),
+            extensions: http::Extensions::new(),
+            body: Bytes::from_static(label.as_bytes()),
+            trailers: None,
+            sized: true,
+        }
+    }
+
+    /// The guard of one route (window 60 s, 2 entries) at [`NOW`], kept in `kept`.
+    fn guard(kept: &Arc<Kept>) -> Arc<RouteGuard> {
+        let metrics = ProxyMetrics::new(&mut prometheus_client::registry::Registry::default());
+        let state: Arc<dyn GuardState> = kept.clone();
+        let keeping = Keeping {
+            route: "carrier.buy".into(),
+            keeping: GuardKeeping {
+                state,
+                metrics: GuardStateMetrics::new(
+                    &mut prometheus_client::registry::Registry::default(),
+                ),
+            },
+        };
+        let settings = Guard {
+            header: HeaderName::from_static("idempotency-key"),
+            window: std::time::Duration::from_secs(60),
+            max_entries: 2,
+            max_response: 1024,
+        };
+        Arc::new(RouteGuard::new(
+            settings,
+            metrics.for_guard("edge", "carrier.buy"),
+            Some(keeping),
+            Clock::from_fn(|| at(NOW)),
+        ))
+    }
+
+    fn deadline() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(5)
+    }
+
+    async fn replayed(guard: &Arc<RouteGuard>, key: &'static str) -> Option<Bytes> {
+        match guard
+            .admit(Bytes::from_static(key.as_bytes()), deadline())
+            .await
+        {
+            Admission::Replay(stored) => Some(stored.body.clone()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn restoring_puts_back_what_is_within_the_window_and_forgets_the_rest() {
+        let k = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let records = vec![
+            (k("fresh"), record::encode(&response("F"), at(NOW - 10))),
+            (k("expired"), record::encode(&response("X"), at(NOW - 100))),
+            (k("damaged"), Bytes::from_static(b"\x01not a record")),
+            (k("newest"), record::encode(&response("N"), at(NOW - 5))),
+            (k("oldest"), record::encode(&response("O"), at(NOW - 20))),
+        ];
+        let kept = Arc::new(Kept {
+            records: Mutex::new(records),
+            ..Kept::default()
+        });
+        let guard = guard(&kept);
+        assert_eq!(
+            noted(&kept.forgotten),
+            vec![k("damaged"), k("expired"), k("oldest")],
+            "expired, unreadable and over capacity (2) are forgotten"
+        );
+        assert_eq!(replayed(&guard, "fresh").await, Some(k("F")));
+        assert_eq!(replayed(&guard, "newest").await, Some(k("N")));
+        assert_eq!(replayed(&guard, "oldest").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_shared_claim_is_released_when_nothing_is_stored_and_replaced_when_something_is() {
+        let kept = Arc::new(Kept {
+            shared: Some(Fetched::Claimed),
+            ..Kept::default()
+        });
+        let guard = guard(&kept);
+        let key = Bytes::from_static(b"fails");
+        let Admission::First(claim) = guard.admit(key.clone(), deadline()).await else {
+            panic!("the key was free");
+        };
+        drop(claim);
+        assert_eq!(noted(&kept.released), vec![key]);
+
+        let key = Bytes::from_static(b"stores");
+        let Admission::First(claim) = guard.admit(key.clone(), deadline()).await else {
+            panic!("the key was free");
+        };
+        claim.commit(response("S"));
+        assert_eq!(noted(&kept.saved), vec![key]);
+        assert_eq!(noted(&kept.released).len(), 1, "no release after a save");
+    }
+
+    #[tokio::test]
+    async fn a_response_another_replica_stored_is_replayed_without_forwarding() {
+        let record = record::encode(&response("R"), at(NOW - 1));
+        let kept = Arc::new(Kept {
+            shared: Some(Fetched::Found(record)),
+            ..Kept::default()
+        });
+        let guard = guard(&kept);
+        assert_eq!(
+            replayed(&guard, "elsewhere").await,
+            Some(Bytes::from_static(b"R"))
+        );
+        assert!(noted(&kept.saved).is_empty(), "not saved again");
+    }
 }
