@@ -44,6 +44,7 @@ use tokio::task::JoinHandle;
 use crate::config::RedisConfig;
 use crate::state::durable::record::{Damaged, Entry};
 
+pub mod guard;
 mod server;
 use server::{Connection, Server};
 
@@ -276,6 +277,9 @@ pub struct Shared {
     metrics: SharedMetrics,
     writer: JoinHandle<()>,
     reader: JoinHandle<()>,
+    /// For the idempotency guard's records ([`Shared::guard_records`]).
+    server: Server,
+    namespace: String,
 }
 
 impl Shared {
@@ -324,7 +328,7 @@ impl Shared {
             metrics: metrics.clone(),
             pending,
         }));
-        let reader = tokio::spawn(read(client, keys, found, metrics.clone()));
+        let reader = tokio::spawn(read(client.clone(), keys, found, metrics.clone()));
         Ok(Shared {
             replica,
             next_seq: 1,
@@ -333,7 +337,14 @@ impl Shared {
             metrics,
             writer,
             reader,
+            server: client,
+            namespace: config.namespace.clone(),
         })
+    }
+
+    /// The idempotency guard's records, in the same Redis and namespace.
+    pub fn guard_records(&self, metrics: crate::proxy::GuardStateMetrics) -> guard::SharedGuard {
+        guard::SharedGuard::start(self.server.clone(), &self.namespace, self.replica, metrics)
     }
 
     /// This sidecar's id in the log.
