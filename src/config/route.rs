@@ -330,25 +330,6 @@ impl PathTemplate {
         }
     }
 
-    /// What the first segment of a path must be for the template to match:
-    /// the literal it starts with (`""` for the root template `/`), or
-    /// `None` when it starts with a parameter (any segment but an empty one).
-    pub fn first_literal(&self) -> Option<&str> {
-        match self.segments.first() {
-            Some(Segment::Literal(lit)) => Some(lit),
-            Some(Segment::Param(_)) => None,
-            None => Some(""),
-        }
-    }
-
-    /// The first `/`-separated segment of `path` (without query), read as
-    /// [`Self::match_into`] reads it: what [`Self::first_literal`] is
-    /// compared with.
-    pub fn first_segment(path: &str) -> &str {
-        let mut rest = Some(path.strip_prefix('/').unwrap_or(path));
-        next_piece(&mut rest).unwrap_or_default()
-    }
-
     /// Names of the `{params}` in order.
     pub fn params(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|s| match s {

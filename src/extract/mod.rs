@@ -95,7 +95,7 @@ use crate::proxy::{Exchange, Outcome};
 use metrics::Metrics;
 use plan::{Plans, RoutePlan};
 use reading::Reading;
-use route::{Matched, RouteIndex};
+use route::Matched;
 
 /// Turns exchanges into observations using the validated config.
 pub struct Extractor {
@@ -104,8 +104,6 @@ pub struct Extractor {
     metrics: Metrics,
     /// Every route's JSON paths, compiled at start-up.
     plans: Plans,
-    /// The routes worth trying per listener and first path segment.
-    index: RouteIndex,
 }
 
 impl Extractor {
@@ -113,12 +111,10 @@ impl Extractor {
     pub fn new(config: Arc<Config>, registry: &mut Registry) -> Self {
         let metrics = Metrics::new(&config, registry);
         let plans = Plans::new(&config.routes);
-        let index = RouteIndex::new(&config.routes);
         Extractor {
             config,
             metrics,
             plans,
-            index,
         }
     }
 
@@ -134,7 +130,6 @@ impl Extractor {
         let mut reading = Reading::new(&exchange, self.config.observation.max_decoded_bytes);
         let found = route::find(
             &self.config.routes,
-            &self.index,
             exchange.listener,
             &exchange.method,
             exchange.uri.path(),
