@@ -910,3 +910,159 @@ async fn without_a_spill_an_outage_and_a_restart_lose_what_memory_cannot_hold() 
     );
     assert_eq!(count.shown as f64, count.appended);
 }
+
+/// A `redis-server` and two sidecars sharing it, each in front of
+/// `carrier` with the guarded route of [`support::guard::config`], and a
+/// client for them.
+async fn two_guarded_sidecars(
+    dir: &Path,
+    carrier: SocketAddr,
+) -> (RedisServer, Vec<Waybill>, reqwest::Client) {
+    let redis = RedisServer::start(free_port(), dir).await;
+    let state = format!(
+        "backend: redis, redis: {{ url: '{}', namespace: guard }}",
+        redis.url()
+    );
+    let text = support::guard::config(carrier, &state);
+    let mut sidecars = Vec::new();
+    for name in ["a", "b"] {
+        let path = write_config(dir, name, &text);
+        sidecars.push(Waybill::start_with(
+            &path,
+            &[("WAYBILL_REDIS_PASSWORD", PASSWORD)],
+            &mut |_| {},
+        ));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    (redis, sidecars, client)
+}
+
+/// The idempotency guard across replicas: a label bought through sidecar
+/// A, the client's retry sent to sidecar B (same namespace) gets A's
+/// answer byte for byte and the carrier sees one purchase. With Redis
+/// gone, B still forwards new keys: traffic never fails on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_at_another_replica_gets_the_response_the_first_one_stored() {
+    use support::guard::{buy, sample, wait_for, Counting};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let carrier = Counting::start().await;
+    let (redis, sidecars, client) = two_guarded_sidecars(dir.path(), carrier.addr).await;
+    let (a, b) = (&sidecars[0], &sidecars[1]);
+
+    let first = buy(&client, a.edge, "retry-1").await;
+    assert_eq!(first.status, 201, "{first:?}");
+    wait_for(
+        &client,
+        a.admin,
+        r#"waybill_guard_state_total{result="saved"}"#,
+        1.0,
+    )
+    .await;
+    let retry = buy(&client, b.edge, "retry-1").await;
+    assert_eq!(retry, first, "B answers with what A stored");
+    assert_eq!(carrier.calls(), 1, "the carrier saw one purchase");
+    let found = r#"waybill_guard_state_total{result="found"}"#;
+    assert_eq!(sample(&client, b.admin, found).await, 1.0);
+    let again = buy(&client, b.edge, "retry-1").await;
+    assert_eq!(again, first, "B now answers from its own memory");
+    assert_eq!(sample(&client, b.admin, found).await, 1.0);
+
+    let other = buy(&client, b.edge, "retry-2").await;
+    assert_eq!(carrier.calls(), 2, "a new key is forwarded");
+    let missing = r#"waybill_guard_state_total{result="missing"}"#;
+    assert_eq!(sample(&client, b.admin, missing).await, 1.0);
+
+    redis.stop();
+    let during = buy(&client, b.edge, "retry-3").await;
+    assert_eq!(during.status, 201, "forwarded while Redis is down");
+    assert_ne!(during.body, other.body);
+    assert_eq!(carrier.calls(), 3);
+    let failed = r#"waybill_guard_state_total{result="lookup_failed"}"#;
+    assert_eq!(sample(&client, b.admin, failed).await, 1.0);
+}
+
+/// Two replicas get the same key at once: the first request is still at
+/// the carrier (held there) when the retry reaches the other replica,
+/// which finds the first one's claim in Redis, waits, and replays its
+/// answer: the carrier sees one purchase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_at_another_replica_waits_for_the_first_request_in_flight() {
+    use support::guard::{buy, wait_for, Counting};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let carrier = Counting::gated().await;
+    let (redis, sidecars, client) = two_guarded_sidecars(dir.path(), carrier.addr).await;
+    let (a, b) = (sidecars[0].edge, sidecars[1].edge);
+
+    let first = tokio::spawn(buy_owned(client.clone(), a));
+    let deadline = Instant::now() + PATIENCE;
+    while carrier.calls() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the first request never reached the carrier"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let retry = tokio::spawn(buy_owned(client.clone(), b));
+    let in_flight = r#"waybill_guard_state_total{result="in_flight"}"#;
+    wait_for(&client, sidecars[1].admin, in_flight, 1.0).await;
+    carrier.open();
+    let first = first.await.expect("first request");
+    let retry = retry.await.expect("retry");
+    assert_eq!(first.status, 201, "{first:?}");
+    assert_eq!(retry, first, "B replays what A got");
+    assert_eq!(carrier.calls(), 1, "the carrier saw one purchase");
+    drop(redis);
+
+    async fn buy_owned(client: reqwest::Client, edge: SocketAddr) -> support::guard::Answer {
+        buy(&client, edge, "at-once").await
+    }
+}
+
+/// A first request that stores nothing (the carrier failed) gives its
+/// claim in Redis up at once, so the client's retry at another replica is
+/// forwarded without waiting out the claim (which would outlive this
+/// test's patience: the listener's 30 s timeout plus slack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_first_request_releases_its_claim_for_the_other_replicas() {
+    use support::guard::{buy, sample, send, Counting};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let carrier = Counting::start().await;
+    let (redis, sidecars, client) = two_guarded_sidecars(dir.path(), carrier.addr).await;
+    let failed = send(&client, sidecars[0].edge, "fails-first", true).await;
+    assert_eq!(failed.status, 503);
+    let claimed = r#"waybill_guard_state_total{result="missing"}"#;
+    assert_eq!(
+        sample(&client, sidecars[0].admin, claimed).await,
+        1.0,
+        "A looked the key up in Redis and claimed it"
+    );
+
+    let redis_client = redis::Client::open(redis.url_with_password()).expect("redis url");
+    let mut conn = redis_client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let claim = "waybill:{guard}:guard:carrier.buy_label:fails-first";
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let exists: u32 = redis::cmd("EXISTS")
+            .arg(claim)
+            .query_async(&mut conn)
+            .await
+            .expect("EXISTS");
+        if exists == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the claim on {claim} was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let retry = buy(&client, sidecars[1].edge, "fails-first").await;
+    assert_eq!(retry.status, 201, "the retry is forwarded: {retry:?}");
+    assert_eq!(carrier.calls(), 2);
+}

@@ -492,7 +492,9 @@ pub struct RawRoute {
     #[serde(default)]
     pub repeats: Option<RawRepeats>,
     /// Answer a repeated idempotency key with the stored first response
-    /// instead of forwarding it. Optional, off: it changes traffic.
+    /// instead of forwarding it. Optional, off: it changes traffic. With
+    /// `state.path` the stored responses survive restarts; with
+    /// `state.redis` every sidecar of the namespace answers them.
     #[serde(default)]
     pub idempotency_guard: Option<RawGuard>,
     /// Numbers the exchange carries, attached to the route's milestone

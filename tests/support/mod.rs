@@ -2,6 +2,7 @@
 //! them, so unused ones are expected per crate.
 #![allow(dead_code)]
 
+pub mod guard;
 pub mod otlp_receiver;
 pub mod process;
 pub mod redis;

@@ -46,6 +46,7 @@ use tokio::task::JoinHandle;
 use crate::config::RedisConfig;
 use crate::state::durable::record::{Damaged, Entry};
 
+pub mod guard;
 mod server;
 pub mod spill;
 mod writer;
@@ -320,6 +321,9 @@ pub struct Shared {
     metrics: SharedMetrics,
     writer: JoinHandle<()>,
     reader: JoinHandle<()>,
+    /// For the idempotency guard's records ([`Shared::guard_records`]).
+    server: Server,
+    namespace: String,
 }
 
 impl Shared {
@@ -380,7 +384,7 @@ impl Shared {
             pending,
             spill: lease.as_ref().map(|(spill, _)| spill.clone()),
         }));
-        let reader = tokio::spawn(read(client, keys, found, metrics.clone()));
+        let reader = tokio::spawn(read(client.clone(), keys, found, metrics.clone()));
         Ok(Shared {
             replica,
             next_seq,
@@ -390,7 +394,14 @@ impl Shared {
             metrics,
             writer,
             reader,
+            server: client,
+            namespace: config.namespace.clone(),
         })
+    }
+
+    /// The idempotency guard's records, in the same Redis and namespace.
+    pub fn guard_records(&self, metrics: crate::proxy::GuardStateMetrics) -> guard::SharedGuard {
+        guard::SharedGuard::start(self.server.clone(), &self.namespace, self.replica, metrics)
     }
 
     /// This sidecar's id in the log.
