@@ -13,7 +13,8 @@
 //! - [`state`]: where transactions live (in memory, bounded by TTL and count), with their
 //!   milestones, measures, flows, exceptions and attempts; optionally durable on disk
 //!   ([`state::durable`]: a journal of accepted observations plus snapshots) or
-//!   shared by several sidecars ([`state::shared`]: a replicated log in Redis).
+//!   shared by several sidecars ([`state::shared`]: a replicated log in Redis, with an optional
+//!   on-disk spill for Redis outages).
 //! - [`telemetry`]: OTLP spans (trace ID derived from the root key), flow histograms with
 //!   trace exemplars, the frozen Prometheus registry every stage registers in, and its
 //!   optional periodic OTLP metrics export.
