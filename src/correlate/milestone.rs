@@ -33,7 +33,7 @@ impl Correlator {
         let mut objects: Vec<Key> = keys
             .iter()
             .filter(|k| &k.kind == object_kind)
-            .cloned()
+            .map(|k| tx.shared_key(k))
             .collect();
         if objects.is_empty() {
             objects = keys

@@ -265,8 +265,7 @@ impl SavedTransaction {
             complete: tx.status == Status::Complete,
             keys: tx.keys.iter().map(save_key).collect(),
             links: tx
-                .links
-                .iter()
+                .linked_keys()
                 .map(|(a, b)| (save_key(a), save_key(b)))
                 .collect(),
             milestones: tx
@@ -365,14 +364,14 @@ impl SavedTransaction {
                     at: x.at,
                     system: name(&x.system),
                     operation: x.operation.as_ref().map(name),
-                    method: x.method.clone(),
-                    path: x.path.clone(),
+                    method: x.method.as_str().to_owned(),
+                    path: x.path.to_string(),
                     status: x.status,
                     error: x.error.map(str::to_owned),
                     duration: x.duration,
-                    keys: x.keys.iter().map(save_key).collect(),
+                    keys: tx.exchange_keys(x).map(save_key).collect(),
                     milestone: x.milestone.as_ref().map(name),
-                    problems: x.problems.iter().map(|p| (*p).to_owned()).collect(),
+                    problems: x.problems.iter().map(|p| p.as_str().to_owned()).collect(),
                 })
                 .collect(),
             exchanges_dropped: tx.exchanges_dropped,
@@ -444,18 +443,22 @@ impl<'a> Resolver<'a> {
             Status::Open
         };
         tx.keys = self.keys(&saved.keys)?;
-        tx.links = saved
-            .links
-            .iter()
-            .map(|(a, b)| Ok((self.key(a)?, self.key(b)?)))
-            .collect::<Result<_, Damaged>>()?;
+        for (a, b) in &saved.links {
+            let (a, b) = (self.key(a)?, self.key(b)?);
+            if let (Some(a), Some(b)) = (tx.position(&a), tx.position(&b)) {
+                tx.link(a, b);
+            }
+        }
+        // Records share the transaction's copy of each key.
+        tx.name = tx.shared_key(&tx.name);
+        tx.root = tx.root.as_ref().map(|k| tx.shared_key(k));
         tx.milestones = saved
             .milestones
             .iter()
             .map(|m| {
                 Ok(MilestoneRecord {
                     milestone: self.milestone(&m.milestone)?,
-                    object: self.key(&m.object)?,
+                    object: tx.shared_key(&self.key(&m.object)?),
                     at: m.at,
                     system: self.system(&m.system)?,
                     operation: m
@@ -493,7 +496,7 @@ impl<'a> Resolver<'a> {
             .map(|f| {
                 Ok(FlowRecord {
                     flow: self.symbol(&self.config.flow_names, "flow", &f.flow)?,
-                    object: self.key(&f.object)?,
+                    object: tx.shared_key(&self.key(&f.object)?),
                     started: f.started,
                     ended: f.ended,
                     duration: f.duration,
@@ -571,8 +574,9 @@ impl<'a> Resolver<'a> {
                         .as_deref()
                         .map(|o| self.operation(o))
                         .transpose()?,
-                    method: x.method.clone(),
-                    path: x.path.clone(),
+                    method: http::Method::from_bytes(x.method.as_bytes())
+                        .map_err(|_| Damaged::Unknown(format!("method {}", x.method)))?,
+                    path: x.path.as_str().into(),
                     status: x.status,
                     error: x
                         .error
@@ -580,7 +584,9 @@ impl<'a> Resolver<'a> {
                         .and_then(upstream_error)
                         .map(|e| e.as_str()),
                     duration: x.duration,
-                    keys: self.keys(&x.keys)?,
+                    // A key the transaction does not have (never written)
+                    // could not be shown with the exchange: it is left out.
+                    keys: tx.key_refs(&self.keys(&x.keys)?),
                     milestone: x
                         .milestone
                         .as_deref()
@@ -590,7 +596,6 @@ impl<'a> Resolver<'a> {
                         .problems
                         .iter()
                         .filter_map(|p| Problem::ALL.into_iter().find(|k| k.as_str() == p))
-                        .map(Problem::as_str)
                         .collect(),
                 })
             })
