@@ -93,6 +93,8 @@ impl Correlator {
                         handles.missed.inc();
                     }
                     news.flows.push(record.clone());
+                    // Exact growth: a transaction completes a few flows.
+                    tx.flows.reserve_exact(1);
                     tx.flows.push(record);
                 }
             }

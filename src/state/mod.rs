@@ -332,6 +332,8 @@ impl Store {
         if self.index.get(key) == Some(&id) {
             return;
         }
+        // Exact growth: most transactions hold 1–4 keys.
+        tx.keys.reserve_exact(1);
         tx.keys.push(key.clone());
         self.index.insert(key.clone(), id);
         self.refresh_gauges();

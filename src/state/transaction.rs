@@ -383,12 +383,22 @@ impl Transaction {
     /// The positions of `keys` in `keys`, in order; keys the transaction
     /// does not have are left out.
     pub fn key_refs(&self, keys: &[Key]) -> KeyRefs {
-        let positions: Vec<u32> = keys
+        let positions = keys
             .iter()
             .filter_map(|k| self.position(k))
-            .map(|p| p as u32)
-            .collect();
-        KeyRefs::new(&positions)
+            .map(|p| p as u32);
+        if keys.len() <= KeyRefs::INLINE {
+            // No allocation for the usual few keys.
+            let mut at = [0u32; KeyRefs::INLINE];
+            let mut len = 0;
+            for p in positions {
+                at[len] = p;
+                len += 1;
+            }
+            KeyRefs::new(&at[..len])
+        } else {
+            KeyRefs::new(&positions.collect::<Vec<u32>>())
+        }
     }
 
     /// Records that the keys at positions `a` and `b` were seen together
@@ -401,6 +411,8 @@ impl Transaction {
                 .iter()
                 .any(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))
         {
+            // Exact growth: most transactions hold a handful of links.
+            self.links.reserve_exact(1);
             self.links.push((a, b));
         }
     }
