@@ -605,3 +605,90 @@ impl<'a> Resolver<'a> {
         Ok(tx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+systems: [wms]
+keys: [order, shipment, tracking]
+root: order
+listeners:
+  - { name: edge, bind: 127.0.0.1:0, upstream: http://127.0.0.1:9, system: wms }
+milestones:
+  - { name: packed, object: shipment }
+routes: []
+"#;
+
+    /// A transaction as the build before compact records wrote it (the
+    /// saved format did not change: keys by value everywhere).
+    const WRITTEN_BEFORE: &str = r#"{
+      "id": 7,
+      "name": ["order", "SO-1"], "root": ["order", "SO-1"], "former_names": [["shipment", "SH-1"]],
+      "complete": false,
+      "keys": [["order", "SO-1"], ["shipment", "SH-1"], ["tracking", "1Z1"]],
+      "links": [[["shipment", "SH-1"], ["tracking", "1Z1"]], [["order", "SO-1"], ["shipment", "SH-1"]]],
+      "milestones": [{"milestone": "packed", "object": ["shipment", "SH-1"],
+        "at": {"secs_since_epoch": 1800000000, "nanos_since_epoch": 5}, "system": "wms",
+        "operation": null, "exchange": 2, "repeats": 0}],
+      "flows": [], "exceptions": [], "attempts": [], "current": "packed", "stuck": null,
+      "exchanges": [
+        {"id": 1, "at": {"secs_since_epoch": 1800000000, "nanos_since_epoch": 5}, "system": "wms",
+         "operation": null, "method": "PURGE", "path": "/labels/1Z1", "status": 502,
+         "error": "connect_refused", "duration": {"secs": 0, "nanos": 1500},
+         "keys": [["tracking", "1Z1"], ["shipment", "SH-1"]], "milestone": null,
+         "problems": ["key_missing", "malformed_json"]},
+        {"id": 2, "at": {"secs_since_epoch": 1800000001, "nanos_since_epoch": 0}, "system": "wms",
+         "operation": null, "method": "POST", "path": "/packs", "status": 200, "error": null,
+         "duration": {"secs": 1, "nanos": 0}, "keys": [["order", "SO-1"], ["shipment", "SH-1"]],
+         "milestone": "packed", "problems": []}
+      ],
+      "exchanges_dropped": 3,
+      "first_seen": {"secs_since_epoch": 1800000000, "nanos_since_epoch": 5},
+      "last_updated": {"secs_since_epoch": 1800000001, "nanos_since_epoch": 0}
+    }"#;
+
+    #[test]
+    fn a_transaction_saved_before_compact_records_loads_and_saves_back_the_same() {
+        let config = Config::from_yaml(CONFIG, "t.yaml").expect("valid config");
+        let saved: SavedTransaction = serde_json::from_str(WRITTEN_BEFORE).expect("parses");
+        let tx = Resolver::new(&config)
+            .transaction(&saved)
+            .expect("resolves");
+
+        let text = |k: &Key| k.to_string();
+        let linked: Vec<(String, String)> =
+            tx.linked_keys().map(|(a, b)| (text(a), text(b))).collect();
+        assert_eq!(
+            linked,
+            vec![
+                ("shipment:SH-1".to_owned(), "tracking:1Z1".to_owned()),
+                ("order:SO-1".to_owned(), "shipment:SH-1".to_owned()),
+            ]
+        );
+        let first = &tx.exchanges[0];
+        let keys: Vec<String> = tx.exchange_keys(first).map(text).collect();
+        assert_eq!(
+            keys,
+            ["tracking:1Z1", "shipment:SH-1"],
+            "in the order carried"
+        );
+        assert_eq!(
+            first.method,
+            http::Method::from_bytes(b"PURGE").expect("token")
+        );
+        assert_eq!(
+            first
+                .problems
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>(),
+            ["key_missing", "malformed_json"]
+        );
+
+        let again = serde_json::to_value(SavedTransaction::of(&tx)).expect("serializable");
+        let before: serde_json::Value = serde_json::from_str(WRITTEN_BEFORE).expect("parses");
+        assert_eq!(again, before);
+    }
+}
