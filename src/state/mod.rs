@@ -17,7 +17,7 @@ pub use transaction::{
 
 use std::collections::BTreeSet;
 
-use foldhash::HashMap;
+use foldhash::HashMap as FastMap;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -195,8 +195,12 @@ pub struct Store {
     limits: StateConfig,
     /// Boxed: a hash table keeps up to half its slots empty, and a slot
     /// sized for a whole transaction would waste hundreds of bytes each.
-    transactions: HashMap<TxId, Box<Transaction>>,
-    index: HashMap<Key, TxId>,
+    /// Our own ids: hashed with the fast hasher.
+    transactions: FastMap<TxId, Box<Transaction>>,
+    /// Keys come from traffic: std's SipHash, so a partner or an attacker
+    /// who studies the process cannot send colliding keys that turn every
+    /// lookup into a scan (foldhash is only "minimally DoS-resistant").
+    index: std::collections::HashMap<Key, TxId>,
     /// `(last_updated, id)` of every transaction: the front is the next to
     /// expire or evict.
     by_update: BTreeSet<(SystemTime, TxId)>,
@@ -211,8 +215,8 @@ impl Store {
     pub fn new(limits: StateConfig, registry: &mut Registry) -> Self {
         Store {
             limits,
-            transactions: HashMap::default(),
-            index: HashMap::default(),
+            transactions: FastMap::default(),
+            index: std::collections::HashMap::default(),
             by_update: BTreeSet::new(),
             next_id: 1,
             complete: 0,
