@@ -15,6 +15,8 @@
 //! attached (the span observer is in the `business` bench).
 //!
 //! `cargo bench --bench correlate`; CI only builds it (`--no-run`).
+//! `WAYBILL_BENCH_LIVE=100000` fills a smaller store (the machine is
+//! shared; per-transaction figures are then extrapolated).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -29,7 +31,17 @@ use waybill::correlate::Correlator;
 use waybill::extract::{Key, Observation};
 use waybill::proxy::{Exchange, Outcome, Tapped};
 
+/// Live transactions by default: the issue's million.
 const LIVE: usize = 1_000_000;
+
+/// How many transactions to fill: `WAYBILL_BENCH_LIVE`, else [`LIVE`].
+fn live() -> usize {
+    std::env::var("WAYBILL_BENCH_LIVE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(LIVE)
+}
 
 const CONFIG: &str = r#"
 systems: [erp, wms, carrier]
@@ -151,9 +163,10 @@ fn store(c: &mut Criterion) {
         Correlator::new(Arc::clone(&config), Clock::system(), 1, &mut registry);
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
 
+    let live = live();
     let before = rss();
     let filling = Instant::now();
-    for n in 0..LIVE {
+    for n in 0..live {
         for (step, (milestone, kinds)) in steps.iter().enumerate() {
             let at = start + Duration::from_secs(60 * step as u64);
             correlator.apply(observation(&ids, n, kinds, Some(milestone.clone()), at));
@@ -162,21 +175,21 @@ fn store(c: &mut Criterion) {
     let elapsed = filling.elapsed();
     let after = rss();
     println!(
-        "filled {LIVE} transactions (2–4 keys, 8 milestones, 8 exchanges each) in {:.1} s \
+        "filled {live} transactions (2–4 keys, 8 milestones, 8 exchanges each) in {:.1} s \
          ({:.0} ns per apply, observation building included); resident set +{:.0} MB: \
          {:.0} bytes per transaction, {:.0} MB per million",
         elapsed.as_secs_f64(),
-        elapsed.as_nanos() as f64 / (LIVE * STEPS.len()) as f64,
+        elapsed.as_nanos() as f64 / (live * STEPS.len()) as f64,
         after.saturating_sub(before) as f64 / 1e6,
-        after.saturating_sub(before) as f64 / LIVE as f64,
-        after.saturating_sub(before) as f64 / LIVE as f64,
+        after.saturating_sub(before) as f64 / live as f64,
+        after.saturating_sub(before) as f64 / live as f64,
     );
 
-    let mut group = c.benchmark_group("correlate_1M_live");
+    let mut group = c.benchmark_group("correlate_live");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(5));
     let released = config.milestones.get("order_released").expect("declared");
-    let mut next_new = LIVE;
+    let mut next_new = live;
     group.bench_function("new_order", |b| {
         b.iter_batched(
             || {
@@ -195,7 +208,7 @@ fn store(c: &mut Criterion) {
                 // A stride through the million so consecutive calls do not
                 // share cache lines.
                 i = i.wrapping_add(1);
-                let n = i.wrapping_mul(7919) % LIVE;
+                let n = i.wrapping_mul(7919) % live;
                 observation(
                     &ids,
                     n,

@@ -6,7 +6,10 @@
 //! Then the shared Redis store, when `redis-server` is on the PATH (the
 //! bench starts its own on a free port, without persistence): observations
 //! per second appended to the shared log *and* read back and applied, and
-//! Redis memory per transaction (`MEMORY USAGE` of the log stream).
+//! Redis memory per transaction (`MEMORY USAGE` of the log stream). And the
+//! outage spill (`state.redis.spill`): with Redis down, entries per second
+//! written to the spill and its bytes on disk per entry; then, once Redis
+//! starts, entries per second appended from the spill, read back and applied.
 //!
 //! `cargo bench --bench state` (a plain `main`: the figures are end-to-end
 //! rates, not per-iteration timings). `WAYBILL_BENCH_DIR` picks the disk
@@ -103,12 +106,17 @@ fn observations(config: &Config, transactions: usize) -> Vec<Observation> {
     all
 }
 
+/// The sum of every sample of metric `name` (whatever its labels).
 fn gauge(registry: &Registry, name: &str) -> f64 {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
     text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Runs `transactions` through a durable correlator; prints the figures.
@@ -190,50 +198,68 @@ fn main() {
         )
         .await;
         run_shared(25_000).await;
+        run_spill(25_000).await;
     });
 }
 
 /// Runs `transactions` through a correlator sharing state through a real
 /// `redis-server`; prints the figures. Skipped without `redis-server`.
 async fn run_shared(transactions: usize) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().expect("temp dir");
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn();
-    let Ok(child) = child else {
+    let Some((_server, mut conn)) = start_redis(port, dir.path()).await else {
         println!("shared Redis store: skipped (no redis-server on the PATH)");
         return;
     };
-    struct Reaped(std::process::Child);
-    impl Drop for Reaped {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Reaped(child);
     let url = format!("redis://127.0.0.1:{port}");
-    let client = redis::Client::open(url.as_str()).expect("redis url");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut conn = loop {
-        if let Ok(conn) = client.get_multiplexed_async_connection().await {
-            break conn;
-        }
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
     let yaml = format!(
         "{CONFIG}\nstate: {{ redis: {{ url: '{url}', namespace: bench, max_log_entries: 10000000 }}, max_transactions: 10000000 }}\n"
     );
-    let config = Arc::new(Config::from_yaml(&yaml, "bench.yaml").expect("valid config"));
+    let run = drive_shared(&yaml, transactions).await;
+    let count = run.count;
+    while run.handle.applied() < count as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = run.started.elapsed();
+    let dropped = gauge(&run.registry, "waybill_state_shared_dropped_total");
+    let log_bytes: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("waybill:{bench}:log")
+        .arg("SAMPLES")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("MEMORY USAGE");
+    drop(run.sender);
+    run.task.await.expect("correlator stops");
+    println!(
+        "shared Redis store (append, read back, apply): {count} observations in {:.2}s = {:.0} obs/s, {dropped} dropped",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+    );
+    println!(
+        "  per transaction ({PER_TRANSACTION} observations): {:.0} B of Redis memory in the log stream ({:.1} MiB for {transactions} transactions)",
+        log_bytes as f64 / transactions as f64,
+        log_bytes as f64 / (1024.0 * 1024.0),
+    );
+}
+
+/// A correlator on the shared store, after every observation was handed to it.
+struct Driven {
+    registry: Registry,
+    sender: waybill::correlate::ObservationSender,
+    handle: waybill::correlate::CorrelatorHandle,
+    task: tokio::task::JoinHandle<()>,
+    /// Observations handed over.
+    count: usize,
+    /// When the first was handed over.
+    started: Instant,
+}
+
+/// Starts a correlator on the shared store `yaml` configures and hands it
+/// the observations of `transactions` transactions.
+async fn drive_shared(yaml: &str, transactions: usize) -> Driven {
+    let config = Arc::new(Config::from_yaml(yaml, "bench.yaml").expect("valid config"));
     let all = observations(&config, transactions);
     let count = all.len();
     let mut registry = Registry::default();
@@ -246,34 +272,116 @@ async fn run_shared(transactions: usize) {
         .expect("shared store");
     correlator.share_through(shared);
     let task = tokio::spawn(correlator.run(inbox));
-
     let started = Instant::now();
     for observation in all {
         sender.send(observation).await.expect("correlator running");
     }
-    while handle.applied() < count as u64 {
+    Driven {
+        registry,
+        sender,
+        handle,
+        task,
+        count,
+        started,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A `redis-server` child, killed and reaped when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `redis-server` on `port` without persistence and connects to
+/// it; `None` when there is no `redis-server` on the PATH.
+async fn start_redis(
+    port: u16,
+    dir: &std::path::Path,
+) -> Option<(Reaped, redis::aio::MultiplexedConnection)> {
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let server = Reaped(child);
+    let client =
+        redis::Client::open(format!("redis://127.0.0.1:{port}").as_str()).expect("redis url");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(conn) = client.get_multiplexed_async_connection().await {
+            return Some((server, conn));
+        }
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The outage spill: Redis is down while `transactions` go through the
+/// correlator into the spill; then Redis starts and the spill drains.
+async fn run_spill(transactions: usize) {
+    let port = free_port();
+    let base = std::env::var_os("WAYBILL_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(base).expect("temp dir");
+    let spill_dir = dir.path().join("spill");
+    let yaml = format!(
+        "{CONFIG}\nstate: {{ redis: {{ url: 'redis://127.0.0.1:{port}', namespace: bench, max_log_entries: 10000000, spill: {{ path: '{}' }} }}, max_transactions: 10000000 }}\n",
+        spill_dir.display()
+    );
+    let run = drive_shared(&yaml, transactions).await;
+    let count = run.count;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while gauge(&run.registry, "waybill_state_shared_spilled_total") < count as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the spill did not take every entry"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let elapsed = started.elapsed();
-    let dropped = gauge(&registry, "waybill_state_shared_dropped_total");
-    let log_bytes: u64 = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg("waybill:{bench}:log")
-        .arg("SAMPLES")
-        .arg(0)
-        .query_async(&mut conn)
-        .await
-        .expect("MEMORY USAGE");
-    drop(sender);
-    task.await.expect("correlator stops");
+    let spilled_in = run.started.elapsed();
+    let file = std::fs::metadata(spill_dir.join(waybill::state::shared::spill::FILE_NAME))
+        .map(|m| m.len())
+        .unwrap_or(0);
+
+    let redis_dir = tempfile::tempdir().expect("temp dir");
+    let Some((_server, _conn)) = start_redis(port, redis_dir.path()).await else {
+        println!("outage spill: skipped (no redis-server on the PATH)");
+        return;
+    };
+    let back = Instant::now();
+    while run.handle.applied() < count as u64 {
+        assert!(Instant::now() < deadline, "the spill did not drain");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let drained_in = back.elapsed();
+    let dropped = gauge(&run.registry, "waybill_state_shared_dropped_total");
+    drop(run.sender);
+    run.task.await.expect("correlator stops");
     println!(
-        "shared Redis store (append, read back, apply): {count} observations in {:.2}s = {:.0} obs/s, {dropped} dropped",
-        elapsed.as_secs_f64(),
-        count as f64 / elapsed.as_secs_f64(),
+        "outage spill (Redis down): {count} observations spilled in {:.2}s = {:.0} obs/s; spill file {:.1} MiB = {:.0} B per entry",
+        spilled_in.as_secs_f64(),
+        count as f64 / spilled_in.as_secs_f64(),
+        file as f64 / (1024.0 * 1024.0),
+        file as f64 / count as f64,
     );
     println!(
-        "  per transaction ({PER_TRANSACTION} observations): {:.0} B of Redis memory in the log stream ({:.1} MiB for {transactions} transactions)",
-        log_bytes as f64 / transactions as f64,
-        log_bytes as f64 / (1024.0 * 1024.0),
+        "  Redis back: appended from the spill, read back and applied in {:.2}s = {:.0} obs/s, {dropped} dropped",
+        drained_in.as_secs_f64(),
+        count as f64 / drained_in.as_secs_f64(),
     );
 }

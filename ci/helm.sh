@@ -457,6 +457,10 @@ for scenario in sys.argv[1:]:
                 redis["namespace"] = v["redis"]["namespace"]
             if v["redis"].get("cluster"):
                 redis["cluster"] = True
+            if v["redis"]["spill"]["enabled"]:
+                redis["spill"] = {"path": "/var/lib/waybill/spill"}
+                if v["redis"]["spill"]["maxEntries"]:
+                    redis["spill"]["max_entries"] = v["redis"]["spill"]["maxEntries"]
             expected["state"] = {**expected.get("state", {}), "backend": "redis", "redis": redis}
         check(rendered == expected, "ConfigMap content equals the chosen config (+ admin bind, + Redis state)")
         check(vols.get("waybill-config", {}).get("configMap", {}).get("name") == cm["metadata"]["name"], "pod mounts that ConfigMap")
@@ -477,6 +481,15 @@ for scenario in sys.argv[1:]:
         check(not re.search(r"(?i)password:\s*\S", text), "no password literal in the output")
     else:
         check("WAYBILL_REDIS_PASSWORD" not in envd, "no Redis password variable without Redis")
+    spill = sidecar_mode and v["redis"]["enabled"] and v["redis"]["spill"]["enabled"]
+    mounts = {m["name"]: m for m in wb.get("volumeMounts", [])}
+    if spill:
+        check(vols.get("waybill-spill", {}).get("emptyDir", {}).get("sizeLimit") == v["redis"]["spill"]["sizeLimit"],
+              "the spill's emptyDir with its sizeLimit")
+        check(mounts.get("waybill-spill", {}).get("mountPath") == "/var/lib/waybill/spill" and
+              not mounts["waybill-spill"].get("readOnly"), "waybill mounts the spill writable at /var/lib/waybill/spill")
+    else:
+        check("waybill-spill" not in vols and "waybill-spill" not in mounts, "no spill volume without redis.spill")
 
     # Prometheus Operator objects
     sm, pm = one(objs, "ServiceMonitor"), one(objs, "PodMonitor")
@@ -566,6 +579,7 @@ reject "a password inside the Redis address" 'redis.address: Does not match patt
 reject "credentials in config.state.redis.url" 'config.state.redis.url: Does not match pattern' "${NATIVE[@]}" --set 'config.state.redis.url=redis://:pw@redis:6379'
 reject "a literal WAYBILL_REDIS_PASSWORD in sidecar.extraEnv" 'sidecar.extraEnv.0.value: False always fails validation' --set 'sidecar.extraEnv[0].name=WAYBILL_REDIS_PASSWORD' --set 'sidecar.extraEnv[0].value=hunter2'
 reject "redis.enabled without a Secret" 'redis.existingSecret: String length must be greater than or equal to 1' --set redis.enabled=true --set redis.address=redis:6379
+reject "a spill size that is not a quantity" 'redis.spill.sizeLimit: Does not match pattern' "${NATIVE[@]}" --set redis.spill.sizeLimit=lots
 reject "an unknown top-level value" 'Additional property replicas is not allowed' --set replicas=3
 reject "a typo in sidecar values" 'Additional property drainTimeout is not allowed' --set sidecar.drainTimeout=30
 reject "a port out of range" 'sidecar.adminPort: Must be less than or equal to 65535' --set sidecar.adminPort=70000

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 echo "== alert rules (installs the Debian prometheus package when missing)"
 bash ci/prometheus.sh
 
-echo "== redis-server for tests/shared.rs (the Debian redis-server package, when missing)"
+echo "== redis-server for tests/shared.rs and tests/prometheus.rs (the Debian redis-server package, when missing)"
 bash ci/apt.sh redis-server redis-server
 
 echo "== cargo test"

@@ -573,11 +573,34 @@ def sidecar():
               [target(f"process_open_fds{{{SEL}}} {WAYBILL_TARGET}", "{{pod}} open"),
                target(f"process_max_fds{{{SEL}}} {WAYBILL_TARGET}", "{{pod}} limit", ref="B")],
               "short", 8, 7),
+        row("Shared state (state.backend: redis)"),
+        panel("timeseries", "Redis connection",
+              "1 while the sidecar's last Redis command succeeded (alert WaybillSharedStateUnreachable after five "
+              "minutes at 0), and failed Redis commands by operation; each is retried. Only sidecars in Redis "
+              "mode have these series.",
+              [target(f"min by (pod) (waybill_state_shared_connected{{{SEL}}})", "{{pod}} connected"),
+               target(f"sum by (pod, operation) (rate(waybill_state_shared_errors_total{{{SEL}}}[{rate}]))", "{{pod}} {{operation}} errors", ref="B")],
+              "short", 8, 7),
+        panel("timeseries", "Own entries waiting for Redis",
+              "Entries each sidecar holds for the shared log while Redis is unreachable: in memory (bounded by "
+              "state.redis.buffer) and in the on-disk spill (state.redis.spill, kept across restarts).",
+              [target(f"sum by (pod) (waybill_state_shared_buffered{{{SEL}}})", "{{pod}} memory"),
+               target(f"sum by (pod) (waybill_state_shared_spill_entries{{{SEL}}})", "{{pod}} spill", ref="B")],
+              "short", 8, 7),
+        panel("timeseries", "Shared log entries",
+              "Own entries appended to the shared log, entries applied by origin (local: this sidecar's own), "
+              "entries written to the spill, and own entries dropped by reason (alert WaybillSharedStateDropped).",
+              [target(f"sum by (pod) (rate(waybill_state_shared_appended_total{{{SEL}}}[{rate}]))", "{{pod}} appended"),
+               target(f"sum by (pod, origin) (rate(waybill_state_shared_applied_total{{{SEL}}}[{rate}]))", "{{pod}} applied {{origin}}", ref="B"),
+               target(f"sum by (pod) (rate(waybill_state_shared_spilled_total{{{SEL}}}[{rate}]))", "{{pod}} spilled", ref="C"),
+               target(f"sum by (pod, reason) (rate(waybill_state_shared_dropped_total{{{SEL}}}[{rate}]))", "{{pod}} dropped {{reason}}", ref="D")],
+              "ops", 8, 7),
     ]
     return dashboard(
         "waybill-sidecar", "waybill / Sidecar health",
         "Is waybill itself healthy? Scrape health, dropped observations and spans, extraction failures, state "
-        "store size and evictions, memory and CPU of the sidecar.",
+        "store size and evictions, memory and CPU of the sidecar, and the shared Redis store's connection and "
+        "outage buffers.",
         ["sidecar"], panels, "now-6h")
 
 

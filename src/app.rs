@@ -5,7 +5,8 @@
 //! With the embedded store, the correlator recovers the saved state before
 //! any listener binds, and the proxy's exchange ids continue after the
 //! recovered ones. With the shared store, the correlator applies the
-//! shared Redis log (its writer and reader start here).
+//! shared Redis log (its writer and reader start here). Either store also
+//! keeps the idempotency guard's stored responses, when a route is guarded.
 //! [`start`] returns a running [`Sidecar`]; [`Sidecar::shutdown`] drains it
 //! in flow order so nothing already accepted is lost (the correlator
 //! writes a final snapshot as it stops).
@@ -28,7 +29,8 @@ use crate::config::{Config, StoreConfig};
 use crate::correlate::{Correlator, CorrelatorHandle};
 use crate::extract::Extractor;
 use crate::proxy::{
-    self, ExchangeSink, GuardedRoutes, ListenerOptions, ProxyMetrics, UninspectedRoutes,
+    self, ExchangeSink, GuardKeeping, GuardStateMetrics, GuardedRoutes, ListenerOptions,
+    ProxyMetrics, UninspectedRoutes,
 };
 use crate::state::durable::Durable;
 use crate::state::shared::Shared;
@@ -59,6 +61,9 @@ pub struct Sidecar {
     traces: Traces,
     /// OTLP metrics export, if on; sends its last snapshot at shutdown.
     metric_export: Option<MetricExporting>,
+    /// Writes the guard's records to the embedded store; ends after the
+    /// listeners, once it wrote what they handed it.
+    guard_writer: Option<JoinHandle<()>>,
 }
 
 /// Binds every listener and the admin surface, and starts the pipeline.
@@ -88,8 +93,20 @@ pub async fn start_with_env(
         config.observation.queue_capacity,
         &mut registry,
     );
+    let guarded = config.routes.iter().any(|route| route.guard.is_some());
+    let mut guard_keeping = None;
+    let mut guard_writer = None;
     if let StoreConfig::Embedded(embedded) = &config.state.store {
         let durable = Durable::open(embedded, &mut registry)?;
+        if guarded {
+            let metrics = GuardStateMetrics::new(&mut registry);
+            let (records, writer) = durable.guard_records(metrics.clone())?;
+            guard_keeping = Some(GuardKeeping {
+                state: Arc::new(records),
+                metrics,
+            });
+            guard_writer = Some(writer);
+        }
         let recovery = correlator
             .recover(durable)
             .with_context(|| format!("state: cannot recover from {}", embedded.path.display()))?;
@@ -111,6 +128,13 @@ pub async fn start_with_env(
             replica = %shared.replica(),
             "state shared through Redis"
         );
+        if guarded {
+            let metrics = GuardStateMetrics::new(&mut registry);
+            guard_keeping = Some(GuardKeeping {
+                state: Arc::new(shared.guard_records(metrics.clone())),
+                metrics,
+            });
+        }
         correlator.share_through(shared);
     }
     let (span_observer, traces) = Traces::start(Arc::clone(&config), env, &mut registry)?;
@@ -169,8 +193,12 @@ pub async fn start_with_env(
     let mut listeners = Vec::with_capacity(sockets.len());
     for (socket, listener) in sockets.into_iter().zip(config.listeners.iter()) {
         listeners.push((listener.name.clone(), socket.local_addr()?));
+        let mut guarded = GuardedRoutes::new(listener.id, &config.routes);
+        if let Some(keeping) = &guard_keeping {
+            guarded = guarded.kept_in(keeping.clone());
+        }
         let options = ListenerOptions {
-            guarded: GuardedRoutes::new(listener.id, &config.routes),
+            guarded,
             trace_context: traces.propagation(&config, listener.id),
             uninspected: UninspectedRoutes::new(listener.id, &config.routes),
         };
@@ -185,6 +213,7 @@ pub async fn start_with_env(
         ));
     }
     drop(sink);
+    drop(guard_keeping);
 
     let readiness = Readiness::default();
     let admin_stop = CancellationToken::new();
@@ -219,6 +248,7 @@ pub async fn start_with_env(
         extracted,
         traces,
         metric_export,
+        guard_writer,
     })
 }
 
@@ -291,6 +321,11 @@ impl Sidecar {
                 "drain grace period over; closing remaining connections"
             );
             self.proxies.shutdown().await;
+        }
+        if let Some(writer) = self.guard_writer.take() {
+            if tokio::time::timeout(grace, writer).await.is_err() {
+                tracing::warn!("the idempotency guard's last records were not written in time");
+            }
         }
         // Connections cut off after the grace period may still hold the
         // queue open for a moment; bound the wait rather than hang.

@@ -5,7 +5,7 @@
 //!
 //! - [`config`]: the routes file, parsed once and validated into typed domain values.
 //! - [`clock`]: the wall clock every stage reads, passed in so the demo can compress time.
-//! - [`proxy`]: listeners that forward bytes untouched and tap each [`proxy::Exchange`]; opt-in per route, the idempotency guard answers repeats from a bounded store and `propagate: trace_context` sends a W3C `traceparent`.
+//! - [`proxy`]: listeners that forward bytes untouched and tap each [`proxy::Exchange`]; opt-in per route, the idempotency guard answers repeats from a bounded store (kept in the state store, if any, across restarts and replicas) and `propagate: trace_context` sends a W3C `traceparent`.
 //! - [`extract`]: config rules turn an exchange into an [`extract::Observation`] (keys, milestone,
 //!   business measures such as freight cost, read from the same sources as keys).
 //! - [`correlate`]: links keys into transactions, records milestones and flows, and
@@ -13,7 +13,8 @@
 //! - [`state`]: where transactions live (in memory, bounded by TTL and count), with their
 //!   milestones, measures, flows, exceptions and attempts; optionally durable on disk
 //!   ([`state::durable`]: a journal of accepted observations plus snapshots) or
-//!   shared by several sidecars ([`state::shared`]: a replicated log in Redis).
+//!   shared by several sidecars ([`state::shared`]: a replicated log in Redis, with an optional
+//!   on-disk spill for Redis outages).
 //! - [`telemetry`]: OTLP spans (trace ID derived from the root key), flow histograms with
 //!   trace exemplars, the frozen Prometheus registry every stage registers in, and its
 //!   optional periodic OTLP metrics export.

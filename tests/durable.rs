@@ -478,3 +478,47 @@ async fn a_clean_shutdown_leaves_a_snapshot_and_no_journal_to_replay() {
     }
     waybill.kill();
 }
+
+/// The idempotency guard's stored response survives `kill -9`: a label
+/// bought once, the sidecar killed once the response was saved, restarted
+/// on the same data directory; the client's retry with the same key gets
+/// the first answer, byte for byte, and the carrier sees one purchase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_kill_9_and_restart_gets_the_stored_response_not_a_second_purchase() {
+    use support::guard::{buy, sample, wait_for, Counting};
+    let carrier = Counting::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = format!(
+        "path: '{}', commit_interval: 5ms",
+        dir.path().join("data").display()
+    );
+    let config_path = dir.path().join("waybill.yaml");
+    std::fs::File::create(&config_path)
+        .and_then(|mut f| f.write_all(support::guard::config(carrier.addr, &state).as_bytes()))
+        .expect("write config");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+
+    let waybill = Waybill::start(&config_path);
+    let first = buy(&client, waybill.edge, "retry-1").await;
+    assert_eq!(first.status, 201, "{first:?}");
+    assert_eq!(carrier.calls(), 1);
+    let saved = r#"waybill_guard_state_total{result="saved"}"#;
+    wait_for(&client, waybill.admin, saved, 1.0).await;
+    waybill.kill();
+
+    let waybill = Waybill::start(&config_path);
+    let loaded = r#"waybill_guard_state_total{result="loaded"}"#;
+    assert_eq!(sample(&client, waybill.admin, loaded).await, 1.0);
+    let retry = buy(&client, waybill.edge, "retry-1").await;
+    assert_eq!(retry, first, "the retry gets the first answer");
+    assert_eq!(carrier.calls(), 1, "the carrier saw one purchase");
+    let replays = "waybill_guard_replays_total";
+    assert_eq!(sample(&client, waybill.admin, replays).await, 1.0);
+    let other = buy(&client, waybill.edge, "retry-2").await;
+    assert_ne!(other.body, first.body, "another key is forwarded");
+    assert_eq!(carrier.calls(), 2);
+    waybill.kill();
+}

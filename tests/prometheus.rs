@@ -3,7 +3,10 @@
 //! `alerts/`, the structure of every dashboard in `dashboards/`, and a real
 //! Prometheus (Debian `prometheus` package) scraping `waybill demo` every
 //! second with the rules loaded, which then answers every query of every
-//! dashboard, the flow histogram's p95, and the flow exemplars.
+//! dashboard, the flow histogram's p95, and the flow exemplars. The shared
+//! Redis store's series exist only in Redis mode: a second live test runs a
+//! real `redis-server` and a sidecar in Redis mode under a real Prometheus
+//! and checks the series, labels and dashboard queries that name them.
 //!
 //! The tests read `alerts/*.yaml` and `dashboards/*.json` themselves; they
 //! keep no copy of any query. When `promtool` or `prometheus` is missing
@@ -21,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use waybill::demo::{Demo, DemoOptions};
 
+mod support;
+use support::redis::{RedisServer, PASSWORD};
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Orders the demo drives while Prometheus watches, and how fast: about ten
@@ -30,12 +36,24 @@ const DEMO_SPEED: f64 = 60_000.0;
 /// Upper bound of every wait on Prometheus (start, first scrape, rules).
 const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(250);
+/// Metric names of the shared Redis store: exported only by sidecars in
+/// Redis mode, so the demo's scrape leaves them to the Redis-mode scrape.
+const SHARED_STORE: &str = "waybill_state_shared_";
+/// Labels Prometheus's service discovery adds (Kubernetes) or the scrape
+/// adds (job, instance): not the sidecar's, so not checked against it.
+const TARGET_LABELS: [&str; 4] = ["namespace", "pod", "instance", "job"];
 
 // === tools ===
 
-/// Path of `tool` if it runs, else `None` after printing why the caller
-/// skips; panics under CI, where a missing tool is a broken setup.
+/// Path of `tool` (from the Debian `prometheus` package) if it runs, else
+/// `None` after printing why the caller skips; panics under CI, where a
+/// missing tool is a broken setup.
 fn tool(tool: &str) -> Option<PathBuf> {
+    tool_from(tool, "prometheus")
+}
+
+/// [`tool`] from the Debian package `package`.
+fn tool_from(tool: &str, package: &str) -> Option<PathBuf> {
     let found = Command::new(tool)
         .arg("--version")
         .stdout(Stdio::null())
@@ -47,10 +65,10 @@ fn tool(tool: &str) -> Option<PathBuf> {
         return Some(PathBuf::from(tool));
     }
     if std::env::var_os("CI").is_some() {
-        panic!("`{tool}` is not installed; CI must install the Debian `prometheus` package (ci/test.sh does)");
+        panic!("`{tool}` is not installed; CI must install the Debian `{package}` package (ci/test.sh does)");
     }
     eprintln!(
-        "SKIPPED: `{tool}` is not installed (apt-get install prometheus); \
+        "SKIPPED: `{tool}` is not installed (apt-get install {package}); \
          under CI this test fails instead"
     );
     None
@@ -832,7 +850,7 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_l
     // 2. Every metric the rules and dashboards name is exported.
     let exported = exported_names(&openmetrics);
     for (name, used_by) in referenced_names() {
-        if !exported.contains(&name) {
+        if !exported.contains(&name) && !name.starts_with(SHARED_STORE) {
             problems.push(format!(
                 "{name} is not exported by the sidecar, but used by: {}",
                 used_by.join("; ")
@@ -940,38 +958,9 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_l
         Err(e) => problems.push(format!("/api/v1/rules: {e}")),
     }
 
-    // 5. Every dashboard query parses and returns data.
-    let mut executed = 0;
-    for path in dashboard_files() {
-        let board = read_json(&path);
-        for q in dashboard_queries(&path, &board) {
-            let expr = substitute(&q.expr);
-            executed += 1;
-            let result = match &q.label_values {
-                Some((_, label)) => prom
-                    .get(
-                        &format!("/api/v1/label/{label}/values"),
-                        &[("match[]", expr.as_str())],
-                    )
-                    .await
-                    .map(|d| d.as_array().cloned().unwrap_or_default()),
-                None => prom.query(&expr).await,
-            };
-            match result {
-                Err(e) => problems.push(format!("{}: {expr}: {e}", q.at)),
-                Ok(rows) if rows.is_empty() => {
-                    if q.label_values.is_some() || q.at.contains(" annotation ") {
-                        // Variables over labels a plain Prometheus does not
-                        // add (namespace, pod) and the restart annotation are
-                        // empty here; that they parse is what counts.
-                    } else {
-                        problems.push(format!("{}: no data for {expr}", q.at));
-                    }
-                }
-                Ok(_) => {}
-            }
-        }
-    }
+    // 5. Every dashboard query parses and returns data (those about the
+    // shared store: in the Redis-mode test).
+    let executed = dashboard_queries_answer(&prom, false, &mut problems).await;
     eprintln!("executed {executed} dashboard queries");
 
     // 6. Exemplars: in the OpenMetrics scrape, and kept by Prometheus.
@@ -1024,6 +1013,264 @@ async fn a_real_prometheus_scraping_the_demo_answers_every_dashboard_query_and_l
 
     drop(prom);
     demo.shutdown().await.expect("demo shuts down");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Runs every dashboard query that names the shared store's metrics (when
+/// `shared`) or none of them (else) against `prom`; each must parse and
+/// return data. Returns how many ran.
+async fn dashboard_queries_answer(
+    prom: &Prometheus,
+    shared: bool,
+    problems: &mut Vec<String>,
+) -> usize {
+    let mut executed = 0;
+    for path in dashboard_files() {
+        let board = read_json(&path);
+        for q in dashboard_queries(&path, &board) {
+            let about_shared = metric_names(&q.expr)
+                .iter()
+                .any(|name| name.starts_with(SHARED_STORE));
+            if about_shared != shared {
+                continue;
+            }
+            let expr = substitute(&q.expr);
+            executed += 1;
+            let result = match &q.label_values {
+                Some((_, label)) => prom
+                    .get(
+                        &format!("/api/v1/label/{label}/values"),
+                        &[("match[]", expr.as_str())],
+                    )
+                    .await
+                    .map(|d| d.as_array().cloned().unwrap_or_default()),
+                None => prom.query(&expr).await,
+            };
+            match result {
+                Err(e) => problems.push(format!("{}: {expr}: {e}", q.at)),
+                Ok(rows) if rows.is_empty() => {
+                    if q.label_values.is_some() || q.at.contains(" annotation ") {
+                        // Variables over labels a plain Prometheus does not
+                        // add (namespace, pod) and the restart annotation are
+                        // empty here; that they parse is what counts.
+                    } else {
+                        problems.push(format!("{}: no data for {expr}", q.at));
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    executed
+}
+
+/// The labels an expression groups by or matches on (`by (a, b)`,
+/// `{a="x"}`), except those the scrape or service discovery adds.
+fn expression_labels(expr: &str) -> BTreeSet<String> {
+    let by = Regex::new(r"\b(?:by|without)\s*\(([^)]*)\)").expect("regex");
+    let matchers = Regex::new(r#"\{([^}]*)\}"#).expect("regex");
+    let matcher = Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*""#)
+        .expect("regex");
+    let mut labels = BTreeSet::new();
+    for c in by.captures_iter(expr) {
+        labels.extend(c[1].split(',').map(|l| l.trim().to_owned()));
+    }
+    for c in matchers.captures_iter(expr) {
+        labels.extend(matcher.captures_iter(&c[1]).map(|m| m[1].to_owned()));
+    }
+    labels.retain(|l| !l.is_empty() && !TARGET_LABELS.contains(&l.as_str()));
+    labels
+}
+
+#[test]
+fn expression_labels_are_the_grouping_and_matched_labels_of_the_sidecar() {
+    let labels = expression_labels(
+        r#"sum by (namespace, pod, reason) (rate(waybill_x_total{origin="local", job=~"w.*"}[5m])) > 0"#,
+    );
+    assert_eq!(labels.into_iter().collect::<Vec<_>>(), ["origin", "reason"]);
+}
+
+// === the live test in Redis mode ===
+
+/// The routes file of a sidecar in Redis mode: one listener to `upstream`,
+/// one route with a milestone.
+fn redis_mode_config(redis_url: &str, upstream: SocketAddr) -> String {
+    format!(
+        r#"
+admin: {{ bind: 127.0.0.1:0 }}
+state: {{ redis: {{ url: '{redis_url}', namespace: prometheus-test }} }}
+systems: [erp]
+keys: [order]
+root: order
+listeners:
+  - {{ name: edge, bind: 127.0.0.1:0, upstream: http://{upstream}, system: erp }}
+milestones:
+  - {{ name: order_released, object: order }}
+routes:
+  - {{ name: erp.release, system: erp, match: {{ method: POST, path: '/orders/{{order_id}}/release' }}, keys: {{ order: {{ path_param: order_id }} }}, milestone: order_released }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scraping_a_sidecar_in_redis_mode_has_every_shared_store_series_the_rules_use(
+) {
+    let (Some(prometheus), Some(_)) = (
+        tool("prometheus"),
+        tool_from("redis-server", "redis-server"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis_port = free_port();
+    let redis = RedisServer::start(redis_port, dir.path()).await;
+    let upstream =
+        support::serve(axum::Router::new().fallback(axum::routing::post(|| async { "ok" }))).await;
+    let config = waybill::config::Config::from_yaml(
+        &redis_mode_config(&redis.url(), upstream),
+        "redis-mode.yaml",
+    )
+    .expect("valid config");
+    let env = |name: &str| match name {
+        "WAYBILL_REDIS_PASSWORD" => Some(PASSWORD.to_owned()),
+        "OTEL_TRACES_EXPORTER" => Some("none".to_owned()),
+        _ => None,
+    };
+    let sidecar = waybill::app::start_with_env(config, waybill::clock::Clock::system(), &env)
+        .await
+        .expect("sidecar starts in Redis mode");
+    let prom = Prometheus::start(&prometheus, sidecar.admin_addr());
+
+    // Orders through the sidecar, until Prometheus has seen them come back
+    // from the shared log.
+    let edge = sidecar.listener_addr("edge").expect("edge listener");
+    let http = reqwest::Client::new();
+    for i in 0..10 {
+        let answer = http
+            .post(format!("http://{edge}/orders/SO-{i}/release"))
+            .send()
+            .await
+            .expect("the sidecar answers");
+        assert!(answer.status().is_success(), "{}", answer.status());
+    }
+    prom.wait_for(
+        "Prometheus to see the orders applied from the shared log",
+        || async {
+            let r = prom
+                .query(r#"waybill_state_shared_applied_total{origin="local"} >= 10"#)
+                .await
+                .ok()?;
+            (!r.is_empty()).then_some(())
+        },
+    )
+    .await;
+
+    // Rates in the dashboards need a few scrapes.
+    prom.wait_for("three scrapes of the sidecar", || async {
+        let r = prom
+            .query("count_over_time(waybill_state_shared_connected[1m]) >= 3")
+            .await
+            .ok()?;
+        (!r.is_empty()).then_some(())
+    })
+    .await;
+
+    let mut problems: Vec<String> = Vec::new();
+    // 1. Every shared-store metric the rules and dashboards name has data,
+    // with every label they group by or match on.
+    let mut checked = 0;
+    for (name, used_by) in referenced_names() {
+        if !name.starts_with(SHARED_STORE) {
+            continue;
+        }
+        checked += 1;
+        match prom.query(&name).await {
+            Ok(rows) if !rows.is_empty() => {}
+            Ok(_) => problems.push(format!(
+                "{name} has no data, but is used by: {}",
+                used_by.join("; ")
+            )),
+            Err(e) => problems.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(
+        checked > 0,
+        "no rule or dashboard names a {SHARED_STORE}* metric"
+    );
+    let shared_rules: Vec<Rule> = rules()
+        .into_iter()
+        .filter(|r| {
+            metric_names(&r.expr)
+                .iter()
+                .any(|n| n.starts_with(SHARED_STORE))
+        })
+        .collect();
+    for rule in &shared_rules {
+        for name in metric_names(&rule.expr) {
+            for label in expression_labels(&rule.expr) {
+                let expr = format!(r#"{name}{{{label}!=""}}"#);
+                match prom.query(&expr).await {
+                    Ok(rows) if !rows.is_empty() => {}
+                    Ok(_) => problems.push(format!("rule {}: no series {expr}", rule.name)),
+                    Err(e) => problems.push(format!("rule {}: {expr}: {e}", rule.name)),
+                }
+            }
+        }
+    }
+    // 2. Those rules load and evaluate without error.
+    match prom.get("/api/v1/rules", &[]).await {
+        Ok(data) => {
+            let healthy: BTreeSet<String> = data["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                .filter(|r| r["health"] != "err")
+                .filter_map(|r| r["name"].as_str().map(str::to_owned))
+                .collect();
+            for rule in &shared_rules {
+                if !healthy.contains(&rule.name) {
+                    problems.push(format!(
+                        "rule {} is not loaded, or fails, in Prometheus",
+                        rule.name
+                    ));
+                }
+            }
+        }
+        Err(e) => problems.push(format!("/api/v1/rules: {e}")),
+    }
+    // 3. The dashboards' shared-store queries answer.
+    let executed = dashboard_queries_answer(&prom, true, &mut problems).await;
+    eprintln!(
+        "Redis mode: {checked} shared-store metrics, {} rules and {executed} dashboard queries checked",
+        shared_rules.len()
+    );
+
+    // 4. Redis goes away: the unreachable alert's own expression (read
+    // from the rules file) finds the sidecar, which it did not before.
+    let unreachable = shared_rules
+        .iter()
+        .find(|r| r.alert && r.expr.contains("waybill_state_shared_connected"))
+        .expect("an alert on waybill_state_shared_connected");
+    match prom.query(&unreachable.expr).await {
+        Ok(rows) if rows.is_empty() => {}
+        other => problems.push(format!("{} with Redis up: {other:?}", unreachable.name)),
+    }
+    redis.stop();
+    prom.wait_for(
+        "the unreachable alert's expression to find the sidecar",
+        || async {
+            let rows = prom.query(&unreachable.expr).await.ok()?;
+            (!rows.is_empty()).then_some(())
+        },
+    )
+    .await;
+
+    drop(prom);
+    sidecar
+        .shutdown(Duration::from_secs(1))
+        .await
+        .expect("clean shutdown");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

@@ -12,7 +12,7 @@ mod support;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::extract::Path as UrlPath;
@@ -21,86 +21,15 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use support::process::Waybill;
+use support::redis::{RedisServer, PASSWORD};
 
 /// Bound on every wait of this test.
 const PATIENCE: Duration = Duration::from_secs(20);
 /// How long after `shipped` the goods issue is expected.
 const WITHIN: Duration = Duration::from_millis(1500);
-const PASSWORD: &str = "s3cret-for-the-test";
 /// Orders driven while Redis is down.
 const OUTAGE_ORDERS: usize = 5;
 const SYSTEMS: [&str; 3] = ["erp", "wms", "carrier"];
-
-/// A `redis-server` on a loopback port with no persistence; killed and
-/// reaped when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    async fn start(port: u16, dir: &Path) -> RedisServer {
-        Self::start_with(port, dir, &[]).await
-    }
-
-    /// [`RedisServer::start`] with more `redis-server` arguments.
-    async fn start_with(port: u16, dir: &Path, args: &[&str]) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                PASSWORD,
-            ])
-            .args(args)
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server (Debian package redis-server; ci/test.sh installs it)");
-        let server = RedisServer { child, port };
-        let client = redis::Client::open(server.url_with_password()).expect("redis url");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                let pong: redis::RedisResult<String> =
-                    redis::cmd("PING").query_async(&mut conn).await;
-                if pong.is_ok() {
-                    return server;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn url_with_password(&self) -> String {
-        format!("redis://:{PASSWORD}@127.0.0.1:{}", self.port)
-    }
-
-    fn stop(mut self) {
-        self.child.kill().expect("SIGKILL redis-server");
-        self.child.wait().expect("reap redis-server");
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -747,4 +676,393 @@ async fn three_sidecars_share_one_picture_through_a_redis_cluster() {
     );
     drop(sidecars);
     drop(nodes);
+}
+
+/// Orders sent in each life of the sidecar during the restart-in-an-outage story.
+const ORDERS_PER_LIFE: usize = 60;
+/// The memory buffer of that story: far smaller than what an outage brings.
+const SMALL_BUFFER: usize = 16;
+
+/// What [`restart_during_an_outage`] counted.
+struct OutageCount {
+    sent: usize,
+    /// Dropped and counted by the first life (read before its `kill -9`).
+    dropped_before_kill: f64,
+    /// Dropped and counted by the second life.
+    dropped_after_restart: f64,
+    /// Appended to the log by the second life once Redis was back.
+    appended: f64,
+    /// Orders another sidecar's admin API shows afterwards.
+    shown: usize,
+    /// Their log positions (the exchange ids of their milestones), in the
+    /// order they were sent.
+    positions: Vec<u64>,
+}
+
+/// Sends [`ORDERS_PER_LIFE`] releases through `sidecar` (a process that
+/// has sent nothing yet), a few at a time (fewer than the memory buffer
+/// holds), each round waiting until the sidecar has put every entry
+/// somewhere: on disk with a spill, else in memory or dropped.
+async fn release_in_rounds(sidecars: &Sidecars, sidecar: &Waybill, prefix: &str, spill: bool) {
+    const ROUND: usize = SMALL_BUFFER / 2;
+    let mut sent = 0;
+    while sent < ORDERS_PER_LIFE {
+        for _ in 0..ROUND.min(ORDERS_PER_LIFE - sent) {
+            let url = format!("http://{}/orders/{prefix}-{sent}/release", sidecar.edge);
+            let response = sidecars.client.post(&url).send().await.expect("answered");
+            assert!(response.status().is_success(), "{}", response.status());
+            sent += 1;
+        }
+        metrics_until(sidecars, sidecar, &format!("{prefix}: {sent} sent"), |m| {
+            let placed = if spill {
+                metric(m, "waybill_state_shared_spilled_total")
+            } else {
+                metric(m, "waybill_state_shared_buffered")
+                    + metric(m, "waybill_state_shared_dropped_total")
+            };
+            placed == sent as f64
+        })
+        .await;
+    }
+}
+
+/// Polls `sidecar`'s metrics until `done` holds for them; returns them.
+async fn metrics_until(
+    sidecars: &Sidecars,
+    sidecar: &Waybill,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let metrics = sidecars.get(sidecar, "/metrics").await;
+        if done(&metrics) {
+            return metrics;
+        }
+        assert!(Instant::now() < deadline, "{what}:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Redis is down; a sidecar with a small memory buffer (and a spill if
+/// `spill`) takes orders, is killed with SIGKILL, restarted on the same
+/// config while Redis is still down and takes more orders; then Redis
+/// starts and a second sidecar (no spill) joins the namespace.
+async fn restart_during_an_outage(spill: bool) -> OutageCount {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let spill_setting = if spill {
+        format!(
+            ", spill: {{ path: '{}' }}",
+            dir.path().join("spill").display()
+        )
+    } else {
+        String::new()
+    };
+    let settings =
+        format!("url: 'redis://127.0.0.1:{port}', namespace: outage, buffer: {SMALL_BUFFER}");
+    let upstream = system().await;
+    let path = write_config(
+        dir.path(),
+        "erp",
+        &config(&format!("{settings}{spill_setting}"), upstream, "erp"),
+    );
+    let env = [("WAYBILL_REDIS_PASSWORD", PASSWORD)];
+    let mut sidecars = Sidecars {
+        all: vec![Waybill::start_with(&path, &env, &mut |_| {})],
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client"),
+    };
+    release_in_rounds(&sidecars, &sidecars.all[0], "SO-A", spill).await;
+    let metrics = sidecars.get(&sidecars.all[0], "/metrics").await;
+    let dropped_before_kill = metric(&metrics, "waybill_state_shared_dropped_total");
+    if spill {
+        assert_eq!(
+            metric(&metrics, "waybill_state_shared_spill_entries"),
+            ORDERS_PER_LIFE as f64,
+            "every entry is on disk before the kill"
+        );
+    }
+    sidecars.all.pop().expect("first life").kill();
+
+    sidecars
+        .all
+        .push(Waybill::start_with(&path, &env, &mut |_| {}));
+    release_in_rounds(&sidecars, &sidecars.all[0], "SO-B", spill).await;
+    let metrics = sidecars.get(&sidecars.all[0], "/metrics").await;
+    if spill {
+        assert_eq!(
+            metric(&metrics, "waybill_state_shared_spill_entries"),
+            (2 * ORDERS_PER_LIFE) as f64,
+            "the first life's entries are still on disk"
+        );
+    }
+
+    // Redis starts (empty); the restarted sidecar appends what it holds,
+    // and a second sidecar reads the log from its start.
+    let redis = RedisServer::start(port, dir.path()).await;
+    let restarted = &sidecars.all[0];
+    let metrics = metrics_until(
+        &sidecars,
+        restarted,
+        "the sidecar empties its buffers",
+        |m| {
+            metric(m, "waybill_state_shared_buffered") == 0.0
+                && metric(m, "waybill_state_shared_spill_entries") == 0.0
+                && metric(m, "waybill_state_shared_connected") == 1.0
+        },
+    )
+    .await;
+    let appended = metric(&metrics, "waybill_state_shared_appended_total");
+    let dropped_after_restart = metric(&metrics, "waybill_state_shared_dropped_total");
+    let observer_upstream = system().await;
+    let observer_path = write_config(
+        dir.path(),
+        "wms",
+        &config(&settings, observer_upstream, "wms"),
+    );
+    sidecars
+        .all
+        .push(Waybill::start_with(&observer_path, &env, &mut |_| {}));
+    let observer = &sidecars.all[1];
+    metrics_until(
+        &sidecars,
+        observer,
+        "the second sidecar reads the whole log",
+        |m| metric(m, "waybill_state_shared_applied_total{origin=\"remote\"}") == appended,
+    )
+    .await;
+    let mut shown = 0;
+    let mut positions = Vec::new();
+    for prefix in ["SO-A", "SO-B"] {
+        for i in 0..ORDERS_PER_LIFE {
+            let key = format!("order/{prefix}-{i}");
+            if let Some(tx) = sidecars.transaction(observer, &key).await {
+                assert_eq!(milestone_names(&tx), ["order_released"], "{key}: {tx}");
+                positions.push(
+                    tx["milestones"][0]["exchange"]
+                        .as_u64()
+                        .expect("exchange id"),
+                );
+                shown += 1;
+            }
+        }
+    }
+    drop(sidecars);
+    drop(redis);
+    OutageCount {
+        sent: 2 * ORDERS_PER_LIFE,
+        dropped_before_kill,
+        dropped_after_restart,
+        appended,
+        shown,
+        positions,
+    }
+}
+
+/// With a spill, nothing accepted during an outage is lost, not even
+/// across a `kill -9`: every order reaches the shared log once Redis is
+/// back, and another sidecar shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_spill_an_outage_and_a_restart_lose_nothing() {
+    let count = restart_during_an_outage(true).await;
+    eprintln!(
+        "spill: {} orders sent during the outage (buffer {SMALL_BUFFER}, a kill -9 between), {} dropped, {} appended once Redis was back, {} shown by another sidecar",
+        count.sent,
+        count.dropped_before_kill + count.dropped_after_restart,
+        count.appended,
+        count.shown
+    );
+    assert_eq!(count.dropped_before_kill, 0.0);
+    assert_eq!(count.dropped_after_restart, 0.0);
+    assert_eq!(
+        count.appended, count.sent as f64,
+        "each entry appended once"
+    );
+    assert_eq!(count.shown, count.sent);
+    assert!(
+        count.positions.windows(2).all(|w| w[0] < w[1]),
+        "the log holds them in the order they were sent: {:?}",
+        count.positions
+    );
+}
+
+/// The same story without a spill: what the memory buffer could not hold
+/// is dropped and counted, and what it held dies with the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_spill_an_outage_and_a_restart_lose_what_memory_cannot_hold() {
+    let count = restart_during_an_outage(false).await;
+    eprintln!(
+        "no spill: {} orders sent during the outage (buffer {SMALL_BUFFER}, a kill -9 between), {} + {} dropped and counted, the rest of the first life's lost with it, {} shown by another sidecar",
+        count.sent, count.dropped_before_kill, count.dropped_after_restart, count.shown
+    );
+    assert!(
+        count.dropped_before_kill > 0.0,
+        "a buffer of {SMALL_BUFFER} cannot hold {ORDERS_PER_LIFE}"
+    );
+    assert!(count.dropped_after_restart > 0.0);
+    assert_eq!(
+        count.shown as f64 + count.dropped_after_restart,
+        ORDERS_PER_LIFE as f64,
+        "the second life's orders are either shown or counted as dropped; the first life's died with it"
+    );
+    assert_eq!(count.shown as f64, count.appended);
+}
+
+/// A `redis-server` and two sidecars sharing it, each in front of
+/// `carrier` with the guarded route of [`support::guard::config`], and a
+/// client for them.
+async fn two_guarded_sidecars(
+    dir: &Path,
+    carrier: SocketAddr,
+) -> (RedisServer, Vec<Waybill>, reqwest::Client) {
+    let redis = RedisServer::start(free_port(), dir).await;
+    let state = format!(
+        "backend: redis, redis: {{ url: '{}', namespace: guard }}",
+        redis.url()
+    );
+    let text = support::guard::config(carrier, &state);
+    let mut sidecars = Vec::new();
+    for name in ["a", "b"] {
+        let path = write_config(dir, name, &text);
+        sidecars.push(Waybill::start_with(
+            &path,
+            &[("WAYBILL_REDIS_PASSWORD", PASSWORD)],
+            &mut |_| {},
+        ));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    (redis, sidecars, client)
+}
+
+/// The idempotency guard across replicas: a label bought through sidecar
+/// A, the client's retry sent to sidecar B (same namespace) gets A's
+/// answer byte for byte and the carrier sees one purchase. With Redis
+/// gone, B still forwards new keys: traffic never fails on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_at_another_replica_gets_the_response_the_first_one_stored() {
+    use support::guard::{buy, sample, wait_for, Counting};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let carrier = Counting::start().await;
+    let (redis, sidecars, client) = two_guarded_sidecars(dir.path(), carrier.addr).await;
+    let (a, b) = (&sidecars[0], &sidecars[1]);
+
+    let first = buy(&client, a.edge, "retry-1").await;
+    assert_eq!(first.status, 201, "{first:?}");
+    wait_for(
+        &client,
+        a.admin,
+        r#"waybill_guard_state_total{result="saved"}"#,
+        1.0,
+    )
+    .await;
+    let retry = buy(&client, b.edge, "retry-1").await;
+    assert_eq!(retry, first, "B answers with what A stored");
+    assert_eq!(carrier.calls(), 1, "the carrier saw one purchase");
+    let found = r#"waybill_guard_state_total{result="found"}"#;
+    assert_eq!(sample(&client, b.admin, found).await, 1.0);
+    let again = buy(&client, b.edge, "retry-1").await;
+    assert_eq!(again, first, "B now answers from its own memory");
+    assert_eq!(sample(&client, b.admin, found).await, 1.0);
+
+    let other = buy(&client, b.edge, "retry-2").await;
+    assert_eq!(carrier.calls(), 2, "a new key is forwarded");
+    let missing = r#"waybill_guard_state_total{result="missing"}"#;
+    assert_eq!(sample(&client, b.admin, missing).await, 1.0);
+
+    redis.stop();
+    let during = buy(&client, b.edge, "retry-3").await;
+    assert_eq!(during.status, 201, "forwarded while Redis is down");
+    assert_ne!(during.body, other.body);
+    assert_eq!(carrier.calls(), 3);
+    let failed = r#"waybill_guard_state_total{result="lookup_failed"}"#;
+    assert_eq!(sample(&client, b.admin, failed).await, 1.0);
+}
+
+/// Two replicas get the same key at once: the first request is still at
+/// the carrier (held there) when the retry reaches the other replica,
+/// which finds the first one's claim in Redis, waits, and replays its
+/// answer: the carrier sees one purchase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_at_another_replica_waits_for_the_first_request_in_flight() {
+    use support::guard::{buy, wait_for, Counting};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let carrier = Counting::gated().await;
+    let (redis, sidecars, client) = two_guarded_sidecars(dir.path(), carrier.addr).await;
+    let (a, b) = (sidecars[0].edge, sidecars[1].edge);
+
+    let first = tokio::spawn(buy_owned(client.clone(), a));
+    let deadline = Instant::now() + PATIENCE;
+    while carrier.calls() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the first request never reached the carrier"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let retry = tokio::spawn(buy_owned(client.clone(), b));
+    let in_flight = r#"waybill_guard_state_total{result="in_flight"}"#;
+    wait_for(&client, sidecars[1].admin, in_flight, 1.0).await;
+    carrier.open();
+    let first = first.await.expect("first request");
+    let retry = retry.await.expect("retry");
+    assert_eq!(first.status, 201, "{first:?}");
+    assert_eq!(retry, first, "B replays what A got");
+    assert_eq!(carrier.calls(), 1, "the carrier saw one purchase");
+    drop(redis);
+
+    async fn buy_owned(client: reqwest::Client, edge: SocketAddr) -> support::guard::Answer {
+        buy(&client, edge, "at-once").await
+    }
+}
+
+/// A first request that stores nothing (the carrier failed) gives its
+/// claim in Redis up at once, so the client's retry at another replica is
+/// forwarded without waiting out the claim (which would outlive this
+/// test's patience: the listener's 30 s timeout plus slack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_first_request_releases_its_claim_for_the_other_replicas() {
+    use support::guard::{buy, sample, send, Counting};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let carrier = Counting::start().await;
+    let (redis, sidecars, client) = two_guarded_sidecars(dir.path(), carrier.addr).await;
+    let failed = send(&client, sidecars[0].edge, "fails-first", true).await;
+    assert_eq!(failed.status, 503);
+    let claimed = r#"waybill_guard_state_total{result="missing"}"#;
+    assert_eq!(
+        sample(&client, sidecars[0].admin, claimed).await,
+        1.0,
+        "A looked the key up in Redis and claimed it"
+    );
+
+    let redis_client = redis::Client::open(redis.url_with_password()).expect("redis url");
+    let mut conn = redis_client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let claim = "waybill:{guard}:guard:carrier.buy_label:fails-first";
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let exists: u32 = redis::cmd("EXISTS")
+            .arg(claim)
+            .query_async(&mut conn)
+            .await
+            .expect("EXISTS");
+        if exists == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the claim on {claim} was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let retry = buy(&client, sidecars[1].edge, "fails-first").await;
+    assert_eq!(retry.status, 201, "the retry is forwarded: {retry:?}");
+    assert_eq!(carrier.calls(), 2);
 }

@@ -246,9 +246,11 @@ pub struct RawRedis {
     /// used when `WAYBILL_REDIS_PASSWORD` is not set.
     #[serde(default)]
     pub password_file: Option<String>,
-    /// Entries this sidecar holds while Redis is unreachable before new ones
-    /// are dropped (and counted), besides the one batch (at most 256) the
-    /// writer is retrying. Default 100000.
+    /// Entries this sidecar holds in memory while Redis is unreachable
+    /// before new ones are dropped (and counted), besides the one batch (at
+    /// most 256) the writer is retrying. With `spill`, memory only stages
+    /// entries on their way to disk (and must absorb what arrives while a
+    /// connection attempt waits, up to 5 s). Default 100000.
     #[serde(default)]
     pub buffer: Option<usize>,
     /// Entries the shared log keeps (`XADD MAXLEN ~`); a sidecar that starts
@@ -259,6 +261,29 @@ pub struct RawRedis {
     /// the other nodes from it). Default `false`.
     #[serde(default)]
     pub cluster: Option<bool>,
+    /// An on-disk outage buffer: while Redis is unreachable, this sidecar's
+    /// entries are written to a local file instead of waiting in memory,
+    /// survive a restart of the sidecar, and are appended in order when
+    /// Redis returns. Off by default (then what does not fit `buffer` is
+    /// dropped, and a restart during an outage loses what was buffered).
+    #[serde(default)]
+    pub spill: Option<RawSpill>,
+}
+
+/// `state.redis.spill:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpill {
+    /// Directory of the spill file (`spill.redb`, created if missing); one
+    /// sidecar per directory. On a volume that outlives the container, e.g.
+    /// an `emptyDir`, for the spill to survive container restarts.
+    pub path: String,
+    /// Most entries the spill holds (~680 B each in the file, measured);
+    /// beyond it new
+    /// entries are dropped and counted (`reason="spill_full"`).
+    /// Default 1000000.
+    #[serde(default)]
+    pub max_entries: Option<usize>,
 }
 
 /// `observation:`
@@ -467,7 +492,9 @@ pub struct RawRoute {
     #[serde(default)]
     pub repeats: Option<RawRepeats>,
     /// Answer a repeated idempotency key with the stored first response
-    /// instead of forwarding it. Optional, off: it changes traffic.
+    /// instead of forwarding it. Optional, off: it changes traffic. With
+    /// `state.path` the stored responses survive restarts; with
+    /// `state.redis` every sidecar of the namespace answers them.
     #[serde(default)]
     pub idempotency_guard: Option<RawGuard>,
     /// Numbers the exchange carries, attached to the route's milestone

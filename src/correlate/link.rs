@@ -21,14 +21,17 @@ const PAIRWISE_LIMIT: usize = 8;
 /// several root keys (a batch of orders) must not fuse those orders into
 /// one transaction: each root key is then its own group, and the other keys
 /// of such a message, whose owner cannot be told, are left unlinked.
-pub(super) fn groups(keys: &[Key], root: &KeyKind) -> Vec<Vec<Key>> {
-    let roots: Vec<&Key> = keys.iter().filter(|k| &k.kind == root).collect();
-    if roots.len() > 1 {
-        roots.into_iter().map(|k| vec![k.clone()]).collect()
+pub(super) fn groups<'a>(keys: &'a [Key], root: &KeyKind) -> Vec<&'a [Key]> {
+    let roots = keys.iter().filter(|k| &k.kind == root).count();
+    if roots > 1 {
+        keys.iter()
+            .filter(|k| &k.kind == root)
+            .map(std::slice::from_ref)
+            .collect()
     } else if keys.is_empty() {
         Vec::new()
     } else {
-        vec![keys.to_vec()]
+        vec![keys]
     }
 }
 
@@ -83,29 +86,21 @@ impl Correlator {
         };
         if tx.root.is_none() {
             if let Some(root) = keys.iter().find(|k| k.kind == root_kind) {
+                let root = tx.shared_key(root);
                 tx.root = Some(root.clone());
-                tx.rename(root.clone());
+                tx.rename(root);
             }
         }
-        let mut add = |a: &Key, b: &Key| {
-            if a != b
-                && !tx
-                    .links
-                    .iter()
-                    .any(|(x, y)| (x == a && y == b) || (x == b && y == a))
-            {
-                tx.links.push((a.clone(), b.clone()));
-            }
-        };
-        if keys.len() <= PAIRWISE_LIMIT {
-            for (i, a) in keys.iter().enumerate() {
-                for b in &keys[i + 1..] {
-                    add(a, b);
+        let positions: Vec<usize> = keys.iter().filter_map(|k| tx.position(k)).collect();
+        if positions.len() <= PAIRWISE_LIMIT {
+            for (i, &a) in positions.iter().enumerate() {
+                for &b in &positions[i + 1..] {
+                    tx.link(a, b);
                 }
             }
-        } else if let Some((first, rest)) = keys.split_first() {
-            for b in rest {
-                add(first, b);
+        } else if let Some((&first, rest)) = positions.split_first() {
+            for &b in rest {
+                tx.link(first, b);
             }
         }
     }

@@ -33,7 +33,7 @@ impl Correlator {
         let mut objects: Vec<Key> = keys
             .iter()
             .filter(|k| &k.kind == object_kind)
-            .cloned()
+            .map(|k| tx.shared_key(k))
             .collect();
         if objects.is_empty() {
             objects = keys
@@ -93,6 +93,8 @@ impl Correlator {
                         handles.missed.inc();
                     }
                     news.flows.push(record.clone());
+                    // Exact growth: a transaction completes a few flows.
+                    tx.flows.reserve_exact(1);
                     tx.flows.push(record);
                 }
             }

@@ -315,15 +315,20 @@ impl Correlator {
             self.metrics.correlated.inc();
         }
         for group in groups {
-            let Some(id) = self.link(&group, at) else {
+            let Some(id) = self.link(group, at) else {
                 continue;
             };
-            self.store
-                .push_exchange(id, exchange_record(&observation, &group));
+            if let Some(record) = self
+                .store
+                .get(id)
+                .map(|tx| exchange_record(&observation, tx, group))
+            {
+                self.store.push_exchange(id, record);
+            }
             let mut news = News::default();
-            self.record_attempt(id, &observation, &group, &mut news);
+            self.record_attempt(id, &observation, group, &mut news);
             if let Some(milestone) = &observation.milestone {
-                self.record_milestone(id, milestone, &observation, &group, &mut news);
+                self.record_milestone(id, milestone, &observation, group, &mut news);
                 self.record_measures(id, milestone, &observation, &mut news);
                 let recorded: Vec<MilestoneRecord> = news
                     .milestones
@@ -342,7 +347,7 @@ impl Correlator {
                 let event = Correlated {
                     observation: &observation,
                     transaction,
-                    keys: &group,
+                    keys: group,
                     news: &news,
                 };
                 for observer in &mut self.observers {
@@ -405,8 +410,9 @@ pub struct CorrelatorInbox {
     queries: mpsc::Receiver<Query>,
 }
 
-/// The timeline entry for one exchange, as far as it concerns `keys`.
-fn exchange_record(observation: &Observation, keys: &[Key]) -> ExchangeRecord {
+/// The timeline entry for one exchange, as far as it concerns `keys` (which
+/// are already keys of `tx`).
+fn exchange_record(observation: &Observation, tx: &Transaction, keys: &[Key]) -> ExchangeRecord {
     let exchange = &observation.exchange;
     let error = match &exchange.outcome {
         crate::proxy::Outcome::UpstreamFailed { error, .. } => Some(error.as_str()),
@@ -417,14 +423,14 @@ fn exchange_record(observation: &Observation, keys: &[Key]) -> ExchangeRecord {
         at: exchange.started,
         system: exchange.system.clone(),
         operation: observation.operation.clone(),
-        method: exchange.method.to_string(),
-        path: exchange.uri.path().to_owned(),
+        method: exchange.method.clone(),
+        path: exchange.uri.path().into(),
         status: exchange.outcome.status().as_u16(),
         error,
         duration: exchange.duration,
-        keys: keys.to_vec(),
+        keys: tx.key_refs(keys),
         milestone: observation.milestone.clone(),
-        problems: observation.problems.iter().map(|p| p.as_str()).collect(),
+        problems: observation.problems.as_slice().into(),
     }
 }
 

@@ -81,8 +81,11 @@
 //! - **Metrics**: `waybill_guard_replays_total{listener,operation}`,
 //!   `waybill_guard_stored_responses{listener}`,
 //!   `waybill_guard_evictions_total{listener,reason="expired"|"capacity"}`.
-//! - The store is in memory and per process: it starts empty after a
-//!   restart and is not shared between sidecars.
+//! - The store is in memory, per process; with a state store the app
+//!   gives the guards a [`GuardKeeping`]: stored responses are also kept in
+//!   the embedded database (restored after a restart) or in Redis (found by
+//!   every replica of the namespace), counted in
+//!   `waybill_guard_state_total{result}` (see `guard/state.rs`).
 //!
 //! # Files
 //! - `listener.rs`: [`serve`], accepting connections, graceful shutdown.
@@ -113,7 +116,10 @@ mod tap;
 mod upstream;
 
 pub use exchange::{Exchange, Outcome, Tapped, TraceContext, TraceContextSource, UpstreamError};
-pub use guard::{GuardedRoutes, MAX_KEY_LEN};
+pub use guard::{
+    Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, GuardedRoutes, StateResult,
+    MAX_KEY_LEN,
+};
 pub use inspect::UninspectedRoutes;
 pub use listener::{serve, serve_guarded, serve_with, ListenerOptions};
 pub use metrics::{status_class, status_class_index, ProxyMetrics, STATUS_CLASSES};

@@ -11,11 +11,13 @@ pub mod shared;
 mod transaction;
 
 pub use transaction::{
-    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, MeasureRecord, MilestoneRecord,
+    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, KeyRefs, MeasureRecord, MilestoneRecord,
     Resolution, Status, Transaction, TxId,
 };
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap as FastMap;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -79,6 +81,10 @@ struct StateMetrics {
     stuck: Family<MilestoneLabel, Gauge>,
     /// Open transactions by their latest milestone.
     in_flight: Family<MilestoneLabel, Gauge>,
+    /// The `stuck` and `in_flight` gauge of each milestone used so far, by
+    /// milestone index: resolved once, not per update.
+    stuck_by_id: Vec<Option<Gauge>>,
+    in_flight_by_id: Vec<Option<Gauge>>,
 }
 
 impl StateMetrics {
@@ -133,6 +139,8 @@ impl StateMetrics {
             exceptions_open,
             stuck,
             in_flight,
+            stuck_by_id: Vec::new(),
+            in_flight_by_id: Vec::new(),
             open: gauge(Status::Open),
             complete: gauge(Status::Complete),
             keys,
@@ -152,29 +160,47 @@ impl StateMetrics {
             .clone()
     }
 
-    fn in_flight_gauge(&self, milestone: &crate::config::Milestone) -> Gauge {
-        self.in_flight
-            .get_or_create(&MilestoneLabel {
-                milestone: milestone.to_string(),
-            })
-            .clone()
+    fn in_flight_gauge(&mut self, milestone: &crate::config::Milestone) -> &Gauge {
+        milestone_gauge(&self.in_flight, &mut self.in_flight_by_id, milestone)
     }
 
-    fn stuck_gauge(&self, milestone: &crate::config::Milestone) -> Gauge {
-        self.stuck
+    fn stuck_gauge(&mut self, milestone: &crate::config::Milestone) -> &Gauge {
+        milestone_gauge(&self.stuck, &mut self.stuck_by_id, milestone)
+    }
+}
+
+/// The gauge of `milestone` in `family`, looked up by name the first time
+/// only (the series appears on first use, as with `get_or_create`).
+fn milestone_gauge<'a>(
+    family: &Family<MilestoneLabel, Gauge>,
+    resolved: &'a mut Vec<Option<Gauge>>,
+    milestone: &crate::config::Milestone,
+) -> &'a Gauge {
+    let index = milestone.id();
+    if resolved.len() <= index {
+        resolved.resize(index + 1, None);
+    }
+    resolved[index].get_or_insert_with(|| {
+        family
             .get_or_create(&MilestoneLabel {
                 milestone: milestone.to_string(),
             })
             .clone()
-    }
+    })
 }
 
 /// Transactions, the index from every key to its transaction, and the
 /// order of last updates that drives expiry and eviction.
 pub struct Store {
     limits: StateConfig,
-    transactions: HashMap<TxId, Transaction>,
-    index: HashMap<Key, TxId>,
+    /// Boxed: a hash table keeps up to half its slots empty, and a slot
+    /// sized for a whole transaction would waste hundreds of bytes each.
+    /// Our own ids: hashed with the fast hasher.
+    transactions: FastMap<TxId, Box<Transaction>>,
+    /// Keys come from traffic: std's SipHash, so a partner or an attacker
+    /// who studies the process cannot send colliding keys that turn every
+    /// lookup into a scan (foldhash is only "minimally DoS-resistant").
+    index: std::collections::HashMap<Key, TxId>,
     /// `(last_updated, id)` of every transaction: the front is the next to
     /// expire or evict.
     by_update: BTreeSet<(SystemTime, TxId)>,
@@ -189,8 +215,8 @@ impl Store {
     pub fn new(limits: StateConfig, registry: &mut Registry) -> Self {
         Store {
             limits,
-            transactions: HashMap::new(),
-            index: HashMap::new(),
+            transactions: FastMap::default(),
+            index: std::collections::HashMap::default(),
             by_update: BTreeSet::new(),
             next_id: 1,
             complete: 0,
@@ -233,7 +259,7 @@ impl Store {
                 self.metrics.exception_gauge(exception).inc();
             }
             self.next_id = self.next_id.max(id.0 + 1);
-            self.transactions.insert(id, tx);
+            self.transactions.insert(id, Box::new(tx));
         }
         self.next_id = self.next_id.max(next_id);
         self.refresh_gauges();
@@ -258,19 +284,19 @@ impl Store {
 
     /// The transaction with this id.
     pub fn get(&self, id: TxId) -> Option<&Transaction> {
-        self.transactions.get(&id)
+        self.transactions.get(&id).map(|tx| &**tx)
     }
 
     /// Mutable access for recording milestones, flows and exchanges.
     /// Keys are added with [`Store::attach`] and times with [`Store::touch`],
     /// so the indexes stay right.
     pub fn get_mut(&mut self, id: TxId) -> Option<&mut Transaction> {
-        self.transactions.get_mut(&id)
+        self.transactions.get_mut(&id).map(|tx| &mut **tx)
     }
 
     /// Every transaction, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
-        self.transactions.values()
+        self.transactions.values().map(|tx| &**tx)
     }
 
     /// How many transactions are held.
@@ -295,7 +321,7 @@ impl Store {
         let id = TxId(self.next_id);
         self.next_id += 1;
         self.transactions
-            .insert(id, Transaction::new(id, name.clone(), now));
+            .insert(id, Box::new(Transaction::new(id, name.clone(), now)));
         self.by_update.insert((now, id));
         self.attach(id, &name);
         self.refresh_gauges();
@@ -310,6 +336,8 @@ impl Store {
         if self.index.get(key) == Some(&id) {
             return;
         }
+        // Exact growth: most transactions hold 1–4 keys.
+        tx.keys.reserve_exact(1);
         tx.keys.push(key.clone());
         self.index.insert(key.clone(), id);
         self.refresh_gauges();
@@ -320,6 +348,9 @@ impl Store {
         let Some(tx) = self.transactions.get_mut(&id) else {
             return;
         };
+        if now <= tx.last_updated {
+            return;
+        }
         self.by_update.remove(&(tx.last_updated, id));
         tx.last_updated = tx.last_updated.max(now);
         self.by_update.insert((tx.last_updated, id));
@@ -336,6 +367,7 @@ impl Store {
         let Some(absorbed) = self.transactions.remove(&from) else {
             return;
         };
+        let absorbed = *absorbed;
         self.by_update.remove(&(absorbed.last_updated, from));
         if absorbed.status == Status::Complete {
             self.complete -= 1;
@@ -349,10 +381,17 @@ impl Store {
         let Some(target) = self.transactions.get_mut(&into) else {
             return;
         };
+        // Where each of the absorbed transaction's keys is in the target.
+        let mut moved = Vec::with_capacity(absorbed.keys.len());
         for key in &absorbed.keys {
-            if !target.keys.contains(key) {
-                target.keys.push(key.clone());
-            }
+            let at = match target.position(key) {
+                Some(at) => at,
+                None => {
+                    target.keys.push(key.clone());
+                    target.keys.len() - 1
+                }
+            };
+            moved.push(at as u32);
             self.index.insert(key.clone(), into);
         }
         if target.root.is_none() {
@@ -366,9 +405,9 @@ impl Store {
                 target.former_names.push(former.clone());
             }
         }
-        for link in absorbed.links {
-            if !target.links.contains(&link) {
-                target.links.push(link);
+        for &(a, b) in &absorbed.links {
+            if let (Some(&a), Some(&b)) = (moved.get(a as usize), moved.get(b as usize)) {
+                target.link(a as usize, b as usize);
             }
         }
         for record in absorbed.milestones {
@@ -400,7 +439,12 @@ impl Store {
         target.exceptions.extend(absorbed.exceptions);
         target.exceptions.sort_by_key(|e| e.id);
         target.attempts.extend(absorbed.attempts);
-        target.exchanges.extend(absorbed.exchanges);
+        target
+            .exchanges
+            .extend(absorbed.exchanges.into_iter().map(|mut exchange| {
+                exchange.keys = exchange.keys.remap(&moved);
+                exchange
+            }));
         target
             .exchanges
             .make_contiguous()
@@ -626,5 +670,54 @@ mod tests {
         assert_eq!(store.len(), 1);
         let tx = store.get(a).expect("merged");
         assert_eq!(tx.keys, vec![order, ship]);
+    }
+
+    fn exchange(id: u64, system: &System, at: SystemTime, keys: KeyRefs) -> ExchangeRecord {
+        ExchangeRecord {
+            id,
+            at,
+            system: system.clone(),
+            operation: None,
+            method: http::Method::POST,
+            path: "/x".into(),
+            status: 200,
+            error: None,
+            duration: Duration::from_millis(1),
+            keys,
+            milestone: None,
+            problems: Box::new([]),
+        }
+    }
+
+    #[test]
+    fn merging_keeps_each_exchange_and_link_pointing_at_the_same_keys() {
+        let (mut store, kinds) = store(10, Duration::from_secs(3600));
+        let mut systems: Symbols<kind::System> = Symbols::default();
+        let wms = systems.intern("wms").expect("intern");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let order = key(&kinds, "order", "SO-1");
+        let ship = key(&kinds, "shipment", "SH-1");
+        let ship2 = key(&kinds, "shipment", "SH-2");
+        let a = store.create(order.clone(), t0);
+        store.attach(a, &ship2);
+        let b = store.create(ship.clone(), t0);
+        store.attach(b, &order);
+        assert_eq!(store.find(&order), Some(b), "the order moved to b");
+        let tx_b = store.get_mut(b).expect("b");
+        let (s, o) = (tx_b.position(&ship), tx_b.position(&order));
+        tx_b.link(s.expect("ship"), o.expect("order"));
+        let refs = tx_b.key_refs(&[order.clone(), ship.clone()]);
+        store.push_exchange(b, exchange(7, &wms, t0, refs));
+
+        store.merge(a, b);
+        let tx = store.get(a).expect("merged");
+        assert_eq!(tx.keys, vec![order.clone(), ship2, ship.clone()]);
+        let linked: Vec<(&Key, &Key)> = tx.linked_keys().collect();
+        assert_eq!(linked, vec![(&ship, &order)]);
+        let exchange = tx.exchanges.iter().find(|x| x.id == 7).expect("moved");
+        let keys: Vec<&Key> = tx.exchange_keys(exchange).collect();
+        assert_eq!(keys, vec![&order, &ship]);
+        let neighbours: Vec<&Key> = tx.neighbours(&order).collect();
+        assert_eq!(neighbours, vec![&ship]);
     }
 }

@@ -2,16 +2,23 @@
 //! them, milestones per object, measures per object, completed flows and
 //! the exchange timeline.
 //! Records serialize to the JSON the admin API returns.
+//!
+//! A store holds a million of these, so the bulky parts are compact: each
+//! key is held once, in `keys`, and links and the exchange timeline refer
+//! to it by position ([`KeyRefs`]); an exchange keeps its method as
+//! [`http::Method`] and its problems as one byte each. The JSON is the same
+//! as if every key were written out in place.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
+use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
 use crate::config::{
     Amount, ExceptionKind, FlowName, MeasureName, Milestone, Operation, Role, System, Unit,
 };
-use crate::extract::Key;
+use crate::extract::{Key, Problem};
 
 /// Identity of a transaction inside one store; not a business identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -39,9 +46,8 @@ impl Status {
 
 /// The set of keys linked together by exchanges that carried more than one,
 /// and everything observed about them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Transaction {
-    #[serde(skip)]
     pub id: TxId,
     /// The key that names the transaction: the first key of the root kind
     /// seen, or until one is seen, the first key seen at all.
@@ -55,9 +61,10 @@ pub struct Transaction {
     pub status: Status,
     /// Every key, in the order first seen.
     pub keys: Vec<Key>,
-    /// Pairs of keys seen together in one exchange: how the set was built,
-    /// and how a milestone finds its object (a tracking number's shipment).
-    pub links: Vec<(Key, Key)>,
+    /// Pairs of keys seen together in one exchange, as positions in
+    /// `keys`: how the set was built, and how a milestone finds its object
+    /// (a tracking number's shipment). See [`Transaction::link`].
+    pub links: Vec<(u32, u32)>,
     /// Milestones in the order they were first recorded.
     pub milestones: Vec<MilestoneRecord>,
     /// Measure values per object, measure and role (a re-sent invoice
@@ -79,9 +86,7 @@ pub struct Transaction {
     pub exchanges: VecDeque<ExchangeRecord>,
     /// Exchanges that fell off the bounded timeline.
     pub exchanges_dropped: u64,
-    #[serde(serialize_with = "rfc3339")]
     pub first_seen: SystemTime,
-    #[serde(serialize_with = "rfc3339")]
     pub last_updated: SystemTime,
 }
 
@@ -208,26 +213,80 @@ pub struct Attempt {
     pub idempotency_keys: Vec<String>,
 }
 
-/// One exchange in a transaction's timeline.
-#[derive(Debug, Clone, Serialize)]
+/// One exchange in a transaction's timeline. Serialized through
+/// [`Transaction`], which writes its keys out.
+#[derive(Debug, Clone)]
 pub struct ExchangeRecord {
     pub id: u64,
-    #[serde(serialize_with = "rfc3339")]
     pub at: SystemTime,
     pub system: System,
     pub operation: Option<Operation>,
-    pub method: String,
-    pub path: String,
+    pub method: http::Method,
+    pub path: Box<str>,
     /// The status the client saw (502/504 when the upstream failed).
     pub status: u16,
     /// Why the upstream failed, when it did.
     pub error: Option<&'static str>,
-    #[serde(rename = "duration_seconds", serialize_with = "seconds")]
     pub duration: Duration,
-    pub keys: Vec<Key>,
+    /// The exchange's keys (in the order it carried them), as positions in
+    /// the transaction's `keys`.
+    pub keys: KeyRefs,
     pub milestone: Option<Milestone>,
     /// Extraction problems (`malformed_json` …).
-    pub problems: Vec<&'static str>,
+    pub problems: Box<[Problem]>,
+}
+
+/// Positions in a transaction's `keys`, in a given order: up to
+/// [`KeyRefs::INLINE`] positions below 256 are held inline (the usual
+/// exchange: 1–4 keys), more on the heap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRefs {
+    Inline { len: u8, at: [u8; KeyRefs::INLINE] },
+    Heap(Box<[u32]>),
+}
+
+impl KeyRefs {
+    /// Positions held without a heap allocation.
+    pub const INLINE: usize = 14;
+
+    /// The positions `positions`, in that order.
+    pub fn new(positions: &[u32]) -> Self {
+        let mut at = [0u8; Self::INLINE];
+        if positions.len() <= Self::INLINE {
+            let mut inline = true;
+            for (slot, &p) in at.iter_mut().zip(positions) {
+                match u8::try_from(p) {
+                    Ok(p) => *slot = p,
+                    Err(_) => inline = false,
+                }
+            }
+            if inline {
+                return KeyRefs::Inline {
+                    len: positions.len() as u8,
+                    at,
+                };
+            }
+        }
+        KeyRefs::Heap(positions.into())
+    }
+
+    /// The positions, in order.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        let (inline, heap): (&[u8], &[u32]) = match self {
+            KeyRefs::Inline { len, at } => (&at[..usize::from(*len)], &[]),
+            KeyRefs::Heap(positions) => (&[], positions),
+        };
+        inline
+            .iter()
+            .map(|&p| usize::from(p))
+            .chain(heap.iter().map(|&p| p as usize))
+    }
+
+    /// The same references with every position `p` replaced by `map[p]`.
+    pub fn remap(&self, map: &[u32]) -> Self {
+        let positions: Vec<u32> = self.iter().filter_map(|p| map.get(p).copied()).collect();
+        KeyRefs::new(&positions)
+    }
 }
 
 impl Transaction {
@@ -298,20 +357,167 @@ impl Transaction {
 
     /// Keys linked directly to `key` by some exchange.
     pub fn neighbours<'a>(&'a self, key: &'a Key) -> impl Iterator<Item = &'a Key> + 'a {
-        self.links.iter().filter_map(move |(a, b)| {
-            if a == key {
-                Some(b)
-            } else if b == key {
-                Some(a)
-            } else {
-                None
+        let at = self.position(key).map(|p| p as u32);
+        self.links
+            .iter()
+            .filter_map(move |&(a, b)| match at {
+                Some(at) if a == at => Some(b),
+                Some(at) if b == at => Some(a),
+                _ => None,
+            })
+            .filter_map(|p| self.keys.get(p as usize))
+    }
+
+    /// Where `key` is in `keys`.
+    pub fn position(&self, key: &Key) -> Option<usize> {
+        self.keys.iter().position(|k| k == key)
+    }
+
+    /// The transaction's own copy of `key` (sharing its text), or a clone
+    /// of `key` when it is not one of the transaction's keys. Records keep
+    /// this copy, so a key's text is held once per transaction.
+    pub fn shared_key(&self, key: &Key) -> Key {
+        self.keys.iter().find(|k| *k == key).unwrap_or(key).clone()
+    }
+
+    /// The positions of `keys` in `keys`, in order; keys the transaction
+    /// does not have are left out.
+    pub fn key_refs(&self, keys: &[Key]) -> KeyRefs {
+        let positions = keys
+            .iter()
+            .filter_map(|k| self.position(k))
+            .map(|p| p as u32);
+        if keys.len() <= KeyRefs::INLINE {
+            // No allocation for the usual few keys.
+            let mut at = [0u32; KeyRefs::INLINE];
+            let mut len = 0;
+            for p in positions {
+                at[len] = p;
+                len += 1;
             }
-        })
+            KeyRefs::new(&at[..len])
+        } else {
+            KeyRefs::new(&positions.collect::<Vec<u32>>())
+        }
+    }
+
+    /// Records that the keys at positions `a` and `b` were seen together
+    /// (no-op for a key with itself or a pair already linked).
+    pub fn link(&mut self, a: usize, b: usize) {
+        let (a, b) = (a as u32, b as u32);
+        if a != b
+            && !self
+                .links
+                .iter()
+                .any(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))
+        {
+            // Exact growth: most transactions hold a handful of links.
+            self.links.reserve_exact(1);
+            self.links.push((a, b));
+        }
+    }
+
+    /// The pairs of linked keys.
+    pub fn linked_keys(&self) -> impl Iterator<Item = (&Key, &Key)> + '_ {
+        self.links
+            .iter()
+            .filter_map(|&(a, b)| Some((self.keys.get(a as usize)?, self.keys.get(b as usize)?)))
+    }
+
+    /// The keys of `exchange`, one of this transaction's.
+    pub fn exchange_keys<'a>(
+        &'a self,
+        exchange: &'a ExchangeRecord,
+    ) -> impl Iterator<Item = &'a Key> + 'a {
+        exchange.keys.iter().filter_map(|p| self.keys.get(p))
     }
 
     /// The last milestone recorded, for listings.
     pub fn last_milestone(&self) -> Option<&MilestoneRecord> {
         self.milestones.iter().max_by_key(|m| m.at)
+    }
+}
+
+impl Serialize for Transaction {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Transaction", 17)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("root", &self.root)?;
+        st.serialize_field("former_names", &self.former_names)?;
+        st.serialize_field("status", &self.status)?;
+        st.serialize_field("keys", &self.keys)?;
+        st.serialize_field("links", &Links(self))?;
+        st.serialize_field("milestones", &self.milestones)?;
+        st.serialize_field("measures", &self.measures)?;
+        st.serialize_field("flows", &self.flows)?;
+        st.serialize_field("exceptions", &self.exceptions)?;
+        st.serialize_field("attempts", &self.attempts)?;
+        st.serialize_field("current", &self.current)?;
+        st.serialize_field("stuck", &self.stuck)?;
+        st.serialize_field("exchanges", &Timeline(self))?;
+        st.serialize_field("exchanges_dropped", &self.exchanges_dropped)?;
+        st.serialize_field("first_seen", &Rfc3339(self.first_seen))?;
+        st.serialize_field("last_updated", &Rfc3339(self.last_updated))?;
+        st.end()
+    }
+}
+
+/// A transaction's links, written as pairs of keys.
+struct Links<'a>(&'a Transaction);
+
+impl Serialize for Links<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.linked_keys())
+    }
+}
+
+/// A transaction's exchanges, each with its keys written out.
+struct Timeline<'a>(&'a Transaction);
+
+impl Serialize for Timeline<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let tx = self.0;
+        let mut seq = s.serialize_seq(Some(tx.exchanges.len()))?;
+        for exchange in &tx.exchanges {
+            seq.serialize_element(&ExchangeJson { tx, exchange })?;
+        }
+        seq.end()
+    }
+}
+
+struct ExchangeJson<'a> {
+    tx: &'a Transaction,
+    exchange: &'a ExchangeRecord,
+}
+
+impl Serialize for ExchangeJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let x = self.exchange;
+        let mut st = s.serialize_struct("ExchangeRecord", 12)?;
+        st.serialize_field("id", &x.id)?;
+        st.serialize_field("at", &Rfc3339(x.at))?;
+        st.serialize_field("system", &x.system)?;
+        st.serialize_field("operation", &x.operation)?;
+        st.serialize_field("method", x.method.as_str())?;
+        st.serialize_field("path", &*x.path)?;
+        st.serialize_field("status", &x.status)?;
+        st.serialize_field("error", &x.error)?;
+        st.serialize_field("duration_seconds", &x.duration.as_secs_f64())?;
+        let keys: Vec<&Key> = self.tx.exchange_keys(x).collect();
+        st.serialize_field("keys", &keys)?;
+        st.serialize_field("milestone", &x.milestone)?;
+        let problems: Vec<&str> = x.problems.iter().map(|p| p.as_str()).collect();
+        st.serialize_field("problems", &problems)?;
+        st.end()
+    }
+}
+
+/// A time written as RFC 3339 with milliseconds.
+struct Rfc3339(SystemTime);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        rfc3339(&self.0, s)
     }
 }
 
@@ -328,4 +534,36 @@ fn rfc3339_opt<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::
 
 fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_refs_keep_their_order_inline_and_on_the_heap() {
+        let few = [3, 0, 2];
+        let refs = KeyRefs::new(&few);
+        assert!(matches!(refs, KeyRefs::Inline { .. }));
+        assert_eq!(refs.iter().collect::<Vec<_>>(), vec![3, 0, 2]);
+
+        let many: Vec<u32> = (0..20).rev().collect();
+        let refs = KeyRefs::new(&many);
+        assert!(matches!(refs, KeyRefs::Heap(_)));
+        assert_eq!(
+            refs.iter().collect::<Vec<_>>(),
+            many.iter().map(|&p| p as usize).collect::<Vec<_>>()
+        );
+
+        let far = KeyRefs::new(&[1, 300]);
+        assert!(matches!(far, KeyRefs::Heap(_)), "300 does not fit a byte");
+        assert_eq!(far.iter().collect::<Vec<_>>(), vec![1, 300]);
+    }
+
+    #[test]
+    fn remapped_key_refs_point_where_the_map_says() {
+        let refs = KeyRefs::new(&[0, 2]);
+        let moved = refs.remap(&[5, 6, 7]);
+        assert_eq!(moved.iter().collect::<Vec<_>>(), vec![5, 7]);
+    }
 }

@@ -2,8 +2,10 @@
 //! them, so unused ones are expected per crate.
 #![allow(dead_code)]
 
+pub mod guard;
 pub mod otlp_receiver;
 pub mod process;
+pub mod redis;
 
 use std::net::SocketAddr;
 

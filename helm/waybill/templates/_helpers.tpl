@@ -108,6 +108,20 @@ tag defaulting to the chart's appVersion.
 {{- if .Values.existingConfigMap }}{{ .Values.existingConfigMapKey }}{{ else }}waybill.yaml{{ end }}
 {{- end }}
 
+{{/*
+Where the Redis outage spill lives (an emptyDir, see deployment.yaml).
+*/}}
+{{- define "waybill.spillPath" -}}
+/var/lib/waybill/spill
+{{- end }}
+
+{{/*
+Whether the pod carries the Redis outage spill's volume.
+*/}}
+{{- define "waybill.spill" -}}
+{{- if and (eq .Values.mode "sidecar") .Values.redis.enabled .Values.redis.spill.enabled }}true{{- end }}
+{{- end }}
+
 {{- define "waybill.adminBind" -}}
 {{- printf "0.0.0.0:%d" (int .Values.sidecar.adminPort) }}
 {{- end }}
@@ -129,6 +143,13 @@ from loopback) and, in Redis mode, the shared state backend.
 {{- end }}
 {{- if .Values.redis.cluster }}
 {{- $_ := set $redis "cluster" true }}
+{{- end }}
+{{- if .Values.redis.spill.enabled }}
+{{- $spill := dict "path" (include "waybill.spillPath" .) }}
+{{- if gt (int .Values.redis.spill.maxEntries) 0 }}
+{{- $_ := set $spill "max_entries" (int .Values.redis.spill.maxEntries) }}
+{{- end }}
+{{- $_ := set $redis "spill" $spill }}
 {{- end }}
 {{- $state := merge (dict "backend" "redis" "redis" $redis) (default (dict) $cfg.state) }}
 {{- $_ := set $cfg "state" $state }}
@@ -332,6 +353,10 @@ modes. Call with (dict "root" $ "native" bool).
     - name: waybill-config
       mountPath: /etc/waybill
       readOnly: true
+    {{- end }}
+    {{- if include "waybill.spill" $root }}
+    - name: waybill-spill
+      mountPath: {{ include "waybill.spillPath" $root }}
     {{- end }}
     {{- with $s.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use super::super::raw::{RawRedis, RawState};
-use super::super::{defaults, EmbeddedConfig, RedisConfig, StoreConfig};
+use super::super::raw::{RawRedis, RawSpill, RawState};
+use super::super::{defaults, EmbeddedConfig, RedisConfig, SpillConfig, StoreConfig};
 use super::Validator;
 
 /// Which store the `backend` and its settings ask for.
@@ -201,6 +201,14 @@ impl Validator<'_> {
             raw.max_log_entries,
             defaults::REDIS_MAX_LOG_ENTRIES,
         );
+        let spill = match raw.spill.as_ref().map(|spill| self.spill(spill)) {
+            Some(None) => {
+                valid = false;
+                None
+            }
+            Some(spill) => spill,
+            None => None,
+        };
         valid.then(|| RedisConfig {
             url: url.to_owned(),
             namespace: namespace.to_owned(),
@@ -208,6 +216,27 @@ impl Validator<'_> {
             buffer,
             max_log_entries,
             cluster: raw.cluster.unwrap_or(false),
+            spill,
+        })
+    }
+
+    /// `state.redis.spill`: a directory and a bound.
+    fn spill(&mut self, raw: &RawSpill) -> Option<SpillConfig> {
+        let max_entries = self.at_least_one(
+            "state.redis.spill.max_entries",
+            raw.max_entries,
+            defaults::REDIS_SPILL_MAX_ENTRIES,
+        );
+        if raw.path.trim().is_empty() {
+            self.error(
+                "state.redis.spill.path",
+                "the directory is empty; expected a directory on a volume, e.g. `/var/lib/waybill/spill`",
+            );
+            return None;
+        }
+        Some(SpillConfig {
+            path: PathBuf::from(&raw.path),
+            max_entries,
         })
     }
 }
@@ -251,6 +280,42 @@ mod tests {
         assert_eq!(config.password_file, Some(PathBuf::from("/run/secrets/pw")));
         assert_eq!((config.buffer, config.max_log_entries), (50, 1000));
         assert!(config.cluster);
+    }
+
+    #[test]
+    fn a_spill_is_off_by_default_and_read_into_a_typed_value() {
+        assert_eq!(redis("{ redis: { url: 'redis://r:6379' } }").spill, None);
+        let config = redis("{ redis: { url: 'redis://r:6379', spill: { path: /data/spill } } }");
+        assert_eq!(
+            config.spill,
+            Some(SpillConfig {
+                path: PathBuf::from("/data/spill"),
+                max_entries: defaults::REDIS_SPILL_MAX_ENTRIES,
+            })
+        );
+        let config = redis(
+            "{ redis: { url: 'redis://r:6379', spill: { path: /data/spill, max_entries: 500 } } }",
+        );
+        assert_eq!(config.spill.map(|s| s.max_entries), Some(500));
+    }
+
+    #[test]
+    fn a_spill_without_a_directory_or_room_is_refused_with_its_field() {
+        let error = load_state(
+            "{ redis: { url: 'redis://r:6379', spill: { path: ' ', max_entries: 0 } } }",
+        )
+        .expect_err("invalid");
+        assert!(
+            error.contains("state.redis.spill.path: the directory is empty"),
+            "{error}"
+        );
+        assert!(
+            error.contains("state.redis.spill.max_entries: must be at least 1"),
+            "{error}"
+        );
+        let error = load_state("{ redis: { url: 'redis://r:6379', spill: { max_entries: 5 } } }")
+            .expect_err("invalid");
+        assert!(error.contains("path"), "{error}");
     }
 
     #[test]

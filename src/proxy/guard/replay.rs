@@ -25,11 +25,11 @@ pub(crate) struct StoredResponse {
     pub(crate) status: StatusCode,
     /// As sent to the first client (hop-by-hop headers removed).
     pub(crate) headers: HeaderMap,
-    extensions: Extensions,
-    body: Bytes,
-    trailers: Option<HeaderMap>,
+    pub(super) extensions: Extensions,
+    pub(super) body: Bytes,
+    pub(super) trailers: Option<HeaderMap>,
     /// The first response had a `Content-Length`.
-    sized: bool,
+    pub(super) sized: bool,
 }
 
 impl StoredResponse {

@@ -47,11 +47,13 @@ pub(super) enum Lookup<V> {
     Claimed { token: u64, done: watch::Sender<()> },
 }
 
-/// Entries a call removed, by reason (for the eviction counter).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Entries a call removed, by reason (for the eviction counter), and
+/// their keys (so a store beyond memory can forget them too).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct Evicted {
     pub(super) expired: u64,
     pub(super) capacity: u64,
+    pub(super) keys: Vec<Bytes>,
 }
 
 /// Stored responses of one route, bounded in count and age.
@@ -100,6 +102,7 @@ impl<V: Clone> Store<V> {
             // Only when the clock stepped back: the sweep takes the rest.
             self.order.remove(&seq);
             evicted.expired += 1;
+            evicted.keys.push(key.clone());
         }
         let token = self.take_seq();
         let (done, waiting) = watch::channel(());
@@ -113,38 +116,56 @@ impl<V: Clone> Store<V> {
         (Lookup::Claimed { token, done }, evicted)
     }
 
-    /// Stores `value` as the response for `key`, if `token` still holds
-    /// the key; evicts the oldest entries to stay within `max_entries`.
-    /// Returns whether it was stored.
+    /// Stores `value`, the response for `key` given at `at`, if `token`
+    /// still holds the key; evicts the oldest entries to stay within
+    /// `max_entries`. Returns whether it was stored.
     pub(super) fn commit(
         &mut self,
         key: &Bytes,
         token: u64,
         value: V,
+        at: SystemTime,
         now: SystemTime,
     ) -> (bool, Evicted) {
         let mut evicted = self.sweep(now);
         if !self.holds(key, token) {
             return (false, evicted);
         }
+        self.insert(key, value, at, &mut evicted);
+        (true, evicted)
+    }
+
+    /// Puts back `value`, the response for `key` given at `at`, kept by a
+    /// previous run (oldest first): unless it has expired or the key is
+    /// already held. Returns whether it was stored.
+    pub(super) fn restore(
+        &mut self,
+        key: &Bytes,
+        value: V,
+        at: SystemTime,
+        now: SystemTime,
+    ) -> (bool, Evicted) {
+        let mut evicted = self.sweep(now);
+        if self.expired(at, now) || self.entries.contains_key(key) {
+            return (false, evicted);
+        }
+        self.insert(key, value, at, &mut evicted);
+        (true, evicted)
+    }
+
+    fn insert(&mut self, key: &Bytes, value: V, at: SystemTime, evicted: &mut Evicted) {
         while self.order.len() >= self.max_entries {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
             self.entries.remove(&oldest);
             evicted.capacity += 1;
+            evicted.keys.push(oldest);
         }
         let seq = self.take_seq();
         self.order.insert(seq, key.clone());
-        self.entries.insert(
-            key.clone(),
-            Entry::Stored {
-                seq,
-                at: now,
-                value,
-            },
-        );
-        (true, evicted)
+        self.entries
+            .insert(key.clone(), Entry::Stored { seq, at, value });
     }
 
     /// Gives up the claim `token` on `key` without storing anything (the
@@ -184,6 +205,7 @@ impl<V: Clone> Store<V> {
             if let Some((_, key)) = self.order.pop_first() {
                 self.entries.remove(&key);
                 evicted.expired += 1;
+                evicted.keys.push(key);
             }
         }
         evicted
@@ -220,7 +242,7 @@ mod tests {
         let (Lookup::Claimed { token, .. }, _) = s.lookup(&key(k), now) else {
             panic!("{k} should be free");
         };
-        let (stored, evicted) = s.commit(&key(k), token, value, now);
+        let (stored, evicted) = s.commit(&key(k), token, value, now, now);
         assert!(stored);
         evicted
     }
@@ -284,8 +306,8 @@ mod tests {
             panic!("free again");
         };
         s.release(&key("a"), old);
-        assert!(!s.commit(&key("a"), old, "stale", at(0)).0);
-        assert!(s.commit(&key("a"), new, "fresh", at(0)).0);
+        assert!(!s.commit(&key("a"), old, "stale", at(0), at(0)).0);
+        assert!(s.commit(&key("a"), new, "fresh", at(0), at(0)).0);
         assert!(matches!(
             s.lookup(&key("a"), at(1)).0,
             Lookup::Stored("fresh")
@@ -309,5 +331,21 @@ mod tests {
         let mut s = Store::new(Duration::from_secs(10), 10);
         store(&mut s, "a", "A", at(100));
         assert!(matches!(s.lookup(&key("a"), at(50)).0, Lookup::Stored("A")));
+    }
+
+    #[test]
+    fn restored_responses_answer_until_their_own_window_ends_and_stay_within_capacity() {
+        let mut s = Store::new(Duration::from_secs(10), 2);
+        let (restored, _) = s.restore(&key("old"), "O", at(0), at(20));
+        assert!(!restored, "expired before the restart");
+        assert!(s.restore(&key("a"), "A", at(12), at(20)).0);
+        assert!(s.restore(&key("b"), "B", at(14), at(20)).0);
+        let (restored, evicted) = s.restore(&key("c"), "C", at(15), at(20));
+        assert!(restored);
+        assert_eq!(evicted.keys, vec![key("a")], "the oldest made room");
+        assert!(matches!(s.lookup(&key("b"), at(23)).0, Lookup::Stored("B")));
+        let (found, evicted) = s.lookup(&key("b"), at(24));
+        assert!(matches!(found, Lookup::Claimed { .. }), "b was given at 14");
+        assert_eq!(evicted.keys, vec![key("b")]);
     }
 }

@@ -29,7 +29,9 @@
 //! | `journal` | sequence number (u64, increasing) | framed [`record::Entry`] |
 //! | `snapshot` | chunk number | a slice of the framed [`snapshot::Snapshot`] |
 //! | `meta` | `snapshot_seq` | last journal sequence the snapshot covers |
+//! | `guard` | (route, idempotency key) | the guard's stored response ([`guard`]) |
 
+pub mod guard;
 pub mod record;
 pub mod snapshot;
 
@@ -358,6 +360,16 @@ impl Durable {
             .snapshot_bytes
             .set(i64::try_from(size).unwrap_or(i64::MAX));
         Ok(size)
+    }
+
+    /// The idempotency guard's records in the same file, and the task
+    /// that writes them (it ends once every [`guard::DurableGuard`] is
+    /// dropped and their records are written).
+    pub fn guard_records(
+        &self,
+        metrics: crate::proxy::GuardStateMetrics,
+    ) -> Result<(guard::DurableGuard, tokio::task::JoinHandle<()>), StoreError> {
+        guard::DurableGuard::open(Arc::clone(&self.db), metrics)
     }
 
     /// Bytes of journal written since the last snapshot.

@@ -265,8 +265,7 @@ impl SavedTransaction {
             complete: tx.status == Status::Complete,
             keys: tx.keys.iter().map(save_key).collect(),
             links: tx
-                .links
-                .iter()
+                .linked_keys()
                 .map(|(a, b)| (save_key(a), save_key(b)))
                 .collect(),
             milestones: tx
@@ -365,14 +364,14 @@ impl SavedTransaction {
                     at: x.at,
                     system: name(&x.system),
                     operation: x.operation.as_ref().map(name),
-                    method: x.method.clone(),
-                    path: x.path.clone(),
+                    method: x.method.as_str().to_owned(),
+                    path: x.path.to_string(),
                     status: x.status,
                     error: x.error.map(str::to_owned),
                     duration: x.duration,
-                    keys: x.keys.iter().map(save_key).collect(),
+                    keys: tx.exchange_keys(x).map(save_key).collect(),
                     milestone: x.milestone.as_ref().map(name),
-                    problems: x.problems.iter().map(|p| (*p).to_owned()).collect(),
+                    problems: x.problems.iter().map(|p| p.as_str().to_owned()).collect(),
                 })
                 .collect(),
             exchanges_dropped: tx.exchanges_dropped,
@@ -444,18 +443,22 @@ impl<'a> Resolver<'a> {
             Status::Open
         };
         tx.keys = self.keys(&saved.keys)?;
-        tx.links = saved
-            .links
-            .iter()
-            .map(|(a, b)| Ok((self.key(a)?, self.key(b)?)))
-            .collect::<Result<_, Damaged>>()?;
+        for (a, b) in &saved.links {
+            let (a, b) = (self.key(a)?, self.key(b)?);
+            if let (Some(a), Some(b)) = (tx.position(&a), tx.position(&b)) {
+                tx.link(a, b);
+            }
+        }
+        // Records share the transaction's copy of each key.
+        tx.name = tx.shared_key(&tx.name);
+        tx.root = tx.root.as_ref().map(|k| tx.shared_key(k));
         tx.milestones = saved
             .milestones
             .iter()
             .map(|m| {
                 Ok(MilestoneRecord {
                     milestone: self.milestone(&m.milestone)?,
-                    object: self.key(&m.object)?,
+                    object: tx.shared_key(&self.key(&m.object)?),
                     at: m.at,
                     system: self.system(&m.system)?,
                     operation: m
@@ -493,7 +496,7 @@ impl<'a> Resolver<'a> {
             .map(|f| {
                 Ok(FlowRecord {
                     flow: self.symbol(&self.config.flow_names, "flow", &f.flow)?,
-                    object: self.key(&f.object)?,
+                    object: tx.shared_key(&self.key(&f.object)?),
                     started: f.started,
                     ended: f.ended,
                     duration: f.duration,
@@ -571,8 +574,9 @@ impl<'a> Resolver<'a> {
                         .as_deref()
                         .map(|o| self.operation(o))
                         .transpose()?,
-                    method: x.method.clone(),
-                    path: x.path.clone(),
+                    method: http::Method::from_bytes(x.method.as_bytes())
+                        .map_err(|_| Damaged::Unknown(format!("method {}", x.method)))?,
+                    path: x.path.as_str().into(),
                     status: x.status,
                     error: x
                         .error
@@ -580,7 +584,9 @@ impl<'a> Resolver<'a> {
                         .and_then(upstream_error)
                         .map(|e| e.as_str()),
                     duration: x.duration,
-                    keys: self.keys(&x.keys)?,
+                    // A key the transaction does not have (never written)
+                    // could not be shown with the exchange: it is left out.
+                    keys: tx.key_refs(&self.keys(&x.keys)?),
                     milestone: x
                         .milestone
                         .as_deref()
@@ -590,7 +596,6 @@ impl<'a> Resolver<'a> {
                         .problems
                         .iter()
                         .filter_map(|p| Problem::ALL.into_iter().find(|k| k.as_str() == p))
-                        .map(Problem::as_str)
                         .collect(),
                 })
             })
@@ -598,5 +603,92 @@ impl<'a> Resolver<'a> {
         tx.exchanges_dropped = saved.exchanges_dropped;
         tx.last_updated = saved.last_updated;
         Ok(tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+systems: [wms]
+keys: [order, shipment, tracking]
+root: order
+listeners:
+  - { name: edge, bind: 127.0.0.1:0, upstream: http://127.0.0.1:9, system: wms }
+milestones:
+  - { name: packed, object: shipment }
+routes: []
+"#;
+
+    /// A transaction as the build before compact records wrote it (the
+    /// saved format did not change: keys by value everywhere).
+    const WRITTEN_BEFORE: &str = r#"{
+      "id": 7,
+      "name": ["order", "SO-1"], "root": ["order", "SO-1"], "former_names": [["shipment", "SH-1"]],
+      "complete": false,
+      "keys": [["order", "SO-1"], ["shipment", "SH-1"], ["tracking", "1Z1"]],
+      "links": [[["shipment", "SH-1"], ["tracking", "1Z1"]], [["order", "SO-1"], ["shipment", "SH-1"]]],
+      "milestones": [{"milestone": "packed", "object": ["shipment", "SH-1"],
+        "at": {"secs_since_epoch": 1800000000, "nanos_since_epoch": 5}, "system": "wms",
+        "operation": null, "exchange": 2, "repeats": 0}],
+      "flows": [], "exceptions": [], "attempts": [], "current": "packed", "stuck": null,
+      "exchanges": [
+        {"id": 1, "at": {"secs_since_epoch": 1800000000, "nanos_since_epoch": 5}, "system": "wms",
+         "operation": null, "method": "PURGE", "path": "/labels/1Z1", "status": 502,
+         "error": "connect_refused", "duration": {"secs": 0, "nanos": 1500},
+         "keys": [["tracking", "1Z1"], ["shipment", "SH-1"]], "milestone": null,
+         "problems": ["key_missing", "malformed_json"]},
+        {"id": 2, "at": {"secs_since_epoch": 1800000001, "nanos_since_epoch": 0}, "system": "wms",
+         "operation": null, "method": "POST", "path": "/packs", "status": 200, "error": null,
+         "duration": {"secs": 1, "nanos": 0}, "keys": [["order", "SO-1"], ["shipment", "SH-1"]],
+         "milestone": "packed", "problems": []}
+      ],
+      "exchanges_dropped": 3,
+      "first_seen": {"secs_since_epoch": 1800000000, "nanos_since_epoch": 5},
+      "last_updated": {"secs_since_epoch": 1800000001, "nanos_since_epoch": 0}
+    }"#;
+
+    #[test]
+    fn a_transaction_saved_before_compact_records_loads_and_saves_back_the_same() {
+        let config = Config::from_yaml(CONFIG, "t.yaml").expect("valid config");
+        let saved: SavedTransaction = serde_json::from_str(WRITTEN_BEFORE).expect("parses");
+        let tx = Resolver::new(&config)
+            .transaction(&saved)
+            .expect("resolves");
+
+        let text = |k: &Key| k.to_string();
+        let linked: Vec<(String, String)> =
+            tx.linked_keys().map(|(a, b)| (text(a), text(b))).collect();
+        assert_eq!(
+            linked,
+            vec![
+                ("shipment:SH-1".to_owned(), "tracking:1Z1".to_owned()),
+                ("order:SO-1".to_owned(), "shipment:SH-1".to_owned()),
+            ]
+        );
+        let first = &tx.exchanges[0];
+        let keys: Vec<String> = tx.exchange_keys(first).map(text).collect();
+        assert_eq!(
+            keys,
+            ["tracking:1Z1", "shipment:SH-1"],
+            "in the order carried"
+        );
+        assert_eq!(
+            first.method,
+            http::Method::from_bytes(b"PURGE").expect("token")
+        );
+        assert_eq!(
+            first
+                .problems
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>(),
+            ["key_missing", "malformed_json"]
+        );
+
+        let again = serde_json::to_value(SavedTransaction::of(&tx)).expect("serializable");
+        let before: serde_json::Value = serde_json::from_str(WRITTEN_BEFORE).expect("parses");
+        assert_eq!(again, before);
     }
 }

@@ -23,9 +23,11 @@
 //!   writer with `try_send`). While Redis is unreachable a replica's own
 //!   entries wait in a bounded buffer (`state.redis.buffer`); beyond it
 //!   they are dropped and counted
-//!   (`waybill_state_shared_dropped_total{reason="buffer_full"}`). When
-//!   Redis returns the buffer is appended and reading resumes after the
-//!   last entry read.
+//!   (`waybill_state_shared_dropped_total{reason="buffer_full"}`). With
+//!   `state.redis.spill` the writer moves them to a file on disk instead
+//!   ([`spill`], bounded, kept across restarts of the sidecar; see
+//!   `writer.rs`). When Redis returns the spill and the buffer are
+//!   appended in order and reading resumes after the last entry read.
 //!
 //! Who reports what (spans, flow histograms, exception counters) is the
 //! correlator's business: see `correlate/shared.rs`.
@@ -44,8 +46,13 @@ use tokio::task::JoinHandle;
 use crate::config::RedisConfig;
 use crate::state::durable::record::{Damaged, Entry};
 
+pub mod guard;
 mod server;
+pub mod spill;
+mod writer;
 use server::{Connection, Server};
+use spill::{Spill, SpillError};
+use writer::{Backoff, Writer};
 
 /// Appends a batch of one replica's entries, skipping those already in the
 /// log (sequence not above the replica's mark), and returns how many were
@@ -76,13 +83,6 @@ const READ_BATCH: usize = 1024;
 const READ_BLOCK: Duration = Duration::from_secs(1);
 /// Longest wait for a command's reply (besides the read's own block).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Retry delays after a failure: doubling from the first to the last.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
-/// A replica's mark outlives its last append by this much: long enough for
-/// any re-send of a batch, short enough that marks of replicas that are
-/// gone do not pile up.
-const MARK_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Entries read but not yet applied: the reader waits when the correlator
 /// is this far behind.
 const READ_QUEUE: usize = 4096;
@@ -97,11 +97,14 @@ pub enum SharedError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Spill(#[from] SpillError),
 }
 
 /// One replica: a random id per process, so a restarted sidecar's
 /// sequence numbers (which start again at 1) never collide with its
-/// previous life's.
+/// previous life's. With a spill the id is kept in the spill file instead,
+/// with a lease that keeps sequence numbers increasing across restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replica(pub u64);
 
@@ -144,6 +147,12 @@ pub struct LogEntry {
     pub entry: Result<Entry, Damaged>,
 }
 
+/// Why own entries never reached the log: `buffer_full` (the memory
+/// buffer, with no spill), `spill_full` (the spill's bound), `spill_failed`
+/// (the spill file could not be written), `shutdown` (left in memory when
+/// the sidecar stopped).
+const DROP_REASONS: [&str; 4] = ["buffer_full", "spill_full", "spill_failed", "shutdown"];
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
@@ -169,6 +178,8 @@ pub struct SharedMetrics {
     connected: Gauge,
     errors: Family<OperationLabel, Counter>,
     damaged: Counter,
+    spilled: Counter,
+    spill_entries: Gauge,
 }
 
 impl SharedMetrics {
@@ -181,7 +192,20 @@ impl SharedMetrics {
             connected: Gauge::default(),
             errors: Family::default(),
             damaged: Counter::default(),
+            spilled: Counter::default(),
+            spill_entries: Gauge::default(),
         };
+        // Every known label value exists from the start (at 0), so alerts
+        // and `rate()` see the first increase.
+        for reason in DROP_REASONS {
+            let _ = metrics.dropped.get_or_create(&ReasonLabel { reason });
+        }
+        for operation in ["append", "read"] {
+            let _ = metrics.errors.get_or_create(&OperationLabel { operation });
+        }
+        for origin in ["local", "remote"] {
+            let _ = metrics.applied.get_or_create(&OriginLabel { origin });
+        }
         registry.register(
             "waybill_state_shared_appended",
             "Entries this sidecar appended to the shared log (re-sent ones already there are not counted)",
@@ -194,7 +218,7 @@ impl SharedMetrics {
         );
         registry.register(
             "waybill_state_shared_dropped",
-            "Own entries dropped before reaching the shared log, by reason (buffer_full: Redis was unreachable for too long)",
+            "Own entries dropped before reaching the shared log, by reason (buffer_full, spill_full: Redis was unreachable for too long; spill_failed: the spill file could not be written; shutdown)",
             metrics.dropped.clone(),
         );
         registry.register(
@@ -217,7 +241,24 @@ impl SharedMetrics {
             "Entries of the shared log that could not be read or name things this sidecar's config does not declare (skipped)",
             metrics.damaged.clone(),
         );
+        registry.register(
+            "waybill_state_shared_spilled",
+            "Own entries written to the on-disk spill while Redis was unreachable",
+            metrics.spilled.clone(),
+        );
+        registry.register(
+            "waybill_state_shared_spill_entries",
+            "Own entries waiting in the on-disk spill to be appended to the shared log",
+            metrics.spill_entries.clone(),
+        );
         metrics
+    }
+
+    /// Counts `count` own entries that will never reach the log.
+    fn drop_entries(&self, reason: &'static str, count: usize) {
+        self.dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(count as u64);
     }
 
     fn error(&self, operation: &'static str) {
@@ -260,6 +301,7 @@ impl Keys {
 }
 
 /// An entry on its way to the log.
+#[derive(Debug, PartialEq, Eq)]
 struct Outgoing {
     seq: u64,
     frame: Vec<u8>,
@@ -270,12 +312,18 @@ struct Outgoing {
 pub struct Shared {
     replica: Replica,
     next_seq: u64,
+    /// With a spill: sequence numbers below the lease's end are this
+    /// life's; past it, a new lease is taken before one is used.
+    lease: Option<(Spill, u64)>,
     outbox: Option<mpsc::Sender<Outgoing>>,
     /// Every entry of the log, in order.
     pub log: mpsc::Receiver<LogEntry>,
     metrics: SharedMetrics,
     writer: JoinHandle<()>,
     reader: JoinHandle<()>,
+    /// For the idempotency guard's records ([`Shared::guard_records`]).
+    server: Server,
+    namespace: String,
 }
 
 impl Shared {
@@ -313,27 +361,47 @@ impl Shared {
         let client = Server::new(info, config.cluster).map_err(SharedError::Url)?;
         let metrics = SharedMetrics::new(registry);
         let keys = Keys::new(&config.namespace);
-        let replica = Replica::random();
+        let (replica, next_seq, lease) = match &config.spill {
+            Some(spill_config) => {
+                let spill = Spill::open(spill_config)?;
+                let identity = spill.identity(Replica::random())?;
+                (
+                    identity.replica,
+                    identity.next_seq,
+                    Some((spill, identity.lease_end)),
+                )
+            }
+            None => (Replica::random(), 1, None),
+        };
         let (outbox, pending) = mpsc::channel(config.buffer.max(1));
         let (found, log) = mpsc::channel(READ_QUEUE);
-        let writer = tokio::spawn(write(Writer {
+        let writer = tokio::spawn(writer::write(Writer {
             client: client.clone(),
             keys: keys.clone(),
             replica,
             max_log_entries: config.max_log_entries,
             metrics: metrics.clone(),
             pending,
+            spill: lease.as_ref().map(|(spill, _)| spill.clone()),
         }));
-        let reader = tokio::spawn(read(client, keys, found, metrics.clone()));
+        let reader = tokio::spawn(read(client.clone(), keys, found, metrics.clone()));
         Ok(Shared {
             replica,
-            next_seq: 1,
+            next_seq,
+            lease,
             outbox: Some(outbox),
             log,
             metrics,
             writer,
             reader,
+            server: client,
+            namespace: config.namespace.clone(),
         })
+    }
+
+    /// The idempotency guard's records, in the same Redis and namespace.
+    pub fn guard_records(&self, metrics: crate::proxy::GuardStateMetrics) -> guard::SharedGuard {
+        guard::SharedGuard::start(self.server.clone(), &self.namespace, self.replica, metrics)
     }
 
     /// This sidecar's id in the log.
@@ -351,6 +419,16 @@ impl Shared {
     pub fn append(&mut self, entry: &Entry) -> Option<u64> {
         let outbox = self.outbox.as_ref()?;
         let seq = self.next_seq;
+        if let Some((spill, lease_end)) = self.lease.as_mut().filter(|(_, end)| seq >= *end) {
+            // One fsync per lease; if it fails, a restart may reuse numbers
+            // of this life, and the script would skip those new entries.
+            match spill.renew(*lease_end) {
+                Ok(end) => *lease_end = end,
+                Err(error) => {
+                    tracing::error!(%error, "cannot extend the sequence lease in the spill")
+                }
+            }
+        }
         match outbox.try_send(Outgoing {
             seq,
             frame: entry.encode(),
@@ -361,19 +439,15 @@ impl Shared {
                 Some(seq)
             }
             Err(_) => {
-                self.metrics
-                    .dropped
-                    .get_or_create(&ReasonLabel {
-                        reason: "buffer_full",
-                    })
-                    .inc();
+                self.metrics.drop_entries("buffer_full", 1);
                 None
             }
         }
     }
 
     /// Stops reading, and gives the writer up to `grace` to append what is
-    /// buffered (what is left after it is counted as dropped).
+    /// buffered, or with a spill to append it or write it to disk (what is
+    /// left in memory after it is counted as dropped).
     pub async fn close(mut self, grace: Duration) {
         self.reader.abort();
         self.outbox = None;
@@ -385,9 +459,7 @@ impl Shared {
                 "Redis did not take the buffered entries in time; dropping them"
             );
             self.metrics
-                .dropped
-                .get_or_create(&ReasonLabel { reason: "shutdown" })
-                .inc_by(u64::try_from(left).unwrap_or_default());
+                .drop_entries("shutdown", usize::try_from(left).unwrap_or_default());
             self.metrics.buffered.set(0);
         }
     }
@@ -400,73 +472,16 @@ async fn connect(
     metrics: &SharedMetrics,
     operation: &'static str,
 ) -> Connection {
-    let mut delay = RETRY_FIRST;
+    let mut backoff = Backoff::default();
     loop {
         match server.connect(response_timeout).await {
             Ok(connection) => return connection,
             Err(error) => {
                 tracing::debug!(%error, operation, "Redis unreachable; retrying");
                 metrics.error(operation);
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RETRY_MAX);
+                tokio::time::sleep(backoff.next()).await;
             }
         }
-    }
-}
-
-/// The writer task's state.
-struct Writer {
-    client: Server,
-    keys: Keys,
-    replica: Replica,
-    max_log_entries: usize,
-    metrics: SharedMetrics,
-    pending: mpsc::Receiver<Outgoing>,
-}
-
-/// Appends own entries in order, in batches; a failed batch is retried
-/// (the script skips what already made it) until it is in. Ends when the
-/// correlator closes the buffer and everything in it is appended.
-async fn write(mut writer: Writer) {
-    let script = redis::Script::new(APPEND);
-    let mark = writer.keys.mark(writer.replica);
-    let replica = writer.replica.text();
-    let mut connection: Option<Connection> = None;
-    let mut batch = Vec::with_capacity(APPEND_BATCH);
-    while writer.pending.recv_many(&mut batch, APPEND_BATCH).await > 0 {
-        let mut delay = RETRY_FIRST;
-        loop {
-            let conn = match connection.as_mut() {
-                Some(conn) => conn,
-                None => connection.insert(
-                    connect(&writer.client, RESPONSE_TIMEOUT, &writer.metrics, "append").await,
-                ),
-            };
-            let mut call = script.key(&writer.keys.log);
-            call.key(&mark)
-                .arg(&replica)
-                .arg(writer.max_log_entries)
-                .arg(MARK_TTL.as_millis() as u64);
-            for outgoing in &batch {
-                call.arg(outgoing.seq).arg(outgoing.frame.as_slice());
-            }
-            match call.invoke_async::<u64>(conn).await {
-                Ok(added) => {
-                    writer.metrics.connected.set(1);
-                    writer.metrics.appended.inc_by(added);
-                    writer.metrics.buffered.dec_by(batch.len() as i64);
-                    break;
-                }
-                Err(error) => {
-                    tracing::debug!(%error, entries = batch.len(), "append to the shared log failed; retrying");
-                    writer.metrics.error("append");
-                    connection = None;
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
-            }
-        }
-        batch.clear();
     }
 }
 
@@ -479,7 +494,7 @@ async fn read(client: Server, keys: Keys, found: mpsc::Sender<LogEntry>, metrics
     let options = redis::streams::StreamReadOptions::default()
         .count(READ_BATCH)
         .block(READ_BLOCK.as_millis() as usize);
-    let mut delay = RETRY_FIRST;
+    let mut backoff = Backoff::default();
     loop {
         let conn = match connection.as_mut() {
             Some(conn) => conn,
@@ -491,7 +506,7 @@ async fn read(client: Server, keys: Keys, found: mpsc::Sender<LogEntry>, metrics
         match reply {
             Ok(reply) => {
                 metrics.connected.set(1);
-                delay = RETRY_FIRST;
+                backoff.reset();
                 let ids = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
                 for id in ids {
                     let entry = log_entry(&id);
@@ -505,8 +520,7 @@ async fn read(client: Server, keys: Keys, found: mpsc::Sender<LogEntry>, metrics
                 tracing::debug!(%error, "reading the shared log failed; retrying");
                 metrics.error("read");
                 connection = None;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RETRY_MAX);
+                tokio::time::sleep(backoff.next()).await;
             }
         }
     }

@@ -66,7 +66,8 @@ impl Server {
     }
 }
 
-/// A connection to one server or to the cluster.
+/// A connection to one server or to the cluster (a clone shares it).
+#[derive(Clone)]
 pub(super) enum Connection {
     Single(MultiplexedConnection),
     Cluster(ClusterConnection),
