@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use waybill::config::Config;
@@ -161,7 +162,14 @@ where
     };
     runtime.block_on(async {
         let stop = CancellationToken::new();
-        tokio::spawn(watch_signals(stop.clone()));
+        // Registered before the job starts (not in the spawned task, which
+        // may run later): a SIGTERM right after start-up drains too.
+        match signal(SignalKind::terminate()) {
+            Ok(term) => {
+                tokio::spawn(watch_signals(term, stop.clone()));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM"),
+        }
         match job(stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -172,12 +180,7 @@ where
     })
 }
 
-async fn watch_signals(stop: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        tracing::warn!("cannot listen for SIGTERM");
-        return;
-    };
+async fn watch_signals(mut term: Signal, stop: CancellationToken) {
     for received in 0.. {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
