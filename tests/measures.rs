@@ -210,14 +210,7 @@ impl Rig {
     }
 
     async fn metrics(&self) -> String {
-        self.client
-            .get(format!("http://{}/metrics", self.sidecar.admin_addr()))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        support::metrics_text(&self.client, self.sidecar.admin_addr()).await
     }
 
     /// `(kind, object)` of the exceptions the admin API lists in `state`

@@ -234,15 +234,7 @@ async fn a_retry_after_a_503_is_not_a_duplicate_but_a_second_create_is() {
         vec![pair("duplicate_shipment", "open")]
     );
 
-    let metrics = rig
-        .client
-        .get(format!("http://{}/metrics", rig.sidecar.admin_addr()))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = support::metrics_text(&rig.client, rig.sidecar.admin_addr()).await;
     for line in [
         r#"waybill_retries_total{operation="carrier.create_shipment"} 1"#,
         r#"waybill_idempotent_replays_total{operation="carrier.create_shipment"} 1"#,

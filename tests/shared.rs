@@ -550,14 +550,7 @@ async fn without_redis_traffic_flows_and_what_the_buffer_cannot_hold_is_counted(
     let admin = sidecar.admin_addr();
     let deadline = Instant::now() + PATIENCE;
     let (dropped, buffered) = loop {
-        let metrics = client
-            .get(format!("http://{admin}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = support::metrics_text(&client, admin).await;
         let dropped = metric(
             &metrics,
             "waybill_state_shared_dropped_total{reason=\"buffer_full\"}",

@@ -134,14 +134,7 @@ pub async fn send(client: &reqwest::Client, edge: SocketAddr, key: &str, fail: b
 /// The sum of the samples of `series` (a name, optionally with the start
 /// of its labels) on the sidecar's `/metrics`.
 pub async fn sample(client: &reqwest::Client, admin: SocketAddr, series: &str) -> f64 {
-    let text = client
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = super::metrics_text(client, admin).await;
     text.lines()
         .filter(|l| l.starts_with(series))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -11,6 +11,19 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
+/// The sidecar's `/metrics` text (the classic Prometheus exposition) from
+/// its admin address.
+pub async fn metrics_text(client: &reqwest::Client, admin: SocketAddr) -> String {
+    client
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("/metrics text")
+}
+
 /// Serves `app` on a free loopback port for the rest of the test.
 pub async fn serve(app: axum::Router) -> SocketAddr {
     let socket = TcpListener::bind("127.0.0.1:0")
