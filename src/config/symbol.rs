@@ -9,34 +9,42 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// A name declared in the config, of the kind given by the tag `T`.
+///
+/// One pointer wide: every copy shares the one [`Entry`] allocated when the
+/// name was declared, so the records that hold many symbols (a transaction's
+/// milestones and exchanges, every key's kind) stay small.
 pub struct Symbol<T> {
+    entry: Arc<Entry>,
+    _kind: PhantomData<fn() -> T>,
+}
+
+/// What a declared name is: its index and its text.
+struct Entry {
     id: u16,
     name: Arc<str>,
-    _kind: PhantomData<fn() -> T>,
 }
 
 impl<T> Symbol<T> {
     /// Index of this name in its [`Symbols`] table.
     pub fn id(&self) -> usize {
-        usize::from(self.id)
+        usize::from(self.entry.id)
     }
 
     /// The name as written in the config.
     pub fn as_str(&self) -> &str {
-        &self.name
+        &self.entry.name
     }
 
     /// The name, shared rather than copied (for span attributes).
     pub fn shared_name(&self) -> Arc<str> {
-        Arc::clone(&self.name)
+        Arc::clone(&self.entry.name)
     }
 }
 
 impl<T> Clone for Symbol<T> {
     fn clone(&self) -> Self {
         Symbol {
-            id: self.id,
-            name: Arc::clone(&self.name),
+            entry: Arc::clone(&self.entry),
             _kind: PhantomData,
         }
     }
@@ -44,14 +52,14 @@ impl<T> Clone for Symbol<T> {
 
 impl<T> PartialEq for Symbol<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
+        self.entry.id == other.entry.id
     }
 }
 impl<T> Eq for Symbol<T> {}
 
 impl<T> Hash for Symbol<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
+        self.entry.id.hash(state);
     }
 }
 
@@ -62,25 +70,25 @@ impl<T> PartialOrd for Symbol<T> {
 }
 impl<T> Ord for Symbol<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.id.cmp(&other.id)
+        self.entry.id.cmp(&other.entry.id)
     }
 }
 
 impl<T> fmt::Debug for Symbol<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(self.as_str())
     }
 }
 
 impl<T> fmt::Display for Symbol<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(self.as_str())
     }
 }
 
 impl<T> serde::Serialize for Symbol<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.name)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -122,8 +130,10 @@ impl<T> Symbols<T> {
         }
         let id = u16::try_from(self.all.len()).map_err(|_| TooManySymbols)?;
         let symbol = Symbol {
-            id,
-            name: Arc::from(name),
+            entry: Arc::new(Entry {
+                id,
+                name: Arc::from(name),
+            }),
             _kind: PhantomData,
         };
         self.all.push(symbol.clone());
@@ -212,5 +222,12 @@ mod tests {
         assert_eq!(table.len(), 2);
         assert_eq!(table.names(), "order, shipment");
         assert_eq!(b.to_string(), "shipment");
+    }
+
+    #[test]
+    fn a_symbol_and_an_optional_one_are_one_pointer_wide() {
+        let pointer = std::mem::size_of::<usize>();
+        assert_eq!(std::mem::size_of::<Symbol<kind::System>>(), pointer);
+        assert_eq!(std::mem::size_of::<Option<Symbol<kind::System>>>(), pointer);
     }
 }
