@@ -8,6 +8,7 @@ mod business;
 mod condition;
 mod edi_address;
 mod error;
+pub(crate) mod head_routes;
 mod json_path;
 mod listener;
 mod locate;
@@ -24,6 +25,7 @@ mod xml_path;
 pub use amount::{Amount, AmountError};
 pub use business::{ExceptionRule, Expectation, Flow, MilestoneDef, OUT_OF_ORDER};
 pub use error::{ConfigError, ConfigErrors};
+pub use head_routes::HeadRoutes;
 pub use listener::{
     Direction, Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
 };

@@ -27,34 +27,23 @@
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::Method;
 use opentelemetry::trace::TraceId;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
 use super::settings::Sampler;
 use super::trace_id::trace_id;
 use super::traceparent::{self, Traceparent};
-use crate::config::{Config, KeyKind, KeySource, ListenerId, PathTemplate};
+use crate::config::{Config, HeadRoutes, KeyKind, KeySource, ListenerId};
 use crate::extract::{head_value, Key};
 use crate::proxy::{TraceContext, TraceContextSource};
-
-/// One route a listener's requests are matched against.
-#[derive(Debug)]
-struct Candidate {
-    method: Option<Method>,
-    path: PathTemplate,
-    /// The route opted in.
-    propagate: bool,
-    /// The route's rule for the root key kind, when it reads the head.
-    root: Option<KeySource>,
-}
 
 /// The [`TraceContextSource`] of one listener.
 #[derive(Debug)]
 pub struct Propagation {
-    /// Routes serving the listener in priority order, up to its last
-    /// route that propagates (a later one can never decide).
-    routes: Vec<Candidate>,
+    /// Routes serving the listener up to its last route that propagates;
+    /// each that does with its rule for the root key kind, when that rule
+    /// reads the head.
+    routes: HeadRoutes<Option<KeySource>>,
     root: KeyKind,
     /// `None` when traces are off: nothing will be exported.
     sampler: Option<Sampler>,
@@ -69,25 +58,19 @@ impl Propagation {
         listener: ListenerId,
         sampler: Option<Sampler>,
     ) -> Option<Arc<dyn TraceContextSource>> {
-        let serving: Vec<_> = config
-            .routes
-            .iter()
-            .filter(|r| r.serves(listener))
-            .collect();
-        let last = serving.iter().rposition(|r| r.propagate.is_some())?;
-        let routes = serving[..=last]
-            .iter()
-            .map(|route| Candidate {
-                method: route.method.clone(),
-                path: route.path.clone(),
-                propagate: route.propagate.is_some(),
-                root: route
+        let routes = HeadRoutes::new(&config.routes, listener, |route| {
+            route.propagate?;
+            Some(
+                route
                     .keys
                     .iter()
                     .find(|rule| rule.kind == config.root && rule.source.body_side().is_none())
                     .map(|rule| rule.source.clone()),
-            })
-            .collect();
+            )
+        });
+        if routes.is_empty() {
+            return None;
+        }
         Some(Arc::new(Propagation {
             routes,
             root: config.root.clone(),
@@ -97,13 +80,9 @@ impl Propagation {
     }
 
     /// The trace ID for a request of `route` (step 2 of the module doc).
-    fn trace_id(&self, route: &Candidate, parts: &Parts, params: &[&str]) -> TraceId {
+    fn trace_id(&self, root: Option<&KeySource>, parts: &Parts, params: &[&str]) -> TraceId {
         let query = parts.uri.query().unwrap_or_default();
-        if let Some(value) = route
-            .root
-            .as_ref()
-            .and_then(|rule| head_value(rule, &parts.headers, query, params))
-        {
+        if let Some(value) = root.and_then(|rule| head_value(rule, &parts.headers, query, params)) {
             return trace_id(&Key::new(self.root.clone(), value.as_ref()));
         }
         match traceparent::read(&parts.headers) {
@@ -115,17 +94,8 @@ impl Propagation {
 
 impl TraceContextSource for Propagation {
     fn context(&self, parts: &Parts) -> Option<TraceContext> {
-        let path = parts.uri.path();
-        let (route, params) = self.routes.iter().find_map(|route| {
-            if route.method.as_ref().is_some_and(|m| *m != parts.method) {
-                return None;
-            }
-            route.path.matches(path).map(|params| (route, params))
-        })?;
-        if !route.propagate {
-            return None;
-        }
-        let trace_id = self.trace_id(route, parts, &params);
+        let (root, params) = self.routes.decide(&parts.method, parts.uri.path())?;
+        let trace_id = self.trace_id(root.as_ref(), parts, &params);
         Some(TraceContext {
             trace_id,
             span_id: self.ids.new_span_id(),

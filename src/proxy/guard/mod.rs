@@ -58,14 +58,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{request, HeaderName, Method};
+use http::{request, HeaderName};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use self::store::{Evicted, Lookup, Store};
 use super::metrics::{GuardMetrics, ProxyMetrics};
 use crate::clock::Clock;
-use crate::config::{Guard, ListenerId, PathTemplate, Route};
+use crate::config::{Guard, HeadRoutes, ListenerId, Route};
 
 pub(crate) use self::replay::{Capture, ReplayBody, StoredResponse};
 pub use self::state::{Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, StateResult};
@@ -79,43 +79,22 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// computed once at start from the validated config.
 #[derive(Debug, Clone, Default)]
 pub struct GuardedRoutes {
-    /// Routes serving the listener, in priority order, up to and including
-    /// its last guarded route (a later route can never decide a guard).
-    /// Empty when no route of the listener is guarded.
-    routes: Vec<Candidate>,
+    /// Routes serving the listener up to its last guarded one, each with
+    /// `(operation name, guard)` when guarded. Empty when none is.
+    routes: HeadRoutes<(String, Guard)>,
     /// Where stored responses are kept beyond memory, if anywhere.
     keeping: Option<GuardKeeping>,
-}
-
-#[derive(Debug, Clone)]
-struct Candidate {
-    method: Option<Method>,
-    path: PathTemplate,
-    /// `(operation name, guard)` when the route is guarded.
-    guard: Option<(String, Guard)>,
 }
 
 impl GuardedRoutes {
     /// The guarded routes of listener `listener` among `routes` (which are
     /// in priority order, as in `Config::routes`).
     pub fn new(listener: ListenerId, routes: &[Route]) -> Self {
-        let serving: Vec<&Route> = routes.iter().filter(|r| r.serves(listener)).collect();
-        let Some(last) = serving.iter().rposition(|r| r.guard.is_some()) else {
-            return GuardedRoutes::none();
-        };
-        let routes = serving[..=last]
-            .iter()
-            .map(|route| Candidate {
-                method: route.method.clone(),
-                path: route.path.clone(),
-                guard: route
-                    .guard
-                    .clone()
-                    .map(|guard| (route.operation.as_str().to_owned(), guard)),
-            })
-            .collect();
         GuardedRoutes {
-            routes,
+            routes: HeadRoutes::new(routes, listener, |route| {
+                let guard = route.guard.clone()?;
+                Some((route.operation.as_str().to_owned(), guard))
+            }),
             keeping: None,
         }
     }
@@ -143,7 +122,7 @@ impl GuardedRoutes {
 /// A listener's guards at run time; exists only if one of its routes is
 /// guarded.
 pub(crate) struct Guards {
-    routes: Vec<(Option<Method>, PathTemplate, Option<Arc<RouteGuard>>)>,
+    routes: HeadRoutes<Arc<RouteGuard>>,
     /// The distinct guard headers: a request with none of them is
     /// forwarded without matching any route.
     headers: Vec<HeaderName>,
@@ -163,24 +142,17 @@ impl Guards {
         }
         let mut headers: Vec<HeaderName> = Vec::new();
         let keeping = guarded.keeping;
-        let routes = guarded
-            .routes
-            .into_iter()
-            .map(|candidate| {
-                let guard = candidate.guard.map(|(operation, guard)| {
-                    if !headers.contains(&guard.header) {
-                        headers.push(guard.header.clone());
-                    }
-                    let metrics = metrics.for_guard(listener, &operation);
-                    let keeping = keeping.clone().map(|keeping| Keeping {
-                        route: operation,
-                        keeping,
-                    });
-                    Arc::new(RouteGuard::new(guard, metrics, keeping, clock.clone()))
-                });
-                (candidate.method, candidate.path, guard)
-            })
-            .collect();
+        let routes = guarded.routes.map(|(operation, guard)| {
+            if !headers.contains(&guard.header) {
+                headers.push(guard.header.clone());
+            }
+            let metrics = metrics.for_guard(listener, &operation);
+            let keeping = keeping.clone().map(|keeping| Keeping {
+                route: operation,
+                keeping,
+            });
+            Arc::new(RouteGuard::new(guard, metrics, keeping, clock.clone()))
+        });
         Some(Guards { routes, headers })
     }
 
@@ -189,11 +161,7 @@ impl Guards {
         if !self.headers.iter().any(|h| parts.headers.contains_key(h)) {
             return None;
         }
-        let path = parts.uri.path();
-        let (_, _, guard) = self.routes.iter().find(|(method, template, _)| {
-            method.as_ref().is_none_or(|m| *m == parts.method) && template.matches(path).is_some()
-        })?;
-        let guard = guard.as_ref()?;
+        let (guard, _) = self.routes.decide(&parts.method, parts.uri.path())?;
         let value = parts.headers.get(&guard.header)?.as_bytes();
         if value.is_empty() || value.len() > MAX_KEY_LEN {
             return None;
@@ -505,6 +473,7 @@ impl Drop for Claim {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use http::Method;
 
     /// Two listeners; `extra` is appended to the routes.
     fn config(extra: &str) -> Config {
@@ -561,12 +530,11 @@ routes:
         );
         assert!(GuardedRoutes::new(ListenerId(0), &config.routes).is_empty());
         let guarded = GuardedRoutes::new(ListenerId(1), &config.routes);
-        let last = guarded.routes.last().map(|c| c.guard.is_some());
-        assert_eq!(
-            last,
-            Some(true),
-            "nothing after the last guarded route is kept"
-        );
+        let (said, _) = guarded
+            .routes
+            .decide(&Method::POST, "/shipments/S1/buy")
+            .expect("guarded on carrier-out");
+        assert_eq!(said.0, "carrier.buy");
     }
 
     #[test]
