@@ -415,7 +415,7 @@ pub struct CorrelatorInbox {
 fn exchange_record(observation: &Observation, tx: &Transaction, keys: &[Key]) -> ExchangeRecord {
     let exchange = &observation.exchange;
     let error = match &exchange.outcome {
-        crate::proxy::Outcome::UpstreamFailed { error, .. } => Some(error.as_str()),
+        crate::proxy::Outcome::UpstreamFailed { error, .. } => Some(*error),
         crate::proxy::Outcome::Response { .. } => None,
     };
     ExchangeRecord {

@@ -690,6 +690,25 @@ mod tests {
     }
 
     #[test]
+    fn an_exchange_whose_upstream_failed_shows_why_in_the_api() {
+        let (mut store, kinds) = store(10, Duration::from_secs(3600));
+        let mut systems: Symbols<kind::System> = Symbols::default();
+        let wms = systems.intern("wms").expect("intern");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let id = store.create(key(&kinds, "order", "SO-1"), t0);
+        let tx = store.get_mut(id).expect("created");
+        let mut failed = exchange(1, &wms, t0, KeyRefs::new(&[]));
+        failed.status = 504;
+        failed.error = Some(crate::proxy::UpstreamError::Timeout);
+        tx.exchanges.push_back(failed);
+        tx.exchanges.push_back(exchange(2, &wms, t0, KeyRefs::new(&[])));
+        let json = serde_json::to_value(&*tx).expect("serializable");
+        assert_eq!(json["exchanges"][0]["error"], "timeout");
+        assert_eq!(json["exchanges"][0]["status"], 504);
+        assert!(json["exchanges"][1]["error"].is_null());
+    }
+
+    #[test]
     fn merging_keeps_each_exchange_and_link_pointing_at_the_same_keys() {
         let (mut store, kinds) = store(10, Duration::from_secs(3600));
         let mut systems: Symbols<kind::System> = Symbols::default();

@@ -19,6 +19,7 @@ use crate::config::{
     Amount, ExceptionKind, FlowName, MeasureName, Milestone, Operation, Role, System, Unit,
 };
 use crate::extract::{Key, Problem};
+use crate::proxy::UpstreamError;
 
 /// Identity of a transaction inside one store; not a business identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -226,7 +227,7 @@ pub struct ExchangeRecord {
     /// The status the client saw (502/504 when the upstream failed).
     pub status: u16,
     /// Why the upstream failed, when it did.
-    pub error: Option<&'static str>,
+    pub error: Option<UpstreamError>,
     pub duration: Duration,
     /// The exchange's keys (in the order it carried them), as positions in
     /// the transaction's `keys`.
@@ -501,7 +502,7 @@ impl Serialize for ExchangeJson<'_> {
         st.serialize_field("method", x.method.as_str())?;
         st.serialize_field("path", &*x.path)?;
         st.serialize_field("status", &x.status)?;
-        st.serialize_field("error", &x.error)?;
+        st.serialize_field("error", &x.error.map(UpstreamError::as_str))?;
         st.serialize_field("duration_seconds", &x.duration.as_secs_f64())?;
         let keys: Vec<&Key> = self.tx.exchange_keys(x).collect();
         st.serialize_field("keys", &keys)?;

@@ -367,7 +367,7 @@ impl SavedTransaction {
                     method: x.method.as_str().to_owned(),
                     path: x.path.to_string(),
                     status: x.status,
-                    error: x.error.map(str::to_owned),
+                    error: x.error.map(|e| e.as_str().to_owned()),
                     duration: x.duration,
                     keys: tx.exchange_keys(x).map(save_key).collect(),
                     milestone: x.milestone.as_ref().map(name),
@@ -578,11 +578,7 @@ impl<'a> Resolver<'a> {
                         .map_err(|_| Damaged::Unknown(format!("method {}", x.method)))?,
                     path: x.path.as_str().into(),
                     status: x.status,
-                    error: x
-                        .error
-                        .as_deref()
-                        .and_then(upstream_error)
-                        .map(|e| e.as_str()),
+                    error: x.error.as_deref().and_then(upstream_error),
                     duration: x.duration,
                     // A key the transaction does not have (never written)
                     // could not be shown with the exchange: it is left out.
