@@ -1,17 +1,15 @@
 //! The process-wide allocator of the `waybill` binary and of the benches,
-//! chosen by cargo feature (`mimalloc` or `jemalloc`; the system's malloc
-//! without either). Not part of the library: an embedder's allocator is
-//! its own. Included with `mod` by `src/main.rs` and with `#[path]` by the
+//! chosen by cargo feature (`jemalloc`, the default, or `mimalloc`; the
+//! system's malloc with `--no-default-features`). Not part of the library:
+//! an embedder's allocator is its own. Included with `mod` by `src/main.rs` and with `#[path]` by the
 //! benches, so both measure the same allocator.
-
-#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
-compile_error!("features `mimalloc` and `jemalloc` pick the same global allocator: enable one");
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[cfg(feature = "jemalloc")]
+// `mimalloc` wins when both are enabled (jemalloc is on by default).
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
