@@ -17,6 +17,8 @@
 //! `cargo bench --bench correlate`; CI only builds it (`--no-run`).
 //! `WAYBILL_BENCH_LIVE=100000` fills a smaller store (the machine is
 //! shared; per-transaction figures are then extrapolated).
+//! `--features mimalloc` (or `jemalloc`) measures with the allocator the
+//! `waybill` binary gets from the same feature.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -30,6 +32,11 @@ use waybill::config::{Config, ListenerId, Milestone};
 use waybill::correlate::Correlator;
 use waybill::extract::{Key, Observation};
 use waybill::proxy::{Exchange, Outcome, Tapped};
+
+/// The same global allocator as the `waybill` binary (cargo features
+/// `mimalloc` / `jemalloc`).
+#[path = "../src/global_alloc.rs"]
+mod global_alloc;
 
 /// Live transactions by default: the issue's million.
 const LIVE: usize = 1_000_000;
@@ -175,9 +182,10 @@ fn store(c: &mut Criterion) {
     let elapsed = filling.elapsed();
     let after = rss();
     println!(
-        "filled {live} transactions (2–4 keys, 8 milestones, 8 exchanges each) in {:.1} s \
+        "{}: filled {live} transactions (2–4 keys, 8 milestones, 8 exchanges each) in {:.1} s \
          ({:.0} ns per apply, observation building included); resident set +{:.0} MB: \
          {:.0} bytes per transaction, {:.0} MB per million",
+        global_alloc::NAME,
         elapsed.as_secs_f64(),
         elapsed.as_nanos() as f64 / (live * STEPS.len()) as f64,
         after.saturating_sub(before) as f64 / 1e6,

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== make for building jemalloc (tikv-jemalloc-sys, the binary's allocator), when missing"
+bash ci/apt.sh make make
+
 echo "== alert rules (installs the Debian prometheus package when missing)"
 bash ci/prometheus.sh
 

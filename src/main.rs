@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use waybill::config::Config;
 
+/// The global allocator, by cargo feature (docs/performance.md, "Allocator").
+mod global_alloc;
+
 /// Exit code for a config that does not validate (EX_USAGE).
 const EXIT_BAD_CONFIG: u8 = 64;
 
