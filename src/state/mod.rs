@@ -701,7 +701,8 @@ mod tests {
         failed.status = 504;
         failed.error = Some(crate::proxy::UpstreamError::Timeout);
         tx.exchanges.push_back(failed);
-        tx.exchanges.push_back(exchange(2, &wms, t0, KeyRefs::new(&[])));
+        tx.exchanges
+            .push_back(exchange(2, &wms, t0, KeyRefs::new(&[])));
         let json = serde_json::to_value(&*tx).expect("serializable");
         assert_eq!(json["exchanges"][0]["error"], "timeout");
         assert_eq!(json["exchanges"][0]["status"], 504);
