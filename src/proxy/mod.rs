@@ -117,8 +117,8 @@ mod upstream;
 
 pub use exchange::{Exchange, Outcome, Tapped, TraceContext, TraceContextSource, UpstreamError};
 pub use guard::{
-    Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, GuardedRoutes, StateResult,
-    MAX_KEY_LEN,
+    Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, GuardedRoutes, Handoff,
+    StateResult, MAX_KEY_LEN,
 };
 pub use inspect::UninspectedRoutes;
 pub use listener::{serve, serve_guarded, serve_with, ListenerOptions};

@@ -68,7 +68,9 @@ use crate::clock::Clock;
 use crate::config::{Guard, HeadRoutes, ListenerId, Route};
 
 pub(crate) use self::replay::{Capture, ReplayBody, StoredResponse};
-pub use self::state::{Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, StateResult};
+pub use self::state::{
+    Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, Handoff, StateResult,
+};
 
 /// Longest idempotency key the guard accepts, in bytes; a longer value is
 /// forwarded unguarded. Generous for UUIDs and the 255-character keys

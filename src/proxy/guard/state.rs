@@ -170,6 +170,34 @@ impl GuardStateMetrics {
     }
 }
 
+/// How a backend hands saves and removals to its writer task from the
+/// proxy path without waiting: a bounded queue of [`Handoff::QUEUE`]
+/// operations, beyond which they are dropped and counted (the response
+/// still answers from memory).
+pub struct Handoff<T> {
+    ops: tokio::sync::mpsc::Sender<T>,
+    metrics: GuardStateMetrics,
+}
+
+impl<T> Handoff<T> {
+    /// Operations waiting for the writer: covers bursts of thousands of
+    /// guarded responses per second.
+    pub const QUEUE: usize = 4096;
+
+    /// The sending side, and the receiving side for the writer task.
+    pub fn new(metrics: GuardStateMetrics) -> (Self, tokio::sync::mpsc::Receiver<T>) {
+        let (ops, pending) = tokio::sync::mpsc::channel(Self::QUEUE);
+        (Handoff { ops, metrics }, pending)
+    }
+
+    /// Queues `op`, or counts it as dropped when the queue is full.
+    pub fn send(&self, op: T) {
+        if self.ops.try_send(op).is_err() {
+            self.metrics.count(StateResult::Dropped, 1);
+        }
+    }
+}
+
 /// Where a listener's guards keep their records, and the counter of how
 /// that went: given to [`GuardedRoutes::kept_in`](super::GuardedRoutes::kept_in).
 #[derive(Clone)]

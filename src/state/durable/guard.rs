@@ -31,15 +31,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{db_error, StoreError};
-use crate::proxy::{GuardState, GuardStateMetrics, StateResult};
+use crate::proxy::{GuardState, GuardStateMetrics, Handoff, StateResult};
 
 const GUARD: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("guard");
 
-/// Saves and removals waiting for the writer. A commit takes ~0.1–10 ms,
-/// so this covers bursts of thousands of guarded responses per second;
-/// beyond it they are dropped and counted (the response still answers
-/// from memory).
-const QUEUE: usize = 4096;
 /// Most saves and removals per write transaction.
 const BATCH: usize = 512;
 
@@ -62,8 +57,7 @@ pub struct DurableGuard {
     /// What the table held at start, by route; each route takes its own
     /// once.
     loaded: Mutex<HashMap<String, Vec<(Bytes, Bytes)>>>,
-    ops: mpsc::Sender<Op>,
-    metrics: GuardStateMetrics,
+    ops: Handoff<Op>,
 }
 
 impl DurableGuard {
@@ -87,20 +81,13 @@ impl DurableGuard {
                 Bytes::copy_from_slice(value.value()),
             ));
         }
-        let (ops, pending) = mpsc::channel(QUEUE);
+        let (ops, pending) = Handoff::new(metrics.clone());
         let writer = tokio::spawn(write_ops(db, pending, metrics.clone()));
         let guard = DurableGuard {
             loaded: Mutex::new(loaded),
             ops,
-            metrics,
         };
         Ok((guard, writer))
-    }
-
-    fn send(&self, op: Op) {
-        if self.ops.try_send(op).is_err() {
-            self.metrics.count(StateResult::Dropped, 1);
-        }
     }
 }
 
@@ -114,7 +101,7 @@ impl GuardState for DurableGuard {
     }
 
     fn save(&self, route: &str, key: &Bytes, record: Bytes, _ttl: Duration) {
-        self.send(Op::Save {
+        self.ops.send(Op::Save {
             route: route.to_owned(),
             key: key.clone(),
             record,
@@ -122,7 +109,7 @@ impl GuardState for DurableGuard {
     }
 
     fn forget(&self, route: &str, key: &Bytes) {
-        self.send(Op::Forget {
+        self.ops.send(Op::Forget {
             route: route.to_owned(),
             key: key.clone(),
         });

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::server::{Connection, Server};
 use super::RESPONSE_TIMEOUT;
-use crate::proxy::{Fetch, Fetched, GuardState, GuardStateMetrics, StateResult};
+use crate::proxy::{Fetch, Fetched, GuardState, GuardStateMetrics, Handoff, StateResult};
 
 /// Returns the record or marker at `KEYS[1]`; when there is none, sets
 /// `ARGV[1]` (this replica's marker) with expiry `ARGV[2]` ms and returns nil.
@@ -61,8 +61,6 @@ const CLAIM_SLACK: Duration = Duration::from_secs(5);
 /// above a healthy round trip (well under 1 ms in one network), short
 /// enough that a struggling Redis adds little to a guarded request.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(200);
-/// Saves waiting for the writer; beyond it they are dropped and counted.
-const QUEUE: usize = 4096;
 /// Most saves per pipeline.
 const BATCH: usize = 256;
 
@@ -136,8 +134,7 @@ pub struct SharedGuard {
     link: Arc<Link>,
     /// This replica's claim marker: a zero byte, then random bytes.
     marker: Arc<[u8]>,
-    ops: mpsc::Sender<Op>,
-    metrics: GuardStateMetrics,
+    ops: Handoff<Op>,
 }
 
 impl SharedGuard {
@@ -154,7 +151,7 @@ impl SharedGuard {
             connecting: AtomicBool::new(false),
         });
         link.reconnect();
-        let (ops, pending) = mpsc::channel(QUEUE);
+        let (ops, pending) = Handoff::new(metrics.clone());
         let mut marker = vec![0u8];
         marker.extend_from_slice(replica.to_string().as_bytes());
         let marker: Arc<[u8]> = marker.into();
@@ -169,13 +166,6 @@ impl SharedGuard {
             link,
             marker,
             ops,
-            metrics,
-        }
-    }
-
-    fn send(&self, op: Op) {
-        if self.ops.try_send(op).is_err() {
-            self.metrics.count(StateResult::Dropped, 1);
         }
     }
 
@@ -228,7 +218,7 @@ impl GuardState for SharedGuard {
     }
 
     fn save(&self, route: &str, key: &Bytes, record: Bytes, ttl: Duration) {
-        self.send(Op::Save {
+        self.ops.send(Op::Save {
             key: self.key(route, key),
             record,
             ttl,
@@ -236,7 +226,7 @@ impl GuardState for SharedGuard {
     }
 
     fn release(&self, route: &str, key: &Bytes) {
-        self.send(Op::Release {
+        self.ops.send(Op::Release {
             key: self.key(route, key),
         });
     }
