@@ -16,8 +16,6 @@ use waybill::config::Config;
 
 mod support;
 
-const SETTLE: Duration = Duration::from_secs(10);
-
 /// The X12 210 freight invoice of the format tests: net amount due
 /// 187500 (type N2, so 1875.00) in USD for bill of lading BOL-778812.
 const X12_210: &str = include_str!("fixtures/formats/x12_210_pipes.edi");
@@ -144,18 +142,7 @@ impl Rig {
     }
 
     async fn post(&self, path: &str, body: String) -> u16 {
-        let addr = self.sidecar.listener_addr("egress").expect("egress");
-        let status = self
-            .client
-            .post(format!("http://{addr}{path}"))
-            .body(body)
-            .send()
-            .await
-            .expect("through the sidecar")
-            .status()
-            .as_u16();
-        assert!(self.sidecar.settle(SETTLE).await, "pipeline settles");
-        status
+        support::post_settled(&self.client, &self.sidecar, "egress", path, body, &[]).await
     }
 
     /// Buys a label for `shipment` of `order`, the carrier quoting `quote`.

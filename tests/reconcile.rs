@@ -18,8 +18,6 @@ use waybill::config::Config;
 
 mod support;
 
-const SETTLE: Duration = Duration::from_secs(10);
-
 /// WMS and carrier in one upstream. The carrier answers 503 to the first
 /// create of any order whose reference ends in `-flaky`.
 async fn upstream() -> SocketAddr {
@@ -107,22 +105,19 @@ impl Rig {
     }
 
     async fn post(&self, path: &str, body: &str, idempotency_key: Option<&str>) -> u16 {
-        let addr = self.sidecar.listener_addr("edge").expect("edge");
-        let mut request = self
-            .client
-            .post(format!("http://{addr}{path}"))
-            .body(body.to_owned());
-        if let Some(key) = idempotency_key {
-            request = request.header("Idempotency-Key", key);
-        }
-        let status = request
-            .send()
-            .await
-            .expect("through the sidecar")
-            .status()
-            .as_u16();
-        assert!(self.sidecar.settle(SETTLE).await, "pipeline settles");
-        status
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|key| ("Idempotency-Key", key))
+            .into_iter()
+            .collect();
+        support::post_settled(
+            &self.client,
+            &self.sidecar,
+            "edge",
+            path,
+            body.to_owned(),
+            &headers,
+        )
+        .await
     }
 
     /// Moves the clock and lets the correlator look at its deadlines.
