@@ -3,17 +3,20 @@
 //! The paths of one body are compiled once, at start-up, into a
 //! [`JsonPaths`]: field names as bytes, and per depth bit masks of the
 //! paths that end there, go deeper, or step by field, index or wildcard.
-//! The scanner walks the text once, left to right, and keeps per open
-//! container only a bit mask of the paths still alive in it (an explicit
-//! stack on the heap, never recursion on input). A value no path is alive
-//! in is skipped by a tight validating loop that counts nesting in a bit
-//! stack and finds the end of each string a block of 16 bytes at a time,
-//! without decoding it. Object keys are compared as raw bytes with the
-//! compiled field names (unescaped only when a key contains `\`), and only
-//! the values that sit at a path are materialised (unescaped only when
-//! they contain `\`): no DOM, no allocation per field. Every path of one
-//! body is answered by the same walk (64 paths per walk), so a body is read
-//! once however many rules look at it.
+//! The scan has two stages, interleaved a block at a time: [`blocks`]
+//! classifies 64 bytes at a time into bit masks and hands out the position
+//! of each token (structural bytes, quotes, the first byte of a number or
+//! literal), validating string content as it goes; the walk goes from token
+//! to token, never looking at whitespace or string content, and keeps per
+//! open container only a bit mask of the paths still alive in it (an
+//! explicit stack on the heap, never recursion on input). A value no path
+//! is alive in is skipped by a tight validating loop over its tokens that
+//! counts nesting in a bit stack. Object keys are compared as raw bytes
+//! with the compiled field names (unescaped only when a key contains `\`),
+//! and only the values that sit at a path are materialised (unescaped only
+//! when they contain `\`): no DOM, no allocation per field. Every path of
+//! one body is answered by the same walk (64 paths per walk), so a body is
+//! read once however many rules look at it.
 //!
 //! The whole text is validated as it is walked: a document that is not JSON
 //! (including trailing garbage) is [`Problem::MalformedJson`], one nested
@@ -26,10 +29,13 @@
 //! booleans at a path are ignored, though the walk still descends into them
 //! for paths that go deeper.
 
+mod blocks;
+
 use std::ops::Range;
 
 use crate::config::{JsonPath, JsonStep};
 
+use self::blocks::{hex4, Tokens};
 use super::Problem;
 
 /// Deepest nesting of arrays and objects the scanner follows. Business
@@ -117,15 +123,8 @@ impl JsonPaths {
     /// reported; callers that need all-or-nothing collect and discard on
     /// `Err`.
     pub fn scan(&self, text: &str, mut on_value: impl FnMut(usize, &str)) -> Result<(), Problem> {
-        let mut scanner = Scanner {
-            text,
-            bytes: text.as_bytes(),
-            pos: 0,
-            scratch: String::new(),
-        };
         for group in &self.groups {
-            scanner.pos = 0;
-            scanner.walk(group, &mut on_value)?;
+            Scanner::new(text).walk(group, &mut on_value)?;
         }
         Ok(())
     }
@@ -187,26 +186,43 @@ struct Frame {
     index: usize,
 }
 
+/// A token: its position and its first byte (0 past the end of the text;
+/// a NUL byte in the text is refused before it could be a token).
+#[derive(Debug, Clone, Copy)]
+struct Token {
+    at: usize,
+    byte: u8,
+}
+
 /// The state of one walk.
 struct Scanner<'t> {
     text: &'t str,
     bytes: &'t [u8],
-    pos: usize,
+    tokens: Tokens<'t>,
     /// Reused buffer for strings that contain escapes.
     scratch: String,
 }
 
-/// Where a kept string's content is.
-enum StrText {
-    /// A slice of the input (no escapes).
-    Raw(Range<usize>),
-    /// Unescaped into `Scanner::scratch`.
-    Scratch,
-}
-
 // === impl Scanner ===
 
-impl Scanner<'_> {
+impl<'t> Scanner<'t> {
+    fn new(text: &'t str) -> Scanner<'t> {
+        Scanner {
+            text,
+            bytes: text.as_bytes(),
+            tokens: Tokens::new(text.as_bytes()),
+            scratch: String::new(),
+        }
+    }
+
+    /// The next token.
+    #[inline]
+    fn token(&mut self) -> Result<Token, Problem> {
+        let at = self.tokens.next()?;
+        let byte = self.bytes.get(at).copied().unwrap_or(0);
+        Ok(Token { at, byte })
+    }
+
     /// One walk of the whole text for the paths of `group`.
     fn walk(
         &mut self,
@@ -216,75 +232,68 @@ impl Scanner<'_> {
         // Only containers some path is alive in are on this stack, so it
         // is no deeper than the longest path.
         let mut stack: Vec<Frame> = Vec::new();
-        // The paths alive at the value being read.
+        // The paths alive at the value being read, and its first token.
         let mut live = group.all;
+        let mut value = self.token()?;
         loop {
             let depth = stack.len();
-            self.skip_whitespace();
             let goes_on = live & at(&group.goes_on, depth);
             let ends = live & at(&group.ends, depth);
-            match self.peek()? {
+            match value.byte {
                 open @ (b'{' | b'[') if goes_on != 0 => {
-                    self.pos += 1;
                     if depth >= MAX_DEPTH {
                         return Err(Problem::TooDeep);
                     }
                     let object = open == b'{';
-                    if !self.closes_empty(object)? {
+                    let first = self.token()?;
+                    if first.byte != close_of(object) {
                         stack.push(Frame {
                             object,
                             live: goes_on,
                             index: 0,
                         });
-                        live = self.child(group, goes_on, object, 0, depth)?;
+                        (live, value) = self.child(group, goes_on, object, 0, depth, first)?;
                         continue;
                     }
                 }
-                b'"' if ends != 0 => {
-                    let text = self.kept_string()?;
-                    let value = self.content(&text)?;
-                    each_bit(ends, |bit| on_value(group.first + bit, value));
-                }
-                // Scalars nothing wants are stepped over here, without the
-                // call into the skip loop.
                 b'"' => {
-                    self.string()?;
-                }
-                b'-' | b'0'..=b'9' => {
-                    let number = self.number()?;
+                    let close = self.string_end()?;
                     if ends != 0 {
-                        let value = self.text.get(number).ok_or(Problem::MalformedJson)?;
-                        each_bit(ends, |bit| on_value(group.first + bit, value));
+                        let content = value.at + 1..close;
+                        let text = self.kept(content)?;
+                        each_bit(ends, |bit| on_value(group.first + bit, text));
                     }
                 }
-                _ => self.skip_value(depth)?,
+                b'-' | b'0'..=b'9' if ends != 0 => {
+                    let number = self.number(value.at)?;
+                    let text = self.text.get(number).ok_or(Problem::MalformedJson)?;
+                    each_bit(ends, |bit| on_value(group.first + bit, text));
+                }
+                _ => self.skip_value(value, depth)?,
             }
             // A value is complete: find the next one, closing containers.
             loop {
-                self.skip_whitespace();
+                let next = self.token()?;
                 let depth = stack.len().saturating_sub(1);
                 let Some(top) = stack.last_mut() else {
-                    return if self.pos == self.bytes.len() {
+                    return if next.byte == 0 {
                         Ok(())
                     } else {
                         Err(Problem::MalformedJson)
                     };
                 };
-                match self.peek()? {
+                match next.byte {
                     b',' => {
-                        self.pos += 1;
                         top.index += 1;
                         let (parent, object, index) = (top.live, top.object, top.index);
-                        self.skip_whitespace();
-                        live = self.child(group, parent, object, index, depth)?;
+                        let first = self.token()?;
+                        (live, value) = self.child(group, parent, object, index, depth, first)?;
                         break;
                     }
                     b'}' if top.object => {
-                        self.pos += 1;
                         stack.pop();
                     }
                     b']' if !top.object => {
-                        self.pos += 1;
                         stack.pop();
                     }
                     _ => return Err(Problem::MalformedJson),
@@ -293,10 +302,10 @@ impl Scanner<'_> {
         }
     }
 
-    /// Positioned at the start of the next child of a container at `depth`
-    /// (a member's key, or element number `index`): reads the key and its
-    /// `:` for objects, and returns the paths of `parent` alive in that
-    /// child.
+    /// At `first`, the first token of the next child of a container at
+    /// `depth` (a member's key, or element number `index`): reads the key
+    /// and its `:` for objects, and returns the paths of `parent` alive in
+    /// that child and the first token of its value.
     fn child(
         &mut self,
         group: &Group,
@@ -304,7 +313,8 @@ impl Scanner<'_> {
         object: bool,
         index: usize,
         depth: usize,
-    ) -> Result<u64, Problem> {
+        first: Token,
+    ) -> Result<(u64, Token), Problem> {
         let mut live = parent & at(&group.wildcards, depth);
         if !object {
             each_bit(parent & at(&group.indices, depth), |bit| {
@@ -314,23 +324,19 @@ impl Scanner<'_> {
                     }
                 }
             });
-            return Ok(live);
+            return Ok((live, first));
         }
-        if self.peek()? != b'"' {
-            return Err(Problem::MalformedJson);
-        }
+        let key = self.key(first)?;
         let fields = parent & at(&group.fields, depth);
-        if fields == 0 {
-            self.string()?;
-        } else {
-            let (range, escaped) = self.string()?;
+        if fields != 0 {
+            let raw = self.bytes.get(key.clone()).ok_or(Problem::MalformedJson)?;
+            let escaped = raw.contains(&b'\\');
             let key = if escaped {
-                self.unescape(range)?;
-                Some(self.scratch.as_bytes())
+                self.unescape(key)?;
+                self.scratch.as_bytes()
             } else {
-                self.bytes.get(range)
-            }
-            .ok_or(Problem::MalformedJson)?;
+                raw
+            };
             each_bit(fields, |bit| {
                 if let Some(Step::Field(name)) = group.step(bit, depth) {
                     if **name == *key {
@@ -339,357 +345,255 @@ impl Scanner<'_> {
                 }
             });
         }
-        self.colon()?;
-        Ok(live)
+        Ok((live, self.token()?))
     }
 
-    /// Just after an opening bracket: true (and past it) when the
-    /// container closes at once, else positioned at its first child.
-    fn closes_empty(&mut self, object: bool) -> Result<bool, Problem> {
-        self.skip_whitespace();
-        let close = if object { b'}' } else { b']' };
-        if self.peek()? == close {
-            self.pos += 1;
-            Ok(true)
-        } else {
-            Ok(false)
-        }
-    }
-
-    /// After a member's key: whitespace and the `:`.
+    /// At `first`, the opening quote of a member's key: reads the key and
+    /// the `:` after it, and returns the key's raw content.
     #[inline]
-    fn colon(&mut self) -> Result<(), Problem> {
-        if self.bytes.get(self.pos) == Some(&b':') {
-            self.pos += 1;
-            return Ok(());
-        }
-        self.skip_whitespace();
-        if self.peek()? != b':' {
+    fn key(&mut self, first: Token) -> Result<Range<usize>, Problem> {
+        if first.byte != b'"' {
             return Err(Problem::MalformedJson);
         }
-        self.pos += 1;
-        Ok(())
-    }
-
-    /// A member's key that nothing looks at, and its `:`.
-    fn skip_key(&mut self) -> Result<(), Problem> {
-        if self.peek()? != b'"' {
+        let close = self.string_end()?;
+        if self.token()?.byte != b':' {
             return Err(Problem::MalformedJson);
         }
-        self.string()?;
-        self.colon()
+        Ok(first.at + 1..close)
     }
 
-    /// Validates and steps over the value starting here, at `depth`, and
-    /// everything nested in it, without keeping anything: the nesting is a
-    /// bit stack (1 = object), so no path bookkeeping and no allocation.
-    fn skip_value(&mut self, depth: usize) -> Result<(), Problem> {
+    /// After a string's opening quote: the position of its closing quote,
+    /// the next token (content was validated when it was classified).
+    #[inline]
+    fn string_end(&mut self) -> Result<usize, Problem> {
+        let close = self.token()?;
+        if close.byte != b'"' {
+            return Err(Problem::MalformedJson);
+        }
+        Ok(close.at)
+    }
+
+    /// Validates and steps over the value starting at `value`, at
+    /// `depth`, and everything nested in it, without keeping anything: the
+    /// nesting is a bit stack (1 = object), so no path bookkeeping and no
+    /// allocation.
+    fn skip_value(&mut self, mut value: Token, depth: usize) -> Result<(), Problem> {
         let mut objects: u128 = 0;
         let mut nested: usize = 0;
         loop {
-            self.skip_whitespace();
-            match self.peek()? {
+            match value.byte {
                 open @ (b'{' | b'[') => {
-                    self.pos += 1;
                     if depth + nested >= MAX_DEPTH {
                         return Err(Problem::TooDeep);
                     }
                     let object = open == b'{';
-                    if !self.closes_empty(object)? {
+                    let first = self.token()?;
+                    if first.byte != close_of(object) {
                         // `nested` < MAX_DEPTH <= 128 here.
                         let bit = 1u128 << nested;
+                        nested += 1;
                         if object {
                             objects |= bit;
-                            self.skip_key()?;
+                            self.key(first)?;
+                            value = self.token()?;
                         } else {
                             objects &= !bit;
+                            value = first;
                         }
-                        nested += 1;
                         continue;
                     }
                 }
                 b'"' => {
-                    self.string()?;
+                    self.string_end()?;
                 }
-                b'-' | b'0'..=b'9' => {
-                    self.number()?;
-                }
-                b't' => self.literal(b"true")?,
-                b'f' => self.literal(b"false")?,
-                b'n' => self.literal(b"null")?,
-                _ => return Err(Problem::MalformedJson),
+                _ => self.scalar(value)?,
             }
             // A value is complete: the next one, or close containers.
             loop {
                 let Some(top) = nested.checked_sub(1) else {
                     return Ok(());
                 };
-                self.skip_whitespace();
                 let object = objects >> top & 1 == 1;
-                match self.peek()? {
+                let next = self.token()?;
+                match next.byte {
                     b',' => {
-                        self.pos += 1;
-                        if object {
-                            self.skip_whitespace();
-                            self.skip_key()?;
-                        }
+                        let first = self.token()?;
+                        value = if object {
+                            self.key(first)?;
+                            self.token()?
+                        } else {
+                            first
+                        };
                         break;
                     }
-                    b'}' if object => {
-                        self.pos += 1;
-                        nested = top;
-                    }
-                    b']' if !object => {
-                        self.pos += 1;
-                        nested = top;
-                    }
+                    b'}' if object => nested = top,
+                    b']' if !object => nested = top,
                     _ => return Err(Problem::MalformedJson),
                 }
             }
         }
     }
 
-    /// The text of a string read by [`Self::kept_string`].
-    fn content(&self, content: &StrText) -> Result<&str, Problem> {
-        match content {
-            StrText::Raw(range) => self.text.get(range.clone()).ok_or(Problem::MalformedJson),
-            StrText::Scratch => Ok(self.scratch.as_str()),
+    /// Validates the number or literal whose first byte is at `value`.
+    #[inline]
+    fn scalar(&mut self, value: Token) -> Result<(), Problem> {
+        match value.byte {
+            b'-' | b'0'..=b'9' => self.number(value.at).map(drop),
+            b't' => self.literal(value.at, b"true"),
+            b'f' => self.literal(value.at, b"false"),
+            b'n' => self.literal(value.at, b"null"),
+            _ => Err(Problem::MalformedJson),
         }
     }
 
-    fn peek(&self) -> Result<u8, Problem> {
-        self.bytes
-            .get(self.pos)
-            .copied()
-            .ok_or(Problem::MalformedJson)
-    }
-
-    fn next(&mut self) -> Result<u8, Problem> {
-        let byte = self.peek()?;
-        self.pos += 1;
-        Ok(byte)
-    }
-
-    fn skip_whitespace(&mut self) {
-        loop {
-            match self.bytes.get(self.pos) {
-                Some(b' ' | b'\t' | b'\r') => self.pos += 1,
-                Some(b'\n') => {
-                    self.pos += 1;
-                    // Indentation of pretty-printed JSON: a word of spaces
-                    // at a time.
-                    while self.bytes.get(self.pos..self.pos + 8) == Some(&b"        "[..]) {
-                        self.pos += 8;
-                    }
-                }
-                _ => return,
-            }
+    /// A string's content, from the input or unescaped into `scratch`.
+    fn kept(&mut self, content: Range<usize>) -> Result<&str, Problem> {
+        let raw = self
+            .text
+            .get(content.clone())
+            .ok_or(Problem::MalformedJson)?;
+        if !raw.contains('\\') {
+            return Ok(raw);
         }
+        self.unescape(content)?;
+        Ok(self.scratch.as_str())
     }
 
-    fn literal(&mut self, word: &[u8]) -> Result<(), Problem> {
-        let end = self.pos + word.len();
-        if self.bytes.get(self.pos..end) == Some(word) {
-            self.pos = end;
+    /// Whether the scalar that started before `end` ends there: at
+    /// whitespace, a structural byte, a quote or the end of the text.
+    fn ends_scalar(&self, end: usize) -> bool {
+        matches!(
+            self.bytes.get(end),
+            None | Some(
+                b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' | b'{' | b'}' | b'[' | b']' | b'"'
+            )
+        )
+    }
+
+    fn literal(&mut self, at: usize, word: &[u8]) -> Result<(), Problem> {
+        let end = at + word.len();
+        if self.bytes.get(at..end) == Some(word) && self.ends_scalar(end) {
             Ok(())
         } else {
             Err(Problem::MalformedJson)
         }
     }
 
-    /// Reads a number, returning its text range.
-    fn number(&mut self) -> Result<Range<usize>, Problem> {
-        let start = self.pos;
-        if self.peek()? == b'-' {
-            self.pos += 1;
+    /// Reads the number at `at`, returning its text range.
+    fn number(&self, at: usize) -> Result<Range<usize>, Problem> {
+        let bytes = self.bytes;
+        let byte = |at: usize| bytes.get(at).copied().unwrap_or(0);
+        let digits = |mut at: usize| {
+            while byte(at).is_ascii_digit() {
+                at += 1;
+            }
+            at
+        };
+        let mut pos = at;
+        if byte(pos) == b'-' {
+            pos += 1;
         }
-        match self.next()? {
-            b'0' => {}
-            b'1'..=b'9' => self.digits(),
+        pos = match byte(pos) {
+            b'0' => pos + 1,
+            b'1'..=b'9' => digits(pos + 1),
             _ => return Err(Problem::MalformedJson),
-        }
-        if self.bytes.get(self.pos) == Some(&b'.') {
-            self.pos += 1;
-            if !self.peek()?.is_ascii_digit() {
+        };
+        if byte(pos) == b'.' {
+            if !byte(pos + 1).is_ascii_digit() {
                 return Err(Problem::MalformedJson);
             }
-            self.digits();
+            pos = digits(pos + 1);
         }
-        if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
-            self.pos += 1;
-            if let b'+' | b'-' = self.peek()? {
-                self.pos += 1;
+        if let b'e' | b'E' = byte(pos) {
+            pos += 1;
+            if let b'+' | b'-' = byte(pos) {
+                pos += 1;
             }
-            if !self.peek()?.is_ascii_digit() {
+            if !byte(pos).is_ascii_digit() {
                 return Err(Problem::MalformedJson);
             }
-            self.digits();
+            pos = digits(pos);
         }
-        Ok(start..self.pos)
+        if !self.ends_scalar(pos) {
+            return Err(Problem::MalformedJson);
+        }
+        Ok(at..pos)
     }
 
-    fn digits(&mut self) {
-        while self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
-            self.pos += 1;
-        }
-    }
-
-    /// Steps over a string starting at its opening quote, validating it
-    /// (escapes included) without decoding it. Returns the range of its
-    /// content and whether that contains escapes.
-    #[inline]
-    fn string(&mut self) -> Result<(Range<usize>, bool), Problem> {
-        let start = self.pos + 1; // after the opening quote
-        let end = special(self.bytes, start).ok_or(Problem::MalformedJson)?;
-        self.pos = end + 1;
-        if self.bytes.get(end) == Some(&b'"') {
-            return Ok((start..end, false));
-        }
-        self.string_rest(start, end)
-    }
-
-    /// The rest of a string whose first run of plain content ended at
-    /// `end` with something other than the closing quote.
-    #[cold]
-    fn string_rest(&mut self, start: usize, end: usize) -> Result<(Range<usize>, bool), Problem> {
-        self.pos = end;
-        loop {
-            match self.next()? {
-                b'"' => return Ok((start..self.pos - 1, true)),
-                b'\\' => self.escape().map(drop)?,
-                _ => return Err(Problem::MalformedJson),
-            }
-            self.pos = special(self.bytes, self.pos).ok_or(Problem::MalformedJson)?;
-        }
-    }
-
-    /// Reads a string starting at its opening quote: a slice of the input,
-    /// or unescaped into `scratch` when it has escapes.
-    fn kept_string(&mut self) -> Result<StrText, Problem> {
-        let (content, escaped) = self.string()?;
-        if !escaped {
-            return Ok(StrText::Raw(content));
-        }
-        self.unescape(content)?;
-        Ok(StrText::Scratch)
-    }
-
-    /// Unescapes the `content` of a string (already validated) into
-    /// `scratch`.
+    /// Unescapes the `content` of a string (validated when it was
+    /// classified) into `scratch`.
     #[cold]
     fn unescape(&mut self, content: Range<usize>) -> Result<(), Problem> {
-        let after = self.pos;
         self.scratch.clear();
-        self.pos = content.start;
-        let mut run = self.pos;
+        let mut run = content.start;
+        let mut pos = content.start;
         while let Some(offset) = self
             .bytes
-            .get(self.pos..content.end)
+            .get(pos..content.end)
             .and_then(|rest| memchr::memchr(b'\\', rest))
         {
-            let slash = self.pos + offset;
-            self.flush(run..slash)?;
-            self.pos = slash + 1;
-            let ch = self.escape()?;
+            let slash = pos + offset;
+            let text = self.text.get(run..slash).ok_or(Problem::MalformedJson)?;
+            self.scratch.push_str(text);
+            let (ch, after) = self.escape(slash + 1)?;
             self.scratch.push(ch);
-            run = self.pos;
+            pos = after;
+            run = after;
         }
-        self.flush(run..content.end)?;
-        self.pos = after;
-        Ok(())
-    }
-
-    /// Copies an unescaped run of the input into `scratch`.
-    fn flush(&mut self, run: Range<usize>) -> Result<(), Problem> {
-        let text = self.text.get(run).ok_or(Problem::MalformedJson)?;
+        let text = self
+            .text
+            .get(run..content.end)
+            .ok_or(Problem::MalformedJson)?;
         self.scratch.push_str(text);
         Ok(())
     }
 
-    /// Reads the escape after a backslash.
-    fn escape(&mut self) -> Result<char, Problem> {
-        Ok(match self.next()? {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let first = self.hex4()?;
-                match first {
+    /// Decodes the escape whose letter is at `at`; returns the character
+    /// and the position after the escape.
+    fn escape(&self, at: usize) -> Result<(char, usize), Problem> {
+        let simple = |ch: char| Ok((ch, at + 1));
+        match self.bytes.get(at) {
+            Some(b'"') => simple('"'),
+            Some(b'\\') => simple('\\'),
+            Some(b'/') => simple('/'),
+            Some(b'b') => simple('\u{8}'),
+            Some(b'f') => simple('\u{c}'),
+            Some(b'n') => simple('\n'),
+            Some(b'r') => simple('\r'),
+            Some(b't') => simple('\t'),
+            Some(b'u') => {
+                let first = hex4(self.bytes, at + 1)?;
+                let (code, after) = match first {
                     0xD800..=0xDBFF => {
-                        if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                        if self.bytes.get(at + 5..at + 7) != Some(b"\\u") {
                             return Err(Problem::InvalidUtf8);
                         }
-                        self.pos += 2;
-                        let second = self.hex4()?;
+                        let second = hex4(self.bytes, at + 7)?;
                         if !(0xDC00..=0xDFFF).contains(&second) {
                             return Err(Problem::InvalidUtf8);
                         }
-                        let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
-                        char::from_u32(code).ok_or(Problem::InvalidUtf8)?
+                        (
+                            0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00),
+                            at + 11,
+                        )
                     }
-                    0xDC00..=0xDFFF => return Err(Problem::InvalidUtf8),
-                    _ => char::from_u32(first).ok_or(Problem::InvalidUtf8)?,
-                }
+                    _ => (first, at + 5),
+                };
+                let ch = char::from_u32(code).ok_or(Problem::InvalidUtf8)?;
+                Ok((ch, after))
             }
-            _ => return Err(Problem::MalformedJson),
-        })
-    }
-
-    fn hex4(&mut self) -> Result<u32, Problem> {
-        let mut code = 0;
-        for _ in 0..4 {
-            let digit = char::from(self.next()?)
-                .to_digit(16)
-                .ok_or(Problem::MalformedJson)?;
-            code = code * 16 + digit;
+            _ => Err(Problem::MalformedJson),
         }
-        Ok(code)
     }
 }
 
-// === string scanning ===
-
-/// Bytes looked at together: the compiler turns the comparisons of a
-/// fixed-size block into SIMD instructions (SSE2 on x86-64) without any
-/// `unsafe` here.
-const BLOCK: usize = 16;
-
-/// The index of the first byte at or after `from` that ends a run of plain
-/// string content: `"`, `\` or a control character (< 0x20). Looks at a
-/// block of [`BLOCK`] bytes at a time.
-#[inline]
-fn special(bytes: &[u8], from: usize) -> Option<usize> {
-    let rest = bytes.get(from..)?;
-    let mut blocks = rest.chunks_exact(BLOCK);
-    let mut at = from;
-    for block in &mut blocks {
-        let block: &[u8; BLOCK] = block.try_into().ok()?;
-        // 0xff for every byte that ends the run, 0 for the others.
-        let hits: [u8; BLOCK] = std::array::from_fn(|i| {
-            let b = block[i];
-            u8::from(ends_run(b)).wrapping_neg()
-        });
-        let hits = u128::from_le_bytes(hits);
-        if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
-        }
-        at += BLOCK;
+/// The byte that closes an object (or an array).
+fn close_of(object: bool) -> u8 {
+    if object {
+        b'}'
+    } else {
+        b']'
     }
-    let tail = blocks.remainder();
-    tail.iter()
-        .position(|&b| ends_run(b))
-        .map(|offset| at + offset)
-}
-
-/// `"`, `\` or a control character.
-#[inline]
-fn ends_run(b: u8) -> bool {
-    (b == b'"') | (b == b'\\') | (b < 0x20)
 }
 
 #[cfg(test)]
@@ -1070,36 +974,6 @@ mod tests {
             none.scan(r#"{"a":[1,2,{"b":"c"]}"#, |_, _| {}),
             Err(Problem::MalformedJson)
         );
-    }
-
-    #[test]
-    fn the_block_scan_finds_the_first_special_byte_at_every_offset() {
-        // Every byte value at every offset of a buffer longer than two
-        // blocks, among filler that includes bytes with the high bit set
-        // and bytes just above the control range.
-        let filler = [
-            b'a', 0x20, 0x21, 0x7f, 0x80, 0xa0, 0xa2, 0xdc, 0xff, b'#', b']', b'[', 0x5d,
-        ];
-        for value in 0..=255u8 {
-            for offset in 0..40 {
-                let mut bytes: Vec<u8> = (0..40).map(|i| filler[i % filler.len()]).collect();
-                bytes[offset] = value;
-                for from in [0, 1, 7, 8, 9, 15, 16, 17, 30] {
-                    let expected = bytes
-                        .iter()
-                        .enumerate()
-                        .skip(from)
-                        .find(|&(_, &b)| b == b'"' || b == b'\\' || b < 0x20)
-                        .map(|(i, _)| i);
-                    assert_eq!(
-                        special(&bytes, from),
-                        expected,
-                        "{value:#x} at {offset} from {from}"
-                    );
-                }
-            }
-        }
-        assert_eq!(special(b"ab", 3), None);
     }
 
     /// The documents the benchmarks read, with the paths their routes use.

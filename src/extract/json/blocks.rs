@@ -1,0 +1,414 @@
+//! Stage one of the JSON scan: classifies the text 64 bytes at a time and
+//! hands out the position of every token, lazily, one block ahead of the
+//! walk.
+//!
+//! A token is a structural byte outside strings (`{ } [ ] : ,`), every
+//! quote that opens or closes a string, and the first byte of a run of
+//! scalar bytes outside strings (a number or `true`/`false`/`null`, or
+//! garbage the walk refuses). Between two tokens there is only whitespace,
+//! string content or the rest of a scalar, so the walk never looks at those
+//! bytes. A block is compared 16 bytes at a time with `wide`'s portable
+//! SIMD vectors (SSE2 or NEON; plain arrays elsewhere) into bit masks, one
+//! bit per byte; escapes are found by walking the (rare) backslashes, the
+//! in-string mask by a prefix XOR of the unescaped quotes, carried from
+//! block to block.
+//!
+//! String content is validated here, all of it, whether a path looks at it
+//! or not: a control byte inside a string, an unknown escape, a `\u` without
+//! four hex digits (malformed) or naming a lone surrogate (not Unicode), an
+//! unterminated string. Control bytes other than whitespace are refused
+//! outside strings too. The grammar (and scalars) are the walk's part.
+
+use wide::u8x16;
+
+use super::super::Problem;
+
+/// Bytes classified together: one bit each in a `u64`.
+const BLOCK: usize = 64;
+
+/// The tokens of a text, in order.
+pub(super) struct Tokens<'t> {
+    bytes: &'t [u8],
+    /// Start of the next block to classify.
+    next_block: usize,
+    /// Start of the block whose tokens are in `bits`.
+    base: usize,
+    /// Tokens of that block not handed out yet (bit `i` = byte `base + i`).
+    bits: u64,
+    /// All ones when the text classified so far ends inside a string.
+    in_string: u64,
+    /// The text classified so far ends with a backslash that escapes the
+    /// next byte.
+    escapes_next: bool,
+    /// 1 when the text classified so far ends inside a run of scalar bytes.
+    in_scalar: u64,
+    /// Position of the `u` of a `\u` low surrogate already checked as the
+    /// second half of a pair.
+    paired_low: usize,
+}
+
+/// Bit masks of one block, one bit per byte.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Classes {
+    quote: u64,
+    backslash: u64,
+    /// `{ } [ ] : ,`
+    structural: u64,
+    /// Space, tab, line feed, carriage return.
+    whitespace: u64,
+    /// Bytes below 0x20.
+    control: u64,
+}
+
+impl<'t> Tokens<'t> {
+    pub fn new(bytes: &'t [u8]) -> Tokens<'t> {
+        Tokens {
+            bytes,
+            next_block: 0,
+            base: 0,
+            bits: 0,
+            in_string: 0,
+            escapes_next: false,
+            in_scalar: 0,
+            paired_low: usize::MAX,
+        }
+    }
+
+    /// The position of the next token, or the length of the text when
+    /// there is none left. Errors are those of string content (see the
+    /// module doc), found a block ahead of the token that reaches them.
+    #[inline]
+    pub fn next(&mut self) -> Result<usize, Problem> {
+        while self.bits == 0 {
+            if self.next_block >= self.bytes.len() {
+                return Ok(self.bytes.len());
+            }
+            self.classify_next()?;
+        }
+        let at = self.base + self.bits.trailing_zeros() as usize;
+        self.bits &= self.bits - 1;
+        Ok(at)
+    }
+
+    /// Classifies the block at `next_block` into `bits`.
+    fn classify_next(&mut self) -> Result<(), Problem> {
+        let start = self.next_block;
+        let rest = self.bytes.get(start..).unwrap_or_default();
+        let classes = match rest.first_chunk::<BLOCK>() {
+            Some(block) => classify(block),
+            None => {
+                // The last, partial block: padded with spaces.
+                let mut block = [b' '; BLOCK];
+                if let Some(head) = block.get_mut(..rest.len()) {
+                    head.copy_from_slice(rest);
+                }
+                classify(&block)
+            }
+        };
+        self.base = start;
+        self.next_block = start + BLOCK;
+        self.bits = self.tokens(&classes)?;
+        if self.next_block >= self.bytes.len() && self.in_string != 0 {
+            return Err(Problem::MalformedJson);
+        }
+        Ok(())
+    }
+
+    /// The tokens of a classified block, updating the carries.
+    #[inline]
+    fn tokens(&mut self, c: &Classes) -> Result<u64, Problem> {
+        let escaped = if c.backslash != 0 || self.escapes_next {
+            self.escaped(c.backslash)?
+        } else {
+            0
+        };
+        let quotes = c.quote & !escaped;
+        // From each opening quote (included) to its closing quote (not).
+        let inside = prefix_xor(quotes) ^ self.in_string;
+        self.in_string = ((inside as i64) >> 63) as u64;
+        // A control byte inside a string, or one that is not whitespace
+        // outside.
+        if c.control & (inside | !c.whitespace) != 0 {
+            return Err(Problem::MalformedJson);
+        }
+        let scalar = !(c.whitespace | c.structural | c.quote | inside);
+        let scalar_starts = scalar & !(scalar << 1 | self.in_scalar);
+        self.in_scalar = scalar >> 63;
+        Ok(quotes | (c.structural & !inside) | scalar_starts)
+    }
+
+    /// The bytes of this block that a backslash escapes; checks that each
+    /// is a valid escape.
+    #[cold]
+    fn escaped(&mut self, backslash: u64) -> Result<u64, Problem> {
+        let mut escaped = 0u64;
+        let mut pending = backslash;
+        if self.escapes_next {
+            escaped = 1;
+            pending &= !1;
+        }
+        self.escapes_next = false;
+        while pending != 0 {
+            let at = pending.trailing_zeros();
+            if at == 63 {
+                self.escapes_next = true;
+                break;
+            }
+            escaped |= 2 << at;
+            // The escaped byte, even a backslash, escapes nothing.
+            pending &= !(3 << at);
+        }
+        let mut check = escaped;
+        while check != 0 {
+            let at = self.base + check.trailing_zeros() as usize;
+            check &= check - 1;
+            self.escape_at(at)?;
+        }
+        Ok(escaped)
+    }
+
+    /// Checks the escaped byte at `at` (a position in the whole text).
+    fn escape_at(&mut self, at: usize) -> Result<(), Problem> {
+        match self.bytes.get(at) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(()),
+            Some(b'u') => match hex4(self.bytes, at + 1)? {
+                0xD800..=0xDBFF => {
+                    if self.bytes.get(at + 5..at + 7) != Some(b"\\u") {
+                        return Err(Problem::InvalidUtf8);
+                    }
+                    if !(0xDC00..=0xDFFF).contains(&hex4(self.bytes, at + 7)?) {
+                        return Err(Problem::InvalidUtf8);
+                    }
+                    self.paired_low = at + 6;
+                    Ok(())
+                }
+                0xDC00..=0xDFFF if at != self.paired_low => Err(Problem::InvalidUtf8),
+                _ => Ok(()),
+            },
+            _ => Err(Problem::MalformedJson),
+        }
+    }
+}
+
+/// The four hex digits at `at`.
+pub(super) fn hex4(bytes: &[u8], at: usize) -> Result<u32, Problem> {
+    let digits = bytes.get(at..at + 4).ok_or(Problem::MalformedJson)?;
+    digits.iter().try_fold(0, |code, &digit| {
+        let digit = char::from(digit)
+            .to_digit(16)
+            .ok_or(Problem::MalformedJson)?;
+        Ok(code * 16 + digit)
+    })
+}
+
+/// Bit `i` is the XOR of bits `0..=i` of `bits`.
+#[inline]
+fn prefix_xor(mut bits: u64) -> u64 {
+    bits ^= bits << 1;
+    bits ^= bits << 2;
+    bits ^= bits << 4;
+    bits ^= bits << 8;
+    bits ^= bits << 16;
+    bits ^= bits << 32;
+    bits
+}
+
+/// The classes of one block.
+#[inline]
+fn classify(block: &[u8; BLOCK]) -> Classes {
+    let mut classes = Classes::default();
+    for (lane, bytes) in block.chunks_exact(16).enumerate() {
+        let Some(bytes) = bytes.first_chunk::<16>() else {
+            continue;
+        };
+        let v = u8x16::new(*bytes);
+        let eq = |byte: u8| v.cmp_eq(u8x16::splat(byte));
+        // `[` and `]` are `{` and `}` with bit 5 clear.
+        let folded = v | u8x16::splat(0x20);
+        let brackets = folded.cmp_eq(u8x16::splat(b'{')) | folded.cmp_eq(u8x16::splat(b'}'));
+        let structural = brackets | eq(b':') | eq(b',');
+        let whitespace = eq(b' ') | eq(b'\n') | eq(b'\r') | eq(b'\t');
+        // Below 0x20: the minimum with 0x1f is the byte itself.
+        let control = v.min(u8x16::splat(0x1f)).cmp_eq(v);
+        let shift = 16 * lane;
+        let bits = |mask: u8x16| u64::from(mask.move_mask() as u16) << shift;
+        classes.quote |= bits(eq(b'"'));
+        classes.backslash |= bits(eq(b'\\'));
+        classes.structural |= bits(structural);
+        classes.whitespace |= bits(whitespace);
+        classes.control |= bits(control);
+    }
+    classes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How the reference reads a text.
+    #[derive(Debug)]
+    enum Read {
+        /// Valid as far as this stage goes: its tokens.
+        Tokens(Vec<usize>),
+        /// A backslash outside any string: its tokens so far. The walk
+        /// refuses the text at the latest when it meets the scalar the
+        /// backslash is part of; how this stage reads what follows is left
+        /// open.
+        Stray(Vec<usize>),
+        /// Refused by this stage.
+        Refused,
+    }
+
+    /// Tokens and the outcome, byte at a time: the obvious way.
+    fn reference(bytes: &[u8]) -> Read {
+        let mut tokens = Vec::new();
+        let mut at = 0;
+        let mut in_scalar = false;
+        let mut checker = Tokens::new(bytes);
+        while at < bytes.len() {
+            let byte = bytes[at];
+            let scalar = !matches!(
+                byte,
+                b' ' | b'\t' | b'\n' | b'\r' | b'"' | b'{' | b'}' | b'[' | b']' | b':' | b','
+            );
+            if byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\r') {
+                return Read::Refused;
+            }
+            if scalar && !in_scalar {
+                tokens.push(at);
+            }
+            if byte == b'\\' {
+                return Read::Stray(tokens);
+            }
+            in_scalar = scalar;
+            if !scalar && !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+                tokens.push(at);
+            }
+            at += 1;
+            if byte != b'"' {
+                continue;
+            }
+            // A string: to its closing quote.
+            loop {
+                match bytes.get(at) {
+                    None => return Read::Refused,
+                    Some(b'"') => {
+                        tokens.push(at);
+                        at += 1;
+                        break;
+                    }
+                    Some(b'\\') => {
+                        if checker.escape_at(at + 1).is_err() {
+                            return Read::Refused;
+                        }
+                        at += 2;
+                    }
+                    Some(&b) if b < 0x20 => return Read::Refused,
+                    Some(_) => at += 1,
+                }
+            }
+        }
+        Read::Tokens(tokens)
+    }
+
+    fn tokens(bytes: &[u8]) -> Result<Vec<usize>, Problem> {
+        let mut tokens = Tokens::new(bytes);
+        let mut found = Vec::new();
+        loop {
+            let at = tokens.next()?;
+            if at == bytes.len() {
+                return Ok(found);
+            }
+            found.push(at);
+        }
+    }
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn tokens_agree_with_a_byte_at_a_time_reference_on_random_text() {
+        // Strings of escapes, backslash runs and plain text, long and short,
+        // between structural bytes, whitespace and scalars: strings, escapes
+        // and scalars straddle block boundaries at every offset. Rarely a
+        // control byte, a bad escape, a stray backslash or quote.
+        let inside: [&[u8]; 9] = [
+            b"\\\\\\\\\\\\",
+            b"\\\\",
+            b"\\\"",
+            b"\\u00e9",
+            b"\\ud83d\\ude9a",
+            b"\\/\\b\\f\\n\\r\\t",
+            b"plain words of some length",
+            b"x",
+            "ü ✓ 🚚".as_bytes(),
+        ];
+        let rare: [&[u8]; 6] = [b"\x01", b"\n", b"\\x", b"\\udc00", b"\\ud83dx", b"\\u12"];
+        let outside: [&[u8]; 9] = [
+            b"{", b"}", b"[", b"]", b":", b",", b" ", b"\n    ", b"-12.5e3",
+        ];
+        let mut rng = Rng(0x0b10_c4ed);
+        for round in 0..20_000 {
+            let mut text = Vec::new();
+            for _ in 0..rng.below(30) {
+                if rng.below(3) == 0 {
+                    text.push(b'"');
+                    for _ in 0..rng.below(8) {
+                        text.extend_from_slice(inside[rng.below(inside.len())]);
+                    }
+                    if rng.below(50) == 0 {
+                        text.extend_from_slice(rare[rng.below(rare.len())]);
+                    }
+                    if rng.below(100) != 0 {
+                        text.push(b'"');
+                    }
+                } else if rng.below(200) == 0 {
+                    text.extend_from_slice([&b"\\"[..], b"\"", b"\x02", b"\\\""][rng.below(4)]);
+                } else {
+                    text.extend_from_slice(outside[rng.below(outside.len())]);
+                }
+            }
+            let got = tokens(&text);
+            match reference(&text) {
+                Read::Tokens(expected) => assert_eq!(got, Ok(expected), "round {round}: {text:?}"),
+                Read::Stray(before) => {
+                    if let Ok(got) = got {
+                        assert!(got.starts_with(&before), "round {round}: {text:?}");
+                    }
+                }
+                // The kind of problem may differ when a text has two
+                // faults, found in another order.
+                Read::Refused => assert!(got.is_err(), "round {round}: {text:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn classes_mark_exactly_their_bytes_in_every_lane() {
+        for byte in 0..=255u8 {
+            for at in [0, 15, 16, 31, 47, 63] {
+                let mut block = [b'a'; BLOCK];
+                block[at] = byte;
+                let c = classify(&block);
+                let bit = |yes: bool| u64::from(yes) << at;
+                let expected = Classes {
+                    quote: bit(byte == b'"'),
+                    backslash: bit(byte == b'\\'),
+                    structural: bit(b"{}[]:,".contains(&byte)),
+                    whitespace: bit(b" \t\n\r".contains(&byte)),
+                    control: bit(byte < 0x20),
+                };
+                assert_eq!(c, expected, "{byte:#x} at {at}");
+            }
+        }
+    }
+}
