@@ -330,7 +330,7 @@ impl<'t> Scanner<'t> {
         let fields = parent & at(&group.fields, depth);
         if fields != 0 {
             let raw = self.bytes.get(key.clone()).ok_or(Problem::MalformedJson)?;
-            let escaped = raw.contains(&b'\\');
+            let escaped = self.tokens.escapes_seen() && raw.contains(&b'\\');
             let key = if escaped {
                 self.unescape(key)?;
                 self.scratch.as_bytes()
@@ -452,7 +452,7 @@ impl<'t> Scanner<'t> {
             .text
             .get(content.clone())
             .ok_or(Problem::MalformedJson)?;
-        if !raw.contains('\\') {
+        if !self.tokens.escapes_seen() || !raw.contains('\\') {
             return Ok(raw);
         }
         self.unescape(content)?;

@@ -45,19 +45,22 @@ pub(super) struct Tokens<'t> {
     /// Position of the `u` of a `\u` low surrogate already checked as the
     /// second half of a pair.
     paired_low: usize,
+    /// A backslash was seen in the text classified so far.
+    escapes_seen: bool,
 }
 
-/// Bit masks of one block, one bit per byte.
+/// Bit masks of one block, one bit per byte: the few a block needs in the
+/// common case (no escape, no control byte), each one SIMD compare and
+/// mask per 16 bytes.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Classes {
     quote: u64,
-    backslash: u64,
-    /// `{ } [ ] : ,`
-    structural: u64,
-    /// Space, tab, line feed, carriage return.
-    whitespace: u64,
-    /// Bytes below 0x20.
-    control: u64,
+    /// Quotes and `{ } [ ] : ,`.
+    delimiter: u64,
+    /// Whitespace and control bytes (up to 0x20).
+    low: u64,
+    /// Backslashes and control bytes (below 0x20): looked at one by one.
+    rare: u64,
 }
 
 impl<'t> Tokens<'t> {
@@ -71,7 +74,15 @@ impl<'t> Tokens<'t> {
             escapes_next: false,
             in_scalar: 0,
             paired_low: usize::MAX,
+            escapes_seen: false,
         }
+    }
+
+    /// Whether the text up to the last token handed out (and a block
+    /// beyond) has any backslash: when not, no string so far has escapes.
+    #[inline]
+    pub fn escapes_seen(&self) -> bool {
+        self.escapes_seen
     }
 
     /// The position of the next token, or the length of the text when
@@ -94,31 +105,37 @@ impl<'t> Tokens<'t> {
     fn classify_next(&mut self) -> Result<(), Problem> {
         let start = self.next_block;
         let rest = self.bytes.get(start..).unwrap_or_default();
-        let classes = match rest.first_chunk::<BLOCK>() {
-            Some(block) => classify(block),
+        self.base = start;
+        self.bits = match rest.first_chunk::<BLOCK>() {
+            Some(block) => self.tokens(block)?,
             None => {
                 // The last, partial block: padded with spaces.
                 let mut block = [b' '; BLOCK];
                 if let Some(head) = block.get_mut(..rest.len()) {
                     head.copy_from_slice(rest);
                 }
-                classify(&block)
+                self.tokens(&block)?
             }
         };
-        self.base = start;
         self.next_block = start + BLOCK;
-        self.bits = self.tokens(&classes)?;
         if self.next_block >= self.bytes.len() && self.in_string != 0 {
             return Err(Problem::MalformedJson);
         }
         Ok(())
     }
 
-    /// The tokens of a classified block, updating the carries.
+    /// The tokens of the block at `base`, updating the carries.
     #[inline]
-    fn tokens(&mut self, c: &Classes) -> Result<u64, Problem> {
-        let escaped = if c.backslash != 0 || self.escapes_next {
-            self.escaped(c.backslash)?
+    fn tokens(&mut self, block: &[u8; BLOCK]) -> Result<u64, Problem> {
+        let c = classify(block);
+        let (backslash, control) = if c.rare != 0 {
+            split_rare(block, c.rare)
+        } else {
+            (0, 0)
+        };
+        let escaped = if backslash != 0 || self.escapes_next {
+            self.escapes_seen = true;
+            self.escaped(backslash)?
         } else {
             0
         };
@@ -128,13 +145,13 @@ impl<'t> Tokens<'t> {
         self.in_string = ((inside as i64) >> 63) as u64;
         // A control byte inside a string, or one that is not whitespace
         // outside.
-        if c.control & (inside | !c.whitespace) != 0 {
+        if control & inside != 0 || !only_line_breaks(block, control) {
             return Err(Problem::MalformedJson);
         }
-        let scalar = !(c.whitespace | c.structural | c.quote | inside);
+        let scalar = !(c.low | c.delimiter | inside);
         let scalar_starts = scalar & !(scalar << 1 | self.in_scalar);
         self.in_scalar = scalar >> 63;
-        Ok(quotes | (c.structural & !inside) | scalar_starts)
+        Ok(quotes | (c.delimiter & !inside) | scalar_starts)
     }
 
     /// The bytes of this block that a backslash escapes; checks that each
@@ -201,6 +218,35 @@ pub(super) fn hex4(bytes: &[u8], at: usize) -> Result<u32, Problem> {
     })
 }
 
+/// The backslashes and the control bytes among the `rare` bytes of
+/// `block`, looked at one by one.
+fn split_rare(block: &[u8; BLOCK], mut rare: u64) -> (u64, u64) {
+    let (mut backslash, mut control) = (0, 0);
+    while rare != 0 {
+        let at = rare.trailing_zeros() as usize;
+        if block.get(at) == Some(&b'\\') {
+            backslash |= 1 << at;
+        } else {
+            control |= 1 << at;
+        }
+        rare &= rare - 1;
+    }
+    (backslash, control)
+}
+
+/// Whether every control byte of `block` marked in `control` is a tab,
+/// line feed or carriage return.
+fn only_line_breaks(block: &[u8; BLOCK], mut control: u64) -> bool {
+    while control != 0 {
+        let at = control.trailing_zeros() as usize;
+        if !matches!(block.get(at), Some(b'\t' | b'\n' | b'\r')) {
+            return false;
+        }
+        control &= control - 1;
+    }
+    true
+}
+
 /// Bit `i` is the XOR of bits `0..=i` of `bits`.
 #[inline]
 fn prefix_xor(mut bits: u64) -> u64 {
@@ -223,20 +269,22 @@ fn classify(block: &[u8; BLOCK]) -> Classes {
         };
         let v = u8x16::new(*bytes);
         let eq = |byte: u8| v.cmp_eq(u8x16::splat(byte));
+        // At most `limit`: the minimum with `limit` is the byte itself.
+        let up_to = |limit: u8| v.min(u8x16::splat(limit)).cmp_eq(v);
         // `[` and `]` are `{` and `}` with bit 5 clear.
         let folded = v | u8x16::splat(0x20);
-        let brackets = folded.cmp_eq(u8x16::splat(b'{')) | folded.cmp_eq(u8x16::splat(b'}'));
-        let structural = brackets | eq(b':') | eq(b',');
-        let whitespace = eq(b' ') | eq(b'\n') | eq(b'\r') | eq(b'\t');
-        // Below 0x20: the minimum with 0x1f is the byte itself.
-        let control = v.min(u8x16::splat(0x1f)).cmp_eq(v);
+        let quote = eq(b'"');
+        let delimiter = folded.cmp_eq(u8x16::splat(b'{'))
+            | folded.cmp_eq(u8x16::splat(b'}'))
+            | eq(b':')
+            | eq(b',')
+            | quote;
         let shift = 16 * lane;
         let bits = |mask: u8x16| u64::from(mask.move_mask() as u16) << shift;
-        classes.quote |= bits(eq(b'"'));
-        classes.backslash |= bits(eq(b'\\'));
-        classes.structural |= bits(structural);
-        classes.whitespace |= bits(whitespace);
-        classes.control |= bits(control);
+        classes.quote |= bits(quote);
+        classes.delimiter |= bits(delimiter);
+        classes.low |= bits(up_to(0x20));
+        classes.rare |= bits(eq(b'\\') | up_to(0x1f));
     }
     classes
 }
@@ -402,10 +450,9 @@ mod tests {
                 let bit = |yes: bool| u64::from(yes) << at;
                 let expected = Classes {
                     quote: bit(byte == b'"'),
-                    backslash: bit(byte == b'\\'),
-                    structural: bit(b"{}[]:,".contains(&byte)),
-                    whitespace: bit(b" \t\n\r".contains(&byte)),
-                    control: bit(byte < 0x20),
+                    delimiter: bit(b"\"{}[]:,".contains(&byte)),
+                    low: bit(byte <= 0x20),
+                    rare: bit(byte == b'\\' || byte < 0x20),
                 };
                 assert_eq!(c, expected, "{byte:#x} at {at}");
             }
