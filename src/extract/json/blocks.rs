@@ -127,6 +127,11 @@ impl<'t> Tokens<'t> {
     /// The tokens of the block at `base`, updating the carries.
     #[inline]
     fn tokens(&mut self, block: &[u8; BLOCK]) -> Result<u64, Problem> {
+        // Inside a long string (a base64 label, a free text): nothing ends
+        // it in this block, so there is no token and no carry changes.
+        if self.in_string != 0 && !self.escapes_next && plain(block) {
+            return Ok(0);
+        }
         let c = classify(block);
         let (backslash, control) = if c.rare != 0 {
             split_rare(block, c.rare)
@@ -257,6 +262,23 @@ fn prefix_xor(mut bits: u64) -> u64 {
     bits ^= bits << 16;
     bits ^= bits << 32;
     bits
+}
+
+/// Whether `block` has no quote, no backslash and no control byte.
+#[inline]
+fn plain(block: &[u8; BLOCK]) -> bool {
+    let mut special = u8x16::splat(0);
+    for bytes in block.chunks_exact(16) {
+        let Some(bytes) = bytes.first_chunk::<16>() else {
+            continue;
+        };
+        let v = u8x16::new(*bytes);
+        special = special
+            | v.cmp_eq(u8x16::splat(b'"'))
+            | v.cmp_eq(u8x16::splat(b'\\'))
+            | v.min(u8x16::splat(0x1f)).cmp_eq(v);
+    }
+    special.move_mask() == 0
 }
 
 /// The classes of one block.
@@ -441,7 +463,7 @@ mod tests {
     }
 
     #[test]
-    fn classes_mark_exactly_their_bytes_in_every_lane() {
+    fn classes_and_plain_blocks_mark_exactly_their_bytes_in_every_lane() {
         for byte in 0..=255u8 {
             for at in [0, 15, 16, 31, 47, 63] {
                 let mut block = [b'a'; BLOCK];
@@ -455,6 +477,8 @@ mod tests {
                     rare: bit(byte == b'\\' || byte < 0x20),
                 };
                 assert_eq!(c, expected, "{byte:#x} at {at}");
+                let special = byte == b'"' || byte == b'\\' || byte < 0x20;
+                assert_eq!(plain(&block), !special, "{byte:#x} at {at}");
             }
         }
     }
