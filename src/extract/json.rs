@@ -976,6 +976,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn values_and_escapes_at_every_offset_of_a_block_agree_with_serde_json() {
+        // The kept string, its escapes, a number and the structure around
+        // them shifted across two block boundaries, one byte at a time.
+        let kept = r#""a\\\"b \u00fc\ud83d\ude9a \\\\ \/\n tail long enough to cross""#;
+        for pad in 0..140 {
+            let doc = format!(
+                r#"{{"pad":"{}","v":{kept},"skip":[{{"k\"":"\\"}},-15,true,2.5E-3],"n":[ 12 ,null]}}"#,
+                "x".repeat(pad)
+            );
+            let value: serde_json::Value = serde_json::from_str(&doc).expect("valid JSON");
+            for path in ["$.v", "$.n[0]", "$.skip[1]", "$.skip[0]['k\"']"] {
+                let mut expected = Vec::new();
+                reference(&value, &json_path(path).steps, &mut expected);
+                assert_eq!(values(&doc, path), Ok(expected), "{path} after {pad}");
+            }
+            // Cut anywhere: refused, never read.
+            for end in (0..doc.len()).step_by(7) {
+                assert!(values(&doc[..end], "$.v").is_err(), "{pad} cut at {end}");
+            }
+        }
+    }
+
     /// The documents the benchmarks read, with the paths their routes use.
     const REAL: [(&str, &[&str]); 5] = [
         (
