@@ -201,8 +201,8 @@ fn summary(tx: &Transaction) -> Value {
         "keys": tx.keys,
         "last_milestone": tx.last_milestone().map(|m| json!({
             "milestone": m.milestone,
-            "object": m.object,
-            "at": time(m.at),
+            "object": tx.milestone_object(m),
+            "at": time(m.at()),
         })),
         "milestones": tx.milestones.len(),
         "stuck_at": tx.stuck,

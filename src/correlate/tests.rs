@@ -198,7 +198,8 @@ fn milestone_objects(tx: &Transaction, name: &str) -> Vec<String> {
     tx.milestones
         .iter()
         .filter(|m| m.milestone.as_str() == name)
-        .map(|m| m.object.to_string())
+        .filter_map(|m| tx.milestone_object(m))
+        .map(|k| k.to_string())
         .collect()
 }
 
@@ -296,7 +297,7 @@ fn a_repeated_milestone_keeps_its_first_time_and_counts_the_repeat() {
 
     let tx = h.transaction("order", "SO-3");
     assert_eq!(tx.milestones.len(), 1);
-    assert_eq!(tx.milestones[0].at, at(0.0));
+    assert_eq!(tx.milestones[0].at(), at(0.0));
     assert_eq!(tx.milestones[0].repeats, 1);
     assert!(h
         .metrics()

@@ -122,6 +122,7 @@ impl From<&Transaction> for TransactionView {
             milestones: t
                 .milestones
                 .iter()
+                .filter_map(|m| t.milestone_record(m))
                 .map(|m| MilestoneView {
                     milestone: m.milestone.to_string(),
                     object: KeyName::from(&m.object),

@@ -11,8 +11,8 @@ pub mod shared;
 mod transaction;
 
 pub use transaction::{
-    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, KeyRefs, MeasureRecord, MilestoneRecord,
-    Resolution, Status, Transaction, TxId,
+    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord,
+    MilestoneRecord, NewExchange, Reached, Resolution, Stamp, Status, Transaction, TxId,
 };
 
 use std::collections::BTreeSet;
@@ -410,19 +410,22 @@ impl Store {
                 target.link(a as usize, b as usize);
             }
         }
-        for record in absorbed.milestones {
-            match target.milestone_mut(&record.milestone, &record.object) {
+        for mut record in absorbed.milestones {
+            if !record.remap(&moved) {
+                continue;
+            }
+            match target.milestone_at_mut(&record.milestone, record.object_position()) {
                 Some(existing) => {
-                    existing.repeats += record.repeats + 1;
-                    if record.at < existing.at {
-                        let repeats = existing.repeats;
-                        *existing = MilestoneRecord { repeats, ..record };
+                    let repeats = existing.repeats + record.repeats + 1;
+                    if record.at() < existing.at() {
+                        *existing = record;
                     }
+                    existing.repeats = repeats;
                 }
                 None => target.milestones.push(record),
             }
         }
-        target.milestones.sort_by_key(|m| m.at);
+        target.milestones.sort_by_key(|m| m.at());
         for record in absorbed.measures {
             match target.measure_mut(&record.measure, record.role, &record.object) {
                 Some(existing) => {
@@ -448,7 +451,7 @@ impl Store {
         target
             .exchanges
             .make_contiguous()
-            .sort_by_key(|e| (e.at, e.id));
+            .sort_by_key(|e| (e.at(), e.id));
         target.exchanges_dropped += absorbed.exchanges_dropped;
         while target.exchanges.len() > self.limits.max_exchanges_per_transaction {
             target.exchanges.pop_front();
@@ -673,20 +676,20 @@ mod tests {
     }
 
     fn exchange(id: u64, system: &System, at: SystemTime, keys: KeyRefs) -> ExchangeRecord {
-        ExchangeRecord {
+        ExchangeRecord::new(NewExchange {
             id,
             at,
             system: system.clone(),
             operation: None,
-            method: http::Method::POST,
+            method: &http::Method::POST,
             path: "/x".into(),
             status: 200,
             error: None,
             duration: Duration::from_millis(1),
             keys,
             milestone: None,
-            problems: Box::new([]),
-        }
+            problems: &[],
+        })
     }
 
     #[test]
