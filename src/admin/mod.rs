@@ -207,7 +207,7 @@ fn summary(tx: &Transaction) -> Value {
         "milestones": tx.milestones.len(),
         "stuck_at": tx.stuck,
         "open_exceptions": tx.exceptions.iter().filter(|e| e.is_open()).count(),
-        "exchanges": tx.exchanges.len() as u64 + tx.exchanges_dropped,
+        "exchanges": tx.exchanges.len() as u64 + u64::from(tx.exchanges_dropped),
         "first_seen": time(tx.first_seen),
         "last_updated": time(tx.last_updated),
     })

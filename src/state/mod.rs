@@ -452,10 +452,12 @@ impl Store {
             .exchanges
             .make_contiguous()
             .sort_by_key(|e| (e.at(), e.id));
-        target.exchanges_dropped += absorbed.exchanges_dropped;
+        target.exchanges_dropped = target
+            .exchanges_dropped
+            .saturating_add(absorbed.exchanges_dropped);
         while target.exchanges.len() > self.limits.max_exchanges_per_transaction {
             target.exchanges.pop_front();
-            target.exchanges_dropped += 1;
+            target.exchanges_dropped = target.exchanges_dropped.saturating_add(1);
         }
         target.first_seen = target.first_seen.min(absorbed.first_seen);
         let last = absorbed.last_updated;
@@ -471,7 +473,7 @@ impl Store {
             tx.exchanges.push_back(record);
             while tx.exchanges.len() > bound {
                 tx.exchanges.pop_front();
-                tx.exchanges_dropped += 1;
+                tx.exchanges_dropped = tx.exchanges_dropped.saturating_add(1);
             }
         }
     }

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
+use thin_vec::ThinVec;
 
 use crate::config::{
     Amount, ExceptionKind, FlowName, MeasureName, Milestone, Operation, Role, System, Unit,
@@ -66,18 +67,18 @@ pub struct Transaction {
     /// Pairs of keys seen together in one exchange, as positions in
     /// `keys`: how the set was built, and how a milestone finds its object
     /// (a tracking number's shipment). See [`Transaction::link`].
-    pub links: Vec<(u32, u32)>,
+    pub links: ThinVec<(u32, u32)>,
     /// Milestones in the order they were first recorded.
     pub milestones: Vec<Reached>,
     /// Measure values per object, measure and role (a re-sent invoice
     /// replaces its value), in the order first recorded.
-    pub measures: Vec<MeasureRecord>,
+    pub measures: ThinVec<MeasureRecord>,
     /// Flows measured so far.
-    pub flows: Vec<FlowRecord>,
+    pub flows: ThinVec<FlowRecord>,
     /// Exceptions opened on this transaction, open and resolved.
-    pub exceptions: Vec<ExceptionRecord>,
+    pub exceptions: ThinVec<ExceptionRecord>,
     /// Attempts of operations that tell retries from duplicates.
-    pub attempts: Vec<Attempt>,
+    pub attempts: ThinVec<Attempt>,
     /// The latest milestone of an open transaction (where it is now);
     /// `None` once complete or before any milestone.
     pub current: Option<Milestone>,
@@ -86,8 +87,9 @@ pub struct Transaction {
     pub stuck: Option<Milestone>,
     /// The most recent exchanges, oldest first (bounded).
     pub exchanges: VecDeque<ExchangeRecord>,
-    /// Exchanges that fell off the bounded timeline.
-    pub exchanges_dropped: u64,
+    /// Exchanges that fell off the bounded timeline (saturates at
+    /// `u32::MAX`; 4 bytes keep the record in a smaller allocation class).
+    pub exchanges_dropped: u32,
     pub first_seen: SystemTime,
     pub last_updated: SystemTime,
 }
@@ -480,12 +482,12 @@ impl Transaction {
             former_names: Vec::new(),
             status: Status::Open,
             keys: Vec::new(),
-            links: Vec::new(),
+            links: ThinVec::new(),
             milestones: Vec::new(),
-            measures: Vec::new(),
-            flows: Vec::new(),
-            exceptions: Vec::new(),
-            attempts: Vec::new(),
+            measures: ThinVec::new(),
+            flows: ThinVec::new(),
+            exceptions: ThinVec::new(),
+            attempts: ThinVec::new(),
             current: None,
             stuck: None,
             exchanges: VecDeque::new(),
@@ -693,10 +695,10 @@ impl Serialize for Transaction {
         st.serialize_field("keys", &self.keys)?;
         st.serialize_field("links", &Links(self))?;
         st.serialize_field("milestones", &Milestones(self))?;
-        st.serialize_field("measures", &self.measures)?;
-        st.serialize_field("flows", &self.flows)?;
-        st.serialize_field("exceptions", &self.exceptions)?;
-        st.serialize_field("attempts", &self.attempts)?;
+        st.serialize_field("measures", &*self.measures)?;
+        st.serialize_field("flows", &*self.flows)?;
+        st.serialize_field("exceptions", &*self.exceptions)?;
+        st.serialize_field("attempts", &*self.attempts)?;
         st.serialize_field("current", &self.current)?;
         st.serialize_field("stuck", &self.stuck)?;
         st.serialize_field("exchanges", &Timeline(self))?;
@@ -820,6 +822,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<KeyRefs>(), 16);
         assert_eq!(std::mem::size_of::<Stamp>(), 8);
         assert!(std::mem::size_of::<ExchangeRecord>() <= 96);
+        assert!(std::mem::size_of::<Reached>() <= 48);
+        // 256 is an allocation size class of jemalloc (the binary's
+        // allocator); the next is 320.
+        assert!(std::mem::size_of::<Transaction>() <= 256);
     }
 
     #[test]

@@ -375,7 +375,7 @@ impl SavedTransaction {
                     problems: x.problems().iter().map(|p| p.as_str().to_owned()).collect(),
                 })
                 .collect(),
-            exchanges_dropped: tx.exchanges_dropped,
+            exchanges_dropped: u64::from(tx.exchanges_dropped),
             first_seen: tx.first_seen,
             last_updated: tx.last_updated,
         }
@@ -602,7 +602,7 @@ impl<'a> Resolver<'a> {
             });
             tx.exchanges.push_back(record);
         }
-        tx.exchanges_dropped = saved.exchanges_dropped;
+        tx.exchanges_dropped = u32::try_from(saved.exchanges_dropped).unwrap_or(u32::MAX);
         tx.last_updated = saved.last_updated;
         Ok(tx)
     }
