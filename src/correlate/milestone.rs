@@ -97,10 +97,9 @@ impl Correlator {
                     } else {
                         handles.missed.inc();
                     }
-                    news.flows.push(record.clone());
-                    // Exact growth: a transaction completes a few flows.
-                    tx.flows.reserve_exact(1);
-                    tx.flows.push(record);
+                    if tx.push_flow(&record) {
+                        news.flows.push(record);
+                    }
                 }
             }
         }
@@ -150,11 +149,7 @@ fn measure(
     tx: &Transaction,
     object: &Key,
 ) -> Option<FlowRecord> {
-    if tx
-        .flows
-        .iter()
-        .any(|f| f.flow == flow.name && &f.object == object)
-    {
+    if tx.measured(&flow.name, object) {
         return None;
     }
     let position = tx.position(object)?;

@@ -135,7 +135,7 @@ impl From<&Transaction> for TransactionView {
                 .iter()
                 .map(|f| FlowView {
                     flow: f.flow.to_string(),
-                    duration: f.duration,
+                    duration: f.duration(),
                     within_slo: f.within_slo,
                 })
                 .collect(),

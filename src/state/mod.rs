@@ -12,7 +12,8 @@ mod transaction;
 
 pub use transaction::{
     Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord,
-    MilestoneRecord, NewExchange, Reached, Resolution, Stamp, Status, Transaction, TxId,
+    MeasuredFlow, MilestoneRecord, NewExchange, Reached, Resolution, Stamp, Status, Transaction,
+    TxId,
 };
 
 use std::collections::BTreeSet;
@@ -438,7 +439,12 @@ impl Store {
                 None => target.measures.push(record),
             }
         }
-        target.flows.extend(absorbed.flows);
+        target.flows.extend(
+            absorbed
+                .flows
+                .into_iter()
+                .filter_map(|mut flow| flow.remap(&moved).then_some(flow)),
+        );
         target.exceptions.extend(absorbed.exceptions);
         target.exceptions.sort_by_key(|e| e.id);
         target.attempts.extend(absorbed.attempts);

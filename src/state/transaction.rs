@@ -74,7 +74,7 @@ pub struct Transaction {
     /// replaces its value), in the order first recorded.
     pub measures: ThinVec<MeasureRecord>,
     /// Flows measured so far.
-    pub flows: ThinVec<FlowRecord>,
+    pub flows: ThinVec<MeasuredFlow>,
     /// Exceptions opened on this transaction, open and resolved.
     pub exceptions: ThinVec<ExceptionRecord>,
     /// Attempts of operations that tell retries from duplicates.
@@ -142,13 +142,7 @@ impl Reached {
     /// Points the object at `map[p]` for its position `p` (a merge moving
     /// keys); false when `map` has no such position.
     pub fn remap(&mut self, map: &[u32]) -> bool {
-        match map.get(self.object as usize) {
-            Some(&to) => {
-                self.object = to;
-                true
-            }
-            None => false,
-        }
+        remap(&mut self.object, map)
     }
 }
 
@@ -190,6 +184,52 @@ pub struct FlowRecord {
     #[serde(rename = "duration_seconds", serialize_with = "seconds")]
     pub duration: Duration,
     pub within_slo: bool,
+}
+
+/// One measured flow on one object, as a transaction holds it: the
+/// [`FlowRecord`] it stands for with the object as a position in `keys`,
+/// the times as [`Stamp`]s and the duration derived from them (32 bytes
+/// instead of 88). [`Transaction::flow_record`] gives the record back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasuredFlow {
+    pub flow: FlowName,
+    started: Stamp,
+    ended: Stamp,
+    object: u32,
+    pub within_slo: bool,
+}
+
+impl MeasuredFlow {
+    /// From the start milestone to the end milestone (zero when the end
+    /// came first).
+    pub fn duration(&self) -> Duration {
+        self.ended
+            .time()
+            .duration_since(self.started.time())
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Where the object is in the transaction's `keys`.
+    pub fn object_position(&self) -> usize {
+        self.object as usize
+    }
+
+    /// Points the object at `map[p]` for its position `p` (a merge moving
+    /// keys); false when `map` has no such position.
+    pub fn remap(&mut self, map: &[u32]) -> bool {
+        remap(&mut self.object, map)
+    }
+}
+
+/// Replaces the position `at` by `map[at]`; false when `map` has none.
+fn remap(at: &mut u32, map: &[u32]) -> bool {
+    match map.get(*at as usize) {
+        Some(&to) => {
+            *at = to;
+            true
+        }
+        None => false,
+    }
 }
 
 /// Something a person must own: a gap between systems.
@@ -562,6 +602,45 @@ impl Transaction {
         true
     }
 
+    /// The full record of `flow`, one of `flows`.
+    pub fn flow_record(&self, flow: &MeasuredFlow) -> Option<FlowRecord> {
+        Some(FlowRecord {
+            flow: flow.flow.clone(),
+            object: self.keys.get(flow.object_position())?.clone(),
+            started: flow.started.time(),
+            ended: flow.ended.time(),
+            duration: flow.duration(),
+            within_slo: flow.within_slo,
+        })
+    }
+
+    /// Adds `record` to `flows` (exact growth: a transaction completes a
+    /// few); false (and nothing added) when its object is not one of `keys`
+    /// (flows end on milestones, recorded on the transaction's keys).
+    pub fn push_flow(&mut self, record: &FlowRecord) -> bool {
+        let Some(object) = self.position(&record.object) else {
+            return false;
+        };
+        self.flows.reserve_exact(1);
+        self.flows.push(MeasuredFlow {
+            flow: record.flow.clone(),
+            started: Stamp::new(record.started),
+            ended: Stamp::new(record.ended),
+            object: object as u32,
+            within_slo: record.within_slo,
+        });
+        true
+    }
+
+    /// Has `flow` been measured on `object`?
+    pub fn measured(&self, flow: &FlowName, object: &Key) -> bool {
+        self.position(object).is_some_and(|at| {
+            self.flows
+                .iter()
+                .any(|f| &f.flow == flow && f.object_position() == at)
+        })
+    }
+
     /// The value of `measure` in `role` on `object`, if recorded.
     pub fn measure_mut(
         &mut self,
@@ -696,7 +775,7 @@ impl Serialize for Transaction {
         st.serialize_field("links", &Links(self))?;
         st.serialize_field("milestones", &Milestones(self))?;
         st.serialize_field("measures", &*self.measures)?;
-        st.serialize_field("flows", &*self.flows)?;
+        st.serialize_field("flows", &Flows(self))?;
         st.serialize_field("exceptions", &*self.exceptions)?;
         st.serialize_field("attempts", &*self.attempts)?;
         st.serialize_field("current", &self.current)?;
@@ -725,6 +804,16 @@ impl Serialize for Milestones<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let tx = self.0;
         s.collect_seq(tx.milestones.iter().filter_map(|m| tx.milestone_record(m)))
+    }
+}
+
+/// A transaction's flows, each with its object written out.
+struct Flows<'a>(&'a Transaction);
+
+impl Serialize for Flows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let tx = self.0;
+        s.collect_seq(tx.flows.iter().filter_map(|f| tx.flow_record(f)))
     }
 }
 
@@ -823,6 +912,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<Stamp>(), 8);
         assert!(std::mem::size_of::<ExchangeRecord>() <= 96);
         assert!(std::mem::size_of::<Reached>() <= 48);
+        assert!(std::mem::size_of::<MeasuredFlow>() <= 32);
         // 256 is an allocation size class of jemalloc (the binary's
         // allocator); the next is 320.
         assert!(std::mem::size_of::<Transaction>() <= 256);

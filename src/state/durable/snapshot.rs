@@ -303,6 +303,7 @@ impl SavedTransaction {
             flows: tx
                 .flows
                 .iter()
+                .filter_map(|f| tx.flow_record(f))
                 .map(|f| SavedFlow {
                     flow: name(&f.flow),
                     object: save_key(&f.object),
@@ -383,6 +384,14 @@ impl SavedTransaction {
 }
 
 // === loading ===
+
+/// A saved milestone or flow on a key its transaction does not have: never
+/// written (both are recorded on the transaction's own keys).
+fn not_a_key(what: &str, name: &str, object: &Key) -> Damaged {
+    Damaged::Unknown(format!(
+        "{what} {name} on {object}, not a key of its transaction"
+    ))
+}
 
 /// Resolves saved names against the config.
 pub struct Resolver<'a> {
@@ -473,12 +482,7 @@ impl<'a> Resolver<'a> {
                 repeats: m.repeats,
             };
             if !tx.push_milestone(&record) {
-                // Never written: milestones are recorded on the
-                // transaction's own keys.
-                return Err(Damaged::Unknown(format!(
-                    "milestone {} on {}, not a key of its transaction",
-                    m.milestone, record.object
-                )));
+                return Err(not_a_key("milestone", &m.milestone, &record.object));
             }
         }
         tx.measures = saved
@@ -500,20 +504,19 @@ impl<'a> Resolver<'a> {
                 })
             })
             .collect::<Result<_, Damaged>>()?;
-        tx.flows = saved
-            .flows
-            .iter()
-            .map(|f| {
-                Ok(FlowRecord {
-                    flow: self.symbol(&self.config.flow_names, "flow", &f.flow)?,
-                    object: tx.shared_key(&self.key(&f.object)?),
-                    started: f.started,
-                    ended: f.ended,
-                    duration: f.duration,
-                    within_slo: f.within_slo,
-                })
-            })
-            .collect::<Result<_, Damaged>>()?;
+        for f in &saved.flows {
+            let record = FlowRecord {
+                flow: self.symbol(&self.config.flow_names, "flow", &f.flow)?,
+                object: self.key(&f.object)?,
+                started: f.started,
+                ended: f.ended,
+                duration: f.duration,
+                within_slo: f.within_slo,
+            };
+            if !tx.push_flow(&record) {
+                return Err(not_a_key("flow", &f.flow, &record.object));
+            }
+        }
         tx.exceptions = saved
             .exceptions
             .iter()
