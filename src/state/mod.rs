@@ -7,6 +7,7 @@
 //! several sidecars share one picture through a replicated log in Redis.
 
 pub mod durable;
+mod index;
 pub mod shared;
 mod transaction;
 
@@ -190,6 +191,19 @@ fn milestone_gauge<'a>(
     })
 }
 
+/// Whether a transaction of `transactions`, by id, has `key` among its keys:
+/// how the key index confirms a hash match.
+fn holds<'a>(
+    transactions: &'a FastMap<TxId, Box<Transaction>>,
+    key: &'a Key,
+) -> impl FnMut(TxId) -> bool + 'a {
+    move |id| {
+        transactions
+            .get(&id)
+            .is_some_and(|tx| tx.keys.contains(key))
+    }
+}
+
 /// Transactions, the index from every key to its transaction, and the
 /// order of last updates that drives expiry and eviction.
 pub struct Store {
@@ -201,7 +215,8 @@ pub struct Store {
     /// Keys come from traffic: std's SipHash, so a partner or an attacker
     /// who studies the process cannot send colliding keys that turn every
     /// lookup into a scan (foldhash is only "minimally DoS-resistant").
-    index: std::collections::HashMap<Key, TxId>,
+    /// Holds no copy of the keys (see [`index`]).
+    index: index::KeyIndex,
     /// `(last_updated, id)` of every transaction: the front is the next to
     /// expire or evict.
     by_update: BTreeSet<(SystemTime, TxId)>,
@@ -217,7 +232,7 @@ impl Store {
         Store {
             limits,
             transactions: FastMap::default(),
-            index: std::collections::HashMap::default(),
+            index: index::KeyIndex::default(),
             by_update: BTreeSet::new(),
             next_id: 1,
             complete: 0,
@@ -243,9 +258,14 @@ impl Store {
     pub fn restore(&mut self, transactions: Vec<Transaction>, next_id: u64) {
         for tx in transactions {
             let id = tx.id;
-            for key in &tx.keys {
-                self.index.insert(key.clone(), id);
+            let keys = tx.keys.clone();
+            self.transactions.insert(id, Box::new(tx));
+            for key in &keys {
+                self.index.set(key, id, holds(&self.transactions, key));
             }
+            let Some(tx) = self.transactions.get(&id) else {
+                continue;
+            };
             self.by_update.insert((tx.last_updated, id));
             if tx.status == Status::Complete {
                 self.complete += 1;
@@ -260,7 +280,6 @@ impl Store {
                 self.metrics.exception_gauge(exception).inc();
             }
             self.next_id = self.next_id.max(id.0 + 1);
-            self.transactions.insert(id, Box::new(tx));
         }
         self.next_id = self.next_id.max(next_id);
         self.refresh_gauges();
@@ -280,7 +299,7 @@ impl Store {
 
     /// The transaction `key` belongs to.
     pub fn find(&self, key: &Key) -> Option<TxId> {
-        self.index.get(key).copied()
+        self.index.get(key, holds(&self.transactions, key))
     }
 
     /// The transaction with this id.
@@ -331,16 +350,16 @@ impl Store {
 
     /// Adds `key` to transaction `id` (no-op when it is already there).
     pub fn attach(&mut self, id: TxId, key: &Key) {
+        if self.find(key) == Some(id) {
+            return;
+        }
         let Some(tx) = self.transactions.get_mut(&id) else {
             return;
         };
-        if self.index.get(key) == Some(&id) {
-            return;
-        }
         // Exact growth: most transactions hold 1–4 keys.
         tx.keys.reserve_exact(1);
         tx.keys.push(key.clone());
-        self.index.insert(key.clone(), id);
+        self.index.set(key, id, holds(&self.transactions, key));
         self.refresh_gauges();
     }
 
@@ -393,7 +412,6 @@ impl Store {
                 }
             };
             moved.push(at as u32);
-            self.index.insert(key.clone(), into);
         }
         if target.root.is_none() {
             if let Some(root) = absorbed.root.clone() {
@@ -466,6 +484,11 @@ impl Store {
             target.exchanges_dropped = target.exchanges_dropped.saturating_add(1);
         }
         target.first_seen = target.first_seen.min(absorbed.first_seen);
+        for key in &absorbed.keys {
+            let mut holds = holds(&self.transactions, key);
+            self.index
+                .set(key, into, |other| other == from || holds(other));
+        }
         let last = absorbed.last_updated;
         self.touch(into, last);
         self.refresh_gauges();
@@ -517,9 +540,7 @@ impl Store {
             self.metrics.exception_gauge(exception).dec();
         }
         for key in &tx.keys {
-            if self.index.get(key) == Some(&id) {
-                self.index.remove(key);
-            }
+            self.index.remove(key, id);
         }
         match why {
             Removal::Ttl => self.metrics.removed_ttl.inc(),
