@@ -312,8 +312,13 @@ async fn the_transaction_api_finds_the_out_of_order_order_with_both_milestones()
             transaction
                 .milestones
                 .iter()
-                .find(|m| m.milestone.as_str() == milestone && *m.object.value == *injection.object)
-                .map(|m| m.at)
+                .find(|m| {
+                    m.milestone.as_str() == milestone
+                        && transaction
+                            .milestone_object(m)
+                            .is_some_and(|o| *o.value == *injection.object)
+                })
+                .map(|m| m.at())
         };
         let (goods_issue, shipped) = (at("goods_issue_posted"), at("shipped"));
         assert!(
@@ -395,7 +400,10 @@ async fn tracking_number_alone_finds_its_order() {
         let root = transaction.root.as_ref().map(|k| k.value.to_string());
         assert_eq!(root.as_deref(), Some(delivery.order_id.as_str()));
         let delivered = transaction.milestones.iter().any(|m| {
-            m.milestone.as_str() == "delivered" && *m.object.value == *delivery.shipment_id
+            m.milestone.as_str() == "delivered"
+                && transaction
+                    .milestone_object(m)
+                    .is_some_and(|o| *o.value == *delivery.shipment_id)
         });
         // A parcel the driver never shipped is known by its label alone.
         let unshipped = summary

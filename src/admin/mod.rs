@@ -201,13 +201,13 @@ fn summary(tx: &Transaction) -> Value {
         "keys": tx.keys,
         "last_milestone": tx.last_milestone().map(|m| json!({
             "milestone": m.milestone,
-            "object": m.object,
-            "at": time(m.at),
+            "object": tx.milestone_object(m),
+            "at": time(m.at()),
         })),
         "milestones": tx.milestones.len(),
         "stuck_at": tx.stuck,
         "open_exceptions": tx.exceptions.iter().filter(|e| e.is_open()).count(),
-        "exchanges": tx.exchanges.len() as u64 + tx.exchanges_dropped,
+        "exchanges": tx.exchanges.len() as u64 + u64::from(tx.exchanges_dropped),
         "first_seen": time(tx.first_seen),
         "last_updated": time(tx.last_updated),
     })

@@ -40,7 +40,11 @@ impl Correlator {
     /// transaction they already belong to, and records their links.
     /// `None` only for an empty `keys`, which [`groups`] never yields.
     pub(super) fn link(&mut self, keys: &[Key], at: SystemTime) -> Option<TxId> {
-        let mut owners: Vec<TxId> = keys.iter().filter_map(|k| self.store.find(k)).collect();
+        // Where each key is indexed now: a key already indexed to the
+        // surviving transaction needs no `attach` (merging only moves keys
+        // into it), which saves hashing it again.
+        let found: Vec<Option<TxId>> = keys.iter().map(|k| self.store.find(k)).collect();
+        let mut owners: Vec<TxId> = found.iter().flatten().copied().collect();
         owners.sort_unstable();
         owners.dedup();
 
@@ -60,8 +64,10 @@ impl Correlator {
             self.store.merge(id, *other);
             self.metrics.merged.inc();
         }
-        for key in keys {
-            self.store.attach(id, key);
+        for (key, indexed) in keys.iter().zip(&found) {
+            if *indexed != Some(id) {
+                self.store.attach(id, key);
+            }
         }
         self.record_links(id, keys);
         Some(id)

@@ -59,11 +59,14 @@ impl Correlator {
         for object in objects {
             if let Some(existing) = tx.milestone_mut(milestone, &object) {
                 existing.repeats += 1;
+                let existing = existing.clone();
                 counters.repeats.inc();
-                news.milestones.push(Marked {
-                    record: existing.clone(),
-                    repeat: true,
-                });
+                if let Some(record) = tx.milestone_record(&existing) {
+                    news.milestones.push(Marked {
+                        record,
+                        repeat: true,
+                    });
+                }
                 continue;
             }
             counters.recorded.inc();
@@ -76,11 +79,13 @@ impl Correlator {
                 exchange: exchange.id,
                 repeats: 0,
             };
+            if !tx.push_milestone(&record) {
+                continue;
+            }
             news.milestones.push(Marked {
-                record: record.clone(),
+                record,
                 repeat: false,
             });
-            tx.milestones.push(record);
             for (index, flow) in config.flows.iter().enumerate() {
                 if &flow.to != milestone {
                     continue;
@@ -92,10 +97,9 @@ impl Correlator {
                     } else {
                         handles.missed.inc();
                     }
-                    news.flows.push(record.clone());
-                    // Exact growth: a transaction completes a few flows.
-                    tx.flows.reserve_exact(1);
-                    tx.flows.push(record);
+                    if tx.push_flow(&record) {
+                        news.flows.push(record);
+                    }
                 }
             }
         }
@@ -116,12 +120,7 @@ impl Correlator {
         let complete = terminals.peek().is_some()
             && terminals.all(|def| {
                 let mut objects = tx.keys.iter().filter(|k| k.kind == def.object).peekable();
-                objects.peek().is_some()
-                    && objects.all(|k| {
-                        tx.milestones
-                            .iter()
-                            .any(|m| m.milestone == def.name && &m.object == k)
-                    })
+                objects.peek().is_some() && objects.all(|k| tx.reached(&def.name, Some(k)))
             });
         let status = if complete {
             Status::Complete
@@ -150,35 +149,33 @@ fn measure(
     tx: &Transaction,
     object: &Key,
 ) -> Option<FlowRecord> {
-    if tx
-        .flows
-        .iter()
-        .any(|f| f.flow == flow.name && &f.object == object)
-    {
+    if tx.measured(&flow.name, object) {
         return None;
     }
+    let position = tx.position(object)?;
     let end = tx
         .milestones
         .iter()
-        .find(|m| m.milestone == flow.to && &m.object == object)?;
+        .find(|m| m.milestone == flow.to && m.object_position() == position)?;
     let starts = || tx.milestones.iter().filter(|m| m.milestone == flow.from);
     let same_kind =
         config.milestone_def(&flow.from).object == config.milestone_def(&flow.to).object;
     let start = if same_kind {
-        starts().find(|m| &m.object == object)?
+        starts().find(|m| m.object_position() == position)?
     } else {
         let linked: Vec<&Key> = tx.neighbours(object).collect();
         starts()
-            .filter(|m| linked.contains(&&m.object))
-            .min_by_key(|m| m.at)
-            .or_else(|| starts().min_by_key(|m| m.at))?
+            .filter(|m| tx.milestone_object(m).is_some_and(|o| linked.contains(&o)))
+            .min_by_key(|m| m.at())
+            .or_else(|| starts().min_by_key(|m| m.at()))?
     };
-    let duration = end.at.duration_since(start.at).unwrap_or(Duration::ZERO);
+    let (started, ended) = (start.at(), end.at());
+    let duration = ended.duration_since(started).unwrap_or(Duration::ZERO);
     Some(FlowRecord {
         flow: flow.name.clone(),
         object: object.clone(),
-        started: start.at,
-        ended: end.at,
+        started,
+        ended,
         duration,
         within_slo: duration <= flow.slo,
     })

@@ -35,7 +35,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::extract::{Key, Observation};
 use crate::state::{
-    ExceptionRecord, ExchangeRecord, FlowRecord, MilestoneRecord, Status, Store, Transaction,
+    ExceptionRecord, ExchangeRecord, FlowRecord, MilestoneRecord, NewExchange, Status, Store,
+    Transaction,
 };
 
 use metrics::CorrelateMetrics;
@@ -418,20 +419,20 @@ fn exchange_record(observation: &Observation, tx: &Transaction, keys: &[Key]) ->
         crate::proxy::Outcome::UpstreamFailed { error, .. } => Some(*error),
         crate::proxy::Outcome::Response { .. } => None,
     };
-    ExchangeRecord {
+    ExchangeRecord::new(NewExchange {
         id: exchange.id,
         at: exchange.started,
         system: exchange.system.clone(),
         operation: observation.operation.clone(),
-        method: exchange.method.clone(),
-        path: exchange.uri.path().into(),
+        method: &exchange.method,
+        path: tx.shared_path(exchange.uri.path()),
         status: exchange.outcome.status().as_u16(),
         error,
         duration: exchange.duration,
         keys: tx.key_refs(keys),
         milestone: observation.milestone.clone(),
-        problems: observation.problems.as_slice().into(),
-    }
+        problems: &observation.problems,
+    })
 }
 
 #[cfg(test)]

@@ -122,6 +122,7 @@ impl From<&Transaction> for TransactionView {
             milestones: t
                 .milestones
                 .iter()
+                .filter_map(|m| t.milestone_record(m))
                 .map(|m| MilestoneView {
                     milestone: m.milestone.to_string(),
                     object: KeyName::from(&m.object),
@@ -134,7 +135,7 @@ impl From<&Transaction> for TransactionView {
                 .iter()
                 .map(|f| FlowView {
                     flow: f.flow.to_string(),
-                    duration: f.duration,
+                    duration: f.duration(),
                     within_slo: f.within_slo,
                 })
                 .collect(),

@@ -7,12 +7,14 @@
 //! several sidecars share one picture through a replicated log in Redis.
 
 pub mod durable;
+mod index;
 pub mod shared;
 mod transaction;
 
 pub use transaction::{
-    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, KeyRefs, MeasureRecord, MilestoneRecord,
-    Resolution, Status, Transaction, TxId,
+    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord,
+    MeasuredFlow, MilestoneRecord, NewExchange, Reached, Resolution, Stamp, Status, Transaction,
+    TxId,
 };
 
 use std::collections::BTreeSet;
@@ -189,6 +191,19 @@ fn milestone_gauge<'a>(
     })
 }
 
+/// Whether a transaction of `transactions`, by id, has `key` among its keys:
+/// how the key index confirms a hash match.
+fn holds<'a>(
+    transactions: &'a FastMap<TxId, Box<Transaction>>,
+    key: &'a Key,
+) -> impl FnMut(TxId) -> bool + 'a {
+    move |id| {
+        transactions
+            .get(&id)
+            .is_some_and(|tx| tx.keys.contains(key))
+    }
+}
+
 /// Transactions, the index from every key to its transaction, and the
 /// order of last updates that drives expiry and eviction.
 pub struct Store {
@@ -200,7 +215,8 @@ pub struct Store {
     /// Keys come from traffic: std's SipHash, so a partner or an attacker
     /// who studies the process cannot send colliding keys that turn every
     /// lookup into a scan (foldhash is only "minimally DoS-resistant").
-    index: std::collections::HashMap<Key, TxId>,
+    /// Holds no copy of the keys (see [`index`]).
+    index: index::KeyIndex,
     /// `(last_updated, id)` of every transaction: the front is the next to
     /// expire or evict.
     by_update: BTreeSet<(SystemTime, TxId)>,
@@ -216,7 +232,7 @@ impl Store {
         Store {
             limits,
             transactions: FastMap::default(),
-            index: std::collections::HashMap::default(),
+            index: index::KeyIndex::default(),
             by_update: BTreeSet::new(),
             next_id: 1,
             complete: 0,
@@ -242,9 +258,14 @@ impl Store {
     pub fn restore(&mut self, transactions: Vec<Transaction>, next_id: u64) {
         for tx in transactions {
             let id = tx.id;
-            for key in &tx.keys {
-                self.index.insert(key.clone(), id);
+            let keys = tx.keys.clone();
+            self.transactions.insert(id, Box::new(tx));
+            for key in &keys {
+                self.index.set(key, id, holds(&self.transactions, key));
             }
+            let Some(tx) = self.transactions.get(&id) else {
+                continue;
+            };
             self.by_update.insert((tx.last_updated, id));
             if tx.status == Status::Complete {
                 self.complete += 1;
@@ -259,7 +280,6 @@ impl Store {
                 self.metrics.exception_gauge(exception).inc();
             }
             self.next_id = self.next_id.max(id.0 + 1);
-            self.transactions.insert(id, Box::new(tx));
         }
         self.next_id = self.next_id.max(next_id);
         self.refresh_gauges();
@@ -279,7 +299,7 @@ impl Store {
 
     /// The transaction `key` belongs to.
     pub fn find(&self, key: &Key) -> Option<TxId> {
-        self.index.get(key).copied()
+        self.index.get(key, holds(&self.transactions, key))
     }
 
     /// The transaction with this id.
@@ -330,16 +350,16 @@ impl Store {
 
     /// Adds `key` to transaction `id` (no-op when it is already there).
     pub fn attach(&mut self, id: TxId, key: &Key) {
+        if self.find(key) == Some(id) {
+            return;
+        }
         let Some(tx) = self.transactions.get_mut(&id) else {
             return;
         };
-        if self.index.get(key) == Some(&id) {
-            return;
-        }
         // Exact growth: most transactions hold 1–4 keys.
         tx.keys.reserve_exact(1);
         tx.keys.push(key.clone());
-        self.index.insert(key.clone(), id);
+        self.index.set(key, id, holds(&self.transactions, key));
         self.refresh_gauges();
     }
 
@@ -392,7 +412,6 @@ impl Store {
                 }
             };
             moved.push(at as u32);
-            self.index.insert(key.clone(), into);
         }
         if target.root.is_none() {
             if let Some(root) = absorbed.root.clone() {
@@ -410,19 +429,22 @@ impl Store {
                 target.link(a as usize, b as usize);
             }
         }
-        for record in absorbed.milestones {
-            match target.milestone_mut(&record.milestone, &record.object) {
+        for mut record in absorbed.milestones {
+            if !record.remap(&moved) {
+                continue;
+            }
+            match target.milestone_at_mut(&record.milestone, record.object_position()) {
                 Some(existing) => {
-                    existing.repeats += record.repeats + 1;
-                    if record.at < existing.at {
-                        let repeats = existing.repeats;
-                        *existing = MilestoneRecord { repeats, ..record };
+                    let repeats = existing.repeats + record.repeats + 1;
+                    if record.at() < existing.at() {
+                        *existing = record;
                     }
+                    existing.repeats = repeats;
                 }
                 None => target.milestones.push(record),
             }
         }
-        target.milestones.sort_by_key(|m| m.at);
+        target.milestones.sort_by_key(|m| m.at());
         for record in absorbed.measures {
             match target.measure_mut(&record.measure, record.role, &record.object) {
                 Some(existing) => {
@@ -435,7 +457,12 @@ impl Store {
                 None => target.measures.push(record),
             }
         }
-        target.flows.extend(absorbed.flows);
+        target.flows.extend(
+            absorbed
+                .flows
+                .into_iter()
+                .filter_map(|mut flow| flow.remap(&moved).then_some(flow)),
+        );
         target.exceptions.extend(absorbed.exceptions);
         target.exceptions.sort_by_key(|e| e.id);
         target.attempts.extend(absorbed.attempts);
@@ -448,13 +475,20 @@ impl Store {
         target
             .exchanges
             .make_contiguous()
-            .sort_by_key(|e| (e.at, e.id));
-        target.exchanges_dropped += absorbed.exchanges_dropped;
+            .sort_by_key(|e| (e.at(), e.id));
+        target.exchanges_dropped = target
+            .exchanges_dropped
+            .saturating_add(absorbed.exchanges_dropped);
         while target.exchanges.len() > self.limits.max_exchanges_per_transaction {
             target.exchanges.pop_front();
-            target.exchanges_dropped += 1;
+            target.exchanges_dropped = target.exchanges_dropped.saturating_add(1);
         }
         target.first_seen = target.first_seen.min(absorbed.first_seen);
+        for key in &absorbed.keys {
+            let mut holds = holds(&self.transactions, key);
+            self.index
+                .set(key, into, |other| other == from || holds(other));
+        }
         let last = absorbed.last_updated;
         self.touch(into, last);
         self.refresh_gauges();
@@ -468,7 +502,7 @@ impl Store {
             tx.exchanges.push_back(record);
             while tx.exchanges.len() > bound {
                 tx.exchanges.pop_front();
-                tx.exchanges_dropped += 1;
+                tx.exchanges_dropped = tx.exchanges_dropped.saturating_add(1);
             }
         }
     }
@@ -506,9 +540,7 @@ impl Store {
             self.metrics.exception_gauge(exception).dec();
         }
         for key in &tx.keys {
-            if self.index.get(key) == Some(&id) {
-                self.index.remove(key);
-            }
+            self.index.remove(key, id);
         }
         match why {
             Removal::Ttl => self.metrics.removed_ttl.inc(),
@@ -673,20 +705,20 @@ mod tests {
     }
 
     fn exchange(id: u64, system: &System, at: SystemTime, keys: KeyRefs) -> ExchangeRecord {
-        ExchangeRecord {
+        ExchangeRecord::new(NewExchange {
             id,
             at,
             system: system.clone(),
             operation: None,
-            method: http::Method::POST,
+            method: &http::Method::POST,
             path: "/x".into(),
             status: 200,
             error: None,
             duration: Duration::from_millis(1),
             keys,
             milestone: None,
-            problems: Box::new([]),
-        }
+            problems: &[],
+        })
     }
 
     #[test]

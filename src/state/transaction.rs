@@ -10,10 +10,12 @@
 //! as if every key were written out in place.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
+use thin_vec::ThinVec;
 
 use crate::config::{
     Amount, ExceptionKind, FlowName, MeasureName, Milestone, Operation, Role, System, Unit,
@@ -65,18 +67,18 @@ pub struct Transaction {
     /// Pairs of keys seen together in one exchange, as positions in
     /// `keys`: how the set was built, and how a milestone finds its object
     /// (a tracking number's shipment). See [`Transaction::link`].
-    pub links: Vec<(u32, u32)>,
+    pub links: ThinVec<(u32, u32)>,
     /// Milestones in the order they were first recorded.
-    pub milestones: Vec<MilestoneRecord>,
+    pub milestones: Vec<Reached>,
     /// Measure values per object, measure and role (a re-sent invoice
     /// replaces its value), in the order first recorded.
-    pub measures: Vec<MeasureRecord>,
+    pub measures: ThinVec<MeasureRecord>,
     /// Flows measured so far.
-    pub flows: Vec<FlowRecord>,
+    pub flows: ThinVec<MeasuredFlow>,
     /// Exceptions opened on this transaction, open and resolved.
-    pub exceptions: Vec<ExceptionRecord>,
+    pub exceptions: ThinVec<ExceptionRecord>,
     /// Attempts of operations that tell retries from duplicates.
-    pub attempts: Vec<Attempt>,
+    pub attempts: ThinVec<Attempt>,
     /// The latest milestone of an open transaction (where it is now);
     /// `None` once complete or before any milestone.
     pub current: Option<Milestone>,
@@ -85,8 +87,9 @@ pub struct Transaction {
     pub stuck: Option<Milestone>,
     /// The most recent exchanges, oldest first (bounded).
     pub exchanges: VecDeque<ExchangeRecord>,
-    /// Exchanges that fell off the bounded timeline.
-    pub exchanges_dropped: u64,
+    /// Exchanges that fell off the bounded timeline (saturates at
+    /// `u32::MAX`; 4 bytes keep the record in a smaller allocation class).
+    pub exchanges_dropped: u32,
     pub first_seen: SystemTime,
     pub last_updated: SystemTime,
 }
@@ -106,6 +109,41 @@ pub struct MilestoneRecord {
     pub exchange: u64,
     /// How many later exchanges marked the same milestone on the same object.
     pub repeats: u32,
+}
+
+/// One milestone reached by one object, as a transaction holds it: the
+/// [`MilestoneRecord`] it stands for with the object as a position in the
+/// transaction's `keys` and the time as a [`Stamp`] (48 bytes instead of
+/// 80). [`Transaction::milestone_record`] gives the record back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    pub milestone: Milestone,
+    pub system: System,
+    pub operation: Option<Operation>,
+    /// The exchange that recorded it first.
+    pub exchange: u64,
+    at: Stamp,
+    object: u32,
+    /// How many later exchanges marked the same milestone on the same object.
+    pub repeats: u32,
+}
+
+impl Reached {
+    /// When it first happened.
+    pub fn at(&self) -> SystemTime {
+        self.at.time()
+    }
+
+    /// Where the object is in the transaction's `keys`.
+    pub fn object_position(&self) -> usize {
+        self.object as usize
+    }
+
+    /// Points the object at `map[p]` for its position `p` (a merge moving
+    /// keys); false when `map` has no such position.
+    pub fn remap(&mut self, map: &[u32]) -> bool {
+        remap(&mut self.object, map)
+    }
 }
 
 /// The value of one measure in one role on one object: the quoted freight
@@ -146,6 +184,52 @@ pub struct FlowRecord {
     #[serde(rename = "duration_seconds", serialize_with = "seconds")]
     pub duration: Duration,
     pub within_slo: bool,
+}
+
+/// One measured flow on one object, as a transaction holds it: the
+/// [`FlowRecord`] it stands for with the object as a position in `keys`,
+/// the times as [`Stamp`]s and the duration derived from them (32 bytes
+/// instead of 88). [`Transaction::flow_record`] gives the record back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasuredFlow {
+    pub flow: FlowName,
+    started: Stamp,
+    ended: Stamp,
+    object: u32,
+    pub within_slo: bool,
+}
+
+impl MeasuredFlow {
+    /// From the start milestone to the end milestone (zero when the end
+    /// came first).
+    pub fn duration(&self) -> Duration {
+        self.ended
+            .time()
+            .duration_since(self.started.time())
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Where the object is in the transaction's `keys`.
+    pub fn object_position(&self) -> usize {
+        self.object as usize
+    }
+
+    /// Points the object at `map[p]` for its position `p` (a merge moving
+    /// keys); false when `map` has no such position.
+    pub fn remap(&mut self, map: &[u32]) -> bool {
+        remap(&mut self.object, map)
+    }
+}
+
+/// Replaces the position `at` by `map[at]`; false when `map` has none.
+fn remap(at: &mut u32, map: &[u32]) -> bool {
+    match map.get(*at as usize) {
+        Some(&to) => {
+            *at = to;
+            true
+        }
+        None => false,
+    }
 }
 
 /// Something a person must own: a gap between systems.
@@ -216,35 +300,173 @@ pub struct Attempt {
 
 /// One exchange in a transaction's timeline. Serialized through
 /// [`Transaction`], which writes its keys out.
+///
+/// A transaction keeps up to `max_exchanges_per_transaction` of these, so
+/// the record is compact (96 bytes): times as [`Stamp`]s and nanoseconds
+/// (exact, as the snapshot needs them), the method as a one-byte code, the
+/// path shared with an earlier exchange of the transaction that had the
+/// same one, and what is rare (an extension method, extraction problems)
+/// behind one pointer that is null when absent.
 #[derive(Debug, Clone)]
 pub struct ExchangeRecord {
     pub id: u64,
-    pub at: SystemTime,
+    at: Stamp,
     pub system: System,
     pub operation: Option<Operation>,
-    pub method: http::Method,
-    pub path: Box<str>,
+    pub milestone: Option<Milestone>,
+    path: Arc<str>,
+    /// The exchange's keys (in the order it carried them), as positions in
+    /// the transaction's `keys`.
+    pub keys: KeyRefs,
+    duration_nanos: u64,
     /// The status the client saw (502/504 when the upstream failed).
     pub status: u16,
     /// Why the upstream failed, when it did.
     pub error: Option<UpstreamError>,
+    /// Position in [`STANDARD_METHODS`], or [`EXTENSION_METHOD`].
+    method: u8,
+    rare: Option<Box<RareParts>>,
+}
+
+/// What few exchanges have, kept out of line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RareParts {
+    /// An extension method's text (`PROPFIND`).
+    method: Option<Box<str>>,
+    /// Extraction problems, in the order found.
+    problems: Box<[Problem]>,
+}
+
+/// The methods an [`ExchangeRecord`] keeps as a one-byte code.
+const STANDARD_METHODS: [http::Method; 9] = [
+    http::Method::GET,
+    http::Method::POST,
+    http::Method::PUT,
+    http::Method::DELETE,
+    http::Method::PATCH,
+    http::Method::HEAD,
+    http::Method::OPTIONS,
+    http::Method::CONNECT,
+    http::Method::TRACE,
+];
+
+/// The code of a method not in [`STANDARD_METHODS`] (its text is kept).
+const EXTENSION_METHOD: u8 = u8::MAX;
+
+/// What an [`ExchangeRecord`] is made from.
+#[derive(Debug, Clone)]
+pub struct NewExchange<'a> {
+    pub id: u64,
+    pub at: SystemTime,
+    pub system: System,
+    pub operation: Option<Operation>,
+    pub method: &'a http::Method,
+    /// See [`Transaction::shared_path`].
+    pub path: Arc<str>,
+    pub status: u16,
+    pub error: Option<UpstreamError>,
     pub duration: Duration,
-    /// The exchange's keys (in the order it carried them), as positions in
-    /// the transaction's `keys`.
     pub keys: KeyRefs,
     pub milestone: Option<Milestone>,
-    /// Extraction problems (`malformed_json` …).
-    pub problems: Box<[Problem]>,
+    pub problems: &'a [Problem],
+}
+
+impl ExchangeRecord {
+    /// The record of `new`.
+    pub fn new(new: NewExchange<'_>) -> Self {
+        let code = STANDARD_METHODS
+            .iter()
+            .position(|m| m == new.method)
+            .and_then(|p| u8::try_from(p).ok());
+        let rare = (code.is_none() || !new.problems.is_empty()).then(|| {
+            Box::new(RareParts {
+                method: code.is_none().then(|| new.method.as_str().into()),
+                problems: new.problems.into(),
+            })
+        });
+        ExchangeRecord {
+            id: new.id,
+            at: Stamp::new(new.at),
+            system: new.system,
+            operation: new.operation,
+            milestone: new.milestone,
+            path: new.path,
+            keys: new.keys,
+            duration_nanos: u64::try_from(new.duration.as_nanos()).unwrap_or(u64::MAX),
+            status: new.status,
+            error: new.error,
+            method: code.unwrap_or(EXTENSION_METHOD),
+            rare,
+        }
+    }
+
+    /// When the exchange started.
+    pub fn at(&self) -> SystemTime {
+        self.at.time()
+    }
+
+    /// How long it took, as the client saw it.
+    pub fn duration(&self) -> Duration {
+        Duration::from_nanos(self.duration_nanos)
+    }
+
+    /// The request method (`POST`, or an extension method's text).
+    pub fn method(&self) -> &str {
+        match STANDARD_METHODS.get(usize::from(self.method)) {
+            Some(method) => method.as_str(),
+            None => self
+                .rare
+                .as_ref()
+                .and_then(|r| r.method.as_deref())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The request path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Extraction problems (`malformed_json` …), in the order found.
+    pub fn problems(&self) -> &[Problem] {
+        self.rare.as_ref().map_or(&[], |r| &r.problems)
+    }
+}
+
+/// A time as nanoseconds since the Unix epoch: 8 bytes where a
+/// `SystemTime` takes 16, exact to the nanosecond until the year 2554
+/// (later saturates); a time before 1970 is held as the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Stamp(u64);
+
+impl Stamp {
+    /// The stamp of `time`.
+    pub fn new(time: SystemTime) -> Self {
+        Stamp(
+            time.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// The time again.
+    pub fn time(self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.0)
+    }
 }
 
 /// Positions in a transaction's `keys`, in a given order: up to
 /// [`KeyRefs::INLINE`] positions below 256 are held inline (the usual
-/// exchange: 1–4 keys), more on the heap.
+/// exchange: 1–4 keys), more on the heap, behind a thin pointer: 16
+/// bytes in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRefs {
     Inline { len: u8, at: [u8; KeyRefs::INLINE] },
-    Heap(Box<[u32]>),
+    Heap(Box<ManyRefs>),
 }
+
+/// The positions of a [`KeyRefs`] that do not fit inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManyRefs(Box<[u32]>);
 
 impl KeyRefs {
     /// Positions held without a heap allocation.
@@ -268,14 +490,14 @@ impl KeyRefs {
                 };
             }
         }
-        KeyRefs::Heap(positions.into())
+        KeyRefs::Heap(Box::new(ManyRefs(positions.into())))
     }
 
     /// The positions, in order.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         let (inline, heap): (&[u8], &[u32]) = match self {
             KeyRefs::Inline { len, at } => (&at[..usize::from(*len)], &[]),
-            KeyRefs::Heap(positions) => (&[], positions),
+            KeyRefs::Heap(positions) => (&[], &positions.0),
         };
         inline
             .iter()
@@ -300,12 +522,12 @@ impl Transaction {
             former_names: Vec::new(),
             status: Status::Open,
             keys: Vec::new(),
-            links: Vec::new(),
+            links: ThinVec::new(),
             milestones: Vec::new(),
-            measures: Vec::new(),
-            flows: Vec::new(),
-            exceptions: Vec::new(),
-            attempts: Vec::new(),
+            measures: ThinVec::new(),
+            flows: ThinVec::new(),
+            exceptions: ThinVec::new(),
+            attempts: ThinVec::new(),
             current: None,
             stuck: None,
             exchanges: VecDeque::new(),
@@ -327,14 +549,96 @@ impl Transaction {
     }
 
     /// The record of `milestone` on `object`, if reached.
-    pub fn milestone_mut(
+    pub fn milestone_mut(&mut self, milestone: &Milestone, object: &Key) -> Option<&mut Reached> {
+        let object = self.position(object)?;
+        self.milestone_at_mut(milestone, object)
+    }
+
+    /// The record of `milestone` on the key at position `object`, if reached.
+    pub fn milestone_at_mut(
         &mut self,
         milestone: &Milestone,
-        object: &Key,
-    ) -> Option<&mut MilestoneRecord> {
+        object: usize,
+    ) -> Option<&mut Reached> {
         self.milestones
             .iter_mut()
-            .find(|m| &m.milestone == milestone && &m.object == object)
+            .find(|m| &m.milestone == milestone && m.object_position() == object)
+    }
+
+    /// The object `reached` is about, one of `keys`.
+    pub fn milestone_object(&self, reached: &Reached) -> Option<&Key> {
+        self.keys.get(reached.object_position())
+    }
+
+    /// The full record of `reached`, one of `milestones`.
+    pub fn milestone_record(&self, reached: &Reached) -> Option<MilestoneRecord> {
+        Some(MilestoneRecord {
+            milestone: reached.milestone.clone(),
+            object: self.milestone_object(reached)?.clone(),
+            at: reached.at(),
+            system: reached.system.clone(),
+            operation: reached.operation.clone(),
+            exchange: reached.exchange,
+            repeats: reached.repeats,
+        })
+    }
+
+    /// Adds `record` to `milestones`; false (and nothing added) when its
+    /// object is not one of `keys` (milestones are only ever recorded on
+    /// a transaction's keys).
+    pub fn push_milestone(&mut self, record: &MilestoneRecord) -> bool {
+        let Some(object) = self.position(&record.object) else {
+            return false;
+        };
+        self.milestones.push(Reached {
+            milestone: record.milestone.clone(),
+            system: record.system.clone(),
+            operation: record.operation.clone(),
+            exchange: record.exchange,
+            at: Stamp::new(record.at),
+            object: object as u32,
+            repeats: record.repeats,
+        });
+        true
+    }
+
+    /// The full record of `flow`, one of `flows`.
+    pub fn flow_record(&self, flow: &MeasuredFlow) -> Option<FlowRecord> {
+        Some(FlowRecord {
+            flow: flow.flow.clone(),
+            object: self.keys.get(flow.object_position())?.clone(),
+            started: flow.started.time(),
+            ended: flow.ended.time(),
+            duration: flow.duration(),
+            within_slo: flow.within_slo,
+        })
+    }
+
+    /// Adds `record` to `flows` (exact growth: a transaction completes a
+    /// few); false (and nothing added) when its object is not one of `keys`
+    /// (flows end on milestones, recorded on the transaction's keys).
+    pub fn push_flow(&mut self, record: &FlowRecord) -> bool {
+        let Some(object) = self.position(&record.object) else {
+            return false;
+        };
+        self.flows.reserve_exact(1);
+        self.flows.push(MeasuredFlow {
+            flow: record.flow.clone(),
+            started: Stamp::new(record.started),
+            ended: Stamp::new(record.ended),
+            object: object as u32,
+            within_slo: record.within_slo,
+        });
+        true
+    }
+
+    /// Has `flow` been measured on `object`?
+    pub fn measured(&self, flow: &FlowName, object: &Key) -> bool {
+        self.position(object).is_some_and(|at| {
+            self.flows
+                .iter()
+                .any(|f| &f.flow == flow && f.object_position() == at)
+        })
     }
 
     /// The value of `measure` in `role` on `object`, if recorded.
@@ -351,9 +655,16 @@ impl Transaction {
 
     /// Has `milestone` been reached on `object` (on any object when `None`)?
     pub fn reached(&self, milestone: &Milestone, object: Option<&Key>) -> bool {
+        let object = match object {
+            Some(key) => match self.position(key) {
+                Some(at) => Some(at),
+                None => return false,
+            },
+            None => None,
+        };
         self.milestones
             .iter()
-            .any(|m| &m.milestone == milestone && object.is_none_or(|o| &m.object == o))
+            .any(|m| &m.milestone == milestone && object.is_none_or(|o| m.object_position() == o))
     }
 
     /// Keys linked directly to `key` by some exchange.
@@ -402,6 +713,20 @@ impl Transaction {
         }
     }
 
+    /// `path` as the timeline keeps it: shared with the latest exchanges
+    /// that had the same path (a transaction's exchanges often go to one
+    /// endpoint), a new copy otherwise.
+    pub fn shared_path(&self, path: &str) -> Arc<str> {
+        /// How many of the latest exchanges are looked at.
+        const RECENT: usize = 4;
+        self.exchanges
+            .iter()
+            .rev()
+            .take(RECENT)
+            .find(|x| x.path() == path)
+            .map_or_else(|| path.into(), |x| Arc::clone(&x.path))
+    }
+
     /// Records that the keys at positions `a` and `b` were seen together
     /// (no-op for a key with itself or a pair already linked).
     pub fn link(&mut self, a: usize, b: usize) {
@@ -434,7 +759,7 @@ impl Transaction {
     }
 
     /// The last milestone recorded, for listings.
-    pub fn last_milestone(&self) -> Option<&MilestoneRecord> {
+    pub fn last_milestone(&self) -> Option<&Reached> {
         self.milestones.iter().max_by_key(|m| m.at)
     }
 }
@@ -448,11 +773,11 @@ impl Serialize for Transaction {
         st.serialize_field("status", &self.status)?;
         st.serialize_field("keys", &self.keys)?;
         st.serialize_field("links", &Links(self))?;
-        st.serialize_field("milestones", &self.milestones)?;
-        st.serialize_field("measures", &self.measures)?;
-        st.serialize_field("flows", &self.flows)?;
-        st.serialize_field("exceptions", &self.exceptions)?;
-        st.serialize_field("attempts", &self.attempts)?;
+        st.serialize_field("milestones", &Milestones(self))?;
+        st.serialize_field("measures", &*self.measures)?;
+        st.serialize_field("flows", &Flows(self))?;
+        st.serialize_field("exceptions", &*self.exceptions)?;
+        st.serialize_field("attempts", &*self.attempts)?;
         st.serialize_field("current", &self.current)?;
         st.serialize_field("stuck", &self.stuck)?;
         st.serialize_field("exchanges", &Timeline(self))?;
@@ -469,6 +794,26 @@ struct Links<'a>(&'a Transaction);
 impl Serialize for Links<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.linked_keys())
+    }
+}
+
+/// A transaction's milestones, each with its object written out.
+struct Milestones<'a>(&'a Transaction);
+
+impl Serialize for Milestones<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let tx = self.0;
+        s.collect_seq(tx.milestones.iter().filter_map(|m| tx.milestone_record(m)))
+    }
+}
+
+/// A transaction's flows, each with its object written out.
+struct Flows<'a>(&'a Transaction);
+
+impl Serialize for Flows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let tx = self.0;
+        s.collect_seq(tx.flows.iter().filter_map(|f| tx.flow_record(f)))
     }
 }
 
@@ -496,18 +841,18 @@ impl Serialize for ExchangeJson<'_> {
         let x = self.exchange;
         let mut st = s.serialize_struct("ExchangeRecord", 12)?;
         st.serialize_field("id", &x.id)?;
-        st.serialize_field("at", &Rfc3339(x.at))?;
+        st.serialize_field("at", &Rfc3339(x.at()))?;
         st.serialize_field("system", &x.system)?;
         st.serialize_field("operation", &x.operation)?;
-        st.serialize_field("method", x.method.as_str())?;
-        st.serialize_field("path", &*x.path)?;
+        st.serialize_field("method", x.method())?;
+        st.serialize_field("path", x.path())?;
         st.serialize_field("status", &x.status)?;
         st.serialize_field("error", &x.error.map(UpstreamError::as_str))?;
-        st.serialize_field("duration_seconds", &x.duration.as_secs_f64())?;
+        st.serialize_field("duration_seconds", &x.duration().as_secs_f64())?;
         let keys: Vec<&Key> = self.tx.exchange_keys(x).collect();
         st.serialize_field("keys", &keys)?;
         st.serialize_field("milestone", &x.milestone)?;
-        let problems: Vec<&str> = x.problems.iter().map(|p| p.as_str()).collect();
+        let problems: Vec<&str> = x.problems().iter().map(|p| p.as_str()).collect();
         st.serialize_field("problems", &problems)?;
         st.end()
     }
@@ -559,6 +904,64 @@ mod tests {
         let far = KeyRefs::new(&[1, 300]);
         assert!(matches!(far, KeyRefs::Heap(_)), "300 does not fit a byte");
         assert_eq!(far.iter().collect::<Vec<_>>(), vec![1, 300]);
+    }
+
+    #[test]
+    fn timeline_records_stay_compact() {
+        assert_eq!(std::mem::size_of::<KeyRefs>(), 16);
+        assert_eq!(std::mem::size_of::<Stamp>(), 8);
+        assert!(std::mem::size_of::<ExchangeRecord>() <= 96);
+        assert!(std::mem::size_of::<Reached>() <= 48);
+        assert!(std::mem::size_of::<MeasuredFlow>() <= 32);
+        // 256 is an allocation size class of jemalloc (the binary's
+        // allocator); the next is 320.
+        assert!(std::mem::size_of::<Transaction>() <= 256);
+    }
+
+    #[test]
+    fn an_exchange_record_gives_back_what_it_was_made_from() {
+        let mut systems: crate::config::Symbols<crate::config::kind::System> = Default::default();
+        let wms = systems.intern("wms").expect("intern");
+        let at = SystemTime::UNIX_EPOCH + Duration::new(1_800_000_000, 123_456_789);
+        let duration = Duration::new(3, 987_654_321);
+        let new = |method, problems| NewExchange {
+            id: 9,
+            at,
+            system: wms.clone(),
+            operation: None,
+            method,
+            path: "/a/b".into(),
+            status: 201,
+            error: None,
+            duration,
+            keys: KeyRefs::new(&[1, 0]),
+            milestone: None,
+            problems,
+        };
+        let patch = http::Method::PATCH;
+        let propfind = http::Method::from_bytes(b"PROPFIND").expect("token");
+        let plain = ExchangeRecord::new(new(&patch, &[]));
+        assert_eq!(plain.method(), "PATCH");
+        assert!(plain.rare.is_none(), "nothing rare, nothing allocated");
+        assert_eq!((plain.at(), plain.duration()), (at, duration));
+        assert_eq!(plain.path(), "/a/b");
+        assert!(plain.problems().is_empty());
+
+        let odd = [
+            Problem::Truncated,
+            Problem::MalformedJson,
+            Problem::Truncated,
+        ];
+        let rare = ExchangeRecord::new(new(&propfind, &odd));
+        assert_eq!(rare.method(), "PROPFIND");
+        assert_eq!(rare.problems(), odd, "order and repeats kept");
+    }
+
+    #[test]
+    fn a_stamp_is_exact_to_the_nanosecond() {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_800_000_000, 1);
+        assert_eq!(Stamp::new(t).time(), t);
+        assert!(Stamp::new(t) < Stamp::new(t + Duration::from_nanos(1)));
     }
 
     #[test]
