@@ -13,8 +13,9 @@
 //! - `shutdown`: spans still queued when the shutdown deadline passed.
 //!
 //! The export task is woken once per batch, not once per span: when the
-//! queue holds a full batch, when the schedule delay of the batch's first
-//! span is over, or when the queue closes.
+//! queue holds a full batch (or half its capacity, if that is less), when
+//! the schedule delay of the batch's first span is over, or when the queue
+//! closes.
 //!
 //! Export errors are logged at most once per [`ERROR_LOG_PERIOD`], with the
 //! number of failed batches since the last message, never once per span.
@@ -172,7 +173,9 @@ pub fn start(
     let collector = build_collector(settings)?;
     let (mut queue, rx, queued) = SpanQueue::bounded(settings.queue_capacity, metrics.clone());
     let max_batch_size = settings.max_batch_size.max(1);
-    queue.batch = max_batch_size;
+    // Woken at a full batch, but never later than half the queue: the
+    // other half takes the spans that arrive until the task runs.
+    queue.batch = max_batch_size.min(settings.queue_capacity / 2).max(1);
     let batcher = Batcher {
         rx,
         ready: Arc::clone(&queue.ready),
@@ -393,6 +396,59 @@ mod tests {
             OtlpProtocol::HttpProtobuf
         ))
         .is_ok());
+    }
+
+    fn span() -> SpanData {
+        use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+        use opentelemetry::InstrumentationScope;
+        use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+        SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: "span".into(),
+            start_time: std::time::SystemTime::UNIX_EPOCH,
+            end_time: std::time::SystemTime::UNIX_EPOCH,
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("test").build(),
+        }
+    }
+
+    /// Fewer spans than a batch and a schedule delay of an hour: once the
+    /// export task holds them and waits, only the queue closing can wake it
+    /// before the deadline. Sent to a port nothing listens on, they count
+    /// as failed (or timed out); spans never exported would count as
+    /// dropped at `shutdown`.
+    #[tokio::test]
+    async fn closing_the_queue_exports_what_it_holds_without_waiting_for_the_schedule() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}/v1/traces", closed.local_addr().expect("addr"));
+        drop(closed);
+        let mut settings = settings(&endpoint, OtlpProtocol::HttpProtobuf);
+        settings.schedule_delay = Duration::from_secs(3600);
+        let metrics = ExportMetrics::new(&mut Registry::default());
+        let (queue, exporting) =
+            start(&settings, &BTreeMap::new(), metrics.clone()).expect("exporter");
+        // The (single-threaded) test runtime runs the export task at each
+        // yield: first to wait for a span, then to take the three and wait
+        // for more.
+        tokio::task::yield_now().await;
+        for _ in 0..3 {
+            queue.push(span());
+        }
+        tokio::task::yield_now().await;
+        drop(queue);
+        exporting.shutdown(Duration::from_secs(30)).await;
+        assert_eq!(metrics.shutdown.get(), 0, "spans left in the queue");
+        assert_eq!(
+            metrics.export_failed.get() + metrics.export_timeout.get(),
+            3
+        );
     }
 
     #[test]
