@@ -32,6 +32,8 @@
 #   PROFILE=callgrind  instead of benchmarking, run waybill under valgrind
 #                   for PROFILE_SECONDS [20] of light load and print the top
 #                   of the profile (kept in PROFILE_OUT [/tmp/waybill-profile])
+#                   and the requests wrk completed (for instructions per exchange);
+#                   PROFILE_TARGET [waybill] or waybill-plain picks the listener
 #
 # Every process this script starts is stopped on exit (trap); loops are
 # bounded; nothing listens beyond loopback.
@@ -260,16 +262,18 @@ if [[ "${PROFILE:-}" == callgrind ]]; then
   # a clean stop so callgrind writes its profile; the top of it by
   # inclusive and exclusive instruction counts.
   secs=${PROFILE_SECONDS:-20}
-  log "profiling waybill under callgrind for ${secs}s"
+  target=${PROFILE_TARGET:-waybill}
+  log "profiling waybill ($target) under callgrind for ${secs}s"
   PACE_MS=0 taskset -c "$LOAD_CPU" wrk -t1 -c4 -d"${secs}s" -s "$ROOT/bench/post.lua" \
-    http://127.0.0.1:18090 >"$WORK/profile-wrk.txt" 2>&1 || true
+    "http://127.0.0.1:$(port_of "$target")" >"$WORK/profile-wrk.txt" 2>&1 || true
   grep -E 'requests in' "$WORK/profile-wrk.txt" >&2 || true
   kill -TERM "$WAYBILL_PID"
   for _ in $(seq 600); do kill -0 "$WAYBILL_PID" 2>/dev/null || break; sleep 0.1; done
   out=${PROFILE_OUT:-/tmp/waybill-profile}
   mkdir -p "$out"
   cp "$WORK/callgrind.out" "$out/callgrind.out"
-  log "profile kept in $out/callgrind.out"
+  cp "$WORK/profile-wrk.txt" "$out/wrk.txt"
+  log "profile kept in $out/callgrind.out (wrk's output in $out/wrk.txt)"
   callgrind_annotate --inclusive=yes "$out/callgrind.out" 2>/dev/null | head -60 || true
   echo
   callgrind_annotate "$out/callgrind.out" 2>/dev/null | head -45 || true

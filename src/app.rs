@@ -1,7 +1,8 @@
 //! Wires the stages together and holds no logic of its own:
-//! listeners → exchange queue → extraction → correlator → state and
-//! telemetry (the span observer), with the metrics registry shared by every
-//! stage and the admin surface beside them.
+//! listeners → extraction (run on the connection's task when an exchange
+//! ends, see [`Extraction`]) → the correlator's bounded queue → correlator
+//! → state and telemetry (the span observer), with the metrics registry
+//! shared by every stage and the admin surface beside them.
 //! With the embedded store, the correlator recovers the saved state before
 //! any listener binds, and the proxy's exchange ids continue after the
 //! recovered ones. With the shared store, the correlator applies the
@@ -19,18 +20,18 @@ use std::time::Duration;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::WeakSender;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, Readiness};
 use crate::clock::Clock;
 use crate::config::{Config, StoreConfig};
-use crate::correlate::{Correlator, CorrelatorHandle};
-use crate::extract::Extractor;
+use crate::correlate::{Correlator, CorrelatorHandle, ObservationSender};
+use crate::extract::{Extractor, Observation};
 use crate::proxy::{
-    self, ExchangeSink, GuardKeeping, GuardStateMetrics, GuardedRoutes, ListenerOptions,
-    ProxyMetrics, UninspectedRoutes,
+    self, Exchange, ExchangeSink, GuardKeeping, GuardStateMetrics, GuardedRoutes, Handover,
+    ListenerOptions, ProxyMetrics, Refused, UninspectedRoutes,
 };
 use crate::state::durable::Durable;
 use crate::state::shared::Shared;
@@ -52,7 +53,10 @@ pub struct Sidecar {
     /// Stops the admin surface, last.
     admin_stop: CancellationToken,
     proxies: JoinSet<std::io::Result<()>>,
-    extraction: JoinHandle<()>,
+    /// The one strong sender of the correlator's queue ([`Extraction`]
+    /// holds weak ones): dropped once the listeners are drained, so the
+    /// correlator ends even if a connection outlives the grace period.
+    observations: Option<ObservationSender>,
     correlation: JoinHandle<()>,
     admin_task: JoinHandle<std::io::Result<()>>,
     /// Exchanges extraction has handed to the correlator.
@@ -83,16 +87,21 @@ pub async fn start_with_env(
     let mut registry = Registry::default();
     crate::telemetry::process::register(&mut registry);
 
-    let (exchange_tx, mut exchange_rx) = mpsc::channel(config.observation.queue_capacity.max(1));
-    let sink = ExchangeSink::new(exchange_tx, &mut registry);
-    let proxy_metrics = ProxyMetrics::new(&mut registry);
     let extractor = Extractor::new(Arc::clone(&config), &mut registry);
     let (mut correlator, observations, handle, inbox) = Correlator::new(
         Arc::clone(&config),
         clock.clone(),
-        config.observation.queue_capacity,
+        config.observation.queue_capacity.max(1),
         &mut registry,
     );
+    let extracted = Arc::new(AtomicU64::new(0));
+    let extraction = Extraction {
+        extractor,
+        observations: observations.downgrade(),
+        extracted: Arc::clone(&extracted),
+    };
+    let sink = ExchangeSink::handing_to(extraction, &mut registry);
+    let proxy_metrics = ProxyMetrics::new(&mut registry);
     let guarded = config.routes.iter().any(|route| route.guard.is_some());
     let mut guard_keeping = None;
     let mut guard_writer = None;
@@ -174,19 +183,6 @@ pub async fn start_with_env(
     let admin_addr = admin_socket.local_addr()?;
 
     let correlation = tokio::spawn(correlator.run(inbox));
-    let extracted = Arc::new(AtomicU64::new(0));
-    let extraction = {
-        let extracted = Arc::clone(&extracted);
-        tokio::spawn(async move {
-            while let Some(exchange) = exchange_rx.recv().await {
-                let observation = extractor.observe(exchange);
-                if observations.send(observation).await.is_err() {
-                    break;
-                }
-                extracted.fetch_add(1, Ordering::Release);
-            }
-        })
-    };
 
     let traffic = CancellationToken::new();
     let mut proxies = JoinSet::new();
@@ -242,7 +238,7 @@ pub async fn start_with_env(
         traffic,
         admin_stop,
         proxies,
-        extraction,
+        observations: Some(observations),
         correlation,
         admin_task,
         extracted,
@@ -327,15 +323,11 @@ impl Sidecar {
                 tracing::warn!("the idempotency guard's last records were not written in time");
             }
         }
-        // Connections cut off after the grace period may still hold the
-        // queue open for a moment; bound the wait rather than hang.
-        if tokio::time::timeout(grace, &mut self.extraction)
-            .await
-            .is_err()
-        {
-            tracing::warn!("extraction did not finish draining; abandoning the rest of the queue");
-            self.extraction.abort();
-        }
+        // Every exchange of a drained connection is extracted and queued
+        // by now; closing the queue lets the correlator apply what is in
+        // it and stop (a connection cut off after the grace period only
+        // holds weak senders: its exchange is counted as dropped).
+        drop(self.observations.take());
         self.correlation.await.context("correlation task")?;
         // The correlator owned the span observer; its end closed the span queue.
         self.traces.shutdown(grace).await;
@@ -344,6 +336,27 @@ impl Sidecar {
         }
         self.admin_stop.cancel();
         self.admin_task.await.context("admin task")??;
+        Ok(())
+    }
+}
+
+/// Extraction where an exchange ends: on the connection's task, after the
+/// response body's last frame, straight into the correlator's bounded
+/// queue (full: the exchange is dropped and counted by the proxy's sink).
+struct Extraction {
+    extractor: Extractor,
+    /// Weak: only the [`Sidecar`] keeps the queue open.
+    observations: WeakSender<Observation>,
+    /// Exchanges handed to the correlator, for [`Sidecar::settle`].
+    extracted: Arc<AtomicU64>,
+}
+
+impl Handover for Extraction {
+    fn take(&self, exchange: Exchange) -> Result<(), Refused> {
+        let observations = self.observations.upgrade().ok_or(Refused::Closed)?;
+        let observation = self.extractor.observe(exchange);
+        observations.try_send(observation)?;
+        self.extracted.fetch_add(1, Ordering::Release);
         Ok(())
     }
 }

@@ -272,18 +272,22 @@ impl Forwarder {
             .filter(|_| self.host_in_uri)
             .and_then(|host| Authority::try_from(host.as_bytes()).ok())
             .unwrap_or_else(|| self.upstream_authority.clone());
-        let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let path = if self.base_path.is_empty() {
-            PathAndQuery::try_from(path).ok()?
-        } else {
-            PathAndQuery::try_from(format!("{}{path}", self.base_path)).ok()?
+        let path = parts.uri.path_and_query();
+        // Without a base path the client's path and query are reused as
+        // parsed (a shared `Bytes`, no copy, no second parse).
+        let path = match (self.base_path.is_empty(), path) {
+            (true, Some(path)) => path.clone(),
+            (true, None) => PathAndQuery::from_static("/"),
+            (false, path) => {
+                let path = path.map_or("/", PathAndQuery::as_str);
+                PathAndQuery::try_from(format!("{}{path}", self.base_path)).ok()?
+            }
         };
-        parts.uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(authority)
-            .path_and_query(path)
-            .build()
-            .ok()?;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(authority);
+        uri.path_and_query = Some(path);
+        parts.uri = Uri::from_parts(uri).ok()?;
         parts.version = self.upstream_version;
         Some(Request::from_parts(parts, body))
     }

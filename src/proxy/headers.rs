@@ -44,7 +44,14 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         named.extend(
             value
                 .split(',')
-                .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok()),
+                .map(str::trim)
+                // `keep-alive` and the like go anyway: no name to parse.
+                .filter(|token| {
+                    !ALWAYS_HOP_BY_HOP
+                        .iter()
+                        .any(|always| token.eq_ignore_ascii_case(always.as_str()))
+                })
+                .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok()),
         );
     }
     let te = te_to_forward(headers);
@@ -56,8 +63,16 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         _ => true,
     };
     let drops = |name: &HeaderName| ALWAYS_HOP_BY_HOP.contains(name) || named.contains(name);
-    if !te_changes && !headers.keys().any(drops) {
-        return;
+    if !te_changes {
+        // The common case: the hop-by-hop headers come last (an nginx
+        // upstream ends its head with `Connection`). Removing the last
+        // entry keeps the others in order, without building a new map.
+        while let Some(last) = headers.keys().last().filter(|name| drops(name)).cloned() {
+            headers.remove(&last);
+        }
+        if !headers.keys().any(drops) {
+            return;
+        }
     }
 
     let mut kept = HeaderMap::with_capacity(headers.len());
@@ -176,6 +191,26 @@ mod tests {
         assert_eq!(
             names(&headers),
             ["accept", "content-type", "x-other", "x-other"]
+        );
+        let others: Vec<_> = headers.get_all("x-other").iter().collect();
+        assert_eq!(others, ["a", "b"]);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_at_the_end_are_removed_and_order_kept() {
+        let mut headers = map(&[
+            ("server", "nginx"),
+            ("x-other", "a"),
+            ("content-type", "application/json"),
+            ("x-other", "b"),
+            ("keep-alive", "timeout=5"),
+            ("x-custom", "1"),
+            ("connection", "keep-alive, x-custom"),
+        ]);
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(
+            names(&headers),
+            ["server", "x-other", "x-other", "content-type"]
         );
         let others: Vec<_> = headers.get_all("x-other").iter().collect();
         assert_eq!(others, ["a", "b"]);

@@ -123,4 +123,4 @@ pub use guard::{
 pub use inspect::UninspectedRoutes;
 pub use listener::{serve, serve_guarded, serve_with, ListenerOptions};
 pub use metrics::{status_class, status_class_index, ProxyMetrics, STATUS_CLASSES};
-pub use sink::ExchangeSink;
+pub use sink::{ExchangeSink, Handover, Refused};

@@ -12,6 +12,11 @@
 //! - `export_timeout`: the collector did not answer within the export timeout.
 //! - `shutdown`: spans still queued when the shutdown deadline passed.
 //!
+//! The export task is woken once per batch, not once per span: when the
+//! queue holds a full batch (or half its capacity, if that is less), when
+//! the schedule delay of the batch's first span is over, or when the queue
+//! closes.
+//!
 //! Export errors are logged at most once per [`ERROR_LOG_PERIOD`], with the
 //! number of failed batches since the last message, never once per span.
 //! No global tracer provider is installed: the app owns the [`Exporting`]
@@ -28,7 +33,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -83,9 +89,14 @@ impl ExportMetrics {
 
 /// Where the span observer puts finished spans. Never blocks.
 pub struct SpanQueue {
-    tx: mpsc::Sender<SpanData>,
+    /// `None` once dropped (see `Drop`).
+    tx: Option<mpsc::Sender<SpanData>>,
     queued: Arc<AtomicUsize>,
     metrics: ExportMetrics,
+    /// Wakes the export task: a batch is waiting, or the queue closed.
+    ready: Arc<Notify>,
+    /// Spans waiting in the queue that make a batch worth waking for.
+    batch: usize,
 }
 
 impl SpanQueue {
@@ -97,25 +108,43 @@ impl SpanQueue {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let queued = Arc::new(AtomicUsize::new(0));
         let queue = SpanQueue {
-            tx,
+            tx: Some(tx),
             queued: Arc::clone(&queued),
             metrics,
+            ready: Arc::new(Notify::new()),
+            batch: 1,
         };
         (queue, rx, queued)
     }
 
     /// Queues `span` for export, or drops and counts it when the queue is full.
     pub fn push(&self, span: SpanData) {
+        let Some(tx) = &self.tx else { return };
         // Counted before sending so the export task never sees more taken
         // than queued.
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if let Err(error) = self.tx.try_send(span) {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            match error {
-                mpsc::error::TrySendError::Full(_) => self.metrics.queue_full.inc(),
-                mpsc::error::TrySendError::Closed(_) => self.metrics.shutdown.inc(),
-            };
+        match tx.try_send(span) {
+            Ok(()) => {
+                if tx.max_capacity() - tx.capacity() >= self.batch {
+                    self.ready.notify_one();
+                }
+            }
+            Err(error) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                match error {
+                    mpsc::error::TrySendError::Full(_) => self.metrics.queue_full.inc(),
+                    mpsc::error::TrySendError::Closed(_) => self.metrics.shutdown.inc(),
+                };
+            }
         }
+    }
+}
+
+impl Drop for SpanQueue {
+    /// Closes the queue, then wakes the export task to drain it and stop.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        self.ready.notify_one();
     }
 }
 
@@ -142,14 +171,19 @@ pub fn start(
     metrics: ExportMetrics,
 ) -> Result<(SpanQueue, Exporting), ExporterError> {
     let collector = build_collector(settings)?;
-    let (queue, rx, queued) = SpanQueue::bounded(settings.queue_capacity, metrics.clone());
+    let (mut queue, rx, queued) = SpanQueue::bounded(settings.queue_capacity, metrics.clone());
+    let max_batch_size = settings.max_batch_size.max(1);
+    // Woken at a full batch, but never later than half the queue: the
+    // other half takes the spans that arrive until the task runs.
+    queue.batch = max_batch_size.min(settings.queue_capacity / 2).max(1);
     let batcher = Batcher {
         rx,
+        ready: Arc::clone(&queue.ready),
         collector,
         encoder: TraceEncoder::new(resource),
         queued: Arc::clone(&queued),
         metrics: metrics.clone(),
-        max_batch_size: settings.max_batch_size.max(1),
+        max_batch_size,
         schedule_delay: settings.schedule_delay,
         export_timeout: settings.export_timeout,
         endpoint: settings.endpoint.clone(),
@@ -214,6 +248,8 @@ fn build_collector(settings: &TraceSettings) -> Result<Collector, ExporterError>
 /// The export task's state.
 struct Batcher {
     rx: mpsc::Receiver<SpanData>,
+    /// Notified by the queue: a batch is waiting, or the queue closed.
+    ready: Arc<Notify>,
     collector: Collector,
     encoder: TraceEncoder,
     queued: Arc<AtomicUsize>,
@@ -230,12 +266,18 @@ impl Batcher {
         let mut batch = Vec::with_capacity(self.max_batch_size);
         while let Some(first) = self.rx.recv().await {
             batch.push(first);
-            let flush_at = Instant::now() + self.schedule_delay;
-            while batch.len() < self.max_batch_size {
-                let room = self.max_batch_size - batch.len();
+            let flush = tokio::time::sleep_until(Instant::now() + self.schedule_delay);
+            tokio::pin!(flush);
+            // Not woken per span: the queue notifies when a batch is
+            // waiting or it closed (a notification sent while this task
+            // was taking spans is kept, so none is missed).
+            while self.take_queued(&mut batch) {
                 tokio::select! {
-                    received = self.rx.recv_many(&mut batch, room) => if received == 0 { break },
-                    _ = tokio::time::sleep_until(flush_at) => break,
+                    () = self.ready.notified() => {}
+                    () = &mut flush => {
+                        self.take_queued(&mut batch);
+                        break;
+                    }
                 }
             }
             let taken = batch.len();
@@ -245,6 +287,19 @@ impl Batcher {
             // when shutdown gives up are counted as dropped too.
             self.queued.fetch_sub(taken, Ordering::Relaxed);
         }
+    }
+
+    /// Moves queued spans into `batch` without waiting; false when the
+    /// batch is full or the queue closed and empty (export now).
+    fn take_queued(&mut self, batch: &mut Vec<SpanData>) -> bool {
+        while batch.len() < self.max_batch_size {
+            match self.rx.try_recv() {
+                Ok(span) => batch.push(span),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        false
     }
 
     async fn export(&mut self, batch: &[SpanData]) {
@@ -341,6 +396,59 @@ mod tests {
             OtlpProtocol::HttpProtobuf
         ))
         .is_ok());
+    }
+
+    fn span() -> SpanData {
+        use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+        use opentelemetry::InstrumentationScope;
+        use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+        SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: "span".into(),
+            start_time: std::time::SystemTime::UNIX_EPOCH,
+            end_time: std::time::SystemTime::UNIX_EPOCH,
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("test").build(),
+        }
+    }
+
+    /// Fewer spans than a batch and a schedule delay of an hour: once the
+    /// export task holds them and waits, only the queue closing can wake it
+    /// before the deadline. Sent to a port nothing listens on, they count
+    /// as failed (or timed out); spans never exported would count as
+    /// dropped at `shutdown`.
+    #[tokio::test]
+    async fn closing_the_queue_exports_what_it_holds_without_waiting_for_the_schedule() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}/v1/traces", closed.local_addr().expect("addr"));
+        drop(closed);
+        let mut settings = settings(&endpoint, OtlpProtocol::HttpProtobuf);
+        settings.schedule_delay = Duration::from_secs(3600);
+        let metrics = ExportMetrics::new(&mut Registry::default());
+        let (queue, exporting) =
+            start(&settings, &BTreeMap::new(), metrics.clone()).expect("exporter");
+        // The (single-threaded) test runtime runs the export task at each
+        // yield: first to wait for a span, then to take the three and wait
+        // for more.
+        tokio::task::yield_now().await;
+        for _ in 0..3 {
+            queue.push(span());
+        }
+        tokio::task::yield_now().await;
+        drop(queue);
+        exporting.shutdown(Duration::from_secs(30)).await;
+        assert_eq!(metrics.shutdown.get(), 0, "spans left in the queue");
+        assert_eq!(
+            metrics.export_failed.get() + metrics.export_timeout.get(),
+            3
+        );
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl SpanObserver {
         measure_attributes(&mut attributes, observation);
 
         let name: Cow<'static, str> = match route {
-            Some(route) => format!("{method} {route}").into(),
+            Some(route) => [method, " ", route].concat().into(),
             None => method.into(),
         };
         let start_time = exchange.started;
@@ -220,11 +220,11 @@ impl SpanObserver {
         let mut span = self.exchange_span(event.observation, trace);
         span.attributes.push(KeyValue::new(
             "waybill.transaction",
-            transaction.name.to_string(),
+            key_text(&transaction.name),
         ));
         span.attributes.push(KeyValue::new(
             "waybill.keys",
-            strings(event.keys.iter().map(Key::to_string)),
+            strings(event.keys.iter().map(key_text)),
         ));
         if let (Some(milestone), false) = (
             &event.observation.milestone,
@@ -242,13 +242,16 @@ impl SpanObserver {
             .iter()
             .map(|marked| {
                 Event::new(
-                    marked.record.milestone.to_string(),
+                    marked.record.milestone.as_str().to_owned(),
                     at,
                     vec![
-                        KeyValue::new("waybill.object.kind", marked.record.object.kind.to_string()),
+                        KeyValue::new(
+                            "waybill.object.kind",
+                            Value::from(marked.record.object.kind.shared_name()),
+                        ),
                         KeyValue::new(
                             "waybill.object.value",
-                            marked.record.object.value.to_string(),
+                            Value::from(Arc::clone(&marked.record.object.value)),
                         ),
                         KeyValue::new("waybill.milestone.repeat", marked.repeat),
                     ],
@@ -275,7 +278,7 @@ impl SpanObserver {
                     ),
                     vec![
                         KeyValue::new("waybill.link", "former_name"),
-                        KeyValue::new("waybill.transaction", former.to_string()),
+                        KeyValue::new("waybill.transaction", key_text(former)),
                     ],
                     0,
                 )
@@ -291,7 +294,7 @@ impl SpanObserver {
                 .news
                 .flows
                 .iter()
-                .map(|flow| self.flow_span(flow, transaction.name.to_string(), trace)),
+                .map(|flow| self.flow_span(flow, key_text(&transaction.name), trace)),
         );
         spans
     }
@@ -305,10 +308,10 @@ impl SpanObserver {
             .find(|f| f.name == flow.flow)
             .map(|f| f.slo.as_secs_f64());
         let mut attributes = vec![
-            KeyValue::new("waybill.flow", flow.flow.to_string()),
+            KeyValue::new("waybill.flow", Value::from(flow.flow.shared_name())),
             KeyValue::new("waybill.flow.duration_seconds", flow.duration.as_secs_f64()),
             KeyValue::new("waybill.flow.within_slo", flow.within_slo),
-            KeyValue::new("waybill.flow.object", flow.object.to_string()),
+            KeyValue::new("waybill.flow.object", key_text(&flow.object)),
             KeyValue::new("waybill.transaction", transaction),
         ];
         if let Some(slo) = slo {
@@ -411,7 +414,7 @@ impl Observer for SpanObserver {
         let mut attributes = exception_attributes(exception);
         attributes.push(KeyValue::new(
             "waybill.transaction",
-            transaction.name.to_string(),
+            key_text(&transaction.name),
         ));
         let span = self.internal_span("waybill.exception", trace, (at, at), attributes);
         self.send(vec![span]);
@@ -515,7 +518,7 @@ fn client_target(attributes: &mut Vec<KeyValue>, upstream: &http::Uri, request: 
     let path_and_query = request.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     attributes.push(KeyValue::new(
         "url.full",
-        format!("{scheme}://{authority}{base}{path_and_query}"),
+        [scheme, "://", authority, base, path_and_query].concat(),
     ));
     attributes.push(KeyValue::new("url.scheme", scheme.to_owned()));
     if let Some(host) = upstream.host() {
@@ -586,6 +589,12 @@ fn protocol_version(version: http::Version) -> &'static str {
         http::Version::HTTP_3 => "3",
         _ => "1.1",
     }
+}
+
+/// A key as spans show it, `kind:value` (its `Display`), built in one
+/// allocation of the right size: this runs several times per exchange.
+fn key_text(key: &Key) -> String {
+    [key.kind.as_str(), ":", &key.value].concat()
 }
 
 fn strings<S: Into<StringValue>>(values: impl Iterator<Item = S>) -> Value {
