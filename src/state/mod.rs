@@ -169,6 +169,14 @@ impl StateMetrics {
     fn stuck_gauge(&mut self, milestone: &crate::config::Milestone) -> &Gauge {
         milestone_gauge(&self.stuck, &mut self.stuck_by_id, milestone)
     }
+
+    /// Sets the gauges of transactions by status and of keys.
+    fn publish(&self, held: usize, complete: usize, keys: usize) {
+        let gauge = |g: &Gauge, n: usize| g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        gauge(&self.open, held - complete);
+        gauge(&self.complete, complete);
+        gauge(&self.keys, keys);
+    }
 }
 
 /// The gauge of `milestone` in `family`, looked up by name the first time
@@ -314,6 +322,24 @@ impl Store {
         self.transactions.get_mut(&id).map(|tx| &mut **tx)
     }
 
+    /// Transaction `id`, looked up once, to read and change through one
+    /// handle (see [`TxMut`]).
+    pub fn entry(&mut self, id: TxId) -> Option<TxMut<'_>> {
+        let held = self.transactions.len();
+        let keys = self.index.len();
+        let tx = self.transactions.get_mut(&id)?;
+        Some(TxMut {
+            tx,
+            id,
+            limits: &self.limits,
+            by_update: &mut self.by_update,
+            complete: &mut self.complete,
+            metrics: &mut self.metrics,
+            held,
+            keys,
+        })
+    }
+
     /// Every transaction, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
         self.transactions.values().map(|tx| &**tx)
@@ -365,15 +391,9 @@ impl Store {
 
     /// Records that transaction `id` changed at `now`.
     pub fn touch(&mut self, id: TxId, now: SystemTime) {
-        let Some(tx) = self.transactions.get_mut(&id) else {
-            return;
-        };
-        if now <= tx.last_updated {
-            return;
+        if let Some(mut tx) = self.entry(id) {
+            tx.touch(now);
         }
-        self.by_update.remove(&(tx.last_updated, id));
-        tx.last_updated = tx.last_updated.max(now);
-        self.by_update.insert((tx.last_updated, id));
     }
 
     /// Moves everything of `from` into `into` and forgets `from`: keys,
@@ -497,13 +517,8 @@ impl Store {
     /// Appends `record` to the timeline of `id`, dropping the oldest beyond
     /// the configured bound.
     pub fn push_exchange(&mut self, id: TxId, record: ExchangeRecord) {
-        let bound = self.limits.max_exchanges_per_transaction;
-        if let Some(tx) = self.transactions.get_mut(&id) {
-            tx.exchanges.push_back(record);
-            while tx.exchanges.len() > bound {
-                tx.exchanges.pop_front();
-                tx.exchanges_dropped = tx.exchanges_dropped.saturating_add(1);
-            }
+        if let Some(mut tx) = self.entry(id) {
+            tx.push_exchange(record);
         }
     }
 
@@ -577,63 +592,120 @@ impl Store {
 
     /// Sets where open transaction `id` is now (`None` once complete).
     pub fn set_current(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
-        let Some(tx) = self.transactions.get_mut(&id) else {
-            return;
-        };
-        if tx.current == milestone {
+        if let Some(mut tx) = self.entry(id) {
+            tx.set_current(milestone);
+        }
+    }
+
+    /// Marks transaction `id` stuck at `milestone`, or not stuck (`None`).
+    pub fn set_stuck(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
+        if let Some(mut tx) = self.entry(id) {
+            tx.set_stuck(milestone);
+        }
+    }
+
+    /// Sets the status of `id`; returns the previous one.
+    pub fn set_status(&mut self, id: TxId, status: Status) -> Option<Status> {
+        self.entry(id).map(|mut tx| tx.set_status(status))
+    }
+
+    fn refresh_gauges(&self) {
+        self.metrics
+            .publish(self.transactions.len(), self.complete, self.index.len());
+    }
+}
+
+/// One transaction of a [`Store`], looked up once ([`Store::entry`]): it
+/// reads as the [`Transaction`], and what changes through it keeps the
+/// timeline bound, the status count, the gauges and the expiry order
+/// right. Keys are added with [`Store::attach`].
+pub struct TxMut<'a> {
+    tx: &'a mut Transaction,
+    id: TxId,
+    limits: &'a StateConfig,
+    by_update: &'a mut BTreeSet<(SystemTime, TxId)>,
+    complete: &'a mut usize,
+    metrics: &'a mut StateMetrics,
+    /// Transactions and keys held (unchanged while the handle lives).
+    held: usize,
+    keys: usize,
+}
+
+impl std::ops::Deref for TxMut<'_> {
+    type Target = Transaction;
+    fn deref(&self) -> &Transaction {
+        self.tx
+    }
+}
+
+impl std::ops::DerefMut for TxMut<'_> {
+    fn deref_mut(&mut self) -> &mut Transaction {
+        self.tx
+    }
+}
+
+impl TxMut<'_> {
+    /// Records that the transaction changed at `now`.
+    pub fn touch(&mut self, now: SystemTime) {
+        let tx = &mut *self.tx;
+        if now <= tx.last_updated {
             return;
         }
-        if let Some(before) = &tx.current {
+        self.by_update.remove(&(tx.last_updated, self.id));
+        tx.last_updated = now;
+        self.by_update.insert((now, self.id));
+    }
+
+    /// Appends `record` to the timeline, dropping the oldest beyond the
+    /// configured bound.
+    pub fn push_exchange(&mut self, record: ExchangeRecord) {
+        let bound = self.limits.max_exchanges_per_transaction;
+        let tx = &mut *self.tx;
+        tx.exchanges.push_back(record);
+        while tx.exchanges.len() > bound {
+            tx.exchanges.pop_front();
+            tx.exchanges_dropped = tx.exchanges_dropped.saturating_add(1);
+        }
+    }
+
+    /// Sets where the open transaction is now (`None` once complete).
+    pub fn set_current(&mut self, milestone: Option<crate::config::Milestone>) {
+        if self.tx.current == milestone {
+            return;
+        }
+        if let Some(before) = &self.tx.current {
             self.metrics.in_flight_gauge(before).dec();
         }
         if let Some(now) = &milestone {
             self.metrics.in_flight_gauge(now).inc();
         }
-        tx.current = milestone;
+        self.tx.current = milestone;
     }
 
-    /// Marks transaction `id` stuck at `milestone`, or not stuck (`None`).
-    pub fn set_stuck(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
-        let Some(tx) = self.transactions.get_mut(&id) else {
-            return;
-        };
-        if tx.stuck == milestone {
+    /// Marks the transaction stuck at `milestone`, or not stuck (`None`).
+    pub fn set_stuck(&mut self, milestone: Option<crate::config::Milestone>) {
+        if self.tx.stuck == milestone {
             return;
         }
-        if let Some(before) = &tx.stuck {
+        if let Some(before) = &self.tx.stuck {
             self.metrics.stuck_gauge(before).dec();
         }
         if let Some(now) = &milestone {
             self.metrics.stuck_gauge(now).inc();
         }
-        tx.stuck = milestone;
+        self.tx.stuck = milestone;
     }
 
-    /// Sets the status of `id`; returns the previous one.
-    pub fn set_status(&mut self, id: TxId, status: Status) -> Option<Status> {
-        let tx = self.transactions.get_mut(&id)?;
-        let before = std::mem::replace(&mut tx.status, status);
+    /// Sets the status; returns the previous one.
+    pub fn set_status(&mut self, status: Status) -> Status {
+        let before = std::mem::replace(&mut self.tx.status, status);
         match (before, status) {
-            (Status::Open, Status::Complete) => self.complete += 1,
-            (Status::Complete, Status::Open) => self.complete -= 1,
-            _ => {}
+            (Status::Open, Status::Complete) => *self.complete += 1,
+            (Status::Complete, Status::Open) => *self.complete -= 1,
+            _ => return before,
         }
-        self.refresh_gauges();
-        Some(before)
-    }
-
-    fn refresh_gauges(&self) {
-        let complete = self.complete;
-        let open = self.transactions.len() - complete;
-        self.metrics
-            .open
-            .set(i64::try_from(open).unwrap_or(i64::MAX));
-        self.metrics
-            .complete
-            .set(i64::try_from(complete).unwrap_or(i64::MAX));
-        self.metrics
-            .keys
-            .set(i64::try_from(self.index.len()).unwrap_or(i64::MAX));
+        self.metrics.publish(self.held, *self.complete, self.keys);
+        before
     }
 }
 
