@@ -7,6 +7,7 @@
 //! several sidecars share one picture through a replicated log in Redis.
 
 pub mod durable;
+mod expiry;
 mod index;
 pub mod shared;
 mod transaction;
@@ -16,8 +17,6 @@ pub use transaction::{
     MeasuredFlow, MilestoneRecord, NewExchange, Reached, Resolution, Stamp, Status, Transaction,
     TxId,
 };
-
-use std::collections::BTreeSet;
 
 use foldhash::HashMap as FastMap;
 use std::time::SystemTime;
@@ -225,9 +224,8 @@ pub struct Store {
     /// lookup into a scan (foldhash is only "minimally DoS-resistant").
     /// Holds no copy of the keys (see [`index`]).
     index: index::KeyIndex,
-    /// `(last_updated, id)` of every transaction: the front is the next to
-    /// expire or evict.
-    by_update: BTreeSet<(SystemTime, TxId)>,
+    /// The least recently updated transaction: the next to expire or evict.
+    by_update: expiry::Expiry,
     next_id: u64,
     /// How many held transactions are complete, kept for the gauges.
     complete: usize,
@@ -241,7 +239,7 @@ impl Store {
             limits,
             transactions: FastMap::default(),
             index: index::KeyIndex::default(),
-            by_update: BTreeSet::new(),
+            by_update: expiry::Expiry::default(),
             next_id: 1,
             complete: 0,
             metrics: StateMetrics::new(registry),
@@ -274,7 +272,7 @@ impl Store {
             let Some(tx) = self.transactions.get(&id) else {
                 continue;
             };
-            self.by_update.insert((tx.last_updated, id));
+            self.by_update.push(tx.last_updated, id);
             if tx.status == Status::Complete {
                 self.complete += 1;
             }
@@ -299,9 +297,9 @@ impl Store {
     }
 
     /// When the next transaction expires by TTL, if any is held.
-    pub fn next_expiry(&self) -> Option<SystemTime> {
+    pub fn next_expiry(&mut self) -> Option<SystemTime> {
         self.by_update
-            .first()
+            .oldest(&self.transactions)
             .and_then(|(last, _)| last.checked_add(self.limits.ttl))
     }
 
@@ -325,6 +323,7 @@ impl Store {
     /// Transaction `id`, looked up once, to read and change through one
     /// handle (see [`TxMut`]).
     pub fn entry(&mut self, id: TxId) -> Option<TxMut<'_>> {
+        self.by_update.compact(&self.transactions);
         let held = self.transactions.len();
         let keys = self.index.len();
         let tx = self.transactions.get_mut(&id)?;
@@ -359,7 +358,7 @@ impl Store {
     /// evicting the least recently updated one if the store is full.
     pub fn create(&mut self, name: Key, now: SystemTime) -> TxId {
         while self.transactions.len() >= self.limits.max_transactions.max(1) {
-            let Some(&(_, oldest)) = self.by_update.first() else {
+            let Some((_, oldest)) = self.by_update.oldest(&self.transactions) else {
                 break;
             };
             self.remove(oldest, Removal::Capacity);
@@ -368,7 +367,8 @@ impl Store {
         self.next_id += 1;
         self.transactions
             .insert(id, Box::new(Transaction::new(id, name.clone(), now)));
-        self.by_update.insert((now, id));
+        self.by_update.compact(&self.transactions);
+        self.by_update.push(now, id);
         self.attach(id, &name);
         self.refresh_gauges();
         id
@@ -408,7 +408,6 @@ impl Store {
             return;
         };
         let absorbed = *absorbed;
-        self.by_update.remove(&(absorbed.last_updated, from));
         if absorbed.status == Status::Complete {
             self.complete -= 1;
         }
@@ -526,7 +525,7 @@ impl Store {
     /// returns how many were removed.
     pub fn expire(&mut self, now: SystemTime) -> usize {
         let mut removed = 0;
-        while let Some(&(last, id)) = self.by_update.first() {
+        while let Some((last, id)) = self.by_update.oldest(&self.transactions) {
             let idle = now.duration_since(last).unwrap_or_default();
             if idle < self.limits.ttl {
                 break;
@@ -541,7 +540,6 @@ impl Store {
         let Some(tx) = self.transactions.remove(&id) else {
             return;
         };
-        self.by_update.remove(&(tx.last_updated, id));
         if tx.status == Status::Complete {
             self.complete -= 1;
         }
@@ -623,7 +621,7 @@ pub struct TxMut<'a> {
     tx: &'a mut Transaction,
     id: TxId,
     limits: &'a StateConfig,
-    by_update: &'a mut BTreeSet<(SystemTime, TxId)>,
+    by_update: &'a mut expiry::Expiry,
     complete: &'a mut usize,
     metrics: &'a mut StateMetrics,
     /// Transactions and keys held (unchanged while the handle lives).
@@ -651,9 +649,8 @@ impl TxMut<'_> {
         if now <= tx.last_updated {
             return;
         }
-        self.by_update.remove(&(tx.last_updated, self.id));
         tx.last_updated = now;
-        self.by_update.insert((now, self.id));
+        self.by_update.push(now, self.id);
     }
 
     /// Appends `record` to the timeline, dropping the oldest beyond the
@@ -759,6 +756,37 @@ mod tests {
         assert!(store.get(a).is_none());
         assert!(store.get(b).is_some());
         assert_eq!(store.metrics.removed_ttl.get(), 1);
+    }
+
+    #[test]
+    fn an_update_postpones_expiry_and_the_order_stays_bounded() {
+        let ttl = Duration::from_secs(60);
+        let (mut store, kinds) = store(10, ttl);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let a = store.create(key(&kinds, "order", "A"), t0);
+        let b = store.create(key(&kinds, "order", "B"), t0 + Duration::from_secs(10));
+        store.touch(a, t0 + Duration::from_secs(20));
+        // A's entry of t0 is stale: B is the next to expire.
+        assert_eq!(
+            store.next_expiry(),
+            Some(t0 + Duration::from_secs(10) + ttl)
+        );
+        assert_eq!(store.expire(t0 + Duration::from_secs(75)), 1);
+        assert!(store.get(a).is_some(), "updated at t0 + 20");
+        assert!(store.get(b).is_none());
+        assert_eq!(
+            store.next_expiry(),
+            Some(t0 + Duration::from_secs(20) + ttl)
+        );
+
+        // Every update leaves a stale entry behind; they are dropped in bulk.
+        for s in 21..5_000 {
+            store.touch(a, t0 + Duration::from_secs(s));
+        }
+        assert!(store.by_update.len() <= 1 + expiry::SLACK + 1);
+        assert_eq!(store.expire(t0 + Duration::from_secs(4_999) + ttl), 1);
+        assert!(store.is_empty());
+        assert_eq!(store.next_expiry(), None);
     }
 
     #[test]
