@@ -328,15 +328,13 @@ impl Correlator {
             if let Some(milestone) = &observation.milestone {
                 self.record_milestone(id, milestone, &observation, group, &mut news);
                 self.record_measures(id, milestone, &observation, &mut news);
-                let recorded: Vec<MilestoneRecord> = news
-                    .milestones
-                    .iter()
-                    .filter(|m| !m.repeat)
-                    .map(|m| m.record.clone())
-                    .collect();
-                for record in &recorded {
-                    self.reconcile_milestone(id, record, &observation, &mut news);
+                // Reconciling adds exceptions to `news`, never milestones:
+                // it reads the milestones marked in place, without copies.
+                let marked = std::mem::take(&mut news.milestones);
+                for m in marked.iter().filter(|m| !m.repeat) {
+                    self.reconcile_milestone(id, &m.record, &observation, &mut news);
                 }
+                news.milestones = marked;
             }
             self.resolve_satisfied(id, at, &mut news);
             // Status, expiry and the observers: one look-up.
