@@ -7,9 +7,11 @@
 
 use std::time::Duration;
 
-use crate::config::{Flow, Milestone};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::config::{Config, Flow, Milestone};
 use crate::extract::{Key, Observation};
-use crate::state::{FlowRecord, MilestoneRecord, Status, Transaction, TxId};
+use crate::state::{FlowRecord, MilestoneRecord, Status, Transaction, TxId, TxMut};
 
 use super::{Correlator, Marked, News};
 
@@ -104,39 +106,36 @@ impl Correlator {
             }
         }
     }
+}
 
-    /// Marks transaction `id` complete when every object of each terminal
-    /// milestone's kind has reached it (and at least one has), open otherwise.
-    pub(super) fn refresh_status(&mut self, id: TxId) {
-        let Some(tx) = self.store.get(id) else {
-            return;
-        };
-        let mut terminals = self
-            .config
-            .milestone_defs
-            .iter()
-            .filter(|d| d.terminal)
-            .peekable();
-        let complete = terminals.peek().is_some()
-            && terminals.all(|def| {
-                let mut objects = tx.keys.iter().filter(|k| k.kind == def.object).peekable();
-                objects.peek().is_some() && objects.all(|k| tx.reached(&def.name, Some(k)))
-            });
-        let status = if complete {
-            Status::Complete
-        } else {
-            Status::Open
-        };
-        let current = match status {
-            Status::Open => tx.last_milestone().map(|m| m.milestone.clone()),
-            Status::Complete => None,
-        };
-        if self.store.set_status(id, status) == Some(Status::Open) && complete {
-            self.metrics.completed.inc();
-            self.store.set_stuck(id, None);
-        }
-        self.store.set_current(id, current);
+/// Marks the transaction complete when every object of each terminal
+/// milestone's kind has reached it (and at least one has), open otherwise;
+/// counts a completion in `completed`.
+pub(super) fn refresh_status(config: &Config, completed: &Counter, tx: &mut TxMut<'_>) {
+    let mut terminals = config
+        .milestone_defs
+        .iter()
+        .filter(|d| d.terminal)
+        .peekable();
+    let complete = terminals.peek().is_some()
+        && terminals.all(|def| {
+            let mut objects = tx.keys.iter().filter(|k| k.kind == def.object).peekable();
+            objects.peek().is_some() && objects.all(|k| tx.reached(&def.name, Some(k)))
+        });
+    let status = if complete {
+        Status::Complete
+    } else {
+        Status::Open
+    };
+    let current = match status {
+        Status::Open => tx.last_milestone().map(|m| m.milestone.clone()),
+        Status::Complete => None,
+    };
+    if tx.set_status(status) == Status::Open && complete {
+        completed.inc();
+        tx.set_stuck(None);
     }
+    tx.set_current(current);
 }
 
 /// The flow `flow` ending on `object`, if its start milestone was reached:

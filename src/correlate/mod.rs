@@ -319,41 +319,38 @@ impl Correlator {
             let Some(id) = self.link(group, at) else {
                 continue;
             };
-            if let Some(record) = self
-                .store
-                .get(id)
-                .map(|tx| exchange_record(&observation, tx, group))
-            {
-                self.store.push_exchange(id, record);
+            if let Some(mut tx) = self.store.entry(id) {
+                let record = exchange_record(&observation, &tx, group);
+                tx.push_exchange(record);
             }
             let mut news = News::default();
             self.record_attempt(id, &observation, group, &mut news);
             if let Some(milestone) = &observation.milestone {
                 self.record_milestone(id, milestone, &observation, group, &mut news);
                 self.record_measures(id, milestone, &observation, &mut news);
-                let recorded: Vec<MilestoneRecord> = news
-                    .milestones
-                    .iter()
-                    .filter(|m| !m.repeat)
-                    .map(|m| m.record.clone())
-                    .collect();
-                for record in &recorded {
-                    self.reconcile_milestone(id, record, &observation, &mut news);
+                // Reconciling adds exceptions to `news`, never milestones:
+                // it reads the milestones marked in place, without copies.
+                let marked = std::mem::take(&mut news.milestones);
+                for m in marked.iter().filter(|m| !m.repeat) {
+                    self.reconcile_milestone(id, &m.record, &observation, &mut news);
                 }
+                news.milestones = marked;
             }
             self.resolve_satisfied(id, at, &mut news);
-            self.refresh_status(id);
-            self.store.touch(id, at);
-            if let Some(transaction) = self.store.get(id) {
-                let event = Correlated {
-                    observation: &observation,
-                    transaction,
-                    keys: group,
-                    news: &news,
-                };
-                for observer in &mut self.observers {
-                    observer.correlated(&event);
-                }
+            // Status, expiry and the observers: one look-up.
+            let Some(mut tx) = self.store.entry(id) else {
+                continue;
+            };
+            milestone::refresh_status(&self.config, &self.metrics.completed, &mut tx);
+            tx.touch(at);
+            let event = Correlated {
+                observation: &observation,
+                transaction: &tx,
+                keys: group,
+                news: &news,
+            };
+            for observer in &mut self.observers {
+                observer.correlated(&event);
             }
         }
         self.applied.fetch_add(1, Ordering::Release);

@@ -7,6 +7,7 @@
 //! several sidecars share one picture through a replicated log in Redis.
 
 pub mod durable;
+mod expiry;
 mod index;
 pub mod shared;
 mod transaction;
@@ -16,8 +17,6 @@ pub use transaction::{
     MeasuredFlow, MilestoneRecord, NewExchange, Reached, Resolution, Stamp, Status, Transaction,
     TxId,
 };
-
-use std::collections::BTreeSet;
 
 use foldhash::HashMap as FastMap;
 use std::time::SystemTime;
@@ -169,6 +168,14 @@ impl StateMetrics {
     fn stuck_gauge(&mut self, milestone: &crate::config::Milestone) -> &Gauge {
         milestone_gauge(&self.stuck, &mut self.stuck_by_id, milestone)
     }
+
+    /// Sets the gauges of transactions by status and of keys.
+    fn publish(&self, held: usize, complete: usize, keys: usize) {
+        let gauge = |g: &Gauge, n: usize| g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        gauge(&self.open, held - complete);
+        gauge(&self.complete, complete);
+        gauge(&self.keys, keys);
+    }
 }
 
 /// The gauge of `milestone` in `family`, looked up by name the first time
@@ -217,9 +224,8 @@ pub struct Store {
     /// lookup into a scan (foldhash is only "minimally DoS-resistant").
     /// Holds no copy of the keys (see [`index`]).
     index: index::KeyIndex,
-    /// `(last_updated, id)` of every transaction: the front is the next to
-    /// expire or evict.
-    by_update: BTreeSet<(SystemTime, TxId)>,
+    /// The least recently updated transaction: the next to expire or evict.
+    by_update: expiry::Expiry,
     next_id: u64,
     /// How many held transactions are complete, kept for the gauges.
     complete: usize,
@@ -233,7 +239,7 @@ impl Store {
             limits,
             transactions: FastMap::default(),
             index: index::KeyIndex::default(),
-            by_update: BTreeSet::new(),
+            by_update: expiry::Expiry::default(),
             next_id: 1,
             complete: 0,
             metrics: StateMetrics::new(registry),
@@ -266,7 +272,7 @@ impl Store {
             let Some(tx) = self.transactions.get(&id) else {
                 continue;
             };
-            self.by_update.insert((tx.last_updated, id));
+            self.by_update.push(tx.last_updated, id);
             if tx.status == Status::Complete {
                 self.complete += 1;
             }
@@ -291,9 +297,9 @@ impl Store {
     }
 
     /// When the next transaction expires by TTL, if any is held.
-    pub fn next_expiry(&self) -> Option<SystemTime> {
+    pub fn next_expiry(&mut self) -> Option<SystemTime> {
         self.by_update
-            .first()
+            .oldest(&self.transactions)
             .and_then(|(last, _)| last.checked_add(self.limits.ttl))
     }
 
@@ -312,6 +318,25 @@ impl Store {
     /// so the indexes stay right.
     pub fn get_mut(&mut self, id: TxId) -> Option<&mut Transaction> {
         self.transactions.get_mut(&id).map(|tx| &mut **tx)
+    }
+
+    /// Transaction `id`, looked up once, to read and change through one
+    /// handle (see [`TxMut`]).
+    pub fn entry(&mut self, id: TxId) -> Option<TxMut<'_>> {
+        self.by_update.compact(&self.transactions);
+        let held = self.transactions.len();
+        let keys = self.index.len();
+        let tx = self.transactions.get_mut(&id)?;
+        Some(TxMut {
+            tx,
+            id,
+            limits: &self.limits,
+            by_update: &mut self.by_update,
+            complete: &mut self.complete,
+            metrics: &mut self.metrics,
+            held,
+            keys,
+        })
     }
 
     /// Every transaction, in no particular order.
@@ -333,7 +358,7 @@ impl Store {
     /// evicting the least recently updated one if the store is full.
     pub fn create(&mut self, name: Key, now: SystemTime) -> TxId {
         while self.transactions.len() >= self.limits.max_transactions.max(1) {
-            let Some(&(_, oldest)) = self.by_update.first() else {
+            let Some((_, oldest)) = self.by_update.oldest(&self.transactions) else {
                 break;
             };
             self.remove(oldest, Removal::Capacity);
@@ -342,7 +367,8 @@ impl Store {
         self.next_id += 1;
         self.transactions
             .insert(id, Box::new(Transaction::new(id, name.clone(), now)));
-        self.by_update.insert((now, id));
+        self.by_update.compact(&self.transactions);
+        self.by_update.push(now, id);
         self.attach(id, &name);
         self.refresh_gauges();
         id
@@ -365,15 +391,9 @@ impl Store {
 
     /// Records that transaction `id` changed at `now`.
     pub fn touch(&mut self, id: TxId, now: SystemTime) {
-        let Some(tx) = self.transactions.get_mut(&id) else {
-            return;
-        };
-        if now <= tx.last_updated {
-            return;
+        if let Some(mut tx) = self.entry(id) {
+            tx.touch(now);
         }
-        self.by_update.remove(&(tx.last_updated, id));
-        tx.last_updated = tx.last_updated.max(now);
-        self.by_update.insert((tx.last_updated, id));
     }
 
     /// Moves everything of `from` into `into` and forgets `from`: keys,
@@ -388,7 +408,6 @@ impl Store {
             return;
         };
         let absorbed = *absorbed;
-        self.by_update.remove(&(absorbed.last_updated, from));
         if absorbed.status == Status::Complete {
             self.complete -= 1;
         }
@@ -497,13 +516,8 @@ impl Store {
     /// Appends `record` to the timeline of `id`, dropping the oldest beyond
     /// the configured bound.
     pub fn push_exchange(&mut self, id: TxId, record: ExchangeRecord) {
-        let bound = self.limits.max_exchanges_per_transaction;
-        if let Some(tx) = self.transactions.get_mut(&id) {
-            tx.exchanges.push_back(record);
-            while tx.exchanges.len() > bound {
-                tx.exchanges.pop_front();
-                tx.exchanges_dropped = tx.exchanges_dropped.saturating_add(1);
-            }
+        if let Some(mut tx) = self.entry(id) {
+            tx.push_exchange(record);
         }
     }
 
@@ -511,7 +525,7 @@ impl Store {
     /// returns how many were removed.
     pub fn expire(&mut self, now: SystemTime) -> usize {
         let mut removed = 0;
-        while let Some(&(last, id)) = self.by_update.first() {
+        while let Some((last, id)) = self.by_update.oldest(&self.transactions) {
             let idle = now.duration_since(last).unwrap_or_default();
             if idle < self.limits.ttl {
                 break;
@@ -526,7 +540,6 @@ impl Store {
         let Some(tx) = self.transactions.remove(&id) else {
             return;
         };
-        self.by_update.remove(&(tx.last_updated, id));
         if tx.status == Status::Complete {
             self.complete -= 1;
         }
@@ -577,63 +590,119 @@ impl Store {
 
     /// Sets where open transaction `id` is now (`None` once complete).
     pub fn set_current(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
-        let Some(tx) = self.transactions.get_mut(&id) else {
-            return;
-        };
-        if tx.current == milestone {
+        if let Some(mut tx) = self.entry(id) {
+            tx.set_current(milestone);
+        }
+    }
+
+    /// Marks transaction `id` stuck at `milestone`, or not stuck (`None`).
+    pub fn set_stuck(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
+        if let Some(mut tx) = self.entry(id) {
+            tx.set_stuck(milestone);
+        }
+    }
+
+    /// Sets the status of `id`; returns the previous one.
+    pub fn set_status(&mut self, id: TxId, status: Status) -> Option<Status> {
+        self.entry(id).map(|mut tx| tx.set_status(status))
+    }
+
+    fn refresh_gauges(&self) {
+        self.metrics
+            .publish(self.transactions.len(), self.complete, self.index.len());
+    }
+}
+
+/// One transaction of a [`Store`], looked up once ([`Store::entry`]): it
+/// reads as the [`Transaction`], and what changes through it keeps the
+/// timeline bound, the status count, the gauges and the expiry order
+/// right. Keys are added with [`Store::attach`].
+pub struct TxMut<'a> {
+    tx: &'a mut Transaction,
+    id: TxId,
+    limits: &'a StateConfig,
+    by_update: &'a mut expiry::Expiry,
+    complete: &'a mut usize,
+    metrics: &'a mut StateMetrics,
+    /// Transactions and keys held (unchanged while the handle lives).
+    held: usize,
+    keys: usize,
+}
+
+impl std::ops::Deref for TxMut<'_> {
+    type Target = Transaction;
+    fn deref(&self) -> &Transaction {
+        self.tx
+    }
+}
+
+impl std::ops::DerefMut for TxMut<'_> {
+    fn deref_mut(&mut self) -> &mut Transaction {
+        self.tx
+    }
+}
+
+impl TxMut<'_> {
+    /// Records that the transaction changed at `now`.
+    pub fn touch(&mut self, now: SystemTime) {
+        let tx = &mut *self.tx;
+        if now <= tx.last_updated {
             return;
         }
-        if let Some(before) = &tx.current {
+        tx.last_updated = now;
+        self.by_update.push(now, self.id);
+    }
+
+    /// Appends `record` to the timeline, dropping the oldest beyond the
+    /// configured bound.
+    pub fn push_exchange(&mut self, record: ExchangeRecord) {
+        let bound = self.limits.max_exchanges_per_transaction;
+        let tx = &mut *self.tx;
+        tx.exchanges.push_back(record);
+        while tx.exchanges.len() > bound {
+            tx.exchanges.pop_front();
+            tx.exchanges_dropped = tx.exchanges_dropped.saturating_add(1);
+        }
+    }
+
+    /// Sets where the open transaction is now (`None` once complete).
+    pub fn set_current(&mut self, milestone: Option<crate::config::Milestone>) {
+        if self.tx.current == milestone {
+            return;
+        }
+        if let Some(before) = &self.tx.current {
             self.metrics.in_flight_gauge(before).dec();
         }
         if let Some(now) = &milestone {
             self.metrics.in_flight_gauge(now).inc();
         }
-        tx.current = milestone;
+        self.tx.current = milestone;
     }
 
-    /// Marks transaction `id` stuck at `milestone`, or not stuck (`None`).
-    pub fn set_stuck(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
-        let Some(tx) = self.transactions.get_mut(&id) else {
-            return;
-        };
-        if tx.stuck == milestone {
+    /// Marks the transaction stuck at `milestone`, or not stuck (`None`).
+    pub fn set_stuck(&mut self, milestone: Option<crate::config::Milestone>) {
+        if self.tx.stuck == milestone {
             return;
         }
-        if let Some(before) = &tx.stuck {
+        if let Some(before) = &self.tx.stuck {
             self.metrics.stuck_gauge(before).dec();
         }
         if let Some(now) = &milestone {
             self.metrics.stuck_gauge(now).inc();
         }
-        tx.stuck = milestone;
+        self.tx.stuck = milestone;
     }
 
-    /// Sets the status of `id`; returns the previous one.
-    pub fn set_status(&mut self, id: TxId, status: Status) -> Option<Status> {
-        let tx = self.transactions.get_mut(&id)?;
-        let before = std::mem::replace(&mut tx.status, status);
+    /// Sets the status; returns the previous one.
+    pub fn set_status(&mut self, status: Status) -> Status {
+        let before = std::mem::replace(&mut self.tx.status, status);
         match (before, status) {
-            (Status::Open, Status::Complete) => self.complete += 1,
-            (Status::Complete, Status::Open) => self.complete -= 1,
-            _ => {}
+            (Status::Open, Status::Complete) => *self.complete += 1,
+            (Status::Complete, Status::Open) => *self.complete -= 1,
+            _ => return before,
         }
-        self.refresh_gauges();
-        Some(before)
-    }
-
-    fn refresh_gauges(&self) {
-        let complete = self.complete;
-        let open = self.transactions.len() - complete;
-        self.metrics
-            .open
-            .set(i64::try_from(open).unwrap_or(i64::MAX));
-        self.metrics
-            .complete
-            .set(i64::try_from(complete).unwrap_or(i64::MAX));
-        self.metrics
-            .keys
-            .set(i64::try_from(self.index.len()).unwrap_or(i64::MAX));
+        self.metrics.publish(self.held, *self.complete, self.keys);
+        before
     }
 }
 
@@ -687,6 +756,37 @@ mod tests {
         assert!(store.get(a).is_none());
         assert!(store.get(b).is_some());
         assert_eq!(store.metrics.removed_ttl.get(), 1);
+    }
+
+    #[test]
+    fn an_update_postpones_expiry_and_the_order_stays_bounded() {
+        let ttl = Duration::from_secs(60);
+        let (mut store, kinds) = store(10, ttl);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let a = store.create(key(&kinds, "order", "A"), t0);
+        let b = store.create(key(&kinds, "order", "B"), t0 + Duration::from_secs(10));
+        store.touch(a, t0 + Duration::from_secs(20));
+        // A's entry of t0 is stale: B is the next to expire.
+        assert_eq!(
+            store.next_expiry(),
+            Some(t0 + Duration::from_secs(10) + ttl)
+        );
+        assert_eq!(store.expire(t0 + Duration::from_secs(75)), 1);
+        assert!(store.get(a).is_some(), "updated at t0 + 20");
+        assert!(store.get(b).is_none());
+        assert_eq!(
+            store.next_expiry(),
+            Some(t0 + Duration::from_secs(20) + ttl)
+        );
+
+        // Every update leaves a stale entry behind; they are dropped in bulk.
+        for s in 21..5_000 {
+            store.touch(a, t0 + Duration::from_secs(s));
+        }
+        assert!(store.by_update.len() <= 1 + expiry::SLACK + 1);
+        assert_eq!(store.expire(t0 + Duration::from_secs(4_999) + ttl), 1);
+        assert!(store.is_empty());
+        assert_eq!(store.next_expiry(), None);
     }
 
     #[test]
