@@ -513,14 +513,6 @@ impl Store {
         self.refresh_gauges();
     }
 
-    /// Appends `record` to the timeline of `id`, dropping the oldest beyond
-    /// the configured bound.
-    pub fn push_exchange(&mut self, id: TxId, record: ExchangeRecord) {
-        if let Some(mut tx) = self.entry(id) {
-            tx.push_exchange(record);
-        }
-    }
-
     /// Removes every transaction idle for longer than the TTL at `now`;
     /// returns how many were removed.
     pub fn expire(&mut self, now: SystemTime) -> usize {
@@ -588,23 +580,11 @@ impl Store {
         Some(record.clone())
     }
 
-    /// Sets where open transaction `id` is now (`None` once complete).
-    pub fn set_current(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
-        if let Some(mut tx) = self.entry(id) {
-            tx.set_current(milestone);
-        }
-    }
-
     /// Marks transaction `id` stuck at `milestone`, or not stuck (`None`).
     pub fn set_stuck(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
         if let Some(mut tx) = self.entry(id) {
             tx.set_stuck(milestone);
         }
-    }
-
-    /// Sets the status of `id`; returns the previous one.
-    pub fn set_status(&mut self, id: TxId, status: Status) -> Option<Status> {
-        self.entry(id).map(|mut tx| tx.set_status(status))
     }
 
     fn refresh_gauges(&self) {
@@ -667,30 +647,22 @@ impl TxMut<'_> {
 
     /// Sets where the open transaction is now (`None` once complete).
     pub fn set_current(&mut self, milestone: Option<crate::config::Milestone>) {
-        if self.tx.current == milestone {
-            return;
-        }
-        if let Some(before) = &self.tx.current {
-            self.metrics.in_flight_gauge(before).dec();
-        }
-        if let Some(now) = &milestone {
-            self.metrics.in_flight_gauge(now).inc();
-        }
-        self.tx.current = milestone;
+        move_between_gauges(
+            &mut self.tx.current,
+            milestone,
+            self.metrics,
+            StateMetrics::in_flight_gauge,
+        );
     }
 
     /// Marks the transaction stuck at `milestone`, or not stuck (`None`).
     pub fn set_stuck(&mut self, milestone: Option<crate::config::Milestone>) {
-        if self.tx.stuck == milestone {
-            return;
-        }
-        if let Some(before) = &self.tx.stuck {
-            self.metrics.stuck_gauge(before).dec();
-        }
-        if let Some(now) = &milestone {
-            self.metrics.stuck_gauge(now).inc();
-        }
-        self.tx.stuck = milestone;
+        move_between_gauges(
+            &mut self.tx.stuck,
+            milestone,
+            self.metrics,
+            StateMetrics::stuck_gauge,
+        );
     }
 
     /// Sets the status; returns the previous one.
@@ -704,6 +676,26 @@ impl TxMut<'_> {
         self.metrics.publish(self.held, *self.complete, self.keys);
         before
     }
+}
+
+/// Sets `slot` (a transaction's current or stuck milestone) to `to`,
+/// moving the transaction from the old milestone's `gauge` to the new one's.
+fn move_between_gauges(
+    slot: &mut Option<crate::config::Milestone>,
+    to: Option<crate::config::Milestone>,
+    metrics: &mut StateMetrics,
+    gauge: for<'m> fn(&'m mut StateMetrics, &crate::config::Milestone) -> &'m Gauge,
+) {
+    if *slot == to {
+        return;
+    }
+    if let Some(before) = slot {
+        gauge(metrics, before).dec();
+    }
+    if let Some(now) = &to {
+        gauge(metrics, now).inc();
+    }
+    *slot = to;
 }
 
 #[cfg(test)]
@@ -859,7 +851,10 @@ mod tests {
         let (s, o) = (tx_b.position(&ship), tx_b.position(&order));
         tx_b.link(s.expect("ship"), o.expect("order"));
         let refs = tx_b.key_refs(&[order.clone(), ship.clone()]);
-        store.push_exchange(b, exchange(7, &wms, t0, refs));
+        store
+            .entry(b)
+            .expect("held")
+            .push_exchange(exchange(7, &wms, t0, refs));
 
         store.merge(a, b);
         let tx = store.get(a).expect("merged");
