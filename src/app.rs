@@ -354,8 +354,10 @@ struct Extraction {
 impl Handover for Extraction {
     fn take(&self, exchange: Exchange) -> Result<(), Refused> {
         let observations = self.observations.upgrade().ok_or(Refused::Closed)?;
-        let observation = self.extractor.observe(exchange);
-        observations.try_send(observation)?;
+        // A slot first: an exchange the queue has no room for is dropped
+        // before any extraction work is spent on it.
+        let slot = observations.try_reserve()?;
+        slot.send(self.extractor.observe(exchange));
         self.extracted.fetch_add(1, Ordering::Release);
         Ok(())
     }
