@@ -5,9 +5,11 @@
 
 use std::time::SystemTime;
 
+use smallvec::SmallVec;
+
 use crate::config::KeyKind;
 use crate::extract::Key;
-use crate::state::TxId;
+use crate::state::{KeyHash, TxId};
 
 use super::Correlator;
 
@@ -21,7 +23,7 @@ const PAIRWISE_LIMIT: usize = 8;
 /// several root keys (a batch of orders) must not fuse those orders into
 /// one transaction: each root key is then its own group, and the other keys
 /// of such a message, whose owner cannot be told, are left unlinked.
-pub(super) fn groups<'a>(keys: &'a [Key], root: &KeyKind) -> Vec<&'a [Key]> {
+pub(super) fn groups<'a>(keys: &'a [Key], root: &KeyKind) -> SmallVec<[&'a [Key]; 1]> {
     let roots = keys.iter().filter(|k| &k.kind == root).count();
     if roots > 1 {
         keys.iter()
@@ -29,9 +31,9 @@ pub(super) fn groups<'a>(keys: &'a [Key], root: &KeyKind) -> Vec<&'a [Key]> {
             .map(std::slice::from_ref)
             .collect()
     } else if keys.is_empty() {
-        Vec::new()
+        SmallVec::new()
     } else {
-        vec![keys]
+        smallvec::smallvec![keys]
     }
 }
 
@@ -40,33 +42,39 @@ impl Correlator {
     /// transaction they already belong to, and records their links.
     /// `None` only for an empty `keys`, which [`groups`] never yields.
     pub(super) fn link(&mut self, keys: &[Key], at: SystemTime) -> Option<TxId> {
-        // Where each key is indexed now: a key already indexed to the
-        // surviving transaction needs no `attach` (merging only moves keys
-        // into it), which saves hashing it again.
-        let found: Vec<Option<TxId>> = keys.iter().map(|k| self.store.find(k)).collect();
-        let mut owners: Vec<TxId> = found.iter().flatten().copied().collect();
+        // Where each key is indexed now, and its hash: a key already
+        // indexed to the surviving transaction needs no `attach` (merging
+        // only moves keys into it), and one that does is not hashed again.
+        let found: SmallVec<[(Option<TxId>, KeyHash); 8]> = keys
+            .iter()
+            .map(|k| {
+                let hash = self.store.key_hash(k);
+                (self.store.find_hashed(k, hash), hash)
+            })
+            .collect();
+        let mut owners: SmallVec<[TxId; 4]> = found.iter().filter_map(|(id, _)| *id).collect();
         owners.sort_unstable();
         owners.dedup();
 
         let id = match self.survivor(&owners) {
             Some(id) => id,
             None => {
-                let name = keys
+                let at_name = keys
                     .iter()
-                    .find(|k| k.kind == self.config.root)
-                    .or_else(|| keys.first())?
-                    .clone();
+                    .position(|k| k.kind == self.config.root)
+                    .unwrap_or(0);
+                let name = keys.get(at_name)?.clone();
                 self.metrics.created.inc();
-                self.store.create(name, at)
+                self.store.create_hashed(name, found[at_name].1, at)
             }
         };
         for other in owners.iter().filter(|&&o| o != id) {
             self.store.merge(id, *other);
             self.metrics.merged.inc();
         }
-        for (key, indexed) in keys.iter().zip(&found) {
-            if *indexed != Some(id) {
-                self.store.attach(id, key);
+        for (key, &(indexed, hash)) in keys.iter().zip(&found) {
+            if indexed != Some(id) {
+                self.store.attach_hashed(id, key, hash);
             }
         }
         self.record_links(id, keys);
@@ -97,7 +105,8 @@ impl Correlator {
                 tx.rename(root);
             }
         }
-        let positions: Vec<usize> = keys.iter().filter_map(|k| tx.position(k)).collect();
+        let positions: SmallVec<[usize; PAIRWISE_LIMIT]> =
+            keys.iter().filter_map(|k| tx.position(k)).collect();
         if positions.len() <= PAIRWISE_LIMIT {
             for (i, &a) in positions.iter().enumerate() {
                 for &b in &positions[i + 1..] {

@@ -8,100 +8,97 @@
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
+use smallvec::SmallVec;
 
 use crate::config::{Config, Flow, Milestone};
 use crate::extract::{Key, Observation};
-use crate::state::{FlowRecord, MilestoneRecord, Status, Transaction, TxId, TxMut};
+use crate::state::{FlowRecord, MilestoneRecord, Status, Transaction, TxMut};
 
-use super::{Correlator, Marked, News};
+use super::metrics::CorrelateMetrics;
+use super::{Marked, News};
 
-impl Correlator {
-    /// Records `milestone` on each of its objects in transaction `id`,
-    /// adding what it marked and the flows it completed to `news`.
-    pub(super) fn record_milestone(
-        &mut self,
-        id: TxId,
-        milestone: &Milestone,
-        observation: &Observation,
-        keys: &[Key],
-        news: &mut News,
-    ) {
-        let config = std::sync::Arc::clone(&self.config);
-        let object_kind = &config.milestone_def(milestone).object;
-        let counters = &self.metrics.milestones[milestone.id()];
-        let Some(tx) = self.store.get_mut(id) else {
-            return;
-        };
-        let mut objects: Vec<Key> = keys
+/// Records `milestone` on each of its objects in `tx`, adding what it
+/// marked and the flows it completed to `news`.
+pub(super) fn record(
+    config: &Config,
+    metrics: &CorrelateMetrics,
+    tx: &mut Transaction,
+    milestone: &Milestone,
+    observation: &Observation,
+    keys: &[Key],
+    news: &mut News,
+) {
+    let object_kind = &config.milestone_def(milestone).object;
+    let counters = &metrics.milestones[milestone.id()];
+    let mut objects: SmallVec<[Key; 2]> = keys
+        .iter()
+        .filter(|k| &k.kind == object_kind)
+        .map(|k| tx.shared_key(k))
+        .collect();
+    if objects.is_empty() {
+        objects = keys
             .iter()
+            .flat_map(|k| tx.neighbours(k))
             .filter(|k| &k.kind == object_kind)
-            .map(|k| tx.shared_key(k))
+            .cloned()
             .collect();
-        if objects.is_empty() {
-            objects = keys
-                .iter()
-                .flat_map(|k| tx.neighbours(k))
-                .filter(|k| &k.kind == object_kind)
-                .cloned()
-                .collect();
-            objects.sort();
-            objects.dedup();
-        }
-        if objects.is_empty() {
-            match &tx.root {
-                Some(root) if &root.kind == object_kind => objects.push(root.clone()),
-                _ => {
-                    counters.unresolved.inc();
-                    objects.push(tx.name.clone());
-                }
+        objects.sort();
+        objects.dedup();
+    }
+    if objects.is_empty() {
+        match &tx.root {
+            Some(root) if &root.kind == object_kind => objects.push(root.clone()),
+            _ => {
+                counters.unresolved.inc();
+                objects.push(tx.name.clone());
             }
         }
+    }
 
-        let exchange = &observation.exchange;
-        for object in objects {
-            if let Some(existing) = tx.milestone_mut(milestone, &object) {
-                existing.repeats += 1;
-                let existing = existing.clone();
-                counters.repeats.inc();
-                if let Some(record) = tx.milestone_record(&existing) {
-                    news.milestones.push(Marked {
-                        record,
-                        repeat: true,
-                    });
-                }
+    let exchange = &observation.exchange;
+    for object in objects {
+        if let Some(existing) = tx.milestone_mut(milestone, &object) {
+            existing.repeats += 1;
+            let existing = existing.clone();
+            counters.repeats.inc();
+            if let Some(record) = tx.milestone_record(&existing) {
+                news.milestones.push(Marked {
+                    record,
+                    repeat: true,
+                });
+            }
+            continue;
+        }
+        counters.recorded.inc();
+        let record = MilestoneRecord {
+            milestone: milestone.clone(),
+            object: object.clone(),
+            at: exchange.started,
+            system: exchange.system.clone(),
+            operation: observation.operation.clone(),
+            exchange: exchange.id,
+            repeats: 0,
+        };
+        if !tx.push_milestone(&record) {
+            continue;
+        }
+        news.milestones.push(Marked {
+            record,
+            repeat: false,
+        });
+        for (index, flow) in config.flows.iter().enumerate() {
+            if &flow.to != milestone {
                 continue;
             }
-            counters.recorded.inc();
-            let record = MilestoneRecord {
-                milestone: milestone.clone(),
-                object: object.clone(),
-                at: exchange.started,
-                system: exchange.system.clone(),
-                operation: observation.operation.clone(),
-                exchange: exchange.id,
-                repeats: 0,
-            };
-            if !tx.push_milestone(&record) {
-                continue;
-            }
-            news.milestones.push(Marked {
-                record,
-                repeat: false,
-            });
-            for (index, flow) in config.flows.iter().enumerate() {
-                if &flow.to != milestone {
-                    continue;
+            if let Some(record) = measure(config, flow, tx, &object) {
+                let handles = &metrics.flows[index];
+                if record.within_slo {
+                    handles.met.inc();
+                } else {
+                    handles.missed.inc();
                 }
-                if let Some(record) = measure(&config, flow, tx, &object) {
-                    let handles = &self.metrics.flows[index];
-                    if record.within_slo {
-                        handles.met.inc();
-                    } else {
-                        handles.missed.inc();
-                    }
-                    if tx.push_flow(&record) {
-                        news.flows.push(record);
-                    }
+                if tx.push_flow(&record) {
+                    news.flows.push(record);
                 }
             }
         }

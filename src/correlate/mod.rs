@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::extract::{Key, Observation};
 use crate::state::{
     ExceptionRecord, ExchangeRecord, FlowRecord, MilestoneRecord, NewExchange, Status, Store,
-    Transaction,
+    Transaction, TxId,
 };
 
 use metrics::CorrelateMetrics;
@@ -67,6 +67,15 @@ pub struct News {
     pub flows: Vec<FlowRecord>,
     /// Exceptions this exchange opened or resolved.
     pub exceptions: Vec<ExceptionRecord>,
+}
+
+impl News {
+    /// Empties every list, keeping what they allocated.
+    fn clear(&mut self) {
+        self.milestones.clear();
+        self.flows.clear();
+        self.exceptions.clear();
+    }
 }
 
 /// What the correlator reports after applying one exchange to one
@@ -226,6 +235,9 @@ pub struct Correlator {
     durable: Option<crate::state::durable::Durable>,
     /// The shared log, when state is shared (see [`Correlator::share_through`]).
     shared: Option<crate::state::shared::Shared>,
+    /// The lists of the last [`News`], emptied: reused, so the usual
+    /// exchange allocates none.
+    news: News,
 }
 
 impl Correlator {
@@ -270,6 +282,7 @@ impl Correlator {
             last_exchange: 0,
             durable: None,
             shared: None,
+            news: News::default(),
         };
         let inbox = CorrelatorInbox {
             observations: obs_rx,
@@ -319,41 +332,88 @@ impl Correlator {
             let Some(id) = self.link(group, at) else {
                 continue;
             };
-            if let Some(mut tx) = self.store.entry(id) {
-                let record = exchange_record(&observation, &tx, group);
-                tx.push_exchange(record);
-            }
-            let mut news = News::default();
-            self.record_attempt(id, &observation, group, &mut news);
-            if let Some(milestone) = &observation.milestone {
-                self.record_milestone(id, milestone, &observation, group, &mut news);
-                self.record_measures(id, milestone, &observation, &mut news);
-                // Reconciling adds exceptions to `news`, never milestones:
-                // it reads the milestones marked in place, without copies.
-                let marked = std::mem::take(&mut news.milestones);
-                for m in marked.iter().filter(|m| !m.repeat) {
-                    self.reconcile_milestone(id, &m.record, &observation, &mut news);
-                }
-                news.milestones = marked;
-            }
-            self.resolve_satisfied(id, at, &mut news);
-            // Status, expiry and the observers: one look-up.
-            let Some(mut tx) = self.store.entry(id) else {
-                continue;
-            };
-            milestone::refresh_status(&self.config, &self.metrics.completed, &mut tx);
-            tx.touch(at);
-            let event = Correlated {
-                observation: &observation,
-                transaction: &tx,
-                keys: group,
-                news: &news,
-            };
-            for observer in &mut self.observers {
-                observer.correlated(&event);
-            }
+            self.update(id, &observation, group);
         }
         self.applied.fetch_add(1, Ordering::Release);
+    }
+
+    /// Everything the exchange of `observation` means for transaction
+    /// `id`, which `group` (its keys) was just linked into: the timeline,
+    /// attempts, milestones, measures, reconciliation, status, expiry and
+    /// the observers. The transaction is looked up once; only what is rare
+    /// (a `repeats` rule, measures, an exception to open or resolve) looks
+    /// it up again.
+    fn update(&mut self, id: TxId, observation: &Observation, group: &[Key]) {
+        let at = observation.exchange.started;
+        let mut news = std::mem::take(&mut self.news);
+        news.clear();
+        self.record_attempt(id, observation, group, &mut news);
+        let config = Arc::clone(&self.config);
+        let Some(mut tx) = self.store.entry(id) else {
+            return;
+        };
+        let record = exchange_record(observation, &tx, group);
+        tx.push_exchange(record);
+        if let Some(milestone) = &observation.milestone {
+            milestone::record(
+                &config,
+                &self.metrics,
+                &mut tx,
+                milestone,
+                observation,
+                group,
+                &mut news,
+            );
+            if !observation.measures.values.is_empty() {
+                drop(tx);
+                self.record_measures(id, milestone, observation, &mut news);
+                let Some(again) = self.store.entry(id) else {
+                    return;
+                };
+                tx = again;
+            }
+            // Reconciling adds exceptions to `news`, never milestones.
+            let mut openings = Vec::new();
+            for m in news.milestones.iter().filter(|m| !m.repeat) {
+                openings.extend(reconcile::reconcile_milestone(
+                    &config,
+                    &mut self.schedule,
+                    &mut tx,
+                    &m.record,
+                    observation,
+                ));
+            }
+            if !openings.is_empty() {
+                drop(tx);
+                self.open_all(id, openings, &mut news);
+                let Some(again) = self.store.entry(id) else {
+                    return;
+                };
+                tx = again;
+            }
+        }
+        let satisfied = reconcile::satisfied(&tx);
+        if !satisfied.is_empty() {
+            drop(tx);
+            self.resolve_all(id, at, satisfied, &mut news);
+            let Some(again) = self.store.entry(id) else {
+                return;
+            };
+            tx = again;
+        }
+        milestone::refresh_status(&config, &self.metrics.completed, &mut tx);
+        tx.touch(at);
+        let event = Correlated {
+            observation,
+            transaction: &tx,
+            keys: group,
+            news: &news,
+        };
+        for observer in &mut self.observers {
+            observer.correlated(&event);
+        }
+        news.clear();
+        self.news = news;
     }
 
     fn answer(&mut self, query: Query) {

@@ -17,15 +17,15 @@
 
 use std::time::SystemTime;
 
-use crate::config::{ExceptionKind, Milestone, System};
+use crate::config::{Config, ExceptionKind, Milestone, System};
 use crate::extract::{Key, Observation};
 use crate::proxy::Outcome;
 use crate::state::{
-    Attempt, ExceptionRecord, MilestoneRecord, Resolution, Status, Transaction, TxId,
+    Attempt, ExceptionRecord, MilestoneRecord, Resolution, Status, Transaction, TxId, TxMut,
 };
 
 use super::metrics::ExceptionMetrics;
-use super::schedule::Due;
+use super::schedule::{Due, Schedule};
 use super::{Correlator, News};
 
 /// Idempotency keys remembered per attempt: enough to tell a client's
@@ -212,86 +212,20 @@ impl Correlator {
         }
     }
 
-    /// What a newly recorded milestone means for reconciliation: required
-    /// milestones missing, exceptions it resolves, expectations it starts,
-    /// and whether the transaction moved on from being stuck.
-    pub(super) fn reconcile_milestone(
-        &mut self,
-        id: TxId,
-        record: &MilestoneRecord,
-        observation: &Observation,
-        news: &mut News,
-    ) {
-        let config = std::sync::Arc::clone(&self.config);
-        let def = config.milestone_def(&record.milestone);
-        let Some(tx) = self.store.get(id) else { return };
-
-        let mut missing = Vec::new();
-        for required in &def.requires {
-            let object = self.object_for(required, &record.object);
-            if !tx.reached(required, object.as_ref()) {
-                missing.push((required.clone(), object));
-            }
+    /// Opens the exceptions [`reconcile_milestone`] asked for, in order,
+    /// with `news`.
+    pub(super) fn open_all(&mut self, id: TxId, openings: Vec<Opening>, news: &mut News) {
+        for opening in openings {
+            self.open(id, opening, Some(&mut *news));
         }
-        let reporter = observation
-            .route
-            .map(|r| config.route(r).system.clone())
-            .unwrap_or_else(|| observation.exchange.system.clone());
-        for (required, object) in missing {
-            self.open(
-                id,
-                Opening {
-                    kind: def.unmet.kind.clone(),
-                    owner: def.unmet.owner.clone().unwrap_or_else(|| reporter.clone()),
-                    object: record.object.clone(),
-                    reason: format!(
-                        "`{}` arrived for {} before `{required}`",
-                        record.milestone, record.object
-                    ),
-                    evidence: vec![record.exchange],
-                    resolution: Resolution::Milestone {
-                        milestone: required,
-                        object,
-                    },
-                    at: record.at,
-                },
-                Some(news),
-            );
-        }
-
-        for (index, expectation) in config.expectations.iter().enumerate() {
-            if expectation.after == record.milestone {
-                self.schedule.add(
-                    record.at + expectation.within,
-                    Due::Expectation {
-                        expectation: index,
-                        object: record.object.clone(),
-                        exchange: record.exchange,
-                    },
-                );
-            }
-        }
-        if let Some(after) = def.stuck_after {
-            self.schedule.add(
-                record.at + after,
-                Due::Stuck {
-                    milestone: record.milestone.clone(),
-                    object: record.object.clone(),
-                    since: record.at,
-                },
-            );
-        }
-        self.store.set_stuck(id, None);
     }
 
-    /// Resolves every open exception of `id` whose awaited milestone the
-    /// transaction now has (it may have arrived just now, or come with a
-    /// transaction merged into this one).
-    pub(super) fn resolve_satisfied(&mut self, id: TxId, at: SystemTime, news: &mut News) {
-        self.resolve_where(id, at, news, |tx, resolution| match resolution {
-            Resolution::Milestone { milestone, object } => tx.reached(milestone, object.as_ref()),
-            Resolution::Success { .. } | Resolution::Manual | Resolution::Measure { .. } => false,
-        });
+    /// Resolves the open exceptions `exceptions` of `id` (what [`satisfied`]
+    /// found), adding them to `news`.
+    pub(super) fn resolve_all(&mut self, id: TxId, at: SystemTime, exceptions: Vec<u64>, news: &mut News) {
+        for exception in exceptions {
+            self.resolve(id, exception, at, Some(&mut *news));
+        }
     }
 
     /// Looks at every deadline due at `now`, then expires idle transactions.
@@ -335,7 +269,7 @@ impl Correlator {
             return;
         };
         let Some(tx) = self.store.get(id) else { return };
-        let awaited = self.object_for(&expectation.expect, object);
+        let awaited = object_for(&config, &expectation.expect, object);
         if tx.reached(&expectation.expect, awaited.as_ref()) {
             return;
         }
@@ -427,13 +361,6 @@ impl Correlator {
         }
     }
 
-    /// The object a rule about `milestone` waits for, given the object of
-    /// the milestone that set the rule off: the same key when both are
-    /// about the same kind of key, else any object (`None`).
-    fn object_for(&self, milestone: &Milestone, object: &Key) -> Option<Key> {
-        (self.config.milestone_def(milestone).object == object.kind).then(|| object.clone())
-    }
-
     pub(super) fn open(&mut self, id: TxId, opening: Opening, news: Option<&mut News>) {
         // One open exception of a kind per object is enough for a person.
         if let Some(tx) = self.store.get(id) {
@@ -476,15 +403,8 @@ impl Correlator {
         matches: impl Fn(&Transaction, &Resolution) -> bool,
     ) {
         let Some(tx) = self.store.get(id) else { return };
-        let ids: Vec<u64> = tx
-            .exceptions
-            .iter()
-            .filter(|e| e.is_open() && matches(tx, &e.resolution))
-            .map(|e| e.id)
-            .collect();
-        for exception in ids {
-            self.resolve(id, exception, at, Some(&mut *news));
-        }
+        let ids = open_matching(tx, matches);
+        self.resolve_all(id, at, ids, news);
     }
 
     fn resolve(&mut self, id: TxId, exception: u64, at: SystemTime, news: Option<&mut News>) {
@@ -522,4 +442,97 @@ impl Correlator {
             }
         }
     }
+}
+
+/// The object a rule about `milestone` waits for, given the object of the
+/// milestone that set the rule off: the same key when both are about the
+/// same kind of key, else any object (`None`).
+fn object_for(config: &Config, milestone: &Milestone, object: &Key) -> Option<Key> {
+    (config.milestone_def(milestone).object == object.kind).then(|| object.clone())
+}
+
+/// What a newly recorded milestone means for reconciliation, worked out on
+/// the transaction itself (no look-up): the expectations and the stuck
+/// check it starts go into `schedule`, the transaction is no longer stuck,
+/// and the exceptions of required milestones still missing are returned,
+/// in order, for the caller to open ([`Correlator::open_all`]; usually
+/// none, and an empty list allocates nothing).
+pub(super) fn reconcile_milestone(
+    config: &Config,
+    schedule: &mut Schedule,
+    tx: &mut TxMut<'_>,
+    record: &MilestoneRecord,
+    observation: &Observation,
+) -> Vec<Opening> {
+    let def = config.milestone_def(&record.milestone);
+    let mut openings = Vec::new();
+    for required in &def.requires {
+        let object = object_for(config, required, &record.object);
+        if tx.reached(required, object.as_ref()) {
+            continue;
+        }
+        let reporter = observation
+            .route
+            .map(|r| config.route(r).system.clone())
+            .unwrap_or_else(|| observation.exchange.system.clone());
+        openings.push(Opening {
+            kind: def.unmet.kind.clone(),
+            owner: def.unmet.owner.clone().unwrap_or(reporter),
+            object: record.object.clone(),
+            reason: format!(
+                "`{}` arrived for {} before `{required}`",
+                record.milestone, record.object
+            ),
+            evidence: vec![record.exchange],
+            resolution: Resolution::Milestone {
+                milestone: required.clone(),
+                object,
+            },
+            at: record.at,
+        });
+    }
+
+    for (index, expectation) in config.expectations.iter().enumerate() {
+        if expectation.after == record.milestone {
+            schedule.add(
+                record.at + expectation.within,
+                Due::Expectation {
+                    expectation: index,
+                    object: record.object.clone(),
+                    exchange: record.exchange,
+                },
+            );
+        }
+    }
+    if let Some(after) = def.stuck_after {
+        schedule.add(
+            record.at + after,
+            Due::Stuck {
+                milestone: record.milestone.clone(),
+                object: record.object.clone(),
+                since: record.at,
+            },
+        );
+    }
+    tx.set_stuck(None);
+    openings
+}
+
+/// The open exceptions of `tx` whose awaited milestone it now has (it may
+/// have arrived just now, or come with a transaction merged into this
+/// one): for [`Correlator::resolve_all`].
+pub(super) fn satisfied(tx: &Transaction) -> Vec<u64> {
+    open_matching(tx, |tx, resolution| match resolution {
+        Resolution::Milestone { milestone, object } => tx.reached(milestone, object.as_ref()),
+        Resolution::Success { .. } | Resolution::Manual | Resolution::Measure { .. } => false,
+    })
+}
+
+/// The ids of the open exceptions of `tx` whose resolution `matches`.
+fn open_matching(tx: &Transaction, matches: impl Fn(&Transaction, &Resolution) -> bool) -> Vec<u64> {
+    tx.exceptions
+        .iter()
+        .filter(|e| e.is_open() && matches(tx, &e.resolution))
+        .map(|e| e.id)
+        .collect()
 }

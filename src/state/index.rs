@@ -16,6 +16,12 @@ use std::collections::hash_map::RandomState;
 use super::TxId;
 use crate::extract::Key;
 
+/// The hash of a key in one store's [`KeyIndex`]: computed once per key and
+/// passed along (a look-up, then attaching the key), so a key is hashed
+/// once per exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHash(u64);
+
 /// From every indexed key's hash to its transaction (`S` is SipHash but
 /// in tests, which make every key collide).
 #[derive(Default)]
@@ -25,24 +31,32 @@ pub(super) struct KeyIndex<S = RandomState> {
 }
 
 impl<S: BuildHasher> KeyIndex<S> {
-    fn hash(&self, key: &Key) -> u64 {
-        self.hasher.hash_one(key)
+    /// The hash of `key` in this index.
+    pub(super) fn hash(&self, key: &Key) -> KeyHash {
+        KeyHash(self.hasher.hash_one(key))
     }
 
-    /// The transaction `key` is indexed to; `holds(id)` tells whether
-    /// transaction `id` has `key` among its keys.
-    pub(super) fn get(&self, key: &Key, mut holds: impl FnMut(TxId) -> bool) -> Option<TxId> {
-        let hash = self.hash(key);
+    /// The transaction the key of hash `hash` is indexed to; `holds(id)`
+    /// tells whether transaction `id` has that key among its keys.
+    pub(super) fn get(
+        &self,
+        KeyHash(hash): KeyHash,
+        mut holds: impl FnMut(TxId) -> bool,
+    ) -> Option<TxId> {
         self.table
             .find(hash, |&(h, id)| h == hash && holds(id))
             .map(|&(_, id)| id)
     }
 
-    /// Indexes `key` to transaction `id`, replacing the entry of `key` that
-    /// `replaces(other)` recognises (a transaction that has `key` too, or
-    /// one being merged away).
-    pub(super) fn set(&mut self, key: &Key, id: TxId, mut replaces: impl FnMut(TxId) -> bool) {
-        let hash = self.hash(key);
+    /// Indexes the key of hash `hash` to transaction `id`, replacing the
+    /// entry of that key that `replaces(other)` recognises (a transaction
+    /// that has the key too, or one being merged away).
+    pub(super) fn set(
+        &mut self,
+        KeyHash(hash): KeyHash,
+        id: TxId,
+        mut replaces: impl FnMut(TxId) -> bool,
+    ) {
         match self.table.entry(
             hash,
             |&(h, other)| h == hash && (other == id || replaces(other)),
@@ -55,9 +69,8 @@ impl<S: BuildHasher> KeyIndex<S> {
         }
     }
 
-    /// Forgets `key` if it is indexed to `id`.
-    pub(super) fn remove(&mut self, key: &Key, id: TxId) {
-        let hash = self.hash(key);
+    /// Forgets the key of hash `hash` if it is indexed to `id`.
+    pub(super) fn remove(&mut self, KeyHash(hash): KeyHash, id: TxId) {
         if let Ok(entry) = self
             .table
             .find_entry(hash, |&(h, other)| h == hash && other == id)
@@ -104,22 +117,23 @@ mod tests {
             }
         };
         let mut index: KeyIndex<BuildHasherDefault<Colliding>> = KeyIndex::default();
-        index.set(&a, TxId(1), holder(&a));
-        index.set(&b, TxId(2), holder(&b));
+        let (ha, hb) = (index.hash(&a), index.hash(&b));
+        index.set(ha, TxId(1), holder(&a));
+        index.set(hb, TxId(2), holder(&b));
         assert_eq!(index.len(), 2);
-        assert_eq!(index.get(&a, holder(&a)), Some(TxId(1)));
-        assert_eq!(index.get(&b, holder(&b)), Some(TxId(2)));
+        assert_eq!(index.get(ha, holder(&a)), Some(TxId(1)));
+        assert_eq!(index.get(hb, holder(&b)), Some(TxId(2)));
 
         // `a` moves to transaction 3 (which now holds it): one entry still.
         let moved = |id: TxId| id == TxId(3) || holder(&a)(id);
-        index.set(&a, TxId(3), moved);
+        index.set(ha, TxId(3), moved);
         assert_eq!(index.len(), 2);
-        assert_eq!(index.get(&a, moved), Some(TxId(3)));
+        assert_eq!(index.get(ha, moved), Some(TxId(3)));
 
-        index.remove(&a, TxId(1));
+        index.remove(ha, TxId(1));
         assert_eq!(index.len(), 2, "not indexed to 1 any more");
-        index.remove(&a, TxId(3));
-        assert_eq!(index.get(&a, moved), None);
-        assert_eq!(index.get(&b, holder(&b)), Some(TxId(2)));
+        index.remove(ha, TxId(3));
+        assert_eq!(index.get(ha, moved), None);
+        assert_eq!(index.get(hb, holder(&b)), Some(TxId(2)));
     }
 }

@@ -12,6 +12,7 @@ mod index;
 pub mod shared;
 mod transaction;
 
+pub use index::KeyHash;
 pub use transaction::{
     Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord,
     MeasuredFlow, MilestoneRecord, NewExchange, Reached, Resolution, Stamp, Status, Transaction,
@@ -267,7 +268,8 @@ impl Store {
             let keys = tx.keys.clone();
             self.transactions.insert(id, Box::new(tx));
             for key in &keys {
-                self.index.set(key, id, holds(&self.transactions, key));
+                let hash = self.index.hash(key);
+                self.index.set(hash, id, holds(&self.transactions, key));
             }
             let Some(tx) = self.transactions.get(&id) else {
                 continue;
@@ -305,7 +307,18 @@ impl Store {
 
     /// The transaction `key` belongs to.
     pub fn find(&self, key: &Key) -> Option<TxId> {
-        self.index.get(key, holds(&self.transactions, key))
+        self.find_hashed(key, self.key_hash(key))
+    }
+
+    /// The hash of `key` in this store's key index: computed once, it makes
+    /// [`Store::find_hashed`] and [`Store::attach_hashed`] hash nothing.
+    pub fn key_hash(&self, key: &Key) -> KeyHash {
+        self.index.hash(key)
+    }
+
+    /// The transaction `key`, of hash `hash` ([`Store::key_hash`]), belongs to.
+    pub fn find_hashed(&self, key: &Key, hash: KeyHash) -> Option<TxId> {
+        self.index.get(hash, holds(&self.transactions, key))
     }
 
     /// The transaction with this id.
@@ -357,6 +370,12 @@ impl Store {
     /// Starts a transaction named by `name` (which is attached to it),
     /// evicting the least recently updated one if the store is full.
     pub fn create(&mut self, name: Key, now: SystemTime) -> TxId {
+        let hash = self.key_hash(&name);
+        self.create_hashed(name, hash, now)
+    }
+
+    /// [`Store::create`] with the name's hash already known.
+    pub fn create_hashed(&mut self, name: Key, hash: KeyHash, now: SystemTime) -> TxId {
         while self.transactions.len() >= self.limits.max_transactions.max(1) {
             let Some((_, oldest)) = self.by_update.oldest(&self.transactions) else {
                 break;
@@ -369,14 +388,18 @@ impl Store {
             .insert(id, Box::new(Transaction::new(id, name.clone(), now)));
         self.by_update.compact(&self.transactions);
         self.by_update.push(now, id);
-        self.attach(id, &name);
-        self.refresh_gauges();
+        self.attach_hashed(id, &name, hash);
         id
     }
 
     /// Adds `key` to transaction `id` (no-op when it is already there).
     pub fn attach(&mut self, id: TxId, key: &Key) {
-        if self.find(key) == Some(id) {
+        self.attach_hashed(id, key, self.key_hash(key));
+    }
+
+    /// [`Store::attach`] with the key's hash already known.
+    pub fn attach_hashed(&mut self, id: TxId, key: &Key, hash: KeyHash) {
+        if self.find_hashed(key, hash) == Some(id) {
             return;
         }
         let Some(tx) = self.transactions.get_mut(&id) else {
@@ -385,7 +408,7 @@ impl Store {
         // Exact growth: most transactions hold 1–4 keys.
         tx.keys.reserve_exact(1);
         tx.keys.push(key.clone());
-        self.index.set(key, id, holds(&self.transactions, key));
+        self.index.set(hash, id, holds(&self.transactions, key));
         self.refresh_gauges();
     }
 
@@ -505,8 +528,9 @@ impl Store {
         target.first_seen = target.first_seen.min(absorbed.first_seen);
         for key in &absorbed.keys {
             let mut holds = holds(&self.transactions, key);
-            self.index
-                .set(key, into, |other| other == from || holds(other));
+            self.index.set(self.index.hash(key), into, |other| {
+                other == from || holds(other)
+            });
         }
         let last = absorbed.last_updated;
         self.touch(into, last);
@@ -545,7 +569,7 @@ impl Store {
             self.metrics.exception_gauge(exception).dec();
         }
         for key in &tx.keys {
-            self.index.remove(key, id);
+            self.index.remove(self.index.hash(key), id);
         }
         match why {
             Removal::Ttl => self.metrics.removed_ttl.inc(),
