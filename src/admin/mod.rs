@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::correlate::{CorrelatorHandle, ExceptionQuery, ListQuery};
 use crate::extract::Key;
-use crate::state::{Status, Transaction};
+use crate::state::{Names, Status, Transaction};
 use crate::telemetry::{Exposition, Metrics};
 
 /// Default and maximum number of transactions a listing returns.
@@ -90,10 +90,23 @@ async fn metrics(State(state): State<AdminState>, headers: axum::http::HeaderMap
     }
 }
 
+/// A transaction found for the API, with the config that names what its
+/// records keep as ids.
+struct Found {
+    tx: Transaction,
+    config: Arc<Config>,
+}
+
+impl serde::Serialize for Found {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.tx.json(Names::of(&self.config)).serialize(s)
+    }
+}
+
 async fn lookup(
     State(state): State<AdminState>,
     Path((kind, value)): Path<(String, String)>,
-) -> Result<Json<Transaction>, ApiError> {
+) -> Result<Json<Found>, ApiError> {
     let Some(kind) = state.config.key_kinds.get(&kind) else {
         return Err(ApiError::UnknownKind {
             kind,
@@ -102,7 +115,10 @@ async fn lookup(
     };
     let key = Key::new(kind, value);
     match state.correlator.lookup(key.clone()).await {
-        Some(tx) => Ok(Json(tx)),
+        Some(tx) => Ok(Json(Found {
+            tx,
+            config: Arc::clone(&state.config),
+        })),
         None => Err(ApiError::NotFound(key.to_string())),
     }
 }
@@ -137,7 +153,10 @@ async fn list(
         limit,
     };
     let transactions = state.correlator.list(query).await;
-    let summaries: Vec<Value> = transactions.iter().map(summary).collect();
+    let summaries: Vec<Value> = transactions
+        .iter()
+        .map(|tx| summary(tx, &state.config))
+        .collect();
     Ok(Json(json!({ "transactions": summaries })))
 }
 
@@ -193,14 +212,14 @@ async fn exceptions(
 }
 
 /// The listing's view of a transaction: enough to pick one to look up.
-fn summary(tx: &Transaction) -> Value {
+fn summary(tx: &Transaction, config: &Config) -> Value {
     let time = |t| humantime::format_rfc3339_millis(t).to_string();
     json!({
         "name": tx.name,
         "status": tx.status,
         "keys": tx.keys,
         "last_milestone": tx.last_milestone().map(|m| json!({
-            "milestone": m.milestone,
+            "milestone": m.milestone.get(&config.milestones),
             "object": tx.milestone_object(m),
             "at": time(m.at()),
         })),

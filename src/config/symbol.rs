@@ -145,6 +145,12 @@ impl<T> Symbols<T> {
         self.all.iter().find(|s| s.as_str() == name).cloned()
     }
 
+    /// The symbol of index `id` ([`Symbol::id`]), if declared: how records
+    /// that keep only the index read the name back.
+    pub fn by_id(&self, id: usize) -> Option<&Symbol<T>> {
+        self.all.get(id)
+    }
+
     /// Every declared symbol in declaration order.
     pub fn iter(&self) -> impl Iterator<Item = &Symbol<T>> {
         self.all.iter()

@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 
 use crate::config::{Config, Flow, Milestone};
 use crate::extract::{Key, Observation};
-use crate::state::{FlowRecord, MilestoneRecord, Status, Transaction, TxMut};
+use crate::state::{FlowRecord, MilestoneRecord, Names, Status, Transaction, TxMut};
 
 use super::metrics::CorrelateMetrics;
 use super::{Marked, News};
@@ -61,7 +61,7 @@ pub(super) fn record(
             existing.repeats += 1;
             let existing = existing.clone();
             counters.repeats.inc();
-            if let Some(record) = tx.milestone_record(&existing) {
+            if let Some(record) = tx.milestone_record(&existing, Names::of(config)) {
                 news.milestones.push(Marked {
                     record,
                     repeat: true,
@@ -125,7 +125,10 @@ pub(super) fn refresh_status(config: &Config, completed: &Counter, tx: &mut TxMu
         Status::Open
     };
     let current = match status {
-        Status::Open => tx.last_milestone().map(|m| m.milestone.clone()),
+        Status::Open => tx
+            .last_milestone()
+            .and_then(|m| m.milestone.get(&config.milestones))
+            .cloned(),
         Status::Complete => None,
     };
     if tx.set_status(status) == Status::Open && complete {
@@ -152,8 +155,8 @@ fn measure(
     let end = tx
         .milestones
         .iter()
-        .find(|m| m.milestone == flow.to && m.object_position() == position)?;
-    let starts = || tx.milestones.iter().filter(|m| m.milestone == flow.from);
+        .find(|m| m.milestone.is(&flow.to) && m.object_position() == position)?;
+    let starts = || tx.milestones.iter().filter(|m| m.milestone.is(&flow.from));
     let same_kind =
         config.milestone_def(&flow.from).object == config.milestone_def(&flow.to).object;
     let start = if same_kind {

@@ -27,6 +27,7 @@ use crate::state::durable::snapshot::{
     save_key, ExpectationName, Resolver, SavedDue, SavedDueKind, SavedTransaction, Snapshot,
 };
 use crate::state::durable::{Durable, StoreError};
+use crate::state::Names;
 
 use super::metrics::CorrelateMetrics;
 use super::schedule::Due;
@@ -102,7 +103,11 @@ impl Correlator {
     /// Everything needed to continue from here.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            transactions: self.store.iter().map(SavedTransaction::of).collect(),
+            transactions: self
+                .store
+                .iter()
+                .map(|tx| SavedTransaction::of(tx, Names::of(&self.config)))
+                .collect(),
             schedule: self
                 .schedule
                 .iter()

@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use super::*;
 use crate::config::{ListenerId, Milestone};
 use crate::proxy::{Exchange, Outcome, Tapped};
-use crate::state::Status;
+use crate::state::{Names, Status};
 
 const CONFIG: &str = r#"
 systems: [erp, wms, carrier]
@@ -194,10 +194,11 @@ fn at(hours: f64) -> SystemTime {
         + Duration::from_secs_f64(hours * 3600.0)
 }
 
-fn milestone_objects(tx: &Transaction, name: &str) -> Vec<String> {
+fn milestone_objects(h: &Harness, tx: &Transaction, name: &str) -> Vec<String> {
+    let milestone = h.milestone(name);
     tx.milestones
         .iter()
-        .filter(|m| m.milestone.as_str() == name)
+        .filter(|m| m.milestone.is(&milestone))
         .filter_map(|m| tx.milestone_object(m))
         .map(|k| k.to_string())
         .collect()
@@ -226,7 +227,7 @@ fn tracking_only_webhook_joins_its_order() {
         tx.root.as_ref().map(|k| k.to_string()).as_deref(),
         Some("order:SO-1")
     );
-    assert_eq!(milestone_objects(&tx, "delivered"), vec!["shipment:SH-1"]);
+    assert_eq!(milestone_objects(&h, &tx, "delivered"), vec!["shipment:SH-1"]);
     let flows: Vec<(String, f64)> = tx
         .flows
         .iter()
@@ -259,11 +260,11 @@ fn split_shipment_keeps_one_shipped_milestone_per_shipment() {
 
     let tx = h.transaction("order", "SO-2");
     assert_eq!(
-        milestone_objects(&tx, "packed"),
+        milestone_objects(&h, &tx, "packed"),
         vec!["shipment:SH-A", "shipment:SH-B"]
     );
     assert_eq!(
-        milestone_objects(&tx, "shipped"),
+        milestone_objects(&h, &tx, "shipped"),
         vec!["shipment:SH-A", "shipment:SH-B"]
     );
     let verdicts: Vec<(String, bool)> = tx
@@ -328,7 +329,13 @@ fn two_transactions_that_turn_out_linked_merge_without_losing_milestones() {
     let tx = h.transaction("tracking", "1Z9");
     assert_eq!(tx.name.to_string(), "order:SO-9");
     assert_eq!(h.correlator.store.len(), 1);
-    let mut names: Vec<&str> = tx.milestones.iter().map(|m| m.milestone.as_str()).collect();
+    let milestones = &h.config.milestones;
+    let mut names: Vec<&str> = tx
+        .milestones
+        .iter()
+        .filter_map(|m| m.milestone.get(milestones))
+        .map(|m| m.as_str())
+        .collect();
     names.sort_unstable();
     assert_eq!(names, vec!["label_created", "order_released", "packed"]);
     assert!(h.metrics().contains("waybill_transactions_merged_total 1"));
@@ -346,8 +353,8 @@ fn a_batch_of_orders_in_one_message_does_not_fuse_the_orders() {
     let a = h.transaction("order", "SO-10");
     let b = h.transaction("order", "SO-11");
     assert_ne!(a.id, b.id);
-    assert_eq!(milestone_objects(&a, "order_released"), vec!["order:SO-10"]);
-    assert_eq!(milestone_objects(&b, "order_released"), vec!["order:SO-11"]);
+    assert_eq!(milestone_objects(&h, &a, "order_released"), vec!["order:SO-10"]);
+    assert_eq!(milestone_objects(&h, &b, "order_released"), vec!["order:SO-11"]);
 }
 
 #[test]
@@ -488,8 +495,8 @@ fn shipped_before_packed_opens_out_of_order_keeps_both_and_resolves_when_packed_
         h.exceptions("order", "SO-7"),
         vec![resolved("out_of_order")]
     );
-    assert_eq!(milestone_objects(&tx, "shipped"), vec!["shipment:SH-7"]);
-    assert_eq!(milestone_objects(&tx, "packed"), vec!["shipment:SH-7"]);
+    assert_eq!(milestone_objects(&h, &tx, "shipped"), vec!["shipment:SH-7"]);
+    assert_eq!(milestone_objects(&h, &tx, "packed"), vec!["shipment:SH-7"]);
 }
 
 #[test]
@@ -662,7 +669,9 @@ mod durability {
         let mut all: Vec<&Transaction> = correlator.store.iter().collect();
         all.sort_by_key(|tx| tx.name.to_string());
         all.iter()
-            .map(|tx| serde_json::to_value(tx).expect("serializable"))
+            .map(|tx| {
+                serde_json::to_value(tx.json(Names::of(&correlator.config))).expect("serializable")
+            })
             .collect()
     }
 

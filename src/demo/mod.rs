@@ -301,7 +301,10 @@ impl Demo {
         let correlator = self.sidecar.correlator();
         correlator.tick().await;
         let transactions = correlator.list(ListQuery::default()).await;
-        let views: Vec<TransactionView> = transactions.iter().map(TransactionView::from).collect();
+        let views: Vec<TransactionView> = transactions
+            .iter()
+            .map(|t| TransactionView::of(t, &self.config))
+            .collect();
         let exceptions: Vec<ExceptionView> = correlator
             .exceptions(ExceptionQuery::default())
             .await

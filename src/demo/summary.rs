@@ -17,7 +17,7 @@ use super::driver::{how_injected, Injected, Tally};
 use crate::config::{Amount, Config, Role};
 use crate::correlate::ExceptionEntry;
 use crate::extract::Key;
-use crate::state::{Status, Transaction};
+use crate::state::{Names, Status, Transaction};
 
 // === views ===
 
@@ -113,8 +113,10 @@ impl From<&Key> for KeyName {
     }
 }
 
-impl From<&Transaction> for TransactionView {
-    fn from(t: &Transaction) -> Self {
+impl TransactionView {
+    /// The view of `t`, config names read from `config`.
+    pub fn of(t: &Transaction, config: &Config) -> Self {
+        let names = Names::of(config);
         TransactionView {
             root: t.root.as_ref().map(KeyName::from),
             keys: t.keys.iter().map(KeyName::from).collect(),
@@ -122,7 +124,7 @@ impl From<&Transaction> for TransactionView {
             milestones: t
                 .milestones
                 .iter()
-                .filter_map(|m| t.milestone_record(m))
+                .filter_map(|m| t.milestone_record(m, names))
                 .map(|m| MilestoneView {
                     milestone: m.milestone.to_string(),
                     object: KeyName::from(&m.object),
@@ -144,7 +146,10 @@ impl From<&Transaction> for TransactionView {
                 .iter()
                 .map(|e| ExchangeView {
                     status: e.status,
-                    operation: e.operation.as_ref().map(ToString::to_string),
+                    operation: e
+                        .operation
+                        .and_then(|o| o.get(names.operations))
+                        .map(ToString::to_string),
                 })
                 .collect(),
             attempts: t

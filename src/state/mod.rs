@@ -15,8 +15,8 @@ mod transaction;
 pub use index::KeyHash;
 pub use transaction::{
     Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord,
-    MeasuredFlow, MilestoneRecord, NewExchange, Reached, Resolution, Stamp, Status, Transaction,
-    TxId,
+    MeasuredFlow, MilestoneRecord, NameId, Names, NewExchange, Reached, Resolution, Stamp, Status,
+    Transaction, TransactionJson, TxId,
 };
 
 use foldhash::HashMap as FastMap;
@@ -475,7 +475,7 @@ impl Store {
             if !record.remap(&moved) {
                 continue;
             }
-            match target.milestone_at_mut(&record.milestone, record.object_position()) {
+            match target.milestone_at_mut(record.milestone, record.object_position()) {
                 Some(existing) => {
                     let repeats = existing.repeats + record.repeats + 1;
                     if record.at() < existing.at() {
@@ -851,7 +851,14 @@ mod tests {
         tx.exchanges.push_back(failed);
         tx.exchanges
             .push_back(exchange(2, &wms, t0, KeyRefs::new(&[])));
-        let json = serde_json::to_value(&*tx).expect("serializable");
+        let (operations, milestones) = (Symbols::default(), Symbols::default());
+        let names = Names {
+            systems: &systems,
+            operations: &operations,
+            milestones: &milestones,
+        };
+        let json = serde_json::to_value(tx.json(names)).expect("serializable");
+        assert_eq!(json["exchanges"][0]["system"], "wms");
         assert_eq!(json["exchanges"][0]["error"], "timeout");
         assert_eq!(json["exchanges"][0]["status"], 504);
         assert!(json["exchanges"][1]["error"].is_null());

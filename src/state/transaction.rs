@@ -10,6 +10,8 @@
 //! as if every key were written out in place.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -18,7 +20,8 @@ use serde::{Serialize, Serializer};
 use thin_vec::ThinVec;
 
 use crate::config::{
-    Amount, ExceptionKind, FlowName, MeasureName, Milestone, Operation, Role, System, Unit,
+    kind, Amount, Config, ExceptionKind, FlowName, MeasureName, Milestone, Operation, Role, Symbol,
+    Symbols, System, Unit,
 };
 use crate::extract::{Key, Problem};
 use crate::proxy::UpstreamError;
@@ -26,6 +29,75 @@ use crate::proxy::UpstreamError;
 /// Identity of a transaction inside one store; not a business identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct TxId(pub u64);
+
+/// A config name as a record keeps it: the index of its [`Symbol`]
+/// ([`Symbol::id`]), 2 bytes where the symbol is a pointer (8). The name
+/// is read back through the config's tables ([`Names`]) when a record is
+/// resolved or serialized; comparing with a symbol needs no table.
+pub struct NameId<T> {
+    id: u16,
+    _kind: PhantomData<fn() -> T>,
+}
+
+impl<T> NameId<T> {
+    /// The id of `symbol`.
+    pub fn new(symbol: &Symbol<T>) -> Self {
+        NameId {
+            // A symbol's index is a `u16` (see `Symbols::intern`).
+            id: u16::try_from(symbol.id()).unwrap_or(u16::MAX),
+            _kind: PhantomData,
+        }
+    }
+
+    /// Whether this is the id of `symbol`.
+    pub fn is(&self, symbol: &Symbol<T>) -> bool {
+        usize::from(self.id) == symbol.id()
+    }
+
+    /// The symbol, from the table of its kind (`None` only for a table of
+    /// another config).
+    pub fn get(self, table: &Symbols<T>) -> Option<&Symbol<T>> {
+        table.by_id(usize::from(self.id))
+    }
+}
+
+impl<T> Clone for NameId<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for NameId<T> {}
+impl<T> PartialEq for NameId<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+impl<T> Eq for NameId<T> {}
+impl<T> fmt::Debug for NameId<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.id)
+    }
+}
+
+/// The config's tables of the names records keep as [`NameId`]s: what
+/// resolves and serializes them.
+#[derive(Clone, Copy)]
+pub struct Names<'a> {
+    pub systems: &'a Symbols<kind::System>,
+    pub operations: &'a Symbols<kind::Operation>,
+    pub milestones: &'a Symbols<kind::Milestone>,
+}
+
+impl<'a> Names<'a> {
+    /// The tables of `config`.
+    pub fn of(config: &'a Config) -> Self {
+        Names {
+            systems: &config.systems,
+            operations: &config.operations,
+            milestones: &config.milestones,
+        }
+    }
+}
 
 /// Whether a transaction still has work ahead of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -113,13 +185,14 @@ pub struct MilestoneRecord {
 
 /// One milestone reached by one object, as a transaction holds it: the
 /// [`MilestoneRecord`] it stands for with the object as a position in the
-/// transaction's `keys` and the time as a [`Stamp`] (48 bytes instead of
-/// 80). [`Transaction::milestone_record`] gives the record back.
+/// transaction's `keys`, the time as a [`Stamp`] and the config names as
+/// [`NameId`]s (32 bytes instead of 80). [`Transaction::milestone_record`]
+/// gives the record back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reached {
-    pub milestone: Milestone,
-    pub system: System,
-    pub operation: Option<Operation>,
+    pub milestone: NameId<kind::Milestone>,
+    pub system: NameId<kind::System>,
+    pub operation: Option<NameId<kind::Operation>>,
     /// The exchange that recorded it first.
     pub exchange: u64,
     at: Stamp,
@@ -302,8 +375,9 @@ pub struct Attempt {
 /// [`Transaction`], which writes its keys out.
 ///
 /// A transaction keeps up to `max_exchanges_per_transaction` of these, so
-/// the record is compact (96 bytes): times as [`Stamp`]s and nanoseconds
-/// (exact, as the snapshot needs them), the method as a one-byte code, the
+/// the record is compact (80 bytes): times as [`Stamp`]s and nanoseconds
+/// (exact, as the snapshot needs them), config names as [`NameId`]s
+/// (resolved through [`Names`]), the method as a one-byte code, the
 /// path shared with an earlier exchange of the transaction that had the
 /// same one, and what is rare (an extension method, extraction problems)
 /// behind one pointer that is null when absent.
@@ -311,9 +385,9 @@ pub struct Attempt {
 pub struct ExchangeRecord {
     pub id: u64,
     at: Stamp,
-    pub system: System,
-    pub operation: Option<Operation>,
-    pub milestone: Option<Milestone>,
+    pub system: NameId<kind::System>,
+    pub operation: Option<NameId<kind::Operation>>,
+    pub milestone: Option<NameId<kind::Milestone>>,
     path: Arc<str>,
     /// The exchange's keys (in the order it carried them), as positions in
     /// the transaction's `keys`.
@@ -387,9 +461,9 @@ impl ExchangeRecord {
         ExchangeRecord {
             id: new.id,
             at: Stamp::new(new.at),
-            system: new.system,
-            operation: new.operation,
-            milestone: new.milestone,
+            system: NameId::new(&new.system),
+            operation: new.operation.as_ref().map(NameId::new),
+            milestone: new.milestone.as_ref().map(NameId::new),
             path: new.path,
             keys: new.keys,
             duration_nanos: u64::try_from(new.duration.as_nanos()).unwrap_or(u64::MAX),
@@ -551,18 +625,18 @@ impl Transaction {
     /// The record of `milestone` on `object`, if reached.
     pub fn milestone_mut(&mut self, milestone: &Milestone, object: &Key) -> Option<&mut Reached> {
         let object = self.position(object)?;
-        self.milestone_at_mut(milestone, object)
+        self.milestone_at_mut(NameId::new(milestone), object)
     }
 
     /// The record of `milestone` on the key at position `object`, if reached.
     pub fn milestone_at_mut(
         &mut self,
-        milestone: &Milestone,
+        milestone: NameId<kind::Milestone>,
         object: usize,
     ) -> Option<&mut Reached> {
         self.milestones
             .iter_mut()
-            .find(|m| &m.milestone == milestone && m.object_position() == object)
+            .find(|m| m.milestone == milestone && m.object_position() == object)
     }
 
     /// The object `reached` is about, one of `keys`.
@@ -570,14 +644,19 @@ impl Transaction {
         self.keys.get(reached.object_position())
     }
 
-    /// The full record of `reached`, one of `milestones`.
-    pub fn milestone_record(&self, reached: &Reached) -> Option<MilestoneRecord> {
+    /// The full record of `reached`, one of `milestones`, its names read
+    /// from `names`.
+    pub fn milestone_record(&self, reached: &Reached, names: Names<'_>) -> Option<MilestoneRecord> {
+        let operation = match reached.operation {
+            Some(id) => Some(id.get(names.operations)?.clone()),
+            None => None,
+        };
         Some(MilestoneRecord {
-            milestone: reached.milestone.clone(),
+            milestone: reached.milestone.get(names.milestones)?.clone(),
             object: self.milestone_object(reached)?.clone(),
             at: reached.at(),
-            system: reached.system.clone(),
-            operation: reached.operation.clone(),
+            system: reached.system.get(names.systems)?.clone(),
+            operation,
             exchange: reached.exchange,
             repeats: reached.repeats,
         })
@@ -591,9 +670,9 @@ impl Transaction {
             return false;
         };
         self.milestones.push(Reached {
-            milestone: record.milestone.clone(),
-            system: record.system.clone(),
-            operation: record.operation.clone(),
+            milestone: NameId::new(&record.milestone),
+            system: NameId::new(&record.system),
+            operation: record.operation.as_ref().map(NameId::new),
             exchange: record.exchange,
             at: Stamp::new(record.at),
             object: object as u32,
@@ -664,7 +743,7 @@ impl Transaction {
         };
         self.milestones
             .iter()
-            .any(|m| &m.milestone == milestone && object.is_none_or(|o| m.object_position() == o))
+            .any(|m| m.milestone.is(milestone) && object.is_none_or(|o| m.object_position() == o))
     }
 
     /// Keys linked directly to `key` by some exchange.
@@ -764,8 +843,30 @@ impl Transaction {
     }
 }
 
-impl Serialize for Transaction {
+impl Transaction {
+    /// The transaction as the admin API writes it, config names read from
+    /// `names`.
+    pub fn json<'a>(&'a self, names: Names<'a>) -> TransactionJson<'a> {
+        TransactionJson { tx: self, names }
+    }
+}
+
+/// A [`Transaction`] with the config names to write it out
+/// ([`Transaction::json`]).
+pub struct TransactionJson<'a> {
+    tx: &'a Transaction,
+    names: Names<'a>,
+}
+
+impl Serialize for TransactionJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (tx, names) = (self.tx, self.names);
+        tx.serialize_with(names, s)
+    }
+}
+
+impl Transaction {
+    fn serialize_with<S: Serializer>(&self, names: Names<'_>, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Transaction", 17)?;
         st.serialize_field("name", &self.name)?;
         st.serialize_field("root", &self.root)?;
@@ -773,14 +874,14 @@ impl Serialize for Transaction {
         st.serialize_field("status", &self.status)?;
         st.serialize_field("keys", &self.keys)?;
         st.serialize_field("links", &Links(self))?;
-        st.serialize_field("milestones", &Milestones(self))?;
+        st.serialize_field("milestones", &Milestones(self, names))?;
         st.serialize_field("measures", &*self.measures)?;
         st.serialize_field("flows", &Flows(self))?;
         st.serialize_field("exceptions", &*self.exceptions)?;
         st.serialize_field("attempts", &*self.attempts)?;
         st.serialize_field("current", &self.current)?;
         st.serialize_field("stuck", &self.stuck)?;
-        st.serialize_field("exchanges", &Timeline(self))?;
+        st.serialize_field("exchanges", &Timeline(self, names))?;
         st.serialize_field("exchanges_dropped", &self.exchanges_dropped)?;
         st.serialize_field("first_seen", &Rfc3339(self.first_seen))?;
         st.serialize_field("last_updated", &Rfc3339(self.last_updated))?;
@@ -798,12 +899,16 @@ impl Serialize for Links<'_> {
 }
 
 /// A transaction's milestones, each with its object written out.
-struct Milestones<'a>(&'a Transaction);
+struct Milestones<'a>(&'a Transaction, Names<'a>);
 
 impl Serialize for Milestones<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let tx = self.0;
-        s.collect_seq(tx.milestones.iter().filter_map(|m| tx.milestone_record(m)))
+        let Milestones(tx, names) = *self;
+        s.collect_seq(
+            tx.milestones
+                .iter()
+                .filter_map(|m| tx.milestone_record(m, names)),
+        )
     }
 }
 
@@ -818,14 +923,18 @@ impl Serialize for Flows<'_> {
 }
 
 /// A transaction's exchanges, each with its keys written out.
-struct Timeline<'a>(&'a Transaction);
+struct Timeline<'a>(&'a Transaction, Names<'a>);
 
 impl Serialize for Timeline<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let tx = self.0;
+        let Timeline(tx, names) = *self;
         let mut seq = s.serialize_seq(Some(tx.exchanges.len()))?;
         for exchange in &tx.exchanges {
-            seq.serialize_element(&ExchangeJson { tx, exchange })?;
+            seq.serialize_element(&ExchangeJson {
+                tx,
+                exchange,
+                names,
+            })?;
         }
         seq.end()
     }
@@ -834,16 +943,20 @@ impl Serialize for Timeline<'_> {
 struct ExchangeJson<'a> {
     tx: &'a Transaction,
     exchange: &'a ExchangeRecord,
+    names: Names<'a>,
 }
 
 impl Serialize for ExchangeJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let x = self.exchange;
+        let (x, names) = (self.exchange, self.names);
         let mut st = s.serialize_struct("ExchangeRecord", 12)?;
         st.serialize_field("id", &x.id)?;
         st.serialize_field("at", &Rfc3339(x.at()))?;
-        st.serialize_field("system", &x.system)?;
-        st.serialize_field("operation", &x.operation)?;
+        st.serialize_field("system", &x.system.get(names.systems))?;
+        st.serialize_field(
+            "operation",
+            &x.operation.and_then(|o| o.get(names.operations)),
+        )?;
         st.serialize_field("method", x.method())?;
         st.serialize_field("path", x.path())?;
         st.serialize_field("status", &x.status)?;
@@ -851,7 +964,10 @@ impl Serialize for ExchangeJson<'_> {
         st.serialize_field("duration_seconds", &x.duration().as_secs_f64())?;
         let keys: Vec<&Key> = self.tx.exchange_keys(x).collect();
         st.serialize_field("keys", &keys)?;
-        st.serialize_field("milestone", &x.milestone)?;
+        st.serialize_field(
+            "milestone",
+            &x.milestone.and_then(|m| m.get(names.milestones)),
+        )?;
         let problems: Vec<&str> = x.problems().iter().map(|p| p.as_str()).collect();
         st.serialize_field("problems", &problems)?;
         st.end()
@@ -910,8 +1026,8 @@ mod tests {
     fn timeline_records_stay_compact() {
         assert_eq!(std::mem::size_of::<KeyRefs>(), 16);
         assert_eq!(std::mem::size_of::<Stamp>(), 8);
-        assert!(std::mem::size_of::<ExchangeRecord>() <= 96);
-        assert!(std::mem::size_of::<Reached>() <= 48);
+        assert!(std::mem::size_of::<ExchangeRecord>() <= 80);
+        assert!(std::mem::size_of::<Reached>() <= 32);
         assert!(std::mem::size_of::<MeasuredFlow>() <= 32);
         // 256 is an allocation size class of jemalloc (the binary's
         // allocator); the next is 320.

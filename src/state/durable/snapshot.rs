@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Symbol, Symbols};
 use crate::extract::{Key, MeasureValue, Problem};
 use crate::state::{
-    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, MeasureRecord, MilestoneRecord,
+    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, MeasureRecord, MilestoneRecord, Names,
     NewExchange, Resolution, Status, Transaction, TxId,
 };
 
@@ -255,8 +255,8 @@ fn name<T>(symbol: &Symbol<T>) -> String {
 }
 
 impl SavedTransaction {
-    /// The saved form of `tx`.
-    pub fn of(tx: &Transaction) -> Self {
+    /// The saved form of `tx`, config names read from `names`.
+    pub fn of(tx: &Transaction, names: Names<'_>) -> Self {
         SavedTransaction {
             id: tx.id.0,
             name: save_key(&tx.name),
@@ -271,7 +271,7 @@ impl SavedTransaction {
             milestones: tx
                 .milestones
                 .iter()
-                .filter_map(|m| tx.milestone_record(m))
+                .filter_map(|m| tx.milestone_record(m, names))
                 .map(|m| SavedMilestone {
                     milestone: name(&m.milestone),
                     object: save_key(&m.object),
@@ -364,15 +364,15 @@ impl SavedTransaction {
                 .map(|x| SavedExchange {
                     id: x.id,
                     at: x.at(),
-                    system: name(&x.system),
-                    operation: x.operation.as_ref().map(name),
+                    system: x.system.get(names.systems).map(name).unwrap_or_default(),
+                    operation: x.operation.and_then(|o| o.get(names.operations)).map(name),
                     method: x.method().to_owned(),
                     path: x.path().to_owned(),
                     status: x.status,
                     error: x.error.map(|e| e.as_str().to_owned()),
                     duration: x.duration(),
                     keys: tx.exchange_keys(x).map(save_key).collect(),
-                    milestone: x.milestone.as_ref().map(name),
+                    milestone: x.milestone.and_then(|m| m.get(names.milestones)).map(name),
                     problems: x.problems().iter().map(|p| p.as_str().to_owned()).collect(),
                 })
                 .collect(),
@@ -689,7 +689,8 @@ routes: []
             ["key_missing", "malformed_json"]
         );
 
-        let again = serde_json::to_value(SavedTransaction::of(&tx)).expect("serializable");
+        let again = serde_json::to_value(SavedTransaction::of(&tx, Names::of(&config)))
+            .expect("serializable");
         let before: serde_json::Value = serde_json::from_str(WRITTEN_BEFORE).expect("parses");
         assert_eq!(again, before);
     }
