@@ -222,7 +222,13 @@ impl Correlator {
 
     /// Resolves the open exceptions `exceptions` of `id` (what [`satisfied`]
     /// found), adding them to `news`.
-    pub(super) fn resolve_all(&mut self, id: TxId, at: SystemTime, exceptions: Vec<u64>, news: &mut News) {
+    pub(super) fn resolve_all(
+        &mut self,
+        id: TxId,
+        at: SystemTime,
+        exceptions: Vec<u64>,
+        news: &mut News,
+    ) {
         for exception in exceptions {
             self.resolve(id, exception, at, Some(&mut *news));
         }
@@ -529,7 +535,10 @@ pub(super) fn satisfied(tx: &Transaction) -> Vec<u64> {
 }
 
 /// The ids of the open exceptions of `tx` whose resolution `matches`.
-fn open_matching(tx: &Transaction, matches: impl Fn(&Transaction, &Resolution) -> bool) -> Vec<u64> {
+fn open_matching(
+    tx: &Transaction,
+    matches: impl Fn(&Transaction, &Resolution) -> bool,
+) -> Vec<u64> {
     tx.exceptions
         .iter()
         .filter(|e| e.is_open() && matches(tx, &e.resolution))

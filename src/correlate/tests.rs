@@ -227,7 +227,10 @@ fn tracking_only_webhook_joins_its_order() {
         tx.root.as_ref().map(|k| k.to_string()).as_deref(),
         Some("order:SO-1")
     );
-    assert_eq!(milestone_objects(&h, &tx, "delivered"), vec!["shipment:SH-1"]);
+    assert_eq!(
+        milestone_objects(&h, &tx, "delivered"),
+        vec!["shipment:SH-1"]
+    );
     let flows: Vec<(String, f64)> = tx
         .flows
         .iter()
@@ -353,8 +356,14 @@ fn a_batch_of_orders_in_one_message_does_not_fuse_the_orders() {
     let a = h.transaction("order", "SO-10");
     let b = h.transaction("order", "SO-11");
     assert_ne!(a.id, b.id);
-    assert_eq!(milestone_objects(&h, &a, "order_released"), vec!["order:SO-10"]);
-    assert_eq!(milestone_objects(&h, &b, "order_released"), vec!["order:SO-11"]);
+    assert_eq!(
+        milestone_objects(&h, &a, "order_released"),
+        vec!["order:SO-10"]
+    );
+    assert_eq!(
+        milestone_objects(&h, &b, "order_released"),
+        vec!["order:SO-11"]
+    );
 }
 
 #[test]
