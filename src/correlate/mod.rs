@@ -365,7 +365,8 @@ impl Correlator {
                 &mut news,
             );
             if !observation.measures.values.is_empty() {
-                drop(tx);
+                // Rare paths end the handle (its borrow of the store) and
+                // look the transaction up again afterwards.
                 self.record_measures(id, milestone, observation, &mut news);
                 let Some(again) = self.store.entry(id) else {
                     return;
@@ -384,7 +385,6 @@ impl Correlator {
                 ));
             }
             if !openings.is_empty() {
-                drop(tx);
                 self.open_all(id, openings, &mut news);
                 let Some(again) = self.store.entry(id) else {
                     return;
@@ -394,7 +394,6 @@ impl Correlator {
         }
         let satisfied = reconcile::satisfied(&tx);
         if !satisfied.is_empty() {
-            drop(tx);
             self.resolve_all(id, at, satisfied, &mut news);
             let Some(again) = self.store.entry(id) else {
                 return;
