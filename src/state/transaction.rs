@@ -1,13 +1,16 @@
 //! The transaction record and what it holds: keys and the links between
 //! them, milestones per object, measures per object, completed flows and
 //! the exchange timeline.
-//! Records serialize to the JSON the admin API returns.
+//! A transaction serializes, with the config's [`Names`], to the JSON the
+//! admin API returns ([`Transaction::json`]).
 //!
 //! A store holds a million of these, so the bulky parts are compact: each
 //! key is held once, in `keys`, and links and the exchange timeline refer
-//! to it by position ([`KeyRefs`]); an exchange keeps its method as
-//! [`http::Method`] and its problems as one byte each. The JSON is the same
-//! as if every key were written out in place.
+//! to it by position ([`KeyRefs`]); exchange and milestone records keep
+//! config names (system, operation, milestone) as 2-byte [`NameId`]s, an
+//! exchange its method as a one-byte code and its problems as one byte
+//! each. The JSON is the same as if every key and name were written out in
+//! place.
 
 use std::collections::VecDeque;
 use std::fmt;
