@@ -5,17 +5,16 @@
 //! body scanned, 840 bytes each, keys, extraction metrics), then
 //! [`Correlator::apply`] (store update, milestone, flow, correlation
 //! metrics) with the telemetry observer attached: flow histogram and the
-//! exchange span built (`SpanObserver::spans`, as with traces on).
+//! exchange span encoded into its OTLP bytes (`SpanObserver::spans`, as
+//! with traces on).
 //!
-//! Not included: the proxy's tap and its counter, the two queue hops
-//! (`try_send` to extraction, `send` to the correlator), and pushing the
-//! span onto the export queue and its OTLP encoding (the exporter task).
+//! Not included: the proxy's tap and its counter, the queue hop to the
+//! correlator, and pushing the span onto the export queue and wrapping it
+//! into an export request (the exporter task).
 //!
-//! `span/encode_batch`: that OTLP encoding on its own, for a batch of 512
-//! spans of this traffic (the exporter's default batch): waybill's encoder
-//! (`telemetry::otlp_trace`) against the SDK exporter's way (the
-//! `opentelemetry-proto` conversion, then `prost` encoding), which waybill
-//! used before.
+//! `span/encode_batch/waybill`: that wrapping on its own, for a batch of
+//! 512 encoded spans of this traffic (the exporter's default batch), as
+//! the export task does before sending (`telemetry::otlp_trace::TraceEncoder`).
 //!
 //! The exchanges alternate like `bench/proxy.sh`'s traffic: an order
 //! release (`POST /api/orders`, one key) then its carrier booking
@@ -33,17 +32,12 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prometheus_client::registry::Registry;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-use opentelemetry_sdk::trace::SpanData;
-use prost::Message as _;
 use waybill::clock::Clock;
 use waybill::config::{Config, ListenerId};
 use waybill::correlate::{Correlated, Correlator, Observer};
 use waybill::extract::Extractor;
 use waybill::proxy::{Exchange, Outcome, Tapped};
-use waybill::telemetry::otlp_trace::TraceEncoder;
+use waybill::telemetry::otlp_trace::{EncodedSpan, TraceEncoder};
 use waybill::telemetry::spans::SpanObserver;
 
 const CONFIG: &str = include_str!("../bench/waybill-bench.yaml");
@@ -53,9 +47,9 @@ const BODY: usize = 840;
 const BATCH: usize = 512;
 
 /// The telemetry observer as it runs with traces on, minus the export
-/// queue: flows recorded, spans built and dropped (the first [`BATCH`]
+/// queue: flows recorded, spans encoded and dropped (the first [`BATCH`]
 /// kept for the encoding bench).
-struct BuildSpans(SpanObserver, Arc<Mutex<Vec<SpanData>>>);
+struct BuildSpans(SpanObserver, Arc<Mutex<Vec<EncodedSpan>>>);
 
 impl Observer for BuildSpans {
     fn correlated(&mut self, event: &Correlated<'_>) {
@@ -229,23 +223,9 @@ fn business(c: &mut Criterion) {
     .collect();
     let mut group = c.benchmark_group("span");
     group.throughput(Throughput::Elements(BATCH as u64));
-    let mut encoder = TraceEncoder::new(&resource);
+    let mut encoder = TraceEncoder::new(&resource, "waybill", env!("CARGO_PKG_VERSION"));
     group.bench_function("encode_batch/waybill", |b| {
         b.iter(|| black_box(encoder.encode(&batch).len()))
-    });
-    let sdk_resource = waybill::telemetry::resource::resource(&resource);
-    let sdk_resource = ResourceAttributesWithSchema::from(&sdk_resource);
-    group.bench_function("encode_batch/sdk_exporter", |b| {
-        b.iter_batched(
-            || batch.clone(),
-            |spans| {
-                let request = ExportTraceServiceRequest {
-                    resource_spans: group_spans_by_resource_and_scope(spans, &sdk_resource),
-                };
-                black_box(request.encode_to_vec().len())
-            },
-            BatchSize::SmallInput,
-        )
     });
     group.finish();
 }

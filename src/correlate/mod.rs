@@ -51,6 +51,11 @@ const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
 /// client and each query answers in microseconds.
 const QUERY_QUEUE: usize = 64;
 
+/// Most observations taken from the inbox per wake-up: enough to amortize
+/// the wake-up, few enough that a query or an expiry tick waits for at
+/// most this many `apply` calls.
+const INBOX_BATCH: usize = 64;
+
 /// A milestone an exchange marked: recorded for the first time, or a repeat
 /// of one already reached (then `record` is the first occurrence).
 #[derive(Debug, Clone)]
@@ -302,12 +307,20 @@ impl Correlator {
         }
         let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Observations are taken up to INBOX_BATCH at a time (one wake-up
+        // for all that waited), applied in arrival order; queries and
+        // expiry ticks are served between batches.
+        let mut batch = Vec::with_capacity(INBOX_BATCH);
         loop {
             tokio::select! {
-                observation = inbox.observations.recv() => match observation {
-                    Some(observation) => self.apply(observation),
-                    None => break,
-                },
+                taken = inbox.observations.recv_many(&mut batch, INBOX_BATCH) => {
+                    if taken == 0 {
+                        break;
+                    }
+                    for observation in batch.drain(..) {
+                        self.apply(observation);
+                    }
+                }
                 Some(query) = inbox.queries.recv() => self.answer(query),
                 _ = expiry.tick() => self.tick(self.clock.now()),
             }

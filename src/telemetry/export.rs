@@ -1,6 +1,7 @@
 //! OTLP span export off the traffic path. The span observer hands each
-//! finished span to a bounded queue with `try_send` and never waits; one
-//! export task batches the queue, encodes each batch into one reused buffer
+//! finished span, already encoded ([`EncodedSpan`]), to a bounded queue
+//! with `try_send` and never waits; one export task batches the queue,
+//! wraps each batch into one export request in a reused buffer
 //! ([`otlp_trace`](super::otlp_trace)) and sends it to the collector
 //! ([`transport`](super::transport): gRPC, with TLS and the webpki roots
 //! for `https://` endpoints, or HTTP/protobuf, plain `http://` only),
@@ -28,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use opentelemetry_sdk::trace::SpanData;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::otlp_trace::TraceEncoder;
+use super::otlp_trace::{EncodedSpan, TraceEncoder};
 use super::settings::{Signal, TraceSettings};
 use super::transport::Collector;
 
@@ -90,7 +90,7 @@ impl ExportMetrics {
 /// Where the span observer puts finished spans. Never blocks.
 pub struct SpanQueue {
     /// `None` once dropped (see `Drop`).
-    tx: Option<mpsc::Sender<SpanData>>,
+    tx: Option<mpsc::Sender<EncodedSpan>>,
     queued: Arc<AtomicUsize>,
     metrics: ExportMetrics,
     /// Wakes the export task: a batch is waiting, or the queue closed.
@@ -104,7 +104,7 @@ impl SpanQueue {
     pub(super) fn bounded(
         capacity: usize,
         metrics: ExportMetrics,
-    ) -> (SpanQueue, mpsc::Receiver<SpanData>, Arc<AtomicUsize>) {
+    ) -> (SpanQueue, mpsc::Receiver<EncodedSpan>, Arc<AtomicUsize>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let queued = Arc::new(AtomicUsize::new(0));
         let queue = SpanQueue {
@@ -118,7 +118,7 @@ impl SpanQueue {
     }
 
     /// Queues `span` for export, or drops and counts it when the queue is full.
-    pub fn push(&self, span: SpanData) {
+    pub fn push(&self, span: EncodedSpan) {
         let Some(tx) = &self.tx else { return };
         // Counted before sending so the export task never sees more taken
         // than queued.
@@ -180,7 +180,7 @@ pub fn start(
         rx,
         ready: Arc::clone(&queue.ready),
         collector,
-        encoder: TraceEncoder::new(resource),
+        encoder: TraceEncoder::new(resource, "waybill", env!("CARGO_PKG_VERSION")),
         queued: Arc::clone(&queued),
         metrics: metrics.clone(),
         max_batch_size,
@@ -247,7 +247,7 @@ fn build_collector(settings: &TraceSettings) -> Result<Collector, ExporterError>
 
 /// The export task's state.
 struct Batcher {
-    rx: mpsc::Receiver<SpanData>,
+    rx: mpsc::Receiver<EncodedSpan>,
     /// Notified by the queue: a batch is waiting, or the queue closed.
     ready: Arc<Notify>,
     collector: Collector,
@@ -291,7 +291,7 @@ impl Batcher {
 
     /// Moves queued spans into `batch` without waiting; false when the
     /// batch is full or the queue closed and empty (export now).
-    fn take_queued(&mut self, batch: &mut Vec<SpanData>) -> bool {
+    fn take_queued(&mut self, batch: &mut Vec<EncodedSpan>) -> bool {
         while batch.len() < self.max_batch_size {
             match self.rx.try_recv() {
                 Ok(span) => batch.push(span),
@@ -302,7 +302,7 @@ impl Batcher {
         false
     }
 
-    async fn export(&mut self, batch: &[SpanData]) {
+    async fn export(&mut self, batch: &[EncodedSpan]) {
         let spans = batch.len() as u64;
         let message = Bytes::copy_from_slice(self.encoder.encode(batch));
         let outcome = tokio::time::timeout(self.export_timeout, self.collector.send(message)).await;
@@ -398,25 +398,18 @@ mod tests {
         .is_ok());
     }
 
-    fn span() -> SpanData {
-        use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
-        use opentelemetry::InstrumentationScope;
-        use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
-        SpanData {
-            span_context: SpanContext::empty_context(),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: "span".into(),
-            start_time: std::time::SystemTime::UNIX_EPOCH,
-            end_time: std::time::SystemTime::UNIX_EPOCH,
-            attributes: Vec::new(),
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: InstrumentationScope::builder("test").build(),
-        }
+    fn span() -> EncodedSpan {
+        use crate::telemetry::otlp_trace::{Kind, SpanWriter};
+        use opentelemetry::trace::{SpanId, TraceId};
+        let at = std::time::SystemTime::UNIX_EPOCH;
+        SpanWriter::new(
+            TraceId::from(1),
+            SpanId::from(1),
+            "span",
+            Kind::Internal,
+            (at, at),
+        )
+        .finish(0, false)
     }
 
     /// Fewer spans than a batch and a schedule delay of an hour: once the

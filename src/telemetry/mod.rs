@@ -13,7 +13,8 @@
 //! - [`settings`]: `OTEL_*` environment plus `telemetry.traces` overrides.
 //! - [`resource`]: `service.name`, `service.version`, Kubernetes attributes.
 //! - [`export`]: the bounded span queue and the OTLP export task.
-//! - [`otlp_trace`]: the span batches' protobuf encoding, straight into one buffer.
+//! - [`otlp_trace`]: the OTLP wire format: each span written straight into its
+//!   protobuf bytes on the correlator, batches wrapped into export requests.
 //! - [`transport`]: the gRPC or HTTP connection to the collector both exporters use.
 //! - [`metrics_export`]: optional periodic OTLP export of the registry's
 //!   [`snapshot`] (off by default; Prometheus scrapes `/metrics` either way).

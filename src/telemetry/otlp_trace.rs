@@ -1,28 +1,31 @@
-//! The OTLP trace encoder: writes an `ExportTraceServiceRequest` (the body
-//! of an OTLP/HTTP protobuf export and the message of an OTLP/gRPC one)
-//! straight from the SDK's [`SpanData`] into one reused byte buffer, by the
-//! field numbers of `opentelemetry/proto/trace/v1/trace.proto` and
-//! `common/v1/common.proto`. No intermediate protobuf structs, no `String`
-//! per attribute: strings are copied once, from where they live into the
-//! buffer.
+//! The OTLP trace wire format, written by hand by the field numbers of
+//! `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`:
 //!
-//! Nested messages are written in place: a 5-byte length slot is reserved,
-//! the message written after it, and the slot shrunk to the length's real
-//! varint size (moving the message left by at most 4 bytes).
+//! - [`SpanWriter`] encodes **one span** straight into the bytes of its
+//!   `Span` message (an [`EncodedSpan`]), on the correlator, from the
+//!   observation and the transaction: no intermediate span values, no
+//!   `String` per attribute; strings are copied once, from where they live
+//!   into the span's buffer (text given in pieces, `kind:value`, is written
+//!   piece by piece).
+//! - [`TraceEncoder`] wraps a batch of encoded spans into one
+//!   `ExportTraceServiceRequest` (the body of an OTLP/HTTP protobuf export
+//!   and the message of an OTLP/gRPC one) in a buffer it reuses: every
+//!   length is known, so the spans are only copied in after their tags.
 //!
 //! The request has one `ResourceSpans` (the resource, encoded once at
-//! start) and one `ScopeSpans` per run of spans with the same
-//! instrumentation scope (waybill's spans all share one). Flags follow the
-//! SDK's exporter: the trace flags plus "has is-remote" and, for remote
-//! parents and links, "is remote". The unit test decodes the output with
-//! the official `opentelemetry-proto` types.
+//! start) and one `ScopeSpans` (waybill's instrumentation scope, also
+//! encoded once). Fields are written in field-number order. Where a length
+//! is not known up front (arrays, events, links), a 5-byte length slot is
+//! reserved, the message written after it, and the slot shrunk to the
+//! length's real varint size. Flags follow the SDK's exporter: the trace
+//! flags plus "has is-remote" and, for remote links, "is remote". The unit
+//! tests decode the output with the official `opentelemetry-proto` types
+//! and compare it with what the SDK's exporter sends for the same spans.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{SpanId, SpanKind, Status};
-use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
-use opentelemetry_sdk::trace::SpanData;
+use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 
 /// `SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK`.
 const HAS_IS_REMOTE: u32 = 0x100;
@@ -38,184 +41,338 @@ const FIXED32: u32 = 5;
 /// Bytes reserved for a nested message's length: a `u32` varint at most.
 const LEN_SLOT: usize = 5;
 
-/// Encodes export requests into a buffer it keeps between batches.
+/// `Span` field numbers.
+const SPAN_ATTRIBUTES: u32 = 9;
+const EVENT_ATTRIBUTES: u32 = 3;
+const LINK_ATTRIBUTES: u32 = 4;
+
+/// A first guess of a span's size, so most spans are written without
+/// growing their buffer.
+const SPAN_CAPACITY: usize = 768;
+
+/// One span, encoded: the fields of an OTLP `Span` message (without its
+/// own tag and length), as the export queue carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedSpan(Vec<u8>);
+
+impl EncodedSpan {
+    /// The `Span` message's bytes (decodable as `opentelemetry_proto`'s `Span`).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// `Span.SpanKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Internal = 1,
+    Server = 2,
+    Client = 3,
+}
+
+/// Where a span link points: a span of another (or the same) trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTarget {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub flags: TraceFlags,
+    pub remote: bool,
+}
+
+/// Text given whole or in pieces, written into a string field without
+/// being joined first.
+pub trait Text {
+    /// Its length in bytes.
+    fn text_len(&self) -> usize;
+    /// Appends its bytes to `buf`.
+    fn put(&self, buf: &mut Vec<u8>);
+}
+
+impl Text for str {
+    fn text_len(&self) -> usize {
+        self.len()
+    }
+    fn put(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(self.as_bytes());
+    }
+}
+
+impl Text for [&str] {
+    fn text_len(&self) -> usize {
+        self.iter().map(|s| s.len()).sum()
+    }
+    fn put(&self, buf: &mut Vec<u8>) {
+        for piece in self {
+            buf.extend_from_slice(piece.as_bytes());
+        }
+    }
+}
+
+impl<const N: usize> Text for [&str; N] {
+    fn text_len(&self) -> usize {
+        self.as_slice().text_len()
+    }
+    fn put(&self, buf: &mut Vec<u8>) {
+        self.as_slice().put(buf);
+    }
+}
+
+/// Writes one span, field by field in field-number order: ids, name,
+/// kind and times ([`SpanWriter::new`]), then attributes, then events,
+/// then links, then status and flags ([`SpanWriter::finish`]). Calling
+/// them out of that order still decodes to the same span (protobuf
+/// accepts any order), only the bytes differ.
+pub struct SpanWriter {
+    buf: Vec<u8>,
+}
+
+impl SpanWriter {
+    /// A span `name` of `kind` in trace `trace_id`, from `start` to `end`,
+    /// without a parent and with an empty trace state.
+    pub fn new(
+        trace_id: TraceId,
+        span_id: SpanId,
+        name: &(impl Text + ?Sized),
+        kind: Kind,
+        (start, end): (SystemTime, SystemTime),
+    ) -> Self {
+        let mut buf = Vec::with_capacity(SPAN_CAPACITY);
+        bytes(&mut buf, 1, &trace_id.to_bytes());
+        bytes(&mut buf, 2, &span_id.to_bytes());
+        text(&mut buf, 5, name);
+        uint(&mut buf, 6, kind as u64);
+        fixed64(&mut buf, 7, nanos(start));
+        fixed64(&mut buf, 8, nanos(end));
+        SpanWriter { buf }
+    }
+
+    /// The span's attributes (write them before any event or link).
+    pub fn attributes(&mut self) -> Attributes<'_> {
+        Attributes {
+            buf: &mut self.buf,
+            field: SPAN_ATTRIBUTES,
+        }
+    }
+
+    /// A span event `name` at `at` with the attributes `write` adds.
+    pub fn event(
+        &mut self,
+        name: &(impl Text + ?Sized),
+        at: SystemTime,
+        write: impl FnOnce(&mut Attributes<'_>),
+    ) {
+        // Span.events = 11: time_unix_nano = 1, name = 2, attributes = 3
+        message(&mut self.buf, 11, |buf| {
+            fixed64(buf, 1, nanos(at));
+            text(buf, 2, name);
+            write(&mut Attributes {
+                buf,
+                field: EVENT_ATTRIBUTES,
+            });
+        });
+    }
+
+    /// A span link to `target` with the attributes `write` adds.
+    pub fn link(&mut self, target: LinkTarget, write: impl FnOnce(&mut Attributes<'_>)) {
+        // Span.links = 13: trace_id = 1, span_id = 2, attributes = 4, flags = 6
+        message(&mut self.buf, 13, |buf| {
+            bytes(buf, 1, &target.trace_id.to_bytes());
+            bytes(buf, 2, &target.span_id.to_bytes());
+            write(&mut Attributes {
+                buf,
+                field: LINK_ATTRIBUTES,
+            });
+            fixed32(buf, 6, flags(target.remote, target.flags));
+        });
+    }
+
+    /// The span, with `dropped_links` links left out and status ERROR
+    /// (empty description) when `error`, else UNSET.
+    pub fn finish(mut self, dropped_links: u32, error: bool) -> EncodedSpan {
+        let buf = &mut self.buf;
+        uint(buf, 14, u64::from(dropped_links));
+        // Span.status = 15: code = 3 (STATUS_CODE_ERROR = 2)
+        message(buf, 15, |buf| {
+            if error {
+                uint(buf, 3, 2);
+            }
+        });
+        // A root span: its (absent) parent is not remote.
+        fixed32(buf, 16, flags(false, TraceFlags::SAMPLED));
+        EncodedSpan(self.buf)
+    }
+}
+
+/// `KeyValue`s of a span, an event or a link: field `field` of its message.
+pub struct Attributes<'a> {
+    buf: &'a mut Vec<u8>,
+    field: u32,
+}
+
+impl Attributes<'_> {
+    /// A string attribute.
+    pub fn string(&mut self, key: &(impl Text + ?Sized), value: &(impl Text + ?Sized)) {
+        let len = value.text_len();
+        self.scalar(key, len_field_size(len), |buf| {
+            // AnyValue.string_value = 1 (in a oneof: present even when empty)
+            tag(buf, 1, LEN);
+            varint(buf, len as u64);
+            value.put(buf);
+        });
+    }
+
+    /// An integer attribute (int64, travelling as its two's complement varint).
+    pub fn int(&mut self, key: &(impl Text + ?Sized), value: i64) {
+        let value = value as u64;
+        self.scalar(key, 1 + varint_len(value), |buf| uint_always(buf, 3, value));
+    }
+
+    /// A double attribute.
+    pub fn double(&mut self, key: &(impl Text + ?Sized), value: f64) {
+        self.scalar(key, 9, |buf| double_always(buf, 4, value));
+    }
+
+    /// A boolean attribute.
+    pub fn bool(&mut self, key: &(impl Text + ?Sized), value: bool) {
+        self.scalar(key, 2, |buf| uint_always(buf, 2, u64::from(value)));
+    }
+
+    /// An array-of-strings attribute with the values `write` adds.
+    pub fn strings(&mut self, key: &(impl Text + ?Sized), write: impl FnOnce(&mut Strings<'_>)) {
+        message(self.buf, self.field, |buf| {
+            text(buf, 1, key);
+            // KeyValue.value = 2: AnyValue.array_value = 5
+            message(buf, 2, |buf| {
+                message(buf, 5, |buf| write(&mut Strings { buf }));
+            });
+        });
+    }
+
+    /// A `KeyValue` whose `AnyValue` is `any_len` bytes that `any` writes.
+    fn scalar(
+        &mut self,
+        key: &(impl Text + ?Sized),
+        any_len: usize,
+        any: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let key_len = key.text_len();
+        let key_size = if key_len > 0 {
+            len_field_size(key_len)
+        } else {
+            0
+        };
+        len_prefix(self.buf, self.field, key_size + len_field_size(any_len));
+        // KeyValue.key = 1 (left out when empty, proto3's default)
+        text(self.buf, 1, key);
+        tag(self.buf, 2, LEN);
+        varint(self.buf, any_len as u64);
+        let before = self.buf.len();
+        any(self.buf);
+        debug_assert_eq!(self.buf.len() - before, any_len);
+    }
+}
+
+/// The values of an array-of-strings attribute.
+pub struct Strings<'a> {
+    buf: &'a mut Vec<u8>,
+}
+
+impl Strings<'_> {
+    /// One value.
+    pub fn push(&mut self, value: &(impl Text + ?Sized)) {
+        let len = value.text_len();
+        // ArrayValue.values = 1: AnyValue.string_value = 1
+        tag(self.buf, 1, LEN);
+        varint(self.buf, len_field_size(len) as u64);
+        tag(self.buf, 1, LEN);
+        varint(self.buf, len as u64);
+        value.put(self.buf);
+    }
+
+    /// One value, formatted in place.
+    pub fn push_fmt(&mut self, value: std::fmt::Arguments<'_>) {
+        use std::io::Write as _;
+        message(self.buf, 1, |buf| {
+            message(buf, 1, |buf| {
+                // Writing into a `Vec` cannot fail.
+                let _ = buf.write_fmt(value);
+            });
+        });
+    }
+}
+
+/// Wraps batches of encoded spans into export requests, in a buffer it
+/// keeps between batches.
 pub struct TraceEncoder {
     /// The `Resource` message (without its tag), encoded once.
     resource: Vec<u8>,
+    /// The `InstrumentationScope` message (without its tag), encoded once.
+    scope: Vec<u8>,
     buf: Vec<u8>,
 }
 
 impl TraceEncoder {
-    /// An encoder for spans of the resource with `attributes`.
-    pub fn new(attributes: &BTreeMap<String, String>) -> Self {
+    /// An encoder for spans of the resource with `attributes`, in the
+    /// instrumentation scope `scope` version `version`.
+    pub fn new(attributes: &BTreeMap<String, String>, scope: &str, version: &str) -> Self {
         let mut resource = Vec::new();
-        for (key, value) in attributes {
-            message(&mut resource, 1, |buf| {
-                string(buf, 1, key);
-                message(buf, 2, |buf| string(buf, 1, value));
-            });
+        {
+            // Resource.attributes = 1
+            let mut attrs = Attributes {
+                buf: &mut resource,
+                field: 1,
+            };
+            for (key, value) in attributes {
+                attrs.string(key.as_str(), value.as_str());
+            }
         }
+        let mut scope_message = Vec::new();
+        // InstrumentationScope: name = 1, version = 2
+        text(&mut scope_message, 1, scope);
+        text(&mut scope_message, 2, version);
         TraceEncoder {
             resource,
+            scope: scope_message,
             buf: Vec::with_capacity(64 * 1024),
         }
     }
 
     /// The `ExportTraceServiceRequest` carrying `spans`; valid until the
     /// next call.
-    pub fn encode(&mut self, spans: &[SpanData]) -> &[u8] {
+    pub fn encode(&mut self, spans: &[EncodedSpan]) -> &[u8] {
+        let scope_spans = len_field_size(self.scope.len())
+            + spans
+                .iter()
+                .map(|s| len_field_size(s.0.len()))
+                .sum::<usize>();
+        let resource_spans = len_field_size(self.resource.len())
+            + if spans.is_empty() {
+                0
+            } else {
+                len_field_size(scope_spans)
+            };
         let buf = &mut self.buf;
         buf.clear();
-        let resource = &self.resource;
+        buf.reserve(len_field_size(resource_spans));
         // ExportTraceServiceRequest.resource_spans = 1
-        message(buf, 1, |buf| {
-            // ResourceSpans.resource = 1
-            bytes(buf, 1, resource);
-            let mut rest = spans;
-            while let Some(first) = rest.first() {
-                let scope = &first.instrumentation_scope;
-                let run = rest
-                    .iter()
-                    .position(|s| &s.instrumentation_scope != scope)
-                    .unwrap_or(rest.len());
-                let (same, next) = rest.split_at(run);
-                // ResourceSpans.scope_spans = 2
-                message(buf, 2, |buf| scope_spans(buf, scope, same));
-                rest = next;
+        len_prefix(buf, 1, resource_spans);
+        // ResourceSpans.resource = 1
+        bytes_always(buf, 1, &self.resource);
+        if !spans.is_empty() {
+            // ResourceSpans.scope_spans = 2: scope = 1, spans = 2
+            len_prefix(buf, 2, scope_spans);
+            bytes_always(buf, 1, &self.scope);
+            for span in spans {
+                bytes_always(buf, 2, &span.0);
             }
-        });
+        }
         &self.buf
     }
 }
 
-fn scope_spans(buf: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[SpanData]) {
-    // ScopeSpans.scope = 1
-    message(buf, 1, |buf| {
-        string(buf, 1, scope.name());
-        string(buf, 2, scope.version().unwrap_or_default());
-        for attribute in scope.attributes() {
-            message(buf, 3, |buf| key_value(buf, attribute));
-        }
-    });
-    for span_data in spans {
-        // ScopeSpans.spans = 2
-        message(buf, 2, |buf| span(buf, span_data));
-    }
-    if let Some(url) = scope.schema_url() {
-        string(buf, 3, url);
-    }
-}
-
-fn span(buf: &mut Vec<u8>, span: &SpanData) {
-    let context = &span.span_context;
-    bytes(buf, 1, &context.trace_id().to_bytes());
-    bytes(buf, 2, &context.span_id().to_bytes());
-    string(buf, 3, &context.trace_state().header());
-    if span.parent_span_id != SpanId::INVALID {
-        bytes(buf, 4, &span.parent_span_id.to_bytes());
-    }
-    string(buf, 5, &span.name);
-    let kind = match span.span_kind {
-        SpanKind::Internal => 1,
-        SpanKind::Server => 2,
-        SpanKind::Client => 3,
-        SpanKind::Producer => 4,
-        SpanKind::Consumer => 5,
-    };
-    uint(buf, 6, kind);
-    fixed64(buf, 7, nanos(span.start_time));
-    fixed64(buf, 8, nanos(span.end_time));
-    for attribute in &span.attributes {
-        message(buf, 9, |buf| key_value(buf, attribute));
-    }
-    uint(buf, 10, u64::from(span.dropped_attributes_count));
-    for event in span.events.iter() {
-        message(buf, 11, |buf| {
-            fixed64(buf, 1, nanos(event.timestamp));
-            string(buf, 2, &event.name);
-            for attribute in &event.attributes {
-                message(buf, 3, |buf| key_value(buf, attribute));
-            }
-            uint(buf, 4, u64::from(event.dropped_attributes_count));
-        });
-    }
-    uint(buf, 12, u64::from(span.events.dropped_count));
-    for link in span.links.iter() {
-        message(buf, 13, |buf| {
-            let context = &link.span_context;
-            bytes(buf, 1, &context.trace_id().to_bytes());
-            bytes(buf, 2, &context.span_id().to_bytes());
-            string(buf, 3, &context.trace_state().header());
-            for attribute in &link.attributes {
-                message(buf, 4, |buf| key_value(buf, attribute));
-            }
-            uint(buf, 5, u64::from(link.dropped_attributes_count));
-            fixed32(buf, 6, flags(context.is_remote(), context.trace_flags()));
-        });
-    }
-    uint(buf, 14, u64::from(span.links.dropped_count));
-    // Span.status = 15: message = 2, code = 3
-    message(buf, 15, |buf| match &span.status {
-        Status::Unset => {}
-        Status::Ok => uint(buf, 3, 1),
-        Status::Error { description } => {
-            string(buf, 2, description);
-            uint(buf, 3, 2);
-        }
-    });
-    fixed32(
-        buf,
-        16,
-        flags(span.parent_span_is_remote, context.trace_flags()),
-    );
-}
-
-fn flags(remote: bool, trace_flags: opentelemetry::trace::TraceFlags) -> u32 {
+fn flags(remote: bool, trace_flags: TraceFlags) -> u32 {
     let remote = if remote { IS_REMOTE } else { 0 };
     u32::from(trace_flags.to_u8()) | HAS_IS_REMOTE | remote
-}
-
-/// A `KeyValue` message's fields: key = 1, value = 2.
-fn key_value(buf: &mut Vec<u8>, attribute: &KeyValue) {
-    string(buf, 1, attribute.key.as_str());
-    message(buf, 2, |buf| any_value(buf, &attribute.value));
-}
-
-/// An `AnyValue` message's fields: string 1, bool 2, int 3, double 4,
-/// array 5.
-fn any_value(buf: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::String(s) => string_always(buf, 1, s.as_str()),
-        Value::Bool(b) => uint_always(buf, 2, u64::from(*b)),
-        // int64 travels as the two's complement varint.
-        Value::I64(i) => uint_always(buf, 3, *i as u64),
-        Value::F64(f) => double_always(buf, 4, *f),
-        Value::Array(array) => message(buf, 5, |buf| match array {
-            Array::Bool(values) => array_values(buf, values, |buf, b| {
-                uint_always(buf, 2, u64::from(*b));
-            }),
-            Array::I64(values) => {
-                array_values(buf, values, |buf, i| uint_always(buf, 3, *i as u64));
-            }
-            Array::F64(values) => array_values(buf, values, |buf, f| double_always(buf, 4, *f)),
-            Array::String(values) => array_values(buf, values, |buf, s: &StringValue| {
-                string_always(buf, 1, s.as_str());
-            }),
-            // Array kinds newer than this encoder: as text, never lost.
-            other => array_values(buf, &[other.to_string()], |buf, s| {
-                string_always(buf, 1, s);
-            }),
-        }),
-        // Value kinds newer than this encoder: as text.
-        other => string_always(buf, 1, &other.as_str()),
-    }
-}
-
-/// An `ArrayValue`'s `values = 1`, one `AnyValue` each.
-fn array_values<T>(buf: &mut Vec<u8>, values: &[T], mut one: impl FnMut(&mut Vec<u8>, &T)) {
-    for value in values {
-        message(buf, 1, |buf| one(buf, value));
-    }
 }
 
 fn nanos(time: SystemTime) -> u64 {
@@ -233,8 +390,24 @@ fn varint(buf: &mut Vec<u8>, mut value: u64) {
     buf.push(value as u8);
 }
 
+fn varint_len(value: u64) -> usize {
+    // 1 byte per 7 bits, at least one.
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// The size of a length-delimited field of a one-byte tag (every field
+/// number here is below 16) and `len` bytes.
+fn len_field_size(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
 fn tag(buf: &mut Vec<u8>, field: u32, wire: u32) {
     varint(buf, u64::from(field << 3 | wire));
+}
+
+fn len_prefix(buf: &mut Vec<u8>, field: u32, len: usize) {
+    tag(buf, field, LEN);
+    varint(buf, len as u64);
 }
 
 /// A nested message: tag, length, then whatever `write` puts in `buf`.
@@ -272,18 +445,17 @@ fn bytes(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
 }
 
 fn bytes_always(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
-    tag(buf, field, LEN);
-    varint(buf, value.len() as u64);
+    len_prefix(buf, field, value.len());
     buf.extend_from_slice(value);
 }
 
-fn string(buf: &mut Vec<u8>, field: u32, value: &str) {
-    bytes(buf, field, value.as_bytes());
-}
-
-/// A string in a `oneof` (present even when empty).
-fn string_always(buf: &mut Vec<u8>, field: u32, value: &str) {
-    bytes_always(buf, field, value.as_bytes());
+/// Text, left out when empty (proto3 default).
+fn text(buf: &mut Vec<u8>, field: u32, value: &(impl Text + ?Sized)) {
+    let len = value.text_len();
+    if len > 0 {
+        len_prefix(buf, field, len);
+        value.put(buf);
+    }
 }
 
 /// A varint, left out when zero.

@@ -1,6 +1,7 @@
 //! The span observer: runs on the correlator's task after each applied
-//! exchange and turns it into OTLP span data. It only builds data and hands
-//! it to the export queue with `try_send`; it never waits.
+//! exchange and encodes its spans straight into OTLP protobuf bytes
+//! ([`SpanWriter`]: no intermediate span values, no string per attribute),
+//! then hands them to the export queue with `try_send`; it never waits.
 //!
 //! What it builds, per [`Correlated`] event:
 //!
@@ -41,19 +42,17 @@
 //! Exchanges that carried no key get a span with a random trace ID (the
 //! propagated one, if any) and no `waybill.transaction`.
 
-use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use opentelemetry::trace::{
-    Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanLinks};
+use opentelemetry::trace::{TraceFlags, TraceId};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
 use super::export::SpanQueue;
 use super::flows::FlowMetrics;
+use super::otlp_trace::{Attributes, EncodedSpan, Kind, LinkTarget, SpanWriter};
 use super::settings::Sampler;
 use super::trace_id::{anchor_span_id, trace_id};
 use super::traceparent::{self, Traceparent};
@@ -77,14 +76,42 @@ pub struct SpanSink {
 /// a [`SpanSink`] is given.
 pub struct SpanObserver {
     config: Arc<Config>,
-    /// `http.route` of each route, by [`RouteId`](crate::config::RouteId):
-    /// shared by every span instead of copied into each.
-    route_templates: Vec<Arc<str>>,
     sink: Option<SpanSink>,
     flows: FlowMetrics,
     invalid_traceparent: Counter,
     ids: RandomIdGenerator,
-    scope: InstrumentationScope,
+}
+
+/// An exchange span being written, and whether its status is ERROR.
+struct Exchange {
+    writer: SpanWriter,
+    error: bool,
+}
+
+/// The links of one span, at most [`MAX_LINKS`]; the rest are counted.
+struct Links<'a> {
+    writer: &'a mut SpanWriter,
+    written: usize,
+    dropped: u32,
+}
+
+impl<'a> Links<'a> {
+    fn new(writer: &'a mut SpanWriter) -> Self {
+        Links {
+            writer,
+            written: 0,
+            dropped: 0,
+        }
+    }
+
+    fn add(&mut self, target: LinkTarget, write: impl FnOnce(&mut Attributes<'_>)) {
+        if self.written < MAX_LINKS {
+            self.writer.link(target, write);
+            self.written += 1;
+        } else {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+    }
 }
 
 impl SpanObserver {
@@ -98,291 +125,219 @@ impl SpanObserver {
             invalid_traceparent.clone(),
         );
         SpanObserver {
-            route_templates: config
-                .routes
-                .iter()
-                .map(|route| Arc::from(route.path.text.as_str()))
-                .collect(),
             config,
             sink,
             flows,
             invalid_traceparent,
             ids: RandomIdGenerator::default(),
-            scope: InstrumentationScope::builder("waybill")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
         }
     }
 
     /// The span of `observation` in trace `trace_id` (without transaction
-    /// attributes, events or transaction links).
-    pub fn exchange_span(&self, observation: &Observation, trace_id: TraceId) -> SpanData {
+    /// attributes, events or links).
+    pub fn exchange_span(&self, observation: &Observation, trace_id: TraceId) -> EncodedSpan {
+        let span = self.exchange_writer(observation, trace_id);
+        span.writer.finish(0, span.error)
+    }
+
+    /// The exchange span's ids, name, kind, times and the attributes of
+    /// the observation.
+    fn exchange_writer(&self, observation: &Observation, trace_id: TraceId) -> Exchange {
         let exchange = &observation.exchange;
         let listener = self.config.listeners.get(exchange.listener.0);
         let outbound = listener.is_some_and(|l| l.direction == Direction::Outbound);
         let route = observation
             .route
-            .and_then(|id| self.route_templates.get(id.0));
-
+            .and_then(|id| self.config.routes.get(id.0))
+            .map(|route| route.path.text.as_str());
         let (method, original) = semconv_method(&exchange.method);
-        let mut attributes = vec![KeyValue::new("http.request.method", method)];
-        if let Some(original) = original {
-            attributes.push(KeyValue::new("http.request.method_original", original));
-        }
-        if let Some(route) = route {
-            attributes.push(KeyValue::new("http.route", Value::from(Arc::clone(route))));
-        }
-        let status = exchange.outcome.status().as_u16();
-        attributes.push(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status),
-        ));
-        match listener.filter(|_| outbound) {
-            Some(listener) => client_target(&mut attributes, &listener.upstream.uri, &exchange.uri),
-            None => server_target(&mut attributes, exchange),
-        }
-        attributes.push(KeyValue::new("url.path", exchange.uri.path().to_owned()));
-        if let Some(query) = exchange.uri.query() {
-            attributes.push(KeyValue::new("url.query", query.to_owned()));
-        }
-        attributes.push(KeyValue::new(
-            "network.protocol.version",
-            protocol_version(exchange.version),
-        ));
-        let error_type = error_type(&exchange.outcome, outbound);
-        let span_status = match &error_type {
-            Some(_) => Status::error(""),
-            None => Status::Unset,
-        };
-        if let Some(error_type) = error_type {
-            attributes.push(KeyValue::new("error.type", error_type));
-        }
-        attributes.push(KeyValue::new(
-            "waybill.system",
-            Value::from(exchange.system.shared_name()),
-        ));
-        if let Some(operation) = &observation.operation {
-            attributes.push(KeyValue::new(
-                "waybill.operation",
-                Value::from(operation.shared_name()),
-            ));
-        }
-        if !observation.problems.is_empty() {
-            attributes.push(KeyValue::new(
-                "waybill.extraction.problems",
-                strings(observation.problems.iter().map(|p| p.as_str())),
-            ));
-        }
-
-        measure_attributes(&mut attributes, observation);
-
-        let name: Cow<'static, str> = match route {
-            Some(route) => [method, " ", route].concat().into(),
-            None => method.into(),
-        };
-        let start_time = exchange.started;
         let span_id = match exchange.trace_context {
             Some(propagated) => propagated.span_id,
             None => self.ids.new_span_id(),
         };
-        SpanData {
-            span_context: SpanContext::new(
-                trace_id,
-                span_id,
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            ),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: if outbound {
-                SpanKind::Client
-            } else {
-                SpanKind::Server
-            },
-            name,
-            start_time,
-            end_time: start_time + exchange.duration,
-            attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: span_status,
-            instrumentation_scope: self.scope.clone(),
+        let name = match route {
+            Some(route) => [method, " ", route],
+            None => [method, "", ""],
+        };
+        let kind = if outbound { Kind::Client } else { Kind::Server };
+        let start = exchange.started;
+        let mut writer = SpanWriter::new(
+            trace_id,
+            span_id,
+            &name,
+            kind,
+            (start, start + exchange.duration),
+        );
+        let error_type = error_type(&exchange.outcome, outbound);
+        let mut attributes = writer.attributes();
+        attributes.string("http.request.method", method);
+        if let Some(original) = original {
+            attributes.string("http.request.method_original", original);
+        }
+        if let Some(route) = route {
+            attributes.string("http.route", route);
+        }
+        let status = exchange.outcome.status().as_u16();
+        attributes.int("http.response.status_code", i64::from(status));
+        match listener.filter(|_| outbound) {
+            Some(listener) => client_target(&mut attributes, &listener.upstream.uri, &exchange.uri),
+            None => server_target(&mut attributes, exchange),
+        }
+        attributes.string("url.path", exchange.uri.path());
+        if let Some(query) = exchange.uri.query() {
+            attributes.string("url.query", query);
+        }
+        attributes.string(
+            "network.protocol.version",
+            protocol_version(exchange.version),
+        );
+        if let Some(error_type) = error_type {
+            attributes.string("error.type", error_type);
+        }
+        attributes.string("waybill.system", exchange.system.as_str());
+        if let Some(operation) = &observation.operation {
+            attributes.string("waybill.operation", operation.as_str());
+        }
+        if !observation.problems.is_empty() {
+            attributes.strings("waybill.extraction.problems", |values| {
+                for problem in &observation.problems {
+                    values.push(problem.as_str());
+                }
+            });
+        }
+        measure_attributes(&mut attributes, observation);
+        Exchange {
+            writer,
+            error: error_type.is_some(),
         }
     }
 
     /// Everything `event` yields in `trace` (the [`trace_id`] of its
     /// transaction's name, computed once by the caller): the exchange span,
     /// then one span per completed flow. Sampling is not applied here.
-    pub fn spans(&mut self, event: &Correlated<'_>, trace: TraceId) -> Vec<SpanData> {
+    pub fn spans(&mut self, event: &Correlated<'_>, trace: TraceId) -> Vec<EncodedSpan> {
         let transaction = event.transaction;
-        let mut span = self.exchange_span(event.observation, trace);
-        span.attributes.push(KeyValue::new(
-            "waybill.transaction",
-            key_text(&transaction.name),
-        ));
-        span.attributes.push(KeyValue::new(
-            "waybill.keys",
-            strings(event.keys.iter().map(key_text)),
-        ));
-        if let (Some(milestone), false) = (
-            &event.observation.milestone,
-            event.news.milestones.is_empty(),
-        ) {
-            span.attributes.push(KeyValue::new(
-                "waybill.milestone",
-                Value::from(milestone.shared_name()),
-            ));
+        let observation = event.observation;
+        let Exchange { mut writer, error } = self.exchange_writer(observation, trace);
+        let name = key_text(&transaction.name);
+        let mut attributes = writer.attributes();
+        attributes.string("waybill.transaction", &name);
+        attributes.strings("waybill.keys", |values| {
+            for key in event.keys {
+                values.push(&key_text(key));
+            }
+        });
+        if let (Some(milestone), false) = (&observation.milestone, event.news.milestones.is_empty())
+        {
+            attributes.string("waybill.milestone", milestone.as_str());
         }
-        let at = event.observation.exchange.started;
-        span.events.events = event
-            .news
-            .milestones
-            .iter()
-            .map(|marked| {
-                Event::new(
-                    marked.record.milestone.as_str().to_owned(),
-                    at,
-                    vec![
-                        KeyValue::new(
-                            "waybill.object.kind",
-                            Value::from(marked.record.object.kind.shared_name()),
-                        ),
-                        KeyValue::new(
-                            "waybill.object.value",
-                            Value::from(Arc::clone(&marked.record.object.value)),
-                        ),
-                        KeyValue::new("waybill.milestone.repeat", marked.repeat),
-                    ],
-                    0,
-                )
-            })
-            .collect();
-        span.events
-            .events
-            .extend(event.news.exceptions.iter().map(|exception| {
-                Event::new("waybill.exception", at, exception_attributes(exception), 0)
-            }));
-        let mut links: Vec<Link> = transaction
-            .former_names
-            .iter()
-            .map(|former| {
-                Link::new(
-                    SpanContext::new(
-                        trace_id(former),
-                        anchor_span_id(former),
-                        TraceFlags::SAMPLED,
-                        true,
-                        TraceState::default(),
-                    ),
-                    vec![
-                        KeyValue::new("waybill.link", "former_name"),
-                        KeyValue::new("waybill.transaction", key_text(former)),
-                    ],
-                    0,
-                )
-            })
-            .collect();
-        links.extend(self.traceparent_link(event.observation));
-        links.extend(propagated_link(event.observation, trace));
-        self.set_links(&mut span, links);
-
-        let mut spans = vec![span];
+        let at = observation.exchange.started;
+        for marked in &event.news.milestones {
+            let record = &marked.record;
+            writer.event(record.milestone.as_str(), at, |attributes| {
+                attributes.string("waybill.object.kind", record.object.kind.as_str());
+                attributes.string("waybill.object.value", &*record.object.value);
+                attributes.bool("waybill.milestone.repeat", marked.repeat);
+            });
+        }
+        for exception in &event.news.exceptions {
+            writer.event("waybill.exception", at, |attributes| {
+                exception_attributes(attributes, exception);
+            });
+        }
+        let mut links = Links::new(&mut writer);
+        for former in &transaction.former_names {
+            let target = LinkTarget {
+                trace_id: trace_id(former),
+                span_id: anchor_span_id(former),
+                flags: TraceFlags::SAMPLED,
+                remote: true,
+            };
+            links.add(target, |attributes| {
+                attributes.string("waybill.link", "former_name");
+                attributes.string("waybill.transaction", &key_text(former));
+            });
+        }
+        self.caller_links(&mut links, observation, trace);
+        let dropped = links.dropped;
+        let mut spans = Vec::with_capacity(1 + event.news.flows.len());
+        spans.push(writer.finish(dropped, error));
         spans.extend(
             event
                 .news
                 .flows
                 .iter()
-                .map(|flow| self.flow_span(flow, key_text(&transaction.name), trace)),
+                .map(|flow| self.flow_span(flow, &name, trace)),
         );
         spans
     }
 
+    /// The links to the caller's span (`traceparent`) and, when the proxy
+    /// propagated another trace ID, to this span's ID in that trace.
+    fn caller_links(&self, links: &mut Links<'_>, observation: &Observation, trace: TraceId) {
+        match traceparent::read(&observation.exchange.request_headers) {
+            Traceparent::Absent => {}
+            Traceparent::Invalid => {
+                self.invalid_traceparent.inc();
+            }
+            Traceparent::Valid(context) => {
+                let target = LinkTarget {
+                    trace_id: context.trace_id(),
+                    span_id: context.span_id(),
+                    flags: context.trace_flags(),
+                    remote: context.is_remote(),
+                };
+                links.add(target, |attributes| {
+                    attributes.string("waybill.link", "traceparent");
+                });
+            }
+        }
+        if let Some(target) = propagated_link(observation, trace) {
+            links.add(target, |attributes| {
+                attributes.string("waybill.link", "propagated");
+            });
+        }
+    }
+
     /// The `waybill.flow` span covering `flow`.
-    fn flow_span(&self, flow: &FlowRecord, transaction: String, trace: TraceId) -> SpanData {
+    fn flow_span(&self, flow: &FlowRecord, transaction: &[&str; 3], trace: TraceId) -> EncodedSpan {
         let slo = self
             .config
             .flows
             .iter()
             .find(|f| f.name == flow.flow)
             .map(|f| f.slo.as_secs_f64());
-        let mut attributes = vec![
-            KeyValue::new("waybill.flow", Value::from(flow.flow.shared_name())),
-            KeyValue::new("waybill.flow.duration_seconds", flow.duration.as_secs_f64()),
-            KeyValue::new("waybill.flow.within_slo", flow.within_slo),
-            KeyValue::new("waybill.flow.object", key_text(&flow.object)),
-            KeyValue::new("waybill.transaction", transaction),
-        ];
-        if let Some(slo) = slo {
-            attributes.push(KeyValue::new("waybill.flow.slo_seconds", slo));
-        }
         let end = flow.ended.max(flow.started);
-        self.internal_span("waybill.flow", trace, (flow.started, end), attributes)
+        self.internal_span("waybill.flow", trace, (flow.started, end), |attributes| {
+            attributes.string("waybill.flow", flow.flow.as_str());
+            attributes.double("waybill.flow.duration_seconds", flow.duration.as_secs_f64());
+            attributes.bool("waybill.flow.within_slo", flow.within_slo);
+            attributes.string("waybill.flow.object", &key_text(&flow.object));
+            attributes.string("waybill.transaction", transaction);
+            if let Some(slo) = slo {
+                attributes.double("waybill.flow.slo_seconds", slo);
+            }
+        })
     }
 
-    /// A span of the sidecar's own (a flow, an exception) in trace `trace`.
+    /// A span of the sidecar's own (a flow, an exception) in trace `trace`
+    /// with the attributes `write` adds.
     fn internal_span(
         &self,
         name: &'static str,
         trace: TraceId,
-        (start_time, end_time): (std::time::SystemTime, std::time::SystemTime),
-        attributes: Vec<KeyValue>,
-    ) -> SpanData {
-        SpanData {
-            span_context: self.span_context(trace),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: name.into(),
-            start_time,
-            end_time,
-            attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: self.scope.clone(),
-        }
+        times: (SystemTime, SystemTime),
+        write: impl FnOnce(&mut Attributes<'_>),
+    ) -> EncodedSpan {
+        let mut writer =
+            SpanWriter::new(trace, self.ids.new_span_id(), name, Kind::Internal, times);
+        write(&mut writer.attributes());
+        writer.finish(0, false)
     }
 
-    fn span_context(&self, trace: TraceId) -> SpanContext {
-        SpanContext::new(
-            trace,
-            self.ids.new_span_id(),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        )
-    }
-
-    fn traceparent_link(&self, observation: &Observation) -> Option<Link> {
-        match traceparent::read(&observation.exchange.request_headers) {
-            Traceparent::Absent => None,
-            Traceparent::Invalid => {
-                self.invalid_traceparent.inc();
-                None
-            }
-            Traceparent::Valid(context) => Some(Link::new(
-                context,
-                vec![KeyValue::new("waybill.link", "traceparent")],
-                0,
-            )),
-        }
-    }
-
-    fn set_links(&self, span: &mut SpanData, mut links: Vec<Link>) {
-        let dropped = links.len().saturating_sub(MAX_LINKS);
-        links.truncate(MAX_LINKS);
-        span.links.links = links;
-        span.links.dropped_count = u32::try_from(dropped).unwrap_or(u32::MAX);
-    }
-
-    fn send(&self, spans: Vec<SpanData>) {
+    fn send(&self, span: EncodedSpan) {
         if let Some(sink) = &self.sink {
-            for span in spans {
-                sink.queue.push(span);
-            }
+            sink.queue.push(span);
         }
     }
 
@@ -398,8 +353,9 @@ impl Observer for SpanObserver {
             self.flows.observe(flow, trace);
         }
         if self.sampled(trace) {
-            let spans = self.spans(event, trace);
-            self.send(spans);
+            for span in self.spans(event, trace) {
+                self.send(span);
+            }
         }
     }
 
@@ -411,13 +367,11 @@ impl Observer for SpanObserver {
             return;
         }
         let at = exception.resolved.unwrap_or(exception.opened);
-        let mut attributes = exception_attributes(exception);
-        attributes.push(KeyValue::new(
-            "waybill.transaction",
-            key_text(&transaction.name),
-        ));
-        let span = self.internal_span("waybill.exception", trace, (at, at), attributes);
-        self.send(vec![span]);
+        let span = self.internal_span("waybill.exception", trace, (at, at), |attributes| {
+            exception_attributes(attributes, exception);
+            attributes.string("waybill.transaction", &key_text(&transaction.name));
+        });
+        self.send(span);
     }
 
     fn uncorrelated(&mut self, observation: &Observation) {
@@ -427,10 +381,12 @@ impl Observer for SpanObserver {
             None => self.ids.new_trace_id(),
         };
         if self.sampled(trace) {
-            let mut span = self.exchange_span(observation, trace);
-            let links = self.traceparent_link(observation).into_iter().collect();
-            self.set_links(&mut span, links);
-            self.send(vec![span]);
+            let Exchange { mut writer, error } = self.exchange_writer(observation, trace);
+            let mut links = Links::new(&mut writer);
+            // The trace is the propagated one, if any: no `propagated` link.
+            self.caller_links(&mut links, observation, trace);
+            let dropped = links.dropped;
+            self.send(writer.finish(dropped, error));
         }
     }
 }
@@ -438,101 +394,97 @@ impl Observer for SpanObserver {
 /// When the proxy propagated a trace ID other than `trace` (the span's),
 /// a link to the span's own ID in that trace, where the upstream's spans
 /// name it as their parent.
-fn propagated_link(observation: &Observation, trace: TraceId) -> Option<Link> {
+fn propagated_link(observation: &Observation, trace: TraceId) -> Option<LinkTarget> {
     let propagated = observation.exchange.trace_context?;
-    (propagated.trace_id != trace).then(|| {
-        Link::new(
-            SpanContext::new(
-                propagated.trace_id,
-                propagated.span_id,
-                TraceFlags::new(u8::from(propagated.sampled)),
-                true,
-                TraceState::default(),
-            ),
-            vec![KeyValue::new("waybill.link", "propagated")],
-            0,
-        )
+    (propagated.trace_id != trace).then(|| LinkTarget {
+        trace_id: propagated.trace_id,
+        span_id: propagated.span_id,
+        flags: TraceFlags::new(u8::from(propagated.sampled)),
+        remote: true,
     })
 }
 
-/// What a span (event) says about an exception.
 /// The measure attributes of an exchange span.
-fn measure_attributes(attributes: &mut Vec<KeyValue>, observation: &Observation) {
+fn measure_attributes(attributes: &mut Attributes<'_>, observation: &Observation) {
     let measures = &observation.measures;
-    let mut named: Vec<String> = Vec::new();
-    for value in &measures.values {
-        let key = format!("waybill.measure.{}.{}", value.measure, value.role.as_str());
-        if !named.contains(&key) {
-            attributes.push(KeyValue::new(format!("{key}.unit"), value.unit.to_string()));
-            attributes.push(KeyValue::new(key.clone(), value.amount.to_f64()));
-            named.push(key);
+    for (i, value) in measures.values.iter().enumerate() {
+        let seen = measures.values[..i]
+            .iter()
+            .any(|v| v.measure == value.measure && v.role == value.role);
+        if !seen {
+            let (measure, role) = (value.measure.as_str(), value.role.as_str());
+            attributes.string(
+                &["waybill.measure.", measure, ".", role, ".unit"],
+                value.unit.as_str(),
+            );
+            attributes.double(
+                &["waybill.measure.", measure, ".", role],
+                value.amount.to_f64(),
+            );
         }
     }
     if !measures.values.is_empty() {
-        attributes.push(KeyValue::new(
-            "waybill.measures",
-            strings(
-                measures
-                    .values
-                    .iter()
-                    .map(|v| format!("{} {} {} {}", v.measure, v.role.as_str(), v.amount, v.unit)),
-            ),
-        ));
+        attributes.strings("waybill.measures", |values| {
+            for v in &measures.values {
+                values.push_fmt(format_args!(
+                    "{} {} {} {}",
+                    v.measure,
+                    v.role.as_str(),
+                    v.amount,
+                    v.unit
+                ));
+            }
+        });
     }
     if !measures.unreadable.is_empty() {
-        attributes.push(KeyValue::new(
-            "waybill.measure.unparseable",
-            strings(
-                measures
-                    .unreadable
-                    .iter()
-                    .map(|(m, reason)| format!("{m}:{}", reason.as_str())),
-            ),
-        ));
+        attributes.strings("waybill.measure.unparseable", |values| {
+            for (measure, reason) in &measures.unreadable {
+                values.push(&[measure.as_str(), ":", reason.as_str()]);
+            }
+        });
     }
 }
 
-fn exception_attributes(exception: &ExceptionRecord) -> Vec<KeyValue> {
+/// What a span (event) says about an exception.
+fn exception_attributes(attributes: &mut Attributes<'_>, exception: &ExceptionRecord) {
     let state = if exception.is_open() {
         "opened"
     } else {
         "resolved"
     };
-    vec![
-        KeyValue::new("waybill.exception.kind", exception.kind.to_string()),
-        KeyValue::new("waybill.exception.owner", exception.owner.to_string()),
-        KeyValue::new("waybill.exception.state", state),
-        KeyValue::new("waybill.object.kind", exception.object.kind.to_string()),
-        KeyValue::new("waybill.object.value", exception.object.value.to_string()),
-        KeyValue::new("waybill.exception.reason", exception.reason.clone()),
-    ]
+    attributes.string("waybill.exception.kind", exception.kind.as_str());
+    attributes.string("waybill.exception.owner", exception.owner.as_str());
+    attributes.string("waybill.exception.state", state);
+    attributes.string("waybill.object.kind", exception.object.kind.as_str());
+    attributes.string("waybill.object.value", &*exception.object.value);
+    attributes.string("waybill.exception.reason", exception.reason.as_str());
 }
 
 /// `url.full`, `url.scheme`, `server.address` and `server.port` of a CLIENT
 /// span: where the sidecar sent the request (the upstream, its base path
 /// prefixed to the request's path).
-fn client_target(attributes: &mut Vec<KeyValue>, upstream: &http::Uri, request: &http::Uri) {
+fn client_target(attributes: &mut Attributes<'_>, upstream: &http::Uri, request: &http::Uri) {
     let scheme = upstream.scheme_str().unwrap_or("http");
     let base = upstream.path().trim_end_matches('/');
     let authority = upstream.authority().map(|a| a.as_str()).unwrap_or_default();
     let path_and_query = request.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    attributes.push(KeyValue::new(
+    attributes.string(
         "url.full",
-        [scheme, "://", authority, base, path_and_query].concat(),
-    ));
-    attributes.push(KeyValue::new("url.scheme", scheme.to_owned()));
+        &[scheme, "://", authority, base, path_and_query],
+    );
+    attributes.string("url.scheme", scheme);
     if let Some(host) = upstream.host() {
-        attributes.push(KeyValue::new("server.address", host.to_owned()));
+        attributes.string("server.address", host);
     }
     let default_port = if scheme == "https" { 443 } else { 80 };
     let port = upstream.port_u16().unwrap_or(default_port);
-    attributes.push(KeyValue::new("server.port", i64::from(port)));
+    attributes.int("server.port", i64::from(port));
 }
 
 /// `url.scheme`, `server.address` and `server.port` of a SERVER span: the
 /// authority the client addressed (`:authority` or `Host`).
-fn server_target(attributes: &mut Vec<KeyValue>, exchange: &crate::proxy::Exchange) {
-    attributes.push(KeyValue::new("url.scheme", "http"));
+fn server_target(attributes: &mut Attributes<'_>, exchange: &crate::proxy::Exchange) {
+    attributes.string("url.scheme", "http");
     let authority = exchange.uri.authority().cloned().or_else(|| {
         exchange
             .request_headers
@@ -541,9 +493,9 @@ fn server_target(attributes: &mut Vec<KeyValue>, exchange: &crate::proxy::Exchan
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
     });
     if let Some(authority) = authority {
-        attributes.push(KeyValue::new("server.address", authority.host().to_owned()));
+        attributes.string("server.address", authority.host());
         if let Some(port) = authority.port_u16() {
-            attributes.push(KeyValue::new("server.port", i64::from(port)));
+            attributes.int("server.port", i64::from(port));
         }
     }
 }
@@ -551,19 +503,19 @@ fn server_target(attributes: &mut Vec<KeyValue>, exchange: &crate::proxy::Exchan
 /// `error.type` per the HTTP conventions: the upstream failure's kind, or
 /// the status code for 5xx (and 4xx on CLIENT spans, where the sidecar's
 /// side made the failing call).
-fn error_type(outcome: &Outcome, outbound: bool) -> Option<String> {
+fn error_type(outcome: &Outcome, outbound: bool) -> Option<&str> {
     match outcome {
-        Outcome::UpstreamFailed { error, .. } => Some(error.as_str().to_owned()),
+        Outcome::UpstreamFailed { error, .. } => Some(error.as_str()),
         Outcome::Response { status, .. } => {
             let failed = status.is_server_error() || (outbound && status.is_client_error());
-            failed.then(|| status.as_u16().to_string())
+            failed.then(|| status.as_str())
         }
     }
 }
 
 /// `http.request.method`: the method when it is one the HTTP RFCs define,
 /// else `_OTHER` with the original in `http.request.method_original`.
-fn semconv_method(method: &http::Method) -> (&'static str, Option<String>) {
+fn semconv_method(method: &http::Method) -> (&'static str, Option<&str>) {
     const KNOWN: [(http::Method, &str); 9] = [
         (http::Method::GET, "GET"),
         (http::Method::POST, "POST"),
@@ -577,7 +529,7 @@ fn semconv_method(method: &http::Method) -> (&'static str, Option<String>) {
     ];
     match KNOWN.iter().find(|(m, _)| m == method) {
         Some((_, name)) => (name, None),
-        None => ("_OTHER", Some(method.as_str().to_owned())),
+        None => ("_OTHER", Some(method.as_str())),
     }
 }
 
@@ -591,14 +543,10 @@ fn protocol_version(version: http::Version) -> &'static str {
     }
 }
 
-/// A key as spans show it, `kind:value` (its `Display`), built in one
-/// allocation of the right size: this runs several times per exchange.
-fn key_text(key: &Key) -> String {
-    [key.kind.as_str(), ":", &key.value].concat()
-}
-
-fn strings<S: Into<StringValue>>(values: impl Iterator<Item = S>) -> Value {
-    Value::Array(Array::String(values.map(Into::into).collect()))
+/// A key as spans show it, `kind:value` (its `Display`), in pieces
+/// written straight into the span: no string is built.
+fn key_text(key: &Key) -> [&str; 3] {
+    [key.kind.as_str(), ":", &key.value]
 }
 
 #[cfg(test)]

@@ -1,3 +1,8 @@
+//! The hand-written encoding against the SDK's own exporter: the same
+//! spans, once as the SDK's `SpanData` converted by `opentelemetry-proto`,
+//! once written by [`SpanWriter`] and wrapped by [`TraceEncoder`], must
+//! decode to the same request.
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -6,13 +11,17 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 
-use super::TraceEncoder;
+use super::{Attributes, EncodedSpan, Kind, LinkTarget, SpanWriter, TraceEncoder};
 use crate::telemetry::resource;
+
+const SCOPE: &str = "waybill";
+const VERSION: &str = "1.2.3";
 
 fn context(trace: u128, span: u64, remote: bool) -> SpanContext {
     SpanContext::new(
@@ -20,18 +29,15 @@ fn context(trace: u128, span: u64, remote: bool) -> SpanContext {
         SpanId::from(span),
         TraceFlags::SAMPLED,
         remote,
-        TraceState::from_key_value([("vendor", "x=1")]).unwrap_or_default(),
+        TraceState::default(),
     )
 }
 
-/// Every attribute kind, events, links (local and remote), each status.
+/// Every attribute kind the writer has, events, links (local and remote,
+/// sampled or not), both statuses, every kind.
 fn spans() -> Vec<SpanData> {
-    let scope = InstrumentationScope::builder("waybill")
-        .with_version("1.2.3")
-        .build();
-    let other_scope = InstrumentationScope::builder("other")
-        .with_schema_url("https://opentelemetry.io/schemas/1.30.0")
-        .with_attributes([KeyValue::new("scope.attr", 7)])
+    let scope = InstrumentationScope::builder(SCOPE)
+        .with_version(VERSION)
         .build();
     let start = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789);
     let attributes = vec![
@@ -44,19 +50,13 @@ fn spans() -> Vec<SpanData> {
         KeyValue::new("empty", ""),
         KeyValue::new("unicode", "Lieferschein Ä → 配送"),
         KeyValue::new(
-            "waybill.system",
-            Value::from(std::sync::Arc::<str>::from("wms")),
-        ),
-        KeyValue::new(
             "waybill.keys",
             Value::Array(Array::String(vec![
                 StringValue::from("order:4711"),
                 StringValue::from(""),
+                StringValue::from("freight_cost quoted 12.5 EUR"),
             ])),
         ),
-        KeyValue::new("ints", Value::Array(Array::I64(vec![1, -2, 300_000]))),
-        KeyValue::new("doubles", Value::Array(Array::F64(vec![0.5, -1e300]))),
-        KeyValue::new("bools", Value::Array(Array::Bool(vec![true, false]))),
         KeyValue::new("long", "x".repeat(300)),
     ];
     let mut events = SpanEvents::default();
@@ -67,9 +67,8 @@ fn spans() -> Vec<SpanData> {
             vec![KeyValue::new("waybill.milestone.repeat", false)],
             0,
         ),
-        Event::new("empty", start + Duration::from_millis(1), Vec::new(), 2),
+        Event::new("empty", start + Duration::from_millis(1), Vec::new(), 0),
     ];
-    events.dropped_count = 1;
     let mut links = SpanLinks::default();
     links.links = vec![
         Link::new(
@@ -77,10 +76,20 @@ fn spans() -> Vec<SpanData> {
             vec![KeyValue::new("waybill.link", "former_name")],
             0,
         ),
-        Link::new(context(7, 8, false), Vec::new(), 3),
+        Link::new(
+            SpanContext::new(
+                TraceId::from(7),
+                SpanId::from(8),
+                TraceFlags::NOT_SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            Vec::new(),
+            0,
+        ),
     ];
     links.dropped_count = 4;
-    let span = |name: &'static str, kind, status, scope: &InstrumentationScope| SpanData {
+    let span = |name: &'static str, kind, status| SpanData {
         span_context: context(0x0123_4567_89ab_cdef_0011_2233_4455_6677, 0x42, false),
         parent_span_id: SpanId::INVALID,
         parent_span_is_remote: false,
@@ -95,30 +104,77 @@ fn spans() -> Vec<SpanData> {
         status,
         instrumentation_scope: scope.clone(),
     };
-    let mut full = span(
-        "POST /v2/shipments",
-        SpanKind::Client,
-        Status::Unset,
-        &scope,
-    );
+    let mut full = span("POST /v2/shipments", SpanKind::Client, Status::Unset);
     full.events = events;
     full.links = links;
-    full.dropped_attributes_count = 5;
-    let mut child = span("waybill.flow", SpanKind::Internal, Status::Ok, &scope);
-    child.parent_span_id = SpanId::from(0x99);
-    child.parent_span_is_remote = true;
     vec![
         full,
-        child,
-        span(
-            "GET",
-            SpanKind::Server,
-            Status::error("upstream 502"),
-            &scope,
-        ),
-        span("x", SpanKind::Producer, Status::Unset, &other_scope),
-        span("y", SpanKind::Consumer, Status::Unset, &other_scope),
+        span("waybill.flow", SpanKind::Internal, Status::Unset),
+        span("GET", SpanKind::Server, Status::error("")),
     ]
+}
+
+/// `data` written by [`SpanWriter`]; string values alternate between
+/// whole text, text in pieces and formatted text.
+fn written(data: &SpanData) -> EncodedSpan {
+    let kind = match &data.span_kind {
+        SpanKind::Internal => Kind::Internal,
+        SpanKind::Server => Kind::Server,
+        SpanKind::Client => Kind::Client,
+        other => panic!("no such kind in waybill: {other:?}"),
+    };
+    let context = &data.span_context;
+    let mut writer = SpanWriter::new(
+        context.trace_id(),
+        context.span_id(),
+        &*data.name,
+        kind,
+        (data.start_time, data.end_time),
+    );
+    write_attributes(&mut writer.attributes(), &data.attributes);
+    for event in data.events.iter() {
+        writer.event(&*event.name, event.timestamp, |attributes| {
+            write_attributes(attributes, &event.attributes);
+        });
+    }
+    for link in data.links.iter() {
+        let target = LinkTarget {
+            trace_id: link.span_context.trace_id(),
+            span_id: link.span_context.span_id(),
+            flags: link.span_context.trace_flags(),
+            remote: link.span_context.is_remote(),
+        };
+        writer.link(target, |attributes| {
+            write_attributes(attributes, &link.attributes);
+        });
+    }
+    let error = matches!(data.status, Status::Error { .. });
+    writer.finish(data.links.dropped_count, error)
+}
+
+fn write_attributes(attributes: &mut Attributes<'_>, values: &[KeyValue]) {
+    for (i, kv) in values.iter().enumerate() {
+        let key = kv.key.as_str();
+        // Half the keys in two pieces.
+        let (head, tail) = key.split_at(if i % 2 == 0 { 0 } else { key.len() / 2 });
+        let key = [head, tail];
+        match &kv.value {
+            Value::String(s) => attributes.string(&key, s.as_str()),
+            Value::I64(v) => attributes.int(&key, *v),
+            Value::F64(v) => attributes.double(&key, *v),
+            Value::Bool(v) => attributes.bool(&key, *v),
+            Value::Array(Array::String(values)) => attributes.strings(&key, |strings| {
+                for (j, s) in values.iter().enumerate() {
+                    match j % 3 {
+                        0 => strings.push(s.as_str()),
+                        1 => strings.push(&[s.as_str(), ""]),
+                        _ => strings.push_fmt(format_args!("{}", s.as_str())),
+                    }
+                }
+            }),
+            other => panic!("no such attribute in waybill: {other:?}"),
+        }
+    }
 }
 
 fn resource_attributes() -> BTreeMap<String, String> {
@@ -147,22 +203,28 @@ fn official(spans: Vec<SpanData>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest { resource_spans }
 }
 
+fn encoder() -> TraceEncoder {
+    TraceEncoder::new(&resource_attributes(), SCOPE, VERSION)
+}
+
 #[test]
-fn the_encoded_request_decodes_to_what_the_sdk_exporter_sends() {
+fn the_written_spans_decode_to_what_the_sdk_exporter_sends() {
     let spans = spans();
-    let mut encoder = TraceEncoder::new(&resource_attributes());
-    let decoded = ExportTraceServiceRequest::decode(encoder.encode(&spans)).expect("decodes");
+    let encoded: Vec<EncodedSpan> = spans.iter().map(written).collect();
+    let mut encoder = encoder();
+    let decoded = ExportTraceServiceRequest::decode(encoder.encode(&encoded)).expect("decodes");
     assert_eq!(decoded, official(spans));
 }
 
 #[test]
 fn the_buffer_is_reused_and_each_request_stands_alone() {
     let spans = spans();
-    let mut encoder = TraceEncoder::new(&resource_attributes());
-    let all = encoder.encode(&spans).to_vec();
-    let one = ExportTraceServiceRequest::decode(encoder.encode(&spans[2..3])).expect("decodes");
+    let encoded: Vec<EncodedSpan> = spans.iter().map(written).collect();
+    let mut encoder = encoder();
+    let all = encoder.encode(&encoded).to_vec();
+    let one = ExportTraceServiceRequest::decode(encoder.encode(&encoded[2..3])).expect("decodes");
     assert_eq!(one, official(spans[2..3].to_vec()));
-    assert!(all.len() > encoder.encode(&spans[2..3]).len());
+    assert!(all.len() > encoder.encode(&encoded[2..3]).len());
     let empty = ExportTraceServiceRequest::decode(encoder.encode(&[])).expect("decodes");
     assert_eq!(empty.resource_spans.len(), 1);
     assert!(empty.resource_spans[0].scope_spans.is_empty());
@@ -174,9 +236,17 @@ fn messages_longer_than_one_length_byte_keep_their_length() {
     for len in [0, 1, 100, 127, 128, 16_383, 16_384, 70_000] {
         let mut spans = spans();
         spans.truncate(1);
-        spans[0].attributes = vec![KeyValue::new("big", "y".repeat(len))];
-        let mut encoder = TraceEncoder::new(&BTreeMap::new());
-        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&spans)).expect("decodes");
+        spans[0].attributes = vec![
+            KeyValue::new("big", "y".repeat(len)),
+            KeyValue::new(
+                "bigs",
+                Value::Array(Array::String(vec!["z".repeat(len).into(); 3])),
+            ),
+        ];
+        let encoded: Vec<EncodedSpan> = spans.iter().map(written).collect();
+        let mut encoder = encoder();
+        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&encoded)).expect("decodes");
+        assert_eq!(decoded, official(spans), "attributes of {len} bytes");
         let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
         let value = span.attributes[0]
             .value
@@ -184,11 +254,7 @@ fn messages_longer_than_one_length_byte_keep_their_length() {
             .and_then(|v| v.value.clone());
         assert_eq!(
             value,
-            Some(
-                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
-                    "y".repeat(len)
-                )
-            ),
+            Some(any_value::Value::StringValue("y".repeat(len))),
             "attribute of {len} bytes"
         );
     }

@@ -1,11 +1,16 @@
-//! Span building on hand-made correlator events.
+//! Span encoding on hand-made correlator events: every span is decoded
+//! with the official `opentelemetry-proto` types and read back.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry::{Array, KeyValue, Value};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prometheus_client::registry::Registry;
+use prost::Message as _;
 
 use super::*;
 use crate::config::{ListenerId, RouteId};
@@ -84,17 +89,46 @@ fn ok() -> Outcome {
     }
 }
 
-fn attribute<'a>(span: &'a SpanData, name: &str) -> Option<&'a Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == name)
-        .map(|kv| &kv.value)
+fn decode(span: &EncodedSpan) -> Span {
+    Span::decode(span.as_bytes()).expect("a valid OTLP Span message")
 }
 
-fn text(span: &SpanData, name: &str) -> String {
-    attribute(span, name)
-        .map(|v| v.as_str().into_owned())
-        .unwrap_or_else(|| panic!("no attribute {name} in {:?}", span.attributes))
+fn find<'a>(attributes: &'a [KeyValue], name: &str) -> Option<&'a Value> {
+    let mut found = attributes.iter().filter(|kv| kv.key == name);
+    let first = found.next();
+    assert!(found.next().is_none(), "attribute {name} twice");
+    first.and_then(|kv| kv.value.as_ref()?.value.as_ref())
+}
+
+fn attribute<'a>(span: &'a Span, name: &str) -> Option<&'a Value> {
+    find(&span.attributes, name)
+}
+
+fn text(span: &Span, name: &str) -> String {
+    match attribute(span, name) {
+        Some(Value::StringValue(text)) => text.clone(),
+        other => panic!("attribute {name} is {other:?}, not a string, in {span:?}"),
+    }
+}
+
+fn strings(values: &[&str]) -> Value {
+    Value::ArrayValue(ArrayValue {
+        values: values
+            .iter()
+            .map(|v| AnyValue {
+                value: Some(Value::StringValue((*v).to_owned())),
+            })
+            .collect(),
+    })
+}
+
+fn nanos(time: SystemTime) -> u64 {
+    let since = time.duration_since(UNIX_EPOCH).expect("after the epoch");
+    u64::try_from(since.as_nanos()).expect("fits")
+}
+
+fn status(span: &Span) -> i32 {
+    span.status.as_ref().map_or(0, |s| s.code)
 }
 
 fn observer(config: &Arc<Config>) -> SpanObserver {
@@ -157,81 +191,109 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
     };
     let spans = observer.spans(&event, trace_id(&transaction.name));
     assert_eq!(spans.len(), 2, "the exchange span and one flow span");
+    let spans: Vec<Span> = spans.iter().map(decode).collect();
 
     let span = &spans[0];
     assert_eq!(span.name, "POST /shipments/{shipment_id}/ship");
-    assert_eq!(span.span_kind, SpanKind::Server);
-    assert_eq!(span.span_context.trace_id(), trace_id(&order));
-    assert_eq!(span.start_time, t0());
-    assert_eq!(span.end_time, t0() + Duration::from_millis(250));
+    assert_eq!(span.kind, SpanKind::Server as i32);
+    assert_eq!(span.trace_id, trace_id(&order).to_bytes());
+    assert_eq!(span.span_id.len(), 8);
+    assert!(span.parent_span_id.is_empty(), "a root span");
+    assert_eq!(span.start_time_unix_nano, nanos(t0()));
+    assert_eq!(
+        span.end_time_unix_nano,
+        nanos(t0() + Duration::from_millis(250))
+    );
     assert_eq!(text(span, "http.request.method"), "POST");
     assert_eq!(text(span, "http.route"), "/shipments/{shipment_id}/ship");
     assert_eq!(
         attribute(span, "http.response.status_code"),
-        Some(&Value::I64(200))
+        Some(&Value::IntValue(200))
     );
     assert_eq!(text(span, "url.path"), "/shipments/SH-1/ship");
     assert_eq!(text(span, "url.query"), "dock=3");
     assert_eq!(text(span, "url.scheme"), "http");
     assert_eq!(text(span, "server.address"), "wms.local");
-    assert_eq!(attribute(span, "server.port"), Some(&Value::I64(8080)));
+    assert_eq!(attribute(span, "server.port"), Some(&Value::IntValue(8080)));
     assert_eq!(text(span, "network.protocol.version"), "1.1");
     assert!(attribute(span, "error.type").is_none());
-    assert_eq!(span.status, Status::Unset);
+    assert_eq!(status(span), StatusCode::Unset as i32);
     assert_eq!(text(span, "waybill.system"), "wms");
     assert_eq!(text(span, "waybill.operation"), "wms.ship");
     assert_eq!(text(span, "waybill.transaction"), "order:SO-1001");
     assert_eq!(text(span, "waybill.milestone"), "shipped");
     assert_eq!(
         attribute(span, "waybill.keys"),
-        Some(&Value::Array(Array::String(vec![
-            "shipment:SH-1".into(),
-            "order:SO-1001".into()
-        ])))
+        Some(&strings(&["shipment:SH-1", "order:SO-1001"]))
     );
     assert_eq!(
         attribute(span, "waybill.extraction.problems"),
-        Some(&Value::Array(Array::String(vec!["malformed_json".into()])))
+        Some(&strings(&["malformed_json"]))
     );
 
     assert_eq!(span.events.len(), 1);
     let event = &span.events[0];
     assert_eq!(event.name, "shipped");
-    assert!(event
-        .attributes
-        .contains(&KeyValue::new("waybill.object.value", "SH-1")));
-    assert!(event
-        .attributes
-        .contains(&KeyValue::new("waybill.milestone.repeat", false)));
-
-    assert_eq!(span.links.len(), 2, "former name and traceparent");
-    assert_eq!(span.links[0].span_context.trace_id(), trace_id(&shipment));
+    assert_eq!(event.time_unix_nano, nanos(t0()));
     assert_eq!(
-        span.links[0].span_context.span_id(),
-        anchor_span_id(&shipment)
+        find(&event.attributes, "waybill.object.value"),
+        Some(&Value::StringValue("SH-1".to_owned()))
     );
     assert_eq!(
-        span.links[1].span_context.trace_id().to_string(),
+        find(&event.attributes, "waybill.object.kind"),
+        Some(&Value::StringValue("shipment".to_owned()))
+    );
+    assert_eq!(
+        find(&event.attributes, "waybill.milestone.repeat"),
+        Some(&Value::BoolValue(false))
+    );
+
+    assert_eq!(span.links.len(), 2, "former name and traceparent");
+    assert_eq!(span.dropped_links_count, 0);
+    assert_eq!(span.links[0].trace_id, trace_id(&shipment).to_bytes());
+    assert_eq!(span.links[0].span_id, anchor_span_id(&shipment).to_bytes());
+    assert_eq!(
+        find(&span.links[0].attributes, "waybill.transaction"),
+        Some(&Value::StringValue("shipment:SH-1".to_owned()))
+    );
+    assert_eq!(
+        find(&span.links[0].attributes, "waybill.link"),
+        Some(&Value::StringValue("former_name".to_owned()))
+    );
+    assert_eq!(
+        TraceId::from_bytes(span.links[1].trace_id.clone().try_into().expect("16 bytes"))
+            .to_string(),
         "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(
+        find(&span.links[1].attributes, "waybill.link"),
+        Some(&Value::StringValue("traceparent".to_owned()))
     );
 
     let flow = &spans[1];
     assert_eq!(flow.name, "waybill.flow");
-    assert_eq!(flow.span_context.trace_id(), trace_id(&order));
-    assert_eq!(flow.start_time, t0() - Duration::from_secs(3600));
-    assert_eq!(flow.end_time, t0());
+    assert_eq!(flow.kind, SpanKind::Internal as i32);
+    assert_eq!(flow.trace_id, trace_id(&order).to_bytes());
+    assert_ne!(flow.span_id, span.span_id);
+    assert_eq!(
+        flow.start_time_unix_nano,
+        nanos(t0() - Duration::from_secs(3600))
+    );
+    assert_eq!(flow.end_time_unix_nano, nanos(t0()));
     assert_eq!(text(flow, "waybill.flow"), "order_to_ship");
+    assert_eq!(text(flow, "waybill.flow.object"), "shipment:SH-1");
+    assert_eq!(text(flow, "waybill.transaction"), "order:SO-1001");
     assert_eq!(
         attribute(flow, "waybill.flow.duration_seconds"),
-        Some(&Value::F64(3600.0))
+        Some(&Value::DoubleValue(3600.0))
     );
     assert_eq!(
         attribute(flow, "waybill.flow.slo_seconds"),
-        Some(&Value::F64(86400.0))
+        Some(&Value::DoubleValue(86400.0))
     );
     assert_eq!(
         attribute(flow, "waybill.flow.within_slo"),
-        Some(&Value::Bool(true))
+        Some(&Value::BoolValue(true))
     );
 }
 
@@ -255,20 +317,21 @@ fn an_outbound_upstream_failure_is_a_client_span_with_its_error_type() {
         problems: Vec::new(),
         measures: Default::default(),
     };
-    let span = observer.exchange_span(&observation, TraceId::from_bytes([1; 16]));
-    assert_eq!(span.span_kind, SpanKind::Client);
+    let span = decode(&observer.exchange_span(&observation, TraceId::from_bytes([1; 16])));
+    assert_eq!(span.kind, SpanKind::Client as i32);
     assert_eq!(text(&span, "error.type"), "connect_refused");
     assert_eq!(
         attribute(&span, "http.response.status_code"),
-        Some(&Value::I64(502))
+        Some(&Value::IntValue(502))
     );
     assert_eq!(text(&span, "server.address"), "api.carrier.example");
-    assert_eq!(attribute(&span, "server.port"), Some(&Value::I64(443)));
+    assert_eq!(attribute(&span, "server.port"), Some(&Value::IntValue(443)));
+    assert_eq!(text(&span, "url.scheme"), "https");
     assert_eq!(
         text(&span, "url.full"),
         "https://api.carrier.example/v2/shipments/SH-1/buy"
     );
-    assert!(matches!(span.status, Status::Error { .. }));
+    assert_eq!(status(&span), StatusCode::Error as i32);
 }
 
 #[test]
@@ -291,7 +354,7 @@ fn a_server_error_response_sets_error_type_to_the_status_code() {
         problems: Vec::new(),
         measures: Default::default(),
     };
-    let span = observer.exchange_span(&observation, TraceId::from_bytes([1; 16]));
+    let span = decode(&observer.exchange_span(&observation, TraceId::from_bytes([1; 16])));
     assert_eq!(span.name, "POST", "no route: the method alone");
     assert!(attribute(&span, "http.route").is_none());
     assert_eq!(text(&span, "error.type"), "503");
@@ -314,10 +377,12 @@ fn a_client_error_is_an_error_on_client_spans_only() {
         problems: Vec::new(),
         measures: Default::default(),
     };
-    let server = observer.exchange_span(&observation(0), TraceId::from_bytes([1; 16]));
+    let server = decode(&observer.exchange_span(&observation(0), TraceId::from_bytes([1; 16])));
     assert!(attribute(&server, "error.type").is_none());
-    let client = observer.exchange_span(&observation(1), TraceId::from_bytes([1; 16]));
+    assert_eq!(status(&server), StatusCode::Unset as i32);
+    let client = decode(&observer.exchange_span(&observation(1), TraceId::from_bytes([1; 16])));
     assert_eq!(text(&client, "error.type"), "404");
+    assert_eq!(status(&client), StatusCode::Error as i32);
 }
 
 /// An observer whose spans go to a queue of `capacity`, sampled by `sampler`.
@@ -326,7 +391,7 @@ fn queued_observer(
     capacity: usize,
     sampler: Sampler,
     registry: &mut Registry,
-) -> (SpanObserver, tokio::sync::mpsc::Receiver<SpanData>) {
+) -> (SpanObserver, tokio::sync::mpsc::Receiver<EncodedSpan>) {
     let metrics = super::super::export::ExportMetrics::new(registry);
     let (queue, rx, _queued) = SpanQueue::bounded(capacity, metrics);
     let sink = SpanSink { queue, sampler };
@@ -399,10 +464,14 @@ fn an_exception_opened_by_a_deadline_is_a_span_in_the_transaction_trace() {
         resolution: crate::state::Resolution::Manual,
     };
     observer.exception(&transaction, &exception);
-    let span = rx.try_recv().expect("one span queued");
+    let span = decode(&rx.try_recv().expect("one span queued"));
     assert_eq!(span.name, "waybill.exception");
-    assert_eq!(span.span_context.trace_id(), trace_id(&order));
-    assert_eq!(span.start_time, t0() + Duration::from_secs(900));
+    assert_eq!(span.kind, SpanKind::Internal as i32);
+    assert_eq!(span.trace_id, trace_id(&order).to_bytes());
+    assert_eq!(
+        span.start_time_unix_nano,
+        nanos(t0() + Duration::from_secs(900))
+    );
     assert_eq!(text(&span, "waybill.exception.kind"), "out_of_order");
     assert_eq!(text(&span, "waybill.exception.state"), "opened");
     assert_eq!(text(&span, "waybill.transaction"), "order:SO-1001");
@@ -428,10 +497,10 @@ fn measure_values_are_attributes_of_the_exchange_that_carried_them() {
         .measures
         .unreadable
         .push((cost.clone(), crate::extract::Unreadable::Locale));
-    let span = observer.exchange_span(&observation, TraceId::from_bytes([7; 16]));
+    let span = decode(&observer.exchange_span(&observation, TraceId::from_bytes([7; 16])));
     assert_eq!(
         attribute(&span, "waybill.measure.freight_cost.quoted"),
-        Some(&Value::F64(12.5)),
+        Some(&Value::DoubleValue(12.5)),
         "the first value, as a number"
     );
     assert_eq!(
@@ -440,16 +509,14 @@ fn measure_values_are_attributes_of_the_exchange_that_carried_them() {
     );
     assert_eq!(
         attribute(&span, "waybill.measures"),
-        Some(&Value::Array(Array::String(vec![
-            "freight_cost quoted 12.5 EUR".into(),
-            "freight_cost quoted 0.1 EUR".into(),
-        ])))
+        Some(&strings(&[
+            "freight_cost quoted 12.5 EUR",
+            "freight_cost quoted 0.1 EUR",
+        ]))
     );
     assert_eq!(
         attribute(&span, "waybill.measure.unparseable"),
-        Some(&Value::Array(Array::String(vec![
-            "freight_cost:locale".into()
-        ])))
+        Some(&strings(&["freight_cost:locale"]))
     );
     assert_eq!(
         attribute(&keyless_span(&observer), "waybill.measures"),
@@ -457,6 +524,6 @@ fn measure_values_are_attributes_of_the_exchange_that_carried_them() {
     );
 }
 
-fn keyless_span(observer: &SpanObserver) -> SpanData {
-    observer.exchange_span(&keyless(), TraceId::from_bytes([8; 16]))
+fn keyless_span(observer: &SpanObserver) -> Span {
+    decode(&observer.exchange_span(&keyless(), TraceId::from_bytes([8; 16])))
 }
