@@ -12,6 +12,10 @@
 //! client does). It is closed when the client connection ends (its
 //! [`Held`] is dropped) or a request on it is abandoned (the listener's
 //! `timeout`).
+//!
+//! The price: a client that opens a connection per request (no
+//! keep-alive) gets an upstream connect per request, where the pool would
+//! have reused an idle one.
 
 use std::sync::{Mutex, PoisonError};
 
