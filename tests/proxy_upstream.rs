@@ -1,8 +1,9 @@
 //! The upstream connection an HTTP/1 client connection gets for itself:
 //! its requests reuse one upstream connection, each client connection has
 //! its own, and when the upstream closes it between two requests the next
-//! request goes through on a new one. Observed from the upstream's side, by
-//! counting the connections it accepted.
+//! request goes through on a new one; an ended client connection's upstream
+//! connection serves the next client connection. Observed from the
+//! upstream's side, by counting the connections it accepted.
 
 mod proxy_support;
 
@@ -20,6 +21,7 @@ use hyper::service::service_fn;
 use hyper::Response;
 use hyper_util::rt::TokioIo;
 use proxy_support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// An HTTP/1.1 upstream that counts the connections it accepts and answers
@@ -134,6 +136,61 @@ async fn requests_of_one_client_connection_share_one_upstream_connection() {
     let (status, _) = post(&mut first, &proxy, "/v1/shipments/4").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(upstream.accepted(), 2);
+
+    proxy.stop().await.expect("proxy stops");
+}
+
+/// One client connection to the proxy that sends a single GET of `path` in
+/// `version` (with `Connection: close` for HTTP/1.1) and reads until the
+/// proxy closes it; returns the status line and the body.
+async fn one_shot(proxy: &Proxy, version: &str, path: &str) -> (String, String) {
+    let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(proxy.addr))
+        .await
+        .expect("connect within the wait")
+        .expect("connect to the proxy");
+    let close = if version == "HTTP/1.1" {
+        "connection: close\r\n"
+    } else {
+        ""
+    };
+    let request = format!(
+        "GET {path} {version}\r\nhost: {}\r\n{close}\r\n",
+        proxy.addr
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write the request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the proxy closes within the wait")
+        .expect("read the answer");
+    let answer = String::from_utf8(answer).expect("a UTF-8 answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("head and body");
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, body.to_owned())
+}
+
+#[tokio::test]
+async fn client_connections_of_one_request_each_reuse_one_upstream_connection() {
+    let upstream = CountingUpstream::start(true).await;
+    let proxy = Proxy::start(listener(&upstream.url())).await;
+
+    for n in 0..4 {
+        // `Connection: close` and HTTP/1.0: the proxy closes each client
+        // connection after its one response.
+        let version = if n % 2 == 0 { "HTTP/1.1" } else { "HTTP/1.0" };
+        let path = format!("/v1/parcels/{n}");
+        let (status, body) = one_shot(&proxy, version, &path).await;
+        assert!(status.ends_with(" 200 OK"), "request {n}: {status}");
+        assert_eq!(body, path);
+    }
+    assert_eq!(
+        upstream.accepted(),
+        1,
+        "each ended client connection hands its upstream connection to the next"
+    );
 
     proxy.stop().await.expect("proxy stops");
 }

@@ -153,7 +153,7 @@ fn spawn_connection(
         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
     }
     // The connection's own upstream connection, if the upstream gets one
-    // (dropped, and so closed, with the connection).
+    // (handed to the listener's idle ones when the connection ends).
     let held = Arc::new(Held::default());
     let service = service_fn(move |request: Request<Incoming>| {
         let forwarder = Arc::clone(&forwarder);
