@@ -23,6 +23,23 @@ use http::{header, HeaderValue, Response, StatusCode, Version};
 use super::body::ProxyBody;
 use super::UpstreamError;
 
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// An upstream failure: its kind and, for the log, its cause.
+pub(crate) struct Failure {
+    pub(crate) kind: UpstreamError,
+    pub(crate) cause: BoxError,
+}
+
+impl Failure {
+    pub(crate) fn new(kind: UpstreamError, cause: impl Into<BoxError>) -> Self {
+        Failure {
+            kind,
+            cause: cause.into(),
+        }
+    }
+}
+
 /// The connector gave up after the listener's `connect_timeout`.
 #[derive(Debug, thiserror::Error)]
 #[error("connect to upstream timed out")]
@@ -33,6 +50,15 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> UpstreamError {
     let connecting = error
         .downcast_ref::<hyper_util::client::legacy::Error>()
         .is_some_and(|error| error.is_connect());
+    classify_as(error, connecting)
+}
+
+/// Sorts an error met while opening an upstream connection into a kind.
+pub(crate) fn classify_connecting(error: &(dyn StdError + 'static)) -> UpstreamError {
+    classify_as(error, true)
+}
+
+fn classify_as(error: &(dyn StdError + 'static), connecting: bool) -> UpstreamError {
     let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(current) = cause {
         if let Some(kind) = classify_one(current, connecting) {
@@ -149,6 +175,22 @@ mod tests {
         assert_eq!(classify(&tls), UpstreamError::Tls);
         let nested = io::Error::other(tls);
         assert_eq!(classify(&nested), UpstreamError::Tls);
+    }
+
+    #[test]
+    fn an_error_while_opening_a_connection_is_a_connect_failure() {
+        let other = io::Error::other("no route");
+        assert_eq!(classify(&other), UpstreamError::Reset);
+        assert_eq!(classify_connecting(&other), UpstreamError::ConnectRefused);
+        let timed_out = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(
+            classify_connecting(&timed_out),
+            UpstreamError::ConnectTimeout
+        );
+        assert_eq!(
+            classify_connecting(&ConnectTimedOut),
+            UpstreamError::ConnectTimeout
+        );
     }
 
     #[test]

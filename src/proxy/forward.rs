@@ -26,7 +26,8 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
-use super::error::{classify, failure_response};
+use super::dedicated::Held;
+use super::error::failure_response;
 use super::guard::{Admission, Capture, Claim, Guards, RouteGuard, StoredResponse};
 use super::headers::{append_forwarded, strip_hop_by_hop};
 use super::inspect::UninspectedRoutes;
@@ -35,7 +36,7 @@ use super::metrics::{HandleTime, ListenerMetrics, ProxyMetrics};
 use super::record::{Pending, ResponseObserver};
 use super::sink::ExchangeSink;
 use super::tap::{SharedTap, TapBody};
-use super::upstream::{build_client, UpstreamBody, UpstreamClient};
+use super::upstream::{Upstream, UpstreamBody};
 use super::{Outcome, TraceContext, TraceContextSource, UpstreamError};
 use crate::clock::Clock;
 use crate::config::{Forwarded, HostHeader, Listener, UpstreamProtocol};
@@ -47,7 +48,7 @@ const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent
 /// [`serve`](super::serve) call and shared by its connections.
 pub(crate) struct Forwarder {
     listener: Arc<Listener>,
-    client: UpstreamClient,
+    upstream: Upstream,
     scheme: Scheme,
     /// The upstream's `host:port`, for `HostHeader::Upstream` and as the
     /// request authority when the client's host is unusable.
@@ -107,7 +108,7 @@ impl Forwarder {
         let base_path = uri.path().trim_end_matches('/').to_owned();
         let http2 = listener.upstream.protocol == UpstreamProtocol::Http2;
         Ok(Forwarder {
-            client: build_client(&listener)?,
+            upstream: Upstream::new(&listener)?,
             scheme,
             upstream_authority,
             upstream_host,
@@ -132,11 +133,14 @@ impl Forwarder {
     }
 
     /// Forwards `request` from the client at `peer` and returns the response
-    /// to send back. Never fails: upstream failures become 502/504.
+    /// to send back. Never fails: upstream failures become 502/504. `held`
+    /// is the client connection's own upstream connection (see
+    /// [`dedicated`](super::dedicated)).
     pub(crate) async fn forward(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
+        held: &Held,
     ) -> Response<ProxyBody> {
         let began = Instant::now();
         let started = self.clock.now();
@@ -192,7 +196,10 @@ impl Forwarder {
         }
 
         let body = TapBody::new(body, request_tap);
-        let Some(upstream_request) = self.upstream_request(parts, body, peer, trace_context) else {
+        let dedicated = self.upstream.dedicated_for(client_version);
+        let Some(upstream_request) =
+            self.upstream_request(parts, body, peer, trace_context, dedicated)
+        else {
             let now = Instant::now();
             let time = HandleTime {
                 began,
@@ -202,9 +209,11 @@ impl Forwarder {
             return self.fail(pending, UpstreamError::Protocol, client_version, time);
         };
         let forwarded = Instant::now();
-        let answer =
-            tokio::time::timeout(self.listener.timeout, self.client.request(upstream_request))
-                .await;
+        let answer = tokio::time::timeout(
+            self.listener.timeout,
+            self.upstream.send(upstream_request, held, dedicated),
+        )
+        .await;
         let answered = Instant::now();
         if let Some(pending) = &mut pending {
             pending.upstream_duration = answered.saturating_duration_since(began);
@@ -216,10 +225,9 @@ impl Forwarder {
         };
         match answer {
             Ok(Ok(response)) => self.respond(pending, response, client_version, claim, time),
-            Ok(Err(error)) => {
-                let kind = classify(&error);
-                tracing::debug!(listener = %self.listener.name, error = kind.as_str(), cause = ?error, "upstream failed");
-                self.fail(pending, kind, client_version, time)
+            Ok(Err(failure)) => {
+                tracing::debug!(listener = %self.listener.name, error = failure.kind.as_str(), cause = ?failure.cause, "upstream failed");
+                self.fail(pending, failure.kind, client_version, time)
             }
             Err(_elapsed) => {
                 tracing::debug!(listener = %self.listener.name, timeout = ?self.listener.timeout, "upstream did not answer in time");
@@ -232,13 +240,16 @@ impl Forwarder {
     /// hop-by-hop, plus the configured `Host` / `X-Forwarded-*` and the
     /// route's `traceparent`), extensions
     /// (which carry the HTTP/1 header case) and body; path under the
-    /// upstream's base path; version of the upstream.
+    /// upstream's base path; version of the upstream. For a `dedicated`
+    /// connection the URI is the origin form and `Host` is always set (the
+    /// pooled client does both itself).
     fn upstream_request(
         &self,
         mut parts: request::Parts,
         body: UpstreamBody,
         peer: SocketAddr,
         trace_context: Option<TraceContext>,
+        dedicated: bool,
     ) -> Option<Request<UpstreamBody>> {
         let client_host = parts.headers.get(HOST).cloned().or_else(|| {
             parts
@@ -266,12 +277,10 @@ impl Forwarder {
             if parts.headers.get(HOST) != Some(host) {
                 parts.headers.insert(HOST, host.clone());
             }
+        } else if dedicated {
+            parts.headers.insert(HOST, self.upstream_host.clone());
         }
 
-        let authority = host
-            .filter(|_| self.host_in_uri)
-            .and_then(|host| Authority::try_from(host.as_bytes()).ok())
-            .unwrap_or_else(|| self.upstream_authority.clone());
         let path = parts.uri.path_and_query();
         // Without a base path the client's path and query are reused as
         // parsed (a shared `Bytes`, no copy, no second parse).
@@ -283,12 +292,20 @@ impl Forwarder {
                 PathAndQuery::try_from(format!("{}{path}", self.base_path)).ok()?
             }
         };
+        parts.version = self.upstream_version;
+        if dedicated {
+            parts.uri = Uri::from(path);
+            return Some(Request::from_parts(parts, body));
+        }
+        let authority = host
+            .filter(|_| self.host_in_uri)
+            .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+            .unwrap_or_else(|| self.upstream_authority.clone());
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
         uri.authority = Some(authority);
         uri.path_and_query = Some(path);
         parts.uri = Uri::from_parts(uri).ok()?;
-        parts.version = self.upstream_version;
         Some(Request::from_parts(parts, body))
     }
 

@@ -16,6 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::dedicated::Held;
 use super::forward::Forwarder;
 use super::guard::GuardedRoutes;
 use super::inspect::UninspectedRoutes;
@@ -151,9 +152,13 @@ fn spawn_connection(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
     }
+    // The connection's own upstream connection, if the upstream gets one
+    // (handed to the listener's idle ones when the connection ends).
+    let held = Arc::new(Held::default());
     let service = service_fn(move |request: Request<Incoming>| {
         let forwarder = Arc::clone(&forwarder);
-        async move { Ok::<_, Infallible>(forwarder.forward(request, peer).await) }
+        let held = Arc::clone(&held);
+        async move { Ok::<_, Infallible>(forwarder.forward(request, peer, &held).await) }
     });
     let connection = builder
         .serve_connection(TokioIo::new(stream), service)

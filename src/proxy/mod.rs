@@ -92,6 +92,7 @@
 //! - `forward.rs`: one request: rewrite the head, forward, respond.
 //! - `headers.rs`: hop-by-hop removal, `X-Forwarded-*`.
 //! - `upstream.rs`: the pooled client and connector per listener.
+//! - `dedicated.rs`: an HTTP/1 client connection's own upstream connection.
 //! - `tap.rs`: the body wrapper that copies a bounded prefix.
 //! - `inspect.rs`: routes with `inspect: false`, forwarded untapped and unobserved.
 //! - `guard/`: the idempotency guard: matching and waiting (`mod.rs`), the
@@ -102,6 +103,7 @@
 //! - `sink.rs`, `metrics.rs`: the observation queue and the proxy's metrics.
 
 mod body;
+mod dedicated;
 mod error;
 mod exchange;
 mod forward;

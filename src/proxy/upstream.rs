@@ -1,6 +1,10 @@
 //! The client that reaches a listener's upstream: built once per listener,
 //! pooled, speaking HTTP/1.1 or HTTP/2 as [`UpstreamProtocol`] says, over
 //! TLS (rustls with the ring provider and the webpki roots) for `https://`.
+//! An upstream that can only be HTTP/1 (`http1`, or `auto` over `http://`)
+//! is reached from HTTP/1 client connections over a connection of their
+//! own instead (see [`dedicated`](super::dedicated)); HTTP/2 clients and
+//! upstreams that may be HTTP/2 use the pooled client.
 //!
 //! | protocol | `http://` | `https://` (ALPN) |
 //! |---|---|---|
@@ -24,7 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
+use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -32,7 +36,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::error::ConnectTimedOut;
+use super::dedicated::{Dialer, Held};
+use super::error::{classify, ConnectTimedOut, Failure};
 use super::tap::{SharedTap, TapBody};
 use crate::config::{Listener, UpstreamProtocol};
 
@@ -44,8 +49,57 @@ pub(crate) type UpstreamBody = TapBody<Incoming, Option<SharedTap>>;
 /// A listener's pooled upstream client.
 pub(crate) type UpstreamClient = Client<UpstreamConnector, UpstreamBody>;
 
-/// Builds the client for `listener`'s upstream.
-pub(crate) fn build_client(listener: &Listener) -> io::Result<UpstreamClient> {
+/// A listener's ways to its upstream: the pooled client, and for an
+/// HTTP/1-only upstream the [`Dialer`] of connections dedicated to one
+/// client connection.
+pub(crate) struct Upstream {
+    pooled: UpstreamClient,
+    dedicated: Option<Dialer>,
+}
+
+impl Upstream {
+    pub(crate) fn new(listener: &Listener) -> io::Result<Self> {
+        let (pooled, connector) = build_client(listener)?;
+        let http1_only = match listener.upstream.protocol {
+            UpstreamProtocol::Http1 => true,
+            UpstreamProtocol::Auto => !listener.upstream.is_tls(),
+            UpstreamProtocol::Http2 => false,
+        };
+        Ok(Upstream {
+            pooled,
+            dedicated: http1_only.then(|| Dialer::new(connector)),
+        })
+    }
+
+    /// Whether a request from a client connection speaking `version` goes
+    /// over that connection's own upstream connection; such a request must
+    /// carry an origin-form URI and a `Host`.
+    pub(crate) fn dedicated_for(&self, version: Version) -> bool {
+        self.dedicated.is_some() && version != Version::HTTP_2
+    }
+
+    /// Sends `request` and returns the response head: over `held` when
+    /// `dedicated` (see [`Upstream::dedicated_for`]), else through the pool.
+    pub(crate) async fn send(
+        &self,
+        request: Request<UpstreamBody>,
+        held: &Held,
+        dedicated: bool,
+    ) -> Result<Response<Incoming>, Failure> {
+        match self.dedicated.as_ref().filter(|_| dedicated) {
+            Some(dialer) => dialer.send(held, request).await,
+            None => self
+                .pooled
+                .request(request)
+                .await
+                .map_err(|error| Failure::new(classify(&error), error)),
+        }
+    }
+}
+
+/// Builds the pooled client for `listener`'s upstream, and the connector
+/// it uses.
+fn build_client(listener: &Listener) -> io::Result<(UpstreamClient, UpstreamConnector)> {
     let upstream = &listener.upstream;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = HttpsConnectorBuilder::new()
@@ -75,7 +129,7 @@ pub(crate) fn build_client(listener: &Listener) -> io::Result<UpstreamClient> {
         .pool_timer(TokioTimer::new())
         .http1_preserve_header_case(true)
         .http2_only(upstream.protocol == UpstreamProtocol::Http2);
-    Ok(builder.build(connector))
+    Ok((builder.build(connector.clone()), connector))
 }
 
 /// The upstream's scheme and authority: all the connector needs.
@@ -113,13 +167,24 @@ impl tower_service::Service<Uri> for UpstreamConnector {
     }
 
     fn call(&mut self, _requested: Uri) -> Self::Future {
-        let connecting = self.inner.call(self.target.clone());
+        Box::pin(self.connect())
+    }
+}
+
+impl UpstreamConnector {
+    /// A new TCP (and TLS) connection to the upstream, within the
+    /// listener's `connect_timeout`.
+    pub(crate) fn connect(
+        &self,
+    ) -> impl Future<Output = Result<MaybeHttpsStream<TokioIo<TcpStream>>, BoxError>> + Send + 'static
+    {
+        let connecting = tower_service::Service::call(&mut self.inner.clone(), self.target.clone());
         let timeout = self.timeout;
-        Box::pin(async move {
+        async move {
             match tokio::time::timeout(timeout, connecting).await {
                 Ok(connected) => connected,
                 Err(_elapsed) => Err(Box::new(ConnectTimedOut) as BoxError),
             }
-        })
+        }
     }
 }
