@@ -119,9 +119,7 @@ impl<'t> Tokens<'t> {
         at
     }
 
-    /// Classifies the block at `next_block` into `bits`. Once per block,
-    /// kept out of line so that each token read stays small.
-    #[inline(never)]
+    /// Classifies the block at `next_block` into `bits`.
     fn classify_next(&mut self) -> Result<(), Problem> {
         let start = self.next_block;
         let rest = self.bytes.get(start..).unwrap_or_default();
