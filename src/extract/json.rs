@@ -1,8 +1,11 @@
 //! Key source: JSON paths over a body, read by a targeted streaming scan.
 //!
 //! The paths of one body are compiled once, at start-up, into a
-//! [`JsonPaths`]: field names as bytes, and per depth bit masks of the
-//! paths that end there, go deeper, or step by field, index or wildcard.
+//! [`JsonPaths`]: per depth, each distinct field name (as bytes) and array
+//! index with the bit mask of the paths that step by it, and bit masks of
+//! the paths that end there, go deeper, or step by field, index or
+//! wildcard; a member name is compared once per depth whatever the number
+//! of paths naming it.
 //! The scan has two stages, interleaved a block at a time: [`blocks`]
 //! classifies 64 bytes at a time into bit masks and hands out the position
 //! of each token (structural bytes, quotes, the first byte of a number or
@@ -10,8 +13,10 @@
 //! to token, never looking at whitespace or string content, and keeps per
 //! open container only a bit mask of the paths still alive in it (an
 //! explicit stack on the heap, never recursion on input). A value no path
-//! is alive in is skipped by a tight validating loop over its tokens that
-//! counts nesting in a bit stack. Object keys are compared as raw bytes
+//! is alive in is skipped right where its key (or index) was read, by a
+//! tight validating loop over its tokens that counts nesting in a bit
+//! stack. A fault of string content stops stage one: the walk sees the
+//! text end there and the fault is the answer. Object keys are compared as raw bytes
 //! with the compiled field names (unescaped only when a key contains `\`),
 //! and only the values that sit at a path are materialised (unescaped only
 //! when they contain `\`): no DOM, no allocation per field. Every path of
@@ -61,8 +66,12 @@ pub struct JsonPaths {
 #[derive(Debug, Clone, Default)]
 struct Group {
     first: usize,
-    /// The steps of each path.
-    paths: Vec<Vec<Step>>,
+    /// Per depth: each field name some path steps by there, with the
+    /// paths that do (one entry per distinct name).
+    names: Vec<Vec<(Box<[u8]>, u64)>>,
+    /// Per depth: each array index some path steps by there, with the
+    /// paths that do.
+    positions: Vec<Vec<(usize, u64)>>,
     /// Every path of the group.
     all: u64,
     /// Per depth: the paths that end at a value of that depth.
@@ -76,14 +85,6 @@ struct Group {
     indices: Vec<u64>,
     /// … or `*`.
     wildcards: Vec<u64>,
-}
-
-/// One compiled step of a path.
-#[derive(Debug, Clone)]
-enum Step {
-    Field(Box<[u8]>),
-    Index(usize),
-    Wildcard,
 }
 
 /// The mask at `depth` of a per-depth table (0 beyond it).
@@ -124,7 +125,14 @@ impl JsonPaths {
     /// `Err`.
     pub fn scan(&self, text: &str, mut on_value: impl FnMut(usize, &str)) -> Result<(), Problem> {
         for group in &self.groups {
-            Scanner::new(text).walk(group, &mut on_value)?;
+            let mut scanner = Scanner::new(text);
+            let walked = scanner.walk(group, &mut on_value);
+            // A fault of string content ends the tokens early: it is the
+            // reason whatever the walk made of the tokens before it.
+            if let Some(fault) = scanner.tokens.fault() {
+                return Err(fault);
+            }
+            walked?;
         }
         Ok(())
     }
@@ -135,7 +143,8 @@ impl Group {
         let longest = paths.iter().map(|p| p.steps.len()).max().unwrap_or(0);
         let mut group = Group {
             first,
-            paths: Vec::with_capacity(paths.len()),
+            names: vec![Vec::new(); longest + 1],
+            positions: vec![Vec::new(); longest + 1],
             all: 0,
             ends: vec![0; longest + 1],
             goes_on: vec![0; longest + 1],
@@ -149,31 +158,45 @@ impl Group {
             if let Some(end) = group.ends.get_mut(path.steps.len()) {
                 *end |= mask;
             }
-            let mut steps = Vec::with_capacity(path.steps.len());
             for (depth, step) in path.steps.iter().enumerate() {
-                let (table, step) = match step {
+                let table = match step {
                     JsonStep::Field(name) => {
-                        (&mut group.fields, Step::Field(name.as_bytes().into()))
+                        if let Some(names) = group.names.get_mut(depth) {
+                            add_to(names, name.as_bytes().into(), mask);
+                        }
+                        &mut group.fields
                     }
-                    JsonStep::Index(index) => (&mut group.indices, Step::Index(*index)),
-                    JsonStep::Wildcard => (&mut group.wildcards, Step::Wildcard),
+                    JsonStep::Index(index) => {
+                        if let Some(positions) = group.positions.get_mut(depth) {
+                            add_to(positions, *index, mask);
+                        }
+                        &mut group.indices
+                    }
+                    JsonStep::Wildcard => &mut group.wildcards,
                 };
                 for table in [table, &mut group.goes_on] {
                     if let Some(slot) = table.get_mut(depth) {
                         *slot |= mask;
                     }
                 }
-                steps.push(step);
             }
-            group.paths.push(steps);
         }
         group
     }
+}
 
-    /// Step `depth` of path `bit`.
-    fn step(&self, bit: usize, depth: usize) -> Option<&Step> {
-        self.paths.get(bit)?.get(depth)
+/// Adds path bits `mask` to the entry of `step` in `table` (a new entry
+/// for a step not seen yet).
+fn add_to<S: PartialEq>(table: &mut Vec<(S, u64)>, step: S, mask: u64) {
+    match table.iter_mut().find(|(known, _)| *known == step) {
+        Some((_, paths)) => *paths |= mask,
+        None => table.push((step, mask)),
     }
+}
+
+/// The entries of a per-depth table of steps at `depth` (none beyond it).
+fn steps_at<S>(table: &[Vec<(S, u64)>], depth: usize) -> &[(S, u64)] {
+    table.get(depth).map_or(&[], Vec::as_slice)
 }
 
 /// One open array or object that some path is alive in.
@@ -215,12 +238,22 @@ impl<'t> Scanner<'t> {
         }
     }
 
-    /// The next token.
-    #[inline]
-    fn token(&mut self) -> Result<Token, Problem> {
-        let at = self.tokens.next()?;
+    /// The next token (a token with byte 0 at the end of the text, or
+    /// where a fault of string content stopped stage one).
+    #[inline(always)]
+    fn token(&mut self) -> Token {
+        let at = self.tokens.next();
         let byte = self.bytes.get(at).copied().unwrap_or(0);
-        Ok(Token { at, byte })
+        Token { at, byte }
+    }
+
+    /// After a string's opening quote: the position of its closing quote.
+    /// Stage one hands out no token inside a string, so this is the next
+    /// token; if the string never closes, that is the end of the text and
+    /// the fault is stage one's.
+    #[inline(always)]
+    fn string_end(&mut self) -> usize {
+        self.tokens.next()
     }
 
     /// One walk of the whole text for the paths of `group`.
@@ -234,7 +267,7 @@ impl<'t> Scanner<'t> {
         let mut stack: Vec<Frame> = Vec::new();
         // The paths alive at the value being read, and its first token.
         let mut live = group.all;
-        let mut value = self.token()?;
+        let mut value = self.token();
         loop {
             let depth = stack.len();
             let goes_on = live & at(&group.goes_on, depth);
@@ -245,7 +278,7 @@ impl<'t> Scanner<'t> {
                         return Err(Problem::TooDeep);
                     }
                     let object = open == b'{';
-                    let first = self.token()?;
+                    let first = self.token();
                     if first.byte != close_of(object) {
                         stack.push(Frame {
                             object,
@@ -253,12 +286,20 @@ impl<'t> Scanner<'t> {
                             index: 0,
                         });
                         (live, value) = self.child(group, goes_on, object, 0, depth, first)?;
-                        continue;
+                        if live != 0 {
+                            continue;
+                        }
+                        // A child no path is alive in: stepped over here,
+                        // without the per-value bookkeeping.
+                        self.skip_value(value, depth + 1)?;
                     }
                 }
                 b'"' => {
-                    let close = self.string_end()?;
+                    let close = self.string_end();
                     if ends != 0 {
+                        if self.bytes.get(close) != Some(&b'"') {
+                            return Err(Problem::MalformedJson);
+                        }
                         let content = value.at + 1..close;
                         let text = self.kept(content)?;
                         each_bit(ends, |bit| on_value(group.first + bit, text));
@@ -273,7 +314,7 @@ impl<'t> Scanner<'t> {
             }
             // A value is complete: find the next one, closing containers.
             loop {
-                let next = self.token()?;
+                let next = self.token();
                 let depth = stack.len().saturating_sub(1);
                 let Some(top) = stack.last_mut() else {
                     return if next.byte == 0 {
@@ -286,8 +327,12 @@ impl<'t> Scanner<'t> {
                     b',' => {
                         top.index += 1;
                         let (parent, object, index) = (top.live, top.object, top.index);
-                        let first = self.token()?;
+                        let first = self.token();
                         (live, value) = self.child(group, parent, object, index, depth, first)?;
+                        if live == 0 {
+                            self.skip_value(value, depth + 1)?;
+                            continue;
+                        }
                         break;
                     }
                     b'}' if top.object => {
@@ -306,6 +351,7 @@ impl<'t> Scanner<'t> {
     /// `depth` (a member's key, or element number `index`): reads the key
     /// and its `:` for objects, and returns the paths of `parent` alive in
     /// that child and the first token of its value.
+    #[inline(always)]
     fn child(
         &mut self,
         group: &Group,
@@ -317,13 +363,13 @@ impl<'t> Scanner<'t> {
     ) -> Result<(u64, Token), Problem> {
         let mut live = parent & at(&group.wildcards, depth);
         if !object {
-            each_bit(parent & at(&group.indices, depth), |bit| {
-                if let Some(Step::Index(wanted)) = group.step(bit, depth) {
+            if parent & at(&group.indices, depth) != 0 {
+                for (wanted, paths) in steps_at(&group.positions, depth) {
                     if *wanted == index {
-                        live |= 1 << bit;
+                        live |= parent & paths;
                     }
                 }
-            });
+            }
             return Ok((live, first));
         }
         let key = self.key(first)?;
@@ -337,47 +383,46 @@ impl<'t> Scanner<'t> {
             } else {
                 raw
             };
-            each_bit(fields, |bit| {
-                if let Some(Step::Field(name)) = group.step(bit, depth) {
-                    if **name == *key {
-                        live |= 1 << bit;
-                    }
+            for (name, paths) in steps_at(&group.names, depth) {
+                if fields & paths != 0 && **name == *key {
+                    live |= fields & paths;
                 }
-            });
+            }
         }
-        Ok((live, self.token()?))
+        Ok((live, self.token()))
     }
 
     /// At `first`, the opening quote of a member's key: reads the key and
     /// the `:` after it, and returns the key's raw content.
-    #[inline]
+    #[inline(always)]
     fn key(&mut self, first: Token) -> Result<Range<usize>, Problem> {
         if first.byte != b'"' {
             return Err(Problem::MalformedJson);
         }
-        let close = self.string_end()?;
-        if self.token()?.byte != b':' {
+        let close = self.string_end();
+        if self.token().byte != b':' {
             return Err(Problem::MalformedJson);
         }
         Ok(first.at + 1..close)
     }
 
-    /// After a string's opening quote: the position of its closing quote,
-    /// the next token (content was validated when it was classified).
-    #[inline]
-    fn string_end(&mut self) -> Result<usize, Problem> {
-        let close = self.token()?;
-        if close.byte != b'"' {
-            return Err(Problem::MalformedJson);
+    /// Validates and steps over the value starting at `value`, at
+    /// `depth`, and everything nested in it, without keeping anything.
+    #[inline(always)]
+    fn skip_value(&mut self, value: Token, depth: usize) -> Result<(), Problem> {
+        match value.byte {
+            b'"' => {
+                self.string_end();
+                Ok(())
+            }
+            b'{' | b'[' => self.skip_container(value, depth),
+            _ => self.scalar(value),
         }
-        Ok(close.at)
     }
 
-    /// Validates and steps over the value starting at `value`, at
-    /// `depth`, and everything nested in it, without keeping anything: the
-    /// nesting is a bit stack (1 = object), so no path bookkeeping and no
-    /// allocation.
-    fn skip_value(&mut self, mut value: Token, depth: usize) -> Result<(), Problem> {
+    /// [`Scanner::skip_value`] of an array or object: the nesting is a bit
+    /// stack (1 = object), so no path bookkeeping and no allocation.
+    fn skip_container(&mut self, mut value: Token, depth: usize) -> Result<(), Problem> {
         let mut objects: u128 = 0;
         let mut nested: usize = 0;
         loop {
@@ -387,7 +432,7 @@ impl<'t> Scanner<'t> {
                         return Err(Problem::TooDeep);
                     }
                     let object = open == b'{';
-                    let first = self.token()?;
+                    let first = self.token();
                     if first.byte != close_of(object) {
                         // `nested` < MAX_DEPTH <= 128 here.
                         let bit = 1u128 << nested;
@@ -395,7 +440,7 @@ impl<'t> Scanner<'t> {
                         if object {
                             objects |= bit;
                             self.key(first)?;
-                            value = self.token()?;
+                            value = self.token();
                         } else {
                             objects &= !bit;
                             value = first;
@@ -404,7 +449,7 @@ impl<'t> Scanner<'t> {
                     }
                 }
                 b'"' => {
-                    self.string_end()?;
+                    self.string_end();
                 }
                 _ => self.scalar(value)?,
             }
@@ -414,13 +459,13 @@ impl<'t> Scanner<'t> {
                     return Ok(());
                 };
                 let object = objects >> top & 1 == 1;
-                let next = self.token()?;
+                let next = self.token();
                 match next.byte {
                     b',' => {
-                        let first = self.token()?;
+                        let first = self.token();
                         value = if object {
                             self.key(first)?;
-                            self.token()?
+                            self.token()
                         } else {
                             first
                         };
@@ -470,9 +515,12 @@ impl<'t> Scanner<'t> {
         )
     }
 
-    fn literal(&mut self, at: usize, word: &[u8]) -> Result<(), Problem> {
-        let end = at + word.len();
-        if self.bytes.get(at..end) == Some(word) && self.ends_scalar(end) {
+    /// Checks that `word` (`true`, `false` or `null`) is written at `at`
+    /// and ends there: one fixed-size compare, no loop.
+    #[inline]
+    fn literal<const N: usize>(&self, at: usize, word: &[u8; N]) -> Result<(), Problem> {
+        let written = self.bytes.get(at..).and_then(<[u8]>::first_chunk::<N>);
+        if written == Some(word) && self.ends_scalar(at + N) {
             Ok(())
         } else {
             Err(Problem::MalformedJson)
@@ -1176,23 +1224,69 @@ mod tests {
             "$[*][*][*]",
             "$['a_longer_name_\"quoted\"'][*]",
         ];
-        let mut rng = Rng(0x5eed_cafe);
+        on_random_documents(0x5eed_cafe, |round, doc, value| {
+            for path in paths {
+                let mut got = values(doc, path).expect("scanner accepts JSON");
+                got.sort();
+                let expected = sorted_reference(value, path);
+                assert_eq!(got, expected, "round {round}, path {path}, doc {doc}");
+            }
+        });
+    }
+
+    /// Calls `check(round, document, serde_json's reading of it)` on 2 000
+    /// random documents made from `seed`.
+    fn on_random_documents(seed: u64, mut check: impl FnMut(usize, &str, &serde_json::Value)) {
+        let mut rng = Rng(seed);
         for round in 0..2000 {
             let mut doc = String::new();
             document(&mut rng, 4, &mut doc);
-            let value: serde_json::Value =
-                serde_json::from_str(&doc).expect("generator makes JSON");
-            for path in paths {
-                let parsed = json_path(path);
-                let mut expected = Vec::new();
-                reference(&value, &parsed.steps, &mut expected);
-                let mut got = values(&doc, path).expect("scanner accepts JSON");
-                // serde_json sorts object members; compare as multisets.
-                expected.sort();
+            let value = serde_json::from_str(&doc).expect("generator makes JSON");
+            check(round, &doc, &value);
+        }
+    }
+
+    /// The reference's values at `path`, sorted: serde_json sorts object
+    /// members, so values are compared as multisets.
+    fn sorted_reference(value: &serde_json::Value, path: &str) -> Vec<String> {
+        let mut expected = Vec::new();
+        reference(value, &json_path(path).steps, &mut expected);
+        expected.sort();
+        expected
+    }
+
+    #[test]
+    fn many_paths_in_one_walk_agree_with_serde_json_on_random_documents() {
+        // Paths that share field names and indices at the same depth under
+        // different parents, and prefixes of one another: one walk answers
+        // them all, each path only with its own values.
+        let paths = [
+            "$.a",
+            "$.b",
+            "$.a.a",
+            "$.b.a",
+            "$[*].a",
+            "$.a[0]",
+            "$.b[0]",
+            "$.a[1]",
+            "$[*][0]",
+            "$.id[*].id",
+            "$.a.id.b",
+            "$[*][*].a",
+        ];
+        on_random_documents(0x0a11_9a75, |round, doc, value| {
+            let found = scan_all(doc, &paths).expect("scanner accepts JSON");
+            for (index, path) in paths.iter().enumerate() {
+                let expected = sorted_reference(value, path);
+                let mut got: Vec<String> = found
+                    .iter()
+                    .filter(|(p, _)| *p == index)
+                    .map(|(_, v)| v.clone())
+                    .collect();
                 got.sort();
                 assert_eq!(got, expected, "round {round}, path {path}, doc {doc}");
             }
-        }
+        });
     }
 
     #[test]

@@ -57,8 +57,12 @@ pub(super) fn query<'q>(
     values
 }
 
-/// A path parameter value, percent-decoded.
+/// A path parameter value, percent-decoded. Most have no escape at all:
+/// those are the raw text itself, already UTF-8, with no decoding pass.
 pub(super) fn path_param(raw: &str) -> Result<Cow<'_, str>, Problem> {
+    if !raw.as_bytes().contains(&b'%') {
+        return Ok(Cow::Borrowed(raw));
+    }
     percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| Problem::InvalidUtf8)
@@ -182,5 +186,11 @@ mod tests {
         assert_eq!(path_param("SH%2F1+2").as_deref(), Ok("SH/1+2"));
         assert_eq!(path_param("%E2%82%AC").as_deref(), Ok("€"));
         assert_eq!(path_param("%FF").err(), Some(Problem::InvalidUtf8));
+        // Without an escape the value is the raw text, not a copy.
+        let plain = path_param("SO-0000104711+ü");
+        assert!(
+            matches!(plain, Ok(Cow::Borrowed("SO-0000104711+ü"))),
+            "{plain:?}"
+        );
     }
 }

@@ -47,6 +47,9 @@ pub(super) struct Tokens<'t> {
     paired_low: usize,
     /// A backslash was seen in the text classified so far.
     escapes_seen: bool,
+    /// The fault that stopped the classification: no token is handed out
+    /// past the block that has it.
+    fault: Option<Problem>,
 }
 
 /// Bit masks of one block, one bit per byte: the few a block needs in the
@@ -75,6 +78,7 @@ impl<'t> Tokens<'t> {
             in_scalar: 0,
             paired_low: usize::MAX,
             escapes_seen: false,
+            fault: None,
         }
     }
 
@@ -85,20 +89,34 @@ impl<'t> Tokens<'t> {
         self.escapes_seen
     }
 
-    /// The position of the next token, or the length of the text when
-    /// there is none left. Errors are those of string content (see the
-    /// module doc), found a block ahead of the token that reaches them.
+    /// The fault of string content (see the module doc) found so far, if
+    /// any: the text is refused whatever the walk made of its tokens.
     #[inline]
-    pub fn next(&mut self) -> Result<usize, Problem> {
+    pub fn fault(&self) -> Option<Problem> {
+        self.fault
+    }
+
+    /// The position of the next token, or the length of the text when
+    /// there is none left. A block with a fault of string content hands out
+    /// no token, and neither does anything after it: the walk sees the text
+    /// end there (and [`Tokens::fault`] says why). Faults are found a block
+    /// ahead of the token that reaches them.
+    #[inline]
+    pub fn next(&mut self) -> usize {
         while self.bits == 0 {
             if self.next_block >= self.bytes.len() {
-                return Ok(self.bytes.len());
+                return self.bytes.len();
             }
-            self.classify_next()?;
+            if let Err(problem) = self.classify_next() {
+                self.fault = Some(problem);
+                self.bits = 0;
+                self.next_block = self.bytes.len();
+                return self.bytes.len();
+            }
         }
         let at = self.base + self.bits.trailing_zeros() as usize;
         self.bits &= self.bits - 1;
-        Ok(at)
+        at
     }
 
     /// Classifies the block at `next_block` into `bits`.
@@ -385,9 +403,9 @@ mod tests {
         let mut tokens = Tokens::new(bytes);
         let mut found = Vec::new();
         loop {
-            let at = tokens.next()?;
+            let at = tokens.next();
             if at == bytes.len() {
-                return Ok(found);
+                return tokens.fault().map_or(Ok(found), Err);
             }
             found.push(at);
         }
