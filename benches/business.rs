@@ -54,8 +54,7 @@ struct BuildSpans(SpanObserver, Arc<Mutex<Vec<EncodedSpan>>>);
 impl Observer for BuildSpans {
     fn correlated(&mut self, event: &Correlated<'_>) {
         self.0.correlated(event);
-        let trace = waybill::telemetry::trace_id(&event.transaction.name);
-        let spans = black_box(self.0.spans(event, trace));
+        let spans = black_box(self.0.spans(event));
         if let Ok(mut kept) = self.1.lock() {
             let room = BATCH.saturating_sub(kept.len());
             kept.extend(spans.into_iter().take(room));

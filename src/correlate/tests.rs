@@ -686,7 +686,7 @@ mod durability {
 
     /// A busy history: links, a merge, a split shipment, retries, a
     /// duplicate, a lapsed expectation, a pending one.
-    fn history(h: &mut Harness) {
+    pub(super) fn history(h: &mut Harness) {
         h.observe(0.0, &[("order", "SO-1")], Some("order_released"));
         h.observe(0.5, &[("shipment", "SH-1")], Some("packed"));
         h.observe(0.6, &[("order", "SO-1"), ("shipment", "SH-1")], None);
@@ -731,7 +731,7 @@ mod durability {
     }
 
     /// A data directory holding `h`'s journal, compacted into a snapshot.
-    async fn snapshotted(h: &Harness) -> tempfile::TempDir {
+    pub(super) async fn snapshotted(h: &Harness) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut durable = Durable::open_dir(dir.path(), &mut Registry::default()).expect("open");
         durable.recover().expect("empty store");
@@ -874,5 +874,130 @@ mod durability {
             out.contains(r#"waybill_transactions_in_flight{milestone="shipped"}"#),
             "{out}"
         );
+    }
+}
+
+// === trace IDs: kept with the transaction, always the trace of its name ===
+
+mod trace_ids {
+    use std::sync::Mutex;
+
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message as _;
+
+    use super::*;
+    use crate::state::durable::Durable;
+    use crate::telemetry::spans::SpanObserver;
+    use crate::telemetry::trace_id;
+
+    /// The trace ID of every exchange span the correlator's events yield,
+    /// decoded from the encoded span, in order.
+    type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    struct SpanTraces(SpanObserver, Seen);
+
+    impl Observer for SpanTraces {
+        fn correlated(&mut self, event: &Correlated<'_>) {
+            let spans = self.0.spans(event);
+            let span = Span::decode(spans[0].as_bytes()).expect("a valid OTLP Span");
+            self.1.lock().expect("not poisoned").push(span.trace_id);
+        }
+    }
+
+    fn watch(correlator: &mut Correlator) -> Seen {
+        let seen = Seen::default();
+        let observer = SpanObserver::new(
+            Arc::clone(&correlator.config),
+            None,
+            &mut Registry::default(),
+        );
+        correlator.observe_with(Box::new(SpanTraces(observer, Arc::clone(&seen))));
+        seen
+    }
+
+    fn last(seen: &Seen) -> Vec<u8> {
+        seen.lock()
+            .expect("not poisoned")
+            .last()
+            .cloned()
+            .expect("a span")
+    }
+
+    fn trace_of(h: &Harness, kind: &str, value: &str) -> Vec<u8> {
+        trace_id(&h.key(kind, value)).to_bytes().to_vec()
+    }
+
+    /// Every transaction's kept trace ID is the derivation of its name.
+    fn all_consistent(correlator: &Correlator) {
+        for tx in correlator.store.iter() {
+            assert_eq!(tx.trace_id(), trace_id(&tx.name), "{}", tx.name);
+        }
+    }
+
+    #[test]
+    fn a_root_key_arriving_later_moves_the_spans_to_its_trace() {
+        let mut h = Harness::new();
+        let seen = watch(&mut h.correlator);
+        h.observe(0.0, &[("shipment", "SH-1")], Some("packed"));
+        assert_eq!(last(&seen), trace_of(&h, "shipment", "SH-1"));
+        h.observe(0.5, &[("order", "SO-1"), ("shipment", "SH-1")], None);
+        assert_eq!(last(&seen), trace_of(&h, "order", "SO-1"));
+        h.observe(1.0, &[("shipment", "SH-1")], Some("shipped"));
+        assert_eq!(last(&seen), trace_of(&h, "order", "SO-1"));
+        assert_ne!(
+            trace_of(&h, "order", "SO-1"),
+            trace_of(&h, "shipment", "SH-1")
+        );
+        all_consistent(&h.correlator);
+    }
+
+    #[test]
+    fn merged_transactions_yield_spans_in_the_trace_of_the_merged_name() {
+        // Either transaction may be the older one (the one kept).
+        for order_first in [false, true] {
+            let mut h = Harness::new();
+            let seen = watch(&mut h.correlator);
+            let shipment = [("shipment", "SH-9"), ("tracking", "1Z9")];
+            if order_first {
+                h.observe(0.0, &[("order", "SO-9")], Some("order_released"));
+                h.observe(1.0, &shipment, Some("label_created"));
+            } else {
+                h.observe(1.0, &shipment, Some("label_created"));
+                h.observe(0.0, &[("order", "SO-9")], Some("order_released"));
+            }
+            assert_eq!(h.correlator.store.len(), 2);
+            h.observe(2.0, &[("order", "SO-9"), ("shipment", "SH-9")], None);
+            assert_eq!(h.correlator.store.len(), 1, "merged");
+            assert_eq!(last(&seen), trace_of(&h, "order", "SO-9"));
+            h.observe(3.0, &[("tracking", "1Z9")], Some("delivered"));
+            assert_eq!(last(&seen), trace_of(&h, "order", "SO-9"), "{order_first}");
+            all_consistent(&h.correlator);
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_renamed_transactions_keep_the_trace_of_their_name() {
+        let mut h = Harness::new();
+        // SH-1 is seen alone first, then linked to its order: renamed.
+        super::durability::history(&mut h);
+        let dir = super::durability::snapshotted(&h).await;
+        // From the snapshot (no journal left), then from a journal only.
+        let journal = tempfile::tempdir().expect("temp dir");
+        {
+            let mut durable =
+                Durable::open_dir(journal.path(), &mut Registry::default()).expect("open");
+            durable.recover().expect("empty store");
+            durable.commit(&h.journal).await.expect("commit");
+        }
+        for data in [dir.path(), journal.path()] {
+            let mut restored = Harness::new();
+            let durable = Durable::open_dir(data, &mut Registry::default()).expect("reopen");
+            restored.correlator.recover(durable).expect("recover");
+            all_consistent(&restored.correlator);
+            let seen = watch(&mut restored.correlator);
+            restored.next_id = h.next_id;
+            restored.observe(3.0, &[("shipment", "SH-1")], Some("delivered"));
+            assert_eq!(last(&seen), trace_of(&h, "order", "SO-1"));
+        }
     }
 }

@@ -18,6 +18,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use opentelemetry::trace::TraceId;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 use thin_vec::ThinVec;
@@ -28,6 +29,7 @@ use crate::config::{
 };
 use crate::extract::{Key, Problem};
 use crate::proxy::UpstreamError;
+use crate::telemetry::trace_id;
 
 /// Identity of a transaction inside one store; not a business identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -128,14 +130,22 @@ impl Status {
 pub struct Transaction {
     pub id: TxId,
     /// The key that names the transaction: the first key of the root kind
-    /// seen, or until one is seen, the first key seen at all.
+    /// seen, or until one is seen, the first key seen at all. Change it
+    /// only through [`Transaction::rename`], which keeps `trace` in step.
     pub name: Key,
+    /// The trace ID of `name` ([`trace_id`]), derived when the name is set
+    /// or changes (created, renamed, loaded from a snapshot: always through
+    /// [`Transaction::new`] and [`Transaction::rename`]) so the span path
+    /// reads it instead of hashing the name per exchange. Bytes, not a
+    /// `TraceId` (a `u128`, 16-byte aligned, which would pad the record).
+    trace: [u8; 16],
     /// The first key of the root kind seen, if any yet.
     pub root: Option<Key>,
     /// Names the transaction went by before (before its root key was seen,
     /// or of transactions merged into it): its earlier trace IDs derive
-    /// from them, so later spans link to those traces.
-    pub former_names: Vec<Key>,
+    /// from them, so later spans link to those traces. A `ThinVec` (8
+    /// bytes, usually empty) pays for `trace`.
+    pub former_names: ThinVec<Key>,
     pub status: Status,
     /// Every key, in the order first seen.
     pub keys: Vec<Key>,
@@ -594,9 +604,10 @@ impl Transaction {
     pub fn new(id: TxId, name: Key, now: SystemTime) -> Self {
         Transaction {
             id,
+            trace: trace_id(&name).to_bytes(),
             name,
             root: None,
-            former_names: Vec::new(),
+            former_names: ThinVec::new(),
             status: Status::Open,
             keys: Vec::new(),
             links: ThinVec::new(),
@@ -614,9 +625,18 @@ impl Transaction {
         }
     }
 
+    /// The trace ID of the transaction's name: [`trace_id`]`(&self.name)`,
+    /// kept from when the name was last set.
+    pub fn trace_id(&self) -> TraceId {
+        let trace = TraceId::from_bytes(self.trace);
+        debug_assert_eq!(trace, trace_id(&self.name), "stale trace ID");
+        trace
+    }
+
     /// Renames the transaction, remembering the old name.
     pub fn rename(&mut self, name: Key) {
         if name != self.name {
+            self.trace = trace_id(&name).to_bytes();
             let old = std::mem::replace(&mut self.name, name);
             if !self.former_names.contains(&old) {
                 self.former_names.push(old);
@@ -873,7 +893,7 @@ impl Transaction {
         let mut st = s.serialize_struct("Transaction", 17)?;
         st.serialize_field("name", &self.name)?;
         st.serialize_field("root", &self.root)?;
-        st.serialize_field("former_names", &self.former_names)?;
+        st.serialize_field("former_names", &self.former_names[..])?;
         st.serialize_field("status", &self.status)?;
         st.serialize_field("keys", &self.keys)?;
         st.serialize_field("links", &Links(self))?;
@@ -1034,7 +1054,11 @@ mod tests {
         assert!(std::mem::size_of::<MeasuredFlow>() <= 32);
         // 256 is an allocation size class of jemalloc (the binary's
         // allocator); the next is 320.
-        assert!(std::mem::size_of::<Transaction>() <= 256);
+        assert!(
+            std::mem::size_of::<Transaction>() <= 256,
+            "{}",
+            std::mem::size_of::<Transaction>()
+        );
     }
 
     #[test]

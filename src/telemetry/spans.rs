@@ -6,7 +6,8 @@
 //! What it builds, per [`Correlated`] event:
 //!
 //! - **One span per exchange and transaction** in the transaction's trace
-//!   ([`trace_id`] of its name), named `{method} {http.route}` (or
+//!   ([`trace_id`] of its name, derived once per name and kept with the
+//!   transaction: [`Transaction::trace_id`]), named `{method} {http.route}` (or
 //!   `{method}` when no route matched), kind SERVER on inbound listeners and
 //!   CLIENT on outbound ones, from the exchange's start to its end, with the
 //!   stable HTTP semantic conventions (`http.request.method`, `http.route`,
@@ -212,11 +213,13 @@ impl SpanObserver {
         }
     }
 
-    /// Everything `event` yields in `trace` (the [`trace_id`] of its
-    /// transaction's name, computed once by the caller): the exchange span,
-    /// then one span per completed flow. Sampling is not applied here.
-    pub fn spans(&mut self, event: &Correlated<'_>, trace: TraceId) -> Vec<EncodedSpan> {
+    /// Everything `event` yields in its transaction's trace (the
+    /// [`trace_id`] of its name, kept with the transaction:
+    /// [`Transaction::trace_id`]): the exchange span, then one span per
+    /// completed flow. Sampling is not applied here.
+    pub fn spans(&mut self, event: &Correlated<'_>) -> Vec<EncodedSpan> {
         let transaction = event.transaction;
+        let trace = transaction.trace_id();
         let observation = event.observation;
         let Exchange { mut writer, error } = self.exchange_writer(observation, trace);
         let name = key_text(&transaction.name);
@@ -348,12 +351,12 @@ impl SpanObserver {
 
 impl Observer for SpanObserver {
     fn correlated(&mut self, event: &Correlated<'_>) {
-        let trace = trace_id(&event.transaction.name);
+        let trace = event.transaction.trace_id();
         for flow in &event.news.flows {
             self.flows.observe(flow, trace);
         }
         if self.sampled(trace) {
-            for span in self.spans(event, trace) {
+            for span in self.spans(event) {
                 self.send(span);
             }
         }
@@ -362,7 +365,7 @@ impl Observer for SpanObserver {
     /// An exception opened by a deadline (no exchange to hang it on)
     /// becomes a short `waybill.exception` span in the transaction's trace.
     fn exception(&mut self, transaction: &Transaction, exception: &ExceptionRecord) {
-        let trace = trace_id(&transaction.name);
+        let trace = transaction.trace_id();
         if !self.sampled(trace) {
             return;
         }

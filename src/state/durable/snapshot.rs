@@ -454,7 +454,7 @@ impl<'a> Resolver<'a> {
     pub fn transaction(&self, saved: &SavedTransaction) -> Result<Transaction, Damaged> {
         let mut tx = Transaction::new(TxId(saved.id), self.key(&saved.name)?, saved.first_seen);
         tx.root = saved.root.as_ref().map(|k| self.key(k)).transpose()?;
-        tx.former_names = self.keys(&saved.former_names)?;
+        tx.former_names = self.keys(&saved.former_names)?.into();
         tx.status = if saved.complete {
             Status::Complete
         } else {

@@ -157,7 +157,7 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
     );
     let mut transaction = Transaction::new(TxId(1), order.clone(), t0());
     transaction.root = Some(order.clone());
-    transaction.former_names = vec![shipment.clone()];
+    transaction.former_names = vec![shipment.clone()].into();
     let record = MilestoneRecord {
         milestone: shipped.clone(),
         object: shipment.clone(),
@@ -189,7 +189,7 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
         keys: &keys,
         news: &news,
     };
-    let spans = observer.spans(&event, trace_id(&transaction.name));
+    let spans = observer.spans(&event);
     assert_eq!(spans.len(), 2, "the exchange span and one flow span");
     let spans: Vec<Span> = spans.iter().map(decode).collect();
 
