@@ -4,14 +4,20 @@
 //!
 //! Recording:
 //! - `per_request/resolved_handles`: what one proxied, extracted and
-//!   correlated exchange records today, with the same `prometheus-client`
-//!   types and the same pre-resolved-handle pattern the stages use (their
-//!   handles are crate-private): the proxy's response counter, the
-//!   extractor's exchange counter and duration histogram, the correlator's
-//!   correlated and milestone counters.
-//! - `per_request/label_lookup`: the same with every handle looked up by
-//!   its labels at each request (`Family::get_or_create`), the cost the
-//!   pattern avoids.
+//!   correlated exchange records today, with the same metric types and the
+//!   same pre-resolved-handle pattern the stages use (their handles are
+//!   crate-private): the proxy's response counter and handle-time
+//!   histogram, the extractor's exchange counter, duration and two
+//!   body-size histograms, the correlator's correlated and milestone
+//!   counters. The histograms are the lock-free
+//!   [`AtomicHistogram`](waybill::telemetry::histogram::AtomicHistogram).
+//! - `per_request/resolved_handles_mutex_histogram`: the same with
+//!   `prometheus-client`'s own (mutex) `Histogram`, the type the stages
+//!   used before, as the reference in the same run.
+//! - `per_request/label_lookup`: the proxy counter, exchange counter,
+//!   duration histogram and the two correlator counters, with every handle
+//!   looked up by its labels at each request (`Family::get_or_create`), the
+//!   cost the pattern avoids.
 //! - `per_request/observe_unmatched`: [`Extractor::observe`] of an exchange
 //!   no route matches, through the public API: a route lookup plus the
 //!   extractor's metrics.
@@ -28,10 +34,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
@@ -40,12 +47,22 @@ use waybill::config::{Config, ListenerId};
 use waybill::correlate::Correlator;
 use waybill::extract::Extractor;
 use waybill::proxy::{Exchange, ExchangeSink, Outcome, ProxyMetrics, Tapped};
+use waybill::telemetry::histogram::AtomicHistogram;
 use waybill::telemetry::spans::SpanObserver;
 use waybill::telemetry::Metrics;
 
 /// The extractor's duration buckets (seconds).
 const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+];
+/// The proxy's handle-time buckets (seconds).
+const HANDLE_BUCKETS: [f64; 14] = [
+    5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1,
+];
+/// The extractor's body-size buckets (bytes): 64 × 4ⁱ, 11 of them.
+const SIZE_BUCKETS: [f64; 11] = [
+    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+    67108864.0,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -67,56 +84,142 @@ struct ListenerLabels {
     status_class: &'static str,
 }
 
+/// A histogram type one exchange's metrics can be recorded with.
+trait Observe: EncodeMetric + TypedMetric + Clone + Send + Sync + std::fmt::Debug + 'static {
+    fn with_buckets(buckets: &[f64]) -> Self;
+    fn record(&self, value: f64);
+}
+
+impl Observe for Histogram {
+    fn with_buckets(buckets: &[f64]) -> Self {
+        Histogram::new(buckets.iter().copied())
+    }
+    fn record(&self, value: f64) {
+        self.observe(value);
+    }
+}
+
+impl Observe for AtomicHistogram {
+    fn with_buckets(buckets: &[f64]) -> Self {
+        AtomicHistogram::new(buckets.iter().copied())
+    }
+    fn record(&self, value: f64) {
+        self.observe(value);
+    }
+}
+
+/// The registry and pre-resolved handles of one exchange's metrics, with
+/// histograms of type `H`.
+struct Handles<H> {
+    request: Counter,
+    handle_time: H,
+    exchange: Counter,
+    duration: H,
+    request_size: H,
+    response_size: H,
+    correlated: Counter,
+    milestone: Counter,
+    _registry: Registry,
+}
+
+impl<H: Observe> Handles<H> {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<ListenerLabels, Counter>::default();
+        let exchanges = Family::<ExchangeLabels, Counter>::default();
+        let histograms = |buckets: &'static [f64]| {
+            Family::<OperationLabels, H, _>::new_with_constructor(move || H::with_buckets(buckets))
+        };
+        let handle_times = histograms(&HANDLE_BUCKETS);
+        let durations = histograms(&DURATION_BUCKETS);
+        let request_sizes = histograms(&SIZE_BUCKETS);
+        let response_sizes = histograms(&SIZE_BUCKETS);
+        let correlated = Counter::<u64>::default();
+        let milestones = Family::<OperationLabels, Counter>::default();
+        registry.register("proxy_requests", "", requests.clone());
+        registry.register("handle", "", handle_times.clone());
+        registry.register("exchanges", "", exchanges.clone());
+        registry.register("exchange_duration", "", durations.clone());
+        registry.register("request_size", "", request_sizes.clone());
+        registry.register("response_size", "", response_sizes.clone());
+        registry.register("correlated", "", correlated.clone());
+        registry.register("milestones", "", milestones.clone());
+        let (listener, exchange, operation, milestone) = labels();
+        Self {
+            request: requests.get_or_create_owned(&listener),
+            handle_time: handle_times.get_or_create_owned(&operation),
+            exchange: exchanges.get_or_create_owned(&exchange),
+            duration: durations.get_or_create_owned(&operation),
+            request_size: request_sizes.get_or_create_owned(&operation),
+            response_size: response_sizes.get_or_create_owned(&operation),
+            correlated,
+            milestone: milestones.get_or_create_owned(&milestone),
+            _registry: registry,
+        }
+    }
+
+    /// What one proxied, extracted and correlated exchange records.
+    fn exchange(&self) {
+        self.request.inc();
+        self.handle_time.record(black_box(0.000_012_3));
+        self.exchange.inc();
+        self.duration.record(black_box(0.0123));
+        self.request_size.record(black_box(840.0));
+        self.response_size.record(black_box(840.0));
+        self.correlated.inc();
+        self.milestone.inc();
+    }
+}
+
+fn labels() -> (
+    ListenerLabels,
+    ExchangeLabels,
+    OperationLabels,
+    OperationLabels,
+) {
+    (
+        ListenerLabels {
+            listener: "wms-inbound".to_owned(),
+            status_class: "2xx",
+        },
+        ExchangeLabels {
+            system: Arc::from("carrier"),
+            operation: Arc::from("carrier.buy_label"),
+            status_class: "2xx",
+        },
+        OperationLabels {
+            system: Arc::from("carrier"),
+            operation: Arc::from("carrier.buy_label"),
+        },
+        OperationLabels {
+            system: Arc::from("carrier"),
+            operation: Arc::from("label_created"),
+        },
+    )
+}
+
 fn recording(c: &mut Criterion) {
-    let mut registry = Registry::default();
-    let requests = Family::<ListenerLabels, Counter>::default();
-    let exchanges = Family::<ExchangeLabels, Counter>::default();
-    let durations = Family::<OperationLabels, Histogram>::new_with_constructor(
-        (|| Histogram::new(DURATION_BUCKETS)) as fn() -> Histogram,
-    );
-    let correlated = Counter::<u64>::default();
-    let milestones = Family::<OperationLabels, Counter>::default();
-    registry.register("proxy_requests", "", requests.clone());
-    registry.register("exchanges", "", exchanges.clone());
-    registry.register("exchange_duration", "", durations.clone());
-    registry.register("correlated", "", correlated.clone());
-    registry.register("milestones", "", milestones.clone());
-
-    let listener_labels = ListenerLabels {
-        listener: "wms-inbound".to_owned(),
-        status_class: "2xx",
-    };
-    let exchange_labels = ExchangeLabels {
-        system: Arc::from("carrier"),
-        operation: Arc::from("carrier.buy_label"),
-        status_class: "2xx",
-    };
-    let operation_labels = OperationLabels {
-        system: Arc::from("carrier"),
-        operation: Arc::from("carrier.buy_label"),
-    };
-    let milestone_labels = OperationLabels {
-        system: Arc::from("carrier"),
-        operation: Arc::from("label_created"),
-    };
-
-    let request_handle = requests.get_or_create_owned(&listener_labels);
-    let exchange_handle = exchanges.get_or_create_owned(&exchange_labels);
-    let duration_handle = durations.get_or_create_owned(&operation_labels);
-    let milestone_handle = milestones.get_or_create_owned(&milestone_labels);
-
     let mut group = c.benchmark_group("metrics");
     group.measurement_time(Duration::from_secs(3));
     group.warm_up_time(Duration::from_secs(1));
+    let atomic = Handles::<AtomicHistogram>::new();
+    let locked = Handles::<Histogram>::new();
     group.bench_function("per_request/resolved_handles", |b| {
-        b.iter(|| {
-            request_handle.inc();
-            exchange_handle.inc();
-            duration_handle.observe(black_box(0.0123));
-            correlated.inc();
-            milestone_handle.inc();
-        })
+        b.iter(|| atomic.exchange())
     });
+    group.bench_function("per_request/resolved_handles_mutex_histogram", |b| {
+        b.iter(|| locked.exchange())
+    });
+
+    // Every handle looked up by its labels at each request.
+    let requests = Family::<ListenerLabels, Counter>::default();
+    let exchanges = Family::<ExchangeLabels, Counter>::default();
+    let durations = Family::<OperationLabels, AtomicHistogram>::new_with_constructor(
+        (|| AtomicHistogram::new(DURATION_BUCKETS)) as fn() -> AtomicHistogram,
+    );
+    let correlated = Counter::<u64>::default();
+    let milestones = Family::<OperationLabels, Counter>::default();
+    let (listener_labels, exchange_labels, operation_labels, milestone_labels) = labels();
     group.bench_function("per_request/label_lookup", |b| {
         b.iter(|| {
             requests.get_or_create(black_box(&listener_labels)).inc();

@@ -8,8 +8,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::telemetry::histogram::AtomicHistogram;
 
 use crate::config::Config;
 
@@ -77,7 +78,7 @@ pub(super) struct CorrelateMetrics {
 pub(super) struct ExceptionMetrics {
     pub opened: Family<ExceptionLabel, Counter>,
     pub resolved: Family<ExceptionLabel, Counter>,
-    pub resolution: Family<KindLabel, Histogram, fn() -> Histogram>,
+    pub resolution: Family<KindLabel, AtomicHistogram, fn() -> AtomicHistogram>,
     pub retries: Family<OperationLabel, Counter>,
     pub duplicates: Family<OperationLabel, Counter>,
     pub replays: Family<OperationLabel, Counter>,
@@ -85,8 +86,8 @@ pub(super) struct ExceptionMetrics {
     pub deadlines: Gauge,
 }
 
-fn resolution_histogram() -> Histogram {
-    Histogram::new(FLOW_BUCKETS.iter().copied())
+fn resolution_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(FLOW_BUCKETS.iter().copied())
 }
 
 impl ExceptionMetrics {
@@ -125,7 +126,7 @@ impl ExceptionMetrics {
             "Exceptions resolved by the awaited milestone or success arriving, by kind and owner system",
             Family::clone(&resolved),
         );
-        let resolution: Family<KindLabel, Histogram, fn() -> Histogram> =
+        let resolution: Family<KindLabel, AtomicHistogram, fn() -> AtomicHistogram> =
             Family::new_with_constructor(resolution_histogram);
         registry.register(
             "waybill_exception_resolution_seconds",

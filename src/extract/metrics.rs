@@ -28,8 +28,9 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+use crate::telemetry::histogram::AtomicHistogram;
 
 use crate::config::{Config, RouteId, System};
 use crate::proxy::{status_class_index, Exchange, Outcome, STATUS_CLASSES};
@@ -86,9 +87,9 @@ struct FailureLabels {
 struct OperationHandles {
     /// Indexed by [`status_class`].
     exchanges: Vec<Counter>,
-    duration: Histogram,
-    request_size: Histogram,
-    response_size: Histogram,
+    duration: AtomicHistogram,
+    request_size: AtomicHistogram,
+    response_size: AtomicHistogram,
     /// Indexed like [`Problem::ALL`].
     failures: Vec<Counter>,
 }
@@ -108,12 +109,12 @@ impl Metrics {
     /// Registers the families in `registry` and resolves every handle.
     pub fn new(config: &Config, registry: &mut Registry) -> Self {
         let exchanges = Family::<ExchangeLabels, Counter>::default();
-        let durations = Family::<OperationLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(DURATION_BUCKETS)) as fn() -> Histogram,
+        let durations = Family::<OperationLabels, AtomicHistogram>::new_with_constructor(
+            (|| AtomicHistogram::new(DURATION_BUCKETS)) as fn() -> AtomicHistogram,
         );
         let sizes = || {
-            Family::<OperationLabels, Histogram>::new_with_constructor(
-                (|| Histogram::new(size_buckets())) as fn() -> Histogram,
+            Family::<OperationLabels, AtomicHistogram>::new_with_constructor(
+                (|| AtomicHistogram::new(size_buckets())) as fn() -> AtomicHistogram,
             )
         };
         let request_sizes = sizes();

@@ -31,8 +31,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+use crate::telemetry::histogram::AtomicHistogram;
 use tokio::time::Instant;
 
 use super::UpstreamError;
@@ -128,7 +129,7 @@ struct EvictionLabels {
 pub struct ProxyMetrics {
     requests: Family<RequestLabels, Counter>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
-    handle: Family<SystemLabels, Histogram, fn() -> Histogram>,
+    handle: Family<SystemLabels, AtomicHistogram, fn() -> AtomicHistogram>,
     guard_replays: Family<ReplayLabels, Counter>,
     guard_stored: Family<ListenerLabels, Gauge>,
     guard_evictions: Family<EvictionLabels, Counter>,
@@ -152,9 +153,9 @@ impl ProxyMetrics {
             upstream_errors.clone(),
         );
         let handle =
-            Family::<SystemLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
-                Histogram::new(HANDLE_BUCKETS)
-            });
+            Family::<SystemLabels, AtomicHistogram, fn() -> AtomicHistogram>::new_with_constructor(
+                || AtomicHistogram::new(HANDLE_BUCKETS),
+            );
         registry.register_with_unit(
             "waybill_request_handle",
             "Time each exchange spent inside the sidecar, the upstream's time excluded, by system",
@@ -257,7 +258,7 @@ impl ProxyMetrics {
 pub(crate) struct ListenerMetrics {
     requests: [Counter; 6],
     upstream_errors: [Counter; 6],
-    handle: Histogram,
+    handle: AtomicHistogram,
 }
 
 impl ListenerMetrics {

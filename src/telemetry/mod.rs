@@ -10,6 +10,8 @@
 //! - [`spans`]: the correlator [`Observer`](crate::correlate::Observer)
 //!   that builds spans, milestone events and flow spans.
 //! - [`flows`]: the flow duration histogram with trace-ID exemplars.
+//! - [`histogram`]: the lock-free classic histogram the per-exchange
+//!   metrics observe (same exposition as `prometheus-client`'s).
 //! - [`settings`]: `OTEL_*` environment plus `telemetry.traces` overrides.
 //! - [`resource`]: `service.name`, `service.version`, Kubernetes attributes.
 //! - [`export`]: the bounded span queue and the OTLP export task.
@@ -27,6 +29,7 @@
 
 pub mod export;
 pub mod flows;
+pub mod histogram;
 pub mod metrics_export;
 pub mod otlp_trace;
 pub mod propagation;
