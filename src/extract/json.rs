@@ -8,8 +8,8 @@
 //! of paths naming it.
 //! The scan has two stages, interleaved a block at a time: [`blocks`]
 //! classifies 64 bytes at a time into bit masks and hands out the position
-//! of each token (structural bytes, quotes, the first byte of a number or
-//! literal), validating string content as it goes; the walk goes from token
+//! of each token (structural bytes, opening quotes, the first byte of a
+//! number or literal), validating string content as it goes; the walk goes from token
 //! to token, never looking at whitespace or string content, and keeps per
 //! open container only a bit mask of the paths still alive in it (an
 //! explicit stack on the heap, never recursion on input). A scalar or
@@ -273,13 +273,23 @@ impl<'t> Scanner<'t> {
         Token { at, byte }
     }
 
-    /// After a string's opening quote: the position of its closing quote.
-    /// Stage one hands out no token inside a string, so this is the next
-    /// token; if the string never closes, that is the end of the text and
-    /// the fault is stage one's.
+    /// The closing quote of the string that opens at `open`, found back
+    /// from `next`, the token after the string: stage one hands out no
+    /// token inside a string nor its closing quote, and between that quote
+    /// and the next token there is only whitespace. (If the string never
+    /// closes, `next` is the end of the text and the fault is stage one's.)
     #[inline(always)]
-    fn string_end(&mut self) -> usize {
-        self.tokens.next()
+    fn closing_quote(&self, open: usize, next: usize) -> Result<usize, Problem> {
+        let mut close = next;
+        while close > open + 1 {
+            close -= 1;
+            match self.bytes.get(close) {
+                Some(b'"') => return Ok(close),
+                Some(b' ' | b'\t' | b'\n' | b'\r') => {}
+                _ => break,
+            }
+        }
+        Err(Problem::MalformedJson)
     }
 
     /// One walk of the whole text for the paths of `group`.
@@ -298,7 +308,8 @@ impl<'t> Scanner<'t> {
             let depth = stack.len();
             let goes_on = live & at(&group.goes_on, depth);
             let ends = live & at(&group.ends, depth);
-            match value.byte {
+            // The value, and then the token after it.
+            let mut next = match value.byte {
                 open @ (b'{' | b'[') if goes_on != 0 => {
                     if depth >= MAX_DEPTH {
                         return Err(Problem::TooDeep);
@@ -319,28 +330,30 @@ impl<'t> Scanner<'t> {
                         // without the per-value bookkeeping.
                         self.skip_value(value, depth + 1)?;
                     }
+                    self.token()
                 }
                 b'"' => {
-                    let close = self.string_end();
+                    let next = self.token();
                     if ends != 0 {
-                        if self.bytes.get(close) != Some(&b'"') {
-                            return Err(Problem::MalformedJson);
-                        }
-                        let content = value.at + 1..close;
-                        let text = self.kept(content)?;
+                        let close = self.closing_quote(value.at, next.at)?;
+                        let text = self.kept(value.at + 1..close)?;
                         each_bit(ends, |bit| on_value(group.first + bit, text));
                     }
+                    next
                 }
                 b'-' | b'0'..=b'9' if ends != 0 => {
                     let number = self.number(value.at)?;
                     let text = self.text.get(number).ok_or(Problem::MalformedJson)?;
                     each_bit(ends, |bit| on_value(group.first + bit, text));
+                    self.token()
                 }
-                _ => self.skip_value(value, depth)?,
-            }
+                _ => {
+                    self.skip_value(value, depth)?;
+                    self.token()
+                }
+            };
             // A value is complete: find the next one, closing containers.
             loop {
-                let next = self.token();
                 let depth = stack.len().saturating_sub(1);
                 let Some(top) = stack.last_mut() else {
                     return if next.byte == 0 {
@@ -355,11 +368,10 @@ impl<'t> Scanner<'t> {
                         let (parent, object, index) = (top.live, top.object, top.index);
                         let first = self.token();
                         (live, value) = self.child(group, parent, object, index, depth, first)?;
-                        if live == 0 {
-                            self.skip_value(value, depth + 1)?;
-                            continue;
+                        if live != 0 {
+                            break;
                         }
-                        break;
+                        self.skip_value(value, depth + 1)?;
                     }
                     b'}' if top.object => {
                         stack.pop();
@@ -369,6 +381,7 @@ impl<'t> Scanner<'t> {
                     }
                     _ => return Err(Problem::MalformedJson),
                 }
+                next = self.token();
             }
         }
     }
@@ -398,9 +411,10 @@ impl<'t> Scanner<'t> {
             }
             return Ok((live, first));
         }
-        let key = self.key(first)?;
+        let colon = self.key(first)?;
         let fields = parent & at(&group.fields, depth);
         if fields != 0 {
+            let key = first.at + 1..self.closing_quote(first.at, colon)?;
             let raw = self.bytes.get(key.clone()).ok_or(Problem::MalformedJson)?;
             let escaped = self.tokens.escapes_seen() && raw.contains(&b'\\');
             let key = if escaped {
@@ -419,17 +433,17 @@ impl<'t> Scanner<'t> {
     }
 
     /// At `first`, the opening quote of a member's key: reads the key and
-    /// the `:` after it, and returns the key's raw content.
+    /// the `:` after it, and returns the position of the `:`.
     #[inline(always)]
-    fn key(&mut self, first: Token) -> Result<Range<usize>, Problem> {
+    fn key(&mut self, first: Token) -> Result<usize, Problem> {
         if first.byte != b'"' {
             return Err(Problem::MalformedJson);
         }
-        let close = self.string_end();
-        if self.token().byte != b':' {
+        let colon = self.token();
+        if colon.byte != b':' {
             return Err(Problem::MalformedJson);
         }
-        Ok(first.at + 1..close)
+        Ok(colon.at)
     }
 
     /// Steps over the value starting at `value`, at `depth`, without
@@ -439,10 +453,8 @@ impl<'t> Scanner<'t> {
     #[inline(always)]
     fn skip_value(&mut self, value: Token, depth: usize) -> Result<(), Problem> {
         match value.byte {
-            b'"' => {
-                self.string_end();
-                Ok(())
-            }
+            // Stage one validated it; its closing quote is no token.
+            b'"' => Ok(()),
             b'{' | b'[' => {
                 // The container itself counts against the bound.
                 if depth >= MAX_DEPTH {

@@ -2,12 +2,13 @@
 //! hands out the position of every token, lazily, one block ahead of the
 //! walk.
 //!
-//! A token is a structural byte outside strings (`{ } [ ] : ,`), every
-//! quote that opens or closes a string, and the first byte of a run of
-//! scalar bytes outside strings (a number or `true`/`false`/`null`, or
-//! garbage the walk refuses). Between two tokens there is only whitespace,
-//! string content or the rest of a scalar, so the walk never looks at those
-//! bytes. A block is
+//! A token is a structural byte outside strings (`{ } [ ] : ,`), the quote
+//! that opens a string (not the one that closes it: the walk finds that one
+//! back from the next token, over whitespace, when it needs it), and the
+//! first byte of a run of scalar bytes outside strings (a number or
+//! `true`/`false`/`null`, or garbage the walk refuses). Between two tokens
+//! there is only whitespace, string content with its closing quote, or the
+//! rest of a scalar, so the walk never looks at those bytes. A block is
 //! compared 16 bytes at a time with `wide`'s portable SIMD vectors (SSE2 or
 //! NEON; plain arrays elsewhere) into bit masks, one bit per byte; escapes
 //! are found by walking the (rare) backslashes, the in-string mask by a
@@ -240,7 +241,10 @@ impl<'t> Tokens<'t> {
         let scalar = !(c.low | c.delimiter | inside);
         let scalar_starts = scalar & !(scalar << 1 | self.in_scalar);
         self.in_scalar = scalar >> 63;
-        Ok(quotes | (c.delimiter & !inside) | scalar_starts)
+        // Opening quotes (inside, from their own byte on), no closing
+        // quote: the walk finds it back from the next token when it needs
+        // it.
+        Ok((quotes & inside) | (c.delimiter & !c.quote & !inside) | scalar_starts)
     }
 
     /// The bytes of this block that a backslash escapes; checks that each
@@ -470,7 +474,6 @@ mod tests {
                 match bytes.get(at) {
                     None => return Read::Refused,
                     Some(b'"') => {
-                        tokens.push(at);
                         at += 1;
                         break;
                     }
