@@ -40,6 +40,9 @@ pub(super) struct Tokens<'t> {
     base: usize,
     /// Tokens of that block not handed out yet (bit `i` = byte `base + i`).
     bits: u64,
+    /// Opening and closing brackets of that block, outside strings.
+    opens: u64,
+    closes: u64,
     /// All ones when the text classified so far ends inside a string.
     in_string: u64,
     /// The text classified so far ends with a backslash that escapes the
@@ -65,6 +68,9 @@ struct Classes {
     quote: u64,
     /// Quotes and `{ } [ ] : ,`.
     delimiter: u64,
+    /// `{ [` and `} ]`.
+    open: u64,
+    close: u64,
     /// Whitespace and control bytes (up to 0x20).
     low: u64,
     /// Backslashes and control bytes (below 0x20): looked at one by one.
@@ -78,6 +84,8 @@ impl<'t> Tokens<'t> {
             next_block: 0,
             base: 0,
             bits: 0,
+            opens: 0,
+            closes: 0,
             in_string: 0,
             escapes_next: false,
             in_scalar: 0,
@@ -164,18 +172,10 @@ impl<'t> Tokens<'t> {
     }
 
     /// The brackets among the tokens not handed out yet of the current
-    /// block: openings and closings (strings hold no token).
+    /// block: openings and closings.
     #[inline]
     fn brackets(&self) -> (u64, u64) {
-        if self.bits == 0 {
-            return (0, 0);
-        }
-        let rest = self.bytes.get(self.base..).unwrap_or_default();
-        let (opens, closes) = match rest.first_chunk::<BLOCK>() {
-            Some(block) => brackets(block),
-            None => brackets(&padded(rest)),
-        };
-        (opens & self.bits, closes & self.bits)
+        (self.opens & self.bits, self.closes & self.bits)
     }
 
     /// Classifies the next block, if there is one and it has no fault.
@@ -214,6 +214,8 @@ impl<'t> Tokens<'t> {
         // Inside a long string (a base64 label, a free text): nothing ends
         // it in this block, so there is no token and no carry changes.
         if self.in_string != 0 && !self.escapes_next && plain(block) {
+            self.opens = 0;
+            self.closes = 0;
             return Ok(0);
         }
         let c = classify(block);
@@ -241,6 +243,8 @@ impl<'t> Tokens<'t> {
         let scalar = !(c.low | c.delimiter | inside);
         let scalar_starts = scalar & !(scalar << 1 | self.in_scalar);
         self.in_scalar = scalar >> 63;
+        self.opens = c.open & !inside;
+        self.closes = c.close & !inside;
         // Opening quotes (inside, from their own byte on), no closing
         // quote: the walk finds it back from the next token when it needs
         // it.
@@ -349,25 +353,6 @@ fn padded(rest: &[u8]) -> [u8; BLOCK] {
     block
 }
 
-/// The opening (`{ [`) and closing (`} ]`) brackets of `block`, inside
-/// strings or not.
-#[inline]
-fn brackets(block: &[u8; BLOCK]) -> (u64, u64) {
-    let (mut opens, mut closes) = (0, 0);
-    for (lane, bytes) in block.chunks_exact(16).enumerate() {
-        let Some(bytes) = bytes.first_chunk::<16>() else {
-            continue;
-        };
-        // `[` and `]` are `{` and `}` with bit 5 clear.
-        let folded = u8x16::new(*bytes) | u8x16::splat(0x20);
-        let shift = 16 * lane;
-        let bits = |mask: u8x16| u64::from(mask.move_mask() as u16) << shift;
-        opens |= bits(folded.cmp_eq(u8x16::splat(b'{')));
-        closes |= bits(folded.cmp_eq(u8x16::splat(b'}')));
-    }
-    (opens, closes)
-}
-
 /// Bit `i` is the XOR of bits `0..=i` of `bits`.
 #[inline]
 fn prefix_xor(mut bits: u64) -> u64 {
@@ -412,15 +397,15 @@ fn classify(block: &[u8; BLOCK]) -> Classes {
         // `[` and `]` are `{` and `}` with bit 5 clear.
         let folded = v | u8x16::splat(0x20);
         let quote = eq(b'"');
-        let delimiter = folded.cmp_eq(u8x16::splat(b'{'))
-            | folded.cmp_eq(u8x16::splat(b'}'))
-            | eq(b':')
-            | eq(b',')
-            | quote;
+        let open = folded.cmp_eq(u8x16::splat(b'{'));
+        let close = folded.cmp_eq(u8x16::splat(b'}'));
+        let delimiter = open | close | eq(b':') | eq(b',') | quote;
         let shift = 16 * lane;
         let bits = |mask: u8x16| u64::from(mask.move_mask() as u16) << shift;
         classes.quote |= bits(quote);
         classes.delimiter |= bits(delimiter);
+        classes.open |= bits(open);
+        classes.close |= bits(close);
         classes.low |= bits(up_to(0x20));
         classes.rare |= bits(eq(b'\\') | up_to(0x1f));
     }
@@ -578,6 +563,8 @@ mod tests {
                 let expected = Classes {
                     quote: bit(byte == b'"'),
                     delimiter: bit(b"\"{}[]:,".contains(&byte)),
+                    open: bit(b"{[".contains(&byte)),
+                    close: bit(b"}]".contains(&byte)),
                     low: bit(byte <= 0x20),
                     rare: bit(byte == b'\\' || byte < 0x20),
                 };
