@@ -494,15 +494,15 @@ fn exchange_record<'a>(
     NewExchange {
         id: exchange.id,
         at: exchange.started,
-        system: exchange.system.clone(),
-        operation: observation.operation.clone(),
+        system: &exchange.system,
+        operation: observation.operation.as_ref(),
         method: &exchange.method,
         path: exchange.uri.path(),
         status: exchange.outcome.status().as_u16(),
         error,
         duration: exchange.duration,
         keys: tx.key_refs(keys),
-        milestone: observation.milestone.clone(),
+        milestone: observation.milestone.as_ref(),
         problems: &observation.problems,
     }
 }

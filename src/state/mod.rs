@@ -814,7 +814,7 @@ mod tests {
         assert_eq!(tx.keys, vec![order, ship]);
     }
 
-    fn exchange(id: u64, system: &System, at: SystemTime, keys: KeyRefs) -> NewExchange<'static> {
+    fn exchange(id: u64, system: &System, at: SystemTime, keys: KeyRefs) -> NewExchange<'_> {
         NewExchange::example(system, id, at, "/x", keys)
     }
 

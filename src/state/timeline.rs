@@ -50,15 +50,15 @@ pub struct Timeline {
 pub struct NewExchange<'a> {
     pub id: u64,
     pub at: SystemTime,
-    pub system: System,
-    pub operation: Option<Operation>,
+    pub system: &'a System,
+    pub operation: Option<&'a Operation>,
     pub method: &'a http::Method,
     pub path: &'a str,
     pub status: u16,
     pub error: Option<UpstreamError>,
     pub duration: Duration,
     pub keys: KeyRefs,
-    pub milestone: Option<Milestone>,
+    pub milestone: Option<&'a Milestone>,
     pub problems: &'a [Problem],
 }
 
@@ -133,8 +133,11 @@ const STANDARD_METHODS: [http::Method; 9] = [
 /// The code of a method not in [`STANDARD_METHODS`] (its text is spilled).
 const EXTENSION_METHOD: u8 = 0xF;
 
-/// Upstream errors by code − 1 (code 0: none).
-const UPSTREAM_ERRORS: [UpstreamError; 6] = UpstreamError::ALL;
+/// The code of `error`: its position in [`UpstreamError::ALL`] plus one
+/// (code 0: none).
+fn error_code(error: UpstreamError) -> u8 {
+    error as u8 + 1
+}
 
 /// How many distinct paths a timeline indexes.
 const MAX_PATHS: usize = 256;
@@ -191,7 +194,7 @@ struct Fields<'a, K> {
 impl<'a> NewExchange<'a> {
     /// A `POST` of `path` that took 2 ms, answered 200, for tests.
     pub(crate) fn example(
-        system: &System,
+        system: &'a System,
         id: u64,
         at: SystemTime,
         path: &'a str,
@@ -200,7 +203,7 @@ impl<'a> NewExchange<'a> {
         NewExchange {
             id,
             at,
-            system: system.clone(),
+            system,
             operation: None,
             method: &http::Method::POST,
             path,
@@ -247,9 +250,9 @@ impl Timeline {
             duration: new.duration,
             status: new.status,
             error: new.error,
-            system: NameId::new(&new.system),
-            operation: new.operation.as_ref().map(NameId::new),
-            milestone: new.milestone.as_ref().map(NameId::new),
+            system: NameId::new(new.system),
+            operation: new.operation.map(NameId::new),
+            milestone: new.milestone.map(NameId::new),
             method,
             path: new.path,
             keys: new.keys.iter(),
@@ -306,7 +309,7 @@ impl Timeline {
     fn view<'a>(&'a self, packed: &'a Packed) -> ExchangeRecord<'a> {
         let error = match packed.method_error >> 4 {
             0 => None,
-            code => UPSTREAM_ERRORS.get(usize::from(code) - 1).copied(),
+            code => UpstreamError::ALL.get(usize::from(code) - 1).copied(),
         };
         ExchangeRecord {
             id: packed.id,
@@ -327,47 +330,48 @@ impl Timeline {
             self.base = fields.at;
             self.paths.clear();
         }
-        let mut spilled = Spilled::default();
+        // Allocated only when something does not fit.
+        let mut spilled: Option<Box<Spilled>> = None;
+        fn spill(spilled: &mut Option<Box<Spilled>>) -> &mut Spilled {
+            spilled.get_or_insert_with(Box::default)
+        }
         let offset = i128::from(fields.at.nanos()) - i128::from(self.base.nanos());
         let limit = 1i128 << (OFFSET_BITS - 1);
         let offset = if (-limit..limit).contains(&offset) {
             offset as i64
         } else {
-            spilled.at = Some(fields.at);
+            spill(&mut spilled).at = Some(fields.at);
             0
         };
         let duration_nanos = match u32::try_from(fields.duration.as_nanos()) {
             Ok(nanos) => nanos,
             Err(_) => {
-                spilled.duration = Some(fields.duration);
+                spill(&mut spilled).duration = Some(fields.duration);
                 0
             }
         };
         let keys = PackedKeys::new(fields.keys.clone()).unwrap_or_else(|| {
-            spilled.keys = Some(fields.keys.map(|p| p as u32).collect());
+            spill(&mut spilled).keys = Some(fields.keys.map(|p| p as u32).collect());
             PackedKeys(0)
         });
         let path = self.path_index(fields.path).unwrap_or_else(|| {
-            spilled.path = Some(fields.path.into());
+            spill(&mut spilled).path = Some(fields.path.into());
             0
         });
         let method = match fields.method {
             Ok(code) => code,
             Err(text) => {
-                spilled.method = Some(text.into());
+                spill(&mut spilled).method = Some(text.into());
                 EXTENSION_METHOD
             }
         };
-        let error = fields.error.map_or(0, |e| {
-            UPSTREAM_ERRORS
-                .iter()
-                .position(|&known| known == e)
-                .map_or(0, |p| p as u8 + 1)
-        });
-        spilled.problems = fields.problems.into();
+        let error = fields.error.map_or(0, error_code);
+        if !fields.problems.is_empty() {
+            spill(&mut spilled).problems = fields.problems.into();
+        }
         Packed {
             id: fields.id,
-            spilled: (spilled != Spilled::default()).then(|| Box::new(spilled)),
+            spilled,
             at_low: offset as u32,
             at_high: (offset >> 32) as i16,
             duration_nanos,
@@ -509,7 +513,7 @@ mod tests {
     }
 
     fn exchange<'a>(
-        system: &System,
+        system: &'a System,
         id: u64,
         at: SystemTime,
         path: &'a str,
@@ -523,6 +527,21 @@ mod tests {
     #[test]
     fn a_record_is_40_bytes() {
         assert_eq!(std::mem::size_of::<Packed>(), 40);
+    }
+
+    #[test]
+    fn every_upstream_error_reads_back() {
+        let wms = wms();
+        let at = SystemTime::UNIX_EPOCH + T0;
+        let mut timeline = Timeline::default();
+        for error in UpstreamError::ALL {
+            let mut new = exchange(&wms, 1, at, "/a", &[]);
+            new.error = Some(error);
+            timeline.push(new);
+        }
+        let read: Vec<Option<UpstreamError>> = timeline.iter().map(|x| x.error).collect();
+        let expected: Vec<Option<UpstreamError>> = UpstreamError::ALL.map(Some).into();
+        assert_eq!(read, expected);
     }
 
     #[test]

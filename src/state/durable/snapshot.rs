@@ -582,11 +582,18 @@ impl<'a> Resolver<'a> {
                 .iter()
                 .filter_map(|p| Problem::ALL.into_iter().find(|k| k.as_str() == p))
                 .collect();
+            let system = self.system(&x.system)?;
+            let operation = self.maybe_operation(x.operation.as_deref())?;
+            let milestone = x
+                .milestone
+                .as_deref()
+                .map(|m| self.milestone(m))
+                .transpose()?;
             tx.exchanges.push(NewExchange {
                 id: x.id,
                 at: x.at,
-                system: self.system(&x.system)?,
-                operation: self.maybe_operation(x.operation.as_deref())?,
+                system: &system,
+                operation: operation.as_ref(),
                 method: &method,
                 path: &x.path,
                 status: x.status,
@@ -595,11 +602,7 @@ impl<'a> Resolver<'a> {
                 // A key the transaction does not have (never written)
                 // could not be shown with the exchange: it is left out.
                 keys: tx.key_refs(&self.keys(&x.keys)?),
-                milestone: x
-                    .milestone
-                    .as_deref()
-                    .map(|m| self.milestone(m))
-                    .transpose()?,
+                milestone: milestone.as_ref(),
                 problems: &problems,
             });
         }
