@@ -831,11 +831,13 @@ mod tests {
         failed.error = Some(crate::proxy::UpstreamError::Timeout);
         tx.exchanges.push(failed);
         tx.exchanges.push(exchange(2, &wms, t0, KeyRefs::new(&[])));
-        let (operations, milestones) = (Symbols::default(), Symbols::default());
+        let (operations, milestones, flows) =
+            (Symbols::default(), Symbols::default(), Symbols::default());
         let names = Names {
             systems: &systems,
             operations: &operations,
             milestones: &milestones,
+            flows: &flows,
         };
         let json = serde_json::to_value(tx.json(names)).expect("serializable");
         assert_eq!(json["exchanges"][0]["system"], "wms");

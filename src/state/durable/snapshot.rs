@@ -302,7 +302,7 @@ impl SavedTransaction {
             flows: tx
                 .flows
                 .iter()
-                .filter_map(|f| tx.flow_record(f))
+                .filter_map(|f| tx.flow_record(f, names))
                 .map(|f| SavedFlow {
                     flow: name(&f.flow),
                     object: save_key(&f.object),
