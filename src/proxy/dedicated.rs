@@ -136,7 +136,7 @@ impl Drop for Held {
 impl Dialer {
     pub(crate) fn new(connector: UpstreamConnector) -> Self {
         let mut handshake = http1::Builder::new();
-        handshake.preserve_header_case(true);
+        handshake.preserve_header_case(true).writev(false);
         Dialer {
             connector,
             handshake,

@@ -110,6 +110,8 @@ pub async fn serve_with(
     builder
         .http1()
         .preserve_header_case(true)
+        // Head and body copied into one buffer and sent with one `write`.
+        .writev(false)
         // The client gets the upstream's `Date` (or none), not ours.
         .auto_date_header(false)
         .timer(TokioTimer::new());
