@@ -27,6 +27,8 @@
 #   LAT_CONNS [6], PACE_MS [2]  latency runs: LAT_CONNS connections that
 #                   each pause PACE_MS before every request (≈ 2.5–3 k req/s)
 #   WAYBILL_BIN     a prebuilt binary (default: cargo build --release)
+#   WAYBILL_CONFIG  the routes file [bench/waybill-bench.yaml] (e.g. a copy
+#                   with another listener option, to measure what it costs)
 #   LOAD_CPU [0], SERVER_CPU [1]
 #   KEEP [unset]    keep the work directory (configs, raw wrk output)
 #   PROFILE=callgrind  instead of benchmarking, run waybill under valgrind
@@ -213,7 +215,7 @@ if [[ "${PROFILE:-}" == callgrind ]]; then
   WRAP=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out")
 fi
 WAYBILL_LOG=warn WAYBILL_DRAIN_TIMEOUT=2s \
-  taskset -c "$SERVER_CPU" "${WRAP[@]}" "$WAYBILL_BIN" run --config "$ROOT/bench/waybill-bench.yaml" \
+  taskset -c "$SERVER_CPU" "${WRAP[@]}" "$WAYBILL_BIN" run --config "${WAYBILL_CONFIG:-$ROOT/bench/waybill-bench.yaml}" \
   2>"$WORK/waybill.log" &
 PIDS+=($!)
 WAYBILL_PID=$!
