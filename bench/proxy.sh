@@ -27,6 +27,8 @@
 #   LAT_CONNS [6], PACE_MS [2]  latency runs: LAT_CONNS connections that
 #                   each pause PACE_MS before every request (≈ 2.5–3 k req/s)
 #   WAYBILL_BIN     a prebuilt binary (default: cargo build --release)
+#   WAYBILL_CONFIG  the routes file [bench/waybill-bench.yaml] (e.g. a copy
+#                   with another listener option, to measure what it costs)
 #   LOAD_CPU [0], SERVER_CPU [1]
 #   KEEP [unset]    keep the work directory (configs, raw wrk output)
 #   PROFILE=callgrind  instead of benchmarking, run waybill under valgrind
@@ -34,6 +36,15 @@
 #                   of the profile (kept in PROFILE_OUT [/tmp/waybill-profile])
 #                   and the requests wrk completed (for instructions per exchange);
 #                   PROFILE_TARGET [waybill] or waybill-plain picks the listener
+#   PROFILE=syscalls  instead of benchmarking, count the proxy's system calls
+#                   per request for each of PROFILE_TARGETS [nginx waybill-plain]
+#                   (waybill, waybill-plain, nginx): first from the kernel's own
+#                   counters without any tracer (read-like and write-like calls
+#                   from /proc/PID/io, voluntary and involuntary context switches
+#                   of every thread), then by syscall with `strace -f -c` attached
+#                   to the proxy (nginx: its worker) over a run of PROFILE_SECONDS
+#                   [5] with CONNS connections each; strace slows the proxy, so
+#                   compare per-request counts, not times
 #
 # Every process this script starts is stopped on exit (trap); loops are
 # bounded; nothing listens beyond loopback.
@@ -204,7 +215,7 @@ if [[ "${PROFILE:-}" == callgrind ]]; then
   WRAP=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out")
 fi
 WAYBILL_LOG=warn WAYBILL_DRAIN_TIMEOUT=2s \
-  taskset -c "$SERVER_CPU" "${WRAP[@]}" "$WAYBILL_BIN" run --config "$ROOT/bench/waybill-bench.yaml" \
+  taskset -c "$SERVER_CPU" "${WRAP[@]}" "$WAYBILL_BIN" run --config "${WAYBILL_CONFIG:-$ROOT/bench/waybill-bench.yaml}" \
   2>"$WORK/waybill.log" &
 PIDS+=($!)
 WAYBILL_PID=$!
@@ -256,6 +267,73 @@ percentile_us() {
     f = (u == "us") ? 1 : (u == "ms") ? 1000 : (u == "s") ? 1000000 : 0;
     printf "%.0f\n", v * f }' "$2"
 }
+
+if [[ "${PROFILE:-}" == syscalls ]]; then
+  command -v strace >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null
+  secs=${PROFILE_SECONDS:-5}
+  # The processes that do the proxying: nginx's worker (the master only
+  # waits), waybill's process with all its threads.
+  traced_pids() {
+    case $1 in
+      nginx) pgrep -P "$NGINX_PID" ;;
+      *) echo "$WAYBILL_PID" ;;
+    esac
+  }
+  # syscr syscw voluntary involuntary utime stime (ticks) minor-faults,
+  # summed over the pids and their threads.
+  counters() {
+    local pid task r w v i u s m
+    local -a f
+    r=0 w=0 v=0 i=0 u=0 s=0 m=0
+    for pid in "$@"; do
+      r=$((r + $(awk '/^syscr:/ {print $2}' "/proc/$pid/io")))
+      w=$((w + $(awk '/^syscw:/ {print $2}' "/proc/$pid/io")))
+      read -r -a f <<<"$(sed 's/^.*) //' "/proc/$pid/stat")"
+      u=$((u + f[11])) s=$((s + f[12])) m=$((m + f[7]))
+      for task in /proc/"$pid"/task/*; do
+        v=$((v + $(awk '/^voluntary_ctxt_switches:/ {print $2}' "$task/status" 2>/dev/null || echo 0)))
+        i=$((i + $(awk '/^nonvoluntary_ctxt_switches:/ {print $2}' "$task/status" 2>/dev/null || echo 0)))
+      done
+    done
+    echo "$r $w $v $i $u $s $m"
+  }
+  for target in ${PROFILE_TARGETS:-nginx waybill-plain}; do
+    pids=$(traced_pids "$target")
+    url="http://127.0.0.1:$(port_of "$target")"
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s "$ROOT/bench/post.lua" "$url" >/dev/null 2>&1 || true
+    # shellcheck disable=SC2086
+    read -r r0 w0 v0 i0 u0 s0 m0 <<<"$(counters $pids)"
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${secs}s" -s "$ROOT/bench/post.lua" "$url" >"$WORK/sys-$target.txt" 2>&1 || true
+    # shellcheck disable=SC2086
+    read -r r1 w1 v1 i1 u1 s1 m1 <<<"$(counters $pids)"
+    n=$(awk '/requests in/ {print $1}' "$WORK/sys-$target.txt")
+    echo
+    echo "== $target: $n requests in ${secs}s (wrk -c$CONNS), no tracer; per request:"
+    awk -v n="$n" -v r=$((r1 - r0)) -v w=$((w1 - w0)) -v v=$((v1 - v0)) -v i=$((i1 - i0)) \
+      -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v m=$((m1 - m0)) -v hz="$TICK" 'BEGIN {
+      printf "   CPU us: user %.2f + system %.2f = %.2f\n", u / hz * 1e6 / n, s / hz * 1e6 / n, (u + s) / hz * 1e6 / n
+      printf "   read(v) %.2f, write(v) %.2f (/proc/PID/io; recvfrom and sendto are not counted there)\n", r / n, w / n
+      printf "   context switches: voluntary %.3f, involuntary %.3f; minor page faults %.3f\n", v / n, i / n, m / n }'
+    strace_args=()
+    for pid in $pids; do strace_args+=(-p "$pid"); done
+    strace -f -c -o "$WORK/strace-$target.txt" "${strace_args[@]}" 2>/dev/null &
+    strace_pid=$!
+    sleep 1
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${secs}s" -s "$ROOT/bench/post.lua" "$url" >"$WORK/strace-wrk-$target.txt" 2>&1 || true
+    kill -INT "$strace_pid"
+    wait "$strace_pid" || true
+    n=$(awk '/requests in/ {print $1}' "$WORK/strace-wrk-$target.txt")
+    echo "== $target under strace: $n requests in ${secs}s; calls (and errors, e.g. EAGAIN) per request:"
+    awk -v n="$n" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
+        name = $NF; calls = $4; errors = (NF == 6) ? $5 : 0
+        printf "   %-16s %7.3f", name, calls / n
+        if (errors > 0) printf "   (errors %.3f)", errors / n
+        printf "\n"
+      }
+      $NF == "total" { printf "   %-16s %7.3f\n", "total", $4 / n }' "$WORK/strace-$target.txt"
+  done
+  exit 0
+fi
 
 if [[ "${PROFILE:-}" == callgrind ]]; then
   # A short, light run through waybill under callgrind (≈ 50× slower), then

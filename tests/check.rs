@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use waybill::config::{
-    defaults, Config, ConfigErrors, Direction, HostHeader, JsonStep, KeySource, ListenerId,
-    RouteId, Side, UpstreamProtocol,
+    defaults, Config, ConfigErrors, Direction, HeaderCase, HostHeader, JsonStep, KeySource,
+    ListenerId, RouteId, Side, UpstreamProtocol,
 };
 
 /// The errors of a broken file under `tests/configs/`, as displayed.
@@ -66,7 +66,7 @@ fn an_unquoted_template_inside_braces_gets_a_quoting_hint() {
 fn an_unknown_field_lists_the_expected_fields() {
     assert_eq!(
         errors("unknown_field.yaml"),
-        ["tests/configs/unknown_field.yaml:6:5: listeners[0]: unknown field `upstrem`, expected one of `name`, `bind`, `upstream`, `upstream_protocol`, `system`, `direction`, `host_header`, `forwarded`, `timeout`, `connect_timeout`, `tap_limit`"]
+        ["tests/configs/unknown_field.yaml:6:5: listeners[0]: unknown field `upstrem`, expected one of `name`, `bind`, `upstream`, `upstream_protocol`, `system`, `direction`, `host_header`, `header_case`, `forwarded`, `timeout`, `connect_timeout`, `tap_limit`"]
     );
 }
 
@@ -361,6 +361,7 @@ fn the_minimal_config_loads_into_typed_domain_values() {
     assert_eq!(wms.upstream.protocol, UpstreamProtocol::Auto);
     assert_eq!(wms.direction, Direction::Inbound);
     assert_eq!(wms.host_header, HostHeader::Preserve);
+    assert_eq!(wms.header_case, HeaderCase::Preserve);
     assert_eq!(wms.timeout, defaults::UPSTREAM_TIMEOUT);
     assert_eq!(wms.connect_timeout, defaults::CONNECT_TIMEOUT);
     assert_eq!(wms.tap_limit, defaults::TAP_LIMIT);
@@ -369,6 +370,7 @@ fn the_minimal_config_loads_into_typed_domain_values() {
     assert_eq!(carrier.upstream.uri.path(), "/v2");
     assert_eq!(carrier.direction, Direction::Outbound);
     assert_eq!(carrier.host_header, HostHeader::Upstream);
+    assert_eq!(carrier.header_case, HeaderCase::Lowercase);
     assert_eq!(carrier.timeout, Duration::from_secs(10));
     assert_eq!(carrier.tap_limit, 16 * 1024);
 

@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Request, StatusCode, Version};
 use proxy_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use waybill::config::UpstreamProtocol;
+use waybill::config::{HeaderCase, UpstreamProtocol};
 
 /// One kind of traffic: the request the client sends and the upstream's reply.
 struct Case {
@@ -350,9 +350,9 @@ async fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
     buffer
 }
 
-#[tokio::test]
-async fn proxy_keeps_http1_header_case_order_and_reason_phrase_byte_for_byte() {
-    let request: &[u8] = b"POST /Orders/SO-1001?Expand=Lines HTTP/1.1\r\n\
+/// A request and its response with header names in mixed case, as raw
+/// HTTP/1 bytes.
+const MIXED_CASE_REQUEST: &[u8] = b"POST /Orders/SO-1001?Expand=Lines HTTP/1.1\r\n\
 Host: erp.example:8080\r\n\
 X-MiXeD-Case: One\r\n\
 content-type: application/json\r\n\
@@ -361,7 +361,7 @@ x-all-caps: three\r\n\
 Content-Length: 2\r\n\
 \r\n\
 {}";
-    let response: &[u8] = b"HTTP/1.1 200 Everything Fine\r\n\
+const MIXED_CASE_RESPONSE: &[u8] = b"HTTP/1.1 200 Everything Fine\r\n\
 X-Trace-ID: abc\r\n\
 content-TYPE: text/plain\r\n\
 Set-Cookie: a=1\r\n\
@@ -369,34 +369,66 @@ Content-Length: 5\r\n\
 \r\n\
 hello";
 
+/// Sends [`MIXED_CASE_REQUEST`] through a proxy with `header_case` to a raw
+/// upstream that answers [`MIXED_CASE_RESPONSE`]; returns the bytes the
+/// upstream received and the bytes the client received.
+async fn mixed_case_exchange(header_case: HeaderCase) -> (String, String) {
     let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let upstream_addr = upstream.local_addr().expect("addr");
     let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut stream, _) = upstream.accept().await.expect("accept");
-        let seen = read_exactly(&mut stream, request.len()).await;
+        // Lower-cased names take as many bytes as the original ones.
+        let seen = read_exactly(&mut stream, MIXED_CASE_REQUEST.len()).await;
         let _ = seen_tx.send(seen);
-        stream.write_all(response).await.expect("write");
+        stream.write_all(MIXED_CASE_RESPONSE).await.expect("write");
         // Hold the connection open until the proxy lets go of it.
         let mut rest = Vec::new();
         let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await;
     });
 
-    let proxy = Proxy::start(listener(&format!("http://{upstream_addr}"))).await;
+    let mut listener = listener(&format!("http://{upstream_addr}"));
+    listener.header_case = header_case;
+    let proxy = Proxy::start(listener).await;
     let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
-    client.write_all(request).await.expect("write");
+    client.write_all(MIXED_CASE_REQUEST).await.expect("write");
     let seen = tokio::time::timeout(WAIT, seen_rx)
         .await
         .expect("upstream saw the request")
         .expect("upstream task");
-    assert_eq!(
-        String::from_utf8_lossy(&seen),
-        String::from_utf8_lossy(request)
-    );
+    let answer = read_exactly(&mut client, MIXED_CASE_RESPONSE.len()).await;
+    (
+        String::from_utf8_lossy(&seen).into_owned(),
+        String::from_utf8_lossy(&answer).into_owned(),
+    )
+}
 
-    let answer = read_exactly(&mut client, response.len()).await;
-    assert_eq!(
-        String::from_utf8_lossy(&answer),
-        String::from_utf8_lossy(response)
-    );
+#[tokio::test]
+async fn proxy_keeps_http1_header_case_order_and_reason_phrase_byte_for_byte() {
+    let (seen, answer) = mixed_case_exchange(HeaderCase::Preserve).await;
+    assert_eq!(seen, String::from_utf8_lossy(MIXED_CASE_REQUEST));
+    assert_eq!(answer, String::from_utf8_lossy(MIXED_CASE_RESPONSE));
+}
+
+/// Lower-cases the header names of a raw HTTP/1 message (the text before
+/// each `:` on the lines between the start line and the empty line).
+fn lowercase_names(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let mut lines = head.split("\r\n");
+    let mut out = vec![lines.next().expect("start line").to_owned()];
+    for line in lines {
+        let (name, value) = line.split_once(':').expect("a header line");
+        out.push(format!("{}:{value}", name.to_ascii_lowercase()));
+    }
+    format!("{}\r\n\r\n{body}", out.join("\r\n"))
+}
+
+#[tokio::test]
+async fn a_lowercase_listener_sends_header_names_in_lower_case_both_ways() {
+    let (seen, answer) = mixed_case_exchange(HeaderCase::Lowercase).await;
+    // Everything else unchanged: order, values, reason phrase, body.
+    assert_eq!(seen, lowercase_names(MIXED_CASE_REQUEST));
+    assert_eq!(answer, lowercase_names(MIXED_CASE_RESPONSE));
+    assert_ne!(seen, String::from_utf8_lossy(MIXED_CASE_REQUEST));
 }

@@ -227,8 +227,8 @@ fn summary(tx: &Transaction, config: &Config) -> Value {
         "stuck_at": tx.stuck,
         "open_exceptions": tx.exceptions.iter().filter(|e| e.is_open()).count(),
         "exchanges": tx.exchanges.len() as u64 + u64::from(tx.exchanges_dropped),
-        "first_seen": time(tx.first_seen),
-        "last_updated": time(tx.last_updated),
+        "first_seen": time(tx.first_seen.time()),
+        "last_updated": time(tx.last_updated.time()),
     })
 }
 

@@ -23,6 +23,7 @@ pub struct Listener {
     /// app's egress to another system (span kind CLIENT).
     pub direction: Direction,
     pub host_header: HostHeader,
+    pub header_case: HeaderCase,
     pub forwarded: Forwarded,
     /// Upstream must answer with response headers within this time, else 504.
     pub timeout: Duration,
@@ -73,6 +74,19 @@ pub enum HostHeader {
     Preserve,
     /// The upstream's authority, as nginx's `proxy_set_header Host $proxy_host`.
     Upstream,
+}
+
+/// The case of header names on HTTP/1 hops (HTTP/2 names are always
+/// lower case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderCase {
+    /// Names reach the other side as the client (or upstream) wrote them
+    /// (default: some ERP and EDI endpoints compare names case-sensitively).
+    Preserve,
+    /// Names are sent in lower case, as Envoy and linkerd do: cheaper (hyper
+    /// keeps no per-head map of the original case), same meaning to every
+    /// HTTP-conforming peer.
+    Lowercase,
 }
 
 /// Whether the proxy adds `X-Forwarded-For/-Proto/-Host`.

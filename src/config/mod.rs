@@ -27,7 +27,7 @@ pub use business::{ExceptionRule, Expectation, Flow, MilestoneDef, OUT_OF_ORDER}
 pub use error::{ConfigError, ConfigErrors};
 pub use head_routes::HeadRoutes;
 pub use listener::{
-    Direction, Forwarded, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
+    Direction, Forwarded, HeaderCase, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
 };
 pub use measure::{MeasureDef, MeasureRule, Role, UnitKind, UnitRule, VarianceRule, COUNT, KG};
 pub use route::{

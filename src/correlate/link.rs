@@ -88,7 +88,7 @@ impl Correlator {
             .iter()
             .copied()
             .min_by_key(|id| match self.store.get(*id) {
-                Some(tx) => (tx.root.is_none(), tx.first_seen, *id),
+                Some(tx) => (tx.root.is_none(), tx.first_seen.time(), *id),
                 None => (true, SystemTime::UNIX_EPOCH, *id),
             })
     }

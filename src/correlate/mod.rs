@@ -35,8 +35,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::extract::{Key, Observation};
 use crate::state::{
-    ExceptionRecord, ExchangeRecord, FlowRecord, MilestoneRecord, NewExchange, Status, Store,
-    Transaction, TxId,
+    ExceptionRecord, FlowRecord, MilestoneRecord, NewExchange, Status, Store, Transaction, TxId,
 };
 
 use metrics::CorrelateMetrics;
@@ -482,26 +481,30 @@ pub struct CorrelatorInbox {
 
 /// The timeline entry for one exchange, as far as it concerns `keys` (which
 /// are already keys of `tx`).
-fn exchange_record(observation: &Observation, tx: &Transaction, keys: &[Key]) -> ExchangeRecord {
+fn exchange_record<'a>(
+    observation: &'a Observation,
+    tx: &Transaction,
+    keys: &[Key],
+) -> NewExchange<'a> {
     let exchange = &observation.exchange;
     let error = match &exchange.outcome {
         crate::proxy::Outcome::UpstreamFailed { error, .. } => Some(*error),
         crate::proxy::Outcome::Response { .. } => None,
     };
-    ExchangeRecord::new(NewExchange {
+    NewExchange {
         id: exchange.id,
         at: exchange.started,
-        system: exchange.system.clone(),
-        operation: observation.operation.clone(),
+        system: &exchange.system,
+        operation: observation.operation.as_ref(),
         method: &exchange.method,
-        path: tx.shared_path(exchange.uri.path()),
+        path: exchange.uri.path(),
         status: exchange.outcome.status().as_u16(),
         error,
         duration: exchange.duration,
         keys: tx.key_refs(keys),
-        milestone: observation.milestone.clone(),
+        milestone: observation.milestone.as_ref(),
         problems: &observation.problems,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -234,7 +234,8 @@ fn tracking_only_webhook_joins_its_order() {
     let flows: Vec<(String, f64)> = tx
         .flows
         .iter()
-        .map(|f| (f.flow.to_string(), f.duration().as_secs_f64() / 3600.0))
+        .filter_map(|f| tx.flow_record(f, Names::of(&h.correlator.config)))
+        .map(|f| (f.flow.to_string(), f.duration.as_secs_f64() / 3600.0))
         .collect();
     assert_eq!(
         flows,
@@ -273,7 +274,7 @@ fn split_shipment_keeps_one_shipped_milestone_per_shipment() {
     let verdicts: Vec<(String, bool)> = tx
         .flows
         .iter()
-        .filter_map(|f| tx.flow_record(f))
+        .filter_map(|f| tx.flow_record(f, Names::of(&h.correlator.config)))
         .map(|f| (f.object.to_string(), f.within_slo))
         .collect();
     assert_eq!(

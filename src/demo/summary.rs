@@ -136,7 +136,11 @@ impl TransactionView {
                 .flows
                 .iter()
                 .map(|f| FlowView {
-                    flow: f.flow.to_string(),
+                    flow: f
+                        .flow
+                        .get(names.flows)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     duration: f.duration(),
                     within_slo: f.within_slo,
                 })

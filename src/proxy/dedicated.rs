@@ -134,9 +134,13 @@ impl Drop for Held {
 }
 
 impl Dialer {
-    pub(crate) fn new(connector: UpstreamConnector) -> Self {
+    /// Opens connections with `connector`, keeping the case of header
+    /// names when `preserve_header_case`.
+    pub(crate) fn new(connector: UpstreamConnector, preserve_header_case: bool) -> Self {
         let mut handshake = http1::Builder::new();
-        handshake.preserve_header_case(true);
+        handshake
+            .preserve_header_case(preserve_header_case)
+            .writev(false);
         Dialer {
             connector,
             handshake,

@@ -122,6 +122,16 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Every kind, in declaration order.
+    pub const ALL: [UpstreamError; 6] = [
+        UpstreamError::ConnectRefused,
+        UpstreamError::ConnectTimeout,
+        UpstreamError::Timeout,
+        UpstreamError::Reset,
+        UpstreamError::Tls,
+        UpstreamError::Protocol,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -143,7 +143,6 @@ impl Forwarder {
         held: &Held,
     ) -> Response<ProxyBody> {
         let began = Instant::now();
-        let started = self.clock.now();
         let (parts, body) = request.into_parts();
         let client_version = parts.version;
         let inspect = self.uninspected.is_empty()
@@ -165,7 +164,8 @@ impl Forwarder {
             uri: origin_form(&parts.uri),
             version: client_version,
             request_headers: parts.headers.clone(),
-            started,
+            // The wall clock is read only for a request with an exchange.
+            started: self.clock.now(),
             began,
             upstream_duration: Default::default(),
             request_tap: request_tap.clone(),

@@ -38,6 +38,20 @@ const ALWAYS_HOP_BY_HOP: [HeaderName; 5] = [
 /// Removes the hop-by-hop headers from `headers`, keeping the order of the
 /// others. Does not allocate when there is nothing to remove.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names, no hashing: a head without `TE` and without
+    // any of the always hop-by-hop headers (`Connection` among them, which
+    // alone can name others) has nothing to remove.
+    let (mut any_hop, mut has_te) = (false, false);
+    for name in headers.keys() {
+        if name == header::TE {
+            has_te = true;
+        } else if ALWAYS_HOP_BY_HOP.contains(name) {
+            any_hop = true;
+        }
+    }
+    if !any_hop && !has_te {
+        return;
+    }
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
@@ -54,14 +68,15 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok()),
         );
     }
-    let te = te_to_forward(headers);
-    let te_changes = match (&te, headers.get(header::TE)) {
-        (None, None) => false,
-        (Some(keep), Some(current)) => {
-            keep != current || headers.get_all(header::TE).iter().count() > 1
-        }
-        _ => true,
-    };
+    let te = if has_te { te_to_forward(headers) } else { None };
+    let te_changes = has_te
+        && match (&te, headers.get(header::TE)) {
+            (None, None) => false,
+            (Some(keep), Some(current)) => {
+                keep != current || headers.get_all(header::TE).iter().count() > 1
+            }
+            _ => true,
+        };
     let drops = |name: &HeaderName| ALWAYS_HOP_BY_HOP.contains(name) || named.contains(name);
     if !te_changes {
         // The common case: the hop-by-hop headers come last (an nginx
@@ -214,6 +229,24 @@ mod tests {
         );
         let others: Vec<_> = headers.get_all("x-other").iter().collect();
         assert_eq!(others, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_head_without_hop_by_hop_headers_is_left_as_it_is() {
+        let pairs = [
+            ("host", "erp.example"),
+            ("x-other", "a"),
+            ("content-type", "application/json"),
+            ("x-other", "b"),
+            ("trailer", "x-checksum"),
+        ];
+        let mut headers = map(&pairs);
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers, map(&pairs));
+        assert_eq!(
+            names(&headers),
+            ["host", "x-other", "x-other", "content-type", "trailer"]
+        );
     }
 
     #[test]

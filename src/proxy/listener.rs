@@ -24,7 +24,7 @@ use super::metrics::ProxyMetrics;
 use super::sink::ExchangeSink;
 use super::TraceContextSource;
 use crate::clock::Clock;
-use crate::config::Listener;
+use crate::config::{HeaderCase, Listener};
 
 /// Pause after a failed `accept` (out of file descriptors, say) so the loop
 /// does not spin while the condition lasts.
@@ -104,12 +104,15 @@ pub async fn serve_with(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let name = listener.name.clone();
+    let preserve_header_case = listener.header_case == HeaderCase::Preserve;
     let forwarder = Arc::new(Forwarder::new(listener, options, sink, &metrics, clock)?);
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .preserve_header_case(true)
+        .preserve_header_case(preserve_header_case)
+        // Head and body copied into one buffer and sent with one `write`.
+        .writev(false)
         // The client gets the upstream's `Date` (or none), not ours.
         .auto_date_header(false)
         .timer(TokioTimer::new());

@@ -51,14 +51,7 @@ const HANDLE_BUCKETS: [f64; 14] = [
 ];
 
 /// Every upstream error kind, in index order of [`error_index`].
-const UPSTREAM_ERRORS: [UpstreamError; 6] = [
-    UpstreamError::ConnectRefused,
-    UpstreamError::ConnectTimeout,
-    UpstreamError::Timeout,
-    UpstreamError::Reset,
-    UpstreamError::Tls,
-    UpstreamError::Protocol,
-];
+const UPSTREAM_ERRORS: [UpstreamError; 6] = UpstreamError::ALL;
 
 /// The class of `status` as a metric label: `"1xx"` … `"5xx"`, or `"other"`
 /// for the codes 600–999 that `http` accepts but HTTP does not define.

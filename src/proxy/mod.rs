@@ -7,7 +7,8 @@
 //!
 //! Unchanged: method, path and query (under the upstream's base path, if its
 //! URI has one), status, reason phrase (HTTP/1), header names, values and —
-//! on HTTP/1 — their case and order, body bytes (compressed bodies stay
+//! on HTTP/1 — their order and case (unless the listener has
+//! `header_case: lowercase`: then names go out in lower case), body bytes (compressed bodies stay
 //! compressed; `Content-Length` bodies keep their length, others stream
 //! chunked on HTTP/1), trailers.
 //!

@@ -39,7 +39,7 @@ use tokio::net::TcpStream;
 use super::dedicated::{Dialer, Held};
 use super::error::{classify, ConnectTimedOut, Failure};
 use super::tap::{SharedTap, TapBody};
-use crate::config::{Listener, UpstreamProtocol};
+use crate::config::{HeaderCase, Listener, UpstreamProtocol};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -60,6 +60,7 @@ pub(crate) struct Upstream {
 impl Upstream {
     pub(crate) fn new(listener: &Listener) -> io::Result<Self> {
         let (pooled, connector) = build_client(listener)?;
+        let preserve_header_case = listener.header_case == HeaderCase::Preserve;
         let http1_only = match listener.upstream.protocol {
             UpstreamProtocol::Http1 => true,
             UpstreamProtocol::Auto => !listener.upstream.is_tls(),
@@ -67,7 +68,7 @@ impl Upstream {
         };
         Ok(Upstream {
             pooled,
-            dedicated: http1_only.then(|| Dialer::new(connector)),
+            dedicated: http1_only.then(|| Dialer::new(connector, preserve_header_case)),
         })
     }
 
@@ -127,7 +128,7 @@ fn build_client(listener: &Listener) -> io::Result<(UpstreamClient, UpstreamConn
     builder
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .http1_preserve_header_case(true)
+        .http1_preserve_header_case(listener.header_case == HeaderCase::Preserve)
         .http2_only(upstream.protocol == UpstreamProtocol::Http2);
     Ok((builder.build(connector.clone()), connector))
 }

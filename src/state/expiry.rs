@@ -65,7 +65,7 @@ impl Expiry {
         }
         self.heap = transactions
             .values()
-            .map(|tx| Reverse((Stamp::new(tx.last_updated), tx.id)))
+            .map(|tx| Reverse((tx.last_updated, tx.id)))
             .collect();
     }
 }
@@ -74,5 +74,5 @@ impl Expiry {
 fn current(transactions: &FastMap<TxId, Box<Transaction>>, at: Stamp, id: TxId) -> bool {
     transactions
         .get(&id)
-        .is_some_and(|tx| Stamp::new(tx.last_updated) == at)
+        .is_some_and(|tx| tx.last_updated == at)
 }

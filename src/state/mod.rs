@@ -10,13 +10,15 @@ pub mod durable;
 mod expiry;
 mod index;
 pub mod shared;
+mod timeline;
 mod transaction;
 
 pub use index::KeyHash;
+pub use timeline::{ExchangeRecord, NewExchange, Timeline};
 pub use transaction::{
-    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord,
-    MeasuredFlow, MilestoneRecord, NameId, Names, NewExchange, Reached, Resolution, Stamp, Status,
-    Transaction, TransactionJson, TxId,
+    Attempt, ExceptionRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord, MeasuredFlow,
+    MilestoneRecord, NameId, Names, Reached, Resolution, Stamp, Status, Transaction,
+    TransactionJson, TxId,
 };
 
 use foldhash::HashMap as FastMap;
@@ -274,7 +276,7 @@ impl Store {
             let Some(tx) = self.transactions.get(&id) else {
                 continue;
             };
-            self.by_update.push(tx.last_updated, id);
+            self.by_update.push(tx.last_updated.time(), id);
             if tx.status == Status::Complete {
                 self.complete += 1;
             }
@@ -508,23 +510,14 @@ impl Store {
         target.exceptions.extend(absorbed.exceptions);
         target.exceptions.sort_by_key(|e| e.id);
         target.attempts.extend(absorbed.attempts);
-        target
+        target.exchanges.absorb(&absorbed.exchanges, &moved);
+        let dropped = target
             .exchanges
-            .extend(absorbed.exchanges.into_iter().map(|mut exchange| {
-                exchange.keys = exchange.keys.remap(&moved);
-                exchange
-            }));
-        target
-            .exchanges
-            .make_contiguous()
-            .sort_by_key(|e| (e.at(), e.id));
+            .drop_oldest_beyond(self.limits.max_exchanges_per_transaction);
         target.exchanges_dropped = target
             .exchanges_dropped
-            .saturating_add(absorbed.exchanges_dropped);
-        while target.exchanges.len() > self.limits.max_exchanges_per_transaction {
-            target.exchanges.pop_front();
-            target.exchanges_dropped = target.exchanges_dropped.saturating_add(1);
-        }
+            .saturating_add(absorbed.exchanges_dropped)
+            .saturating_add(u32::try_from(dropped).unwrap_or(u32::MAX));
         target.first_seen = target.first_seen.min(absorbed.first_seen);
         for key in &absorbed.keys {
             let mut holds = holds(&self.transactions, key);
@@ -532,7 +525,7 @@ impl Store {
                 other == from || holds(other)
             });
         }
-        let last = absorbed.last_updated;
+        let last = absorbed.last_updated.time();
         self.touch(into, last);
         self.refresh_gauges();
     }
@@ -650,23 +643,24 @@ impl TxMut<'_> {
     /// Records that the transaction changed at `now`.
     pub fn touch(&mut self, now: SystemTime) {
         let tx = &mut *self.tx;
-        if now <= tx.last_updated {
+        let stamp = Stamp::new(now);
+        if stamp <= tx.last_updated {
             return;
         }
-        tx.last_updated = now;
+        tx.last_updated = stamp;
         self.by_update.push(now, self.id);
     }
 
-    /// Appends `record` to the timeline, dropping the oldest beyond the
+    /// Appends `exchange` to the timeline, dropping the oldest beyond the
     /// configured bound.
-    pub fn push_exchange(&mut self, record: ExchangeRecord) {
+    pub fn push_exchange(&mut self, exchange: NewExchange<'_>) {
         let bound = self.limits.max_exchanges_per_transaction;
         let tx = &mut *self.tx;
-        tx.exchanges.push_back(record);
-        while tx.exchanges.len() > bound {
-            tx.exchanges.pop_front();
-            tx.exchanges_dropped = tx.exchanges_dropped.saturating_add(1);
-        }
+        tx.exchanges.push(exchange);
+        let dropped = tx.exchanges.drop_oldest_beyond(bound);
+        tx.exchanges_dropped = tx
+            .exchanges_dropped
+            .saturating_add(u32::try_from(dropped).unwrap_or(u32::MAX));
     }
 
     /// Sets where the open transaction is now (`None` once complete).
@@ -820,21 +814,8 @@ mod tests {
         assert_eq!(tx.keys, vec![order, ship]);
     }
 
-    fn exchange(id: u64, system: &System, at: SystemTime, keys: KeyRefs) -> ExchangeRecord {
-        ExchangeRecord::new(NewExchange {
-            id,
-            at,
-            system: system.clone(),
-            operation: None,
-            method: &http::Method::POST,
-            path: "/x".into(),
-            status: 200,
-            error: None,
-            duration: Duration::from_millis(1),
-            keys,
-            milestone: None,
-            problems: &[],
-        })
+    fn exchange(id: u64, system: &System, at: SystemTime, keys: KeyRefs) -> NewExchange<'_> {
+        NewExchange::example(system, id, at, "/x", keys)
     }
 
     #[test]
@@ -848,14 +829,15 @@ mod tests {
         let mut failed = exchange(1, &wms, t0, KeyRefs::new(&[]));
         failed.status = 504;
         failed.error = Some(crate::proxy::UpstreamError::Timeout);
-        tx.exchanges.push_back(failed);
-        tx.exchanges
-            .push_back(exchange(2, &wms, t0, KeyRefs::new(&[])));
-        let (operations, milestones) = (Symbols::default(), Symbols::default());
+        tx.exchanges.push(failed);
+        tx.exchanges.push(exchange(2, &wms, t0, KeyRefs::new(&[])));
+        let (operations, milestones, flows) =
+            (Symbols::default(), Symbols::default(), Symbols::default());
         let names = Names {
             systems: &systems,
             operations: &operations,
             milestones: &milestones,
+            flows: &flows,
         };
         let json = serde_json::to_value(tx.json(names)).expect("serializable");
         assert_eq!(json["exchanges"][0]["system"], "wms");

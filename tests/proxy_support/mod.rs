@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use waybill::clock::Clock;
 use waybill::config::{
-    kind, Direction, Forwarded, HostHeader, Listener, ListenerId, Symbols, Upstream,
+    kind, Direction, Forwarded, HeaderCase, HostHeader, Listener, ListenerId, Symbols, Upstream,
     UpstreamProtocol,
 };
 use waybill::proxy::{serve_with, Exchange, ExchangeSink, ListenerOptions, ProxyMetrics};
@@ -51,6 +51,7 @@ pub fn listener(upstream: &str) -> Listener {
         system,
         direction: Direction::Inbound,
         host_header: HostHeader::Preserve,
+        header_case: HeaderCase::Preserve,
         forwarded: Forwarded::Off,
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),

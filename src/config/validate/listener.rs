@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 
 use super::super::raw::{
-    RawAdmin, RawDirection, RawForwarded, RawHostHeader, RawListener, RawObservation, RawState,
-    RawUpstreamProtocol, Scalar,
+    RawAdmin, RawDirection, RawForwarded, RawHeaderCase, RawHostHeader, RawListener,
+    RawObservation, RawState, RawUpstreamProtocol, Scalar,
 };
 use super::super::units::parse_size;
 use super::super::{
-    defaults, kind, AdminConfig, Direction, Forwarded, HostHeader, Listener, ListenerId,
-    ObservationConfig, StateConfig, Symbols, Upstream, UpstreamProtocol,
+    defaults, kind, AdminConfig, Direction, Forwarded, HeaderCase, HostHeader, Listener,
+    ListenerId, ObservationConfig, StateConfig, Symbols, Upstream, UpstreamProtocol,
 };
 use super::Validator;
 
@@ -144,6 +144,10 @@ impl Validator<'_> {
                 host_header: match l.host_header {
                     None | Some(RawHostHeader::Preserve) => HostHeader::Preserve,
                     Some(RawHostHeader::Upstream) => HostHeader::Upstream,
+                },
+                header_case: match l.header_case {
+                    None | Some(RawHeaderCase::Preserve) => HeaderCase::Preserve,
+                    Some(RawHeaderCase::Lowercase) => HeaderCase::Lowercase,
                 },
                 forwarded: match l.forwarded {
                     None | Some(RawForwarded::Off) => Forwarded::Off,

@@ -323,16 +323,7 @@ impl ObservedRecord {
 }
 
 pub(super) fn upstream_error(name: &str) -> Option<UpstreamError> {
-    [
-        UpstreamError::ConnectRefused,
-        UpstreamError::ConnectTimeout,
-        UpstreamError::Timeout,
-        UpstreamError::Reset,
-        UpstreamError::Tls,
-        UpstreamError::Protocol,
-    ]
-    .into_iter()
-    .find(|e| e.as_str() == name)
+    UpstreamError::ALL.into_iter().find(|e| e.as_str() == name)
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! times (the admin API's JSON rounds to milliseconds; a snapshot must
 //! not). The bytes are framed like journal records: version, CRC32, JSON.
 
-use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -16,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Symbol, Symbols};
 use crate::extract::{Key, MeasureValue, Problem};
 use crate::state::{
-    Attempt, ExceptionRecord, ExchangeRecord, FlowRecord, MeasureRecord, MilestoneRecord, Names,
-    NewExchange, Resolution, Status, Transaction, TxId,
+    Attempt, ExceptionRecord, FlowRecord, MeasureRecord, MilestoneRecord, Names, NewExchange,
+    Resolution, Stamp, Status, Timeline, Transaction, TxId,
 };
 
 use super::record::{load_value, save_value, upstream_error, Damaged, SavedValue, VERSION};
@@ -303,7 +302,7 @@ impl SavedTransaction {
             flows: tx
                 .flows
                 .iter()
-                .filter_map(|f| tx.flow_record(f))
+                .filter_map(|f| tx.flow_record(f, names))
                 .map(|f| SavedFlow {
                     flow: name(&f.flow),
                     object: save_key(&f.object),
@@ -377,8 +376,8 @@ impl SavedTransaction {
                 })
                 .collect(),
             exchanges_dropped: u64::from(tx.exchanges_dropped),
-            first_seen: tx.first_seen,
-            last_updated: tx.last_updated,
+            first_seen: tx.first_seen.time(),
+            last_updated: tx.last_updated.time(),
         }
     }
 }
@@ -574,7 +573,7 @@ impl<'a> Resolver<'a> {
             .as_deref()
             .map(|m| self.milestone(m))
             .transpose()?;
-        tx.exchanges = VecDeque::with_capacity(saved.exchanges.len());
+        tx.exchanges = Timeline::default();
         for x in &saved.exchanges {
             let method = http::Method::from_bytes(x.method.as_bytes())
                 .map_err(|_| Damaged::Unknown(format!("method {}", x.method)))?;
@@ -583,30 +582,32 @@ impl<'a> Resolver<'a> {
                 .iter()
                 .filter_map(|p| Problem::ALL.into_iter().find(|k| k.as_str() == p))
                 .collect();
-            let record = ExchangeRecord::new(NewExchange {
+            let system = self.system(&x.system)?;
+            let operation = self.maybe_operation(x.operation.as_deref())?;
+            let milestone = x
+                .milestone
+                .as_deref()
+                .map(|m| self.milestone(m))
+                .transpose()?;
+            tx.exchanges.push(NewExchange {
                 id: x.id,
                 at: x.at,
-                system: self.system(&x.system)?,
-                operation: self.maybe_operation(x.operation.as_deref())?,
+                system: &system,
+                operation: operation.as_ref(),
                 method: &method,
-                path: tx.shared_path(&x.path),
+                path: &x.path,
                 status: x.status,
                 error: x.error.as_deref().and_then(upstream_error),
                 duration: x.duration,
                 // A key the transaction does not have (never written)
                 // could not be shown with the exchange: it is left out.
                 keys: tx.key_refs(&self.keys(&x.keys)?),
-                milestone: x
-                    .milestone
-                    .as_deref()
-                    .map(|m| self.milestone(m))
-                    .transpose()?,
+                milestone: milestone.as_ref(),
                 problems: &problems,
             });
-            tx.exchanges.push_back(record);
         }
         tx.exchanges_dropped = u32::try_from(saved.exchanges_dropped).unwrap_or(u32::MAX);
-        tx.last_updated = saved.last_updated;
+        tx.last_updated = Stamp::new(saved.last_updated);
         Ok(tx)
     }
 }
@@ -627,7 +628,10 @@ routes: []
 "#;
 
     /// A transaction as the build before compact records wrote it (the
-    /// saved format did not change: keys by value everywhere).
+    /// saved format did not change: keys by value everywhere). Its third
+    /// exchange starts 55 hours after the first (beyond a packed record's
+    /// time offset), took 7 s (beyond its `u32` nanoseconds) and shares
+    /// the second's path: it must come back exactly all the same.
     const WRITTEN_BEFORE: &str = r#"{
       "id": 7,
       "name": ["order", "SO-1"], "root": ["order", "SO-1"], "former_names": [["shipment", "SH-1"]],
@@ -647,7 +651,10 @@ routes: []
         {"id": 2, "at": {"secs_since_epoch": 1800000001, "nanos_since_epoch": 0}, "system": "wms",
          "operation": null, "method": "POST", "path": "/packs", "status": 200, "error": null,
          "duration": {"secs": 1, "nanos": 0}, "keys": [["order", "SO-1"], ["shipment", "SH-1"]],
-         "milestone": "packed", "problems": []}
+         "milestone": "packed", "problems": []},
+        {"id": 3, "at": {"secs_since_epoch": 1800200000, "nanos_since_epoch": 999999999}, "system": "wms",
+         "operation": null, "method": "POST", "path": "/packs", "status": 200, "error": null,
+         "duration": {"secs": 7, "nanos": 1}, "keys": [], "milestone": null, "problems": []}
       ],
       "exchanges_dropped": 3,
       "first_seen": {"secs_since_epoch": 1800000000, "nanos_since_epoch": 5},
@@ -672,7 +679,7 @@ routes: []
                 ("order:SO-1".to_owned(), "shipment:SH-1".to_owned()),
             ]
         );
-        let first = &tx.exchanges[0];
+        let first = tx.exchanges.get(0).expect("loaded");
         let keys: Vec<String> = tx.exchange_keys(first).map(text).collect();
         assert_eq!(
             keys,
