@@ -8,26 +8,52 @@
 //! of paths naming it.
 //! The scan has two stages, interleaved a block at a time: [`blocks`]
 //! classifies 64 bytes at a time into bit masks and hands out the position
-//! of each token (structural bytes, quotes, the first byte of a number or
-//! literal), validating string content as it goes; the walk goes from token
+//! of each token (structural bytes, opening quotes, the first byte of a
+//! number or literal), validating string content as it goes; the walk goes from token
 //! to token, never looking at whitespace or string content, and keeps per
 //! open container only a bit mask of the paths still alive in it (an
-//! explicit stack on the heap, never recursion on input). A value no path
-//! is alive in is skipped right where its key (or index) was read, by a
-//! tight validating loop over its tokens that counts nesting in a bit
-//! stack. A fault of string content stops stage one: the walk sees the
-//! text end there and the fault is the answer. Object keys are compared as raw bytes
-//! with the compiled field names (unescaped only when a key contains `\`),
-//! and only the values that sit at a path are materialised (unescaped only
-//! when they contain `\`): no DOM, no allocation per field. Every path of
-//! one body is answered by the same walk (64 paths per walk), so a body is
-//! read once however many rules look at it.
+//! explicit stack on the heap, never recursion on input). A scalar or
+//! string no path is alive in is stepped over right where its key (or
+//! index) was read; a container no path is alive in is skipped by counting
+//! its brackets over stage one's masks ([`blocks`]), a block at a time, as
+//! simdjson's On-Demand API does. A fault of string content stops stage
+//! one: the walk sees the text end there and the fault is the answer.
+//! Object keys are compared as raw bytes with the compiled field names
+//! (unescaped only when a key contains `\`), and only the values that sit
+//! at a path are materialised (unescaped only when they contain `\`): no
+//! DOM, no allocation per field. Every path of one body is answered by the
+//! same walk (64 paths per walk), so a body is read once however many rules
+//! look at it.
 //!
-//! The whole text is validated as it is walked: a document that is not JSON
-//! (including trailing garbage) is [`Problem::MalformedJson`], one nested
-//! deeper than [`MAX_DEPTH`] is [`Problem::TooDeep`], and a `\u` escape that
-//! names a lone surrogate is [`Problem::InvalidUtf8`] (it is not Unicode
-//! text). Callers hand in text that is already valid UTF-8.
+//! # What is validated
+//!
+//! The scan validates what it reads, not the whole document (issue 9's
+//! product decision):
+//! - **Everywhere**: every string is tracked exactly across blocks (quotes,
+//!   escapes), so a bracket inside a string never counts; string content
+//!   is checked (a control byte, an unknown escape, a `\u` without four
+//!   hex digits: [`Problem::MalformedJson`]; a `\u` naming a lone
+//!   surrogate: [`Problem::InvalidUtf8`], it is not Unicode text); an
+//!   unterminated string, a backslash or a control byte (but whitespace)
+//!   outside strings, brackets that do not balance (a close with nothing
+//!   open, a container never closed: a truncated document) are
+//!   [`Problem::MalformedJson`]; nesting deeper than [`MAX_DEPTH`] is
+//!   [`Problem::TooDeep`] (counted in skipped containers too).
+//! - **On the read path** (every container some path is alive in, the
+//!   document itself when any path is, with all their members and
+//!   elements, and what follows the document): the grammar
+//!   (`:` and `,` where they belong, matching bracket kinds, nothing after
+//!   the document) and every scalar, whether a path ends at it or not
+//!   (numbers as JSON numbers, `true`/`false`/`null` exactly), are checked:
+//!   a fault is [`Problem::MalformedJson`].
+//! - **Inside a skipped container** (one no path is alive in), nothing but
+//!   the above is checked: a wrong bracket kind (`[1}`), a missing or extra
+//!   comma or colon, a bad scalar (`tru`, `01`) there is not detected, and
+//!   the values found elsewhere are kept.
+//!
+//! Callers hand in text that is already valid UTF-8; the extractor refuses
+//! a document with a fault as a whole (no keys, whatever was found before
+//! the fault).
 //!
 //! Strings and numbers at a path become values (a number exactly as written
 //! in the JSON text, so `1.50` stays `1.50`); objects, arrays, `null` and
@@ -247,13 +273,23 @@ impl<'t> Scanner<'t> {
         Token { at, byte }
     }
 
-    /// After a string's opening quote: the position of its closing quote.
-    /// Stage one hands out no token inside a string, so this is the next
-    /// token; if the string never closes, that is the end of the text and
-    /// the fault is stage one's.
+    /// The closing quote of the string that opens at `open`, found back
+    /// from `next`, the token after the string: stage one hands out no
+    /// token inside a string nor its closing quote, and between that quote
+    /// and the next token there is only whitespace. (If the string never
+    /// closes, `next` is the end of the text and the fault is stage one's.)
     #[inline(always)]
-    fn string_end(&mut self) -> usize {
-        self.tokens.next()
+    fn closing_quote(&self, open: usize, next: usize) -> Result<usize, Problem> {
+        let mut close = next;
+        while close > open + 1 {
+            close -= 1;
+            match self.bytes.get(close) {
+                Some(b'"') => return Ok(close),
+                Some(b' ' | b'\t' | b'\n' | b'\r') => {}
+                _ => break,
+            }
+        }
+        Err(Problem::MalformedJson)
     }
 
     /// One walk of the whole text for the paths of `group`.
@@ -272,7 +308,8 @@ impl<'t> Scanner<'t> {
             let depth = stack.len();
             let goes_on = live & at(&group.goes_on, depth);
             let ends = live & at(&group.ends, depth);
-            match value.byte {
+            // The value, and then the token after it.
+            let mut next = match value.byte {
                 open @ (b'{' | b'[') if goes_on != 0 => {
                     if depth >= MAX_DEPTH {
                         return Err(Problem::TooDeep);
@@ -293,28 +330,30 @@ impl<'t> Scanner<'t> {
                         // without the per-value bookkeeping.
                         self.skip_value(value, depth + 1)?;
                     }
+                    self.token()
                 }
                 b'"' => {
-                    let close = self.string_end();
+                    let next = self.token();
                     if ends != 0 {
-                        if self.bytes.get(close) != Some(&b'"') {
-                            return Err(Problem::MalformedJson);
-                        }
-                        let content = value.at + 1..close;
-                        let text = self.kept(content)?;
+                        let close = self.closing_quote(value.at, next.at)?;
+                        let text = self.kept(value.at + 1..close)?;
                         each_bit(ends, |bit| on_value(group.first + bit, text));
                     }
+                    next
                 }
                 b'-' | b'0'..=b'9' if ends != 0 => {
                     let number = self.number(value.at)?;
                     let text = self.text.get(number).ok_or(Problem::MalformedJson)?;
                     each_bit(ends, |bit| on_value(group.first + bit, text));
+                    self.token()
                 }
-                _ => self.skip_value(value, depth)?,
-            }
+                _ => {
+                    self.skip_value(value, depth)?;
+                    self.token()
+                }
+            };
             // A value is complete: find the next one, closing containers.
             loop {
-                let next = self.token();
                 let depth = stack.len().saturating_sub(1);
                 let Some(top) = stack.last_mut() else {
                     return if next.byte == 0 {
@@ -329,11 +368,10 @@ impl<'t> Scanner<'t> {
                         let (parent, object, index) = (top.live, top.object, top.index);
                         let first = self.token();
                         (live, value) = self.child(group, parent, object, index, depth, first)?;
-                        if live == 0 {
-                            self.skip_value(value, depth + 1)?;
-                            continue;
+                        if live != 0 {
+                            break;
                         }
-                        break;
+                        self.skip_value(value, depth + 1)?;
                     }
                     b'}' if top.object => {
                         stack.pop();
@@ -343,6 +381,7 @@ impl<'t> Scanner<'t> {
                     }
                     _ => return Err(Problem::MalformedJson),
                 }
+                next = self.token();
             }
         }
     }
@@ -372,9 +411,10 @@ impl<'t> Scanner<'t> {
             }
             return Ok((live, first));
         }
-        let key = self.key(first)?;
+        let colon = self.key(first)?;
         let fields = parent & at(&group.fields, depth);
         if fields != 0 {
+            let key = first.at + 1..self.closing_quote(first.at, colon)?;
             let raw = self.bytes.get(key.clone()).ok_or(Problem::MalformedJson)?;
             let escaped = self.tokens.escapes_seen() && raw.contains(&b'\\');
             let key = if escaped {
@@ -393,89 +433,36 @@ impl<'t> Scanner<'t> {
     }
 
     /// At `first`, the opening quote of a member's key: reads the key and
-    /// the `:` after it, and returns the key's raw content.
+    /// the `:` after it, and returns the position of the `:`.
     #[inline(always)]
-    fn key(&mut self, first: Token) -> Result<Range<usize>, Problem> {
+    fn key(&mut self, first: Token) -> Result<usize, Problem> {
         if first.byte != b'"' {
             return Err(Problem::MalformedJson);
         }
-        let close = self.string_end();
-        if self.token().byte != b':' {
+        let colon = self.token();
+        if colon.byte != b':' {
             return Err(Problem::MalformedJson);
         }
-        Ok(first.at + 1..close)
+        Ok(colon.at)
     }
 
-    /// Validates and steps over the value starting at `value`, at
-    /// `depth`, and everything nested in it, without keeping anything.
+    /// Steps over the value starting at `value`, at `depth`, without
+    /// keeping anything: a scalar is validated, a string was validated by
+    /// stage one, and a container is skipped by counting its brackets
+    /// ([`Tokens::skip_container`]: its inside is not validated).
     #[inline(always)]
     fn skip_value(&mut self, value: Token, depth: usize) -> Result<(), Problem> {
         match value.byte {
-            b'"' => {
-                self.string_end();
-                Ok(())
+            // Stage one validated it; its closing quote is no token.
+            b'"' => Ok(()),
+            b'{' | b'[' => {
+                // The container itself counts against the bound.
+                if depth >= MAX_DEPTH {
+                    return Err(Problem::TooDeep);
+                }
+                self.tokens.skip_container(MAX_DEPTH - depth)
             }
-            b'{' | b'[' => self.skip_container(value, depth),
             _ => self.scalar(value),
-        }
-    }
-
-    /// [`Scanner::skip_value`] of an array or object: the nesting is a bit
-    /// stack (1 = object), so no path bookkeeping and no allocation.
-    fn skip_container(&mut self, mut value: Token, depth: usize) -> Result<(), Problem> {
-        let mut objects: u128 = 0;
-        let mut nested: usize = 0;
-        loop {
-            match value.byte {
-                open @ (b'{' | b'[') => {
-                    if depth + nested >= MAX_DEPTH {
-                        return Err(Problem::TooDeep);
-                    }
-                    let object = open == b'{';
-                    let first = self.token();
-                    if first.byte != close_of(object) {
-                        // `nested` < MAX_DEPTH <= 128 here.
-                        let bit = 1u128 << nested;
-                        nested += 1;
-                        if object {
-                            objects |= bit;
-                            self.key(first)?;
-                            value = self.token();
-                        } else {
-                            objects &= !bit;
-                            value = first;
-                        }
-                        continue;
-                    }
-                }
-                b'"' => {
-                    self.string_end();
-                }
-                _ => self.scalar(value)?,
-            }
-            // A value is complete: the next one, or close containers.
-            loop {
-                let Some(top) = nested.checked_sub(1) else {
-                    return Ok(());
-                };
-                let object = objects >> top & 1 == 1;
-                let next = self.token();
-                match next.byte {
-                    b',' => {
-                        let first = self.token();
-                        value = if object {
-                            self.key(first)?;
-                            self.token()
-                        } else {
-                            first
-                        };
-                        break;
-                    }
-                    b'}' if object => nested = top,
-                    b']' if !object => nested = top,
-                    _ => return Err(Problem::MalformedJson),
-                }
-            }
         }
     }
 
@@ -852,15 +839,23 @@ mod tests {
     }
 
     #[test]
-    fn malformed_document_is_refused_even_when_no_path_looks_at_the_bad_part() {
-        assert_eq!(
-            values(r#"{"a":"x","b":[1,2,}"#, "$.a"),
-            Err(Problem::MalformedJson)
-        );
-        assert_eq!(
-            values(r#"{"a":"x","b":"\q"}"#, "$.a"),
-            Err(Problem::MalformedJson)
-        );
+    fn unbalanced_or_unterminated_documents_are_refused_even_where_no_path_looks() {
+        for doc in [
+            r#"{"a":"x","b":[1,2,}"#,
+            r#"{"a":"x","b":[1,[2]}"#,
+            r#"{"a":"x","b":[1]]}"#,
+            r#"{"a":"x","b":{"c":[1,{"d":2}"#,
+            r#"{"a":"x","b":["]"]"#,
+            r#"{"a":"x","b":["unterminated]}"#,
+            r#"{"a":"x","b":{"c":"\"}}"#,
+        ] {
+            assert_eq!(values(doc, "$.a"), Err(Problem::MalformedJson), "{doc}");
+        }
+        // Brackets inside strings never count, in any block.
+        for pad in 0..70 {
+            let doc = format!(r#"{{"b":["{}]}}\"]{{\\",{{}}],"a":"x"}}"#, " ".repeat(pad));
+            assert_eq!(values(&doc, "$.a"), Ok(vec!["x".into()]), "{doc}");
+        }
     }
 
     #[test]
@@ -948,8 +943,9 @@ mod tests {
     }
 
     #[test]
-    fn parts_no_path_looks_at_are_validated_all_the_same() {
-        // Bad content inside skipped members, after the wanted value.
+    fn string_content_is_validated_everywhere_even_in_skipped_containers() {
+        // Stage one reads every string, so a bad one is refused wherever
+        // it is: inside a container no path is alive in too.
         let cases = [
             (r#"{"a":"x","b":{"c":["\x"]}}"#, Problem::MalformedJson),
             (
@@ -958,15 +954,52 @@ mod tests {
             ),
             (r#"{"a":"x","b":{"c\q":1}}"#, Problem::MalformedJson),
             (r#"{"a":"x","b":{"\udc00":1}}"#, Problem::InvalidUtf8),
-            (r#"{"a":"x","b":[1,{"c":2,}]}"#, Problem::MalformedJson),
-            (r#"{"a":"x","b":[1,{"c" 2}]}"#, Problem::MalformedJson),
-            (r#"{"a":"x","b":{"c":[1}}}"#, Problem::MalformedJson),
-            (r#"{"a":"x","b":[tru]}"#, Problem::MalformedJson),
-            (r#"{"a":"x","b":[01]}"#, Problem::MalformedJson),
         ];
         for (doc, problem) in cases {
             let doc = doc.replace("\\t", "\t");
             assert_eq!(values(&doc, "$.a"), Err(problem), "{doc}");
+        }
+    }
+
+    /// Grammar and scalar faults inside the container at `$.b` (balanced,
+    /// no bad string), each with a path that makes the walk read the fault
+    /// (the containers it passes through are alive, and a scalar of a live
+    /// container is validated whether a path ends at it or not).
+    const FAULTS_INSIDE_B: [(&str, &str); 7] = [
+        (r#"{"a":"x","b":[1,{"c":2,}]}"#, "$.b[1].c"),
+        (r#"{"a":"x","b":[1,{"c" 2}]}"#, "$.b[*].c"),
+        (r#"{"a":"x","b":{"c":[1}}}"#, "$.b.c[*]"),
+        (r#"{"a":"x","b":[tru]}"#, "$.b[5]"),
+        (r#"{"a":"x","b":[01]}"#, "$.b[0]"),
+        (r#"{"a":"x","b":{"c":1 2, 3:}}"#, "$.b.z"),
+        (r#"{"a":"x","b":[1,,{]}}"#, "$.b[9]"),
+    ];
+
+    #[test]
+    fn a_fault_inside_a_container_no_path_is_alive_in_is_not_detected() {
+        // The container is skipped by counting its brackets (the product
+        // decision of issue 9): the keys in the valid part still come out.
+        for (doc, _) in FAULTS_INSIDE_B {
+            assert_eq!(values(doc, "$.a"), Ok(vec!["x".into()]), "{doc}");
+            assert_eq!(values(doc, "$.z[*].y"), Ok(vec![]), "{doc}");
+            assert!(serde_json::from_str::<serde_json::Value>(doc).is_err());
+        }
+    }
+
+    #[test]
+    fn the_same_faults_on_the_read_path_are_refused() {
+        for (doc, path) in FAULTS_INSIDE_B {
+            assert_eq!(
+                scan_all(doc, &["$.a", path]),
+                Err(Problem::MalformedJson),
+                "{doc} {path}"
+            );
+            // A wildcard at every depth reads everything.
+            assert_eq!(
+                values(doc, "$[*][*][*][*]"),
+                Err(Problem::MalformedJson),
+                "{doc}"
+            );
         }
     }
 
@@ -1316,8 +1349,69 @@ mod tests {
                 Ok(_) => true,
                 Err(e) => e.to_string().starts_with("number out of range"),
             };
+            // A wildcard at every depth the mutations can reach: the walk
+            // reads every container, and agrees with serde_json exactly.
+            let everything = values(&text, "$[*][*][*][*][*][*][*][*]").is_ok();
+            assert_eq!(everything, theirs, "round {round}: {text:?}");
+            // One path: what serde_json accepts is read; a container no
+            // path is alive in is only counted, but a text that is not
+            // lexically sound (see `lexically_sound`) is refused wherever
+            // its fault is.
             let ours = values(&text, "$.a").is_ok();
-            assert_eq!(ours, theirs, "round {round}: {text:?}");
+            assert!(ours || !theirs, "round {round}: {text:?}");
+            assert!(
+                ours <= lexically_sound(text.as_bytes()),
+                "round {round}: {text:?}"
+            );
         }
+    }
+
+    /// Byte at a time: every string closed, with valid escapes and no
+    /// control byte; no backslash and no control byte but whitespace
+    /// outside strings; brackets outside strings balanced (never more
+    /// closed than opened, all closed at the end). Kinds of brackets,
+    /// commas, colons and scalars are not looked at.
+    fn lexically_sound(bytes: &[u8]) -> bool {
+        let mut open = 0usize;
+        let mut at = 0;
+        while let Some(&byte) = bytes.get(at) {
+            at += 1;
+            match byte {
+                b'{' | b'[' => open += 1,
+                b'}' | b']' => match open.checked_sub(1) {
+                    Some(fewer) => open = fewer,
+                    None => return false,
+                },
+                b'\\' => return false,
+                b'"' => loop {
+                    let Some(&byte) = bytes.get(at) else {
+                        return false;
+                    };
+                    at += 1;
+                    match byte {
+                        b'"' => break,
+                        b'\\' => {
+                            let escape = bytes.get(at).copied().unwrap_or(0);
+                            at += 1;
+                            if escape == b'u' {
+                                let hex = bytes.get(at..at + 4).unwrap_or_default();
+                                if hex.len() < 4 || !hex.iter().all(u8::is_ascii_hexdigit) {
+                                    return false;
+                                }
+                                at += 4;
+                            } else if !b"\"\\/bfnrt".contains(&escape) {
+                                return false;
+                            }
+                        }
+                        0..=0x1f => return false,
+                        _ => {}
+                    }
+                },
+                b' ' | b'\t' | b'\n' | b'\r' => {}
+                0..=0x1f => return false,
+                _ => {}
+            }
+        }
+        open == 0
     }
 }

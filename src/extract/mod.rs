@@ -88,6 +88,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
+use smallvec::{smallvec, SmallVec};
 
 use crate::config::{Config, KeyKind, KeySource, Side, Sources};
 use crate::proxy::{Exchange, Outcome};
@@ -96,6 +97,10 @@ use metrics::Metrics;
 use plan::{Plans, RoutePlan};
 use reading::Reading;
 use route::Matched;
+
+/// The values one rule finds: most rules find one, kept inline (no
+/// allocation besides the value's own).
+type Values = SmallVec<[Arc<str>; 1]>;
 
 /// Turns exchanges into observations using the validated config.
 pub struct Extractor {
@@ -148,6 +153,7 @@ impl Extractor {
         let (route, operation, milestone) = match found {
             Some((plan, matched)) => {
                 content::all_hold(&matched.route.conditions, plan, &mut reading);
+                keys.list.reserve_exact(matched.route.keys.len());
                 let sources = matched.route.sources();
                 extract(
                     &exchange,
@@ -229,7 +235,7 @@ fn rule_values(
     index: usize,
     reading: &mut Reading<'_>,
     problems: &mut Vec<Problem>,
-) -> Option<Vec<Arc<str>>> {
+) -> Option<Values> {
     match sources.get(index)? {
         KeySource::Header(name) => match request::header(&exchange.request_headers, name) {
             Ok(value) => Some(value.map(Arc::from).into_iter().collect()),
@@ -245,10 +251,10 @@ fn rule_values(
         }
         KeySource::PathParam { index, .. } => {
             let Some(raw) = matched.params.get(*index) else {
-                return Some(Vec::new());
+                return Some(Values::new());
             };
             match request::path_param(raw) {
-                Ok(value) => Some(vec![Arc::from(value.as_ref())]),
+                Ok(value) => Some(smallvec![Arc::from(value.as_ref())]),
                 Err(problem) => {
                     problems.push(problem);
                     None
@@ -265,7 +271,7 @@ fn rule_values(
         }
         KeySource::Regex { side, regex } => {
             let body = reading.body(*side)?;
-            let mut values = Vec::new();
+            let mut values = Values::new();
             regex::values(regex, &body.bytes, problems, |v| values.push(Arc::from(v)));
             Some(values)
         }
@@ -290,7 +296,7 @@ fn rule_values(
             )
         }
         KeySource::Form { side, field } => {
-            let mut values = Vec::new();
+            let mut values = Values::new();
             let mut unreadable = false;
             for (_, value) in reading
                 .form(*side)?
@@ -317,7 +323,7 @@ fn take_hits(
     hits: &mut reading::Hits,
     index: usize,
     problems: &mut Vec<Problem>,
-) -> Option<Vec<Arc<str>>> {
+) -> Option<Values> {
     let hit = std::mem::take(hits.get_mut(index)?);
     if let Some(problem) = hit.problem {
         problems.push(problem);
@@ -345,7 +351,7 @@ impl Keys {
 
     /// Adds the non-empty `values` as keys of `kind`; true when the
     /// rule found at least one non-empty value (even one already known).
-    fn add(&mut self, kind: &KeyKind, values: Vec<Arc<str>>) -> bool {
+    fn add(&mut self, kind: &KeyKind, values: Values) -> bool {
         let mut found = false;
         for value in values.into_iter().filter(|v| !v.is_empty()) {
             found = true;

@@ -62,7 +62,9 @@ pub struct Observation {
 /// the `reason` label of `waybill_extraction_failures_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Problem {
-    /// The body is not valid JSON.
+    /// The body is not valid JSON where extraction reads it (a container
+    /// no rule looks into is only checked for balanced brackets and sound
+    /// strings: see `json.rs`).
     MalformedJson,
     /// JSON nested deeper than extraction follows.
     TooDeep,

@@ -24,12 +24,12 @@ use super::edi::{Delimiters, Document};
 use super::form::Field;
 use super::json::JsonPaths;
 use super::plan::JsonRules;
-use super::{edifact, form, x12, xml, Problem};
+use super::{edifact, form, x12, xml, Problem, Values};
 
 /// What one rule of a one-pass format (JSON, XML) found.
 #[derive(Debug, Default)]
 pub(super) struct RuleHits {
-    pub values: Vec<Arc<str>>,
+    pub values: Values,
     /// Why some value at the rule's path could not be read.
     pub problem: Option<Problem>,
 }
