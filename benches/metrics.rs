@@ -9,8 +9,12 @@
 //!   crate-private): the proxy's response counter and handle-time
 //!   histogram, the extractor's exchange counter, duration and two
 //!   body-size histograms, the correlator's correlated and milestone
-//!   counters. The histograms are the lock-free
-//!   [`AtomicHistogram`](waybill::telemetry::histogram::AtomicHistogram).
+//!   counters. The histograms are
+//!   [`AtomicHistogram`](waybill::telemetry::histogram::AtomicHistogram)s;
+//!   the extractor's counter and three histograms are written under its
+//!   operation's [`WriteLock`] (one atomic read-modify-write for the four).
+//! - `per_request/resolved_handles_atomic_adds`: the same with an atomic
+//!   add per figure (two per histogram, one per counter: twelve).
 //! - `per_request/resolved_handles_mutex_histogram`: the same with
 //!   `prometheus-client`'s own (mutex) `Histogram`, the type the stages
 //!   used before, as the reference in the same run.
@@ -49,6 +53,7 @@ use waybill::extract::Extractor;
 use waybill::proxy::{Exchange, ExchangeSink, Outcome, ProxyMetrics, Tapped};
 use waybill::telemetry::histogram::AtomicHistogram;
 use waybill::telemetry::spans::SpanObserver;
+use waybill::telemetry::write_lock::WriteLock;
 use waybill::telemetry::Metrics;
 
 /// The extractor's duration buckets (seconds).
@@ -86,25 +91,38 @@ struct ListenerLabels {
 
 /// A histogram type one exchange's metrics can be recorded with.
 trait Observe: EncodeMetric + TypedMetric + Clone + Send + Sync + std::fmt::Debug + 'static {
-    fn with_buckets(buckets: &[f64]) -> Self;
-    fn record(&self, value: f64);
+    /// A histogram of seconds (`true`) or bytes.
+    fn with_buckets(buckets: &[f64], seconds: bool) -> Self;
+    fn record_duration(&self, value: Duration);
+    fn record_size(&self, value: u64);
 }
 
 impl Observe for Histogram {
-    fn with_buckets(buckets: &[f64]) -> Self {
+    fn with_buckets(buckets: &[f64], _seconds: bool) -> Self {
         Histogram::new(buckets.iter().copied())
     }
-    fn record(&self, value: f64) {
-        self.observe(value);
+    fn record_duration(&self, value: Duration) {
+        self.observe(value.as_secs_f64());
+    }
+    fn record_size(&self, value: u64) {
+        self.observe(value as f64);
     }
 }
 
 impl Observe for AtomicHistogram {
-    fn with_buckets(buckets: &[f64]) -> Self {
-        AtomicHistogram::new(buckets.iter().copied())
+    fn with_buckets(buckets: &[f64], seconds: bool) -> Self {
+        let buckets = buckets.iter().copied();
+        if seconds {
+            AtomicHistogram::seconds(buckets)
+        } else {
+            AtomicHistogram::bytes(buckets)
+        }
     }
-    fn record(&self, value: f64) {
-        self.observe(value);
+    fn record_duration(&self, value: Duration) {
+        self.observe_duration(value);
+    }
+    fn record_size(&self, value: u64) {
+        self.observe_u64(value);
     }
 }
 
@@ -119,6 +137,8 @@ struct Handles<H> {
     response_size: H,
     correlated: Counter,
     milestone: Counter,
+    /// The extractor's lock over its counter and three histograms.
+    operation_lock: WriteLock,
     _registry: Registry,
 }
 
@@ -127,13 +147,15 @@ impl<H: Observe> Handles<H> {
         let mut registry = Registry::default();
         let requests = Family::<ListenerLabels, Counter>::default();
         let exchanges = Family::<ExchangeLabels, Counter>::default();
-        let histograms = |buckets: &'static [f64]| {
-            Family::<OperationLabels, H, _>::new_with_constructor(move || H::with_buckets(buckets))
+        let histograms = |buckets: &'static [f64], seconds: bool| {
+            Family::<OperationLabels, H, _>::new_with_constructor(move || {
+                H::with_buckets(buckets, seconds)
+            })
         };
-        let handle_times = histograms(&HANDLE_BUCKETS);
-        let durations = histograms(&DURATION_BUCKETS);
-        let request_sizes = histograms(&SIZE_BUCKETS);
-        let response_sizes = histograms(&SIZE_BUCKETS);
+        let handle_times = histograms(&HANDLE_BUCKETS, true);
+        let durations = histograms(&DURATION_BUCKETS, true);
+        let request_sizes = histograms(&SIZE_BUCKETS, false);
+        let response_sizes = histograms(&SIZE_BUCKETS, false);
         let correlated = Counter::<u64>::default();
         let milestones = Family::<OperationLabels, Counter>::default();
         registry.register("proxy_requests", "", requests.clone());
@@ -154,6 +176,7 @@ impl<H: Observe> Handles<H> {
             response_size: response_sizes.get_or_create_owned(&operation),
             correlated,
             milestone: milestones.get_or_create_owned(&milestone),
+            operation_lock: WriteLock::default(),
             _registry: registry,
         }
     }
@@ -161,11 +184,33 @@ impl<H: Observe> Handles<H> {
     /// What one proxied, extracted and correlated exchange records.
     fn exchange(&self) {
         self.request.inc();
-        self.handle_time.record(black_box(0.000_012_3));
+        self.handle_time
+            .record_duration(black_box(Duration::from_nanos(12_300)));
         self.exchange.inc();
-        self.duration.record(black_box(0.0123));
-        self.request_size.record(black_box(840.0));
-        self.response_size.record(black_box(840.0));
+        self.duration
+            .record_duration(black_box(Duration::from_micros(12_300)));
+        self.request_size.record_size(black_box(840));
+        self.response_size.record_size(black_box(840));
+        self.correlated.inc();
+        self.milestone.inc();
+    }
+}
+
+impl Handles<AtomicHistogram> {
+    /// What one exchange records, the way the stages record it: the
+    /// extractor's counter and histograms under its operation's lock.
+    fn exchange_locked(&self) {
+        self.request.inc();
+        self.handle_time
+            .observe_duration(black_box(Duration::from_nanos(12_300)));
+        {
+            let held = self.operation_lock.lock();
+            held.inc(&self.exchange);
+            self.duration
+                .observe_duration_held(&held, black_box(Duration::from_micros(12_300)));
+            self.request_size.observe_u64_held(&held, black_box(840));
+            self.response_size.observe_u64_held(&held, black_box(840));
+        }
         self.correlated.inc();
         self.milestone.inc();
     }
@@ -205,6 +250,9 @@ fn recording(c: &mut Criterion) {
     let atomic = Handles::<AtomicHistogram>::new();
     let locked = Handles::<Histogram>::new();
     group.bench_function("per_request/resolved_handles", |b| {
+        b.iter(|| atomic.exchange_locked())
+    });
+    group.bench_function("per_request/resolved_handles_atomic_adds", |b| {
         b.iter(|| atomic.exchange())
     });
     group.bench_function("per_request/resolved_handles_mutex_histogram", |b| {
@@ -215,7 +263,7 @@ fn recording(c: &mut Criterion) {
     let requests = Family::<ListenerLabels, Counter>::default();
     let exchanges = Family::<ExchangeLabels, Counter>::default();
     let durations = Family::<OperationLabels, AtomicHistogram>::new_with_constructor(
-        (|| AtomicHistogram::new(DURATION_BUCKETS)) as fn() -> AtomicHistogram,
+        (|| AtomicHistogram::seconds(DURATION_BUCKETS)) as fn() -> AtomicHistogram,
     );
     let correlated = Counter::<u64>::default();
     let milestones = Family::<OperationLabels, Counter>::default();
@@ -226,7 +274,7 @@ fn recording(c: &mut Criterion) {
             exchanges.get_or_create(black_box(&exchange_labels)).inc();
             durations
                 .get_or_create(black_box(&operation_labels))
-                .observe(black_box(0.0123));
+                .observe_duration(black_box(Duration::from_micros(12_300)));
             correlated.inc();
             milestones.get_or_create(black_box(&milestone_labels)).inc();
         })

@@ -87,7 +87,7 @@ pub(super) struct ExceptionMetrics {
 }
 
 fn resolution_histogram() -> AtomicHistogram {
-    AtomicHistogram::new(FLOW_BUCKETS.iter().copied())
+    AtomicHistogram::seconds(FLOW_BUCKETS.iter().copied())
 }
 
 impl ExceptionMetrics {

@@ -23,6 +23,7 @@
 //! for an unmatched exchange it is the listener's system and `operation` is
 //! `unmatched`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -31,6 +32,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::telemetry::histogram::AtomicHistogram;
+use crate::telemetry::write_lock::WriteLock;
 
 use crate::config::{Config, RouteId, System};
 use crate::proxy::{status_class_index, Exchange, Outcome, STATUS_CLASSES};
@@ -82,9 +84,14 @@ struct FailureLabels {
     reason: &'static str,
 }
 
-/// Pre-resolved handles of one operation (a route, or `unmatched` for one system).
+/// Pre-resolved handles of one operation (a route, or `unmatched` for one
+/// system); routes with the same labels share one.
 #[derive(Debug)]
 struct OperationHandles {
+    /// Held to write `exchanges`, `duration` and the sizes: one atomic
+    /// read-modify-write per exchange instead of seven. Every writer of
+    /// these series goes through this value (one per label set).
+    lock: WriteLock,
     /// Indexed by [`status_class`].
     exchanges: Vec<Counter>,
     duration: AtomicHistogram,
@@ -98,9 +105,9 @@ struct OperationHandles {
 #[derive(Debug)]
 pub(super) struct Metrics {
     /// One entry per route, indexed by `RouteId`.
-    routes: Vec<OperationHandles>,
+    routes: Vec<Arc<OperationHandles>>,
     /// One entry per system, indexed by `System::id()`.
-    unmatched: Vec<OperationHandles>,
+    unmatched: Vec<Arc<OperationHandles>>,
     /// Per measure (`MeasureName::id()`), indexed like [`Unreadable::ALL`].
     unreadable: Vec<Vec<Counter>>,
 }
@@ -110,11 +117,11 @@ impl Metrics {
     pub fn new(config: &Config, registry: &mut Registry) -> Self {
         let exchanges = Family::<ExchangeLabels, Counter>::default();
         let durations = Family::<OperationLabels, AtomicHistogram>::new_with_constructor(
-            (|| AtomicHistogram::new(DURATION_BUCKETS)) as fn() -> AtomicHistogram,
+            (|| AtomicHistogram::seconds(DURATION_BUCKETS)) as fn() -> AtomicHistogram,
         );
         let sizes = || {
             Family::<OperationLabels, AtomicHistogram>::new_with_constructor(
-                (|| AtomicHistogram::new(size_buckets())) as fn() -> AtomicHistogram,
+                (|| AtomicHistogram::bytes(size_buckets())) as fn() -> AtomicHistogram,
             )
         };
         let request_sizes = sizes();
@@ -152,7 +159,8 @@ impl Metrics {
             system: Arc::from(system.as_str()),
             operation: Arc::from(operation),
         };
-        let handles = |system: &System, operation: &str| OperationHandles {
+        let new_handles = |system: &System, operation: &str| OperationHandles {
+            lock: WriteLock::default(),
             exchanges: STATUS_CLASSES
                 .iter()
                 .chain([&UPSTREAM_FAILED])
@@ -176,6 +184,16 @@ impl Metrics {
                     })
                 })
                 .collect(),
+        };
+        // One set of handles (and so one lock) per label set, however many
+        // routes share it.
+        let mut by_labels = HashMap::<(String, String), Arc<OperationHandles>>::new();
+        let mut handles = |system: &System, operation: &str| {
+            Arc::clone(
+                by_labels
+                    .entry((system.as_str().to_owned(), operation.to_owned()))
+                    .or_insert_with(|| Arc::new(new_handles(system, operation))),
+            )
         };
         let unparseable = Family::<UnreadableLabels, Counter>::default();
         registry.register(
@@ -225,18 +243,22 @@ impl Metrics {
         let Some(handles) = handles else {
             return;
         };
-        if let Some(counter) = handles.exchanges.get(status_class(outcome)) {
-            counter.inc();
-        }
-        handles.duration.observe(exchange.duration.as_secs_f64());
-        // Precision loss above 2^53 bytes is of no concern for buckets.
-        handles
-            .request_size
-            .observe(exchange.request_body.total_len as f64);
-        if let Outcome::Response { .. } = outcome {
+        {
+            let held = handles.lock.lock();
+            if let Some(counter) = handles.exchanges.get(status_class(outcome)) {
+                held.inc(counter);
+            }
             handles
-                .response_size
-                .observe(exchange.response_body.total_len as f64);
+                .duration
+                .observe_duration_held(&held, exchange.duration);
+            handles
+                .request_size
+                .observe_u64_held(&held, exchange.request_body.total_len);
+            if let Outcome::Response { .. } = outcome {
+                handles
+                    .response_size
+                    .observe_u64_held(&held, exchange.response_body.total_len);
+            }
         }
         for problem in problems {
             if let Some(counter) = Problem::ALL

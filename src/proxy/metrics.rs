@@ -147,7 +147,7 @@ impl ProxyMetrics {
         );
         let handle =
             Family::<SystemLabels, AtomicHistogram, fn() -> AtomicHistogram>::new_with_constructor(
-                || AtomicHistogram::new(HANDLE_BUCKETS),
+                || AtomicHistogram::seconds(HANDLE_BUCKETS),
             );
         registry.register_with_unit(
             "waybill_request_handle",
@@ -267,7 +267,7 @@ impl ListenerMetrics {
 
     /// One exchange's time in the sidecar, given by its [`HandleTime`].
     pub(crate) fn handled(&self, time: &HandleTime, now: Instant) {
-        self.handle.observe(time.total(now).as_secs_f64());
+        self.handle.observe_duration(time.total(now));
     }
 }
 

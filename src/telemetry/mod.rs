@@ -40,6 +40,7 @@ pub mod spans;
 pub mod trace_id;
 pub mod traceparent;
 pub mod transport;
+pub mod write_lock;
 
 pub mod process;
 

@@ -215,8 +215,7 @@ impl Attributes<'_> {
         let len = value.text_len();
         self.scalar(key, len_field_size(len), |buf| {
             // AnyValue.string_value = 1 (in a oneof: present even when empty)
-            tag(buf, 1, LEN);
-            varint(buf, len as u64);
+            len_prefix(buf, 1, len);
             value.put(buf);
         });
     }
@@ -248,6 +247,12 @@ impl Attributes<'_> {
         });
     }
 
+    /// Attributes written once ([`EncodedAttributes`]), copied in.
+    pub fn copy(&mut self, encoded: &EncodedAttributes) {
+        debug_assert_eq!(self.field, encoded.field);
+        self.buf.extend_from_slice(&encoded.bytes);
+    }
+
     /// A `KeyValue` whose `AnyValue` is `any_len` bytes that `any` writes.
     fn scalar(
         &mut self,
@@ -261,14 +266,56 @@ impl Attributes<'_> {
         } else {
             0
         };
-        len_prefix(self.buf, self.field, key_size + len_field_size(any_len));
-        // KeyValue.key = 1 (left out when empty, proto3's default)
-        text(self.buf, 1, key);
-        tag(self.buf, 2, LEN);
-        varint(self.buf, any_len as u64);
-        let before = self.buf.len();
+        let kv_len = key_size + len_field_size(any_len);
+        let before = if key_len > 0 && kv_len < 0x80 {
+            // The usual case: the `KeyValue`, so every length in it, fits a
+            // one-byte varint (every tag is one byte). Its head and its
+            // value's head are written as two slices.
+            self.buf.reserve(2 + kv_len);
+            self.buf.extend_from_slice(&[
+                one_byte_tag(self.field, LEN),
+                kv_len as u8,
+                one_byte_tag(1, LEN),
+                key_len as u8,
+            ]);
+            key.put(self.buf);
+            self.buf
+                .extend_from_slice(&[one_byte_tag(2, LEN), any_len as u8]);
+            self.buf.len()
+        } else {
+            len_prefix(self.buf, self.field, kv_len);
+            // KeyValue.key = 1 (left out when empty, proto3's default)
+            text(self.buf, 1, key);
+            tag(self.buf, 2, LEN);
+            varint(self.buf, any_len as u64);
+            self.buf.len()
+        };
         any(self.buf);
         debug_assert_eq!(self.buf.len() - before, any_len);
+    }
+}
+
+/// Attributes encoded once, to be copied into many spans (those whose
+/// keys and values are the same for every span of a listener or a
+/// client's `Host`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedAttributes {
+    field: u32,
+    bytes: Vec<u8>,
+}
+
+impl EncodedAttributes {
+    /// Span attributes (`Span.attributes`) that `write` adds.
+    pub fn span(write: impl FnOnce(&mut Attributes<'_>)) -> Self {
+        let mut bytes = Vec::new();
+        write(&mut Attributes {
+            buf: &mut bytes,
+            field: SPAN_ATTRIBUTES,
+        });
+        EncodedAttributes {
+            field: SPAN_ATTRIBUTES,
+            bytes,
+        }
     }
 }
 
@@ -282,10 +329,8 @@ impl Strings<'_> {
     pub fn push(&mut self, value: &(impl Text + ?Sized)) {
         let len = value.text_len();
         // ArrayValue.values = 1: AnyValue.string_value = 1
-        tag(self.buf, 1, LEN);
-        varint(self.buf, len_field_size(len) as u64);
-        tag(self.buf, 1, LEN);
-        varint(self.buf, len as u64);
+        len_prefix(self.buf, 1, len_field_size(len));
+        len_prefix(self.buf, 1, len);
         value.put(self.buf);
     }
 
@@ -405,9 +450,20 @@ fn tag(buf: &mut Vec<u8>, field: u32, wire: u32) {
     varint(buf, u64::from(field << 3 | wire));
 }
 
+/// The tag of a field numbered below 16: one byte.
+fn one_byte_tag(field: u32, wire: u32) -> u8 {
+    debug_assert!(field < 16);
+    (field << 3 | wire) as u8
+}
+
 fn len_prefix(buf: &mut Vec<u8>, field: u32, len: usize) {
-    tag(buf, field, LEN);
-    varint(buf, len as u64);
+    if field < 16 && len < 0x80 {
+        // One byte each, written at once.
+        buf.extend_from_slice(&[one_byte_tag(field, LEN), len as u8]);
+    } else {
+        tag(buf, field, LEN);
+        varint(buf, len as u64);
+    }
 }
 
 /// A nested message: tag, length, then whatever `write` puts in `buf`.

@@ -43,6 +43,7 @@
 //! Exchanges that carried no key get a span with a random trace ID (the
 //! propagated one, if any) and no `waybill.transaction`.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -53,7 +54,7 @@ use prometheus_client::registry::Registry;
 
 use super::export::SpanQueue;
 use super::flows::FlowMetrics;
-use super::otlp_trace::{Attributes, EncodedSpan, Kind, LinkTarget, SpanWriter};
+use super::otlp_trace::{Attributes, EncodedAttributes, EncodedSpan, Kind, LinkTarget, SpanWriter};
 use super::settings::Sampler;
 use super::trace_id::{anchor_span_id, trace_id};
 use super::traceparent::{self, Traceparent};
@@ -81,6 +82,12 @@ pub struct SpanObserver {
     flows: FlowMetrics,
     invalid_traceparent: Counter,
     ids: RandomIdGenerator,
+    /// The last `Host` header a SERVER span was written for, with its
+    /// `url.scheme`, `server.address` and `server.port` attributes encoded
+    /// (a listener's clients mostly address it by one name).
+    last_host: RefCell<Option<(http::HeaderValue, EncodedAttributes)>>,
+    /// Per listener (by `ListenerId`), for outbound ones.
+    client_targets: Vec<Option<ClientTarget>>,
 }
 
 /// An exchange span being written, and whether its status is ERROR.
@@ -125,12 +132,21 @@ impl SpanObserver {
             "Requests whose traceparent header was not valid W3C Trace Context (ignored)",
             invalid_traceparent.clone(),
         );
+        let client_targets = config
+            .listeners
+            .iter()
+            .map(|l| {
+                (l.direction == Direction::Outbound).then(|| ClientTarget::new(&l.upstream.uri))
+            })
+            .collect();
         SpanObserver {
             config,
             sink,
             flows,
             invalid_traceparent,
             ids: RandomIdGenerator::default(),
+            last_host: RefCell::new(None),
+            client_targets,
         }
     }
 
@@ -180,9 +196,14 @@ impl SpanObserver {
         }
         let status = exchange.outcome.status().as_u16();
         attributes.int("http.response.status_code", i64::from(status));
-        match listener.filter(|_| outbound) {
-            Some(listener) => client_target(&mut attributes, &listener.upstream.uri, &exchange.uri),
-            None => server_target(&mut attributes, exchange),
+        let client = self
+            .client_targets
+            .get(exchange.listener.0)
+            .and_then(Option::as_ref)
+            .filter(|_| outbound);
+        match client {
+            Some(target) => target.write(&mut attributes, &exchange.uri),
+            None => self.server_target(&mut attributes, exchange),
         }
         attributes.string("url.path", exchange.uri.path());
         if let Some(query) = exchange.uri.query() {
@@ -338,6 +359,35 @@ impl SpanObserver {
         writer.finish(0, false)
     }
 
+    /// [`server_target`] of `exchange`; from the `Host` header, parsed and
+    /// encoded once for as long as the following exchanges carry the same.
+    fn server_target(&self, attributes: &mut Attributes<'_>, exchange: &crate::proxy::Exchange) {
+        let host = exchange.request_headers.get(http::header::HOST);
+        let (None, Some(host), Ok(mut last)) = (
+            exchange.uri.authority(),
+            host,
+            self.last_host.try_borrow_mut(),
+        ) else {
+            let authority = exchange.uri.authority().cloned().or_else(|| {
+                host.and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.parse::<http::uri::Authority>().ok())
+            });
+            return server_target(attributes, authority.as_ref());
+        };
+        if last.as_ref().is_none_or(|(seen, _)| seen != host) {
+            let authority = host
+                .to_str()
+                .ok()
+                .and_then(|h| h.parse::<http::uri::Authority>().ok());
+            let encoded =
+                EncodedAttributes::span(|attributes| server_target(attributes, authority.as_ref()));
+            *last = Some((host.clone(), encoded));
+        }
+        if let Some((_, encoded)) = &*last {
+            attributes.copy(encoded);
+        }
+    }
+
     fn send(&self, span: EncodedSpan) {
         if let Some(sink) = &self.sink {
             sink.queue.push(span);
@@ -463,38 +513,49 @@ fn exception_attributes(attributes: &mut Attributes<'_>, exception: &ExceptionRe
     attributes.string("waybill.exception.reason", exception.reason.as_str());
 }
 
-/// `url.full`, `url.scheme`, `server.address` and `server.port` of a CLIENT
-/// span: where the sidecar sent the request (the upstream, its base path
-/// prefixed to the request's path).
-fn client_target(attributes: &mut Attributes<'_>, upstream: &http::Uri, request: &http::Uri) {
-    let scheme = upstream.scheme_str().unwrap_or("http");
-    let base = upstream.path().trim_end_matches('/');
-    let authority = upstream.authority().map(|a| a.as_str()).unwrap_or_default();
-    let path_and_query = request.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    attributes.string(
-        "url.full",
-        &[scheme, "://", authority, base, path_and_query],
-    );
-    attributes.string("url.scheme", scheme);
-    if let Some(host) = upstream.host() {
-        attributes.string("server.address", host);
+/// What a CLIENT span says of where the sidecar sent the request: the
+/// upstream, its base path prefixed to the request's path. The same for
+/// every exchange of an outbound listener, so prepared once per listener.
+struct ClientTarget {
+    /// `url.full` up to the request's path: `{scheme}://{authority}{base}`.
+    prefix: String,
+    /// `url.scheme`, `server.address` and `server.port`, encoded.
+    attributes: EncodedAttributes,
+}
+
+impl ClientTarget {
+    fn new(upstream: &http::Uri) -> Self {
+        let scheme = upstream.scheme_str().unwrap_or("http");
+        let base = upstream.path().trim_end_matches('/');
+        let authority = upstream.authority().map(|a| a.as_str()).unwrap_or_default();
+        let attributes = EncodedAttributes::span(|attributes| {
+            attributes.string("url.scheme", scheme);
+            if let Some(host) = upstream.host() {
+                attributes.string("server.address", host);
+            }
+            let default_port = if scheme == "https" { 443 } else { 80 };
+            let port = upstream.port_u16().unwrap_or(default_port);
+            attributes.int("server.port", i64::from(port));
+        });
+        ClientTarget {
+            prefix: [scheme, "://", authority, base].concat(),
+            attributes,
+        }
     }
-    let default_port = if scheme == "https" { 443 } else { 80 };
-    let port = upstream.port_u16().unwrap_or(default_port);
-    attributes.int("server.port", i64::from(port));
+
+    /// `url.full`, `url.scheme`, `server.address` and `server.port` of a
+    /// CLIENT span for `request`.
+    fn write(&self, attributes: &mut Attributes<'_>, request: &http::Uri) {
+        let path_and_query = request.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        attributes.string("url.full", &[self.prefix.as_str(), path_and_query]);
+        attributes.copy(&self.attributes);
+    }
 }
 
 /// `url.scheme`, `server.address` and `server.port` of a SERVER span: the
-/// authority the client addressed (`:authority` or `Host`).
-fn server_target(attributes: &mut Attributes<'_>, exchange: &crate::proxy::Exchange) {
+/// authority the client addressed (`:authority`, else `Host`).
+fn server_target(attributes: &mut Attributes<'_>, authority: Option<&http::uri::Authority>) {
     attributes.string("url.scheme", "http");
-    let authority = exchange.uri.authority().cloned().or_else(|| {
-        exchange
-            .request_headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.parse::<http::uri::Authority>().ok())
-    });
     if let Some(authority) = authority {
         attributes.string("server.address", authority.host());
         if let Some(port) = authority.port_u16() {

@@ -338,22 +338,14 @@ fn an_outbound_upstream_failure_is_a_client_span_with_its_error_type() {
 fn a_server_error_response_sets_error_type_to_the_status_code() {
     let config = config();
     let observer = observer(&config);
-    let observation = Observation {
-        exchange: exchange(
-            0,
-            "/unknown",
-            Outcome::Response {
-                status: http::StatusCode::SERVICE_UNAVAILABLE,
-                headers: http::HeaderMap::new(),
-            },
-        ),
-        route: None,
-        operation: None,
-        keys: Vec::new(),
-        milestone: None,
-        problems: Vec::new(),
-        measures: Default::default(),
-    };
+    let observation = unrouted(exchange(
+        0,
+        "/unknown",
+        Outcome::Response {
+            status: http::StatusCode::SERVICE_UNAVAILABLE,
+            headers: http::HeaderMap::new(),
+        },
+    ));
     let span = decode(&observer.exchange_span(&observation, TraceId::from_bytes([1; 16])));
     assert_eq!(span.name, "POST", "no route: the method alone");
     assert!(attribute(&span, "http.route").is_none());
@@ -402,8 +394,13 @@ fn queued_observer(
 }
 
 fn keyless() -> Observation {
+    unrouted(exchange(0, "/health", ok()))
+}
+
+/// `exchange`, matched by no route, with nothing extracted.
+fn unrouted(exchange: Exchange) -> Observation {
     Observation {
-        exchange: exchange(0, "/health", ok()),
+        exchange,
         route: None,
         operation: None,
         keys: Vec::new(),
@@ -526,4 +523,52 @@ fn measure_values_are_attributes_of_the_exchange_that_carried_them() {
 
 fn keyless_span(observer: &SpanObserver) -> Span {
     decode(&observer.exchange_span(&keyless(), TraceId::from_bytes([8; 16])))
+}
+
+#[test]
+fn server_attributes_follow_each_exchanges_host() {
+    let config = config();
+    let observer = observer(&config);
+    let span = |uri: &str, host: Option<&'static str>| {
+        let mut exchange = exchange(0, uri, ok());
+        match host {
+            Some(host) => exchange
+                .request_headers
+                .insert(http::header::HOST, http::HeaderValue::from_static(host)),
+            None => exchange.request_headers.remove(http::header::HOST),
+        };
+        decode(&observer.exchange_span(&unrouted(exchange), TraceId::from_bytes([3; 16])))
+    };
+    let address = |span: &Span| attribute(span, "server.address").cloned();
+    let port = |span: &Span| attribute(span, "server.port").cloned();
+    let host = |name: &str| Some(Value::StringValue(name.to_owned()));
+    // The same Host twice, another, the first again, none, an invalid one,
+    // and a request whose target names its own authority.
+    for (uri, header, want_address, want_port) in [
+        ("/a", Some("a.example:81"), host("a.example"), Some(81)),
+        ("/a", Some("a.example:81"), host("a.example"), Some(81)),
+        ("/b", Some("b.example"), host("b.example"), None),
+        ("/a", Some("a.example:81"), host("a.example"), Some(81)),
+        ("/n", None, None, None),
+        ("/x", Some("not a host"), None, None),
+        (
+            "http://c.example:82/c",
+            Some("a.example:81"),
+            host("c.example"),
+            Some(82),
+        ),
+    ] {
+        let span = span(uri, header);
+        assert_eq!(address(&span), want_address, "{uri} {header:?}");
+        assert_eq!(
+            port(&span),
+            want_port.map(Value::IntValue),
+            "{uri} {header:?}"
+        );
+        assert_eq!(text(&span, "url.scheme"), "http");
+        assert_eq!(
+            text(&span, "url.path"),
+            uri.trim_start_matches("http://c.example:82")
+        );
+    }
 }
