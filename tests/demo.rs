@@ -313,7 +313,7 @@ async fn the_transaction_api_finds_the_out_of_order_order_with_both_milestones()
                 .milestones
                 .iter()
                 .find(|m| {
-                    m.milestone
+                    m.milestone()
                         .get(&demo.config().milestones)
                         .is_some_and(|n| n.as_str() == milestone)
                         && transaction
@@ -402,7 +402,7 @@ async fn tracking_number_alone_finds_its_order() {
         let root = transaction.root.as_ref().map(|k| k.value.to_string());
         assert_eq!(root.as_deref(), Some(delivery.order_id.as_str()));
         let delivered = transaction.milestones.iter().any(|m| {
-            m.milestone
+            m.milestone()
                 .get(&demo.config().milestones)
                 .is_some_and(|n| n.as_str() == "delivered")
                 && transaction

@@ -219,7 +219,7 @@ fn summary(tx: &Transaction, config: &Config) -> Value {
         "status": tx.status,
         "keys": tx.keys,
         "last_milestone": tx.last_milestone().map(|m| json!({
-            "milestone": m.milestone.get(&config.milestones),
+            "milestone": m.milestone().get(&config.milestones),
             "object": tx.milestone_object(m),
             "at": time(m.at()),
         })),

@@ -58,7 +58,7 @@ pub(super) fn record(
     let exchange = &observation.exchange;
     for object in objects {
         if let Some(existing) = tx.milestone_mut(milestone, &object) {
-            existing.repeats += 1;
+            existing.add_repeat();
             let existing = existing.clone();
             counters.repeats.inc();
             if let Some(record) = tx.milestone_record(&existing, Names::of(config)) {
@@ -127,7 +127,7 @@ pub(super) fn refresh_status(config: &Config, completed: &Counter, tx: &mut TxMu
     let current = match status {
         Status::Open => tx
             .last_milestone()
-            .and_then(|m| m.milestone.get(&config.milestones))
+            .and_then(|m| m.milestone().get(&config.milestones))
             .cloned(),
         Status::Complete => None,
     };
@@ -155,8 +155,12 @@ fn measure(
     let end = tx
         .milestones
         .iter()
-        .find(|m| m.milestone.is(&flow.to) && m.object_position() == position)?;
-    let starts = || tx.milestones.iter().filter(|m| m.milestone.is(&flow.from));
+        .find(|m| m.milestone().is(&flow.to) && m.object_position() == position)?;
+    let starts = || {
+        tx.milestones
+            .iter()
+            .filter(|m| m.milestone().is(&flow.from))
+    };
     let same_kind =
         config.milestone_def(&flow.from).object == config.milestone_def(&flow.to).object;
     let start = if same_kind {

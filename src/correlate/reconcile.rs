@@ -361,7 +361,7 @@ impl Correlator {
         let Some(tx) = self.store.get(id) else { return };
         let latest = tx.last_milestone();
         let resting = tx.status == Status::Open
-            && latest.is_some_and(|m| m.milestone.is(milestone) && m.at() == since);
+            && latest.is_some_and(|m| m.milestone().is(milestone) && m.at() == since);
         if resting {
             self.store.set_stuck(id, Some(milestone.clone()));
         }

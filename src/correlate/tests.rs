@@ -198,7 +198,7 @@ fn milestone_objects(h: &Harness, tx: &Transaction, name: &str) -> Vec<String> {
     let milestone = h.milestone(name);
     tx.milestones
         .iter()
-        .filter(|m| m.milestone.is(&milestone))
+        .filter(|m| m.milestone().is(&milestone))
         .filter_map(|m| tx.milestone_object(m))
         .map(|k| k.to_string())
         .collect()
@@ -304,7 +304,7 @@ fn a_repeated_milestone_keeps_its_first_time_and_counts_the_repeat() {
     let tx = h.transaction("order", "SO-3");
     assert_eq!(tx.milestones.len(), 1);
     assert_eq!(tx.milestones[0].at(), at(0.0));
-    assert_eq!(tx.milestones[0].repeats, 1);
+    assert_eq!(tx.milestones[0].repeats(), 1);
     assert!(h
         .metrics()
         .contains(r#"waybill_milestone_repeats_total{milestone="order_released"} 1"#));
@@ -337,7 +337,7 @@ fn two_transactions_that_turn_out_linked_merge_without_losing_milestones() {
     let mut names: Vec<&str> = tx
         .milestones
         .iter()
-        .filter_map(|m| m.milestone.get(milestones))
+        .filter_map(|m| m.milestone().get(milestones))
         .map(|m| m.as_str())
         .collect();
     names.sort_unstable();

@@ -9,6 +9,7 @@
 pub mod durable;
 mod expiry;
 mod index;
+mod reached;
 pub mod shared;
 mod timeline;
 mod transaction;
@@ -477,13 +478,16 @@ impl Store {
             if !record.remap(&moved) {
                 continue;
             }
-            match target.milestone_at_mut(record.milestone, record.object_position()) {
+            match target.milestone_at_mut(record.milestone(), record.object_position()) {
                 Some(existing) => {
-                    let repeats = existing.repeats + record.repeats + 1;
+                    let repeats = existing
+                        .repeats()
+                        .saturating_add(record.repeats())
+                        .saturating_add(1);
                     if record.at() < existing.at() {
                         *existing = record;
                     }
-                    existing.repeats = repeats;
+                    existing.set_repeats(repeats);
                 }
                 None => target.milestones.push(record),
             }

@@ -30,6 +30,7 @@ use crate::extract::Key;
 use crate::proxy::UpstreamError;
 use crate::telemetry::trace_id;
 
+pub use super::reached::Reached;
 use super::timeline::{ExchangeRecord, Timeline};
 
 /// Identity of a transaction inside one store; not a business identifier.
@@ -207,42 +208,6 @@ pub struct MilestoneRecord {
     pub repeats: u32,
 }
 
-/// One milestone reached by one object, as a transaction holds it: the
-/// [`MilestoneRecord`] it stands for with the object as a position in the
-/// transaction's `keys`, the time as a [`Stamp`] and the config names as
-/// [`NameId`]s (32 bytes instead of 80). [`Transaction::milestone_record`]
-/// gives the record back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reached {
-    pub milestone: NameId<kind::Milestone>,
-    pub system: NameId<kind::System>,
-    pub operation: Option<NameId<kind::Operation>>,
-    /// The exchange that recorded it first.
-    pub exchange: u64,
-    at: Stamp,
-    object: u32,
-    /// How many later exchanges marked the same milestone on the same object.
-    pub repeats: u32,
-}
-
-impl Reached {
-    /// When it first happened.
-    pub fn at(&self) -> SystemTime {
-        self.at.time()
-    }
-
-    /// Where the object is in the transaction's `keys`.
-    pub fn object_position(&self) -> usize {
-        self.object as usize
-    }
-
-    /// Points the object at `map[p]` for its position `p` (a merge moving
-    /// keys); false when `map` has no such position.
-    pub fn remap(&mut self, map: &[u32]) -> bool {
-        remap(&mut self.object, map)
-    }
-}
-
 /// The value of one measure in one role on one object: the quoted freight
 /// cost of a shipment, its invoiced cost, its weight.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -320,7 +285,7 @@ impl MeasuredFlow {
 }
 
 /// Replaces the position `at` by `map[at]`; false when `map` has none.
-fn remap(at: &mut u32, map: &[u32]) -> bool {
+pub(super) fn remap(at: &mut u32, map: &[u32]) -> bool {
     match map.get(*at as usize) {
         Some(&to) => {
             *at = to;
@@ -545,7 +510,7 @@ impl Transaction {
     ) -> Option<&mut Reached> {
         self.milestones
             .iter_mut()
-            .find(|m| m.milestone == milestone && m.object_position() == object)
+            .find(|m| m.milestone() == milestone && m.object_position() == object)
     }
 
     /// The object `reached` is about, one of `keys`.
@@ -556,18 +521,18 @@ impl Transaction {
     /// The full record of `reached`, one of `milestones`, its names read
     /// from `names`.
     pub fn milestone_record(&self, reached: &Reached, names: Names<'_>) -> Option<MilestoneRecord> {
-        let operation = match reached.operation {
+        let operation = match reached.operation() {
             Some(id) => Some(id.get(names.operations)?.clone()),
             None => None,
         };
         Some(MilestoneRecord {
-            milestone: reached.milestone.get(names.milestones)?.clone(),
+            milestone: reached.milestone().get(names.milestones)?.clone(),
             object: self.milestone_object(reached)?.clone(),
             at: reached.at(),
-            system: reached.system.get(names.systems)?.clone(),
+            system: reached.system().get(names.systems)?.clone(),
             operation,
-            exchange: reached.exchange,
-            repeats: reached.repeats,
+            exchange: reached.exchange(),
+            repeats: reached.repeats(),
         })
     }
 
@@ -578,15 +543,15 @@ impl Transaction {
         let Some(object) = self.position(&record.object) else {
             return false;
         };
-        self.milestones.push(Reached {
-            milestone: NameId::new(&record.milestone),
-            system: NameId::new(&record.system),
-            operation: record.operation.as_ref().map(NameId::new),
-            exchange: record.exchange,
-            at: Stamp::new(record.at),
-            object: object as u32,
-            repeats: record.repeats,
-        });
+        self.milestones.push(Reached::new(
+            NameId::new(&record.milestone),
+            NameId::new(&record.system),
+            record.operation.as_ref().map(NameId::new),
+            record.exchange,
+            record.at,
+            object as u32,
+            record.repeats,
+        ));
         true
     }
 
@@ -653,7 +618,7 @@ impl Transaction {
         };
         self.milestones
             .iter()
-            .any(|m| m.milestone.is(milestone) && object.is_none_or(|o| m.object_position() == o))
+            .any(|m| m.milestone().is(milestone) && object.is_none_or(|o| m.object_position() == o))
     }
 
     /// Keys linked directly to `key` by some exchange.
@@ -735,7 +700,7 @@ impl Transaction {
 
     /// The last milestone recorded, for listings.
     pub fn last_milestone(&self) -> Option<&Reached> {
-        self.milestones.iter().max_by_key(|m| m.at)
+        self.milestones.iter().max_by_key(|m| m.stamp())
     }
 }
 
@@ -923,7 +888,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<Option<NameId<kind::System>>>(), 2);
         assert_eq!(std::mem::size_of::<KeyRefs>(), 16);
         assert_eq!(std::mem::size_of::<Stamp>(), 8);
-        assert!(std::mem::size_of::<Reached>() <= 32);
+        assert!(std::mem::size_of::<Reached>() <= 24);
         assert!(std::mem::size_of::<MeasuredFlow>() <= 24);
         // 256 is an allocation size class of jemalloc (the binary's
         // allocator); the next is 320.

@@ -624,6 +624,7 @@ listeners:
   - { name: edge, bind: 127.0.0.1:0, upstream: http://127.0.0.1:9, system: wms }
 milestones:
   - { name: packed, object: shipment }
+  - { name: labelled, object: tracking }
 routes: []
 "#;
 
@@ -631,7 +632,9 @@ routes: []
     /// saved format did not change: keys by value everywhere). Its third
     /// exchange starts 55 hours after the first (beyond a packed record's
     /// time offset), took 7 s (beyond its `u32` nanoseconds) and shares
-    /// the second's path: it must come back exactly all the same.
+    /// the second's path; its second milestone was recorded by an exchange
+    /// beyond 48 bits and repeated beyond 16 bits (beyond a packed
+    /// milestone): it must come back exactly all the same.
     const WRITTEN_BEFORE: &str = r#"{
       "id": 7,
       "name": ["order", "SO-1"], "root": ["order", "SO-1"], "former_names": [["shipment", "SH-1"]],
@@ -640,7 +643,10 @@ routes: []
       "links": [[["shipment", "SH-1"], ["tracking", "1Z1"]], [["order", "SO-1"], ["shipment", "SH-1"]]],
       "milestones": [{"milestone": "packed", "object": ["shipment", "SH-1"],
         "at": {"secs_since_epoch": 1800000000, "nanos_since_epoch": 5}, "system": "wms",
-        "operation": null, "exchange": 2, "repeats": 0}],
+        "operation": null, "exchange": 2, "repeats": 0},
+        {"milestone": "labelled", "object": ["tracking", "1Z1"],
+        "at": {"secs_since_epoch": 1800000001, "nanos_since_epoch": 0}, "system": "wms",
+        "operation": null, "exchange": 281474976710659, "repeats": 70000}],
       "flows": [], "exceptions": [], "attempts": [], "current": "packed", "stuck": null,
       "exchanges": [
         {"id": 1, "at": {"secs_since_epoch": 1800000000, "nanos_since_epoch": 5}, "system": "wms",
@@ -678,6 +684,12 @@ routes: []
                 ("shipment:SH-1".to_owned(), "tracking:1Z1".to_owned()),
                 ("order:SO-1".to_owned(), "shipment:SH-1".to_owned()),
             ]
+        );
+        let spilled: Vec<bool> = tx.milestones.iter().map(|m| m.is_spilled()).collect();
+        assert_eq!(
+            spilled,
+            [false, true],
+            "the second does not fit the packed form"
         );
         let first = tx.exchanges.get(0).expect("loaded");
         let keys: Vec<String> = tx.exchange_keys(first).map(text).collect();
