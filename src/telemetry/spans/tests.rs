@@ -572,3 +572,39 @@ fn server_attributes_follow_each_exchanges_host() {
         );
     }
 }
+
+#[test]
+fn each_span_carries_its_own_routes_system_and_operation() {
+    let config = config();
+    let observer = observer(&config);
+    // Every route on every listener (systems `wms` and `carrier`), and
+    // back: the declared attributes encoded once are each exchange's own.
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        for route in &config.routes {
+            for (l, listener) in config.listeners.iter().enumerate() {
+                let observation = Observation {
+                    route: Some(route.id),
+                    operation: Some(route.operation.clone()),
+                    ..unrouted(exchange(l, "/shipments/SH-1/ship", ok()))
+                };
+                let span = decode(&observer.exchange_span(
+                    &observation,
+                    TraceId::from_bytes([round + 1; 16]),
+                ));
+                assert_eq!(text(&span, "http.route"), route.path.text);
+                assert_eq!(text(&span, "waybill.operation"), route.operation.as_str());
+                assert_eq!(text(&span, "waybill.system"), listener.system.as_str());
+                seen.push((text(&span, "http.route"), text(&span, "waybill.system")));
+            }
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), config.routes.len() * config.listeners.len());
+    // An unrouted exchange has neither route nor operation.
+    let span = keyless_span(&observer);
+    assert!(attribute(&span, "http.route").is_none());
+    assert!(attribute(&span, "waybill.operation").is_none());
+    assert_eq!(text(&span, "waybill.system"), config.listeners[0].system.as_str());
+}
