@@ -90,6 +90,9 @@ pub struct SpanObserver {
     client_targets: Vec<Option<ClientTarget>>,
     /// Attributes of the config's routes, systems and operations, encoded.
     declared: DeclaredAttributes,
+    /// The spans of one event on their way to the queue: emptied after
+    /// each, kept so its room is allocated once.
+    outgoing: Vec<EncodedSpan>,
 }
 
 /// An exchange span being written, and whether its status is ERROR.
@@ -151,6 +154,7 @@ impl SpanObserver {
             last_host: RefCell::new(None),
             declared,
             client_targets,
+            outgoing: Vec::new(),
         }
     }
 
@@ -248,7 +252,15 @@ impl SpanObserver {
     /// [`trace_id`] of its name, kept with the transaction:
     /// [`Transaction::trace_id`]): the exchange span, then one span per
     /// completed flow. Sampling is not applied here.
-    pub fn spans(&mut self, event: &Correlated<'_>) -> Vec<EncodedSpan> {
+    pub fn spans(&self, event: &Correlated<'_>) -> Vec<EncodedSpan> {
+        let mut spans = Vec::with_capacity(1 + event.news.flows.len());
+        self.spans_into(event, &mut spans);
+        spans
+    }
+
+    /// [`spans`](Self::spans), appended to `spans` (a `Vec` the caller
+    /// reuses from one event to the next).
+    pub fn spans_into(&self, event: &Correlated<'_>, spans: &mut Vec<EncodedSpan>) {
         let transaction = event.transaction;
         let trace = transaction.trace_id();
         let observation = event.observation;
@@ -294,7 +306,6 @@ impl SpanObserver {
         }
         self.caller_links(&mut links, observation, trace);
         let dropped = links.dropped;
-        let mut spans = Vec::with_capacity(1 + event.news.flows.len());
         spans.push(writer.finish(dropped, error));
         spans.extend(
             event
@@ -303,7 +314,6 @@ impl SpanObserver {
                 .iter()
                 .map(|flow| self.flow_span(flow, &name, trace)),
         );
-        spans
     }
 
     /// The links to the caller's span (`traceparent`) and, when the proxy
@@ -416,9 +426,12 @@ impl Observer for SpanObserver {
             self.flows.observe(flow, trace);
         }
         if self.sampled(trace) {
-            for span in self.spans(event) {
+            let mut outgoing = std::mem::take(&mut self.outgoing);
+            self.spans_into(event, &mut outgoing);
+            for span in outgoing.drain(..) {
                 self.send(span);
             }
+            self.outgoing = outgoing;
         }
     }
 
