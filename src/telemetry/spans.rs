@@ -88,6 +88,11 @@ pub struct SpanObserver {
     last_host: RefCell<Option<(http::HeaderValue, EncodedAttributes)>>,
     /// Per listener (by `ListenerId`), for outbound ones.
     client_targets: Vec<Option<ClientTarget>>,
+    /// Attributes of the config's routes, systems and operations, encoded.
+    declared: DeclaredAttributes,
+    /// The spans of one event on their way to the queue: emptied after
+    /// each, kept so its room is allocated once.
+    outgoing: Vec<EncodedSpan>,
 }
 
 /// An exchange span being written, and whether its status is ERROR.
@@ -139,6 +144,7 @@ impl SpanObserver {
                 (l.direction == Direction::Outbound).then(|| ClientTarget::new(&l.upstream.uri))
             })
             .collect();
+        let declared = DeclaredAttributes::new(&config);
         SpanObserver {
             config,
             sink,
@@ -146,7 +152,9 @@ impl SpanObserver {
             invalid_traceparent,
             ids: RandomIdGenerator::default(),
             last_host: RefCell::new(None),
+            declared,
             client_targets,
+            outgoing: Vec::new(),
         }
     }
 
@@ -191,8 +199,8 @@ impl SpanObserver {
         if let Some(original) = original {
             attributes.string("http.request.method_original", original);
         }
-        if let Some(route) = route {
-            attributes.string("http.route", route);
+        if let (Some(id), Some(route)) = (observation.route, route) {
+            self.declared.routes.write(&mut attributes, id.0, route);
         }
         let status = exchange.outcome.status().as_u16();
         attributes.int("http.response.status_code", i64::from(status));
@@ -216,9 +224,15 @@ impl SpanObserver {
         if let Some(error_type) = error_type {
             attributes.string("error.type", error_type);
         }
-        attributes.string("waybill.system", exchange.system.as_str());
+        let declared = &self.declared;
+        let system = &exchange.system;
+        declared
+            .systems
+            .write(&mut attributes, system.id(), system.as_str());
         if let Some(operation) = &observation.operation {
-            attributes.string("waybill.operation", operation.as_str());
+            declared
+                .operations
+                .write(&mut attributes, operation.id(), operation.as_str());
         }
         if !observation.problems.is_empty() {
             attributes.strings("waybill.extraction.problems", |values| {
@@ -238,7 +252,15 @@ impl SpanObserver {
     /// [`trace_id`] of its name, kept with the transaction:
     /// [`Transaction::trace_id`]): the exchange span, then one span per
     /// completed flow. Sampling is not applied here.
-    pub fn spans(&mut self, event: &Correlated<'_>) -> Vec<EncodedSpan> {
+    pub fn spans(&self, event: &Correlated<'_>) -> Vec<EncodedSpan> {
+        let mut spans = Vec::with_capacity(1 + event.news.flows.len());
+        self.spans_into(event, &mut spans);
+        spans
+    }
+
+    /// [`spans`](Self::spans), appended to `spans` (a `Vec` the caller
+    /// reuses from one event to the next).
+    pub fn spans_into(&self, event: &Correlated<'_>, spans: &mut Vec<EncodedSpan>) {
         let transaction = event.transaction;
         let trace = transaction.trace_id();
         let observation = event.observation;
@@ -284,7 +306,6 @@ impl SpanObserver {
         }
         self.caller_links(&mut links, observation, trace);
         let dropped = links.dropped;
-        let mut spans = Vec::with_capacity(1 + event.news.flows.len());
         spans.push(writer.finish(dropped, error));
         spans.extend(
             event
@@ -293,7 +314,6 @@ impl SpanObserver {
                 .iter()
                 .map(|flow| self.flow_span(flow, &name, trace)),
         );
-        spans
     }
 
     /// The links to the caller's span (`traceparent`) and, when the proxy
@@ -406,9 +426,12 @@ impl Observer for SpanObserver {
             self.flows.observe(flow, trace);
         }
         if self.sampled(trace) {
-            for span in self.spans(event) {
+            let mut outgoing = std::mem::take(&mut self.outgoing);
+            self.spans_into(event, &mut outgoing);
+            for span in outgoing.drain(..) {
                 self.send(span);
             }
+            self.outgoing = outgoing;
         }
     }
 
@@ -511,6 +534,59 @@ fn exception_attributes(attributes: &mut Attributes<'_>, exception: &ExceptionRe
     attributes.string("waybill.object.kind", exception.object.kind.as_str());
     attributes.string("waybill.object.value", &*exception.object.value);
     attributes.string("waybill.exception.reason", exception.reason.as_str());
+}
+
+/// The span attributes whose values are names the config declares (a
+/// route's path template, a system, an operation): each encoded once when
+/// the observer is built, copied into every span that carries it.
+struct DeclaredAttributes {
+    /// `http.route`, by `RouteId`.
+    routes: Declared,
+    /// `waybill.system`, by `System::id`.
+    systems: Declared,
+    /// `waybill.operation`, by `Operation::id`.
+    operations: Declared,
+}
+
+impl DeclaredAttributes {
+    fn new(config: &Config) -> Self {
+        DeclaredAttributes {
+            routes: Declared::new(
+                "http.route",
+                config.routes.iter().map(|r| r.path.text.as_str()),
+            ),
+            systems: Declared::new("waybill.system", config.systems.iter().map(|s| s.as_str())),
+            operations: Declared::new(
+                "waybill.operation",
+                config.operations.iter().map(|o| o.as_str()),
+            ),
+        }
+    }
+}
+
+/// One attribute `key` for each of a declared list of values, encoded.
+struct Declared {
+    key: &'static str,
+    /// By the value's index in its declaration list.
+    encoded: Vec<EncodedAttributes>,
+}
+
+impl Declared {
+    fn new<'a>(key: &'static str, values: impl Iterator<Item = &'a str>) -> Self {
+        let encoded = values
+            .map(|value| EncodedAttributes::span(|attributes| attributes.string(key, value)))
+            .collect();
+        Declared { key, encoded }
+    }
+
+    /// The attribute of `value`, number `index` in the declaration list
+    /// (written from `value` should the index be past the list).
+    fn write(&self, attributes: &mut Attributes<'_>, index: usize, value: &str) {
+        match self.encoded.get(index) {
+            Some(encoded) => attributes.copy(encoded),
+            None => attributes.string(self.key, value),
+        }
+    }
 }
 
 /// What a CLIENT span says of where the sidecar sent the request: the

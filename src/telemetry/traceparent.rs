@@ -21,9 +21,13 @@ pub enum Traceparent {
     Invalid,
 }
 
+/// The header's name, made once: looking it up by a `&str` would check
+/// and lowercase the name on every call.
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// Reads the `traceparent` header(s) of `headers`; more than one is invalid.
 pub fn read(headers: &http::HeaderMap) -> Traceparent {
-    let mut values = headers.get_all("traceparent").iter();
+    let mut values = headers.get_all(&TRACEPARENT).iter();
     let Some(value) = values.next() else {
         return Traceparent::Absent;
     };

@@ -138,7 +138,7 @@ fn observer(config: &Arc<Config>) -> SpanObserver {
 #[test]
 fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business_story() {
     let config = config();
-    let mut observer = observer(&config);
+    let observer = observer(&config);
     let order = key(&config, "order", "SO-1001");
     let shipment = key(&config, "shipment", "SH-1");
     let shipped = config.milestones.get("shipped").expect("declared");
@@ -571,4 +571,90 @@ fn server_attributes_follow_each_exchanges_host() {
             uri.trim_start_matches("http://c.example:82")
         );
     }
+}
+
+#[test]
+fn each_span_carries_its_own_routes_system_and_operation() {
+    let config = config();
+    let observer = observer(&config);
+    // Every route on every listener (systems `wms` and `carrier`), and
+    // back: the declared attributes encoded once are each exchange's own.
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        for route in &config.routes {
+            for (l, listener) in config.listeners.iter().enumerate() {
+                let observation = Observation {
+                    route: Some(route.id),
+                    operation: Some(route.operation.clone()),
+                    ..unrouted(exchange(l, "/shipments/SH-1/ship", ok()))
+                };
+                let span = decode(
+                    &observer.exchange_span(&observation, TraceId::from_bytes([round + 1; 16])),
+                );
+                assert_eq!(text(&span, "http.route"), route.path.text);
+                assert_eq!(text(&span, "waybill.operation"), route.operation.as_str());
+                assert_eq!(text(&span, "waybill.system"), listener.system.as_str());
+                seen.push((text(&span, "http.route"), text(&span, "waybill.system")));
+            }
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), config.routes.len() * config.listeners.len());
+    // An unrouted exchange has neither route nor operation.
+    let span = keyless_span(&observer);
+    assert!(attribute(&span, "http.route").is_none());
+    assert!(attribute(&span, "waybill.operation").is_none());
+    assert_eq!(
+        text(&span, "waybill.system"),
+        config.listeners[0].system.as_str()
+    );
+}
+
+#[test]
+fn each_event_queues_its_own_spans_once() {
+    let config = config();
+    let mut registry = Registry::default();
+    let (mut observer, mut rx) = queued_observer(&config, 16, Sampler::AlwaysOn, &mut registry);
+    let shipment = key(&config, "shipment", "SH-1");
+    let transaction = Transaction::new(TxId(1), shipment.clone(), t0());
+    let observation = Observation {
+        route: Some(RouteId(0)),
+        operation: config.operations.get("wms.ship"),
+        ..unrouted(exchange(0, "/shipments/SH-1/ship", ok()))
+    };
+    let flow = FlowRecord {
+        flow: config.flow_names.get("order_to_ship").expect("declared"),
+        object: shipment.clone(),
+        started: t0() - Duration::from_secs(60),
+        ended: t0(),
+        duration: Duration::from_secs(60),
+        within_slo: true,
+    };
+    let with_flow = News {
+        flows: vec![flow],
+        ..News::default()
+    };
+    let without = News::default();
+    let keys = [shipment];
+    // An event with a flow (two spans), one without, the first again.
+    for news in [&with_flow, &without, &with_flow] {
+        observer.correlated(&Correlated {
+            observation: &observation,
+            transaction: &transaction,
+            keys: &keys,
+            news,
+        });
+    }
+    let mut names = Vec::new();
+    while let Ok(span) = rx.try_recv() {
+        let span = decode(&span);
+        assert_eq!(span.trace_id, transaction.trace_id().to_bytes());
+        names.push(span.name);
+    }
+    let exchange = "POST /shipments/{shipment_id}/ship";
+    assert_eq!(
+        names,
+        [exchange, "waybill.flow", exchange, exchange, "waybill.flow"]
+    );
 }
