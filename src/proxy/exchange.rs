@@ -132,6 +132,11 @@ impl UpstreamError {
         UpstreamError::Protocol,
     ];
 
+    /// Its position in [`UpstreamError::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {

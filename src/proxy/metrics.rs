@@ -50,9 +50,6 @@ const HANDLE_BUCKETS: [f64; 14] = [
     0.01, 0.025, 0.05, 0.1,
 ];
 
-/// Every upstream error kind, in index order of [`error_index`].
-const UPSTREAM_ERRORS: [UpstreamError; 6] = UpstreamError::ALL;
-
 /// The class of `status` as a metric label: `"1xx"` … `"5xx"`, or `"other"`
 /// for the codes 600–999 that `http` accepts but HTTP does not define.
 pub fn status_class(status: StatusCode) -> &'static str {
@@ -69,17 +66,6 @@ pub fn status_class_index(status: StatusCode) -> usize {
         400..=499 => 3,
         500..=599 => 4,
         _ => 5,
-    }
-}
-
-fn error_index(error: UpstreamError) -> usize {
-    match error {
-        UpstreamError::ConnectRefused => 0,
-        UpstreamError::ConnectTimeout => 1,
-        UpstreamError::Timeout => 2,
-        UpstreamError::Reset => 3,
-        UpstreamError::Tls => 4,
-        UpstreamError::Protocol => 5,
     }
 }
 
@@ -224,7 +210,7 @@ impl ProxyMetrics {
                 })
                 .clone()
         });
-        let upstream_errors = UPSTREAM_ERRORS.map(|error| {
+        let upstream_errors = UpstreamError::ALL.map(|error| {
             self.upstream_errors
                 .get_or_create(&UpstreamErrorLabels {
                     listener: listener.to_owned(),
@@ -262,7 +248,7 @@ impl ListenerMetrics {
 
     /// The upstream failed with `error`.
     pub(crate) fn upstream_error(&self, error: UpstreamError) {
-        self.upstream_errors[error_index(error)].inc();
+        self.upstream_errors[error.index()].inc();
     }
 
     /// One exchange's time in the sidecar, given by its [`HandleTime`].
@@ -383,8 +369,8 @@ mod tests {
 
     #[test]
     fn error_indexes_match_the_label_table() {
-        for (i, error) in UPSTREAM_ERRORS.iter().enumerate() {
-            assert_eq!(error_index(*error), i);
+        for (i, error) in UpstreamError::ALL.iter().enumerate() {
+            assert_eq!(error.index(), i);
         }
     }
 }

@@ -136,7 +136,7 @@ const EXTENSION_METHOD: u8 = 0xF;
 /// The code of `error`: its position in [`UpstreamError::ALL`] plus one
 /// (code 0: none).
 fn error_code(error: UpstreamError) -> u8 {
-    error as u8 + 1
+    error.index() as u8 + 1
 }
 
 /// How many distinct paths a timeline indexes.
