@@ -127,22 +127,30 @@ fill=$((BODY_SIZE - ${#bare} - (32 - 11)))
 RESPONSE=$(response_doc "$(printf '%*s' "$fill" '' | tr ' ' 'x')")
 
 mkdir -p "$WORK/up" "$WORK/px"
-cat >"$WORK/up/nginx.conf" <<EOF
+# The part both nginx configs share: one worker in the foreground, its
+# files under $WORK/$1, no access log, long keep-alive toward wrk. Leaves the
+# `http {` block open for the caller's servers.
+nginx_preamble() {
+  cat <<EOF
 worker_processes 1;
 daemon off;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/error.log warn;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $WORK/up/body;
-  proxy_temp_path $WORK/up/proxy;
-  fastcgi_temp_path $WORK/up/fastcgi;
-  uwsgi_temp_path $WORK/up/uwsgi;
-  scgi_temp_path $WORK/up/scgi;
+  client_body_temp_path $WORK/$1/body;
+  proxy_temp_path $WORK/$1/proxy;
+  fastcgi_temp_path $WORK/$1/fastcgi;
+  uwsgi_temp_path $WORK/$1/uwsgi;
+  scgi_temp_path $WORK/$1/scgi;
   keepalive_requests 10000000;
   keepalive_timeout 300s;
   client_body_buffer_size 16k;
+EOF
+}
+
+{ nginx_preamble up; cat <<EOF
   server {
     listen 127.0.0.1:18080 backlog=4096;
     default_type application/json;
@@ -157,23 +165,9 @@ http {
   }
 }
 EOF
+} >"$WORK/up/nginx.conf"
 
-cat >"$WORK/px/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/px/nginx.pid;
-error_log $WORK/px/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/px/body;
-  proxy_temp_path $WORK/px/proxy;
-  fastcgi_temp_path $WORK/px/fastcgi;
-  uwsgi_temp_path $WORK/px/uwsgi;
-  scgi_temp_path $WORK/px/scgi;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-  client_body_buffer_size 16k;
+{ nginx_preamble px; cat <<EOF
   upstream backend {
     server 127.0.0.1:18080;
     keepalive 128;
@@ -189,6 +183,7 @@ http {
   }
 }
 EOF
+} >"$WORK/px/nginx.conf"
 
 # --- processes ------------------------------------------------------------
 
