@@ -480,6 +480,17 @@ async fn framing_tabs_and_obs_text_in_values_pass_unchanged() {
     rig.passes_as(request.as_bytes(), request).await;
 }
 
+/// The module doc promises header order unchanged; a name repeated with
+/// another in between is moved up to its first occurrence today (the
+/// values of one name keep their order, which is all RFC 9110 §5.3 needs).
+#[tokio::test]
+#[ignore = "today: `X-B: 1, X-A: 2, X-B: 3` reaches the upstream as `X-B: 1, X-B: 3, X-A: 2`"]
+async fn framing_a_repeated_request_header_keeps_its_position() {
+    let mut rig = Rig::ok().await;
+    let request = "GET /a HTTP/1.1\r\nHost: h\r\nX-B: 1\r\nX-A: 2\r\nX-B: 3\r\n\r\n";
+    rig.passes_as(request.as_bytes(), request).await;
+}
+
 #[tokio::test]
 async fn framing_an_empty_line_before_the_request_line_is_ignored() {
     let mut rig = Rig::ok().await;
@@ -1039,7 +1050,10 @@ async fn response_an_upstream_closing_mid_body_cuts_the_client_short() {
         let rig = Rig::scripted(vec![Script::then_close(answer)]).await;
         let mut client = rig.client().await;
         client.write(GET.as_bytes()).await;
-        assert_eq!(client.rest().await, client_gets);
+        // Today all of it arrives; how much was flushed before the close
+        // is not pinned, only that the client can tell it was cut short.
+        let got = client.rest().await;
+        assert!(client_gets.starts_with(&got), "{got:?}");
     }
 }
 
@@ -1081,7 +1095,12 @@ async fn response_lf_only_chunk_lines_close_the_client_without_a_status() {
     let rig = Rig::scripted(vec![Script::bytes(answer)]).await;
     let mut client = rig.client().await;
     client.write(GET.as_bytes()).await;
-    assert_eq!(client.rest().await, "");
+    // Today nothing at all arrives; at most the head may.
+    let got = client.rest().await;
+    assert!(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".starts_with(&got),
+        "{got:?}"
+    );
 }
 
 #[tokio::test]
