@@ -435,6 +435,45 @@ async fn framing_a_malformed_chunked_body_gets_400() {
     }
 }
 
+/// A client that ends its stream before the declared body length never
+/// gets a whole request to the upstream (RFC 9112 §8: an incomplete
+/// message). Today it gets `502 the upstream closed the connection`,
+/// counted against the upstream, as for a malformed chunked body.
+#[tokio::test]
+async fn framing_a_body_cut_short_by_the_client_never_reaches_the_upstream_whole() {
+    let mut rig = Rig::ok().await;
+    for request in [
+        "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nhello",
+        "POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ] {
+        let mut client = rig.client().await;
+        client.write(request.as_bytes()).await;
+        client.shutdown_write().await;
+        let answer = client.rest().await;
+        assert!(!answer.starts_with("HTTP/1.1 2"), "{request:?}: {answer:?}");
+        let (_sentinel, response) = rig.send(SENTINEL.as_bytes()).await;
+        assert_eq!(response, OK);
+        loop {
+            let seen = rig.upstream.next().await;
+            if seen.text() == SENTINEL {
+                break;
+            }
+            assert!(
+                !seen.complete,
+                "{request:?}: reached the upstream whole: {:?}",
+                seen.text()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn framing_a_get_with_a_content_length_body_is_forwarded_with_it() {
+    let mut rig = Rig::ok().await;
+    let request = "GET /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+    rig.passes_as(request.as_bytes(), request).await;
+}
+
 /// RFC 9112 §2.2: a recipient may take a bare LF as a line terminator;
 /// the upstream gets CRLF.
 #[tokio::test]
@@ -815,6 +854,35 @@ async fn connection_close_from_the_upstream_keeps_the_client_connection() {
             [(0, GET.to_owned()), (1, GET_SECOND.to_owned())]
         );
     }
+}
+
+/// Requests pipelined after one with `Connection: close` are never
+/// forwarded: the proxy closes after answering the first.
+#[tokio::test]
+async fn connection_requests_after_a_close_request_are_not_forwarded() {
+    let mut rig = Rig::ok().await;
+    let mut client = rig.client().await;
+    client
+        .write(
+            format!("GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n{GET_SECOND}")
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(client.rest().await, OK_CLOSING);
+    assert_eq!(rig.forwarded().await, GET);
+    rig.nothing_more_forwarded().await;
+}
+
+/// A chunked response reaches an HTTP/1.0 client close-delimited.
+#[tokio::test]
+async fn connection_a_chunked_response_reaches_an_http10_client_close_delimited() {
+    let rig = Rig::scripted(vec![Script::bytes(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    )])
+    .await;
+    let mut client = rig.client().await;
+    client.write(b"GET /a HTTP/1.0\r\nHost: h\r\n\r\n").await;
+    assert_eq!(client.rest().await, "HTTP/1.0 200 OK\r\n\r\nok");
 }
 
 #[tokio::test]

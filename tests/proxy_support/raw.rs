@@ -333,6 +333,12 @@ impl RawClient {
         }
     }
 
+    /// Closes the client's sending side (the proxy reads the end of the
+    /// stream; the client can still read).
+    pub async fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
     /// Reads more bytes; `false` at the end of the stream (closed or
     /// reset).
     async fn fill(&mut self) -> bool {
