@@ -96,21 +96,39 @@ impl Rig {
         seen.text()
     }
 
-    /// Asserts that nothing reached the upstream beyond what was taken
-    /// already: a sentinel request on a fresh connection is the next thing
-    /// it sees.
-    async fn nothing_more_forwarded(&mut self) {
+    /// What the upstream got before a sentinel request sent on a fresh
+    /// connection: whatever was sent before it and was going to reach the
+    /// upstream has.
+    async fn before_sentinel(&mut self) -> Vec<Seen> {
         let (_client, response) = self.send(SENTINEL.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
         let mut seen = Vec::new();
         loop {
             let next = self.upstream.next().await;
             if next.text() == SENTINEL {
-                break;
+                return seen;
             }
             seen.push(next);
         }
+    }
+
+    /// Asserts that nothing reached the upstream beyond what was taken
+    /// already.
+    async fn nothing_more_forwarded(&mut self) {
+        let seen = self.before_sentinel().await;
         assert_eq!(seen, Vec::<Seen>::new(), "nothing but the sentinel");
-        assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    }
+
+    /// Asserts that nothing reached the upstream whole beyond what was
+    /// taken already (an incomplete prefix may have).
+    async fn nothing_whole_forwarded(&mut self, after: &str) {
+        for seen in self.before_sentinel().await {
+            let text = seen.text();
+            assert!(
+                !seen.complete,
+                "{after:?}: reached the upstream whole: {text:?}"
+            );
+        }
     }
 
     /// `request` on a new connection gets the proxy's 400, the connection
@@ -396,19 +414,7 @@ async fn framing_a_malformed_chunked_body_never_reaches_the_upstream_whole() {
             "{chunks:?}: {response}"
         );
         assert_eq!(client.rest().await, "", "{chunks:?}: closed");
-        let (_sentinel, answer) = rig.send(SENTINEL.as_bytes()).await;
-        assert_eq!(answer, OK);
-        loop {
-            let seen = rig.upstream.next().await;
-            if seen.text() == SENTINEL {
-                break;
-            }
-            assert!(
-                !seen.complete,
-                "{chunks:?}: reached the upstream whole: {:?}",
-                seen.text()
-            );
-        }
+        rig.nothing_whole_forwarded(chunks).await;
     }
 }
 
@@ -451,19 +457,7 @@ async fn framing_a_body_cut_short_by_the_client_never_reaches_the_upstream_whole
         client.shutdown_write().await;
         let answer = client.rest().await;
         assert!(!answer.starts_with("HTTP/1.1 2"), "{request:?}: {answer:?}");
-        let (_sentinel, response) = rig.send(SENTINEL.as_bytes()).await;
-        assert_eq!(response, OK);
-        loop {
-            let seen = rig.upstream.next().await;
-            if seen.text() == SENTINEL {
-                break;
-            }
-            assert!(
-                !seen.complete,
-                "{request:?}: reached the upstream whole: {:?}",
-                seen.text()
-            );
-        }
+        rig.nothing_whole_forwarded(request).await;
     }
 }
 
