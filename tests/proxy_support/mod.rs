@@ -4,6 +4,8 @@
 //! metrics reader. Every wait is bounded by [`WAIT`].
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,8 +27,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use waybill::clock::Clock;
 use waybill::config::{
-    kind, Direction, Forwarded, HeaderCase, HostHeader, Listener, ListenerId, Symbols, Upstream,
-    UpstreamProtocol,
+    kind, Config, Direction, Forwarded, HeaderCase, HostHeader, Listener, ListenerId, Symbols,
+    Upstream, UpstreamProtocol,
 };
 use waybill::proxy::{serve_with, Exchange, ExchangeSink, ListenerOptions, ProxyMetrics};
 
@@ -57,6 +59,19 @@ pub fn listener(upstream: &str) -> Listener {
         connect_timeout: Duration::from_secs(5),
         tap_limit: 64 * 1024,
     }
+}
+
+/// The listener that `yaml` (one entry of a routes file's `listeners:`,
+/// in flow style) declares, read through the config loader as the sidecar
+/// reads it; its system is `wms`.
+pub fn listener_from_yaml(yaml: &str) -> Listener {
+    let routes = format!(
+        "admin: {{ bind: 127.0.0.1:0 }}\nsystems: [wms]\nkeys: [order]\nroot: order\n\
+         listeners:\n  - {yaml}\nmilestones: []\nroutes: []\n"
+    );
+    let config = Config::from_yaml(&routes, "listener.yaml")
+        .unwrap_or_else(|errors| panic!("{errors}\n{routes}"));
+    config.listeners.into_iter().next().expect("one listener")
 }
 
 /// The proxy running in-process for one listener.
