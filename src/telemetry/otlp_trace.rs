@@ -172,6 +172,24 @@ impl SpanWriter {
         });
     }
 
+    /// A span event at `at` whose name and first attributes are `head`
+    /// (encoded once), then the attributes `write` adds.
+    pub fn encoded_event(
+        &mut self,
+        head: &EncodedEvent,
+        at: SystemTime,
+        write: impl FnOnce(&mut Attributes<'_>),
+    ) {
+        message(&mut self.buf, 11, |buf| {
+            fixed64(buf, 1, nanos(at));
+            buf.extend_from_slice(&head.bytes);
+            write(&mut Attributes {
+                buf,
+                field: EVENT_ATTRIBUTES,
+            });
+        });
+    }
+
     /// A span link to `target` with the attributes `write` adds.
     pub fn link(&mut self, target: LinkTarget, write: impl FnOnce(&mut Attributes<'_>)) {
         // Span.links = 13: trace_id = 1, span_id = 2, attributes = 4, flags = 6
@@ -307,15 +325,43 @@ pub struct EncodedAttributes {
 impl EncodedAttributes {
     /// Span attributes (`Span.attributes`) that `write` adds.
     pub fn span(write: impl FnOnce(&mut Attributes<'_>)) -> Self {
+        Self::of_field(SPAN_ATTRIBUTES, write)
+    }
+
+    /// Span event attributes (`Event.attributes`) that `write` adds.
+    pub fn event(write: impl FnOnce(&mut Attributes<'_>)) -> Self {
+        Self::of_field(EVENT_ATTRIBUTES, write)
+    }
+
+    fn of_field(field: u32, write: impl FnOnce(&mut Attributes<'_>)) -> Self {
         let mut bytes = Vec::new();
         write(&mut Attributes {
             buf: &mut bytes,
-            field: SPAN_ATTRIBUTES,
+            field,
         });
-        EncodedAttributes {
-            field: SPAN_ATTRIBUTES,
-            bytes,
-        }
+        EncodedAttributes { field, bytes }
+    }
+}
+
+/// A span event's name and first attributes, encoded once, for events
+/// many spans carry alike (a milestone's name and its object's kind):
+/// [`SpanWriter::encoded_event`] adds the time and the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEvent {
+    /// `Event.name` (2), then `Event.attributes` (3).
+    bytes: Vec<u8>,
+}
+
+impl EncodedEvent {
+    /// The event `name` with the attributes `write` adds.
+    pub fn new(name: &(impl Text + ?Sized), write: impl FnOnce(&mut Attributes<'_>)) -> Self {
+        let mut bytes = Vec::new();
+        text(&mut bytes, 2, name);
+        write(&mut Attributes {
+            buf: &mut bytes,
+            field: EVENT_ATTRIBUTES,
+        });
+        EncodedEvent { bytes }
     }
 }
 

@@ -54,12 +54,14 @@ use prometheus_client::registry::Registry;
 
 use super::export::SpanQueue;
 use super::flows::FlowMetrics;
-use super::otlp_trace::{Attributes, EncodedAttributes, EncodedSpan, Kind, LinkTarget, SpanWriter};
+use super::otlp_trace::{
+    Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter,
+};
 use super::settings::Sampler;
 use super::trace_id::{anchor_span_id, trace_id};
 use super::traceparent::{self, Traceparent};
 use crate::config::{Config, Direction};
-use crate::correlate::{Correlated, Observer};
+use crate::correlate::{Correlated, Marked, Observer};
 use crate::extract::{Key, Observation};
 use crate::proxy::Outcome;
 use crate::state::{ExceptionRecord, FlowRecord, Transaction};
@@ -90,6 +92,8 @@ pub struct SpanObserver {
     client_targets: Vec<Option<ClientTarget>>,
     /// Attributes of the config's routes, systems and operations, encoded.
     declared: DeclaredAttributes,
+    /// The milestone events' fixed parts, encoded.
+    milestone_events: MilestoneEvents,
     /// The spans of one event on their way to the queue: emptied after
     /// each, kept so its room is allocated once.
     outgoing: Vec<EncodedSpan>,
@@ -145,6 +149,7 @@ impl SpanObserver {
             })
             .collect();
         let declared = DeclaredAttributes::new(&config);
+        let milestone_events = MilestoneEvents::new(&config);
         SpanObserver {
             config,
             sink,
@@ -153,6 +158,7 @@ impl SpanObserver {
             ids: RandomIdGenerator::default(),
             last_host: RefCell::new(None),
             declared,
+            milestone_events,
             client_targets,
             outgoing: Vec::new(),
         }
@@ -279,12 +285,7 @@ impl SpanObserver {
         }
         let at = observation.exchange.started;
         for marked in &event.news.milestones {
-            let record = &marked.record;
-            writer.event(record.milestone.as_str(), at, |attributes| {
-                attributes.string("waybill.object.kind", record.object.kind.as_str());
-                attributes.string("waybill.object.value", &*record.object.value);
-                attributes.bool("waybill.milestone.repeat", marked.repeat);
-            });
+            self.milestone_events.write(&mut writer, marked, at);
         }
         for exception in &event.news.exceptions {
             writer.event("waybill.exception", at, |attributes| {
@@ -585,6 +586,59 @@ impl Declared {
         match self.encoded.get(index) {
             Some(encoded) => attributes.copy(encoded),
             None => attributes.string(self.key, value),
+        }
+    }
+}
+
+/// What a milestone's span event says besides its object's value: its
+/// name, `waybill.object.kind` (the milestone's declared object) and
+/// `waybill.milestone.repeat`, encoded once per milestone and per value.
+struct MilestoneEvents {
+    /// By `Milestone::id`: the event's name and `waybill.object.kind`, and
+    /// the `KeyKind::id` of that kind.
+    heads: Vec<(EncodedEvent, usize)>,
+    /// `waybill.milestone.repeat`, `false` then `true`.
+    repeat: [EncodedAttributes; 2],
+}
+
+impl MilestoneEvents {
+    fn new(config: &Config) -> Self {
+        let heads = config
+            .milestone_defs
+            .iter()
+            .map(|def| {
+                let head = EncodedEvent::new(def.name.as_str(), |attributes| {
+                    attributes.string("waybill.object.kind", def.object.as_str());
+                });
+                (head, def.object.id())
+            })
+            .collect();
+        let repeat = [false, true].map(|repeat| {
+            EncodedAttributes::event(|attributes| {
+                attributes.bool("waybill.milestone.repeat", repeat);
+            })
+        });
+        MilestoneEvents { heads, repeat }
+    }
+
+    /// The event of `marked` at `at` (written whole should its milestone
+    /// or object kind not be the declared ones).
+    fn write(&self, writer: &mut SpanWriter, marked: &Marked, at: SystemTime) {
+        let record = &marked.record;
+        let object = &record.object;
+        let repeat = &self.repeat[usize::from(marked.repeat)];
+        match self.heads.get(record.milestone.id()) {
+            Some((head, kind)) if *kind == object.kind.id() => {
+                writer.encoded_event(head, at, |attributes| {
+                    attributes.string("waybill.object.value", &*object.value);
+                    attributes.copy(repeat);
+                });
+            }
+            _ => writer.event(record.milestone.as_str(), at, |attributes| {
+                attributes.string("waybill.object.kind", object.kind.as_str());
+                attributes.string("waybill.object.value", &*object.value);
+                attributes.copy(repeat);
+            }),
         }
     }
 }
