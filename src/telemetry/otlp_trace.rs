@@ -108,6 +108,15 @@ impl Text for [&str] {
     }
 }
 
+impl<T: Text + ?Sized> Text for &T {
+    fn text_len(&self) -> usize {
+        (**self).text_len()
+    }
+    fn put(&self, buf: &mut Vec<u8>) {
+        (**self).put(buf);
+    }
+}
+
 impl<const N: usize> Text for [&str; N] {
     fn text_len(&self) -> usize {
         self.as_slice().text_len()
@@ -265,6 +274,32 @@ impl Attributes<'_> {
         });
     }
 
+    /// An array-of-strings attribute of `values`, known up front: it is
+    /// gone through twice (the sizes, then the bytes), so every length is
+    /// written before what it measures and nothing is moved afterwards
+    /// (as [`Attributes::strings`] must).
+    pub fn string_array<V: Text>(
+        &mut self,
+        key: &(impl Text + ?Sized),
+        values: impl Iterator<Item = V> + Clone,
+    ) {
+        let array: usize = values
+            .clone()
+            .map(|value| len_field_size(len_field_size(value.text_len())))
+            .sum();
+        // KeyValue.value = 2: AnyValue.array_value = 5
+        let any = len_field_size(array);
+        let kv = text_field_size(key) + len_field_size(any);
+        self.buf.reserve(len_field_size(kv));
+        len_prefix(self.buf, self.field, kv);
+        text(self.buf, 1, key);
+        len_prefix(self.buf, 2, any);
+        len_prefix(self.buf, 5, array);
+        for value in values {
+            array_string(self.buf, &value);
+        }
+    }
+
     /// Attributes written once ([`EncodedAttributes`]), copied in.
     pub fn copy(&mut self, encoded: &EncodedAttributes) {
         debug_assert_eq!(self.field, encoded.field);
@@ -279,11 +314,7 @@ impl Attributes<'_> {
         any: impl FnOnce(&mut Vec<u8>),
     ) {
         let key_len = key.text_len();
-        let key_size = if key_len > 0 {
-            len_field_size(key_len)
-        } else {
-            0
-        };
+        let key_size = text_field_size(key);
         let kv_len = key_size + len_field_size(any_len);
         let before = if key_len > 0 && kv_len < 0x80 {
             // The usual case: the `KeyValue`, so every length in it, fits a
@@ -373,11 +404,7 @@ pub struct Strings<'a> {
 impl Strings<'_> {
     /// One value.
     pub fn push(&mut self, value: &(impl Text + ?Sized)) {
-        let len = value.text_len();
-        // ArrayValue.values = 1: AnyValue.string_value = 1
-        len_prefix(self.buf, 1, len_field_size(len));
-        len_prefix(self.buf, 1, len);
-        value.put(self.buf);
+        array_string(self.buf, value);
     }
 
     /// One value, formatted in place.
@@ -390,6 +417,15 @@ impl Strings<'_> {
             });
         });
     }
+}
+
+/// One string value of an `ArrayValue`.
+fn array_string(buf: &mut Vec<u8>, value: &(impl Text + ?Sized)) {
+    let len = value.text_len();
+    // ArrayValue.values = 1: AnyValue.string_value = 1
+    len_prefix(buf, 1, len_field_size(len));
+    len_prefix(buf, 1, len);
+    value.put(buf);
 }
 
 /// Wraps batches of encoded spans into export requests, in a buffer it
@@ -490,6 +526,14 @@ fn varint_len(value: u64) -> usize {
 /// number here is below 16) and `len` bytes.
 fn len_field_size(len: usize) -> usize {
     1 + varint_len(len as u64) + len
+}
+
+/// The size of [`text`]'s field for `value`: none when empty.
+fn text_field_size(value: &(impl Text + ?Sized)) -> usize {
+    match value.text_len() {
+        0 => 0,
+        len => len_field_size(len),
+    }
 }
 
 fn tag(buf: &mut Vec<u8>, field: u32, wire: u32) {

@@ -274,11 +274,7 @@ impl SpanObserver {
         let name = key_text(&transaction.name);
         let mut attributes = writer.attributes();
         attributes.string("waybill.transaction", &name);
-        attributes.strings("waybill.keys", |values| {
-            for key in event.keys {
-                values.push(&key_text(key));
-            }
-        });
+        attributes.string_array("waybill.keys", event.keys.iter().map(key_text));
         if let (Some(milestone), false) = (&observation.milestone, event.news.milestones.is_empty())
         {
             attributes.string("waybill.milestone", milestone.as_str());
