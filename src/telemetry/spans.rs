@@ -94,6 +94,8 @@ pub struct SpanObserver {
     declared: DeclaredAttributes,
     /// The milestone events' fixed parts, encoded.
     milestone_events: MilestoneEvents,
+    /// By `FlowName::id`, the declared flows' fixed attributes, encoded.
+    flow_attributes: Vec<Option<FlowAttributes>>,
     /// The spans of one event on their way to the queue: emptied after
     /// each, kept so its room is allocated once.
     outgoing: Vec<EncodedSpan>,
@@ -150,6 +152,14 @@ impl SpanObserver {
             .collect();
         let declared = DeclaredAttributes::new(&config);
         let milestone_events = MilestoneEvents::new(&config);
+        let mut flow_attributes: Vec<Option<FlowAttributes>> = Vec::new();
+        for flow in &config.flows {
+            let id = flow.name.id();
+            if flow_attributes.len() <= id {
+                flow_attributes.resize_with(id + 1, || None);
+            }
+            flow_attributes[id].get_or_insert_with(|| FlowAttributes::new(flow));
+        }
         SpanObserver {
             config,
             sink,
@@ -159,6 +169,7 @@ impl SpanObserver {
             last_host: RefCell::new(None),
             declared,
             milestone_events,
+            flow_attributes,
             client_targets,
             outgoing: Vec::new(),
         }
@@ -342,21 +353,22 @@ impl SpanObserver {
 
     /// The `waybill.flow` span covering `flow`.
     fn flow_span(&self, flow: &FlowRecord, transaction: &[&str; 3], trace: TraceId) -> EncodedSpan {
-        let slo = self
-            .config
-            .flows
-            .iter()
-            .find(|f| f.name == flow.flow)
-            .map(|f| f.slo.as_secs_f64());
+        let declared = self
+            .flow_attributes
+            .get(flow.flow.id())
+            .and_then(Option::as_ref);
         let end = flow.ended.max(flow.started);
         self.internal_span("waybill.flow", trace, (flow.started, end), |attributes| {
-            attributes.string("waybill.flow", flow.flow.as_str());
+            match declared {
+                Some(declared) => attributes.copy(&declared.name),
+                None => attributes.string("waybill.flow", flow.flow.as_str()),
+            }
             attributes.double("waybill.flow.duration_seconds", flow.duration.as_secs_f64());
             attributes.bool("waybill.flow.within_slo", flow.within_slo);
             attributes.string("waybill.flow.object", &key_text(&flow.object));
             attributes.string("waybill.transaction", transaction);
-            if let Some(slo) = slo {
-                attributes.double("waybill.flow.slo_seconds", slo);
+            if let Some(declared) = declared {
+                attributes.copy(&declared.slo);
             }
         })
     }
@@ -634,6 +646,27 @@ impl MilestoneEvents {
                 attributes.string("waybill.object.kind", object.kind.as_str());
                 attributes.string("waybill.object.value", &*object.value);
                 attributes.copy(repeat);
+            }),
+        }
+    }
+}
+
+/// A `waybill.flow` span's attributes that only depend on the flow.
+struct FlowAttributes {
+    /// `waybill.flow`.
+    name: EncodedAttributes,
+    /// `waybill.flow.slo_seconds`.
+    slo: EncodedAttributes,
+}
+
+impl FlowAttributes {
+    fn new(flow: &crate::config::Flow) -> Self {
+        FlowAttributes {
+            name: EncodedAttributes::span(|attributes| {
+                attributes.string("waybill.flow", flow.name.as_str());
+            }),
+            slo: EncodedAttributes::span(|attributes| {
+                attributes.double("waybill.flow.slo_seconds", flow.slo.as_secs_f64());
             }),
         }
     }
