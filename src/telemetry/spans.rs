@@ -192,7 +192,12 @@ impl SpanObserver {
             .route
             .and_then(|id| self.config.routes.get(id.0))
             .map(|route| route.path.text.as_str());
-        let (method, original) = semconv_method(&exchange.method);
+        let known = KNOWN_METHODS
+            .iter()
+            .position(|(known, _)| *known == exchange.method);
+        let method = known
+            .and_then(|i| KNOWN_METHODS.get(i))
+            .map_or(OTHER_METHOD, |(_, name)| *name);
         let span_id = match exchange.trace_context {
             Some(propagated) => propagated.span_id,
             None => self.ids.new_span_id(),
@@ -212,12 +217,16 @@ impl SpanObserver {
         );
         let error_type = error_type(&exchange.outcome, outbound);
         let mut attributes = writer.attributes();
-        attributes.string("http.request.method", method);
-        if let Some(original) = original {
-            attributes.string("http.request.method_original", original);
+        let declared = &self.declared;
+        match known {
+            Some(i) => declared.methods.write(&mut attributes, i, method),
+            None => {
+                attributes.string("http.request.method", OTHER_METHOD);
+                attributes.string("http.request.method_original", exchange.method.as_str());
+            }
         }
         if let (Some(id), Some(route)) = (observation.route, route) {
-            self.declared.routes.write(&mut attributes, id.0, route);
+            declared.routes.write(&mut attributes, id.0, route);
         }
         let status = exchange.outcome.status().as_u16();
         attributes.int("http.response.status_code", i64::from(status));
@@ -234,14 +243,16 @@ impl SpanObserver {
         if let Some(query) = exchange.uri.query() {
             attributes.string("url.query", query);
         }
-        attributes.string(
-            "network.protocol.version",
-            protocol_version(exchange.version),
-        );
+        let version = PROTOCOL_VERSIONS
+            .iter()
+            .position(|(known, _)| *known == exchange.version)
+            .unwrap_or(PROTOCOL_VERSIONS.len() - 1);
+        if let Some((_, name)) = PROTOCOL_VERSIONS.get(version) {
+            declared.versions.write(&mut attributes, version, name);
+        }
         if let Some(error_type) = error_type {
             attributes.string("error.type", error_type);
         }
-        let declared = &self.declared;
         let system = &exchange.system;
         declared
             .systems
@@ -546,9 +557,14 @@ fn exception_attributes(attributes: &mut Attributes<'_>, exception: &ExceptionRe
 }
 
 /// The span attributes whose values are names the config declares (a
-/// route's path template, a system, an operation): each encoded once when
-/// the observer is built, copied into every span that carries it.
+/// route's path template, a system, an operation) or come from a short
+/// fixed list (the HTTP method and version): each encoded once when the
+/// observer is built, copied into every span that carries it.
 struct DeclaredAttributes {
+    /// `http.request.method`, by position in [`KNOWN_METHODS`].
+    methods: Declared,
+    /// `network.protocol.version`, by position in [`PROTOCOL_VERSIONS`].
+    versions: Declared,
     /// `http.route`, by `RouteId`.
     routes: Declared,
     /// `waybill.system`, by `System::id`.
@@ -560,6 +576,14 @@ struct DeclaredAttributes {
 impl DeclaredAttributes {
     fn new(config: &Config) -> Self {
         DeclaredAttributes {
+            methods: Declared::new(
+                "http.request.method",
+                KNOWN_METHODS.iter().map(|(_, name)| *name),
+            ),
+            versions: Declared::new(
+                "network.protocol.version",
+                PROTOCOL_VERSIONS.iter().map(|(_, name)| *name),
+            ),
             routes: Declared::new(
                 "http.route",
                 config.routes.iter().map(|r| r.path.text.as_str()),
@@ -736,35 +760,32 @@ fn error_type(outcome: &Outcome, outbound: bool) -> Option<&str> {
     }
 }
 
-/// `http.request.method`: the method when it is one the HTTP RFCs define,
-/// else `_OTHER` with the original in `http.request.method_original`.
-fn semconv_method(method: &http::Method) -> (&'static str, Option<&str>) {
-    const KNOWN: [(http::Method, &str); 9] = [
-        (http::Method::GET, "GET"),
-        (http::Method::POST, "POST"),
-        (http::Method::PUT, "PUT"),
-        (http::Method::DELETE, "DELETE"),
-        (http::Method::PATCH, "PATCH"),
-        (http::Method::HEAD, "HEAD"),
-        (http::Method::OPTIONS, "OPTIONS"),
-        (http::Method::CONNECT, "CONNECT"),
-        (http::Method::TRACE, "TRACE"),
-    ];
-    match KNOWN.iter().find(|(m, _)| m == method) {
-        Some((_, name)) => (name, None),
-        None => ("_OTHER", Some(method.as_str())),
-    }
-}
+/// `http.request.method` of the methods the HTTP RFCs define; any other
+/// is [`OTHER_METHOD`], with the original in `http.request.method_original`.
+const KNOWN_METHODS: [(http::Method, &str); 9] = [
+    (http::Method::GET, "GET"),
+    (http::Method::POST, "POST"),
+    (http::Method::PUT, "PUT"),
+    (http::Method::DELETE, "DELETE"),
+    (http::Method::PATCH, "PATCH"),
+    (http::Method::HEAD, "HEAD"),
+    (http::Method::OPTIONS, "OPTIONS"),
+    (http::Method::CONNECT, "CONNECT"),
+    (http::Method::TRACE, "TRACE"),
+];
 
-fn protocol_version(version: http::Version) -> &'static str {
-    match version {
-        http::Version::HTTP_09 => "0.9",
-        http::Version::HTTP_10 => "1.0",
-        http::Version::HTTP_2 => "2",
-        http::Version::HTTP_3 => "3",
-        _ => "1.1",
-    }
-}
+/// `http.request.method` of a method not in [`KNOWN_METHODS`].
+const OTHER_METHOD: &str = "_OTHER";
+
+/// `network.protocol.version` per HTTP version; the last, `1.1`, for any
+/// version `http` may add.
+const PROTOCOL_VERSIONS: [(http::Version, &str); 5] = [
+    (http::Version::HTTP_09, "0.9"),
+    (http::Version::HTTP_10, "1.0"),
+    (http::Version::HTTP_2, "2"),
+    (http::Version::HTTP_3, "3"),
+    (http::Version::HTTP_11, "1.1"),
+];
 
 /// A key as spans show it, `kind:value` (its `Display`), in pieces
 /// written straight into the span: no string is built.
