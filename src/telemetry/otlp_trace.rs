@@ -60,6 +60,12 @@ impl EncodedSpan {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// Its buffer, to write another span into
+    /// ([`SpanWriter::in_buffer`]).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 /// `Span.SpanKind`.
@@ -143,9 +149,23 @@ impl SpanWriter {
         span_id: SpanId,
         name: &(impl Text + ?Sized),
         kind: Kind,
+        times: (SystemTime, SystemTime),
+    ) -> Self {
+        Self::in_buffer(Vec::new(), trace_id, span_id, name, kind, times)
+    }
+
+    /// [`SpanWriter::new`], written into `buf` (emptied first): a buffer
+    /// recycled from an exported span.
+    pub fn in_buffer(
+        mut buf: Vec<u8>,
+        trace_id: TraceId,
+        span_id: SpanId,
+        name: &(impl Text + ?Sized),
+        kind: Kind,
         (start, end): (SystemTime, SystemTime),
     ) -> Self {
-        let mut buf = Vec::with_capacity(SPAN_CAPACITY);
+        buf.clear();
+        buf.reserve(SPAN_CAPACITY);
         bytes(&mut buf, 1, &trace_id.to_bytes());
         bytes(&mut buf, 2, &span_id.to_bytes());
         text(&mut buf, 5, name);

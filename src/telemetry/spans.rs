@@ -58,6 +58,7 @@ use super::otlp_trace::{
     Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter,
 };
 use super::settings::Sampler;
+use super::span_buffers::{BufferStash, SpanBuffers};
 use super::trace_id::{anchor_span_id, trace_id};
 use super::traceparent::{self, Traceparent};
 use crate::config::{Config, Direction};
@@ -99,6 +100,8 @@ pub struct SpanObserver {
     /// The spans of one event on their way to the queue: emptied after
     /// each, kept so its room is allocated once.
     outgoing: Vec<EncodedSpan>,
+    /// Buffers to write spans into, returned by the export task.
+    buffers: RefCell<BufferStash>,
 }
 
 /// An exchange span being written, and whether its status is ERROR.
@@ -152,6 +155,10 @@ impl SpanObserver {
             .collect();
         let declared = DeclaredAttributes::new(&config);
         let milestone_events = MilestoneEvents::new(&config);
+        let buffers = sink
+            .as_ref()
+            .map(|sink| sink.queue.buffers().clone())
+            .unwrap_or_default();
         let mut flow_attributes: Vec<Option<FlowAttributes>> = Vec::new();
         for flow in &config.flows {
             let id = flow.name.id();
@@ -172,7 +179,25 @@ impl SpanObserver {
             flow_attributes,
             client_targets,
             outgoing: Vec::new(),
+            buffers: RefCell::new(BufferStash::new(buffers)),
         }
+    }
+
+    /// The pool this observer writes its spans into, refilled by the export
+    /// task (by whoever is done with the spans, when there is no queue).
+    pub fn buffers(&self) -> SpanBuffers {
+        self.buffers
+            .try_borrow()
+            .map(|stash| stash.pool().clone())
+            .unwrap_or_default()
+    }
+
+    /// An empty buffer to write a span into.
+    fn buffer(&self) -> Vec<u8> {
+        self.buffers
+            .try_borrow_mut()
+            .map(|mut stash| stash.take())
+            .unwrap_or_default()
     }
 
     /// The span of `observation` in trace `trace_id` (without transaction
@@ -208,7 +233,8 @@ impl SpanObserver {
         };
         let kind = if outbound { Kind::Client } else { Kind::Server };
         let start = exchange.started;
-        let mut writer = SpanWriter::new(
+        let mut writer = SpanWriter::in_buffer(
+            self.buffer(),
             trace_id,
             span_id,
             &name,
@@ -393,8 +419,14 @@ impl SpanObserver {
         times: (SystemTime, SystemTime),
         write: impl FnOnce(&mut Attributes<'_>),
     ) -> EncodedSpan {
-        let mut writer =
-            SpanWriter::new(trace, self.ids.new_span_id(), name, Kind::Internal, times);
+        let mut writer = SpanWriter::in_buffer(
+            self.buffer(),
+            trace,
+            self.ids.new_span_id(),
+            name,
+            Kind::Internal,
+            times,
+        );
         write(&mut writer.attributes());
         writer.finish(0, false)
     }
