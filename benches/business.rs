@@ -67,8 +67,8 @@ impl Observer for BuildSpans {
         self.0.spans_into(event, &mut self.2);
         black_box(&self.2);
         if let Ok(mut kept) = self.1.lock() {
-            let room = BATCH.saturating_sub(kept.len());
-            kept.extend(self.2.drain(..).take(room));
+            let room = BATCH.saturating_sub(kept.len()).min(self.2.len());
+            kept.extend(self.2.drain(..room));
         }
         self.3.recycle(self.2.drain(..));
     }

@@ -442,9 +442,21 @@ impl Strings<'_> {
 /// One string value of an `ArrayValue`.
 fn array_string(buf: &mut Vec<u8>, value: &(impl Text + ?Sized)) {
     let len = value.text_len();
+    let any = len_field_size(len);
     // ArrayValue.values = 1: AnyValue.string_value = 1
-    len_prefix(buf, 1, len_field_size(len));
-    len_prefix(buf, 1, len);
+    if any < 0x80 {
+        // Both lengths one byte (the usual case): the two heads at once.
+        buf.reserve(2 + any);
+        buf.extend_from_slice(&[
+            one_byte_tag(1, LEN),
+            any as u8,
+            one_byte_tag(1, LEN),
+            len as u8,
+        ]);
+    } else {
+        len_prefix(buf, 1, any);
+        len_prefix(buf, 1, len);
+    }
     value.put(buf);
 }
 
