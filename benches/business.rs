@@ -10,7 +10,9 @@
 //!
 //! Not included: the proxy's tap and its counter, the queue hop to the
 //! correlator, and pushing the span onto the export queue and wrapping it
-//! into an export request (the exporter task).
+//! into an export request (the exporter task). The spans' buffers are
+//! handed back to the observer's pool after each exchange, as the export
+//! task does after each batch.
 //!
 //! `span/encode_batch/waybill`: that wrapping on its own, for a batch of
 //! 512 encoded spans of this traffic (the exporter's default batch), as
@@ -38,6 +40,7 @@ use waybill::correlate::{Correlated, Correlator, Observer};
 use waybill::extract::Extractor;
 use waybill::proxy::{Exchange, Outcome, Tapped};
 use waybill::telemetry::otlp_trace::{EncodedSpan, TraceEncoder};
+use waybill::telemetry::span_buffers::SpanBuffers;
 use waybill::telemetry::spans::SpanObserver;
 
 const CONFIG: &str = include_str!("../bench/waybill-bench.yaml");
@@ -48,9 +51,15 @@ const BATCH: usize = 512;
 
 /// The telemetry observer as it runs with traces on, minus the export
 /// queue: flows recorded, spans encoded into a reused `Vec` as the
-/// observer does for its queue, then dropped (the first [`BATCH`] kept for
-/// the encoding bench).
-struct BuildSpans(SpanObserver, Arc<Mutex<Vec<EncodedSpan>>>, Vec<EncodedSpan>);
+/// observer does for its queue, then their buffers handed back to the
+/// observer's pool, as the export task does after sending them (the first
+/// [`BATCH`] kept for the encoding bench).
+struct BuildSpans(
+    SpanObserver,
+    Arc<Mutex<Vec<EncodedSpan>>>,
+    Vec<EncodedSpan>,
+    SpanBuffers,
+);
 
 impl Observer for BuildSpans {
     fn correlated(&mut self, event: &Correlated<'_>) {
@@ -58,10 +67,10 @@ impl Observer for BuildSpans {
         self.0.spans_into(event, &mut self.2);
         black_box(&self.2);
         if let Ok(mut kept) = self.1.lock() {
-            let room = BATCH.saturating_sub(kept.len());
-            kept.extend(self.2.drain(..).take(room));
+            let room = BATCH.saturating_sub(kept.len()).min(self.2.len());
+            kept.extend(self.2.drain(..room));
         }
-        self.2.clear();
+        self.3.recycle(self.2.drain(..));
     }
 }
 
@@ -172,10 +181,13 @@ fn business(c: &mut Criterion) {
     let (mut correlator, _tx, _handle, _inbox) =
         Correlator::new(Arc::clone(&config), Clock::system(), 1, &mut registry);
     let kept = Arc::new(Mutex::new(Vec::with_capacity(BATCH)));
+    let observer = SpanObserver::new(Arc::clone(&config), None, &mut registry);
+    let buffers = observer.buffers();
     correlator.observe_with(Box::new(BuildSpans(
-        SpanObserver::new(Arc::clone(&config), None, &mut registry),
+        observer,
         Arc::clone(&kept),
         Vec::new(),
+        buffers,
     )));
 
     let check = extractor.observe(exchange(&config, 1));

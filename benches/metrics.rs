@@ -11,8 +11,9 @@
 //!   body-size histograms, the correlator's correlated and milestone
 //!   counters. The histograms are
 //!   [`AtomicHistogram`](waybill::telemetry::histogram::AtomicHistogram)s;
-//!   the extractor's counter and three histograms are written under its
-//!   operation's [`WriteLock`] (one atomic read-modify-write for the four).
+//!   the proxy's counter and histogram are written under its system's
+//!   [`WriteLock`] and the extractor's counter and three histograms under
+//!   its operation's (one atomic read-modify-write for each group).
 //! - `per_request/resolved_handles_atomic_adds`: the same with an atomic
 //!   add per figure (two per histogram, one per counter: twelve).
 //! - `per_request/resolved_handles_mutex_histogram`: the same with
@@ -137,6 +138,8 @@ struct Handles<H> {
     response_size: H,
     correlated: Counter,
     milestone: Counter,
+    /// The proxy's lock over its counter and histogram.
+    proxy_lock: WriteLock,
     /// The extractor's lock over its counter and three histograms.
     operation_lock: WriteLock,
     _registry: Registry,
@@ -176,6 +179,7 @@ impl<H: Observe> Handles<H> {
             response_size: response_sizes.get_or_create_owned(&operation),
             correlated,
             milestone: milestones.get_or_create_owned(&milestone),
+            proxy_lock: WriteLock::default(),
             operation_lock: WriteLock::default(),
             _registry: registry,
         }
@@ -198,11 +202,15 @@ impl<H: Observe> Handles<H> {
 
 impl Handles<AtomicHistogram> {
     /// What one exchange records, the way the stages record it: the
-    /// extractor's counter and histograms under its operation's lock.
+    /// proxy's counter and histogram under its system's lock, the
+    /// extractor's counter and histograms under its operation's.
     fn exchange_locked(&self) {
-        self.request.inc();
-        self.handle_time
-            .observe_duration(black_box(Duration::from_nanos(12_300)));
+        {
+            let held = self.proxy_lock.lock();
+            held.inc(&self.request);
+            self.handle_time
+                .observe_duration_held(&held, black_box(Duration::from_nanos(12_300)));
+        }
         {
             let held = self.operation_lock.lock();
             held.inc(&self.exchange);

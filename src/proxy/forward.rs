@@ -324,7 +324,7 @@ impl Forwarder {
         time: HandleTime,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
-        self.metrics.response(parts.status);
+        let status = parts.status;
         let outcome = pending.map(|pending| {
             let outcome = Outcome::Response {
                 status: parts.status,
@@ -340,7 +340,7 @@ impl Forwarder {
         });
         let response =
             Response::from_parts(parts, ProxyBody::Upstream(TapBody::new(body, observer)));
-        self.metrics.handled(&time, Instant::now());
+        self.metrics.answered(status, &time, Instant::now());
         response
     }
 
@@ -388,9 +388,9 @@ impl Forwarder {
         time: HandleTime,
     ) -> Response<ProxyBody> {
         let response = failure_response(error, client_version);
-        self.metrics.handled(&time, Instant::now());
+        self.metrics
+            .answered(response.status(), &time, Instant::now());
         self.metrics.upstream_error(error);
-        self.metrics.response(response.status());
         if let Some(pending) = pending {
             pending.finish_failed(Outcome::UpstreamFailed {
                 error,

@@ -25,6 +25,14 @@
 //! Label values are bounded: listener and operation names come from the
 //! config, status classes, error kinds and eviction reasons are fixed sets. Handles are resolved once per
 //! listener so the hot path only increments an atomic.
+//!
+//! A proxied response's counter and handle time are written together, under
+//! one [`WriteLock`](crate::telemetry::write_lock::WriteLock) per system (the
+//! handle-time series' own, [`Locked`]): one atomic read-modify-write for
+//! the three figures (the counter, the bucket, the sum) instead of three.
+//! Every writer of those series takes that lock: a listener's response
+//! counters are written only through its [`ListenerMetrics`], whose system
+//! is the listener's.
 
 use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,6 +42,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::telemetry::histogram::AtomicHistogram;
+use crate::telemetry::write_lock::Locked;
 use tokio::time::Instant;
 
 use super::UpstreamError;
@@ -108,7 +117,7 @@ struct EvictionLabels {
 pub struct ProxyMetrics {
     requests: Family<RequestLabels, Counter>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
-    handle: Family<SystemLabels, AtomicHistogram, fn() -> AtomicHistogram>,
+    handle: Family<SystemLabels, HandleHistogram, fn() -> HandleHistogram>,
     guard_replays: Family<ReplayLabels, Counter>,
     guard_stored: Family<ListenerLabels, Gauge>,
     guard_evictions: Family<EvictionLabels, Counter>,
@@ -132,8 +141,8 @@ impl ProxyMetrics {
             upstream_errors.clone(),
         );
         let handle =
-            Family::<SystemLabels, AtomicHistogram, fn() -> AtomicHistogram>::new_with_constructor(
-                || AtomicHistogram::seconds(HANDLE_BUCKETS),
+            Family::<SystemLabels, HandleHistogram, fn() -> HandleHistogram>::new_with_constructor(
+                || Locked::new(AtomicHistogram::seconds(HANDLE_BUCKETS)),
             );
         registry.register_with_unit(
             "waybill_request_handle",
@@ -232,28 +241,40 @@ impl ProxyMetrics {
     }
 }
 
+/// A system's handle-time histogram and the lock its writers and the
+/// response counters of the system's listeners share.
+type HandleHistogram = Locked<AtomicHistogram>;
+
 /// One listener's pre-resolved counters.
 #[derive(Clone, Debug)]
 pub(crate) struct ListenerMetrics {
+    /// Written under `handle`'s lock.
     requests: [Counter; 6],
     upstream_errors: [Counter; 6],
-    handle: AtomicHistogram,
+    handle: HandleHistogram,
 }
 
 impl ListenerMetrics {
-    /// A response with `status` went to the client.
+    /// A response with `status` went to the client without the sidecar
+    /// timing it (a replay of the idempotency guard).
     pub(crate) fn response(&self, status: StatusCode) {
-        self.requests[status_class_index(status)].inc();
+        let held = self.handle.lock();
+        held.inc(&self.requests[status_class_index(status)]);
+    }
+
+    /// A response with `status` went to the client after its exchange's
+    /// time in the sidecar, given by its [`HandleTime`]: the counter and
+    /// the histogram under one lock.
+    pub(crate) fn answered(&self, status: StatusCode, time: &HandleTime, now: Instant) {
+        let total = time.total(now);
+        let held = self.handle.lock();
+        held.inc(&self.requests[status_class_index(status)]);
+        self.handle.metric().observe_duration_held(&held, total);
     }
 
     /// The upstream failed with `error`.
     pub(crate) fn upstream_error(&self, error: UpstreamError) {
         self.upstream_errors[error.index()].inc();
-    }
-
-    /// One exchange's time in the sidecar, given by its [`HandleTime`].
-    pub(crate) fn handled(&self, time: &HandleTime, now: Instant) {
-        self.handle.observe_duration(time.total(now));
     }
 }
 
@@ -350,8 +371,16 @@ mod tests {
             forwarded: began,
             answered: began,
         };
-        a.handled(&time, began + std::time::Duration::from_micros(30));
-        b.handled(&time, began + std::time::Duration::from_micros(30));
+        a.answered(
+            StatusCode::OK,
+            &time,
+            began + std::time::Duration::from_micros(30),
+        );
+        b.answered(
+            StatusCode::OK,
+            &time,
+            began + std::time::Duration::from_micros(30),
+        );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
         assert!(
@@ -365,6 +394,87 @@ mod tests {
             );
             assert!(text.contains(&line), "missing {line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn concurrent_answers_and_replays_are_counted_exactly() {
+        const THREADS: u64 = 4;
+        const PER_THREAD: u64 = 20_000;
+        let mut registry = Registry::default();
+        let metrics = ProxyMetrics::new(&mut registry);
+        // Two listeners of one system: one handle-time series, one lock.
+        let listeners = [
+            metrics.for_listener("in", "wms"),
+            metrics.for_listener("out", "wms"),
+        ];
+        let began = Instant::now();
+        let time = HandleTime {
+            began,
+            forwarded: began,
+            answered: began,
+        };
+        // What each exchange does: replayed or answered, status, duration.
+        let exchange = |i: u64| {
+            let status = if i % 4 == 0 {
+                StatusCode::BAD_GATEWAY
+            } else {
+                StatusCode::OK
+            };
+            (
+                i % 10 == 9,
+                status,
+                std::time::Duration::from_micros(i % 100),
+            )
+        };
+        std::thread::scope(|scope| {
+            for thread in 0..THREADS {
+                let listener = &listeners[(thread % 2) as usize];
+                scope.spawn(move || {
+                    for i in 0..PER_THREAD {
+                        match exchange(i) {
+                            (true, status, _) => listener.response(status),
+                            (false, status, took) => listener.answered(status, &time, began + took),
+                        }
+                    }
+                });
+            }
+        });
+        let (mut responses, mut timed, mut nanos, mut under_25us) = ([0u64; 2], 0u64, 0u128, 0);
+        for i in 0..PER_THREAD {
+            let (replayed, status, took) = exchange(i);
+            responses[usize::from(status.is_server_error())] += THREADS / 2;
+            if !replayed {
+                timed += THREADS;
+                nanos += took.as_nanos() * u128::from(THREADS);
+                if took.as_secs_f64() <= 0.000_025 {
+                    under_25us += THREADS;
+                }
+            }
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let mut expected = Vec::new();
+        for listener in ["in", "out"] {
+            for (class, n) in [("2xx", responses[0]), ("5xx", responses[1])] {
+                expected.push(format!(
+                    "waybill_proxy_requests_total{{listener=\"{listener}\",status_class=\"{class}\"}} {n}"
+                ));
+            }
+        }
+        expected.push(format!(
+            "waybill_request_handle_seconds_count{{system=\"wms\"}} {timed}"
+        ));
+        expected.push(format!(
+            "waybill_request_handle_seconds_bucket{{le=\"0.000025\",system=\"wms\"}} {under_25us}"
+        ));
+        for line in expected {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        let sum = text
+            .lines()
+            .find_map(|l| l.strip_prefix("waybill_request_handle_seconds_sum{system=\"wms\"} "))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert_eq!(sum, Some(nanos as f64 / 1e9), "{text}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ use tokio::time::Instant;
 
 use super::otlp_trace::{EncodedSpan, TraceEncoder};
 use super::settings::{Signal, TraceSettings};
+use super::span_buffers::SpanBuffers;
 use super::transport::Collector;
 
 /// At most one export error message per this period; the rest are counted
@@ -97,6 +98,8 @@ pub struct SpanQueue {
     ready: Arc<Notify>,
     /// Spans waiting in the queue that make a batch worth waking for.
     batch: usize,
+    /// Where the export task returns the buffers of the spans it is done with.
+    buffers: SpanBuffers,
 }
 
 impl SpanQueue {
@@ -113,8 +116,15 @@ impl SpanQueue {
             metrics,
             ready: Arc::new(Notify::new()),
             batch: 1,
+            buffers: SpanBuffers::default(),
         };
         (queue, rx, queued)
+    }
+
+    /// The pool the export task returns span buffers to, for the span
+    /// observer to write its next spans into.
+    pub fn buffers(&self) -> &SpanBuffers {
+        &self.buffers
     }
 
     /// Queues `span` for export, or drops and counts it when the queue is full.
@@ -179,6 +189,7 @@ pub fn start(
     let batcher = Batcher {
         rx,
         ready: Arc::clone(&queue.ready),
+        buffers: queue.buffers.clone(),
         collector,
         encoder: TraceEncoder::new(resource, "waybill", env!("CARGO_PKG_VERSION")),
         queued: Arc::clone(&queued),
@@ -250,6 +261,8 @@ struct Batcher {
     rx: mpsc::Receiver<EncodedSpan>,
     /// Notified by the queue: a batch is waiting, or the queue closed.
     ready: Arc<Notify>,
+    /// Exported batches' buffers go back here.
+    buffers: SpanBuffers,
     collector: Collector,
     encoder: TraceEncoder,
     queued: Arc<AtomicUsize>,
@@ -282,7 +295,7 @@ impl Batcher {
             }
             let taken = batch.len();
             self.export(&batch).await;
-            batch.clear();
+            self.buffers.recycle(batch.drain(..));
             // Subtracted only once the batch is done, so spans being exported
             // when shutdown gives up are counted as dropped too.
             self.queued.fetch_sub(taken, Ordering::Relaxed);

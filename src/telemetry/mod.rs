@@ -15,6 +15,8 @@
 //! - [`settings`]: `OTEL_*` environment plus `telemetry.traces` overrides.
 //! - [`resource`]: `service.name`, `service.version`, Kubernetes attributes.
 //! - [`export`]: the bounded span queue and the OTLP export task.
+//! - [`span_buffers`]: span buffers the export task hands back to the
+//!   span observer, so a span allocates nothing once traffic runs.
 //! - [`otlp_trace`]: the OTLP wire format: each span written straight into its
 //!   protobuf bytes on the correlator, batches wrapped into export requests.
 //! - [`transport`]: the gRPC or HTTP connection to the collector both exporters use.
@@ -36,6 +38,7 @@ pub mod propagation;
 pub mod resource;
 pub mod settings;
 pub mod snapshot;
+pub mod span_buffers;
 pub mod spans;
 pub mod trace_id;
 pub mod traceparent;

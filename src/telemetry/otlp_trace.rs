@@ -60,6 +60,12 @@ impl EncodedSpan {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// Its buffer, to write another span into
+    /// ([`SpanWriter::in_buffer`]).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 /// `Span.SpanKind`.
@@ -108,6 +114,15 @@ impl Text for [&str] {
     }
 }
 
+impl<T: Text + ?Sized> Text for &T {
+    fn text_len(&self) -> usize {
+        (**self).text_len()
+    }
+    fn put(&self, buf: &mut Vec<u8>) {
+        (**self).put(buf);
+    }
+}
+
 impl<const N: usize> Text for [&str; N] {
     fn text_len(&self) -> usize {
         self.as_slice().text_len()
@@ -134,9 +149,23 @@ impl SpanWriter {
         span_id: SpanId,
         name: &(impl Text + ?Sized),
         kind: Kind,
+        times: (SystemTime, SystemTime),
+    ) -> Self {
+        Self::in_buffer(Vec::new(), trace_id, span_id, name, kind, times)
+    }
+
+    /// [`SpanWriter::new`], written into `buf` (emptied first): a buffer
+    /// recycled from an exported span.
+    pub fn in_buffer(
+        mut buf: Vec<u8>,
+        trace_id: TraceId,
+        span_id: SpanId,
+        name: &(impl Text + ?Sized),
+        kind: Kind,
         (start, end): (SystemTime, SystemTime),
     ) -> Self {
-        let mut buf = Vec::with_capacity(SPAN_CAPACITY);
+        buf.clear();
+        buf.reserve(SPAN_CAPACITY);
         bytes(&mut buf, 1, &trace_id.to_bytes());
         bytes(&mut buf, 2, &span_id.to_bytes());
         text(&mut buf, 5, name);
@@ -165,6 +194,24 @@ impl SpanWriter {
         message(&mut self.buf, 11, |buf| {
             fixed64(buf, 1, nanos(at));
             text(buf, 2, name);
+            write(&mut Attributes {
+                buf,
+                field: EVENT_ATTRIBUTES,
+            });
+        });
+    }
+
+    /// A span event at `at` whose name and first attributes are `head`
+    /// (encoded once), then the attributes `write` adds.
+    pub fn encoded_event(
+        &mut self,
+        head: &EncodedEvent,
+        at: SystemTime,
+        write: impl FnOnce(&mut Attributes<'_>),
+    ) {
+        message(&mut self.buf, 11, |buf| {
+            fixed64(buf, 1, nanos(at));
+            buf.extend_from_slice(&head.bytes);
             write(&mut Attributes {
                 buf,
                 field: EVENT_ATTRIBUTES,
@@ -247,6 +294,32 @@ impl Attributes<'_> {
         });
     }
 
+    /// An array-of-strings attribute of `values`, known up front: it is
+    /// gone through twice (the sizes, then the bytes), so every length is
+    /// written before what it measures and nothing is moved afterwards
+    /// (as [`Attributes::strings`] must).
+    pub fn string_array<V: Text>(
+        &mut self,
+        key: &(impl Text + ?Sized),
+        values: impl Iterator<Item = V> + Clone,
+    ) {
+        let array: usize = values
+            .clone()
+            .map(|value| len_field_size(len_field_size(value.text_len())))
+            .sum();
+        // KeyValue.value = 2: AnyValue.array_value = 5
+        let any = len_field_size(array);
+        let kv = text_field_size(key) + len_field_size(any);
+        self.buf.reserve(len_field_size(kv));
+        len_prefix(self.buf, self.field, kv);
+        text(self.buf, 1, key);
+        len_prefix(self.buf, 2, any);
+        len_prefix(self.buf, 5, array);
+        for value in values {
+            array_string(self.buf, &value);
+        }
+    }
+
     /// Attributes written once ([`EncodedAttributes`]), copied in.
     pub fn copy(&mut self, encoded: &EncodedAttributes) {
         debug_assert_eq!(self.field, encoded.field);
@@ -261,11 +334,7 @@ impl Attributes<'_> {
         any: impl FnOnce(&mut Vec<u8>),
     ) {
         let key_len = key.text_len();
-        let key_size = if key_len > 0 {
-            len_field_size(key_len)
-        } else {
-            0
-        };
+        let key_size = text_field_size(key);
         let kv_len = key_size + len_field_size(any_len);
         let before = if key_len > 0 && kv_len < 0x80 {
             // The usual case: the `KeyValue`, so every length in it, fits a
@@ -307,15 +376,43 @@ pub struct EncodedAttributes {
 impl EncodedAttributes {
     /// Span attributes (`Span.attributes`) that `write` adds.
     pub fn span(write: impl FnOnce(&mut Attributes<'_>)) -> Self {
+        Self::of_field(SPAN_ATTRIBUTES, write)
+    }
+
+    /// Span event attributes (`Event.attributes`) that `write` adds.
+    pub fn event(write: impl FnOnce(&mut Attributes<'_>)) -> Self {
+        Self::of_field(EVENT_ATTRIBUTES, write)
+    }
+
+    fn of_field(field: u32, write: impl FnOnce(&mut Attributes<'_>)) -> Self {
         let mut bytes = Vec::new();
         write(&mut Attributes {
             buf: &mut bytes,
-            field: SPAN_ATTRIBUTES,
+            field,
         });
-        EncodedAttributes {
-            field: SPAN_ATTRIBUTES,
-            bytes,
-        }
+        EncodedAttributes { field, bytes }
+    }
+}
+
+/// A span event's name and first attributes, encoded once, for events
+/// many spans carry alike (a milestone's name and its object's kind):
+/// [`SpanWriter::encoded_event`] adds the time and the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEvent {
+    /// `Event.name` (2), then `Event.attributes` (3).
+    bytes: Vec<u8>,
+}
+
+impl EncodedEvent {
+    /// The event `name` with the attributes `write` adds.
+    pub fn new(name: &(impl Text + ?Sized), write: impl FnOnce(&mut Attributes<'_>)) -> Self {
+        let mut bytes = Vec::new();
+        text(&mut bytes, 2, name);
+        write(&mut Attributes {
+            buf: &mut bytes,
+            field: EVENT_ATTRIBUTES,
+        });
+        EncodedEvent { bytes }
     }
 }
 
@@ -327,11 +424,7 @@ pub struct Strings<'a> {
 impl Strings<'_> {
     /// One value.
     pub fn push(&mut self, value: &(impl Text + ?Sized)) {
-        let len = value.text_len();
-        // ArrayValue.values = 1: AnyValue.string_value = 1
-        len_prefix(self.buf, 1, len_field_size(len));
-        len_prefix(self.buf, 1, len);
-        value.put(self.buf);
+        array_string(self.buf, value);
     }
 
     /// One value, formatted in place.
@@ -344,6 +437,27 @@ impl Strings<'_> {
             });
         });
     }
+}
+
+/// One string value of an `ArrayValue`.
+fn array_string(buf: &mut Vec<u8>, value: &(impl Text + ?Sized)) {
+    let len = value.text_len();
+    let any = len_field_size(len);
+    // ArrayValue.values = 1: AnyValue.string_value = 1
+    if any < 0x80 {
+        // Both lengths one byte (the usual case): the two heads at once.
+        buf.reserve(2 + any);
+        buf.extend_from_slice(&[
+            one_byte_tag(1, LEN),
+            any as u8,
+            one_byte_tag(1, LEN),
+            len as u8,
+        ]);
+    } else {
+        len_prefix(buf, 1, any);
+        len_prefix(buf, 1, len);
+    }
+    value.put(buf);
 }
 
 /// Wraps batches of encoded spans into export requests, in a buffer it
@@ -444,6 +558,14 @@ fn varint_len(value: u64) -> usize {
 /// number here is below 16) and `len` bytes.
 fn len_field_size(len: usize) -> usize {
     1 + varint_len(len as u64) + len
+}
+
+/// The size of [`text`]'s field for `value`: none when empty.
+fn text_field_size(value: &(impl Text + ?Sized)) -> usize {
+    match value.text_len() {
+        0 => 0,
+        len => len_field_size(len),
+    }
 }
 
 fn tag(buf: &mut Vec<u8>, field: u32, wire: u32) {

@@ -54,12 +54,15 @@ use prometheus_client::registry::Registry;
 
 use super::export::SpanQueue;
 use super::flows::FlowMetrics;
-use super::otlp_trace::{Attributes, EncodedAttributes, EncodedSpan, Kind, LinkTarget, SpanWriter};
+use super::otlp_trace::{
+    Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter,
+};
 use super::settings::Sampler;
+use super::span_buffers::{BufferStash, SpanBuffers};
 use super::trace_id::{anchor_span_id, trace_id};
 use super::traceparent::{self, Traceparent};
 use crate::config::{Config, Direction};
-use crate::correlate::{Correlated, Observer};
+use crate::correlate::{Correlated, Marked, Observer};
 use crate::extract::{Key, Observation};
 use crate::proxy::Outcome;
 use crate::state::{ExceptionRecord, FlowRecord, Transaction};
@@ -90,9 +93,15 @@ pub struct SpanObserver {
     client_targets: Vec<Option<ClientTarget>>,
     /// Attributes of the config's routes, systems and operations, encoded.
     declared: DeclaredAttributes,
+    /// The milestone events' fixed parts, encoded.
+    milestone_events: MilestoneEvents,
+    /// By `FlowName::id`, the declared flows' fixed attributes, encoded.
+    flow_attributes: Vec<Option<FlowAttributes>>,
     /// The spans of one event on their way to the queue: emptied after
     /// each, kept so its room is allocated once.
     outgoing: Vec<EncodedSpan>,
+    /// Buffers to write spans into, returned by the export task.
+    buffers: RefCell<BufferStash>,
 }
 
 /// An exchange span being written, and whether its status is ERROR.
@@ -145,6 +154,19 @@ impl SpanObserver {
             })
             .collect();
         let declared = DeclaredAttributes::new(&config);
+        let milestone_events = MilestoneEvents::new(&config);
+        let buffers = sink
+            .as_ref()
+            .map(|sink| sink.queue.buffers().clone())
+            .unwrap_or_default();
+        let mut flow_attributes: Vec<Option<FlowAttributes>> = Vec::new();
+        for flow in &config.flows {
+            let id = flow.name.id();
+            if flow_attributes.len() <= id {
+                flow_attributes.resize_with(id + 1, || None);
+            }
+            flow_attributes[id].get_or_insert_with(|| FlowAttributes::new(flow));
+        }
         SpanObserver {
             config,
             sink,
@@ -153,9 +175,29 @@ impl SpanObserver {
             ids: RandomIdGenerator::default(),
             last_host: RefCell::new(None),
             declared,
+            milestone_events,
+            flow_attributes,
             client_targets,
             outgoing: Vec::new(),
+            buffers: RefCell::new(BufferStash::new(buffers)),
         }
+    }
+
+    /// The pool this observer writes its spans into, refilled by the export
+    /// task (by whoever is done with the spans, when there is no queue).
+    pub fn buffers(&self) -> SpanBuffers {
+        self.buffers
+            .try_borrow()
+            .map(|stash| stash.pool().clone())
+            .unwrap_or_default()
+    }
+
+    /// An empty buffer to write a span into.
+    fn buffer(&self) -> Vec<u8> {
+        self.buffers
+            .try_borrow_mut()
+            .map(|mut stash| stash.take())
+            .unwrap_or_default()
     }
 
     /// The span of `observation` in trace `trace_id` (without transaction
@@ -175,7 +217,12 @@ impl SpanObserver {
             .route
             .and_then(|id| self.config.routes.get(id.0))
             .map(|route| route.path.text.as_str());
-        let (method, original) = semconv_method(&exchange.method);
+        let known = KNOWN_METHODS
+            .iter()
+            .position(|(known, _)| *known == exchange.method);
+        let method = known
+            .and_then(|i| KNOWN_METHODS.get(i))
+            .map_or(OTHER_METHOD, |(_, name)| *name);
         let span_id = match exchange.trace_context {
             Some(propagated) => propagated.span_id,
             None => self.ids.new_span_id(),
@@ -186,7 +233,8 @@ impl SpanObserver {
         };
         let kind = if outbound { Kind::Client } else { Kind::Server };
         let start = exchange.started;
-        let mut writer = SpanWriter::new(
+        let mut writer = SpanWriter::in_buffer(
+            self.buffer(),
             trace_id,
             span_id,
             &name,
@@ -195,12 +243,16 @@ impl SpanObserver {
         );
         let error_type = error_type(&exchange.outcome, outbound);
         let mut attributes = writer.attributes();
-        attributes.string("http.request.method", method);
-        if let Some(original) = original {
-            attributes.string("http.request.method_original", original);
+        let declared = &self.declared;
+        match known {
+            Some(i) => declared.methods.write(&mut attributes, i, method),
+            None => {
+                attributes.string("http.request.method", OTHER_METHOD);
+                attributes.string("http.request.method_original", exchange.method.as_str());
+            }
         }
         if let (Some(id), Some(route)) = (observation.route, route) {
-            self.declared.routes.write(&mut attributes, id.0, route);
+            declared.routes.write(&mut attributes, id.0, route);
         }
         let status = exchange.outcome.status().as_u16();
         attributes.int("http.response.status_code", i64::from(status));
@@ -217,14 +269,16 @@ impl SpanObserver {
         if let Some(query) = exchange.uri.query() {
             attributes.string("url.query", query);
         }
-        attributes.string(
-            "network.protocol.version",
-            protocol_version(exchange.version),
-        );
+        let version = PROTOCOL_VERSIONS
+            .iter()
+            .position(|(known, _)| *known == exchange.version)
+            .unwrap_or(PROTOCOL_VERSIONS.len() - 1);
+        if let Some((_, name)) = PROTOCOL_VERSIONS.get(version) {
+            declared.versions.write(&mut attributes, version, name);
+        }
         if let Some(error_type) = error_type {
             attributes.string("error.type", error_type);
         }
-        let declared = &self.declared;
         let system = &exchange.system;
         declared
             .systems
@@ -268,23 +322,14 @@ impl SpanObserver {
         let name = key_text(&transaction.name);
         let mut attributes = writer.attributes();
         attributes.string("waybill.transaction", &name);
-        attributes.strings("waybill.keys", |values| {
-            for key in event.keys {
-                values.push(&key_text(key));
-            }
-        });
+        attributes.string_array("waybill.keys", event.keys.iter().map(key_text));
         if let (Some(milestone), false) = (&observation.milestone, event.news.milestones.is_empty())
         {
             attributes.string("waybill.milestone", milestone.as_str());
         }
         let at = observation.exchange.started;
         for marked in &event.news.milestones {
-            let record = &marked.record;
-            writer.event(record.milestone.as_str(), at, |attributes| {
-                attributes.string("waybill.object.kind", record.object.kind.as_str());
-                attributes.string("waybill.object.value", &*record.object.value);
-                attributes.bool("waybill.milestone.repeat", marked.repeat);
-            });
+            self.milestone_events.write(&mut writer, marked, at);
         }
         for exception in &event.news.exceptions {
             writer.event("waybill.exception", at, |attributes| {
@@ -345,21 +390,22 @@ impl SpanObserver {
 
     /// The `waybill.flow` span covering `flow`.
     fn flow_span(&self, flow: &FlowRecord, transaction: &[&str; 3], trace: TraceId) -> EncodedSpan {
-        let slo = self
-            .config
-            .flows
-            .iter()
-            .find(|f| f.name == flow.flow)
-            .map(|f| f.slo.as_secs_f64());
+        let declared = self
+            .flow_attributes
+            .get(flow.flow.id())
+            .and_then(Option::as_ref);
         let end = flow.ended.max(flow.started);
         self.internal_span("waybill.flow", trace, (flow.started, end), |attributes| {
-            attributes.string("waybill.flow", flow.flow.as_str());
+            match declared {
+                Some(declared) => attributes.copy(&declared.name),
+                None => attributes.string("waybill.flow", flow.flow.as_str()),
+            }
             attributes.double("waybill.flow.duration_seconds", flow.duration.as_secs_f64());
             attributes.bool("waybill.flow.within_slo", flow.within_slo);
             attributes.string("waybill.flow.object", &key_text(&flow.object));
             attributes.string("waybill.transaction", transaction);
-            if let Some(slo) = slo {
-                attributes.double("waybill.flow.slo_seconds", slo);
+            if let Some(declared) = declared {
+                attributes.copy(&declared.slo);
             }
         })
     }
@@ -373,8 +419,14 @@ impl SpanObserver {
         times: (SystemTime, SystemTime),
         write: impl FnOnce(&mut Attributes<'_>),
     ) -> EncodedSpan {
-        let mut writer =
-            SpanWriter::new(trace, self.ids.new_span_id(), name, Kind::Internal, times);
+        let mut writer = SpanWriter::in_buffer(
+            self.buffer(),
+            trace,
+            self.ids.new_span_id(),
+            name,
+            Kind::Internal,
+            times,
+        );
         write(&mut writer.attributes());
         writer.finish(0, false)
     }
@@ -537,9 +589,14 @@ fn exception_attributes(attributes: &mut Attributes<'_>, exception: &ExceptionRe
 }
 
 /// The span attributes whose values are names the config declares (a
-/// route's path template, a system, an operation): each encoded once when
-/// the observer is built, copied into every span that carries it.
+/// route's path template, a system, an operation) or come from a short
+/// fixed list (the HTTP method and version): each encoded once when the
+/// observer is built, copied into every span that carries it.
 struct DeclaredAttributes {
+    /// `http.request.method`, by position in [`KNOWN_METHODS`].
+    methods: Declared,
+    /// `network.protocol.version`, by position in [`PROTOCOL_VERSIONS`].
+    versions: Declared,
     /// `http.route`, by `RouteId`.
     routes: Declared,
     /// `waybill.system`, by `System::id`.
@@ -551,6 +608,14 @@ struct DeclaredAttributes {
 impl DeclaredAttributes {
     fn new(config: &Config) -> Self {
         DeclaredAttributes {
+            methods: Declared::new(
+                "http.request.method",
+                KNOWN_METHODS.iter().map(|(_, name)| *name),
+            ),
+            versions: Declared::new(
+                "network.protocol.version",
+                PROTOCOL_VERSIONS.iter().map(|(_, name)| *name),
+            ),
             routes: Declared::new(
                 "http.route",
                 config.routes.iter().map(|r| r.path.text.as_str()),
@@ -585,6 +650,80 @@ impl Declared {
         match self.encoded.get(index) {
             Some(encoded) => attributes.copy(encoded),
             None => attributes.string(self.key, value),
+        }
+    }
+}
+
+/// What a milestone's span event says besides its object's value: its
+/// name, `waybill.object.kind` (the milestone's declared object) and
+/// `waybill.milestone.repeat`, encoded once per milestone and per value.
+struct MilestoneEvents {
+    /// By `Milestone::id`: the event's name and `waybill.object.kind`, and
+    /// the `KeyKind::id` of that kind.
+    heads: Vec<(EncodedEvent, usize)>,
+    /// `waybill.milestone.repeat`, `false` then `true`.
+    repeat: [EncodedAttributes; 2],
+}
+
+impl MilestoneEvents {
+    fn new(config: &Config) -> Self {
+        let heads = config
+            .milestone_defs
+            .iter()
+            .map(|def| {
+                let head = EncodedEvent::new(def.name.as_str(), |attributes| {
+                    attributes.string("waybill.object.kind", def.object.as_str());
+                });
+                (head, def.object.id())
+            })
+            .collect();
+        let repeat = [false, true].map(|repeat| {
+            EncodedAttributes::event(|attributes| {
+                attributes.bool("waybill.milestone.repeat", repeat);
+            })
+        });
+        MilestoneEvents { heads, repeat }
+    }
+
+    /// The event of `marked` at `at` (written whole should its milestone
+    /// or object kind not be the declared ones).
+    fn write(&self, writer: &mut SpanWriter, marked: &Marked, at: SystemTime) {
+        let record = &marked.record;
+        let object = &record.object;
+        let repeat = &self.repeat[usize::from(marked.repeat)];
+        match self.heads.get(record.milestone.id()) {
+            Some((head, kind)) if *kind == object.kind.id() => {
+                writer.encoded_event(head, at, |attributes| {
+                    attributes.string("waybill.object.value", &*object.value);
+                    attributes.copy(repeat);
+                });
+            }
+            _ => writer.event(record.milestone.as_str(), at, |attributes| {
+                attributes.string("waybill.object.kind", object.kind.as_str());
+                attributes.string("waybill.object.value", &*object.value);
+                attributes.copy(repeat);
+            }),
+        }
+    }
+}
+
+/// A `waybill.flow` span's attributes that only depend on the flow.
+struct FlowAttributes {
+    /// `waybill.flow`.
+    name: EncodedAttributes,
+    /// `waybill.flow.slo_seconds`.
+    slo: EncodedAttributes,
+}
+
+impl FlowAttributes {
+    fn new(flow: &crate::config::Flow) -> Self {
+        FlowAttributes {
+            name: EncodedAttributes::span(|attributes| {
+                attributes.string("waybill.flow", flow.name.as_str());
+            }),
+            slo: EncodedAttributes::span(|attributes| {
+                attributes.double("waybill.flow.slo_seconds", flow.slo.as_secs_f64());
+            }),
         }
     }
 }
@@ -653,35 +792,32 @@ fn error_type(outcome: &Outcome, outbound: bool) -> Option<&str> {
     }
 }
 
-/// `http.request.method`: the method when it is one the HTTP RFCs define,
-/// else `_OTHER` with the original in `http.request.method_original`.
-fn semconv_method(method: &http::Method) -> (&'static str, Option<&str>) {
-    const KNOWN: [(http::Method, &str); 9] = [
-        (http::Method::GET, "GET"),
-        (http::Method::POST, "POST"),
-        (http::Method::PUT, "PUT"),
-        (http::Method::DELETE, "DELETE"),
-        (http::Method::PATCH, "PATCH"),
-        (http::Method::HEAD, "HEAD"),
-        (http::Method::OPTIONS, "OPTIONS"),
-        (http::Method::CONNECT, "CONNECT"),
-        (http::Method::TRACE, "TRACE"),
-    ];
-    match KNOWN.iter().find(|(m, _)| m == method) {
-        Some((_, name)) => (name, None),
-        None => ("_OTHER", Some(method.as_str())),
-    }
-}
+/// `http.request.method` of the methods the HTTP RFCs define; any other
+/// is [`OTHER_METHOD`], with the original in `http.request.method_original`.
+const KNOWN_METHODS: [(http::Method, &str); 9] = [
+    (http::Method::GET, "GET"),
+    (http::Method::POST, "POST"),
+    (http::Method::PUT, "PUT"),
+    (http::Method::DELETE, "DELETE"),
+    (http::Method::PATCH, "PATCH"),
+    (http::Method::HEAD, "HEAD"),
+    (http::Method::OPTIONS, "OPTIONS"),
+    (http::Method::CONNECT, "CONNECT"),
+    (http::Method::TRACE, "TRACE"),
+];
 
-fn protocol_version(version: http::Version) -> &'static str {
-    match version {
-        http::Version::HTTP_09 => "0.9",
-        http::Version::HTTP_10 => "1.0",
-        http::Version::HTTP_2 => "2",
-        http::Version::HTTP_3 => "3",
-        _ => "1.1",
-    }
-}
+/// `http.request.method` of a method not in [`KNOWN_METHODS`].
+const OTHER_METHOD: &str = "_OTHER";
+
+/// `network.protocol.version` per HTTP version; the last, `1.1`, for any
+/// version `http` may add.
+const PROTOCOL_VERSIONS: [(http::Version, &str); 5] = [
+    (http::Version::HTTP_09, "0.9"),
+    (http::Version::HTTP_10, "1.0"),
+    (http::Version::HTTP_2, "2"),
+    (http::Version::HTTP_3, "3"),
+    (http::Version::HTTP_11, "1.1"),
+];
 
 /// A key as spans show it, `kind:value` (its `Display`), in pieces
 /// written straight into the span: no string is built.

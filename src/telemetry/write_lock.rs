@@ -20,8 +20,11 @@
 //! acquire and release.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 
 /// Spin attempts before a waiter yields its thread.
 const SPINS: u32 = 64;
@@ -55,6 +58,56 @@ impl WriteLock {
             }
         }
         Held { lock: self }
+    }
+}
+
+/// A metric and the [`WriteLock`] of the group it leads, registered as
+/// the metric (it encodes exactly as `M`): a `Family` of them hands every
+/// holder of a label set's series the same lock, for that series and for
+/// the other metrics of its group (the proxy's handle time per system,
+/// with the response counters of that system's listeners). Clones share
+/// the lock (and the metric, as `prometheus-client`'s metrics do).
+#[derive(Debug, Clone, Default)]
+pub struct Locked<M> {
+    metric: M,
+    lock: Arc<WriteLock>,
+}
+
+impl<M> Locked<M> {
+    /// `metric` with a lock of its own.
+    pub fn new(metric: M) -> Self {
+        Locked {
+            metric,
+            lock: Arc::default(),
+        }
+    }
+
+    /// The metric, to be written only while [`Locked::lock`] is held.
+    pub fn metric(&self) -> &M {
+        &self.metric
+    }
+
+    /// Takes the group's lock.
+    pub fn lock(&self) -> Held<'_> {
+        self.lock.lock()
+    }
+}
+
+impl<M: TypedMetric> TypedMetric for Locked<M> {
+    const TYPE: MetricType = M::TYPE;
+}
+
+impl<M: EncodeMetric> EncodeMetric for Locked<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.metric.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.metric.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.metric.is_empty()
     }
 }
 

@@ -17,7 +17,7 @@ use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_sc
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 
-use super::{Attributes, EncodedSpan, Kind, LinkTarget, SpanWriter, TraceEncoder};
+use super::{Attributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter, TraceEncoder};
 use crate::telemetry::resource;
 
 const SCOPE: &str = "waybill";
@@ -57,7 +57,15 @@ fn spans() -> Vec<SpanData> {
                 StringValue::from("freight_cost quoted 12.5 EUR"),
             ])),
         ),
+        KeyValue::new(
+            "waybill.extraction.problems",
+            Value::Array(Array::String(vec![
+                StringValue::from("request_json: not JSON"),
+                StringValue::from(""),
+            ])),
+        ),
         KeyValue::new("long", "x".repeat(300)),
+        KeyValue::new("empty_array", Value::Array(Array::String(Vec::new()))),
     ];
     let mut events = SpanEvents::default();
     events.events = vec![
@@ -132,10 +140,21 @@ fn written(data: &SpanData) -> EncodedSpan {
         (data.start_time, data.end_time),
     );
     write_attributes(&mut writer.attributes(), &data.attributes);
-    for event in data.events.iter() {
-        writer.event(&*event.name, event.timestamp, |attributes| {
-            write_attributes(attributes, &event.attributes);
-        });
+    for (j, event) in data.events.iter().enumerate() {
+        if j % 2 == 0 {
+            // The name and the first attribute encoded beforehand.
+            let (first, rest) = event.attributes.split_at(event.attributes.len().min(1));
+            let head = EncodedEvent::new(&*event.name, |attributes| {
+                write_attributes(attributes, first);
+            });
+            writer.encoded_event(&head, event.timestamp, |attributes| {
+                write_attributes(attributes, rest);
+            });
+        } else {
+            writer.event(&*event.name, event.timestamp, |attributes| {
+                write_attributes(attributes, &event.attributes);
+            });
+        }
     }
     for link in data.links.iter() {
         let target = LinkTarget {
@@ -163,6 +182,10 @@ fn write_attributes(attributes: &mut Attributes<'_>, values: &[KeyValue]) {
             Value::I64(v) => attributes.int(&key, *v),
             Value::F64(v) => attributes.double(&key, *v),
             Value::Bool(v) => attributes.bool(&key, *v),
+            // Arrays at odd places written from their values known up front.
+            Value::Array(Array::String(values)) if i % 2 == 1 => {
+                attributes.string_array(&key, values.iter().map(|s| s.as_str()))
+            }
             Value::Array(Array::String(values)) => attributes.strings(&key, |strings| {
                 for (j, s) in values.iter().enumerate() {
                     match j % 3 {

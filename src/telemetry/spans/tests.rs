@@ -658,3 +658,65 @@ fn each_event_queues_its_own_spans_once() {
         [exchange, "waybill.flow", exchange, exchange, "waybill.flow"]
     );
 }
+
+#[test]
+fn each_span_carries_its_own_method_and_protocol_version() {
+    let config = config();
+    let observer = observer(&config);
+    let cases = [
+        (
+            http::Method::GET,
+            http::Version::HTTP_10,
+            "GET",
+            None,
+            "1.0",
+        ),
+        (
+            http::Method::DELETE,
+            http::Version::HTTP_2,
+            "DELETE",
+            None,
+            "2",
+        ),
+        (
+            http::Method::from_bytes(b"PROPFIND").expect("a method"),
+            http::Version::HTTP_11,
+            "_OTHER",
+            Some("PROPFIND"),
+            "1.1",
+        ),
+        (
+            http::Method::TRACE,
+            http::Version::HTTP_09,
+            "TRACE",
+            None,
+            "0.9",
+        ),
+    ];
+    // Twice, so each table entry is used after the others.
+    for (round, (method, version, name, original, protocol)) in
+        cases.iter().chain(cases.iter()).enumerate()
+    {
+        let mut exchange = exchange(0, "/unknown", ok());
+        exchange.method = method.clone();
+        exchange.version = *version;
+        let trace = TraceId::from_bytes([round as u8 + 1; 16]);
+        let span = decode(&observer.exchange_span(&unrouted(exchange), trace));
+        assert_eq!(span.name, *name);
+        assert_eq!(text(&span, "http.request.method"), *name);
+        assert_eq!(
+            attribute(&span, "http.request.method_original").is_some(),
+            original.is_some()
+        );
+        if let Some(original) = original {
+            assert_eq!(text(&span, "http.request.method_original"), *original);
+        }
+        assert_eq!(text(&span, "network.protocol.version"), *protocol);
+        let methods = span
+            .attributes
+            .iter()
+            .filter(|kv| kv.key == "http.request.method")
+            .count();
+        assert_eq!(methods, 1, "one method attribute");
+    }
+}
