@@ -27,7 +27,7 @@
 use std::hint::black_box;
 use std::net::IpAddr;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use waybill::proxy::h1::{
     request_framing, response_framing, write_request, write_response, HostRewrite, MethodKind,
     Parsed, RequestHead, RequestRewrite, ResponseHead, ResponseRewrite, Version,

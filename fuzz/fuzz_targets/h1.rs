@@ -14,9 +14,12 @@ use waybill::proxy::h1::{
     ResponseHead, ResponseRewrite, Version,
 };
 
-/// Data, trailers and end (offset in `body`) of `body` fed in the pieces
+/// Data, trailers and end (offset in the body) of a chunked body.
+type Decoded = (Vec<u8>, Vec<u8>, Option<usize>);
+
+/// Decodes `body` fed in the pieces
 /// `splits` cut.
-fn decode(body: &[u8], splits: [usize; 2]) -> Result<(Vec<u8>, Vec<u8>, Option<usize>), ChunkedError> {
+fn decode(body: &[u8], splits: [usize; 2]) -> Result<Decoded, ChunkedError> {
     let mut decoder = ChunkedDecoder::new();
     let (mut data, mut trailers) = (Vec::new(), Vec::new());
     let mut from = 0;

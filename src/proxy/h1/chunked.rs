@@ -289,12 +289,12 @@ fn hex(byte: u8) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// Data, trailers, and where the body ended.
+    type Decoded = (Vec<u8>, Vec<u8>, Option<usize>);
+
     /// Decodes `body` fed in pieces cut at `splits`: the data, the
     /// trailers, and where the body ended (offset into `body`).
-    fn decode(
-        body: &[u8],
-        splits: &[usize],
-    ) -> Result<(Vec<u8>, Vec<u8>, Option<usize>), ChunkedError> {
+    fn decode(body: &[u8], splits: &[usize]) -> Result<Decoded, ChunkedError> {
         let mut decoder = ChunkedDecoder::new();
         let (mut data, mut trailers) = (Vec::new(), Vec::new());
         let mut from = 0;

@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-use super::head::{tokens, Fields, Line, Lines, Name, RequestHead, ResponseHead, Version};
+use super::head::{tokens, Fields, Lines, Name, RequestHead, ResponseHead, Version};
 
 /// How a message's body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,10 +158,6 @@ fn keep_alive(version: Version, fields: &Fields) -> bool {
     !fields.connection.close && (version == Version::Http11 || fields.connection.keep_alive)
 }
 
-fn content_length_lines<'a>(lines: &'a Lines) -> impl Iterator<Item = &'a Line> {
-    lines.of(Name::ContentLength)
-}
-
 /// The body length and persistence of a request (RFC 9112 §6.3 items 3–6).
 pub fn request(buf: &[u8], head: &RequestHead) -> Result<RequestFraming, FramingError> {
     let fields = &head.fields;
@@ -175,7 +171,7 @@ pub fn request(buf: &[u8], head: &RequestHead) -> Result<RequestFraming, Framing
         transfer_coding(buf, &head.lines)?;
         BodyLength::Chunked
     } else if fields.content_length_lines > 0 {
-        let mut lines = content_length_lines(&head.lines);
+        let mut lines = head.lines.of(Name::ContentLength);
         let first = lines
             .next()
             .map_or(Ok(0), |line| parse_content_length(line.value.of(buf)))?;
@@ -245,7 +241,7 @@ pub fn response(
     // As hyper's client: every value of every line (comma lists allowed),
     // identical repeats accepted (RFC 9110 §8.6), differing ones refused.
     let mut length = None;
-    for line in content_length_lines(&head.lines) {
+    for line in head.lines.of(Name::ContentLength) {
         for value in tokens(line.value.of(buf)) {
             let value = parse_content_length(value)?;
             if length.is_some_and(|length| length != value) {
