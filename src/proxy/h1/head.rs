@@ -98,9 +98,24 @@ const KNOWN: [(&str, Name); 13] = [
     ("x-forwarded-host", Name::XForwardedHost),
 ];
 
+/// Bit `n` is set when a recognised name is `n` bytes long: most other
+/// names are told apart by their length alone.
+const KNOWN_LENGTHS: u32 = {
+    let mut lengths = 0u32;
+    let mut i = 0;
+    while i < KNOWN.len() {
+        lengths |= 1 << KNOWN[i].0.len();
+        i += 1;
+    }
+    lengths
+};
+
 impl Name {
     /// The recognised header `name` is, in any case.
     pub fn of(name: &[u8]) -> Name {
+        if name.len() >= 32 || KNOWN_LENGTHS & (1 << name.len()) == 0 {
+            return Name::Other;
+        }
         KNOWN
             .iter()
             .find(|(known, _)| {
