@@ -281,37 +281,43 @@ impl ChunkedDecoder {
     }
 }
 
+/// A chunked body's data, its trailer bytes, and where it ended (`None`:
+/// not ended).
+pub type Decoded = (Vec<u8>, Vec<u8>, Option<usize>);
+
+/// Decodes `body` fed in the pieces that cutting it at `splits` (offsets,
+/// in order; out-of-order ones cut nothing) gives, collecting data and
+/// trailers; the end is an offset into `body`. For tests and the fuzz
+/// target: the engine feeds a [`ChunkedDecoder`] as bytes arrive.
+pub fn decode_split(body: &[u8], splits: &[usize]) -> Result<Decoded, ChunkedError> {
+    let mut decoder = ChunkedDecoder::new();
+    let (mut data, mut trailers) = (Vec::new(), Vec::new());
+    let mut from = 0;
+    for to in splits.iter().copied().chain([body.len()]) {
+        let to = to.clamp(from, body.len());
+        let slice = body.get(from..to).unwrap_or_default();
+        let progress = decoder.feed(slice, |piece| match piece {
+            Piece::Data(range) => data.extend_from_slice(slice.get(range).unwrap_or_default()),
+            Piece::Trailers(range) => {
+                trailers.extend_from_slice(slice.get(range).unwrap_or_default());
+            }
+        })?;
+        if let Progress::Done(end) = progress {
+            return Ok((data, trailers, Some(from + end)));
+        }
+        from = to;
+    }
+    Ok((data, trailers, None))
+}
+
 fn hex(byte: u8) -> Option<u64> {
     char::from(byte).to_digit(16).map(u64::from)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::decode_split as decode;
     use super::*;
-
-    /// Data, trailers, and where the body ended.
-    type Decoded = (Vec<u8>, Vec<u8>, Option<usize>);
-
-    /// Decodes `body` fed in pieces cut at `splits`: the data, the
-    /// trailers, and where the body ended (offset into `body`).
-    fn decode(body: &[u8], splits: &[usize]) -> Result<Decoded, ChunkedError> {
-        let mut decoder = ChunkedDecoder::new();
-        let (mut data, mut trailers) = (Vec::new(), Vec::new());
-        let mut from = 0;
-        let ends = splits.iter().copied().chain([body.len()]);
-        for to in ends {
-            let slice = &body[from..to];
-            let progress = decoder.feed(slice, |piece| match piece {
-                Piece::Data(range) => data.extend_from_slice(&slice[range]),
-                Piece::Trailers(range) => trailers.extend_from_slice(&slice[range]),
-            })?;
-            if let Progress::Done(end) = progress {
-                return Ok((data, trailers, Some(from + end)));
-            }
-            from = to;
-        }
-        Ok((data, trailers, None))
-    }
 
     #[test]
     fn data_trailers_and_end_at_every_split_point() {

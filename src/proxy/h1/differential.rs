@@ -258,18 +258,21 @@ async fn hyper_rewrites(raw: &str, rewrite: &RequestRewrite<'_>) -> String {
         .expect("in time")
 }
 
+/// No change but the hop-by-hop headers.
+const PLAIN: RequestRewrite<'static> = RequestRewrite {
+    base_path: b"",
+    host: HostRewrite::Preserve {
+        fallback: b"up:8080",
+    },
+    forwarded_for: None,
+    traceparent: None,
+    chunked: false,
+};
+
 #[tokio::test]
 async fn the_rewritten_request_head_is_the_one_hyper_writes() {
     let ip: IpAddr = "192.0.2.7".parse().expect("ip");
-    let plain = RequestRewrite {
-        base_path: b"",
-        host: HostRewrite::Preserve {
-            fallback: b"up:8080",
-        },
-        forwarded_for: None,
-        traceparent: None,
-        chunked: false,
-    };
+    let plain = PLAIN;
     let everything = RequestRewrite {
         base_path: b"/base",
         host: HostRewrite::Replace(b"up:8080"),
@@ -320,15 +323,7 @@ async fn the_rewritten_request_head_is_the_one_hyper_writes() {
 #[tokio::test]
 async fn interleaved_repeats_keep_the_clients_order_where_hyper_groups_them() {
     let raw = "GET / HTTP/1.1\r\nHost: erp\r\nX-A: 1\r\nX-B: 2\r\nx-a: 3\r\n\r\n";
-    let rewrite = RequestRewrite {
-        base_path: b"",
-        host: HostRewrite::Preserve {
-            fallback: b"up:8080",
-        },
-        forwarded_for: None,
-        traceparent: None,
-        chunked: false,
-    };
+    let rewrite = PLAIN;
     let theirs = hyper_rewrites(raw, &rewrite).await;
     assert_eq!(
         theirs,

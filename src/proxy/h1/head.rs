@@ -379,20 +379,19 @@ fn scratch<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
     [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
-/// A partial head already longer than the limit will not get shorter.
-fn partial(buf: &[u8]) -> Result<Parsed, HeadError> {
-    if buf.len() > MAX_HEAD_LEN {
-        Err(HeadError::TooLarge)
-    } else {
-        Ok(Parsed::Partial)
-    }
-}
-
-fn complete(len: usize) -> Result<Parsed, HeadError> {
-    if len > MAX_HEAD_LEN {
-        Err(HeadError::TooLarge)
-    } else {
-        Ok(Parsed::Complete(len))
+/// httparse's answer within the limits: the head's length, `None` for a
+/// partial head (one already longer than the limit will not get shorter),
+/// or the fault (`token`: what an invalid token is).
+fn head_len(
+    parsed: httparse::Result<usize>,
+    buf: &[u8],
+    token: HeadError,
+) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_LEN => Ok(Some(len)),
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD_LEN => Ok(None),
+        Ok(_) => Err(HeadError::TooLarge),
+        Err(error) => Err(HeadError::from_httparse(error, token)),
     }
 }
 
@@ -419,19 +418,14 @@ impl RequestHead {
             buf,
             &mut headers,
         );
-        let len = match parsed {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return partial(buf),
-            Err(error) => {
-                let token = if request.method.is_none() {
-                    HeadError::Method
-                } else {
-                    HeadError::Target
-                };
-                return Err(HeadError::from_httparse(error, token));
-            }
+        let token = if request.method.is_none() {
+            HeadError::Method
+        } else {
+            HeadError::Target
         };
-        let outcome = complete(len)?;
+        let Some(len) = head_len(parsed, buf, token)? else {
+            return Ok(Parsed::Partial);
+        };
         let (Some(method), Some(target)) = (request.method, request.path) else {
             return Err(HeadError::Method);
         };
@@ -440,7 +434,7 @@ impl RequestHead {
         self.version = Version::from_minor(request.version);
         self.fields = self.lines.fill(buf, request.headers);
         self.len = len;
-        Ok(outcome)
+        Ok(Parsed::Complete(len))
     }
 
     pub fn method<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
@@ -474,12 +468,9 @@ impl ResponseHead {
             buf,
             &mut headers,
         );
-        let len = match parsed {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return partial(buf),
-            Err(error) => return Err(HeadError::from_httparse(error, HeadError::Status)),
+        let Some(len) = head_len(parsed, buf, HeadError::Status)? else {
+            return Ok(Parsed::Partial);
         };
-        let outcome = complete(len)?;
         let Some(status) = response.code.filter(|code| (100..=999).contains(code)) else {
             return Err(HeadError::Status);
         };
@@ -491,7 +482,7 @@ impl ResponseHead {
         self.version = Version::from_minor(response.version);
         self.fields = self.lines.fill(buf, response.headers);
         self.len = len;
-        Ok(outcome)
+        Ok(Parsed::Complete(len))
     }
 }
 

@@ -83,8 +83,8 @@ mod head;
 mod rewrite;
 
 pub use chunked::{
-    ChunkedDecoder, ChunkedError, Piece, Progress, MAX_EXTENSIONS_LEN, MAX_TRAILERS,
-    MAX_TRAILERS_LEN,
+    decode_split, ChunkedDecoder, ChunkedError, Decoded, Piece, Progress, MAX_EXTENSIONS_LEN,
+    MAX_TRAILERS, MAX_TRAILERS_LEN,
 };
 pub use framing::{
     parse_content_length, request as request_framing, response as response_framing, BodyLength,
