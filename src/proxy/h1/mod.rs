@@ -27,7 +27,13 @@
 //!   extensions and trailers are bounded ([`MAX_EXTENSIONS_LEN`],
 //!   [`MAX_TRAILERS_LEN`], [`MAX_TRAILERS`]).
 //! - The head written for the other hop is what `headers.rs` and hyper
-//!   write today (tested against them), except as listed below.
+//!   write today, except as listed below.
+//!
+//! `differential.rs` (tests) holds the codec to hyper: on a corpus of
+//! requests with every smuggling vector it never accepts what hyper's
+//! server refuses and reads the same body where both accept (the requests
+//! where it is stricter are listed there, `STRICTER`), and its written
+//! request heads are byte for byte those of `headers.rs` + hyper's client.
 //!
 //! # Where it is stricter than hyper (deliberately)
 //! - Head size: at most 64 KiB (hyper reads up to ~400 KiB of head).
@@ -39,12 +45,12 @@
 //!   response identical repeats and lists (`7, 7`) are accepted, as hyper's
 //!   client does.
 //! - Request `Transfer-Encoding` must be exactly one `chunked`: hyper
-//!   accepts any list ending in `chunked` (`gzip, chunked`) and forwards
-//!   the body still gzip-coded without saying so; here it is
-//!   [`FramingError::UnsupportedCoding`] (501), `chunked, chunked` is
-//!   [`FramingError::ChunkedTwice`], an empty element (`chunked,`) is
-//!   [`FramingError::EmptyCoding`] (hyper also refuses those two, as
-//!   "not chunked last").
+//!   accepts any list ending in `chunked` (`gzip, chunked`, also over two
+//!   lines) and forwards the body still gzip-coded without saying so; here
+//!   it is [`FramingError::UnsupportedCoding`] (501). `chunked, chunked`
+//!   (which hyper accepts) is [`FramingError::ChunkedTwice`]; an empty
+//!   element (`chunked,`, which hyper refuses too) is
+//!   [`FramingError::EmptyCoding`].
 //! - Response `Transfer-Encoding` other than exactly `chunked`: refused
 //!   (hyper reads a body whose codings do not end in `chunked` until close
 //!   and forwards it without its codings).
