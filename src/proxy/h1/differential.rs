@@ -338,3 +338,108 @@ async fn interleaved_repeats_keep_the_clients_order_where_hyper_groups_them() {
     write_request(raw.as_bytes(), &head, &rewrite, &mut ours).expect("forwardable");
     assert_eq!(String::from_utf8_lossy(&ours), raw);
 }
+
+/// The head hyper's server writes to a client for the response hyper's
+/// client read from an upstream that sent `raw`, after `headers.rs`
+/// (as `forward.rs` responds: hop-by-hop removed, the body streamed).
+async fn hyper_responds(raw: &str) -> String {
+    // Upstream: hyper's client reads `raw` as the answer to a GET.
+    let (ours, mut upstream) = tokio::io::duplex(1 << 16);
+    let mut builder = hyper::client::conn::http1::Builder::new();
+    builder.preserve_header_case(true).writev(false);
+    let fetch = async {
+        let (mut sender, connection) = builder.handshake(TokioIo::new(ours)).await.ok()?;
+        tokio::spawn(connection);
+        let request = Request::get("/").body(Empty::<Bytes>::new()).ok()?;
+        let answer = tokio::spawn(async move { sender.send_request(request).await });
+        let mut chunk = [0u8; 4096];
+        let _ = upstream.read(&mut chunk).await;
+        upstream.write_all(raw.as_bytes()).await.ok()?;
+        let response = answer.await.ok()?.ok()?;
+        let (mut parts, body) = response.into_parts();
+        let body = body.collect().await.ok()?.to_bytes();
+        strip_hop_by_hop(&mut parts.headers);
+        Some((parts, body))
+    };
+    let (parts, body) = tokio::time::timeout(LIMIT, fetch)
+        .await
+        .ok()
+        .flatten()
+        .expect("hyper's client reads the response");
+
+    // Client side: hyper's server answers a GET with it.
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let response = std::sync::Mutex::new(Some((parts, body)));
+    let service = service_fn(move |_: Request<Incoming>| {
+        let (parts, body) = response
+            .lock()
+            .ok()
+            .and_then(|mut once| once.take())
+            .expect("one request");
+        let frames = (!body.is_empty()).then(|| Ok::<_, Infallible>(Frame::data(body)));
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        async move { Ok::<_, Infallible>(Response::from_parts(parts, body)) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .preserve_header_case(true)
+        .auto_date_header(false)
+        .writev(false);
+    let exchange = async {
+        tokio::spawn(builder.serve_connection(TokioIo::new(server), service));
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .ok()?;
+        let mut written = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !written.windows(4).any(|w| w == b"\r\n\r\n") {
+            let read = client.read(&mut chunk).await.ok()?;
+            if read == 0 {
+                return None;
+            }
+            written.extend_from_slice(&chunk[..read]);
+        }
+        let end = written.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        Some(String::from_utf8_lossy(&written[..end]).into_owned())
+    };
+    tokio::time::timeout(LIMIT, exchange)
+        .await
+        .ok()
+        .flatten()
+        .expect("hyper's server writes a head")
+}
+
+#[tokio::test]
+async fn the_rewritten_response_head_is_the_one_hyper_writes() {
+    let table = [
+        // nginx's reply in bench/proxy.sh.
+        "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 28 Nov 2026 02:20:39 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}",
+        "HTTP/1.1 201 Created Here\r\nlocation: /o/1\r\nKeep-Alive: timeout=5\r\nX-Empty:\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 404 Not Found\r\nConnection: X-Hop\r\nX-Hop: 1\r\nContent-Length: 1\r\nX-A: 2\r\n\r\nx",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ];
+    for raw in table {
+        let theirs = hyper_responds(raw).await;
+        let mut head = ResponseHead::default();
+        assert!(matches!(
+            head.parse(raw.as_bytes()),
+            Ok(Parsed::Complete(_))
+        ));
+        let framing = response_framing(raw.as_bytes(), &head, MethodKind::Other);
+        let rewrite = ResponseRewrite {
+            version: Version::Http11,
+            chunked: matches!(
+                framing,
+                Ok(ResponseFraming::Final {
+                    body: BodyLength::Chunked,
+                    ..
+                })
+            ),
+            connection: None,
+        };
+        let mut ours = Vec::new();
+        write_response(raw.as_bytes(), &head, &rewrite, &mut ours);
+        assert_eq!(String::from_utf8_lossy(&ours), theirs, "for {raw:?}");
+    }
+}

@@ -33,7 +33,9 @@
 //! requests with every smuggling vector it never accepts what hyper's
 //! server refuses and reads the same body where both accept (the requests
 //! where it is stricter are listed there, `STRICTER`), and its written
-//! request heads are byte for byte those of `headers.rs` + hyper's client.
+//! heads are byte for byte those of `headers.rs` + hyper: request heads as
+//! hyper's client writes them, response heads as its server does (the two
+//! differ: an empty value goes out `Name:` upstream, `Name: ` to clients).
 //!
 //! # Where it is stricter than hyper (deliberately)
 //! - Head size: at most 64 KiB (hyper reads up to ~400 KiB of head).

@@ -96,11 +96,12 @@ fn origin_form(target: &[u8]) -> Result<(&[u8], Option<&[u8]>), RewriteError> {
     Ok((path, Some(authority)))
 }
 
-/// One header line as hyper writes it: `Name: value`, or `Name:` when the
-/// value is empty.
-fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// One header line as hyper writes it: `Name: value`; an empty value as
+/// `Name:` when `bare_empty` (hyper's client does, its server writes
+/// `Name: `).
+fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8], bare_empty: bool) {
     out.extend_from_slice(name);
-    if value.is_empty() {
+    if value.is_empty() && bare_empty {
         out.extend_from_slice(b":\r\n");
     } else {
         out.extend_from_slice(b": ");
@@ -117,14 +118,17 @@ struct Block<'o, 'b> {
     buf: &'b [u8],
     /// Bytes of `buf` still to copy.
     run: Range<usize>,
+    /// An empty value is written `Name:` (else `Name: `).
+    bare_empty: bool,
 }
 
 impl<'o, 'b> Block<'o, 'b> {
-    fn new(out: &'o mut Vec<u8>, buf: &'b [u8]) -> Self {
+    fn new(out: &'o mut Vec<u8>, buf: &'b [u8], bare_empty: bool) -> Self {
         Block {
             out,
             buf,
             run: 0..0,
+            bare_empty,
         }
     }
 
@@ -150,7 +154,7 @@ impl<'o, 'b> Block<'o, 'b> {
     /// A line of the proxy's own (or changed).
     fn put(&mut self, name: &[u8], value: &[u8]) {
         self.flush();
-        put_line(self.out, name, value);
+        put_line(self.out, name, value, self.bare_empty);
     }
 
     /// `line` with the value `changed`, or as it came.
@@ -290,7 +294,7 @@ pub fn write_request(
     };
     let (mut xff_seen, mut host_written, mut traceparent_written) = (0, false, false);
     let (mut xff_kept, mut xfp_kept, mut xfh_kept) = (false, false, false);
-    let mut block = Block::new(out, buf);
+    let mut block = Block::new(out, buf, true);
     forwarded_lines(buf, &head.lines, fields, |line, changed| match line.kind {
         Name::Host => {
             if !host_written {
@@ -379,7 +383,7 @@ pub fn write_response(
     out.extend_from_slice(&status);
     out.extend_from_slice(trim(head.reason.of(buf)));
     out.extend_from_slice(b"\r\n");
-    let mut block = Block::new(out, buf);
+    let mut block = Block::new(out, buf, false);
     forwarded_lines(buf, &head.lines, &head.fields, |line, changed| {
         block.line(line, changed);
     });
