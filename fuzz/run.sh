@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every extractor fuzz target for a bounded time and prints, per
+# Runs every fuzz target (the extractors', and `h1`: the proxy's HTTP/1 codec) for a bounded time and prints, per
 # target, the executions done and whether libFuzzer found a crash.
 #
 #   fuzz/run.sh [SECONDS_PER_TARGET]   (default 60)
@@ -14,7 +14,7 @@ fixtures=../tests/fixtures/formats
 mkdir -p logs
 status=0
 printf '%-12s %12s  %s\n' target executions result
-for target in json_path xml x12 edifact decompress form; do
+for target in json_path xml x12 edifact decompress form h1; do
     corpus=corpus/$target
     mkdir -p "$corpus"
     case $target in
@@ -24,6 +24,8 @@ for target in json_path xml x12 edifact decompress form; do
         json_path) printf '\001{"orders":[{"id":"SO-1"}],"ship-to":[{"a":"x"}],"event":"tracker.updated","result":{"tracking_code":"1Z"}}' > "$corpus"/seed.json ;;
         form) printf '\000order=SO-1&tracking=1Z+9' > "$corpus"/seed.form ;;
         decompress) printf '\006SO-1 SO-2' > "$corpus"/seed.txt ;;
+        h1) printf '\000POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n' > "$corpus"/request.txt
+            printf '\001HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok' > "$corpus"/response.txt ;;
     esac
     log=logs/$target.log
     if cargo +nightly fuzz run "$target" "$corpus" -- \

@@ -17,22 +17,29 @@ use std::net::IpAddr;
 
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
-/// `Proxy-Connection`: non-standard, sent by old clients, never forwarded.
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-/// `Keep-Alive` (RFC 2068), hop-by-hop.
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Headers that are hop-by-hop whether or not `Connection` names them
-/// (`TE` is handled apart).
+/// Names (lower case) of the headers that are hop-by-hop whether or not
+/// `Connection` names them (`TE` is handled apart): `Keep-Alive` is RFC
+/// 2068's, `Proxy-Connection` non-standard, sent by old clients. The one
+/// list for both HTTP/1 paths: this module's and the codec's
+/// ([`h1`](super::h1)).
+pub(crate) const ALWAYS_HOP_BY_HOP_NAMES: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
 const ALWAYS_HOP_BY_HOP: [HeaderName; 5] = [
-    header::CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+    HeaderName::from_static(ALWAYS_HOP_BY_HOP_NAMES[0]),
+    HeaderName::from_static(ALWAYS_HOP_BY_HOP_NAMES[1]),
+    HeaderName::from_static(ALWAYS_HOP_BY_HOP_NAMES[2]),
+    HeaderName::from_static(ALWAYS_HOP_BY_HOP_NAMES[3]),
+    HeaderName::from_static(ALWAYS_HOP_BY_HOP_NAMES[4]),
 ];
 
 /// Removes the hop-by-hop headers from `headers`, keeping the order of the

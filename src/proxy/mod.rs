@@ -92,6 +92,8 @@
 //! - `listener.rs`: [`serve`], accepting connections, graceful shutdown.
 //! - `forward.rs`: one request: rewrite the head, forward, respond.
 //! - `headers.rs`: hop-by-hop removal, `X-Forwarded-*`.
+//! - `h1/`: an HTTP/1 codec of our own (heads kept as bytes, framing,
+//!   chunked decoding, head rewriting); not serving traffic yet.
 //! - `upstream.rs`: the pooled client and connector per listener.
 //! - `dedicated.rs`: an HTTP/1 client connection's own upstream connection.
 //! - `tap.rs`: the body wrapper that copies a bounded prefix.
@@ -109,6 +111,7 @@ mod error;
 mod exchange;
 mod forward;
 mod guard;
+pub mod h1;
 mod headers;
 mod inspect;
 mod listener;
