@@ -88,7 +88,7 @@ impl Correlator {
             .iter()
             .copied()
             .min_by_key(|id| match self.store.get(*id) {
-                Some(tx) => (tx.root.is_none(), tx.first_seen.time(), *id),
+                Some(tx) => (tx.root().is_none(), tx.first_seen.time(), *id),
                 None => (true, SystemTime::UNIX_EPOCH, *id),
             })
     }
@@ -98,11 +98,11 @@ impl Correlator {
         let Some(tx) = self.store.get_mut(id) else {
             return;
         };
-        if tx.root.is_none() {
+        if tx.root().is_none() {
             if let Some(root) = keys.iter().find(|k| k.kind == root_kind) {
                 let root = tx.shared_key(root);
-                tx.root = Some(root.clone());
-                tx.rename(root);
+                tx.rename(root.clone());
+                tx.set_root(Some(root));
             }
         }
         let positions: SmallVec<[usize; PAIRWISE_LIMIT]> =

@@ -438,7 +438,7 @@ impl Correlator {
                     .store
                     .iter()
                     .filter(|tx| query.status.is_none_or(|s| tx.status == s))
-                    .filter(|tx| !query.stuck || tx.stuck.is_some())
+                    .filter(|tx| !query.stuck || tx.stuck().is_some())
                     .collect();
                 matching.sort_by_key(|tx| std::cmp::Reverse(tx.last_updated));
                 if query.limit > 0 {
@@ -450,12 +450,12 @@ impl Correlator {
                 let mut matching: Vec<ExceptionEntry> = self
                     .store
                     .iter()
-                    .flat_map(|tx| tx.exceptions.iter().map(move |e| (tx, e)))
+                    .flat_map(|tx| tx.exceptions().iter().map(move |e| (tx, e)))
                     .filter(|(_, e)| query.kind.as_deref().is_none_or(|k| e.kind.as_str() == k))
                     .filter(|(_, e)| query.owner.as_deref().is_none_or(|o| e.owner.as_str() == o))
                     .filter(|(_, e)| query.open.is_none_or(|open| e.is_open() == open))
                     .map(|(tx, e)| ExceptionEntry {
-                        transaction: tx.name.clone(),
+                        transaction: tx.name().clone(),
                         exception: e.clone(),
                     })
                     .collect();
