@@ -416,15 +416,17 @@ impl Store {
     /// Adds `key`, of hash `hash` ([`Store::key_hash`]), to transaction
     /// `id` (no-op when it is already there).
     pub fn attach_hashed(&mut self, id: TxId, key: &Key, hash: KeyHash) {
-        if self.find_hashed(key, hash) == Some(id) {
-            return;
-        }
         let Some(tx) = self.transactions.get_mut(&id) else {
             return;
         };
-        // Exact growth: most transactions hold 1–4 keys.
-        tx.keys.reserve_exact(1);
-        tx.keys.push(key.clone());
+        // A key the transaction has already (a merge moved it, or the
+        // exchange carried it twice) is only pointed at it: no probe of
+        // the index to ask first, the setting probes once.
+        if !tx.keys.contains(key) {
+            // Exact growth: most transactions hold 1–4 keys.
+            tx.keys.reserve_exact(1);
+            tx.keys.push(key.clone());
+        }
         self.index.set(hash, id, holds(&self.transactions, key));
         self.refresh_gauges();
     }
@@ -721,6 +723,15 @@ mod tests {
         Key::new(kinds.get(kind).expect("declared"), value)
     }
 
+    /// A store, a time, and an order and a shipment key to put in it.
+    fn order_and_shipment() -> (Store, Symbols<kind::KeyKind>, SystemTime, Key, Key) {
+        let (store, kinds) = store(10, Duration::from_secs(3600));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let order = key(&kinds, "order", "SO-1");
+        let ship = key(&kinds, "shipment", "SH-1");
+        (store, kinds, t0, order, ship)
+    }
+
     /// A transaction named by `name`, the way the correlator creates one.
     fn create(store: &mut Store, name: Key, at: SystemTime) -> TxId {
         let hash = store.key_hash(&name);
@@ -810,10 +821,7 @@ mod tests {
 
     #[test]
     fn merging_moves_every_key_to_the_surviving_transaction() {
-        let (mut store, kinds) = store(10, Duration::from_secs(3600));
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let order = key(&kinds, "order", "SO-1");
-        let ship = key(&kinds, "shipment", "SH-1");
+        let (mut store, _, t0, order, ship) = order_and_shipment();
         let a = create(&mut store, order.clone(), t0);
         let b = create(&mut store, ship.clone(), t0 + Duration::from_secs(5));
         store.merge(a, b);
@@ -821,6 +829,29 @@ mod tests {
         assert_eq!(store.len(), 1);
         let tx = store.get(a).expect("merged");
         assert_eq!(tx.keys, vec![order, ship]);
+    }
+
+    #[test]
+    fn a_key_attached_again_is_held_once_and_indexed_to_the_last_attach() {
+        let (mut store, kinds, t0, order, ship) = order_and_shipment();
+        let a = create(&mut store, order.clone(), t0);
+        attach(&mut store, a, &ship);
+        attach(&mut store, a, &ship);
+        attach(&mut store, a, &order);
+        assert_eq!(
+            store.get(a).expect("held").keys,
+            vec![order.clone(), ship.clone()]
+        );
+        assert_eq!(store.find(&ship), Some(a));
+
+        // Another transaction takes the key; attaching it back to the
+        // first points the index there again without a second copy.
+        let b = create(&mut store, key(&kinds, "order", "SO-2"), t0);
+        attach(&mut store, b, &ship);
+        assert_eq!(store.find(&ship), Some(b));
+        attach(&mut store, a, &ship);
+        assert_eq!(store.find(&ship), Some(a));
+        assert_eq!(store.get(a).expect("held").keys, vec![order, ship]);
     }
 
     fn exchange(id: u64, system: &System, at: SystemTime, keys: KeyRefs) -> NewExchange<'_> {
