@@ -329,11 +329,11 @@ async fn the_transaction_api_finds_the_out_of_order_order_with_both_milestones()
             injection.object
         );
         let out_of_order: Vec<_> = transaction
-            .exceptions
+            .exceptions()
             .iter()
             .filter(|e| e.kind.as_str() == OUT_OF_ORDER)
             .collect();
-        assert_eq!(out_of_order.len(), 1, "{:?}", transaction.exceptions);
+        assert_eq!(out_of_order.len(), 1, "{:?}", transaction.exceptions());
         assert_eq!(
             out_of_order[0].resolved, shipped,
             "resolved when shipped came"
@@ -399,7 +399,7 @@ async fn tracking_number_alone_finds_its_order() {
             .lookup(key)
             .await
             .unwrap_or_else(|| panic!("no transaction for {}", delivery.tracking_code));
-        let root = transaction.root.as_ref().map(|k| k.value.to_string());
+        let root = transaction.root().map(|k| k.value.to_string());
         assert_eq!(root.as_deref(), Some(delivery.order_id.as_str()));
         let delivered = transaction.milestones.iter().any(|m| {
             m.milestone()

@@ -215,7 +215,7 @@ async fn exceptions(
 fn summary(tx: &Transaction, config: &Config) -> Value {
     let time = |t| humantime::format_rfc3339_millis(t).to_string();
     json!({
-        "name": tx.name,
+        "name": tx.name(),
         "status": tx.status,
         "keys": tx.keys,
         "last_milestone": tx.last_milestone().map(|m| json!({
@@ -224,9 +224,9 @@ fn summary(tx: &Transaction, config: &Config) -> Value {
             "at": time(m.at()),
         })),
         "milestones": tx.milestones.len(),
-        "stuck_at": tx.stuck,
-        "open_exceptions": tx.exceptions.iter().filter(|e| e.is_open()).count(),
-        "exchanges": tx.exchanges.len() as u64 + u64::from(tx.exchanges_dropped),
+        "stuck_at": tx.stuck(),
+        "open_exceptions": tx.exceptions().iter().filter(|e| e.is_open()).count(),
+        "exchanges": tx.exchanges.len() as u64 + u64::from(tx.exchanges_dropped()),
         "first_seen": time(tx.first_seen.time()),
         "last_updated": time(tx.last_updated.time()),
     })

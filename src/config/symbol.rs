@@ -6,6 +6,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
+use std::num::NonZeroU16;
 use std::sync::Arc;
 
 /// A name declared in the config, of the kind given by the tag `T`.
@@ -18,16 +19,23 @@ pub struct Symbol<T> {
     _kind: PhantomData<fn() -> T>,
 }
 
-/// What a declared name is: its index and its text.
+/// What a declared name is: its index (held plus one: at most
+/// `u16::MAX` names of a kind, see [`Symbols::intern`]) and its text.
 struct Entry {
-    id: u16,
+    id_plus_one: NonZeroU16,
     name: Arc<str>,
 }
 
 impl<T> Symbol<T> {
     /// Index of this name in its [`Symbols`] table.
     pub fn id(&self) -> usize {
-        usize::from(self.entry.id)
+        usize::from(self.entry.id_plus_one.get() - 1)
+    }
+
+    /// The index plus one, never zero: how a record keeps the name in 2
+    /// bytes with `None` as the zero (`state::NameId`).
+    pub fn id_plus_one(&self) -> NonZeroU16 {
+        self.entry.id_plus_one
     }
 
     /// The name as written in the config.
@@ -52,14 +60,14 @@ impl<T> Clone for Symbol<T> {
 
 impl<T> PartialEq for Symbol<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.entry.id == other.entry.id
+        self.entry.id_plus_one == other.entry.id_plus_one
     }
 }
 impl<T> Eq for Symbol<T> {}
 
 impl<T> Hash for Symbol<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.entry.id.hash(state);
+        self.entry.id_plus_one.hash(state);
     }
 }
 
@@ -70,7 +78,7 @@ impl<T> PartialOrd for Symbol<T> {
 }
 impl<T> Ord for Symbol<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.entry.id.cmp(&other.entry.id)
+        self.entry.id_plus_one.cmp(&other.entry.id_plus_one)
     }
 }
 
@@ -117,7 +125,8 @@ impl<T> fmt::Debug for Symbols<T> {
     }
 }
 
-/// More names than a `u16` index can hold were declared.
+/// More names of one kind than a `u16` holds (index plus one) were
+/// declared.
 #[derive(Debug, thiserror::Error)]
 #[error("more than {} names declared", u16::MAX)]
 pub struct TooManySymbols;
@@ -128,10 +137,13 @@ impl<T> Symbols<T> {
         if let Some(existing) = self.get(name) {
             return Ok(existing);
         }
-        let id = u16::try_from(self.all.len()).map_err(|_| TooManySymbols)?;
+        let id_plus_one = u16::try_from(self.all.len() + 1)
+            .ok()
+            .and_then(NonZeroU16::new)
+            .ok_or(TooManySymbols)?;
         let symbol = Symbol {
             entry: Arc::new(Entry {
-                id,
+                id_plus_one,
                 name: Arc::from(name),
             }),
             _kind: PhantomData,

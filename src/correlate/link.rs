@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 
 use crate::config::KeyKind;
 use crate::extract::Key;
-use crate::state::{KeyHash, TxId};
+use crate::state::{KeyHash, KeyRefs, TxId};
 
 use super::Correlator;
 
@@ -39,9 +39,11 @@ pub(super) fn groups<'a>(keys: &'a [Key], root: &KeyKind) -> SmallVec<[&'a [Key]
 
 impl Correlator {
     /// Finds or creates the transaction for `keys`, merging every
-    /// transaction they already belong to, and records their links.
+    /// transaction they already belong to, and records their links; gives
+    /// the transaction and where `keys` are in its keys (the exchange's
+    /// [`KeyRefs`], found once here for the links and the timeline).
     /// `None` only for an empty `keys`, which [`groups`] never yields.
-    pub(super) fn link(&mut self, keys: &[Key], at: SystemTime) -> Option<TxId> {
+    pub(super) fn link(&mut self, keys: &[Key], at: SystemTime) -> Option<(TxId, KeyRefs)> {
         // Where each key is indexed now, and its hash: a key already
         // indexed to the surviving transaction needs no `attach` (merging
         // only moves keys into it), and one that does is not hashed again.
@@ -77,8 +79,7 @@ impl Correlator {
                 self.store.attach_hashed(id, key, hash);
             }
         }
-        self.record_links(id, keys);
-        Some(id)
+        Some((id, self.record_links(id, keys)))
     }
 
     /// Of several transactions about to be merged, the one that survives:
@@ -88,35 +89,41 @@ impl Correlator {
             .iter()
             .copied()
             .min_by_key(|id| match self.store.get(*id) {
-                Some(tx) => (tx.root.is_none(), tx.first_seen.time(), *id),
+                Some(tx) => (tx.root().is_none(), tx.first_seen.time(), *id),
                 None => (true, SystemTime::UNIX_EPOCH, *id),
             })
     }
 
-    fn record_links(&mut self, id: TxId, keys: &[Key]) {
+    /// Links `keys` in transaction `id` (naming it by its root key once
+    /// one comes); returns their positions in its keys.
+    fn record_links(&mut self, id: TxId, keys: &[Key]) -> KeyRefs {
         let root_kind = self.config.root.clone();
         let Some(tx) = self.store.get_mut(id) else {
-            return;
+            return KeyRefs::new(&[]);
         };
-        if tx.root.is_none() {
+        if tx.root().is_none() {
             if let Some(root) = keys.iter().find(|k| k.kind == root_kind) {
                 let root = tx.shared_key(root);
-                tx.root = Some(root.clone());
-                tx.rename(root);
+                tx.rename(root.clone());
+                tx.set_root(Some(root));
             }
         }
-        let positions: SmallVec<[usize; PAIRWISE_LIMIT]> =
-            keys.iter().filter_map(|k| tx.position(k)).collect();
+        let positions: SmallVec<[u32; KeyRefs::INLINE]> = keys
+            .iter()
+            .filter_map(|k| tx.position(k))
+            .map(|p| p as u32)
+            .collect();
         if positions.len() <= PAIRWISE_LIMIT {
             for (i, &a) in positions.iter().enumerate() {
                 for &b in &positions[i + 1..] {
-                    tx.link(a, b);
+                    tx.link(a as usize, b as usize);
                 }
             }
         } else if let Some((&first, rest)) = positions.split_first() {
             for &b in rest {
-                tx.link(first, b);
+                tx.link(first as usize, b as usize);
             }
         }
+        KeyRefs::new(&positions)
     }
 }

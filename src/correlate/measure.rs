@@ -333,7 +333,7 @@ impl Correlator {
             }
             handles.values.observe(value.amount.to_f64());
         }
-        tx.measures.push(MeasureRecord {
+        tx.push_measure(MeasureRecord {
             measure: value.measure.clone(),
             role: value.role,
             object: object.clone(),
@@ -361,7 +361,7 @@ impl Correlator {
     ) {
         let Some(tx) = self.store.get(id) else { return };
         let find = |role| {
-            tx.measures
+            tx.measures()
                 .iter()
                 .find(|m| &m.measure == measure && m.role == role && &m.object == object)
         };

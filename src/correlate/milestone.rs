@@ -46,11 +46,11 @@ pub(super) fn record(
         objects.dedup();
     }
     if objects.is_empty() {
-        match &tx.root {
+        match tx.root() {
             Some(root) if &root.kind == object_kind => objects.push(root.clone()),
             _ => {
                 counters.unresolved.inc();
-                objects.push(tx.name.clone());
+                objects.push(tx.name().clone());
             }
         }
     }

@@ -35,7 +35,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::extract::{Key, Observation};
 use crate::state::{
-    ExceptionRecord, FlowRecord, MilestoneRecord, NewExchange, Status, Store, Transaction, TxId,
+    ExceptionRecord, FlowRecord, KeyRefs, MilestoneRecord, NewExchange, Status, Store, Transaction,
+    TxId,
 };
 
 use metrics::CorrelateMetrics;
@@ -341,10 +342,10 @@ impl Correlator {
             self.metrics.correlated.inc();
         }
         for group in groups {
-            let Some(id) = self.link(group, at) else {
+            let Some((id, refs)) = self.link(group, at) else {
                 continue;
             };
-            self.update(id, &observation, group);
+            self.update(id, refs, &observation, group);
         }
         self.applied.fetch_add(1, Ordering::Release);
     }
@@ -355,7 +356,7 @@ impl Correlator {
     /// the observers. The transaction is looked up once; only what is rare
     /// (a `repeats` rule, measures, an exception to open or resolve) looks
     /// it up again.
-    fn update(&mut self, id: TxId, observation: &Observation, group: &[Key]) {
+    fn update(&mut self, id: TxId, refs: KeyRefs, observation: &Observation, group: &[Key]) {
         let at = observation.exchange.started;
         let mut news = std::mem::take(&mut self.news);
         news.clear();
@@ -364,7 +365,7 @@ impl Correlator {
         let Some(mut tx) = self.store.entry(id) else {
             return;
         };
-        let record = exchange_record(observation, &tx, group);
+        let record = exchange_record(observation, refs);
         tx.push_exchange(record);
         if let Some(milestone) = &observation.milestone {
             milestone::record(
@@ -438,7 +439,7 @@ impl Correlator {
                     .store
                     .iter()
                     .filter(|tx| query.status.is_none_or(|s| tx.status == s))
-                    .filter(|tx| !query.stuck || tx.stuck.is_some())
+                    .filter(|tx| !query.stuck || tx.stuck().is_some())
                     .collect();
                 matching.sort_by_key(|tx| std::cmp::Reverse(tx.last_updated));
                 if query.limit > 0 {
@@ -450,12 +451,12 @@ impl Correlator {
                 let mut matching: Vec<ExceptionEntry> = self
                     .store
                     .iter()
-                    .flat_map(|tx| tx.exceptions.iter().map(move |e| (tx, e)))
+                    .flat_map(|tx| tx.exceptions().iter().map(move |e| (tx, e)))
                     .filter(|(_, e)| query.kind.as_deref().is_none_or(|k| e.kind.as_str() == k))
                     .filter(|(_, e)| query.owner.as_deref().is_none_or(|o| e.owner.as_str() == o))
                     .filter(|(_, e)| query.open.is_none_or(|open| e.is_open() == open))
                     .map(|(tx, e)| ExceptionEntry {
-                        transaction: tx.name.clone(),
+                        transaction: tx.name().clone(),
                         exception: e.clone(),
                     })
                     .collect();
@@ -481,11 +482,9 @@ pub struct CorrelatorInbox {
 
 /// The timeline entry for one exchange, as far as it concerns `keys` (which
 /// are already keys of `tx`).
-fn exchange_record<'a>(
-    observation: &'a Observation,
-    tx: &Transaction,
-    keys: &[Key],
-) -> NewExchange<'a> {
+/// The timeline record of `observation`'s exchange, whose keys are at
+/// `keys` in the transaction.
+fn exchange_record(observation: &Observation, keys: KeyRefs) -> NewExchange<'_> {
     let exchange = &observation.exchange;
     let error = match &exchange.outcome {
         crate::proxy::Outcome::UpstreamFailed { error, .. } => Some(*error),
@@ -501,7 +500,7 @@ fn exchange_record<'a>(
         status: exchange.outcome.status().as_u16(),
         error,
         duration: exchange.duration,
-        keys: tx.key_refs(keys),
+        keys,
         milestone: observation.milestone.as_ref(),
         problems: &observation.problems,
     }

@@ -165,7 +165,8 @@ impl Correlator {
             }
         }
         recovery.snapshot_transactions = transactions.len();
-        self.store.restore(transactions, snapshot.next_transaction);
+        self.store
+            .restore(transactions, snapshot.next_transaction, &config.milestones);
         for saved in snapshot.schedule {
             let due = match saved.due {
                 SavedDueKind::Expectation {

@@ -86,26 +86,25 @@ impl Correlator {
             return;
         };
         let index = match tx
-            .attempts
+            .attempts()
             .iter()
             .position(|a| a.operation == operation && &a.object == object)
         {
             Some(index) => index,
-            None => {
-                tx.attempts.push(Attempt {
-                    operation: operation.clone(),
-                    object: object.clone(),
-                    failures: 0,
-                    successes: 0,
-                    retries: 0,
-                    duplicates: 0,
-                    first_failure: None,
-                    idempotency_keys: Vec::new(),
-                });
-                tx.attempts.len() - 1
-            }
+            None => tx.push_attempt(Attempt {
+                operation: operation.clone(),
+                object: object.clone(),
+                failures: 0,
+                successes: 0,
+                retries: 0,
+                duplicates: 0,
+                first_failure: None,
+                idempotency_keys: Vec::new(),
+            }),
         };
-        let attempt = &mut tx.attempts[index];
+        let Some(attempt) = tx.attempts_mut().get_mut(index) else {
+            return;
+        };
         let mut exhausted = None;
         let mut duplicate = false;
         let mut recovered = false;
@@ -313,7 +312,7 @@ impl Correlator {
         };
         let Some(tx) = self.store.get(id) else { return };
         let Some(attempt) = tx
-            .attempts
+            .attempts()
             .iter()
             .find(|a| a.operation == route.operation && &a.object == object)
         else {
@@ -370,7 +369,7 @@ impl Correlator {
     pub(super) fn open(&mut self, id: TxId, opening: Opening, news: Option<&mut News>) {
         // One open exception of a kind per object is enough for a person.
         if let Some(tx) = self.store.get(id) {
-            let already = tx.exceptions.iter().any(|e| {
+            let already = tx.exceptions().iter().any(|e| {
                 e.is_open()
                     && e.kind == opening.kind
                     && e.object == opening.object
@@ -539,7 +538,7 @@ fn open_matching(
     tx: &Transaction,
     matches: impl Fn(&Transaction, &Resolution) -> bool,
 ) -> Vec<u64> {
-    tx.exceptions
+    tx.exceptions()
         .iter()
         .filter(|e| e.is_open() && matches(tx, &e.resolution))
         .map(|e| e.id)

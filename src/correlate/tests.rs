@@ -169,7 +169,7 @@ impl Harness {
     /// `(kind, open)` of every exception of the transaction of `key`.
     fn exceptions(&self, kind: &str, value: &str) -> Vec<(String, bool)> {
         self.transaction(kind, value)
-            .exceptions
+            .exceptions()
             .iter()
             .map(|e| (e.kind.to_string(), e.is_open()))
             .collect()
@@ -222,9 +222,9 @@ fn tracking_only_webhook_joins_its_order() {
     h.observe(40.0, &[("tracking", "1Z1")], Some("delivered"));
 
     let tx = h.transaction("tracking", "1Z1");
-    assert_eq!(tx.name.to_string(), "order:SO-1");
+    assert_eq!(tx.name().to_string(), "order:SO-1");
     assert_eq!(
-        tx.root.as_ref().map(|k| k.to_string()).as_deref(),
+        tx.root().map(|k| k.to_string()).as_deref(),
         Some("order:SO-1")
     );
     assert_eq!(
@@ -331,7 +331,7 @@ fn two_transactions_that_turn_out_linked_merge_without_losing_milestones() {
     );
 
     let tx = h.transaction("tracking", "1Z9");
-    assert_eq!(tx.name.to_string(), "order:SO-9");
+    assert_eq!(tx.name().to_string(), "order:SO-9");
     assert_eq!(h.correlator.store.len(), 1);
     let milestones = &h.config.milestones;
     let mut names: Vec<&str> = tx
@@ -437,8 +437,8 @@ fn a_lapsed_expectation_opens_its_exception_which_the_late_milestone_resolves() 
         vec![open("missing_goods_issue")]
     );
     let tx = h.transaction("order", "SO-5");
-    assert_eq!(tx.exceptions[0].owner.as_str(), "erp");
-    assert_eq!(tx.exceptions[0].object.to_string(), "shipment:SH-5");
+    assert_eq!(tx.exceptions()[0].owner.as_str(), "erp");
+    assert_eq!(tx.exceptions()[0].object.to_string(), "shipment:SH-5");
     assert!(h
         .metrics()
         .contains(r#"waybill_exceptions_open{kind="missing_goods_issue",owner="erp"} 1"#));
@@ -492,7 +492,9 @@ fn shipped_before_packed_opens_out_of_order_keeps_both_and_resolves_when_packed_
     );
     assert_eq!(h.exceptions("order", "SO-7"), vec![open("out_of_order")]);
     assert_eq!(
-        h.transaction("order", "SO-7").exceptions[0].owner.as_str(),
+        h.transaction("order", "SO-7").exceptions()[0]
+            .owner
+            .as_str(),
         "wms"
     );
     h.observe(
@@ -522,7 +524,7 @@ fn a_freight_invoice_for_an_unknown_shipment_is_unmatched_and_owned_by_the_carri
         vec![open("unmatched_freight_invoice")]
     );
     assert_eq!(
-        h.transaction("invoice", "INV-9").exceptions[0]
+        h.transaction("invoice", "INV-9").exceptions()[0]
             .owner
             .as_str(),
         "carrier"
@@ -545,7 +547,10 @@ fn a_repeat_after_a_failure_is_a_retry_not_a_duplicate() {
     h.attempt(0.0, "SO-8", 503, None);
     h.attempt(0.01, "SO-8", 201, None);
     let tx = h.transaction("order", "SO-8");
-    assert_eq!((tx.attempts[0].retries, tx.attempts[0].duplicates), (1, 0));
+    assert_eq!(
+        (tx.attempts()[0].retries, tx.attempts()[0].duplicates),
+        (1, 0)
+    );
     assert_eq!(h.exceptions("order", "SO-8"), vec![]);
     let metrics = h.metrics();
     assert!(
@@ -570,9 +575,9 @@ fn a_second_success_with_a_new_idempotency_key_is_a_duplicate_and_a_replay_is_no
         vec![open("duplicate_shipment")]
     );
     let tx = h.transaction("order", "SO-9");
-    assert_eq!(tx.exceptions[0].owner.as_str(), "carrier");
+    assert_eq!(tx.exceptions()[0].owner.as_str(), "carrier");
     assert_eq!(
-        tx.exceptions[0].resolution,
+        tx.exceptions()[0].resolution,
         crate::state::Resolution::Manual
     );
     let metrics = h.metrics();
@@ -632,11 +637,11 @@ fn a_transaction_resting_past_stuck_after_is_stuck_until_it_moves_on() {
         Some("label_created"),
     );
     h.tick(4.9);
-    assert_eq!(h.transaction("order", "SO-12").stuck, None);
+    assert_eq!(h.transaction("order", "SO-12").stuck(), None);
     h.tick(5.0);
     assert_eq!(
         h.transaction("order", "SO-12")
-            .stuck
+            .stuck()
             .map(|m| m.to_string())
             .as_deref(),
         Some("label_created")
@@ -645,7 +650,7 @@ fn a_transaction_resting_past_stuck_after_is_stuck_until_it_moves_on() {
         .metrics()
         .contains(r#"waybill_transactions_stuck{milestone="label_created"} 1"#));
     h.observe(6.0, &[("shipment", "SH-12")], Some("shipped"));
-    assert_eq!(h.transaction("order", "SO-12").stuck, None);
+    assert_eq!(h.transaction("order", "SO-12").stuck(), None);
     assert!(h
         .metrics()
         .contains(r#"waybill_transactions_stuck{milestone="label_created"} 0"#));
@@ -677,7 +682,7 @@ mod durability {
     /// Every transaction as the admin API shows it, in name order.
     fn picture(correlator: &Correlator) -> Vec<serde_json::Value> {
         let mut all: Vec<&Transaction> = correlator.store.iter().collect();
-        all.sort_by_key(|tx| tx.name.to_string());
+        all.sort_by_key(|tx| tx.name().to_string());
         all.iter()
             .map(|tx| {
                 serde_json::to_value(tx.json(Names::of(&correlator.config))).expect("serializable")
@@ -769,7 +774,7 @@ mod durability {
             c.store
                 .get(id)
                 .expect("held")
-                .exceptions
+                .exceptions()
                 .iter()
                 .filter(|e| {
                     e.kind.as_str() == "missing_goods_issue"
@@ -816,7 +821,7 @@ mod durability {
             .store
             .get(id)
             .expect("held")
-            .exceptions
+            .exceptions()
             .iter()
             .map(|e| (e.kind.as_str().to_owned(), e.object.to_string()))
             .collect();
@@ -931,7 +936,7 @@ mod trace_ids {
     /// Every transaction's kept trace ID is the derivation of its name.
     fn all_consistent(correlator: &Correlator) {
         for tx in correlator.store.iter() {
-            assert_eq!(tx.trace_id(), trace_id(&tx.name), "{}", tx.name);
+            assert_eq!(tx.trace_id(), trace_id(tx.name()), "{}", tx.name());
         }
     }
 

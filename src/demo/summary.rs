@@ -118,7 +118,7 @@ impl TransactionView {
     pub fn of(t: &Transaction, config: &Config) -> Self {
         let names = Names::of(config);
         TransactionView {
-            root: t.root.as_ref().map(KeyName::from),
+            root: t.root().map(KeyName::from),
             keys: t.keys.iter().map(KeyName::from).collect(),
             complete: t.status == Status::Complete,
             milestones: t
@@ -157,7 +157,7 @@ impl TransactionView {
                 })
                 .collect(),
             attempts: t
-                .attempts
+                .attempts()
                 .iter()
                 .map(|a| AttemptView {
                     operation: a.operation.to_string(),
@@ -165,9 +165,9 @@ impl TransactionView {
                     duplicates: a.duplicates,
                 })
                 .collect(),
-            stuck: t.stuck.as_ref().map(ToString::to_string),
+            stuck: t.stuck().map(ToString::to_string),
             measures: t
-                .measures
+                .measures()
                 .iter()
                 .map(|m| MeasureView {
                     measure: m.measure.to_string(),

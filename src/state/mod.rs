@@ -31,7 +31,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::config::{ExceptionKind, StateConfig, System};
+use crate::config::{kind, ExceptionKind, StateConfig, Symbols, System};
 use crate::extract::Key;
 
 /// Why a transaction left the store.
@@ -173,6 +173,23 @@ impl StateMetrics {
         milestone_gauge(&self.stuck, &mut self.stuck_by_id, milestone)
     }
 
+    /// The in-flight gauge of the milestone of id `milestone`, resolved
+    /// when a transaction was first counted at it.
+    fn in_flight_by_id(&self, milestone: NameId<kind::Milestone>) -> Option<&Gauge> {
+        self.in_flight_by_id.get(milestone.index())?.as_ref()
+    }
+
+    /// Takes a transaction that leaves the store off the stuck and
+    /// in-flight gauges.
+    fn forget(&mut self, tx: &Transaction) {
+        if let Some(milestone) = tx.stuck() {
+            self.stuck_gauge(milestone).dec();
+        }
+        if let Some(gauge) = tx.current().and_then(|m| self.in_flight_by_id(m)) {
+            gauge.dec();
+        }
+    }
+
     /// Sets the gauges of transactions by status and of keys.
     fn publish(&self, held: usize, complete: usize, keys: usize) {
         let gauge = |g: &Gauge, n: usize| g.set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -264,8 +281,14 @@ impl Store {
 
     /// Puts back transactions saved from a store (a snapshot), rebuilding
     /// the key index, the expiry order and every gauge; `next_id` is the
-    /// id the next new transaction gets.
-    pub fn restore(&mut self, transactions: Vec<Transaction>, next_id: u64) {
+    /// id the next new transaction gets; `milestones` names the
+    /// transactions' current milestones (the config's).
+    pub fn restore(
+        &mut self,
+        transactions: Vec<Transaction>,
+        next_id: u64,
+        milestones: &Symbols<kind::Milestone>,
+    ) {
         for tx in transactions {
             let id = tx.id;
             let keys = tx.keys.clone();
@@ -281,13 +304,13 @@ impl Store {
             if tx.status == Status::Complete {
                 self.complete += 1;
             }
-            if let Some(milestone) = &tx.stuck {
+            if let Some(milestone) = tx.stuck() {
                 self.metrics.stuck_gauge(milestone).inc();
             }
-            if let Some(milestone) = &tx.current {
+            if let Some(milestone) = tx.current().and_then(|m| m.get(milestones)) {
                 self.metrics.in_flight_gauge(milestone).inc();
             }
-            for exception in tx.exceptions.iter().filter(|e| e.is_open()) {
+            for exception in tx.exceptions().iter().filter(|e| e.is_open()) {
                 self.metrics.exception_gauge(exception).inc();
             }
             self.next_id = self.next_id.max(id.0 + 1);
@@ -330,7 +353,7 @@ impl Store {
     }
 
     /// Mutable access for recording milestones, flows and exchanges.
-    /// Keys are added with [`Store::attach`] and times with [`Store::touch`],
+    /// Keys are added with [`Store::attach_hashed`] and times with [`Store::touch`],
     /// so the indexes stay right.
     pub fn get_mut(&mut self, id: TxId) -> Option<&mut Transaction> {
         self.transactions.get_mut(&id).map(|tx| &mut **tx)
@@ -371,13 +394,8 @@ impl Store {
     }
 
     /// Starts a transaction named by `name` (which is attached to it),
-    /// evicting the least recently updated one if the store is full.
-    pub fn create(&mut self, name: Key, now: SystemTime) -> TxId {
-        let hash = self.key_hash(&name);
-        self.create_hashed(name, hash, now)
-    }
-
-    /// [`Store::create`] with the name's hash already known.
+    /// evicting the least recently updated one if the store is full;
+    /// `hash` is the name's ([`Store::key_hash`]).
     pub fn create_hashed(&mut self, name: Key, hash: KeyHash, now: SystemTime) -> TxId {
         while self.transactions.len() >= self.limits.max_transactions.max(1) {
             let Some((_, oldest)) = self.by_update.oldest(&self.transactions) else {
@@ -395,22 +413,20 @@ impl Store {
         id
     }
 
-    /// Adds `key` to transaction `id` (no-op when it is already there).
-    pub fn attach(&mut self, id: TxId, key: &Key) {
-        self.attach_hashed(id, key, self.key_hash(key));
-    }
-
-    /// [`Store::attach`] with the key's hash already known.
+    /// Adds `key`, of hash `hash` ([`Store::key_hash`]), to transaction
+    /// `id` (no-op when it is already there).
     pub fn attach_hashed(&mut self, id: TxId, key: &Key, hash: KeyHash) {
-        if self.find_hashed(key, hash) == Some(id) {
-            return;
-        }
         let Some(tx) = self.transactions.get_mut(&id) else {
             return;
         };
-        // Exact growth: most transactions hold 1–4 keys.
-        tx.keys.reserve_exact(1);
-        tx.keys.push(key.clone());
+        // A key the transaction has already (a merge moved it, or the
+        // exchange carried it twice) is only pointed at it: no probe of
+        // the index to ask first, the setting probes once.
+        if !tx.keys.contains(key) {
+            // Exact growth: most transactions hold 1–4 keys.
+            tx.keys.reserve_exact(1);
+            tx.keys.push(key.clone());
+        }
         self.index.set(hash, id, holds(&self.transactions, key));
         self.refresh_gauges();
     }
@@ -433,16 +449,11 @@ impl Store {
         let Some(absorbed) = self.transactions.remove(&from) else {
             return;
         };
-        let absorbed = *absorbed;
+        let mut absorbed = *absorbed;
         if absorbed.status == Status::Complete {
             self.complete -= 1;
         }
-        if let Some(milestone) = &absorbed.stuck {
-            self.metrics.stuck_gauge(milestone).dec();
-        }
-        if let Some(milestone) = &absorbed.current {
-            self.metrics.in_flight_gauge(milestone).dec();
-        }
+        self.metrics.forget(&absorbed);
         let Some(target) = self.transactions.get_mut(&into) else {
             return;
         };
@@ -458,17 +469,17 @@ impl Store {
             };
             moved.push(at as u32);
         }
-        if target.root.is_none() {
-            if let Some(root) = absorbed.root.clone() {
+        if target.root().is_none() {
+            if let Some(root) = absorbed.root().cloned() {
                 target.rename(root.clone());
-                target.root = Some(root);
+                target.set_root(Some(root));
             }
         }
-        for former in absorbed.former_names.iter().chain([&absorbed.name]) {
-            if former != &target.name && !target.former_names.contains(former) {
-                target.former_names.push(former.clone());
-            }
-        }
+        target.add_former_names(absorbed.former_names().iter().chain([absorbed.name()]));
+        // Measures, exceptions and attempts (the name, root and former
+        // names are read above).
+        let rare = absorbed.take_rare();
+        let absorbed_dropped = absorbed.exchanges_dropped();
         for &(a, b) in &absorbed.links {
             if let (Some(&a), Some(&b)) = (moved.get(a as usize), moved.get(b as usize)) {
                 target.link(a as usize, b as usize);
@@ -493,35 +504,19 @@ impl Store {
             }
         }
         target.milestones.sort_by_key(|m| m.at());
-        for record in absorbed.measures {
-            match target.measure_mut(&record.measure, record.role, &record.object) {
-                Some(existing) => {
-                    let revisions = existing.revisions + record.revisions + 1;
-                    if record.at > existing.at {
-                        *existing = record;
-                    }
-                    existing.revisions = revisions;
-                }
-                None => target.measures.push(record),
-            }
-        }
+        target.absorb_rare(rare);
         target.flows.extend(
             absorbed
                 .flows
                 .into_iter()
                 .filter_map(|mut flow| flow.remap(&moved).then_some(flow)),
         );
-        target.exceptions.extend(absorbed.exceptions);
-        target.exceptions.sort_by_key(|e| e.id);
-        target.attempts.extend(absorbed.attempts);
         target.exchanges.absorb(&absorbed.exchanges, &moved);
         let dropped = target
             .exchanges
             .drop_oldest_beyond(self.limits.max_exchanges_per_transaction);
-        target.exchanges_dropped = target
-            .exchanges_dropped
-            .saturating_add(absorbed.exchanges_dropped)
-            .saturating_add(u32::try_from(dropped).unwrap_or(u32::MAX));
+        target.count_dropped(absorbed_dropped as usize);
+        target.count_dropped(dropped);
         target.first_seen = target.first_seen.min(absorbed.first_seen);
         for key in &absorbed.keys {
             let mut holds = holds(&self.transactions, key);
@@ -556,13 +551,8 @@ impl Store {
         if tx.status == Status::Complete {
             self.complete -= 1;
         }
-        if let Some(milestone) = &tx.stuck {
-            self.metrics.stuck_gauge(milestone).dec();
-        }
-        if let Some(milestone) = &tx.current {
-            self.metrics.in_flight_gauge(milestone).dec();
-        }
-        for exception in tx.exceptions.iter().filter(|e| e.is_open()) {
+        self.metrics.forget(&tx);
+        for exception in tx.exceptions().iter().filter(|e| e.is_open()) {
             self.metrics.exception_gauge(exception).dec();
         }
         for key in &tx.keys {
@@ -579,7 +569,7 @@ impl Store {
     pub fn open_exception(&mut self, id: TxId, exception: ExceptionRecord) {
         if let Some(tx) = self.transactions.get_mut(&id) {
             self.metrics.exception_gauge(&exception).inc();
-            tx.exceptions.push(exception);
+            tx.push_exception(exception);
         }
     }
 
@@ -593,7 +583,7 @@ impl Store {
     ) -> Option<ExceptionRecord> {
         let tx = self.transactions.get_mut(&id)?;
         let record = tx
-            .exceptions
+            .exceptions_mut()
             .iter_mut()
             .find(|e| e.id == exception && e.is_open())?;
         record.resolved = Some(at.max(record.opened));
@@ -617,7 +607,7 @@ impl Store {
 /// One transaction of a [`Store`], looked up once ([`Store::entry`]): it
 /// reads as the [`Transaction`], and what changes through it keeps the
 /// timeline bound, the status count, the gauges and the expiry order
-/// right. Keys are added with [`Store::attach`].
+/// right. Keys are added with [`Store::attach_hashed`].
 pub struct TxMut<'a> {
     tx: &'a mut Transaction,
     id: TxId,
@@ -662,29 +652,38 @@ impl TxMut<'_> {
         let tx = &mut *self.tx;
         tx.exchanges.push(exchange);
         let dropped = tx.exchanges.drop_oldest_beyond(bound);
-        tx.exchanges_dropped = tx
-            .exchanges_dropped
-            .saturating_add(u32::try_from(dropped).unwrap_or(u32::MAX));
+        tx.count_dropped(dropped);
     }
 
     /// Sets where the open transaction is now (`None` once complete).
     pub fn set_current(&mut self, milestone: Option<crate::config::Milestone>) {
-        move_between_gauges(
-            &mut self.tx.current,
-            milestone,
-            self.metrics,
-            StateMetrics::in_flight_gauge,
-        );
+        let to = milestone.as_ref().map(NameId::new);
+        if self.tx.current() == to {
+            return;
+        }
+        if let Some(now) = &milestone {
+            self.metrics.in_flight_gauge(now).inc();
+        }
+        if let Some(gauge) = self
+            .tx
+            .replace_current(to)
+            .and_then(|before| self.metrics.in_flight_by_id(before))
+        {
+            gauge.dec();
+        }
     }
 
     /// Marks the transaction stuck at `milestone`, or not stuck (`None`).
     pub fn set_stuck(&mut self, milestone: Option<crate::config::Milestone>) {
-        move_between_gauges(
-            &mut self.tx.stuck,
-            milestone,
-            self.metrics,
-            StateMetrics::stuck_gauge,
-        );
+        if self.tx.stuck() == milestone.as_ref() {
+            return;
+        }
+        if let Some(now) = &milestone {
+            self.metrics.stuck_gauge(now).inc();
+        }
+        if let Some(before) = self.tx.replace_stuck(milestone) {
+            self.metrics.stuck_gauge(&before).dec();
+        }
     }
 
     /// Sets the status; returns the previous one.
@@ -698,26 +697,6 @@ impl TxMut<'_> {
         self.metrics.publish(self.held, *self.complete, self.keys);
         before
     }
-}
-
-/// Sets `slot` (a transaction's current or stuck milestone) to `to`,
-/// moving the transaction from the old milestone's `gauge` to the new one's.
-fn move_between_gauges(
-    slot: &mut Option<crate::config::Milestone>,
-    to: Option<crate::config::Milestone>,
-    metrics: &mut StateMetrics,
-    gauge: for<'m> fn(&'m mut StateMetrics, &crate::config::Milestone) -> &'m Gauge,
-) {
-    if *slot == to {
-        return;
-    }
-    if let Some(before) = slot {
-        gauge(metrics, before).dec();
-    }
-    if let Some(now) = &to {
-        gauge(metrics, now).inc();
-    }
-    *slot = to;
 }
 
 #[cfg(test)]
@@ -744,14 +723,43 @@ mod tests {
         Key::new(kinds.get(kind).expect("declared"), value)
     }
 
+    /// A store, a time, and an order and a shipment key to put in it.
+    fn order_and_shipment() -> (Store, Symbols<kind::KeyKind>, SystemTime, Key, Key) {
+        let (store, kinds) = store(10, Duration::from_secs(3600));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let order = key(&kinds, "order", "SO-1");
+        let ship = key(&kinds, "shipment", "SH-1");
+        (store, kinds, t0, order, ship)
+    }
+
+    /// A transaction named by `name`, the way the correlator creates one.
+    fn create(store: &mut Store, name: Key, at: SystemTime) -> TxId {
+        let hash = store.key_hash(&name);
+        store.create_hashed(name, hash, at)
+    }
+
+    /// `key` added to transaction `id`, the way the correlator adds one.
+    fn attach(store: &mut Store, id: TxId, key: &Key) {
+        let hash = store.key_hash(key);
+        store.attach_hashed(id, key, hash);
+    }
+
     #[test]
     fn a_full_store_evicts_the_least_recently_updated_transaction() {
         let (mut store, kinds) = store(2, Duration::from_secs(3600));
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let a = store.create(key(&kinds, "order", "A"), t0);
-        let b = store.create(key(&kinds, "order", "B"), t0 + Duration::from_secs(1));
+        let a = create(&mut store, key(&kinds, "order", "A"), t0);
+        let b = create(
+            &mut store,
+            key(&kinds, "order", "B"),
+            t0 + Duration::from_secs(1),
+        );
         store.touch(a, t0 + Duration::from_secs(2));
-        let c = store.create(key(&kinds, "order", "C"), t0 + Duration::from_secs(3));
+        let c = create(
+            &mut store,
+            key(&kinds, "order", "C"),
+            t0 + Duration::from_secs(3),
+        );
         assert!(store.get(a).is_some());
         assert!(store.get(b).is_none(), "B was least recently updated");
         assert!(store.get(c).is_some());
@@ -763,8 +771,12 @@ mod tests {
     fn idle_transactions_expire_after_the_ttl() {
         let (mut store, kinds) = store(10, Duration::from_secs(60));
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let a = store.create(key(&kinds, "order", "A"), t0);
-        let b = store.create(key(&kinds, "order", "B"), t0 + Duration::from_secs(30));
+        let a = create(&mut store, key(&kinds, "order", "A"), t0);
+        let b = create(
+            &mut store,
+            key(&kinds, "order", "B"),
+            t0 + Duration::from_secs(30),
+        );
         assert_eq!(store.expire(t0 + Duration::from_secs(59)), 0);
         assert_eq!(store.expire(t0 + Duration::from_secs(60)), 1);
         assert!(store.get(a).is_none());
@@ -777,8 +789,12 @@ mod tests {
         let ttl = Duration::from_secs(60);
         let (mut store, kinds) = store(10, ttl);
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let a = store.create(key(&kinds, "order", "A"), t0);
-        let b = store.create(key(&kinds, "order", "B"), t0 + Duration::from_secs(10));
+        let a = create(&mut store, key(&kinds, "order", "A"), t0);
+        let b = create(
+            &mut store,
+            key(&kinds, "order", "B"),
+            t0 + Duration::from_secs(10),
+        );
         store.touch(a, t0 + Duration::from_secs(20));
         // A's entry of t0 is stale: B is the next to expire.
         assert_eq!(
@@ -805,17 +821,37 @@ mod tests {
 
     #[test]
     fn merging_moves_every_key_to_the_surviving_transaction() {
-        let (mut store, kinds) = store(10, Duration::from_secs(3600));
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let order = key(&kinds, "order", "SO-1");
-        let ship = key(&kinds, "shipment", "SH-1");
-        let a = store.create(order.clone(), t0);
-        let b = store.create(ship.clone(), t0 + Duration::from_secs(5));
+        let (mut store, _, t0, order, ship) = order_and_shipment();
+        let a = create(&mut store, order.clone(), t0);
+        let b = create(&mut store, ship.clone(), t0 + Duration::from_secs(5));
         store.merge(a, b);
         assert_eq!(store.find(&ship), Some(a));
         assert_eq!(store.len(), 1);
         let tx = store.get(a).expect("merged");
         assert_eq!(tx.keys, vec![order, ship]);
+    }
+
+    #[test]
+    fn a_key_attached_again_is_held_once_and_indexed_to_the_last_attach() {
+        let (mut store, kinds, t0, order, ship) = order_and_shipment();
+        let a = create(&mut store, order.clone(), t0);
+        attach(&mut store, a, &ship);
+        attach(&mut store, a, &ship);
+        attach(&mut store, a, &order);
+        assert_eq!(
+            store.get(a).expect("held").keys,
+            vec![order.clone(), ship.clone()]
+        );
+        assert_eq!(store.find(&ship), Some(a));
+
+        // Another transaction takes the key; attaching it back to the
+        // first points the index there again without a second copy.
+        let b = create(&mut store, key(&kinds, "order", "SO-2"), t0);
+        attach(&mut store, b, &ship);
+        assert_eq!(store.find(&ship), Some(b));
+        attach(&mut store, a, &ship);
+        assert_eq!(store.find(&ship), Some(a));
+        assert_eq!(store.get(a).expect("held").keys, vec![order, ship]);
     }
 
     fn exchange(id: u64, system: &System, at: SystemTime, keys: KeyRefs) -> NewExchange<'_> {
@@ -828,7 +864,7 @@ mod tests {
         let mut systems: Symbols<kind::System> = Symbols::default();
         let wms = systems.intern("wms").expect("intern");
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let id = store.create(key(&kinds, "order", "SO-1"), t0);
+        let id = create(&mut store, key(&kinds, "order", "SO-1"), t0);
         let tx = store.get_mut(id).expect("created");
         let mut failed = exchange(1, &wms, t0, KeyRefs::new(&[]));
         failed.status = 504;
@@ -859,10 +895,10 @@ mod tests {
         let order = key(&kinds, "order", "SO-1");
         let ship = key(&kinds, "shipment", "SH-1");
         let ship2 = key(&kinds, "shipment", "SH-2");
-        let a = store.create(order.clone(), t0);
-        store.attach(a, &ship2);
-        let b = store.create(ship.clone(), t0);
-        store.attach(b, &order);
+        let a = create(&mut store, order.clone(), t0);
+        attach(&mut store, a, &ship2);
+        let b = create(&mut store, ship.clone(), t0);
+        attach(&mut store, b, &order);
         assert_eq!(store.find(&order), Some(b), "the order moved to b");
         let tx_b = store.get_mut(b).expect("b");
         let (s, o) = (tx_b.position(&ship), tx_b.position(&order));

@@ -319,7 +319,7 @@ impl SpanObserver {
         let trace = transaction.trace_id();
         let observation = event.observation;
         let Exchange { mut writer, error } = self.exchange_writer(observation, trace);
-        let name = key_text(&transaction.name);
+        let name = key_text(transaction.name());
         let mut attributes = writer.attributes();
         attributes.string("waybill.transaction", &name);
         attributes.string_array("waybill.keys", event.keys.iter().map(key_text));
@@ -337,7 +337,7 @@ impl SpanObserver {
             });
         }
         let mut links = Links::new(&mut writer);
-        for former in &transaction.former_names {
+        for former in transaction.former_names() {
             let target = LinkTarget {
                 trace_id: trace_id(former),
                 span_id: anchor_span_id(former),
@@ -497,7 +497,7 @@ impl Observer for SpanObserver {
         let at = exception.resolved.unwrap_or(exception.opened);
         let span = self.internal_span("waybill.exception", trace, (at, at), |attributes| {
             exception_attributes(attributes, exception);
-            attributes.string("waybill.transaction", &key_text(&transaction.name));
+            attributes.string("waybill.transaction", &key_text(transaction.name()));
         });
         self.send(span);
     }

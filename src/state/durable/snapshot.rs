@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Symbol, Symbols};
 use crate::extract::{Key, MeasureValue, Problem};
 use crate::state::{
-    Attempt, ExceptionRecord, FlowRecord, MeasureRecord, MilestoneRecord, Names, NewExchange,
-    Resolution, Stamp, Status, Timeline, Transaction, TxId,
+    Attempt, ExceptionRecord, FlowRecord, MeasureRecord, MilestoneRecord, NameId, Names,
+    NewExchange, Resolution, Stamp, Status, Timeline, Transaction, TxId,
 };
 
 use super::record::{load_value, save_value, upstream_error, Damaged, SavedValue, VERSION};
@@ -258,9 +258,9 @@ impl SavedTransaction {
     pub fn of(tx: &Transaction, names: Names<'_>) -> Self {
         SavedTransaction {
             id: tx.id.0,
-            name: save_key(&tx.name),
-            root: tx.root.as_ref().map(save_key),
-            former_names: tx.former_names.iter().map(save_key).collect(),
+            name: save_key(tx.name()),
+            root: tx.root().map(save_key),
+            former_names: tx.former_names().iter().map(save_key).collect(),
             complete: tx.status == Status::Complete,
             keys: tx.keys.iter().map(save_key).collect(),
             links: tx
@@ -282,7 +282,7 @@ impl SavedTransaction {
                 })
                 .collect(),
             measures: tx
-                .measures
+                .measures()
                 .iter()
                 .map(|m| SavedMeasure {
                     value: save_value(&MeasureValue {
@@ -313,7 +313,7 @@ impl SavedTransaction {
                 })
                 .collect(),
             exceptions: tx
-                .exceptions
+                .exceptions()
                 .iter()
                 .map(|e| SavedException {
                     id: e.id,
@@ -342,7 +342,7 @@ impl SavedTransaction {
                 })
                 .collect(),
             attempts: tx
-                .attempts
+                .attempts()
                 .iter()
                 .map(|a| SavedAttempt {
                     operation: name(&a.operation),
@@ -355,8 +355,8 @@ impl SavedTransaction {
                     idempotency_keys: a.idempotency_keys.clone(),
                 })
                 .collect(),
-            current: tx.current.as_ref().map(name),
-            stuck: tx.stuck.as_ref().map(name),
+            current: tx.current().and_then(|m| m.get(names.milestones)).map(name),
+            stuck: tx.stuck().map(name),
             exchanges: tx
                 .exchanges
                 .iter()
@@ -375,7 +375,7 @@ impl SavedTransaction {
                     problems: x.problems().iter().map(|p| p.as_str().to_owned()).collect(),
                 })
                 .collect(),
-            exchanges_dropped: u64::from(tx.exchanges_dropped),
+            exchanges_dropped: u64::from(tx.exchanges_dropped()),
             first_seen: tx.first_seen.time(),
             last_updated: tx.last_updated.time(),
         }
@@ -452,8 +452,8 @@ impl<'a> Resolver<'a> {
     /// The transaction `saved` stands for.
     pub fn transaction(&self, saved: &SavedTransaction) -> Result<Transaction, Damaged> {
         let mut tx = Transaction::new(TxId(saved.id), self.key(&saved.name)?, saved.first_seen);
-        tx.root = saved.root.as_ref().map(|k| self.key(k)).transpose()?;
-        tx.former_names = self.keys(&saved.former_names)?.into();
+        let root = saved.root.as_ref().map(|k| self.key(k)).transpose()?;
+        tx.set_former_names(self.keys(&saved.former_names)?);
         tx.status = if saved.complete {
             Status::Complete
         } else {
@@ -467,8 +467,8 @@ impl<'a> Resolver<'a> {
             }
         }
         // Records share the transaction's copy of each key.
-        tx.name = tx.shared_key(&tx.name);
-        tx.root = tx.root.as_ref().map(|k| tx.shared_key(k));
+        tx.share_name();
+        tx.set_root(root.map(|k| tx.shared_key(&k)));
         tx.milestones = Vec::with_capacity(saved.milestones.len());
         for m in &saved.milestones {
             let record = MilestoneRecord {
@@ -484,7 +484,7 @@ impl<'a> Resolver<'a> {
                 return Err(not_a_key("milestone", &m.milestone, &record.object));
             }
         }
-        tx.measures = saved
+        let measures = saved
             .measures
             .iter()
             .map(|m| {
@@ -516,7 +516,7 @@ impl<'a> Resolver<'a> {
                 return Err(not_a_key("flow", &f.flow, &record.object));
             }
         }
-        tx.exceptions = saved
+        let exceptions = saved
             .exceptions
             .iter()
             .map(|e| {
@@ -547,7 +547,7 @@ impl<'a> Resolver<'a> {
                 })
             })
             .collect::<Result<_, Damaged>>()?;
-        tx.attempts = saved
+        let attempts = saved
             .attempts
             .iter()
             .map(|a| {
@@ -563,16 +563,19 @@ impl<'a> Resolver<'a> {
                 })
             })
             .collect::<Result<_, Damaged>>()?;
-        tx.current = saved
+        tx.set_records(measures, exceptions, attempts);
+        let current = saved
             .current
             .as_deref()
             .map(|m| self.milestone(m))
             .transpose()?;
-        tx.stuck = saved
+        tx.replace_current(current.as_ref().map(NameId::new));
+        let stuck = saved
             .stuck
             .as_deref()
             .map(|m| self.milestone(m))
             .transpose()?;
+        tx.replace_stuck(stuck);
         tx.exchanges = Timeline::default();
         for x in &saved.exchanges {
             let method = http::Method::from_bytes(x.method.as_bytes())
@@ -606,7 +609,7 @@ impl<'a> Resolver<'a> {
                 problems: &problems,
             });
         }
-        tx.exchanges_dropped = u32::try_from(saved.exchanges_dropped).unwrap_or(u32::MAX);
+        tx.count_dropped(usize::try_from(saved.exchanges_dropped).unwrap_or(usize::MAX));
         tx.last_updated = Stamp::new(saved.last_updated);
         Ok(tx)
     }

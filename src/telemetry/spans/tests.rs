@@ -156,8 +156,8 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
         http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
     );
     let mut transaction = Transaction::new(TxId(1), order.clone(), t0());
-    transaction.root = Some(order.clone());
-    transaction.former_names = vec![shipment.clone()].into();
+    transaction.set_root(Some(order.clone()));
+    transaction.set_former_names(vec![shipment.clone()]);
     let record = MilestoneRecord {
         milestone: shipped.clone(),
         object: shipment.clone(),
