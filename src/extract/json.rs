@@ -66,7 +66,7 @@ use std::ops::Range;
 
 use crate::config::{JsonPath, JsonStep};
 
-use self::blocks::{hex4, Tokens};
+use self::blocks::{hex4, Cursor, Tokens};
 use super::Problem;
 
 /// Deepest nesting of arrays and objects the scanner follows. Business
@@ -264,11 +264,11 @@ impl<'t> Scanner<'t> {
         }
     }
 
-    /// The next token (a token with byte 0 at the end of the text, or
-    /// where a fault of string content stopped stage one).
+    /// The next token after `cursor` (a token with byte 0 at the end of
+    /// the text, or where a fault of string content stopped stage one).
     #[inline(always)]
-    fn token(&mut self) -> Token {
-        let at = self.tokens.next();
+    fn token(&mut self, cursor: &mut Cursor) -> Token {
+        let at = self.tokens.next(cursor);
         let byte = self.bytes.get(at).copied().unwrap_or(0);
         Token { at, byte }
     }
@@ -301,9 +301,13 @@ impl<'t> Scanner<'t> {
         // Only containers some path is alive in are on this stack, so it
         // is no deeper than the longest path.
         let mut stack: Vec<Frame> = Vec::new();
+        // Where the walk is in the tokens: a local, so it stays in
+        // registers (only inlined code takes it by reference).
+        let mut cursor = Cursor::START;
+        let c = &mut cursor;
         // The paths alive at the value being read, and its first token.
         let mut live = group.all;
-        let mut value = self.token();
+        let mut value = self.token(c);
         loop {
             let depth = stack.len();
             let goes_on = live & at(&group.goes_on, depth);
@@ -315,25 +319,25 @@ impl<'t> Scanner<'t> {
                         return Err(Problem::TooDeep);
                     }
                     let object = open == b'{';
-                    let first = self.token();
+                    let first = self.token(c);
                     if first.byte != close_of(object) {
                         stack.push(Frame {
                             object,
                             live: goes_on,
                             index: 0,
                         });
-                        (live, value) = self.child(group, goes_on, object, 0, depth, first)?;
+                        (live, value) = self.child(group, goes_on, object, 0, depth, first, c)?;
                         if live != 0 {
                             continue;
                         }
                         // A child no path is alive in: stepped over here,
                         // without the per-value bookkeeping.
-                        self.skip_value(value, depth + 1)?;
+                        self.skip_value(value, depth + 1, c)?;
                     }
-                    self.token()
+                    self.token(c)
                 }
                 b'"' => {
-                    let next = self.token();
+                    let next = self.token(c);
                     if ends != 0 {
                         let close = self.closing_quote(value.at, next.at)?;
                         let text = self.kept(value.at + 1..close)?;
@@ -345,11 +349,11 @@ impl<'t> Scanner<'t> {
                     let number = self.number(value.at)?;
                     let text = self.text.get(number).ok_or(Problem::MalformedJson)?;
                     each_bit(ends, |bit| on_value(group.first + bit, text));
-                    self.token()
+                    self.token(c)
                 }
                 _ => {
-                    self.skip_value(value, depth)?;
-                    self.token()
+                    self.skip_value(value, depth, c)?;
+                    self.token(c)
                 }
             };
             // A value is complete: find the next one, closing containers.
@@ -366,12 +370,13 @@ impl<'t> Scanner<'t> {
                     b',' => {
                         top.index += 1;
                         let (parent, object, index) = (top.live, top.object, top.index);
-                        let first = self.token();
-                        (live, value) = self.child(group, parent, object, index, depth, first)?;
+                        let first = self.token(c);
+                        (live, value) =
+                            self.child(group, parent, object, index, depth, first, c)?;
                         if live != 0 {
                             break;
                         }
-                        self.skip_value(value, depth + 1)?;
+                        self.skip_value(value, depth + 1, c)?;
                     }
                     b'}' if top.object => {
                         stack.pop();
@@ -381,7 +386,7 @@ impl<'t> Scanner<'t> {
                     }
                     _ => return Err(Problem::MalformedJson),
                 }
-                next = self.token();
+                next = self.token(c);
             }
         }
     }
@@ -391,6 +396,7 @@ impl<'t> Scanner<'t> {
     /// and its `:` for objects, and returns the paths of `parent` alive in
     /// that child and the first token of its value.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn child(
         &mut self,
         group: &Group,
@@ -399,6 +405,7 @@ impl<'t> Scanner<'t> {
         index: usize,
         depth: usize,
         first: Token,
+        cursor: &mut Cursor,
     ) -> Result<(u64, Token), Problem> {
         let mut live = parent & at(&group.wildcards, depth);
         if !object {
@@ -411,7 +418,7 @@ impl<'t> Scanner<'t> {
             }
             return Ok((live, first));
         }
-        let colon = self.key(first)?;
+        let colon = self.key(first, cursor)?;
         let fields = parent & at(&group.fields, depth);
         if fields != 0 {
             let key = first.at + 1..self.closing_quote(first.at, colon)?;
@@ -429,17 +436,17 @@ impl<'t> Scanner<'t> {
                 }
             }
         }
-        Ok((live, self.token()))
+        Ok((live, self.token(cursor)))
     }
 
     /// At `first`, the opening quote of a member's key: reads the key and
     /// the `:` after it, and returns the position of the `:`.
     #[inline(always)]
-    fn key(&mut self, first: Token) -> Result<usize, Problem> {
+    fn key(&mut self, first: Token, cursor: &mut Cursor) -> Result<usize, Problem> {
         if first.byte != b'"' {
             return Err(Problem::MalformedJson);
         }
-        let colon = self.token();
+        let colon = self.token(cursor);
         if colon.byte != b':' {
             return Err(Problem::MalformedJson);
         }
@@ -451,7 +458,12 @@ impl<'t> Scanner<'t> {
     /// stage one, and a container is skipped by counting its brackets
     /// ([`Tokens::skip_container`]: its inside is not validated).
     #[inline(always)]
-    fn skip_value(&mut self, value: Token, depth: usize) -> Result<(), Problem> {
+    fn skip_value(
+        &mut self,
+        value: Token,
+        depth: usize,
+        cursor: &mut Cursor,
+    ) -> Result<(), Problem> {
         match value.byte {
             // Stage one validated it; its closing quote is no token.
             b'"' => Ok(()),
@@ -460,7 +472,8 @@ impl<'t> Scanner<'t> {
                 if depth >= MAX_DEPTH {
                     return Err(Problem::TooDeep);
                 }
-                self.tokens.skip_container(MAX_DEPTH - depth)
+                *cursor = self.tokens.skip_container(*cursor, MAX_DEPTH - depth)?;
+                Ok(())
             }
             _ => self.scalar(value),
         }
