@@ -31,16 +31,31 @@ use super::super::Problem;
 /// Bytes classified together: one bit each in a `u64`.
 const BLOCK: usize = 64;
 
-/// The tokens of a text, in order.
-pub(super) struct Tokens<'t> {
-    bytes: &'t [u8],
-    /// Start of the next block to classify.
-    next_block: usize,
+/// Where the walk is in the tokens: the block it reads and the tokens of
+/// that block not handed out yet. Small and `Copy`, so the walk keeps it in
+/// registers (a local, never behind a reference an out-of-line call sees);
+/// [`Tokens`] hands a new one out by value for each block it classifies.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Cursor {
     /// Start of the block whose tokens are in `bits`.
     base: usize,
     /// Tokens of that block not handed out yet (bit `i` = byte `base + i`).
     bits: u64,
-    /// Opening and closing brackets of that block, outside strings.
+}
+
+impl Cursor {
+    /// Before the first block.
+    pub const START: Cursor = Cursor { base: 0, bits: 0 };
+}
+
+/// The classification of a text, a block at a time, with what carries from
+/// one block to the next.
+pub(super) struct Tokens<'t> {
+    bytes: &'t [u8],
+    /// Start of the next block to classify.
+    next_block: usize,
+    /// Opening and closing brackets of the block last classified (the
+    /// cursor's), outside strings.
     opens: u64,
     closes: u64,
     /// All ones when the text classified so far ends inside a string.
@@ -82,8 +97,6 @@ impl<'t> Tokens<'t> {
         Tokens {
             bytes,
             next_block: 0,
-            base: 0,
-            bits: 0,
             opens: 0,
             closes: 0,
             in_string: 0,
@@ -109,20 +122,19 @@ impl<'t> Tokens<'t> {
         self.fault
     }
 
-    /// The position of the next token, or the length of the text when
-    /// there is none left. A block with a fault of string content hands out
-    /// no token, and neither does anything after it: the walk sees the text
-    /// end there (and [`Tokens::fault`] says why). Faults are found a block
-    /// ahead of the token that reaches them.
-    #[inline]
-    pub fn next(&mut self) -> usize {
-        while self.bits == 0 {
-            if !self.refill() {
-                return self.bytes.len();
-            }
+    /// The position of the next token after `cursor`, which moves past
+    /// it, or the length of the text when there is none left. A block with
+    /// a fault of string content hands out no token, and neither does
+    /// anything after it: the walk sees the text end there (and
+    /// [`Tokens::fault`] says why). Faults are found a block ahead of the
+    /// token that reaches them.
+    #[inline(always)]
+    pub fn next(&mut self, cursor: &mut Cursor) -> usize {
+        while cursor.bits == 0 {
+            *cursor = self.refill();
         }
-        let at = self.base + self.bits.trailing_zeros() as usize;
-        self.bits &= self.bits - 1;
+        let at = cursor.base + cursor.bits.trailing_zeros() as usize;
+        cursor.bits &= cursor.bits - 1;
         at
     }
 
@@ -136,11 +148,12 @@ impl<'t> Tokens<'t> {
     /// wrong bracket kind, a missing comma or a bad scalar inside goes
     /// unnoticed. At most `room` containers may be open at once (counting
     /// this one), or the text is [`Problem::TooDeep`]; one that never
-    /// closes is [`Problem::MalformedJson`].
-    pub fn skip_container(&mut self, room: usize) -> Result<(), Problem> {
+    /// closes is [`Problem::MalformedJson`]. Returns the cursor just past
+    /// the closing bracket.
+    pub fn skip_container(&mut self, mut cursor: Cursor, room: usize) -> Result<Cursor, Problem> {
         let mut open = 1usize;
         loop {
-            let (opens, closes) = self.brackets();
+            let (opens, closes) = (self.opens & cursor.bits, self.closes & cursor.bits);
             let (o, c) = (opens.count_ones() as usize, closes.count_ones() as usize);
             if c < open && open + o <= room {
                 open = open + o - c;
@@ -159,45 +172,47 @@ impl<'t> Tokens<'t> {
                     open -= 1;
                     if open == 0 {
                         // The tokens after the closing bracket remain.
-                        self.bits &= bit.wrapping_neg() << 1;
-                        return Ok(());
+                        cursor.bits &= bit.wrapping_neg() << 1;
+                        return Ok(cursor);
                     }
                 }
             }
-            self.bits = 0;
-            if !self.refill() {
+            cursor = self.refill();
+            if cursor.base >= self.bytes.len() {
                 return Err(Problem::MalformedJson);
             }
         }
     }
 
-    /// The brackets among the tokens not handed out yet of the current
-    /// block: openings and closings.
-    #[inline]
-    fn brackets(&self) -> (u64, u64) {
-        (self.opens & self.bits, self.closes & self.bits)
-    }
-
-    /// Classifies the next block, if there is one and it has no fault.
-    fn refill(&mut self) -> bool {
+    /// The cursor on the next block, classified; at the end of the text (or
+    /// past a fault) a cursor whose one token is the end of the text.
+    fn refill(&mut self) -> Cursor {
+        let end = Cursor {
+            base: self.bytes.len(),
+            bits: 1,
+        };
         if self.next_block >= self.bytes.len() {
-            return false;
+            self.opens = 0;
+            self.closes = 0;
+            return end;
         }
-        if let Err(problem) = self.classify_next() {
-            self.fault = Some(problem);
-            self.bits = 0;
-            self.next_block = self.bytes.len();
-            return false;
+        match self.classify_next() {
+            Ok(cursor) => cursor,
+            Err(problem) => {
+                self.fault = Some(problem);
+                self.opens = 0;
+                self.closes = 0;
+                self.next_block = self.bytes.len();
+                end
+            }
         }
-        true
     }
 
-    /// Classifies the block at `next_block` into `bits`.
-    fn classify_next(&mut self) -> Result<(), Problem> {
+    /// Classifies the block at `next_block`.
+    fn classify_next(&mut self) -> Result<Cursor, Problem> {
         let start = self.next_block;
         let rest = self.bytes.get(start..).unwrap_or_default();
-        self.base = start;
-        self.bits = match rest.first_chunk::<BLOCK>() {
+        let bits = match rest.first_chunk::<BLOCK>() {
             Some(block) => self.tokens(block)?,
             None => self.tokens(&padded(rest))?,
         };
@@ -205,10 +220,10 @@ impl<'t> Tokens<'t> {
         if self.next_block >= self.bytes.len() && self.in_string != 0 {
             return Err(Problem::MalformedJson);
         }
-        Ok(())
+        Ok(Cursor { base: start, bits })
     }
 
-    /// The tokens of the block at `base`, updating the carries.
+    /// The tokens of the block at `next_block`, updating the carries.
     #[inline]
     fn tokens(&mut self, block: &[u8; BLOCK]) -> Result<u64, Problem> {
         // Inside a long string (a base64 label, a free text): nothing ends
@@ -226,7 +241,7 @@ impl<'t> Tokens<'t> {
         };
         let escaped = if backslash != 0 || self.escapes_next {
             self.escapes_seen = true;
-            self.escaped(backslash)?
+            self.escaped(self.next_block, backslash)?
         } else {
             0
         };
@@ -251,10 +266,10 @@ impl<'t> Tokens<'t> {
         Ok((quotes & inside) | (c.delimiter & !c.quote & !inside) | scalar_starts)
     }
 
-    /// The bytes of this block that a backslash escapes; checks that each
-    /// is a valid escape.
+    /// The bytes of this block (at `base`) that a backslash escapes; checks
+    /// that each is a valid escape.
     #[cold]
-    fn escaped(&mut self, backslash: u64) -> Result<u64, Problem> {
+    fn escaped(&mut self, base: usize, backslash: u64) -> Result<u64, Problem> {
         let mut escaped = 0u64;
         let mut pending = backslash;
         if self.escapes_next {
@@ -274,7 +289,7 @@ impl<'t> Tokens<'t> {
         }
         let mut check = escaped;
         while check != 0 {
-            let at = self.base + check.trailing_zeros() as usize;
+            let at = base + check.trailing_zeros() as usize;
             check &= check - 1;
             self.escape_at(at)?;
         }
@@ -365,21 +380,30 @@ fn prefix_xor(mut bits: u64) -> u64 {
     bits
 }
 
-/// Whether `block` has no quote, no backslash and no control byte.
+/// Whether `block` has no quote, no backslash and no control byte. The
+/// first 16 bytes are asked alone first: a block that starts inside a
+/// short string (most keys and values) has its closing quote there, and
+/// is told apart without comparing the rest.
 #[inline]
 fn plain(block: &[u8; BLOCK]) -> bool {
-    let mut special = u8x16::splat(0);
-    for bytes in block.chunks_exact(16) {
+    let special = |bytes: &[u8]| {
         let Some(bytes) = bytes.first_chunk::<16>() else {
-            continue;
+            return u8x16::splat(0);
         };
         let v = u8x16::new(*bytes);
-        special = special
-            | v.cmp_eq(u8x16::splat(b'"'))
+        v.cmp_eq(u8x16::splat(b'"'))
             | v.cmp_eq(u8x16::splat(b'\\'))
-            | v.min(u8x16::splat(0x1f)).cmp_eq(v);
+            | v.min(u8x16::splat(0x1f)).cmp_eq(v)
+    };
+    let (first, rest) = block.split_at(16);
+    if special(first).move_mask() != 0 {
+        return false;
     }
-    special.move_mask() == 0
+    let mut found = u8x16::splat(0);
+    for bytes in rest.chunks_exact(16) {
+        found |= special(bytes);
+    }
+    found.move_mask() == 0
 }
 
 /// The classes of one block.
@@ -478,9 +502,10 @@ mod tests {
 
     fn tokens(bytes: &[u8]) -> Result<Vec<usize>, Problem> {
         let mut tokens = Tokens::new(bytes);
+        let mut cursor = Cursor::START;
         let mut found = Vec::new();
         loop {
-            let at = tokens.next();
+            let at = tokens.next(&mut cursor);
             if at == bytes.len() {
                 return tokens.fault().map_or(Ok(found), Err);
             }
