@@ -17,7 +17,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{HeaderValue, HOST};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{request, Request, Response, Uri, Version};
 use http_body::Body as _;
@@ -332,6 +332,13 @@ impl Forwarder {
             };
             (pending, outcome)
         });
+        if parts.headers.contains_key(TRANSFER_ENCODING) {
+            // RFC 9112 §6.3: the body was read by its transfer coding; a
+            // `Content-Length` beside it is stale and would cut the client
+            // short (the rest polluting its next response). The body goes
+            // on re-framed for the client's hop.
+            parts.headers.remove(CONTENT_LENGTH);
+        }
         strip_hop_by_hop(&mut parts.headers);
         parts.version = client_version;
         let capture = claim.and_then(|claim| Capture::start(claim, &parts));

@@ -19,6 +19,10 @@
 //!   `trailers`. `Proxy-Authorization`/`Proxy-Authenticate` are forwarded
 //!   (see `headers.rs`). Protocol upgrades (WebSocket) are therefore not
 //!   proxied.
+//! - a response with both `Transfer-Encoding` and `Content-Length` loses
+//!   the `Content-Length` (RFC 9112 §6.3: the body is read by its coding
+//!   and re-framed for the client's hop; requests with both are forwarded
+//!   chunked and the client connection closed after the response).
 //! - the HTTP version is each hop's own: a client on HTTP/2 may reach an
 //!   HTTP/1.1 upstream and the other way round (HTTP/1.0 clients are
 //!   forwarded as HTTP/1.1).
