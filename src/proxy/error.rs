@@ -148,10 +148,18 @@ fn failure_message(error: UpstreamError) -> &'static str {
 /// The response for a client whose request the upstream failed with
 /// `error`, in the client's HTTP `version`.
 pub(crate) fn failure_response(error: UpstreamError, version: Version) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::message(Bytes::from_static(
-        failure_message(error).as_bytes(),
-    )));
-    *response.status_mut() = failure_status(error);
+    plain_response(failure_status(error), failure_message(error), version)
+}
+
+/// A response of the sidecar's own: `status` with the one-line plain-text
+/// `message`, in the client's HTTP `version`.
+pub(crate) fn plain_response(
+    status: StatusCode,
+    message: &'static str,
+    version: Version,
+) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::message(Bytes::from_static(message.as_bytes())));
+    *response.status_mut() = status;
     *response.version_mut() = version;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -34,6 +34,7 @@ use super::inspect::UninspectedRoutes;
 use super::listener::ListenerOptions;
 use super::metrics::{HandleTime, ListenerMetrics, ProxyMetrics};
 use super::record::{Pending, ResponseObserver};
+use super::reject::{self, Rejection};
 use super::sink::ExchangeSink;
 use super::tap::{SharedTap, TapBody};
 use super::upstream::{Upstream, UpstreamBody};
@@ -145,6 +146,9 @@ impl Forwarder {
         let began = Instant::now();
         let (parts, body) = request.into_parts();
         let client_version = parts.version;
+        if let Err(rejection) = reject::check(&parts) {
+            return self.reject(rejection, client_version);
+        }
         let inspect = self.uninspected.is_empty()
             || self.uninspected.inspects(&parts.method, parts.uri.path());
         let trace_context = self
@@ -251,12 +255,21 @@ impl Forwarder {
         trace_context: Option<TraceContext>,
         dedicated: bool,
     ) -> Option<Request<UpstreamBody>> {
-        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+        let from_host = || parts.headers.get(HOST).cloned();
+        let from_target = || {
             parts
                 .uri
                 .authority()
                 .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-        });
+        };
+        // HTTP/1: an absolute-form target's authority wins over `Host` (RFC
+        // 9112 §3.2.2); an origin-form target has none. HTTP/2: `Host`, if
+        // the client sent one, else `:authority`.
+        let client_host = if parts.version == Version::HTTP_2 {
+            from_host().or_else(from_target)
+        } else {
+            from_target().or_else(from_host)
+        };
         let host = match self.listener.host_header {
             HostHeader::Preserve => client_host.clone(),
             HostHeader::Upstream => Some(self.upstream_host.clone()),
@@ -384,6 +397,16 @@ impl Forwarder {
         stored
             .replay(client_version)
             .map(|body| ProxyBody::Replay(TapBody::new(body, observer)))
+    }
+
+    /// Refuses a request without forwarding it (see
+    /// [`reject`](super::reject)): no exchange, counted by reason.
+    fn reject(&self, rejection: Rejection, client_version: Version) -> Response<ProxyBody> {
+        tracing::debug!(listener = %self.listener.name, reason = rejection.as_str(), "request rejected");
+        let response = rejection.response(client_version);
+        self.metrics.rejected(rejection);
+        self.metrics.response(response.status());
+        response
     }
 
     /// Answers for a failed upstream and records the exchange at once.

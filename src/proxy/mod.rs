@@ -27,7 +27,8 @@
 //!   HTTP/1.1 upstream and the other way round (HTTP/1.0 clients are
 //!   forwarded as HTTP/1.1).
 //! - `Host`: [`HostHeader::Preserve`](crate::config::HostHeader) forwards the
-//!   client's `Host` (or HTTP/2 `:authority`); `Upstream` replaces it with
+//!   client's `Host` (or HTTP/2 `:authority`; for an HTTP/1 absolute-form
+//!   target its authority, RFC 9112 §3.2.2); `Upstream` replaces it with
 //!   the upstream's `host:port`. To an HTTP/2 upstream it travels as
 //!   `:authority`.
 //! - [`Forwarded::Append`](crate::config::Forwarded) appends the client IP to
@@ -43,6 +44,11 @@
 //! nothing watches them: no tap, no [`Exchange`], no trace context (see
 //! `inspect.rs`; the proxy's request counters and handle time still count
 //! them).
+//!
+//! Refused, not forwarded (`reject.rs`; counted in
+//! `waybill_requests_rejected_total`, no [`Exchange`]): HTTP/1 requests
+//! without exactly one valid `Host` (400, RFC 9112 §3.2), then the client
+//! connection closes.
 //!
 //! When the upstream fails the client gets a 502 (504 when the response head
 //! did not arrive within the listener's `timeout`) with a one-line
@@ -105,6 +111,7 @@
 //! - `record.rs`: assembling the [`Exchange`] and offering it once.
 //! - `body.rs`: the response body type served to clients.
 //! - `error.rs`: upstream error kinds and the responses for them.
+//! - `reject.rs`: requests the proxy refuses itself (HTTP/1 `Host` checks).
 //! - `sink.rs`, `metrics.rs`: the observation queue and the proxy's metrics.
 
 mod body;
@@ -118,6 +125,7 @@ mod inspect;
 mod listener;
 mod metrics;
 mod record;
+mod reject;
 mod sink;
 mod tap;
 mod upstream;
