@@ -9,7 +9,7 @@
 //! | `timeout` | 504 | no response head within `timeout` |
 //! | `reset` | 502 | the connection closed or reset before the response head |
 //! | `tls` | 502 | TLS handshake or certificate failure |
-//! | `protocol` | 502 | anything else: a malformed response, an unusable request |
+//! | `protocol` | 502 | anything else: a malformed response, a transfer coding other than `chunked`, an unusable request |
 //!
 //! The body is one short plain-text line naming the failure; it says
 //! `waybill` so nobody mistakes it for the upstream's own answer.

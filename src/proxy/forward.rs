@@ -29,7 +29,7 @@ use super::body::ProxyBody;
 use super::dedicated::Held;
 use super::error::failure_response;
 use super::guard::{Admission, Capture, Claim, Guards, RouteGuard, StoredResponse};
-use super::headers::{append_forwarded, strip_hop_by_hop};
+use super::headers::{append_forwarded, has_unknown_transfer_coding, strip_hop_by_hop};
 use super::inspect::UninspectedRoutes;
 use super::listener::ListenerOptions;
 use super::metrics::{HandleTime, ListenerMetrics, ProxyMetrics};
@@ -228,6 +228,13 @@ impl Forwarder {
             answered,
         };
         match answer {
+            Ok(Ok(response)) if has_unknown_transfer_coding(response.headers()) => {
+                // Its coding would vanish with the hop-by-hop header and the
+                // client would take coded bytes for the content; the proxy
+                // decodes none but chunked, so the exchange fails.
+                tracing::debug!(listener = %self.listener.name, "upstream used a transfer coding other than chunked");
+                self.fail(pending, UpstreamError::Protocol, client_version, time)
+            }
             Ok(Ok(response)) => self.respond(pending, response, client_version, claim, time),
             Ok(Err(failure)) => {
                 tracing::debug!(listener = %self.listener.name, error = failure.kind.as_str(), cause = ?failure.cause, "upstream failed");

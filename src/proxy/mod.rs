@@ -47,8 +47,10 @@
 //!
 //! Refused, not forwarded (`reject.rs`; counted in
 //! `waybill_requests_rejected_total`, no [`Exchange`]): HTTP/1 requests
-//! without exactly one valid `Host` (400, RFC 9112 §3.2), then the client
-//! connection closes.
+//! without exactly one valid `Host` (400, RFC 9112 §3.2) or with a
+//! transfer coding other than `chunked` (501, §6.1), then the client
+//! connection closes. A response in a coding other than `chunked` is a
+//! `protocol` failure (502): the coding is hop-by-hop and would vanish.
 //!
 //! When the upstream fails the client gets a 502 (504 when the response head
 //! did not arrive within the listener's `timeout`) with a one-line
@@ -111,7 +113,8 @@
 //! - `record.rs`: assembling the [`Exchange`] and offering it once.
 //! - `body.rs`: the response body type served to clients.
 //! - `error.rs`: upstream error kinds and the responses for them.
-//! - `reject.rs`: requests the proxy refuses itself (HTTP/1 `Host` checks).
+//! - `reject.rs`: requests the proxy refuses itself (HTTP/1 `Host` and
+//!   transfer-coding checks).
 //! - `sink.rs`, `metrics.rs`: the observation queue and the proxy's metrics.
 
 mod body;

@@ -1,6 +1,6 @@
 //! Requests the proxy refuses itself, before anything is forwarded: the
 //! checks an HTTP/1 request head must pass beyond what hyper's parser
-//! already enforces (RFC 9112 §3.2 `Host`), the bounded set of reasons
+//! already enforces (RFC 9112 §3.2 `Host`, §6.1 transfer codings), the bounded set of reasons
 //! (the `reason` label of `waybill_requests_rejected_total`) and the
 //! response for each: the status, one plain-text line naming the reason,
 //! then the client connection is closed.
@@ -16,10 +16,10 @@ use http::{request, Response, StatusCode, Version};
 
 use super::body::ProxyBody;
 use super::error::plain_response;
+use super::headers::has_unknown_transfer_coding;
 
 /// Why the proxy refused a request: a bounded set, safe as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(clippy::enum_variant_names)] // until the next reason
 pub(crate) enum Rejection {
     /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2).
     HostMissing,
@@ -28,14 +28,17 @@ pub(crate) enum Rejection {
     /// A `Host`, or an absolute-form target's authority, that is not
     /// `host[:port]` (RFC 9112 §3.2, RFC 9110 §7.2).
     HostInvalid,
+    /// A transfer coding other than `chunked` (RFC 9112 §6.1: 501).
+    TransferCoding,
 }
 
 impl Rejection {
     /// Every reason, in declaration order.
-    pub(crate) const ALL: [Rejection; 3] = [
+    pub(crate) const ALL: [Rejection; 4] = [
         Rejection::HostMissing,
         Rejection::HostDuplicate,
         Rejection::HostInvalid,
+        Rejection::TransferCoding,
     ];
 
     /// Its position in [`Rejection::ALL`].
@@ -49,6 +52,7 @@ impl Rejection {
             Rejection::HostMissing => "host_missing",
             Rejection::HostDuplicate => "host_duplicate",
             Rejection::HostInvalid => "host_invalid",
+            Rejection::TransferCoding => "transfer_coding",
         }
     }
 
@@ -57,6 +61,7 @@ impl Rejection {
             Rejection::HostMissing | Rejection::HostDuplicate | Rejection::HostInvalid => {
                 StatusCode::BAD_REQUEST
             }
+            Rejection::TransferCoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -65,6 +70,9 @@ impl Rejection {
             Rejection::HostMissing => "waybill: the request has no Host\n",
             Rejection::HostDuplicate => "waybill: the request has more than one Host\n",
             Rejection::HostInvalid => "waybill: the request's Host is not a valid host[:port]\n",
+            Rejection::TransferCoding => {
+                "waybill: transfer codings other than chunked are not implemented\n"
+            }
         }
     }
 
@@ -90,6 +98,9 @@ pub(crate) fn check(parts: &request::Parts) -> Result<(), Rejection> {
         (Some(host), None) if !is_host(host.as_bytes()) => return Err(Rejection::HostInvalid),
         (None, _) if parts.version == Version::HTTP_11 => return Err(Rejection::HostMissing),
         _ => {}
+    }
+    if has_unknown_transfer_coding(&parts.headers) {
+        return Err(Rejection::TransferCoding);
     }
     // An absolute-form target's authority replaces `Host` (RFC 9112
     // §3.2.2), so it must be a host too (no userinfo).
@@ -201,6 +212,14 @@ mod tests {
             (
                 "GET http://u@o/ HTTP/1.1\nHost: h",
                 Err(Rejection::HostInvalid),
+            ),
+            (
+                "POST / HTTP/1.1\nHost: h\nTransfer-Encoding: chunked",
+                Ok(()),
+            ),
+            (
+                "POST / HTTP/1.1\nHost: h\nTransfer-Encoding: gzip, chunked",
+                Err(Rejection::TransferCoding),
             ),
         ];
         for (request, expected) in cases {
