@@ -77,6 +77,14 @@ impl Rig {
         .await
     }
 
+    /// The upstream answers `answer` and closes; a client has sent [`GET`].
+    async fn asked_once_then_closed(answer: &str) -> (Rig, RawClient) {
+        let rig = Rig::scripted(vec![Script::then_close(answer)]).await;
+        let mut client = rig.client().await;
+        client.write(GET.as_bytes()).await;
+        (rig, client)
+    }
+
     async fn client(&self) -> RawClient {
         RawClient::connect(self.proxy.addr).await
     }
@@ -1188,9 +1196,7 @@ async fn response_an_upstream_closing_mid_body_cuts_the_client_short() {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
         ),
     ] {
-        let rig = Rig::scripted(vec![Script::then_close(answer)]).await;
-        let mut client = rig.client().await;
-        client.write(GET.as_bytes()).await;
+        let (_rig, mut client) = Rig::asked_once_then_closed(answer).await;
         // Today all of it arrives; how much was flushed before the close
         // is not pinned, only that the client can tell it was cut short.
         let got = client.rest().await;
@@ -1291,9 +1297,7 @@ async fn response_an_unknown_transfer_coding_is_not_silently_dropped() {
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nrawbytes",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nraw\r\n0\r\n\r\n",
     ] {
-        let rig = Rig::scripted(vec![Script::then_close(answer)]).await;
-        let mut client = rig.client().await;
-        client.write(GET.as_bytes()).await;
+        let (rig, mut client) = Rig::asked_once_then_closed(answer).await;
         let response = client.response().await;
         let (head, _) = split_head(response.as_bytes());
         assert!(
