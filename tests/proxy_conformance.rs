@@ -430,6 +430,9 @@ async fn framing_transfer_encoding_on_http10_is_rejected() {
     .await;
 }
 
+/// The proxy's message when a request body fails while it streams.
+const BODY_REFUSED: &str = "waybill: the request body is malformed or cut short\n";
+
 /// Chunk framing errors the proxy finds after forwarding the head.
 const BAD_CHUNKS: [&str; 5] = [
     "fffffffffffffffff1\r\nhello\r\n0\r\n\r\n",
@@ -461,9 +464,8 @@ async fn framing_a_malformed_chunked_body_never_reaches_the_upstream_whole() {
 }
 
 /// The client's malformed body is the client's error: 400, not a 502 that
-/// blames (and counts against) the upstream.
+/// blames (and counts against) the upstream; counted as a rejection.
 #[tokio::test]
-#[ignore = "today: a malformed chunked request body gives `502 the upstream closed the connection`, counted as an upstream reset"]
 async fn framing_a_malformed_chunked_body_gets_400() {
     let rig = Rig::ok().await;
     let mut answers = Vec::new();
@@ -471,36 +473,50 @@ async fn framing_a_malformed_chunked_body_gets_400() {
         let (mut client, response) = rig.send(bad_chunk_request(chunks).as_bytes()).await;
         answers.push((chunks, response, client.rest().await));
     }
+    let rejected = "waybill_requests_rejected_total{listener=\"conformance\",reason=\"body\"}";
+    let count = BAD_CHUNKS.len() as f64;
+    assert_eq!(rig.proxy.metric_reaches(rejected, count).await, Some(count));
     let resets = "waybill_upstream_errors_total{listener=\"conformance\",error=\"reset\"}";
     assert_eq!(
         rig.proxy.metric(resets).unwrap_or_default(),
         0.0,
         "not counted against the upstream"
     );
+    let malformed = refusal("400 Bad Request", BODY_REFUSED);
     for (chunks, response, rest) in answers {
-        assert_eq!(response, BAD_REQUEST, "{chunks:?}");
+        assert_eq!(response, malformed, "{chunks:?}");
         assert_eq!(rest, "", "{chunks:?}: closed");
     }
 }
 
 /// A client that ends its stream before the declared body length never
 /// gets a whole request to the upstream (RFC 9112 §8: an incomplete
-/// message). Today it gets `502 the upstream closed the connection`,
-/// counted against the upstream, as for a malformed chunked body.
+/// message). It is the client's error, as for a malformed chunked body:
+/// 400, counted as a rejection, not against the upstream.
 #[tokio::test]
 async fn framing_a_body_cut_short_by_the_client_never_reaches_the_upstream_whole() {
     let mut rig = Rig::ok().await;
-    for request in [
+    let requests = [
         "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nhello",
         "POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-    ] {
+    ];
+    for request in requests {
         let mut client = rig.client().await;
         client.write(request.as_bytes()).await;
         client.shutdown_write().await;
         let answer = client.rest().await;
-        assert!(!answer.starts_with("HTTP/1.1 2"), "{request:?}: {answer:?}");
+        assert_eq!(
+            answer,
+            refusal("400 Bad Request", BODY_REFUSED),
+            "{request:?}"
+        );
         rig.nothing_whole_forwarded(request).await;
     }
+    let rejected = "waybill_requests_rejected_total{listener=\"conformance\",reason=\"body\"}";
+    let count = requests.len() as f64;
+    assert_eq!(rig.proxy.metric_reaches(rejected, count).await, Some(count));
+    let resets = "waybill_upstream_errors_total{listener=\"conformance\",error=\"reset\"}";
+    assert_eq!(rig.proxy.metric(resets).unwrap_or_default(), 0.0);
 }
 
 #[tokio::test]

@@ -13,6 +13,12 @@
 //!
 //! The body is one short plain-text line naming the failure; it says
 //! `waybill` so nobody mistakes it for the upstream's own answer.
+//!
+//! Not an upstream failure, though the upstream client reports it: the
+//! client's own request body failing while it streams (a malformed chunk,
+//! see [`Failure::is_client_body`]). That is the client's fault; the
+//! forwarder refuses it (400, `reject.rs`) and counts nothing against the
+//! upstream.
 
 use std::error::Error as StdError;
 use std::io;
@@ -37,6 +43,26 @@ impl Failure {
             kind,
             cause: cause.into(),
         }
+    }
+}
+
+impl Failure {
+    /// The request body the proxy was sending, which is the client's, failed:
+    /// the upstream client reports a user body error (hyper's
+    /// `User(Body)`) whose cause is the error of the client connection's
+    /// body (a `hyper::Error`); the upstream is not to blame.
+    pub(crate) fn is_client_body(&self) -> bool {
+        let mut cause: Option<&(dyn StdError + 'static)> = Some(&*self.cause);
+        while let Some(current) = cause {
+            if let Some(error) = current.downcast_ref::<hyper::Error>() {
+                return error.is_user()
+                    && error
+                        .source()
+                        .is_some_and(|source| source.is::<hyper::Error>());
+            }
+            cause = current.source();
+        }
+        false
     }
 }
 

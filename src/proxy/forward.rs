@@ -236,6 +236,12 @@ impl Forwarder {
                 self.fail(pending, UpstreamError::Protocol, client_version, time)
             }
             Ok(Ok(response)) => self.respond(pending, response, client_version, claim, time),
+            Ok(Err(failure)) if failure.is_client_body() => {
+                // The client's malformed body, not the upstream's failure:
+                // no exchange (nothing whole was forwarded), a 400.
+                tracing::debug!(listener = %self.listener.name, cause = ?failure.cause, "request body failed");
+                self.reject(Rejection::Body, client_version)
+            }
             Ok(Err(failure)) => {
                 tracing::debug!(listener = %self.listener.name, error = failure.kind.as_str(), cause = ?failure.cause, "upstream failed");
                 self.fail(pending, failure.kind, client_version, time)

@@ -7,7 +7,8 @@
 //!   [`UpstreamError`] kind.
 //! - `waybill_requests_rejected_total{listener, reason}`: requests the
 //!   proxy refused itself, forwarding nothing ([`Rejection`] reasons:
-//!   `host_missing`, `host_duplicate`, `host_invalid`, `transfer_coding`). Heads hyper cannot
+//!   `host_missing`, `host_duplicate`, `host_invalid`, `transfer_coding`,
+//!   `body`: a request body malformed or cut short while it streamed). Heads hyper cannot
 //!   parse (its own 400/414/431) never reach the proxy and are not in it.
 //! - `waybill_request_handle_seconds{system}`: the time each exchange spent
 //!   inside the sidecar, the upstream's time excluded: from the request head

@@ -48,8 +48,10 @@
 //! Refused, not forwarded (`reject.rs`; counted in
 //! `waybill_requests_rejected_total`, no [`Exchange`]): HTTP/1 requests
 //! without exactly one valid `Host` (400, RFC 9112 §3.2) or with a
-//! transfer coding other than `chunked` (501, §6.1), then the client
-//! connection closes. A response in a coding other than `chunked` is a
+//! transfer coding other than `chunked` (501, §6.1), and requests whose
+//! body turns out malformed or cut short while it streams (400; the
+//! upstream has the head and a valid prefix, never a whole request, and
+//! nothing is counted against it); then the client connection closes. A response in a coding other than `chunked` is a
 //! `protocol` failure (502): the coding is hop-by-hop and would vanish.
 //!
 //! When the upstream fails the client gets a 502 (504 when the response head

@@ -6,7 +6,9 @@
 //! then the client connection is closed.
 //!
 //! A rejected request reaches no upstream and is no [`Exchange`](super::Exchange):
-//! there is nothing to correlate; the counter is its record.
+//! there is nothing to correlate; the counter is its record. One reason is
+//! found later, by the forwarder: a request body that fails while it
+//! streams (`body`); its head has gone upstream, but never a whole request.
 //!
 //! HTTP/2 requests are not checked here: they carry the host as
 //! `:authority`, which h2 validates as part of the request URI.
@@ -30,15 +32,20 @@ pub(crate) enum Rejection {
     HostInvalid,
     /// A transfer coding other than `chunked` (RFC 9112 §6.1: 501).
     TransferCoding,
+    /// The request body turned out malformed (a bad chunk) or ended
+    /// before its declared end while it was streaming to the upstream: found after the head was forwarded, so
+    /// the upstream got the head and a valid prefix, never a whole request.
+    Body,
 }
 
 impl Rejection {
     /// Every reason, in declaration order.
-    pub(crate) const ALL: [Rejection; 4] = [
+    pub(crate) const ALL: [Rejection; 5] = [
         Rejection::HostMissing,
         Rejection::HostDuplicate,
         Rejection::HostInvalid,
         Rejection::TransferCoding,
+        Rejection::Body,
     ];
 
     /// Its position in [`Rejection::ALL`].
@@ -53,14 +60,16 @@ impl Rejection {
             Rejection::HostDuplicate => "host_duplicate",
             Rejection::HostInvalid => "host_invalid",
             Rejection::TransferCoding => "transfer_coding",
+            Rejection::Body => "body",
         }
     }
 
     fn status(self) -> StatusCode {
         match self {
-            Rejection::HostMissing | Rejection::HostDuplicate | Rejection::HostInvalid => {
-                StatusCode::BAD_REQUEST
-            }
+            Rejection::HostMissing
+            | Rejection::HostDuplicate
+            | Rejection::HostInvalid
+            | Rejection::Body => StatusCode::BAD_REQUEST,
             Rejection::TransferCoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
@@ -73,6 +82,7 @@ impl Rejection {
             Rejection::TransferCoding => {
                 "waybill: transfer codings other than chunked are not implemented\n"
             }
+            Rejection::Body => "waybill: the request body is malformed or cut short\n",
         }
     }
 
