@@ -44,9 +44,7 @@ impl Failure {
             cause: cause.into(),
         }
     }
-}
 
-impl Failure {
     /// The request body the proxy was sending, which is the client's, failed:
     /// the upstream client reports a user body error (hyper's
     /// `User(Body)`) whose cause is the error of the client connection's
@@ -225,6 +223,15 @@ mod tests {
             classify_connecting(&ConnectTimedOut),
             UpstreamError::ConnectTimeout
         );
+    }
+
+    #[test]
+    fn an_upstream_io_failure_is_not_the_clients_body() {
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        let failure = Failure::new(classify(&reset), reset);
+        assert!(!failure.is_client_body());
+        let nested = Failure::new(UpstreamError::Protocol, io::Error::other(ConnectTimedOut));
+        assert!(!nested.is_client_body());
     }
 
     #[test]
