@@ -152,9 +152,15 @@ fn is_host(value: &[u8]) -> bool {
     host_ok && port_ok
 }
 
-/// unreserved, sub-delims and `%` of pct-encoded (RFC 3986 §3.2.2).
+/// unreserved, sub-delims and `%` of pct-encoded (RFC 3986 §3.2.2); one
+/// `match` (a table), not a search through the list per byte: it runs on
+/// every HTTP/1 request's `Host`.
 fn is_reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'-' | b'.' | b'_' | b'~'
+        | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+        | b'%')
 }
 
 #[cfg(test)]
