@@ -9,10 +9,16 @@
 //! | `timeout` | 504 | no response head within `timeout` |
 //! | `reset` | 502 | the connection closed or reset before the response head |
 //! | `tls` | 502 | TLS handshake or certificate failure |
-//! | `protocol` | 502 | anything else: a malformed response, an unusable request |
+//! | `protocol` | 502 | anything else: a malformed response, a transfer coding other than `chunked`, an unusable request |
 //!
 //! The body is one short plain-text line naming the failure; it says
 //! `waybill` so nobody mistakes it for the upstream's own answer.
+//!
+//! Not an upstream failure, though the upstream client reports it: the
+//! client's own request body failing while it streams (a malformed chunk,
+//! see [`Failure::is_client_body`]). That is the client's fault; the
+//! forwarder refuses it (400, `reject.rs`) and counts nothing against the
+//! upstream.
 
 use std::error::Error as StdError;
 use std::io;
@@ -37,6 +43,24 @@ impl Failure {
             kind,
             cause: cause.into(),
         }
+    }
+
+    /// The request body the proxy was sending, which is the client's, failed:
+    /// the upstream client reports a user body error (hyper's
+    /// `User(Body)`) whose cause is the error of the client connection's
+    /// body (a `hyper::Error`); the upstream is not to blame.
+    pub(crate) fn is_client_body(&self) -> bool {
+        let mut cause: Option<&(dyn StdError + 'static)> = Some(&*self.cause);
+        while let Some(current) = cause {
+            if let Some(error) = current.downcast_ref::<hyper::Error>() {
+                return error.is_user()
+                    && error
+                        .source()
+                        .is_some_and(|source| source.is::<hyper::Error>());
+            }
+            cause = current.source();
+        }
+        false
     }
 }
 
@@ -148,10 +172,18 @@ fn failure_message(error: UpstreamError) -> &'static str {
 /// The response for a client whose request the upstream failed with
 /// `error`, in the client's HTTP `version`.
 pub(crate) fn failure_response(error: UpstreamError, version: Version) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::message(Bytes::from_static(
-        failure_message(error).as_bytes(),
-    )));
-    *response.status_mut() = failure_status(error);
+    plain_response(failure_status(error), failure_message(error), version)
+}
+
+/// A response of the sidecar's own: `status` with the one-line plain-text
+/// `message`, in the client's HTTP `version`.
+pub(crate) fn plain_response(
+    status: StatusCode,
+    message: &'static str,
+    version: Version,
+) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::message(Bytes::from_static(message.as_bytes())));
+    *response.status_mut() = status;
     *response.version_mut() = version;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -191,6 +223,15 @@ mod tests {
             classify_connecting(&ConnectTimedOut),
             UpstreamError::ConnectTimeout
         );
+    }
+
+    #[test]
+    fn an_upstream_io_failure_is_not_the_clients_body() {
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        let failure = Failure::new(classify(&reset), reset);
+        assert!(!failure.is_client_body());
+        let nested = Failure::new(UpstreamError::Protocol, io::Error::other(ConnectTimedOut));
+        assert!(!nested.is_client_body());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{HeaderValue, HOST};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{request, Request, Response, Uri, Version};
 use http_body::Body as _;
@@ -29,11 +29,12 @@ use super::body::ProxyBody;
 use super::dedicated::Held;
 use super::error::failure_response;
 use super::guard::{Admission, Capture, Claim, Guards, RouteGuard, StoredResponse};
-use super::headers::{append_forwarded, strip_hop_by_hop};
+use super::headers::{append_forwarded, has_unknown_transfer_coding, strip_hop_by_hop};
 use super::inspect::UninspectedRoutes;
 use super::listener::ListenerOptions;
 use super::metrics::{HandleTime, ListenerMetrics, ProxyMetrics};
 use super::record::{Pending, ResponseObserver};
+use super::reject::{self, Rejection};
 use super::sink::ExchangeSink;
 use super::tap::{SharedTap, TapBody};
 use super::upstream::{Upstream, UpstreamBody};
@@ -145,6 +146,9 @@ impl Forwarder {
         let began = Instant::now();
         let (parts, body) = request.into_parts();
         let client_version = parts.version;
+        if let Err(rejection) = reject::check(&parts) {
+            return self.reject(rejection, client_version);
+        }
         let inspect = self.uninspected.is_empty()
             || self.uninspected.inspects(&parts.method, parts.uri.path());
         let trace_context = self
@@ -224,7 +228,20 @@ impl Forwarder {
             answered,
         };
         match answer {
+            Ok(Ok(response)) if has_unknown_transfer_coding(response.headers()) => {
+                // Its coding would vanish with the hop-by-hop header and the
+                // client would take coded bytes for the content; the proxy
+                // decodes none but chunked, so the exchange fails.
+                tracing::debug!(listener = %self.listener.name, "upstream used a transfer coding other than chunked");
+                self.fail(pending, UpstreamError::Protocol, client_version, time)
+            }
             Ok(Ok(response)) => self.respond(pending, response, client_version, claim, time),
+            Ok(Err(failure)) if failure.is_client_body() => {
+                // The client's malformed body, not the upstream's failure:
+                // no exchange (nothing whole was forwarded), a 400.
+                tracing::debug!(listener = %self.listener.name, cause = ?failure.cause, "request body failed");
+                self.reject(Rejection::Body, client_version)
+            }
             Ok(Err(failure)) => {
                 tracing::debug!(listener = %self.listener.name, error = failure.kind.as_str(), cause = ?failure.cause, "upstream failed");
                 self.fail(pending, failure.kind, client_version, time)
@@ -251,12 +268,21 @@ impl Forwarder {
         trace_context: Option<TraceContext>,
         dedicated: bool,
     ) -> Option<Request<UpstreamBody>> {
-        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+        let from_host = || parts.headers.get(HOST).cloned();
+        let from_target = || {
             parts
                 .uri
                 .authority()
                 .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-        });
+        };
+        // HTTP/1: an absolute-form target's authority wins over `Host` (RFC
+        // 9112 §3.2.2); an origin-form target has none. HTTP/2: `Host`, if
+        // the client sent one, else `:authority`.
+        let client_host = if parts.version == Version::HTTP_2 {
+            from_host().or_else(from_target)
+        } else {
+            from_target().or_else(from_host)
+        };
         let host = match self.listener.host_header {
             HostHeader::Preserve => client_host.clone(),
             HostHeader::Upstream => Some(self.upstream_host.clone()),
@@ -332,6 +358,13 @@ impl Forwarder {
             };
             (pending, outcome)
         });
+        if parts.headers.contains_key(TRANSFER_ENCODING) {
+            // RFC 9112 §6.3: the body was read by its transfer coding; a
+            // `Content-Length` beside it is stale and would cut the client
+            // short (the rest polluting its next response). The body goes
+            // on re-framed for the client's hop.
+            parts.headers.remove(CONTENT_LENGTH);
+        }
         strip_hop_by_hop(&mut parts.headers);
         parts.version = client_version;
         let capture = claim.and_then(|claim| Capture::start(claim, &parts));
@@ -377,6 +410,16 @@ impl Forwarder {
         stored
             .replay(client_version)
             .map(|body| ProxyBody::Replay(TapBody::new(body, observer)))
+    }
+
+    /// Refuses a request without forwarding it (see
+    /// [`reject`](super::reject)): no exchange, counted by reason.
+    fn reject(&self, rejection: Rejection, client_version: Version) -> Response<ProxyBody> {
+        tracing::debug!(listener = %self.listener.name, reason = rejection.as_str(), "request rejected");
+        let response = rejection.response(client_version);
+        self.metrics.rejected(rejection);
+        self.metrics.response(response.status());
+        response
     }
 
     /// Answers for a failed upstream and records the exchange at once.

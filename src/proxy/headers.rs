@@ -139,6 +139,23 @@ fn te_to_forward(headers: &HeaderMap) -> Option<HeaderValue> {
     wants_trailers.then(|| HeaderValue::from_static("trailers"))
 }
 
+/// Whether `headers` list a transfer coding other than `chunked` (and the
+/// no-op `identity`): one the proxy cannot decode, which would vanish
+/// with the hop-by-hop `Transfer-Encoding` and leave the other side
+/// taking coded bytes for the content (RFC 9112 §6.1).
+pub(crate) fn has_unknown_transfer_coding(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .any(|value| {
+            value.as_bytes().split(|&b| b == b',').any(|coding| {
+                let coding = coding.trim_ascii();
+                !coding.eq_ignore_ascii_case(b"chunked")
+                    && !coding.eq_ignore_ascii_case(b"identity")
+            })
+        })
+}
+
 /// Adds the `X-Forwarded-*` headers for a request from `client_ip` that
 /// asked for `host` over plain HTTP (the sidecar does not terminate TLS):
 /// appends the client address to the last `X-Forwarded-For` value (or adds
@@ -272,6 +289,29 @@ mod tests {
         let mut headers = map(&[("te", "trailers"), ("accept", "*/*")]);
         strip_hop_by_hop(&mut headers);
         assert_eq!(names(&headers), ["te", "accept"]);
+    }
+
+    #[test]
+    fn only_chunked_and_identity_are_known_transfer_codings() {
+        for (codings, unknown) in [
+            (&["chunked"][..], false),
+            (&["identity, CHUNKED"], false),
+            (&["chunked", " chunked "], false),
+            (&["gzip, chunked"], true),
+            (&["chunked", "gzip"], true),
+            (&["chunked;q=1"], true),
+        ] {
+            let mut headers = HeaderMap::new();
+            for coding in codings {
+                headers.append(header::TRANSFER_ENCODING, HeaderValue::from_static(coding));
+            }
+            assert_eq!(
+                has_unknown_transfer_coding(&headers),
+                unknown,
+                "{codings:?}"
+            );
+        }
+        assert!(!has_unknown_transfer_coding(&HeaderMap::new()));
     }
 
     #[test]

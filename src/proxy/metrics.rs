@@ -5,6 +5,11 @@
 //!   to clients, including the sidecar's own 502/504.
 //! - `waybill_upstream_errors_total{listener, error}`: upstream failures by
 //!   [`UpstreamError`] kind.
+//! - `waybill_requests_rejected_total{listener, reason}`: requests the
+//!   proxy refused itself, forwarding nothing ([`Rejection`] reasons:
+//!   `host_missing`, `host_duplicate`, `host_invalid`, `transfer_coding`,
+//!   `body`: a request body malformed or cut short while it streamed). Heads hyper cannot
+//!   parse (its own 400/414/431) never reach the proxy and are not in it.
 //! - `waybill_request_handle_seconds{system}`: the time each exchange spent
 //!   inside the sidecar, the upstream's time excluded: from the request head
 //!   received to the request handed to the upstream client, plus from the
@@ -45,6 +50,7 @@ use crate::telemetry::histogram::AtomicHistogram;
 use crate::telemetry::write_lock::Locked;
 use tokio::time::Instant;
 
+use super::reject::Rejection;
 use super::UpstreamError;
 
 /// Status classes, in index order of [`status_class_index`].
@@ -91,6 +97,12 @@ struct UpstreamErrorLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectionLabels {
+    listener: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: String,
 }
@@ -117,6 +129,7 @@ struct EvictionLabels {
 pub struct ProxyMetrics {
     requests: Family<RequestLabels, Counter>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    rejected: Family<RejectionLabels, Counter>,
     handle: Family<SystemLabels, HandleHistogram, fn() -> HandleHistogram>,
     guard_replays: Family<ReplayLabels, Counter>,
     guard_stored: Family<ListenerLabels, Gauge>,
@@ -139,6 +152,12 @@ impl ProxyMetrics {
             "waybill_upstream_errors",
             "Requests the upstream failed to answer, by listener and error kind",
             upstream_errors.clone(),
+        );
+        let rejected = Family::<RejectionLabels, Counter>::default();
+        registry.register(
+            "waybill_requests_rejected",
+            "Requests the proxy refused itself without forwarding them, by listener and reason",
+            rejected.clone(),
         );
         let handle =
             Family::<SystemLabels, HandleHistogram, fn() -> HandleHistogram>::new_with_constructor(
@@ -171,6 +190,7 @@ impl ProxyMetrics {
         ProxyMetrics {
             requests,
             upstream_errors,
+            rejected,
             handle,
             guard_replays,
             guard_stored,
@@ -227,6 +247,14 @@ impl ProxyMetrics {
                 })
                 .clone()
         });
+        let rejected = Rejection::ALL.map(|reason| {
+            self.rejected
+                .get_or_create(&RejectionLabels {
+                    listener: listener.to_owned(),
+                    reason: reason.as_str(),
+                })
+                .clone()
+        });
         let handle = self
             .handle
             .get_or_create(&SystemLabels {
@@ -236,6 +264,7 @@ impl ProxyMetrics {
         ListenerMetrics {
             requests,
             upstream_errors,
+            rejected,
             handle,
         }
     }
@@ -251,6 +280,7 @@ pub(crate) struct ListenerMetrics {
     /// Written under `handle`'s lock.
     requests: [Counter; 6],
     upstream_errors: [Counter; 6],
+    rejected: [Counter; Rejection::ALL.len()],
     handle: HandleHistogram,
 }
 
@@ -275,6 +305,11 @@ impl ListenerMetrics {
     /// The upstream failed with `error`.
     pub(crate) fn upstream_error(&self, error: UpstreamError) {
         self.upstream_errors[error.index()].inc();
+    }
+
+    /// The proxy refused a request for `reason`.
+    pub(crate) fn rejected(&self, reason: Rejection) {
+        self.rejected[reason.index()].inc();
     }
 }
 

@@ -19,11 +19,16 @@
 //!   `trailers`. `Proxy-Authorization`/`Proxy-Authenticate` are forwarded
 //!   (see `headers.rs`). Protocol upgrades (WebSocket) are therefore not
 //!   proxied.
+//! - a response with both `Transfer-Encoding` and `Content-Length` loses
+//!   the `Content-Length` (RFC 9112 §6.3: the body is read by its coding
+//!   and re-framed for the client's hop; requests with both are forwarded
+//!   chunked and the client connection closed after the response).
 //! - the HTTP version is each hop's own: a client on HTTP/2 may reach an
 //!   HTTP/1.1 upstream and the other way round (HTTP/1.0 clients are
 //!   forwarded as HTTP/1.1).
 //! - `Host`: [`HostHeader::Preserve`](crate::config::HostHeader) forwards the
-//!   client's `Host` (or HTTP/2 `:authority`); `Upstream` replaces it with
+//!   client's `Host` (or HTTP/2 `:authority`; for an HTTP/1 absolute-form
+//!   target its authority, RFC 9112 §3.2.2); `Upstream` replaces it with
 //!   the upstream's `host:port`. To an HTTP/2 upstream it travels as
 //!   `:authority`.
 //! - [`Forwarded::Append`](crate::config::Forwarded) appends the client IP to
@@ -39,6 +44,15 @@
 //! nothing watches them: no tap, no [`Exchange`], no trace context (see
 //! `inspect.rs`; the proxy's request counters and handle time still count
 //! them).
+//!
+//! Refused, not forwarded (`reject.rs`; counted in
+//! `waybill_requests_rejected_total`, no [`Exchange`]): HTTP/1 requests
+//! without exactly one valid `Host` (400, RFC 9112 §3.2) or with a
+//! transfer coding other than `chunked` (501, §6.1), and requests whose
+//! body turns out malformed or cut short while it streams (400; the
+//! upstream has the head and a valid prefix, never a whole request, and
+//! nothing is counted against it); then the client connection closes. A response in a coding other than `chunked` is a
+//! `protocol` failure (502): the coding is hop-by-hop and would vanish.
 //!
 //! When the upstream fails the client gets a 502 (504 when the response head
 //! did not arrive within the listener's `timeout`) with a one-line
@@ -103,6 +117,8 @@
 //! - `record.rs`: assembling the [`Exchange`] and offering it once.
 //! - `body.rs`: the response body type served to clients.
 //! - `error.rs`: upstream error kinds and the responses for them.
+//! - `reject.rs`: requests the proxy refuses itself (HTTP/1 `Host` and
+//!   transfer-coding checks).
 //! - `sink.rs`, `metrics.rs`: the observation queue and the proxy's metrics.
 
 mod body;
@@ -117,6 +133,7 @@ mod inspect;
 mod listener;
 mod metrics;
 mod record;
+mod reject;
 mod sink;
 mod tap;
 mod upstream;
