@@ -523,14 +523,20 @@ def sidecar():
         panel("timeseries", "Proxy responses by listener and status class",
               "Responses the sidecar sent to clients, by listener and status class.",
               [target(f"sum by (listener, status_class) (rate(waybill_proxy_requests_total{{{SEL}}}[{rate}])) > 0", "{{listener}} {{status_class}}")],
-              "reqps", 12, 6),
+              "reqps", 8, 6),
         panel("timeseries", "Time in the sidecar by system (p50, p99)",
               "Time each exchange spends inside waybill, the upstream's time excluded (request head to handed to "
               "the upstream, plus response head to handed to the client's connection): the overhead the sidecar "
               "adds to every call. Tens of microseconds is normal; milliseconds mean a starved runtime.",
               [target(f"histogram_quantile(0.5, sum by (system, le) (rate(waybill_request_handle_seconds_bucket{{{SEL}}}[{rate}])))", "{{system}} p50"),
                target(f"histogram_quantile(0.99, sum by (system, le) (rate(waybill_request_handle_seconds_bucket{{{SEL}}}[{rate}])))", "{{system}} p99", ref="B")],
-              "s", 12, 6),
+              "s", 8, 6),
+        panel("timeseries", "Requests refused by the proxy, by listener and reason",
+              "HTTP/1 requests the sidecar answered itself instead of forwarding (RFC 9112): no, several or an "
+              "invalid Host (400), a transfer coding other than chunked (501), a request body that broke off or "
+              "was malformed chunked (400). Broken or hostile clients; nothing reached the upstream.",
+              [target(f"sum by (listener, reason) (rate(waybill_requests_rejected_total{{{SEL}}}[{rate}]))", "{{listener}} {{reason}}")],
+              "ops", 8, 6),
         row("State store"),
         panel("timeseries", "State store size",
               "Transactions held (open and complete), business keys indexed, and deadlines waiting in the "
