@@ -17,6 +17,8 @@ use std::net::IpAddr;
 
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
+use super::h1::{lists_trailers, tokens};
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -63,16 +65,14 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         named.extend(
-            value
-                .split(',')
-                .map(str::trim)
+            tokens(value.as_bytes())
                 // `keep-alive` and the like go anyway: no name to parse.
                 .filter(|token| {
                     !ALWAYS_HOP_BY_HOP
                         .iter()
-                        .any(|always| token.eq_ignore_ascii_case(always.as_str()))
+                        .any(|always| token.eq_ignore_ascii_case(always.as_str().as_bytes()))
                 })
-                .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok()),
+                .filter_map(|token| HeaderName::from_bytes(token).ok()),
         );
     }
     let te = if has_te { te_to_forward(headers) } else { None };
@@ -131,10 +131,7 @@ fn te_to_forward(headers: &HeaderMap) -> Option<HeaderValue> {
             return Some(value.clone());
         }
         let Ok(value) = value.to_str() else { continue };
-        wants_trailers |= value.split(',').any(|token| {
-            let token = token.split(';').next().unwrap_or_default().trim();
-            token.eq_ignore_ascii_case("trailers")
-        });
+        wants_trailers |= lists_trailers(value.as_bytes());
     }
     wants_trailers.then(|| HeaderValue::from_static("trailers"))
 }
@@ -148,8 +145,7 @@ pub(crate) fn has_unknown_transfer_coding(headers: &HeaderMap) -> bool {
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .any(|value| {
-            value.as_bytes().split(|&b| b == b',').any(|coding| {
-                let coding = coding.trim_ascii();
+            tokens(value.as_bytes()).any(|coding| {
                 !coding.eq_ignore_ascii_case(b"chunked")
                     && !coding.eq_ignore_ascii_case(b"identity")
             })

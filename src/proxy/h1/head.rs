@@ -283,10 +283,7 @@ impl Fields {
             }
             Name::Te => {
                 count(&mut self.te_lines);
-                self.te_trailers |= tokens(value).any(|token| {
-                    let coding = token.split(|&b| b == b';').next().unwrap_or_default();
-                    trim(coding).eq_ignore_ascii_case(b"trailers")
-                });
+                self.te_trailers |= lists_trailers(value);
             }
             Name::KeepAlive => self.keep_alive = true,
             Name::ProxyConnection => self.proxy_connection = true,
@@ -304,6 +301,14 @@ impl Fields {
 /// spaces and tabs (empty elements included: callers decide).
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(trim)
+}
+
+/// Whether a `TE` value lists `trailers` (parameters after `;` ignored).
+pub fn lists_trailers(te: &[u8]) -> bool {
+    tokens(te).any(|token| {
+        let coding = token.split(|&b| b == b';').next().unwrap_or_default();
+        trim(coding).eq_ignore_ascii_case(b"trailers")
+    })
 }
 
 pub(crate) fn trim(bytes: &[u8]) -> &[u8] {

@@ -99,8 +99,8 @@ pub use framing::{
     FramingError, MethodKind, RequestFraming, ResponseFraming,
 };
 pub use head::{
-    tokens, ConnectionTokens, Fields, HeadError, Line, Lines, Name, Parsed, RequestHead,
-    ResponseHead, Span, Version, MAX_HEADERS, MAX_HEAD_LEN,
+    lists_trailers, tokens, ConnectionTokens, Fields, HeadError, Line, Lines, Name, Parsed,
+    RequestHead, ResponseHead, Span, Version, MAX_HEADERS, MAX_HEAD_LEN,
 };
 pub use rewrite::{
     write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite, RewriteError,
