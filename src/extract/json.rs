@@ -1201,6 +1201,33 @@ mod tests {
     }
 
     #[test]
+    fn values_right_after_a_skipped_container_of_many_blocks_are_read_at_every_offset() {
+        // A dead container spanning several blocks (brackets inside strings
+        // and escapes among them), its closing bracket shifted across a
+        // block one byte at a time, a number and a string right after it.
+        for pad in 0..200 {
+            for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+                let doc = format!(
+                    r#"{{"d":{open}[{{"s":"{}","t":"]}}\"["}},[1,{{}}],"{}"]{close},"v":-7,"w":"x"}}"#,
+                    "y".repeat(pad),
+                    "z".repeat(130 - pad % 70)
+                );
+                let value: serde_json::Value = serde_json::from_str(&doc).expect("valid JSON");
+                for path in ["$.v", "$.w", "$.*"] {
+                    let mut expected = Vec::new();
+                    reference(&value, &json_path(path).steps, &mut expected);
+                    assert!(!expected.is_empty(), "{path}");
+                    assert_eq!(
+                        values(&doc, path),
+                        Ok(expected),
+                        "{path} after {pad}: {doc}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn values_and_escapes_at_every_offset_of_a_block_agree_with_serde_json() {
         // The kept string, its escapes, a number and the structure around
         // them shifted across two block boundaries, one byte at a time.
