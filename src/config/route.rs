@@ -311,25 +311,41 @@ impl PathTemplate {
     /// templates allocates at most once: `params` is cleared, then holds
     /// the value of each `{param}` in template order when the result is
     /// true (and whatever was read before the mismatch when it is false).
+    ///
+    /// A literal segment is compared where it starts in the path (its
+    /// bytes, then a `/` or the end), without finding the end of the
+    /// path's segment first: most templates tried differ from the path in
+    /// their first literal, and are told apart by that one compare.
     pub fn match_into<'p>(&self, path: &'p str, params: &mut Vec<&'p str>) -> bool {
         params.clear();
+        // What is left of the path after the segments matched so far and
+        // their `/`; `None` past the last segment (no `/` after it).
         let mut rest = Some(path.strip_prefix('/').unwrap_or(path));
         for segment in &self.segments {
-            let Some(piece) = next_piece(&mut rest) else {
+            let Some(text) = rest else {
                 return false;
             };
             match segment {
-                Segment::Literal(lit) if lit == piece => {}
-                Segment::Literal(_) => return false,
-                Segment::Param(_) if piece.is_empty() => return false,
-                Segment::Param(_) => params.push(piece),
+                Segment::Literal(lit) => {
+                    let Some(after) = text.strip_prefix(lit.as_str()) else {
+                        return false;
+                    };
+                    rest = match after.as_bytes().first() {
+                        None => None,
+                        Some(b'/') => after.get(1..),
+                        Some(_) => return false,
+                    };
+                }
+                Segment::Param(_) => match next_piece(&mut rest) {
+                    Some(piece) if !piece.is_empty() => params.push(piece),
+                    _ => return false,
+                },
             }
         }
-        match next_piece(&mut rest) {
+        match rest {
             None => true,
             // A trailing slash is the same resource.
-            Some("") => next_piece(&mut rest).is_none(),
-            Some(_) => false,
+            Some(text) => text.is_empty(),
         }
     }
 
@@ -399,6 +415,41 @@ mod tests {
         assert_eq!(t.matches("/v2/shipments/SH-1"), None);
         assert_eq!(t.matches("/v2/shipments/SH-1/buy/extra"), None);
         assert_eq!(t.params().collect::<Vec<_>>(), vec!["shipment_id"]);
+    }
+
+    #[test]
+    fn a_literal_matches_a_whole_segment_never_a_prefix_of_one() {
+        let t = PathTemplate::parse("/api/orders/{id}").expect("valid");
+        assert_eq!(t.matches("/api/orders/SO-1"), Some(vec!["SO-1"]));
+        assert_eq!(t.matches("api/orders/SO-1"), Some(vec!["SO-1"]));
+        for refused in [
+            "/api/ordersX/SO-1",
+            "/apix/orders/SO-1",
+            "/ap/orders/SO-1",
+            "/api/orders",
+            "/api/orders/",
+            "/api/order/SO-1",
+            "/api//orders/SO-1",
+            "",
+            "/",
+        ] {
+            assert_eq!(t.matches(refused), None, "{refused}");
+        }
+        let t = PathTemplate::parse("/api/orders").expect("valid");
+        for (path, matched) in [
+            ("/api/orders", true),
+            ("/api/orders/", true),
+            ("/api/orders//", false),
+            ("/api/orders/x", false),
+            ("/api/ordersx", false),
+            ("/api/order", false),
+            ("/api", false),
+        ] {
+            assert_eq!(t.matches(path).is_some(), matched, "{path}");
+        }
+        let root = PathTemplate::parse("/").expect("valid");
+        assert_eq!(root.matches(""), Some(vec![]));
+        assert_eq!(root.matches("//"), None);
     }
 
     #[test]
