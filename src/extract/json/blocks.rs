@@ -15,6 +15,13 @@
 //! prefix XOR of the unescaped quotes, carried from block to block, so
 //! strings are tracked exactly however they straddle blocks.
 //!
+//! A block is classified for what reads it: a block the walk reads gets
+//! the masks of its tokens (quotes, backslashes and control bytes,
+//! delimiters, bytes no scalar has); a block a dead-container skip enters
+//! gets its strings and its brackets instead, and its tokens only if the
+//! skip ends in it. The block the skip starts in has its brackets asked
+//! then.
+//!
 //! String content is validated here, all of it, whether a path looks at it
 //! or not: a control byte inside a string, an unknown escape, a `\u` without
 //! four hex digits (malformed) or naming a lone surrogate (not Unicode), an
