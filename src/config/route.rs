@@ -316,7 +316,7 @@ impl PathTemplate {
     /// bytes, then a `/` or the end), without finding the end of the
     /// path's segment first: most templates tried differ from the path in
     /// their first literal, and are told apart by that one compare.
-    pub fn match_into<'p>(&self, path: &'p str, params: &mut Vec<&'p str>) -> bool {
+    pub fn match_into<'p>(&self, path: &'p str, params: &mut impl Params<'p>) -> bool {
         params.clear();
         // What is left of the path after the segments matched so far and
         // their `/`; `None` past the last segment (no `/` after it).
@@ -337,7 +337,7 @@ impl PathTemplate {
                     };
                 }
                 Segment::Param(_) => match next_piece(&mut rest) {
-                    Some(piece) if !piece.is_empty() => params.push(piece),
+                    Some(piece) if !piece.is_empty() => params.add(piece),
                     _ => return false,
                 },
             }
@@ -355,6 +355,36 @@ impl PathTemplate {
             Segment::Param(name) => Some(name.as_str()),
             Segment::Literal(_) => None,
         })
+    }
+}
+
+/// A buffer for the raw values of a template's `{params}`, in template
+/// order, that [`PathTemplate::match_into`] fills: a `Vec`, or a
+/// `SmallVec` that holds the few params of a path without allocating.
+pub trait Params<'p> {
+    /// Empties the buffer (keeping what it allocated).
+    fn clear(&mut self);
+    /// Appends the value of the next param.
+    fn add(&mut self, value: &'p str);
+}
+
+impl<'p> Params<'p> for Vec<&'p str> {
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+
+    fn add(&mut self, value: &'p str) {
+        self.push(value);
+    }
+}
+
+impl<'p, A: smallvec::Array<Item = &'p str>> Params<'p> for smallvec::SmallVec<A> {
+    fn clear(&mut self) {
+        smallvec::SmallVec::clear(self);
+    }
+
+    fn add(&mut self, value: &'p str) {
+        self.push(value);
     }
 }
 
