@@ -32,8 +32,8 @@ pub use listener::{
 pub use measure::{MeasureDef, MeasureRule, Role, UnitKind, UnitRule, VarianceRule, COUNT, KG};
 pub use route::{
     Condition, EdiAddress, EdiPart, EdiSyntax, Guard, JsonPath, JsonStep, KeyRule, KeySource,
-    PathTemplate, Propagate, Repeats, RetryRule, Route, RouteId, Segment, Side, Sources, XmlPath,
-    XmlStep, IDEMPOTENCY_KEY,
+    Params, PathTemplate, Propagate, Repeats, RetryRule, Route, RouteId, Segment, Side, Sources,
+    XmlPath, XmlStep, IDEMPOTENCY_KEY,
 };
 pub use symbol::{
     kind, ExceptionKind, FlowName, KeyKind, MeasureName, Milestone, Operation, Symbol, Symbols,

@@ -311,25 +311,41 @@ impl PathTemplate {
     /// templates allocates at most once: `params` is cleared, then holds
     /// the value of each `{param}` in template order when the result is
     /// true (and whatever was read before the mismatch when it is false).
-    pub fn match_into<'p>(&self, path: &'p str, params: &mut Vec<&'p str>) -> bool {
+    ///
+    /// A literal segment is compared where it starts in the path (its
+    /// bytes, then a `/` or the end), without finding the end of the
+    /// path's segment first: most templates tried differ from the path in
+    /// their first literal, and are told apart by that one compare.
+    pub fn match_into<'p>(&self, path: &'p str, params: &mut impl Params<'p>) -> bool {
         params.clear();
+        // What is left of the path after the segments matched so far and
+        // their `/`; `None` past the last segment (no `/` after it).
         let mut rest = Some(path.strip_prefix('/').unwrap_or(path));
         for segment in &self.segments {
-            let Some(piece) = next_piece(&mut rest) else {
+            let Some(text) = rest else {
                 return false;
             };
             match segment {
-                Segment::Literal(lit) if lit == piece => {}
-                Segment::Literal(_) => return false,
-                Segment::Param(_) if piece.is_empty() => return false,
-                Segment::Param(_) => params.push(piece),
+                Segment::Literal(lit) => {
+                    let Some(after) = after_literal(text, lit) else {
+                        return false;
+                    };
+                    rest = match after.as_bytes().first() {
+                        None => None,
+                        Some(b'/') => after.get(1..),
+                        Some(_) => return false,
+                    };
+                }
+                Segment::Param(_) => match next_piece(&mut rest) {
+                    Some(piece) if !piece.is_empty() => params.add(piece),
+                    _ => return false,
+                },
             }
         }
-        match next_piece(&mut rest) {
+        match rest {
             None => true,
             // A trailing slash is the same resource.
-            Some("") => next_piece(&mut rest).is_none(),
-            Some(_) => false,
+            Some(text) => text.is_empty(),
         }
     }
 
@@ -340,6 +356,48 @@ impl PathTemplate {
             Segment::Literal(_) => None,
         })
     }
+}
+
+/// A buffer for the raw values of a template's `{params}`, in template
+/// order, that [`PathTemplate::match_into`] fills: a `Vec`, or a
+/// `SmallVec` that holds the few params of a path without allocating.
+pub trait Params<'p> {
+    /// Empties the buffer (keeping what it allocated).
+    fn clear(&mut self);
+    /// Appends the value of the next param.
+    fn add(&mut self, value: &'p str);
+}
+
+impl<'p> Params<'p> for Vec<&'p str> {
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+
+    fn add(&mut self, value: &'p str) {
+        self.push(value);
+    }
+}
+
+impl<'p, A: smallvec::Array<Item = &'p str>> Params<'p> for smallvec::SmallVec<A> {
+    fn clear(&mut self) {
+        smallvec::SmallVec::clear(self);
+    }
+
+    fn add(&mut self, value: &'p str) {
+        self.push(value);
+    }
+}
+
+/// What follows `literal` at the start of `text`, if it is there. A byte
+/// loop: literals are short, and those of the templates that do not match
+/// mostly differ from the path in their first byte, so a `memcmp` call
+/// costs more than it compares.
+fn after_literal<'p>(text: &'p str, literal: &str) -> Option<&'p str> {
+    let head = text.as_bytes().get(..literal.len())?;
+    if head.iter().zip(literal.as_bytes()).any(|(a, b)| a != b) {
+        return None;
+    }
+    text.get(literal.len()..)
 }
 
 /// One step of `rest.split('/')`: the piece before the next `/` (all of
@@ -399,6 +457,41 @@ mod tests {
         assert_eq!(t.matches("/v2/shipments/SH-1"), None);
         assert_eq!(t.matches("/v2/shipments/SH-1/buy/extra"), None);
         assert_eq!(t.params().collect::<Vec<_>>(), vec!["shipment_id"]);
+    }
+
+    #[test]
+    fn a_literal_matches_a_whole_segment_never_a_prefix_of_one() {
+        let t = PathTemplate::parse("/api/orders/{id}").expect("valid");
+        assert_eq!(t.matches("/api/orders/SO-1"), Some(vec!["SO-1"]));
+        assert_eq!(t.matches("api/orders/SO-1"), Some(vec!["SO-1"]));
+        for refused in [
+            "/api/ordersX/SO-1",
+            "/apix/orders/SO-1",
+            "/ap/orders/SO-1",
+            "/api/orders",
+            "/api/orders/",
+            "/api/order/SO-1",
+            "/api//orders/SO-1",
+            "",
+            "/",
+        ] {
+            assert_eq!(t.matches(refused), None, "{refused}");
+        }
+        let t = PathTemplate::parse("/api/orders").expect("valid");
+        for (path, matched) in [
+            ("/api/orders", true),
+            ("/api/orders/", true),
+            ("/api/orders//", false),
+            ("/api/orders/x", false),
+            ("/api/ordersx", false),
+            ("/api/order", false),
+            ("/api", false),
+        ] {
+            assert_eq!(t.matches(path).is_some(), matched, "{path}");
+        }
+        let root = PathTemplate::parse("/").expect("valid");
+        assert_eq!(root.matches(""), Some(vec![]));
+        assert_eq!(root.matches("//"), None);
     }
 
     #[test]

@@ -99,25 +99,50 @@ pub struct JsonPaths {
 #[derive(Debug, Clone, Default)]
 struct Group {
     first: usize,
-    /// Per depth: each field name some path steps by there, with the
-    /// paths that do (one entry per distinct name).
-    names: Vec<Vec<(Name, u64)>>,
-    /// Per depth: each array index some path steps by there, with the
-    /// paths that do.
-    positions: Vec<Vec<(usize, u64)>>,
     /// Every path of the group.
     all: u64,
-    /// Per depth: the paths that end at a value of that depth.
-    ends: Vec<u64>,
-    /// Per depth: the paths with a step into the children of a container
-    /// at that depth.
-    goes_on: Vec<u64>,
-    /// Per depth: the paths whose step at that depth is a field name …
-    fields: Vec<u64>,
+    /// Per depth, what the paths do there (one look-up per value read).
+    levels: Vec<Level>,
+}
+
+/// What the paths of a group do at one depth.
+#[derive(Debug, Clone, Default)]
+struct Level {
+    /// The paths that end at a value of this depth.
+    ends: u64,
+    /// The paths with a step into the children of a container at this
+    /// depth.
+    goes_on: u64,
+    /// The paths whose step at this depth is a field name …
+    fields: u64,
     /// … an array index …
-    indices: Vec<u64>,
+    indices: u64,
     /// … or `*`.
-    wildcards: Vec<u64>,
+    wildcards: u64,
+    /// Each field name some path steps by here, with the paths that do
+    /// (one entry per distinct name).
+    names: Vec<(Name, u64)>,
+    /// Each array index some path steps by here, with the paths that do.
+    positions: Vec<(usize, u64)>,
+}
+
+/// Deeper than every path: no path does anything there.
+static NO_LEVEL: Level = Level {
+    ends: 0,
+    goes_on: 0,
+    fields: 0,
+    indices: 0,
+    wildcards: 0,
+    names: Vec::new(),
+    positions: Vec::new(),
+};
+
+impl Group {
+    /// What the paths do at `depth`.
+    #[inline(always)]
+    fn level(&self, depth: usize) -> &Level {
+        self.levels.get(depth).unwrap_or(&NO_LEVEL)
+    }
 }
 
 /// A field name some path steps by, ready to be compared with a key's raw
@@ -194,11 +219,6 @@ fn word_at(text: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(word)
 }
 
-/// The mask at `depth` of a per-depth table (0 beyond it).
-fn at(table: &[u64], depth: usize) -> u64 {
-    table.get(depth).copied().unwrap_or(0)
-}
-
 /// Calls `f` with the index of every set bit of `mask`, lowest first.
 fn each_bit(mut mask: u64, mut f: impl FnMut(usize)) {
     while mask != 0 {
@@ -250,41 +270,27 @@ impl Group {
         let longest = paths.iter().map(|p| p.steps.len()).max().unwrap_or(0);
         let mut group = Group {
             first,
-            names: vec![Vec::new(); longest + 1],
-            positions: vec![Vec::new(); longest + 1],
             all: 0,
-            ends: vec![0; longest + 1],
-            goes_on: vec![0; longest + 1],
-            fields: vec![0; longest + 1],
-            indices: vec![0; longest + 1],
-            wildcards: vec![0; longest + 1],
+            levels: vec![Level::default(); longest + 1],
         };
         for (bit, path) in paths.iter().enumerate() {
             let mask = 1u64 << bit;
             group.all |= mask;
-            if let Some(end) = group.ends.get_mut(path.steps.len()) {
-                *end |= mask;
+            if let Some(level) = group.levels.get_mut(path.steps.len()) {
+                level.ends |= mask;
             }
-            for (depth, step) in path.steps.iter().enumerate() {
-                let table = match step {
+            for (level, step) in group.levels.iter_mut().zip(&path.steps) {
+                level.goes_on |= mask;
+                match step {
                     JsonStep::Field(name) => {
-                        if let Some(names) = group.names.get_mut(depth) {
-                            add_to(names, Name::new(name.as_bytes().into()), mask);
-                        }
-                        &mut group.fields
+                        add_to(&mut level.names, Name::new(name.as_bytes().into()), mask);
+                        level.fields |= mask;
                     }
                     JsonStep::Index(index) => {
-                        if let Some(positions) = group.positions.get_mut(depth) {
-                            add_to(positions, *index, mask);
-                        }
-                        &mut group.indices
+                        add_to(&mut level.positions, *index, mask);
+                        level.indices |= mask;
                     }
-                    JsonStep::Wildcard => &mut group.wildcards,
-                };
-                for table in [table, &mut group.goes_on] {
-                    if let Some(slot) = table.get_mut(depth) {
-                        *slot |= mask;
-                    }
+                    JsonStep::Wildcard => level.wildcards |= mask,
                 }
             }
         }
@@ -299,11 +305,6 @@ fn add_to<S: PartialEq>(table: &mut Vec<(S, u64)>, step: S, mask: u64) {
         Some((_, paths)) => *paths |= mask,
         None => table.push((step, mask)),
     }
-}
-
-/// The entries of a per-depth table of steps at `depth` (none beyond it).
-fn steps_at<S>(table: &[Vec<(S, u64)>], depth: usize) -> &[(S, u64)] {
-    table.get(depth).map_or(&[], Vec::as_slice)
 }
 
 /// One open array or object that some path is alive in.
@@ -392,8 +393,9 @@ impl<'t> Scanner<'t> {
         let mut value = self.token(c);
         loop {
             let depth = stack.len();
-            let goes_on = live & at(&group.goes_on, depth);
-            let ends = live & at(&group.ends, depth);
+            let level = group.level(depth);
+            let goes_on = live & level.goes_on;
+            let ends = live & level.ends;
             // The value, and then the token after it.
             let mut next = match value.byte {
                 open @ (b'{' | b'[') if goes_on != 0 => {
@@ -489,10 +491,11 @@ impl<'t> Scanner<'t> {
         first: Token,
         cursor: &mut Cursor,
     ) -> Result<(u64, Token), Problem> {
-        let mut live = parent & at(&group.wildcards, depth);
+        let level = group.level(depth);
+        let mut live = parent & level.wildcards;
         if !object {
-            if parent & at(&group.indices, depth) != 0 {
-                for (wanted, paths) in steps_at(&group.positions, depth) {
+            if parent & level.indices != 0 {
+                for (wanted, paths) in &level.positions {
                     if *wanted == index {
                         live |= parent & paths;
                     }
@@ -501,11 +504,11 @@ impl<'t> Scanner<'t> {
             return Ok((live, first));
         }
         let colon = self.key(first, cursor)?;
-        let fields = parent & at(&group.fields, depth);
+        let fields = parent & level.fields;
         if fields == 0 {
             return Ok((live, self.token(cursor)));
         }
-        let names = steps_at(&group.names, depth);
+        let names = &level.names;
         if !self.tokens.escapes_seen() {
             // No backslash in the text so far, the key included: its raw
             // bytes are its name, compared where they start, without
@@ -1198,6 +1201,33 @@ mod tests {
             none.scan(r#"{"a":[1,2,{"b":"c"]}"#, |_, _| {}),
             Err(Problem::MalformedJson)
         );
+    }
+
+    #[test]
+    fn values_right_after_a_skipped_container_of_many_blocks_are_read_at_every_offset() {
+        // A dead container spanning several blocks (brackets inside strings
+        // and escapes among them), its closing bracket shifted across a
+        // block one byte at a time, a number and a string right after it.
+        for pad in 0..200 {
+            for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+                let doc = format!(
+                    r#"{{"d":{open}[{{"s":"{}","t":"]}}\"["}},[1,{{}}],"{}"]{close},"v":-7,"w":"x"}}"#,
+                    "y".repeat(pad),
+                    "z".repeat(130 - pad % 70)
+                );
+                let value: serde_json::Value = serde_json::from_str(&doc).expect("valid JSON");
+                for path in ["$.v", "$.w", "$.*"] {
+                    let mut expected = Vec::new();
+                    reference(&value, &json_path(path).steps, &mut expected);
+                    assert!(!expected.is_empty(), "{path}");
+                    assert_eq!(
+                        values(&doc, path),
+                        Ok(expected),
+                        "{path} after {pad}: {doc}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -148,38 +148,40 @@ impl Extractor {
         // conditions are asked again (from the cache) to claim what they read.
         reading.claim();
         let matched_any = found.is_some();
-        let found = found.and_then(|matched| Some((self.plans.route(matched.route.id)?, matched)));
         let mut measures = Measures::default();
-        let (route, operation, milestone) = match found {
-            Some((plan, matched)) => {
-                content::all_hold(&matched.route.conditions, plan, &mut reading);
-                keys.list.reserve_exact(matched.route.keys.len());
-                let sources = matched.route.sources();
-                extract(
-                    &exchange,
-                    &matched,
-                    (plan, sources),
-                    succeeded,
-                    &mut reading,
-                    &mut keys,
-                    &mut problems,
-                );
-                let route = matched.route;
-                let milestone = route.milestone.clone().filter(|_| succeeded);
-                if milestone.is_some() {
-                    measures = measure::read(
-                        &self.config,
+        // The match owns the route's params (they borrow the path), so
+        // they are dropped with it, before the exchange moves on.
+        let (route, operation, milestone) =
+            match found.and_then(|matched| Some((self.plans.route(matched.route.id)?, matched))) {
+                Some((plan, matched)) => {
+                    content::all_hold(&matched.route.conditions, plan, &mut reading);
+                    keys.list.reserve_exact(matched.route.keys.len());
+                    let sources = matched.route.sources();
+                    extract(
                         &exchange,
                         &matched,
                         (plan, sources),
+                        succeeded,
                         &mut reading,
+                        &mut keys,
                         &mut problems,
                     );
+                    let route = matched.route;
+                    let milestone = route.milestone.clone().filter(|_| succeeded);
+                    if milestone.is_some() {
+                        measures = measure::read(
+                            &self.config,
+                            &exchange,
+                            &matched,
+                            (plan, sources),
+                            &mut reading,
+                            &mut problems,
+                        );
+                    }
+                    (Some(route.id), Some(route.operation.clone()), milestone)
                 }
-                (Some(route.id), Some(route.operation.clone()), milestone)
-            }
-            None => (None, None, None),
-        };
+                None => (None, None, None),
+            };
         problems.extend(reading.into_problems(matched_any));
         problems.sort_unstable();
         problems.dedup();

@@ -11,14 +11,20 @@
 //! parameter values are decoded afterwards (see [`super::request`]), so an
 //! encoded `/` (`%2F`) stays inside one parameter.
 
+use smallvec::SmallVec;
+
 use crate::config::{ListenerId, Route};
+
+/// The raw values of a route's `{params}`: a path has a few, held without
+/// an allocation.
+pub(super) type Params<'p> = SmallVec<[&'p str; 4]>;
 
 /// The route an exchange matched and the raw values of its `{params}`.
 #[derive(Debug)]
 pub(super) struct Matched<'c, 'p> {
     pub route: &'c Route,
     /// Raw (still percent-encoded) values in template order.
-    pub params: Vec<&'p str>,
+    pub params: Params<'p>,
 }
 
 /// The first route in `routes` that matches, if any. `content_holds` is
@@ -30,8 +36,9 @@ pub(super) fn find<'c, 'p>(
     path: &'p str,
     mut content_holds: impl FnMut(&Route) -> bool,
 ) -> Option<Matched<'c, 'p>> {
-    // One buffer for every template tried: no allocation per route.
-    let mut params = Vec::new();
+    // One buffer for every template tried: no allocation per route (nor
+    // at all for up to 4 params).
+    let mut params = Params::new();
     let route = routes.iter().find(|route| {
         route.serves(listener)
             && route.method.as_ref().is_none_or(|m| m == method)
@@ -75,7 +82,7 @@ mod tests {
         );
         let found = found.expect("matches");
         assert_eq!(found.route.operation.as_str(), "wms.order");
-        assert_eq!(found.params, vec!["SO-1"]);
+        assert_eq!(found.params[..], ["SO-1"]);
     }
 
     #[test]
@@ -159,7 +166,7 @@ mod tests {
         )
         .expect("matches");
         assert_eq!(found.route.operation.as_str(), "wms.order");
-        assert_eq!(found.params, vec!["SO-1"]);
+        assert_eq!(found.params[..], ["SO-1"]);
         let line = find(
             &config.routes,
             ListenerId(0),
@@ -169,7 +176,7 @@ mod tests {
         )
         .expect("matches");
         assert_eq!(line.route.operation.as_str(), "wms.line");
-        assert_eq!(line.params, vec!["SO-2", "7"]);
+        assert_eq!(line.params[..], ["SO-2", "7"]);
     }
 
     #[test]

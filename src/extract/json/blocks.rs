@@ -15,6 +15,13 @@
 //! prefix XOR of the unescaped quotes, carried from block to block, so
 //! strings are tracked exactly however they straddle blocks.
 //!
+//! A block is classified for what reads it: a block the walk reads gets
+//! the masks of its tokens (quotes, backslashes and control bytes,
+//! delimiters, bytes no scalar has); a block a dead-container skip enters
+//! gets its strings and its brackets instead, and its tokens only if the
+//! skip ends in it. The block the skip starts in has its brackets asked
+//! then.
+//!
 //! String content is validated here, all of it, whether a path looks at it
 //! or not: a control byte inside a string, an unknown escape, a `\u` without
 //! four hex digits (malformed) or naming a lone surrogate (not Unicode), an
@@ -54,10 +61,11 @@ pub(super) struct Tokens<'t> {
     bytes: &'t [u8],
     /// Start of the next block to classify.
     next_block: usize,
-    /// Opening and closing brackets of the block last classified (the
-    /// cursor's), outside strings.
-    opens: u64,
-    closes: u64,
+    /// The bytes outside strings of the block last classified (the
+    /// cursor's): what [`Tokens::skip_container`] counts brackets in. The
+    /// brackets themselves are classified only for the blocks the skip
+    /// visits.
+    outside: u64,
     /// All ones when the text classified so far ends inside a string.
     in_string: u64,
     /// The text classified so far ends with a backslash that escapes the
@@ -75,21 +83,22 @@ pub(super) struct Tokens<'t> {
     fault: Option<Problem>,
 }
 
-/// Bit masks of one block, one bit per byte: the few a block needs in the
-/// common case (no escape, no control byte), each one SIMD compare and
-/// mask per 16 bytes.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Classes {
-    quote: u64,
-    /// Quotes and `{ } [ ] : ,`.
-    delimiter: u64,
-    /// `{ [` and `} ]`.
-    open: u64,
-    close: u64,
-    /// Whitespace and control bytes (up to 0x20).
-    low: u64,
-    /// Backslashes and control bytes (below 0x20): looked at one by one.
-    rare: u64,
+/// The strings of one block, one bit per byte.
+#[derive(Debug, Clone, Copy)]
+struct Strings {
+    /// The quotes that open or close a string (not escaped).
+    quotes: u64,
+    /// From each opening quote (included) to its closing quote (not).
+    inside: u64,
+}
+
+/// What the skip needs of a block: its strings, and its brackets outside
+/// them.
+#[derive(Debug, Clone, Copy)]
+struct Skipped {
+    opens: u64,
+    closes: u64,
+    strings: Strings,
 }
 
 impl<'t> Tokens<'t> {
@@ -97,8 +106,7 @@ impl<'t> Tokens<'t> {
         Tokens {
             bytes,
             next_block: 0,
-            opens: 0,
-            closes: 0,
+            outside: 0,
             in_string: 0,
             escapes_next: false,
             in_scalar: 0,
@@ -152,17 +160,22 @@ impl<'t> Tokens<'t> {
     /// the closing bracket.
     pub fn skip_container(&mut self, mut cursor: Cursor, room: usize) -> Result<Cursor, Problem> {
         let mut open = 1usize;
+        // The cursor's block was classified for the walk: its brackets are
+        // asked now. The blocks after it are classified for the skip.
+        let (mut opens, mut closes) = self.brackets(cursor.base);
+        let mut strings = None;
         loop {
-            let (opens, closes) = (self.opens & cursor.bits, self.closes & cursor.bits);
-            let (o, c) = (opens.count_ones() as usize, closes.count_ones() as usize);
+            let (opens_left, closes_left) = (opens & cursor.bits, closes & cursor.bits);
+            let o = opens_left.count_ones() as usize;
+            let c = closes_left.count_ones() as usize;
             if c < open && open + o <= room {
                 open = open + o - c;
             } else {
-                let mut pending = opens | closes;
+                let mut pending = opens_left | closes_left;
                 while pending != 0 {
                     let bit = pending & pending.wrapping_neg();
                     pending ^= bit;
-                    if closes & bit == 0 {
+                    if closes_left & bit == 0 {
                         open += 1;
                         if open > room {
                             return Err(Problem::TooDeep);
@@ -171,71 +184,165 @@ impl<'t> Tokens<'t> {
                     }
                     open -= 1;
                     if open == 0 {
-                        // The tokens after the closing bracket remain.
+                        // The tokens after the closing bracket remain (a
+                        // block classified for the skip gets its tokens now).
+                        if let Some(Strings { quotes, inside }) = strings {
+                            cursor.bits = self.tokens_after_skip(cursor.base, quotes, inside);
+                        }
                         cursor.bits &= bit.wrapping_neg() << 1;
                         return Ok(cursor);
                     }
                 }
             }
-            cursor = self.refill();
-            if cursor.base >= self.bytes.len() {
-                return Err(Problem::MalformedJson);
-            }
+            let (base, skipped) = self.advance(Self::skipped).ok_or(Problem::MalformedJson)?;
+            // Every bracket of a skipped block is left to count.
+            cursor = Cursor { base, bits: !0 };
+            (opens, closes) = (skipped.opens, skipped.closes);
+            strings = Some(skipped.strings);
         }
     }
 
-    /// The cursor on the next block, classified; at the end of the text (or
-    /// past a fault) a cursor whose one token is the end of the text.
-    fn refill(&mut self) -> Cursor {
-        let end = Cursor {
-            base: self.bytes.len(),
-            bits: 1,
-        };
-        if self.next_block >= self.bytes.len() {
-            self.opens = 0;
-            self.closes = 0;
-            return end;
+    /// The opening and closing brackets outside strings of the block at
+    /// `base`, the one last classified (none past the end of the text).
+    #[inline]
+    fn brackets(&self, base: usize) -> (u64, u64) {
+        if self.outside == 0 {
+            return (0, 0);
         }
-        match self.classify_next() {
-            Ok(cursor) => cursor,
+        let [open, close] = with_block(self.bytes, base, |block| masks(block, open_close));
+        (open & self.outside, close & self.outside)
+    }
+
+    /// The cursor on the next block, classified for the walk; at the end
+    /// of the text (or past a fault) a cursor whose one token is the end of
+    /// the text.
+    fn refill(&mut self) -> Cursor {
+        match self.advance(Self::tokens) {
+            Some((base, bits)) => Cursor { base, bits },
+            None => Cursor {
+                base: self.bytes.len(),
+                bits: 1,
+            },
+        }
+    }
+
+    /// Reads the block at `next_block` with `read` (the walk's tokens or
+    /// the skip's brackets) and moves past it: its start and what `read`
+    /// found, or `None` at the end of the text or at a fault (kept in
+    /// [`Tokens::fault`]; nothing is read past it).
+    #[inline(always)]
+    fn advance<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self, &[u8; BLOCK]) -> Result<T, Problem>,
+    ) -> Option<(usize, T)> {
+        let start = self.next_block;
+        if start >= self.bytes.len() {
+            self.outside = 0;
+            return None;
+        }
+        let found = with_block(self.bytes, start, |block| read(self, block));
+        self.next_block = start + BLOCK;
+        let found = match found {
+            // A string open at the end of the text never closes.
+            Ok(_) if self.next_block >= self.bytes.len() && self.in_string != 0 => {
+                Err(Problem::MalformedJson)
+            }
+            found => found,
+        };
+        match found {
+            Ok(found) => Some((start, found)),
             Err(problem) => {
                 self.fault = Some(problem);
-                self.opens = 0;
-                self.closes = 0;
+                self.outside = 0;
                 self.next_block = self.bytes.len();
-                end
+                None
             }
         }
     }
 
-    /// Classifies the block at `next_block`.
-    fn classify_next(&mut self) -> Result<Cursor, Problem> {
-        let start = self.next_block;
-        let rest = self.bytes.get(start..).unwrap_or_default();
-        let bits = match rest.first_chunk::<BLOCK>() {
-            Some(block) => self.tokens(block)?,
-            None => self.tokens(&padded(rest))?,
-        };
-        self.next_block = start + BLOCK;
-        if self.next_block >= self.bytes.len() && self.in_string != 0 {
-            return Err(Problem::MalformedJson);
+    /// Inside a long string (a base64 label, a free text), whether nothing
+    /// ends it in `block`: then the block has no token, no bracket, and no
+    /// carry changes.
+    #[inline(always)]
+    fn still_in_string(&mut self, block: &[u8; BLOCK]) -> bool {
+        let plain = self.in_string != 0 && !self.escapes_next && plain(block);
+        if plain {
+            self.outside = 0;
         }
-        Ok(Cursor { base: start, bits })
+        plain
     }
 
-    /// The tokens of the block at `next_block`, updating the carries.
+    /// The walk's tokens of the block at `next_block`, updating the
+    /// carries.
     #[inline]
     fn tokens(&mut self, block: &[u8; BLOCK]) -> Result<u64, Problem> {
-        // Inside a long string (a base64 label, a free text): nothing ends
-        // it in this block, so there is no token and no carry changes.
-        if self.in_string != 0 && !self.escapes_next && plain(block) {
-            self.opens = 0;
-            self.closes = 0;
+        if self.still_in_string(block) {
             return Ok(0);
         }
-        let c = classify(block);
-        let (backslash, control) = if c.rare != 0 {
-            split_rare(block, c.rare)
+        let [quote, rare, delimiter, separator] = masks(block, |v| {
+            let quote = quote(v);
+            let [delimiter, separator] = delimiters(v);
+            [quote, rare(v), delimiter, separator | quote]
+        });
+        let Strings { quotes, inside } = self.strings(block, quote, rare)?;
+        Ok(self.walk_tokens(delimiter, separator, quotes, inside))
+    }
+
+    /// The tokens of a block whose strings are known (`quotes`, `inside`):
+    /// opening quotes (inside, from their own byte on, and no closing
+    /// quote: the walk finds it back from the next token when it needs
+    /// it), the delimiters outside strings and the first byte of each run
+    /// of scalar bytes.
+    #[inline(always)]
+    fn walk_tokens(&mut self, delimiter: u64, separator: u64, quotes: u64, inside: u64) -> u64 {
+        let scalar = !(separator | inside);
+        let scalar_starts = scalar & !(scalar << 1 | self.in_scalar);
+        self.in_scalar = scalar >> 63;
+        (quotes & inside) | (delimiter & !inside) | scalar_starts
+    }
+
+    /// The tokens of the block at `base`, classified for the skip (its
+    /// strings `quotes` and `inside`), where the skip ends. Only those
+    /// after the closing bracket are handed out, so a scalar that runs
+    /// into the block does not matter.
+    fn tokens_after_skip(&mut self, base: usize, quotes: u64, inside: u64) -> u64 {
+        let [delimiter, separator] = with_block(self.bytes, base, |block| masks(block, delimiters));
+        self.walk_tokens(delimiter, separator | quotes, quotes, inside)
+    }
+
+    /// The skip's view of the block at `next_block`: its strings and its
+    /// brackets outside them, updating the carries.
+    #[inline]
+    fn skipped(&mut self, block: &[u8; BLOCK]) -> Result<Skipped, Problem> {
+        if self.still_in_string(block) {
+            return Ok(Skipped {
+                opens: 0,
+                closes: 0,
+                strings: Strings {
+                    quotes: 0,
+                    inside: !0,
+                },
+            });
+        }
+        let [quote, rare, open, close] = masks(block, |v| {
+            let [open, close] = open_close(v);
+            [quote(v), rare(v), open, close]
+        });
+        let strings = self.strings(block, quote, rare)?;
+        Ok(Skipped {
+            opens: open & !strings.inside,
+            closes: close & !strings.inside,
+            strings,
+        })
+    }
+
+    /// The strings of the block at `next_block`, from its quotes and its
+    /// `rare` bytes (see [`rare`]): escapes checked, string content
+    /// validated, the carries updated.
+    #[inline(always)]
+    fn strings(&mut self, block: &[u8; BLOCK], quote: u64, rare: u64) -> Result<Strings, Problem> {
+        let (backslash, control) = if rare != 0 {
+            split_rare(block, rare)?
         } else {
             (0, 0)
         };
@@ -245,25 +352,18 @@ impl<'t> Tokens<'t> {
         } else {
             0
         };
-        let quotes = c.quote & !escaped;
+        let quotes = quote & !escaped;
         // From each opening quote (included) to its closing quote (not).
         let inside = prefix_xor(quotes) ^ self.in_string;
         self.in_string = ((inside as i64) >> 63) as u64;
-        // A control byte inside a string, or one that is not whitespace
-        // outside; a backslash outside strings (the first one is seen
-        // outside: the strings before it were read right).
-        if control & inside != 0 || backslash & !inside != 0 || !only_line_breaks(block, control) {
+        // A (whitespace) control byte inside a string; a backslash outside
+        // strings (the first one is seen outside: the strings before it
+        // were read right).
+        if control & inside != 0 || backslash & !inside != 0 {
             return Err(Problem::MalformedJson);
         }
-        let scalar = !(c.low | c.delimiter | inside);
-        let scalar_starts = scalar & !(scalar << 1 | self.in_scalar);
-        self.in_scalar = scalar >> 63;
-        self.opens = c.open & !inside;
-        self.closes = c.close & !inside;
-        // Opening quotes (inside, from their own byte on), no closing
-        // quote: the walk finds it back from the next token when it needs
-        // it.
-        Ok((quotes & inside) | (c.delimiter & !c.quote & !inside) | scalar_starts)
+        self.outside = !inside;
+        Ok(Strings { quotes, inside })
     }
 
     /// The bytes of this block (at `base`) that a backslash escapes; checks
@@ -331,32 +431,21 @@ pub(super) fn hex4(bytes: &[u8], at: usize) -> Result<u32, Problem> {
 }
 
 /// The backslashes and the control bytes among the `rare` bytes of
-/// `block`, looked at one by one.
-fn split_rare(block: &[u8; BLOCK], mut rare: u64) -> (u64, u64) {
+/// `block`, looked at one by one. A control byte that is not a tab, line
+/// feed or carriage return is refused wherever it is (inside a string or
+/// outside), so it ends the block here.
+fn split_rare(block: &[u8; BLOCK], mut rare: u64) -> Result<(u64, u64), Problem> {
     let (mut backslash, mut control) = (0, 0);
     while rare != 0 {
         let at = rare.trailing_zeros() as usize;
-        if block.get(at) == Some(&b'\\') {
-            backslash |= 1 << at;
-        } else {
-            control |= 1 << at;
+        match block.get(at) {
+            Some(b'\\') => backslash |= 1 << at,
+            Some(b'\t' | b'\n' | b'\r') => control |= 1 << at,
+            _ => return Err(Problem::MalformedJson),
         }
         rare &= rare - 1;
     }
-    (backslash, control)
-}
-
-/// Whether every control byte of `block` marked in `control` is a tab,
-/// line feed or carriage return.
-fn only_line_breaks(block: &[u8; BLOCK], mut control: u64) -> bool {
-    while control != 0 {
-        let at = control.trailing_zeros() as usize;
-        if !matches!(block.get(at), Some(b'\t' | b'\n' | b'\r')) {
-            return false;
-        }
-        control &= control - 1;
-    }
-    true
+    Ok((backslash, control))
 }
 
 /// The last, partial block of a text, padded with spaces.
@@ -406,34 +495,70 @@ fn plain(block: &[u8; BLOCK]) -> bool {
     found.move_mask() == 0
 }
 
-/// The classes of one block.
-#[inline]
-fn classify(block: &[u8; BLOCK]) -> Classes {
-    let mut classes = Classes::default();
+/// One bit mask per test over the 64 bytes of `block`: `tests` sees 16
+/// bytes at a time and returns, per mask, a vector with all ones in the
+/// lanes of the bytes it marks.
+#[inline(always)]
+fn masks<const N: usize>(block: &[u8; BLOCK], tests: impl Fn(u8x16) -> [u8x16; N]) -> [u64; N] {
+    let mut masks = [0u64; N];
     for (lane, bytes) in block.chunks_exact(16).enumerate() {
         let Some(bytes) = bytes.first_chunk::<16>() else {
             continue;
         };
-        let v = u8x16::new(*bytes);
-        let eq = |byte: u8| v.cmp_eq(u8x16::splat(byte));
-        // At most `limit`: the minimum with `limit` is the byte itself.
-        let up_to = |limit: u8| v.min(u8x16::splat(limit)).cmp_eq(v);
-        // `[` and `]` are `{` and `}` with bit 5 clear.
-        let folded = v | u8x16::splat(0x20);
-        let quote = eq(b'"');
-        let open = folded.cmp_eq(u8x16::splat(b'{'));
-        let close = folded.cmp_eq(u8x16::splat(b'}'));
-        let delimiter = open | close | eq(b':') | eq(b',') | quote;
-        let shift = 16 * lane;
-        let bits = |mask: u8x16| u64::from(mask.move_mask() as u16) << shift;
-        classes.quote |= bits(quote);
-        classes.delimiter |= bits(delimiter);
-        classes.open |= bits(open);
-        classes.close |= bits(close);
-        classes.low |= bits(up_to(0x20));
-        classes.rare |= bits(eq(b'\\') | up_to(0x1f));
+        for (mask, found) in masks.iter_mut().zip(tests(u8x16::new(*bytes))) {
+            *mask |= u64::from(found.move_mask() as u16) << (16 * lane);
+        }
     }
-    classes
+    masks
+}
+
+/// `{ [` and `} ]`: `[` and `]` are `{` and `}` with bit 5 clear.
+#[inline(always)]
+fn open_close(v: u8x16) -> [u8x16; 2] {
+    let folded = v | u8x16::splat(0x20);
+    [
+        folded.cmp_eq(u8x16::splat(b'{')),
+        folded.cmp_eq(u8x16::splat(b'}')),
+    ]
+}
+
+/// `{ } [ ] : ,` (not the quote), and the bytes no scalar has but the
+/// quote: those and whitespace and control bytes (up to 0x20).
+#[inline(always)]
+fn delimiters(v: u8x16) -> [u8x16; 2] {
+    let [open, close] = open_close(v);
+    let delimiter = open | close | v.cmp_eq(u8x16::splat(b':')) | v.cmp_eq(u8x16::splat(b','));
+    [delimiter, delimiter | up_to(v, 0x20)]
+}
+
+/// Quotes.
+#[inline(always)]
+fn quote(v: u8x16) -> u8x16 {
+    v.cmp_eq(u8x16::splat(b'"'))
+}
+
+/// Backslashes and control bytes (below 0x20): looked at one by one.
+#[inline(always)]
+fn rare(v: u8x16) -> u8x16 {
+    v.cmp_eq(u8x16::splat(b'\\')) | up_to(v, 0x1f)
+}
+
+/// The bytes of `v` that are at most `limit`: the minimum with `limit` is
+/// the byte itself.
+#[inline(always)]
+fn up_to(v: u8x16, limit: u8) -> u8x16 {
+    v.min(u8x16::splat(limit)).cmp_eq(v)
+}
+
+/// `f` of the block of `bytes` at `base` (the last one padded with
+/// spaces).
+#[inline(always)]
+fn with_block<T>(bytes: &[u8], base: usize, f: impl FnOnce(&[u8; BLOCK]) -> T) -> T {
+    let rest = bytes.get(base..).unwrap_or_default();
+    match rest.first_chunk::<BLOCK>() {
+        Some(block) => f(block),
+        None => f(&padded(rest)),
+    }
 }
 
 #[cfg(test)]
@@ -583,17 +708,24 @@ mod tests {
             for at in [0, 15, 16, 31, 47, 63] {
                 let mut block = [b'a'; BLOCK];
                 block[at] = byte;
-                let c = classify(&block);
+                let [quote, rare, open, close] = masks(&block, |v| {
+                    [quote(v), rare(v), open_close(v)[0], open_close(v)[1]]
+                });
+                let [delimiter, separator] = masks(&block, delimiters);
                 let bit = |yes: bool| u64::from(yes) << at;
-                let expected = Classes {
-                    quote: bit(byte == b'"'),
-                    delimiter: bit(b"\"{}[]:,".contains(&byte)),
-                    open: bit(b"{[".contains(&byte)),
-                    close: bit(b"}]".contains(&byte)),
-                    low: bit(byte <= 0x20),
-                    rare: bit(byte == b'\\' || byte < 0x20),
-                };
-                assert_eq!(c, expected, "{byte:#x} at {at}");
+                let expected = [
+                    bit(byte == b'"'),
+                    bit(byte == b'\\' || byte < 0x20),
+                    bit(b"{[".contains(&byte)),
+                    bit(b"}]".contains(&byte)),
+                    bit(b"{}[]:,".contains(&byte)),
+                    bit(b"{}[]:,".contains(&byte) || byte <= 0x20),
+                ];
+                assert_eq!(
+                    [quote, rare, open, close, delimiter, separator],
+                    expected,
+                    "{byte:#x} at {at}"
+                );
                 let special = byte == b'"' || byte == b'\\' || byte < 0x20;
                 assert_eq!(plain(&block), !special, "{byte:#x} at {at}");
             }
