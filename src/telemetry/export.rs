@@ -18,6 +18,10 @@
 //! the schedule delay of the batch's first span is over, or when the queue
 //! closes.
 //!
+//! Each export request's round trip (sent to answered, failed or timed out)
+//! is observed in `waybill_telemetry_export_duration_seconds`: with the
+//! batch size, it says how many spans per second the collector can take.
+//!
 //! Export errors are logged at most once per [`ERROR_LOG_PERIOD`], with the
 //! number of failed batches since the last message, never once per span.
 //! No global tracer provider is installed: the app owns the [`Exporting`]
@@ -38,6 +42,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::histogram::AtomicHistogram;
 use super::otlp_trace::{EncodedSpan, TraceEncoder};
 use super::settings::{Signal, TraceSettings};
 use super::span_buffers::SpanBuffers;
@@ -52,6 +57,13 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// Bounds of `waybill_telemetry_export_duration_seconds`: a loopback
+/// collector answers a default batch in about a millisecond, a remote one
+/// in tens; the export timeout is 10 s by default.
+const ROUND_TRIP_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.125, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
 /// The exporter's self-instrumentation, registered whether or not traces
 /// are on, so dashboards and alerts always find the series.
 #[derive(Clone)]
@@ -61,6 +73,36 @@ pub struct ExportMetrics {
     export_timeout: Counter,
     shutdown: Counter,
     exported: Counter,
+    /// Each export request's round trip, whatever its outcome.
+    round_trip: AtomicHistogram,
+}
+
+/// What an exporter has done so far ([`ExportMetrics::totals`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportTotals {
+    /// Spans the collector accepted.
+    pub exported: u64,
+    /// Spans dropped because the queue was full.
+    pub queue_full: u64,
+    /// Spans dropped because the collector refused them or could not be reached.
+    pub export_failed: u64,
+    /// Spans dropped because the collector did not answer in time.
+    pub export_timeout: u64,
+    /// Spans still queued when the shutdown deadline passed.
+    pub shutdown: u64,
+    /// Export requests sent.
+    pub requests: u64,
+    /// Their round trips added up, in seconds.
+    pub round_trip_seconds: f64,
+    /// Export requests per round-trip bucket: `(upper bound in seconds, count)`.
+    pub round_trip_buckets: Vec<(f64, u64)>,
+}
+
+impl ExportTotals {
+    /// Spans dropped, for any reason.
+    pub fn dropped(&self) -> u64 {
+        self.queue_full + self.export_failed + self.export_timeout + self.shutdown
+    }
 }
 
 impl ExportMetrics {
@@ -77,6 +119,12 @@ impl ExportMetrics {
             "Spans the OTLP collector accepted",
             exported.clone(),
         );
+        let round_trip = AtomicHistogram::seconds(ROUND_TRIP_BUCKETS);
+        registry.register(
+            "waybill_telemetry_export_duration_seconds",
+            "Round trip of each span export request to the OTLP collector, whatever its outcome",
+            round_trip.clone(),
+        );
         let reason = |reason| dropped.get_or_create(&ReasonLabel { reason }).clone();
         ExportMetrics {
             queue_full: reason("queue_full"),
@@ -84,6 +132,22 @@ impl ExportMetrics {
             export_timeout: reason("export_timeout"),
             shutdown: reason("shutdown"),
             exported,
+            round_trip,
+        }
+    }
+
+    /// The counts so far.
+    pub fn totals(&self) -> ExportTotals {
+        let (round_trip_seconds, requests, round_trip_buckets) = self.round_trip.snapshot();
+        ExportTotals {
+            exported: self.exported.get(),
+            queue_full: self.queue_full.get(),
+            export_failed: self.export_failed.get(),
+            export_timeout: self.export_timeout.get(),
+            shutdown: self.shutdown.get(),
+            requests,
+            round_trip_seconds,
+            round_trip_buckets,
         }
     }
 }
@@ -318,7 +382,9 @@ impl Batcher {
     async fn export(&mut self, batch: &[EncodedSpan]) {
         let spans = batch.len() as u64;
         let message = Bytes::copy_from_slice(self.encoder.encode(batch));
+        let sent = Instant::now();
         let outcome = tokio::time::timeout(self.export_timeout, self.collector.send(message)).await;
+        self.metrics.round_trip.observe_duration(sent.elapsed());
         let failure = match outcome {
             Ok(Ok(())) => {
                 self.metrics.exported.inc_by(spans);
