@@ -119,4 +119,3 @@ pub fn exchange(config: &Config, i: usize) -> Exchange {
         trace_context: None,
     }
 }
-

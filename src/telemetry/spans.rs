@@ -56,6 +56,7 @@ use super::export::SpanQueue;
 use super::flows::FlowMetrics;
 use super::otlp_trace::{
     Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter,
+    UnixNanos,
 };
 use super::settings::Sampler;
 use super::span_buffers::{BufferStash, SpanBuffers};
@@ -104,10 +105,12 @@ pub struct SpanObserver {
     buffers: RefCell<BufferStash>,
 }
 
-/// An exchange span being written, and whether its status is ERROR.
+/// An exchange span being written, whether its status is ERROR, and its
+/// start (where its events are).
 struct Exchange {
     writer: SpanWriter,
     error: bool,
+    start: UnixNanos,
 }
 
 /// The links of one span, at most [`MAX_LINKS`]; the rest are counted.
@@ -232,14 +235,14 @@ impl SpanObserver {
             None => [method, "", ""],
         };
         let kind = if outbound { Kind::Client } else { Kind::Server };
-        let start = exchange.started;
+        let start = UnixNanos::from(exchange.started);
         let mut writer = SpanWriter::in_buffer(
             self.buffer(),
             trace_id,
             span_id,
             &name,
             kind,
-            (start, start + exchange.duration),
+            (start, start.after(exchange.duration)),
         );
         let error_type = error_type(&exchange.outcome, outbound);
         let mut attributes = writer.attributes();
@@ -299,6 +302,7 @@ impl SpanObserver {
         Exchange {
             writer,
             error: error_type.is_some(),
+            start,
         }
     }
 
@@ -318,7 +322,11 @@ impl SpanObserver {
         let transaction = event.transaction;
         let trace = transaction.trace_id();
         let observation = event.observation;
-        let Exchange { mut writer, error } = self.exchange_writer(observation, trace);
+        let Exchange {
+            mut writer,
+            error,
+            start: at,
+        } = self.exchange_writer(observation, trace);
         let name = key_text(transaction.name());
         let mut attributes = writer.attributes();
         attributes.string("waybill.transaction", &name);
@@ -327,7 +335,6 @@ impl SpanObserver {
         {
             attributes.string("waybill.milestone", milestone.as_str());
         }
-        let at = observation.exchange.started;
         for marked in &event.news.milestones {
             self.milestone_events.write(&mut writer, marked, at);
         }
@@ -509,7 +516,9 @@ impl Observer for SpanObserver {
             None => self.ids.new_trace_id(),
         };
         if self.sampled(trace) {
-            let Exchange { mut writer, error } = self.exchange_writer(observation, trace);
+            let Exchange {
+                mut writer, error, ..
+            } = self.exchange_writer(observation, trace);
             let mut links = Links::new(&mut writer);
             // The trace is the propagated one, if any: no `propagated` link.
             self.caller_links(&mut links, observation, trace);
@@ -687,7 +696,7 @@ impl MilestoneEvents {
 
     /// The event of `marked` at `at` (written whole should its milestone
     /// or object kind not be the declared ones).
-    fn write(&self, writer: &mut SpanWriter, marked: &Marked, at: SystemTime) {
+    fn write(&self, writer: &mut SpanWriter, marked: &Marked, at: UnixNanos) {
         let record = &marked.record;
         let object = &record.object;
         let repeat = &self.repeat[usize::from(marked.repeat)];

@@ -218,6 +218,10 @@ impl OtlpReceiver {
                 }
             }),
         );
+        // Answers go out at once (TCP_NODELAY), as a collector's do.
+        let socket = axum::serve::ListenerExt::tap_io(socket, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             let _ = axum::serve(socket, app).await;
         });
@@ -248,7 +252,12 @@ impl OtlpReceiver {
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
                 .add_service(metrics)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(socket))
+                .serve_with_incoming(
+                    // Answers go out at once (TCP_NODELAY), as a collector's
+                    // do: without it, the response's frames wait for the
+                    // client's delayed ACK (~40 ms per export).
+                    tonic::transport::server::TcpIncoming::from(socket).with_nodelay(Some(true)),
+                )
                 .await;
         });
         OtlpReceiver {
