@@ -601,6 +601,9 @@ fn one_byte_tag(field: u32, wire: u32) -> u8 {
     (field << 3 | wire) as u8
 }
 
+// Inlined: called for every attribute's and array value's heads, where the
+// one-byte case is two stores once the caller has reserved room.
+#[inline]
 fn len_prefix(buf: &mut Vec<u8>, field: u32, len: usize) {
     if field < 16 && len < 0x80 {
         // One byte each, written at once.
