@@ -16,7 +16,14 @@
 //! The export task is woken once per batch, not once per span: when the
 //! queue holds a full batch (or half its capacity, if that is less), when
 //! the schedule delay of the batch's first span is over, or when the queue
-//! closes.
+//! closes. Up to `max_concurrent_exports` requests (2 by default) are in
+//! flight at once, each on a task of its own: while the collector answers
+//! one batch, the next is taken and sent, so the queue does not have to
+//! hold every span that arrives during a round trip.
+//!
+//! Each export request's round trip (sent to answered, failed or timed out)
+//! is observed in `waybill_telemetry_export_duration_seconds`: with the
+//! batch size, it says how many spans per second the collector can take.
 //!
 //! Export errors are logged at most once per [`ERROR_LOG_PERIOD`], with the
 //! number of failed batches since the last message, never once per span.
@@ -35,9 +42,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use super::histogram::AtomicHistogram;
 use super::otlp_trace::{EncodedSpan, TraceEncoder};
 use super::settings::{Signal, TraceSettings};
 use super::span_buffers::SpanBuffers;
@@ -52,6 +60,13 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// Bounds of `waybill_telemetry_export_duration_seconds`: a loopback
+/// collector answers a default batch in about a millisecond, a remote one
+/// in tens; the export timeout is 10 s by default.
+const ROUND_TRIP_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.125, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
 /// The exporter's self-instrumentation, registered whether or not traces
 /// are on, so dashboards and alerts always find the series.
 #[derive(Clone)]
@@ -61,6 +76,36 @@ pub struct ExportMetrics {
     export_timeout: Counter,
     shutdown: Counter,
     exported: Counter,
+    /// Each export request's round trip, whatever its outcome.
+    round_trip: AtomicHistogram,
+}
+
+/// What an exporter has done so far ([`ExportMetrics::totals`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportTotals {
+    /// Spans the collector accepted.
+    pub exported: u64,
+    /// Spans dropped because the queue was full.
+    pub queue_full: u64,
+    /// Spans dropped because the collector refused them or could not be reached.
+    pub export_failed: u64,
+    /// Spans dropped because the collector did not answer in time.
+    pub export_timeout: u64,
+    /// Spans still queued when the shutdown deadline passed.
+    pub shutdown: u64,
+    /// Export requests sent.
+    pub requests: u64,
+    /// Their round trips added up, in seconds.
+    pub round_trip_seconds: f64,
+    /// Export requests per round-trip bucket: `(upper bound in seconds, count)`.
+    pub round_trip_buckets: Vec<(f64, u64)>,
+}
+
+impl ExportTotals {
+    /// Spans dropped, for any reason.
+    pub fn dropped(&self) -> u64 {
+        self.queue_full + self.export_failed + self.export_timeout + self.shutdown
+    }
 }
 
 impl ExportMetrics {
@@ -77,6 +122,12 @@ impl ExportMetrics {
             "Spans the OTLP collector accepted",
             exported.clone(),
         );
+        let round_trip = AtomicHistogram::seconds(ROUND_TRIP_BUCKETS);
+        registry.register(
+            "waybill_telemetry_export_duration_seconds",
+            "Round trip of each span export request to the OTLP collector, whatever its outcome",
+            round_trip.clone(),
+        );
         let reason = |reason| dropped.get_or_create(&ReasonLabel { reason }).clone();
         ExportMetrics {
             queue_full: reason("queue_full"),
@@ -84,6 +135,22 @@ impl ExportMetrics {
             export_timeout: reason("export_timeout"),
             shutdown: reason("shutdown"),
             exported,
+            round_trip,
+        }
+    }
+
+    /// The counts so far.
+    pub fn totals(&self) -> ExportTotals {
+        let (round_trip_seconds, requests, round_trip_buckets) = self.round_trip.snapshot();
+        ExportTotals {
+            exported: self.exported.get(),
+            queue_full: self.queue_full.get(),
+            export_failed: self.export_failed.get(),
+            export_timeout: self.export_timeout.get(),
+            shutdown: self.shutdown.get(),
+            requests,
+            round_trip_seconds,
+            round_trip_buckets,
         }
     }
 }
@@ -190,13 +257,17 @@ pub fn start(
         rx,
         ready: Arc::clone(&queue.ready),
         buffers: queue.buffers.clone(),
-        collector,
         encoder: TraceEncoder::new(resource, "waybill", env!("CARGO_PKG_VERSION")),
         queued: Arc::clone(&queued),
-        metrics: metrics.clone(),
         max_batch_size,
+        max_concurrent_exports: settings.max_concurrent_exports.max(1),
         schedule_delay: settings.schedule_delay,
-        export_timeout: settings.export_timeout,
+        request: Request {
+            collector,
+            metrics: metrics.clone(),
+            export_timeout: settings.export_timeout,
+        },
+        in_flight: JoinSet::new(),
         endpoint: settings.endpoint.clone(),
         errors: ErrorLog::default(),
     };
@@ -263,15 +334,34 @@ struct Batcher {
     ready: Arc<Notify>,
     /// Exported batches' buffers go back here.
     buffers: SpanBuffers,
-    collector: Collector,
     encoder: TraceEncoder,
     queued: Arc<AtomicUsize>,
-    metrics: ExportMetrics,
     max_batch_size: usize,
+    /// Requests sent and not yet answered, at most this many.
+    max_concurrent_exports: usize,
     schedule_delay: Duration,
-    export_timeout: Duration,
+    /// What each request needs, cloned into its task.
+    request: Request,
+    /// The requests in flight, each answering with its batch and outcome.
+    /// Dropped with the task (shutdown giving up), it aborts them.
+    in_flight: JoinSet<Sent>,
     endpoint: String,
     errors: ErrorLog,
+}
+
+/// How one export request is sent and counted.
+#[derive(Clone)]
+struct Request {
+    collector: Collector,
+    metrics: ExportMetrics,
+    export_timeout: Duration,
+}
+
+/// A request done: its spans (their buffers to recycle) and, when it
+/// failed, why.
+struct Sent {
+    batch: Vec<EncodedSpan>,
+    failure: Option<String>,
 }
 
 impl Batcher {
@@ -293,12 +383,27 @@ impl Batcher {
                     }
                 }
             }
-            let taken = batch.len();
-            self.export(&batch).await;
-            self.buffers.recycle(batch.drain(..));
-            // Subtracted only once the batch is done, so spans being exported
-            // when shutdown gives up are counted as dropped too.
-            self.queued.fetch_sub(taken, Ordering::Relaxed);
+            while self.in_flight.len() >= self.max_concurrent_exports {
+                self.answered().await;
+            }
+            while let Some(done) = self.in_flight.try_join_next() {
+                self.finished(done);
+            }
+            let message = Bytes::copy_from_slice(self.encoder.encode(&batch));
+            let next = Vec::with_capacity(self.max_batch_size);
+            let request = self.request.clone();
+            self.in_flight
+                .spawn(request.send(message, std::mem::replace(&mut batch, next)));
+        }
+        while !self.in_flight.is_empty() {
+            self.answered().await;
+        }
+    }
+
+    /// Waits for one request in flight to be answered.
+    async fn answered(&mut self) {
+        if let Some(done) = self.in_flight.join_next().await {
+            self.finished(done);
         }
     }
 
@@ -315,24 +420,19 @@ impl Batcher {
         false
     }
 
-    async fn export(&mut self, batch: &[EncodedSpan]) {
-        let spans = batch.len() as u64;
-        let message = Bytes::copy_from_slice(self.encoder.encode(batch));
-        let outcome = tokio::time::timeout(self.export_timeout, self.collector.send(message)).await;
-        let failure = match outcome {
-            Ok(Ok(())) => {
-                self.metrics.exported.inc_by(spans);
-                return;
-            }
-            Ok(Err(error)) => {
-                self.metrics.export_failed.inc_by(spans);
-                error
-            }
-            Err(_) => {
-                self.metrics.export_timeout.inc_by(spans);
-                format!("no answer within {:?}", self.export_timeout)
-            }
+    /// A request's end: its buffers recycled, its spans no longer queued,
+    /// its failure logged (rate-limited). A request's task cannot panic;
+    /// should it, its spans stay counted as queued (dropped at shutdown).
+    fn finished(&mut self, done: Result<Sent, tokio::task::JoinError>) {
+        let Ok(Sent { batch, failure }) = done else {
+            return;
         };
+        let spans = batch.len();
+        self.buffers.recycle(batch.into_iter());
+        // Subtracted only once the batch is done, so spans being exported
+        // when shutdown gives up are counted as dropped too.
+        self.queued.fetch_sub(spans, Ordering::Relaxed);
+        let Some(failure) = failure else { return };
         if let Some(suppressed) = self.errors.should_log(Instant::now()) {
             tracing::warn!(
                 endpoint = %self.endpoint,
@@ -342,6 +442,31 @@ impl Batcher {
                 "OTLP span export failed; spans dropped (see waybill_telemetry_dropped_spans_total)"
             );
         }
+    }
+}
+
+impl Request {
+    /// Sends `message`, the request carrying `batch`, and counts the outcome.
+    async fn send(mut self, message: Bytes, batch: Vec<EncodedSpan>) -> Sent {
+        let spans = batch.len() as u64;
+        let sent = Instant::now();
+        let outcome = tokio::time::timeout(self.export_timeout, self.collector.send(message)).await;
+        self.metrics.round_trip.observe_duration(sent.elapsed());
+        let failure = match outcome {
+            Ok(Ok(())) => {
+                self.metrics.exported.inc_by(spans);
+                None
+            }
+            Ok(Err(error)) => {
+                self.metrics.export_failed.inc_by(spans);
+                Some(error)
+            }
+            Err(_) => {
+                self.metrics.export_timeout.inc_by(spans);
+                Some(format!("no answer within {:?}", self.export_timeout))
+            }
+        };
+        Sent { batch, failure }
     }
 }
 
@@ -382,6 +507,7 @@ mod tests {
             sampler: Sampler::AlwaysOn,
             queue_capacity: 8,
             max_batch_size: 4,
+            max_concurrent_exports: 2,
             export_timeout: Duration::from_secs(1),
             schedule_delay: Duration::from_millis(10),
         }
@@ -455,6 +581,56 @@ mod tests {
             metrics.export_failed.get() + metrics.export_timeout.get(),
             3
         );
+    }
+
+    /// A collector that accepts connections and never answers: with two
+    /// requests allowed in flight, the second batch goes out while the
+    /// first waits (over HTTP/1 each request in flight needs a connection of
+    /// its own, so the collector sees two). With one allowed, it would see
+    /// one until the export timeout.
+    #[tokio::test]
+    async fn a_second_batch_is_sent_while_the_first_waits_for_its_answer() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}/v1/traces", silent.local_addr().expect("addr"));
+        let mut settings = settings(&endpoint, OtlpProtocol::HttpProtobuf);
+        settings.export_timeout = Duration::from_secs(60);
+        assert_eq!(
+            (settings.max_batch_size, settings.max_concurrent_exports),
+            (4, 2)
+        );
+        let metrics = ExportMetrics::new(&mut Registry::default());
+        let (queue, exporting) =
+            start(&settings, &BTreeMap::new(), metrics.clone()).expect("exporter");
+        for _ in 0..8 {
+            queue.push(span());
+        }
+        let mut held = Vec::new();
+        let accepted = tokio::time::timeout(Duration::from_secs(30), async {
+            while held.len() < 2 {
+                held.push(silent.accept().await?);
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        assert!(
+            matches!(accepted, Ok(Ok(()))),
+            "connections from the exporter: {} ({accepted:?})",
+            held.len()
+        );
+        assert_eq!(metrics.totals().requests, 0, "none answered yet");
+        // Closing them fails both requests.
+        drop(held);
+        drop(queue);
+        exporting.shutdown(Duration::from_secs(30)).await;
+        let totals = metrics.totals();
+        assert_eq!(
+            (totals.export_failed, totals.shutdown),
+            (8, 0),
+            "{totals:?}"
+        );
+        assert_eq!(totals.requests, 2, "{totals:?}");
     }
 
     #[test]

@@ -169,7 +169,7 @@ impl AtomicHistogram {
 
     /// The sum, count and per-bucket `(bound, count)` pairs, as
     /// [`MetricEncoder::encode_histogram`] takes them.
-    fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
         let inner = &*self.inner;
         let buckets: Vec<(f64, u64)> = inner
             .bounds

@@ -23,7 +23,7 @@
 //! and compare it with what the SDK's exporter sends for the same spans.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 
@@ -83,6 +83,32 @@ pub struct LinkTarget {
     pub span_id: SpanId,
     pub flags: TraceFlags,
     pub remote: bool,
+}
+
+/// A time as OTLP carries it: nanoseconds since the Unix epoch (a time
+/// before the epoch is 0, "unknown"). Converted from a [`SystemTime`] once
+/// and reused: a span's end is its start plus the exchange's duration, its
+/// milestone events are at its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UnixNanos(pub u64);
+
+impl UnixNanos {
+    /// `duration` later (saturating at the largest time).
+    pub fn after(self, duration: Duration) -> Self {
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        UnixNanos(self.0.saturating_add(nanos))
+    }
+}
+
+impl From<SystemTime> for UnixNanos {
+    fn from(time: SystemTime) -> Self {
+        UnixNanos(time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+            since
+                .as_secs()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(since.subsec_nanos()))
+        }))
+    }
 }
 
 /// Text given whole or in pieces, written into a string field without
@@ -149,7 +175,7 @@ impl SpanWriter {
         span_id: SpanId,
         name: &(impl Text + ?Sized),
         kind: Kind,
-        times: (SystemTime, SystemTime),
+        times: (impl Into<UnixNanos>, impl Into<UnixNanos>),
     ) -> Self {
         Self::in_buffer(Vec::new(), trace_id, span_id, name, kind, times)
     }
@@ -162,7 +188,7 @@ impl SpanWriter {
         span_id: SpanId,
         name: &(impl Text + ?Sized),
         kind: Kind,
-        (start, end): (SystemTime, SystemTime),
+        (start, end): (impl Into<UnixNanos>, impl Into<UnixNanos>),
     ) -> Self {
         buf.clear();
         buf.reserve(SPAN_CAPACITY);
@@ -170,8 +196,8 @@ impl SpanWriter {
         bytes(&mut buf, 2, &span_id.to_bytes());
         text(&mut buf, 5, name);
         uint(&mut buf, 6, kind as u64);
-        fixed64(&mut buf, 7, nanos(start));
-        fixed64(&mut buf, 8, nanos(end));
+        fixed64(&mut buf, 7, start.into().0);
+        fixed64(&mut buf, 8, end.into().0);
         SpanWriter { buf }
     }
 
@@ -187,12 +213,13 @@ impl SpanWriter {
     pub fn event(
         &mut self,
         name: &(impl Text + ?Sized),
-        at: SystemTime,
+        at: impl Into<UnixNanos>,
         write: impl FnOnce(&mut Attributes<'_>),
     ) {
+        let at = at.into().0;
         // Span.events = 11: time_unix_nano = 1, name = 2, attributes = 3
         message(&mut self.buf, 11, |buf| {
-            fixed64(buf, 1, nanos(at));
+            fixed64(buf, 1, at);
             text(buf, 2, name);
             write(&mut Attributes {
                 buf,
@@ -206,11 +233,12 @@ impl SpanWriter {
     pub fn encoded_event(
         &mut self,
         head: &EncodedEvent,
-        at: SystemTime,
+        at: impl Into<UnixNanos>,
         write: impl FnOnce(&mut Attributes<'_>),
     ) {
+        let at = at.into().0;
         message(&mut self.buf, 11, |buf| {
-            fixed64(buf, 1, nanos(at));
+            fixed64(buf, 1, at);
             buf.extend_from_slice(&head.bytes);
             write(&mut Attributes {
                 buf,
@@ -534,11 +562,6 @@ fn flags(remote: bool, trace_flags: TraceFlags) -> u32 {
     u32::from(trace_flags.to_u8()) | HAS_IS_REMOTE | remote
 }
 
-fn nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 // === the wire format ===
 
 fn varint(buf: &mut Vec<u8>, mut value: u64) {
@@ -578,6 +601,9 @@ fn one_byte_tag(field: u32, wire: u32) -> u8 {
     (field << 3 | wire) as u8
 }
 
+// Inlined: called for every attribute's and array value's heads, where the
+// one-byte case is two stores once the caller has reserved room.
+#[inline]
 fn len_prefix(buf: &mut Vec<u8>, field: u32, len: usize) {
     if field < 16 && len < 0x80 {
         // One byte each, written at once.

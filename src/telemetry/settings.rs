@@ -13,6 +13,7 @@
 //! | queue | `queue_capacity` | `OTEL_BSP_MAX_QUEUE_SIZE` | 2048 |
 //! | batch | `max_batch_size` | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | 512 |
 //! | batch delay | — | `OTEL_BSP_SCHEDULE_DELAY` (ms) | 1 s |
+//! | requests in flight | — | `OTEL_BSP_MAX_CONCURRENT_EXPORTS` | 2 |
 //!
 //! **No endpoint, no traces**: unlike the OpenTelemetry SDK default
 //! (`localhost:4317`), a sidecar with no endpoint configured exports
@@ -46,6 +47,13 @@ pub const DEFAULT_MAX_BATCH_SIZE: usize = 512;
 /// One export request may take this long before it is abandoned (and its
 /// spans counted as dropped); also bounds how long shutdown waits per batch.
 pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Export requests in flight at once: with one, spans only queue while the
+/// collector answers, so a slow answer drops spans (`queue_full`) at a rate
+/// the collector could take; with two, the next batch is sent meanwhile.
+/// Measured in docs/performance.md ("Re-run (session 8, spans)"): one
+/// request in flight dropped spans at 2 × the throughput target on a loaded
+/// machine. More spans in flight cost memory: a batch each.
+pub const DEFAULT_MAX_CONCURRENT_EXPORTS: usize = 2;
 /// How long a partial batch waits for more spans: shorter than the SDK's
 /// 5 s so on-call sees a fresh trace quickly; spans are small.
 pub const DEFAULT_SCHEDULE_DELAY: Duration = Duration::from_secs(1);
@@ -89,6 +97,8 @@ pub struct TraceSettings {
     pub sampler: Sampler,
     pub queue_capacity: usize,
     pub max_batch_size: usize,
+    /// Export requests sent before the first is answered, at least 1.
+    pub max_concurrent_exports: usize,
     pub export_timeout: Duration,
     pub schedule_delay: Duration,
 }
@@ -199,6 +209,9 @@ pub fn resolve(config: &TracesConfig, env: Env<'_>) -> (Option<TraceSettings>, V
     let schedule_delay = number("OTEL_BSP_SCHEDULE_DELAY")
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_SCHEDULE_DELAY);
+    let max_concurrent_exports = number("OTEL_BSP_MAX_CONCURRENT_EXPORTS")
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(DEFAULT_MAX_CONCURRENT_EXPORTS);
 
     let settings = TraceSettings {
         endpoint,
@@ -207,6 +220,7 @@ pub fn resolve(config: &TracesConfig, env: Env<'_>) -> (Option<TraceSettings>, V
         sampler,
         queue_capacity,
         max_batch_size,
+        max_concurrent_exports,
         export_timeout,
         schedule_delay,
     };
@@ -444,6 +458,7 @@ mod tests {
                 ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
                 ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
                 ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "50"),
+                ("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "4"),
             ],
         );
         let settings = settings.expect("on");
@@ -461,6 +476,7 @@ mod tests {
             settings.max_batch_size, 10,
             "a batch never exceeds the queue"
         );
+        assert_eq!(settings.max_concurrent_exports, 4);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
     }
 

@@ -55,7 +55,8 @@ use prometheus_client::registry::Registry;
 use super::export::SpanQueue;
 use super::flows::FlowMetrics;
 use super::otlp_trace::{
-    Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter,
+    Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter, Text,
+    UnixNanos,
 };
 use super::settings::Sampler;
 use super::span_buffers::{BufferStash, SpanBuffers};
@@ -97,6 +98,8 @@ pub struct SpanObserver {
     milestone_events: MilestoneEvents,
     /// By `FlowName::id`, the declared flows' fixed attributes, encoded.
     flow_attributes: Vec<Option<FlowAttributes>>,
+    /// By `KeyKind::id`, `{kind}:`, the start of every key's text.
+    key_prefixes: Vec<String>,
     /// The spans of one event on their way to the queue: emptied after
     /// each, kept so its room is allocated once.
     outgoing: Vec<EncodedSpan>,
@@ -104,10 +107,12 @@ pub struct SpanObserver {
     buffers: RefCell<BufferStash>,
 }
 
-/// An exchange span being written, and whether its status is ERROR.
+/// An exchange span being written, whether its status is ERROR, and its
+/// start (where its events are).
 struct Exchange {
     writer: SpanWriter,
     error: bool,
+    start: UnixNanos,
 }
 
 /// The links of one span, at most [`MAX_LINKS`]; the rest are counted.
@@ -167,7 +172,13 @@ impl SpanObserver {
             }
             flow_attributes[id].get_or_insert_with(|| FlowAttributes::new(flow));
         }
+        let key_prefixes = config
+            .key_kinds
+            .iter()
+            .map(|kind| [kind.as_str(), ":"].concat())
+            .collect();
         SpanObserver {
+            key_prefixes,
             config,
             sink,
             flows,
@@ -232,14 +243,14 @@ impl SpanObserver {
             None => [method, "", ""],
         };
         let kind = if outbound { Kind::Client } else { Kind::Server };
-        let start = exchange.started;
+        let start = UnixNanos::from(exchange.started);
         let mut writer = SpanWriter::in_buffer(
             self.buffer(),
             trace_id,
             span_id,
             &name,
             kind,
-            (start, start + exchange.duration),
+            (start, start.after(exchange.duration)),
         );
         let error_type = error_type(&exchange.outcome, outbound);
         let mut attributes = writer.attributes();
@@ -299,6 +310,7 @@ impl SpanObserver {
         Exchange {
             writer,
             error: error_type.is_some(),
+            start,
         }
     }
 
@@ -318,16 +330,20 @@ impl SpanObserver {
         let transaction = event.transaction;
         let trace = transaction.trace_id();
         let observation = event.observation;
-        let Exchange { mut writer, error } = self.exchange_writer(observation, trace);
-        let name = key_text(transaction.name());
+        let Exchange {
+            mut writer,
+            error,
+            start: at,
+        } = self.exchange_writer(observation, trace);
+        let name = self.key_text(transaction.name());
         let mut attributes = writer.attributes();
         attributes.string("waybill.transaction", &name);
-        attributes.string_array("waybill.keys", event.keys.iter().map(key_text));
+        let keys = event.keys.iter().map(|key| self.key_text(key));
+        attributes.string_array("waybill.keys", keys);
         if let (Some(milestone), false) = (&observation.milestone, event.news.milestones.is_empty())
         {
             attributes.string("waybill.milestone", milestone.as_str());
         }
-        let at = observation.exchange.started;
         for marked in &event.news.milestones {
             self.milestone_events.write(&mut writer, marked, at);
         }
@@ -346,7 +362,7 @@ impl SpanObserver {
             };
             links.add(target, |attributes| {
                 attributes.string("waybill.link", "former_name");
-                attributes.string("waybill.transaction", &key_text(former));
+                attributes.string("waybill.transaction", &self.key_text(former));
             });
         }
         self.caller_links(&mut links, observation, trace);
@@ -389,7 +405,12 @@ impl SpanObserver {
     }
 
     /// The `waybill.flow` span covering `flow`.
-    fn flow_span(&self, flow: &FlowRecord, transaction: &[&str; 3], trace: TraceId) -> EncodedSpan {
+    fn flow_span(
+        &self,
+        flow: &FlowRecord,
+        transaction: &KeyText<'_>,
+        trace: TraceId,
+    ) -> EncodedSpan {
         let declared = self
             .flow_attributes
             .get(flow.flow.id())
@@ -402,7 +423,7 @@ impl SpanObserver {
             }
             attributes.double("waybill.flow.duration_seconds", flow.duration.as_secs_f64());
             attributes.bool("waybill.flow.within_slo", flow.within_slo);
-            attributes.string("waybill.flow.object", &key_text(&flow.object));
+            attributes.string("waybill.flow.object", &self.key_text(&flow.object));
             attributes.string("waybill.transaction", transaction);
             if let Some(declared) = declared {
                 attributes.copy(&declared.slo);
@@ -497,7 +518,7 @@ impl Observer for SpanObserver {
         let at = exception.resolved.unwrap_or(exception.opened);
         let span = self.internal_span("waybill.exception", trace, (at, at), |attributes| {
             exception_attributes(attributes, exception);
-            attributes.string("waybill.transaction", &key_text(transaction.name()));
+            attributes.string("waybill.transaction", &self.key_text(transaction.name()));
         });
         self.send(span);
     }
@@ -509,7 +530,9 @@ impl Observer for SpanObserver {
             None => self.ids.new_trace_id(),
         };
         if self.sampled(trace) {
-            let Exchange { mut writer, error } = self.exchange_writer(observation, trace);
+            let Exchange {
+                mut writer, error, ..
+            } = self.exchange_writer(observation, trace);
             let mut links = Links::new(&mut writer);
             // The trace is the propagated one, if any: no `propagated` link.
             self.caller_links(&mut links, observation, trace);
@@ -687,7 +710,7 @@ impl MilestoneEvents {
 
     /// The event of `marked` at `at` (written whole should its milestone
     /// or object kind not be the declared ones).
-    fn write(&self, writer: &mut SpanWriter, marked: &Marked, at: SystemTime) {
+    fn write(&self, writer: &mut SpanWriter, marked: &Marked, at: UnixNanos) {
         let record = &marked.record;
         let object = &record.object;
         let repeat = &self.repeat[usize::from(marked.repeat)];
@@ -821,8 +844,38 @@ const PROTOCOL_VERSIONS: [(http::Version, &str); 5] = [
 
 /// A key as spans show it, `kind:value` (its `Display`), in pieces
 /// written straight into the span: no string is built.
-fn key_text(key: &Key) -> [&str; 3] {
-    [key.kind.as_str(), ":", &key.value]
+#[derive(Clone, Copy)]
+enum KeyText<'a> {
+    /// The kind's `{kind}:`, prepared once, and the value.
+    Prefixed([&'a str; 2]),
+    /// A kind the config does not declare: kind, `:` and value.
+    Pieces([&'a str; 3]),
+}
+
+impl Text for KeyText<'_> {
+    fn text_len(&self) -> usize {
+        match self {
+            KeyText::Prefixed(pieces) => pieces.text_len(),
+            KeyText::Pieces(pieces) => pieces.text_len(),
+        }
+    }
+
+    fn put(&self, buf: &mut Vec<u8>) {
+        match self {
+            KeyText::Prefixed(pieces) => pieces.put(buf),
+            KeyText::Pieces(pieces) => pieces.put(buf),
+        }
+    }
+}
+
+impl SpanObserver {
+    /// `key`'s text, from its kind's prefix.
+    fn key_text<'a>(&'a self, key: &'a Key) -> KeyText<'a> {
+        match self.key_prefixes.get(key.kind.id()) {
+            Some(prefix) => KeyText::Prefixed([prefix, &key.value]),
+            None => KeyText::Pieces([key.kind.as_str(), ":", &key.value]),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,13 +21,15 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use super::settings::Signal;
 use crate::config::OtlpProtocol;
 
-/// Where encoded export requests go.
-#[derive(Debug)]
+/// Where encoded export requests go. Clones share the connection (gRPC:
+/// one HTTP/2 connection, requests multiplexed; HTTP: a connection pool),
+/// so several requests can be in flight at once.
+#[derive(Debug, Clone)]
 pub struct Collector {
     route: Route,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Route {
     Grpc {
         grpc: tonic::client::Grpc<tonic::transport::Channel>,

@@ -5,9 +5,15 @@
 //! `ExportTraceServiceRequest` and (over gRPC) `ExportMetricsServiceRequest`.
 //! Also the two kinds of broken collector: a closed port and one that
 //! accepts connections and never answers.
+//!
+//! A receiver started with [`Keeping::CountOnly`] decodes every trace
+//! request as a collector does, counts its spans and keeps nothing: the
+//! export benchmark (`benches/export.rs`, which includes this file) pushes
+//! millions of spans through it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,10 +103,51 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[derive(Clone, Default)]
+/// What a receiver does with the trace requests it decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keeping {
+    /// Keeps every request, for [`OtlpReceiver::spans`] (tests).
+    Everything,
+    /// Counts requests and spans only ([`OtlpReceiver::span_count`]), so
+    /// memory stays flat under a sustained load (benchmarks).
+    CountOnly,
+}
+
+#[derive(Clone)]
 struct Collector {
+    keeping: Keeping,
     requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    /// Trace requests and the spans in them, received so far.
+    received: Arc<(AtomicU64, AtomicU64)>,
     metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+}
+
+impl Collector {
+    fn new(keeping: Keeping) -> Self {
+        Collector {
+            keeping,
+            requests: Arc::default(),
+            received: Arc::default(),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// One decoded trace export request: counted, and kept unless counting only.
+    fn trace_request(&self, request: ExportTraceServiceRequest) {
+        let spans: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.received.0.fetch_add(1, Ordering::Relaxed);
+        self.received.1.fetch_add(spans as u64, Ordering::Relaxed);
+        if self.keeping == Keeping::Everything {
+            if let Ok(mut requests) = self.requests.lock() {
+                requests.push(request);
+            }
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -124,9 +171,7 @@ impl TraceService for Collector {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        if let Ok(mut requests) = self.requests.lock() {
-            requests.push(request.into_inner());
-        }
+        self.trace_request(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
@@ -143,26 +188,29 @@ pub struct OtlpReceiver {
 
 impl OtlpReceiver {
     /// Starts an OTLP/HTTP (protobuf) receiver on a free loopback port,
-    /// answering `POST /v1/traces`.
+    /// answering `POST /v1/traces`, keeping every request.
     pub async fn start_http() -> Self {
+        Self::http(Keeping::Everything).await
+    }
+
+    /// [`OtlpReceiver::start_http`], keeping what `keeping` says.
+    pub async fn http(keeping: Keeping) -> Self {
         use prost::Message;
         let socket = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
         let addr = socket.local_addr().expect("receiver addr");
-        let collector = Collector::default();
-        let requests = Arc::clone(&collector.requests);
+        let collector = Collector::new(keeping);
+        let received = collector.clone();
         let app = axum::Router::new().route(
             "/v1/traces",
             axum::routing::post(move |body: axum::body::Bytes| {
-                let requests = Arc::clone(&requests);
+                let received = received.clone();
                 async move {
                     let Ok(request) = ExportTraceServiceRequest::decode(body) else {
                         return (http::StatusCode::BAD_REQUEST, Vec::new());
                     };
-                    if let Ok(mut requests) = requests.lock() {
-                        requests.push(request);
-                    }
+                    received.trace_request(request);
                     let response = ExportTraceServiceResponse {
                         partial_success: None,
                     };
@@ -170,6 +218,10 @@ impl OtlpReceiver {
                 }
             }),
         );
+        // Answers go out at once (TCP_NODELAY), as a collector's do.
+        let socket = axum::serve::ListenerExt::tap_io(socket, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             let _ = axum::serve(socket, app).await;
         });
@@ -181,20 +233,31 @@ impl OtlpReceiver {
         }
     }
 
-    /// Starts the receiver on a free loopback port.
+    /// Starts the (OTLP/gRPC) receiver on a free loopback port, keeping
+    /// every request.
     pub async fn start() -> Self {
+        Self::grpc(Keeping::Everything).await
+    }
+
+    /// [`OtlpReceiver::start`], keeping what `keeping` says.
+    pub async fn grpc(keeping: Keeping) -> Self {
         let socket = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
         let addr = socket.local_addr().expect("receiver addr");
-        let collector = Collector::default();
+        let collector = Collector::new(keeping);
         let service = TraceServiceServer::new(collector.clone());
         let metrics = MetricsServiceServer::new(collector.clone());
         let server = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
                 .add_service(metrics)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(socket))
+                .serve_with_incoming(
+                    // Answers go out at once (TCP_NODELAY), as a collector's
+                    // do: without it, the response's frames wait for the
+                    // client's delayed ACK (~40 ms per export).
+                    tonic::transport::server::TcpIncoming::from(socket).with_nodelay(Some(true)),
+                )
                 .await;
         });
         OtlpReceiver {
@@ -215,7 +278,17 @@ impl OtlpReceiver {
         }
     }
 
-    /// Every span received so far.
+    /// Trace export requests received so far (kept or not).
+    pub fn request_count(&self) -> u64 {
+        self.collector.received.0.load(Ordering::Relaxed)
+    }
+
+    /// Spans received so far (kept or not).
+    pub fn span_count(&self) -> u64 {
+        self.collector.received.1.load(Ordering::Relaxed)
+    }
+
+    /// Every span received so far (none when counting only).
     pub fn spans(&self) -> Vec<Received> {
         let requests = self
             .collector
