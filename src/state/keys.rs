@@ -169,8 +169,9 @@ impl KeyBlock {
     /// [`KeyBlock::position`]); returns its position.
     pub fn push(&mut self, key: KeyView<'_>) -> usize {
         let at = self.len();
-        let mut bytes = Vec::with_capacity(self.0.len() + 7 + key.text.len());
-        bytes.extend_from_slice(&self.0);
+        // One reallocation (often in place), exactly to the new size.
+        let mut bytes = std::mem::take(&mut self.0).into_vec();
+        bytes.reserve_exact(7 + key.text.len());
         encode(&mut bytes, key);
         self.0 = bytes.into_boxed_slice();
         at

@@ -17,7 +17,7 @@ mod transaction;
 
 pub use index::KeyHash;
 pub use keys::{KeyBlock, KeyJson, KeyView};
-pub use timeline::{ExchangeRecord, NewExchange, Timeline};
+pub use timeline::{ExchangeRecord, NewExchange, Problems, Timeline};
 pub use transaction::{
     Attempt, ExceptionRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord, MeasuredFlow,
     MilestoneRecord, NameId, Names, Reached, Resolution, Stamp, Status, Transaction,
