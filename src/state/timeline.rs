@@ -430,7 +430,14 @@ impl Timeline {
         if let Err(text) = fields.method {
             put_text(bytes, text);
         }
-        self.bytes.reserve_exact(record.len());
+        if self.bytes.capacity() - self.bytes.len() < record.len() {
+            // Room in steps of 32 bytes (jemalloc's size classes are 16
+            // and 32 bytes apart up to 256): a reallocation every 2–3
+            // exchanges instead of every one, little slack beyond the
+            // class's own rounding.
+            let want = (self.bytes.len() + record.len()).next_multiple_of(GROWTH);
+            self.bytes.reserve_exact(want - self.bytes.len());
+        }
         self.bytes.extend_from_slice(&record);
         self.len += 1;
         self.last_id = fields.id;
@@ -653,8 +660,22 @@ fn head_len(record: &[u8]) -> Option<usize> {
 /// Where a record is encoded.
 type Out = SmallVec<[u8; 64]>;
 
+/// The step in which a timeline's buffer grows.
+const GROWTH: usize = 32;
+
 /// Appends `value` as LEB128 (7 bits a byte, low first).
-fn put(bytes: &mut Out, mut value: u128) {
+#[inline]
+fn put(bytes: &mut Out, value: u128) {
+    // Most numbers of a record (ids, positions, flags of a kind) take one.
+    if value < 0x80 {
+        bytes.push(value as u8);
+    } else {
+        put_long(bytes, value);
+    }
+}
+
+/// [`put`] of a value of two bytes or more.
+fn put_long(bytes: &mut Out, mut value: u128) {
     while value >= 0x80 {
         bytes.push((value as u8) | 0x80);
         value >>= 7;
