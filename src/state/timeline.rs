@@ -143,8 +143,10 @@ const OK: u16 = 200;
 /// Nanoseconds per unit of a scaled number, by its 2-bit tag.
 const SCALES: [u64; 4] = [1, 1_000, 1_000_000, 1_000_000_000];
 
-/// The fields of an exchange, decoded: what [`Timeline::encode`] writes.
-struct Fields<'a, K> {
+/// The fields of an exchange, decoded: what [`Timeline::push_fields`]
+/// writes, with borrowed text (`T` a `&str`, `K` an iterator of key
+/// positions, `P` a slice of problems) or owned ([`OwnedFields`]).
+struct Fields<T, K, P> {
     id: u64,
     at: Stamp,
     duration: Duration,
@@ -154,34 +156,21 @@ struct Fields<'a, K> {
     operation: Option<NameId<kind::Operation>>,
     milestone: Option<NameId<kind::Milestone>>,
     /// A code of [`STANDARD_METHODS`], or the extension method's text.
-    method: Result<u8, &'a str>,
-    path: &'a str,
+    method: Result<u8, T>,
+    path: T,
     keys: K,
-    problems: &'a [Problem],
+    problems: P,
 }
 
 /// An exchange's fields with owned text: a timeline re-encoding itself
 /// (a merge, renumbered paths) reads every record out first.
-struct OwnedFields {
-    id: u64,
-    at: Stamp,
-    duration: Duration,
-    status: u16,
-    error: Option<UpstreamError>,
-    system: NameId<kind::System>,
-    operation: Option<NameId<kind::Operation>>,
-    milestone: Option<NameId<kind::Milestone>>,
-    method: Result<u8, Box<str>>,
-    path: Box<str>,
-    keys: Vec<u32>,
-    problems: Vec<Problem>,
-}
+type OwnedFields = Fields<Box<str>, Vec<u32>, Vec<Problem>>;
 
 impl OwnedFields {
     /// The fields of `x`, its key positions mapped by `map` (positions
     /// with no entry are left out), or kept when `map` is `None`.
     fn of(x: &ExchangeRecord<'_>, map: Option<&[u32]>) -> Self {
-        OwnedFields {
+        Fields {
             id: x.id,
             at: x.at,
             duration: x.duration,
@@ -206,7 +195,7 @@ impl OwnedFields {
         }
     }
 
-    fn fields(&self) -> Fields<'_, impl Iterator<Item = usize> + Clone + '_> {
+    fn fields(&self) -> Fields<&str, impl Iterator<Item = usize> + Clone + '_, &[Problem]> {
         Fields {
             id: self.id,
             at: self.at,
@@ -361,7 +350,7 @@ impl Timeline {
     /// may be dropped to make room for a new one (not while rewriting).
     fn push_fields<K: Iterator<Item = usize> + Clone>(
         &mut self,
-        fields: Fields<'_, K>,
+        fields: Fields<&str, K, &[Problem]>,
         tidy: Tidy,
     ) {
         if self.len == 0 {

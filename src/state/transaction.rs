@@ -8,7 +8,7 @@
 //! key is held once, in `keys`, and links and the exchange timeline refer
 //! to it by position ([`KeyRefs`]); exchange and milestone records keep
 //! config names (system, operation, milestone) as 2-byte [`NameId`]s (an
-//! absent one too); the timeline packs each exchange in 40 bytes
+//! absent one too); the timeline delta-encodes each exchange in ~10-20 bytes
 //! ([`super::timeline`]). The JSON is the same as if every key and name
 //! were written out in place.
 
