@@ -318,7 +318,7 @@ async fn the_transaction_api_finds_the_out_of_order_order_with_both_milestones()
                         .is_some_and(|n| n.as_str() == milestone)
                         && transaction
                             .milestone_object(m)
-                            .is_some_and(|o| *o.value == *injection.object)
+                            .is_some_and(|o| o.value() == &*injection.object)
                 })
                 .map(|m| m.at())
         };
@@ -407,7 +407,7 @@ async fn tracking_number_alone_finds_its_order() {
                 .is_some_and(|n| n.as_str() == "delivered")
                 && transaction
                     .milestone_object(m)
-                    .is_some_and(|o| *o.value == *delivery.shipment_id)
+                    .is_some_and(|o| o.value() == &*delivery.shipment_id)
         });
         // A parcel the driver never shipped is known by its label alone.
         let unshipped = summary

@@ -217,10 +217,10 @@ fn summary(tx: &Transaction, config: &Config) -> Value {
     json!({
         "name": tx.name(),
         "status": tx.status,
-        "keys": tx.keys,
+        "keys": tx.keys_json(Names::of(config)),
         "last_milestone": tx.last_milestone().map(|m| json!({
             "milestone": m.milestone().get(&config.milestones),
-            "object": tx.milestone_object(m),
+            "object": tx.milestone_object(m).map(|k| k.json(&config.key_kinds)),
             "at": time(m.at()),
         })),
         "milestones": tx.milestones.len(),

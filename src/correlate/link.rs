@@ -103,9 +103,8 @@ impl Correlator {
         };
         if tx.root().is_none() {
             if let Some(root) = keys.iter().find(|k| k.kind == root_kind) {
-                let root = tx.shared_key(root);
                 tx.rename(root.clone());
-                tx.set_root(Some(root));
+                tx.set_root(Some(root.clone()));
             }
         }
         let positions: SmallVec<[u32; KeyRefs::INLINE]> = keys

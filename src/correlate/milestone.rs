@@ -33,14 +33,14 @@ pub(super) fn record(
     let mut objects: SmallVec<[Key; 2]> = keys
         .iter()
         .filter(|k| &k.kind == object_kind)
-        .map(|k| tx.shared_key(k))
+        .cloned()
         .collect();
     if objects.is_empty() {
         objects = keys
             .iter()
             .flat_map(|k| tx.neighbours(k))
-            .filter(|k| &k.kind == object_kind)
-            .cloned()
+            .filter(|k| k.is_of(object_kind))
+            .filter_map(|k| k.to_key(&config.key_kinds))
             .collect();
         objects.sort();
         objects.dedup();
@@ -61,7 +61,9 @@ pub(super) fn record(
             existing.add_repeat();
             let existing = existing.clone();
             counters.repeats.inc();
-            if let Some(record) = tx.milestone_record(&existing, Names::of(config)) {
+            if let Some(record) =
+                Transaction::milestone_record_on(&existing, object, Names::of(config))
+            {
                 news.milestones.push(Marked {
                     record,
                     repeat: true,
@@ -116,8 +118,13 @@ pub(super) fn refresh_status(config: &Config, completed: &Counter, tx: &mut TxMu
         .peekable();
     let complete = terminals.peek().is_some()
         && terminals.all(|def| {
-            let mut objects = tx.keys.iter().filter(|k| k.kind == def.object).peekable();
-            objects.peek().is_some() && objects.all(|k| tx.reached(&def.name, Some(k)))
+            let mut objects = tx
+                .keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.is_of(&def.object))
+                .peekable();
+            objects.peek().is_some() && objects.all(|(at, _)| tx.reached_at(&def.name, Some(at)))
         });
     let status = if complete {
         Status::Complete
@@ -166,7 +173,7 @@ fn measure(
     let start = if same_kind {
         starts().find(|m| m.object_position() == position)?
     } else {
-        let linked: Vec<&Key> = tx.neighbours(object).collect();
+        let linked: Vec<_> = tx.neighbours(object).collect();
         starts()
             .filter(|m| tx.milestone_object(m).is_some_and(|o| linked.contains(&o)))
             .min_by_key(|m| m.at())

@@ -199,7 +199,10 @@ fn milestone_objects(h: &Harness, tx: &Transaction, name: &str) -> Vec<String> {
     tx.milestones
         .iter()
         .filter(|m| m.milestone().is(&milestone))
-        .filter_map(|m| tx.milestone_object(m))
+        .filter_map(|m| {
+            tx.milestone_object(m)?
+                .to_key(&h.correlator.config.key_kinds)
+        })
         .map(|k| k.to_string())
         .collect()
 }

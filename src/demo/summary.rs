@@ -119,7 +119,11 @@ impl TransactionView {
         let names = Names::of(config);
         TransactionView {
             root: t.root().map(KeyName::from),
-            keys: t.keys.iter().map(KeyName::from).collect(),
+            keys: t
+                .keys
+                .keys(&config.key_kinds)
+                .map(|k| KeyName::from(&k))
+                .collect(),
             complete: t.status == Status::Complete,
             milestones: t
                 .milestones

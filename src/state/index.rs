@@ -17,8 +17,8 @@ use std::hash::BuildHasher;
 
 use hashbrown::hash_table::{Entry, HashTable};
 
+use super::keys::KeyView;
 use super::TxId;
-use crate::extract::Key;
 
 /// The hash of a key in one store's [`KeyIndex`]: computed once per key and
 /// passed along (a look-up, then attaching the key), so a key is hashed
@@ -28,7 +28,7 @@ pub struct KeyHash(u64);
 
 /// How an index hashes its keys.
 pub(super) trait HashKey {
-    fn hash_key(&self, key: &Key) -> u64;
+    fn hash_key(&self, key: KeyView<'_>) -> u64;
 }
 
 /// SipHash-1-3 with a random 128-bit key: the function and strength of
@@ -53,8 +53,8 @@ impl Default for Sip13 {
 }
 
 impl HashKey for Sip13 {
-    fn hash_key(&self, key: &Key) -> u64 {
-        siphash::<1, 3>(self.k0, self.k1, key.kind.id() as u64, key.value.as_bytes())
+    fn hash_key(&self, key: KeyView<'_>) -> u64 {
+        siphash::<1, 3>(self.k0, self.k1, key.kind().index() as u64, key.bytes())
     }
 }
 
@@ -117,7 +117,7 @@ pub(super) struct KeyIndex<S = Sip13> {
 
 impl<S: HashKey> KeyIndex<S> {
     /// The hash of `key` in this index.
-    pub(super) fn hash(&self, key: &Key) -> KeyHash {
+    pub(super) fn hash(&self, key: KeyView<'_>) -> KeyHash {
         KeyHash(self.hasher.hash_key(key))
     }
 
@@ -174,13 +174,14 @@ impl<S: HashKey> KeyIndex<S> {
 mod tests {
     use super::*;
     use crate::config::{kind, Symbols};
+    use crate::extract::Key;
 
     /// Every key hashes to 0: only the `holds` check tells them apart.
     #[derive(Default)]
     struct Colliding;
 
     impl HashKey for Colliding {
-        fn hash_key(&self, _: &Key) -> u64 {
+        fn hash_key(&self, _: KeyView<'_>) -> u64 {
             0
         }
     }
@@ -209,13 +210,13 @@ mod tests {
         let order = kinds.intern("order").expect("intern");
         let shipment = kinds.intern("shipment").expect("intern");
         let sip = Sip13::default();
-        let a = sip.hash_key(&Key::new(order.clone(), "1"));
-        assert_eq!(a, sip.hash_key(&Key::new(order.clone(), "1")));
-        assert_ne!(a, sip.hash_key(&Key::new(shipment, "1")));
-        assert_ne!(a, sip.hash_key(&Key::new(order.clone(), "2")));
+        let a = sip.hash_key(KeyView::of(&Key::new(order.clone(), "1")));
+        assert_eq!(a, sip.hash_key(KeyView::of(&Key::new(order.clone(), "1"))));
+        assert_ne!(a, sip.hash_key(KeyView::of(&Key::new(shipment, "1"))));
+        assert_ne!(a, sip.hash_key(KeyView::of(&Key::new(order.clone(), "2"))));
         assert_ne!(
             a,
-            Sip13::default().hash_key(&Key::new(order, "1")),
+            Sip13::default().hash_key(KeyView::of(&Key::new(order, "1"))),
             "another store, another random key"
         );
     }
@@ -234,7 +235,7 @@ mod tests {
             }
         };
         let mut index: KeyIndex<Colliding> = KeyIndex::default();
-        let (ha, hb) = (index.hash(&a), index.hash(&b));
+        let (ha, hb) = (index.hash(KeyView::of(&a)), index.hash(KeyView::of(&b)));
         index.set(ha, TxId(1), holder(&a));
         index.set(hb, TxId(2), holder(&b));
         assert_eq!(index.len(), 2);

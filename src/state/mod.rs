@@ -9,13 +9,15 @@
 pub mod durable;
 mod expiry;
 mod index;
+mod keys;
 mod reached;
 pub mod shared;
 mod timeline;
 mod transaction;
 
 pub use index::KeyHash;
-pub use timeline::{ExchangeRecord, NewExchange, Timeline};
+pub use keys::{KeyBlock, KeyJson, KeyView};
+pub use timeline::{ExchangeRecord, NewExchange, Problems, Timeline};
 pub use transaction::{
     Attempt, ExceptionRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord, MeasuredFlow,
     MilestoneRecord, NameId, Names, Reached, Resolution, Stamp, Status, Transaction,
@@ -223,12 +225,12 @@ fn milestone_gauge<'a>(
 /// how the key index confirms a hash match.
 fn holds<'a>(
     transactions: &'a FastMap<TxId, Box<Transaction>>,
-    key: &'a Key,
+    key: KeyView<'a>,
 ) -> impl FnMut(TxId) -> bool + 'a {
     move |id| {
         transactions
             .get(&id)
-            .is_some_and(|tx| tx.keys.contains(key))
+            .is_some_and(|tx| tx.keys.position(key).is_some())
     }
 }
 
@@ -293,7 +295,7 @@ impl Store {
             let id = tx.id;
             let keys = tx.keys.clone();
             self.transactions.insert(id, Box::new(tx));
-            for key in &keys {
+            for key in keys.iter() {
                 let hash = self.index.hash(key);
                 self.index.set(hash, id, holds(&self.transactions, key));
             }
@@ -339,12 +341,13 @@ impl Store {
     /// The hash of `key` in this store's key index: computed once, it makes
     /// [`Store::find_hashed`] and [`Store::attach_hashed`] hash nothing.
     pub fn key_hash(&self, key: &Key) -> KeyHash {
-        self.index.hash(key)
+        self.index.hash(KeyView::of(key))
     }
 
     /// The transaction `key`, of hash `hash` ([`Store::key_hash`]), belongs to.
     pub fn find_hashed(&self, key: &Key, hash: KeyHash) -> Option<TxId> {
-        self.index.get(hash, holds(&self.transactions, key))
+        self.index
+            .get(hash, holds(&self.transactions, KeyView::of(key)))
     }
 
     /// The transaction with this id.
@@ -422,11 +425,8 @@ impl Store {
         // A key the transaction has already (a merge moved it, or the
         // exchange carried it twice) is only pointed at it: no probe of
         // the index to ask first, the setting probes once.
-        if !tx.keys.contains(key) {
-            // Exact growth: most transactions hold 1–4 keys.
-            tx.keys.reserve_exact(1);
-            tx.keys.push(key.clone());
-        }
+        let key = KeyView::of(key);
+        tx.add_key(key);
         self.index.set(hash, id, holds(&self.transactions, key));
         self.refresh_gauges();
     }
@@ -458,17 +458,11 @@ impl Store {
             return;
         };
         // Where each of the absorbed transaction's keys is in the target.
-        let mut moved = Vec::with_capacity(absorbed.keys.len());
-        for key in &absorbed.keys {
-            let at = match target.position(key) {
-                Some(at) => at,
-                None => {
-                    target.keys.push(key.clone());
-                    target.keys.len() - 1
-                }
-            };
-            moved.push(at as u32);
-        }
+        let moved: Vec<u32> = absorbed
+            .keys
+            .iter()
+            .map(|key| target.add_key(key) as u32)
+            .collect();
         if target.root().is_none() {
             if let Some(root) = absorbed.root().cloned() {
                 target.rename(root.clone());
@@ -518,7 +512,7 @@ impl Store {
         target.count_dropped(absorbed_dropped as usize);
         target.count_dropped(dropped);
         target.first_seen = target.first_seen.min(absorbed.first_seen);
-        for key in &absorbed.keys {
+        for key in absorbed.keys.iter() {
             let mut holds = holds(&self.transactions, key);
             self.index.set(self.index.hash(key), into, |other| {
                 other == from || holds(other)
@@ -555,7 +549,7 @@ impl Store {
         for exception in tx.exceptions().iter().filter(|e| e.is_open()) {
             self.metrics.exception_gauge(exception).dec();
         }
-        for key in &tx.keys {
+        for key in tx.keys.iter() {
             self.index.remove(self.index.hash(key), id);
         }
         match why {
@@ -821,14 +815,14 @@ mod tests {
 
     #[test]
     fn merging_moves_every_key_to_the_surviving_transaction() {
-        let (mut store, _, t0, order, ship) = order_and_shipment();
+        let (mut store, kinds, t0, order, ship) = order_and_shipment();
         let a = create(&mut store, order.clone(), t0);
         let b = create(&mut store, ship.clone(), t0 + Duration::from_secs(5));
         store.merge(a, b);
         assert_eq!(store.find(&ship), Some(a));
         assert_eq!(store.len(), 1);
         let tx = store.get(a).expect("merged");
-        assert_eq!(tx.keys, vec![order, ship]);
+        assert_eq!(tx.keys.keys(&kinds).collect::<Vec<_>>(), vec![order, ship]);
     }
 
     #[test]
@@ -838,10 +832,15 @@ mod tests {
         attach(&mut store, a, &ship);
         attach(&mut store, a, &ship);
         attach(&mut store, a, &order);
-        assert_eq!(
-            store.get(a).expect("held").keys,
-            vec![order.clone(), ship.clone()]
-        );
+        let held = |store: &Store| {
+            store
+                .get(a)
+                .expect("held")
+                .keys
+                .keys(&kinds)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(held(&store), vec![order.clone(), ship.clone()]);
         assert_eq!(store.find(&ship), Some(a));
 
         // Another transaction takes the key; attaching it back to the
@@ -851,7 +850,7 @@ mod tests {
         assert_eq!(store.find(&ship), Some(b));
         attach(&mut store, a, &ship);
         assert_eq!(store.find(&ship), Some(a));
-        assert_eq!(store.get(a).expect("held").keys, vec![order, ship]);
+        assert_eq!(held(&store), vec![order, ship]);
     }
 
     fn exchange(id: u64, system: &System, at: SystemTime, keys: KeyRefs) -> NewExchange<'_> {
@@ -878,6 +877,7 @@ mod tests {
             operations: &operations,
             milestones: &milestones,
             flows: &flows,
+            key_kinds: &kinds,
         };
         let json = serde_json::to_value(tx.json(names)).expect("serializable");
         assert_eq!(json["exchanges"][0]["system"], "wms");
@@ -911,13 +911,18 @@ mod tests {
 
         store.merge(a, b);
         let tx = store.get(a).expect("merged");
-        assert_eq!(tx.keys, vec![order.clone(), ship2, ship.clone()]);
-        let linked: Vec<(&Key, &Key)> = tx.linked_keys().collect();
-        assert_eq!(linked, vec![(&ship, &order)]);
+        let order_key = order.clone();
+        assert_eq!(
+            tx.keys.keys(&kinds).collect::<Vec<_>>(),
+            vec![order.clone(), ship2, ship.clone()]
+        );
+        let (order, ship) = (KeyView::of(&order), KeyView::of(&ship));
+        let linked: Vec<_> = tx.linked_keys().collect();
+        assert_eq!(linked, vec![(ship, order)]);
         let exchange = tx.exchanges.iter().find(|x| x.id == 7).expect("moved");
-        let keys: Vec<&Key> = tx.exchange_keys(exchange).collect();
-        assert_eq!(keys, vec![&order, &ship]);
-        let neighbours: Vec<&Key> = tx.neighbours(&order).collect();
-        assert_eq!(neighbours, vec![&ship]);
+        let keys: Vec<_> = tx.exchange_keys(exchange).collect();
+        assert_eq!(keys, vec![order, ship]);
+        let neighbours: Vec<_> = tx.neighbours(&order_key).collect();
+        assert_eq!(neighbours, vec![ship]);
     }
 }

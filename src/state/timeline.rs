@@ -1,32 +1,42 @@
 //! A transaction's exchange timeline: its most recent exchanges, oldest
-//! first, each held in a 40-byte record.
+//! first, delta-encoded back to back in one byte buffer.
 //!
 //! A store holds up to `max_exchanges_per_transaction` of these per
-//! transaction, a million transactions deep, so the common exchange is
-//! packed and nothing is lost: whatever does not fit the packed form is
-//! kept exactly in one out-of-line box that is absent for the common
-//! exchange.
+//! transaction, a million transactions deep, so each exchange is a few
+//! variable-length integers (LEB128) relative to the exchange before it,
+//! and nothing is lost: every value reads back exactly as it was pushed.
+//! A record is, in order:
 //!
-//! - the start time is a signed 48-bit nanosecond offset from the
-//!   timeline's base (the first exchange pushed into an empty timeline:
-//!   ± 39 hours); a time beyond that is kept exactly out of line;
-//! - the duration is `u32` nanoseconds (up to 4.29 s); a longer one is
-//!   kept exactly out of line;
-//! - the path is an index into the timeline's list of distinct paths
-//!   (the exchanges of a transaction usually go to a few endpoints); when
-//!   256 distinct paths are in use the path is kept out of line;
-//! - the keys are up to 7 positions below 16 in the transaction's `keys`,
-//!   a nibble each, in the order carried; more, or further, out of line;
-//! - config names are 2-byte [`NameId`]s (an absent one is a niche), the
-//!   method and the upstream error share one byte (an extension method's
-//!   text is kept out of line), extraction problems are out of line.
+//! - the method's code (low nibble: one of [`STANDARD_METHODS`], or an
+//!   extension method whose text follows at the end) and the upstream
+//!   error's (high nibble), one byte;
+//! - a byte of flags: which optional parts follow;
+//! - the id, as the zigzag difference from the previous exchange's (the
+//!   first record's from zero: it is re-encoded when the one before it
+//!   falls off);
+//! - the start, as the zigzag nanosecond difference from the previous
+//!   exchange's start (the first record's from the epoch), and the
+//!   duration, both *scaled*: a
+//!   2-bit tag says whether the number counts seconds, milliseconds,
+//!   microseconds or nanoseconds (the coarsest that is exact), so round
+//!   times take a byte or two;
+//! - the status when it is not 200; the system, operation and milestone
+//!   as [`NameId`]s (an absent one is left out);
+//! - the path as an index into the timeline's list of distinct paths (the
+//!   exchanges of a transaction usually go to a few endpoints), or its text
+//!   when 256 distinct paths are in use;
+//! - the keys: how many, then each one's position in the transaction's
+//!   `keys`, in the order carried;
+//! - extraction problems (count, one byte each), an extension method's
+//!   text (length, bytes), when there are any.
 //!
-//! Readers see an [`ExchangeRecord`], a view that gives every value back
-//! exactly as it was pushed.
+//! The usual exchange takes 12–20 bytes (40 in the earlier fixed-size
+//! record). Reading walks the buffer from the start: readers see an
+//! [`ExchangeRecord`], a decoded view with the same accessors as before.
 
-use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
+use smallvec::SmallVec;
 use thin_vec::ThinVec;
 
 use super::transaction::{KeyRefs, NameId, Stamp};
@@ -37,10 +47,14 @@ use crate::proxy::UpstreamError;
 /// A transaction's most recent exchanges, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct Timeline {
-    records: VecDeque<Packed>,
-    /// Start times are offsets from this: the start of the first exchange
-    /// pushed while the timeline was empty.
-    base: Stamp,
+    /// The records, back to back (see the module doc).
+    bytes: Vec<u8>,
+    /// How many records `bytes` holds.
+    len: u32,
+    /// The last record's id and start (the next record's are differences
+    /// from them).
+    last_id: u64,
+    last_at: Stamp,
     /// The distinct paths the records point to by index (at most 256).
     paths: ThinVec<Box<str>>,
 }
@@ -63,7 +77,7 @@ pub struct NewExchange<'a> {
 }
 
 /// One exchange of a [`Timeline`] as readers see it: the values it was
-/// pushed with.
+/// pushed with, decoded.
 #[derive(Debug, Clone, Copy)]
 pub struct ExchangeRecord<'a> {
     pub id: u64,
@@ -74,47 +88,18 @@ pub struct ExchangeRecord<'a> {
     pub system: NameId<kind::System>,
     pub operation: Option<NameId<kind::Operation>>,
     pub milestone: Option<NameId<kind::Milestone>>,
-    packed: &'a Packed,
-    timeline: &'a Timeline,
-}
-
-/// An exchange as the timeline holds it (40 bytes).
-#[derive(Debug, Clone)]
-struct Packed {
-    id: u64,
-    /// What does not fit the packed fields; `None` for the common exchange.
-    spilled: Option<Box<Spilled>>,
-    /// The low 32 bits of the start's offset from the timeline's base.
-    at_low: u32,
-    duration_nanos: u32,
-    /// The high 16 bits (sign included) of the start's offset.
-    at_high: i16,
-    status: u16,
-    system: NameId<kind::System>,
-    operation: Option<NameId<kind::Operation>>,
-    milestone: Option<NameId<kind::Milestone>>,
-    keys: PackedKeys,
-    /// Index into the timeline's `paths`.
-    path: u8,
-    /// The method's code (low nibble) and the upstream error's (high).
-    method_error: u8,
-}
-
-/// What an exchange has that does not fit [`Packed`], kept exactly.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Spilled {
-    /// An extension method's text (`PROPFIND`).
-    method: Option<Box<str>>,
-    /// Extraction problems, in the order found.
-    problems: Box<[Problem]>,
-    /// A start too far from the timeline's base.
-    at: Option<Stamp>,
-    /// A duration beyond `u32::MAX` nanoseconds.
-    duration: Option<Duration>,
-    /// Keys beyond what [`PackedKeys`] holds.
-    keys: Option<Box<[u32]>>,
-    /// A path when 256 distinct paths are in use.
-    path: Option<Box<str>>,
+    at: Stamp,
+    duration: Duration,
+    /// A code of [`STANDARD_METHODS`], or [`EXTENSION_METHOD`].
+    method: u8,
+    /// An extension method's text.
+    method_text: &'a str,
+    path: &'a str,
+    /// How many keys, and their positions, encoded.
+    key_count: usize,
+    keys: &'a [u8],
+    /// One byte per problem ([`Problem::ALL`] index).
+    problems: &'a [u8],
 }
 
 /// The methods a record keeps as a code (its position here).
@@ -130,51 +115,38 @@ const STANDARD_METHODS: [http::Method; 9] = [
     http::Method::TRACE,
 ];
 
-/// The code of a method not in [`STANDARD_METHODS`] (its text is spilled).
+/// The code of a method not in [`STANDARD_METHODS`] (its text follows).
 const EXTENSION_METHOD: u8 = 0xF;
-
-/// The code of `error`: its position in [`UpstreamError::ALL`] plus one
-/// (code 0: none).
-fn error_code(error: UpstreamError) -> u8 {
-    error.index() as u8 + 1
-}
 
 /// How many distinct paths a timeline indexes.
 const MAX_PATHS: usize = 256;
 
-/// Offsets of 48 bits, signed.
-const OFFSET_BITS: u32 = 48;
+/// The flags of a record: which optional parts follow.
+const HAS_OPERATION: u8 = 1;
+const HAS_MILESTONE: u8 = 1 << 1;
+const HAS_PROBLEMS: u8 = 1 << 2;
+/// The path's text follows (not an index).
+const PATH_TEXT: u8 = 1 << 3;
+/// The status follows (else it is 200).
+const HAS_STATUS: u8 = 1 << 4;
 
-/// Up to [`PackedKeys::MAX`] key positions below 16, one nibble each
-/// after a nibble of count, in the order carried.
+/// Whether a push may drop unused paths to make room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PackedKeys(u32);
-
-impl PackedKeys {
-    const MAX: usize = 7;
-
-    /// The positions, if they fit.
-    fn new(positions: impl Iterator<Item = usize> + Clone) -> Option<Self> {
-        let mut bits = 0u32;
-        let mut len = 0usize;
-        for p in positions {
-            if len == Self::MAX || p > 0xF {
-                return None;
-            }
-            bits |= (p as u32) << (4 + 4 * len);
-            len += 1;
-        }
-        Some(PackedKeys(bits | len as u32))
-    }
-
-    fn iter(self) -> impl Iterator<Item = usize> {
-        let len = (self.0 & 0xF) as usize;
-        (0..len).map(move |i| ((self.0 >> (4 + 4 * i)) & 0xF) as usize)
-    }
+enum Tidy {
+    Yes,
+    No,
 }
 
-/// The fields of an exchange, decoded: what [`Timeline::pack`] packs.
-struct Fields<'a, K> {
+/// The usual status, left out of a record.
+const OK: u16 = 200;
+
+/// Nanoseconds per unit of a scaled number, by its 2-bit tag.
+const SCALES: [u64; 4] = [1, 1_000, 1_000_000, 1_000_000_000];
+
+/// The fields of an exchange, decoded: what [`Timeline::push_fields`]
+/// writes, with borrowed text (`T` a `&str`, `K` an iterator of key
+/// positions, `P` a slice of problems) or owned ([`OwnedFields`]).
+struct Fields<T, K, P> {
     id: u64,
     at: Stamp,
     duration: Duration,
@@ -184,10 +156,61 @@ struct Fields<'a, K> {
     operation: Option<NameId<kind::Operation>>,
     milestone: Option<NameId<kind::Milestone>>,
     /// A code of [`STANDARD_METHODS`], or the extension method's text.
-    method: Result<u8, &'a str>,
-    path: &'a str,
+    method: Result<u8, T>,
+    path: T,
     keys: K,
-    problems: &'a [Problem],
+    problems: P,
+}
+
+/// An exchange's fields with owned text: a timeline re-encoding itself
+/// (a merge, renumbered paths) reads every record out first.
+type OwnedFields = Fields<Box<str>, Vec<u32>, Vec<Problem>>;
+
+impl OwnedFields {
+    /// The fields of `x`, its key positions mapped by `map` (positions
+    /// with no entry are left out), or kept when `map` is `None`.
+    fn of(x: &ExchangeRecord<'_>, map: Option<&[u32]>) -> Self {
+        Fields {
+            id: x.id,
+            at: x.at,
+            duration: x.duration,
+            status: x.status,
+            error: x.error,
+            system: x.system,
+            operation: x.operation,
+            milestone: x.milestone,
+            method: match x.method {
+                EXTENSION_METHOD => Err(x.method_text.into()),
+                code => Ok(code),
+            },
+            path: x.path.into(),
+            keys: x
+                .keys()
+                .filter_map(|p| match map {
+                    Some(map) => map.get(p).copied(),
+                    None => u32::try_from(p).ok(),
+                })
+                .collect(),
+            problems: x.problems().iter().collect(),
+        }
+    }
+
+    fn fields(&self) -> Fields<&str, impl Iterator<Item = usize> + Clone + '_, &[Problem]> {
+        Fields {
+            id: self.id,
+            at: self.at,
+            duration: self.duration,
+            status: self.status,
+            error: self.error,
+            system: self.system,
+            operation: self.operation,
+            milestone: self.milestone,
+            method: self.method.as_ref().copied().map_err(|t| &**t),
+            path: &self.path,
+            keys: self.keys.iter().map(|&p| p as usize),
+            problems: &self.problems,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -220,22 +243,34 @@ impl<'a> NewExchange<'a> {
 impl Timeline {
     /// How many exchanges it holds.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.len as usize
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len == 0
     }
 
     /// The exchanges, oldest first.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = ExchangeRecord<'_>> + ExactSizeIterator {
-        self.records.iter().map(|p| self.view(p))
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            timeline: self,
+            rest: &self.bytes,
+            left: self.len as usize,
+            id: 0,
+            at: Stamp::default(),
+        }
     }
 
     /// The exchange at `index` (0: the oldest).
     pub fn get(&self, index: usize) -> Option<ExchangeRecord<'_>> {
-        self.records.get(index).map(|p| self.view(p))
+        self.iter().nth(index)
+    }
+
+    /// The size of the encoded records in bytes (the buffer may hold more
+    /// room).
+    pub fn encoded_len(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Appends `new` (see [`Timeline::drop_oldest_beyond`] for the bound).
@@ -244,28 +279,51 @@ impl Timeline {
             .iter()
             .position(|m| m == new.method)
             .map_or(Err(new.method.as_str()), |p| Ok(p as u8));
-        let fields = Fields {
-            id: new.id,
-            at: Stamp::new(new.at),
-            duration: new.duration,
-            status: new.status,
-            error: new.error,
-            system: NameId::new(new.system),
-            operation: new.operation.map(NameId::new),
-            milestone: new.milestone.map(NameId::new),
-            method,
-            path: new.path,
-            keys: new.keys.iter(),
-            problems: new.problems,
-        };
-        let packed = self.pack(fields);
-        self.records.push_back(packed);
+        self.push_fields(
+            Fields {
+                id: new.id,
+                at: Stamp::new(new.at),
+                duration: new.duration,
+                status: new.status,
+                error: new.error,
+                system: NameId::new(new.system),
+                operation: new.operation.map(NameId::new),
+                milestone: new.milestone.map(NameId::new),
+                method,
+                path: new.path,
+                keys: new.keys.iter(),
+                problems: new.problems,
+            },
+            Tidy::Yes,
+        );
     }
 
     /// Drops the oldest exchanges beyond `bound`; returns how many.
     pub fn drop_oldest_beyond(&mut self, bound: usize) -> usize {
-        let over = self.records.len().saturating_sub(bound);
-        self.records.drain(..over);
+        let over = self.len().saturating_sub(bound);
+        if over == 0 {
+            return 0;
+        }
+        if over == self.len() {
+            self.bytes.clear();
+            self.len = 0;
+            return over;
+        }
+        let mut records = self.iter();
+        for _ in 0..over {
+            records.next();
+        }
+        let cut = self.bytes.len() - records.rest.len();
+        // The new first record, its id and start made absolute.
+        let (Some(first), Some(fields_end)) = (records.next(), head_len(&self.bytes[cut..])) else {
+            return 0;
+        };
+        let mut head = Out::new();
+        head.extend_from_slice(&self.bytes[cut..cut + 2]);
+        put(&mut head, u128::from(zigzag(first.id as i64)));
+        put_scaled(&mut head, first.at.nanos() as i64);
+        drop(self.bytes.splice(..cut + fields_end, head));
+        self.len -= over as u32;
         over
     }
 
@@ -273,232 +331,451 @@ impl Timeline {
     /// one), each key position `p` replaced by `moved[p]` (positions with
     /// no entry are left out), and puts all in time order (ties by id).
     pub fn absorb(&mut self, other: &Timeline, moved: &[u32]) {
-        for x in other.iter() {
-            let spilled = x.packed.spilled.as_deref();
-            let method = match x.packed.method_error & 0xF {
-                EXTENSION_METHOD => Err(spilled.and_then(|s| s.method.as_deref()).unwrap_or("")),
-                code => Ok(code),
-            };
-            let keys = KeyRefs::new(
-                &x.keys()
-                    .filter_map(|p| moved.get(p).copied())
-                    .collect::<Vec<u32>>(),
-            );
-            let packed = self.pack(Fields {
-                id: x.id,
-                at: x.stamp(),
-                duration: x.duration(),
-                status: x.status,
-                error: x.error,
-                system: x.system,
-                operation: x.operation,
-                milestone: x.milestone,
-                method,
-                path: x.path(),
-                keys: keys.iter(),
-                problems: x.problems(),
-            });
-            self.records.push_back(packed);
-        }
-        let base = self.base;
-        self.records
-            .make_contiguous()
-            .sort_by_key(|p| (p.stamp(base), p.id));
+        let mut all: Vec<OwnedFields> = self.iter().map(|x| OwnedFields::of(&x, None)).collect();
+        all.extend(other.iter().map(|x| OwnedFields::of(&x, Some(moved))));
+        all.sort_by_key(|f| (f.at, f.id));
+        self.rewrite(&all);
     }
 
-    fn view<'a>(&'a self, packed: &'a Packed) -> ExchangeRecord<'a> {
-        let error = match packed.method_error >> 4 {
-            0 => None,
-            code => UpstreamError::ALL.get(usize::from(code) - 1).copied(),
-        };
-        ExchangeRecord {
-            id: packed.id,
-            status: packed.status,
-            error,
-            system: packed.system,
-            operation: packed.operation,
-            milestone: packed.milestone,
-            packed,
-            timeline: self,
+    /// Encodes `records` afresh, in that order.
+    fn rewrite(&mut self, records: &[OwnedFields]) {
+        self.bytes.clear();
+        self.len = 0;
+        for record in records {
+            self.push_fields(record.fields(), Tidy::No);
         }
     }
 
-    /// The packed record of `fields`, spilling what does not fit.
-    fn pack<K: Iterator<Item = usize> + Clone>(&mut self, fields: Fields<'_, K>) -> Packed {
-        if self.records.is_empty() {
-            // Nothing refers to the base or the paths any more.
-            self.base = fields.at;
+    /// Appends the record of `fields`; `tidy` says whether unused paths
+    /// may be dropped to make room for a new one (not while rewriting).
+    fn push_fields<K: Iterator<Item = usize> + Clone>(
+        &mut self,
+        fields: Fields<&str, K, &[Problem]>,
+        tidy: Tidy,
+    ) {
+        if self.len == 0 {
+            // Nothing refers to the old paths any more.
+            self.bytes.clear();
             self.paths.clear();
         }
-        // Allocated only when something does not fit.
-        let mut spilled: Option<Box<Spilled>> = None;
-        fn spill(spilled: &mut Option<Box<Spilled>>) -> &mut Spilled {
-            spilled.get_or_insert_with(Box::default)
-        }
-        let offset = i128::from(fields.at.nanos()) - i128::from(self.base.nanos());
-        let limit = 1i128 << (OFFSET_BITS - 1);
-        let offset = if (-limit..limit).contains(&offset) {
-            offset as i64
+        let path = self.path_index(fields.path, tidy);
+        let (id, at) = if self.len == 0 {
+            (0, Stamp::default())
         } else {
-            spill(&mut spilled).at = Some(fields.at);
-            0
+            (self.last_id, self.last_at)
         };
-        let duration_nanos = match u32::try_from(fields.duration.as_nanos()) {
-            Ok(nanos) => nanos,
-            Err(_) => {
-                spill(&mut spilled).duration = Some(fields.duration);
-                0
-            }
-        };
-        let keys = PackedKeys::new(fields.keys.clone()).unwrap_or_else(|| {
-            spill(&mut spilled).keys = Some(fields.keys.map(|p| p as u32).collect());
-            PackedKeys(0)
-        });
-        let path = self.path_index(fields.path).unwrap_or_else(|| {
-            spill(&mut spilled).path = Some(fields.path.into());
-            0
-        });
+        // Encoded aside, then added with exact growth (a transaction
+        // holds a few records: no doubling slack).
+        let mut record = Out::new();
+        let bytes = &mut record;
         let method = match fields.method {
             Ok(code) => code,
-            Err(text) => {
-                spill(&mut spilled).method = Some(text.into());
-                EXTENSION_METHOD
-            }
+            Err(_) => EXTENSION_METHOD,
         };
-        let error = fields.error.map_or(0, error_code);
+        let error = fields.error.map_or(0, |e| e.index() as u8 + 1);
+        bytes.push(method | (error << 4));
+        let mut flags = 0;
+        if fields.operation.is_some() {
+            flags |= HAS_OPERATION;
+        }
+        if fields.milestone.is_some() {
+            flags |= HAS_MILESTONE;
+        }
         if !fields.problems.is_empty() {
-            spill(&mut spilled).problems = fields.problems.into();
+            flags |= HAS_PROBLEMS;
         }
-        Packed {
-            id: fields.id,
-            spilled,
-            at_low: offset as u32,
-            at_high: (offset >> 32) as i16,
-            duration_nanos,
-            status: fields.status,
-            system: fields.system,
-            operation: fields.operation,
-            milestone: fields.milestone,
-            keys,
-            path,
-            method_error: method | (error << 4),
+        if path.is_none() {
+            flags |= PATH_TEXT;
         }
+        if fields.status != OK {
+            flags |= HAS_STATUS;
+        }
+        bytes.push(flags);
+        put(bytes, u128::from(zigzag(fields.id.wrapping_sub(id) as i64)));
+        put_scaled(bytes, fields.at.nanos().wrapping_sub(at.nanos()) as i64);
+        put_duration(bytes, fields.duration);
+        if fields.status != OK {
+            put(bytes, u128::from(fields.status));
+        }
+        put(bytes, u128::from(fields.system.plus_one().get()));
+        if let Some(operation) = fields.operation {
+            put(bytes, u128::from(operation.plus_one().get()));
+        }
+        if let Some(milestone) = fields.milestone {
+            put(bytes, u128::from(milestone.plus_one().get()));
+        }
+        match path {
+            Some(index) => put(bytes, index as u128),
+            None => put_text(bytes, fields.path),
+        }
+        put(bytes, fields.keys.clone().count() as u128);
+        for p in fields.keys {
+            put(bytes, p as u128);
+        }
+        if !fields.problems.is_empty() {
+            put(bytes, fields.problems.len() as u128);
+            bytes.extend(fields.problems.iter().map(|p| problem_code(*p)));
+        }
+        if let Err(text) = fields.method {
+            put_text(bytes, text);
+        }
+        if self.bytes.capacity() - self.bytes.len() < record.len() {
+            // Room in steps of 32 bytes (jemalloc's size classes are 16
+            // and 32 bytes apart up to 256): a reallocation every 2–3
+            // exchanges instead of every one, little slack beyond the
+            // class's own rounding.
+            let want = (self.bytes.len() + record.len()).next_multiple_of(GROWTH);
+            self.bytes.reserve_exact(want - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(&record);
+        self.len += 1;
+        self.last_id = fields.id;
+        self.last_at = fields.at;
     }
 
     /// The index of `path` in `paths`, added if new; `None` when 256
     /// distinct paths are in use by the records.
-    fn path_index(&mut self, path: &str) -> Option<u8> {
+    fn path_index(&mut self, path: &str, tidy: Tidy) -> Option<usize> {
         if let Some(at) = self.paths.iter().rposition(|p| &**p == path) {
-            return u8::try_from(at).ok();
+            return Some(at);
         }
-        if self.paths.len() == MAX_PATHS {
+        if self.paths.len() == MAX_PATHS && tidy == Tidy::Yes {
             self.drop_unused_paths();
         }
         if self.paths.len() == MAX_PATHS {
             return None;
         }
         self.paths.push(path.into());
-        u8::try_from(self.paths.len() - 1).ok()
+        Some(self.paths.len() - 1)
     }
 
     /// Forgets the paths no record points to (records that fell off the
-    /// timeline), renumbering the records' indexes.
+    /// timeline): the records are encoded afresh with the paths renumbered.
     fn drop_unused_paths(&mut self) {
         let mut used = [false; MAX_PATHS];
-        for p in self.records.iter().filter(|p| !p.path_spilled()) {
-            used[usize::from(p.path)] = true;
-        }
-        let mut renumbered = [0u8; MAX_PATHS];
-        let mut kept = ThinVec::with_capacity(used.iter().filter(|&&u| u).count());
-        for (old, path) in std::mem::take(&mut self.paths).into_iter().enumerate() {
-            if used[old] {
-                renumbered[old] = kept.len() as u8;
-                kept.push(path);
+        for x in self.iter() {
+            if let Some(at) = self
+                .paths
+                .iter()
+                .position(|p| p.as_ptr() == x.path.as_ptr())
+            {
+                used[at] = true;
             }
         }
-        self.paths = kept;
-        for p in self.records.iter_mut().filter(|p| !p.path_spilled()) {
-            p.path = renumbered[usize::from(p.path)];
+        if used.iter().all(|&u| u) {
+            return;
         }
+        let records: Vec<OwnedFields> = self.iter().map(|x| OwnedFields::of(&x, None)).collect();
+        self.paths.clear();
+        self.rewrite(&records);
     }
 }
 
-impl Packed {
-    fn path_spilled(&self) -> bool {
-        self.spilled.as_ref().is_some_and(|s| s.path.is_some())
+/// The exchanges of a [`Timeline`], oldest first, decoded one by one.
+#[derive(Clone)]
+pub struct Iter<'a> {
+    timeline: &'a Timeline,
+    rest: &'a [u8],
+    left: usize,
+    /// The previous record's id and start.
+    id: u64,
+    at: Stamp,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = ExchangeRecord<'a>;
+
+    fn next(&mut self) -> Option<ExchangeRecord<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        let (record, rest) = self.decode()?;
+        self.rest = rest;
+        self.left -= 1;
+        self.id = record.id;
+        self.at = record.at;
+        Some(record)
     }
 
-    fn stamp(&self, base: Stamp) -> Stamp {
-        match self.spilled.as_ref().and_then(|s| s.at) {
-            Some(at) => at,
-            None => {
-                let offset = (i64::from(self.at_high) << 32) | i64::from(self.at_low);
-                Stamp::from_nanos(base.nanos().wrapping_add_signed(offset))
-            }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<'a> Iter<'a> {
+    /// The next record and what follows it (`None` only for a buffer this
+    /// module did not write).
+    fn decode(&self) -> Option<(ExchangeRecord<'a>, &'a [u8])> {
+        let mut r = Reader(self.rest);
+        let method_error = r.byte()?;
+        let flags = r.byte()?;
+        let id = self
+            .id
+            .wrapping_add(unzigzag(u64::try_from(r.number()?).ok()?) as u64);
+        let at = Stamp::from_nanos(self.at.nanos().wrapping_add(r.scaled()? as u64));
+        let duration = r.duration()?;
+        let status = if flags & HAS_STATUS != 0 {
+            u16::try_from(r.number()?).ok()?
+        } else {
+            OK
+        };
+        let system = r.name()?;
+        let operation = if flags & HAS_OPERATION != 0 {
+            Some(r.name()?)
+        } else {
+            None
+        };
+        let milestone = if flags & HAS_MILESTONE != 0 {
+            Some(r.name()?)
+        } else {
+            None
+        };
+        let path = if flags & PATH_TEXT != 0 {
+            r.text()?
+        } else {
+            let index = usize::try_from(r.number()?).ok()?;
+            self.timeline.paths.get(index).map_or("", |p| p)
+        };
+        let key_count = usize::try_from(r.number()?).ok()?;
+        let keys_start = r.0;
+        for _ in 0..key_count {
+            r.number()?;
         }
+        let keys = &keys_start[..keys_start.len() - r.0.len()];
+        let problems: &[u8] = if flags & HAS_PROBLEMS != 0 {
+            let count = usize::try_from(r.number()?).ok()?;
+            r.take(count)?
+        } else {
+            &[]
+        };
+        let method = method_error & 0xF;
+        let method_text = if method == EXTENSION_METHOD {
+            r.text()?
+        } else {
+            ""
+        };
+        let error = match method_error >> 4 {
+            0 => None,
+            code => UpstreamError::ALL.get(usize::from(code) - 1).copied(),
+        };
+        let record = ExchangeRecord {
+            id,
+            status,
+            error,
+            system,
+            operation,
+            milestone,
+            at,
+            duration,
+            method,
+            method_text,
+            path,
+            key_count,
+            keys,
+            problems,
+        };
+        Some((record, r.0))
+    }
+}
+
+/// Reads what [`Timeline::push_fields`] wrote.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (taken, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(taken)
+    }
+
+    /// A LEB128 number.
+    fn number(&mut self) -> Option<u128> {
+        let mut value = 0u128;
+        let mut shift = 0u32;
+        loop {
+            let b = self.byte()?;
+            value |= u128::from(b & 0x7F).checked_shl(shift)?;
+            if b < 0x80 {
+                return Some(value);
+            }
+            shift += 7;
+        }
+    }
+
+    /// A scaled signed number of nanoseconds ([`put_scaled`]).
+    fn scaled(&mut self) -> Option<i64> {
+        let n = self.number()?;
+        let scale = SCALES[(n & 3) as usize] as i64;
+        let q = unzigzag(u64::try_from(n >> 2).ok()?);
+        q.checked_mul(scale)
+    }
+
+    /// A scaled duration ([`put_duration`]).
+    fn duration(&mut self) -> Option<Duration> {
+        let n = self.number()?;
+        let nanos = (n >> 2).checked_mul(u128::from(SCALES[(n & 3) as usize]))?;
+        let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+        Some(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+    }
+
+    fn name<T>(&mut self) -> Option<NameId<T>> {
+        let id = std::num::NonZeroU16::new(u16::try_from(self.number()?).ok()?)?;
+        Some(NameId::from_plus_one(id))
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        let len = usize::try_from(self.number()?).ok()?;
+        std::str::from_utf8(self.take(len)?).ok()
+    }
+}
+
+/// How many bytes of `record` its method, flags, id and start take.
+fn head_len(record: &[u8]) -> Option<usize> {
+    let mut r = Reader(record);
+    r.take(2)?;
+    r.number()?;
+    r.number()?;
+    Some(record.len() - r.0.len())
+}
+
+/// Where a record is encoded.
+type Out = SmallVec<[u8; 64]>;
+
+/// The step in which a timeline's buffer grows.
+const GROWTH: usize = 32;
+
+/// Appends `value` as LEB128 (7 bits a byte, low first).
+#[inline]
+fn put(bytes: &mut Out, value: u128) {
+    // Most numbers of a record (ids, positions, flags of a kind) take one.
+    if value < 0x80 {
+        bytes.push(value as u8);
+    } else {
+        put_long(bytes, value);
+    }
+}
+
+/// [`put`] of a value of two bytes or more.
+fn put_long(bytes: &mut Out, mut value: u128) {
+    while value >= 0x80 {
+        bytes.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    bytes.push(value as u8);
+}
+
+/// Appends a length and `text`.
+fn put_text(bytes: &mut Out, text: &str) {
+    put(bytes, text.len() as u128);
+    bytes.extend_from_slice(text.as_bytes());
+}
+
+/// The coarsest tag of [`SCALES`] that divides `nanos`.
+fn scale_of(nanos: u128) -> usize {
+    (1..SCALES.len())
+        .rev()
+        .find(|&tag| nanos % u128::from(SCALES[tag]) == 0)
+        .unwrap_or(0)
+}
+
+/// Appends signed nanoseconds as their zigzag quotient by the coarsest
+/// exact scale, shifted left by 2 over the scale's tag.
+fn put_scaled(bytes: &mut Out, nanos: i64) {
+    let tag = scale_of(u128::from(nanos.unsigned_abs()));
+    let q = nanos / SCALES[tag] as i64;
+    put(bytes, (u128::from(zigzag(q)) << 2) | tag as u128);
+}
+
+/// Appends a duration as its nanoseconds' quotient by the coarsest exact
+/// scale, shifted left by 2 over the scale's tag.
+fn put_duration(bytes: &mut Out, duration: Duration) {
+    let nanos = duration.as_nanos();
+    let tag = scale_of(nanos);
+    put(
+        bytes,
+        ((nanos / u128::from(SCALES[tag])) << 2) | tag as u128,
+    );
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// A problem's code: its position in [`Problem::ALL`].
+fn problem_code(problem: Problem) -> u8 {
+    Problem::ALL.iter().position(|&p| p == problem).unwrap_or(0) as u8
+}
+
+/// The problems of an exchange, in the order found
+/// ([`ExchangeRecord::problems`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Problems<'a>(&'a [u8]);
+
+impl<'a> Problems<'a> {
+    /// The problems, in order.
+    pub fn iter(self) -> impl Iterator<Item = Problem> + 'a {
+        self.0
+            .iter()
+            .filter_map(|&code| Problem::ALL.get(usize::from(code)).copied())
+    }
+
+    /// How many.
+    pub fn len(self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(self) -> bool {
+        self.0.is_empty()
     }
 }
 
 impl<'a> ExchangeRecord<'a> {
-    fn spilled(&self) -> Option<&'a Spilled> {
-        self.packed.spilled.as_deref()
-    }
-
-    fn stamp(&self) -> Stamp {
-        self.packed.stamp(self.timeline.base)
-    }
-
     /// When the exchange started.
     pub fn at(&self) -> SystemTime {
-        self.stamp().time()
+        self.at.time()
     }
 
     /// How long it took, as the client saw it.
     pub fn duration(&self) -> Duration {
-        self.spilled()
-            .and_then(|s| s.duration)
-            .unwrap_or(Duration::from_nanos(u64::from(self.packed.duration_nanos)))
+        self.duration
     }
 
     /// The request method (`POST`, or an extension method's text).
     pub fn method(&self) -> &'a str {
-        match STANDARD_METHODS.get(usize::from(self.packed.method_error & 0xF)) {
+        match STANDARD_METHODS.get(usize::from(self.method)) {
             Some(method) => method.as_str(),
-            None => self
-                .spilled()
-                .and_then(|s| s.method.as_deref())
-                .unwrap_or_default(),
+            None => self.method_text,
         }
     }
 
     /// The request path.
     pub fn path(&self) -> &'a str {
-        match self.spilled().and_then(|s| s.path.as_deref()) {
-            Some(path) => path,
-            None => self
-                .timeline
-                .paths
-                .get(usize::from(self.packed.path))
-                .map_or("", |p| p),
-        }
+        self.path
     }
 
     /// The exchange's keys, in the order it carried them, as positions in
     /// the transaction's `keys`.
     pub fn keys(&self) -> impl Iterator<Item = usize> + 'a {
-        let spilled: &[u32] = self
-            .spilled()
-            .and_then(|s| s.keys.as_deref())
-            .unwrap_or(&[]);
-        self.packed
-            .keys
-            .iter()
-            .chain(spilled.iter().map(|&p| p as usize))
+        let mut r = Reader(self.keys);
+        (0..self.key_count).map_while(move |_| usize::try_from(r.number()?).ok())
     }
 
     /// Extraction problems (`malformed_json` …), in the order found.
-    pub fn problems(&self) -> &'a [Problem] {
-        self.spilled().map_or(&[], |s| &s.problems)
+    pub fn problems(&self) -> Problems<'a> {
+        Problems(self.problems)
     }
 }
 
@@ -525,8 +802,38 @@ mod tests {
     const T0: Duration = Duration::new(1_800_000_000, 123_456_789);
 
     #[test]
-    fn a_record_is_40_bytes() {
-        assert_eq!(std::mem::size_of::<Packed>(), 40);
+    fn the_usual_exchange_takes_a_few_bytes() {
+        let wms = wms();
+        let at = SystemTime::UNIX_EPOCH + T0;
+        let mut timeline = Timeline::default();
+        // The bench's exchanges: a minute apart, 2 ms, one path, 1–3 keys.
+        for step in 0..8u64 {
+            let at = at + Duration::from_secs(60 * step);
+            timeline.push(exchange(&wms, 1_000_000 + step, at, "/api/step", &[0, 1]));
+        }
+        assert_eq!(timeline.len(), 8);
+        // The first record's id and start are absolute (3 and 10 bytes);
+        // then method and flags 2, id 1, start 2 (60 s), duration 1 (2 ms),
+        // system 1, path 1, keys 3: 11 bytes.
+        assert!(
+            timeline.encoded_len() <= 21 + 7 * 11,
+            "{}",
+            timeline.encoded_len()
+        );
+        // Times to the nanosecond, a duration of arbitrary nanoseconds.
+        let mut exact = Timeline::default();
+        let mut new = exchange(&wms, 1, at, "/a", &[0]);
+        exact.push(new.clone());
+        let first = exact.encoded_len();
+        new.at = at + Duration::new(61, 987_654_321);
+        new.duration = Duration::new(0, 12_345_678);
+        exact.push(new);
+        let x = exact.get(1).expect("pushed");
+        assert_eq!(x.at(), at + Duration::new(61, 987_654_321));
+        assert_eq!(x.duration(), Duration::new(0, 12_345_678));
+        // Method and flags 2, id 1, start 6, duration 4, system, path, keys 4.
+        let second = exact.encoded_len() - first;
+        assert!(second <= 17, "{second}");
     }
 
     #[test]
@@ -545,66 +852,85 @@ mod tests {
     }
 
     #[test]
-    fn the_common_exchange_spills_nothing_and_reads_back_exactly() {
-        let wms = wms();
+    fn every_value_reads_back_exactly() {
+        let mut systems: Symbols<kind::System> = Default::default();
+        let wms = systems.intern("wms").expect("intern");
+        let mut operations: Symbols<kind::Operation> = Default::default();
+        let op = operations.intern("buy").expect("intern");
+        let mut milestones: Symbols<kind::Milestone> = Default::default();
+        let shipped = milestones.intern("shipped").expect("intern");
         let at = SystemTime::UNIX_EPOCH + T0;
         let mut timeline = Timeline::default();
-        timeline.push(exchange(&wms, 1, at, "/a", &[0]));
-        let later = at + Duration::new(3_600, 1);
-        let mut new = exchange(&wms, 2, later, "/a", &[2, 0, 1]);
-        new.duration = Duration::new(4, 294_967_295);
-        new.error = Some(UpstreamError::Protocol);
-        new.status = 502;
-        timeline.push(new);
-        let x = timeline.get(1).expect("pushed");
-        assert!(x.spilled().is_none(), "{:?}", x.spilled());
-        assert_eq!(x.at(), later);
-        assert_eq!(x.duration(), Duration::new(4, 294_967_295));
-        assert_eq!((x.status, x.error), (502, Some(UpstreamError::Protocol)));
-        assert_eq!(x.method(), "POST");
-        assert_eq!(x.keys().collect::<Vec<_>>(), [2, 0, 1]);
-        assert_eq!(timeline.paths.len(), 1, "one path shared by both");
-    }
-
-    #[test]
-    fn what_does_not_fit_is_kept_exactly_out_of_line() {
-        let wms = wms();
-        let at = SystemTime::UNIX_EPOCH + T0;
-        let mut timeline = Timeline::default();
-        timeline.push(exchange(&wms, 1, at, "/a", &[]));
-        // 40 hours later: beyond the ± 39 h of an offset; and before.
-        let far = at + Duration::new(40 * 3_600, 7);
-        let early = at - Duration::new(40 * 3_600, 3);
-        let near_early = at - Duration::new(3_600, 3);
+        timeline.push(exchange(&wms, 10, at, "/a", &[]));
+        // Far later and far earlier (beyond any 48-bit offset), a long
+        // duration, an extension method, problems with a repeat, many and
+        // far keys, ids going down.
+        let far = at + Duration::new(40 * 3_600 * 24 * 365, 7);
+        let early = SystemTime::UNIX_EPOCH + Duration::new(3, 1);
         let propfind = http::Method::from_bytes(b"PROPFIND").expect("token");
-        let many: Vec<u32> = vec![16, 0, 3, 3, 1, 2, 5, 6];
-        let mut odd = exchange(&wms, 2, far, "/b", &many);
-        odd.duration = Duration::new(4, 294_967_296);
-        odd.method = &propfind;
+        let many: Vec<u32> = vec![16, 0, 3, 3, 1, 2, 5, 6, 70_000];
         let problems = [
             Problem::Truncated,
             Problem::MalformedJson,
             Problem::Truncated,
+            Problem::KeyMissing,
         ];
+        let mut odd = exchange(&wms, u64::MAX, far, "/b", &many);
+        odd.duration = Duration::new(u64::MAX, 999_999_999);
+        odd.method = &propfind;
         odd.problems = &problems;
+        odd.operation = Some(&op);
+        odd.milestone = Some(&shipped);
+        odd.status = 504;
+        odd.error = Some(UpstreamError::Timeout);
         timeline.push(odd);
-        timeline.push(exchange(&wms, 3, early, "/c", &[1, 2, 3, 4, 5, 6, 7, 8]));
-        timeline.push(exchange(&wms, 4, near_early, "/c", &[15]));
+        let mut back = exchange(&wms, 3, early, "/c", &[1]);
+        back.duration = Duration::ZERO;
+        timeline.push(back);
 
         let x = timeline.get(1).expect("pushed");
-        assert_eq!(x.at(), far);
-        assert_eq!(x.duration(), Duration::new(4, 294_967_296));
+        assert_eq!((x.id, x.at(), x.status), (u64::MAX, far, 504));
+        assert_eq!(x.duration(), Duration::new(u64::MAX, 999_999_999));
         assert_eq!(x.method(), "PROPFIND");
-        assert_eq!(x.keys().collect::<Vec<_>>(), [16, 0, 3, 3, 1, 2, 5, 6]);
-        assert_eq!(x.problems(), problems, "order and repeats kept");
+        assert_eq!(
+            x.keys().collect::<Vec<_>>(),
+            [16, 0, 3, 3, 1, 2, 5, 6, 70_000]
+        );
+        assert_eq!(x.problems().iter().collect::<Vec<_>>(), problems);
         assert_eq!(x.path(), "/b");
+        assert_eq!(x.error, Some(UpstreamError::Timeout));
+        assert!(x.operation.is_some_and(|o| o.is(&op)));
+        assert!(x.milestone.is_some_and(|m| m.is(&shipped)));
         let y = timeline.get(2).expect("pushed");
-        assert_eq!(y.at(), early);
-        assert_eq!(y.keys().collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7, 8]);
-        let z = timeline.get(3).expect("pushed");
-        assert!(z.spilled().is_none(), "an hour before the base fits");
-        assert_eq!((z.at(), z.path()), (near_early, "/c"));
-        assert_eq!(z.keys().collect::<Vec<_>>(), [15]);
+        assert_eq!((y.id, y.at(), y.duration()), (3, early, Duration::ZERO));
+        assert_eq!((y.method(), y.path(), y.status), ("POST", "/c", 200));
+        assert_eq!(y.keys().collect::<Vec<_>>(), [1]);
+        assert!(y.problems().is_empty() && y.operation.is_none() && y.milestone.is_none());
+    }
+
+    #[test]
+    fn dropping_the_oldest_keeps_the_rest_exact() {
+        let wms = wms();
+        let at = SystemTime::UNIX_EPOCH + T0;
+        let mut timeline = Timeline::default();
+        let times: Vec<SystemTime> = (0..20u32)
+            .map(|n| at + Duration::new(u64::from(n) * 7, n * 1_001))
+            .collect();
+        for (n, t) in times.iter().enumerate() {
+            timeline.push(exchange(&wms, 100 + n as u64, *t, "/a", &[n as u32]));
+            timeline.drop_oldest_beyond(5);
+        }
+        let read: Vec<(u64, SystemTime, Vec<usize>)> = timeline
+            .iter()
+            .map(|x| (x.id, x.at(), x.keys().collect()))
+            .collect();
+        let expected: Vec<(u64, SystemTime, Vec<usize>)> = (15..20)
+            .map(|n| (100 + n as u64, times[n], vec![n]))
+            .collect();
+        assert_eq!(read, expected);
+        assert_eq!(timeline.drop_oldest_beyond(0), 5);
+        assert!(timeline.is_empty());
+        assert_eq!(timeline.encoded_len(), 0);
     }
 
     #[test]
@@ -621,10 +947,9 @@ mod tests {
         let kept: Vec<&str> = timeline.iter().map(|x| x.path()).collect();
         let expected: Vec<&str> = paths[290..].iter().map(String::as_str).collect();
         assert_eq!(kept, expected);
-        assert!(timeline.records.iter().all(|p| !p.path_spilled()));
         assert!(timeline.paths.len() <= MAX_PATHS);
 
-        // 300 distinct paths all in use: those beyond 256 are spilled.
+        // 300 distinct paths all in use: those beyond 256 are written out.
         let mut full = Timeline::default();
         for (n, path) in paths.iter().enumerate() {
             full.push(exchange(&wms, n as u64, at, path, &[]));
@@ -634,7 +959,9 @@ mod tests {
         let mut expected: Vec<&str> = paths.iter().map(String::as_str).collect();
         expected.push("/p/3");
         assert_eq!(read, expected);
-        assert_eq!(full.records.iter().filter(|p| p.path_spilled()).count(), 44);
+        assert_eq!(full.paths.len(), MAX_PATHS);
+        let shared = full.get(300).expect("pushed").path().as_ptr();
+        assert_eq!(shared, full.paths[3].as_ptr(), "an indexed path is shared");
     }
 
     #[test]

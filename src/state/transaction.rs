@@ -8,7 +8,7 @@
 //! key is held once, in `keys`, and links and the exchange timeline refer
 //! to it by position ([`KeyRefs`]); exchange and milestone records keep
 //! config names (system, operation, milestone) as 2-byte [`NameId`]s (an
-//! absent one too); the timeline packs each exchange in 40 bytes
+//! absent one too); the timeline delta-encodes each exchange in ~10-20 bytes
 //! ([`super::timeline`]). The JSON is the same as if every key and name
 //! were written out in place.
 
@@ -30,6 +30,7 @@ use crate::extract::Key;
 use crate::proxy::UpstreamError;
 use crate::telemetry::trace_id;
 
+use super::keys::{KeyBlock, KeyJson, KeyView};
 pub use super::reached::Reached;
 use super::timeline::{ExchangeRecord, Timeline};
 
@@ -54,6 +55,20 @@ impl<T> NameId<T> {
     pub fn new(symbol: &Symbol<T>) -> Self {
         NameId {
             id_plus_one: symbol.id_plus_one(),
+            _kind: PhantomData,
+        }
+    }
+
+    /// The id held plus one (never zero): how a [`super::keys::KeyBlock`]
+    /// writes it.
+    pub(super) fn plus_one(self) -> NonZeroU16 {
+        self.id_plus_one
+    }
+
+    /// The id written as [`NameId::plus_one`].
+    pub(super) fn from_plus_one(id_plus_one: NonZeroU16) -> Self {
+        NameId {
+            id_plus_one,
             _kind: PhantomData,
         }
     }
@@ -101,6 +116,7 @@ pub struct Names<'a> {
     pub operations: &'a Symbols<kind::Operation>,
     pub milestones: &'a Symbols<kind::Milestone>,
     pub flows: &'a Symbols<kind::Flow>,
+    pub key_kinds: &'a Symbols<kind::KeyKind>,
 }
 
 impl<'a> Names<'a> {
@@ -111,6 +127,7 @@ impl<'a> Names<'a> {
             operations: &config.operations,
             milestones: &config.milestones,
             flows: &config.flow_names,
+            key_kinds: &config.key_kinds,
         }
     }
 }
@@ -169,8 +186,9 @@ pub struct Transaction {
     /// Exchanges that fell off the bounded timeline (saturates at
     /// `u32::MAX`).
     exchanges_dropped: u32,
-    /// Every key, in the order first seen.
-    pub keys: Vec<Key>,
+    /// Every key, in the order first seen, in one allocation (read as
+    /// [`KeyView`]s; added through the store, which indexes them).
+    pub keys: KeyBlock,
     /// Pairs of keys seen together in one exchange, as positions in
     /// `keys`: how the set was built, and how a milestone finds its object
     /// (a tracking number's shipment). See [`Transaction::link`].
@@ -491,7 +509,7 @@ impl Transaction {
             status: Status::Open,
             current: None,
             exchanges_dropped: 0,
-            keys: Vec::new(),
+            keys: KeyBlock::default(),
             links: ThinVec::new(),
             milestones: Vec::new(),
             flows: ThinVec::new(),
@@ -708,12 +726,6 @@ impl Transaction {
         }
     }
 
-    /// Points the name at the transaction's own copy of its key (sharing
-    /// its text), when it is one of `keys` (a snapshot's).
-    pub(super) fn share_name(&mut self) {
-        self.name = self.shared_key(&self.name);
-    }
-
     /// Sets the measures, exceptions and attempts (a snapshot's).
     pub(super) fn set_records(
         &mut self,
@@ -768,20 +780,31 @@ impl Transaction {
     }
 
     /// The object `reached` is about, one of `keys`.
-    pub fn milestone_object(&self, reached: &Reached) -> Option<&Key> {
+    pub fn milestone_object(&self, reached: &Reached) -> Option<KeyView<'_>> {
         self.keys.get(reached.object_position())
     }
 
     /// The full record of `reached`, one of `milestones`, its names read
     /// from `names`.
     pub fn milestone_record(&self, reached: &Reached, names: Names<'_>) -> Option<MilestoneRecord> {
+        let object = self.milestone_object(reached)?.to_key(names.key_kinds)?;
+        Self::milestone_record_on(reached, object, names)
+    }
+
+    /// The full record of `reached` with its object given as the [`Key`]
+    /// it is (no copy of the text made).
+    pub fn milestone_record_on(
+        reached: &Reached,
+        object: Key,
+        names: Names<'_>,
+    ) -> Option<MilestoneRecord> {
         let operation = match reached.operation() {
             Some(id) => Some(id.get(names.operations)?.clone()),
             None => None,
         };
         Some(MilestoneRecord {
             milestone: reached.milestone().get(names.milestones)?.clone(),
-            object: self.milestone_object(reached)?.clone(),
+            object,
             at: reached.at(),
             system: reached.system().get(names.systems)?.clone(),
             operation,
@@ -814,7 +837,10 @@ impl Transaction {
     pub fn flow_record(&self, flow: &MeasuredFlow, names: Names<'_>) -> Option<FlowRecord> {
         Some(FlowRecord {
             flow: flow.flow.get(names.flows)?.clone(),
-            object: self.keys.get(flow.object_position())?.clone(),
+            object: self
+                .keys
+                .get(flow.object_position())?
+                .to_key(names.key_kinds)?,
             started: flow.started.time(),
             ended: flow.ended.time(),
             duration: flow.duration(),
@@ -872,13 +898,19 @@ impl Transaction {
             },
             None => None,
         };
+        self.reached_at(milestone, object)
+    }
+
+    /// Has `milestone` been reached on the key at position `object` (on
+    /// any object when `None`)?
+    pub fn reached_at(&self, milestone: &Milestone, object: Option<usize>) -> bool {
         self.milestones
             .iter()
             .any(|m| m.milestone().is(milestone) && object.is_none_or(|o| m.object_position() == o))
     }
 
     /// Keys linked directly to `key` by some exchange.
-    pub fn neighbours<'a>(&'a self, key: &'a Key) -> impl Iterator<Item = &'a Key> + 'a {
+    pub fn neighbours<'a>(&'a self, key: &Key) -> impl Iterator<Item = KeyView<'a>> + 'a {
         let at = self.position(key).map(|p| p as u32);
         self.links
             .iter()
@@ -892,14 +924,16 @@ impl Transaction {
 
     /// Where `key` is in `keys`.
     pub fn position(&self, key: &Key) -> Option<usize> {
-        self.keys.iter().position(|k| k == key)
+        self.keys.position(KeyView::of(key))
     }
 
-    /// The transaction's own copy of `key` (sharing its text), or a clone
-    /// of `key` when it is not one of the transaction's keys. Records keep
-    /// this copy, so a key's text is held once per transaction.
-    pub fn shared_key(&self, key: &Key) -> Key {
-        self.keys.iter().find(|k| *k == key).unwrap_or(key).clone()
+    /// Adds `key` to `keys` unless it is there; returns its position.
+    /// Only the store calls this (it indexes the key).
+    pub(super) fn add_key(&mut self, key: KeyView<'_>) -> usize {
+        match self.keys.position(key) {
+            Some(at) => at,
+            None => self.keys.push(key),
+        }
     }
 
     /// The positions of `keys` in `keys`, in order; keys the transaction
@@ -940,7 +974,7 @@ impl Transaction {
     }
 
     /// The pairs of linked keys.
-    pub fn linked_keys(&self) -> impl Iterator<Item = (&Key, &Key)> + '_ {
+    pub fn linked_keys(&self) -> impl Iterator<Item = (KeyView<'_>, KeyView<'_>)> + '_ {
         self.links
             .iter()
             .filter_map(|&(a, b)| Some((self.keys.get(a as usize)?, self.keys.get(b as usize)?)))
@@ -950,7 +984,7 @@ impl Transaction {
     pub fn exchange_keys<'a>(
         &'a self,
         exchange: ExchangeRecord<'a>,
-    ) -> impl Iterator<Item = &'a Key> + 'a {
+    ) -> impl Iterator<Item = KeyView<'a>> + 'a {
         exchange.keys().filter_map(|p| self.keys.get(p))
     }
 
@@ -989,8 +1023,8 @@ impl Transaction {
         st.serialize_field("root", &self.root())?;
         st.serialize_field("former_names", self.former_names())?;
         st.serialize_field("status", &self.status)?;
-        st.serialize_field("keys", &self.keys)?;
-        st.serialize_field("links", &Links(self))?;
+        st.serialize_field("keys", &self.keys_json(names))?;
+        st.serialize_field("links", &Links(self, names))?;
         st.serialize_field("milestones", &Milestones(self, names))?;
         st.serialize_field("measures", self.measures())?;
         st.serialize_field("flows", &Flows(self, names))?;
@@ -1009,12 +1043,24 @@ impl Transaction {
     }
 }
 
+impl Transaction {
+    /// The keys as the API writes them (each as its [`Key`]'s JSON).
+    pub fn keys_json<'a>(&'a self, names: Names<'a>) -> Vec<KeyJson<'a>> {
+        self.keys.iter().map(|k| k.json(names.key_kinds)).collect()
+    }
+}
+
 /// A transaction's links, written as pairs of keys.
-struct Links<'a>(&'a Transaction);
+struct Links<'a>(&'a Transaction, Names<'a>);
 
 impl Serialize for Links<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.linked_keys())
+        let kinds = self.1.key_kinds;
+        s.collect_seq(
+            self.0
+                .linked_keys()
+                .map(|(a, b)| (a.json(kinds), b.json(kinds))),
+        )
     }
 }
 
@@ -1082,7 +1128,11 @@ impl Serialize for ExchangeJson<'_> {
         st.serialize_field("status", &x.status)?;
         st.serialize_field("error", &x.error.map(UpstreamError::as_str))?;
         st.serialize_field("duration_seconds", &x.duration().as_secs_f64())?;
-        let keys: Vec<&Key> = self.tx.exchange_keys(x).collect();
+        let keys: Vec<KeyJson<'_>> = self
+            .tx
+            .exchange_keys(x)
+            .map(|k| k.json(names.key_kinds))
+            .collect();
         st.serialize_field("keys", &keys)?;
         st.serialize_field(
             "milestone",

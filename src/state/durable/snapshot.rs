@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Symbol, Symbols};
 use crate::extract::{Key, MeasureValue, Problem};
 use crate::state::{
-    Attempt, ExceptionRecord, FlowRecord, MeasureRecord, MilestoneRecord, NameId, Names,
-    NewExchange, Resolution, Stamp, Status, Timeline, Transaction, TxId,
+    Attempt, ExceptionRecord, FlowRecord, KeyBlock, KeyView, MeasureRecord, MilestoneRecord,
+    NameId, Names, NewExchange, Resolution, Stamp, Status, Timeline, Transaction, TxId,
 };
 
 use super::record::{load_value, save_value, upstream_error, Damaged, SavedValue, VERSION};
@@ -249,6 +249,12 @@ pub fn save_key(key: &Key) -> SavedKey {
     (key.kind.as_str().to_owned(), key.value.to_string())
 }
 
+/// The saved form of a transaction's key, its kind read from `names`.
+fn save_view(key: KeyView<'_>, names: Names<'_>) -> SavedKey {
+    let kind = key.kind().get(names.key_kinds).map_or("", |k| k.as_str());
+    (kind.to_owned(), key.value().to_owned())
+}
+
 fn name<T>(symbol: &Symbol<T>) -> String {
     symbol.as_str().to_owned()
 }
@@ -262,10 +268,10 @@ impl SavedTransaction {
             root: tx.root().map(save_key),
             former_names: tx.former_names().iter().map(save_key).collect(),
             complete: tx.status == Status::Complete,
-            keys: tx.keys.iter().map(save_key).collect(),
+            keys: tx.keys.iter().map(|k| save_view(k, names)).collect(),
             links: tx
                 .linked_keys()
-                .map(|(a, b)| (save_key(a), save_key(b)))
+                .map(|(a, b)| (save_view(a, names), save_view(b, names)))
                 .collect(),
             milestones: tx
                 .milestones
@@ -370,7 +376,7 @@ impl SavedTransaction {
                     status: x.status,
                     error: x.error.map(|e| e.as_str().to_owned()),
                     duration: x.duration(),
-                    keys: tx.exchange_keys(x).map(save_key).collect(),
+                    keys: tx.exchange_keys(x).map(|k| save_view(k, names)).collect(),
                     milestone: x.milestone.and_then(|m| m.get(names.milestones)).map(name),
                     problems: x.problems().iter().map(|p| p.as_str().to_owned()).collect(),
                 })
@@ -459,16 +465,14 @@ impl<'a> Resolver<'a> {
         } else {
             Status::Open
         };
-        tx.keys = self.keys(&saved.keys)?;
+        tx.keys = KeyBlock::of(self.keys(&saved.keys)?.iter().map(KeyView::of));
         for (a, b) in &saved.links {
             let (a, b) = (self.key(a)?, self.key(b)?);
             if let (Some(a), Some(b)) = (tx.position(&a), tx.position(&b)) {
                 tx.link(a, b);
             }
         }
-        // Records share the transaction's copy of each key.
-        tx.share_name();
-        tx.set_root(root.map(|k| tx.shared_key(&k)));
+        tx.set_root(root);
         tx.milestones = Vec::with_capacity(saved.milestones.len());
         for m in &saved.milestones {
             let record = MilestoneRecord {
@@ -678,7 +682,11 @@ routes: []
             .transaction(&saved)
             .expect("resolves");
 
-        let text = |k: &Key| k.to_string();
+        let text = |k: crate::state::KeyView<'_>| {
+            k.to_key(&config.key_kinds)
+                .map(|k| k.to_string())
+                .unwrap_or_default()
+        };
         let linked: Vec<(String, String)> =
             tx.linked_keys().map(|(a, b)| (text(a), text(b))).collect();
         assert_eq!(
