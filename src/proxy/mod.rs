@@ -144,6 +144,6 @@ pub use guard::{
     StateResult, MAX_KEY_LEN,
 };
 pub use inspect::UninspectedRoutes;
-pub use listener::{serve, serve_guarded, serve_with, ListenerOptions};
+pub use listener::{native_refusal, serve, serve_guarded, serve_with, ListenerOptions};
 pub use metrics::{status_class, status_class_index, ProxyMetrics, STATUS_CLASSES};
 pub use sink::{ExchangeSink, Handover, Refused};

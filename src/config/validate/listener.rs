@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 
 use super::super::raw::{
-    RawAdmin, RawDirection, RawForwarded, RawHeaderCase, RawHostHeader, RawListener,
+    RawAdmin, RawDirection, RawEngine, RawForwarded, RawHeaderCase, RawHostHeader, RawListener,
     RawObservation, RawState, RawUpstreamProtocol, Scalar,
 };
 use super::super::units::parse_size;
 use super::super::{
-    defaults, kind, AdminConfig, Direction, Forwarded, HeaderCase, HostHeader, Listener,
+    defaults, kind, AdminConfig, Direction, Engine, Forwarded, HeaderCase, HostHeader, Listener,
     ListenerId, ObservationConfig, StateConfig, Symbols, Upstream, UpstreamProtocol,
 };
 use super::Validator;
@@ -152,6 +152,10 @@ impl Validator<'_> {
                 forwarded: match l.forwarded {
                     None | Some(RawForwarded::Off) => Forwarded::Off,
                     Some(RawForwarded::Append) => Forwarded::Append,
+                },
+                engine: match l.engine {
+                    None | Some(RawEngine::Hyper) => Engine::Hyper,
+                    Some(RawEngine::Native) => Engine::Native,
                 },
                 timeout,
                 connect_timeout,

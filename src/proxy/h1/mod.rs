@@ -83,12 +83,18 @@
 //! 502/504 on upstream failures; then wiring into `listener.rs` behind the
 //! conformance suite.
 
+mod body;
 mod chunked;
+mod connection;
 #[cfg(test)]
 mod differential;
 mod framing;
+mod handoff;
 mod head;
 mod rewrite;
+mod upstream;
+
+pub(crate) use connection::Engine;
 
 pub use chunked::{
     decode_split, ChunkedDecoder, ChunkedError, Decoded, Piece, Progress, MAX_EXTENSIONS_LEN,

@@ -38,8 +38,10 @@ pub struct RequestRewrite<'a> {
     pub forwarded_for: Option<IpAddr>,
     /// A `traceparent` value replacing the client's.
     pub traceparent: Option<&'a [u8]>,
-    /// The body goes upstream chunked: add `Transfer-Encoding: chunked`.
-    /// (A `Content-Length` travels as the client sent it.)
+    /// The body goes upstream chunked: add `Transfer-Encoding: chunked`
+    /// and drop any `Content-Length` (RFC 9112 §6.3: chunked won).
+    /// Otherwise the first `Content-Length` line travels as the client
+    /// sent it (identical repeats are dropped).
     pub chunked: bool,
 }
 
@@ -50,9 +52,25 @@ pub struct ResponseRewrite<'a> {
     pub version: Version,
     /// The body goes to the client chunked: add `Transfer-Encoding: chunked`.
     pub chunked: bool,
+    /// Drop the `Content-Length` lines: beside `Transfer-Encoding` (RFC
+    /// 9112 §6.3), and on a 204 or 304 (as hyper does).
+    pub drop_content_length: bool,
     /// A `Connection` value of the client connection's own (`close`,
     /// `keep-alive`), added last.
     pub connection: Option<&'a [u8]>,
+}
+
+impl ResponseRewrite<'_> {
+    /// A head relayed as it came to a client speaking `version`: no body
+    /// framing of the proxy's own, no `Connection` (a 1xx, a 101).
+    pub fn bare(version: Version) -> Self {
+        ResponseRewrite {
+            version,
+            chunked: false,
+            drop_content_length: false,
+            connection: None,
+        }
+    }
 }
 
 /// A request the proxy cannot forward as it is.
@@ -268,7 +286,9 @@ pub fn write_request(
 ) -> Result<(), RewriteError> {
     let (path, authority) = origin_form(head.target(buf))?;
     let fields = &head.fields;
-    let client_host = fields.host.map(|host| host.of(buf)).or(authority);
+    // An absolute-form target's authority wins over `Host` (RFC 9112
+    // §3.2.2), as on the hyper path.
+    let client_host = authority.or_else(|| fields.host.map(|host| host.of(buf)));
     let host = match rewrite.host {
         HostRewrite::Preserve { fallback } => client_host.unwrap_or(fallback),
         HostRewrite::Replace(host) => host,
@@ -293,6 +313,7 @@ pub fn write_request(
         0
     };
     let (mut xff_seen, mut host_written, mut traceparent_written) = (0, false, false);
+    let mut length_written = rewrite.chunked;
     let (mut xff_kept, mut xfp_kept, mut xfh_kept) = (false, false, false);
     let mut block = Block::new(out, buf, true);
     forwarded_lines(buf, &head.lines, fields, |line, changed| match line.kind {
@@ -309,6 +330,12 @@ pub fn write_request(
                 block.line(line, rewrite.traceparent);
             }
             traceparent_written = true;
+        }
+        Name::ContentLength => {
+            if !length_written {
+                block.copy(line);
+            }
+            length_written = true;
         }
         Name::XForwardedFor => {
             xff_seen += 1;
@@ -385,7 +412,9 @@ pub fn write_response(
     out.extend_from_slice(b"\r\n");
     let mut block = Block::new(out, buf, false);
     forwarded_lines(buf, &head.lines, &head.fields, |line, changed| {
-        block.line(line, changed);
+        if !(rewrite.drop_content_length && line.kind == Name::ContentLength) {
+            block.line(line, changed);
+        }
     });
     if rewrite.chunked {
         let name = spelling(
@@ -499,6 +528,7 @@ mod tests {
         let rewrite = ResponseRewrite {
             version: Version::Http10,
             chunked: false,
+            drop_content_length: false,
             connection: Some(b"keep-alive"),
         };
         write_response(text, &head, &rewrite, &mut out);

@@ -1,0 +1,809 @@
+//! The native engine's client connection: one task per connection reads
+//! the client's requests into one buffer, one at a time (a pipelined next
+//! head may already be there), writes each to the connection's own
+//! upstream connection with the codec, and streams the response back; no
+//! hyper on that path. h2c clients are handed to hyper (`handoff.rs`).
+//!
+//! Per request: the head is parsed in place ([`RequestHead`], byte ranges
+//! of the buffer); refused heads get 400/414/431 (bytes as hyper writes
+//! them) or the proxy's own refusals (`reject.rs`, counted); the head for
+//! the upstream is written by [`write_request`]; the body is pumped
+//! (`body.rs`); the response head is read within the listener's `timeout`
+//! (else 504), 1xx other than 100 are relayed, 101 ends the connection;
+//! upstream failures are answered by `error.rs`'s responses, counted the
+//! same way as on the hyper path (the [`Forwarder`]'s `fail`/`reject`).
+//! An [`Exchange`](crate::proxy::Exchange) is built only for an inspected
+//! request: its `http` method, URI and header maps are made from the head
+//! ranges then, and never otherwise.
+//!
+//! Timeouts: a request head must arrive within [`HEADER_READ_TIMEOUT`]
+//! (also the keep-alive idle limit, as hyper's header read timer is);
+//! request body bytes must keep coming within [`BODY_READ_TIMEOUT`];
+//! response body reads are not limited (as on the hyper path).
+//!
+//! Graceful drain: on shutdown an idle connection closes at once, a busy
+//! one after its in-flight response (which then says `connection: close`).
+//!
+//! Upstream reuse: only after a response whose framing allows it (length
+//! or chunked, no `close`, nothing read past it); a reused connection
+//! found closed before the request is written is replaced by a new one
+//! (one retry, only for a bodiless request, the only kind whose bytes are
+//! all still at hand); when the client connection ends an open one goes to
+//! the listener's idle list.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::CONNECTION;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::body::{flush, Pump, PumpError, Pumped, Trailers};
+use super::framing::{self, BodyLength, FramingError, RequestFraming, ResponseFraming};
+use super::handoff::{self, Sniffed};
+use super::head::{Lines, Parsed, RequestHead, ResponseHead, Version};
+use super::rewrite::{write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite};
+use super::upstream::{UpstreamConn, READ_CHUNK};
+use crate::config::{Forwarded, HostHeader};
+use crate::proxy::body::ProxyBody;
+use crate::proxy::dedicated::{Idle, Reusable};
+use crate::proxy::error::{classify, Failure};
+use crate::proxy::forward::{origin_form as forward_origin_form, Forwarder};
+use crate::proxy::metrics::HandleTime;
+use crate::proxy::record::{Pending, ResponseObserver};
+use crate::proxy::reject::{check_fields, Http1Fields, Rejection};
+use crate::proxy::tap::{Observer, SharedTap};
+use crate::proxy::upstream::UpstreamConnector;
+use crate::proxy::{Outcome, UpstreamError};
+
+/// A request head must arrive within this (hyper's default header read
+/// timeout once a timer is set); also how long an idle keep-alive
+/// connection is kept.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest wait for the next bytes of a request body.
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest request target (hyper's, from `http::Uri`): longer gets 414.
+const MAX_TARGET_LEN: usize = u16::MAX as usize - 1;
+
+/// Answers to heads that cannot be read, as hyper writes them; the
+/// connection closes after each.
+const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+const URI_TOO_LONG: &[u8] =
+    b"HTTP/1.1 414 URI Too Long\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+const HEADERS_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A listener's native engine, shared by its connections.
+pub(crate) struct Engine {
+    forwarder: Arc<Forwarder>,
+    connector: UpstreamConnector,
+    idle: Idle<UpstreamConn>,
+}
+
+/// Whether the client connection carries on after an exchange.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+impl Engine {
+    /// The engine of `forwarder`'s listener; `None` when its upstream is
+    /// not HTTP/1-only (the selection refuses such listeners first).
+    pub(crate) fn new(forwarder: Arc<Forwarder>) -> Option<Self> {
+        let connector = forwarder.upstream().http1_connector()?.clone();
+        Some(Engine {
+            forwarder,
+            connector,
+            idle: Idle::default(),
+        })
+    }
+
+    /// Serves one client connection until it ends.
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
+        let mut connection = Connection {
+            engine: &self,
+            io: stream,
+            peer,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            out: Vec::with_capacity(1024),
+            head: Box::default(),
+            response: Box::default(),
+            upstream: None,
+            shutdown: &shutdown,
+        };
+        let Some(first) = connection.first_bytes().await else {
+            return;
+        };
+        if first == Sniffed::Http2 {
+            let read = connection.buf.split().freeze();
+            let forwarder = Arc::clone(&self.forwarder);
+            return handoff::serve_h2(forwarder, connection.io, read, peer, shutdown).await;
+        }
+        while connection.exchange().await == Next::KeepAlive {
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        connection.linger().await;
+        if let Some(upstream) = connection.upstream.take() {
+            if !upstream.is_closed() {
+                self.idle.put(upstream);
+            }
+        }
+    }
+}
+
+/// One client connection's state.
+struct Connection<'e> {
+    engine: &'e Engine,
+    io: TcpStream,
+    peer: SocketAddr,
+    /// Bytes read from the client not used yet.
+    buf: BytesMut,
+    /// Bytes to write next (a head, then body pieces).
+    out: Vec<u8>,
+    head: Box<RequestHead>,
+    response: Box<ResponseHead>,
+    /// The connection's own upstream connection, while it is reusable.
+    upstream: Option<UpstreamConn>,
+    shutdown: &'e CancellationToken,
+}
+
+/// What the response side needs to know of the request.
+struct Asked {
+    framing: RequestFraming,
+    version: Version,
+    /// The client accepts trailers (`TE: trailers`).
+    te_trailers: bool,
+    began: Instant,
+    /// The request body went upstream to its end.
+    body_whole: bool,
+}
+
+fn http_version(version: Version) -> http::Version {
+    match version {
+        Version::Http10 => http::Version::HTTP_10,
+        Version::Http11 => http::Version::HTTP_11,
+    }
+}
+
+/// The header lines of a head in `buf` as a map (for an exchange).
+fn header_map(buf: &[u8], lines: &Lines) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(lines.as_slice().len());
+    for line in lines.as_slice() {
+        let name = HeaderName::from_bytes(line.name.of(buf));
+        let value = HeaderValue::from_bytes(line.value.of(buf));
+        if let (Ok(name), Ok(value)) = (name, value) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// Writes a response of the sidecar's own as hyper's server writes it:
+/// status line in the client's version, the headers in order, names in
+/// lower case, then `content-length` and the body; `connection: close`
+/// added when the connection closes after it.
+fn write_own(response: &Response<ProxyBody>, close: bool, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let version = match response.version() {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    let status = response.status();
+    let _ = write!(
+        out,
+        "{version} {} {}\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or_default()
+    );
+    for (name, value) in response.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close && version == "HTTP/1.1" && !response.headers().contains_key(CONNECTION) {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    let body = response.body().message_bytes();
+    let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(body);
+}
+
+/// After closing its side, how long the engine goes on reading (and
+/// dropping) what a client still sends, and how much: closing with unread
+/// bytes would reset the connection and could destroy the answer before
+/// the client read it (nginx's lingering close).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+impl Connection<'_> {
+    /// Ends the client connection: the sending side first, then reads
+    /// until the client closes (bounded by [`LINGER`] and
+    /// [`LINGER_BYTES`]).
+    async fn linger(&mut self) {
+        if self.io.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            self.buf.clear();
+            match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => dropped += n,
+                _ => return,
+            }
+        }
+    }
+
+    /// Reads until the first bytes tell HTTP/1 from the h2c preface;
+    /// `None` when the client went away (or shutdown came) first.
+    async fn first_bytes(&mut self) -> Option<Sniffed> {
+        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+        loop {
+            match handoff::sniff(&self.buf) {
+                Sniffed::Undecided => {}
+                decided => return Some(decided),
+            }
+            if self.read_client(deadline).await? == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Reads more of the client's bytes, before `deadline`; `None` when
+    /// the read failed, timed out, or shutdown came while nothing was
+    /// buffered (an idle connection closes at once).
+    async fn read_client(&mut self, deadline: Instant) -> Option<usize> {
+        self.buf.reserve(READ_CHUNK);
+        let idle = self.buf.is_empty();
+        let read = tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf));
+        let read = tokio::select! {
+            biased;
+            () = self.shutdown.cancelled(), if idle => return None,
+            read = read => read,
+        };
+        match read {
+            Ok(Ok(n)) => Some(n),
+            Ok(Err(error)) => {
+                tracing::debug!(peer = %self.peer, %error, "client read failed");
+                None
+            }
+            Err(_elapsed) => None,
+        }
+    }
+
+    /// Writes what `out` holds to the client; false when it is gone.
+    async fn write_out(&mut self) -> bool {
+        self.io.write_all(&self.out).await.is_ok()
+    }
+
+    /// Writes `bytes` to the client; false when it is gone.
+    async fn write_client(&mut self, bytes: &[u8]) -> bool {
+        self.io.write_all(bytes).await.is_ok()
+    }
+
+    /// Waits for the next request head; its length, or `None` when the
+    /// connection is over (answered already if the head was refused).
+    async fn next_head(&mut self) -> Option<usize> {
+        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+        loop {
+            if !self.buf.is_empty() {
+                match self.head.parse(&self.buf) {
+                    Ok(Parsed::Complete(len)) => return Some(len),
+                    Ok(Parsed::Partial) => {
+                        // A request line this long gets 414 before its end.
+                        let line_open = !self.buf.contains(&b'\n');
+                        if line_open && self.buf.len() > MAX_TARGET_LEN {
+                            self.write_client(URI_TOO_LONG).await;
+                            return None;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(peer = %self.peer, %error, "request head refused");
+                        let answer = if error.too_large() {
+                            self.too_large_answer()
+                        } else {
+                            BAD_REQUEST
+                        };
+                        self.write_client(answer).await;
+                        return None;
+                    }
+                }
+            }
+            if self.read_client(deadline).await? == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// 414 when the request line alone is too long, else 431.
+    fn too_large_answer(&self) -> &'static [u8] {
+        let line = self
+            .buf
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(self.buf.len());
+        if line > MAX_TARGET_LEN {
+            URI_TOO_LONG
+        } else {
+            HEADERS_TOO_LARGE
+        }
+    }
+
+    /// Serves one request: reads its head, forwards it and its body,
+    /// streams the response back.
+    async fn exchange(&mut self) -> Next {
+        let Some(len) = self.next_head().await else {
+            return Next::Close;
+        };
+        let began = Instant::now();
+        let head_bytes = self.buf.split_to(len).freeze();
+        let buf = &head_bytes[..];
+        let head = &self.head;
+        let version = head.version;
+        if head.target(buf).len() > MAX_TARGET_LEN {
+            self.write_client(URI_TOO_LONG).await;
+            return Next::Close;
+        }
+        // The target as hyper reads it (`http::Uri`, without a copy): what
+        // it refuses is a 400 here too.
+        let target = head.target;
+        let Ok(uri) =
+            Uri::from_maybe_shared(head_bytes.slice(target.start as usize..target.end as usize))
+        else {
+            self.write_client(BAD_REQUEST).await;
+            return Next::Close;
+        };
+        let framing = framing::request(buf, head);
+        if let Err(error) = framing {
+            if !error.not_implemented() {
+                tracing::debug!(peer = %self.peer, %error, "request framing refused");
+                self.write_client(BAD_REQUEST).await;
+                return Next::Close;
+            }
+        }
+        let fields = Http1Fields {
+            http11: version == Version::Http11,
+            host: head.fields.host.map(|host| host.of(buf)),
+            host_lines: usize::from(head.fields.host_lines),
+            unknown_coding: framing == Err(FramingError::UnsupportedCoding),
+            authority: uri
+                .authority()
+                .map(|authority| authority.as_str().as_bytes()),
+        };
+        if let Err(rejection) = check_fields(&fields) {
+            return self.refuse(rejection, version).await;
+        }
+        let Ok(framing) = framing else {
+            return self.refuse(Rejection::TransferCoding, version).await;
+        };
+        let pending = self.pending(&head_bytes, &uri, began, &framing);
+        let asked = Asked {
+            framing,
+            version,
+            te_trailers: self.head.fields.te_trailers,
+            began,
+            body_whole: false,
+        };
+        if framing.expect_continue
+            && version == Version::Http11
+            && framing.body != BodyLength::Empty
+            && self.buf.is_empty()
+            && !self.write_client(CONTINUE).await
+        {
+            return Next::Close;
+        }
+        self.forward(&head_bytes, asked, pending).await
+    }
+
+    /// The exchange of an inspected request (`None` for an uninspected
+    /// one: nothing is built, tapped or queued for it).
+    fn pending(
+        &self,
+        buf: &[u8],
+        uri: &Uri,
+        began: Instant,
+        framing: &RequestFraming,
+    ) -> Option<Pending> {
+        let forwarder = &self.engine.forwarder;
+        let head = &self.head;
+        let method = http::Method::from_bytes(head.method(buf)).ok()?;
+        if !forwarder.inspects(&method, uri.path()) {
+            return None;
+        }
+        let tap = SharedTap::new(
+            forwarder.listener().tap_limit,
+            framing.body == BodyLength::Empty,
+        );
+        Some(forwarder.pending(
+            method,
+            forward_origin_form(uri),
+            http_version(head.version),
+            header_map(buf, &head.lines),
+            began,
+            tap,
+        ))
+    }
+
+    /// Refuses the request (no exchange, counted) and closes.
+    async fn refuse(&mut self, rejection: Rejection, version: Version) -> Next {
+        let response = self
+            .engine
+            .forwarder
+            .reject(rejection, http_version(version));
+        self.out.clear();
+        write_own(&response, true, &mut self.out);
+        self.write_out().await;
+        Next::Close
+    }
+
+    /// Answers for a failed upstream (the exchange is recorded at once);
+    /// the client connection closes after it when `close`.
+    async fn fail(
+        &mut self,
+        pending: Option<Pending>,
+        failure: &Failure,
+        asked: &Asked,
+        time: HandleTime,
+        close: bool,
+    ) -> Next {
+        tracing::debug!(peer = %self.peer, error = failure.kind.as_str(), cause = %failure.cause, "upstream failed");
+        let response =
+            self.engine
+                .forwarder
+                .fail(pending, failure.kind, http_version(asked.version), time);
+        let close = close || !asked.framing.keep_alive || asked.version == Version::Http10;
+        self.out.clear();
+        write_own(&response, close, &mut self.out);
+        let written = self.write_out().await;
+        if close || !written {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    /// The connection's upstream connection (kept, idle or new), with
+    /// whether it was used before.
+    async fn upstream(&mut self) -> Result<(UpstreamConn, bool), Failure> {
+        if let Some(kept) = self.upstream.take().filter(|kept| !kept.is_closed()) {
+            return Ok((kept, true));
+        }
+        if let Some(idle) = self.engine.idle.take(std::time::Instant::now()) {
+            return Ok((idle, true));
+        }
+        Ok((UpstreamConn::connect(&self.engine.connector).await?, false))
+    }
+
+    /// Writes the upstream request head for the head in `buf` into `out`.
+    fn write_upstream_head(&mut self, buf: &[u8], body: BodyLength) -> bool {
+        let forwarder = &self.engine.forwarder;
+        let listener = forwarder.listener();
+        let upstream_host = forwarder.upstream_host();
+        let rewrite = RequestRewrite {
+            base_path: forwarder.base_path(),
+            host: match listener.host_header {
+                HostHeader::Preserve => HostRewrite::Preserve {
+                    fallback: upstream_host,
+                },
+                HostHeader::Upstream => HostRewrite::Replace(upstream_host),
+            },
+            forwarded_for: (listener.forwarded == Forwarded::Append).then(|| self.peer.ip()),
+            traceparent: None,
+            chunked: body == BodyLength::Chunked,
+        };
+        self.out.clear();
+        write_request(buf, &self.head, &rewrite, &mut self.out).is_ok()
+    }
+
+    /// Forwards the request whose head is `head_bytes` and relays the
+    /// response.
+    async fn forward(
+        &mut self,
+        head_bytes: &Bytes,
+        mut asked: Asked,
+        mut pending: Option<Pending>,
+    ) -> Next {
+        let body = asked.framing.body;
+        let time_now = |forwarded: Instant| HandleTime {
+            began: asked.began,
+            forwarded,
+            answered: Instant::now(),
+        };
+        if !self.write_upstream_head(head_bytes, body) {
+            let failure = Failure::new(
+                UpstreamError::Protocol,
+                "request target cannot be forwarded",
+            );
+            let close = body != BodyLength::Empty;
+            return self
+                .fail(pending, &failure, &asked, time_now(Instant::now()), close)
+                .await;
+        }
+        let forwarded = Instant::now();
+        let deadline = forwarded + self.engine.forwarder.listener().timeout;
+        let mut request_tap = pending.as_ref().map(|pending| pending.request_tap.clone());
+        let trailers = if body == BodyLength::Chunked {
+            Trailers::declared(head_bytes, &self.head.lines)
+        } else {
+            Trailers::none()
+        };
+        let pump = Pump {
+            length: body,
+            chunked_out: body == BodyLength::Chunked,
+            trailers: &trailers,
+            read_timeout: Some(BODY_READ_TIMEOUT),
+        };
+        // At most twice: a reused connection found closed when the
+        // request is written is replaced once (bodiless requests only).
+        let mut retry = body == BodyLength::Empty;
+        let (mut upstream, pumped) = loop {
+            let (mut upstream, reused) = match self.upstream().await {
+                Ok(got) => got,
+                Err(failure) => {
+                    return self
+                        .fail(
+                            pending,
+                            &failure,
+                            &asked,
+                            time_now(forwarded),
+                            body != BodyLength::Empty,
+                        )
+                        .await
+                }
+            };
+            let sent = tokio::time::timeout_at(
+                deadline,
+                pump.run(
+                    &mut self.io,
+                    &mut self.buf,
+                    &mut upstream.io,
+                    &mut self.out,
+                    &mut request_tap,
+                    Some(&mut upstream.buf),
+                ),
+            )
+            .await;
+            match sent {
+                Ok(Ok(pumped)) => break (upstream, pumped),
+                Ok(Err(PumpError::Write(_))) if reused && retry => {
+                    retry = false;
+                    self.write_upstream_head(head_bytes, body);
+                }
+                Ok(Err(error)) if error.of_reader() => {
+                    tracing::debug!(peer = %self.peer, %error, "request body failed");
+                    request_tap.end(false);
+                    return self.refuse(Rejection::Body, asked.version).await;
+                }
+                Ok(Err(PumpError::Write(error))) => {
+                    let failure = Failure::new(classify(&error), error);
+                    return self
+                        .fail(pending, &failure, &asked, time_now(forwarded), true)
+                        .await;
+                }
+                Ok(Err(error)) => {
+                    let failure = Failure::new(UpstreamError::Reset, error);
+                    return self
+                        .fail(pending, &failure, &asked, time_now(forwarded), true)
+                        .await;
+                }
+                Err(_elapsed) => {
+                    let failure = Failure::new(UpstreamError::Timeout, "no response head in time");
+                    return self
+                        .fail(pending, &failure, &asked, time_now(forwarded), true)
+                        .await;
+                }
+            }
+        };
+        // An upstream that answered before the request body ended gets no
+        // more of it: the response is relayed, then both connections end
+        // (the client's next request cannot be found).
+        asked.body_whole = pumped == Pumped::Whole;
+        request_tap.end(asked.body_whole);
+
+        let answer =
+            tokio::time::timeout_at(deadline, self.response_head(&mut upstream, &asked)).await;
+        let answered = Instant::now();
+        if let Some(pending) = &mut pending {
+            pending.upstream_duration = answered.saturating_duration_since(asked.began);
+        }
+        let time = HandleTime {
+            began: asked.began,
+            forwarded,
+            answered,
+        };
+        let (response_bytes, framing) = match answer {
+            Ok(Ok(Some(got))) => got,
+            Ok(Ok(None)) => return Next::Close,
+            Ok(Err(failure)) => return self.fail(pending, &failure, &asked, time, false).await,
+            Err(_elapsed) => {
+                let failure = Failure::new(UpstreamError::Timeout, "no response head in time");
+                return self.fail(pending, &failure, &asked, time, false).await;
+            }
+        };
+        self.respond(upstream, &response_bytes, framing, &asked, pending, time)
+            .await
+    }
+
+    /// Reads the final response head from `upstream` (relaying 1xx other
+    /// than 100 to an HTTP/1.1 client; a 101 is relayed and ends both
+    /// connections: `Ok(None)`). The head's bytes are split off the
+    /// upstream buffer.
+    async fn response_head(
+        &mut self,
+        upstream: &mut UpstreamConn,
+        asked: &Asked,
+    ) -> Result<Option<(Bytes, ResponseFraming)>, Failure> {
+        loop {
+            let len = loop {
+                if !upstream.buf.is_empty() {
+                    match self.response.parse(&upstream.buf) {
+                        Ok(Parsed::Complete(len)) => break len,
+                        Ok(Parsed::Partial) => {}
+                        Err(error) => return Err(Failure::new(UpstreamError::Protocol, error)),
+                    }
+                }
+                upstream.buf.reserve(READ_CHUNK);
+                match upstream.io.read_buf(&mut upstream.buf).await {
+                    Ok(0) => {
+                        return Err(Failure::new(
+                            UpstreamError::Reset,
+                            "upstream closed before the response head",
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(error) => return Err(Failure::new(classify(&error), error)),
+                }
+            };
+            let bytes = upstream.buf.split_to(len).freeze();
+            let framing = framing::response(&bytes, &self.response, asked.framing.method)
+                .map_err(|error| Failure::new(UpstreamError::Protocol, error))?;
+            match framing {
+                ResponseFraming::Final { .. } => return Ok(Some((bytes, framing))),
+                ResponseFraming::Interim if self.response.status == 100 => {}
+                ResponseFraming::Interim => {
+                    if asked.version == Version::Http11 && !self.relay_head(&bytes, asked).await {
+                        return Ok(None);
+                    }
+                }
+                ResponseFraming::Switch => {
+                    // Upgrades are not proxied: the head goes on without
+                    // its hop-by-hop fields, then both connections end.
+                    self.relay_head(&bytes, asked).await;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Writes the response head in `bytes` (parsed into `self.response`)
+    /// to the client as it came, minus hop-by-hop fields; false when the
+    /// client is gone.
+    async fn relay_head(&mut self, bytes: &[u8], asked: &Asked) -> bool {
+        self.out.clear();
+        let rewrite = ResponseRewrite::bare(asked.version);
+        write_response(bytes, &self.response, &rewrite, &mut self.out);
+        let written = self.write_out().await;
+        written
+    }
+
+    /// Streams the response whose head is `bytes` to the client.
+    async fn respond(
+        &mut self,
+        mut upstream: UpstreamConn,
+        bytes: &Bytes,
+        framing: ResponseFraming,
+        asked: &Asked,
+        pending: Option<Pending>,
+        time: HandleTime,
+    ) -> Next {
+        let ResponseFraming::Final {
+            body,
+            keep_alive: upstream_keep_alive,
+        } = framing
+        else {
+            return Next::Close;
+        };
+        let response = &self.response;
+        let http11 = asked.version == Version::Http11;
+        let delimited_by_close = matches!(body, BodyLength::Chunked | BodyLength::UntilClose);
+        let chunked_out = delimited_by_close && http11;
+        // HTTP/1.0 clients are always closed after the response (their
+        // `keep-alive` is not honoured), which also ends a body delimited
+        // by the close.
+        let close = !asked.framing.keep_alive
+            || !http11
+            || !asked.body_whole
+            || self.shutdown.is_cancelled();
+        let rewrite = ResponseRewrite {
+            version: asked.version,
+            chunked: chunked_out,
+            drop_content_length: response.fields.transfer_encoding_lines > 0
+                || matches!(response.status, 204 | 304),
+            connection: (close && http11).then_some(&b"close"[..]),
+        };
+        self.out.clear();
+        write_response(bytes, response, &rewrite, &mut self.out);
+        let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut observer = pending.map(|pending| {
+            let outcome = Outcome::Response {
+                status,
+                headers: header_map(bytes, &response.lines),
+            };
+            ResponseObserver::new(
+                self.engine.forwarder.listener().tap_limit,
+                pending,
+                outcome,
+                None,
+            )
+        });
+        let trailers = if chunked_out && asked.te_trailers {
+            Trailers::declared(bytes, &response.lines)
+        } else {
+            Trailers::none()
+        };
+        self.engine
+            .forwarder
+            .metrics()
+            .answered(status, &time, Instant::now());
+        let pump = Pump {
+            length: body,
+            chunked_out,
+            trailers: &trailers,
+            read_timeout: None,
+        };
+        let relayed = pump
+            .run(
+                &mut upstream.io,
+                &mut upstream.buf,
+                &mut self.io,
+                &mut self.out,
+                &mut observer,
+                None,
+            )
+            .await;
+        match relayed {
+            Ok(_) => {
+                observer.end(true);
+                let reusable = upstream_keep_alive
+                    && asked.body_whole
+                    && body != BodyLength::UntilClose
+                    && upstream.buf.is_empty();
+                if reusable {
+                    self.upstream = Some(upstream);
+                }
+                if close {
+                    Next::Close
+                } else {
+                    Next::KeepAlive
+                }
+            }
+            Err(error) => {
+                tracing::debug!(peer = %self.peer, %error, "response body failed");
+                observer.end(false);
+                if error.of_reader() {
+                    // Flush what was relayed; the close tells the client
+                    // the body was cut short.
+                    let _ = flush(&mut self.io, &mut self.out).await;
+                }
+                Next::Close
+            }
+        }
+    }
+}
