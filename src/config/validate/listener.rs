@@ -361,6 +361,63 @@ mod tests {
         );
     }
 
+    fn load_listener(listener: &str, routes: &str) -> Result<crate::config::Config, String> {
+        let text = format!(
+            "systems: [wms]\nkeys: [order]\nlisteners:\n  - {{ name: a, bind: 127.0.0.1:8080, system: wms, {listener} }}\nroutes:\n{routes}"
+        );
+        crate::config::Config::from_yaml(&text, "t.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_engine_is_hyper_unless_native_is_asked_for() {
+        let plain = "upstream: http://127.0.0.1:9000";
+        let config = load_listener(plain, "  []\n").expect("valid");
+        assert_eq!(config.listeners[0].engine, Engine::Hyper);
+        let config = load_listener(&format!("{plain}, engine: native"), "  []\n").expect("valid");
+        assert_eq!(config.listeners[0].engine, Engine::Native);
+        let error = load_listener(&format!("{plain}, engine: h3"), "  []\n").expect_err("invalid");
+        assert!(
+            error.contains("t.yaml:4:") && error.contains("h3"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_native_engine_is_refused_where_it_cannot_serve_saying_why() {
+        let refused = [
+            (
+                "upstream: http://127.0.0.1:9000, upstream_protocol: http2",
+                "  []\n",
+                "needs an HTTP/1-only upstream",
+            ),
+            (
+                "upstream: https://erp.example",
+                "  []\n",
+                "needs an HTTP/1-only upstream",
+            ),
+            (
+                "upstream: http://127.0.0.1:9000, header_case: lowercase",
+                "  []\n",
+                "does not implement `header_case: lowercase`",
+            ),
+            (
+                "upstream: http://127.0.0.1:9000",
+                "  - { name: on, system: wms, match: { path: /a }, propagate: trace_context }\n",
+                "does not implement trace context propagation",
+            ),
+        ];
+        for (listener, routes, reason) in refused {
+            let error =
+                load_listener(&format!("{listener}, engine: native"), routes).expect_err("refused");
+            assert!(
+                error.contains("listeners[0].engine: `engine: native`") && error.contains(reason),
+                "{listener}: {error}"
+            );
+        }
+        let https_http1 = "upstream: https://erp.example, upstream_protocol: http1, engine: native";
+        assert!(load_listener(https_http1, "  []\n").is_ok());
+    }
+
     #[test]
     fn the_same_port_clashes_when_one_side_is_the_unspecified_address() {
         assert!(clashes(addr("0.0.0.0:8080"), addr("127.0.0.1:8080")));
