@@ -85,7 +85,7 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 pub(crate) struct Engine {
     forwarder: Arc<Forwarder>,
     connector: UpstreamConnector,
-    idle: Idle<UpstreamConn>,
+    idle: Idle<Box<UpstreamConn>>,
 }
 
 /// Whether the client connection carries on after an exchange.
@@ -159,7 +159,7 @@ struct Connection<'e> {
     head: Box<RequestHead>,
     response: Box<ResponseHead>,
     /// The connection's own upstream connection, while it is reusable.
-    upstream: Option<UpstreamConn>,
+    upstream: Option<Box<UpstreamConn>>,
     shutdown: &'e CancellationToken,
 }
 
@@ -181,12 +181,17 @@ fn http_version(version: Version) -> http::Version {
     }
 }
 
-/// The header lines of a head in `buf` as a map (for an exchange).
-fn header_map(buf: &[u8], lines: &Lines) -> HeaderMap {
+/// The header lines of a head in `buf` as a map (for an exchange); the
+/// values share `buf`'s memory (no copy).
+fn header_map(buf: &Bytes, lines: &Lines) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(lines.as_slice().len());
     for line in lines.as_slice() {
         let name = HeaderName::from_bytes(line.name.of(buf));
-        let value = HeaderValue::from_bytes(line.value.of(buf));
+        let (start, end) = (line.value.start as usize, line.value.end as usize);
+        let value = match buf.get(start..end) {
+            Some(_) => HeaderValue::from_maybe_shared(buf.slice(start..end)),
+            None => HeaderValue::from_bytes(b""),
+        };
         if let (Ok(name), Ok(value)) = (name, value) {
             map.append(name, value);
         }
@@ -416,11 +421,11 @@ impl Connection<'_> {
     /// one: nothing is built, tapped or queued for it).
     fn pending(
         &self,
-        buf: &[u8],
+        buf: &Bytes,
         uri: &Uri,
         began: Instant,
         framing: &RequestFraming,
-    ) -> Option<Pending> {
+    ) -> Option<Box<Pending>> {
         let forwarder = &self.engine.forwarder;
         let head = &self.head;
         let method = http::Method::from_bytes(head.method(buf)).ok()?;
@@ -431,24 +436,29 @@ impl Connection<'_> {
             forwarder.listener().tap_limit,
             framing.body == BodyLength::Empty,
         );
-        Some(forwarder.pending(
+        // Boxed: it waits across the whole exchange, and an inline one
+        // would be copied with every future that holds it.
+        Some(Box::new(forwarder.pending(
             method,
             forward_origin_form(uri),
             http_version(head.version),
             header_map(buf, &head.lines),
             began,
             tap,
-        ))
+        )))
     }
 
     /// Refuses the request (no exchange, counted) and closes.
     async fn refuse(&mut self, rejection: Rejection, version: Version) -> Next {
+        // Written out before the first `await`, so the response is no
+        // part of the future's state.
+        self.out.clear();
         let response = self
             .engine
             .forwarder
             .reject(rejection, http_version(version));
-        self.out.clear();
         write_own(&response, true, &mut self.out);
+        drop(response);
         self.write_out().await;
         Next::Close
     }
@@ -457,20 +467,25 @@ impl Connection<'_> {
     /// the client connection closes after it when `close`.
     async fn fail(
         &mut self,
-        pending: Option<Pending>,
+        pending: Option<Box<Pending>>,
         failure: &Failure,
         asked: &Asked,
         time: HandleTime,
         close: bool,
     ) -> Next {
         tracing::debug!(peer = %self.peer, error = failure.kind.as_str(), cause = %failure.cause, "upstream failed");
-        let response =
-            self.engine
-                .forwarder
-                .fail(pending, failure.kind, http_version(asked.version), time);
         let close = close || !asked.framing.keep_alive || asked.version == Version::Http10;
+        // Written out before the first `await`, so the response is no
+        // part of the future's state.
         self.out.clear();
+        let response = self.engine.forwarder.fail(
+            pending.map(|pending| *pending),
+            failure.kind,
+            http_version(asked.version),
+            time,
+        );
         write_own(&response, close, &mut self.out);
+        drop(response);
         let written = self.write_out().await;
         if close || !written {
             Next::Close
@@ -481,7 +496,7 @@ impl Connection<'_> {
 
     /// The connection's upstream connection (kept, idle or new), with
     /// whether it was used before.
-    async fn upstream(&mut self) -> Result<(UpstreamConn, bool), Failure> {
+    async fn upstream(&mut self) -> Result<(Box<UpstreamConn>, bool), Failure> {
         if let Some(kept) = self.upstream.take().filter(|kept| !kept.is_closed()) {
             return Ok((kept, true));
         }
@@ -518,7 +533,7 @@ impl Connection<'_> {
         &mut self,
         head_bytes: &Bytes,
         mut asked: Asked,
-        mut pending: Option<Pending>,
+        mut pending: Option<Box<Pending>>,
     ) -> Next {
         let body = asked.framing.body;
         let time_now = |forwarded: Instant| HandleTime {
@@ -706,11 +721,11 @@ impl Connection<'_> {
     /// Streams the response whose head is `bytes` to the client.
     async fn respond(
         &mut self,
-        mut upstream: UpstreamConn,
+        mut upstream: Box<UpstreamConn>,
         bytes: &Bytes,
         framing: ResponseFraming,
         asked: &Asked,
-        pending: Option<Pending>,
+        pending: Option<Box<Pending>>,
         time: HandleTime,
     ) -> Next {
         let ResponseFraming::Final {
@@ -746,12 +761,13 @@ impl Connection<'_> {
                 status,
                 headers: header_map(bytes, &response.lines),
             };
-            ResponseObserver::new(
+            // Boxed, as the exchange it finishes (see `pending`).
+            Box::new(ResponseObserver::new(
                 self.engine.forwarder.listener().tap_limit,
-                pending,
+                *pending,
                 outcome,
                 None,
-            )
+            ))
         });
         let trailers = if chunked_out && asked.te_trailers {
             Trailers::declared(bytes, &response.lines)

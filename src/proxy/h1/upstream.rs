@@ -35,20 +35,21 @@ pub(crate) struct UpstreamConn {
 pub(crate) struct UpstreamIo(TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>);
 
 impl UpstreamConn {
-    /// A new connection to the upstream.
-    pub(crate) async fn connect(connector: &UpstreamConnector) -> Result<Self, Failure> {
+    /// A new connection to the upstream; boxed, as it is handed around
+    /// (and a TLS stream is large).
+    pub(crate) async fn connect(connector: &UpstreamConnector) -> Result<Box<Self>, Failure> {
         let stream = connector
             .connect()
             .await
             .map_err(|error| Failure::new(classify_connecting(&*error), error))?;
-        Ok(UpstreamConn {
+        Ok(Box::new(UpstreamConn {
             io: UpstreamIo(TokioIo::new(stream)),
             buf: BytesMut::with_capacity(READ_CHUNK),
-        })
+        }))
     }
 }
 
-impl Reusable for UpstreamConn {
+impl Reusable for Box<UpstreamConn> {
     /// Closed, or not fit for another request: stray bytes already read or
     /// waiting, or the peer's end of stream. Plain TCP is checked without
     /// waiting; a TLS stream cannot be peeked below its records, so it is
