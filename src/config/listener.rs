@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{Propagate, Route, System};
+use super::{Route, System};
 
 /// Index of a listener in `Config::listeners`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,19 +40,12 @@ impl Listener {
     /// (all of the config's; those serving other listeners are skipped),
     /// or `None` when it can.
     pub fn native_refusal(&self, routes: &[Route]) -> Option<&'static str> {
-        let routes = routes.iter().filter(|route| route.serves(self.id));
-        if let Some(reason) = self.native_refusal_by_listener() {
-            return Some(reason);
-        }
-        for route in routes {
-            if route.guard.is_some() {
-                return Some(NATIVE_GUARD);
-            }
-            if route.propagate == Some(Propagate::TraceContext) {
-                return Some(NATIVE_TRACE_CONTEXT);
-            }
-        }
-        None
+        self.native_refusal_by_listener().or_else(|| {
+            routes
+                .iter()
+                .any(|route| route.serves(self.id) && route.guard.is_some())
+                .then_some(NATIVE_GUARD)
+        })
     }
 
     /// [`Listener::native_refusal`] for what the listener alone decides.
@@ -74,9 +67,6 @@ impl Listener {
 
 /// Why the native engine refuses a listener with a guarded route.
 pub const NATIVE_GUARD: &str = "`engine: native` does not implement the idempotency guard, and a route of this listener has `idempotency_guard`: use `engine: hyper`";
-
-/// Why the native engine refuses a listener with a route propagating trace context.
-pub const NATIVE_TRACE_CONTEXT: &str = "`engine: native` does not implement trace context propagation, and a route of this listener has `propagate: trace_context`: use `engine: hyper`";
 
 /// Where a listener forwards to.
 #[derive(Debug, Clone)]

@@ -28,7 +28,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use head_routes::HeadRoutes;
 pub use listener::{
     Direction, Engine, Forwarded, HeaderCase, HostHeader, Listener, ListenerId, Upstream,
-    UpstreamProtocol, NATIVE_GUARD, NATIVE_TRACE_CONTEXT,
+    UpstreamProtocol, NATIVE_GUARD,
 };
 pub use measure::{MeasureDef, MeasureRule, Role, UnitKind, UnitRule, VarianceRule, COUNT, KG};
 pub use route::{

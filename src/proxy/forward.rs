@@ -38,7 +38,7 @@ use super::reject::{self, Rejection};
 use super::sink::ExchangeSink;
 use super::tap::{SharedTap, TapBody};
 use super::upstream::{Upstream, UpstreamBody};
-use super::{Outcome, TraceContext, TraceContextSource, UpstreamError};
+use super::{Outcome, RequestHeadRef, TraceContext, TraceContextSource, UpstreamError};
 use crate::clock::Clock;
 use crate::config::{Forwarded, HostHeader, Listener, UpstreamProtocol};
 
@@ -150,11 +150,9 @@ impl Forwarder {
             return self.reject(rejection, client_version);
         }
         let inspect = self.inspects(&parts.method, parts.uri.path());
-        let trace_context = self
-            .trace_context
-            .as_ref()
-            .filter(|_| inspect)
-            .and_then(|source| source.context(&parts));
+        let trace_context = inspect
+            .then(|| self.trace_context((&parts).into()))
+            .flatten();
         // An uninspected request has no exchange: nothing is tapped,
         // copied or queued for it.
         let request_tap =
@@ -271,6 +269,13 @@ impl Forwarder {
     /// The listener's ways to its upstream.
     pub(crate) fn upstream(&self) -> &Upstream {
         &self.upstream
+    }
+
+    /// The trace context to send upstream for an inspected request with
+    /// `head` (`None` when no route of the listener propagates, or the
+    /// request's route does not).
+    pub(crate) fn trace_context(&self, head: RequestHeadRef<'_>) -> Option<TraceContext> {
+        self.trace_context.as_ref()?.context(head)
     }
 
     /// Whether a request with `method` and `path` is tapped and observed

@@ -25,7 +25,7 @@ use super::metrics::ProxyMetrics;
 use super::sink::ExchangeSink;
 use super::TraceContextSource;
 use crate::clock::Clock;
-use crate::config::{Engine, HeaderCase, Listener, NATIVE_GUARD, NATIVE_TRACE_CONTEXT};
+use crate::config::{Engine, HeaderCase, Listener, NATIVE_GUARD};
 
 /// Pause after a failed `accept` (out of file descriptors, say) so the loop
 /// does not spin while the condition lasts.
@@ -155,15 +155,9 @@ pub async fn serve_with(
 /// [`Listener::native_refusal`]: the routes are known here through what
 /// they opted into), or `None`.
 pub fn native_refusal(listener: &Listener, options: &ListenerOptions) -> Option<&'static str> {
-    listener.native_refusal_by_listener().or_else(|| {
-        if !options.guarded.is_empty() {
-            Some(NATIVE_GUARD)
-        } else if options.trace_context.is_some() {
-            Some(NATIVE_TRACE_CONTEXT)
-        } else {
-            None
-        }
-    })
+    listener
+        .native_refusal_by_listener()
+        .or_else(|| (!options.guarded.is_empty()).then_some(NATIVE_GUARD))
 }
 
 /// The accept loop of a listener served by the native engine: one task

@@ -142,7 +142,9 @@ mod sink;
 mod tap;
 mod upstream;
 
-pub use exchange::{Exchange, Outcome, Tapped, TraceContext, TraceContextSource, UpstreamError};
+pub use exchange::{
+    Exchange, Outcome, RequestHeadRef, Tapped, TraceContext, TraceContextSource, UpstreamError,
+};
 pub use guard::{
     Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, GuardedRoutes, Handoff,
     StateResult, MAX_KEY_LEN,

@@ -400,11 +400,6 @@ mod tests {
                 "  []\n",
                 "does not implement `header_case: lowercase`",
             ),
-            (
-                "upstream: http://127.0.0.1:9000",
-                "  - { name: on, system: wms, match: { path: /a }, propagate: trace_context }\n",
-                "does not implement trace context propagation",
-            ),
         ];
         for (listener, routes, reason) in refused {
             let error =
@@ -416,6 +411,10 @@ mod tests {
         }
         let https_http1 = "upstream: https://erp.example, upstream_protocol: http1, engine: native";
         assert!(load_listener(https_http1, "  []\n").is_ok());
+        let propagating =
+            "  - { name: on, system: wms, match: { path: /a }, propagate: trace_context }\n";
+        let native = "upstream: http://127.0.0.1:9000, engine: native";
+        assert!(load_listener(native, propagating).is_ok());
     }
 
     #[test]

@@ -59,7 +59,7 @@ use crate::proxy::record::{Pending, ResponseObserver};
 use crate::proxy::reject::{check_fields, Http1Fields, Rejection};
 use crate::proxy::tap::{Observer, SharedTap};
 use crate::proxy::upstream::UpstreamConnector;
-use crate::proxy::{Outcome, UpstreamError};
+use crate::proxy::{Outcome, RequestHeadRef, TraceContext, UpstreamError};
 
 /// A request head must arrive within this (hyper's default header read
 /// timeout once a timer is set); also how long an idle keep-alive
@@ -436,16 +436,24 @@ impl Connection<'_> {
             forwarder.listener().tap_limit,
             framing.body == BodyLength::Empty,
         );
+        let headers = header_map(buf, &head.lines);
+        let trace_context = forwarder.trace_context(RequestHeadRef {
+            method: &method,
+            uri,
+            headers: &headers,
+        });
         // Boxed: it waits across the whole exchange, and an inline one
         // would be copied with every future that holds it.
-        Some(Box::new(forwarder.pending(
+        let mut pending = Box::new(forwarder.pending(
             method,
             forward_origin_form(uri),
             http_version(head.version),
-            header_map(buf, &head.lines),
+            headers,
             began,
             tap,
-        )))
+        ));
+        pending.trace_context = trace_context;
+        Some(pending)
     }
 
     /// Refuses the request (no exchange, counted) and closes.
@@ -506,8 +514,15 @@ impl Connection<'_> {
         Ok((UpstreamConn::connect(&self.engine.connector).await?, false))
     }
 
-    /// Writes the upstream request head for the head in `buf` into `out`.
-    fn write_upstream_head(&mut self, buf: &[u8], body: BodyLength) -> bool {
+    /// Writes the upstream request head for the head in `buf` into `out`,
+    /// with the `traceparent` of `trace` (replacing the client's) if any.
+    fn write_upstream_head(
+        &mut self,
+        buf: &[u8],
+        body: BodyLength,
+        trace: Option<TraceContext>,
+    ) -> bool {
+        let traceparent = trace.and_then(|trace| trace.traceparent());
         let forwarder = &self.engine.forwarder;
         let listener = forwarder.listener();
         let upstream_host = forwarder.upstream_host();
@@ -520,7 +535,7 @@ impl Connection<'_> {
                 HostHeader::Upstream => HostRewrite::Replace(upstream_host),
             },
             forwarded_for: (listener.forwarded == Forwarded::Append).then(|| self.peer.ip()),
-            traceparent: None,
+            traceparent: traceparent.as_ref().map(HeaderValue::as_bytes),
             chunked: body == BodyLength::Chunked,
         };
         self.out.clear();
@@ -541,7 +556,8 @@ impl Connection<'_> {
             forwarded,
             answered: Instant::now(),
         };
-        if !self.write_upstream_head(head_bytes, body) {
+        let trace = pending.as_ref().and_then(|pending| pending.trace_context);
+        if !self.write_upstream_head(head_bytes, body, trace) {
             let failure = Failure::new(
                 UpstreamError::Protocol,
                 "request target cannot be forwarded",
@@ -599,7 +615,7 @@ impl Connection<'_> {
                 Ok(Ok(pumped)) => break (upstream, pumped),
                 Ok(Err(PumpError::Write(_))) if reused && retry => {
                     retry = false;
-                    self.write_upstream_head(head_bytes, body);
+                    self.write_upstream_head(head_bytes, body, trace);
                 }
                 Ok(Err(error)) if error.of_reader() => {
                     tracing::debug!(peer = %self.peer, %error, "request body failed");
