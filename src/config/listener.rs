@@ -58,9 +58,6 @@ impl Listener {
         if !http1_only {
             return Some("`engine: native` needs an HTTP/1-only upstream (`http://` with `upstream_protocol` `auto` or `http1`, or `upstream_protocol: http1`); this one may speak HTTP/2: use `engine: hyper`");
         }
-        if self.header_case != HeaderCase::Preserve {
-            return Some("`engine: native` writes header names as they came; it does not implement `header_case: lowercase`: use `engine: hyper` or `header_case: preserve`");
-        }
         None
     }
 }

@@ -79,7 +79,7 @@ pub fn listener_from_yaml(yaml: &str) -> Listener {
 
 /// `WAYBILL_TEST_ENGINE=native` runs the proxy tests against the native
 /// HTTP/1 engine: every listener it can serve gets `engine: native`; the
-/// others (guards, HTTP/2 upstreams, lower-case header names) keep hyper.
+/// others (guards, HTTP/2 upstreams) keep hyper.
 fn with_test_engine(mut listener: Listener, options: &ListenerOptions) -> Listener {
     let native = std::env::var("WAYBILL_TEST_ENGINE").is_ok_and(|engine| engine == "native");
     if native && native_refusal(&listener, options).is_none() {

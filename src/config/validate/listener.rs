@@ -395,11 +395,6 @@ mod tests {
                 "  []\n",
                 "needs an HTTP/1-only upstream",
             ),
-            (
-                "upstream: http://127.0.0.1:9000, header_case: lowercase",
-                "  []\n",
-                "does not implement `header_case: lowercase`",
-            ),
         ];
         for (listener, routes, reason) in refused {
             let error =
@@ -415,6 +410,8 @@ mod tests {
             "  - { name: on, system: wms, match: { path: /a }, propagate: trace_context }\n";
         let native = "upstream: http://127.0.0.1:9000, engine: native";
         assert!(load_listener(native, propagating).is_ok());
+        let lowercase = "upstream: http://127.0.0.1:9000, header_case: lowercase, engine: native";
+        assert!(load_listener(lowercase, "  []\n").is_ok());
     }
 
     #[test]

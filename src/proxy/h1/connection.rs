@@ -47,9 +47,11 @@ use super::body::{flush, Pump, PumpError, Pumped, Trailers};
 use super::framing::{self, BodyLength, FramingError, RequestFraming, ResponseFraming};
 use super::handoff::{self, Sniffed};
 use super::head::{Lines, Parsed, RequestHead, ResponseHead, Version};
-use super::rewrite::{write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite};
+use super::rewrite::{
+    lowercase_names, write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite,
+};
 use super::upstream::{UpstreamConn, READ_CHUNK};
-use crate::config::{Forwarded, HostHeader};
+use crate::config::{Forwarded, HeaderCase, HostHeader};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::dedicated::{Idle, Reusable};
 use crate::proxy::error::{classify, Failure};
@@ -86,6 +88,8 @@ pub(crate) struct Engine {
     forwarder: Arc<Forwarder>,
     connector: UpstreamConnector,
     idle: Idle<Box<UpstreamConn>>,
+    /// `header_case: lowercase`: every written head's names in lower case.
+    lowercase: bool,
 }
 
 /// Whether the client connection carries on after an exchange.
@@ -100,10 +104,12 @@ impl Engine {
     /// not HTTP/1-only (the selection refuses such listeners first).
     pub(crate) fn new(forwarder: Arc<Forwarder>) -> Option<Self> {
         let connector = forwarder.upstream().http1_connector()?.clone();
+        let lowercase = forwarder.listener().header_case == HeaderCase::Lowercase;
         Some(Engine {
             forwarder,
             connector,
             idle: Idle::default(),
+            lowercase,
         })
     }
 
@@ -539,7 +545,17 @@ impl Connection<'_> {
             chunked: body == BodyLength::Chunked,
         };
         self.out.clear();
-        write_request(buf, &self.head, &rewrite, &mut self.out).is_ok()
+        let written = write_request(buf, &self.head, &rewrite, &mut self.out).is_ok();
+        self.lower_case_head();
+        written
+    }
+
+    /// Lower-cases the names of the head just written into `out`, on a
+    /// `header_case: lowercase` listener.
+    fn lower_case_head(&mut self) {
+        if self.engine.lowercase {
+            lowercase_names(&mut self.out);
+        }
     }
 
     /// Forwards the request whose head is `head_bytes` and relays the
@@ -730,6 +746,7 @@ impl Connection<'_> {
         self.out.clear();
         let rewrite = ResponseRewrite::bare(asked.version);
         write_response(bytes, &self.response, &rewrite, &mut self.out);
+        self.lower_case_head();
         let written = self.write_out().await;
         written
     }
@@ -771,6 +788,9 @@ impl Connection<'_> {
         };
         self.out.clear();
         write_response(bytes, response, &rewrite, &mut self.out);
+        if self.engine.lowercase {
+            lowercase_names(&mut self.out);
+        }
         let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut observer = pending.map(|pending| {
             let outcome = Outcome::Response {

@@ -113,5 +113,6 @@ pub use head::{
     RequestHead, ResponseHead, Span, Version, MAX_HEADERS, MAX_HEAD_LEN,
 };
 pub use rewrite::{
-    write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite, RewriteError,
+    lowercase_names, write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite,
+    RewriteError,
 };

@@ -432,10 +432,34 @@ pub fn write_response(
     block.finish();
 }
 
+/// Lower-cases the header names of a head in `head` written by this
+/// module (`header_case: lowercase`): on each line after the start line,
+/// the bytes before its first `:` (a written line is `Name: value`; a
+/// value holds no CR or LF, the parser refuses them).
+pub fn lowercase_names(head: &mut [u8]) {
+    for line in head.split_mut(|&b| b == b'\n').skip(1) {
+        let name_end = line.iter().position(|&b| b == b':').unwrap_or(0);
+        if let Some(name) = line.get_mut(..name_end) {
+            name.make_ascii_lowercase();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proxy::h1::head::Parsed;
+
+    #[test]
+    fn lowercase_names_changes_names_only() {
+        let text = "POST /Orders?Expand=Lines HTTP/1.1\r\nHost: ERP:80\r\nX-MiXeD: Va:Lue\r\nx-Empty:\r\n\r\n";
+        let mut head = rewrite_request(text, &PLAIN).into_bytes();
+        lowercase_names(&mut head);
+        assert_eq!(
+            String::from_utf8_lossy(&head),
+            "POST /Orders?Expand=Lines HTTP/1.1\r\nhost: ERP:80\r\nx-mixed: Va:Lue\r\nx-empty:\r\n\r\n"
+        );
+    }
 
     fn rewrite_request(text: &str, rewrite: &RequestRewrite<'_>) -> String {
         let mut head = RequestHead::default();
