@@ -1134,6 +1134,9 @@ async fn connection_an_unrequested_101_reaches_the_client_bare_then_closes() {
         client.rest().await,
         "HTTP/1.1 101 Switching Protocols\r\n\r\n"
     );
+    // Counted as any response the proxy relays.
+    let series = "waybill_proxy_requests_total{listener=\"conformance\",status_class=\"1xx\"}";
+    assert_eq!(rig.proxy.metric_reaches(series, 1.0).await, Some(1.0));
 }
 
 // ----- response framing (RFC 9112 §6.3) ----------------------------------

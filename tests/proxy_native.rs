@@ -12,31 +12,19 @@ use prometheus_client::registry::Registry;
 use proxy_support::raw::RawClient;
 use proxy_support::{listener, Proxy, WAIT};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use waybill::clock::Clock;
-use waybill::config::{Engine, HeaderCase, UpstreamProtocol};
-use waybill::proxy::{serve_with, ExchangeSink, ListenerOptions, ProxyMetrics};
+use waybill::config::{Engine, UpstreamProtocol};
+use waybill::proxy::{serve_with, ExchangeSink, ListenerOptions, Outcome, ProxyMetrics};
 
 #[tokio::test]
 async fn a_listener_the_native_engine_cannot_serve_is_refused_saying_why() {
-    for (protocol, case, reason) in [
-        (
-            UpstreamProtocol::Http2,
-            HeaderCase::Preserve,
-            "needs an HTTP/1-only upstream",
-        ),
-        (
-            UpstreamProtocol::Http1,
-            HeaderCase::Lowercase,
-            "header_case: lowercase",
-        ),
-    ] {
+    for (protocol, reason) in [(UpstreamProtocol::Http2, "needs an HTTP/1-only upstream")] {
         let mut listener = listener("http://127.0.0.1:9");
         listener.engine = Engine::Native;
         listener.upstream.protocol = protocol;
-        listener.header_case = case;
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let mut registry = Registry::default();
         let (tx, _rx) = mpsc::channel(1);
@@ -63,9 +51,17 @@ async fn a_listener_the_native_engine_cannot_serve_is_refused_saying_why() {
     }
 }
 
+/// The answer of [`held_upstream`] to everything.
+const DONE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone";
+
 /// An upstream that tells `arrived` when `/slow` came and answers it only
-/// once `release` is notified; everything else at once.
-async fn held_upstream(arrived: Arc<Notify>, release: Arc<Notify>) -> String {
+/// once `release` is notified, with `slow_answer`; everything else at
+/// once with [`DONE`].
+async fn held_upstream(
+    arrived: Arc<Notify>,
+    release: Arc<Notify>,
+    slow_answer: &'static [u8],
+) -> String {
     let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = socket.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -85,12 +81,13 @@ async fn held_upstream(arrived: Arc<Notify>, release: Arc<Notify>) -> String {
                     if !seen.windows(4).any(|w| w == b"\r\n\r\n") {
                         continue;
                     }
+                    let mut answer = DONE;
                     if seen.starts_with(b"GET /slow ") {
                         arrived.notify_one();
                         release.notified().await;
+                        answer = slow_answer;
                     }
                     seen.clear();
-                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone";
                     if stream.write_all(answer).await.is_err() {
                         return;
                     }
@@ -104,7 +101,7 @@ async fn held_upstream(arrived: Arc<Notify>, release: Arc<Notify>) -> String {
 #[tokio::test]
 async fn shutdown_closes_idle_connections_and_lets_a_busy_one_finish() {
     let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let upstream = held_upstream(Arc::clone(&arrived), Arc::clone(&release)).await;
+    let upstream = held_upstream(Arc::clone(&arrived), Arc::clone(&release), DONE).await;
     let mut native = listener(&upstream);
     native.engine = Engine::Native;
     let proxy = Proxy::start(native).await;
@@ -135,4 +132,40 @@ async fn shutdown_closes_idle_connections_and_lets_a_busy_one_finish() {
         .expect("serve returns once every connection ended")
         .expect("not panicked")
         .expect("served");
+}
+
+/// A client gone (reset) while an upstream's 103 is relayed: the request
+/// is still counted with its final response's status and its exchange
+/// recorded, as for any response the client did not take.
+#[tokio::test]
+async fn a_client_gone_while_a_1xx_is_relayed_still_counts_its_request() {
+    const HINTS_THEN_DONE: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone";
+    let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let upstream = held_upstream(Arc::clone(&arrived), Arc::clone(&release), HINTS_THEN_DONE).await;
+    let mut native = listener(&upstream);
+    native.engine = Engine::Native;
+    let mut proxy = Proxy::start(native).await;
+
+    let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::timeout(WAIT, arrived.notified())
+        .await
+        .expect("the request reached the upstream");
+    // Closed with a reset: the proxy's next write to it fails.
+    client.set_zero_linger().expect("linger");
+    drop(client);
+    release.notify_one();
+
+    let series = "waybill_proxy_requests_total{listener=\"wms-inbound\",status_class=\"2xx\"}";
+    assert_eq!(proxy.metric_reaches(series, 1.0).await, Some(1.0));
+    let exchange = proxy.exchange().await;
+    assert!(
+        matches!(exchange.outcome, Outcome::Response { status, .. } if status == 200),
+        "{:?}",
+        exchange.outcome
+    );
+    assert_eq!(exchange.uri.path(), "/slow");
 }

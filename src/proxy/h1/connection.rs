@@ -676,8 +676,7 @@ impl Connection<'_> {
             answered,
         };
         let (response_bytes, framing) = match answer {
-            Ok(Ok(Some(got))) => got,
-            Ok(Ok(None)) => return Next::Close,
+            Ok(Ok(got)) => got,
             Ok(Err(failure)) => return self.fail(pending, &failure, &asked, time, false).await,
             Err(_elapsed) => {
                 let failure = Failure::new(UpstreamError::Timeout, "no response head in time");
@@ -688,15 +687,17 @@ impl Connection<'_> {
             .await
     }
 
-    /// Reads the final response head from `upstream` (relaying 1xx other
-    /// than 100 to an HTTP/1.1 client; a 101 is relayed and ends both
-    /// connections: `Ok(None)`). The head's bytes are split off the
-    /// upstream buffer.
+    /// Reads the final response head (or a 101) from `upstream`, relaying
+    /// 1xx other than 100 to an HTTP/1.1 client while it is there (a
+    /// client gone meanwhile still gets its request's final response
+    /// counted and recorded: `respond` finds it gone). The head's bytes
+    /// are split off the upstream buffer.
     async fn response_head(
         &mut self,
         upstream: &mut UpstreamConn,
         asked: &Asked,
-    ) -> Result<Option<(Bytes, ResponseFraming)>, Failure> {
+    ) -> Result<(Bytes, ResponseFraming), Failure> {
+        let mut client_gone = false;
         loop {
             let len = loop {
                 if !upstream.buf.is_empty() {
@@ -722,19 +723,14 @@ impl Connection<'_> {
             let framing = framing::response(&bytes, &self.response, asked.framing.method)
                 .map_err(|error| Failure::new(UpstreamError::Protocol, error))?;
             match framing {
-                ResponseFraming::Final { .. } => return Ok(Some((bytes, framing))),
-                ResponseFraming::Interim if self.response.status == 100 => {}
-                ResponseFraming::Interim => {
-                    if asked.version == Version::Http11 && !self.relay_head(&bytes, asked).await {
-                        return Ok(None);
-                    }
+                ResponseFraming::Final { .. } | ResponseFraming::Switch => {
+                    return Ok((bytes, framing))
                 }
-                ResponseFraming::Switch => {
-                    // Upgrades are not proxied: the head goes on without
-                    // its hop-by-hop fields, then both connections end.
-                    self.relay_head(&bytes, asked).await;
-                    return Ok(None);
-                }
+                ResponseFraming::Interim
+                    if self.response.status == 100
+                        || asked.version != Version::Http11
+                        || client_gone => {}
+                ResponseFraming::Interim => client_gone = !self.relay_head(&bytes, asked).await,
             }
         }
     }
@@ -761,11 +757,34 @@ impl Connection<'_> {
         pending: Option<Box<Pending>>,
         time: HandleTime,
     ) -> Next {
+        let status = StatusCode::from_u16(self.response.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut observer = pending.map(|pending| {
+            let outcome = Outcome::Response {
+                status,
+                headers: header_map(bytes, &self.response.lines),
+            };
+            // Boxed, as the exchange it finishes (see `pending`).
+            Box::new(ResponseObserver::new(
+                self.engine.forwarder.listener().tap_limit,
+                *pending,
+                outcome,
+                None,
+            ))
+        });
+        self.engine
+            .forwarder
+            .metrics()
+            .answered(status, &time, Instant::now());
         let ResponseFraming::Final {
             body,
             keep_alive: upstream_keep_alive,
         } = framing
         else {
+            // A 101: upgrades are not proxied. Its head goes on without
+            // its hop-by-hop fields (counted and recorded as any
+            // response), then both connections end.
+            let written = self.relay_head(bytes, asked).await;
+            observer.end(written);
             return Next::Close;
         };
         let response = &self.response;
@@ -791,29 +810,11 @@ impl Connection<'_> {
         if self.engine.lowercase {
             lowercase_names(&mut self.out);
         }
-        let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        let mut observer = pending.map(|pending| {
-            let outcome = Outcome::Response {
-                status,
-                headers: header_map(bytes, &response.lines),
-            };
-            // Boxed, as the exchange it finishes (see `pending`).
-            Box::new(ResponseObserver::new(
-                self.engine.forwarder.listener().tap_limit,
-                *pending,
-                outcome,
-                None,
-            ))
-        });
         let trailers = if chunked_out && asked.te_trailers {
             Trailers::declared(bytes, &response.lines)
         } else {
             Trailers::none()
         };
-        self.engine
-            .forwarder
-            .metrics()
-            .answered(status, &time, Instant::now());
         let pump = Pump {
             length: body,
             chunked_out,
