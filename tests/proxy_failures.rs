@@ -123,21 +123,25 @@ async fn a_tls_handshake_that_stalls_past_the_connect_timeout_gives_502_and_conn
     for listener in https_listeners(&upstream_addr.to_string()) {
         let mut listener = listener;
         listener.connect_timeout = Duration::from_millis(200);
-        let what = format!("{:?}", listener.upstream.protocol);
         let mut proxy = Proxy::start(listener).await;
-
-        let request = Request::get(proxy.url("/v1/rates"))
-            .body(full(""))
-            .expect("request");
-        let answer = send(&client(ClientProtocol::Http1), request).await;
-        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{what}");
-        let exchange = proxy.exchange().await;
-        assert_eq!(
-            failure(&exchange.outcome),
-            (UpstreamError::ConnectTimeout, StatusCode::BAD_GATEWAY),
-            "{what}"
-        );
+        gets_502(&mut proxy, "/v1/rates", UpstreamError::ConnectTimeout).await;
     }
+}
+
+/// A GET of `path` through `proxy` gets the sidecar's 502 and is recorded
+/// as failed with `error`.
+async fn gets_502(proxy: &mut Proxy, path: &str, error: UpstreamError) {
+    let request = Request::get(proxy.url(path))
+        .body(full(""))
+        .expect("request");
+    let answer = send(&client(ClientProtocol::Http1), request).await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{path}");
+    let exchange = proxy.exchange().await;
+    assert_eq!(
+        failure(&exchange.outcome),
+        (error, StatusCode::BAD_GATEWAY),
+        "{path}"
+    );
 }
 
 /// A listener to `https://{addr}` per upstream protocol that may go over
@@ -165,17 +169,7 @@ async fn an_upstream_that_does_not_speak_tls_gives_502_and_a_tls_exchange() {
         let mut proxy = Proxy::start(listener).await;
 
         for path in ["/v1/rates", "/v1/rates/again"] {
-            let request = Request::get(proxy.url(path))
-                .body(full(""))
-                .expect("request");
-            let answer = send(&client(ClientProtocol::Http1), request).await;
-            assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{what}");
-            let exchange = proxy.exchange().await;
-            assert_eq!(
-                failure(&exchange.outcome),
-                (UpstreamError::Tls, StatusCode::BAD_GATEWAY),
-                "{what}"
-            );
+            gets_502(&mut proxy, path, UpstreamError::Tls).await;
         }
         let series = "waybill_upstream_errors_total{listener=\"wms-inbound\",error=\"tls\"}";
         assert_eq!(proxy.metric_reaches(series, 2.0).await, Some(2.0), "{what}");
