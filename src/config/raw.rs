@@ -338,11 +338,10 @@ pub struct RawListener {
     /// `native`, the proxy's own HTTP/1 engine (fewer instructions per
     /// exchange; docs/http1.md). `native` serves only a listener it can
     /// serve entirely: an HTTP/1-only upstream (`http://` with
-    /// `upstream_protocol` `auto` or `http1`, or `http1`), `header_case:
-    /// preserve`, and no route of the listener with an
-    /// `idempotency_guard` or `propagate: trace_context`; otherwise the
-    /// sidecar refuses to start, saying why. h2c clients on the same port
-    /// are still served (by hyper).
+    /// `upstream_protocol` `auto` or `http1`, or `https://` with `http1`)
+    /// and no route of the listener with an `idempotency_guard`;
+    /// otherwise the sidecar refuses to start, saying why. h2c clients on
+    /// the same port are still served (by hyper).
     #[serde(default)]
     pub engine: Option<RawEngine>,
     /// Time allowed for the upstream's response head, e.g. `30s` (default).

@@ -9,7 +9,8 @@
 //! them) or the proxy's own refusals (`reject.rs`, counted); the head for
 //! the upstream is written by [`write_request`]; the body is pumped
 //! (`body.rs`); the response head is read within the listener's `timeout`
-//! (else 504), 1xx other than 100 are relayed, 101 ends the connection;
+//! (else 504), 1xx other than 100 are relayed, 101 ends the connection
+//! (counted and recorded as any response);
 //! upstream failures are answered by `error.rs`'s responses, counted the
 //! same way as on the hyper path (the [`Forwarder`]'s `fail`/`reject`).
 //! An [`Exchange`](crate::proxy::Exchange) is built only for an inspected

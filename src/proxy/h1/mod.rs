@@ -71,8 +71,8 @@
 //! - Headers the proxy adds are written in lower case unless the client
 //!   sent a line of that name (hyper reuses the spelling of a line it saw
 //!   even when that line was dropped).
-//! - `header_case: lowercase` listeners are not covered yet (names go out
-//!   as the client spelled them).
+//! - On `header_case: lowercase` listeners every written head's names are
+//!   lower-cased ([`lowercase_names`]); chunked trailers go on as they came.
 //!
 //! # The engine (`connection.rs`, session 8)
 //! Reads into one buffer until a head parses, answers [`HeadError`]s with
