@@ -32,7 +32,9 @@
 //! all still at hand); when the client connection ends an open one goes to
 //! the listener's idle list.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +43,7 @@ use http::header::CONNECTION;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::body::{flush, Pump, PumpError, Pumped, Trailers};
@@ -131,6 +133,9 @@ impl Engine {
             response: Box::default(),
             upstream: None,
             shutdown: &shutdown,
+            timer: Box::pin(tokio::time::sleep_until(
+                Instant::now() + HEADER_READ_TIMEOUT,
+            )),
         };
         let Some(first) = connection.first_bytes().await else {
             return;
@@ -168,6 +173,20 @@ struct Connection<'e> {
     /// The connection's own upstream connection, while it is reusable.
     upstream: Option<Box<UpstreamConn>>,
     shutdown: &'e CancellationToken,
+    /// The connection's one timer, re-armed for each wait that has a
+    /// deadline (a head read, an exchange's upstream part, the lingering
+    /// close): one timer entry per connection, not one per wait.
+    timer: Pin<Box<Sleep>>,
+}
+
+/// `future`'s output, or `None` when `timer` fires first (the future is
+/// polled first, as `tokio::time::timeout` does).
+async fn before<F: Future>(timer: &mut Pin<Box<Sleep>>, future: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        output = future => Some(output),
+        () = timer.as_mut() => None,
+    }
 }
 
 /// What the response side needs to know of the request.
@@ -204,6 +223,12 @@ fn header_map(buf: &Bytes, lines: &Lines) -> HeaderMap {
         }
     }
     map
+}
+
+/// The failure of an upstream whose response head did not come within the
+/// listener's `timeout`.
+fn no_head_in_time() -> Failure {
+    Failure::new(UpstreamError::Timeout, "no response head in time")
 }
 
 /// Writes a response of the sidecar's own as hyper's server writes it:
@@ -252,12 +277,12 @@ impl Connection<'_> {
         if self.io.shutdown().await.is_err() {
             return;
         }
-        let deadline = Instant::now() + LINGER;
+        self.timer.as_mut().reset(Instant::now() + LINGER);
         let mut dropped = 0;
         while dropped < LINGER_BYTES {
             self.buf.clear();
-            match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
-                Ok(Ok(n)) if n > 0 => dropped += n,
+            match before(&mut self.timer, self.io.read_buf(&mut self.buf)).await {
+                Some(Ok(n)) if n > 0 => dropped += n,
                 _ => return,
             }
         }
@@ -266,13 +291,13 @@ impl Connection<'_> {
     /// Reads until the first bytes tell HTTP/1 from the h2c preface;
     /// `None` when the client went away (or shutdown came) first.
     async fn first_bytes(&mut self) -> Option<Sniffed> {
-        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+        // Armed when the connection was made.
         loop {
             match handoff::sniff(&self.buf) {
                 Sniffed::Undecided => {}
                 decided => return Some(decided),
             }
-            if self.read_client(deadline).await? == 0 {
+            if self.read_client().await? == 0 {
                 return None;
             }
         }
@@ -281,22 +306,22 @@ impl Connection<'_> {
     /// Reads more of the client's bytes, before `deadline`; `None` when
     /// the read failed, timed out, or shutdown came while nothing was
     /// buffered (an idle connection closes at once).
-    async fn read_client(&mut self, deadline: Instant) -> Option<usize> {
+    async fn read_client(&mut self) -> Option<usize> {
         self.buf.reserve(READ_CHUNK);
         let idle = self.buf.is_empty();
-        let read = tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf));
+        let read = before(&mut self.timer, self.io.read_buf(&mut self.buf));
         let read = tokio::select! {
             biased;
             () = self.shutdown.cancelled(), if idle => return None,
             read = read => read,
         };
         match read {
-            Ok(Ok(n)) => Some(n),
-            Ok(Err(error)) => {
+            Some(Ok(n)) => Some(n),
+            Some(Err(error)) => {
                 tracing::debug!(peer = %self.peer, %error, "client read failed");
                 None
             }
-            Err(_elapsed) => None,
+            None => None,
         }
     }
 
@@ -313,7 +338,9 @@ impl Connection<'_> {
     /// Waits for the next request head; its length, or `None` when the
     /// connection is over (answered already if the head was refused).
     async fn next_head(&mut self) -> Option<usize> {
-        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+        self.timer
+            .as_mut()
+            .reset(Instant::now() + HEADER_READ_TIMEOUT);
         loop {
             if !self.buf.is_empty() {
                 match self.head.parse(&self.buf) {
@@ -338,7 +365,7 @@ impl Connection<'_> {
                     }
                 }
             }
-            if self.read_client(deadline).await? == 0 {
+            if self.read_client().await? == 0 {
                 return None;
             }
         }
@@ -585,7 +612,11 @@ impl Connection<'_> {
                 .await;
         }
         let forwarded = Instant::now();
-        let deadline = forwarded + self.engine.forwarder.listener().timeout;
+        // The request's way upstream and the response head, within the
+        // listener's `timeout`.
+        self.timer
+            .as_mut()
+            .reset(forwarded + self.engine.forwarder.listener().timeout);
         let mut request_tap = pending.as_ref().map(|pending| pending.request_tap.clone());
         let trailers = if body == BodyLength::Chunked {
             Trailers::declared(head_bytes, &self.head.lines)
@@ -616,8 +647,8 @@ impl Connection<'_> {
                         .await
                 }
             };
-            let sent = tokio::time::timeout_at(
-                deadline,
+            let sent = before(
+                &mut self.timer,
                 pump.run(
                     &mut self.io,
                     &mut self.buf,
@@ -629,30 +660,30 @@ impl Connection<'_> {
             )
             .await;
             match sent {
-                Ok(Ok(pumped)) => break (upstream, pumped),
-                Ok(Err(PumpError::Write(_))) if reused && retry => {
+                Some(Ok(pumped)) => break (upstream, pumped),
+                Some(Err(PumpError::Write(_))) if reused && retry => {
                     retry = false;
                     self.write_upstream_head(head_bytes, body, trace);
                 }
-                Ok(Err(error)) if error.of_reader() => {
+                Some(Err(error)) if error.of_reader() => {
                     tracing::debug!(peer = %self.peer, %error, "request body failed");
                     request_tap.end(false);
                     return self.refuse(Rejection::Body, asked.version).await;
                 }
-                Ok(Err(PumpError::Write(error))) => {
+                Some(Err(PumpError::Write(error))) => {
                     let failure = Failure::new(classify(&error), error);
                     return self
                         .fail(pending, &failure, &asked, time_now(forwarded), true)
                         .await;
                 }
-                Ok(Err(error)) => {
+                Some(Err(error)) => {
                     let failure = Failure::new(UpstreamError::Reset, error);
                     return self
                         .fail(pending, &failure, &asked, time_now(forwarded), true)
                         .await;
                 }
-                Err(_elapsed) => {
-                    let failure = Failure::new(UpstreamError::Timeout, "no response head in time");
+                None => {
+                    let failure = no_head_in_time();
                     return self
                         .fail(pending, &failure, &asked, time_now(forwarded), true)
                         .await;
@@ -665,8 +696,7 @@ impl Connection<'_> {
         asked.body_whole = pumped == Pumped::Whole;
         request_tap.end(asked.body_whole);
 
-        let answer =
-            tokio::time::timeout_at(deadline, self.response_head(&mut upstream, &asked)).await;
+        let answer = self.response_head(&mut upstream, &asked).await;
         let answered = Instant::now();
         if let Some(pending) = &mut pending {
             pending.upstream_duration = answered.saturating_duration_since(asked.began);
@@ -677,12 +707,8 @@ impl Connection<'_> {
             answered,
         };
         let (response_bytes, framing) = match answer {
-            Ok(Ok(got)) => got,
-            Ok(Err(failure)) => return self.fail(pending, &failure, &asked, time, false).await,
-            Err(_elapsed) => {
-                let failure = Failure::new(UpstreamError::Timeout, "no response head in time");
-                return self.fail(pending, &failure, &asked, time, false).await;
-            }
+            Ok(got) => got,
+            Err(failure) => return self.fail(pending, &failure, &asked, time, false).await,
         };
         self.respond(upstream, &response_bytes, framing, &asked, pending, time)
             .await
@@ -691,8 +717,9 @@ impl Connection<'_> {
     /// Reads the final response head (or a 101) from `upstream`, relaying
     /// 1xx other than 100 to an HTTP/1.1 client while it is there (a
     /// client gone meanwhile still gets its request's final response
-    /// counted and recorded: `respond` finds it gone). The head's bytes
-    /// are split off the upstream buffer.
+    /// counted and recorded: `respond` finds it gone); all before the
+    /// connection's timer (armed by `forward`) fires, else a timeout. The
+    /// head's bytes are split off the upstream buffer.
     async fn response_head(
         &mut self,
         upstream: &mut UpstreamConn,
@@ -709,15 +736,16 @@ impl Connection<'_> {
                     }
                 }
                 upstream.buf.reserve(READ_CHUNK);
-                match upstream.io.read_buf(&mut upstream.buf).await {
-                    Ok(0) => {
+                match before(&mut self.timer, upstream.io.read_buf(&mut upstream.buf)).await {
+                    Some(Ok(0)) => {
                         return Err(Failure::new(
                             UpstreamError::Reset,
                             "upstream closed before the response head",
                         ))
                     }
-                    Ok(_) => {}
-                    Err(error) => return Err(Failure::new(classify(&error), error)),
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(Failure::new(classify(&error), error)),
+                    None => return Err(no_head_in_time()),
                 }
             };
             let bytes = upstream.buf.split_to(len).freeze();
@@ -744,8 +772,10 @@ impl Connection<'_> {
         let rewrite = ResponseRewrite::bare(asked.version);
         write_response(bytes, &self.response, &rewrite, &mut self.out);
         self.lower_case_head();
-        let written = self.write_out().await;
-        written
+        // Within the exchange's deadline (a client not reading counts as
+        // gone).
+        let written = before(&mut self.timer, self.io.write_all(&self.out)).await;
+        matches!(written, Some(Ok(())))
     }
 
     /// Streams the response whose head is `bytes` to the client.
