@@ -20,7 +20,10 @@
 //! Timeouts: a request head must arrive within [`HEADER_READ_TIMEOUT`]
 //! (also the keep-alive idle limit, as hyper's header read timer is);
 //! request body bytes must keep coming within [`BODY_READ_TIMEOUT`];
-//! response body reads are not limited (as on the hyper path).
+//! response body reads are not limited (as on the hyper path). The head
+//! read, the exchange's way upstream with its response head (the
+//! listener's `timeout`) and the lingering close share one timer per
+//! connection, re-armed for each (one timer entry, not one per wait).
 //!
 //! Graceful drain: on shutdown an idle connection closes at once, a busy
 //! one after its in-flight response (which then says `connection: close`).
