@@ -350,12 +350,7 @@ mod tests {
     #[tokio::test]
     async fn a_chunked_body_is_rechunked_at_every_split_point_one_byte_per_read() {
         let trailers = declared_t();
-        let rechunk = Pump {
-            length: BodyLength::Chunked,
-            chunked_out: true,
-            trailers: &trailers,
-            read_timeout: None,
-        };
+        let rechunk = untimed(BodyLength::Chunked, true, &trailers);
         let body_len = CHUNKED.len() - 4;
         for buffered in 0..=body_len {
             // The rest arrives one byte per read: nothing past the body is
@@ -377,6 +372,16 @@ mod tests {
         assert_eq!(left, b"NEXT");
     }
 
+    /// A pump with no read timeout.
+    fn untimed(length: BodyLength, chunked_out: bool, trailers: &Trailers) -> Pump<'_> {
+        Pump {
+            length,
+            chunked_out,
+            trailers,
+            read_timeout: None,
+        }
+    }
+
     /// Decodes a chunked body as a client would: data and trailer lines.
     fn decode(body: &[u8]) -> (Vec<u8>, String) {
         let (data, trailers, end) =
@@ -388,12 +393,7 @@ mod tests {
     #[tokio::test]
     async fn a_length_body_goes_on_as_it_came_at_every_split_point() {
         let none = Trailers::none();
-        let copy = Pump {
-            length: BodyLength::Length(5),
-            chunked_out: false,
-            trailers: &none,
-            read_timeout: None,
-        };
+        let copy = untimed(BodyLength::Length(5), false, &none);
         let input = b"helloGET";
         for buffered in 0..=input.len() {
             let upto = if buffered > 5 { input.len() } else { 5 };
@@ -410,24 +410,14 @@ mod tests {
     #[tokio::test]
     async fn a_body_cut_short_or_malformed_is_the_readers_fault() {
         let none = Trailers::none();
-        let copy = Pump {
-            length: BodyLength::Length(10),
-            chunked_out: false,
-            trailers: &none,
-            read_timeout: None,
-        };
+        let copy = untimed(BodyLength::Length(10), false, &none);
         let (result, written, data, _) = pump(&copy, b"hello", 2, 1).await;
         assert!(matches!(result, Err(PumpError::CutShort)), "{result:?}");
         assert!(result.as_ref().err().is_some_and(PumpError::of_reader));
         assert_eq!(written, b"HEAD|hello", "the prefix went on");
         assert_eq!(data, b"hello");
 
-        let dechunk = Pump {
-            length: BodyLength::Chunked,
-            chunked_out: true,
-            trailers: &none,
-            read_timeout: None,
-        };
+        let dechunk = untimed(BodyLength::Chunked, true, &none);
         let (result, _, _, _) = pump(&dechunk, b"5\r\nhelloX0\r\n\r\n", 0, 1).await;
         assert!(matches!(result, Err(PumpError::Malformed(_))), "{result:?}");
     }
@@ -436,12 +426,7 @@ mod tests {
     async fn a_close_delimited_body_ends_with_the_reader() {
         let none = Trailers::none();
         for chunked_out in [false, true] {
-            let until_close = Pump {
-                length: BodyLength::UntilClose,
-                chunked_out,
-                trailers: &none,
-                read_timeout: None,
-            };
+            let until_close = untimed(BodyLength::UntilClose, chunked_out, &none);
             let (result, written, data, _) = pump(&until_close, b"until close", 3, 2).await;
             assert!(result.is_ok());
             assert_eq!(data, b"until close");
@@ -481,12 +466,7 @@ mod tests {
     #[tokio::test]
     async fn a_writer_answering_before_the_body_ends_stops_the_pump() {
         let none = Trailers::none();
-        let copy = Pump {
-            length: BodyLength::Length(10),
-            chunked_out: false,
-            trailers: &none,
-            read_timeout: None,
-        };
+        let copy = untimed(BodyLength::Length(10), false, &none);
         let (_feeder, mut reader) = tokio::io::duplex(64);
         let (mut upstream, mut peer) = tokio::io::duplex(64);
         let mut buf = BytesMut::from(&b"first"[..]);
