@@ -85,11 +85,7 @@ impl Codec {
 
     fn response_write(&mut self, buf: &[u8]) -> usize {
         self.out.clear();
-        let rewrite = ResponseRewrite {
-            version: Version::Http11,
-            chunked: false,
-            connection: None,
-        };
+        let rewrite = ResponseRewrite::bare(Version::Http11);
         write_response(buf, &self.response, &rewrite, &mut self.out);
         self.out.len()
     }

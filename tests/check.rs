@@ -66,7 +66,7 @@ fn an_unquoted_template_inside_braces_gets_a_quoting_hint() {
 fn an_unknown_field_lists_the_expected_fields() {
     assert_eq!(
         errors("unknown_field.yaml"),
-        ["tests/configs/unknown_field.yaml:6:5: listeners[0]: unknown field `upstrem`, expected one of `name`, `bind`, `upstream`, `upstream_protocol`, `system`, `direction`, `host_header`, `header_case`, `forwarded`, `timeout`, `connect_timeout`, `tap_limit`"]
+        ["tests/configs/unknown_field.yaml:6:5: listeners[0]: unknown field `upstrem`, expected one of `name`, `bind`, `upstream`, `upstream_protocol`, `system`, `direction`, `host_header`, `header_case`, `forwarded`, `engine`, `timeout`, `connect_timeout`, `tap_limit`"]
     );
 }
 

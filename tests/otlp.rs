@@ -18,7 +18,7 @@ use support::otlp_receiver::{closed_port, hex, HangingReceiver, OtlpReceiver, Re
 use support::serve;
 use waybill::app::{self, Sidecar};
 use waybill::clock::{Clock, ManualClock};
-use waybill::config::Config;
+use waybill::config::{Config, Engine};
 use waybill::extract::Key;
 
 /// Upper bound of every wait for the pipeline or the receiver.
@@ -139,7 +139,14 @@ routes:
 }
 
 async fn start(routes: &str, clock: Clock) -> Sidecar {
-    let config = Config::from_yaml(routes, "otlp-test.yaml").expect("valid routes");
+    let mut config = Config::from_yaml(routes, "otlp-test.yaml").expect("valid routes");
+    // `WAYBILL_TEST_ENGINE=native` (ci/test.sh's second run): the
+    // listeners are served by the native HTTP/1 engine.
+    if std::env::var("WAYBILL_TEST_ENGINE").as_deref() == Ok("native") {
+        for listener in &mut config.listeners {
+            listener.engine = Engine::Native;
+        }
+    }
     // No OTEL_* variable of the machine running the tests leaks in.
     app::start_with_env(config, clock, &|_| None)
         .await

@@ -8,7 +8,9 @@
 //! The proxy is started from a listener declared in YAML ([`LISTENER`], or
 //! the `WAYBILL_CONFORMANCE_LISTENER` variable), so the same suite runs
 //! unchanged against another engine selected there. `#[ignore]`d cases are
-//! the correct behaviour where today's proxy differs; docs/http1.md has
+//! the correct behaviour where hyper's engine differs; their `native_`
+//! twins run them when the engine under test is the native one
+//! (`engine: native`, or `WAYBILL_TEST_ENGINE=native`); docs/http1.md has
 //! the table.
 
 mod proxy_support;
@@ -41,6 +43,14 @@ const SECOND: &str = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond";
 /// Sent on a fresh connection to learn that everything sent before it
 /// that was going to reach the upstream has.
 const SENTINEL: &str = "GET /sentinel HTTP/1.1\r\nHost: sentinel\r\n\r\n";
+
+/// Whether the engine under test is the native one (`engine: native` in
+/// `WAYBILL_CONFORMANCE_LISTENER`, or `WAYBILL_TEST_ENGINE=native`): the
+/// cases `#[ignore]`d for hyper run for it.
+fn native() -> bool {
+    let template = std::env::var("WAYBILL_CONFORMANCE_LISTENER").unwrap_or_default();
+    template.replace(' ', "").contains("engine:native") || proxy_support::test_engine_is_native()
+}
 
 /// A proxy in front of a raw upstream.
 struct Rig {
@@ -585,8 +595,21 @@ async fn framing_tabs_and_obs_text_in_values_pass_unchanged() {
 /// another in between is moved up to its first occurrence today (the
 /// values of one name keep their order, which is all RFC 9110 §5.3 needs).
 #[tokio::test]
-#[ignore = "today: `X-B: 1, X-A: 2, X-B: 3` reaches the upstream as `X-B: 1, X-B: 3, X-A: 2`"]
+#[ignore = "hyper: `X-B: 1, X-A: 2, X-B: 3` reaches the upstream as `X-B: 1, X-B: 3, X-A: 2`"]
 async fn framing_a_repeated_request_header_keeps_its_position() {
+    repeated_request_header_keeps_its_position().await;
+}
+
+/// [`framing_a_repeated_request_header_keeps_its_position`], run where the
+/// engine under test is the native one (which keeps it).
+#[tokio::test]
+async fn native_framing_a_repeated_request_header_keeps_its_position() {
+    if native() {
+        repeated_request_header_keeps_its_position().await;
+    }
+}
+
+async fn repeated_request_header_keeps_its_position() {
     let mut rig = Rig::ok().await;
     let request = "GET /a HTTP/1.1\r\nHost: h\r\nX-B: 1\r\nX-A: 2\r\nX-B: 3\r\n\r\n";
     rig.passes_as(request.as_bytes(), request).await;
@@ -1065,8 +1088,21 @@ async fn connection_an_upstream_100_before_the_final_response_is_not_forwarded()
 
 /// RFC 9110 §15.2: a proxy MUST forward 1xx responses it did not ask for.
 #[tokio::test]
-#[ignore = "today: an upstream's 103 Early Hints is swallowed; the client gets only the final response"]
+#[ignore = "hyper: an upstream's 103 Early Hints is swallowed; the client gets only the final response"]
 async fn connection_an_upstream_103_is_forwarded_before_the_final_response() {
+    upstream_103_is_forwarded_before_the_final_response().await;
+}
+
+/// [`connection_an_upstream_103_is_forwarded_before_the_final_response`],
+/// run where the engine under test is the native one (which relays it).
+#[tokio::test]
+async fn native_connection_an_upstream_103_is_forwarded_before_the_final_response() {
+    if native() {
+        upstream_103_is_forwarded_before_the_final_response().await;
+    }
+}
+
+async fn upstream_103_is_forwarded_before_the_final_response() {
     let hints = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n";
     let rig = Rig::scripted(vec![Script::bytes(format!("{hints}{OK}"))]).await;
     let (_client, response) = rig.send(GET.as_bytes()).await;
@@ -1098,6 +1134,9 @@ async fn connection_an_unrequested_101_reaches_the_client_bare_then_closes() {
         client.rest().await,
         "HTTP/1.1 101 Switching Protocols\r\n\r\n"
     );
+    // Counted as any response the proxy relays.
+    let series = "waybill_proxy_requests_total{listener=\"conformance\",status_class=\"1xx\"}";
+    assert_eq!(rig.proxy.metric_reaches(series, 1.0).await, Some(1.0));
 }
 
 // ----- response framing (RFC 9112 §6.3) ----------------------------------
@@ -1283,8 +1322,21 @@ async fn response_status_line_reason_and_header_case_are_kept() {
 /// The module doc promises header order unchanged; a name repeated with
 /// another in between is moved up to its first occurrence today.
 #[tokio::test]
-#[ignore = "today: `x-b: 1, X-A: 2, X-b: 3` reaches the client as `x-b: 1, X-b: 3, X-A: 2`"]
+#[ignore = "hyper: `x-b: 1, X-A: 2, X-b: 3` reaches the client as `x-b: 1, X-b: 3, X-A: 2`"]
 async fn response_a_repeated_header_keeps_its_position() {
+    repeated_response_header_keeps_its_position().await;
+}
+
+/// [`response_a_repeated_header_keeps_its_position`], run where the engine
+/// under test is the native one (which keeps it).
+#[tokio::test]
+async fn native_response_a_repeated_header_keeps_its_position() {
+    if native() {
+        repeated_response_header_keeps_its_position().await;
+    }
+}
+
+async fn repeated_response_header_keeps_its_position() {
     let answer = "HTTP/1.1 200 OK\r\nx-b: 1\r\nX-A: 2\r\nX-b: 3\r\nContent-Length: 2\r\n\r\nok";
     answered_then_second(answer, answer).await;
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use proxy_support::*;
 use tokio::net::{TcpListener, TcpStream};
-use waybill::proxy::{Outcome, UpstreamError};
+use waybill::config::UpstreamProtocol;
+use waybill::proxy::{native_refusal, ListenerOptions, Outcome, UpstreamError};
 
 /// An address nobody listens on: bound, then released.
 async fn closed_port() -> String {
@@ -119,37 +120,60 @@ async fn a_tls_handshake_that_stalls_past_the_connect_timeout_gives_502_and_conn
             held.push(stream);
         }
     });
-    let mut listener = listener(&format!("https://{upstream_addr}"));
-    listener.connect_timeout = Duration::from_millis(200);
-    let mut proxy = Proxy::start(listener).await;
+    for listener in https_listeners(&upstream_addr.to_string()) {
+        let mut listener = listener;
+        listener.connect_timeout = Duration::from_millis(200);
+        let mut proxy = Proxy::start(listener).await;
+        gets_502(&mut proxy, "/v1/rates", UpstreamError::ConnectTimeout).await;
+    }
+}
 
-    let request = Request::get(proxy.url("/v1/rates"))
+/// A GET of `path` through `proxy` gets the sidecar's 502 and is recorded
+/// as failed with `error`.
+async fn gets_502(proxy: &mut Proxy, path: &str, error: UpstreamError) {
+    let request = Request::get(proxy.url(path))
         .body(full(""))
         .expect("request");
     let answer = send(&client(ClientProtocol::Http1), request).await;
-    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{path}");
     let exchange = proxy.exchange().await;
     assert_eq!(
         failure(&exchange.outcome),
-        (UpstreamError::ConnectTimeout, StatusCode::BAD_GATEWAY)
+        (error, StatusCode::BAD_GATEWAY),
+        "{path}"
     );
+}
+
+/// A listener to `https://{addr}` per upstream protocol that may go over
+/// TLS: `auto` (ALPN may pick HTTP/2: always hyper) and `http1` (the
+/// native engine's too, under `WAYBILL_TEST_ENGINE=native`; the engine a
+/// started proxy uses is its listener's `engine` field).
+fn https_listeners(addr: &str) -> Vec<waybill::config::Listener> {
+    [UpstreamProtocol::Auto, UpstreamProtocol::Http1]
+        .into_iter()
+        .map(|protocol| {
+            let mut listener = listener(&format!("https://{addr}"));
+            listener.upstream.protocol = protocol;
+            let native = native_refusal(&listener, &ListenerOptions::default()).is_none();
+            assert_eq!(native, protocol == UpstreamProtocol::Http1, "{protocol:?}");
+            listener
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn an_upstream_that_does_not_speak_tls_gives_502_and_a_tls_exchange() {
     let upstream = TestUpstream::start(|_| Reply::ok("plain text")).await;
-    let mut proxy = Proxy::start(listener(&format!("https://{}", upstream.addr))).await;
+    for listener in https_listeners(&upstream.addr.to_string()) {
+        let what = format!("{:?}", listener.upstream.protocol);
+        let mut proxy = Proxy::start(listener).await;
 
-    let request = Request::get(proxy.url("/v1/rates"))
-        .body(full(""))
-        .expect("request");
-    let answer = send(&client(ClientProtocol::Http1), request).await;
-    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
-    let exchange = proxy.exchange().await;
-    assert_eq!(
-        failure(&exchange.outcome),
-        (UpstreamError::Tls, StatusCode::BAD_GATEWAY)
-    );
+        for path in ["/v1/rates", "/v1/rates/again"] {
+            gets_502(&mut proxy, path, UpstreamError::Tls).await;
+        }
+        let series = "waybill_upstream_errors_total{listener=\"wms-inbound\",error=\"tls\"}";
+        assert_eq!(proxy.metric_reaches(series, 2.0).await, Some(2.0), "{what}");
+    }
 }
 
 #[tokio::test]

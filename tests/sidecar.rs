@@ -57,6 +57,12 @@ async fn upstream() -> SocketAddr {
 }
 
 fn routes(upstream: SocketAddr) -> String {
+    // `WAYBILL_TEST_ENGINE=native` (ci/test.sh's second run): the listener
+    // is served by the native HTTP/1 engine.
+    let engine = match std::env::var("WAYBILL_TEST_ENGINE").as_deref() {
+        Ok("native") => "native",
+        _ => "hyper",
+    };
     format!(
         r#"
 admin: {{ bind: 127.0.0.1:0 }}
@@ -64,7 +70,7 @@ systems: [erp, wms, carrier]
 keys: [order, shipment, tracking]
 root: order
 listeners:
-  - {{ name: edge, bind: 127.0.0.1:0, upstream: "http://{upstream}", system: wms, tap_limit: 32KiB }}
+  - {{ name: edge, bind: 127.0.0.1:0, upstream: "http://{upstream}", system: wms, tap_limit: 32KiB, engine: {engine} }}
 milestones:
   - {{ name: order_released, object: order }}
   - {{ name: packed, object: shipment }}

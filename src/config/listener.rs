@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::System;
+use super::{Route, System};
 
 /// Index of a listener in `Config::listeners`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,6 +25,8 @@ pub struct Listener {
     pub host_header: HostHeader,
     pub header_case: HeaderCase,
     pub forwarded: Forwarded,
+    /// What serves the listener's HTTP/1 client connections.
+    pub engine: Engine,
     /// Upstream must answer with response headers within this time, else 504.
     pub timeout: Duration,
     /// Connect (TCP and TLS) must finish within this time, else 502.
@@ -32,6 +34,36 @@ pub struct Listener {
     /// Bytes of each request and response body copied for extraction.
     pub tap_limit: usize,
 }
+
+impl Listener {
+    /// Why the native engine cannot serve this listener with its `routes`
+    /// (all of the config's; those serving other listeners are skipped),
+    /// or `None` when it can.
+    pub fn native_refusal(&self, routes: &[Route]) -> Option<&'static str> {
+        self.native_refusal_by_listener().or_else(|| {
+            routes
+                .iter()
+                .any(|route| route.serves(self.id) && route.guard.is_some())
+                .then_some(NATIVE_GUARD)
+        })
+    }
+
+    /// [`Listener::native_refusal`] for what the listener alone decides.
+    pub fn native_refusal_by_listener(&self) -> Option<&'static str> {
+        let http1_only = match self.upstream.protocol {
+            UpstreamProtocol::Http1 => true,
+            UpstreamProtocol::Auto => !self.upstream.is_tls(),
+            UpstreamProtocol::Http2 => false,
+        };
+        if !http1_only {
+            return Some("`engine: native` needs an HTTP/1-only upstream (`http://` with `upstream_protocol` `auto` or `http1`, or `upstream_protocol: http1`); this one may speak HTTP/2: use `engine: hyper`");
+        }
+        None
+    }
+}
+
+/// Why the native engine refuses a listener with a guarded route.
+pub const NATIVE_GUARD: &str = "`engine: native` does not implement the idempotency guard, and a route of this listener has `idempotency_guard`: use `engine: hyper`";
 
 /// Where a listener forwards to.
 #[derive(Debug, Clone)]
@@ -97,4 +129,16 @@ pub enum Forwarded {
     /// Append the client address to `X-Forwarded-For` and set
     /// `X-Forwarded-Proto` / `X-Forwarded-Host` when absent.
     Append,
+}
+
+/// What serves a listener's HTTP/1 client connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// hyper's HTTP/1 server and client (default).
+    #[default]
+    Hyper,
+    /// The proxy's own HTTP/1 engine (`proxy/h1/`): one task per client
+    /// connection; only for listeners it can serve entirely (see
+    /// `proxy::native_refusal`).
+    Native,
 }

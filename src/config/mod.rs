@@ -27,7 +27,8 @@ pub use business::{ExceptionRule, Expectation, Flow, MilestoneDef, OUT_OF_ORDER}
 pub use error::{ConfigError, ConfigErrors};
 pub use head_routes::HeadRoutes;
 pub use listener::{
-    Direction, Forwarded, HeaderCase, HostHeader, Listener, ListenerId, Upstream, UpstreamProtocol,
+    Direction, Engine, Forwarded, HeaderCase, HostHeader, Listener, ListenerId, Upstream,
+    UpstreamProtocol, NATIVE_GUARD,
 };
 pub use measure::{MeasureDef, MeasureRule, Role, UnitKind, UnitRule, VarianceRule, COUNT, KG};
 pub use route::{

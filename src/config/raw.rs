@@ -334,6 +334,16 @@ pub struct RawListener {
     /// `off` (default) or `append` to add `X-Forwarded-*` headers.
     #[serde(default)]
     pub forwarded: Option<RawForwarded>,
+    /// What serves HTTP/1 client connections: `hyper` (default) or
+    /// `native`, the proxy's own HTTP/1 engine (fewer instructions per
+    /// exchange; docs/http1.md). `native` serves only a listener it can
+    /// serve entirely: an HTTP/1-only upstream (`http://` with
+    /// `upstream_protocol` `auto` or `http1`, or `https://` with `http1`)
+    /// and no route of the listener with an `idempotency_guard`;
+    /// otherwise the sidecar refuses to start, saying why. h2c clients on
+    /// the same port are still served (by hyper).
+    #[serde(default)]
+    pub engine: Option<RawEngine>,
     /// Time allowed for the upstream's response head, e.g. `30s` (default).
     #[serde(default)]
     pub timeout: Option<Scalar>,
@@ -376,6 +386,14 @@ pub enum RawHostHeader {
 pub enum RawHeaderCase {
     Preserve,
     Lowercase,
+}
+
+/// `engine:` values.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawEngine {
+    Hyper,
+    Native,
 }
 
 /// `forwarded:` values.

@@ -14,7 +14,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::locate::Locator;
 use super::raw::RawConfig;
 use super::units::parse_duration;
-use super::{kind, Config, Expectation, Flow, KeyKind, MilestoneDef, Symbol, Symbols};
+use super::{kind, Config, Engine, Expectation, Flow, KeyKind, MilestoneDef, Symbol, Symbols};
 use std::time::Duration;
 
 /// A validated config and the warnings found on the way.
@@ -49,6 +49,13 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
         measure_defs: &measures.defs,
     };
     let (operations, routes) = v.routes(&raw.routes, &declared);
+    for listener in &listeners {
+        if listener.engine == Engine::Native {
+            if let Some(reason) = listener.native_refusal(&routes) {
+                v.error(&format!("listeners[{}].engine", listener.id.0), reason);
+            }
+        }
+    }
     let (flow_names, flows) = v.flows(raw, &milestones);
     let expectations = v.expectations(raw, &milestones, &systems, &exception_kinds);
     v.warn_unused(raw, &key_kinds, &milestones);

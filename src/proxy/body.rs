@@ -31,6 +31,15 @@ impl ProxyBody {
     pub(crate) fn message(text: Bytes) -> Self {
         ProxyBody::Message(Some(text))
     }
+
+    /// The bytes of a message of the sidecar's own not yet sent (empty for
+    /// the other kinds): for the native engine, which writes it itself.
+    pub(crate) fn message_bytes(&self) -> &[u8] {
+        match self {
+            ProxyBody::Message(Some(text)) => text,
+            _ => &[],
+        }
+    }
 }
 
 impl Body for ProxyBody {

@@ -51,27 +51,45 @@ pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub(crate) struct Dialer {
     connector: UpstreamConnector,
     handshake: http1::Builder,
-    idle: Arc<Idle>,
+    idle: Arc<Idle<Sender>>,
+}
+
+/// An upstream connection that can tell, without waiting, whether it was
+/// closed (a closed one is not handed out again).
+pub(crate) trait Reusable {
+    fn is_closed(&self) -> bool;
+}
+
+impl Reusable for Sender {
+    fn is_closed(&self) -> bool {
+        SendRequest::is_closed(self)
+    }
 }
 
 /// A listener's idle upstream connections, oldest first, each with the
-/// time it went idle.
-#[derive(Default)]
-struct Idle(Mutex<VecDeque<(Sender, Instant)>>);
+/// time it went idle: hyper's [`Sender`]s here, the native engine's own
+/// connections in [`h1`](super::h1).
+pub(crate) struct Idle<C>(Mutex<VecDeque<(C, Instant)>>);
 
-impl Idle {
-    fn put(&self, sender: Sender) {
+impl<C> Default for Idle<C> {
+    fn default() -> Self {
+        Idle(Mutex::default())
+    }
+}
+
+impl<C: Reusable> Idle<C> {
+    pub(crate) fn put(&self, connection: C) {
         let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() >= MAX_IDLE {
             idle.pop_front();
         }
-        idle.push_back((sender, Instant::now()));
+        idle.push_back((connection, Instant::now()));
     }
 
     /// The newest open idle connection that at `now` has been idle for no
     /// longer than [`IDLE_TIMEOUT`]; the expired and closed ones met on the
     /// way are dropped.
-    fn take(&self, now: Instant) -> Option<Sender> {
+    pub(crate) fn take(&self, now: Instant) -> Option<C> {
         let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         while idle
             .front()
@@ -79,9 +97,9 @@ impl Idle {
         {
             idle.pop_front();
         }
-        while let Some((sender, _)) = idle.pop_back() {
-            if !sender.is_closed() {
-                return Some(sender);
+        while let Some((connection, _)) = idle.pop_back() {
+            if !connection.is_closed() {
+                return Some(connection);
             }
         }
         None
@@ -98,7 +116,7 @@ pub(crate) struct Held(Mutex<Slot>);
 struct Slot {
     sender: Option<Sender>,
     /// Set once the client connection got an upstream connection.
-    idle: Option<Arc<Idle>>,
+    idle: Option<Arc<Idle<Sender>>>,
 }
 
 impl Held {
@@ -109,7 +127,7 @@ impl Held {
     /// Holds `sender` again; `idle` (only on a connection's first use, so
     /// only when the client connection had none) is where it goes when the
     /// client connection ends.
-    fn keep(&self, sender: Sender, idle: Option<&Arc<Idle>>) {
+    fn keep(&self, sender: Sender, idle: Option<&Arc<Idle<Sender>>>) {
         let mut slot = self.slot();
         slot.sender = Some(sender);
         if let (None, Some(idle)) = (&slot.idle, idle) {
@@ -126,7 +144,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         let slot = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
         if let (Some(sender), Some(idle)) = (slot.sender.take(), &slot.idle) {
-            if !sender.is_closed() {
+            if !Reusable::is_closed(&sender) {
                 idle.put(sender);
             }
         }
@@ -146,6 +164,11 @@ impl Dialer {
             handshake,
             idle: Arc::default(),
         }
+    }
+
+    /// The connector new connections are opened with.
+    pub(crate) fn connector(&self) -> &UpstreamConnector {
+        &self.connector
     }
 
     /// Sends `request` (origin-form URI, `Host` set) on `held`'s connection,
@@ -235,13 +258,13 @@ mod tests {
         (sender, theirs)
     }
 
-    fn len(idle: &Idle) -> usize {
+    fn len<C>(idle: &Idle<C>) -> usize {
         idle.0.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     #[tokio::test]
     async fn the_list_keeps_at_most_max_idle() {
-        let idle = Idle::default();
+        let idle = Idle::<Sender>::default();
         let mut peers = Vec::new();
         for _ in 0..=MAX_IDLE {
             let (sender, peer) = sender(true).await;
@@ -253,7 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn take_skips_closed_connections_and_drops_expired_ones() {
-        let idle = Idle::default();
+        let idle = Idle::<Sender>::default();
         let (open, _peer) = sender(true).await;
         let (closed, _) = sender(false).await;
         assert!(closed.is_closed());
@@ -271,7 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_ended_client_connection_hands_back_an_open_connection_only() {
-        let idle = Arc::new(Idle::default());
+        let idle = Arc::new(Idle::<Sender>::default());
         let (open, _peer) = sender(true).await;
         let held = Held::default();
         held.keep(open, Some(&idle));

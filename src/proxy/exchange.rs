@@ -69,9 +69,30 @@ impl TraceContext {
 /// opted in (`propagate: trace_context`). Called on the proxy path: it
 /// must not wait or allocate much.
 pub trait TraceContextSource: Send + Sync {
-    /// The context for a request with head `parts`, or `None` to forward
-    /// it untouched (the route it matches did not opt in).
-    fn context(&self, parts: &http::request::Parts) -> Option<TraceContext>;
+    /// The context for a request with `head`, or `None` to forward it
+    /// untouched (the route it matches did not opt in).
+    fn context(&self, head: RequestHeadRef<'_>) -> Option<TraceContext>;
+}
+
+/// What a [`TraceContextSource`] reads of a request head: borrowed, so
+/// each engine passes what it has (hyper's `Parts`, the native engine's
+/// method, target and the header map of its exchange).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHeadRef<'a> {
+    pub method: &'a http::Method,
+    /// The request target as the client sent it.
+    pub uri: &'a http::Uri,
+    pub headers: &'a http::HeaderMap,
+}
+
+impl<'a> From<&'a http::request::Parts> for RequestHeadRef<'a> {
+    fn from(parts: &'a http::request::Parts) -> Self {
+        RequestHeadRef {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+        }
+    }
 }
 
 /// How the exchange ended.

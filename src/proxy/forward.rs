@@ -38,7 +38,7 @@ use super::reject::{self, Rejection};
 use super::sink::ExchangeSink;
 use super::tap::{SharedTap, TapBody};
 use super::upstream::{Upstream, UpstreamBody};
-use super::{Outcome, TraceContext, TraceContextSource, UpstreamError};
+use super::{Outcome, RequestHeadRef, TraceContext, TraceContextSource, UpstreamError};
 use crate::clock::Clock;
 use crate::config::{Forwarded, HostHeader, Listener, UpstreamProtocol};
 
@@ -149,33 +149,25 @@ impl Forwarder {
         if let Err(rejection) = reject::check(&parts) {
             return self.reject(rejection, client_version);
         }
-        let inspect = self.uninspected.is_empty()
-            || self.uninspected.inspects(&parts.method, parts.uri.path());
-        let trace_context = self
-            .trace_context
-            .as_ref()
-            .filter(|_| inspect)
-            .and_then(|source| source.context(&parts));
+        let inspect = self.inspects(&parts.method, parts.uri.path());
+        let trace_context = inspect
+            .then(|| self.trace_context((&parts).into()))
+            .flatten();
         // An uninspected request has no exchange: nothing is tapped,
         // copied or queued for it.
         let request_tap =
             inspect.then(|| SharedTap::new(self.listener.tap_limit, body.is_end_stream()));
-        let mut pending = request_tap.as_ref().map(|request_tap| Pending {
-            id: self.sink.next_id(),
-            listener: self.listener.id,
-            system: self.listener.system.clone(),
-            method: parts.method.clone(),
-            uri: origin_form(&parts.uri),
-            version: client_version,
-            request_headers: parts.headers.clone(),
-            // The wall clock is read only for a request with an exchange.
-            started: self.clock.now(),
-            began,
-            upstream_duration: Default::default(),
-            request_tap: request_tap.clone(),
-            sink: self.sink.clone(),
-            replayed: false,
-            trace_context,
+        let mut pending = request_tap.as_ref().map(|request_tap| {
+            let mut pending = self.pending(
+                parts.method.clone(),
+                origin_form(&parts.uri),
+                client_version,
+                parts.headers.clone(),
+                began,
+                request_tap.clone(),
+            );
+            pending.trace_context = trace_context;
+            pending
         });
 
         let mut claim = None;
@@ -250,6 +242,75 @@ impl Forwarder {
                 tracing::debug!(listener = %self.listener.name, timeout = ?self.listener.timeout, "upstream did not answer in time");
                 self.fail(pending, UpstreamError::Timeout, client_version, time)
             }
+        }
+    }
+
+    /// The listener served.
+    pub(crate) fn listener(&self) -> &Listener {
+        &self.listener
+    }
+
+    /// The listener's metrics.
+    pub(crate) fn metrics(&self) -> &ListenerMetrics {
+        &self.metrics
+    }
+
+    /// The upstream's `host:port` (the `Host` sent for `HostHeader::Upstream`
+    /// and when the client sent none).
+    pub(crate) fn upstream_host(&self) -> &[u8] {
+        self.upstream_host.as_bytes()
+    }
+
+    /// The upstream URI's path without its trailing `/`; empty for none.
+    pub(crate) fn base_path(&self) -> &[u8] {
+        self.base_path.as_bytes()
+    }
+
+    /// The listener's ways to its upstream.
+    pub(crate) fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// The trace context to send upstream for an inspected request with
+    /// `head` (`None` when no route of the listener propagates, or the
+    /// request's route does not).
+    pub(crate) fn trace_context(&self, head: RequestHeadRef<'_>) -> Option<TraceContext> {
+        self.trace_context.as_ref()?.context(head)
+    }
+
+    /// Whether a request with `method` and `path` is tapped and observed
+    /// (no matching at all on a listener whose routes all inspect).
+    pub(crate) fn inspects(&self, method: &http::Method, path: &str) -> bool {
+        self.uninspected.is_empty() || self.uninspected.inspects(method, path)
+    }
+
+    /// The exchange of an inspected request whose head arrived at `began`
+    /// (its body goes through `request_tap`); no trace context.
+    pub(crate) fn pending(
+        &self,
+        method: http::Method,
+        uri: Uri,
+        version: Version,
+        request_headers: http::HeaderMap,
+        began: Instant,
+        request_tap: SharedTap,
+    ) -> Pending {
+        Pending {
+            id: self.sink.next_id(),
+            listener: self.listener.id,
+            system: self.listener.system.clone(),
+            method,
+            uri,
+            version,
+            request_headers,
+            // The wall clock is read only for a request with an exchange.
+            started: self.clock.now(),
+            began,
+            upstream_duration: Default::default(),
+            request_tap,
+            sink: self.sink.clone(),
+            replayed: false,
+            trace_context: None,
         }
     }
 
@@ -414,7 +475,11 @@ impl Forwarder {
 
     /// Refuses a request without forwarding it (see
     /// [`reject`](super::reject)): no exchange, counted by reason.
-    fn reject(&self, rejection: Rejection, client_version: Version) -> Response<ProxyBody> {
+    pub(crate) fn reject(
+        &self,
+        rejection: Rejection,
+        client_version: Version,
+    ) -> Response<ProxyBody> {
         tracing::debug!(listener = %self.listener.name, reason = rejection.as_str(), "request rejected");
         let response = rejection.response(client_version);
         self.metrics.rejected(rejection);
@@ -423,7 +488,7 @@ impl Forwarder {
     }
 
     /// Answers for a failed upstream and records the exchange at once.
-    fn fail(
+    pub(crate) fn fail(
         &self,
         pending: Option<Pending>,
         error: UpstreamError,
@@ -446,7 +511,7 @@ impl Forwarder {
 
 /// The path and query of `uri`: what an HTTP/1 client sends in origin form,
 /// also for HTTP/2 and absolute-form requests.
-fn origin_form(uri: &Uri) -> Uri {
+pub(crate) fn origin_form(uri: &Uri) -> Uri {
     match uri.path_and_query() {
         Some(path) if uri.authority().is_some() => Uri::from(path.clone()),
         _ => uri.clone(),

@@ -19,12 +19,13 @@ use tokio_util::sync::CancellationToken;
 use super::dedicated::Held;
 use super::forward::Forwarder;
 use super::guard::GuardedRoutes;
+use super::h1::Engine as NativeEngine;
 use super::inspect::UninspectedRoutes;
 use super::metrics::ProxyMetrics;
 use super::sink::ExchangeSink;
 use super::TraceContextSource;
 use crate::clock::Clock;
-use crate::config::{HeaderCase, Listener};
+use crate::config::{Engine, HeaderCase, Listener, NATIVE_GUARD};
 
 /// Pause after a failed `accept` (out of file descriptors, say) so the loop
 /// does not spin while the condition lasts.
@@ -105,7 +106,26 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let name = listener.name.clone();
     let preserve_header_case = listener.header_case == HeaderCase::Preserve;
+    let native = listener.engine == Engine::Native;
+    if native {
+        if let Some(reason) = native_refusal(&listener, &options) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("listener `{name}`: {reason}"),
+            ));
+        }
+    }
     let forwarder = Arc::new(Forwarder::new(listener, options, sink, &metrics, clock)?);
+    if native {
+        let engine = NativeEngine::new(forwarder).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("listener `{name}`: `engine: native` needs an HTTP/1-only upstream"),
+            )
+        })?;
+        serve_native(socket, &name, Arc::new(engine), shutdown).await;
+        return Ok(());
+    }
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -122,13 +142,65 @@ pub async fn serve_with(
         .timer(TokioTimer::new());
 
     let graceful = GracefulShutdown::new();
+    accept_until(socket, &name, &shutdown, |stream, peer| {
+        spawn_connection(&builder, &graceful, stream, peer, Arc::clone(&forwarder));
+    })
+    .await;
+    tracing::debug!(listener = %name, open = graceful.count(), "draining connections");
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Why the native engine cannot serve `listener` with `options` (see
+/// [`Listener::native_refusal`]: the routes are known here through what
+/// they opted into), or `None`.
+pub fn native_refusal(listener: &Listener, options: &ListenerOptions) -> Option<&'static str> {
+    listener
+        .native_refusal_by_listener()
+        .or_else(|| (!options.guarded.is_empty()).then_some(NATIVE_GUARD))
+}
+
+/// The accept loop of a listener served by the native engine: one task
+/// per connection; on shutdown stops accepting and returns when every
+/// connection has ended (idle ones at once, busy ones after their
+/// in-flight response).
+async fn serve_native(
+    socket: TcpListener,
+    name: &str,
+    engine: Arc<NativeEngine>,
+    shutdown: CancellationToken,
+) {
+    let connections = tokio_util::task::TaskTracker::new();
+    accept_until(socket, name, &shutdown, |stream, peer| {
+        let engine = Arc::clone(&engine);
+        connections.spawn(engine.serve(stream, peer, shutdown.clone()));
+    })
+    .await;
+    connections.close();
+    tracing::debug!(listener = %name, open = connections.len(), "draining connections");
+    connections.wait().await;
+}
+
+/// Accepts connections on `socket` until `shutdown`, handing each (with
+/// `TCP_NODELAY` set) to `serve`; a failed `accept` is logged and retried
+/// after [`ACCEPT_BACKOFF`]. The socket is closed when it returns.
+async fn accept_until(
+    socket: TcpListener,
+    name: &str,
+    shutdown: &CancellationToken,
+    mut serve: impl FnMut(TcpStream, SocketAddr),
+) {
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    spawn_connection(&builder, &graceful, stream, peer, Arc::clone(&forwarder));
+                    // Nagle would hold back small frames of a streamed body.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+                    }
+                    serve(stream, peer);
                 }
                 Err(error) => {
                     tracing::warn!(listener = %name, %error, "accept failed");
@@ -137,10 +209,6 @@ pub async fn serve_with(
             },
         }
     }
-    drop(socket);
-    tracing::debug!(listener = %name, open = graceful.count(), "draining connections");
-    graceful.shutdown().await;
-    Ok(())
 }
 
 /// Serves one client connection on its own task, watched by `graceful`.
@@ -151,10 +219,6 @@ fn spawn_connection(
     peer: SocketAddr,
     forwarder: Arc<Forwarder>,
 ) {
-    // Nagle would hold back small frames of a streamed body.
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
-    }
     // The connection's own upstream connection, if the upstream gets one
     // (handed to the listener's idle ones when the connection ends).
     let held = Arc::new(Held::default());

@@ -103,11 +103,15 @@
 //!   `waybill_guard_state_total{result}` (see `guard/state.rs`).
 //!
 //! # Files
-//! - `listener.rs`: [`serve`], accepting connections, graceful shutdown.
+//! - `listener.rs`: [`serve`], accepting connections, graceful shutdown,
+//!   the engine selection ([`native_refusal`]).
 //! - `forward.rs`: one request: rewrite the head, forward, respond.
 //! - `headers.rs`: hop-by-hop removal, `X-Forwarded-*`.
 //! - `h1/`: an HTTP/1 codec of our own (heads kept as bytes, framing,
-//!   chunked decoding, head rewriting); not serving traffic yet.
+//!   chunked decoding, head rewriting) and the engine around it that
+//!   serves listeners with `engine: native` (one task per client
+//!   connection, no hyper on the HTTP/1 path; same contract, same
+//!   metrics, same [`Exchange`]).
 //! - `upstream.rs`: the pooled client and connector per listener.
 //! - `dedicated.rs`: an HTTP/1 client connection's own upstream connection.
 //! - `tap.rs`: the body wrapper that copies a bounded prefix.
@@ -138,12 +142,14 @@ mod sink;
 mod tap;
 mod upstream;
 
-pub use exchange::{Exchange, Outcome, Tapped, TraceContext, TraceContextSource, UpstreamError};
+pub use exchange::{
+    Exchange, Outcome, RequestHeadRef, Tapped, TraceContext, TraceContextSource, UpstreamError,
+};
 pub use guard::{
     Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, GuardedRoutes, Handoff,
     StateResult, MAX_KEY_LEN,
 };
 pub use inspect::UninspectedRoutes;
-pub use listener::{serve, serve_guarded, serve_with, ListenerOptions};
+pub use listener::{native_refusal, serve, serve_guarded, serve_with, ListenerOptions};
 pub use metrics::{status_class, status_class_index, ProxyMetrics, STATUS_CLASSES};
 pub use sink::{ExchangeSink, Handover, Refused};

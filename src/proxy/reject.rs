@@ -103,19 +103,45 @@ pub(crate) fn check(parts: &request::Parts) -> Result<(), Rejection> {
         return Ok(());
     }
     let mut hosts = parts.headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => return Err(Rejection::HostDuplicate),
-        (Some(host), None) if !is_host(host.as_bytes()) => return Err(Rejection::HostInvalid),
-        (None, _) if parts.version == Version::HTTP_11 => return Err(Rejection::HostMissing),
+    let host = hosts.next().map(HeaderValue::as_bytes);
+    let host_lines = usize::from(host.is_some()) + hosts.count();
+    check_fields(&Http1Fields {
+        http11: parts.version == Version::HTTP_11,
+        host,
+        host_lines,
+        unknown_coding: has_unknown_transfer_coding(&parts.headers),
+        authority: parts.uri.authority().map(|a| a.as_str().as_bytes()),
+    })
+}
+
+/// What the checks read from an HTTP/1 request head, however it was parsed
+/// (hyper's `Parts`, or the native engine's codec).
+pub(crate) struct Http1Fields<'a> {
+    pub(crate) http11: bool,
+    /// The first `Host` value, and how many `Host` lines there were.
+    pub(crate) host: Option<&'a [u8]>,
+    pub(crate) host_lines: usize,
+    /// A transfer coding other than `chunked` (and `identity`).
+    pub(crate) unknown_coding: bool,
+    /// An absolute-form target's authority.
+    pub(crate) authority: Option<&'a [u8]>,
+}
+
+/// The checks, in the order they are reported.
+pub(crate) fn check_fields(fields: &Http1Fields<'_>) -> Result<(), Rejection> {
+    match (fields.host, fields.host_lines) {
+        (Some(_), 2..) => return Err(Rejection::HostDuplicate),
+        (Some(host), _) if !is_host(host) => return Err(Rejection::HostInvalid),
+        (None, _) if fields.http11 => return Err(Rejection::HostMissing),
         _ => {}
     }
-    if has_unknown_transfer_coding(&parts.headers) {
+    if fields.unknown_coding {
         return Err(Rejection::TransferCoding);
     }
     // An absolute-form target's authority replaces `Host` (RFC 9112
     // §3.2.2), so it must be a host too (no userinfo).
-    match parts.uri.authority() {
-        Some(authority) if !is_host(authority.as_str().as_bytes()) => Err(Rejection::HostInvalid),
+    match fields.authority {
+        Some(authority) if !is_host(authority) => Err(Rejection::HostInvalid),
         _ => Ok(()),
     }
 }

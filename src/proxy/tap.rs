@@ -123,6 +123,22 @@ impl<O: Observer> Observer for Option<O> {
     }
 }
 
+/// A boxed observer (the native engine keeps its large ones out of its
+/// futures' state).
+impl<O: Observer + ?Sized> Observer for Box<O> {
+    fn data(&mut self, data: &Bytes) {
+        (**self).data(data);
+    }
+
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        (**self).trailers(trailers);
+    }
+
+    fn end(&mut self, complete: bool) {
+        (**self).end(complete);
+    }
+}
+
 /// A [`Tap`] shared between the request body (which writes it, possibly on
 /// the upstream connection's task) and the exchange (which reads it when the
 /// response ends). The lock is held only to copy a frame reference.

@@ -79,6 +79,12 @@ impl Upstream {
         self.dedicated.is_some() && version != Version::HTTP_2
     }
 
+    /// The connector of an HTTP/1-only upstream (`None` when it may speak
+    /// HTTP/2): TCP, TLS and `connect_timeout` for the native engine too.
+    pub(crate) fn http1_connector(&self) -> Option<&UpstreamConnector> {
+        self.dedicated.as_ref().map(Dialer::connector)
+    }
+
     /// Sends `request` and returns the response head: over `held` when
     /// `dedicated` (see [`Upstream::dedicated_for`]), else through the pool.
     pub(crate) async fn send(

@@ -26,7 +26,6 @@
 
 use std::sync::Arc;
 
-use http::request::Parts;
 use opentelemetry::trace::TraceId;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
@@ -35,7 +34,7 @@ use super::trace_id::trace_id;
 use super::traceparent::{self, Traceparent};
 use crate::config::{Config, HeadRoutes, KeyKind, KeySource, ListenerId};
 use crate::extract::{head_value, Key};
-use crate::proxy::{TraceContext, TraceContextSource};
+use crate::proxy::{RequestHeadRef, TraceContext, TraceContextSource};
 
 /// The [`TraceContextSource`] of one listener.
 #[derive(Debug)]
@@ -80,12 +79,17 @@ impl Propagation {
     }
 
     /// The trace ID for a request of `route` (step 2 of the module doc).
-    fn trace_id(&self, root: Option<&KeySource>, parts: &Parts, params: &[&str]) -> TraceId {
-        let query = parts.uri.query().unwrap_or_default();
-        if let Some(value) = root.and_then(|rule| head_value(rule, &parts.headers, query, params)) {
+    fn trace_id(
+        &self,
+        root: Option<&KeySource>,
+        head: RequestHeadRef<'_>,
+        params: &[&str],
+    ) -> TraceId {
+        let query = head.uri.query().unwrap_or_default();
+        if let Some(value) = root.and_then(|rule| head_value(rule, head.headers, query, params)) {
             return trace_id(&Key::new(self.root.clone(), value.as_ref()));
         }
-        match traceparent::read(&parts.headers) {
+        match traceparent::read(head.headers) {
             Traceparent::Valid(caller) => caller.trace_id(),
             Traceparent::Absent | Traceparent::Invalid => self.ids.new_trace_id(),
         }
@@ -93,9 +97,9 @@ impl Propagation {
 }
 
 impl TraceContextSource for Propagation {
-    fn context(&self, parts: &Parts) -> Option<TraceContext> {
-        let (root, params) = self.routes.decide(&parts.method, parts.uri.path())?;
-        let trace_id = self.trace_id(root.as_ref(), parts, &params);
+    fn context(&self, head: RequestHeadRef<'_>) -> Option<TraceContext> {
+        let (root, params) = self.routes.decide(head.method, head.uri.path())?;
+        let trace_id = self.trace_id(root.as_ref(), head, &params);
         Some(TraceContext {
             trace_id,
             span_id: self.ids.new_span_id(),
@@ -136,7 +140,7 @@ routes:
         Propagation::for_listener(&config, ListenerId(0), Some(Sampler::AlwaysOn))
     }
 
-    fn head(method: &str, uri: &str, traceparent: Option<&str>) -> Parts {
+    fn head(method: &str, uri: &str, traceparent: Option<&str>) -> http::request::Parts {
         let mut builder = http::Request::builder().method(method).uri(uri);
         if let Some(value) = traceparent {
             builder = builder.header("traceparent", value);
@@ -153,12 +157,20 @@ routes:
     fn a_root_key_in_the_path_gives_the_transactions_trace_id() {
         let source = source(ROUTES).expect("a route propagates");
         let context = source
-            .context(&head("POST", "/orders/SO-1/pack", None))
+            .context(RequestHeadRef::from(&head(
+                "POST",
+                "/orders/SO-1/pack",
+                None,
+            )))
             .expect("propagated");
         assert_eq!(context.trace_id, order("SO-1"));
         assert!(context.sampled);
         let again = source
-            .context(&head("POST", "/orders/SO-1/pack", None))
+            .context(RequestHeadRef::from(&head(
+                "POST",
+                "/orders/SO-1/pack",
+                None,
+            )))
             .expect("propagated");
         assert_eq!(again.trace_id, context.trace_id);
         assert_ne!(again.span_id, context.span_id, "a new span per request");
@@ -169,14 +181,22 @@ routes:
         let source = source(ROUTES).expect("a route propagates");
         let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let context = source
-            .context(&head("POST", "/shipments/SH-1/ship", Some(caller)))
+            .context(RequestHeadRef::from(&head(
+                "POST",
+                "/shipments/SH-1/ship",
+                Some(caller),
+            )))
             .expect("propagated");
         assert_eq!(
             context.trace_id.to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         let alone = source
-            .context(&head("POST", "/shipments/SH-1/ship", None))
+            .context(RequestHeadRef::from(&head(
+                "POST",
+                "/shipments/SH-1/ship",
+                None,
+            )))
             .expect("propagated");
         assert_ne!(alone.trace_id, TraceId::INVALID);
         assert_ne!(alone.trace_id, context.trace_id);
@@ -185,11 +205,19 @@ routes:
     #[test]
     fn routes_without_the_option_and_unmatched_requests_are_left_alone() {
         let source = source(ROUTES).expect("a route propagates");
-        assert!(source.context(&head("GET", "/orders/SO-1", None)).is_none());
         assert!(source
-            .context(&head("GET", "/orders/SO-1/pack", None))
+            .context(RequestHeadRef::from(&head("GET", "/orders/SO-1", None)))
             .is_none());
-        assert!(source.context(&head("POST", "/elsewhere", None)).is_none());
+        assert!(source
+            .context(RequestHeadRef::from(&head(
+                "GET",
+                "/orders/SO-1/pack",
+                None
+            )))
+            .is_none());
+        assert!(source
+            .context(RequestHeadRef::from(&head("POST", "/elsewhere", None)))
+            .is_none());
         let none = ROUTES.replace("    propagate: trace_context\n", "");
         assert!(self::source(&none).is_none(), "no route opted in");
     }

@@ -27,10 +27,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use waybill::clock::Clock;
 use waybill::config::{
-    kind, Config, Direction, Forwarded, HeaderCase, HostHeader, Listener, ListenerId, Symbols,
-    Upstream, UpstreamProtocol,
+    kind, Config, Direction, Engine, Forwarded, HeaderCase, HostHeader, Listener, ListenerId,
+    Symbols, Upstream, UpstreamProtocol,
 };
-use waybill::proxy::{serve_with, Exchange, ExchangeSink, ListenerOptions, ProxyMetrics};
+use waybill::proxy::{
+    native_refusal, serve_with, Exchange, ExchangeSink, ListenerOptions, ProxyMetrics,
+};
 
 /// Upper bound of every wait in these tests; a failure, never a threshold.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -55,6 +57,7 @@ pub fn listener(upstream: &str) -> Listener {
         host_header: HostHeader::Preserve,
         header_case: HeaderCase::Preserve,
         forwarded: Forwarded::Off,
+        engine: Engine::Hyper,
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
         tap_limit: 64 * 1024,
@@ -72,6 +75,22 @@ pub fn listener_from_yaml(yaml: &str) -> Listener {
     let config = Config::from_yaml(&routes, "listener.yaml")
         .unwrap_or_else(|errors| panic!("{errors}\n{routes}"));
     config.listeners.into_iter().next().expect("one listener")
+}
+
+/// `WAYBILL_TEST_ENGINE=native` runs the proxy tests against the native
+/// HTTP/1 engine: every listener it can serve gets `engine: native`; the
+/// others (guards, HTTP/2 upstreams) keep hyper.
+fn with_test_engine(mut listener: Listener, options: &ListenerOptions) -> Listener {
+    let native = std::env::var("WAYBILL_TEST_ENGINE").is_ok_and(|engine| engine == "native");
+    if native && native_refusal(&listener, options).is_none() {
+        listener.engine = Engine::Native;
+    }
+    listener
+}
+
+/// The engine tests run against (see [`with_test_engine`]).
+pub fn test_engine_is_native() -> bool {
+    std::env::var("WAYBILL_TEST_ENGINE").is_ok_and(|engine| engine == "native")
 }
 
 /// The proxy running in-process for one listener.
@@ -95,6 +114,7 @@ impl Proxy {
         options: ListenerOptions,
         queue: usize,
     ) -> Proxy {
+        let listener = with_test_engine(listener, &options);
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = socket.local_addr().expect("proxy addr");
         let mut registry = Registry::default();

@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 
 use super::super::raw::{
-    RawAdmin, RawDirection, RawForwarded, RawHeaderCase, RawHostHeader, RawListener,
+    RawAdmin, RawDirection, RawEngine, RawForwarded, RawHeaderCase, RawHostHeader, RawListener,
     RawObservation, RawState, RawUpstreamProtocol, Scalar,
 };
 use super::super::units::parse_size;
 use super::super::{
-    defaults, kind, AdminConfig, Direction, Forwarded, HeaderCase, HostHeader, Listener,
+    defaults, kind, AdminConfig, Direction, Engine, Forwarded, HeaderCase, HostHeader, Listener,
     ListenerId, ObservationConfig, StateConfig, Symbols, Upstream, UpstreamProtocol,
 };
 use super::Validator;
@@ -152,6 +152,10 @@ impl Validator<'_> {
                 forwarded: match l.forwarded {
                     None | Some(RawForwarded::Off) => Forwarded::Off,
                     Some(RawForwarded::Append) => Forwarded::Append,
+                },
+                engine: match l.engine {
+                    None | Some(RawEngine::Hyper) => Engine::Hyper,
+                    Some(RawEngine::Native) => Engine::Native,
                 },
                 timeout,
                 connect_timeout,
@@ -355,6 +359,59 @@ mod tests {
             error.contains("state.commit_batch: must be at least 1 (default 1024)"),
             "{error}"
         );
+    }
+
+    fn load_listener(listener: &str, routes: &str) -> Result<crate::config::Config, String> {
+        let text = format!(
+            "systems: [wms]\nkeys: [order]\nlisteners:\n  - {{ name: a, bind: 127.0.0.1:8080, system: wms, {listener} }}\nroutes:\n{routes}"
+        );
+        crate::config::Config::from_yaml(&text, "t.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_engine_is_hyper_unless_native_is_asked_for() {
+        let plain = "upstream: http://127.0.0.1:9000";
+        let config = load_listener(plain, "  []\n").expect("valid");
+        assert_eq!(config.listeners[0].engine, Engine::Hyper);
+        let config = load_listener(&format!("{plain}, engine: native"), "  []\n").expect("valid");
+        assert_eq!(config.listeners[0].engine, Engine::Native);
+        let error = load_listener(&format!("{plain}, engine: h3"), "  []\n").expect_err("invalid");
+        assert!(
+            error.contains("t.yaml:4:") && error.contains("h3"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_native_engine_is_refused_where_it_cannot_serve_saying_why() {
+        let refused = [
+            (
+                "upstream: http://127.0.0.1:9000, upstream_protocol: http2",
+                "  []\n",
+                "needs an HTTP/1-only upstream",
+            ),
+            (
+                "upstream: https://erp.example",
+                "  []\n",
+                "needs an HTTP/1-only upstream",
+            ),
+        ];
+        for (listener, routes, reason) in refused {
+            let error =
+                load_listener(&format!("{listener}, engine: native"), routes).expect_err("refused");
+            assert!(
+                error.contains("listeners[0].engine: `engine: native`") && error.contains(reason),
+                "{listener}: {error}"
+            );
+        }
+        let https_http1 = "upstream: https://erp.example, upstream_protocol: http1, engine: native";
+        assert!(load_listener(https_http1, "  []\n").is_ok());
+        let propagating =
+            "  - { name: on, system: wms, match: { path: /a }, propagate: trace_context }\n";
+        let native = "upstream: http://127.0.0.1:9000, engine: native";
+        assert!(load_listener(native, propagating).is_ok());
+        let lowercase = "upstream: http://127.0.0.1:9000, header_case: lowercase, engine: native";
+        assert!(load_listener(lowercase, "  []\n").is_ok());
     }
 
     #[test]

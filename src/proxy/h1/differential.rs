@@ -101,14 +101,10 @@ fn codec_reads(raw: &[u8]) -> Result<Vec<u8>, String> {
 
 /// Requests the codec refuses on purpose though hyper accepts them (see
 /// the module doc of `h1`).
-const STRICTER: [&str; 7] = [
-    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+const STRICTER: [&str; 3] = [
     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;a=\x01\r\nabc\r\n0\r\n\r\n",
-    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 ];
 
 /// The corpus: valid requests and the smuggling vectors.
@@ -159,6 +155,12 @@ fn corpus() -> Vec<String> {
         "GET /{x}\"y\" HTTP/1.1\r\nHost: a\r\n\r\n",
         "GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n",
         "GET http://a/b HTTP/1.1\r\n\r\n",
+        // Read as hyper reads them (chunked wins; identical lengths are one).
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
     ]
     .map(String::from)
     .to_vec();
@@ -436,6 +438,7 @@ async fn the_rewritten_response_head_is_the_one_hyper_writes() {
                     ..
                 })
             ),
+            drop_content_length: head.fields.transfer_encoding_lines > 0,
             connection: None,
         };
         let mut ours = Vec::new();

@@ -85,18 +85,12 @@ pub enum FramingError {
     InvalidContentLength,
     #[error("several Content-Length values that differ")]
     ConflictingContentLength,
-    #[error("Content-Length given more than once in a request")]
-    RepeatedContentLength,
-    #[error("both Transfer-Encoding and Content-Length in a request")]
-    TransferEncodingWithContentLength,
     #[error("Transfer-Encoding in an HTTP/1.0 message")]
     TransferEncodingInHttp10,
     #[error("Transfer-Encoding whose final coding is not chunked")]
     NotChunkedLast,
     #[error("Transfer-Encoding with an empty coding")]
     EmptyCoding,
-    #[error("Transfer-Encoding with chunked applied more than once")]
-    ChunkedTwice,
     #[error("Transfer-Encoding with a coding other than chunked")]
     UnsupportedCoding,
 }
@@ -125,29 +119,31 @@ pub fn parse_content_length(value: &[u8]) -> Result<u64, FramingError> {
     })
 }
 
-/// The `Transfer-Encoding` lines, all together one list: the codings must
-/// be exactly one `chunked` (any case). Anything else is refused: the
+/// The `Transfer-Encoding` lines, all together one list: the last coding
+/// must be `chunked` (any case); before it only `chunked` again or
+/// `identity` (no-ops to a reader of one chunked coding, as hyper reads
+/// them); any other coding is [`FramingError::UnsupportedCoding`]: the
 /// proxy removes the header before forwarding, so it could only forward a
 /// body coded another way by decoding it, which it does not.
 fn transfer_coding(buf: &[u8], lines: &Lines) -> Result<(), FramingError> {
-    let mut codings = 0usize;
     let mut last_chunked = false;
+    let mut unsupported = false;
     for line in lines.of(Name::TransferEncoding) {
         for coding in tokens(line.value.of(buf)) {
             if coding.is_empty() {
                 return Err(FramingError::EmptyCoding);
             }
-            let chunked = coding.eq_ignore_ascii_case(b"chunked");
-            if chunked && last_chunked {
-                return Err(FramingError::ChunkedTwice);
+            if last_chunked && !coding.eq_ignore_ascii_case(b"chunked") {
+                // `chunked` must come last.
+                return Err(FramingError::NotChunkedLast);
             }
-            codings += 1;
-            last_chunked = chunked;
+            last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            unsupported |= !last_chunked && !coding.eq_ignore_ascii_case(b"identity");
         }
     }
-    match (last_chunked, codings) {
-        (true, 1) => Ok(()),
-        (true, _) => Err(FramingError::UnsupportedCoding),
+    match (last_chunked, unsupported) {
+        (true, false) => Ok(()),
+        (true, true) => Err(FramingError::UnsupportedCoding),
         (false, _) => Err(FramingError::NotChunkedLast),
     }
 }
@@ -165,9 +161,6 @@ pub fn request(buf: &[u8], head: &RequestHead) -> Result<RequestFraming, Framing
         if head.version == Version::Http10 {
             return Err(FramingError::TransferEncodingInHttp10);
         }
-        if fields.content_length_lines > 0 {
-            return Err(FramingError::TransferEncodingWithContentLength);
-        }
         transfer_coding(buf, &head.lines)?;
         BodyLength::Chunked
     } else if fields.content_length_lines > 0 {
@@ -175,22 +168,26 @@ pub fn request(buf: &[u8], head: &RequestHead) -> Result<RequestFraming, Framing
         let first = lines
             .next()
             .map_or(Ok(0), |line| parse_content_length(line.value.of(buf)))?;
-        if let Some(other) = lines.next() {
-            // Tell a conflict from a mere repeat, though both are refused.
-            return Err(match parse_content_length(other.value.of(buf))? {
-                length if length == first => FramingError::RepeatedContentLength,
-                _ => FramingError::ConflictingContentLength,
-            });
+        // Identical repeats are one length (RFC 9110 §8.6, as hyper); the
+        // head written upstream keeps the first line only.
+        for other in lines {
+            if parse_content_length(other.value.of(buf))? != first {
+                return Err(FramingError::ConflictingContentLength);
+            }
         }
         BodyLength::of_length(first)
     } else {
         BodyLength::Empty
     };
     let method = MethodKind::of(head.method(buf));
+    // With both framings the chunked coding wins (RFC 9112 §6.3 item 3):
+    // the body goes on chunked and the connection closes after the
+    // response (§6.1), as hyper does.
+    let both = fields.transfer_encoding_lines > 0 && fields.content_length_lines > 0;
     Ok(RequestFraming {
         body,
         method,
-        keep_alive: keep_alive(head.version, fields),
+        keep_alive: keep_alive(head.version, fields) && !both,
         expect_continue: fields.expect_continue,
         wants_upgrade: method == MethodKind::Connect
             || (head.version == Version::Http11 && fields.upgrade.is_some()),
@@ -306,27 +303,26 @@ mod tests {
     }
 
     #[test]
-    fn transfer_encoding_with_content_length_in_a_request_is_refused() {
+    fn transfer_encoding_with_content_length_in_a_request_is_chunked_then_closed() {
         for text in [
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
-            assert_eq!(
-                request_body(text),
-                Err(FramingError::TransferEncodingWithContentLength)
-            );
+            let framing = request_framing(text).expect("chunked wins");
+            assert_eq!(framing.body, BodyLength::Chunked);
+            assert!(!framing.keep_alive);
         }
     }
 
     #[test]
-    fn repeated_or_conflicting_content_lengths_in_a_request_are_refused() {
+    fn conflicting_content_lengths_in_a_request_are_refused_identical_ones_are_one() {
         assert_eq!(
             request_body("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
             Err(FramingError::ConflictingContentLength)
         );
         assert_eq!(
             request_body("POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n"),
-            Err(FramingError::RepeatedContentLength)
+            Ok(BodyLength::Length(5))
         );
     }
 
@@ -359,7 +355,6 @@ mod tests {
             ("chunked, gzip", FramingError::NotChunkedLast),
             ("chunked,", FramingError::EmptyCoding),
             (", chunked", FramingError::EmptyCoding),
-            ("chunked, chunked", FramingError::ChunkedTwice),
             ("gzip, chunked", FramingError::UnsupportedCoding),
             ("x-custom, chunked", FramingError::UnsupportedCoding),
             ("chunked;q=1", FramingError::NotChunkedLast),
@@ -369,11 +364,16 @@ mod tests {
             let text = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {value}\r\n\r\n");
             assert_eq!(request_body(&text), Err(fault), "{value:?}");
         }
-        // Two lines are one list.
-        assert_eq!(
-            request_body("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Err(FramingError::ChunkedTwice)
-        );
+        // Two lines are one list; `chunked` again or `identity` before the
+        // last `chunked` are read as one chunked coding (as hyper does).
+        for value in [
+            "chunked\r\nTransfer-Encoding: chunked",
+            "chunked, chunked",
+            "identity, chunked",
+        ] {
+            let text = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {value}\r\n\r\n");
+            assert_eq!(request_body(&text), Ok(BodyLength::Chunked), "{value:?}");
+        }
         assert_eq!(
             request_body(
                 "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"

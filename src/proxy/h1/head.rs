@@ -16,10 +16,11 @@ pub const MAX_HEADERS: usize = 100;
 
 /// At most this many bytes in a head, from the request or status line to
 /// the empty line included; more is [`HeadError::TooLarge`] (431 for a
-/// request). 64 KiB: eight times nginx's default `large_client_header_buffers`
-/// line (8 KiB), well under hyper's read buffer limit (~400 KiB), and it
-/// keeps every offset within a `u32`.
-pub const MAX_HEAD_LEN: usize = 64 * 1024;
+/// request). 256 KiB: a header section of 100 KiB passes, as it does
+/// through hyper (whose read buffer limit is ~400 KiB); a request line
+/// longer than 64 KiB is refused apart (414, see the engine); and every
+/// offset fits a `u32`.
+pub const MAX_HEAD_LEN: usize = 256 * 1024;
 
 /// A range of bytes in the buffer a head was parsed from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

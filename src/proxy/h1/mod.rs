@@ -1,12 +1,12 @@
-//! An HTTP/1.1 codec of the proxy's own, the first part of an engine to
-//! replace hyper on HTTP/1 listeners (not wired in yet: the listener,
-//! `forward.rs` and `dedicated.rs` still serve every connection with
-//! hyper). It keeps each head **as bytes**: parsing yields ranges of the
+//! An HTTP/1.1 codec of the proxy's own and the engine around it
+//! (`engine: native` on a listener; hyper's engine stays the default). The
+//! codec keeps each head **as bytes**: parsing yields ranges of the
 //! caller's buffer, the few headers the proxy acts on are recognised while
 //! parsing, and the head for the other hop is written by copying the
 //! header lines that go on. Pure and synchronous; no allocation per
 //! message (a [`RequestHead`]/[`ResponseHead`] is reused, the output
-//! `Vec` too).
+//! `Vec` too). The engine serves a client connection on one task with it:
+//! no hyper on the HTTP/1 path (h2c clients are handed to hyper).
 //!
 //! # Files
 //! - `head.rs`: request and response heads (httparse), [`Fields`] read typed.
@@ -14,6 +14,10 @@
 //!   the smuggling defences.
 //! - `chunked.rs`: the incremental chunked decoder.
 //! - `rewrite.rs`: the heads written for the other hop.
+//! - `connection.rs`: the engine's client connection loop.
+//! - `body.rs`: the body pump (re-framing, the tap).
+//! - `upstream.rs`: the engine's upstream connection.
+//! - `handoff.rs`: h2c prior knowledge on an engine's port, to hyper.
 //!
 //! # What it promises
 //! - A head is accepted only when httparse accepts it with its default
@@ -38,27 +42,26 @@
 //! differ: an empty value goes out `Name:` upstream, `Name: ` to clients).
 //!
 //! # Where it is stricter than hyper (deliberately)
-//! - Head size: at most 64 KiB (hyper reads up to ~400 KiB of head).
-//! - `Transfer-Encoding` with `Content-Length` in a request: refused
-//!   (hyper drops the `Content-Length`, decodes chunked and closes after
-//!   the response; RFC 9112 §6.3 item 3 allows either).
-//! - `Content-Length` repeated with the same value in a request: refused
-//!   (hyper accepts identical repeats; nginx refuses them too). In a
-//!   response identical repeats and lists (`7, 7`) are accepted, as hyper's
-//!   client does.
-//! - Request `Transfer-Encoding` must be exactly one `chunked`: hyper
-//!   accepts any list ending in `chunked` (`gzip, chunked`, also over two
-//!   lines) and forwards the body still gzip-coded without saying so; here
-//!   it is [`FramingError::UnsupportedCoding`] (501). `chunked, chunked`
-//!   (which hyper accepts) is [`FramingError::ChunkedTwice`]; an empty
-//!   element (`chunked,`, which hyper refuses too) is
-//!   [`FramingError::EmptyCoding`].
-//! - Response `Transfer-Encoding` other than exactly `chunked`: refused
-//!   (hyper reads a body whose codings do not end in `chunked` until close
-//!   and forwards it without its codings).
+//! - Head size: at most 256 KiB (hyper reads up to ~400 KiB of head).
+//! - Request `Transfer-Encoding` must end in `chunked`, with only
+//!   `chunked` or `identity` before it (read as one chunked coding, as
+//!   hyper reads them): any other coding before it (`gzip, chunked`,
+//!   which hyper's parser accepts, forwarding the body still gzip-coded
+//!   without saying so) is [`FramingError::UnsupportedCoding`] (501, as
+//!   the hyper path's `reject.rs` answers it too). An empty element
+//!   (`chunked,`, which hyper refuses too) is [`FramingError::EmptyCoding`].
+//! - Response `Transfer-Encoding` likewise (hyper reads a body whose
+//!   codings do not end in `chunked` until close and forwards it without
+//!   its codings).
 //! - Chunk extensions: control bytes other than HTAB are refused (hyper
 //!   refuses only a bare LF); trailer fields are checked byte by byte
 //!   (token name, colon, text value, CRLF) where hyper runs httparse on them.
+//!
+//! Read as hyper reads them (session 8, so the conformance suite passes
+//! unchanged): a request with both `Transfer-Encoding` and
+//! `Content-Length` is chunked (the `Content-Length` is not forwarded) and
+//! its connection closes after the response; identical `Content-Length`
+//! repeats are one length (the first line is forwarded).
 //!
 //! # Where the written head differs from hyper's (deliberately)
 //! - Header order: exactly the client's. hyper's `HeaderMap` groups
@@ -68,27 +71,34 @@
 //! - Headers the proxy adds are written in lower case unless the client
 //!   sent a line of that name (hyper reuses the spelling of a line it saw
 //!   even when that line was dropped).
-//! - `header_case: lowercase` listeners are not covered yet (names go out
-//!   as the client spelled them).
+//! - On `header_case: lowercase` listeners every written head's names are
+//!   lower-cased ([`lowercase_names`]); chunked trailers go on as they came.
 //!
-//! # What the engine still has to do
-//! The connection loop around the codec: reading into a buffer until a
-//! head parses, answering [`HeadError`]s with 400/431 and framing errors
-//! with 400/501 (502 toward the client for an upstream's), forwarding
-//! bodies by length or through the [`ChunkedDecoder`] (re-chunked or
-//! copied), `Expect: 100-continue`, pipelined requests (one at a time,
-//! the next head already in the buffer), refusing upgrades and `CONNECT`,
-//! read/idle/header timeouts, graceful drain on shutdown, upstream
-//! connection reuse (only after a response whose framing allows it), and
-//! 502/504 on upstream failures; then wiring into `listener.rs` behind the
-//! conformance suite.
+//! # The engine (`connection.rs`, session 8)
+//! Reads into one buffer until a head parses, answers [`HeadError`]s with
+//! 400/431 (414 for a target over 65 534 bytes, `http::Uri`'s limit, as
+//! hyper) and framing errors with 400/501, forwards bodies by length or
+//! through the [`ChunkedDecoder`] (re-chunked), relays `Expect:
+//! 100-continue` as hyper did (its own 100, the upstream's swallowed) and
+//! other 1xx (103 Early Hints), serves pipelined requests one at a time,
+//! forwards upgrade requests without upgrading, times out head reads and
+//! idle connections (30 s) and stalled request bodies (30 s), drains on
+//! shutdown, reuses its upstream connection only after a response whose
+//! framing allows it, and answers upstream failures with 502/504. See
+//! `connection.rs` for the details, docs/http1.md for the contract.
 
+mod body;
 mod chunked;
+mod connection;
 #[cfg(test)]
 mod differential;
 mod framing;
+mod handoff;
 mod head;
 mod rewrite;
+mod upstream;
+
+pub(crate) use connection::Engine;
 
 pub use chunked::{
     decode_split, ChunkedDecoder, ChunkedError, Decoded, Piece, Progress, MAX_EXTENSIONS_LEN,
@@ -103,5 +113,6 @@ pub use head::{
     RequestHead, ResponseHead, Span, Version, MAX_HEADERS, MAX_HEAD_LEN,
 };
 pub use rewrite::{
-    write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite, RewriteError,
+    lowercase_names, write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite,
+    RewriteError,
 };

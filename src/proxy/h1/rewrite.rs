@@ -38,8 +38,10 @@ pub struct RequestRewrite<'a> {
     pub forwarded_for: Option<IpAddr>,
     /// A `traceparent` value replacing the client's.
     pub traceparent: Option<&'a [u8]>,
-    /// The body goes upstream chunked: add `Transfer-Encoding: chunked`.
-    /// (A `Content-Length` travels as the client sent it.)
+    /// The body goes upstream chunked: add `Transfer-Encoding: chunked`
+    /// and drop any `Content-Length` (RFC 9112 §6.3: chunked won).
+    /// Otherwise the first `Content-Length` line travels as the client
+    /// sent it (identical repeats are dropped).
     pub chunked: bool,
 }
 
@@ -50,9 +52,25 @@ pub struct ResponseRewrite<'a> {
     pub version: Version,
     /// The body goes to the client chunked: add `Transfer-Encoding: chunked`.
     pub chunked: bool,
+    /// Drop the `Content-Length` lines: beside `Transfer-Encoding` (RFC
+    /// 9112 §6.3), and on a 204 or 304 (as hyper does).
+    pub drop_content_length: bool,
     /// A `Connection` value of the client connection's own (`close`,
     /// `keep-alive`), added last.
     pub connection: Option<&'a [u8]>,
+}
+
+impl ResponseRewrite<'_> {
+    /// A head relayed as it came to a client speaking `version`: no body
+    /// framing of the proxy's own, no `Connection` (a 1xx, a 101).
+    pub fn bare(version: Version) -> Self {
+        ResponseRewrite {
+            version,
+            chunked: false,
+            drop_content_length: false,
+            connection: None,
+        }
+    }
 }
 
 /// A request the proxy cannot forward as it is.
@@ -268,7 +286,9 @@ pub fn write_request(
 ) -> Result<(), RewriteError> {
     let (path, authority) = origin_form(head.target(buf))?;
     let fields = &head.fields;
-    let client_host = fields.host.map(|host| host.of(buf)).or(authority);
+    // An absolute-form target's authority wins over `Host` (RFC 9112
+    // §3.2.2), as on the hyper path.
+    let client_host = authority.or_else(|| fields.host.map(|host| host.of(buf)));
     let host = match rewrite.host {
         HostRewrite::Preserve { fallback } => client_host.unwrap_or(fallback),
         HostRewrite::Replace(host) => host,
@@ -293,6 +313,7 @@ pub fn write_request(
         0
     };
     let (mut xff_seen, mut host_written, mut traceparent_written) = (0, false, false);
+    let mut length_written = rewrite.chunked;
     let (mut xff_kept, mut xfp_kept, mut xfh_kept) = (false, false, false);
     let mut block = Block::new(out, buf, true);
     forwarded_lines(buf, &head.lines, fields, |line, changed| match line.kind {
@@ -309,6 +330,12 @@ pub fn write_request(
                 block.line(line, rewrite.traceparent);
             }
             traceparent_written = true;
+        }
+        Name::ContentLength => {
+            if !length_written {
+                block.copy(line);
+            }
+            length_written = true;
         }
         Name::XForwardedFor => {
             xff_seen += 1;
@@ -385,7 +412,9 @@ pub fn write_response(
     out.extend_from_slice(b"\r\n");
     let mut block = Block::new(out, buf, false);
     forwarded_lines(buf, &head.lines, &head.fields, |line, changed| {
-        block.line(line, changed);
+        if !(rewrite.drop_content_length && line.kind == Name::ContentLength) {
+            block.line(line, changed);
+        }
     });
     if rewrite.chunked {
         let name = spelling(
@@ -403,10 +432,34 @@ pub fn write_response(
     block.finish();
 }
 
+/// Lower-cases the header names of a head in `head` written by this
+/// module (`header_case: lowercase`): on each line after the start line,
+/// the bytes before its first `:` (a written line is `Name: value`; a
+/// value holds no CR or LF, the parser refuses them).
+pub fn lowercase_names(head: &mut [u8]) {
+    for line in head.split_mut(|&b| b == b'\n').skip(1) {
+        let name_end = line.iter().position(|&b| b == b':').unwrap_or(0);
+        if let Some(name) = line.get_mut(..name_end) {
+            name.make_ascii_lowercase();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proxy::h1::head::Parsed;
+
+    #[test]
+    fn lowercase_names_changes_names_only() {
+        let text = "POST /Orders?Expand=Lines HTTP/1.1\r\nHost: ERP:80\r\nX-MiXeD: Va:Lue\r\nx-Empty:\r\n\r\n";
+        let mut head = rewrite_request(text, &PLAIN).into_bytes();
+        lowercase_names(&mut head);
+        assert_eq!(
+            String::from_utf8_lossy(&head),
+            "POST /Orders?Expand=Lines HTTP/1.1\r\nhost: ERP:80\r\nx-mixed: Va:Lue\r\nx-empty:\r\n\r\n"
+        );
+    }
 
     fn rewrite_request(text: &str, rewrite: &RequestRewrite<'_>) -> String {
         let mut head = RequestHead::default();
@@ -499,6 +552,7 @@ mod tests {
         let rewrite = ResponseRewrite {
             version: Version::Http10,
             chunked: false,
+            drop_content_length: false,
             connection: Some(b"keep-alive"),
         };
         write_response(text, &head, &rewrite, &mut out);

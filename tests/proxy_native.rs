@@ -1,0 +1,171 @@
+//! What only the native HTTP/1 engine (`engine: native`) has to show
+//! beyond the suites every engine runs (`WAYBILL_TEST_ENGINE=native`): it
+//! refuses a listener it cannot serve at start-up, saying why, and drains
+//! on shutdown (idle connections closed at once, a busy one after its
+//! in-flight response, which then says `connection: close`).
+
+mod proxy_support;
+
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use proxy_support::raw::RawClient;
+use proxy_support::{listener, Proxy, WAIT};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use waybill::clock::Clock;
+use waybill::config::{Engine, UpstreamProtocol};
+use waybill::proxy::{serve_with, ExchangeSink, ListenerOptions, Outcome, ProxyMetrics};
+
+#[tokio::test]
+async fn a_listener_the_native_engine_cannot_serve_is_refused_saying_why() {
+    for (protocol, reason) in [(UpstreamProtocol::Http2, "needs an HTTP/1-only upstream")] {
+        let mut listener = listener("http://127.0.0.1:9");
+        listener.engine = Engine::Native;
+        listener.upstream.protocol = protocol;
+        let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut registry = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let served = tokio::time::timeout(
+            WAIT,
+            serve_with(
+                socket,
+                Arc::new(listener),
+                ListenerOptions::default(),
+                ExchangeSink::new(tx, &mut registry),
+                ProxyMetrics::new(&mut registry),
+                Clock::system(),
+                CancellationToken::new(),
+            ),
+        )
+        .await
+        .expect("refused at once");
+        let error = served.expect_err("refused");
+        assert!(
+            error.to_string().contains("listener `wms-inbound`")
+                && error.to_string().contains(reason),
+            "{error}"
+        );
+    }
+}
+
+/// The answer of [`held_upstream`] to everything.
+const DONE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone";
+
+/// An upstream that tells `arrived` when `/slow` came and answers it only
+/// once `release` is notified, with `slow_answer`; everything else at
+/// once with [`DONE`].
+async fn held_upstream(
+    arrived: Arc<Notify>,
+    release: Arc<Notify>,
+    slow_answer: &'static [u8],
+) -> String {
+    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = socket.accept().await {
+            let (arrived, release) = (Arc::clone(&arrived), Arc::clone(&release));
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    if !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        continue;
+                    }
+                    let mut answer = DONE;
+                    if seen.starts_with(b"GET /slow ") {
+                        arrived.notify_one();
+                        release.notified().await;
+                        answer = slow_answer;
+                    }
+                    seen.clear();
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_lets_a_busy_one_finish() {
+    let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let upstream = held_upstream(Arc::clone(&arrived), Arc::clone(&release), DONE).await;
+    let mut native = listener(&upstream);
+    native.engine = Engine::Native;
+    let proxy = Proxy::start(native).await;
+
+    let mut idle = RawClient::connect(proxy.addr).await;
+    idle.write(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    let first = idle.response().await;
+    assert_eq!(first, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
+
+    let mut busy = RawClient::connect(proxy.addr).await;
+    busy.write(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    tokio::time::timeout(WAIT, arrived.notified())
+        .await
+        .expect("the slow request reached the upstream");
+    let stopping = tokio::spawn(proxy.stop());
+
+    // The idle connection closing shows the shutdown has begun; only then
+    // does the busy one's response come.
+    assert_eq!(idle.rest().await, "", "an idle connection closes at once");
+    release.notify_one();
+    assert_eq!(
+        busy.rest().await,
+        "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nconnection: close\r\n\r\ndone",
+        "the in-flight response is finished, then the connection closes"
+    );
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("serve returns once every connection ended")
+        .expect("not panicked")
+        .expect("served");
+}
+
+/// A client gone (reset) while an upstream's 103 is relayed: the request
+/// is still counted with its final response's status and its exchange
+/// recorded, as for any response the client did not take.
+#[tokio::test]
+async fn a_client_gone_while_a_1xx_is_relayed_still_counts_its_request() {
+    const HINTS_THEN_DONE: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone";
+    let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let upstream = held_upstream(Arc::clone(&arrived), Arc::clone(&release), HINTS_THEN_DONE).await;
+    let mut native = listener(&upstream);
+    native.engine = Engine::Native;
+    let mut proxy = Proxy::start(native).await;
+
+    let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::timeout(WAIT, arrived.notified())
+        .await
+        .expect("the request reached the upstream");
+    // Closed with a reset: the proxy's next write to it fails.
+    client.set_zero_linger().expect("linger");
+    drop(client);
+    release.notify_one();
+
+    let series = "waybill_proxy_requests_total{listener=\"wms-inbound\",status_class=\"2xx\"}";
+    assert_eq!(proxy.metric_reaches(series, 1.0).await, Some(1.0));
+    let exchange = proxy.exchange().await;
+    assert!(
+        matches!(exchange.outcome, Outcome::Response { status, .. } if status == 200),
+        "{:?}",
+        exchange.outcome
+    );
+    assert_eq!(exchange.uri.path(), "/slow");
+}
