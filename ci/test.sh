@@ -28,6 +28,11 @@ echo "== benchmarks build (they are run by hand: cargo bench)"
 # the test build; the optimised build with LTO is what `cargo bench` makes.
 cargo build --locked --benches --quiet
 
+echo "== fuzz targets type-check (running them needs nightly: fuzz/run.sh)"
+# Checked, not built: libFuzzer's instrumentation needs a nightly compiler,
+# but a codec change that breaks a target shows here.
+(cd fuzz && cargo check --locked --quiet)
+
 echo "== helm chart (lint, template, schema, waybill check on rendered configs)"
 cargo build --locked --quiet
 WAYBILL_BIN="${CARGO_TARGET_DIR:-target}/debug/waybill" WAYBILL_REQUIRE_CHECK=1 bash ci/helm.sh

@@ -38,7 +38,12 @@ fn response(input: &[u8]) -> usize {
     let mut head = ResponseHead::default();
     let Ok(Parsed::Complete(len)) = head.parse(input) else { return 0 };
     let _ = response_framing(input, &head, MethodKind::Other);
-    let rewrite = ResponseRewrite { version: Version::Http11, chunked: true, connection: None };
+    let rewrite = ResponseRewrite {
+        version: Version::Http11,
+        chunked: true,
+        drop_content_length: true,
+        connection: None,
+    };
     write_response(input, &head, &rewrite, &mut Vec::new());
     len
 }
