@@ -26,8 +26,8 @@ use super::framing::BodyLength;
 use super::head::{tokens, trim, Lines};
 use crate::proxy::tap::Observer;
 
-/// Room made in a buffer before each read.
-const READ_CHUNK: usize = 16 * 1024;
+/// Room made in a buffer before each read (client and upstream buffers).
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
 /// Why a body could not be copied to its end.
 #[derive(Debug, Error)]

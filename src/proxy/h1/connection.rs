@@ -49,14 +49,14 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::body::{flush, Pump, PumpError, Pumped, Trailers};
+use super::body::{flush, Pump, PumpError, Pumped, Trailers, READ_CHUNK};
 use super::framing::{self, BodyLength, FramingError, RequestFraming, ResponseFraming};
 use super::handoff::{self, Sniffed};
 use super::head::{Lines, Parsed, RequestHead, ResponseHead, Version};
 use super::rewrite::{
     lowercase_names, write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite,
 };
-use super::upstream::{UpstreamConn, READ_CHUNK};
+use super::upstream::UpstreamConn;
 use crate::config::{Forwarded, HeaderCase, HostHeader};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::dedicated::{Idle, Reusable};
@@ -662,36 +662,25 @@ impl Connection<'_> {
                 ),
             )
             .await;
-            match sent {
+            let failure = match sent {
                 Some(Ok(pumped)) => break (upstream, pumped),
                 Some(Err(PumpError::Write(_))) if reused && retry => {
                     retry = false;
                     self.write_upstream_head(head_bytes, body, trace);
+                    continue;
                 }
-                Some(Err(error)) if error.of_reader() => {
+                Some(Err(PumpError::Write(error))) => Failure::new(classify(&error), error),
+                // Every other pump error is the client's body's.
+                Some(Err(error)) => {
                     tracing::debug!(peer = %self.peer, %error, "request body failed");
                     request_tap.end(false);
                     return self.refuse(Rejection::Body, asked.version).await;
                 }
-                Some(Err(PumpError::Write(error))) => {
-                    let failure = Failure::new(classify(&error), error);
-                    return self
-                        .fail(pending, &failure, &asked, time_now(forwarded), true)
-                        .await;
-                }
-                Some(Err(error)) => {
-                    let failure = Failure::new(UpstreamError::Reset, error);
-                    return self
-                        .fail(pending, &failure, &asked, time_now(forwarded), true)
-                        .await;
-                }
-                None => {
-                    let failure = no_head_in_time();
-                    return self
-                        .fail(pending, &failure, &asked, time_now(forwarded), true)
-                        .await;
-                }
-            }
+                None => no_head_in_time(),
+            };
+            return self
+                .fail(pending, &failure, &asked, time_now(forwarded), true)
+                .await;
         };
         // An upstream that answered before the request body ended gets no
         // more of it: the response is relayed, then both connections end
@@ -841,11 +830,9 @@ impl Connection<'_> {
         };
         self.out.clear();
         write_response(bytes, response, &rewrite, &mut self.out);
-        if self.engine.lowercase {
-            lowercase_names(&mut self.out);
-        }
+        self.lower_case_head();
         let trailers = if chunked_out && asked.te_trailers {
-            Trailers::declared(bytes, &response.lines)
+            Trailers::declared(bytes, &self.response.lines)
         } else {
             Trailers::none()
         };

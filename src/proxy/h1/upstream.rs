@@ -7,21 +7,16 @@
 //! hyper path keeps its connections in.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::body::READ_CHUNK;
 use crate::proxy::dedicated::Reusable;
 use crate::proxy::error::{classify_connecting, Failure};
 use crate::proxy::upstream::UpstreamConnector;
-
-/// Room read into the upstream buffer at a time.
-pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
 /// One HTTP/1 connection to the upstream and the bytes read from it not
 /// used yet.
@@ -30,9 +25,9 @@ pub(crate) struct UpstreamConn {
     pub(crate) buf: BytesMut,
 }
 
-/// The stream under an [`UpstreamConn`], read and written with tokio's
-/// traits.
-pub(crate) struct UpstreamIo(TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>);
+/// The stream under an [`UpstreamConn`]: the connector's stream, which
+/// [`TokioIo`] lets tokio's traits read and write.
+pub(crate) type UpstreamIo = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
 
 impl UpstreamConn {
     /// A new connection to the upstream; boxed, as it is handed around
@@ -43,7 +38,7 @@ impl UpstreamConn {
             .await
             .map_err(|error| Failure::new(classify_connecting(&*error), error))?;
         Ok(Box::new(UpstreamConn {
-            io: UpstreamIo(TokioIo::new(stream)),
+            io: TokioIo::new(stream),
             buf: BytesMut::with_capacity(READ_CHUNK),
         }))
     }
@@ -59,40 +54,12 @@ impl Reusable for Box<UpstreamConn> {
         if !self.buf.is_empty() {
             return true;
         }
-        match self.io.0.inner() {
+        match self.io.inner() {
             MaybeHttpsStream::Http(tcp) => {
                 let mut byte = [0u8; 1];
                 !matches!(tcp.inner().try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
             }
             MaybeHttpsStream::Https(_) => false,
         }
-    }
-}
-
-impl AsyncRead for UpstreamIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for UpstreamIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
