@@ -30,7 +30,7 @@ use prometheus_client::registry::Registry;
 use waybill::clock::Clock;
 use waybill::config::{Config, ListenerId, Milestone};
 use waybill::correlate::Correlator;
-use waybill::extract::{Key, Observation};
+use waybill::extract::{ExchangeSummary, Key, Observation};
 use waybill::proxy::{Exchange, Outcome, Tapped};
 
 /// The same global allocator as the `waybill` binary (cargo features
@@ -115,26 +115,26 @@ fn observation(
         })
         .collect();
     Observation {
-        exchange: Exchange {
+        exchange: ExchangeSummary::whole(Exchange {
             id: n as u64,
             listener: ListenerId(0),
             system: ids.system.clone(),
             method: http::Method::POST,
             uri: http::Uri::from_static("/api/step"),
             version: http::Version::HTTP_11,
-            request_headers: http::HeaderMap::new(),
+            request_headers: Default::default(),
             started: at,
             duration: Duration::from_millis(2),
             upstream_duration: Duration::from_millis(1),
             outcome: Outcome::Response {
                 status: http::StatusCode::OK,
-                headers: http::HeaderMap::new(),
+                headers: Default::default(),
             },
             request_body: Tapped::default(),
             response_body: Tapped::default(),
             replayed: false,
             trace_context: None,
-        },
+        }),
         route: None,
         operation: None,
         keys,

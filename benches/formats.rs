@@ -144,7 +144,7 @@ fn exchange(config: &Config, path: &str, encoding: Option<&'static str>, body: B
         method: http::Method::POST,
         uri: path.parse().expect("valid path"),
         version: http::Version::HTTP_11,
-        request_headers: headers,
+        request_headers: headers.into(),
         started: SystemTime::UNIX_EPOCH,
         duration: Duration::from_millis(1),
         upstream_duration: Duration::from_millis(1),
@@ -152,7 +152,7 @@ fn exchange(config: &Config, path: &str, encoding: Option<&'static str>, body: B
         trace_context: None,
         outcome: Outcome::Response {
             status: http::StatusCode::OK,
-            headers: http::HeaderMap::new(),
+            headers: Default::default(),
         },
         request_body: Tapped {
             total_len: body.len() as u64,

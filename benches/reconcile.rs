@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 use waybill::clock::Clock;
 use waybill::config::{Config, ListenerId};
 use waybill::correlate::Correlator;
-use waybill::extract::{Key, Observation};
+use waybill::extract::{ExchangeSummary, Key, Observation};
 use waybill::proxy::{Exchange, Outcome, Tapped};
 
 const PENDING: usize = 1_000_000;
@@ -44,13 +44,13 @@ fn observation(config: &Config, n: usize, at: SystemTime) -> Observation {
         method: http::Method::POST,
         uri: http::Uri::from_static("/ship"),
         version: http::Version::HTTP_11,
-        request_headers: http::HeaderMap::new(),
+        request_headers: Default::default(),
         started: at,
         duration: Duration::from_millis(1),
         upstream_duration: Duration::from_millis(1),
         outcome: Outcome::Response {
             status: http::StatusCode::OK,
-            headers: http::HeaderMap::new(),
+            headers: Default::default(),
         },
         request_body: Tapped::default(),
         response_body: Tapped::default(),
@@ -58,7 +58,7 @@ fn observation(config: &Config, n: usize, at: SystemTime) -> Observation {
         trace_context: None,
     };
     Observation {
-        exchange,
+        exchange: ExchangeSummary::whole(exchange),
         route: None,
         operation: None,
         keys: vec![Key::new(shipment, format!("SH-{n:08}"))],

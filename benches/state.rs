@@ -23,7 +23,7 @@ use prometheus_client::registry::Registry;
 use waybill::clock::Clock;
 use waybill::config::{Config, ListenerId};
 use waybill::correlate::Correlator;
-use waybill::extract::{Key, Observation};
+use waybill::extract::{ExchangeSummary, Key, Observation};
 use waybill::proxy::{Exchange, Outcome, Tapped};
 use waybill::state::durable::Durable;
 
@@ -74,26 +74,26 @@ fn observations(config: &Config, transactions: usize) -> Vec<Observation> {
         for (keys, name, path) in steps {
             id += 1;
             all.push(Observation {
-                exchange: Exchange {
+                exchange: ExchangeSummary::whole(Exchange {
                     id,
                     listener: ListenerId(0),
                     system: system.clone(),
                     method: http::Method::POST,
                     uri: http::Uri::from_static(path),
                     version: http::Version::HTTP_11,
-                    request_headers: http::HeaderMap::new(),
+                    request_headers: Default::default(),
                     started: start + Duration::from_millis(id),
                     duration: Duration::from_millis(3),
                     upstream_duration: Duration::from_millis(2),
                     outcome: Outcome::Response {
                         status: http::StatusCode::OK,
-                        headers: http::HeaderMap::new(),
+                        headers: Default::default(),
                     },
                     request_body: Tapped::default(),
                     response_body: Tapped::default(),
                     replayed: false,
                     trace_context: None,
-                },
+                }),
                 route: None,
                 operation: None,
                 keys,

@@ -343,6 +343,9 @@ impl Sidecar {
 /// Extraction where an exchange ends: on the connection's task, after the
 /// response body's last frame, straight into the correlator's bounded
 /// queue (full: the exchange is dropped and counted by the proxy's sink).
+/// The exchange itself ends here: its body taps and the read buffers they
+/// share are dropped, and the queued observation carries only its
+/// [`ExchangeSummary`](crate::extract::ExchangeSummary).
 struct Extraction {
     extractor: Extractor,
     /// Weak: only the [`Sidecar`] keeps the queue open.

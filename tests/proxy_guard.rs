@@ -451,7 +451,8 @@ async fn the_replayed_exchange_reaches_the_sink_marked_replayed() {
     assert!(replayed.replayed);
     assert_ne!(replayed.id, original.id);
     assert_eq!(replayed.uri, BUY);
-    assert_eq!(replayed.request_headers["idempotency-key"], "key-1");
+    let key = http::HeaderName::from_static("idempotency-key");
+    assert_eq!(replayed.request_headers.get(&key).expect("key"), "key-1");
     assert_eq!(replayed.request_body.bytes, r#"{"reference":"SO-1001"}"#);
     assert!(replayed.request_body.complete);
     assert_eq!(replayed.outcome.status(), StatusCode::CREATED);

@@ -103,7 +103,7 @@ pub fn exchange(config: &Config, i: usize) -> Exchange {
         method: http::Method::POST,
         uri: http::Uri::from_static(path),
         version: http::Version::HTTP_11,
-        request_headers: json_headers(),
+        request_headers: json_headers().into(),
         started: SystemTime::UNIX_EPOCH
             + Duration::from_secs(1_800_000_000)
             + Duration::from_millis(i as u64),
@@ -111,7 +111,7 @@ pub fn exchange(config: &Config, i: usize) -> Exchange {
         upstream_duration: Duration::from_micros(300),
         outcome: Outcome::Response {
             status: http::StatusCode::OK,
-            headers: json_headers(),
+            headers: json_headers().into(),
         },
         request_body: tapped(request),
         response_body: tapped(response_doc(i)),

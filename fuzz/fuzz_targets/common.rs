@@ -124,9 +124,9 @@ pub fn observe(path: &'static str, headers: &[(&'static str, &str)], body: &[u8]
         response_body: tapped.clone(),
         outcome: Outcome::Response {
             status: http::StatusCode::OK,
-            headers: request_headers.clone(),
+            headers: request_headers.clone().into(),
         },
-        request_headers,
+        request_headers: request_headers.into(),
         started: SystemTime::UNIX_EPOCH,
         duration: Duration::from_millis(1),
         upstream_duration: Duration::from_millis(1),

@@ -486,10 +486,6 @@ pub struct CorrelatorInbox {
 /// `keys` in the transaction.
 fn exchange_record(observation: &Observation, keys: KeyRefs) -> NewExchange<'_> {
     let exchange = &observation.exchange;
-    let error = match &exchange.outcome {
-        crate::proxy::Outcome::UpstreamFailed { error, .. } => Some(*error),
-        crate::proxy::Outcome::Response { .. } => None,
-    };
     NewExchange {
         id: exchange.id,
         at: exchange.started,
@@ -497,8 +493,8 @@ fn exchange_record(observation: &Observation, keys: KeyRefs) -> NewExchange<'_> 
         operation: observation.operation.as_ref(),
         method: &exchange.method,
         path: exchange.uri.path(),
-        status: exchange.outcome.status().as_u16(),
-        error,
+        status: exchange.status.as_u16(),
+        error: exchange.upstream_error,
         duration: exchange.duration,
         keys,
         milestone: observation.milestone.as_ref(),

@@ -19,7 +19,6 @@ use std::time::SystemTime;
 
 use crate::config::{Config, ExceptionKind, Milestone, System};
 use crate::extract::{Key, Observation};
-use crate::proxy::Outcome;
 use crate::state::{
     Attempt, ExceptionRecord, MilestoneRecord, Resolution, Status, Transaction, TxId, TxMut,
 };
@@ -62,10 +61,11 @@ impl Correlator {
             return;
         };
         let exchange = &observation.exchange;
-        let (failed, succeeded) = match &exchange.outcome {
-            Outcome::UpstreamFailed { .. } => (true, false),
-            Outcome::Response { status, .. } => (
-                status.is_server_error() || *status == http::StatusCode::TOO_MANY_REQUESTS,
+        let status = exchange.status;
+        let (failed, succeeded) = match exchange.upstream_error {
+            Some(_) => (true, false),
+            None => (
+                status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS,
                 status.is_success(),
             ),
         };
@@ -76,7 +76,7 @@ impl Correlator {
         let idempotency_key = exchange
             .request_headers
             .get(&rule.idempotency_header)
-            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.to_str())
             .map(str::to_owned);
         let operation = route.operation.clone();
         let label = ExceptionMetrics::operation(&operation);

@@ -28,7 +28,6 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
 use crate::extract::Observation;
-use crate::proxy::Tapped;
 use crate::state::durable::record::{Entry, ObservedRecord};
 use crate::state::shared::{LogEntry, Shared};
 
@@ -130,18 +129,10 @@ impl Correlator {
     }
 
     /// Hands an observation to the log and keeps it until it comes back.
-    fn share(
-        &mut self,
-        mut observation: Observation,
-        shared: &mut Shared,
-        in_flight: &mut InFlight,
-    ) {
+    fn share(&mut self, observation: Observation, shared: &mut Shared, in_flight: &mut InFlight) {
         let entry = Entry::Observed(ObservedRecord::of(&observation, &self.config));
         match shared.append(&entry) {
             Some(seq) => {
-                // Only the headers are read after this (by the span observer).
-                observation.exchange.request_body = Tapped::default();
-                observation.exchange.response_body = Tapped::default();
                 in_flight.push(seq, Some(observation));
             }
             // Dropped and counted; it will never be applied, so it counts

@@ -124,7 +124,7 @@ impl Harness {
             },
             status => Outcome::Response {
                 status: http::StatusCode::from_u16(status).expect("status"),
-                headers: http::HeaderMap::new(),
+                headers: Default::default(),
             },
         };
         let exchange = Exchange {
@@ -134,7 +134,7 @@ impl Harness {
             method: http::Method::POST,
             uri: http::Uri::from_static("/release"),
             version: http::Version::HTTP_11,
-            request_headers,
+            request_headers: request_headers.into(),
             started: at(hours),
             duration: Duration::from_millis(3),
             upstream_duration: Duration::from_millis(2),
@@ -145,7 +145,7 @@ impl Harness {
             trace_context: None,
         };
         let observation = Observation {
-            exchange,
+            exchange: crate::extract::ExchangeSummary::whole(exchange),
             route: route.map(|r| r.id),
             operation: route.map(|r| r.operation.clone()),
             keys: keys.iter().map(|(k, v)| self.key(k, v)).collect(),

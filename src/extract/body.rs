@@ -21,10 +21,10 @@
 use std::borrow::Cow;
 use std::io::Read;
 
+use crate::proxy::Headers;
 use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
 use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use http::HeaderMap;
 
 use crate::proxy::Tapped;
 
@@ -67,7 +67,7 @@ impl<'e> Body<'e> {
     /// `Err` ones mean nothing can be read.
     pub fn decode(
         tapped: &'e Tapped,
-        headers: Option<&HeaderMap>,
+        headers: Option<&Headers>,
         limit: usize,
         problems: &mut Vec<Problem>,
     ) -> Result<Self, Problem> {
@@ -86,9 +86,8 @@ impl<'e> Body<'e> {
             // Codings are listed in the order they were applied; undo them
             // from the last to the first.
             let codings: Vec<&str> = headers
-                .get_all(CONTENT_ENCODING)
-                .iter()
-                .map(|v| v.to_str().map_err(|_| Problem::UnsupportedEncoding))
+                .get_all(&CONTENT_ENCODING)
+                .map(|v| v.to_str().ok_or(Problem::UnsupportedEncoding))
                 .collect::<Result<Vec<_>, _>>()?
                 .into_iter()
                 .flat_map(|v| v.split(','))
@@ -170,15 +169,15 @@ fn xml_declared_encoding(bytes: &[u8]) -> Option<String> {
 }
 
 /// The media type of `Content-Type` (lower-case `type/subtype`).
-pub(super) fn media_type(headers: &HeaderMap) -> Option<String> {
-    let content_type = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+pub(super) fn media_type(headers: &Headers) -> Option<String> {
+    let content_type = headers.get(&CONTENT_TYPE)?.to_str()?;
     let media = content_type.split(';').next()?.trim();
     (!media.is_empty()).then(|| media.to_ascii_lowercase())
 }
 
 /// The value of parameter `name` of `Content-Type` (quotes removed).
-pub(super) fn content_type_param(headers: &HeaderMap, name: &str) -> Option<String> {
-    let content_type = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+pub(super) fn content_type_param(headers: &Headers, name: &str) -> Option<String> {
+    let content_type = headers.get(&CONTENT_TYPE)?.to_str()?;
     content_type.split(';').skip(1).find_map(|param| {
         let (key, value) = param.split_once('=')?;
         key.trim()
@@ -188,7 +187,7 @@ pub(super) fn content_type_param(headers: &HeaderMap, name: &str) -> Option<Stri
 }
 
 /// The `charset` parameter of `Content-Type`, lower-cased.
-fn charset(headers: &HeaderMap) -> Option<String> {
+fn charset(headers: &Headers) -> Option<String> {
     content_type_param(headers, "charset").map(|c| c.to_ascii_lowercase())
 }
 
@@ -368,12 +367,12 @@ mod tests {
         }
     }
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
+    fn headers(pairs: &[(&'static str, &'static str)]) -> Headers {
+        let mut map = http::HeaderMap::new();
         for (name, value) in pairs {
             map.append(*name, http::HeaderValue::from_static(value));
         }
-        map
+        map.into()
     }
 
     fn gzip(data: &[u8]) -> Vec<u8> {

@@ -8,7 +8,9 @@
 //! A body that cannot be read satisfies no condition (the route does not
 //! match), and its problem is reported with the observation.
 
-use http::HeaderMap;
+use http::HeaderName;
+
+use crate::proxy::Headers;
 
 use crate::config::{Condition, Side};
 
@@ -63,12 +65,15 @@ fn holds(condition: &Condition, json: Option<&JsonPaths>, reading: &mut Reading<
     }
 }
 
+/// The SOAP 1.1 header, made once (see `soap_action`).
+const SOAP_ACTION: HeaderName = HeaderName::from_static("soapaction");
+
 /// The SOAP 1.1 `SOAPAction` header (quotes removed), else the SOAP 1.2
 /// `action` parameter of `Content-Type`.
-fn soap_action(headers: &HeaderMap) -> Option<String> {
+fn soap_action(headers: &Headers) -> Option<String> {
     let header = headers
-        .get("soapaction")
-        .and_then(|v| v.to_str().ok())
+        .get(&SOAP_ACTION)
+        .and_then(|v| v.to_str())
         .map(|v| v.trim().trim_matches('"').to_owned())
         .filter(|v| !v.is_empty());
     header.or_else(|| content_type_param(headers, "action"))
@@ -80,18 +85,19 @@ mod tests {
 
     #[test]
     fn the_soap_action_comes_from_the_header_or_the_content_type() {
-        let mut headers = HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
         headers.insert(
             "content-type",
             http::HeaderValue::from_static(
                 "application/soap+xml; charset=utf-8; action=\"urn:Confirm\"",
             ),
         );
-        assert_eq!(soap_action(&headers).as_deref(), Some("urn:Confirm"));
+        let read = |headers: &http::HeaderMap| soap_action(&Headers::from(headers.clone()));
+        assert_eq!(read(&headers).as_deref(), Some("urn:Confirm"));
         headers.insert(
             "soapaction",
             http::HeaderValue::from_static("\"urn:Other\""),
         );
-        assert_eq!(soap_action(&headers).as_deref(), Some("urn:Other"));
+        assert_eq!(read(&headers).as_deref(), Some("urn:Other"));
     }
 }

@@ -12,7 +12,7 @@
 //! closing delimiter is [`Problem::MalformedForm`]. A partial body gives
 //! the fields it holds whole (the last, possibly cut one is dropped).
 
-use http::HeaderMap;
+use crate::proxy::Headers;
 use memchr::memmem;
 
 use super::body::{content_type_param, media_type};
@@ -31,7 +31,7 @@ pub(super) type Field = (String, Result<String, Problem>);
 /// is reported on `problems` (no rule can ask for it).
 pub(super) fn fields(
     body: &[u8],
-    headers: &HeaderMap,
+    headers: &Headers,
     partial: bool,
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<Field>, Problem> {
@@ -155,10 +155,10 @@ fn read_part(part: &[u8]) -> Result<Option<Field>, Problem> {
 mod tests {
     use super::*;
 
-    fn headers(content_type: &'static str) -> HeaderMap {
-        let mut map = HeaderMap::new();
+    fn headers(content_type: &'static str) -> Headers {
+        let mut map = http::HeaderMap::new();
         map.insert("content-type", http::HeaderValue::from_static(content_type));
-        map
+        map.into()
     }
 
     #[test]

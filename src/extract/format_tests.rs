@@ -153,6 +153,7 @@ fn observe(
     let mut ex = exchange(&config, method, path, 200);
     for (name, value) in headers {
         ex.request_headers
+            .map_mut()
             .append(*name, HeaderValue::from_static(value));
     }
     ex.request_body = tapped(body);
@@ -634,12 +635,13 @@ fn mutated_documents_of_every_format_never_panic() {
         }
         let mut ex = exchange(&config, Method::POST, path, 200);
         if !content_type.is_empty() {
-            ex.request_headers.insert(
+            ex.request_headers.map_mut().insert(
                 "content-type",
                 HeaderValue::from_str(content_type).expect("valid header"),
             );
         }
         ex.request_headers
+            .map_mut()
             .insert("soapaction", HeaderValue::from_static(SOAP_ACTION.1));
         ex.request_body = tapped(body);
         ex.request_body.truncated = round % 7 == 0;

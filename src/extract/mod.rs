@@ -74,6 +74,7 @@ mod reading;
 mod regex;
 mod request;
 mod route;
+mod summary;
 #[cfg(test)]
 mod testkit;
 mod x12;
@@ -83,6 +84,7 @@ pub use json::JsonPaths;
 pub use measure::{MeasureValue, Measures, Unreadable};
 pub use observation::{Key, Observation, Problem};
 pub use request::head_value;
+pub use summary::ExchangeSummary;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -187,8 +189,12 @@ impl Extractor {
         problems.dedup();
         self.metrics.record(route, &exchange, &problems);
         self.metrics.record_unreadable(&measures.unreadable);
+        let idempotency_header = route
+            .map(|id| self.config.route(id))
+            .and_then(|route| route.repeats.as_ref())
+            .map(|rule| &rule.idempotency_header);
         Observation {
-            exchange,
+            exchange: ExchangeSummary::new(exchange, idempotency_header),
             route,
             operation,
             keys: keys.list,

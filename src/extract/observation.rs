@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use crate::config::{KeyKind, Milestone, Operation, RouteId};
-use crate::proxy::Exchange;
 
 use super::measure::Measures;
+use super::summary::ExchangeSummary;
 
 /// A business identifier: `(order, SO-1001)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,7 +43,9 @@ impl serde::Serialize for Key {
 /// One exchange, read through the routes file.
 #[derive(Debug, Clone)]
 pub struct Observation {
-    pub exchange: Exchange,
+    /// What correlation, spans and the journal read of the exchange (its
+    /// body taps and read buffers are dropped once extraction is done).
+    pub exchange: ExchangeSummary,
     /// The route the exchange matched, if any.
     pub route: Option<RouteId>,
     pub operation: Option<Operation>,

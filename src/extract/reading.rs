@@ -14,10 +14,8 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
-
 use crate::config::{KeySource, Side, Sources, XmlPath};
-use crate::proxy::Exchange;
+use crate::proxy::{Exchange, Headers};
 
 use super::body::Body;
 use super::edi::{Delimiters, Document};
@@ -137,7 +135,7 @@ impl<'e> Reading<'e> {
 
     /// The headers that describe `side`'s body; `None` for the response of
     /// an upstream that never answered.
-    pub fn headers(&self, side: Side) -> Option<&'e HeaderMap> {
+    pub fn headers(&self, side: Side) -> Option<&'e Headers> {
         match side {
             Side::Request => Some(&self.exchange.request_headers),
             Side::Response => self.exchange.outcome.response_headers(),

@@ -12,15 +12,16 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 use percent_encoding::percent_decode_str;
 
 use super::Problem;
 use crate::config::KeySource;
+use crate::proxy::Headers;
 
 /// The first value of header `name`, trimmed.
 pub(super) fn header<'h>(
-    headers: &'h HeaderMap,
+    headers: &'h Headers,
     name: &HeaderName,
 ) -> Result<Option<&'h str>, Problem> {
     let Some(value) = headers.get(name) else {
@@ -75,7 +76,7 @@ pub(super) fn path_param(raw: &str) -> Result<Cow<'_, str>, Problem> {
 /// before the exchange exists (trace context propagation).
 pub fn head_value<'a>(
     source: &KeySource,
-    headers: &'a HeaderMap,
+    headers: &'a Headers,
     query: &'a str,
     params: &[&'a str],
 ) -> Option<Cow<'a, str>> {
@@ -111,9 +112,10 @@ mod tests {
 
     #[test]
     fn header_gives_the_first_value_trimmed() {
-        let mut headers = HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
         headers.append("x-order-id", http::HeaderValue::from_static("  SO-1 "));
         headers.append("x-order-id", http::HeaderValue::from_static("SO-2"));
+        let headers = Headers::from(headers);
         let name = HeaderName::from_static("x-order-id");
         assert_eq!(header(&headers, &name), Ok(Some("SO-1")));
         let absent = HeaderName::from_static("x-other");
@@ -122,11 +124,12 @@ mod tests {
 
     #[test]
     fn header_that_is_not_utf8_is_a_problem_but_utf8_text_is_read() {
-        let mut headers = HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
         let latin = http::HeaderValue::from_bytes(b"M\xFCller").expect("obs-text is allowed");
         headers.insert("x-bad", latin);
         let utf8 = http::HeaderValue::from_bytes("Müller".as_bytes()).expect("obs-text is allowed");
         headers.insert("x-good", utf8);
+        let headers = Headers::from(headers);
         assert_eq!(
             header(&headers, &HeaderName::from_static("x-bad")),
             Err(Problem::InvalidUtf8)
@@ -161,8 +164,9 @@ mod tests {
 
     #[test]
     fn head_value_reads_header_query_and_path_param_but_no_body() {
-        let mut headers = HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
         headers.insert("x-order-id", http::HeaderValue::from_static(" SO-H "));
+        let headers = Headers::from(headers);
         let header_rule = KeySource::Header(HeaderName::from_static("x-order-id"));
         let query_rule = KeySource::Query("order".into());
         let param_rule = KeySource::PathParam {

@@ -230,13 +230,13 @@ pub(super) fn exchange(config: &Config, method: http::Method, uri: &str, status:
         method,
         uri: uri.parse().expect("valid uri"),
         version: http::Version::HTTP_11,
-        request_headers: http::HeaderMap::new(),
+        request_headers: Default::default(),
         started: SystemTime::UNIX_EPOCH,
         duration: Duration::from_millis(42),
         upstream_duration: Duration::from_millis(40),
         outcome: Outcome::Response {
             status: http::StatusCode::from_u16(status).expect("valid status"),
-            headers: http::HeaderMap::new(),
+            headers: Default::default(),
         },
         request_body: tapped(Bytes::new()),
         response_body: tapped(Bytes::new()),
@@ -248,7 +248,7 @@ pub(super) fn exchange(config: &Config, method: http::Method, uri: &str, status:
 /// Response headers of `exchange`, for tests that set them.
 pub(super) fn response_headers(exchange: &mut Exchange) -> &mut http::HeaderMap {
     match &mut exchange.outcome {
-        Outcome::Response { headers, .. } => headers,
+        Outcome::Response { headers, .. } => headers.map_mut(),
         Outcome::UpstreamFailed { .. } => panic!("no response"),
     }
 }

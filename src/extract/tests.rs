@@ -107,6 +107,7 @@ fn header_query_and_path_param_keys_are_read_in_rule_order() {
         200,
     );
     ex.request_headers
+        .map_mut()
         .insert("x-order-id", HeaderValue::from_static(" SO-1 "));
     let observation = extractor.observe(ex);
     assert_eq!(
@@ -136,7 +137,7 @@ fn header_that_is_not_utf8_is_a_problem_and_not_a_missing_key() {
     let (extractor, _) = extractor(&b);
     let mut ex = exchange(&b.build(), Method::GET, "/x", 200);
     let latin = HeaderValue::from_bytes(b"SO-\xE9").expect("obs-text is a valid header value");
-    ex.request_headers.insert("x-order-id", latin);
+    ex.request_headers.map_mut().insert("x-order-id", latin);
     let observation = extractor.observe(ex);
     assert!(observation.keys.is_empty());
     assert_eq!(observation.problems, vec![Problem::InvalidUtf8]);
@@ -175,7 +176,7 @@ fn a_long_batch_is_deduplicated_in_first_seen_order() {
         .map(|id| format!(r#"{{"id":"{id}"}}"#))
         .collect();
     ex.request_body = tapped(format!(r#"{{"orders":[{}]}}"#, items.join(",")));
-    let headers = &mut ex.request_headers;
+    let headers = ex.request_headers.map_mut();
     headers.insert("x-order", HeaderValue::from_static("SO-new"));
     let observation = extractor.observe(ex.clone());
     let mut expected: Vec<String> = ids.iter().map(|id| format!("order:{id}")).collect();
@@ -183,6 +184,7 @@ fn a_long_batch_is_deduplicated_in_first_seen_order() {
     assert_eq!(key_strings(&observation), expected);
     // A header value already found in the body is not a second key.
     ex.request_headers
+        .map_mut()
         .insert("x-order", HeaderValue::from_static("SO-7"));
     expected.pop();
     assert_eq!(key_strings(&extractor.observe(ex)), expected);
@@ -254,6 +256,7 @@ fn gzip_bomb_is_refused_as_decoded_too_large() {
     let mut ex = exchange(&b.build(), Method::POST, "/orders/batch", 200);
     ex.request_body = tapped(gzip(&vec![0u8; 50 * 1024 * 1024]));
     ex.request_headers
+        .map_mut()
         .insert("content-encoding", HeaderValue::from_static("gzip"));
     let observation = extractor.observe(ex);
     assert!(observation.keys.is_empty());
@@ -276,6 +279,7 @@ fn unsupported_and_malformed_encodings_are_reported() {
         let mut ex = exchange(&b.build(), Method::POST, "/orders/batch", 200);
         ex.request_body = tapped(r#"{"orders":[{"id":"SO-1"}]}"#);
         ex.request_headers
+            .map_mut()
             .insert("content-encoding", HeaderValue::from_static(coding));
         let observation = extractor.observe(ex);
         assert_eq!(observation.problems, vec![problem], "{coding}");
@@ -537,8 +541,10 @@ fn body_no_rule_reads_is_not_decoded_or_reported() {
     let (extractor, _) = extractor(&b);
     let mut ex = exchange(&b.build(), Method::POST, "/x", 200);
     ex.request_headers
+        .map_mut()
         .insert("x-order-id", HeaderValue::from_static("SO-1"));
     ex.request_headers
+        .map_mut()
         .insert("content-encoding", HeaderValue::from_static("br"));
     ex.request_body = Tapped {
         bytes: Bytes::from_static(b"\x00\x01"),
@@ -651,8 +657,10 @@ fn json_rules_and_conditions_compiled_per_route_keep_their_rule_order_and_sides(
     let pack = |event: &str, content_type: &'static str| {
         let mut ex = exchange(&config, Method::POST, "/pack", 200);
         ex.request_headers
+            .map_mut()
             .insert("content-type", HeaderValue::from_static(content_type));
         ex.request_headers
+            .map_mut()
             .insert("x-order", HeaderValue::from_static("SO-H"));
         ex.request_body = tapped(format!(
             r#"{{"cartons":[{{"id":"C-1"}},{{"id":"C-2"}}],"event":"{event}","order_id":"SO-1"}}"#

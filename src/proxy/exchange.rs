@@ -8,6 +8,10 @@ use opentelemetry::trace::{SpanId, TraceId};
 
 use crate::config::{ListenerId, System};
 
+mod headers;
+
+pub use headers::{HeaderValueRef, Headers};
+
 /// One observed request/response pair.
 #[derive(Debug, Clone)]
 pub struct Exchange {
@@ -23,7 +27,7 @@ pub struct Exchange {
     pub version: http::Version,
     /// As the client sent them, hop-by-hop headers included (the upstream
     /// got them without those, see the proxy module doc).
-    pub request_headers: http::HeaderMap,
+    pub request_headers: Headers,
     /// Wall-clock time the request head arrived.
     pub started: SystemTime,
     /// From request head to the end of the response body (or failure).
@@ -74,25 +78,15 @@ pub trait TraceContextSource: Send + Sync {
     fn context(&self, head: RequestHeadRef<'_>) -> Option<TraceContext>;
 }
 
-/// What a [`TraceContextSource`] reads of a request head: borrowed, so
-/// each engine passes what it has (hyper's `Parts`, the native engine's
-/// method, target and the header map of its exchange).
+/// What a [`TraceContextSource`] reads of a request head: borrowed from
+/// the exchange being built (its method and headers) and the target as
+/// the client sent it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestHeadRef<'a> {
     pub method: &'a http::Method,
     /// The request target as the client sent it.
     pub uri: &'a http::Uri,
-    pub headers: &'a http::HeaderMap,
-}
-
-impl<'a> From<&'a http::request::Parts> for RequestHeadRef<'a> {
-    fn from(parts: &'a http::request::Parts) -> Self {
-        RequestHeadRef {
-            method: &parts.method,
-            uri: &parts.uri,
-            headers: &parts.headers,
-        }
-    }
+    pub headers: &'a Headers,
 }
 
 /// How the exchange ended.
@@ -103,7 +97,7 @@ pub enum Outcome {
     Response {
         status: http::StatusCode,
         /// As the upstream sent them, hop-by-hop headers included.
-        headers: http::HeaderMap,
+        headers: Headers,
     },
     /// The upstream could not be reached or failed; the client got
     /// `status` (502 or 504) from the sidecar.
@@ -122,7 +116,7 @@ impl Outcome {
     }
 
     /// Response headers from the upstream, if it answered.
-    pub fn response_headers(&self) -> Option<&http::HeaderMap> {
+    pub fn response_headers(&self) -> Option<&Headers> {
         match self {
             Outcome::Response { headers, .. } => Some(headers),
             Outcome::UpstreamFailed { .. } => None,

@@ -38,7 +38,7 @@ use super::reject::{self, Rejection};
 use super::sink::ExchangeSink;
 use super::tap::{SharedTap, TapBody};
 use super::upstream::{Upstream, UpstreamBody};
-use super::{Outcome, RequestHeadRef, TraceContext, TraceContextSource, UpstreamError};
+use super::{Headers, Outcome, RequestHeadRef, TraceContext, TraceContextSource, UpstreamError};
 use crate::clock::Clock;
 use crate::config::{Forwarded, HostHeader, Listener, UpstreamProtocol};
 
@@ -150,9 +150,6 @@ impl Forwarder {
             return self.reject(rejection, client_version);
         }
         let inspect = self.inspects(&parts.method, parts.uri.path());
-        let trace_context = inspect
-            .then(|| self.trace_context((&parts).into()))
-            .flatten();
         // An uninspected request has no exchange: nothing is tapped,
         // copied or queued for it.
         let request_tap =
@@ -162,13 +159,18 @@ impl Forwarder {
                 parts.method.clone(),
                 origin_form(&parts.uri),
                 client_version,
-                parts.headers.clone(),
+                parts.headers.clone().into(),
                 began,
                 request_tap.clone(),
             );
-            pending.trace_context = trace_context;
+            pending.trace_context = self.trace_context(RequestHeadRef {
+                method: &pending.method,
+                uri: &parts.uri,
+                headers: &pending.request_headers,
+            });
             pending
         });
+        let trace_context = pending.as_ref().and_then(|pending| pending.trace_context);
 
         let mut claim = None;
         // Validation keeps guards off uninspected routes: only a request
@@ -291,7 +293,7 @@ impl Forwarder {
         method: http::Method,
         uri: Uri,
         version: Version,
-        request_headers: http::HeaderMap,
+        request_headers: Headers,
         began: Instant,
         request_tap: SharedTap,
     ) -> Pending {
@@ -415,7 +417,7 @@ impl Forwarder {
         let outcome = pending.map(|pending| {
             let outcome = Outcome::Response {
                 status: parts.status,
-                headers: parts.headers.clone(),
+                headers: parts.headers.clone().into(),
             };
             (pending, outcome)
         });
@@ -465,7 +467,7 @@ impl Forwarder {
         self.metrics.response(stored.status);
         let outcome = Outcome::Response {
             status: stored.status,
-            headers: stored.headers.clone(),
+            headers: stored.headers.clone().into(),
         };
         let observer = ResponseObserver::new(self.listener.tap_limit, pending, outcome, None);
         stored

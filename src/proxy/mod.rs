@@ -143,7 +143,8 @@ mod tap;
 mod upstream;
 
 pub use exchange::{
-    Exchange, Outcome, RequestHeadRef, Tapped, TraceContext, TraceContextSource, UpstreamError,
+    Exchange, HeaderValueRef, Headers, Outcome, RequestHeadRef, Tapped, TraceContext,
+    TraceContextSource, UpstreamError,
 };
 pub use guard::{
     Fetch, Fetched, GuardKeeping, GuardState, GuardStateMetrics, GuardedRoutes, Handoff,

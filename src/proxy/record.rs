@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::guard::Capture;
 use super::sink::ExchangeSink;
 use super::tap::{Observer, SharedTap, Tap};
-use super::{Exchange, Outcome, Tapped, TraceContext};
+use super::{Exchange, Headers, Outcome, Tapped, TraceContext};
 use crate::config::{ListenerId, System};
 
 /// An exchange whose request head has arrived; finished into an
@@ -28,7 +28,7 @@ pub(crate) struct Pending {
     pub(crate) method: http::Method,
     pub(crate) uri: http::Uri,
     pub(crate) version: http::Version,
-    pub(crate) request_headers: http::HeaderMap,
+    pub(crate) request_headers: Headers,
     pub(crate) started: SystemTime,
     /// Monotonic time the request head arrived, for durations.
     pub(crate) began: Instant,

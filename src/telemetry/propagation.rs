@@ -140,12 +140,34 @@ routes:
         Propagation::for_listener(&config, ListenerId(0), Some(Sampler::AlwaysOn))
     }
 
-    fn head(method: &str, uri: &str, traceparent: Option<&str>) -> http::request::Parts {
+    /// A request head as an engine has it when it asks for a context.
+    struct Head {
+        method: http::Method,
+        uri: http::Uri,
+        headers: crate::proxy::Headers,
+    }
+
+    impl<'a> From<&'a Head> for RequestHeadRef<'a> {
+        fn from(head: &'a Head) -> Self {
+            RequestHeadRef {
+                method: &head.method,
+                uri: &head.uri,
+                headers: &head.headers,
+            }
+        }
+    }
+
+    fn head(method: &str, uri: &str, traceparent: Option<&str>) -> Head {
         let mut builder = http::Request::builder().method(method).uri(uri);
         if let Some(value) = traceparent {
             builder = builder.header("traceparent", value);
         }
-        builder.body(()).expect("request").into_parts().0
+        let parts = builder.body(()).expect("request").into_parts().0;
+        Head {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers.into(),
+        }
     }
 
     fn order(value: &str) -> TraceId {

@@ -64,8 +64,7 @@ use super::trace_id::{anchor_span_id, trace_id};
 use super::traceparent::{self, Traceparent};
 use crate::config::{Config, Direction};
 use crate::correlate::{Correlated, Marked, Observer};
-use crate::extract::{Key, Observation};
-use crate::proxy::Outcome;
+use crate::extract::{ExchangeSummary, Key, Observation};
 use crate::state::{ExceptionRecord, FlowRecord, Transaction};
 
 /// Most links one span carries: a transaction merged from many others
@@ -89,7 +88,7 @@ pub struct SpanObserver {
     /// The last `Host` header a SERVER span was written for, with its
     /// `url.scheme`, `server.address` and `server.port` attributes encoded
     /// (a listener's clients mostly address it by one name).
-    last_host: RefCell<Option<(http::HeaderValue, EncodedAttributes)>>,
+    last_host: RefCell<Option<(Box<[u8]>, EncodedAttributes)>>,
     /// Per listener (by `ListenerId`), for outbound ones.
     client_targets: Vec<Option<ClientTarget>>,
     /// Attributes of the config's routes, systems and operations, encoded.
@@ -252,7 +251,7 @@ impl SpanObserver {
             kind,
             (start, start.after(exchange.duration)),
         );
-        let error_type = error_type(&exchange.outcome, outbound);
+        let error_type = error_type(exchange, outbound);
         let mut attributes = writer.attributes();
         let declared = &self.declared;
         match known {
@@ -265,7 +264,7 @@ impl SpanObserver {
         if let (Some(id), Some(route)) = (observation.route, route) {
             declared.routes.write(&mut attributes, id.0, route);
         }
-        let status = exchange.outcome.status().as_u16();
+        let status = exchange.status.as_u16();
         attributes.int("http.response.status_code", i64::from(status));
         let client = self
             .client_targets
@@ -454,27 +453,29 @@ impl SpanObserver {
 
     /// [`server_target`] of `exchange`; from the `Host` header, parsed and
     /// encoded once for as long as the following exchanges carry the same.
-    fn server_target(&self, attributes: &mut Attributes<'_>, exchange: &crate::proxy::Exchange) {
-        let host = exchange.request_headers.get(http::header::HOST);
+    fn server_target(&self, attributes: &mut Attributes<'_>, exchange: &ExchangeSummary) {
+        let host = exchange.request_headers.get(&http::header::HOST);
         let (None, Some(host), Ok(mut last)) = (
             exchange.uri.authority(),
             host,
             self.last_host.try_borrow_mut(),
         ) else {
             let authority = exchange.uri.authority().cloned().or_else(|| {
-                host.and_then(|h| h.to_str().ok())
+                host.and_then(|h| h.to_str())
                     .and_then(|h| h.parse::<http::uri::Authority>().ok())
             });
             return server_target(attributes, authority.as_ref());
         };
-        if last.as_ref().is_none_or(|(seen, _)| seen != host) {
+        if last
+            .as_ref()
+            .is_none_or(|(seen, _)| **seen != *host.as_bytes())
+        {
             let authority = host
                 .to_str()
-                .ok()
                 .and_then(|h| h.parse::<http::uri::Authority>().ok());
             let encoded =
                 EncodedAttributes::span(|attributes| server_target(attributes, authority.as_ref()));
-            *last = Some((host.clone(), encoded));
+            *last = Some((host.as_bytes().into(), encoded));
         }
         if let Some((_, encoded)) = &*last {
             attributes.copy(encoded);
@@ -805,10 +806,11 @@ fn server_target(attributes: &mut Attributes<'_>, authority: Option<&http::uri::
 /// `error.type` per the HTTP conventions: the upstream failure's kind, or
 /// the status code for 5xx (and 4xx on CLIENT spans, where the sidecar's
 /// side made the failing call).
-fn error_type(outcome: &Outcome, outbound: bool) -> Option<&str> {
-    match outcome {
-        Outcome::UpstreamFailed { error, .. } => Some(error.as_str()),
-        Outcome::Response { status, .. } => {
+fn error_type(exchange: &ExchangeSummary, outbound: bool) -> Option<&str> {
+    let status = &exchange.status;
+    match exchange.upstream_error {
+        Some(error) => Some(error.as_str()),
+        None => {
             let failed = status.is_server_error() || (outbound && status.is_client_error());
             failed.then(|| status.as_str())
         }

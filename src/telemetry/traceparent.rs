@@ -10,6 +10,8 @@
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 
+use crate::proxy::Headers;
+
 /// What reading the `traceparent` header of a request found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Traceparent {
@@ -26,15 +28,16 @@ pub enum Traceparent {
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// Reads the `traceparent` header(s) of `headers`; more than one is invalid.
-pub fn read(headers: &http::HeaderMap) -> Traceparent {
-    let mut values = headers.get_all(&TRACEPARENT).iter();
+pub fn read(headers: &Headers) -> Traceparent {
+    let name = TRACEPARENT;
+    let mut values = headers.get_all(&name);
     let Some(value) = values.next() else {
         return Traceparent::Absent;
     };
     if values.next().is_some() {
         return Traceparent::Invalid;
     }
-    match value.to_str().ok().and_then(parse) {
+    match value.to_str().and_then(parse) {
         Some(context) => Traceparent::Valid(context),
         None => Traceparent::Invalid,
     }
@@ -128,13 +131,16 @@ mod tests {
 
     #[test]
     fn headers_are_read_as_absent_valid_or_invalid() {
-        let mut headers = http::HeaderMap::new();
+        let mut headers = Headers::default();
         assert_eq!(read(&headers), Traceparent::Absent);
-        headers.insert("traceparent", http::HeaderValue::from_static(VALID));
+        let map = headers.map_mut();
+        map.insert("traceparent", http::HeaderValue::from_static(VALID));
         assert!(matches!(read(&headers), Traceparent::Valid(_)));
-        headers.append("traceparent", http::HeaderValue::from_static(VALID));
+        let map = headers.map_mut();
+        map.append("traceparent", http::HeaderValue::from_static(VALID));
         assert_eq!(read(&headers), Traceparent::Invalid);
-        headers.insert("traceparent", http::HeaderValue::from_static("garbage"));
+        let map = headers.map_mut();
+        map.insert("traceparent", http::HeaderValue::from_static("garbage"));
         assert_eq!(read(&headers), Traceparent::Invalid);
     }
 }

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::CONNECTION;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri};
+use http::{HeaderValue, Response, StatusCode, Uri};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use super::body::{flush, Pump, PumpError, Pumped, Trailers, READ_CHUNK};
 use super::framing::{self, BodyLength, FramingError, RequestFraming, ResponseFraming};
 use super::handoff::{self, Sniffed};
-use super::head::{Lines, Parsed, RequestHead, ResponseHead, Version};
+use super::head::{Lines, Parsed, RequestHead, ResponseHead, Span, Version};
 use super::rewrite::{
     lowercase_names, write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite,
 };
@@ -67,7 +67,7 @@ use crate::proxy::record::{Pending, ResponseObserver};
 use crate::proxy::reject::{check_fields, Http1Fields, Rejection};
 use crate::proxy::tap::{Observer, SharedTap};
 use crate::proxy::upstream::UpstreamConnector;
-use crate::proxy::{Outcome, RequestHeadRef, TraceContext, UpstreamError};
+use crate::proxy::{Headers, Outcome, RequestHeadRef, TraceContext, UpstreamError};
 
 /// A request head must arrive within this (hyper's default header read
 /// timeout once a timer is set); also how long an idle keep-alive
@@ -210,22 +210,15 @@ fn http_version(version: Version) -> http::Version {
     }
 }
 
-/// The header lines of a head in `buf` as a map (for an exchange); the
-/// values share `buf`'s memory (no copy).
-fn header_map(buf: &Bytes, lines: &Lines) -> HeaderMap {
-    let mut map = HeaderMap::with_capacity(lines.as_slice().len());
-    for line in lines.as_slice() {
-        let name = HeaderName::from_bytes(line.name.of(buf));
-        let (start, end) = (line.value.start as usize, line.value.end as usize);
-        let value = match buf.get(start..end) {
-            Some(_) => HeaderValue::from_maybe_shared(buf.slice(start..end)),
-            None => HeaderValue::from_bytes(b""),
-        };
-        if let (Ok(name), Ok(value)) = (name, value) {
-            map.append(name, value);
-        }
-    }
-    map
+/// The header lines of a head in `buf` (for an exchange): the values stay
+/// in `buf`'s memory (no copy, no map).
+fn header_fields(buf: &Bytes, lines: &Lines) -> Headers {
+    let span = |span: Span| (span.start, span.end);
+    let lines = lines.as_slice().iter();
+    Headers::in_head(
+        buf.clone(),
+        lines.map(|line| (span(line.name), span(line.value))),
+    )
 }
 
 /// The failure of an upstream whose response head did not come within the
@@ -473,7 +466,7 @@ impl Connection<'_> {
             forwarder.listener().tap_limit,
             framing.body == BodyLength::Empty,
         );
-        let headers = header_map(buf, &head.lines);
+        let headers = header_fields(buf, &head.lines);
         let trace_context = forwarder.trace_context(RequestHeadRef {
             method: &method,
             uri,
@@ -784,7 +777,7 @@ impl Connection<'_> {
         let mut observer = pending.map(|pending| {
             let outcome = Outcome::Response {
                 status,
-                headers: header_map(bytes, &self.response.lines),
+                headers: header_fields(bytes, &self.response.lines),
             };
             // Boxed, as the exchange it finishes (see `pending`).
             Box::new(ResponseObserver::new(

@@ -23,8 +23,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Amount, Config, ListenerId, Role, RouteId};
-use crate::extract::{Key, MeasureValue, Measures, Observation, Problem};
-use crate::proxy::{Exchange, Outcome, Tapped, UpstreamError};
+use crate::extract::{ExchangeSummary, Key, MeasureValue, Measures, Observation, Problem};
+use crate::proxy::{Headers, UpstreamError};
 
 /// The frame version this build writes and reads.
 pub const VERSION: u8 = 1;
@@ -182,12 +182,9 @@ impl ObservedRecord {
         let idempotency_key = route
             .and_then(|r| r.repeats.as_ref())
             .and_then(|rule| exchange.request_headers.get(&rule.idempotency_header))
-            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.to_str())
             .map(str::to_owned);
-        let upstream_error = match &exchange.outcome {
-            Outcome::UpstreamFailed { error, .. } => Some(error.as_str().to_owned()),
-            Outcome::Response { .. } => None,
-        };
+        let upstream_error = exchange.upstream_error.map(|e| e.as_str().to_owned());
         ObservedRecord {
             exchange: exchange.id,
             listener: exchange.listener.0,
@@ -196,7 +193,7 @@ impl ObservedRecord {
             duration: exchange.duration,
             method: exchange.method.to_string(),
             path: exchange.uri.path().to_owned(),
-            status: exchange.outcome.status().as_u16(),
+            status: exchange.status.as_u16(),
             upstream_error,
             idempotency_key,
             route: route.map(|r| r.operation.as_str().to_owned()),
@@ -255,23 +252,19 @@ impl ObservedRecord {
         };
         let status = http::StatusCode::from_u16(self.status)
             .map_err(|_| Damaged::Payload(format!("status {}", self.status)))?;
-        let outcome = match &self.upstream_error {
-            Some(error) => Outcome::UpstreamFailed {
-                error: upstream_error(error).ok_or_else(|| unknown("upstream error", error))?,
-                status,
-            },
-            None => Outcome::Response {
-                status,
-                headers: http::HeaderMap::new(),
-            },
+        let upstream_error = match &self.upstream_error {
+            Some(error) => {
+                Some(upstream_error(error).ok_or_else(|| unknown("upstream error", error))?)
+            }
+            None => None,
         };
-        let mut request_headers = http::HeaderMap::new();
+        let mut request_headers = Headers::default();
         if let (Some(rule), Some(value)) = (
             route.and_then(|r| r.repeats.as_ref()),
             &self.idempotency_key,
         ) {
             if let Ok(value) = http::HeaderValue::from_str(value) {
-                request_headers.insert(rule.idempotency_header.clone(), value);
+                (request_headers.map_mut()).insert(rule.idempotency_header.clone(), value);
             }
         }
         let method = http::Method::from_bytes(self.method.as_bytes())
@@ -281,7 +274,7 @@ impl ObservedRecord {
             .parse::<http::Uri>()
             .map_err(|_| Damaged::Payload(format!("path {}", self.path)))?;
         Ok(Observation {
-            exchange: Exchange {
+            exchange: ExchangeSummary {
                 id: self.exchange,
                 listener: ListenerId(self.listener),
                 system,
@@ -291,10 +284,8 @@ impl ObservedRecord {
                 request_headers,
                 started: self.started,
                 duration: self.duration,
-                upstream_duration: Duration::ZERO,
-                outcome,
-                request_body: Tapped::default(),
-                response_body: Tapped::default(),
+                status,
+                upstream_error,
                 // Not read by the correlator (an idempotent replay is told
                 // by its repeated key), so not journaled.
                 replayed: false,

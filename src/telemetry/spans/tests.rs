@@ -16,7 +16,7 @@ use super::*;
 use crate::config::{ListenerId, RouteId};
 use crate::correlate::{Marked, News};
 use crate::extract::Problem;
-use crate::proxy::{Exchange, Tapped, UpstreamError};
+use crate::proxy::{Exchange, Outcome, Tapped, UpstreamError};
 use crate::state::{MilestoneRecord, Transaction, TxId};
 use crate::telemetry::export::SpanQueue;
 
@@ -57,20 +57,20 @@ fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
 }
 
-fn exchange(listener: usize, uri: &str, outcome: Outcome) -> Exchange {
+fn exchange(listener: usize, uri: &str, outcome: Outcome) -> ExchangeSummary {
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::HOST,
         http::HeaderValue::from_static("wms.local:8080"),
     );
-    Exchange {
+    ExchangeSummary::whole(Exchange {
         id: 7,
         listener: ListenerId(listener),
         system: config().listeners[listener].system.clone(),
         method: http::Method::POST,
         uri: uri.parse().expect("uri"),
         version: http::Version::HTTP_11,
-        request_headers: headers,
+        request_headers: headers.into(),
         started: t0(),
         duration: Duration::from_millis(250),
         upstream_duration: Duration::from_millis(200),
@@ -79,13 +79,13 @@ fn exchange(listener: usize, uri: &str, outcome: Outcome) -> Exchange {
         response_body: Tapped::default(),
         replayed: false,
         trace_context: None,
-    }
+    })
 }
 
 fn ok() -> Outcome {
     Outcome::Response {
         status: http::StatusCode::OK,
-        headers: http::HeaderMap::new(),
+        headers: Default::default(),
     }
 }
 
@@ -151,7 +151,7 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
         problems: vec![Problem::MalformedJson],
         measures: Default::default(),
     };
-    observation.exchange.request_headers.insert(
+    observation.exchange.request_headers.map_mut().insert(
         "traceparent",
         http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
     );
@@ -343,7 +343,7 @@ fn a_server_error_response_sets_error_type_to_the_status_code() {
         "/unknown",
         Outcome::Response {
             status: http::StatusCode::SERVICE_UNAVAILABLE,
-            headers: http::HeaderMap::new(),
+            headers: Default::default(),
         },
     ));
     let span = decode(&observer.exchange_span(&observation, TraceId::from_bytes([1; 16])));
@@ -358,7 +358,7 @@ fn a_client_error_is_an_error_on_client_spans_only() {
     let observer = observer(&config);
     let not_found = || Outcome::Response {
         status: http::StatusCode::NOT_FOUND,
-        headers: http::HeaderMap::new(),
+        headers: Default::default(),
     };
     let observation = |listener| Observation {
         exchange: exchange(listener, "/x", not_found()),
@@ -398,7 +398,7 @@ fn keyless() -> Observation {
 }
 
 /// `exchange`, matched by no route, with nothing extracted.
-fn unrouted(exchange: Exchange) -> Observation {
+fn unrouted(exchange: ExchangeSummary) -> Observation {
     Observation {
         exchange,
         route: None,
@@ -534,8 +534,12 @@ fn server_attributes_follow_each_exchanges_host() {
         match host {
             Some(host) => exchange
                 .request_headers
+                .map_mut()
                 .insert(http::header::HOST, http::HeaderValue::from_static(host)),
-            None => exchange.request_headers.remove(http::header::HOST),
+            None => exchange
+                .request_headers
+                .map_mut()
+                .remove(http::header::HOST),
         };
         decode(&observer.exchange_span(&unrouted(exchange), TraceId::from_bytes([3; 16])))
     };
