@@ -52,11 +52,12 @@ impl ExchangeSummary {
     /// `idempotency_header` of its request headers; the exchange (its taps
     /// and the buffers they share) is dropped.
     pub fn new(exchange: Exchange, idempotency_header: Option<&HeaderName>) -> Self {
+        let (host, traceparent) = (HOST, TRACEPARENT);
+        let kept = [Some(&host), Some(&traceparent), idempotency_header]
+            .map(|name| name.map_or(&[][..], |name| name.as_str().as_bytes()));
         let request_headers = exchange.request_headers.copy_where(|name| {
-            [&HOST, &TRACEPARENT]
-                .into_iter()
-                .chain(idempotency_header)
-                .any(|known| known.as_str().as_bytes().eq_ignore_ascii_case(name))
+            kept.iter()
+                .any(|known| !known.is_empty() && known.eq_ignore_ascii_case(name))
         });
         ExchangeSummary {
             request_headers,

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
+use smallvec::SmallVec;
 
 /// The header fields of one head, in the order they came.
 #[derive(Debug, Clone, Default)]
@@ -44,9 +45,11 @@ impl Line {
         range(bytes, self.value)
     }
 
-    fn is(&self, bytes: &[u8], name: &HeaderName) -> bool {
-        self.name(bytes)
-            .eq_ignore_ascii_case(name.as_str().as_bytes())
+    /// Whether the field is named `name` (any case); lengths first, so
+    /// most other fields are passed over without reading their names.
+    fn is(&self, bytes: &[u8], name: &[u8]) -> bool {
+        let (start, end) = self.name;
+        end.wrapping_sub(start) as usize == name.len() && self.name(bytes).eq_ignore_ascii_case(name)
     }
 }
 
@@ -75,6 +78,7 @@ impl Headers {
         let value = match &self.0 {
             Repr::Map(map) => map.get(name)?.as_bytes(),
             Repr::Lines { bytes, lines } => {
+                let name = name.as_str().as_bytes();
                 lines.iter().find(|line| line.is(bytes, name))?.value(bytes)
             }
         };
@@ -88,15 +92,14 @@ impl Headers {
     ) -> impl Iterator<Item = HeaderValueRef<'a>> + 'a {
         let (map, lines) = match &self.0 {
             Repr::Map(map) => (Some(map.get_all(name).iter()), None),
-            Repr::Lines { bytes, lines } => (
-                None,
-                Some(
-                    lines
-                        .iter()
-                        .filter(move |line| line.is(bytes, name))
-                        .map(move |line| line.value(bytes)),
-                ),
-            ),
+            Repr::Lines { bytes, lines } => {
+                let name = name.as_str().as_bytes();
+                let values = lines
+                    .iter()
+                    .filter(move |line| line.is(bytes, name))
+                    .map(move |line| line.value(bytes));
+                (None, Some(values))
+            }
         };
         let map = map.into_iter().flatten().map(|v| v.as_bytes());
         map.chain(lines.into_iter().flatten()).map(HeaderValueRef)
@@ -167,29 +170,39 @@ impl Headers {
     /// their own: it shares no memory with these (no read buffer stays
     /// alive for it). Nothing is allocated when no field is kept.
     pub fn copy_where(&self, keep: impl Fn(&[u8]) -> bool) -> Headers {
-        let (mut size, mut count) = (0, 0);
-        for (name, value) in self.iter().filter(|(name, _)| keep(name)) {
-            size += name.len() + value.as_bytes().len();
-            count += 1;
-        }
-        if count == 0 {
+        // One pass over the fields; the kept ones (a few) noted on the stack.
+        let kept: SmallVec<[(&[u8], &[u8]); 4]> = match &self.0 {
+            Repr::Map(map) => map
+                .iter()
+                .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+                .filter(|(name, _)| keep(name))
+                .collect(),
+            Repr::Lines { bytes, lines } => lines
+                .iter()
+                .map(|line| (line.name(bytes), line.value(bytes)))
+                .filter(|(name, _)| keep(name))
+                .collect(),
+        };
+        if kept.is_empty() {
             return Headers::default();
         }
+        let size = kept.iter().map(|(name, value)| name.len() + value.len()).sum();
         let mut bytes = Vec::with_capacity(size);
-        let mut lines = Vec::with_capacity(count);
         let mut put = |part: &[u8]| {
             let start = bytes.len() as u32;
             bytes.extend_from_slice(part);
             (start, bytes.len() as u32)
         };
-        for (name, value) in self.iter().filter(|(name, _)| keep(name)) {
-            let name = put(name);
-            let value = put(value.as_bytes());
-            lines.push(Line { name, value });
-        }
+        let lines = kept
+            .iter()
+            .map(|(name, value)| Line {
+                name: put(name),
+                value: put(value),
+            })
+            .collect();
         Headers(Repr::Lines {
             bytes: Bytes::from(bytes),
-            lines: lines.into_boxed_slice(),
+            lines,
         })
     }
 }
