@@ -185,6 +185,9 @@ impl Pump<'_> {
         let mut trailer_section = Vec::new();
         let mut pieces: Vec<Piece> = Vec::new();
         let mut done = self.length == BodyLength::Empty;
+        // A piece going on as it is: written after `out` without being
+        // copied into it (one vectored write).
+        let mut data = Bytes::new();
         loop {
             if !done && !buf.is_empty() {
                 match self.length {
@@ -192,16 +195,20 @@ impl Pump<'_> {
                     BodyLength::Length(_) => {
                         let take =
                             usize::try_from(remaining).map_or(buf.len(), |r| r.min(buf.len()));
-                        let data = buf.split_to(take).freeze();
+                        data = buf.split_to(take).freeze();
                         observer.data(&data);
-                        put_data(out, &data, self.chunked_out);
+                        if self.chunked_out {
+                            put_data(out, &std::mem::take(&mut data), true);
+                        }
                         remaining -= take as u64;
                         done = remaining == 0;
                     }
                     BodyLength::UntilClose => {
-                        let data = buf.split().freeze();
+                        data = buf.split().freeze();
                         observer.data(&data);
-                        put_data(out, &data, self.chunked_out);
+                        if self.chunked_out {
+                            put_data(out, &std::mem::take(&mut data), true);
+                        }
                     }
                     BodyLength::Chunked => {
                         pieces.clear();
@@ -235,9 +242,11 @@ impl Pump<'_> {
                     self.trailers.write(&trailer_section, out);
                     out.extend_from_slice(b"\r\n");
                 }
-                return flush(writer, out).await.map(|()| Pumped::Whole);
+                return flush_with(writer, out, &std::mem::take(&mut data))
+                    .await
+                    .map(|()| Pumped::Whole);
             }
-            flush(writer, out).await?;
+            flush_with(writer, out, &std::mem::take(&mut data)).await?;
             let read = match answer.as_deref_mut() {
                 None => read_more(reader, buf, self.read_timeout).await?,
                 Some(answer) => {
@@ -264,6 +273,45 @@ fn slice(bytes: &Bytes, range: std::ops::Range<usize>) -> Bytes {
     } else {
         Bytes::new()
     }
+}
+
+/// Writes out what `out` holds, then `data`, and empties `out`: both in
+/// vectored writes (no copy of `data`) where the writer takes them.
+async fn flush_with<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &mut Vec<u8>,
+    data: &[u8],
+) -> Result<(), PumpError> {
+    if data.is_empty() {
+        return flush(writer, out).await;
+    }
+    if !writer.is_write_vectored() {
+        out.extend_from_slice(data);
+        return flush(writer, out).await;
+    }
+    let written = write_two(writer, out, data).await;
+    out.clear();
+    written.map_err(PumpError::Write)
+}
+
+/// Writes `first` then `second` with vectored writes.
+async fn write_two<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    first: &[u8],
+    second: &[u8],
+) -> io::Result<()> {
+    let (mut first, mut second) = (first, second);
+    while !first.is_empty() {
+        let parts = [io::IoSlice::new(first), io::IoSlice::new(second)];
+        let n = writer.write_vectored(&parts).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let in_first = n.min(first.len());
+        first = first.get(in_first..).unwrap_or_default();
+        second = second.get(n - in_first..).unwrap_or_default();
+    }
+    writer.write_all(second).await
 }
 
 /// Writes out what `out` holds and empties it.
@@ -494,7 +542,9 @@ mod tests {
         assert_eq!(got, b"first");
     }
 
-    /// A writer that keeps what it gets and never answers.
+    /// A writer that keeps what it gets and never answers; its vectored
+    /// writes take at most 7 bytes each (so a head and a body piece are
+    /// written across several, split anywhere).
     #[derive(Default)]
     struct Written(Vec<u8>);
 
@@ -506,6 +556,24 @@ mod tests {
         ) -> std::task::Poll<io::Result<usize>> {
             self.0.extend_from_slice(buf);
             std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let mut taken = 0;
+            for buf in bufs {
+                let take = buf.len().min(7 - taken);
+                self.0.extend_from_slice(&buf[..take]);
+                taken += take;
+            }
+            std::task::Poll::Ready(Ok(taken))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
         }
 
         fn poll_flush(

@@ -23,7 +23,8 @@
 //! response body reads are not limited (as on the hyper path). The head
 //! read, the exchange's way upstream with its response head (the
 //! listener's `timeout`) and the lingering close share one timer per
-//! connection, re-armed for each (one timer entry, not one per wait).
+//! connection, re-armed only when a deadline moves earlier than its entry
+//! (`Timer`): on a busy keep-alive connection about once per `timeout`.
 //!
 //! Graceful drain: on shutdown an idle connection closes at once, a busy
 //! one after its in-flight response (which then says `connection: close`).
@@ -47,7 +48,7 @@ use http::{HeaderValue, Response, StatusCode, Uri};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::body::{flush, Pump, PumpError, Pumped, Trailers, READ_CHUNK};
 use super::framing::{self, BodyLength, FramingError, RequestFraming, ResponseFraming};
@@ -136,9 +137,8 @@ impl Engine {
             response: Box::default(),
             upstream: None,
             shutdown: &shutdown,
-            timer: Box::pin(tokio::time::sleep_until(
-                Instant::now() + HEADER_READ_TIMEOUT,
-            )),
+            cancelled: Box::pin(shutdown.cancelled()),
+            timer: Timer::new(Instant::now() + HEADER_READ_TIMEOUT),
         };
         let Some(first) = connection.first_bytes().await else {
             return;
@@ -146,6 +146,8 @@ impl Engine {
         if first == Sniffed::Http2 {
             let read = connection.buf.split().freeze();
             let forwarder = Arc::clone(&self.forwarder);
+            // A clone: the connection's wait still borrows the token.
+            let shutdown = shutdown.clone();
             return handoff::serve_h2(forwarder, connection.io, read, peer, shutdown).await;
         }
         while connection.exchange().await == Next::KeepAlive {
@@ -176,19 +178,63 @@ struct Connection<'e> {
     /// The connection's own upstream connection, while it is reusable.
     upstream: Option<Box<UpstreamConn>>,
     shutdown: &'e CancellationToken,
-    /// The connection's one timer, re-armed for each wait that has a
-    /// deadline (a head read, an exchange's upstream part, the lingering
-    /// close): one timer entry per connection, not one per wait.
-    timer: Pin<Box<Sleep>>,
+    /// `shutdown`'s wait, one per connection (registered once, not per
+    /// read).
+    cancelled: Pin<Box<WaitForCancellationFuture<'e>>>,
+    /// The connection's one timer, set for each wait that has a deadline
+    /// (a head read, an exchange's upstream part, the lingering close).
+    timer: Timer,
 }
 
-/// `future`'s output, or `None` when `timer` fires first (the future is
-/// polled first, as `tokio::time::timeout` does).
-async fn before<F: Future>(timer: &mut Pin<Box<Sleep>>, future: F) -> Option<F::Output> {
+/// A connection's one timer: the deadline of the current wait, and one
+/// timer entry that is re-armed only when a deadline moves **earlier**
+/// than the entry's. A later deadline (the next head read's, the next
+/// exchange's: every exchange's but the first) just replaces the field;
+/// when the entry fires before it, it is re-armed then. So a busy
+/// keep-alive connection touches the timer wheel about once per
+/// listener `timeout`, not twice per exchange.
+struct Timer {
+    sleep: Pin<Box<Sleep>>,
+    deadline: Instant,
+}
+
+impl Timer {
+    fn new(deadline: Instant) -> Self {
+        Timer {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+        }
+    }
+
+    /// The current wait times out at `deadline`.
+    fn set(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        if deadline < self.sleep.deadline() {
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+
+    /// Completes once the current deadline has passed.
+    fn expired(&mut self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| loop {
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            if self.sleep.deadline() >= self.deadline {
+                return std::task::Poll::Ready(());
+            }
+            // Armed for an earlier deadline than the current one.
+            let deadline = self.deadline;
+            self.sleep.as_mut().reset(deadline);
+        })
+    }
+}
+
+/// `future`'s output, or `None` when `timer`'s deadline passes first (the
+/// future is polled first, as `tokio::time::timeout` does).
+async fn before<F: Future>(timer: &mut Timer, future: F) -> Option<F::Output> {
     tokio::select! {
         biased;
         output = future => Some(output),
-        () = timer.as_mut() => None,
+        () = timer.expired() => None,
     }
 }
 
@@ -273,7 +319,7 @@ impl Connection<'_> {
         if self.io.shutdown().await.is_err() {
             return;
         }
-        self.timer.as_mut().reset(Instant::now() + LINGER);
+        self.timer.set(Instant::now() + LINGER);
         let mut dropped = 0;
         while dropped < LINGER_BYTES {
             self.buf.clear();
@@ -306,10 +352,13 @@ impl Connection<'_> {
         self.buf.reserve(READ_CHUNK);
         let idle = self.buf.is_empty();
         let read = before(&mut self.timer, self.io.read_buf(&mut self.buf));
+        // The read first: a request already there is served (the
+        // connection then closes after it); the shutdown's wait is polled
+        // only while the read waits.
         let read = tokio::select! {
             biased;
-            () = self.shutdown.cancelled(), if idle => return None,
             read = read => read,
+            () = self.cancelled.as_mut(), if idle => return None,
         };
         match read {
             Some(Ok(n)) => Some(n),
@@ -334,9 +383,7 @@ impl Connection<'_> {
     /// Waits for the next request head; its length, or `None` when the
     /// connection is over (answered already if the head was refused).
     async fn next_head(&mut self) -> Option<usize> {
-        self.timer
-            .as_mut()
-            .reset(Instant::now() + HEADER_READ_TIMEOUT);
+        self.timer.set(Instant::now() + HEADER_READ_TIMEOUT);
         loop {
             if !self.buf.is_empty() {
                 match self.head.parse(&self.buf) {
@@ -611,8 +658,7 @@ impl Connection<'_> {
         // The request's way upstream and the response head, within the
         // listener's `timeout`.
         self.timer
-            .as_mut()
-            .reset(forwarded + self.engine.forwarder.listener().timeout);
+            .set(forwarded + self.engine.forwarder.listener().timeout);
         let mut request_tap = pending.as_ref().map(|pending| pending.request_tap.clone());
         let trailers = if body == BodyLength::Chunked {
             Trailers::declared(head_bytes, &self.head.lines)
@@ -872,5 +918,43 @@ impl Connection<'_> {
                 Next::Close
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_later_deadline_is_kept_without_rearming_and_still_waited_for() {
+        let start = Instant::now();
+        let mut timer = Timer::new(start + Duration::from_millis(20));
+        timer.set(start + Duration::from_millis(120));
+        // The entry stays armed for the earlier instant...
+        assert_eq!(timer.sleep.deadline(), start + Duration::from_millis(20));
+        timer.expired().await;
+        // ...and firing then does not end the wait before its deadline.
+        assert!(Instant::now() >= start + Duration::from_millis(120));
+        assert_eq!(timer.sleep.deadline(), start + Duration::from_millis(120));
+    }
+
+    #[tokio::test]
+    async fn an_earlier_deadline_rearms_the_timer() {
+        let mut timer = Timer::new(Instant::now() + Duration::from_secs(3600));
+        let deadline = Instant::now() + Duration::from_millis(10);
+        timer.set(deadline);
+        assert_eq!(timer.sleep.deadline(), deadline);
+        let waited = tokio::time::timeout(Duration::from_secs(60), timer.expired()).await;
+        assert!(waited.is_ok(), "the hour-long entry was not re-armed");
+        assert!(Instant::now() >= deadline);
+    }
+
+    #[tokio::test]
+    async fn before_gives_the_output_or_none_at_the_deadline() {
+        let mut timer = Timer::new(Instant::now() + Duration::from_secs(3600));
+        assert_eq!(before(&mut timer, async { 7 }).await, Some(7));
+        timer.set(Instant::now() + Duration::from_millis(10));
+        let never = std::future::pending::<()>();
+        assert_eq!(before(&mut timer, never).await, None);
     }
 }

@@ -1,8 +1,11 @@
-//! Request and response heads parsed with `httparse` into byte ranges of
-//! the caller's buffer: nothing is copied or allocated, and every header
-//! line keeps its spelling, case and place. The few headers the proxy acts
-//! on are recognised once, while parsing ([`Name`]), and read typed from
-//! the head ([`RequestHead::fields`]).
+//! Request and response heads parsed into byte ranges of the caller's
+//! buffer: nothing is copied or allocated, and every header line keeps its
+//! spelling, case and place. The few headers the proxy acts on are
+//! recognised once, while parsing ([`Name`]), and read typed from the head
+//! ([`RequestHead::fields`]). A plain head (CRLF line ends, ASCII text, no
+//! fault) is read in one pass of this module's own (`plain`); any other
+//! by `httparse`, whose answer is the authority (the tests hold the plain
+//! pass to it, byte for byte).
 
 use std::mem::MaybeUninit;
 
@@ -99,30 +102,39 @@ const KNOWN: [(&str, Name); 13] = [
     ("x-forwarded-host", Name::XForwardedHost),
 ];
 
-/// Bit `n` is set when a recognised name is `n` bytes long: most other
-/// names are told apart by their length alone.
-const KNOWN_LENGTHS: u32 = {
-    let mut lengths = 0u32;
+/// The one candidate in [`KNOWN`] for a name, by its length (under 32)
+/// and the low five bits of its first byte: `KNOWN`'s index + 1, or 0 when
+/// no recognised name has that length and initial. No two recognised
+/// names share both (checked when this is built).
+const CANDIDATE: [[u8; 32]; 32] = {
+    let mut table = [[0u8; 32]; 32];
     let mut i = 0;
     while i < KNOWN.len() {
-        lengths |= 1 << KNOWN[i].0.len();
+        let name = KNOWN[i].0.as_bytes();
+        let slot = &mut table[name.len()][(name[0] & 31) as usize];
+        assert!(
+            *slot == 0,
+            "two recognised names share a length and initial"
+        );
+        *slot = i as u8 + 1;
         i += 1;
     }
-    lengths
+    table
 };
 
 impl Name {
     /// The recognised header `name` is, in any case.
     pub fn of(name: &[u8]) -> Name {
-        if name.len() >= 32 || KNOWN_LENGTHS & (1 << name.len()) == 0 {
+        let (Some(&first), Some(row)) = (name.first(), CANDIDATE.get(name.len())) else {
             return Name::Other;
+        };
+        match row[usize::from(first & 31)] {
+            0 => Name::Other,
+            index => match KNOWN.get(usize::from(index - 1)) {
+                Some(&(known, kind)) if known.as_bytes().eq_ignore_ascii_case(name) => kind,
+                _ => Name::Other,
+            },
         }
-        KNOWN
-            .iter()
-            .find(|(known, _)| {
-                known.len() == name.len() && known.as_bytes().eq_ignore_ascii_case(name)
-            })
-            .map_or(Name::Other, |&(_, kind)| kind)
     }
 
     /// Hop-by-hop whatever `Connection` says (`TE` is handled apart).
@@ -263,6 +275,10 @@ impl Fields {
                 self.host.get_or_insert(span);
                 count(&mut self.host_lines);
             }
+            Name::Connection if value.eq_ignore_ascii_case(b"keep-alive") => {
+                // The usual value, whole (as its one token would be read).
+                self.connection.keep_alive = true;
+            }
             Name::Connection => {
                 for token in tokens(value) {
                     let connection = &mut self.connection;
@@ -401,6 +417,178 @@ fn head_len(
     }
 }
 
+/// The plain path of both parsers: one pass over a head made only of the
+/// common, plainly valid forms, every byte checked against the classes
+/// httparse checks it against (its default, strict configuration),
+/// recognising the headers the proxy acts on as it goes. It answers only
+/// for a **complete** head it read to its end; anything else (a partial
+/// head, any fault, a bare LF, leading empty lines, obs-text, more than
+/// [`MAX_HEADERS`] lines or [`MAX_HEAD_LEN`] bytes) is `None`, and httparse
+/// reads the head instead: its answer stays the authority for every head
+/// that is not plain. The spans are the ones httparse gives (the tests
+/// hold the two to each other).
+mod plain {
+    use super::{Fields, Line, Lines, Name, Span, MAX_HEAD_LEN};
+
+    /// `tchar` (RFC 9110 §5.6.2): the bytes of a method and a header name.
+    const TOKEN: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] = c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                );
+            b += 1;
+        }
+        table
+    };
+
+    /// A visible ASCII byte (VCHAR): a target's, or a value's or reason's
+    /// besides SP and HTAB.
+    fn visible(b: u8) -> bool {
+        (0x21..=0x7e).contains(&b)
+    }
+
+    fn span(start: usize, end: usize) -> Span {
+        // Within `MAX_HEAD_LEN` (see `within_limit`): both fit a u32.
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    /// At most [`MAX_HEAD_LEN`] bytes of `buf`: a longer head runs out of
+    /// bytes here and is httparse's to refuse.
+    pub(super) fn within_limit(buf: &[u8]) -> &[u8] {
+        buf.get(..MAX_HEAD_LEN).unwrap_or(buf)
+    }
+
+    /// How many `TOKEN` bytes `bytes` starts with; `None` when they all
+    /// are (the head goes on past them).
+    fn token_len(bytes: &[u8]) -> Option<usize> {
+        bytes.iter().position(|&b| !TOKEN[usize::from(b)])
+    }
+
+    /// How many SP or visible ASCII bytes `bytes` starts with (eight at a
+    /// time); `None` when they all are.
+    fn text_len(bytes: &[u8]) -> Option<usize> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let mut chunks = bytes.chunks_exact(8);
+        let mut offset = 0;
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let word = u64::from_le_bytes(word);
+            // Per byte, exact up to the first one flagged: under 0x20,
+            // 0x7f, or 0x80 and above.
+            let control = word.wrapping_sub(ONES * 0x20) & !word;
+            let del = word ^ (ONES * 0x7f);
+            let del = del.wrapping_sub(ONES) & !del;
+            let stop = (control | del | word) & HIGH;
+            if stop != 0 {
+                return Some(offset + (stop.trailing_zeros() / 8) as usize);
+            }
+            offset += 8;
+        }
+        chunks
+            .remainder()
+            .iter()
+            .position(|&b| b != b' ' && !visible(b))
+            .map(|i| offset + i)
+    }
+
+    /// A token from `at` to the SP after it.
+    pub(super) fn token(buf: &[u8], at: usize) -> Option<Span> {
+        let end = at + token_len(buf.get(at..)?)?;
+        (end > at && buf.get(end) == Some(&b' ')).then(|| span(at, end))
+    }
+
+    /// A request target of visible ASCII from `at` to the SP after it.
+    pub(super) fn target(buf: &[u8], at: usize) -> Option<Span> {
+        let end = at + buf.get(at..)?.iter().position(|&b| !visible(b))?;
+        (end > at && buf.get(end) == Some(&b' ')).then(|| span(at, end))
+    }
+
+    /// Where the text from `at` (SP, HTAB and visible ASCII) ends at a CR
+    /// followed by LF: the CR's offset.
+    fn line_end(buf: &[u8], at: usize) -> Option<usize> {
+        let mut end = at;
+        loop {
+            end += text_len(buf.get(end..)?)?;
+            match buf.get(end)? {
+                b'\t' => end += 1,
+                b'\r' if buf.get(end + 1) == Some(&b'\n') => return Some(end),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A reason phrase from `at` to its CRLF: SP, HTAB and visible ASCII;
+    /// empty as [`Span::default`] (as the parser's other path keeps an
+    /// empty reason). With where the header lines start.
+    pub(super) fn reason(buf: &[u8], at: usize) -> Option<(Span, usize)> {
+        let end = line_end(buf, at)?;
+        let reason = if end == at {
+            Span::default()
+        } else {
+            span(at, end)
+        };
+        Some((reason, end + 2))
+    }
+
+    /// The header lines from `at` to the empty line, into `lines`: the
+    /// head's length and its fields.
+    pub(super) fn lines(buf: &[u8], mut at: usize, lines: &mut Lines) -> Option<(usize, Fields)> {
+        let mut fields = Fields::default();
+        lines.len = 0;
+        loop {
+            if *buf.get(at)? == b'\r' {
+                return (buf.get(at + 1) == Some(&b'\n')).then_some((at + 2, fields));
+            }
+            let name_end = at + token_len(buf.get(at..)?)?;
+            if name_end == at || buf.get(name_end) != Some(&b':') {
+                return None;
+            }
+            let name = span(at, name_end);
+            let mut start = name_end + 1;
+            while matches!(buf.get(start), Some(b' ' | b'\t')) {
+                start += 1;
+            }
+            let line_end = line_end(buf, start)?;
+            // The value without the whitespace around it (an empty one
+            // where its line ends, as httparse points it).
+            let mut end = line_end;
+            while end > start && matches!(buf.get(end - 1), Some(b' ' | b'\t')) {
+                end -= 1;
+            }
+            let value = span(start, end);
+            let slot = lines.lines.get_mut(lines.len)?;
+            let kind = Name::of(name.of(buf));
+            *slot = Line { name, value, kind };
+            fields.note(kind, value, value.of(buf));
+            lines.len += 1;
+            at = line_end + 2;
+        }
+    }
+}
+
 /// A request head: ranges into the buffer it was parsed from. Reuse one
 /// per connection: parsing fills it in place.
 #[derive(Clone, Debug, Default)]
@@ -417,6 +605,36 @@ pub struct RequestHead {
 impl RequestHead {
     /// Parses the request head at the start of `buf`.
     pub fn parse(&mut self, buf: &[u8]) -> Result<Parsed, HeadError> {
+        match self.parse_plain(buf) {
+            Some(len) => Ok(Parsed::Complete(len)),
+            None => self.parse_any(buf),
+        }
+    }
+
+    /// The plain path: a complete head made only of what [`plain`] reads
+    /// (`method SP target SP HTTP/1.x CRLF`, an ASCII target); `None` for
+    /// anything else, which httparse then reads.
+    fn parse_plain(&mut self, buf: &[u8]) -> Option<usize> {
+        let buf = plain::within_limit(buf);
+        let method = plain::token(buf, 0)?;
+        let target = plain::target(buf, method.end as usize + 1)?;
+        let at = target.end as usize + 1;
+        let version = match buf.get(at..at + 10)? {
+            b"HTTP/1.1\r\n" => Version::Http11,
+            b"HTTP/1.0\r\n" => Version::Http10,
+            _ => return None,
+        };
+        let (len, fields) = plain::lines(buf, at + 10, &mut self.lines)?;
+        self.method = method;
+        self.target = target;
+        self.version = version;
+        self.fields = fields;
+        self.len = len;
+        Some(len)
+    }
+
+    /// Any head, as httparse reads it.
+    fn parse_any(&mut self, buf: &[u8]) -> Result<Parsed, HeadError> {
         let mut headers = scratch();
         let mut request = httparse::Request::new(&mut []);
         let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
@@ -467,6 +685,55 @@ pub struct ResponseHead {
 impl ResponseHead {
     /// Parses the response head at the start of `buf`.
     pub fn parse(&mut self, buf: &[u8]) -> Result<Parsed, HeadError> {
+        match self.parse_plain(buf) {
+            Some(len) => Ok(Parsed::Complete(len)),
+            None => self.parse_any(buf),
+        }
+    }
+
+    /// The plain path: a complete head made only of what [`plain`] reads
+    /// (`HTTP/1.x SP status [SP reason] CRLF`, an ASCII reason, a status
+    /// of 100 or more); `None` for anything else, which httparse then
+    /// reads.
+    fn parse_plain(&mut self, buf: &[u8]) -> Option<usize> {
+        let buf = plain::within_limit(buf);
+        let (version, digits) = match buf.get(..12)? {
+            [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor, b' ', digits @ ..] => {
+                let version = match minor {
+                    b'1' => Version::Http11,
+                    b'0' => Version::Http10,
+                    _ => return None,
+                };
+                (version, digits)
+            }
+            _ => return None,
+        };
+        let mut status = 0u16;
+        for &digit in digits {
+            if !digit.is_ascii_digit() {
+                return None;
+            }
+            status = status * 10 + u16::from(digit - b'0');
+        }
+        if status < 100 {
+            return None;
+        }
+        let (reason, at) = match buf.get(12..14)? {
+            b"\r\n" => (Span::default(), 14),
+            [b' ', _] => plain::reason(buf, 13)?,
+            _ => return None,
+        };
+        let (len, fields) = plain::lines(buf, at, &mut self.lines)?;
+        self.status = status;
+        self.reason = reason;
+        self.version = version;
+        self.fields = fields;
+        self.len = len;
+        Some(len)
+    }
+
+    /// Any head, as httparse reads it.
+    fn parse_any(&mut self, buf: &[u8]) -> Result<Parsed, HeadError> {
         let mut headers = scratch();
         let mut response = httparse::Response::new(&mut []);
         let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -611,6 +878,27 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_connection_token_reads_as_in_a_list() {
+        for (value, close, keep_alive) in [
+            ("keep-alive", false, true),
+            ("Keep-Alive", false, true),
+            ("close", true, false),
+            ("keep-alive, close", true, true),
+        ] {
+            let text = format!("GET / HTTP/1.1\r\nConnection: {value}\r\n\r\n");
+            let (head, _) = request(text.as_bytes()).expect("valid");
+            let tokens = head.fields.connection;
+            assert_eq!(
+                (tokens.close, tokens.keep_alive),
+                (close, keep_alive),
+                "{value}"
+            );
+            // `close` names itself (a header of that name is dropped).
+            assert_eq!(tokens.names_others, close, "{value}");
+        }
+    }
+
+    #[test]
     fn every_shared_hop_by_hop_name_is_recognised_as_such() {
         for name in ALWAYS_HOP_BY_HOP_NAMES {
             assert!(Name::of(name.as_bytes()).always_hop_by_hop(), "{name}");
@@ -618,6 +906,125 @@ mod tests {
         }
         assert!(!Name::of(b"te").always_hop_by_hop());
         assert_eq!(Name::of(b"connectio"), Name::Other);
+    }
+
+    /// `text` and every variant of it one byte apart (each byte replaced
+    /// by, or preceded by, a byte of interest, or dropped) and every
+    /// prefix of it.
+    fn variants(text: &[u8]) -> Vec<Vec<u8>> {
+        const BYTES: [u8; 16] = [
+            b'\t', b' ', b':', b'\r', b'\n', 0x7f, 0x80, 0xff, 0, b'a', b'Z', b',', b'"', b'(',
+            b'1', b'/',
+        ];
+        let mut all = vec![text.to_vec()];
+        for i in 0..=text.len() {
+            all.push(text[..i].to_vec());
+            for b in BYTES {
+                let mut inserted = text.to_vec();
+                inserted.insert(i, b);
+                all.push(inserted);
+                if i < text.len() {
+                    let mut replaced = text.to_vec();
+                    replaced[i] = b;
+                    all.push(replaced);
+                }
+            }
+            if i < text.len() {
+                let mut dropped = text.to_vec();
+                dropped.remove(i);
+                all.push(dropped);
+            }
+        }
+        all
+    }
+
+    /// Every variant of each of `bases` the plain path reads (the bases
+    /// among them) is read by httparse to the same length and the same
+    /// `summary` (every field of the head, its lines included).
+    fn plain_reads_as_httparse<H: Default, S: PartialEq + std::fmt::Debug>(
+        bases: &[&[u8]],
+        parse_plain: fn(&mut H, &[u8]) -> Option<usize>,
+        parse_any: fn(&mut H, &[u8]) -> Result<Parsed, HeadError>,
+        summary: fn(&H) -> S,
+    ) {
+        let mut answered = 0;
+        for base in bases {
+            let context = String::from_utf8_lossy(base);
+            assert!(parse_plain(&mut H::default(), base).is_some(), "{context}");
+            for text in variants(base) {
+                let mut plain = H::default();
+                let Some(len) = parse_plain(&mut plain, &text) else {
+                    continue;
+                };
+                answered += 1;
+                let mut any = H::default();
+                let context = String::from_utf8_lossy(&text);
+                assert_eq!(
+                    parse_any(&mut any, &text),
+                    Ok(Parsed::Complete(len)),
+                    "{context}"
+                );
+                assert_eq!(summary(&plain), summary(&any), "{context}");
+            }
+        }
+        // Variants that stay plain were compared too, not only the bases.
+        assert!(answered > 400, "{answered}");
+    }
+
+    #[test]
+    fn the_plain_request_path_reads_what_httparse_reads() {
+        plain_reads_as_httparse(
+            &[
+                b"POST /api/orders HTTP/1.1\r\nHost: 127.0.0.1:18091\r\nContent-Type: application/json\r\nContent-Length: 840\r\n\r\n{}",
+                b"GET / HTTP/1.0\r\nConnection: keep-alive, Upgrade\r\nTE: trailers\r\nX-Empty:\r\nX-Sp: \t a b \t\r\ntraceparent: 00-ab-cd-01\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+                b"GET http://a.example/x?y=1 HTTP/1.1\r\nhost: a.example\r\nTransfer-Encoding: chunked\r\nexpect: 100-continue\r\n\r\n",
+                b"OPTIONS * HTTP/1.1\r\n\r\n",
+            ],
+            RequestHead::parse_plain,
+            RequestHead::parse_any,
+            |head| {
+                let lines = head.lines.as_slice().to_vec();
+                (head.method, head.target, head.version, head.fields, head.len, lines)
+            },
+        );
+    }
+
+    #[test]
+    fn the_plain_response_path_reads_what_httparse_reads() {
+        plain_reads_as_httparse(
+            &[
+                b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 28 Nov 2026 07:00:00 GMT\r\nContent-Type: application/json\r\nContent-Length: 840\r\nConnection: keep-alive\r\n\r\n{}",
+                b"HTTP/1.0 404 Not  Found \r\nTransfer-Encoding: chunked\r\nX:\r\nTrailer: a, b\r\n\r\n",
+                b"HTTP/1.1 204\r\n\r\n",
+                b"HTTP/1.1 101 \r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            ],
+            ResponseHead::parse_plain,
+            ResponseHead::parse_any,
+            |head| {
+                let lines = head.lines.as_slice().to_vec();
+                (head.status, head.reason, head.version, head.fields, head.len, lines)
+            },
+        );
+    }
+
+    #[test]
+    fn heads_the_plain_path_leaves_to_httparse_still_parse() {
+        // A bare LF, obs-text, leading empty lines: not plain, still valid.
+        let requests: [&[u8]; 3] = [
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n",
+            b"\r\nGET / HTTP/1.1\r\n\r\n",
+        ];
+        for text in requests {
+            let mut head = RequestHead::default();
+            assert_eq!(head.parse_plain(text), None);
+            assert_eq!(head.parse(text), Ok(Parsed::Complete(text.len())));
+        }
+        let mut head = ResponseHead::default();
+        let text = b"HTTP/1.1 200 D\xe9j\xe0 vu\r\n\r\n";
+        assert_eq!(head.parse_plain(text), None);
+        assert_eq!(head.parse(text), Ok(Parsed::Complete(text.len())));
+        assert!(head.reason.is_empty());
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! no hyper on the HTTP/1 path (h2c clients are handed to hyper).
 //!
 //! # Files
-//! - `head.rs`: request and response heads (httparse), [`Fields`] read typed.
+//! - `head.rs`: request and response heads, [`Fields`] read typed: a plain
+//!   head (CRLF lines, ASCII text) in one pass of its own, any other by
+//!   httparse (the authority; the tests hold the two to each other).
 //! - `framing.rs`: body length and persistence (RFC 9112 §6.1–6.3, §9.3),
 //!   the smuggling defences.
 //! - `chunked.rs`: the incremental chunked decoder.
