@@ -74,10 +74,14 @@ impl Correlator {
             self.store.merge(id, *other);
             self.metrics.merged.inc();
         }
-        for (key, &(indexed, hash)) in keys.iter().zip(&found) {
-            if indexed != Some(id) {
-                self.store.attach_hashed(id, key, hash);
-            }
+        let attach: SmallVec<[(&Key, KeyHash); 8]> = keys
+            .iter()
+            .zip(&found)
+            .filter(|(_, (indexed, _))| *indexed != Some(id))
+            .map(|(key, &(_, hash))| (key, hash))
+            .collect();
+        if !attach.is_empty() {
+            self.store.attach_all_hashed(id, &attach);
         }
         Some((id, self.record_links(id, keys)))
     }
@@ -112,16 +116,17 @@ impl Correlator {
             .filter_map(|k| tx.position(k))
             .map(|p| p as u32)
             .collect();
+        // All links in one growth of the transaction's list.
+        let at = |p: &u32| *p as usize;
         if positions.len() <= PAIRWISE_LIMIT {
-            for (i, &a) in positions.iter().enumerate() {
-                for &b in &positions[i + 1..] {
-                    tx.link(a as usize, b as usize);
-                }
-            }
-        } else if let Some((&first, rest)) = positions.split_first() {
-            for &b in rest {
-                tx.link(first as usize, b as usize);
-            }
+            tx.link_all(
+                positions
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, a)| positions[i + 1..].iter().map(move |b| (at(a), at(b)))),
+            );
+        } else if let Some((first, rest)) = positions.split_first() {
+            tx.link_all(rest.iter().map(|b| (at(first), at(b))));
         }
         KeyRefs::new(&positions)
     }
