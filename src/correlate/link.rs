@@ -47,7 +47,7 @@ impl Correlator {
         // Where each key is indexed now, and its hash: a key already
         // indexed to the surviving transaction needs no `attach` (merging
         // only moves keys into it), and one that does is not hashed again.
-        let found: SmallVec<[(Option<TxId>, KeyHash); 8]> = keys
+        let mut found: SmallVec<[(Option<TxId>, KeyHash); 8]> = keys
             .iter()
             .map(|k| {
                 let hash = self.store.key_hash(k);
@@ -67,7 +67,10 @@ impl Correlator {
                     .unwrap_or(0);
                 let name = keys.get(at_name)?.clone();
                 self.metrics.created.inc();
-                self.store.create_hashed(name, found[at_name].1, at)
+                let id = self.store.create_hashed(name, found[at_name].1, at);
+                // The name is attached by the creation.
+                found[at_name].0 = Some(id);
+                id
             }
         };
         for other in owners.iter().filter(|&&o| o != id) {
@@ -80,8 +83,10 @@ impl Correlator {
             .filter(|(_, (indexed, _))| *indexed != Some(id))
             .map(|(key, &(_, hash))| (key, hash))
             .collect();
-        if !attach.is_empty() {
-            self.store.attach_all_hashed(id, &attach);
+        match attach.as_slice() {
+            [] => {}
+            &[(key, hash)] => self.store.attach_hashed(id, key, hash),
+            several => self.store.attach_all_hashed(id, several),
         }
         Some((id, self.record_links(id, keys)))
     }
