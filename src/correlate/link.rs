@@ -47,7 +47,7 @@ impl Correlator {
         // Where each key is indexed now, and its hash: a key already
         // indexed to the surviving transaction needs no `attach` (merging
         // only moves keys into it), and one that does is not hashed again.
-        let found: SmallVec<[(Option<TxId>, KeyHash); 8]> = keys
+        let mut found: SmallVec<[(Option<TxId>, KeyHash); 8]> = keys
             .iter()
             .map(|k| {
                 let hash = self.store.key_hash(k);
@@ -67,17 +67,26 @@ impl Correlator {
                     .unwrap_or(0);
                 let name = keys.get(at_name)?.clone();
                 self.metrics.created.inc();
-                self.store.create_hashed(name, found[at_name].1, at)
+                let id = self.store.create_hashed(name, found[at_name].1, at);
+                // The name is attached by the creation.
+                found[at_name].0 = Some(id);
+                id
             }
         };
         for other in owners.iter().filter(|&&o| o != id) {
             self.store.merge(id, *other);
             self.metrics.merged.inc();
         }
-        for (key, &(indexed, hash)) in keys.iter().zip(&found) {
-            if indexed != Some(id) {
-                self.store.attach_hashed(id, key, hash);
-            }
+        let attach: SmallVec<[(&Key, KeyHash); 8]> = keys
+            .iter()
+            .zip(&found)
+            .filter(|(_, (indexed, _))| *indexed != Some(id))
+            .map(|(key, &(_, hash))| (key, hash))
+            .collect();
+        match attach.as_slice() {
+            [] => {}
+            &[(key, hash)] => self.store.attach_hashed(id, key, hash),
+            several => self.store.attach_all_hashed(id, several),
         }
         Some((id, self.record_links(id, keys)))
     }
@@ -112,16 +121,17 @@ impl Correlator {
             .filter_map(|k| tx.position(k))
             .map(|p| p as u32)
             .collect();
+        // All links in one growth of the transaction's list.
+        let at = |p: &u32| *p as usize;
         if positions.len() <= PAIRWISE_LIMIT {
-            for (i, &a) in positions.iter().enumerate() {
-                for &b in &positions[i + 1..] {
-                    tx.link(a as usize, b as usize);
-                }
-            }
-        } else if let Some((&first, rest)) = positions.split_first() {
-            for &b in rest {
-                tx.link(first as usize, b as usize);
-            }
+            tx.link_all(
+                positions
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, a)| positions[i + 1..].iter().map(move |b| (at(a), at(b)))),
+            );
+        } else if let Some((first, rest)) = positions.split_first() {
+            tx.link_all(rest.iter().map(|b| (at(first), at(b))));
         }
         KeyRefs::new(&positions)
     }

@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 
 use crate::config::{Config, Flow, Milestone};
 use crate::extract::{Key, Observation};
-use crate::state::{FlowRecord, MilestoneRecord, Names, Status, Transaction, TxMut};
+use crate::state::{FlowRecord, MilestoneRecord, NameId, Names, Status, Transaction, TxMut};
 
 use super::metrics::CorrelateMetrics;
 use super::{Marked, News};
@@ -56,8 +56,12 @@ pub(super) fn record(
     }
 
     let exchange = &observation.exchange;
+    let id = NameId::new(milestone);
     for object in objects {
-        if let Some(existing) = tx.milestone_mut(milestone, &object) {
+        // Where the object is in the transaction's keys, found once for
+        // the look-up, the record and its flows.
+        let at = tx.position(&object);
+        if let Some(existing) = at.and_then(|at| tx.milestone_at_mut(id, at)) {
             existing.add_repeat();
             let existing = existing.clone();
             counters.repeats.inc();
@@ -81,9 +85,10 @@ pub(super) fn record(
             exchange: exchange.id,
             repeats: 0,
         };
-        if !tx.push_milestone(&record) {
+        let Some(at) = at else {
             continue;
-        }
+        };
+        tx.push_milestone_at(&record, at);
         news.milestones.push(Marked {
             record,
             repeat: false,
@@ -92,16 +97,15 @@ pub(super) fn record(
             if &flow.to != milestone {
                 continue;
             }
-            if let Some(record) = measure(config, flow, tx, &object) {
+            if let Some(record) = measure(config, flow, tx, &object, at) {
                 let handles = &metrics.flows[index];
                 if record.within_slo {
                     handles.met.inc();
                 } else {
                     handles.missed.inc();
                 }
-                if tx.push_flow(&record) {
-                    news.flows.push(record);
-                }
+                tx.push_flow_at(&record, at);
+                news.flows.push(record);
             }
         }
     }
@@ -145,7 +149,8 @@ pub(super) fn refresh_status(config: &Config, completed: &Counter, tx: &mut TxMu
     tx.set_current(current);
 }
 
-/// The flow `flow` ending on `object`, if its start milestone was reached:
+/// The flow `flow` ending on `object` (at `position` in the transaction's
+/// keys), if its start milestone was reached:
 /// on the same object when both milestones are about the same kind of key,
 /// else the earliest start on an object linked to `object` (the order a
 /// shipment belongs to), else the earliest start in the transaction.
@@ -154,11 +159,11 @@ fn measure(
     flow: &Flow,
     tx: &Transaction,
     object: &Key,
+    position: usize,
 ) -> Option<FlowRecord> {
-    if tx.measured(&flow.name, object) {
+    if tx.measured_at(&flow.name, position) {
         return None;
     }
-    let position = tx.position(object)?;
     let end = tx
         .milestones
         .iter()
@@ -173,7 +178,7 @@ fn measure(
     let start = if same_kind {
         starts().find(|m| m.object_position() == position)?
     } else {
-        let linked: Vec<_> = tx.neighbours(object).collect();
+        let linked: SmallVec<[_; 4]> = tx.neighbours_at(Some(position)).collect();
         starts()
             .filter(|m| tx.milestone_object(m).is_some_and(|o| linked.contains(&o)))
             .min_by_key(|m| m.at())

@@ -358,8 +358,8 @@ impl Correlator {
     /// it up again.
     fn update(&mut self, id: TxId, refs: KeyRefs, observation: &Observation, group: &[Key]) {
         let at = observation.exchange.started;
+        // Kept empty between exchanges (cleared below after the observers).
         let mut news = std::mem::take(&mut self.news);
-        news.clear();
         self.record_attempt(id, observation, group, &mut news);
         let config = Arc::clone(&self.config);
         let Some(mut tx) = self.store.entry(id) else {

@@ -169,12 +169,23 @@ impl KeyBlock {
     /// [`KeyBlock::position`]); returns its position.
     pub fn push(&mut self, key: KeyView<'_>) -> usize {
         let at = self.len();
-        // One reallocation (often in place), exactly to the new size.
-        let mut bytes = std::mem::take(&mut self.0).into_vec();
-        bytes.reserve_exact(7 + key.text.len());
-        encode(&mut bytes, key);
-        self.0 = bytes.into_boxed_slice();
+        self.push_all(&[key]);
         at
+    }
+
+    /// Adds every key of `keys` at the end, in order (whether or not they
+    /// are there already), with one reallocation (often in place) exactly
+    /// to the new size: an exchange that brings two new keys pays one.
+    pub fn push_all(&mut self, keys: &[KeyView<'_>]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut bytes = std::mem::take(&mut self.0).into_vec();
+        bytes.reserve_exact(keys.iter().map(|k| 7 + k.text.len()).sum());
+        for &key in keys {
+            encode(&mut bytes, key);
+        }
+        self.0 = bytes.into_boxed_slice();
     }
 
     /// The keys, each with the kinds to resolve it (the [`Key`]s the

@@ -25,6 +25,7 @@ pub use transaction::{
 };
 
 use foldhash::HashMap as FastMap;
+use smallvec::SmallVec;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -428,6 +429,21 @@ impl Store {
         let key = KeyView::of(key);
         tx.add_key(key);
         self.index.set(hash, id, holds(&self.transactions, key));
+        self.refresh_gauges();
+    }
+
+    /// [`Store::attach_hashed`] for each of `keys` (with its hash), the
+    /// transaction's key block grown once for all of them.
+    pub fn attach_all_hashed(&mut self, id: TxId, keys: &[(&Key, KeyHash)]) {
+        let Some(tx) = self.transactions.get_mut(&id) else {
+            return;
+        };
+        let views: SmallVec<[KeyView<'_>; 4]> =
+            keys.iter().map(|(key, _)| KeyView::of(key)).collect();
+        tx.add_keys(&views);
+        for (&key, &(_, hash)) in views.iter().zip(keys) {
+            self.index.set(hash, id, holds(&self.transactions, key));
+        }
         self.refresh_gauges();
     }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use opentelemetry::trace::TraceId;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
+use smallvec::SmallVec;
 use thin_vec::ThinVec;
 
 use crate::config::{
@@ -820,6 +821,13 @@ impl Transaction {
         let Some(object) = self.position(&record.object) else {
             return false;
         };
+        self.push_milestone_at(record, object);
+        true
+    }
+
+    /// Adds `record`, whose object is the key at position `object`, to
+    /// `milestones` (the caller found the position).
+    pub fn push_milestone_at(&mut self, record: &MilestoneRecord, object: usize) {
         self.milestones.push(Reached::new(
             NameId::new(&record.milestone),
             NameId::new(&record.system),
@@ -829,7 +837,6 @@ impl Transaction {
             object as u32,
             record.repeats,
         ));
-        true
     }
 
     /// The full record of `flow`, one of `flows`, its name read from
@@ -855,6 +862,13 @@ impl Transaction {
         let Some(object) = self.position(&record.object) else {
             return false;
         };
+        self.push_flow_at(record, object);
+        true
+    }
+
+    /// Adds `record`, whose object is the key at position `object`, to
+    /// `flows` (the caller found the position).
+    pub fn push_flow_at(&mut self, record: &FlowRecord, object: usize) {
         self.flows.reserve_exact(1);
         self.flows.push(MeasuredFlow {
             flow: NameId::new(&record.flow),
@@ -863,16 +877,19 @@ impl Transaction {
             object: object as u32,
             within_slo: record.within_slo,
         });
-        true
     }
 
     /// Has `flow` been measured on `object`?
     pub fn measured(&self, flow: &FlowName, object: &Key) -> bool {
-        self.position(object).is_some_and(|at| {
-            self.flows
-                .iter()
-                .any(|f| f.flow.is(flow) && f.object_position() == at)
-        })
+        self.position(object)
+            .is_some_and(|at| self.measured_at(flow, at))
+    }
+
+    /// Has `flow` been measured on the key at position `object`?
+    pub fn measured_at(&self, flow: &FlowName, object: usize) -> bool {
+        self.flows
+            .iter()
+            .any(|f| f.flow.is(flow) && f.object_position() == object)
     }
 
     /// The value of `measure` in `role` on `object`, if recorded.
@@ -911,7 +928,12 @@ impl Transaction {
 
     /// Keys linked directly to `key` by some exchange.
     pub fn neighbours<'a>(&'a self, key: &Key) -> impl Iterator<Item = KeyView<'a>> + 'a {
-        let at = self.position(key).map(|p| p as u32);
+        self.neighbours_at(self.position(key))
+    }
+
+    /// Keys linked directly to the key at position `at` (none for `None`).
+    pub fn neighbours_at(&self, at: Option<usize>) -> impl Iterator<Item = KeyView<'_>> + '_ {
+        let at = at.map(|p| p as u32);
         self.links
             .iter()
             .filter_map(move |&(a, b)| match at {
@@ -934,6 +956,19 @@ impl Transaction {
             Some(at) => at,
             None => self.keys.push(key),
         }
+    }
+
+    /// Adds each of `keys` that is not among `keys` yet (nor earlier in
+    /// `keys`), in one reallocation of the key block. Only the store calls
+    /// this (it indexes the keys).
+    pub(super) fn add_keys(&mut self, keys: &[KeyView<'_>]) {
+        let mut new: SmallVec<[KeyView<'_>; KeyRefs::INLINE]> = SmallVec::new();
+        for &key in keys {
+            if !new.contains(&key) && self.keys.position(key).is_none() {
+                new.push(key);
+            }
+        }
+        self.keys.push_all(&new);
     }
 
     /// The positions of `keys` in `keys`, in order; keys the transaction
@@ -960,16 +995,23 @@ impl Transaction {
     /// Records that the keys at positions `a` and `b` were seen together
     /// (no-op for a key with itself or a pair already linked).
     pub fn link(&mut self, a: usize, b: usize) {
-        let (a, b) = (a as u32, b as u32);
-        if a != b
-            && !self
-                .links
-                .iter()
-                .any(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))
-        {
-            // Exact growth: most transactions hold a handful of links.
-            self.links.reserve_exact(1);
-            self.links.push((a, b));
+        self.link_all(std::iter::once((a, b)));
+    }
+
+    /// Links every pair of `pairs` as [`link`](Self::link) does, growing
+    /// the links once for all the new ones (exact growth).
+    pub fn link_all(&mut self, pairs: impl Iterator<Item = (usize, usize)>) {
+        let mut new: SmallVec<[(u32, u32); 8]> = SmallVec::new();
+        for (a, b) in pairs {
+            let (a, b) = (a as u32, b as u32);
+            let known = |&(x, y): &(u32, u32)| (x, y) == (a, b) || (x, y) == (b, a);
+            if a != b && !self.links.iter().any(known) && !new.iter().any(known) {
+                new.push((a, b));
+            }
+        }
+        if !new.is_empty() {
+            self.links.reserve_exact(new.len());
+            self.links.extend(new);
         }
     }
 
