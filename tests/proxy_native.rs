@@ -9,7 +9,7 @@ mod proxy_support;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use proxy_support::raw::RawClient;
+use proxy_support::raw::{split_head, RawClient, RawUpstream, Script};
 use proxy_support::{listener, Proxy, WAIT};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -168,4 +168,43 @@ async fn a_client_gone_while_a_1xx_is_relayed_still_counts_its_request() {
         exchange.outcome
     );
     assert_eq!(exchange.uri.path(), "/slow");
+}
+
+/// The answer every upstream in these tests gives a `GET`.
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// Found by the `h1_connection` fuzz target (session 9): the engine's own
+/// answers (the 502 of a failed upstream, the refusals) carried their body
+/// to a `HEAD` request, which the client reads as the start of the next
+/// response. Now they go without it, as hyper's server writes them.
+#[tokio::test]
+async fn the_engines_own_answers_to_head_have_no_body() {
+    let upstream = RawUpstream::start(|request| {
+        if request.starts_with(b"HEAD ") {
+            Script::bytes("not a response\r\n\r\n")
+        } else {
+            Script::bytes(OK)
+        }
+    })
+    .await;
+    let mut native = listener(&format!("http://{}", upstream.addr));
+    native.engine = Engine::Native;
+    let proxy = Proxy::start(native).await;
+
+    // A 502, then the connection still carries the next request.
+    let mut client = RawClient::connect(proxy.addr).await;
+    client.write(b"HEAD /a HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    let failed = client.head_response().await;
+    assert!(failed.starts_with("HTTP/1.1 502 "), "{failed}");
+    client.write(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    assert_eq!(client.response().await, OK);
+
+    // A refusal (no `Host`), then the connection closes.
+    let mut client = RawClient::connect(proxy.addr).await;
+    client.write(b"HEAD /a HTTP/1.1\r\n\r\n").await;
+    let refused = client.rest().await;
+    let (head, body) = split_head(refused.as_bytes());
+    assert!(head.starts_with("HTTP/1.1 400 "), "{refused}");
+    assert!(!head.contains("content-length: 0\r\n"), "{refused}");
+    assert_eq!(body, b"", "{refused}");
 }
