@@ -1,5 +1,6 @@
 //! An HTTP/1.1 codec of the proxy's own and the engine around it
-//! (`engine: native` on a listener; hyper's engine stays the default). The
+//! (`engine: native` on a listener, and the default `engine: auto` on
+//! every listener it can serve: see `Listener::serving`). The
 //! codec keeps each head **as bytes**: parsing yields ranges of the
 //! caller's buffer, the few headers the proxy acts on are recognised while
 //! parsing, and the head for the other hop is written by copying the
