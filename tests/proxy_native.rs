@@ -10,14 +10,14 @@ mod proxy_support;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use proxy_support::raw::{split_head, RawClient, RawUpstream, Script};
+use proxy_support::raw::{dechunk, split_head, RawClient, RawUpstream, Script};
 use proxy_support::{listener, Proxy, WAIT};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use waybill::clock::Clock;
-use waybill::config::{Engine, NativeRefusal, UpstreamProtocol};
+use waybill::config::{Engine, HeaderCase, NativeRefusal, UpstreamProtocol};
 use waybill::proxy::{serve_with, ExchangeSink, ListenerOptions, Outcome, ProxyMetrics};
 
 #[tokio::test]
@@ -208,4 +208,31 @@ async fn the_engines_own_answers_to_head_have_no_body() {
     assert!(head.starts_with("HTTP/1.1 400 "), "{refused}");
     assert!(!head.contains("content-length: 0\r\n"), "{refused}");
     assert_eq!(body, b"", "{refused}");
+}
+
+/// On a `header_case: lowercase` listener the trailer fields that go on
+/// are lower case too (as on every listener: the engine writes trailer
+/// names as hyper forwards them), like every head the engine writes.
+#[tokio::test]
+async fn a_lowercase_listener_relays_trailers_in_lower_case() {
+    let upstream = RawUpstream::start(|_| {
+        Script::bytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 42\r\n\r\n")
+    })
+    .await;
+    let mut native = listener(&format!("http://{}", upstream.addr));
+    native.engine = Engine::Native;
+    native.header_case = HeaderCase::Lowercase;
+    let proxy = Proxy::start(native).await;
+
+    let mut client = RawClient::connect(proxy.addr).await;
+    client
+        .write(b"GET /a HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n")
+        .await;
+    let response = client.response().await;
+    let (head, body) = split_head(response.as_bytes());
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\ntrailer: X-Sum\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    assert_eq!(dechunk(body), (b"ok".to_vec(), "x-sum: 42\r\n\r\n".to_owned()));
 }

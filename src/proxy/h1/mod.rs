@@ -73,7 +73,8 @@
 //!   sent a line of that name (hyper reuses the spelling of a line it saw
 //!   even when that line was dropped).
 //! - On `header_case: lowercase` listeners every written head's names are
-//!   lower-cased ([`lowercase_names`]); chunked trailers go on as they came.
+//!   lower-cased ([`lowercase_names`]); chunked trailer names go on in
+//!   lower case on every listener (`body.rs`, as hyper forwards them).
 //!
 //! # The engine (`connection.rs`, session 8)
 //! Reads into one buffer until a head parses, answers [`HeadError`]s with
