@@ -234,5 +234,8 @@ async fn a_lowercase_listener_relays_trailers_in_lower_case() {
         head,
         "HTTP/1.1 200 OK\r\ntrailer: X-Sum\r\ntransfer-encoding: chunked\r\n\r\n"
     );
-    assert_eq!(dechunk(body), (b"ok".to_vec(), "x-sum: 42\r\n\r\n".to_owned()));
+    assert_eq!(
+        dechunk(body),
+        (b"ok".to_vec(), "x-sum: 42\r\n\r\n".to_owned())
+    );
 }
