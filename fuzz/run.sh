@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs every fuzz target (the extractors', and `h1`: the proxy's HTTP/1 codec) for a bounded time and prints, per
-# target, the executions done and whether libFuzzer found a crash.
+# Runs every fuzz target (the extractors', `h1`: the proxy's HTTP/1 codec, and `h1_connection`: client bytes
+# through the native engine on loopback) for a bounded time and prints, per target, the executions done, the
+# coverage reached (libFuzzer's `cov:`) and whether libFuzzer found a crash.
 #
 #   fuzz/run.sh [SECONDS_PER_TARGET]   (default 60)
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
-# Seeds come from tests/fixtures/formats. A crash leaves its input under
+# Seeds come from tests/fixtures/formats; h1_connection's from the requests and responses written in
+# tests/proxy_conformance.rs. A crash leaves its input under
 # fuzz/artifacts/TARGET/; fix it and keep the input as a regression test.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,8 +15,30 @@ seconds=${1:-60}
 fixtures=../tests/fixtures/formats
 mkdir -p logs
 status=0
-printf '%-12s %12s  %s\n' target executions result
-for target in json_path xml x12 edifact decompress form h1; do
+
+# An h1_connection input: a selector byte (listener, upstream closing), the response's length, the
+# response, the client's bytes; the two strings are read as printf %b escapes.
+connection_seed() { # FILE SELECTOR RESPONSE CLIENT
+    local response
+    response=$(mktemp)
+    printf '%b' "$3" >"$response"
+    if [ "$(wc -c <"$response")" -gt 255 ]; then rm -f "$response"; return; fi
+    {
+        printf "\\$(printf %03o "$2")"
+        printf "\\$(printf %03o "$(wc -c <"$response")")"
+        cat "$response"
+        printf '%b' "$4"
+    } >"$1"
+    rm -f "$response"
+}
+
+# The string literals of tests/proxy_conformance.rs that start like a request (or a response).
+literals() { # PATTERN
+    grep -o "\"$1[^\"]*\"" ../tests/proxy_conformance.rs | sed 's/^"//; s/"$//' | sort -u
+}
+
+printf '%-14s %12s %8s  %s\n' target executions cov result
+for target in json_path xml x12 edifact decompress form h1 h1_connection; do
     corpus=corpus/$target
     mkdir -p "$corpus"
     case $target in
@@ -26,6 +50,19 @@ for target in json_path xml x12 edifact decompress form h1; do
         decompress) printf '\006SO-1 SO-2' > "$corpus"/seed.txt ;;
         h1) printf '\000POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n' > "$corpus"/request.txt
             printf '\001HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok' > "$corpus"/response.txt ;;
+        h1_connection)
+            ok='HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+            get='GET /a HTTP/1.1\r\nHost: h\r\n\r\n'
+            n=0
+            while IFS= read -r request; do
+                n=$((n + 1))
+                connection_seed "$corpus/request-$n" $((n % 8)) "$ok" "$request$get"
+            done < <(literals '\(GET\|POST\|HEAD\|PUT\|OPTIONS\|DELETE\|CONNECT\) ')
+            while IFS= read -r response; do
+                n=$((n + 1))
+                connection_seed "$corpus/response-$n" $((n % 8)) "$response" "$get$get"
+            done < <(literals 'HTTP/1\.[01] [0-9]')
+            connection_seed "$corpus/h1" 0 "$ok" 'POST /orders HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n9;x=1\r\n{"id":"1"}\r\n0\r\nX-Sum: 1\r\n\r\n' ;;
     esac
     log=logs/$target.log
     if cargo +nightly fuzz run "$target" "$corpus" -- \
@@ -37,6 +74,7 @@ for target in json_path xml x12 edifact decompress form h1; do
     fi
     # libFuzzer ends with "Done N runs in S second(s)".
     execs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -1)
-    printf '%-12s %12s  %s\n' "$target" "${execs:-?}" "$result"
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    printf '%-14s %12s %8s  %s\n' "$target" "${execs:-?}" "${cov:-?}" "$result"
 done
 exit $status

@@ -140,11 +140,12 @@ routes:
 
 async fn start(routes: &str, clock: Clock) -> Sidecar {
     let mut config = Config::from_yaml(routes, "otlp-test.yaml").expect("valid routes");
-    // `WAYBILL_TEST_ENGINE=native` (ci/test.sh's second run): the
-    // listeners are served by the native HTTP/1 engine.
-    if std::env::var("WAYBILL_TEST_ENGINE").as_deref() == Ok("native") {
+    // `WAYBILL_TEST_ENGINE=hyper` (ci/test.sh's second run): the
+    // listeners are served by hyper's HTTP/1 engine (by default, `auto`:
+    // the native one).
+    if std::env::var("WAYBILL_TEST_ENGINE").as_deref() == Ok("hyper") {
         for listener in &mut config.listeners {
-            listener.engine = Engine::Native;
+            listener.engine = Engine::Hyper;
         }
     }
     // No OTEL_* variable of the machine running the tests leaks in.

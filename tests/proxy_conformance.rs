@@ -9,9 +9,9 @@
 //! the `WAYBILL_CONFORMANCE_LISTENER` variable), so the same suite runs
 //! unchanged against another engine selected there. `#[ignore]`d cases are
 //! the correct behaviour where hyper's engine differs; their `native_`
-//! twins run them when the engine under test is the native one
-//! (`engine: native`, or `WAYBILL_TEST_ENGINE=native`); docs/http1.md has
-//! the table.
+//! twins run them when the engine under test is the native one (the
+//! default `engine: auto` or `engine: native`, unless
+//! `WAYBILL_TEST_ENGINE=hyper`); docs/http1.md has the table.
 
 mod proxy_support;
 
@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proxy_support::raw::{dechunk, split_head, RawClient, RawUpstream, Script, Seen};
 use proxy_support::{listener_from_yaml, Proxy};
+use waybill::proxy::ListenerOptions;
 
 /// The listener under test, `{upstream}` standing for the raw upstream's
 /// `host:port`. `WAYBILL_CONFORMANCE_LISTENER` replaces it (to select
@@ -44,12 +45,15 @@ const SECOND: &str = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond";
 /// that was going to reach the upstream has.
 const SENTINEL: &str = "GET /sentinel HTTP/1.1\r\nHost: sentinel\r\n\r\n";
 
-/// Whether the engine under test is the native one (`engine: native` in
-/// `WAYBILL_CONFORMANCE_LISTENER`, or `WAYBILL_TEST_ENGINE=native`): the
-/// cases `#[ignore]`d for hyper run for it.
+/// Whether the engine under test is the native one (the listener's
+/// engine, `WAYBILL_CONFORMANCE_LISTENER`'s or the default `auto`, unless
+/// `WAYBILL_TEST_ENGINE=hyper`): the cases `#[ignore]`d for hyper run for
+/// it.
 fn native() -> bool {
-    let template = std::env::var("WAYBILL_CONFORMANCE_LISTENER").unwrap_or_default();
-    template.replace(' ', "").contains("engine:native") || proxy_support::test_engine_is_native()
+    let template =
+        std::env::var("WAYBILL_CONFORMANCE_LISTENER").unwrap_or_else(|_| LISTENER.to_owned());
+    let listener = listener_from_yaml(&template.replace("{upstream}", "127.0.0.1:9"));
+    proxy_support::served_natively(&listener, &ListenerOptions::default())
 }
 
 /// A proxy in front of a raw upstream.

@@ -10,7 +10,7 @@ use http::{Request, StatusCode};
 use proxy_support::*;
 use tokio::net::{TcpListener, TcpStream};
 use waybill::config::UpstreamProtocol;
-use waybill::proxy::{native_refusal, ListenerOptions, Outcome, UpstreamError};
+use waybill::proxy::{Outcome, UpstreamError};
 
 /// An address nobody listens on: bound, then released.
 async fn closed_port() -> String {
@@ -145,16 +145,15 @@ async fn gets_502(proxy: &mut Proxy, path: &str, error: UpstreamError) {
 }
 
 /// A listener to `https://{addr}` per upstream protocol that may go over
-/// TLS: `auto` (ALPN may pick HTTP/2: always hyper) and `http1` (the
-/// native engine's too, under `WAYBILL_TEST_ENGINE=native`; the engine a
-/// started proxy uses is its listener's `engine` field).
+/// TLS: `auto` (ALPN may pick HTTP/2: always hyper) and `http1` (served
+/// by the native engine unless `WAYBILL_TEST_ENGINE=hyper`).
 fn https_listeners(addr: &str) -> Vec<waybill::config::Listener> {
     [UpstreamProtocol::Auto, UpstreamProtocol::Http1]
         .into_iter()
         .map(|protocol| {
             let mut listener = listener(&format!("https://{addr}"));
             listener.upstream.protocol = protocol;
-            let native = native_refusal(&listener, &ListenerOptions::default()).is_none();
+            let native = listener.native_refusal(false).is_none();
             assert_eq!(native, protocol == UpstreamProtocol::Http1, "{protocol:?}");
             listener
         })

@@ -1,6 +1,7 @@
 //! What only the native HTTP/1 engine (`engine: native`) has to show
-//! beyond the suites every engine runs (`WAYBILL_TEST_ENGINE=native`): it
-//! refuses a listener it cannot serve at start-up, saying why, and drains
+//! beyond the suites every engine runs (natively by default, `engine:
+//! auto`; again with `WAYBILL_TEST_ENGINE=hyper`): it refuses a listener
+//! it cannot serve at start-up, saying why, and drains
 //! on shutdown (idle connections closed at once, a busy one after its
 //! in-flight response, which then says `connection: close`).
 
@@ -9,19 +10,19 @@ mod proxy_support;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use proxy_support::raw::RawClient;
+use proxy_support::raw::{dechunk, split_head, RawClient, RawUpstream, Script};
 use proxy_support::{listener, Proxy, WAIT};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use waybill::clock::Clock;
-use waybill::config::{Engine, UpstreamProtocol};
+use waybill::config::{Engine, HeaderCase, NativeRefusal, UpstreamProtocol};
 use waybill::proxy::{serve_with, ExchangeSink, ListenerOptions, Outcome, ProxyMetrics};
 
 #[tokio::test]
 async fn a_listener_the_native_engine_cannot_serve_is_refused_saying_why() {
-    for (protocol, reason) in [(UpstreamProtocol::Http2, "needs an HTTP/1-only upstream")] {
+    for (protocol, reason) in [(UpstreamProtocol::Http2, NativeRefusal::Http2Upstream)] {
         let mut listener = listener("http://127.0.0.1:9");
         listener.engine = Engine::Native;
         listener.upstream.protocol = protocol;
@@ -45,7 +46,7 @@ async fn a_listener_the_native_engine_cannot_serve_is_refused_saying_why() {
         let error = served.expect_err("refused");
         assert!(
             error.to_string().contains("listener `wms-inbound`")
-                && error.to_string().contains(reason),
+                && error.to_string().contains(&reason.to_string()),
             "{error}"
         );
     }
@@ -168,4 +169,73 @@ async fn a_client_gone_while_a_1xx_is_relayed_still_counts_its_request() {
         exchange.outcome
     );
     assert_eq!(exchange.uri.path(), "/slow");
+}
+
+/// The answer every upstream in these tests gives a `GET`.
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// Found by the `h1_connection` fuzz target (session 9): the engine's own
+/// answers (the 502 of a failed upstream, the refusals) carried their body
+/// to a `HEAD` request, which the client reads as the start of the next
+/// response. Now they go without it, as hyper's server writes them.
+#[tokio::test]
+async fn the_engines_own_answers_to_head_have_no_body() {
+    let upstream = RawUpstream::start(|request| {
+        if request.starts_with(b"HEAD ") {
+            Script::bytes("not a response\r\n\r\n")
+        } else {
+            Script::bytes(OK)
+        }
+    })
+    .await;
+    let mut native = listener(&format!("http://{}", upstream.addr));
+    native.engine = Engine::Native;
+    let proxy = Proxy::start(native).await;
+
+    // A 502, then the connection still carries the next request.
+    let mut client = RawClient::connect(proxy.addr).await;
+    client.write(b"HEAD /a HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    let failed = client.head_response().await;
+    assert!(failed.starts_with("HTTP/1.1 502 "), "{failed}");
+    client.write(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    assert_eq!(client.response().await, OK);
+
+    // A refusal (no `Host`), then the connection closes.
+    let mut client = RawClient::connect(proxy.addr).await;
+    client.write(b"HEAD /a HTTP/1.1\r\n\r\n").await;
+    let refused = client.rest().await;
+    let (head, body) = split_head(refused.as_bytes());
+    assert!(head.starts_with("HTTP/1.1 400 "), "{refused}");
+    assert!(!head.contains("content-length: 0\r\n"), "{refused}");
+    assert_eq!(body, b"", "{refused}");
+}
+
+/// On a `header_case: lowercase` listener the trailer fields that go on
+/// are lower case too (as on every listener: the engine writes trailer
+/// names as hyper forwards them), like every head the engine writes.
+#[tokio::test]
+async fn a_lowercase_listener_relays_trailers_in_lower_case() {
+    let upstream = RawUpstream::start(|_| {
+        Script::bytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 42\r\n\r\n")
+    })
+    .await;
+    let mut native = listener(&format!("http://{}", upstream.addr));
+    native.engine = Engine::Native;
+    native.header_case = HeaderCase::Lowercase;
+    let proxy = Proxy::start(native).await;
+
+    let mut client = RawClient::connect(proxy.addr).await;
+    client
+        .write(b"GET /a HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n")
+        .await;
+    let response = client.response().await;
+    let (head, body) = split_head(response.as_bytes());
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\ntrailer: X-Sum\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    assert_eq!(
+        dechunk(body),
+        (b"ok".to_vec(), "x-sum: 42\r\n\r\n".to_owned())
+    );
 }

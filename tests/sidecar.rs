@@ -57,11 +57,11 @@ async fn upstream() -> SocketAddr {
 }
 
 fn routes(upstream: SocketAddr) -> String {
-    // `WAYBILL_TEST_ENGINE=native` (ci/test.sh's second run): the listener
-    // is served by the native HTTP/1 engine.
+    // The default engine (`auto`: the native one for this listener), or
+    // hyper's under `WAYBILL_TEST_ENGINE=hyper` (ci/test.sh's second run).
     let engine = match std::env::var("WAYBILL_TEST_ENGINE").as_deref() {
-        Ok("native") => "native",
-        _ => "hyper",
+        Ok("hyper") => "hyper",
+        _ => "auto",
     };
     format!(
         r#"

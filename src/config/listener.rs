@@ -36,34 +36,87 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Why the native engine cannot serve this listener with its `routes`
-    /// (all of the config's; those serving other listeners are skipped),
-    /// or `None` when it can.
-    pub fn native_refusal(&self, routes: &[Route]) -> Option<&'static str> {
-        self.native_refusal_by_listener().or_else(|| {
-            routes
-                .iter()
-                .any(|route| route.serves(self.id) && route.guard.is_some())
-                .then_some(NATIVE_GUARD)
-        })
+    /// Whether a route serving this listener (of all the config's
+    /// `routes`) has an idempotency guard: the `guarded` of
+    /// [`Listener::serving`] once the routes are read.
+    pub fn has_guarded_route(&self, routes: &[Route]) -> bool {
+        routes
+            .iter()
+            .any(|route| route.serves(self.id) && route.guard.is_some())
     }
 
-    /// [`Listener::native_refusal`] for what the listener alone decides.
-    pub fn native_refusal_by_listener(&self) -> Option<&'static str> {
+    /// Why the native engine cannot serve this listener, `guarded` saying
+    /// whether a route of it has an idempotency guard; `None` when it can.
+    /// The one statement of the rules: validation, start-up and
+    /// `engine: auto` all decide with it (through [`Listener::serving`]).
+    pub fn native_refusal(&self, guarded: bool) -> Option<NativeRefusal> {
         let http1_only = match self.upstream.protocol {
             UpstreamProtocol::Http1 => true,
             UpstreamProtocol::Auto => !self.upstream.is_tls(),
             UpstreamProtocol::Http2 => false,
         };
         if !http1_only {
-            return Some("`engine: native` needs an HTTP/1-only upstream (`http://` with `upstream_protocol` `auto` or `http1`, or `upstream_protocol: http1`); this one may speak HTTP/2: use `engine: hyper`");
+            Some(NativeRefusal::Http2Upstream)
+        } else if guarded {
+            Some(NativeRefusal::Guard)
+        } else {
+            None
         }
-        None
+    }
+
+    /// The engine serving this listener's HTTP/1 client connections,
+    /// `guarded` as for [`Listener::native_refusal`]; an error only for
+    /// `engine: native` on a listener the native engine cannot serve.
+    pub fn serving(&self, guarded: bool) -> Result<Serving, NativeRefusal> {
+        let refusal = self.native_refusal(guarded);
+        match (self.engine, refusal) {
+            (Engine::Hyper, _) => Ok(Serving::Hyper(None)),
+            (Engine::Native | Engine::Auto, None) => Ok(Serving::Native),
+            (Engine::Native, Some(refusal)) => Err(refusal),
+            (Engine::Auto, Some(refusal)) => Ok(Serving::Hyper(Some(refusal))),
+        }
     }
 }
 
-/// Why the native engine refuses a listener with a guarded route.
-pub const NATIVE_GUARD: &str = "`engine: native` does not implement the idempotency guard, and a route of this listener has `idempotency_guard`: use `engine: hyper`";
+/// Why the native engine cannot serve a listener (see
+/// [`Listener::native_refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeRefusal {
+    /// The upstream may speak HTTP/2: `upstream_protocol: http2`, or
+    /// `https://` with `upstream_protocol: auto` (ALPN may pick h2).
+    Http2Upstream,
+    /// A route of the listener has `idempotency_guard`.
+    Guard,
+}
+
+impl std::fmt::Display for NativeRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NativeRefusal::Http2Upstream => "the native engine needs an HTTP/1-only upstream (`http://` with `upstream_protocol` `auto` or `http1`, or `upstream_protocol: http1`); this one may speak HTTP/2",
+            NativeRefusal::Guard => "the native engine does not implement the idempotency guard, and a route of this listener has `idempotency_guard`",
+        })
+    }
+}
+
+/// The engine that serves a listener (see [`Listener::serving`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// The proxy's own HTTP/1 engine.
+    Native,
+    /// hyper's; with the reason when `engine: auto` could not pick the
+    /// native engine.
+    Hyper(Option<NativeRefusal>),
+}
+
+impl Serving {
+    /// The engine's name as in the config (`native`, `hyper`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Serving::Native => "native",
+            Serving::Hyper(_) => "hyper",
+        }
+    }
+}
 
 /// Where a listener forwards to.
 #[derive(Debug, Clone)]
@@ -131,14 +184,18 @@ pub enum Forwarded {
     Append,
 }
 
-/// What serves a listener's HTTP/1 client connections.
+/// What serves a listener's HTTP/1 client connections (the one that
+/// does, once the routes are known: [`Listener::serving`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Engine {
-    /// hyper's HTTP/1 server and client (default).
+    /// The native engine where it can serve the listener, hyper where not
+    /// (default).
     #[default]
+    Auto,
+    /// hyper's HTTP/1 server and client.
     Hyper,
     /// The proxy's own HTTP/1 engine (`proxy/h1/`): one task per client
-    /// connection; only for listeners it can serve entirely (see
-    /// `proxy::native_refusal`).
+    /// connection; only for listeners it can serve entirely (a listener
+    /// it cannot serve is refused).
     Native,
 }

@@ -27,8 +27,8 @@ pub use business::{ExceptionRule, Expectation, Flow, MilestoneDef, OUT_OF_ORDER}
 pub use error::{ConfigError, ConfigErrors};
 pub use head_routes::HeadRoutes;
 pub use listener::{
-    Direction, Engine, Forwarded, HeaderCase, HostHeader, Listener, ListenerId, Upstream,
-    UpstreamProtocol, NATIVE_GUARD,
+    Direction, Engine, Forwarded, HeaderCase, HostHeader, Listener, ListenerId, NativeRefusal,
+    Serving, Upstream, UpstreamProtocol,
 };
 pub use measure::{MeasureDef, MeasureRule, Role, UnitKind, UnitRule, VarianceRule, COUNT, KG};
 pub use route::{

@@ -334,14 +334,17 @@ pub struct RawListener {
     /// `off` (default) or `append` to add `X-Forwarded-*` headers.
     #[serde(default)]
     pub forwarded: Option<RawForwarded>,
-    /// What serves HTTP/1 client connections: `hyper` (default) or
-    /// `native`, the proxy's own HTTP/1 engine (fewer instructions per
-    /// exchange; docs/http1.md). `native` serves only a listener it can
-    /// serve entirely: an HTTP/1-only upstream (`http://` with
-    /// `upstream_protocol` `auto` or `http1`, or `https://` with `http1`)
-    /// and no route of the listener with an `idempotency_guard`;
-    /// otherwise the sidecar refuses to start, saying why. h2c clients on
-    /// the same port are still served (by hyper).
+    /// What serves HTTP/1 client connections: `auto` (default), `native`
+    /// or `hyper`. `native` is the proxy's own HTTP/1 engine (fewer
+    /// instructions per exchange, fuzzed; docs/http1.md); it serves only a
+    /// listener it can serve entirely: an HTTP/1-only upstream (`http://`
+    /// with `upstream_protocol` `auto` or `http1`, or `https://` with
+    /// `http1`) and no route of the listener with an `idempotency_guard`.
+    /// `auto` picks `native` where it can and `hyper` where not (the
+    /// start-up log says which engine serves each listener, and why not
+    /// `native`); `native` on a listener it cannot serve is an error,
+    /// saying why. h2c clients on the same port are served by hyper
+    /// either way.
     #[serde(default)]
     pub engine: Option<RawEngine>,
     /// Time allowed for the upstream's response head, e.g. `30s` (default).
@@ -392,6 +395,7 @@ pub enum RawHeaderCase {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RawEngine {
+    Auto,
     Hyper,
     Native,
 }

@@ -14,7 +14,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::locate::Locator;
 use super::raw::RawConfig;
 use super::units::parse_duration;
-use super::{kind, Config, Engine, Expectation, Flow, KeyKind, MilestoneDef, Symbol, Symbols};
+use super::{kind, Config, Expectation, Flow, KeyKind, MilestoneDef, Symbol, Symbols};
 use std::time::Duration;
 
 /// A validated config and the warnings found on the way.
@@ -50,10 +50,11 @@ pub fn validate(raw: &RawConfig, text: &str, source: &str) -> Result<Validated, 
     };
     let (operations, routes) = v.routes(&raw.routes, &declared);
     for listener in &listeners {
-        if listener.engine == Engine::Native {
-            if let Some(reason) = listener.native_refusal(&routes) {
-                v.error(&format!("listeners[{}].engine", listener.id.0), reason);
-            }
+        if let Err(refusal) = listener.serving(listener.has_guarded_route(&routes)) {
+            v.error(
+                &format!("listeners[{}].engine", listener.id.0),
+                format!("`engine: native` cannot serve this listener: {refusal}: use `engine: auto` or `hyper`"),
+            );
         }
     }
     let (flow_names, flows) = v.flows(raw, &milestones);

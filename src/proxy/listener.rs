@@ -25,7 +25,7 @@ use super::metrics::ProxyMetrics;
 use super::sink::ExchangeSink;
 use super::TraceContextSource;
 use crate::clock::Clock;
-use crate::config::{Engine, HeaderCase, Listener, NATIVE_GUARD};
+use crate::config::{HeaderCase, Listener, NativeRefusal, Serving};
 
 /// Pause after a failed `accept` (out of file descriptors, say) so the loop
 /// does not spin while the condition lasts.
@@ -106,21 +106,27 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let name = listener.name.clone();
     let preserve_header_case = listener.header_case == HeaderCase::Preserve;
-    let native = listener.engine == Engine::Native;
-    if native {
-        if let Some(reason) = native_refusal(&listener, &options) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("listener `{name}`: {reason}"),
-            ));
-        }
+    let serving = engine_serving(&listener, &options).map_err(|refusal| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("listener `{name}`: `engine: native` cannot serve it: {refusal}"),
+        )
+    })?;
+    match serving {
+        Serving::Hyper(Some(refusal)) => tracing::info!(
+            listener = %name,
+            engine = serving.name(),
+            reason = %refusal,
+            "listener served by hyper's HTTP/1 engine (`engine: auto`)"
+        ),
+        _ => tracing::info!(listener = %name, engine = serving.name(), "listener engine"),
     }
     let forwarder = Arc::new(Forwarder::new(listener, options, sink, &metrics, clock)?);
-    if native {
+    if serving == Serving::Native {
         let engine = NativeEngine::new(forwarder).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("listener `{name}`: `engine: native` needs an HTTP/1-only upstream"),
+                format!("listener `{name}`: the native engine needs an HTTP/1-only upstream"),
             )
         })?;
         serve_native(socket, &name, Arc::new(engine), shutdown).await;
@@ -151,13 +157,14 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// Why the native engine cannot serve `listener` with `options` (see
-/// [`Listener::native_refusal`]: the routes are known here through what
-/// they opted into), or `None`.
-pub fn native_refusal(listener: &Listener, options: &ListenerOptions) -> Option<&'static str> {
-    listener
-        .native_refusal_by_listener()
-        .or_else(|| (!options.guarded.is_empty()).then_some(NATIVE_GUARD))
+/// The engine serving `listener` with its routes' `options`
+/// ([`Listener::serving`], the routes known here through what they opted
+/// into); an error for `engine: native` on a listener it cannot serve.
+pub fn engine_serving(
+    listener: &Listener,
+    options: &ListenerOptions,
+) -> Result<Serving, NativeRefusal> {
+    listener.serving(!options.guarded.is_empty())
 }
 
 /// The accept loop of a listener served by the native engine: one task

@@ -104,12 +104,13 @@
 //!
 //! # Files
 //! - `listener.rs`: [`serve`], accepting connections, graceful shutdown,
-//!   the engine selection ([`native_refusal`]).
+//!   the engine selection ([`engine_serving`]).
 //! - `forward.rs`: one request: rewrite the head, forward, respond.
 //! - `headers.rs`: hop-by-hop removal, `X-Forwarded-*`.
 //! - `h1/`: an HTTP/1 codec of our own (heads kept as bytes, framing,
 //!   chunked decoding, head rewriting) and the engine around it that
-//!   serves listeners with `engine: native` (one task per client
+//!   serves listeners with `engine: native`, and `auto` (the default)
+//!   where it can (one task per client
 //!   connection, no hyper on the HTTP/1 path; same contract, same
 //!   metrics, same [`Exchange`]).
 //! - `upstream.rs`: the pooled client and connector per listener.
@@ -151,6 +152,6 @@ pub use guard::{
     StateResult, MAX_KEY_LEN,
 };
 pub use inspect::UninspectedRoutes;
-pub use listener::{native_refusal, serve, serve_guarded, serve_with, ListenerOptions};
+pub use listener::{engine_serving, serve, serve_guarded, serve_with, ListenerOptions};
 pub use metrics::{status_class, status_class_index, ProxyMetrics, STATUS_CLASSES};
 pub use sink::{ExchangeSink, Handover, Refused};

@@ -28,10 +28,10 @@ use tokio_util::sync::CancellationToken;
 use waybill::clock::Clock;
 use waybill::config::{
     kind, Config, Direction, Engine, Forwarded, HeaderCase, HostHeader, Listener, ListenerId,
-    Symbols, Upstream, UpstreamProtocol,
+    Serving, Symbols, Upstream, UpstreamProtocol,
 };
 use waybill::proxy::{
-    native_refusal, serve_with, Exchange, ExchangeSink, ListenerOptions, ProxyMetrics,
+    engine_serving, serve_with, Exchange, ExchangeSink, ListenerOptions, ProxyMetrics,
 };
 
 /// Upper bound of every wait in these tests; a failure, never a threshold.
@@ -57,7 +57,7 @@ pub fn listener(upstream: &str) -> Listener {
         host_header: HostHeader::Preserve,
         header_case: HeaderCase::Preserve,
         forwarded: Forwarded::Off,
-        engine: Engine::Hyper,
+        engine: Engine::Auto,
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
         tap_limit: 64 * 1024,
@@ -77,20 +77,26 @@ pub fn listener_from_yaml(yaml: &str) -> Listener {
     config.listeners.into_iter().next().expect("one listener")
 }
 
-/// `WAYBILL_TEST_ENGINE=native` runs the proxy tests against the native
-/// HTTP/1 engine: every listener it can serve gets `engine: native`; the
-/// others (guards, HTTP/2 upstreams) keep hyper.
-fn with_test_engine(mut listener: Listener, options: &ListenerOptions) -> Listener {
-    let native = std::env::var("WAYBILL_TEST_ENGINE").is_ok_and(|engine| engine == "native");
-    if native && native_refusal(&listener, options).is_none() {
-        listener.engine = Engine::Native;
+/// `WAYBILL_TEST_ENGINE=hyper` (ci/test.sh's second run) runs the proxy
+/// tests against hyper's HTTP/1 engine: every listener that does not
+/// choose an engine (`engine: auto`, the default) gets `engine: hyper`.
+/// Without it such a listener is served as the sidecar would serve it: by
+/// the native engine where it can (see [`Listener::serving`]).
+fn with_test_engine(mut listener: Listener) -> Listener {
+    if test_engine_is_hyper() && listener.engine == Engine::Auto {
+        listener.engine = Engine::Hyper;
     }
     listener
 }
 
-/// The engine tests run against (see [`with_test_engine`]).
-pub fn test_engine_is_native() -> bool {
-    std::env::var("WAYBILL_TEST_ENGINE").is_ok_and(|engine| engine == "native")
+/// Whether the tests run against hyper's engine (see [`with_test_engine`]).
+pub fn test_engine_is_hyper() -> bool {
+    std::env::var("WAYBILL_TEST_ENGINE").is_ok_and(|engine| engine == "hyper")
+}
+
+/// Whether [`Proxy`] serves `listener` with `options` by the native engine.
+pub fn served_natively(listener: &Listener, options: &ListenerOptions) -> bool {
+    engine_serving(&with_test_engine(listener.clone()), options) == Ok(Serving::Native)
 }
 
 /// The proxy running in-process for one listener.
@@ -114,7 +120,7 @@ impl Proxy {
         options: ListenerOptions,
         queue: usize,
     ) -> Proxy {
-        let listener = with_test_engine(listener, &options);
+        let listener = with_test_engine(listener);
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = socket.local_addr().expect("proxy addr");
         let mut registry = Registry::default();

@@ -154,7 +154,8 @@ impl Validator<'_> {
                     Some(RawForwarded::Append) => Forwarded::Append,
                 },
                 engine: match l.engine {
-                    None | Some(RawEngine::Hyper) => Engine::Hyper,
+                    None | Some(RawEngine::Auto) => Engine::Auto,
+                    Some(RawEngine::Hyper) => Engine::Hyper,
                     Some(RawEngine::Native) => Engine::Native,
                 },
                 timeout,
@@ -254,7 +255,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::config::StoreConfig;
+    use crate::config::{NativeRefusal, Serving, StoreConfig};
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().expect("address")
@@ -369,12 +370,19 @@ mod tests {
     }
 
     #[test]
-    fn the_engine_is_hyper_unless_native_is_asked_for() {
+    fn the_engine_is_auto_unless_one_is_asked_for() {
         let plain = "upstream: http://127.0.0.1:9000";
         let config = load_listener(plain, "  []\n").expect("valid");
-        assert_eq!(config.listeners[0].engine, Engine::Hyper);
-        let config = load_listener(&format!("{plain}, engine: native"), "  []\n").expect("valid");
-        assert_eq!(config.listeners[0].engine, Engine::Native);
+        assert_eq!(config.listeners[0].engine, Engine::Auto);
+        for (name, engine) in [
+            ("auto", Engine::Auto),
+            ("hyper", Engine::Hyper),
+            ("native", Engine::Native),
+        ] {
+            let config =
+                load_listener(&format!("{plain}, engine: {name}"), "  []\n").expect("valid");
+            assert_eq!(config.listeners[0].engine, engine);
+        }
         let error = load_listener(&format!("{plain}, engine: h3"), "  []\n").expect_err("invalid");
         assert!(
             error.contains("t.yaml:4:") && error.contains("h3"),
@@ -382,25 +390,37 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_native_engine_is_refused_where_it_cannot_serve_saying_why() {
-        let refused = [
+    const GUARDED: &str = "  - { name: g, system: wms, match: { path: /a }, idempotency_guard: { header: Idempotency-Key } }\n";
+
+    /// The listeners the native engine cannot serve, with the reason.
+    fn refused() -> [(&'static str, &'static str, NativeRefusal); 3] {
+        [
             (
                 "upstream: http://127.0.0.1:9000, upstream_protocol: http2",
                 "  []\n",
-                "needs an HTTP/1-only upstream",
+                NativeRefusal::Http2Upstream,
             ),
             (
                 "upstream: https://erp.example",
                 "  []\n",
-                "needs an HTTP/1-only upstream",
+                NativeRefusal::Http2Upstream,
             ),
-        ];
-        for (listener, routes, reason) in refused {
+            (
+                "upstream: http://127.0.0.1:9000",
+                GUARDED,
+                NativeRefusal::Guard,
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_native_engine_is_refused_where_it_cannot_serve_saying_why() {
+        for (listener, routes, reason) in refused() {
             let error =
                 load_listener(&format!("{listener}, engine: native"), routes).expect_err("refused");
             assert!(
-                error.contains("listeners[0].engine: `engine: native`") && error.contains(reason),
+                error.contains("listeners[0].engine: `engine: native` cannot serve")
+                    && error.contains(&reason.to_string()),
                 "{listener}: {error}"
             );
         }
@@ -412,6 +432,36 @@ mod tests {
         assert!(load_listener(native, propagating).is_ok());
         let lowercase = "upstream: http://127.0.0.1:9000, header_case: lowercase, engine: native";
         assert!(load_listener(lowercase, "  []\n").is_ok());
+    }
+
+    #[test]
+    fn auto_serves_with_the_native_engine_where_it_can_and_hyper_where_not() {
+        for (listener, routes, reason) in refused() {
+            let config = load_listener(listener, routes).expect("auto is never refused");
+            let listener_config = &config.listeners[0];
+            let guarded = listener_config.has_guarded_route(&config.routes);
+            assert_eq!(
+                listener_config.serving(guarded),
+                Ok(Serving::Hyper(Some(reason))),
+                "{listener}"
+            );
+        }
+        let served = [
+            "upstream: http://127.0.0.1:9000",
+            "upstream: http://127.0.0.1:9000, upstream_protocol: http1",
+            "upstream: https://erp.example, upstream_protocol: http1",
+        ];
+        for listener in served {
+            let config = load_listener(listener, "  []\n").expect("valid");
+            assert_eq!(
+                config.listeners[0].serving(false),
+                Ok(Serving::Native),
+                "{listener}"
+            );
+        }
+        let hyper = load_listener("upstream: http://127.0.0.1:9000, engine: hyper", "  []\n")
+            .expect("valid");
+        assert_eq!(hyper.listeners[0].serving(false), Ok(Serving::Hyper(None)));
     }
 
     #[test]

@@ -51,7 +51,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::body::{flush, Pump, PumpError, Pumped, Trailers, READ_CHUNK};
-use super::framing::{self, BodyLength, FramingError, RequestFraming, ResponseFraming};
+use super::framing::{self, BodyLength, FramingError, MethodKind, RequestFraming, ResponseFraming};
 use super::handoff::{self, Sniffed};
 use super::head::{Lines, Parsed, RequestHead, ResponseHead, Span, Version};
 use super::rewrite::{
@@ -277,7 +277,9 @@ fn no_head_in_time() -> Failure {
 /// status line in the client's version, the headers in order, names in
 /// lower case, then `content-length` and the body; `connection: close`
 /// added when the connection closes after it.
-fn write_own(response: &Response<ProxyBody>, close: bool, out: &mut Vec<u8>) {
+/// To a `HEAD` request (`head_request`) without its body, as hyper's
+/// server writes it: the body would be read as the next response.
+fn write_own(response: &Response<ProxyBody>, close: bool, head_request: bool, out: &mut Vec<u8>) {
     use std::io::Write as _;
     let version = match response.version() {
         http::Version::HTTP_10 => "HTTP/1.0",
@@ -301,7 +303,9 @@ fn write_own(response: &Response<ProxyBody>, close: bool, out: &mut Vec<u8>) {
     }
     let body = response.body().message_bytes();
     let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
-    out.extend_from_slice(body);
+    if !head_request {
+        out.extend_from_slice(body);
+    }
 }
 
 /// After closing its side, how long the engine goes on reading (and
@@ -439,6 +443,7 @@ impl Connection<'_> {
         let buf = &head_bytes[..];
         let head = &self.head;
         let version = head.version;
+        let head_request = MethodKind::of(head.method(buf)) == MethodKind::Head;
         if head.target(buf).len() > MAX_TARGET_LEN {
             self.write_client(URI_TOO_LONG).await;
             return Next::Close;
@@ -470,10 +475,12 @@ impl Connection<'_> {
                 .map(|authority| authority.as_str().as_bytes()),
         };
         if let Err(rejection) = check_fields(&fields) {
-            return self.refuse(rejection, version).await;
+            return self.refuse(rejection, version, head_request).await;
         }
         let Ok(framing) = framing else {
-            return self.refuse(Rejection::TransferCoding, version).await;
+            return self
+                .refuse(Rejection::TransferCoding, version, head_request)
+                .await;
         };
         let pending = self.pending(&head_bytes, &uri, began, &framing);
         let asked = Asked {
@@ -533,8 +540,9 @@ impl Connection<'_> {
         Some(pending)
     }
 
-    /// Refuses the request (no exchange, counted) and closes.
-    async fn refuse(&mut self, rejection: Rejection, version: Version) -> Next {
+    /// Refuses the request (no exchange, counted) and closes; without a
+    /// body when it is a `HEAD` request (`head_request`).
+    async fn refuse(&mut self, rejection: Rejection, version: Version, head_request: bool) -> Next {
         // Written out before the first `await`, so the response is no
         // part of the future's state.
         self.out.clear();
@@ -542,7 +550,7 @@ impl Connection<'_> {
             .engine
             .forwarder
             .reject(rejection, http_version(version));
-        write_own(&response, true, &mut self.out);
+        write_own(&response, true, head_request, &mut self.out);
         drop(response);
         self.write_out().await;
         Next::Close
@@ -569,7 +577,8 @@ impl Connection<'_> {
             http_version(asked.version),
             time,
         );
-        write_own(&response, close, &mut self.out);
+        let head_request = asked.framing.method == MethodKind::Head;
+        write_own(&response, close, head_request, &mut self.out);
         drop(response);
         let written = self.write_out().await;
         if close || !written {
@@ -713,7 +722,10 @@ impl Connection<'_> {
                 Some(Err(error)) => {
                     tracing::debug!(peer = %self.peer, %error, "request body failed");
                     request_tap.end(false);
-                    return self.refuse(Rejection::Body, asked.version).await;
+                    let head_request = asked.framing.method == MethodKind::Head;
+                    return self
+                        .refuse(Rejection::Body, asked.version, head_request)
+                        .await;
                 }
                 None => no_head_in_time(),
             };

@@ -1,5 +1,6 @@
 //! An HTTP/1.1 codec of the proxy's own and the engine around it
-//! (`engine: native` on a listener; hyper's engine stays the default). The
+//! (`engine: native` on a listener, and the default `engine: auto` on
+//! every listener it can serve: see `Listener::serving`). The
 //! codec keeps each head **as bytes**: parsing yields ranges of the
 //! caller's buffer, the few headers the proxy acts on are recognised while
 //! parsing, and the head for the other hop is written by copying the
@@ -74,7 +75,8 @@
 //!   sent a line of that name (hyper reuses the spelling of a line it saw
 //!   even when that line was dropped).
 //! - On `header_case: lowercase` listeners every written head's names are
-//!   lower-cased ([`lowercase_names`]); chunked trailers go on as they came.
+//!   lower-cased ([`lowercase_names`]); chunked trailer names go on in
+//!   lower case on every listener (`body.rs`, as hyper forwards them).
 //!
 //! # The engine (`connection.rs`, session 8)
 //! Reads into one buffer until a head parses, answers [`HeadError`]s with
