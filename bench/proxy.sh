@@ -197,6 +197,17 @@ wait_port() {
   return 1
 }
 
+# Every port this run serves on. One already taken (another run of this
+# script, say) would answer this run's wrk, and the servers here would not
+# bind: both runs' figures would be wrong, so refuse to start.
+PORTS=(18080 18083 18085 18090 18091 18099)
+for port in "${PORTS[@]}"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    log "port $port is already in use (another bench/proxy.sh?): run one at a time"
+    exit 1
+  fi
+done
+
 taskset -c "$SERVER_CPU" nginx -c "$WORK/up/nginx.conf" -e "$WORK/up/error.log" &
 PIDS+=($!)
 UP_PID=$!
@@ -214,7 +225,7 @@ WAYBILL_LOG=warn WAYBILL_DRAIN_TIMEOUT=2s \
   2>"$WORK/waybill.log" &
 PIDS+=($!)
 WAYBILL_PID=$!
-for port in 18080 18083 18085 18090 18091 18099; do wait_port "$port"; done
+for port in "${PORTS[@]}"; do wait_port "$port"; done
 sleep 1
 
 # The upstream must answer exactly BODY_SIZE bytes.
