@@ -7,10 +7,14 @@
 #          body, as it must to keep the connection alive)
 #   18083  the same nginx: an OTLP/HTTP receiver that accepts and drops spans
 #   18085  nginx reverse proxy: proxy_pass to a keepalive upstream block
+#   18086  haproxy reverse proxy (the second peer): one thread, `http-reuse
+#          always` toward the same upstream
 #   18090  waybill (bench/waybill-bench.yaml): every observation feature on
 #   18091  waybill, listener whose route has `inspect: false` (no tap, no exchange)
 #   18099  waybill admin (/metrics, read at the end for drops)
 # and drives them with wrk (bench/post.lua: POSTs of 840-byte JSON bodies).
+# The figures to quote are the ratios against nginx (and haproxy) measured
+# in the same run.
 #
 # Pinning: wrk on CPU 0; upstream, proxies and waybill on CPU 1 (so a
 # proxy competes with the upstream for one core, as in the issue's
@@ -92,6 +96,7 @@ log() { echo "[proxy.sh] $*" >&2; }
 
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
+command -v haproxy >/dev/null || need+=(haproxy)
 command -v wrk >/dev/null || need+=(wrk)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v curl >/dev/null || need+=(curl)
@@ -185,6 +190,28 @@ EOF
 EOF
 } >"$WORK/px/nginx.conf"
 
+# haproxy as the issue's second peer: one process, one thread (as nginx's
+# one worker), idle upstream connections reused across client connections
+# as nginx's keepalive block does.
+mkdir -p "$WORK/ha"
+cat >"$WORK/ha/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8192
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  timeout http-keep-alive 300s
+  http-reuse always
+frontend bench
+  bind 127.0.0.1:18086
+  default_backend upstream
+backend upstream
+  server up 127.0.0.1:18080 pool-max-conn 128
+EOF
+
 # --- processes ------------------------------------------------------------
 
 wait_port() {
@@ -200,7 +227,7 @@ wait_port() {
 # Every port this run serves on. One already taken (another run of this
 # script, say) would answer this run's wrk, and the servers here would not
 # bind: both runs' figures would be wrong, so refuse to start.
-PORTS=(18080 18083 18085 18090 18091 18099)
+PORTS=(18080 18083 18085 18086 18090 18091 18099)
 for port in "${PORTS[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     log "port $port is already in use (another bench/proxy.sh?): run one at a time"
@@ -214,6 +241,9 @@ UP_PID=$!
 taskset -c "$SERVER_CPU" nginx -c "$WORK/px/nginx.conf" -e "$WORK/px/error.log" &
 PIDS+=($!)
 NGINX_PID=$!
+taskset -c "$SERVER_CPU" haproxy -db -f "$WORK/ha/haproxy.cfg" 2>"$WORK/ha/haproxy.log" &
+PIDS+=($!)
+HAPROXY_PID=$!
 # PROFILE=callgrind runs waybill under valgrind instead and only profiles.
 WRAP=()
 if [[ "${PROFILE:-}" == callgrind ]]; then
@@ -238,12 +268,14 @@ proxy_pids() {
   case $1 in
     direct) ;;
     nginx) echo "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true) ;;
+    haproxy) echo "$HAPROXY_PID" ;;
     waybill | waybill-plain) echo "$WAYBILL_PID" ;;
   esac
 }
 port_of() {
   case $1 in
-    direct) echo 18080 ;; nginx) echo 18085 ;; waybill) echo 18090 ;; waybill-plain) echo 18091 ;;
+    direct) echo 18080 ;; nginx) echo 18085 ;; haproxy) echo 18086 ;;
+    waybill) echo 18090 ;; waybill-plain) echo 18091 ;;
   esac
 }
 TICK=$(getconf CLK_TCK)
@@ -364,7 +396,7 @@ if [[ "${PROFILE:-}" == callgrind ]]; then
   exit 0
 fi
 
-TARGETS=(direct nginx waybill waybill-plain)
+TARGETS=(direct nginx haproxy waybill waybill-plain)
 RES="$WORK/results"
 mkdir -p "$RES"
 for t in "${TARGETS[@]}"; do
@@ -386,7 +418,8 @@ for t in "${TARGETS[@]}"; do run_wrk "$t" 2 "$CONNS" "$WORK/warmup-$t.txt"; done
 
 for rep in $(seq "$REPS"); do
   # Rotate the order each repetition so no target always runs first.
-  order=("${TARGETS[@]:$(((rep - 1) % 4))}" "${TARGETS[@]:0:$(((rep - 1) % 4))}")
+  shift_by=$(((rep - 1) % ${#TARGETS[@]}))
+  order=("${TARGETS[@]:$shift_by}" "${TARGETS[@]:0:$shift_by}")
   for t in "${order[@]}"; do
     out="$WORK/tput-$t-$rep.txt"
     pids=$(proxy_pids "$t")
@@ -450,6 +483,11 @@ for t in "${TARGETS[@]}"; do
 done
 echo
 echo "RSS in MB (nginx: master + worker); CPU: utime+stime of the proxy's processes over the throughput run / requests."
+H_RPS=$(median "$RES/haproxy.rps")
+H_CPU=$(median "$RES/haproxy.cpu_us")
+for t in waybill waybill-plain; do
+  echo "$t against haproxy (the second peer): throughput × $(ratio "$(median "$RES/$t.rps")" "$H_RPS"), CPU per request × $(ratio "$(median "$RES/$t.cpu_us")" "$H_CPU")"
+done
 
 # What waybill did with the traffic: observations and spans dropped would
 # make it look cheaper than it is.
