@@ -228,7 +228,14 @@ pub async fn start_with_env(
         })
     };
     readiness.set(true);
-    tracing::info!(admin = %admin_addr, listeners = ?listeners, "waybill started");
+    let runtime = tokio::runtime::Handle::current();
+    tracing::info!(
+        admin = %admin_addr,
+        listeners = ?listeners,
+        runtime = ?runtime.runtime_flavor(),
+        workers = runtime.metrics().num_workers(),
+        "waybill started"
+    );
 
     Ok(Sidecar {
         listeners,

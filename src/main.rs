@@ -153,10 +153,21 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let workers = match workers(std::env::var_os(WORKERS_ENV)) {
+        Ok(workers) => workers,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -183,6 +194,32 @@ where
     })
 }
 
+/// The variable that sets how many threads run the proxy (tokio's own name
+/// for it, read here so that a bad value is a clear error, not a panic).
+const WORKERS_ENV: &str = "TOKIO_WORKER_THREADS";
+
+/// How many threads run the proxy: `TOKIO_WORKER_THREADS` when set, else
+/// the CPUs this process may use (its affinity mask and cgroup CPU quota, as
+/// `available_parallelism` reads them: a sidecar limited to one CPU gets 1).
+/// One thread means tokio's current-thread scheduler, which spares the
+/// work-stealing scheduler's cross-thread bookkeeping where no other thread
+/// could run anything (linkerd2-proxy makes the same choice).
+fn workers(set: Option<std::ffi::OsString>) -> Result<usize, String> {
+    let Some(value) = set else {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    };
+    value
+        .to_str()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| {
+            format!(
+                "{WORKERS_ENV} must be a whole number of threads, at least 1, not {:?}",
+                value.to_string_lossy()
+            )
+        })
+}
+
 async fn watch_signals(mut term: Signal, stop: CancellationToken) {
     for received in 0.. {
         let name = tokio::select! {
@@ -204,11 +241,46 @@ fn install_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WAYBILL_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, not for log pipelines. A
+    // failed write to stderr (its reader gone) is dropped: reporting it
+    // would write to stderr again, which panics the logging task (the
+    // signal watcher, say, so SIGTERM would no longer stop waybill).
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_default_to_the_cpus_this_process_may_use() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(workers(None), Ok(cpus));
+    }
+
+    #[test]
+    fn workers_follow_tokio_worker_threads() {
+        assert_eq!(workers(Some("1".into())), Ok(1));
+        assert_eq!(workers(Some(" 3 ".into())), Ok(3));
+    }
+
+    #[test]
+    fn a_bad_worker_count_is_an_error_naming_the_variable_and_the_value() {
+        for bad in ["0", "two", "", "-1"] {
+            let message = workers(Some(bad.into())).expect_err(bad);
+            assert!(
+                message.starts_with("TOKIO_WORKER_THREADS must be a whole number"),
+                "{message}"
+            );
+            assert!(message.contains(&format!("{bad:?}")), "{message}");
+        }
     }
 }
