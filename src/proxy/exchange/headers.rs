@@ -399,13 +399,16 @@ fn copy_of(kept: &[(&[u8], HeaderValueRef<'_>)]) -> Headers {
         bytes.extend_from_slice(part);
         (start, bytes.len() as u32)
     };
-    let lines: Box<[Line]> = kept
-        .iter()
-        .map(|(name, value)| Line {
-            name: put(name),
+    // Pushed one by one into room for all (no growth, no shrink).
+    let mut lines = Vec::with_capacity(kept.len());
+    for (name, value) in kept {
+        let name = put(name);
+        lines.push(Line {
+            name,
             value: put(value.0),
-        })
-        .collect();
+        });
+    }
+    let lines = lines.into_boxed_slice();
     let noted = Noted::of(&bytes, &lines);
     Headers(Repr::Lines {
         bytes: Bytes::from(bytes),
