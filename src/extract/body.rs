@@ -57,8 +57,9 @@ pub(super) struct Body<'e> {
     /// The bytes are a prefix of the body (truncated tap or aborted body).
     /// JSON rules do not read a prefix; regex rules do.
     pub partial: bool,
-    /// The declared `charset` of the body, lower-cased, if any.
-    charset: Option<String>,
+    /// The declared `charset` of the body, if any (as written: charset
+    /// labels are read in any case).
+    charset: Option<&'e str>,
 }
 
 impl<'e> Body<'e> {
@@ -67,7 +68,7 @@ impl<'e> Body<'e> {
     /// `Err` ones mean nothing can be read.
     pub fn decode(
         tapped: &'e Tapped,
-        headers: Option<&Headers>,
+        headers: Option<&'e Headers>,
         limit: usize,
         problems: &mut Vec<Problem>,
     ) -> Result<Self, Problem> {
@@ -81,7 +82,10 @@ impl<'e> Body<'e> {
         let mut bytes = Cow::Borrowed(&tapped.bytes[..]);
         // An empty body (204, 304, HEAD) has nothing to decode whatever its
         // headers say.
-        let headers_to_undo = headers.filter(|_| !bytes.is_empty());
+        // Most bodies are sent as they are: then nothing is collected.
+        let headers_to_undo = headers
+            .filter(|_| !bytes.is_empty())
+            .filter(|headers| headers.get(&CONTENT_ENCODING).is_some());
         if let Some(headers) = headers_to_undo {
             // Codings are listed in the order they were applied; undo them
             // from the last to the first.
@@ -117,11 +121,15 @@ impl<'e> Body<'e> {
         let (encoding, bytes) = match Encoding::for_bom(bytes) {
             Some((encoding, bom)) => (encoding, bytes.get(bom..).unwrap_or_default()),
             None => {
-                let label = self
-                    .charset
-                    .clone()
-                    .or_else(|| xml.then(|| xml_declared_encoding(bytes)).flatten());
-                let encoding = match label {
+                let declared = match self.charset {
+                    Some(charset) => Some(Cow::Borrowed(charset)),
+                    None => xml
+                        .then(|| xml_declared_encoding(bytes))
+                        .flatten()
+                        .map(Cow::Owned),
+                };
+                let encoding = match declared {
+                    // Labels are matched in any case.
                     Some(label) => Encoding::for_label_no_replacement(label.as_bytes())
                         .ok_or(Problem::UnsupportedCharset)?,
                     None => UTF_8,
@@ -176,19 +184,23 @@ pub(super) fn media_type(headers: &Headers) -> Option<String> {
 }
 
 /// The value of parameter `name` of `Content-Type` (quotes removed).
-pub(super) fn content_type_param(headers: &Headers, name: &str) -> Option<String> {
-    let content_type = headers.get(&CONTENT_TYPE)?.to_str()?;
-    content_type.split(';').skip(1).find_map(|param| {
+pub(super) fn content_type_param<'h>(headers: &'h Headers, name: &str) -> Option<&'h str> {
+    let content_type = headers.get(&CONTENT_TYPE)?;
+    // Most have no parameter at all: then the value is not read as text.
+    if !content_type.as_bytes().contains(&b';') {
+        return None;
+    }
+    content_type.to_str()?.split(';').skip(1).find_map(|param| {
         let (key, value) = param.split_once('=')?;
         key.trim()
             .eq_ignore_ascii_case(name)
-            .then(|| value.trim().trim_matches('"').to_owned())
+            .then(|| value.trim().trim_matches('"'))
     })
 }
 
-/// The `charset` parameter of `Content-Type`, lower-cased.
-fn charset(headers: &Headers) -> Option<String> {
-    content_type_param(headers, "charset").map(|c| c.to_ascii_lowercase())
+/// The `charset` parameter of `Content-Type`.
+fn charset(headers: &Headers) -> Option<&str> {
+    content_type_param(headers, "charset")
 }
 
 /// A content coding extraction knows about.

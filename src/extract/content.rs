@@ -76,7 +76,7 @@ fn soap_action(headers: &Headers) -> Option<String> {
         .and_then(|v| v.to_str())
         .map(|v| v.trim().trim_matches('"').to_owned())
         .filter(|v| !v.is_empty());
-    header.or_else(|| content_type_param(headers, "action"))
+    header.or_else(|| content_type_param(headers, "action").map(str::to_owned))
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub(super) fn fields(
             let boundary = content_type_param(headers, "boundary")
                 .filter(|b| !b.is_empty() && b.len() <= 70)
                 .ok_or(Problem::MalformedForm)?;
-            multipart(body, &boundary, partial)
+            multipart(body, boundary, partial)
         }
         _ => Err(Problem::MalformedForm),
     }

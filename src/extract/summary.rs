@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use http::header::HOST;
 use http::HeaderName;
+use smallvec::SmallVec;
 
 use crate::config::{ListenerId, System};
 use crate::proxy::{Exchange, Headers, Outcome, TraceContext, UpstreamError};
@@ -53,12 +54,9 @@ impl ExchangeSummary {
     /// and the buffers they share) is dropped.
     pub fn new(exchange: Exchange, idempotency_header: Option<&HeaderName>) -> Self {
         let (host, traceparent) = (HOST, TRACEPARENT);
-        let kept = [Some(&host), Some(&traceparent), idempotency_header]
-            .map(|name| name.map_or(&[][..], |name| name.as_str().as_bytes()));
-        let request_headers = exchange.request_headers.copy_where(|name| {
-            kept.iter()
-                .any(|known| !known.is_empty() && known.eq_ignore_ascii_case(name))
-        });
+        let names = [Some(&host), Some(&traceparent), idempotency_header];
+        let names: SmallVec<[&HeaderName; 3]> = names.into_iter().flatten().collect();
+        let request_headers = exchange.request_headers.copy_named(&names);
         ExchangeSummary {
             request_headers,
             ..Self::without_headers(exchange)

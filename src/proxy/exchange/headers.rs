@@ -3,8 +3,14 @@
 //! the ranges of each field in them (no map is built, no value copied);
 //! hyper's path moves its `HeaderMap` in. Either way every reader uses the
 //! same lookups: [`Headers::get`], [`Headers::get_all`], [`Headers::iter`].
+//!
+//! The few names read on every inspected exchange ([`NOTED`]: extraction's
+//! content type and coding, the span's `Host`, its link's `traceparent`)
+//! have their first field noted when a head's fields are taken in (one
+//! pass), so looking one of them up reads no other field.
 
 use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName};
 use smallvec::SmallVec;
 
@@ -16,8 +22,13 @@ pub struct Headers(Repr);
 enum Repr {
     /// hyper's map, moved in.
     Map(HeaderMap),
-    /// A head's bytes and where each field's name and value are in them.
-    Lines { bytes: Bytes, lines: Box<[Line]> },
+    /// A head's bytes, where each field's name and value are in them,
+    /// and where the [`NOTED`] names are among them.
+    Lines {
+        bytes: Bytes,
+        lines: Box<[Line]>,
+        noted: Noted,
+    },
 }
 
 impl Default for Repr {
@@ -25,9 +36,160 @@ impl Default for Repr {
         Repr::Lines {
             bytes: Bytes::new(),
             lines: Box::default(),
+            noted: Noted::NONE,
         }
     }
 }
+
+/// How many names are [`NOTED`].
+const NOTED_COUNT: usize = 4;
+
+/// The names whose fields are noted when the fields are taken in: those
+/// read on every inspected exchange.
+static NOTED: [HeaderName; NOTED_COUNT] = [
+    HOST,
+    HeaderName::from_static("traceparent"),
+    CONTENT_TYPE,
+    CONTENT_ENCODING,
+];
+
+/// Where the fields named [`NOTED`] are: per name (same index), the index
+/// of its first field ([`Noted::ABSENT`] when it has none) and whether
+/// another follows. `None` for fields that were not taken in by
+/// [`Headers::in_head`] (too many to index, or not noted): then every
+/// look-up reads the fields.
+#[derive(Debug, Clone, Copy)]
+struct Noted(Option<[(u16, bool); NOTED_COUNT]>);
+
+impl Noted {
+    /// Nothing noted: look-ups read the fields.
+    const NONE: Noted = Noted(None);
+
+    /// The first-field index of a name no field has.
+    const ABSENT: u16 = u16::MAX;
+
+    /// Notes the fields of `lines` (in `bytes`) named [`NOTED`], in one pass.
+    fn of(bytes: &[u8], lines: &[Line]) -> Noted {
+        if lines.len() >= usize::from(Self::ABSENT) {
+            return Noted::NONE;
+        }
+        let mut noted = [(Self::ABSENT, false); NOTED_COUNT];
+        for (index, line) in lines.iter().enumerate() {
+            let name = line.name(bytes);
+            let Some(slot) = noted_index(name).and_then(|at| noted.get_mut(at)) else {
+                continue;
+            };
+            if slot.0 == Self::ABSENT {
+                // Below `ABSENT`: checked above.
+                slot.0 = index as u16;
+            } else {
+                slot.1 = true;
+            }
+        }
+        Noted(Some(noted))
+    }
+
+    /// The fields of `lines` that may be named `name`, and whether each
+    /// must still have its name compared: for a [`NOTED`] name none, its
+    /// one field (known to be it), or those from its first on; for
+    /// another name (or nothing noted) all of them.
+    fn candidates<'l>(&self, lines: &'l [Line], name: &HeaderName) -> (&'l [Line], bool) {
+        let noted = self.0.as_ref().and_then(|noted| {
+            let at = NOTED.iter().position(|known| known == name)?;
+            noted.get(at)
+        });
+        let Some(&(first, more)) = noted else {
+            return (lines, true);
+        };
+        let first = usize::from(first);
+        let end = if more { lines.len() } else { first + 1 };
+        (lines.get(first..end).unwrap_or_default(), more)
+    }
+}
+
+/// The index in [`NOTED`] of the field name `name` (any case).
+fn noted_index(name: &[u8]) -> Option<usize> {
+    // Most fields are passed over by their length alone.
+    if !matches!(name.len(), 4 | 11 | 12 | 16) {
+        return None;
+    }
+    let words = NamePattern::words(name)?;
+    NOTED_PATTERNS
+        .iter()
+        .position(|pattern| pattern.matches(name.len(), words))
+}
+
+/// A [`NOTED`] name for comparing field names with it in any case, a word
+/// at a time: its first and its last 8 bytes (4 for a name shorter than
+/// 8; the two overlap unless it has 16), in lower case, and the bit that
+/// ASCII case flips (0x20) on each of their letters.
+struct NamePattern {
+    len: usize,
+    words: [u64; 2],
+    case: [u64; 2],
+}
+
+impl NamePattern {
+    const fn new(name: &str) -> NamePattern {
+        let bytes = name.as_bytes();
+        let len = bytes.len();
+        assert!(len >= 4 && len <= 16, "a noted name has 4 to 16 bytes");
+        let width = if len >= 8 { 8 } else { 4 };
+        let (mut words, mut case) = ([0u64; 2], [0u64; 2]);
+        let mut half = 0;
+        while half < 2 {
+            let from = if half == 0 { 0 } else { len - width };
+            let mut at = 0;
+            while at < width {
+                let byte = bytes[from + at];
+                words[half] |= (byte as u64) << (at * 8);
+                if byte.is_ascii_lowercase() {
+                    case[half] |= 0x20 << (at * 8);
+                }
+                at += 1;
+            }
+            half += 1;
+        }
+        NamePattern { len, words, case }
+    }
+
+    /// The first and last 8 bytes of `name` (4 when it is shorter than
+    /// 8) as words, as [`NamePattern::new`] takes them; `None` for a name
+    /// shorter than 4 or longer than 16.
+    fn words(name: &[u8]) -> Option<[u64; 2]> {
+        let len = name.len();
+        let word = |from: usize, width: usize| -> Option<u64> {
+            let bytes = name.get(from..from + width)?;
+            Some(match width {
+                8 => u64::from_le_bytes(bytes.try_into().ok()?),
+                _ => u64::from(u32::from_le_bytes(bytes.try_into().ok()?)),
+            })
+        };
+        let width = match len {
+            8..=16 => 8,
+            4..=7 => 4,
+            _ => return None,
+        };
+        Some([word(0, width)?, word(len - width, width)?])
+    }
+
+    /// Whether a name of `len` bytes, as [`NamePattern::words`], is this
+    /// name in any case: a letter matches either case, anything else only
+    /// itself.
+    fn matches(&self, len: usize, words: [u64; 2]) -> bool {
+        len == self.len
+            && (words[0] | self.case[0]) == self.words[0]
+            && (words[1] | self.case[1]) == self.words[1]
+    }
+}
+
+/// [`NOTED`] as patterns (same order).
+static NOTED_PATTERNS: [NamePattern; NOTED_COUNT] = [
+    NamePattern::new("host"),
+    NamePattern::new("traceparent"),
+    NamePattern::new("content-type"),
+    NamePattern::new("content-encoding"),
+];
 
 /// One field: the byte ranges (start, end) of its name and value.
 #[derive(Debug, Clone, Copy)]
@@ -67,23 +229,21 @@ impl Headers {
         bytes: Bytes,
         lines: impl IntoIterator<Item = ((u32, u32), (u32, u32))>,
     ) -> Self {
-        let lines = lines
+        let lines: Box<[Line]> = lines
             .into_iter()
             .map(|(name, value)| Line { name, value })
             .collect();
-        Headers(Repr::Lines { bytes, lines })
+        let noted = Noted::of(&bytes, &lines);
+        Headers(Repr::Lines {
+            bytes,
+            lines,
+            noted,
+        })
     }
 
     /// The first value of `name`.
     pub fn get(&self, name: &HeaderName) -> Option<HeaderValueRef<'_>> {
-        let value = match &self.0 {
-            Repr::Map(map) => map.get(name)?.as_bytes(),
-            Repr::Lines { bytes, lines } => {
-                let name = name.as_str().as_bytes();
-                lines.iter().find(|line| line.is(bytes, name))?.value(bytes)
-            }
-        };
-        Some(HeaderValueRef(value))
+        self.get_all(name).next()
     }
 
     /// Every value of `name`, in order.
@@ -91,19 +251,21 @@ impl Headers {
         &'a self,
         name: &'n HeaderName,
     ) -> impl Iterator<Item = HeaderValueRef<'a>> + use<'a, 'n> {
-        let (map, lines) = match &self.0 {
-            Repr::Map(map) => (Some(map.get_all(name).iter()), None),
-            Repr::Lines { bytes, lines } => {
-                let name = name.as_str().as_bytes();
-                let values = lines
-                    .iter()
-                    .filter(move |line| line.is(bytes, name))
-                    .map(move |line| line.value(bytes));
-                (None, Some(values))
+        match &self.0 {
+            Repr::Map(map) => Named::Map(map.get_all(name).iter()),
+            Repr::Lines {
+                bytes,
+                lines,
+                noted,
+            } => {
+                let (lines, compare) = noted.candidates(lines, name);
+                Named::Lines {
+                    bytes,
+                    lines: lines.iter(),
+                    name: compare.then(|| name.as_str().as_bytes()),
+                }
             }
-        };
-        let map = map.into_iter().flatten().map(|v| v.as_bytes());
-        map.chain(lines.into_iter().flatten()).map(HeaderValueRef)
+        }
     }
 
     /// Every field as (name, value), in order (hyper's map: grouped by
@@ -112,7 +274,7 @@ impl Headers {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], HeaderValueRef<'_>)> {
         let (map, lines) = match &self.0 {
             Repr::Map(map) => (Some(map.iter()), None),
-            Repr::Lines { bytes, lines } => (
+            Repr::Lines { bytes, lines, .. } => (
                 None,
                 Some(
                     lines
@@ -172,43 +334,87 @@ impl Headers {
     /// alive for it). Nothing is allocated when no field is kept.
     pub fn copy_where(&self, keep: impl Fn(&[u8]) -> bool) -> Headers {
         // One pass over the fields; the kept ones (a few) noted on the stack.
-        let kept: SmallVec<[(&[u8], &[u8]); 4]> = match &self.0 {
-            Repr::Map(map) => map
-                .iter()
-                .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
-                .filter(|(name, _)| keep(name))
-                .collect(),
-            Repr::Lines { bytes, lines } => lines
-                .iter()
-                .map(|line| (line.name(bytes), line.value(bytes)))
-                .filter(|(name, _)| keep(name))
-                .collect(),
-        };
-        if kept.is_empty() {
-            return Headers::default();
-        }
-        let size = kept
-            .iter()
-            .map(|(name, value)| name.len() + value.len())
-            .sum();
-        let mut bytes = Vec::with_capacity(size);
-        let mut put = |part: &[u8]| {
-            let start = bytes.len() as u32;
-            bytes.extend_from_slice(part);
-            (start, bytes.len() as u32)
-        };
-        let lines = kept
-            .iter()
-            .map(|(name, value)| Line {
-                name: put(name),
-                value: put(value),
-            })
-            .collect();
-        Headers(Repr::Lines {
-            bytes: Bytes::from(bytes),
-            lines,
-        })
+        let kept: Kept<'_> = self.iter().filter(|(name, _)| keep(name)).collect();
+        copy_of(&kept)
     }
+
+    /// A copy of the fields named one of `names` (each name's fields
+    /// together, in the order of `names`, a name given twice kept once),
+    /// in one buffer of their own as [`Headers::copy_where`]'s; the
+    /// [`NOTED`] names are found without reading the other fields.
+    pub fn copy_named(&self, names: &[&HeaderName]) -> Headers {
+        let mut kept = Kept::new();
+        for (at, name) in names.iter().enumerate() {
+            if names.get(..at).is_some_and(|before| before.contains(name)) {
+                continue;
+            }
+            let name_bytes = name.as_str().as_bytes();
+            kept.extend(self.get_all(name).map(|value| (name_bytes, value)));
+        }
+        copy_of(&kept)
+    }
+}
+
+/// The values of one name ([`Headers::get_all`]).
+enum Named<'a, 'n> {
+    Map(http::header::ValueIter<'a, http::HeaderValue>),
+    /// The fields that may have the name, and the name to compare theirs
+    /// with (`None`: they are known to have it).
+    Lines {
+        bytes: &'a [u8],
+        lines: std::slice::Iter<'a, Line>,
+        name: Option<&'n [u8]>,
+    },
+}
+
+impl<'a> Iterator for Named<'a, '_> {
+    type Item = HeaderValueRef<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let value = match self {
+            Named::Map(values) => values.next()?.as_bytes(),
+            Named::Lines { bytes, lines, name } => lines
+                .find(|line| name.is_none_or(|name| line.is(bytes, name)))?
+                .value(bytes),
+        };
+        Some(HeaderValueRef(value))
+    }
+}
+
+/// Fields to copy, as (name, value): a few, on the stack.
+type Kept<'a> = SmallVec<[(&'a [u8], HeaderValueRef<'a>); 4]>;
+
+/// `kept` in one buffer of its own (nothing allocated when it is empty).
+fn copy_of(kept: &[(&[u8], HeaderValueRef<'_>)]) -> Headers {
+    if kept.is_empty() {
+        return Headers::default();
+    }
+    let size = kept
+        .iter()
+        .map(|(name, value)| name.len() + value.0.len())
+        .sum();
+    let mut bytes = Vec::with_capacity(size);
+    let mut put = |part: &[u8]| {
+        let start = bytes.len() as u32;
+        bytes.extend_from_slice(part);
+        (start, bytes.len() as u32)
+    };
+    // Pushed one by one into room for all (no growth, no shrink).
+    let mut lines = Vec::with_capacity(kept.len());
+    for (name, value) in kept {
+        let name = put(name);
+        lines.push(Line {
+            name,
+            value: put(value.0),
+        });
+    }
+    let lines = lines.into_boxed_slice();
+    let noted = Noted::of(&bytes, &lines);
+    Headers(Repr::Lines {
+        bytes: Bytes::from(bytes),
+        lines,
+        noted,
+    })
 }
 
 impl From<HeaderMap> for Headers {
@@ -252,8 +458,6 @@ impl PartialEq<&str> for HeaderValueRef<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::{CONTENT_TYPE, HOST};
-
     const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
     /// `text`'s fields (one `name: value` per line) as the native engine
@@ -298,6 +502,120 @@ mod tests {
             names.sort();
             assert_eq!(names, [&b"content-type"[..], b"host", b"x-id", b"x-id"]);
         }
+    }
+
+    /// `fields` as the native engine passes them (no map: names as given,
+    /// any bytes).
+    fn in_head(fields: &[(&[u8], &[u8])]) -> Headers {
+        let mut bytes = Vec::new();
+        let mut lines = Vec::new();
+        let mut put = |part: &[u8]| {
+            let start = bytes.len() as u32;
+            bytes.extend_from_slice(part);
+            bytes.extend_from_slice(b"\r\n");
+            (start, start + part.len() as u32)
+        };
+        for (name, value) in fields {
+            lines.push((put(name), put(value)));
+        }
+        Headers::in_head(Bytes::from(bytes), lines)
+    }
+
+    /// The values of `name` found by reading every field's name.
+    fn scanned<'h>(headers: &'h Headers, name: &HeaderName) -> Vec<&'h [u8]> {
+        headers
+            .iter()
+            .filter(|(field, _)| field.eq_ignore_ascii_case(name.as_str().as_bytes()))
+            .map(|(_, value)| value.as_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn noted_names_are_found_as_reading_every_field_finds_them() {
+        let odd: &[&[(&[u8], &[u8])]] = &[
+            &[],
+            &[(b"Host", b"a"), (b"Content-Type", b"text/plain")],
+            // Repeated, in any case, not next to each other.
+            &[
+                (b"traceparent", b"t1"),
+                (b"X-Other", b"x"),
+                (b"TraceParent", b"t2"),
+                (b"TRACEPARENT", b"t3"),
+            ],
+            &[(b"CONTENT-ENCODING", b"gzip"), (b"content-encoding", b"br")],
+            // Same lengths, not the names: one byte off, '\r' or '_' for
+            // '-', a letter for a digit, case flipped on a non-letter.
+            &[
+                (b"content-typf", b"1"),
+                (b"content\rtype", b"2"),
+                (b"content_type", b"3"),
+                (b"hosT", b"4"),
+                (b"hos\x14", b"5"),
+                (b"content-encodinG", b"6"),
+                (b"content\x0dencoding", b"7"),
+                (b"traceparenT", b"8"),
+                (b"tr\xc1ceparent", b"9"),
+            ],
+            // Prefixes and extensions of a noted name.
+            &[
+                (b"Content-Types", b"1"),
+                (b"Content-Typ", b"2"),
+                (b"Hos", b"3"),
+                (b"Hosts", b"4"),
+                (b"", b"5"),
+            ],
+        ];
+        let names = [
+            HOST,
+            TRACEPARENT,
+            CONTENT_TYPE,
+            CONTENT_ENCODING,
+            HeaderName::from_static("x-other"),
+        ];
+        for fields in odd {
+            let headers = in_head(fields);
+            let Repr::Lines { noted, .. } = &headers.0 else {
+                panic!("fields in a head are lines");
+            };
+            assert!(noted.0.is_some(), "{fields:?} are noted");
+            for name in &names {
+                let found: Vec<_> = headers.get_all(name).map(|v| v.as_bytes()).collect();
+                assert_eq!(found, scanned(&headers, name), "{name} in {fields:?}");
+                let first = headers.get(name).map(|v| v.as_bytes());
+                assert_eq!(first, found.first().copied(), "{name} in {fields:?}");
+            }
+        }
+        // A copy notes its own fields.
+        let headers = in_head(odd[2]);
+        let copy = headers.copy_named(&[&TRACEPARENT, &HOST, &TRACEPARENT]);
+        let parents: Vec<_> = copy.get_all(&TRACEPARENT).map(|v| v.as_bytes()).collect();
+        assert_eq!(parents, [&b"t1"[..], b"t2", b"t3"]);
+        assert!(copy.get(&HOST).is_none());
+        assert_eq!(copy.len(), 3);
+    }
+
+    #[test]
+    fn a_noted_name_in_many_fields_is_found_past_the_first() {
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = (0..300)
+            .map(|i| {
+                let name: &[u8] = if i % 97 == 5 { b"Content-Type" } else { b"X-F" };
+                (name.to_vec(), i.to_string().into_bytes())
+            })
+            .collect();
+        let borrowed: Vec<(&[u8], &[u8])> = fields
+            .iter()
+            .map(|(name, value)| (&name[..], &value[..]))
+            .collect();
+        let headers = in_head(&borrowed);
+        let found: Vec<_> = headers
+            .get_all(&CONTENT_TYPE)
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(found, [&b"5"[..], b"102", b"199", b"296"]);
+        assert_eq!(
+            headers.get(&CONTENT_TYPE).map(|v| v.as_bytes()),
+            Some(&b"5"[..])
+        );
     }
 
     #[test]
