@@ -327,6 +327,9 @@ pub struct Fields {
     pub te_lines: u8,
     pub keep_alive: bool,
     pub proxy_connection: bool,
+    /// The first `Content-Length` value (framing reads a lone line's
+    /// here, without looking for the line again).
+    pub content_length: Option<Span>,
     pub content_length_lines: u8,
     pub transfer_encoding_lines: u8,
     /// The first `traceparent` value.
@@ -344,7 +347,7 @@ impl Fields {
                 self.host.get_or_insert(span);
                 count(&mut self.host_lines);
             }
-            Name::Connection if value.eq_ignore_ascii_case(b"keep-alive") => {
+            Name::Connection if is_keep_alive(value) => {
                 // The usual value, whole (as its one token would be read).
                 self.connection.keep_alive = true;
             }
@@ -373,13 +376,31 @@ impl Fields {
             }
             Name::KeepAlive => self.keep_alive = true,
             Name::ProxyConnection => self.proxy_connection = true,
-            Name::ContentLength => count(&mut self.content_length_lines),
+            Name::ContentLength => {
+                self.content_length.get_or_insert(span);
+                count(&mut self.content_length_lines);
+            }
             Name::TransferEncoding => count(&mut self.transfer_encoding_lines),
             Name::Traceparent => {
                 self.traceparent.get_or_insert(span);
             }
             Name::Other | Name::XForwardedFor | Name::XForwardedProto | Name::XForwardedHost => {}
         }
+    }
+}
+
+/// Whether a header value is `keep-alive` in any case, compared eight
+/// bytes at a time with each byte's 0x20 bit set: exact on a value, as
+/// the only other byte that folds onto one of its letters or `-` is the
+/// case-swapped letter or CR, which no parsed value holds.
+fn is_keep_alive(value: &[u8]) -> bool {
+    const FIRST: u64 = u64::from_le_bytes(*b"keep-ali");
+    match *value {
+        [a, b, c, d, e, f, g, h, i, j] => {
+            let first = u64::from_le_bytes([a, b, c, d, e, f, g, h]);
+            first | (ONES * 0x20) == FIRST && [i | 0x20, j | 0x20] == *b"ve"
+        }
+        _ => false,
     }
 }
 
@@ -1063,6 +1084,28 @@ mod tests {
                     assert_eq!(plain::name_len(buf, 0), plain::token_len(buf));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn keep_alive_is_recognised_in_any_case_and_nothing_else() {
+        let mut values = vec![b"keep-alive".to_vec(), b"KEEP-ALIVE".to_vec()];
+        for i in 0..10 {
+            for b in 0..=255u8 {
+                let mut value = b"Keep-Alive".to_vec();
+                value[i] = b;
+                if b != b'\r' {
+                    values.push(value);
+                }
+            }
+        }
+        values.extend([b"keep-aliv".to_vec(), b"keep-alive ".to_vec()]);
+        for value in values {
+            assert_eq!(
+                is_keep_alive(&value),
+                value.eq_ignore_ascii_case(b"keep-alive"),
+                "{value:?}"
+            );
         }
     }
 
