@@ -3,7 +3,8 @@
 //! auto`; again with `WAYBILL_TEST_ENGINE=hyper`): it refuses a listener
 //! it cannot serve at start-up, saying why, and drains
 //! on shutdown (idle connections closed at once, a busy one after its
-//! in-flight response, which then says `connection: close`).
+//! in-flight response, which then says `connection: close`), and cuts off
+//! an upstream that stalls mid-body after the listener's `timeout`.
 
 mod proxy_support;
 
@@ -18,7 +19,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use waybill::clock::Clock;
 use waybill::config::{Engine, HeaderCase, NativeRefusal, UpstreamProtocol};
-use waybill::proxy::{serve_with, ExchangeSink, ListenerOptions, Outcome, ProxyMetrics};
+use waybill::proxy::{serve_with, Exchange, ExchangeSink, ListenerOptions, Outcome, ProxyMetrics};
 
 #[tokio::test]
 async fn a_listener_the_native_engine_cannot_serve_is_refused_saying_why() {
@@ -161,6 +162,13 @@ async fn a_client_gone_while_a_1xx_is_relayed_still_counts_its_request() {
     release.notify_one();
 
     let series = "waybill_proxy_requests_total{listener=\"wms-inbound\",status_class=\"2xx\"}";
+    let exchange = counted_then_recorded_as_200(&mut proxy, series).await;
+    assert_eq!(exchange.uri.path(), "/slow");
+}
+
+/// Waits until `series` counts one, then for the exchange, which must be
+/// recorded with the upstream's 200.
+async fn counted_then_recorded_as_200(proxy: &mut Proxy, series: &str) -> Exchange {
     assert_eq!(proxy.metric_reaches(series, 1.0).await, Some(1.0));
     let exchange = proxy.exchange().await;
     assert!(
@@ -168,7 +176,7 @@ async fn a_client_gone_while_a_1xx_is_relayed_still_counts_its_request() {
         "{:?}",
         exchange.outcome
     );
-    assert_eq!(exchange.uri.path(), "/slow");
+    exchange
 }
 
 /// The answer every upstream in these tests gives a `GET`.
@@ -238,4 +246,68 @@ async fn a_lowercase_listener_relays_trailers_in_lower_case() {
         dechunk(body),
         (b"ok".to_vec(), "x-sum: 42\r\n\r\n".to_owned())
     );
+}
+
+/// An upstream that answers every request with `head_and_start` (a head
+/// and the start of its body) and then stalls: it sends nothing more and
+/// keeps the connection open until the test ends.
+async fn stalling_upstream(head_and_start: &'static [u8]) -> String {
+    let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = socket.accept().await {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            let _ = stream.write_all(head_and_start).await;
+            // Never closed nor written again: the test's runtime ends it.
+            held.push(stream);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// An upstream that sends its response head and then stalls mid-body
+/// does not hold the client connection: each read of a response body must
+/// bring bytes within the listener's `timeout` (as its head must), else
+/// the client gets what was relayed and the connection closes (the status
+/// went with the head: too late for a 504), counted as an upstream
+/// `timeout`, and the exchange is recorded with its body cut short.
+#[tokio::test]
+async fn an_upstream_stalling_mid_body_is_cut_off_after_the_listener_timeout() {
+    let cases: [(&[u8], &str); 2] = [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        ),
+    ];
+    for (upstream_sends, client_gets) in cases {
+        let upstream = stalling_upstream(upstream_sends).await;
+        let mut native = listener(&upstream);
+        native.engine = Engine::Native;
+        native.timeout = std::time::Duration::from_millis(200);
+        let mut proxy = Proxy::start(native).await;
+
+        let mut client = RawClient::connect(proxy.addr).await;
+        client
+            .write(b"GET /stalls HTTP/1.1\r\nHost: h\r\n\r\n")
+            .await;
+        // `rest` fails the test unless the proxy closes within the wait.
+        assert_eq!(client.rest().await, client_gets);
+
+        let series = "waybill_upstream_errors_total{listener=\"wms-inbound\",error=\"timeout\"}";
+        let exchange = counted_then_recorded_as_200(&mut proxy, series).await;
+        assert_eq!(&exchange.response_body.bytes[..], b"hello");
+        assert!(!exchange.response_body.complete);
+    }
 }

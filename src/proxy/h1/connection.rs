@@ -20,7 +20,10 @@
 //! Timeouts: a request head must arrive within [`HEADER_READ_TIMEOUT`]
 //! (also the keep-alive idle limit, as hyper's header read timer is);
 //! request body bytes must keep coming within [`BODY_READ_TIMEOUT`];
-//! response body reads are not limited (as on the hyper path). The head
+//! response body bytes within the listener's `timeout` (the limit of its
+//! response head), else the client connection closes after what was
+//! relayed, counted as an upstream `timeout` (the hyper path has no such
+//! limit: a stalled upstream body holds its client connection). The head
 //! read, the exchange's way upstream with its response head (the
 //! listener's `timeout`) and the lingering close share one timer per
 //! connection, re-armed only when a deadline moves earlier than its entry
@@ -887,11 +890,14 @@ impl Connection<'_> {
         } else {
             Trailers::none()
         };
+        // An upstream that stalls mid-body must not hold the client
+        // connection: each read of its body must bring bytes within the
+        // listener's `timeout` (as its response head must).
         let pump = Pump {
             length: body,
             chunked_out,
             trailers: &trailers,
-            read_timeout: None,
+            read_timeout: Some(self.engine.forwarder.listener().timeout),
         };
         let relayed = pump
             .run(
@@ -922,6 +928,14 @@ impl Connection<'_> {
             Err(error) => {
                 tracing::debug!(peer = %self.peer, %error, "response body failed");
                 observer.end(false);
+                if matches!(error, PumpError::TimedOut) {
+                    // Its head (and status) already went: too late for a
+                    // 504, the close tells the client; counted as one.
+                    self.engine
+                        .forwarder
+                        .metrics()
+                        .upstream_error(UpstreamError::Timeout);
+                }
                 if error.of_reader() {
                     // Flush what was relayed; the close tells the client
                     // the body was cut short.

@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-use super::head::{tokens, Fields, Lines, Name, RequestHead, ResponseHead, Version};
+use super::head::{tokens, trim, Fields, Lines, Name, RequestHead, ResponseHead, Version};
 
 /// How a message's body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +163,9 @@ pub fn request(buf: &[u8], head: &RequestHead) -> Result<RequestFraming, Framing
         }
         transfer_coding(buf, &head.lines)?;
         BodyLength::Chunked
+    } else if let (1, Some(value)) = (fields.content_length_lines, fields.content_length) {
+        // The usual lone line, where the parser saw it.
+        BodyLength::of_length(parse_content_length(value.of(buf))?)
     } else if fields.content_length_lines > 0 {
         let mut lines = head.lines.of(Name::ContentLength);
         let first = lines
@@ -234,6 +237,16 @@ pub fn response(
             body: BodyLength::UntilClose,
             keep_alive: false,
         });
+    }
+    // The usual lone line of one number, where the parser saw it.
+    if let (1, Some(value)) = (fields.content_length_lines, fields.content_length) {
+        let value = value.of(buf);
+        if !value.contains(&b',') {
+            return Ok(ResponseFraming::Final {
+                body: BodyLength::of_length(parse_content_length(trim(value))?),
+                keep_alive,
+            });
+        }
     }
     // As hyper's client: every value of every line (comma lists allowed),
     // identical repeats accepted (RFC 9110 §8.6), differing ones refused.

@@ -122,6 +122,40 @@ const CANDIDATE: [[u8; 32]; 32] = {
     table
 };
 
+/// Each of [`KNOWN`]'s names as three little-endian words, its first byte
+/// lowest, zero past its end (every recognised name is at most 24 bytes):
+/// [`Name::in_head`] compares a name eight bytes at a time with these.
+const KNOWN_WORDS: [[u64; 3]; KNOWN.len()] = {
+    let mut words = [[0u64; 3]; KNOWN.len()];
+    let mut i = 0;
+    while i < KNOWN.len() {
+        let name = KNOWN[i].0.as_bytes();
+        assert!(
+            name.len() <= 24,
+            "a recognised name longer than three words"
+        );
+        let mut j = 0;
+        while j < name.len() {
+            words[i][j / 8] |= (name[j] as u64) << (8 * (j % 8));
+            j += 1;
+        }
+        i += 1;
+    }
+    words
+};
+
+/// The eight bytes of `buf` from `at` as a little-endian word (the byte at
+/// `at` lowest); `None` when fewer than eight remain.
+fn word_at(buf: &[u8], at: usize) -> Option<u64> {
+    let bytes: [u8; 8] = buf.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// A byte of value 1 in every byte of a word.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte of a word.
+const HIGH: u64 = ONES * 0x80;
+
 impl Name {
     /// The recognised header `name` is, in any case.
     pub fn of(name: &[u8]) -> Name {
@@ -135,6 +169,41 @@ impl Name {
                 _ => Name::Other,
             },
         }
+    }
+
+    /// The recognised header the token `name` of `buf` is, in any case
+    /// (as [`Name::of`]), compared eight bytes at a time where `buf` has
+    /// the bytes. `name` must be a `tchar` token (the plain pass's names
+    /// are): then setting each byte's 0x20 bit folds exactly the letters'
+    /// case, as no other `tchar` byte becomes a letter or `-` by it.
+    fn in_head(buf: &[u8], name: Span) -> Name {
+        let (start, len) = (name.start as usize, name.len());
+        let (Some(&first), Some(row)) = (buf.get(start), CANDIDATE.get(len)) else {
+            return Name::Other;
+        };
+        let index = usize::from(row[usize::from(first & 31)]);
+        let (Some(&(_, kind)), Some(known)) = (
+            KNOWN.get(index.wrapping_sub(1)),
+            KNOWN_WORDS.get(index.wrapping_sub(1)),
+        ) else {
+            return Name::Other;
+        };
+        for (i, &expected) in known.iter().enumerate().take(len.div_ceil(8)) {
+            let Some(word) = word_at(buf, start + 8 * i) else {
+                // Too near the buffer's end for a whole word.
+                return Name::of(name.of(buf));
+            };
+            let left = len - 8 * i;
+            let mask = if left >= 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * left)) - 1
+            };
+            if (word | (ONES * 0x20)) & mask != expected {
+                return Name::Other;
+            }
+        }
+        kind
     }
 
     /// Hop-by-hop whatever `Connection` says (`TE` is handled apart).
@@ -258,6 +327,9 @@ pub struct Fields {
     pub te_lines: u8,
     pub keep_alive: bool,
     pub proxy_connection: bool,
+    /// The first `Content-Length` value (framing reads a lone line's
+    /// here, without looking for the line again).
+    pub content_length: Option<Span>,
     pub content_length_lines: u8,
     pub transfer_encoding_lines: u8,
     /// The first `traceparent` value.
@@ -275,7 +347,7 @@ impl Fields {
                 self.host.get_or_insert(span);
                 count(&mut self.host_lines);
             }
-            Name::Connection if value.eq_ignore_ascii_case(b"keep-alive") => {
+            Name::Connection if is_keep_alive(value) => {
                 // The usual value, whole (as its one token would be read).
                 self.connection.keep_alive = true;
             }
@@ -304,13 +376,31 @@ impl Fields {
             }
             Name::KeepAlive => self.keep_alive = true,
             Name::ProxyConnection => self.proxy_connection = true,
-            Name::ContentLength => count(&mut self.content_length_lines),
+            Name::ContentLength => {
+                self.content_length.get_or_insert(span);
+                count(&mut self.content_length_lines);
+            }
             Name::TransferEncoding => count(&mut self.transfer_encoding_lines),
             Name::Traceparent => {
                 self.traceparent.get_or_insert(span);
             }
             Name::Other | Name::XForwardedFor | Name::XForwardedProto | Name::XForwardedHost => {}
         }
+    }
+}
+
+/// Whether a header value is `keep-alive` in any case, compared eight
+/// bytes at a time with each byte's 0x20 bit set: exact on a value, as
+/// the only other byte that folds onto one of its letters or `-` is the
+/// case-swapped letter or CR, which no parsed value holds.
+fn is_keep_alive(value: &[u8]) -> bool {
+    const FIRST: u64 = u64::from_le_bytes(*b"keep-ali");
+    match *value {
+        [a, b, c, d, e, f, g, h, i, j] => {
+            let first = u64::from_le_bytes([a, b, c, d, e, f, g, h]);
+            first | (ONES * 0x20) == FIRST && [i | 0x20, j | 0x20] == *b"ve"
+        }
+        _ => false,
     }
 }
 
@@ -428,7 +518,7 @@ fn head_len(
 /// that is not plain. The spans are the ones httparse gives (the tests
 /// hold the two to each other).
 mod plain {
-    use super::{Fields, Line, Lines, Name, Span, MAX_HEAD_LEN};
+    use super::{word_at, Fields, Line, Lines, Name, Span, HIGH, MAX_HEAD_LEN, ONES};
 
     /// `tchar` (RFC 9110 §5.6.2): the bytes of a method and a header name.
     const TOKEN: [bool; 256] = {
@@ -481,15 +571,48 @@ mod plain {
 
     /// How many `TOKEN` bytes `bytes` starts with; `None` when they all
     /// are (the head goes on past them).
-    fn token_len(bytes: &[u8]) -> Option<usize> {
+    pub(super) fn token_len(bytes: &[u8]) -> Option<usize> {
         bytes.iter().position(|&b| !TOKEN[usize::from(b)])
+    }
+
+    /// Per byte of `word`, its high bit set unless the byte is an ASCII
+    /// letter, digit or `-` (what nearly every header name is made of).
+    /// Exact in every byte: no step carries from one byte into the next.
+    pub(super) fn unusual_name_bytes(word: u64) -> u64 {
+        // Seven bits a byte, so that adding up to 0x80 never carries out
+        // of a byte; bytes of 0x80 and above are flagged at the end. A
+        // byte `x` is at least `lo` when `x + (0x80 - lo)` has its high
+        // bit, and at most `hi` when `x + (0x7f - hi)` has not.
+        let low = word & !HIGH;
+        let folded = low | (ONES * 0x20);
+        let letter = (folded + ONES * (0x80 - 0x61)) & !(folded + ONES * (0x7f - 0x7a));
+        let digit = (low + ONES * (0x80 - 0x30)) & !(low + ONES * (0x7f - 0x39));
+        let dash = !((low ^ (ONES * u64::from(b'-'))) + ONES * 0x7f);
+        !((letter | digit | dash) & !word) & HIGH
+    }
+
+    /// How many `TOKEN` bytes `buf` holds from `at`, eight at a time where
+    /// they are letters, digits and `-`; `None` when they run to its end.
+    pub(super) fn name_len(buf: &[u8], at: usize) -> Option<usize> {
+        let mut end = at;
+        while let Some(word) = word_at(buf, end) {
+            let unusual = unusual_name_bytes(word);
+            if unusual == 0 {
+                end += 8;
+                continue;
+            }
+            end += (unusual.trailing_zeros() / 8) as usize;
+            if !TOKEN[usize::from(*buf.get(end)?)] {
+                return Some(end - at);
+            }
+            end += 1;
+        }
+        Some(end - at + token_len(buf.get(end..)?)?)
     }
 
     /// How many SP or visible ASCII bytes `bytes` starts with (eight at a
     /// time); `None` when they all are.
     fn text_len(bytes: &[u8]) -> Option<usize> {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
         let mut chunks = bytes.chunks_exact(8);
         let mut offset = 0;
         for chunk in &mut chunks {
@@ -562,7 +685,7 @@ mod plain {
             if *buf.get(at)? == b'\r' {
                 return (buf.get(at + 1) == Some(&b'\n')).then_some((at + 2, fields));
             }
-            let name_end = at + token_len(buf.get(at..)?)?;
+            let name_end = at + name_len(buf, at)?;
             if name_end == at || buf.get(name_end) != Some(&b':') {
                 return None;
             }
@@ -580,9 +703,11 @@ mod plain {
             }
             let value = span(start, end);
             let slot = lines.lines.get_mut(lines.len)?;
-            let kind = Name::of(name.of(buf));
+            let kind = Name::in_head(buf, name);
             *slot = Line { name, value, kind };
-            fields.note(kind, value, value.of(buf));
+            if kind != Name::Other {
+                fields.note(kind, value, value.of(buf));
+            }
             lines.len += 1;
             at = line_end + 2;
         }
@@ -908,13 +1033,134 @@ mod tests {
         assert_eq!(Name::of(b"connectio"), Name::Other);
     }
 
+    #[test]
+    fn unusual_name_bytes_flags_exactly_the_bytes_that_are_no_letter_digit_or_dash() {
+        let usual = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+        let fillers = [
+            0u8, b'a', b'Z', b'-', b'9', b'@', b'[', 0x7f, 0x80, 0xff, b':',
+        ];
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                for filler in fillers {
+                    let mut bytes = [filler; 8];
+                    bytes[at] = b;
+                    let expected = bytes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &b)| !usual(b))
+                        .fold(0u64, |mask, (i, _)| mask | 0x80 << (8 * i));
+                    let flagged = plain::unusual_name_bytes(u64::from_le_bytes(bytes));
+                    assert_eq!(flagged, expected, "{bytes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_name_is_measured_as_byte_by_byte_at_any_length_and_end() {
+        let stops = [b':', b' ', b'\t', b'\r', b'(', 0x80];
+        let names: [&[u8]; 4] = [
+            b"Content-Length-And-More-Than-Two-Words",
+            b"X_Under.Score!#$%&'*+^`|~-0123456789",
+            b"a",
+            b"",
+        ];
+        for name in names {
+            for len in 0..=name.len() {
+                for stop in stops {
+                    for padding in [0usize, 1, 7, 8, 9, 20] {
+                        let mut buf = name[..len].to_vec();
+                        buf.push(stop);
+                        buf.resize(buf.len() + padding, b'x');
+                        assert_eq!(
+                            plain::name_len(&buf, 0),
+                            plain::token_len(&buf),
+                            "{}",
+                            String::from_utf8_lossy(&buf)
+                        );
+                    }
+                    // A name running to the buffer's end.
+                    let buf = &name[..len];
+                    assert_eq!(plain::name_len(buf, 0), plain::token_len(buf));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keep_alive_is_recognised_in_any_case_and_nothing_else() {
+        let mut values = vec![b"keep-alive".to_vec(), b"KEEP-ALIVE".to_vec()];
+        for i in 0..10 {
+            for b in 0..=255u8 {
+                let mut value = b"Keep-Alive".to_vec();
+                value[i] = b;
+                if b != b'\r' {
+                    values.push(value);
+                }
+            }
+        }
+        values.extend([b"keep-aliv".to_vec(), b"keep-alive ".to_vec()]);
+        for value in values {
+            assert_eq!(
+                is_keep_alive(&value),
+                value.eq_ignore_ascii_case(b"keep-alive"),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_name_is_recognised_in_a_head_as_alone() {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for (known, _) in KNOWN {
+            let known = known.as_bytes();
+            names.push(known.to_vec());
+            names.push(known.to_ascii_uppercase());
+            for i in 0..known.len() {
+                // One byte changed: case, a near letter, a `tchar` that
+                // folds onto another byte, dropped.
+                for b in [
+                    known[i].to_ascii_uppercase(),
+                    known[i] ^ 1,
+                    b'_',
+                    b'~',
+                    b'^',
+                    b'`',
+                    b'|',
+                ] {
+                    let mut changed = known.to_vec();
+                    changed[i] = b;
+                    names.push(changed);
+                }
+                let mut dropped = known.to_vec();
+                dropped.remove(i);
+                names.push(dropped);
+            }
+        }
+        for name in &names {
+            for tail in [&b""[..], b":", b": v\r\n\r\n", b": a longer value\r\n\r\n"] {
+                let buf = [&name[..], tail].concat();
+                let span = Span {
+                    start: 0,
+                    end: name.len() as u32,
+                };
+                assert_eq!(
+                    Name::in_head(&buf, span),
+                    Name::of(name),
+                    "{}",
+                    String::from_utf8_lossy(&buf)
+                );
+            }
+        }
+    }
+
     /// `text` and every variant of it one byte apart (each byte replaced
     /// by, or preceded by, a byte of interest, or dropped) and every
     /// prefix of it.
     fn variants(text: &[u8]) -> Vec<Vec<u8>> {
-        const BYTES: [u8; 16] = [
+        const BYTES: [u8; 20] = [
             b'\t', b' ', b':', b'\r', b'\n', 0x7f, 0x80, 0xff, 0, b'a', b'Z', b',', b'"', b'(',
-            b'1', b'/',
+            b'1', b'/', b'-', b'_', b'~', b'@',
         ];
         let mut all = vec![text.to_vec()];
         for i in 0..=text.len() {
@@ -979,6 +1225,9 @@ mod tests {
                 b"GET / HTTP/1.0\r\nConnection: keep-alive, Upgrade\r\nTE: trailers\r\nX-Empty:\r\nX-Sp: \t a b \t\r\ntraceparent: 00-ab-cd-01\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
                 b"GET http://a.example/x?y=1 HTTP/1.1\r\nhost: a.example\r\nTransfer-Encoding: chunked\r\nexpect: 100-continue\r\n\r\n",
                 b"OPTIONS * HTTP/1.1\r\n\r\n",
+                // Recognised names in other cases, names over two words,
+                // every `tchar` that is no letter, digit or `-`.
+                b"PATCH /x HTTP/1.1\r\nHOST: h\r\nCONTENT-LENGTH: 0\r\nX-Forwarded-Proto: https\r\nx-forwarded-HOST: a\r\nProxy-Connection: close\r\nKeep-Alive: 5\r\nUpgrade: h2c\r\nAccept-Encoding-Preference-List: 1\r\nX_Under.Score!#$%&'*+^`|~: v\r\n\r\n",
             ],
             RequestHead::parse_plain,
             RequestHead::parse_any,
@@ -997,6 +1246,9 @@ mod tests {
                 b"HTTP/1.0 404 Not  Found \r\nTransfer-Encoding: chunked\r\nX:\r\nTrailer: a, b\r\n\r\n",
                 b"HTTP/1.1 204\r\n\r\n",
                 b"HTTP/1.1 101 \r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+                // Recognised names in other cases, the last ones too near
+                // the buffer's end for a whole word.
+                b"HTTP/1.1 200 OK\r\nCONNECTION: close\r\nTransfer-encoding: chunked\r\nTraceparent: 1\r\nX-Forwarded-For: a\r\nTE: x\r\nHost: h\r\n\r\n",
             ],
             ResponseHead::parse_plain,
             ResponseHead::parse_any,

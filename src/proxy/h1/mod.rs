@@ -86,7 +86,8 @@
 //! 100-continue` as hyper did (its own 100, the upstream's swallowed) and
 //! other 1xx (103 Early Hints), serves pipelined requests one at a time,
 //! forwards upgrade requests without upgrading, times out head reads and
-//! idle connections (30 s) and stalled request bodies (30 s), drains on
+//! idle connections (30 s), stalled request bodies (30 s) and stalled
+//! response bodies (the listener's `timeout` between reads), drains on
 //! shutdown, reuses its upstream connection only after a response whose
 //! framing allows it, and answers upstream failures with 502/504. See
 //! `connection.rs` for the details, docs/http1.md for the contract.
