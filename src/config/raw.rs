@@ -347,7 +347,10 @@ pub struct RawListener {
     /// either way.
     #[serde(default)]
     pub engine: Option<RawEngine>,
-    /// Time allowed for the upstream's response head, e.g. `30s` (default).
+    /// Time allowed for the upstream's response head, e.g. `30s` (default);
+    /// on the native engine also the longest pause between reads of the
+    /// response body (then the client connection closes after what was
+    /// relayed).
     #[serde(default)]
     pub timeout: Option<Scalar>,
     /// Time allowed to connect (TCP and TLS), e.g. `5s` (default).

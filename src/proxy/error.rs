@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `connect_refused` | 502 | TCP connect failed (refused, unreachable, name not resolved) |
 //! | `connect_timeout` | 502 | TCP + TLS connect took longer than `connect_timeout` |
-//! | `timeout` | 504 | no response head within `timeout` |
+//! | `timeout` | 504 | no response head within `timeout`; on the native engine also a response body that stalls longer than `timeout` between reads (no 504 then: the status went out with the head, the client connection closes after what was relayed) |
 //! | `reset` | 502 | the connection closed or reset before the response head |
 //! | `tls` | 502 | TLS handshake or certificate failure |
 //! | `protocol` | 502 | anything else: a malformed response, a transfer coding other than `chunked`, an unusable request |
