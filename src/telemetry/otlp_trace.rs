@@ -304,14 +304,7 @@ impl Attributes<'_> {
             // The usual case: every length is a one-byte varint (and every
             // tag one byte), so no length is measured; the heads go in as
             // two 4-byte pieces.
-            self.buf.reserve(2 + kv_len);
-            self.buf.extend_from_slice(&[
-                one_byte_tag(self.field, LEN),
-                kv_len as u8,
-                one_byte_tag(1, LEN),
-                key_len as u8,
-            ]);
-            key.put(self.buf);
+            self.short_head(key, key_len, kv_len);
             // AnyValue.string_value = 1 (in a oneof: present even when empty)
             self.buf.extend_from_slice(&[
                 one_byte_tag(2, LEN),
@@ -387,6 +380,23 @@ impl Attributes<'_> {
         self.buf.extend_from_slice(&encoded.bytes);
     }
 
+    /// The head of a `KeyValue` of `kv_len` bytes, under 128 (so every
+    /// length in it is a one-byte varint), and its key of `key_len` bytes:
+    /// room for the whole `KeyValue` reserved, the field's and the key's
+    /// tags and lengths as one piece, then the key.
+    #[inline]
+    fn short_head(&mut self, key: &(impl Text + ?Sized), key_len: usize, kv_len: usize) {
+        debug_assert!(kv_len < 0x80 && key_len < kv_len);
+        self.buf.reserve(2 + kv_len);
+        self.buf.extend_from_slice(&[
+            one_byte_tag(self.field, LEN),
+            kv_len as u8,
+            one_byte_tag(1, LEN),
+            key_len as u8,
+        ]);
+        key.put(self.buf);
+    }
+
     /// A `KeyValue` whose `AnyValue` is `any_len` bytes that `any` writes.
     fn scalar(
         &mut self,
@@ -401,14 +411,7 @@ impl Attributes<'_> {
             // The usual case: the `KeyValue`, so every length in it, fits a
             // one-byte varint (every tag is one byte). Its head and its
             // value's head are written as two slices.
-            self.buf.reserve(2 + kv_len);
-            self.buf.extend_from_slice(&[
-                one_byte_tag(self.field, LEN),
-                kv_len as u8,
-                one_byte_tag(1, LEN),
-                key_len as u8,
-            ]);
-            key.put(self.buf);
+            self.short_head(key, key_len, kv_len);
             self.buf
                 .extend_from_slice(&[one_byte_tag(2, LEN), any_len as u8]);
             self.buf.len()
