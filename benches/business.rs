@@ -24,6 +24,12 @@
 //! code in the response), which completes a flow. The store starts with
 //! 100 k transactions. Exchanges are built outside the timed part.
 //!
+//! `trace_id/new_transaction`: the trace ID a new transaction derives from
+//! its name (`telemetry::trace_id`, SHA-256 by `ring`), on its own, for
+//! the native figure: `ring` uses the CPU's SHA extensions where it has
+//! them, which valgrind does not emulate (under callgrind it runs its AVX
+//! code instead, so callgrind's count is not what runs natively).
+//!
 //! `cargo bench --bench business`; CI only builds it (`--no-run`).
 
 use std::hint::black_box;
@@ -35,10 +41,11 @@ use prometheus_client::registry::Registry;
 
 use waybill::clock::Clock;
 use waybill::correlate::{Correlated, Correlator, Observer};
-use waybill::extract::Extractor;
+use waybill::extract::{Extractor, Key};
 use waybill::telemetry::otlp_trace::{EncodedSpan, TraceEncoder};
 use waybill::telemetry::span_buffers::SpanBuffers;
 use waybill::telemetry::spans::SpanObserver;
+use waybill::telemetry::trace_id;
 
 mod traffic;
 
@@ -140,6 +147,21 @@ fn business(c: &mut Criterion) {
     let mut encoder = TraceEncoder::new(&resource, "waybill", env!("CARGO_PKG_VERSION"));
     group.bench_function("encode_batch/waybill", |b| {
         b.iter(|| black_box(encoder.encode(&batch).len()))
+    });
+    group.finish();
+
+    let order = config
+        .key_kinds
+        .get("order")
+        .expect("the bench declares order");
+    let names: Vec<Key> = (0..1024)
+        .map(|i| Key::new(order.clone(), format!("SO-{i:010}")))
+        .collect();
+    let mut group = c.benchmark_group("trace_id");
+    group.throughput(Throughput::Elements(1));
+    let mut next = names.iter().cycle();
+    group.bench_function("new_transaction", |b| {
+        b.iter(|| black_box(next.next().map(trace_id)))
     });
     group.finish();
 }

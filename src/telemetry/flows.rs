@@ -8,10 +8,13 @@
 //! Observed here, from the correlator's [`News`](crate::correlate::News),
 //! rather than in the correlator: the correlator does not know trace IDs.
 
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use opentelemetry::trace::TraceId;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{
+    EncodeLabel, EncodeLabelSet, EncodeLabelValue, LabelSetEncoder, LabelValueEncoder,
+};
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
@@ -25,10 +28,25 @@ struct FlowLabel {
     flow: String,
 }
 
-/// The exemplar's label set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct TraceExemplar {
-    pub trace_id: String,
+/// The exemplar's label set, `trace_id`: the trace ID kept as it is and
+/// written as its 32 lowercase hex digits when scraped, so a completed
+/// flow formats and allocates nothing for its exemplar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceExemplar(pub TraceId);
+
+impl EncodeLabelSet for TraceExemplar {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        ("trace_id", TraceIdText(self.0)).encode(encoder.encode_label())
+    }
+}
+
+/// A trace ID as a label value (its `Display`: 32 lowercase hex digits).
+struct TraceIdText(TraceId);
+
+impl EncodeLabelValue for TraceIdText {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        write!(encoder, "{}", self.0)
+    }
 }
 
 /// One histogram handle per declared flow.
@@ -71,9 +89,7 @@ impl FlowMetrics {
         if let Some((_, histogram)) = self.durations.iter().find(|(name, _)| name == &flow.flow) {
             histogram.observe(
                 flow.duration.as_secs_f64(),
-                Some(TraceExemplar {
-                    trace_id: trace_id.to_string(),
-                }),
+                Some(TraceExemplar(trace_id)),
                 // Scrape time: the business clock may be compressed (demo)
                 // and Prometheus refuses exemplars far from the scrape.
                 None,

@@ -192,10 +192,18 @@ impl SpanWriter {
     ) -> Self {
         buf.clear();
         buf.reserve(SPAN_CAPACITY);
-        bytes(&mut buf, 1, &trace_id.to_bytes());
-        bytes(&mut buf, 2, &span_id.to_bytes());
+        // trace_id = 1, span_id = 2: never empty, written as one piece.
+        let mut ids = [0u8; 28];
+        ids[0] = one_byte_tag(1, LEN);
+        ids[1] = 16;
+        ids[2..18].copy_from_slice(&trace_id.to_bytes());
+        ids[18] = one_byte_tag(2, LEN);
+        ids[19] = 8;
+        ids[20..].copy_from_slice(&span_id.to_bytes());
+        buf.extend_from_slice(&ids);
         text(&mut buf, 5, name);
-        uint(&mut buf, 6, kind as u64);
+        // kind = 6: never 0 (UNSPECIFIED), a one-byte varint.
+        buf.extend_from_slice(&[one_byte_tag(6, VARINT), kind as u8]);
         fixed64(&mut buf, 7, start.into().0);
         fixed64(&mut buf, 8, end.into().0);
         SpanWriter { buf }
@@ -266,12 +274,12 @@ impl SpanWriter {
     pub fn finish(mut self, dropped_links: u32, error: bool) -> EncodedSpan {
         let buf = &mut self.buf;
         uint(buf, 14, u64::from(dropped_links));
-        // Span.status = 15: code = 3 (STATUS_CODE_ERROR = 2)
-        message(buf, 15, |buf| {
-            if error {
-                uint(buf, 3, 2);
-            }
-        });
+        // Span.status = 15: code = 3 (STATUS_CODE_ERROR = 2), else empty.
+        if error {
+            buf.extend_from_slice(&[one_byte_tag(15, LEN), 2, one_byte_tag(3, VARINT), 2]);
+        } else {
+            buf.extend_from_slice(&[one_byte_tag(15, LEN), 0]);
+        }
         // A root span: its (absent) parent is not remote.
         fixed32(buf, 16, flags(false, TraceFlags::SAMPLED));
         EncodedSpan(self.buf)
@@ -287,12 +295,30 @@ pub struct Attributes<'a> {
 impl Attributes<'_> {
     /// A string attribute.
     pub fn string(&mut self, key: &(impl Text + ?Sized), value: &(impl Text + ?Sized)) {
+        let key_len = key.text_len();
         let len = value.text_len();
-        self.scalar(key, len_field_size(len), |buf| {
+        // The `KeyValue`: its key's field, then its `AnyValue`'s, which
+        // holds the string's: three heads of two bytes when short.
+        let kv_len = key_len + len + 6;
+        if key_len > 0 && kv_len < 0x80 {
+            // The usual case: every length is a one-byte varint (and every
+            // tag one byte), so no length is measured; the heads go in as
+            // two 4-byte pieces.
+            self.short_head(key, key_len, kv_len);
             // AnyValue.string_value = 1 (in a oneof: present even when empty)
-            len_prefix(buf, 1, len);
-            value.put(buf);
-        });
+            self.buf.extend_from_slice(&[
+                one_byte_tag(2, LEN),
+                (len + 2) as u8,
+                one_byte_tag(1, LEN),
+                len as u8,
+            ]);
+            value.put(self.buf);
+        } else {
+            self.scalar(key, len_field_size(len), |buf| {
+                len_prefix(buf, 1, len);
+                value.put(buf);
+            });
+        }
     }
 
     /// An integer attribute (int64, travelling as its two's complement varint).
@@ -354,6 +380,23 @@ impl Attributes<'_> {
         self.buf.extend_from_slice(&encoded.bytes);
     }
 
+    /// The head of a `KeyValue` of `kv_len` bytes, under 128 (so every
+    /// length in it is a one-byte varint), and its key of `key_len` bytes:
+    /// room for the whole `KeyValue` reserved, the field's and the key's
+    /// tags and lengths as one piece, then the key.
+    #[inline]
+    fn short_head(&mut self, key: &(impl Text + ?Sized), key_len: usize, kv_len: usize) {
+        debug_assert!(kv_len < 0x80 && key_len < kv_len);
+        self.buf.reserve(2 + kv_len);
+        self.buf.extend_from_slice(&[
+            one_byte_tag(self.field, LEN),
+            kv_len as u8,
+            one_byte_tag(1, LEN),
+            key_len as u8,
+        ]);
+        key.put(self.buf);
+    }
+
     /// A `KeyValue` whose `AnyValue` is `any_len` bytes that `any` writes.
     fn scalar(
         &mut self,
@@ -368,14 +411,7 @@ impl Attributes<'_> {
             // The usual case: the `KeyValue`, so every length in it, fits a
             // one-byte varint (every tag is one byte). Its head and its
             // value's head are written as two slices.
-            self.buf.reserve(2 + kv_len);
-            self.buf.extend_from_slice(&[
-                one_byte_tag(self.field, LEN),
-                kv_len as u8,
-                one_byte_tag(1, LEN),
-                key_len as u8,
-            ]);
-            key.put(self.buf);
+            self.short_head(key, key_len, kv_len);
             self.buf
                 .extend_from_slice(&[one_byte_tag(2, LEN), any_len as u8]);
             self.buf.len()
@@ -592,7 +628,11 @@ fn text_field_size(value: &(impl Text + ?Sized)) -> usize {
 }
 
 fn tag(buf: &mut Vec<u8>, field: u32, wire: u32) {
-    varint(buf, u64::from(field << 3 | wire));
+    if field < 16 {
+        buf.push(one_byte_tag(field, wire));
+    } else {
+        varint(buf, u64::from(field << 3 | wire));
+    }
 }
 
 /// The tag of a field numbered below 16: one byte.
@@ -676,14 +716,20 @@ fn uint_always(buf: &mut Vec<u8>, field: u32, value: u64) {
 
 fn fixed64(buf: &mut Vec<u8>, field: u32, value: u64) {
     if value != 0 {
-        tag(buf, field, FIXED64);
-        buf.extend_from_slice(&value.to_le_bytes());
+        fixed64_always(buf, field, value);
     }
 }
 
 fn double_always(buf: &mut Vec<u8>, field: u32, value: f64) {
-    tag(buf, field, FIXED64);
-    buf.extend_from_slice(&value.to_le_bytes());
+    fixed64_always(buf, field, value.to_bits());
+}
+
+/// Tag and value in one piece (every `fixed64` field here is below 16).
+fn fixed64_always(buf: &mut Vec<u8>, field: u32, value: u64) {
+    let mut field_bytes = [0u8; 9];
+    field_bytes[0] = one_byte_tag(field, FIXED64);
+    field_bytes[1..].copy_from_slice(&value.to_le_bytes());
+    buf.extend_from_slice(&field_bytes);
 }
 
 fn fixed32(buf: &mut Vec<u8>, field: u32, value: u32) {

@@ -60,7 +60,7 @@ use super::otlp_trace::{
 };
 use super::settings::Sampler;
 use super::span_buffers::{BufferStash, SpanBuffers};
-use super::trace_id::{anchor_span_id, trace_id};
+use super::trace_id::trace_and_anchor;
 use super::traceparent::{self, Traceparent};
 use crate::config::{Config, Direction};
 use crate::correlate::{Correlated, Marked, Observer};
@@ -99,6 +99,9 @@ pub struct SpanObserver {
     flow_attributes: Vec<Option<FlowAttributes>>,
     /// By `KeyKind::id`, `{kind}:`, the start of every key's text.
     key_prefixes: Vec<String>,
+    /// By status code minus 100, `http.response.status_code`, encoded the
+    /// first time a response has it (100–599: a bounded set).
+    status_codes: RefCell<Vec<Option<EncodedAttributes>>>,
     /// The spans of one event on their way to the queue: emptied after
     /// each, kept so its room is allocated once.
     outgoing: Vec<EncodedSpan>,
@@ -188,6 +191,7 @@ impl SpanObserver {
             milestone_events,
             flow_attributes,
             client_targets,
+            status_codes: RefCell::new(vec![None; STATUS_CODES]),
             outgoing: Vec::new(),
             buffers: RefCell::new(BufferStash::new(buffers)),
         }
@@ -264,8 +268,7 @@ impl SpanObserver {
         if let (Some(id), Some(route)) = (observation.route, route) {
             declared.routes.write(&mut attributes, id.0, route);
         }
-        let status = exchange.status.as_u16();
-        attributes.int("http.response.status_code", i64::from(status));
+        self.status_code(&mut attributes, exchange.status.as_u16());
         let client = self
             .client_targets
             .get(exchange.listener.0)
@@ -341,7 +344,9 @@ impl SpanObserver {
         attributes.string_array("waybill.keys", keys);
         if let (Some(milestone), false) = (&observation.milestone, event.news.milestones.is_empty())
         {
-            attributes.string("waybill.milestone", milestone.as_str());
+            self.declared
+                .milestones
+                .write(&mut attributes, milestone.id(), milestone.as_str());
         }
         for marked in &event.news.milestones {
             self.milestone_events.write(&mut writer, marked, at);
@@ -353,9 +358,10 @@ impl SpanObserver {
         }
         let mut links = Links::new(&mut writer);
         for former in transaction.former_names() {
+            let (trace_id, span_id) = trace_and_anchor(former);
             let target = LinkTarget {
-                trace_id: trace_id(former),
-                span_id: anchor_span_id(former),
+                trace_id,
+                span_id,
                 flags: TraceFlags::SAMPLED,
                 remote: true,
             };
@@ -417,16 +423,17 @@ impl SpanObserver {
         let end = flow.ended.max(flow.started);
         self.internal_span("waybill.flow", trace, (flow.started, end), |attributes| {
             match declared {
-                Some(declared) => attributes.copy(&declared.name),
-                None => attributes.string("waybill.flow", flow.flow.as_str()),
+                Some(declared) => {
+                    attributes.copy(&declared.by_outcome[usize::from(flow.within_slo)])
+                }
+                None => {
+                    attributes.string("waybill.flow", flow.flow.as_str());
+                    attributes.bool("waybill.flow.within_slo", flow.within_slo);
+                }
             }
             attributes.double("waybill.flow.duration_seconds", flow.duration.as_secs_f64());
-            attributes.bool("waybill.flow.within_slo", flow.within_slo);
             attributes.string("waybill.flow.object", &self.key_text(&flow.object));
             attributes.string("waybill.transaction", transaction);
-            if let Some(declared) = declared {
-                attributes.copy(&declared.slo);
-            }
         })
     }
 
@@ -479,6 +486,23 @@ impl SpanObserver {
         }
         if let Some((_, encoded)) = &*last {
             attributes.copy(encoded);
+        }
+    }
+
+    /// `http.response.status_code`, copied when a response had this
+    /// status before (else encoded and kept for the next).
+    fn status_code(&self, attributes: &mut Attributes<'_>, status: u16) {
+        let write = |attributes: &mut Attributes<'_>| {
+            attributes.int("http.response.status_code", i64::from(status));
+        };
+        let slot = usize::from(status).checked_sub(FIRST_STATUS_CODE);
+        let Some((mut encoded, slot)) = self.status_codes.try_borrow_mut().ok().zip(slot) else {
+            return write(attributes);
+        };
+        match encoded.get_mut(slot) {
+            Some(Some(known)) => attributes.copy(known),
+            Some(empty) => attributes.copy(empty.insert(EncodedAttributes::span(write))),
+            None => write(attributes),
         }
     }
 
@@ -627,6 +651,8 @@ struct DeclaredAttributes {
     systems: Declared,
     /// `waybill.operation`, by `Operation::id`.
     operations: Declared,
+    /// `waybill.milestone`, by `Milestone::id`.
+    milestones: Declared,
 }
 
 impl DeclaredAttributes {
@@ -648,6 +674,10 @@ impl DeclaredAttributes {
             operations: Declared::new(
                 "waybill.operation",
                 config.operations.iter().map(|o| o.as_str()),
+            ),
+            milestones: Declared::new(
+                "waybill.milestone",
+                config.milestones.iter().map(|m| m.as_str()),
             ),
         }
     }
@@ -731,24 +761,24 @@ impl MilestoneEvents {
     }
 }
 
-/// A `waybill.flow` span's attributes that only depend on the flow.
+/// A `waybill.flow` span's attributes that only depend on the flow and
+/// on whether it met its SLO: `waybill.flow`, `waybill.flow.within_slo`
+/// and `waybill.flow.slo_seconds`, encoded as one piece.
 struct FlowAttributes {
-    /// `waybill.flow`.
-    name: EncodedAttributes,
-    /// `waybill.flow.slo_seconds`.
-    slo: EncodedAttributes,
+    /// By `within_slo`: `false`, then `true`.
+    by_outcome: [EncodedAttributes; 2],
 }
 
 impl FlowAttributes {
     fn new(flow: &crate::config::Flow) -> Self {
-        FlowAttributes {
-            name: EncodedAttributes::span(|attributes| {
+        let by_outcome = [false, true].map(|within_slo| {
+            EncodedAttributes::span(|attributes| {
                 attributes.string("waybill.flow", flow.name.as_str());
-            }),
-            slo: EncodedAttributes::span(|attributes| {
+                attributes.bool("waybill.flow.within_slo", within_slo);
                 attributes.double("waybill.flow.slo_seconds", flow.slo.as_secs_f64());
-            }),
-        }
+            })
+        });
+        FlowAttributes { by_outcome }
     }
 }
 
@@ -830,6 +860,12 @@ const KNOWN_METHODS: [(http::Method, &str); 9] = [
     (http::Method::CONNECT, "CONNECT"),
     (http::Method::TRACE, "TRACE"),
 ];
+
+/// The status codes whose `http.response.status_code` attribute is kept
+/// encoded are the `STATUS_CODES` from `FIRST_STATUS_CODE` on, 100–599
+/// (`http::StatusCode` allows up to 999; those are written each time).
+const FIRST_STATUS_CODE: usize = 100;
+const STATUS_CODES: usize = 500;
 
 /// `http.request.method` of a method not in [`KNOWN_METHODS`].
 const OTHER_METHOD: &str = "_OTHER";

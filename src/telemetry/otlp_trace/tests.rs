@@ -255,17 +255,29 @@ fn the_buffer_is_reused_and_each_request_stands_alone() {
 
 #[test]
 fn messages_longer_than_one_length_byte_keep_their_length() {
-    // 127, 128, 16 383 and 16 384 bytes: the varint length's size changes.
-    for len in [0, 1, 100, 127, 128, 16_383, 16_384, 70_000] {
+    // 127, 128, 16 383 and 16 384 bytes: the varint length's size changes
+    // (for the attributes, and for the events, links and arrays that hold
+    // them); at 119 a `KeyValue` of key `big` is 128 bytes, past one byte.
+    for len in [0, 1, 100, 118, 119, 127, 128, 16_383, 16_384, 70_000] {
         let mut spans = spans();
         spans.truncate(1);
+        let bigs = || Value::Array(Array::String(vec!["z".repeat(len).into(); 3]));
         spans[0].attributes = vec![
             KeyValue::new("big", "y".repeat(len)),
-            KeyValue::new(
-                "bigs",
-                Value::Array(Array::String(vec!["z".repeat(len).into(); 3])),
-            ),
+            // Known up front (odd place), then written one by one (even).
+            KeyValue::new("bigs", bigs()),
+            KeyValue::new("bigs.again", bigs()),
         ];
+        // Events (one of each way of writing them) and a link that long.
+        let big = || vec![KeyValue::new("big", "w".repeat(len))];
+        let at = spans[0].start_time;
+        for name in ["long", "longer"] {
+            spans[0].events.events.push(Event::new(name, at, big(), 0));
+        }
+        spans[0]
+            .links
+            .links
+            .push(Link::new(context(7, 8, true), big(), 0));
         let encoded: Vec<EncodedSpan> = spans.iter().map(written).collect();
         let mut encoder = encoder();
         let decoded = ExportTraceServiceRequest::decode(encoder.encode(&encoded)).expect("decodes");

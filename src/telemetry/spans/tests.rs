@@ -19,6 +19,7 @@ use crate::extract::Problem;
 use crate::proxy::{Exchange, Outcome, Tapped, UpstreamError};
 use crate::state::{MilestoneRecord, Transaction, TxId};
 use crate::telemetry::export::SpanQueue;
+use crate::telemetry::{anchor_span_id, trace_id};
 
 const CONFIG: &str = r#"
 systems: [wms, carrier]
@@ -722,5 +723,85 @@ fn each_span_carries_its_own_method_and_protocol_version() {
             .filter(|kv| kv.key == "http.request.method")
             .count();
         assert_eq!(methods, 1, "one method attribute");
+    }
+}
+
+#[test]
+fn each_span_carries_its_own_status_code() {
+    let config = config();
+    let observer = observer(&config);
+    // Kept encoded after their first span (100–599), or written each time.
+    for code in [200, 503, 200, 100, 599, 600, 999, 503, 204] {
+        let status = http::StatusCode::from_u16(code).expect("a status code");
+        let outcome = Outcome::Response {
+            status,
+            headers: Default::default(),
+        };
+        let observation = unrouted(exchange(0, "/x", outcome));
+        let span = decode(&observer.exchange_span(&observation, TraceId::from_bytes([1; 16])));
+        assert_eq!(
+            attribute(&span, "http.response.status_code"),
+            Some(&Value::IntValue(i64::from(code))),
+            "{code}"
+        );
+    }
+}
+
+#[test]
+fn a_flow_span_says_whether_its_flow_met_the_slo() {
+    let config = config();
+    let observer = observer(&config);
+    let shipment = key(&config, "shipment", "SH-1");
+    let transaction = Transaction::new(TxId(1), shipment.clone(), t0());
+    let observation = unrouted(exchange(0, "/x", ok()));
+    let flow = |within_slo, hours: u64| FlowRecord {
+        flow: config.flow_names.get("order_to_ship").expect("declared"),
+        object: shipment.clone(),
+        started: t0() - Duration::from_secs(hours * 3600),
+        ended: t0(),
+        duration: Duration::from_secs(hours * 3600),
+        within_slo,
+    };
+    let news = News {
+        flows: vec![flow(false, 30), flow(true, 2), flow(false, 25)],
+        ..News::default()
+    };
+    let keys = [shipment];
+    let spans = observer.spans(&Correlated {
+        observation: &observation,
+        transaction: &transaction,
+        keys: &keys,
+        news: &news,
+    });
+    let flows: Vec<Span> = spans[1..].iter().map(decode).collect();
+    let outcomes: Vec<_> = flows
+        .iter()
+        .map(|flow| {
+            (
+                attribute(flow, "waybill.flow.within_slo").cloned(),
+                attribute(flow, "waybill.flow.duration_seconds").cloned(),
+            )
+        })
+        .collect();
+    let expected = |within, seconds| {
+        (
+            Some(Value::BoolValue(within)),
+            Some(Value::DoubleValue(seconds)),
+        )
+    };
+    assert_eq!(
+        outcomes,
+        [
+            expected(false, 108_000.0),
+            expected(true, 7_200.0),
+            expected(false, 90_000.0)
+        ]
+    );
+    for flow in &flows {
+        assert_eq!(text(flow, "waybill.flow"), "order_to_ship");
+        assert_eq!(
+            attribute(flow, "waybill.flow.slo_seconds"),
+            Some(&Value::DoubleValue(86400.0))
+        );
     }
 }
