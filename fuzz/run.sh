@@ -3,7 +3,7 @@
 # through the native engine on loopback) for a bounded time and prints, per target, the executions done, the
 # coverage reached (libFuzzer's `cov:`) and whether libFuzzer found a crash.
 #
-#   fuzz/run.sh [SECONDS_PER_TARGET]   (default 60)
+#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET ...]   (default 60 seconds, every target)
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 # Seeds come from tests/fixtures/formats; h1_connection's from the requests and responses written in
@@ -12,6 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
+shift $(($# > 0 ? 1 : 0))
+targets=("$@")
+if ((${#targets[@]} == 0)); then
+    targets=(json_path xml x12 edifact decompress form h1 h1_connection)
+fi
 fixtures=../tests/fixtures/formats
 mkdir -p logs
 status=0
@@ -38,7 +43,7 @@ literals() { # PATTERN
 }
 
 printf '%-14s %12s %8s  %s\n' target executions cov result
-for target in json_path xml x12 edifact decompress form h1 h1_connection; do
+for target in "${targets[@]}"; do
     corpus=corpus/$target
     mkdir -p "$corpus"
     case $target in
