@@ -597,6 +597,31 @@ else
   cat "$OUT/reject.err" >&2; fail "native sidecar on Kubernetes 1.28: unexpected message"
 fi
 
+step "6b. worker threads (TOKIO_WORKER_THREADS on the waybill container)"
+# Each case: the variable's values on the waybill container (space-separated,
+# "-" for none), then the --set arguments.
+workers() {
+  local expect="$1" got; shift
+  if ! "$HELM" template "$RELEASE" "$CHART" --kube-version "$KUBE_CURRENT" "${NATIVE[@]}" "$@" >"$OUT/workers.yaml" 2>"$OUT/workers.err"; then
+    cat "$OUT/workers.err" >&2; fail "worker threads: render failed: $*"; return
+  fi
+  got=$("$PY" -c 'import sys, yaml
+vals = [e.get("value") for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"].get("initContainers", []) + d["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "waybill" for e in c.get("env", []) if e["name"] == "TOKIO_WORKER_THREADS"]
+print(" ".join(str(v) for v in vals) or "-")' "$OUT/workers.yaml")
+  if [[ "$got" == "$expect" ]]; then pass "worker threads $expect: ${*:-(scenario values)}"; else fail "worker threads: expected $expect, got $got: $*"; fi
+}
+workers 2                                                  # the chart's default: no CPU limit
+workers 1 --set sidecar.resources.limits.cpu=100m
+workers 2 --set sidecar.resources.limits.cpu=1500m
+workers 3 --set sidecar.resources.limits.cpu=2.5
+workers 4 --set sidecar.resources.limits.cpu=4
+workers 1 --set sidecar.workerThreads=1 --set sidecar.resources.limits.cpu=4
+workers - --set sidecar.workerThreads=0
+workers 6 --set 'sidecar.extraEnv[0].name=TOKIO_WORKER_THREADS' --set-string 'sidecar.extraEnv[0].value=6'
+reject "a negative worker count" 'sidecar.workerThreads: Must be greater than or equal to 0' --set sidecar.workerThreads=-1
+
 step "7. waybill check on the rendered routes files"
 # Scenarios whose routes file the binary is expected to refuse (none today).
 CHECK_XFAIL="${WAYBILL_CHECK_XFAIL-}"

@@ -178,6 +178,28 @@ margin). Native sidecars stop after the app, so the budget is a sum.
 {{/*
 Checks the schema cannot express. Each failure says what to change.
 */}}
+{{/*
+The waybill container's TOKIO_WORKER_THREADS: sidecar.workerThreads when set
+(0: none, waybill then uses every CPU it may), else the CPU limit rounded up
+(500m -> 1, 1.5 -> 2), else 2. A sidecar with no CPU limit must not start one
+worker per node CPU.
+*/}}
+{{- define "waybill.workerThreads" -}}
+{{- $s := .Values.sidecar }}
+{{- if not (kindIs "invalid" $s.workerThreads) }}
+{{- int $s.workerThreads }}
+{{- else }}
+{{- $cpu := toString (dig "limits" "cpu" "" (default dict $s.resources)) }}
+{{- if not $cpu }}
+{{- 2 }}
+{{- else if hasSuffix "m" $cpu }}
+{{- max 1 (int (ceil (divf (float64 (trimSuffix "m" $cpu)) 1000))) }}
+{{- else }}
+{{- max 1 (int (ceil (float64 $cpu))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "waybill.validate" -}}
 {{- $v := .Values }}
 {{- $kube := .Capabilities.KubeVersion.Version }}
@@ -295,6 +317,14 @@ modes. Call with (dict "root" $ "native" bool).
     {{- end }}
     - name: WAYBILL_DRAIN_TIMEOUT
       value: {{ printf "%ds" (int $s.drainTimeoutSeconds) | quote }}
+    {{- $workers := include "waybill.workerThreads" $root }}
+    {{- range $s.extraEnv }}
+    {{- if eq (toString .name) "TOKIO_WORKER_THREADS" }}{{ $workers = "0" }}{{ end }}
+    {{- end }}
+    {{- if ne $workers "0" }}
+    - name: TOKIO_WORKER_THREADS
+      value: {{ $workers | quote }}
+    {{- end }}
     {{- if $v.redis.enabled }}
     - name: WAYBILL_REDIS_PASSWORD
       valueFrom:
