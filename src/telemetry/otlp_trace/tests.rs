@@ -17,7 +17,10 @@ use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_sc
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 
-use super::{Attributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter, TraceEncoder};
+use super::{
+    Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter,
+    TraceEncoder,
+};
 use crate::telemetry::resource;
 
 const SCOPE: &str = "waybill";
@@ -141,7 +144,20 @@ fn written(data: &SpanData) -> EncodedSpan {
     );
     write_attributes(&mut writer.attributes(), &data.attributes);
     for (j, event) in data.events.iter().enumerate() {
-        if j % 2 == 0 {
+        let single_string = match &event.attributes[..] {
+            [kv] => match &kv.value {
+                Value::String(value) => Some((kv.key.as_str(), value.as_str())),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let (0, Some((key, value))) = (j % 2, single_string) {
+            // The name encoded beforehand, then one string attribute
+            // (empty encoded parts before and after).
+            let head = EncodedEvent::new(&*event.name, |_| {});
+            let tail = EncodedAttributes::event(|_| {});
+            writer.encoded_event_with(&head, event.timestamp, (key, value), &tail);
+        } else if j % 2 == 0 {
             // The name and the first attribute encoded beforehand.
             let (first, rest) = event.attributes.split_at(event.attributes.len().min(1));
             let head = EncodedEvent::new(&*event.name, |attributes| {
@@ -257,8 +273,11 @@ fn the_buffer_is_reused_and_each_request_stands_alone() {
 fn messages_longer_than_one_length_byte_keep_their_length() {
     // 127, 128, 16 383 and 16 384 bytes: the varint length's size changes
     // (for the attributes, and for the events, links and arrays that hold
-    // them); at 119 a `KeyValue` of key `big` is 128 bytes, past one byte.
-    for len in [0, 1, 100, 118, 119, 127, 128, 16_383, 16_384, 70_000] {
+    // them); at 119 a `KeyValue` of key `big` is 128 bytes, past one byte,
+    // and at 36 the `KeyValue` of the array `bigs` (three values) is.
+    for len in [
+        0, 1, 35, 36, 100, 118, 119, 127, 128, 16_383, 16_384, 70_000,
+    ] {
         let mut spans = spans();
         spans.truncate(1);
         let bigs = || Value::Array(Array::String(vec!["z".repeat(len).into(); 3]));
