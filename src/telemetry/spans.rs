@@ -277,7 +277,7 @@ impl SpanObserver {
             .and_then(Option::as_ref)
             .filter(|_| outbound);
         match client {
-            Some(target) => target.write(&mut attributes, &exchange.uri),
+            Some(target) => target.write(&mut attributes, exchange.uri.path_and_query()),
             None => self.server_target(&mut attributes, exchange),
         }
         attributes.string("url.path", exchange.uri.path());
@@ -448,7 +448,10 @@ impl SpanObserver {
             host,
             self.last_host.try_borrow_mut(),
         ) else {
-            let authority = exchange.uri.authority().cloned().or_else(|| {
+            // An absolute-form target's authority parsed when it was
+            // received: it parses again.
+            let target = exchange.uri.authority().and_then(|a| a.parse().ok());
+            let authority = target.or_else(|| {
                 host.and_then(|h| h.to_str())
                     .and_then(|h| h.parse::<http::uri::Authority>().ok())
             });
@@ -960,9 +963,9 @@ impl ClientTarget {
     }
 
     /// `url.full`, `url.scheme`, `server.address` and `server.port` of a
-    /// CLIENT span for `request`.
-    fn write(&self, attributes: &mut Attributes<'_>, request: &http::Uri) {
-        let path_and_query = request.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    /// CLIENT span for the request's path and query (`/` when it has none).
+    fn write(&self, attributes: &mut Attributes<'_>, path_and_query: Option<&str>) {
+        let path_and_query = path_and_query.unwrap_or("/");
         attributes.string("url.full", &[self.prefix.as_str(), path_and_query]);
         attributes.copy(&self.attributes);
     }
