@@ -283,37 +283,6 @@ impl SpanWriter {
         });
     }
 
-    /// A span event at `at` whose name and first attributes are `head`,
-    /// then the string attribute `key` = `value`, then `tail` (both
-    /// encoded once): every length is known before it is written, so
-    /// nothing is moved afterwards (as [`SpanWriter::encoded_event`] must).
-    pub fn encoded_event_with(
-        &mut self,
-        head: &EncodedEvent,
-        at: impl Into<UnixNanos>,
-        (key, value): (&(impl Text + ?Sized), &(impl Text + ?Sized)),
-        tail: &EncodedAttributes,
-    ) {
-        debug_assert_eq!(tail.field, EVENT_ATTRIBUTES);
-        let at = at.into().0;
-        let time = if at == 0 { 0 } else { 9 };
-        let len = time + head.bytes.len() + string_field_size(key, value) + tail.bytes.len();
-        let buf = &mut self.buf;
-        buf.reserve(len_field_size(len));
-        // Span.events = 11: time_unix_nano = 1, name = 2, attributes = 3
-        len_prefix(buf, 11, len);
-        let start = buf.len();
-        fixed64(buf, 1, at);
-        buf.extend_from_slice(&head.bytes);
-        Attributes {
-            buf,
-            field: EVENT_ATTRIBUTES,
-        }
-        .string(key, value);
-        buf.extend_from_slice(&tail.bytes);
-        debug_assert_eq!(buf.len() - start, len);
-    }
-
     /// A span link to `target` with the attributes `write` adds.
     pub fn link(&mut self, target: LinkTarget, write: impl FnOnce(&mut Attributes<'_>)) {
         // Span.links = 13: trace_id = 1, span_id = 2, attributes = 4, flags = 6
@@ -718,13 +687,6 @@ fn varint_len(value: u64) -> usize {
 /// number here is below 16) and `len` bytes.
 fn len_field_size(len: usize) -> usize {
     1 + varint_len(len as u64) + len
-}
-
-/// The size of the `KeyValue` field [`Attributes::string`] writes for
-/// `key` and `value` (in a message whose field numbers are below 16).
-fn string_field_size(key: &(impl Text + ?Sized), value: &(impl Text + ?Sized)) -> usize {
-    // KeyValue: key = 1, value = 2 (AnyValue.string_value = 1).
-    len_field_size(text_field_size(key) + len_field_size(len_field_size(value.text_len())))
 }
 
 /// The size of [`text`]'s field for `value`: none when empty.

@@ -899,8 +899,10 @@ impl MilestoneEvents {
         let repeat = &self.repeat[usize::from(marked.repeat)];
         match self.heads.get(record.milestone.id()) {
             Some((head, kind)) if *kind == object.kind.id() => {
-                let value = ("waybill.object.value", &*object.value);
-                writer.encoded_event_with(head, at, value, repeat);
+                writer.encoded_event(head, at, |attributes| {
+                    attributes.string("waybill.object.value", &*object.value);
+                    attributes.copy(repeat);
+                });
             }
             _ => writer.event(record.milestone.as_str(), at, |attributes| {
                 attributes.string("waybill.object.kind", object.kind.as_str());

@@ -17,10 +17,7 @@ use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_sc
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 
-use super::{
-    Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter,
-    TraceEncoder,
-};
+use super::{Attributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter, TraceEncoder};
 use crate::telemetry::resource;
 
 const SCOPE: &str = "waybill";
@@ -144,20 +141,7 @@ fn written(data: &SpanData) -> EncodedSpan {
     );
     write_attributes(&mut writer.attributes(), &data.attributes);
     for (j, event) in data.events.iter().enumerate() {
-        let single_string = match &event.attributes[..] {
-            [kv] => match &kv.value {
-                Value::String(value) => Some((kv.key.as_str(), value.as_str())),
-                _ => None,
-            },
-            _ => None,
-        };
-        if let (0, Some((key, value))) = (j % 2, single_string) {
-            // The name encoded beforehand, then one string attribute
-            // (empty encoded parts before and after).
-            let head = EncodedEvent::new(&*event.name, |_| {});
-            let tail = EncodedAttributes::event(|_| {});
-            writer.encoded_event_with(&head, event.timestamp, (key, value), &tail);
-        } else if j % 2 == 0 {
+        if j % 2 == 0 {
             // The name and the first attribute encoded beforehand.
             let (first, rest) = event.attributes.split_at(event.attributes.len().min(1));
             let head = EncodedEvent::new(&*event.name, |attributes| {
