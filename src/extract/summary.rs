@@ -4,12 +4,13 @@
 //! a few request headers; the summary copies those out of the proxy's read
 //! buffers and drops the rest (the body taps, the other headers), so an
 //! observation waiting in the correlator's queue holds no read buffer alive.
+//! The request target is kept as text ([`RequestTarget`]), read as
+//! `http::Uri` reads it, without being parsed a second time.
 
 use std::time::{Duration, SystemTime};
 
 use http::header::HOST;
 use http::HeaderName;
-use smallvec::SmallVec;
 
 use crate::config::{ListenerId, System};
 use crate::proxy::{Exchange, Headers, Outcome, TraceContext, UpstreamError};
@@ -27,7 +28,7 @@ pub struct ExchangeSummary {
     pub system: System,
     pub method: http::Method,
     /// Path and query as the client sent them, in memory of their own.
-    pub uri: http::Uri,
+    pub uri: RequestTarget,
     /// HTTP version between client and sidecar.
     pub version: http::Version,
     /// Wall-clock time the request head arrived.
@@ -54,25 +55,22 @@ impl ExchangeSummary {
     /// and the buffers they share) is dropped.
     pub fn new(exchange: Exchange, idempotency_header: Option<&HeaderName>) -> Self {
         let (host, traceparent) = (HOST, TRACEPARENT);
-        let names = [Some(&host), Some(&traceparent), idempotency_header];
-        let names: SmallVec<[&HeaderName; 3]> = names.into_iter().flatten().collect();
-        let request_headers = exchange.request_headers.copy_named(&names);
-        ExchangeSummary {
-            request_headers,
-            ..Self::without_headers(exchange)
-        }
+        let headers = &exchange.request_headers;
+        let request_headers = match idempotency_header {
+            Some(name) => headers.copy_named(&[&host, &traceparent, name]),
+            None => headers.copy_named(&[&host, &traceparent]),
+        };
+        Self::with_headers(exchange, request_headers)
     }
 
     /// The summary of `exchange` with every request header kept (copied),
     /// for observations built by hand (tests, benchmarks).
     pub fn whole(exchange: Exchange) -> Self {
-        ExchangeSummary {
-            request_headers: exchange.request_headers.copy_where(|_| true),
-            ..Self::without_headers(exchange)
-        }
+        let request_headers = exchange.request_headers.copy_where(|_| true);
+        Self::with_headers(exchange, request_headers)
     }
 
-    fn without_headers(exchange: Exchange) -> Self {
+    fn with_headers(exchange: Exchange, request_headers: Headers) -> Self {
         let upstream_error = match &exchange.outcome {
             Outcome::UpstreamFailed { error, .. } => Some(*error),
             Outcome::Response { .. } => None,
@@ -82,7 +80,7 @@ impl ExchangeSummary {
             listener: exchange.listener,
             system: exchange.system,
             method: exchange.method,
-            uri: copied(&exchange.uri),
+            uri: RequestTarget::from(&exchange.uri),
             version: exchange.version,
             started: exchange.started,
             duration: exchange.duration,
@@ -90,19 +88,115 @@ impl ExchangeSummary {
             upstream_error,
             replayed: exchange.replayed,
             trace_context: exchange.trace_context,
-            request_headers: Headers::default(),
+            request_headers,
         }
     }
 }
 
-/// `uri` in memory of its own: the proxy's shares its read buffer.
-fn copied(uri: &http::Uri) -> http::Uri {
-    let text = match (uri.authority(), uri.path_and_query()) {
-        (None, Some(path)) => path.as_str().to_owned(),
-        _ => uri.to_string(),
-    };
-    // It parsed once: it parses again (else it stays shared).
-    http::Uri::try_from(text).unwrap_or_else(|_| uri.clone())
+/// A request target, copied out of the proxy's read buffer as text: the
+/// path and query as sent (`/a/b?c=1`), after the authority of an
+/// absolute-form target (`http://x.example/p`). Its parts read as
+/// `http::Uri`'s do (`path`, `query`, `path_and_query`, `authority`),
+/// from offsets noted when it was copied: no second parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestTarget {
+    /// The authority, if any, then the path and query (`http::Uri`'s
+    /// `path_and_query().as_str()`, or nothing when it has none).
+    text: Box<str>,
+    /// Where the path and query start: the authority's length.
+    path_at: usize,
+    /// Where the query starts (after its `?`), if there is one.
+    query_at: Option<usize>,
+    /// Whether the target has a path and query at all (an authority-form
+    /// target, `x.example:443`, has none).
+    has_path_and_query: bool,
+}
+
+impl RequestTarget {
+    /// The path, as `http::Uri::path`: `/` for an absolute-form target
+    /// without one, empty for an authority-form target.
+    pub fn path(&self) -> &str {
+        if !self.has_path_and_query {
+            return "";
+        }
+        let end = self.query_at.map_or(self.text.len(), |at| at - 1);
+        match self.text.get(self.path_at..end) {
+            Some("") | None => "/",
+            Some(path) => path,
+        }
+    }
+
+    /// The query, without its `?` (`http::Uri::query`).
+    pub fn query(&self) -> Option<&str> {
+        self.text.get(self.query_at?..)
+    }
+
+    /// The path and query as sent (`http::Uri::path_and_query`): `/` when
+    /// empty, `None` for an authority-form target.
+    pub fn path_and_query(&self) -> Option<&str> {
+        if !self.has_path_and_query {
+            return None;
+        }
+        match self.text.get(self.path_at..) {
+            Some("") | None => Some("/"),
+            Some(path_and_query) => Some(path_and_query),
+        }
+    }
+
+    /// The authority of an absolute- or authority-form target
+    /// (`http::Uri::authority`).
+    pub fn authority(&self) -> Option<&str> {
+        match self.text.get(..self.path_at) {
+            Some("") | None => None,
+            authority => authority,
+        }
+    }
+}
+
+impl From<&http::Uri> for RequestTarget {
+    /// `uri`'s parts copied into memory of their own (the proxy's `Uri`
+    /// shares its read buffer). An origin-form target (`/a/b?c=1`, `*`:
+    /// nearly all) is copied as it is; any other is read as the `Uri` its
+    /// text parses to, as the summary always kept it (`http://x.example?a=1`
+    /// as `http://x.example/?a=1`).
+    fn from(uri: &http::Uri) -> Self {
+        match (uri.authority(), uri.path_and_query()) {
+            (None, Some(path_and_query)) => RequestTarget {
+                text: Box::from(path_and_query.as_str()),
+                path_at: 0,
+                query_at: path_and_query
+                    .query()
+                    .map(|query| path_and_query.as_str().len() - query.len()),
+                has_path_and_query: true,
+            },
+            _ => Self::of_parts(&reparsed(uri)),
+        }
+    }
+}
+
+impl RequestTarget {
+    /// The parts of `uri`, whatever its form.
+    fn of_parts(uri: &http::Uri) -> Self {
+        let path_and_query = uri.path_and_query();
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let rest = path_and_query.map_or("", |p| p.as_str());
+        let text: Box<str> = Box::from([authority, rest].concat());
+        // The query is the end of the path and query's text.
+        let query_at = uri.query().map(|query| text.len() - query.len());
+        RequestTarget {
+            text,
+            path_at: authority.len(),
+            query_at,
+            has_path_and_query: path_and_query.is_some(),
+        }
+    }
+}
+
+/// `uri` as its text parses again (the `Uri` the summary kept before it
+/// kept text): an absolute-form target gains the `/` its text shows.
+fn reparsed(uri: &http::Uri) -> http::Uri {
+    // It parsed once: it parses again (else it is read as it is).
+    http::Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
 }
 
 #[cfg(test)]
@@ -132,7 +226,7 @@ mod tests {
     fn a_summary_keeps_what_is_read_downstream_and_the_route_s_idempotency_header() {
         let key = HeaderName::from_static("idempotency-key");
         let summary = ExchangeSummary::new(exchange("/a/b?c=1", 201), Some(&key));
-        assert_eq!(summary.uri, "/a/b?c=1");
+        assert_eq!(summary.uri.path_and_query(), Some("/a/b?c=1"));
         assert_eq!(summary.status, http::StatusCode::CREATED);
         assert_eq!(summary.upstream_error, None);
         let headers = &summary.request_headers;
@@ -153,13 +247,60 @@ mod tests {
         let summary = ExchangeSummary::new(failed, None);
         assert_eq!(summary.upstream_error, Some(UpstreamError::Timeout));
         assert_eq!(summary.status, http::StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(
-            summary.uri.authority().map(|a| a.as_str()),
-            Some("x.example")
-        );
+        assert_eq!(summary.uri.authority(), Some("x.example"));
         assert_eq!(summary.uri.path(), "/p");
         let key = HeaderName::from_static("idempotency-key");
         assert!(summary.request_headers.get(&key).is_none());
         assert_eq!(summary.request_headers.len(), 2);
+    }
+
+    /// Request targets of every form, and odd ones.
+    const TARGETS: [&str; 16] = [
+        "/",
+        "/a/b?c=1",
+        "/a?",
+        "/a??b=?",
+        "/p%20q/%2F?x=%2F&y",
+        "/a/b?c=1#frag",
+        "*",
+        "http://x.example",
+        "http://x.example?a=1",
+        "http://x.example/p?q",
+        "https://u@x.example:8443/p/?",
+        "x.example:443",
+        "/ü?ä=1",
+        "//double/slash",
+        "/a;b,c?d=e;f",
+        "HTTP://X.EXAMPLE/UPPER",
+    ];
+
+    #[test]
+    fn a_request_target_reads_as_the_uri_it_was_copied_from() {
+        for target in TARGETS {
+            let Ok(uri) = target.parse::<http::Uri>() else {
+                continue;
+            };
+            let copy = RequestTarget::from(&uri);
+            // What the summary kept before: `uri` in memory of its own.
+            let uri = match (uri.authority(), uri.path_and_query()) {
+                (None, Some(path)) => path.as_str().parse().expect("parsed before"),
+                _ => reparsed(&uri),
+            };
+            assert_eq!(copy.path(), uri.path(), "path of {target}");
+            assert_eq!(copy.query(), uri.query(), "query of {target}");
+            assert_eq!(
+                copy.path_and_query(),
+                uri.path_and_query().map(|p| p.as_str()),
+                "path and query of {target}"
+            );
+            assert_eq!(
+                copy.authority(),
+                uri.authority().map(|a| a.as_str()),
+                "authority of {target}"
+            );
+        }
+        // Most of them are targets `http` accepts.
+        let parsed = TARGETS.iter().filter(|t| t.parse::<http::Uri>().is_ok());
+        assert!(parsed.count() >= 14);
     }
 }

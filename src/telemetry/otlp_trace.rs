@@ -183,11 +183,41 @@ impl SpanWriter {
     /// [`SpanWriter::new`], written into `buf` (emptied first): a buffer
     /// recycled from an exported span.
     pub fn in_buffer(
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
         trace_id: TraceId,
         span_id: SpanId,
         name: &(impl Text + ?Sized),
         kind: Kind,
+        times: (impl Into<UnixNanos>, impl Into<UnixNanos>),
+    ) -> Self {
+        Self::start(
+            buf,
+            trace_id,
+            span_id,
+            |buf| name_and_kind(buf, name, kind),
+            times,
+        )
+    }
+
+    /// [`SpanWriter::in_buffer`] with the name and kind encoded once
+    /// ([`EncodedHead`]), copied in.
+    pub fn with_head(
+        buf: Vec<u8>,
+        (trace_id, span_id): (TraceId, SpanId),
+        head: &EncodedHead,
+        times: (impl Into<UnixNanos>, impl Into<UnixNanos>),
+    ) -> Self {
+        let copy = |buf: &mut Vec<u8>| buf.extend_from_slice(&head.bytes);
+        Self::start(buf, trace_id, span_id, copy, times)
+    }
+
+    /// A span in `buf`: ids, then the name and kind `head` writes, then
+    /// the times.
+    fn start(
+        mut buf: Vec<u8>,
+        trace_id: TraceId,
+        span_id: SpanId,
+        head: impl FnOnce(&mut Vec<u8>),
         (start, end): (impl Into<UnixNanos>, impl Into<UnixNanos>),
     ) -> Self {
         buf.clear();
@@ -201,9 +231,7 @@ impl SpanWriter {
         ids[19] = 8;
         ids[20..].copy_from_slice(&span_id.to_bytes());
         buf.extend_from_slice(&ids);
-        text(&mut buf, 5, name);
-        // kind = 6: never 0 (UNSPECIFIED), a one-byte varint.
-        buf.extend_from_slice(&[one_byte_tag(6, VARINT), kind as u8]);
+        head(&mut buf);
         fixed64(&mut buf, 7, start.into().0);
         fixed64(&mut buf, 8, end.into().0);
         SpanWriter { buf }
@@ -348,29 +376,47 @@ impl Attributes<'_> {
         });
     }
 
-    /// An array-of-strings attribute of `values`, known up front: it is
-    /// gone through twice (the sizes, then the bytes), so every length is
-    /// written before what it measures and nothing is moved afterwards
-    /// (as [`Attributes::strings`] must).
+    /// An array-of-strings attribute of `values`, known up front: written
+    /// in one pass, each value's lengths from its own size, the three
+    /// lengths around them in one-byte slots filled in at the end (moved
+    /// only when the `KeyValue` is 128 bytes or more, where
+    /// [`Attributes::strings`] moves it always).
     pub fn string_array<V: Text>(
         &mut self,
         key: &(impl Text + ?Sized),
-        values: impl Iterator<Item = V> + Clone,
+        values: impl Iterator<Item = V>,
     ) {
-        let array: usize = values
-            .clone()
-            .map(|value| len_field_size(len_field_size(value.text_len())))
-            .sum();
-        // KeyValue.value = 2: AnyValue.array_value = 5
-        let any = len_field_size(array);
-        let kv = text_field_size(key) + len_field_size(any);
-        self.buf.reserve(len_field_size(kv));
-        len_prefix(self.buf, self.field, kv);
+        let head = self.buf.len();
+        // KeyValue: key = 1, value = 2 (AnyValue.array_value = 5), each
+        // length one byte for now.
+        self.buf
+            .extend_from_slice(&[one_byte_tag(self.field, LEN), 0]);
         text(self.buf, 1, key);
-        len_prefix(self.buf, 2, any);
-        len_prefix(self.buf, 5, array);
+        let any = self.buf.len();
+        self.buf
+            .extend_from_slice(&[one_byte_tag(2, LEN), 0, one_byte_tag(5, LEN), 0]);
+        let array = self.buf.len();
         for value in values {
             array_string(self.buf, &value);
+        }
+        let array_len = self.buf.len() - array;
+        let kv_len = self.buf.len() - head - 2;
+        if kv_len < 0x80 {
+            // Every length fits its slot (the array's and the value's are
+            // shorter than the `KeyValue`).
+            self.buf[head + 1] = kv_len as u8;
+            self.buf[any + 1] = (array_len + 2) as u8;
+            self.buf[any + 3] = array_len as u8;
+        } else {
+            let any_len = len_field_size(array_len);
+            let kv_len = (any - head - 2) + len_field_size(any_len);
+            let mut lengths = Vec::with_capacity(2 * LEN_SLOT + 4);
+            len_prefix(&mut lengths, 2, any_len);
+            len_prefix(&mut lengths, 5, array_len);
+            self.buf.splice(any..array, lengths);
+            let mut kv = Vec::with_capacity(LEN_SLOT + 1);
+            len_prefix(&mut kv, self.field, kv_len);
+            self.buf.splice(head..head + 2, kv);
         }
     }
 
@@ -456,6 +502,30 @@ impl EncodedAttributes {
         });
         EncodedAttributes { field, bytes }
     }
+}
+
+/// A span's name and kind, encoded once, for spans many share them
+/// ([`SpanWriter::with_head`]: a route's exchanges, flow spans).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedHead {
+    /// `Span.name` (5), then `Span.kind` (6).
+    bytes: Vec<u8>,
+}
+
+impl EncodedHead {
+    /// The head of spans named `name` of `kind`.
+    pub fn new(name: &(impl Text + ?Sized), kind: Kind) -> Self {
+        let mut bytes = Vec::new();
+        name_and_kind(&mut bytes, name, kind);
+        EncodedHead { bytes }
+    }
+}
+
+/// `Span.name` (5, left out when empty) and `Span.kind` (6: never 0,
+/// UNSPECIFIED, so a one-byte varint).
+fn name_and_kind(buf: &mut Vec<u8>, name: &(impl Text + ?Sized), kind: Kind) {
+    text(buf, 5, name);
+    buf.extend_from_slice(&[one_byte_tag(6, VARINT), kind as u8]);
 }
 
 /// A span event's name and first attributes, encoded once, for events

@@ -47,7 +47,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use opentelemetry::trace::{TraceFlags, TraceId};
+use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -55,14 +55,14 @@ use prometheus_client::registry::Registry;
 use super::export::SpanQueue;
 use super::flows::FlowMetrics;
 use super::otlp_trace::{
-    Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter, Text,
-    UnixNanos,
+    Attributes, EncodedAttributes, EncodedEvent, EncodedHead, EncodedSpan, Kind, LinkTarget,
+    SpanWriter, Text, UnixNanos,
 };
 use super::settings::Sampler;
 use super::span_buffers::{BufferStash, SpanBuffers};
 use super::trace_id::trace_and_anchor;
 use super::traceparent::{self, Traceparent};
-use crate::config::{Config, Direction};
+use crate::config::{Config, Direction, Operation, System};
 use crate::correlate::{Correlated, Marked, Observer};
 use crate::extract::{ExchangeSummary, Key, Observation};
 use crate::state::{ExceptionRecord, FlowRecord, Transaction};
@@ -93,8 +93,15 @@ pub struct SpanObserver {
     client_targets: Vec<Option<ClientTarget>>,
     /// Attributes of the config's routes, systems and operations, encoded.
     declared: DeclaredAttributes,
+    /// By `RouteId` plus one (0: no route), an exchange span's name, kind
+    /// and [`ExchangeFacts`] attributes encoded, per combination seen (at
+    /// most [`FACT_PIECES_PER_ROUTE`]; mostly one).
+    fact_pieces: RefCell<Vec<Vec<FactPiece>>>,
     /// The milestone events' fixed parts, encoded.
     milestone_events: MilestoneEvents,
+    /// The name and kind of `waybill.flow` and `waybill.exception` spans.
+    flow_head: EncodedHead,
+    exception_head: EncodedHead,
     /// By `FlowName::id`, the declared flows' fixed attributes, encoded.
     flow_attributes: Vec<Option<FlowAttributes>>,
     /// By `KeyKind::id`, `{kind}:`, the start of every key's text.
@@ -161,6 +168,7 @@ impl SpanObserver {
             })
             .collect();
         let declared = DeclaredAttributes::new(&config);
+        let config_routes = config.routes.len();
         let milestone_events = MilestoneEvents::new(&config);
         let buffers = sink
             .as_ref()
@@ -188,8 +196,11 @@ impl SpanObserver {
             ids: RandomIdGenerator::default(),
             last_host: RefCell::new(None),
             declared,
+            fact_pieces: RefCell::new((0..=config_routes).map(|_| Vec::new()).collect()),
             milestone_events,
             flow_attributes,
+            flow_head: EncodedHead::new("waybill.flow", Kind::Internal),
+            exception_head: EncodedHead::new("waybill.exception", Kind::Internal),
             client_targets,
             status_codes: RefCell::new(vec![None; STATUS_CODES]),
             outgoing: Vec::new(),
@@ -234,72 +245,47 @@ impl SpanObserver {
         let known = KNOWN_METHODS
             .iter()
             .position(|(known, _)| *known == exchange.method);
-        let method = known
-            .and_then(|i| KNOWN_METHODS.get(i))
-            .map_or(OTHER_METHOD, |(_, name)| *name);
         let span_id = match exchange.trace_context {
             Some(propagated) => propagated.span_id,
             None => self.ids.new_span_id(),
         };
-        let name = match route {
-            Some(route) => [method, " ", route],
-            None => [method, "", ""],
-        };
         let kind = if outbound { Kind::Client } else { Kind::Server };
         let start = UnixNanos::from(exchange.started);
-        let mut writer = SpanWriter::in_buffer(
-            self.buffer(),
-            trace_id,
-            span_id,
-            &name,
+        let error_type = error_type(exchange, outbound);
+        let version = PROTOCOL_VERSIONS
+            .iter()
+            .position(|(known, _)| *known == exchange.version)
+            .unwrap_or(PROTOCOL_VERSIONS.len() - 1);
+        let facts = ExchangeFacts {
+            method: known.ok_or(exchange.method.as_str()),
+            route: observation.route.map(|id| id.0).zip(route),
             kind,
+            status: exchange.status.as_u16(),
+            version,
+            system: &exchange.system,
+            operation: observation.operation.as_ref(),
+        };
+        let mut writer = self.start_exchange(
+            &facts,
+            (trace_id, span_id),
             (start, start.after(exchange.duration)),
         );
-        let error_type = error_type(exchange, outbound);
         let mut attributes = writer.attributes();
-        let declared = &self.declared;
-        match known {
-            Some(i) => declared.methods.write(&mut attributes, i, method),
-            None => {
-                attributes.string("http.request.method", OTHER_METHOD);
-                attributes.string("http.request.method_original", exchange.method.as_str());
-            }
-        }
-        if let (Some(id), Some(route)) = (observation.route, route) {
-            declared.routes.write(&mut attributes, id.0, route);
-        }
-        self.status_code(&mut attributes, exchange.status.as_u16());
         let client = self
             .client_targets
             .get(exchange.listener.0)
             .and_then(Option::as_ref)
             .filter(|_| outbound);
         match client {
-            Some(target) => target.write(&mut attributes, &exchange.uri),
+            Some(target) => target.write(&mut attributes, exchange.uri.path_and_query()),
             None => self.server_target(&mut attributes, exchange),
         }
         attributes.string("url.path", exchange.uri.path());
         if let Some(query) = exchange.uri.query() {
             attributes.string("url.query", query);
         }
-        let version = PROTOCOL_VERSIONS
-            .iter()
-            .position(|(known, _)| *known == exchange.version)
-            .unwrap_or(PROTOCOL_VERSIONS.len() - 1);
-        if let Some((_, name)) = PROTOCOL_VERSIONS.get(version) {
-            declared.versions.write(&mut attributes, version, name);
-        }
         if let Some(error_type) = error_type {
             attributes.string("error.type", error_type);
-        }
-        let system = &exchange.system;
-        declared
-            .systems
-            .write(&mut attributes, system.id(), system.as_str());
-        if let Some(operation) = &observation.operation {
-            declared
-                .operations
-                .write(&mut attributes, operation.id(), operation.as_str());
         }
         if !observation.problems.is_empty() {
             attributes.strings("waybill.extraction.problems", |values| {
@@ -421,7 +407,8 @@ impl SpanObserver {
             .get(flow.flow.id())
             .and_then(Option::as_ref);
         let end = flow.ended.max(flow.started);
-        self.internal_span("waybill.flow", trace, (flow.started, end), |attributes| {
+        let head = &self.flow_head;
+        self.internal_span(head, trace, (flow.started, end), |attributes| {
             match declared {
                 Some(declared) => {
                     attributes.copy(&declared.by_outcome[usize::from(flow.within_slo)])
@@ -437,23 +424,17 @@ impl SpanObserver {
         })
     }
 
-    /// A span of the sidecar's own (a flow, an exception) in trace `trace`
-    /// with the attributes `write` adds.
+    /// A span of the sidecar's own (a flow, an exception: its `head`) in
+    /// trace `trace` with the attributes `write` adds.
     fn internal_span(
         &self,
-        name: &'static str,
+        head: &EncodedHead,
         trace: TraceId,
         times: (SystemTime, SystemTime),
         write: impl FnOnce(&mut Attributes<'_>),
     ) -> EncodedSpan {
-        let mut writer = SpanWriter::in_buffer(
-            self.buffer(),
-            trace,
-            self.ids.new_span_id(),
-            name,
-            Kind::Internal,
-            times,
-        );
+        let span_id = self.ids.new_span_id();
+        let mut writer = SpanWriter::with_head(self.buffer(), (trace, span_id), head, times);
         write(&mut writer.attributes());
         writer.finish(0, false)
     }
@@ -467,7 +448,10 @@ impl SpanObserver {
             host,
             self.last_host.try_borrow_mut(),
         ) else {
-            let authority = exchange.uri.authority().cloned().or_else(|| {
+            // An absolute-form target's authority parsed when it was
+            // received: it parses again.
+            let target = exchange.uri.authority().and_then(|a| a.parse().ok());
+            let authority = target.or_else(|| {
                 host.and_then(|h| h.to_str())
                     .and_then(|h| h.parse::<http::uri::Authority>().ok())
             });
@@ -486,6 +470,90 @@ impl SpanObserver {
         }
         if let Some((_, encoded)) = &*last {
             attributes.copy(encoded);
+        }
+    }
+
+    /// An exchange span of `facts` with `ids` from `times`: its name and
+    /// kind, then the attributes of `facts` (method, route, status code,
+    /// protocol version, system, operation). Each is one piece, copied,
+    /// when the facts are declared ones and this combination was seen
+    /// before on the route (else encoded and kept for the next, while the
+    /// route has room); written on its own otherwise.
+    fn start_exchange(
+        &self,
+        facts: &ExchangeFacts<'_>,
+        (trace_id, span_id): (TraceId, SpanId),
+        times: (UnixNanos, UnixNanos),
+    ) -> SpanWriter {
+        let buffer = self.buffer();
+        let slot = facts.route.map_or(0, |(id, _)| id + 1);
+        let mut pieces = self.fact_pieces.try_borrow_mut();
+        let pieces = pieces.as_mut().ok().and_then(|pieces| pieces.get_mut(slot));
+        let (Some(key), Some(pieces)) = (facts.key(&self.declared), pieces) else {
+            return self.write_exchange_start(buffer, facts, (trace_id, span_id), times);
+        };
+        let at = match pieces.iter().position(|piece| piece.key == key) {
+            Some(at) => at,
+            None if pieces.len() < FACT_PIECES_PER_ROUTE => {
+                pieces.push(FactPiece {
+                    key,
+                    head: EncodedHead::new(&facts.name(), facts.kind),
+                    attributes: EncodedAttributes::span(|piece| self.write_facts(piece, facts)),
+                });
+                pieces.len() - 1
+            }
+            None => return self.write_exchange_start(buffer, facts, (trace_id, span_id), times),
+        };
+        let Some(piece) = pieces.get(at) else {
+            return self.write_exchange_start(buffer, facts, (trace_id, span_id), times);
+        };
+        let mut writer = SpanWriter::with_head(buffer, (trace_id, span_id), &piece.head, times);
+        writer.attributes().copy(&piece.attributes);
+        writer
+    }
+
+    /// [`start_exchange`](Self::start_exchange), every part written on its own.
+    fn write_exchange_start(
+        &self,
+        buffer: Vec<u8>,
+        facts: &ExchangeFacts<'_>,
+        (trace_id, span_id): (TraceId, SpanId),
+        times: (UnixNanos, UnixNanos),
+    ) -> SpanWriter {
+        let mut writer =
+            SpanWriter::in_buffer(buffer, trace_id, span_id, &facts.name(), facts.kind, times);
+        self.write_facts(&mut writer.attributes(), facts);
+        writer
+    }
+
+    /// The attributes of `facts`, each on its own (declared ones copied).
+    fn write_facts(&self, attributes: &mut Attributes<'_>, facts: &ExchangeFacts<'_>) {
+        let declared = &self.declared;
+        match facts.method {
+            Ok(i) => {
+                let name = KNOWN_METHODS.get(i).map_or(OTHER_METHOD, |(_, name)| *name);
+                declared.methods.write(attributes, i, name);
+            }
+            Err(original) => {
+                attributes.string("http.request.method", OTHER_METHOD);
+                attributes.string("http.request.method_original", original);
+            }
+        }
+        if let Some((id, route)) = facts.route {
+            declared.routes.write(attributes, id, route);
+        }
+        self.status_code(attributes, facts.status);
+        if let Some((_, name)) = PROTOCOL_VERSIONS.get(facts.version) {
+            declared.versions.write(attributes, facts.version, name);
+        }
+        let system = facts.system;
+        declared
+            .systems
+            .write(attributes, system.id(), system.as_str());
+        if let Some(operation) = facts.operation {
+            declared
+                .operations
+                .write(attributes, operation.id(), operation.as_str());
         }
     }
 
@@ -541,7 +609,8 @@ impl Observer for SpanObserver {
             return;
         }
         let at = exception.resolved.unwrap_or(exception.opened);
-        let span = self.internal_span("waybill.exception", trace, (at, at), |attributes| {
+        let head = &self.exception_head;
+        let span = self.internal_span(head, trace, (at, at), |attributes| {
             exception_attributes(attributes, exception);
             attributes.string("waybill.transaction", &self.key_text(transaction.name()));
         });
@@ -634,6 +703,89 @@ fn exception_attributes(attributes: &mut Attributes<'_>, exception: &ExceptionRe
     attributes.string("waybill.object.kind", exception.object.kind.as_str());
     attributes.string("waybill.object.value", &*exception.object.value);
     attributes.string("waybill.exception.reason", exception.reason.as_str());
+}
+
+/// What an exchange span says from short lists: its method (by position
+/// in [`KNOWN_METHODS`], else the method's text), route (`RouteId` and
+/// path template), status code, protocol version (by position in
+/// [`PROTOCOL_VERSIONS`]), system and operation. Exchanges of one route
+/// mostly share them all, so they are copied as one piece
+/// ([`SpanObserver::fixed_attributes`]).
+struct ExchangeFacts<'a> {
+    method: Result<usize, &'a str>,
+    route: Option<(usize, &'a str)>,
+    /// SERVER or CLIENT, by the listener's direction (the span's kind).
+    kind: Kind,
+    status: u16,
+    version: usize,
+    system: &'a System,
+    operation: Option<&'a Operation>,
+}
+
+/// [`ExchangeFacts`] by index, when every name in them is a declared one
+/// (so the index says what is written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FactsKey {
+    method: usize,
+    kind: Kind,
+    status: u16,
+    version: usize,
+    system: usize,
+    operation: Option<usize>,
+}
+
+/// The parts of an exchange span that its [`ExchangeFacts`] decide,
+/// encoded.
+struct FactPiece {
+    key: FactsKey,
+    /// The span's name, `{method} {http.route}`, and kind.
+    head: EncodedHead,
+    /// The attributes of the facts.
+    attributes: EncodedAttributes,
+}
+
+/// Combinations of [`ExchangeFacts`] kept encoded per route: a route
+/// sees one or two (its method, a status or two); past these, exchanges
+/// write their facts one by one.
+const FACT_PIECES_PER_ROUTE: usize = 16;
+
+impl ExchangeFacts<'_> {
+    /// The span's name: `{method} {http.route}`, or `{method}` when no
+    /// route matched.
+    fn name(&self) -> [&str; 3] {
+        let method = match self.method {
+            Ok(i) => KNOWN_METHODS.get(i).map_or(OTHER_METHOD, |(_, name)| *name),
+            Err(_) => OTHER_METHOD,
+        };
+        match self.route {
+            Some((_, route)) => [method, " ", route],
+            None => [method, "", ""],
+        }
+    }
+
+    /// The key of these facts, or `None` when one of them is not a
+    /// declared name (written from its text each time).
+    fn key(&self, declared: &DeclaredAttributes) -> Option<FactsKey> {
+        let method = self.method.ok()?;
+        let route_known = self
+            .route
+            .is_none_or(|(id, _)| declared.routes.encoded.get(id).is_some());
+        let system = self.system.id();
+        let operation = self.operation.map(|o| o.id());
+        let known = route_known
+            && declared.methods.encoded.get(method).is_some()
+            && declared.versions.encoded.get(self.version).is_some()
+            && declared.systems.encoded.get(system).is_some()
+            && operation.is_none_or(|o| declared.operations.encoded.get(o).is_some());
+        known.then_some(FactsKey {
+            method,
+            kind: self.kind,
+            status: self.status,
+            version: self.version,
+            system,
+            operation,
+        })
+    }
 }
 
 /// The span attributes whose values are names the config declares (a
@@ -813,9 +965,9 @@ impl ClientTarget {
     }
 
     /// `url.full`, `url.scheme`, `server.address` and `server.port` of a
-    /// CLIENT span for `request`.
-    fn write(&self, attributes: &mut Attributes<'_>, request: &http::Uri) {
-        let path_and_query = request.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    /// CLIENT span for the request's path and query (`/` when it has none).
+    fn write(&self, attributes: &mut Attributes<'_>, path_and_query: Option<&str>) {
+        let path_and_query = path_and_query.unwrap_or("/");
         attributes.string("url.full", &[self.prefix.as_str(), path_and_query]);
         attributes.copy(&self.attributes);
     }

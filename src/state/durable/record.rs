@@ -279,7 +279,7 @@ impl ObservedRecord {
                 listener: ListenerId(self.listener),
                 system,
                 method,
-                uri,
+                uri: (&uri).into(),
                 version: http::Version::HTTP_11,
                 request_headers,
                 started: self.started,

@@ -257,8 +257,11 @@ fn the_buffer_is_reused_and_each_request_stands_alone() {
 fn messages_longer_than_one_length_byte_keep_their_length() {
     // 127, 128, 16 383 and 16 384 bytes: the varint length's size changes
     // (for the attributes, and for the events, links and arrays that hold
-    // them); at 119 a `KeyValue` of key `big` is 128 bytes, past one byte.
-    for len in [0, 1, 100, 118, 119, 127, 128, 16_383, 16_384, 70_000] {
+    // them); at 119 a `KeyValue` of key `big` is 128 bytes, past one byte,
+    // and at 36 the `KeyValue` of the array `bigs` (three values) is.
+    for len in [
+        0, 1, 35, 36, 100, 118, 119, 127, 128, 16_383, 16_384, 70_000,
+    ] {
         let mut spans = spans();
         spans.truncate(1);
         let bigs = || Value::Array(Array::String(vec!["z".repeat(len).into(); 3]));

@@ -805,3 +805,82 @@ fn a_flow_span_says_whether_its_flow_met_the_slo() {
         );
     }
 }
+
+#[test]
+fn odd_request_targets_give_the_url_attributes_they_always_gave() {
+    // (target, url.path, url.query, url.full on the outbound listener),
+    // as read from the target's `http::Uri` before it was kept as text.
+    let cases = [
+        ("/a/b?c=1", "/a/b", Some("c=1"), "/a/b?c=1"),
+        ("/a?", "/a", Some(""), "/a?"),
+        ("/a??b=?", "/a", Some("?b=?"), "/a??b=?"),
+        (
+            "/p%20q/%2F?x=%2F&y",
+            "/p%20q/%2F",
+            Some("x=%2F&y"),
+            "/p%20q/%2F?x=%2F&y",
+        ),
+        ("/a#frag", "/a", None, "/a"),
+        ("*", "*", None, "*"),
+        ("http://x.example", "/", None, "/"),
+        // The summary kept `http://x.example/?a=1` (the `Uri`'s text).
+        ("http://x.example?a=1", "/", Some("a=1"), "/?a=1"),
+        ("http://x.example/p?q", "/p", Some("q"), "/p?q"),
+        ("x.example:443", "", None, "/"),
+    ];
+    let config = config();
+    let observer = observer(&config);
+    for (target, path, query, full) in cases {
+        for listener in [0, 1] {
+            let observation = unrouted(exchange(listener, target, ok()));
+            let span = decode(&observer.exchange_span(&observation, TraceId::from_bytes([1; 16])));
+            assert_eq!(text(&span, "url.path"), path, "url.path of {target}");
+            let written = attribute(&span, "url.query").map(|_| text(&span, "url.query"));
+            assert_eq!(written.as_deref(), query, "url.query of {target}");
+            if listener == 1 {
+                let full = ["https://api.carrier.example/v2", full].concat();
+                assert_eq!(text(&span, "url.full"), full, "url.full of {target}");
+            } else {
+                assert!(attribute(&span, "url.full").is_none());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_route_seen_with_many_statuses_and_kinds_keeps_each_spans_own() {
+    let config = config();
+    let observer = observer(&config);
+    // More combinations than a route keeps encoded: the first ones are
+    // copied, the later ones written attribute by attribute; then the
+    // first ones again, on both listeners (SERVER and CLIENT spans).
+    let codes: Vec<u16> = (200..200 + 2 * FACT_PIECES_PER_ROUTE as u16).collect();
+    for code in codes.iter().chain(&codes[..4]) {
+        for (listener, kind) in [(0, SpanKind::Server), (1, SpanKind::Client)] {
+            let status = http::StatusCode::from_u16(*code).expect("a status code");
+            let outcome = Outcome::Response {
+                status,
+                headers: Default::default(),
+            };
+            let observation = Observation {
+                route: Some(RouteId(1)),
+                operation: config.operations.get("carrier.buy_label"),
+                ..unrouted(exchange(listener, "/shipments/SH-1/buy", outcome))
+            };
+            let span = decode(&observer.exchange_span(&observation, TraceId::from_bytes([1; 16])));
+            assert_eq!(span.name, "POST /shipments/{shipment_id}/buy");
+            assert_eq!(span.kind, kind as i32);
+            assert_eq!(
+                attribute(&span, "http.response.status_code"),
+                Some(&Value::IntValue(i64::from(*code))),
+                "{code}"
+            );
+            assert_eq!(text(&span, "http.request.method"), "POST");
+            assert_eq!(text(&span, "http.route"), "/shipments/{shipment_id}/buy");
+            assert_eq!(text(&span, "waybill.operation"), "carrier.buy_label");
+            assert_eq!(text(&span, "network.protocol.version"), "1.1");
+            let system = config.listeners[listener].system.as_str();
+            assert_eq!(text(&span, "waybill.system"), system);
+        }
+    }
+}
