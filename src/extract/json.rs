@@ -46,8 +46,7 @@
 //!   [`Problem::TooDeep`] (counted in skipped containers too).
 //! - **On the read path** (every container some path is alive in, the
 //!   document itself when any path is, with all their members and
-//!   elements up to where the walk settles, and what follows the
-//!   document): the grammar
+//!   elements, and what follows the document): the grammar
 //!   (`:` and `,` where they belong, matching bracket kinds, nothing after
 //!   the document) and every scalar, whether a path ends at it or not
 //!   (numbers as JSON numbers, `true`/`false`/`null` exactly), are checked:
@@ -56,21 +55,6 @@
 //!   the above is checked: a wrong bracket kind (`[1}`), a missing or extra
 //!   comma or colon, a bad scalar (`tru`, `01`) there is not detected, and
 //!   the values found elsewhere are kept.
-//! - **After the walk has settled** (issue 9's second decision, session
-//!   11): once no path can find a value further on, the rest of the
-//!   document is checked as a skipped container is, by the same bracket
-//!   count over stage one's masks (the containers still open counted,
-//!   and the depth bound with them), and then nothing but whitespace may
-//!   follow the document. The walk settles at a `,` when no open container
-//!   has a path alive by `*` or by an index still to come, and no member
-//!   name some path steps by in an open object is spelled further on:
-//!   names are looked for as raw keys (`"name"`) in the rest of the text,
-//!   and a backslash there could spell one, so the walk reads on up to
-//!   such a hazard and asks again past it. A repeated member name is thus
-//!   read as a whole walk reads it (every value, in document order); a
-//!   name that never comes (a missing key) settles as early as a found
-//!   one. The value before the `,` has been read whole, and so has
-//!   everything up to it.
 //!
 //! Callers hand in text that is already valid UTF-8; the extractor refuses
 //! a document with a fault as a whole (no keys, whatever was found before
@@ -85,7 +69,6 @@ mod blocks;
 
 use std::ops::Range;
 
-use memchr::memmem::Finder;
 use smallvec::SmallVec;
 
 use crate::config::{JsonPath, JsonStep};
@@ -120,8 +103,6 @@ struct Group {
     all: u64,
     /// Per depth, what the paths do there (one look-up per value read).
     levels: Vec<Level>,
-    /// How many field names the levels hold in all ([`Name::slot`]).
-    names: usize,
 }
 
 /// What the paths of a group do at one depth.
@@ -168,17 +149,10 @@ impl Group {
 /// bytes where they start: the name followed by the key's closing quote,
 /// its first (up to) 8 bytes as one word, so most keys that differ are told
 /// apart by one masked compare.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Name {
     /// The name, unescaped.
     bytes: Box<[u8]>,
-    /// Finds the name as a raw key would spell it, quotes included
-    /// (`"name"`), in the text not read yet: where none is left (and no
-    /// backslash), no member further on has this name.
-    quoted: Finder<'static>,
-    /// Its place among all the names of its group, where a walk keeps
-    /// where it is spelled next ([`Hazards`]).
-    slot: usize,
     /// The first bytes of the name and its closing quote (`name"`), as a
     /// little-endian word, zero past the quote …
     head: u64,
@@ -204,8 +178,6 @@ impl Name {
             (1u64 << (8 * len)) - 1
         };
         Name {
-            quoted: Finder::new(&bytes).into_owned(),
-            slot: 0,
             bytes,
             head: u64::from_le_bytes(head),
             mask,
@@ -227,12 +199,6 @@ impl Name {
         len < 8
             || (text.get(start..start + len) == Some(&self.bytes[..])
                 && text.get(start + len) == Some(&b'"'))
-    }
-}
-
-impl PartialEq for Name {
-    fn eq(&self, other: &Name) -> bool {
-        self.bytes == other.bytes
     }
 }
 
@@ -306,7 +272,6 @@ impl Group {
             first,
             all: 0,
             levels: vec![Level::default(); longest + 1],
-            names: 0,
         };
         for (bit, path) in paths.iter().enumerate() {
             let mask = 1u64 << bit;
@@ -327,12 +292,6 @@ impl Group {
                     }
                     JsonStep::Wildcard => level.wildcards |= mask,
                 }
-            }
-        }
-        for level in &mut group.levels {
-            for (name, _) in &mut level.names {
-                name.slot = group.names;
-                group.names += 1;
             }
         }
         group
@@ -356,47 +315,6 @@ struct Frame {
     live: u64,
     /// Index of the element being read (arrays only).
     index: usize,
-    /// Some path steps by `*` here or in a container this one is in: more
-    /// values may come until this container closes (the walk is not
-    /// settled, see [`Scanner::settled`]).
-    open_ended: bool,
-}
-
-/// Where the text not read yet may still spell a name some path steps
-/// by: for each name of the group and for the backslash, the position of
-/// its next occurrence found so far (0: not looked for yet; `usize::MAX`:
-/// none left). A position behind the walk is looked for again from there,
-/// so each is searched over the text at most once per walk in all.
-struct Hazards {
-    names: SmallVec<[usize; 8]>,
-    backslash: usize,
-}
-
-impl Hazards {
-    fn new(group: &Group) -> Hazards {
-        Hazards {
-            names: SmallVec::from_elem(0, group.names),
-            backslash: 0,
-        }
-    }
-}
-
-/// The next position at or after `at` where `find` finds something in
-/// `bytes`, from `known` when it is not behind `at`.
-#[inline]
-fn next_from(
-    known: &mut usize,
-    bytes: &[u8],
-    at: usize,
-    find: impl FnOnce(&[u8]) -> Option<usize>,
-) -> usize {
-    if *known < at {
-        *known = bytes
-            .get(at..)
-            .and_then(find)
-            .map_or(usize::MAX, |found| at + found);
-    }
-    *known
 }
 
 /// A token: its position and its first byte (0 past the end of the text;
@@ -473,10 +391,6 @@ impl<'t> Scanner<'t> {
         // The paths alive at the value being read, and its first token.
         let mut live = group.all;
         let mut value = self.token(c);
-        // Where a member further on may still have a name some path steps
-        // by (see [`Scanner::settled`]): not asked again before it.
-        let mut settle_from = 0usize;
-        let mut hazards = Hazards::new(group);
         loop {
             let depth = stack.len();
             let level = group.level(depth);
@@ -491,13 +405,10 @@ impl<'t> Scanner<'t> {
                     let object = open == b'{';
                     let first = self.token(c);
                     if first.byte != close_of(object) {
-                        let open_ended = goes_on & level.wildcards != 0
-                            || stack.last().is_some_and(|parent| parent.open_ended);
                         stack.push(Frame {
                             object,
                             live: goes_on,
                             index: 0,
-                            open_ended,
                         });
                         (live, value) = self.child(group, goes_on, object, 0, depth, first, c)?;
                         if live != 0 {
@@ -531,18 +442,6 @@ impl<'t> Scanner<'t> {
             };
             // A value is complete: find the next one, closing containers.
             loop {
-                if next.byte == b','
-                    && next.at >= settle_from
-                    && self.settled(group, &stack, next.at, &mut hazards, &mut settle_from)
-                {
-                    // No path can find anything more: the rest is only
-                    // counted, as a skipped container is.
-                    *c = self.tokens.skip_containers(*c, stack.len(), MAX_DEPTH)?;
-                    return match self.token(c).byte {
-                        0 => Ok(()),
-                        _ => Err(Problem::MalformedJson),
-                    };
-                }
                 let depth = stack.len().saturating_sub(1);
                 let Some(top) = stack.last_mut() else {
                     return if next.byte == 0 {
@@ -574,65 +473,6 @@ impl<'t> Scanner<'t> {
                 next = self.token(c);
             }
         }
-    }
-
-    /// Whether no path can find a value in the text after the `,` at
-    /// `at` (between two children of the innermost container on `stack`):
-    /// no container on the stack has a path alive by `*` or by an index
-    /// still to come, and no member name some path steps by in an open
-    /// object is spelled further on. Names are looked for as raw keys
-    /// (`"name"`) anywhere in the rest of the text, and any backslash
-    /// there could spell one: where such a hazard is found, the walk goes
-    /// on and asks again only past it (`settle_from`). A repeated member
-    /// name is thus still read, each of its values found, as a whole
-    /// walk finds them.
-    #[inline(never)]
-    fn settled(
-        &self,
-        group: &Group,
-        stack: &[Frame],
-        at: usize,
-        hazards: &mut Hazards,
-        settle_from: &mut usize,
-    ) -> bool {
-        if stack.last().is_none_or(|top| top.open_ended) {
-            return false;
-        }
-        for (depth, frame) in stack.iter().enumerate() {
-            if !frame.object {
-                let level = group.level(depth);
-                let later =
-                    |(index, paths): &(usize, u64)| *index > frame.index && frame.live & paths != 0;
-                if frame.live & level.indices != 0 && level.positions.iter().any(later) {
-                    return false;
-                }
-            }
-        }
-        let bytes = self.bytes;
-        let mut hazard = usize::MAX;
-        for (depth, frame) in stack.iter().enumerate() {
-            let level = group.level(depth);
-            if !frame.object || frame.live & level.fields == 0 {
-                continue;
-            }
-            for (name, paths) in &level.names {
-                if frame.live & paths != 0 {
-                    if let Some(known) = hazards.names.get_mut(name.slot) {
-                        let next = next_from(known, bytes, at, |rest| name.quoted.find(rest));
-                        hazard = hazard.min(next);
-                    }
-                    let next = next_from(&mut hazards.backslash, bytes, at, |rest| {
-                        memchr::memchr(b'\\', rest)
-                    });
-                    hazard = hazard.min(next);
-                }
-            }
-        }
-        if hazard == usize::MAX {
-            return true;
-        }
-        *settle_from = hazard + 1;
-        false
     }
 
     /// At `first`, the first token of the next child of a container at
@@ -716,7 +556,7 @@ impl<'t> Scanner<'t> {
     /// Steps over the value starting at `value`, at `depth`, without
     /// keeping anything: a scalar is validated, a string was validated by
     /// stage one, and a container is skipped by counting its brackets
-    /// ([`Tokens::skip_containers`]: its inside is not validated).
+    /// ([`Tokens::skip_container`]: its inside is not validated).
     #[inline(always)]
     fn skip_value(
         &mut self,
@@ -732,7 +572,7 @@ impl<'t> Scanner<'t> {
                 if depth >= MAX_DEPTH {
                     return Err(Problem::TooDeep);
                 }
-                *cursor = self.tokens.skip_containers(*cursor, 1, MAX_DEPTH - depth)?;
+                *cursor = self.tokens.skip_container(*cursor, MAX_DEPTH - depth)?;
                 Ok(())
             }
             _ => self.scalar(value),
@@ -1102,11 +942,9 @@ mod tests {
             "[1]]",
             "'single'",
         ];
-        // `$.*` keeps the walk reading to the end (see
-        // `a_settled_walk_counts_the_rest_as_a_skipped_container`).
         for doc in bad {
             assert_eq!(
-                scan_all(doc, &["$.a", "$.*"]).err(),
+                scan_all(doc, &["$.a"]).err(),
                 Some(Problem::MalformedJson),
                 "{doc:?}"
             );
@@ -1274,7 +1112,7 @@ mod tests {
     /// (the containers it passes through are alive, and a scalar of a live
     /// container is validated whether a path ends at it or not).
     const FAULTS_INSIDE_B: [(&str, &str); 7] = [
-        (r#"{"a":"x","b":[1,{"c":2,}]}"#, "$.b[1].*"),
+        (r#"{"a":"x","b":[1,{"c":2,}]}"#, "$.b[1].c"),
         (r#"{"a":"x","b":[1,{"c" 2}]}"#, "$.b[*].c"),
         (r#"{"a":"x","b":{"c":[1}}}"#, "$.b.c[*]"),
         (r#"{"a":"x","b":[tru]}"#, "$.b[5]"),
@@ -1309,144 +1147,6 @@ mod tests {
                 "{doc}"
             );
         }
-    }
-
-    // === a settled walk ===
-
-    #[test]
-    fn a_settled_walk_counts_the_rest_as_a_skipped_container() {
-        // Every path answered early, and no name a path steps by further
-        // on: the grammar and scalars of the rest are not checked (issue
-        // 9's decision), with one path or several.
-        for tail in [
-            r#""b":tru,"c":[1},"d" 2 3,,"#,
-            r#""b":01"#,
-            r#""b":{"c":1,}"#,
-            r#""b":[1,2]:::"e":"#,
-        ] {
-            let doc = format!(r#"{{"order_id":"SO-1","shipment_id":"SH-1",{tail}}}"#);
-            assert!(serde_json::from_str::<serde_json::Value>(&doc).is_err());
-            assert_eq!(values(&doc, "$.order_id"), Ok(vec!["SO-1".into()]), "{doc}");
-            assert_eq!(
-                scan_all(&doc, &["$.order_id", "$.shipment_id", "$.missing"]),
-                Ok(vec![(0, "SO-1".into()), (1, "SH-1".into())]),
-                "{doc}"
-            );
-            // Read to the end by wildcards: refused.
-            assert_eq!(
-                scan_all(&doc, &["$.order_id", "$.*", "$.*.*"]),
-                Err(Problem::MalformedJson),
-                "{doc}"
-            );
-        }
-        // So is a trailing comma after the last key, or after an array's
-        // last element when no path can match an element.
-        assert_eq!(values(r#"{"a":1,}"#, "$.a"), Ok(vec!["1".into()]));
-        assert_eq!(values("[1,]", "$.a"), Ok(vec![]));
-        // The value before the comma is read whole.
-        assert!(values(r#"{"a":tru,"b":1}"#, "$.a").is_err());
-        assert!(values(r#"{"a":[1 2],"b":1}"#, "$.a[0]").is_err());
-    }
-
-    #[test]
-    fn a_settled_walk_still_refuses_what_a_skipped_container_would() {
-        let head = r#"{"order_id":"SO-1","#;
-        let nested = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
-        for (tail, problem) in [
-            // Truncated, unbalanced, a bracket kind never closed.
-            (r#""b":[1,2"#.to_owned(), Problem::MalformedJson),
-            (r#""b":[1,2}"#.to_owned(), Problem::MalformedJson),
-            (r#""b":[1,2]]}"#.to_owned(), Problem::MalformedJson),
-            (r#""b":[1,2]}}"#.to_owned(), Problem::MalformedJson),
-            (r#""b":"}]""#.to_owned(), Problem::MalformedJson),
-            // Bad strings.
-            (r#""b":"unterminated}"#.to_owned(), Problem::MalformedJson),
-            ("\"b\":\"tab\tinside\"}".to_owned(), Problem::MalformedJson),
-            ("\"b\":\"nul\u{1}\"}".to_owned(), Problem::MalformedJson),
-            (r#""b":"\x"}"#.to_owned(), Problem::MalformedJson),
-            (r#""b":"\udc00"}"#.to_owned(), Problem::InvalidUtf8),
-            // A backslash outside strings, something after the document.
-            (r#""b":\1}"#.to_owned(), Problem::MalformedJson),
-            (r#""b":1} x"#.to_owned(), Problem::MalformedJson),
-            (r#""b":1}{}"#.to_owned(), Problem::MalformedJson),
-            // The depth bound counts the containers still open.
-            (format!(r#""b":{}}}"#, nested(MAX_DEPTH)), Problem::TooDeep),
-        ] {
-            let doc = format!("{head}{tail}");
-            assert_eq!(values(&doc, "$.order_id"), Err(problem), "{doc}");
-        }
-        let fits = format!(r#"{head}"b":{}}}"#, nested(MAX_DEPTH - 1));
-        assert_eq!(values(&fits, "$.order_id"), Ok(vec!["SO-1".into()]));
-        // Settled inside nested containers: all of them are counted.
-        let deep = r#"{"a":{"b":["x","y",tru]},"c":1}"#;
-        assert_eq!(values(deep, "$.a.b[1]"), Ok(vec!["y".into()]));
-        for cut in [24, 25, 30] {
-            let doc = &deep[..cut];
-            assert_eq!(
-                values(doc, "$.a.b[1]"),
-                Err(Problem::MalformedJson),
-                "{doc}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_repeated_member_name_is_read_each_time_before_the_walk_settles() {
-        // Today's answer for a name that repeats: every value, in document
-        // order. The walk does not settle while the name is spelled further
-        // on, raw or (any backslash) possibly escaped, so what lies between
-        // is still read, and refused when faulty.
-        let cases = [
-            r#"{"order_id":"SO-1","x":1,"order_id":"SO-2","y":tru}"#,
-            r#"{"order_id":"SO-1","x":[1,2],"order\u005fid":"SO-2","y":tru}"#,
-        ];
-        for doc in cases {
-            assert_eq!(
-                values(doc, "$.order_id"),
-                Ok(vec!["SO-1".into(), "SO-2".into()]),
-                "{doc}"
-            );
-            let faulty = doc.replace(r#""x":"#, r#""x":tru,"w":"#);
-            assert_eq!(values(&faulty, "$.order_id"), Err(Problem::MalformedJson));
-        }
-        // Spelled only deeper in (not a member of the object the path
-        // steps through): read up to there, then settled past it.
-        let nested = r#"{"order_id":"SO-1","a":{"order_id":"no"},"b":tru}"#;
-        assert_eq!(values(nested, "$.order_id"), Ok(vec!["SO-1".into()]));
-        let faulty = r#"{"order_id":"SO-1","x":tru,"a":{"order_id":"no"},"b":tru}"#;
-        assert_eq!(values(faulty, "$.order_id"), Err(Problem::MalformedJson));
-        // A backslash in a string further on: the walk reads up to it.
-        let escaped = r#"{"order_id":"SO-1","x":tru,"note":"a\nb","b":tru}"#;
-        assert_eq!(values(escaped, "$.order_id"), Err(Problem::MalformedJson));
-        let escaped = r#"{"order_id":"SO-1","note":"a\nb","b":tru}"#;
-        assert_eq!(values(escaped, "$.order_id"), Ok(vec!["SO-1".into()]));
-        // A missing name is answered the same way: absent further on.
-        assert_eq!(values(r#"{"a":1,"b":tru}"#, "$.z"), Ok(vec![]));
-        assert!(values(r#"{"a":1,"b":tru,"z":2}"#, "$.z").is_err());
-    }
-
-    #[test]
-    fn wildcards_and_indices_still_to_come_read_on() {
-        // A wildcard over the root reads every member.
-        assert_eq!(
-            values(r#"{"a":"1","b":"2"}"#, "$.*"),
-            Ok(vec!["1".into(), "2".into()])
-        );
-        assert!(values(r#"{"a":"1","b":tru}"#, "$.*").is_err());
-        // A wildcard over an array reads all of it, and settles after.
-        let items = r#"{"items":[{"id":"A"},{"id":"B"},tru],"z":1}"#;
-        assert!(values(items, "$.items[*].id").is_err());
-        let items = r#"{"items":[{"id":"A"},{"id":"B","x":tru}],"z":1}"#;
-        assert!(values(items, "$.items[*].id").is_err());
-        let items = r#"{"items":[{"id":"A"},{"id":"B"}],"z":tru}"#;
-        assert_eq!(
-            values(items, "$.items[*].id"),
-            Ok(vec!["A".into(), "B".into()])
-        );
-        // An index further on: read up to it.
-        let list = r#"{"a":["x",tru,"y","z"],"b":tru}"#;
-        assert!(values(list, "$.a[2]").is_err());
-        assert_eq!(values(list, "$.a[0]"), Ok(vec!["x".into()]));
     }
 
     #[test]
@@ -1488,9 +1188,8 @@ mod tests {
             .map(|p| (p, format!("v{}", count - 1 - p)))
             .collect();
         assert_eq!(found, expected);
-        // Each walk validates: a bad tail fails whatever group looks (an
-        // unbalanced one: a walk that settled before it still counts it).
-        let bad = format!("{{{}]}}", members.join(","));
+        // Each walk validates: a bad tail fails whatever group looks.
+        let bad = format!("{{{},}}", members.join(","));
         assert_eq!(scan_all(&bad, &paths), Err(Problem::MalformedJson));
     }
 

@@ -28,7 +28,7 @@
 //! unterminated string. Control bytes other than whitespace, and
 //! backslashes, are refused outside strings too. The grammar (and scalars)
 //! are the walk's part, except inside a container the walk skips by
-//! counting brackets ([`Tokens::skip_containers`]), where nothing but this
+//! counting brackets ([`Tokens::skip_container`]), where nothing but this
 //! stage's checks and the balance of the brackets is looked at.
 
 use wide::u8x16;
@@ -62,7 +62,7 @@ pub(super) struct Tokens<'t> {
     /// Start of the next block to classify.
     next_block: usize,
     /// The bytes outside strings of the block last classified (the
-    /// cursor's): what [`Tokens::skip_containers`] counts brackets in. The
+    /// cursor's): what [`Tokens::skip_container`] counts brackets in. The
     /// brackets themselves are classified only for the blocks the skip
     /// visits.
     outside: u64,
@@ -146,25 +146,20 @@ impl<'t> Tokens<'t> {
         at
     }
 
-    /// Steps over the rest of `open` (at least one) nested arrays or
-    /// objects, the innermost opened before the last token handed out, to
-    /// just past the closing bracket of the outermost, by counting
-    /// brackets outside strings: the whole of a block whose brackets
-    /// cannot close them (fewer closes than containers open) is taken at
-    /// once by its popcounts, other blocks bracket by bracket. Nothing
-    /// between the brackets is checked but what stage one checks
-    /// everywhere (strings and their escapes, control bytes): a wrong
-    /// bracket kind, a missing comma or a bad scalar inside goes
+    /// Steps over the rest of an array or object whose opening bracket was
+    /// the last token handed out, to just past its closing bracket, by
+    /// counting brackets outside strings: the whole of a block whose
+    /// brackets cannot close the container (fewer closes than containers
+    /// open) is taken at once by its popcounts, other blocks bracket by
+    /// bracket. Nothing between the brackets is checked but what stage one
+    /// checks everywhere (strings and their escapes, control bytes): a
+    /// wrong bracket kind, a missing comma or a bad scalar inside goes
     /// unnoticed. At most `room` containers may be open at once (counting
-    /// these), or the text is [`Problem::TooDeep`]; one that never closes
-    /// is [`Problem::MalformedJson`]. Returns the cursor just past the
-    /// closing bracket.
-    pub fn skip_containers(
-        &mut self,
-        mut cursor: Cursor,
-        mut open: usize,
-        room: usize,
-    ) -> Result<Cursor, Problem> {
+    /// this one), or the text is [`Problem::TooDeep`]; one that never
+    /// closes is [`Problem::MalformedJson`]. Returns the cursor just past
+    /// the closing bracket.
+    pub fn skip_container(&mut self, mut cursor: Cursor, room: usize) -> Result<Cursor, Problem> {
+        let mut open = 1usize;
         // The cursor's block was classified for the walk: its brackets are
         // asked now. The blocks after it are classified for the skip.
         let (mut opens, mut closes) = self.brackets(cursor.base);
