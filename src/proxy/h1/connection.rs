@@ -580,16 +580,16 @@ impl Connection<'_> {
         }
     }
 
-    /// The connection's upstream connection (kept, idle or new), with
-    /// whether it was used before.
-    async fn upstream(&mut self) -> Result<(Box<UpstreamConn>, bool), Failure> {
+    /// The connection's upstream connection when one can be used again
+    /// (its own kept one, else an idle one of the listener's); `None`:
+    /// a new one is needed. Not `async`: the connecting future (with its
+    /// timer) is made, and moved into the exchange's state, only when a
+    /// connection is opened.
+    fn reusable_upstream(&mut self) -> Option<Box<UpstreamConn>> {
         if let Some(kept) = self.upstream.take().filter(|kept| !kept.is_closed()) {
-            return Ok((kept, true));
+            return Some(kept);
         }
-        if let Some(idle) = self.engine.idle.take(std::time::Instant::now()) {
-            return Ok((idle, true));
-        }
-        Ok((UpstreamConn::connect(&self.engine.connector).await?, false))
+        self.engine.idle.take(std::time::Instant::now())
     }
 
     /// Writes the upstream request head for the head in `buf` into `out`,
@@ -676,19 +676,22 @@ impl Connection<'_> {
         // request is written is replaced once (bodiless requests only).
         let mut retry = body == BodyLength::Empty;
         let (mut upstream, pumped) = loop {
-            let (mut upstream, reused) = match self.upstream().await {
-                Ok(got) => got,
-                Err(failure) => {
-                    return self
-                        .fail(
-                            pending,
-                            &failure,
-                            &asked,
-                            time_now(forwarded),
-                            body != BodyLength::Empty,
-                        )
-                        .await
-                }
+            let (mut upstream, reused) = match self.reusable_upstream() {
+                Some(kept) => (kept, true),
+                None => match UpstreamConn::connect(&self.engine.connector).await {
+                    Ok(new) => (new, false),
+                    Err(failure) => {
+                        return self
+                            .fail(
+                                pending,
+                                &failure,
+                                &asked,
+                                time_now(forwarded),
+                                body != BodyLength::Empty,
+                            )
+                            .await
+                    }
+                },
             };
             let sent = before(
                 &mut self.timer,
