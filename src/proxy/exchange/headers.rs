@@ -116,6 +116,22 @@ impl Noted {
     }
 }
 
+/// The recognised header `name` is, as far as [`NOTED`] goes: one of
+/// them, or [`Name::Other`].
+fn noted_kind(name: &HeaderName) -> Name {
+    const KINDS: [Name; NOTED_COUNT] = [
+        Name::Host,
+        Name::Traceparent,
+        Name::ContentType,
+        Name::ContentEncoding,
+    ];
+    NOTED
+        .iter()
+        .position(|known| known == name)
+        .and_then(|at| KINDS.get(at).copied())
+        .unwrap_or(Name::Other)
+}
+
 /// The index in [`NOTED`] of a recognised header name.
 fn noted_index(kind: Name) -> Option<usize> {
     match kind {
@@ -276,7 +292,11 @@ impl Headers {
     /// alive for it). Nothing is allocated when no field is kept.
     pub fn copy_where(&self, keep: impl Fn(&[u8]) -> bool) -> Headers {
         // One pass over the fields; the kept ones (a few) noted on the stack.
-        let kept: Kept<'_> = self.iter().filter(|(name, _)| keep(name)).collect();
+        let kept: Kept<'_> = self
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(name, value)| (name, value, Name::of(name)))
+            .collect();
         copy_of(&kept)
     }
 
@@ -291,7 +311,9 @@ impl Headers {
                 continue;
             }
             let name_bytes = name.as_str().as_bytes();
-            kept.extend(self.get_all(name).map(|value| (name_bytes, value)));
+            // The name is known: its fields need not be recognised again.
+            let kind = noted_kind(name);
+            kept.extend(self.get_all(name).map(|value| (name_bytes, value, kind)));
         }
         copy_of(&kept)
     }
@@ -323,17 +345,18 @@ impl<'a> Iterator for Named<'a, '_> {
     }
 }
 
-/// Fields to copy, as (name, value): a few, on the stack.
-type Kept<'a> = SmallVec<[(&'a [u8], HeaderValueRef<'a>); 4]>;
+/// Fields to copy, as (name, value, the header the name is): a few, on
+/// the stack.
+type Kept<'a> = SmallVec<[(&'a [u8], HeaderValueRef<'a>, Name); 4]>;
 
 /// `kept` in one buffer of its own (nothing allocated when it is empty).
-fn copy_of(kept: &[(&[u8], HeaderValueRef<'_>)]) -> Headers {
+fn copy_of(kept: &[(&[u8], HeaderValueRef<'_>, Name)]) -> Headers {
     if kept.is_empty() {
         return Headers::default();
     }
     let size = kept
         .iter()
-        .map(|(name, value)| name.len() + value.0.len())
+        .map(|(name, value, _)| name.len() + value.0.len())
         .sum();
     let mut bytes = Vec::with_capacity(size);
     let mut put = |part: &[u8]| {
@@ -344,8 +367,8 @@ fn copy_of(kept: &[(&[u8], HeaderValueRef<'_>)]) -> Headers {
     // Pushed one by one into room for all (no growth, no shrink).
     let mut lines = Vec::with_capacity(kept.len());
     let mut noted = Noted::new();
-    for (index, (name, value)) in kept.iter().enumerate() {
-        noted.note(index, Name::of(name));
+    for (index, &(name, value, kind)) in kept.iter().enumerate() {
+        noted.note(index, kind);
         let name = put(name);
         lines.push(Line {
             name,
