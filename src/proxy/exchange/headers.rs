@@ -6,13 +6,18 @@
 //!
 //! The few names read on every inspected exchange ([`NOTED`]: extraction's
 //! content type and coding, the span's `Host`, its link's `traceparent`)
-//! have their first field noted when a head's fields are taken in (one
-//! pass), so looking one of them up reads no other field.
+//! have their first field noted when a head's fields are taken in, so
+//! looking one of them up reads no other field. The names are not read
+//! again for it: the engine's parse recognised them ([`Name`], one
+//! classification for the engine and for these look-ups), and a copy
+//! asks the same [`Name::of`].
 
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName};
 use smallvec::SmallVec;
+
+use crate::proxy::h1::Name;
 
 /// The header fields of one head, in the order they came.
 #[derive(Debug, Clone, Default)]
@@ -56,8 +61,8 @@ static NOTED: [HeaderName; NOTED_COUNT] = [
 /// Where the fields named [`NOTED`] are: per name (same index), the index
 /// of its first field ([`Noted::ABSENT`] when it has none) and whether
 /// another follows. `None` for fields that were not taken in by
-/// [`Headers::in_head`] (too many to index, or not noted): then every
-/// look-up reads the fields.
+/// [`Headers::in_head`] or a copy (too many to index, or not noted): then
+/// every look-up reads the fields.
 #[derive(Debug, Clone, Copy)]
 struct Noted(Option<[(u16, bool); NOTED_COUNT]>);
 
@@ -68,25 +73,29 @@ impl Noted {
     /// The first-field index of a name no field has.
     const ABSENT: u16 = u16::MAX;
 
-    /// Notes the fields of `lines` (in `bytes`) named [`NOTED`], in one pass.
-    fn of(bytes: &[u8], lines: &[Line]) -> Noted {
-        if lines.len() >= usize::from(Self::ABSENT) {
-            return Noted::NONE;
+    /// Nothing seen yet: [`Noted::note`] each field in order.
+    fn new() -> Noted {
+        Noted(Some([(Self::ABSENT, false); NOTED_COUNT]))
+    }
+
+    /// Notes the field at `index`, which the head's parse recognised as
+    /// `kind` (the engine's one classification of names, [`Name`]).
+    fn note(&mut self, index: usize, kind: Name) {
+        let Some(at) = noted_index(kind) else {
+            return;
+        };
+        let Some(slot) = self.0.as_mut().and_then(|noted| noted.get_mut(at)) else {
+            return;
+        };
+        if slot.0 != Self::ABSENT {
+            slot.1 = true;
+            return;
         }
-        let mut noted = [(Self::ABSENT, false); NOTED_COUNT];
-        for (index, line) in lines.iter().enumerate() {
-            let name = line.name(bytes);
-            let Some(slot) = noted_index(name).and_then(|at| noted.get_mut(at)) else {
-                continue;
-            };
-            if slot.0 == Self::ABSENT {
-                // Below `ABSENT`: checked above.
-                slot.0 = index as u16;
-            } else {
-                slot.1 = true;
-            }
+        match u16::try_from(index) {
+            Ok(index) if index < Self::ABSENT => slot.0 = index,
+            // Too far to index: look-ups read the fields.
+            _ => *self = Noted::NONE,
         }
-        Noted(Some(noted))
     }
 
     /// The fields of `lines` that may be named `name`, and whether each
@@ -107,89 +116,32 @@ impl Noted {
     }
 }
 
-/// The index in [`NOTED`] of the field name `name` (any case).
-fn noted_index(name: &[u8]) -> Option<usize> {
-    // Most fields are passed over by their length alone.
-    if !matches!(name.len(), 4 | 11 | 12 | 16) {
-        return None;
-    }
-    let words = NamePattern::words(name)?;
-    NOTED_PATTERNS
+/// The recognised header `name` is, as far as [`NOTED`] goes: one of
+/// them, or [`Name::Other`].
+fn noted_kind(name: &HeaderName) -> Name {
+    const KINDS: [Name; NOTED_COUNT] = [
+        Name::Host,
+        Name::Traceparent,
+        Name::ContentType,
+        Name::ContentEncoding,
+    ];
+    NOTED
         .iter()
-        .position(|pattern| pattern.matches(name.len(), words))
+        .position(|known| known == name)
+        .and_then(|at| KINDS.get(at).copied())
+        .unwrap_or(Name::Other)
 }
 
-/// A [`NOTED`] name for comparing field names with it in any case, a word
-/// at a time: its first and its last 8 bytes (4 for a name shorter than
-/// 8; the two overlap unless it has 16), in lower case, and the bit that
-/// ASCII case flips (0x20) on each of their letters.
-struct NamePattern {
-    len: usize,
-    words: [u64; 2],
-    case: [u64; 2],
-}
-
-impl NamePattern {
-    const fn new(name: &str) -> NamePattern {
-        let bytes = name.as_bytes();
-        let len = bytes.len();
-        assert!(len >= 4 && len <= 16, "a noted name has 4 to 16 bytes");
-        let width = if len >= 8 { 8 } else { 4 };
-        let (mut words, mut case) = ([0u64; 2], [0u64; 2]);
-        let mut half = 0;
-        while half < 2 {
-            let from = if half == 0 { 0 } else { len - width };
-            let mut at = 0;
-            while at < width {
-                let byte = bytes[from + at];
-                words[half] |= (byte as u64) << (at * 8);
-                if byte.is_ascii_lowercase() {
-                    case[half] |= 0x20 << (at * 8);
-                }
-                at += 1;
-            }
-            half += 1;
-        }
-        NamePattern { len, words, case }
-    }
-
-    /// The first and last 8 bytes of `name` (4 when it is shorter than
-    /// 8) as words, as [`NamePattern::new`] takes them; `None` for a name
-    /// shorter than 4 or longer than 16.
-    fn words(name: &[u8]) -> Option<[u64; 2]> {
-        let len = name.len();
-        let word = |from: usize, width: usize| -> Option<u64> {
-            let bytes = name.get(from..from + width)?;
-            Some(match width {
-                8 => u64::from_le_bytes(bytes.try_into().ok()?),
-                _ => u64::from(u32::from_le_bytes(bytes.try_into().ok()?)),
-            })
-        };
-        let width = match len {
-            8..=16 => 8,
-            4..=7 => 4,
-            _ => return None,
-        };
-        Some([word(0, width)?, word(len - width, width)?])
-    }
-
-    /// Whether a name of `len` bytes, as [`NamePattern::words`], is this
-    /// name in any case: a letter matches either case, anything else only
-    /// itself.
-    fn matches(&self, len: usize, words: [u64; 2]) -> bool {
-        len == self.len
-            && (words[0] | self.case[0]) == self.words[0]
-            && (words[1] | self.case[1]) == self.words[1]
+/// The index in [`NOTED`] of a recognised header name.
+fn noted_index(kind: Name) -> Option<usize> {
+    match kind {
+        Name::Host => Some(0),
+        Name::Traceparent => Some(1),
+        Name::ContentType => Some(2),
+        Name::ContentEncoding => Some(3),
+        _ => None,
     }
 }
-
-/// [`NOTED`] as patterns (same order).
-static NOTED_PATTERNS: [NamePattern; NOTED_COUNT] = [
-    NamePattern::new("host"),
-    NamePattern::new("traceparent"),
-    NamePattern::new("content-type"),
-    NamePattern::new("content-encoding"),
-];
 
 /// One field: the byte ranges (start, end) of its name and value.
 #[derive(Debug, Clone, Copy)]
@@ -224,16 +176,22 @@ fn range(bytes: &[u8], (start, end): (u32, u32)) -> &[u8] {
 impl Headers {
     /// The fields of a head whose bytes are `bytes`: each item of `lines`
     /// is the (start, end) of one field's name and of its value in them,
-    /// in order. The values stay in `bytes` (no copy).
+    /// in order, and the header the parse recognised the name as (the
+    /// [`NOTED`] names are noted from it, no name is read again). The
+    /// values stay in `bytes` (no copy).
     pub fn in_head(
         bytes: Bytes,
-        lines: impl IntoIterator<Item = ((u32, u32), (u32, u32))>,
+        lines: impl IntoIterator<Item = ((u32, u32), (u32, u32), Name)>,
     ) -> Self {
+        let mut noted = Noted::new();
         let lines: Box<[Line]> = lines
             .into_iter()
-            .map(|(name, value)| Line { name, value })
+            .enumerate()
+            .map(|(index, (name, value, kind))| {
+                noted.note(index, kind);
+                Line { name, value }
+            })
             .collect();
-        let noted = Noted::of(&bytes, &lines);
         Headers(Repr::Lines {
             bytes,
             lines,
@@ -334,7 +292,11 @@ impl Headers {
     /// alive for it). Nothing is allocated when no field is kept.
     pub fn copy_where(&self, keep: impl Fn(&[u8]) -> bool) -> Headers {
         // One pass over the fields; the kept ones (a few) noted on the stack.
-        let kept: Kept<'_> = self.iter().filter(|(name, _)| keep(name)).collect();
+        let kept: Kept<'_> = self
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(name, value)| (name, value, Name::of(name)))
+            .collect();
         copy_of(&kept)
     }
 
@@ -349,7 +311,9 @@ impl Headers {
                 continue;
             }
             let name_bytes = name.as_str().as_bytes();
-            kept.extend(self.get_all(name).map(|value| (name_bytes, value)));
+            // The name is known: its fields need not be recognised again.
+            let kind = noted_kind(name);
+            kept.extend(self.get_all(name).map(|value| (name_bytes, value, kind)));
         }
         copy_of(&kept)
     }
@@ -381,17 +345,18 @@ impl<'a> Iterator for Named<'a, '_> {
     }
 }
 
-/// Fields to copy, as (name, value): a few, on the stack.
-type Kept<'a> = SmallVec<[(&'a [u8], HeaderValueRef<'a>); 4]>;
+/// Fields to copy, as (name, value, the header the name is): a few, on
+/// the stack.
+type Kept<'a> = SmallVec<[(&'a [u8], HeaderValueRef<'a>, Name); 4]>;
 
 /// `kept` in one buffer of its own (nothing allocated when it is empty).
-fn copy_of(kept: &[(&[u8], HeaderValueRef<'_>)]) -> Headers {
+fn copy_of(kept: &[(&[u8], HeaderValueRef<'_>, Name)]) -> Headers {
     if kept.is_empty() {
         return Headers::default();
     }
     let size = kept
         .iter()
-        .map(|(name, value)| name.len() + value.0.len())
+        .map(|(name, value, _)| name.len() + value.0.len())
         .sum();
     let mut bytes = Vec::with_capacity(size);
     let mut put = |part: &[u8]| {
@@ -401,7 +366,9 @@ fn copy_of(kept: &[(&[u8], HeaderValueRef<'_>)]) -> Headers {
     };
     // Pushed one by one into room for all (no growth, no shrink).
     let mut lines = Vec::with_capacity(kept.len());
-    for (name, value) in kept {
+    let mut noted = Noted::new();
+    for (index, &(name, value, kind)) in kept.iter().enumerate() {
+        noted.note(index, kind);
         let name = put(name);
         lines.push(Line {
             name,
@@ -409,7 +376,6 @@ fn copy_of(kept: &[(&[u8], HeaderValueRef<'_>)]) -> Headers {
         });
     }
     let lines = lines.into_boxed_slice();
-    let noted = Noted::of(&bytes, &lines);
     Headers(Repr::Lines {
         bytes: Bytes::from(bytes),
         lines,
@@ -475,6 +441,7 @@ mod tests {
             lines.push((
                 (name_at, name_at + name.len() as u32),
                 (value_at, value_at + value.len() as u32),
+                Name::of(name.as_bytes()),
             ));
             map.append(
                 HeaderName::from_bytes(name.as_bytes()).expect("name"),
@@ -516,7 +483,7 @@ mod tests {
             (start, start + part.len() as u32)
         };
         for (name, value) in fields {
-            lines.push((put(name), put(value)));
+            lines.push((put(name), put(value), Name::of(name)));
         }
         Headers::in_head(Bytes::from(bytes), lines)
     }

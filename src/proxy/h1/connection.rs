@@ -56,7 +56,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use super::body::{flush, Pump, PumpError, Pumped, Trailers, READ_CHUNK};
 use super::framing::{self, BodyLength, FramingError, MethodKind, RequestFraming, ResponseFraming};
 use super::handoff::{self, Sniffed};
-use super::head::{Lines, Parsed, RequestHead, ResponseHead, Span, Version};
+use super::head::{Parsed, RequestHead, ResponseHead, Version};
 use super::rewrite::{
     lowercase_names, write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite,
 };
@@ -71,7 +71,7 @@ use crate::proxy::record::{Pending, ResponseObserver};
 use crate::proxy::reject::{check_fields, Http1Fields, Rejection};
 use crate::proxy::tap::{Observer, SharedTap};
 use crate::proxy::upstream::UpstreamConnector;
-use crate::proxy::{Headers, Outcome, RequestHeadRef, TraceContext, UpstreamError};
+use crate::proxy::{Outcome, RequestHeadRef, TraceContext, UpstreamError};
 
 /// A request head must arrive within this (hyper's default header read
 /// timeout once a timer is set); also how long an idle keep-alive
@@ -257,17 +257,6 @@ fn http_version(version: Version) -> http::Version {
         Version::Http10 => http::Version::HTTP_10,
         Version::Http11 => http::Version::HTTP_11,
     }
-}
-
-/// The header lines of a head in `buf` (for an exchange): the values stay
-/// in `buf`'s memory (no copy, no map).
-fn header_fields(buf: &Bytes, lines: &Lines) -> Headers {
-    let span = |span: Span| (span.start, span.end);
-    let lines = lines.as_slice().iter();
-    Headers::in_head(
-        buf.clone(),
-        lines.map(|line| (span(line.name), span(line.value))),
-    )
 }
 
 /// The failure of an upstream whose response head did not come within the
@@ -523,7 +512,7 @@ impl Connection<'_> {
             forwarder.listener().tap_limit,
             framing.body == BodyLength::Empty,
         );
-        let headers = header_fields(buf, &head.lines);
+        let headers = head.lines.headers(buf);
         let trace_context = forwarder.trace_context(RequestHeadRef {
             method: &method,
             uri,
@@ -591,16 +580,16 @@ impl Connection<'_> {
         }
     }
 
-    /// The connection's upstream connection (kept, idle or new), with
-    /// whether it was used before.
-    async fn upstream(&mut self) -> Result<(Box<UpstreamConn>, bool), Failure> {
+    /// The connection's upstream connection when one can be used again
+    /// (its own kept one, else an idle one of the listener's); `None`:
+    /// a new one is needed. Not `async`: the connecting future (with its
+    /// timer) is made, and moved into the exchange's state, only when a
+    /// connection is opened.
+    fn reusable_upstream(&mut self) -> Option<Box<UpstreamConn>> {
         if let Some(kept) = self.upstream.take().filter(|kept| !kept.is_closed()) {
-            return Ok((kept, true));
+            return Some(kept);
         }
-        if let Some(idle) = self.engine.idle.take(std::time::Instant::now()) {
-            return Ok((idle, true));
-        }
-        Ok((UpstreamConn::connect(&self.engine.connector).await?, false))
+        self.engine.idle.take(std::time::Instant::now())
     }
 
     /// Writes the upstream request head for the head in `buf` into `out`,
@@ -687,19 +676,22 @@ impl Connection<'_> {
         // request is written is replaced once (bodiless requests only).
         let mut retry = body == BodyLength::Empty;
         let (mut upstream, pumped) = loop {
-            let (mut upstream, reused) = match self.upstream().await {
-                Ok(got) => got,
-                Err(failure) => {
-                    return self
-                        .fail(
-                            pending,
-                            &failure,
-                            &asked,
-                            time_now(forwarded),
-                            body != BodyLength::Empty,
-                        )
-                        .await
-                }
+            let (mut upstream, reused) = match self.reusable_upstream() {
+                Some(kept) => (kept, true),
+                None => match UpstreamConn::connect(&self.engine.connector).await {
+                    Ok(new) => (new, false),
+                    Err(failure) => {
+                        return self
+                            .fail(
+                                pending,
+                                &failure,
+                                &asked,
+                                time_now(forwarded),
+                                body != BodyLength::Empty,
+                            )
+                            .await
+                    }
+                },
             };
             let sent = before(
                 &mut self.timer,
@@ -838,7 +830,7 @@ impl Connection<'_> {
         let mut observer = pending.map(|pending| {
             let outcome = Outcome::Response {
                 status,
-                headers: header_fields(bytes, &self.response.lines),
+                headers: self.response.lines.headers(bytes),
             };
             // Boxed, as the exchange it finishes (see `pending`).
             Box::new(ResponseObserver::new(

@@ -9,9 +9,11 @@
 
 use std::mem::MaybeUninit;
 
+use bytes::Bytes;
 use thiserror::Error;
 
 use crate::proxy::headers::ALWAYS_HOP_BY_HOP_NAMES;
+use crate::proxy::Headers;
 
 /// At most this many header lines in a head (hyper's default, 100); more is
 /// [`HeadError::TooManyHeaders`] (431 for a request).
@@ -82,11 +84,19 @@ pub enum Name {
     XForwardedFor,
     XForwardedProto,
     XForwardedHost,
+    /// Not acted on by the engine: recognised for the exchange's
+    /// [`Headers`](crate::proxy::Headers), which extraction reads it from.
+    ContentType,
+    /// As [`Name::ContentType`].
+    ContentEncoding,
 }
 
 /// Lower-case names of the recognised headers. The hop-by-hop ones come
 /// from `headers.rs`, which the hyper path uses too: one list for both.
-const KNOWN: [(&str, Name); 13] = [
+/// The last two are there for the exchange's look-ups alone (noted where
+/// the head's lines are, `exchange/headers.rs`), so that a head's names
+/// are classified once, here.
+const KNOWN: [(&str, Name); 15] = [
     (ALWAYS_HOP_BY_HOP_NAMES[0], Name::Connection),
     (ALWAYS_HOP_BY_HOP_NAMES[1], Name::KeepAlive),
     (ALWAYS_HOP_BY_HOP_NAMES[2], Name::ProxyConnection),
@@ -100,6 +110,8 @@ const KNOWN: [(&str, Name); 13] = [
     ("x-forwarded-for", Name::XForwardedFor),
     ("x-forwarded-proto", Name::XForwardedProto),
     ("x-forwarded-host", Name::XForwardedHost),
+    ("content-type", Name::ContentType),
+    ("content-encoding", Name::ContentEncoding),
 ];
 
 /// The one candidate in [`KNOWN`] for a name, by its length (under 32)
@@ -122,11 +134,12 @@ const CANDIDATE: [[u8; 32]; 32] = {
     table
 };
 
-/// Each of [`KNOWN`]'s names as three little-endian words, its first byte
+/// Each of [`KNOWN`]'s names as little-endian numbers, its first byte
 /// lowest, zero past its end (every recognised name is at most 24 bytes):
-/// [`Name::in_head`] compares a name eight bytes at a time with these.
-const KNOWN_WORDS: [[u64; 3]; KNOWN.len()] = {
-    let mut words = [[0u64; 3]; KNOWN.len()];
+/// its first 16 bytes, and its bytes 16 to 24. [`Name::in_head`] compares
+/// a name with these in one or two steps.
+const KNOWN_WORDS: [(u128, u64); KNOWN.len()] = {
+    let mut words = [(0u128, 0u64); KNOWN.len()];
     let mut i = 0;
     while i < KNOWN.len() {
         let name = KNOWN[i].0.as_bytes();
@@ -136,7 +149,11 @@ const KNOWN_WORDS: [[u64; 3]; KNOWN.len()] = {
         );
         let mut j = 0;
         while j < name.len() {
-            words[i][j / 8] |= (name[j] as u64) << (8 * (j % 8));
+            if j < 16 {
+                words[i].0 |= (name[j] as u128) << (8 * j);
+            } else {
+                words[i].1 |= (name[j] as u64) << (8 * (j - 16));
+            }
             j += 1;
         }
         i += 1;
@@ -155,6 +172,8 @@ fn word_at(buf: &[u8], at: usize) -> Option<u64> {
 const ONES: u64 = 0x0101_0101_0101_0101;
 /// The high bit of every byte of a word.
 const HIGH: u64 = ONES * 0x80;
+/// ASCII's case bit (0x20) in every byte of 16.
+const CASE_BITS: u128 = u128::from_le_bytes([0x20; 16]);
 
 impl Name {
     /// The recognised header `name` is, in any case.
@@ -172,9 +191,9 @@ impl Name {
     }
 
     /// The recognised header the token `name` of `buf` is, in any case
-    /// (as [`Name::of`]), compared eight bytes at a time where `buf` has
-    /// the bytes. `name` must be a `tchar` token (the plain pass's names
-    /// are): then setting each byte's 0x20 bit folds exactly the letters'
+    /// (as [`Name::of`]), compared sixteen bytes at once (and eight more
+    /// for a longer name) where `buf` has the bytes. `name` must be a
+    /// `tchar` token (the plain pass's names are): then setting each byte's 0x20 bit folds exactly the letters'
     /// case, as no other `tchar` byte becomes a letter or `-` by it.
     fn in_head(buf: &[u8], name: Span) -> Name {
         let (start, len) = (name.start as usize, name.len());
@@ -182,28 +201,52 @@ impl Name {
             return Name::Other;
         };
         let index = usize::from(row[usize::from(first & 31)]);
-        let (Some(&(_, kind)), Some(known)) = (
+        let (Some(&(_, kind)), Some(&(head, tail))) = (
             KNOWN.get(index.wrapping_sub(1)),
             KNOWN_WORDS.get(index.wrapping_sub(1)),
         ) else {
             return Name::Other;
         };
-        for (i, &expected) in known.iter().enumerate().take(len.div_ceil(8)) {
-            let Some(word) = word_at(buf, start + 8 * i) else {
-                // Too near the buffer's end for a whole word.
+        let Some(bytes) = buf.get(start..start + 16) else {
+            // Too near the buffer's end for 16 bytes.
+            return Name::of(name.of(buf));
+        };
+        let mut first = [0u8; 16];
+        first.copy_from_slice(bytes);
+        let mask = match len {
+            16.. => u128::MAX,
+            _ => (1u128 << (8 * len)) - 1,
+        };
+        if (u128::from_le_bytes(first) | CASE_BITS) & mask != head {
+            return Name::Other;
+        }
+        if len > 16 {
+            let Some(word) = word_at(buf, start + 16) else {
                 return Name::of(name.of(buf));
             };
-            let left = len - 8 * i;
-            let mask = if left >= 8 {
-                u64::MAX
-            } else {
-                (1u64 << (8 * left)) - 1
+            let mask = match len - 16 {
+                8.. => u64::MAX,
+                left => (1u64 << (8 * left)) - 1,
             };
-            if (word | (ONES * 0x20)) & mask != expected {
+            if (word | (ONES * 0x20)) & mask != tail {
                 return Name::Other;
             }
         }
         kind
+    }
+
+    /// Whether [`Fields`] reads anything from a header of this name (the
+    /// others are recognised for rewriting or for the exchange's look-ups).
+    fn read_by_fields(self) -> bool {
+        !matches!(
+            self,
+            Name::Other
+                | Name::XForwardedFor
+                | Name::XForwardedProto
+                | Name::XForwardedHost
+                | Name::ContentType
+                | Name::ContentEncoding
+        )
     }
 
     /// Hop-by-hop whatever `Connection` says (`TE` is handled apart).
@@ -248,6 +291,19 @@ impl Default for Lines {
 impl Lines {
     pub fn as_slice(&self) -> &[Line] {
         self.lines.get(..self.len).unwrap_or_default()
+    }
+
+    /// These lines of a head in `buf` as an exchange's fields: the values
+    /// stay in `buf`'s memory (no copy, no map), and the names as this
+    /// parse recognised them (not read again to note where `Host`,
+    /// `Content-Type` … are).
+    pub fn headers(&self, buf: &Bytes) -> Headers {
+        let span = |span: Span| (span.start, span.end);
+        let lines = self.as_slice().iter();
+        Headers::in_head(
+            buf.clone(),
+            lines.map(|line| (span(line.name), span(line.value), line.kind)),
+        )
     }
 
     /// The lines of one recognised header, in order.
@@ -384,7 +440,12 @@ impl Fields {
             Name::Traceparent => {
                 self.traceparent.get_or_insert(span);
             }
-            Name::Other | Name::XForwardedFor | Name::XForwardedProto | Name::XForwardedHost => {}
+            Name::Other
+            | Name::XForwardedFor
+            | Name::XForwardedProto
+            | Name::XForwardedHost
+            | Name::ContentType
+            | Name::ContentEncoding => {}
         }
     }
 }
@@ -705,7 +766,7 @@ mod plain {
             let slot = lines.lines.get_mut(lines.len)?;
             let kind = Name::in_head(buf, name);
             *slot = Line { name, value, kind };
-            if kind != Name::Other {
+            if kind.read_by_fields() {
                 fields.note(kind, value, value.of(buf));
             }
             lines.len += 1;
@@ -911,7 +972,7 @@ mod tests {
             lines,
             [
                 (&b"Host"[..], &b"erp.example"[..], Name::Host),
-                (b"Content-Type", b"application/json", Name::Other),
+                (b"Content-Type", b"application/json", Name::ContentType),
                 (b"X-Custom", b"spaced", Name::Other),
                 (b"content-length", b"5", Name::ContentLength),
             ]
@@ -1248,7 +1309,7 @@ mod tests {
                 b"HTTP/1.1 101 \r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
                 // Recognised names in other cases, the last ones too near
                 // the buffer's end for a whole word.
-                b"HTTP/1.1 200 OK\r\nCONNECTION: close\r\nTransfer-encoding: chunked\r\nTraceparent: 1\r\nX-Forwarded-For: a\r\nTE: x\r\nHost: h\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nCONNECTION: close\r\ncontent-ENCODING: gzip\r\nTransfer-encoding: chunked\r\nTraceparent: 1\r\nX-Forwarded-For: a\r\nTE: x\r\nHost: h\r\n\r\n",
             ],
             ResponseHead::parse_plain,
             ResponseHead::parse_any,
@@ -1256,6 +1317,77 @@ mod tests {
                 let lines = head.lines.as_slice().to_vec();
                 (head.status, head.reason, head.version, head.fields, head.len, lines)
             },
+        );
+    }
+
+    #[test]
+    fn the_names_a_parse_recognised_are_found_as_reading_every_field_finds_them() {
+        use http::header::{HeaderName, CONTENT_ENCODING, CONTENT_TYPE, HOST};
+        let names = [
+            HOST,
+            HeaderName::from_static("traceparent"),
+            CONTENT_TYPE,
+            CONTENT_ENCODING,
+            HeaderName::from_static("x-other"),
+        ];
+        // Repeated names apart, in any case; names that are prefixes or
+        // extensions of others or one `tchar` off; the last name too near
+        // the buffer's end for a whole word; each also with obs-text in a
+        // value (then httparse reads the head, and `Name::of` recognises).
+        let fields: [&[u8]; 6] = [
+            b"Host: a\r\nContent-Type: text/plain\r\n",
+            b"traceparent: t1\r\nX-Other: x\r\nTraceParent: t2\r\nTRACEPARENT: t3\r\n",
+            b"CONTENT-ENCODING: gzip\r\nx-other: y\r\ncontent-encoding: br\r\n",
+            b"Content-Types: 1\r\nContent-Typ: 2\r\nHos: 3\r\nHosts: 4\r\nContent_Type: 5\r\nContent-Encodings: 6\r\ntraceparent~: 7\r\nhosT: 8\r\n",
+            b"Content-Length: 0\r\nX-Other: 1\r\ncontent-type: a\r\nCoNtEnT-tYpE: b\r\nHOST: h\r\n",
+            b"",
+        ];
+        for fields in fields {
+            for obs_text in [&b""[..], b"X-Other: caf\xc3\xa9\r\n"] {
+                let request = [&b"GET / HTTP/1.1\r\n"[..], fields, obs_text, b"\r\n"].concat();
+                let response = [&b"HTTP/1.1 200 OK\r\n"[..], fields, obs_text, b"\r\n"].concat();
+                let mut request_head = RequestHead::default();
+                let mut response_head = ResponseHead::default();
+                assert_eq!(
+                    request_head.parse_plain(&request).is_some(),
+                    obs_text.is_empty()
+                );
+                assert_eq!(
+                    request_head.parse(&request),
+                    Ok(Parsed::Complete(request.len()))
+                );
+                assert_eq!(
+                    response_head.parse(&response),
+                    Ok(Parsed::Complete(response.len()))
+                );
+                let heads = [
+                    (Bytes::from(request), &request_head.lines),
+                    (Bytes::from(response), &response_head.lines),
+                ];
+                for (buf, lines) in heads {
+                    let headers = lines.headers(&buf);
+                    let context = String::from_utf8_lossy(&buf);
+                    for name in &names {
+                        let found: Vec<_> = headers.get_all(name).map(|v| v.as_bytes()).collect();
+                        let scanned: Vec<_> = headers
+                            .iter()
+                            .filter(|(field, _)| {
+                                field.eq_ignore_ascii_case(name.as_str().as_bytes())
+                            })
+                            .map(|(_, value)| value.as_bytes())
+                            .collect();
+                        assert_eq!(found, scanned, "{name} in {context}");
+                        let first = headers.get(name).map(|v| v.as_bytes());
+                        assert_eq!(first, found.first().copied(), "{name} in {context}");
+                    }
+                }
+            }
+        }
+        // A folded line (obs-fold) is refused by both paths: no fields.
+        let folded = b"GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n";
+        assert_eq!(
+            RequestHead::default().parse(folded),
+            Err(HeadError::HeaderName)
         );
     }
 
