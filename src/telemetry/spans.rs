@@ -337,7 +337,7 @@ impl SpanObserver {
             error,
             start: at,
         } = self.exchange_writer(observation, trace);
-        let name = self.key_text(transaction.name());
+        let name = KeyText::Pieces(transaction.name().text(&self.key_prefixes));
         let mut attributes = writer.attributes();
         attributes.string("waybill.transaction", &name);
         let keys = event.keys.iter().map(|key| self.key_text(key));
@@ -543,7 +543,10 @@ impl Observer for SpanObserver {
         let at = exception.resolved.unwrap_or(exception.opened);
         let span = self.internal_span("waybill.exception", trace, (at, at), |attributes| {
             exception_attributes(attributes, exception);
-            attributes.string("waybill.transaction", &self.key_text(transaction.name()));
+            attributes.string(
+                "waybill.transaction",
+                &transaction.name().text(&self.key_prefixes),
+            );
         });
         self.send(span);
     }
