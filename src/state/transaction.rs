@@ -1400,7 +1400,10 @@ mod tests {
         let order = Key::new(kinds.intern("order").expect("intern"), "SO-1");
         let ship = Key::new(kinds.intern("shipment").expect("intern"), "SH-1");
         let mut tx = Transaction::new(TxId(1), order.clone(), SystemTime::UNIX_EPOCH);
-        assert_eq!(tx.keys.keys(&kinds).collect::<Vec<_>>(), [order.clone()]);
+        assert_eq!(
+            tx.keys.keys(&kinds).collect::<Vec<_>>(),
+            std::slice::from_ref(&order)
+        );
         // A snapshot's keys, the name elsewhere among them, then without it.
         tx.set_keys(KeyBlock::of([KeyView::of(&ship), KeyView::of(&order)]));
         assert_eq!((tx.name(), tx.keys.len()), (Name::of(&order), 2));
