@@ -98,7 +98,7 @@ impl Correlator {
             .iter()
             .copied()
             .min_by_key(|id| match self.store.get(*id) {
-                Some(tx) => (tx.root().is_none(), tx.first_seen.time(), *id),
+                Some(tx) => (!tx.has_root(), tx.first_seen.time(), *id),
                 None => (true, SystemTime::UNIX_EPOCH, *id),
             })
     }
@@ -110,7 +110,7 @@ impl Correlator {
         let Some(tx) = self.store.get_mut(id) else {
             return KeyRefs::new(&[]);
         };
-        if tx.root().is_none() {
+        if !tx.has_root() {
             if let Some(root) = keys.iter().find(|k| k.kind == root_kind) {
                 tx.rename(root.clone());
                 tx.set_root(Some(root.clone()));

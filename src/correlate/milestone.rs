@@ -47,10 +47,10 @@ pub(super) fn record(
     }
     if objects.is_empty() {
         match tx.root() {
-            Some(root) if &root.kind == object_kind => objects.push(root.clone()),
+            Some(root) if root.kind == object_kind => objects.push(root.to_key()),
             _ => {
                 counters.unresolved.inc();
-                objects.push(tx.name().clone());
+                objects.push(tx.name().to_key());
             }
         }
     }

@@ -456,7 +456,7 @@ impl Correlator {
                     .filter(|(_, e)| query.owner.as_deref().is_none_or(|o| e.owner.as_str() == o))
                     .filter(|(_, e)| query.open.is_none_or(|open| e.is_open() == open))
                     .map(|(tx, e)| ExceptionEntry {
-                        transaction: tx.name().clone(),
+                        transaction: tx.name().to_key(),
                         exception: e.clone(),
                     })
                     .collect();

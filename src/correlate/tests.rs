@@ -939,7 +939,12 @@ mod trace_ids {
     /// Every transaction's kept trace ID is the derivation of its name.
     fn all_consistent(correlator: &Correlator) {
         for tx in correlator.store.iter() {
-            assert_eq!(tx.trace_id(), trace_id(tx.name()), "{}", tx.name());
+            assert_eq!(
+                tx.trace_id(),
+                trace_id(&tx.name().to_key()),
+                "{}",
+                tx.name()
+            );
         }
     }
 

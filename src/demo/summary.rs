@@ -118,7 +118,7 @@ impl TransactionView {
     pub fn of(t: &Transaction, config: &Config) -> Self {
         let names = Names::of(config);
         TransactionView {
-            root: t.root().map(KeyName::from),
+            root: t.root().map(|k| KeyName::from(&k.to_key())),
             keys: t
                 .keys
                 .keys(&config.key_kinds)

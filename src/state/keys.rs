@@ -115,8 +115,10 @@ pub struct KeyBlock(Box<[u8]>);
 
 impl KeyBlock {
     /// A block of `keys`, in that order.
-    pub fn of<'k>(keys: impl IntoIterator<Item = KeyView<'k>>) -> Self {
-        let mut bytes = Vec::new();
+    pub fn of<'k>(keys: impl IntoIterator<Item = KeyView<'k>, IntoIter: Clone>) -> Self {
+        let keys = keys.into_iter();
+        // Exactly sized: no growth, no shrinking into the box.
+        let mut bytes = Vec::with_capacity(keys.clone().map(encoded_len).sum());
         for key in keys {
             encode(&mut bytes, key);
         }
@@ -208,6 +210,15 @@ impl fmt::Debug for KeyBlock {
 
 /// The length byte that says 4 bytes of length follow.
 const LONG: u8 = u8::MAX;
+
+/// The size of `key` in the block's encoding.
+fn encoded_len(key: KeyView<'_>) -> usize {
+    3 + if key.text.len() < usize::from(LONG) {
+        0
+    } else {
+        4
+    } + key.text.len()
+}
 
 /// Appends `key` in the block's encoding.
 fn encode(bytes: &mut Vec<u8>, key: KeyView<'_>) {

@@ -20,7 +20,7 @@ pub use keys::{KeyBlock, KeyJson, KeyView};
 pub use timeline::{ExchangeRecord, NewExchange, Problems, Timeline};
 pub use transaction::{
     Attempt, ExceptionRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord, MeasuredFlow,
-    MilestoneRecord, NameId, Names, Reached, Resolution, Stamp, Status, Transaction,
+    MilestoneRecord, Name, NameId, Names, Reached, Resolution, Stamp, Status, Transaction,
     TransactionJson, TxId,
 };
 
@@ -409,11 +409,15 @@ impl Store {
         }
         let id = TxId(self.next_id);
         self.next_id += 1;
+        // The new transaction holds its name as its first key: only the
+        // index is told.
+        let view = KeyView::of(&name);
         self.transactions
             .insert(id, Box::new(Transaction::new(id, name.clone(), now)));
+        self.index.set(hash, id, holds(&self.transactions, view));
         self.by_update.compact(&self.transactions);
         self.by_update.push(now, id);
-        self.attach_hashed(id, &name, hash);
+        self.refresh_gauges();
         id
     }
 
@@ -479,13 +483,14 @@ impl Store {
             .iter()
             .map(|key| target.add_key(key) as u32)
             .collect();
-        if target.root().is_none() {
-            if let Some(root) = absorbed.root().cloned() {
+        if !target.has_root() {
+            if let Some(root) = absorbed.root().map(Name::to_key) {
                 target.rename(root.clone());
                 target.set_root(Some(root));
             }
         }
-        target.add_former_names(absorbed.former_names().iter().chain([absorbed.name()]));
+        let absorbed_name = absorbed.name().to_key();
+        target.add_former_names(absorbed.former_names().iter().chain([&absorbed_name]));
         // Measures, exceptions and attempts (the name, root and former
         // names are read above).
         let rare = absorbed.take_rare();

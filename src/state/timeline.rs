@@ -22,9 +22,10 @@
 //!   times take a byte or two;
 //! - the status when it is not 200; the system, operation and milestone
 //!   as [`NameId`]s (an absent one is left out);
-//! - the path as an index into the timeline's list of distinct paths (the
-//!   exchanges of a transaction usually go to a few endpoints), or its text
-//!   when 256 distinct paths are in use;
+//! - the path's text (length, bytes), unless it is the previous record's
+//!   path (a flag says so and nothing follows: a transaction's exchanges
+//!   often repeat an endpoint); a timeline holds no other copy of its
+//!   paths;
 //! - the keys: how many, then each one's position in the transaction's
 //!   `keys`, in the order carried;
 //! - extraction problems (count, one byte each), an extension method's
@@ -37,7 +38,6 @@
 use std::time::{Duration, SystemTime};
 
 use smallvec::SmallVec;
-use thin_vec::ThinVec;
 
 use super::transaction::{KeyRefs, NameId, Stamp};
 use crate::config::{kind, Milestone, Operation, System};
@@ -51,12 +51,14 @@ pub struct Timeline {
     bytes: Vec<u8>,
     /// How many records `bytes` holds.
     len: u32,
+    /// Where the last record's path is written in `bytes` (its length,
+    /// then its text): in the last record, or in the latest before it
+    /// that has a text of its own (the records since say "the same path").
+    last_path: u32,
     /// The last record's id and start (the next record's are differences
     /// from them).
     last_id: u64,
     last_at: Stamp,
-    /// The distinct paths the records point to by index (at most 256).
-    paths: ThinVec<Box<str>>,
 }
 
 /// What an exchange's record is made from.
@@ -118,24 +120,14 @@ const STANDARD_METHODS: [http::Method; 9] = [
 /// The code of a method not in [`STANDARD_METHODS`] (its text follows).
 const EXTENSION_METHOD: u8 = 0xF;
 
-/// How many distinct paths a timeline indexes.
-const MAX_PATHS: usize = 256;
-
 /// The flags of a record: which optional parts follow.
 const HAS_OPERATION: u8 = 1;
 const HAS_MILESTONE: u8 = 1 << 1;
 const HAS_PROBLEMS: u8 = 1 << 2;
-/// The path's text follows (not an index).
-const PATH_TEXT: u8 = 1 << 3;
+/// The path is the previous record's (no text follows).
+const SAME_PATH: u8 = 1 << 3;
 /// The status follows (else it is 200).
 const HAS_STATUS: u8 = 1 << 4;
-
-/// Whether a push may drop unused paths to make room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tidy {
-    Yes,
-    No,
-}
 
 /// The usual status, left out of a record.
 const OK: u16 = 200;
@@ -143,9 +135,9 @@ const OK: u16 = 200;
 /// Nanoseconds per unit of a scaled number, by its 2-bit tag.
 const SCALES: [u64; 4] = [1, 1_000, 1_000_000, 1_000_000_000];
 
-/// The fields of an exchange, decoded: what [`Timeline::push_fields`]
-/// writes, with borrowed text (`T` a `&str`, `K` an iterator of key
-/// positions, `P` a slice of problems) or owned ([`OwnedFields`]).
+/// The fields of an exchange, decoded: what [`encode`] writes, with
+/// borrowed text (`T` a `&str`, `K` an iterator of key positions, `P` one
+/// of problem codes, [`problem_code`]) or owned ([`OwnedFields`]).
 struct Fields<T, K, P> {
     id: u64,
     at: Stamp,
@@ -163,8 +155,8 @@ struct Fields<T, K, P> {
 }
 
 /// An exchange's fields with owned text: a timeline re-encoding itself
-/// (a merge, renumbered paths) reads every record out first.
-type OwnedFields = Fields<Box<str>, Vec<u32>, Vec<Problem>>;
+/// (a merge) reads every record out first.
+type OwnedFields = Fields<Box<str>, Vec<u32>, Vec<u8>>;
 
 impl OwnedFields {
     /// The fields of `x`, its key positions mapped by `map` (positions
@@ -191,11 +183,11 @@ impl OwnedFields {
                     None => u32::try_from(p).ok(),
                 })
                 .collect(),
-            problems: x.problems().iter().collect(),
+            problems: x.problems.to_vec(),
         }
     }
 
-    fn fields(&self) -> Fields<&str, impl Iterator<Item = usize> + Clone + '_, &[Problem]> {
+    fn fields(&self) -> Fields<&str, impl Iterator<Item = usize> + Clone + '_, Codes<'_>> {
         Fields {
             id: self.id,
             at: self.at,
@@ -208,10 +200,13 @@ impl OwnedFields {
             method: self.method.as_ref().copied().map_err(|t| &**t),
             path: &self.path,
             keys: self.keys.iter().map(|&p| p as usize),
-            problems: &self.problems,
+            problems: self.problems.iter().copied(),
         }
     }
 }
+
+/// Problem codes, as a record holds them.
+type Codes<'a> = std::iter::Copied<std::slice::Iter<'a, u8>>;
 
 #[cfg(test)]
 impl<'a> NewExchange<'a> {
@@ -254,11 +249,11 @@ impl Timeline {
     /// The exchanges, oldest first.
     pub fn iter(&self) -> Iter<'_> {
         Iter {
-            timeline: self,
             rest: &self.bytes,
             left: self.len as usize,
             id: 0,
             at: Stamp::default(),
+            path: "",
         }
     }
 
@@ -279,23 +274,20 @@ impl Timeline {
             .iter()
             .position(|m| m == new.method)
             .map_or(Err(new.method.as_str()), |p| Ok(p as u8));
-        self.push_fields(
-            Fields {
-                id: new.id,
-                at: Stamp::new(new.at),
-                duration: new.duration,
-                status: new.status,
-                error: new.error,
-                system: NameId::new(new.system),
-                operation: new.operation.map(NameId::new),
-                milestone: new.milestone.map(NameId::new),
-                method,
-                path: new.path,
-                keys: new.keys.iter(),
-                problems: new.problems,
-            },
-            Tidy::Yes,
-        );
+        self.push_fields(Fields {
+            id: new.id,
+            at: Stamp::new(new.at),
+            duration: new.duration,
+            status: new.status,
+            error: new.error,
+            system: NameId::new(new.system),
+            operation: new.operation.map(NameId::new),
+            milestone: new.milestone.map(NameId::new),
+            method,
+            path: new.path,
+            keys: new.keys.iter(),
+            problems: new.problems.iter().map(|&p| problem_code(p)),
+        });
     }
 
     /// Drops the oldest exchanges beyond `bound`; returns how many.
@@ -313,16 +305,21 @@ impl Timeline {
         for _ in 0..over {
             records.next();
         }
-        let cut = self.bytes.len() - records.rest.len();
-        // The new first record, its id and start made absolute.
-        let (Some(first), Some(fields_end)) = (records.next(), head_len(&self.bytes[cut..])) else {
+        // The new first record, encoded afresh: its id and start made
+        // absolute, its path written out (the record it repeated is gone).
+        let Some(first) = records.next() else {
             return 0;
         };
-        let mut head = Out::new();
-        head.extend_from_slice(&self.bytes[cut..cut + 2]);
-        put(&mut head, u128::from(zigzag(first.id as i64)));
-        put_scaled(&mut head, first.at.nanos() as i64);
-        drop(self.bytes.splice(..cut + fields_end, head));
+        let first_end = self.bytes.len() - records.rest.len();
+        let (head, path_at) = encode(OwnedFields::of(&first, None).fields(), None);
+        let last_path = self.last_path as usize;
+        self.last_path = if last_path < first_end {
+            // Every record after the first repeats its path.
+            path_at.unwrap_or(0) as u32
+        } else {
+            (last_path - first_end + head.len()) as u32
+        };
+        drop(self.bytes.splice(..first_end, head));
         self.len -= over as u32;
         over
     }
@@ -342,144 +339,151 @@ impl Timeline {
         self.bytes.clear();
         self.len = 0;
         for record in records {
-            self.push_fields(record.fields(), Tidy::No);
+            self.push_fields(record.fields());
         }
     }
 
-    /// Appends the record of `fields`; `tidy` says whether unused paths
-    /// may be dropped to make room for a new one (not while rewriting).
-    fn push_fields<K: Iterator<Item = usize> + Clone>(
-        &mut self,
-        fields: Fields<&str, K, &[Problem]>,
-        tidy: Tidy,
-    ) {
+    /// Appends the record of `fields`.
+    fn push_fields<K, P>(&mut self, fields: Fields<&str, K, P>)
+    where
+        K: Iterator<Item = usize> + Clone,
+        P: ExactSizeIterator<Item = u8>,
+    {
         if self.len == 0 {
-            // Nothing refers to the old paths any more.
             self.bytes.clear();
-            self.paths.clear();
         }
-        let path = self.path_index(fields.path, tidy);
-        let (id, at) = if self.len == 0 {
-            (0, Stamp::default())
-        } else {
-            (self.last_id, self.last_at)
-        };
-        // Encoded aside, then added with exact growth (a transaction
-        // holds a few records: no doubling slack).
-        let mut record = Out::new();
-        let bytes = &mut record;
-        let method = match fields.method {
-            Ok(code) => code,
-            Err(_) => EXTENSION_METHOD,
-        };
-        let error = fields.error.map_or(0, |e| e.index() as u8 + 1);
-        bytes.push(method | (error << 4));
-        let mut flags = 0;
-        if fields.operation.is_some() {
-            flags |= HAS_OPERATION;
-        }
-        if fields.milestone.is_some() {
-            flags |= HAS_MILESTONE;
-        }
-        if !fields.problems.is_empty() {
-            flags |= HAS_PROBLEMS;
-        }
-        if path.is_none() {
-            flags |= PATH_TEXT;
-        }
-        if fields.status != OK {
-            flags |= HAS_STATUS;
-        }
-        bytes.push(flags);
-        put(bytes, u128::from(zigzag(fields.id.wrapping_sub(id) as i64)));
-        put_scaled(bytes, fields.at.nanos().wrapping_sub(at.nanos()) as i64);
-        put_duration(bytes, fields.duration);
-        if fields.status != OK {
-            put(bytes, u128::from(fields.status));
-        }
-        put(bytes, u128::from(fields.system.plus_one().get()));
-        if let Some(operation) = fields.operation {
-            put(bytes, u128::from(operation.plus_one().get()));
-        }
-        if let Some(milestone) = fields.milestone {
-            put(bytes, u128::from(milestone.plus_one().get()));
-        }
-        match path {
-            Some(index) => put(bytes, index as u128),
-            None => put_text(bytes, fields.path),
-        }
-        put(bytes, fields.keys.clone().count() as u128);
-        for p in fields.keys {
-            put(bytes, p as u128);
-        }
-        if !fields.problems.is_empty() {
-            put(bytes, fields.problems.len() as u128);
-            bytes.extend(fields.problems.iter().map(|p| problem_code(*p)));
-        }
-        if let Err(text) = fields.method {
-            put_text(bytes, text);
-        }
+        let first = self.len == 0;
+        let previous = (!first).then(|| Previous {
+            id: self.last_id,
+            at: self.last_at,
+            path: self.last_path_bytes(),
+        });
+        let (id, at) = (fields.id, fields.at);
+        let (record, path_at) = encode(fields, previous);
         if self.bytes.capacity() - self.bytes.len() < record.len() {
             // Room in steps of 32 bytes (jemalloc's size classes are 16
             // and 32 bytes apart up to 256): a reallocation every 2–3
             // exchanges instead of every one, little slack beyond the
             // class's own rounding.
-            let want = (self.bytes.len() + record.len()).next_multiple_of(GROWTH);
+            // The first record makes room for a second like it (a
+            // transaction of one exchange is rare): one growth fewer.
+            let need = if first {
+                2 * record.len()
+            } else {
+                self.bytes.len() + record.len()
+            };
+            let want = need.next_multiple_of(GROWTH);
             self.bytes.reserve_exact(want - self.bytes.len());
+        }
+        if let Some(path_at) = path_at {
+            self.last_path = (self.bytes.len() + path_at) as u32;
         }
         self.bytes.extend_from_slice(&record);
         self.len += 1;
-        self.last_id = fields.id;
-        self.last_at = fields.at;
+        self.last_id = id;
+        self.last_at = at;
     }
 
-    /// The index of `path` in `paths`, added if new; `None` when 256
-    /// distinct paths are in use by the records.
-    fn path_index(&mut self, path: &str, tidy: Tidy) -> Option<usize> {
-        if let Some(at) = self.paths.iter().rposition(|p| &**p == path) {
-            return Some(at);
-        }
-        if self.paths.len() == MAX_PATHS && tidy == Tidy::Yes {
-            self.drop_unused_paths();
-        }
-        if self.paths.len() == MAX_PATHS {
-            return None;
-        }
-        self.paths.push(path.into());
-        Some(self.paths.len() - 1)
+    /// The last record's path, as written (see [`Timeline::last_path`]).
+    fn last_path_bytes(&self) -> &[u8] {
+        let mut r = Reader(
+            self.bytes
+                .get(self.last_path as usize..)
+                .unwrap_or_default(),
+        );
+        r.number()
+            .and_then(|len| r.take(usize::try_from(len).ok()?))
+            .unwrap_or_default()
     }
+}
 
-    /// Forgets the paths no record points to (records that fell off the
-    /// timeline): the records are encoded afresh with the paths renumbered.
-    fn drop_unused_paths(&mut self) {
-        let mut used = [false; MAX_PATHS];
-        for x in self.iter() {
-            if let Some(at) = self
-                .paths
-                .iter()
-                .position(|p| p.as_ptr() == x.path.as_ptr())
-            {
-                used[at] = true;
-            }
-        }
-        if used.iter().all(|&u| u) {
-            return;
-        }
-        let records: Vec<OwnedFields> = self.iter().map(|x| OwnedFields::of(&x, None)).collect();
-        self.paths.clear();
-        self.rewrite(&records);
+/// What a record is encoded relative to: the record before it.
+struct Previous<'a> {
+    id: u64,
+    at: Stamp,
+    path: &'a [u8],
+}
+
+/// The record of `fields` (see the module doc), following `previous` (or
+/// the first one), and where its path's length and text start in it when
+/// it writes them (`None`: the same path as `previous`). Encoded aside,
+/// then added with exact growth (a transaction holds a few records: no
+/// doubling slack).
+fn encode<K, P>(fields: Fields<&str, K, P>, previous: Option<Previous<'_>>) -> (Out, Option<usize>)
+where
+    K: Iterator<Item = usize> + Clone,
+    P: ExactSizeIterator<Item = u8>,
+{
+    let (id, at, same_path) = match previous {
+        Some(p) => (p.id, p.at, p.path == fields.path.as_bytes()),
+        None => (0, Stamp::default(), false),
+    };
+    let mut record = Out::new();
+    let bytes = &mut record;
+    let method = match fields.method {
+        Ok(code) => code,
+        Err(_) => EXTENSION_METHOD,
+    };
+    let error = fields.error.map_or(0, |e| e.index() as u8 + 1);
+    bytes.push(method | (error << 4));
+    let mut flags = 0;
+    if fields.operation.is_some() {
+        flags |= HAS_OPERATION;
     }
+    if fields.milestone.is_some() {
+        flags |= HAS_MILESTONE;
+    }
+    if fields.problems.len() > 0 {
+        flags |= HAS_PROBLEMS;
+    }
+    if same_path {
+        flags |= SAME_PATH;
+    }
+    if fields.status != OK {
+        flags |= HAS_STATUS;
+    }
+    bytes.push(flags);
+    put(bytes, u128::from(zigzag(fields.id.wrapping_sub(id) as i64)));
+    put_scaled(bytes, fields.at.nanos().wrapping_sub(at.nanos()) as i64);
+    put_duration(bytes, fields.duration);
+    if fields.status != OK {
+        put(bytes, u128::from(fields.status));
+    }
+    put(bytes, u128::from(fields.system.plus_one().get()));
+    if let Some(operation) = fields.operation {
+        put(bytes, u128::from(operation.plus_one().get()));
+    }
+    if let Some(milestone) = fields.milestone {
+        put(bytes, u128::from(milestone.plus_one().get()));
+    }
+    let path_at = (!same_path).then(|| {
+        let at = bytes.len();
+        put_text(bytes, fields.path);
+        at
+    });
+    put(bytes, fields.keys.clone().count() as u128);
+    for p in fields.keys {
+        put(bytes, p as u128);
+    }
+    if fields.problems.len() > 0 {
+        put(bytes, fields.problems.len() as u128);
+        bytes.extend(fields.problems);
+    }
+    if let Err(text) = fields.method {
+        put_text(bytes, text);
+    }
+    (record, path_at)
 }
 
 /// The exchanges of a [`Timeline`], oldest first, decoded one by one.
 #[derive(Clone)]
 pub struct Iter<'a> {
-    timeline: &'a Timeline,
     rest: &'a [u8],
     left: usize,
-    /// The previous record's id and start.
+    /// The previous record's id, start and path.
     id: u64,
     at: Stamp,
+    path: &'a str,
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -494,6 +498,7 @@ impl<'a> Iterator for Iter<'a> {
         self.left -= 1;
         self.id = record.id;
         self.at = record.at;
+        self.path = record.path;
         Some(record)
     }
 
@@ -532,11 +537,10 @@ impl<'a> Iter<'a> {
         } else {
             None
         };
-        let path = if flags & PATH_TEXT != 0 {
-            r.text()?
+        let path = if flags & SAME_PATH != 0 {
+            self.path
         } else {
-            let index = usize::try_from(r.number()?).ok()?;
-            self.timeline.paths.get(index).map_or("", |p| p)
+            r.text()?
         };
         let key_count = usize::try_from(r.number()?).ok()?;
         let keys_start = r.0;
@@ -580,7 +584,7 @@ impl<'a> Iter<'a> {
     }
 }
 
-/// Reads what [`Timeline::push_fields`] wrote.
+/// Reads what [`encode`] wrote.
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -637,15 +641,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// How many bytes of `record` its method, flags, id and start take.
-fn head_len(record: &[u8]) -> Option<usize> {
-    let mut r = Reader(record);
-    r.take(2)?;
-    r.number()?;
-    r.number()?;
-    Some(record.len() - r.0.len())
-}
-
 /// Where a record is encoded.
 type Out = SmallVec<[u8; 64]>;
 
@@ -678,18 +673,24 @@ fn put_text(bytes: &mut Out, text: &str) {
     bytes.extend_from_slice(text.as_bytes());
 }
 
-/// The coarsest tag of [`SCALES`] that divides `nanos`.
-fn scale_of(nanos: u128) -> usize {
-    (1..SCALES.len())
-        .rev()
-        .find(|&tag| nanos % u128::from(SCALES[tag]) == 0)
-        .unwrap_or(0)
+/// The coarsest tag of [`SCALES`] that divides `nanos` (64-bit remainders
+/// by constants: a multiplication each, where 128-bit ones called out).
+fn scale_of(nanos: u64) -> usize {
+    if nanos % 1_000_000_000 == 0 {
+        3
+    } else if nanos % 1_000_000 == 0 {
+        2
+    } else if nanos % 1_000 == 0 {
+        1
+    } else {
+        0
+    }
 }
 
 /// Appends signed nanoseconds as their zigzag quotient by the coarsest
 /// exact scale, shifted left by 2 over the scale's tag.
 fn put_scaled(bytes: &mut Out, nanos: i64) {
-    let tag = scale_of(u128::from(nanos.unsigned_abs()));
+    let tag = scale_of(nanos.unsigned_abs());
     let q = nanos / SCALES[tag] as i64;
     put(bytes, (u128::from(zigzag(q)) << 2) | tag as u128);
 }
@@ -697,12 +698,15 @@ fn put_scaled(bytes: &mut Out, nanos: i64) {
 /// Appends a duration as its nanoseconds' quotient by the coarsest exact
 /// scale, shifted left by 2 over the scale's tag.
 fn put_duration(bytes: &mut Out, duration: Duration) {
-    let nanos = duration.as_nanos();
+    // The scale that divides the nanoseconds divides the second's part
+    // and the whole seconds' (a multiple of every scale): found from the
+    // first, without 128-bit division.
+    let nanos = u64::from(duration.subsec_nanos());
     let tag = scale_of(nanos);
-    put(
-        bytes,
-        ((nanos / u128::from(SCALES[tag])) << 2) | tag as u128,
-    );
+    let scale = SCALES[tag];
+    let quotient =
+        u128::from(duration.as_secs()) * u128::from(SCALES[3] / scale) + u128::from(nanos / scale);
+    put(bytes, (quotient << 2) | tag as u128);
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -812,11 +816,12 @@ mod tests {
             timeline.push(exchange(&wms, 1_000_000 + step, at, "/api/step", &[0, 1]));
         }
         assert_eq!(timeline.len(), 8);
-        // The first record's id and start are absolute (3 and 10 bytes);
-        // then method and flags 2, id 1, start 2 (60 s), duration 1 (2 ms),
-        // system 1, path 1, keys 3: 11 bytes.
+        // The first record's id and start are absolute (3 and 10 bytes),
+        // its path written out (10); then method and flags 2, id 1, start
+        // 2 (60 s), duration 1 (2 ms), system 1, the same path 0, keys 3:
+        // 10 bytes.
         assert!(
-            timeline.encoded_len() <= 21 + 7 * 11,
+            timeline.encoded_len() <= 30 + 7 * 10,
             "{}",
             timeline.encoded_len()
         );
@@ -831,9 +836,9 @@ mod tests {
         let x = exact.get(1).expect("pushed");
         assert_eq!(x.at(), at + Duration::new(61, 987_654_321));
         assert_eq!(x.duration(), Duration::new(0, 12_345_678));
-        // Method and flags 2, id 1, start 6, duration 4, system, path, keys 4.
+        // Method and flags 2, id 1, start 6, duration 4, system, keys 2.
         let second = exact.encoded_len() - first;
-        assert!(second <= 17, "{second}");
+        assert!(second <= 16, "{second}");
     }
 
     #[test]
@@ -934,34 +939,46 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_shared_and_unused_ones_make_room() {
+    fn a_repeated_path_is_written_once_and_survives_its_first_record_dropping() {
         let wms = wms();
         let at = SystemTime::UNIX_EPOCH + T0;
+        let paths = ["/a", "/a", "/a", "/bb", "/a", "/a", "/ccc", "/ccc", "/ccc"];
         let mut timeline = Timeline::default();
-        let paths: Vec<String> = (0..300).map(|n| format!("/p/{n}")).collect();
-        // A bound of 10: the paths of dropped exchanges become unused.
+        let mut sizes = Vec::new();
         for (n, path) in paths.iter().enumerate() {
+            let before = timeline.encoded_len();
             timeline.push(exchange(&wms, n as u64, at, path, &[]));
-            timeline.drop_oldest_beyond(10);
+            sizes.push(timeline.encoded_len() - before);
         }
-        let kept: Vec<&str> = timeline.iter().map(|x| x.path()).collect();
-        let expected: Vec<&str> = paths[290..].iter().map(String::as_str).collect();
-        assert_eq!(kept, expected);
-        assert!(timeline.paths.len() <= MAX_PATHS);
+        // A repeat of the previous record's path takes no byte; a change
+        // writes it out (a length byte and its text).
+        assert_eq!(sizes[1], sizes[2]);
+        assert_eq!(sizes[3], sizes[2] + 4);
+        assert_eq!(sizes[4], sizes[2] + 3);
+        assert_eq!(sizes[6], sizes[2] + 5);
+        let read = |t: &Timeline| t.iter().map(|x| x.path().to_owned()).collect::<Vec<_>>();
+        assert_eq!(read(&timeline), paths);
 
-        // 300 distinct paths all in use: those beyond 256 are written out.
-        let mut full = Timeline::default();
-        for (n, path) in paths.iter().enumerate() {
-            full.push(exchange(&wms, n as u64, at, path, &[]));
+        // Dropping the records that wrote a path out: the new first one
+        // writes it again, and later pushes still compare with the last.
+        for bound in (0..paths.len()).rev() {
+            let mut kept = timeline.clone();
+            kept.drop_oldest_beyond(bound);
+            let tail = &paths[paths.len() - bound..];
+            assert_eq!(read(&kept), tail, "bound {bound}");
+            let last = tail.last().copied().unwrap_or("/new");
+            let before = kept.encoded_len();
+            kept.push(exchange(&wms, 9, at, last, &[]));
+            let added = kept.encoded_len() - before;
+            if bound > 0 {
+                assert_eq!(added, sizes[2], "a repeat after dropping to {bound}");
+            }
+            let mut expected = tail.to_vec();
+            expected.push(last);
+            assert_eq!(read(&kept), expected);
+            kept.push(exchange(&wms, 10, at, "/d", &[]));
+            assert_eq!(read(&kept).last().map(String::as_str), Some("/d"));
         }
-        full.push(exchange(&wms, 300, at, "/p/3", &[]));
-        let read: Vec<&str> = full.iter().map(|x| x.path()).collect();
-        let mut expected: Vec<&str> = paths.iter().map(String::as_str).collect();
-        expected.push("/p/3");
-        assert_eq!(read, expected);
-        assert_eq!(full.paths.len(), MAX_PATHS);
-        let shared = full.get(300).expect("pushed").path().as_ptr();
-        assert_eq!(shared, full.paths[3].as_ptr(), "an indexed path is shared");
     }
 
     #[test]
@@ -986,6 +1003,5 @@ mod tests {
                 (9, at + Duration::from_secs(20), "/t", vec![2]),
             ]
         );
-        assert_eq!(target.paths.len(), 2, "/t is shared");
     }
 }

@@ -24,8 +24,8 @@ use smallvec::SmallVec;
 use thin_vec::ThinVec;
 
 use crate::config::{
-    kind, Amount, Config, ExceptionKind, FlowName, MeasureName, Milestone, Operation, Role, Symbol,
-    Symbols, System, Unit,
+    kind, Amount, Config, ExceptionKind, FlowName, KeyKind, MeasureName, Milestone, Operation,
+    Role, Symbol, Symbols, System, Unit,
 };
 use crate::extract::Key;
 use crate::proxy::UpstreamError;
@@ -133,6 +133,63 @@ impl<'a> Names<'a> {
     }
 }
 
+/// The key that names a transaction ([`Transaction::name`]), read in
+/// place from its keys: it compares, displays and serializes as the
+/// [`Key`] it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Name<'a> {
+    pub kind: &'a KeyKind,
+    pub value: &'a str,
+}
+
+impl<'a> Name<'a> {
+    /// The name of `key`.
+    pub fn of(key: &'a Key) -> Self {
+        Name {
+            kind: &key.kind,
+            value: &key.value,
+        }
+    }
+
+    /// Whether this is `key`.
+    pub fn is(self, key: &Key) -> bool {
+        self.kind == &key.kind && self.value == &*key.value
+    }
+
+    /// The [`Key`] (allocates its text).
+    pub fn to_key(self) -> Key {
+        Key::new(self.kind.clone(), self.value)
+    }
+
+    /// The key's text as a span writes it (`order:SO-1`), in pieces:
+    /// its kind's prefix (`order:`) from `prefixes` (by kind id), else
+    /// the kind and `:`.
+    pub fn text<'p>(self, prefixes: &'p [String]) -> [&'p str; 3]
+    where
+        'a: 'p,
+    {
+        match prefixes.get(self.kind.id()) {
+            Some(prefix) => [prefix, "", self.value],
+            None => [self.kind.as_str(), ":", self.value],
+        }
+    }
+}
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind, self.value)
+    }
+}
+
+impl Serialize for Name<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Key", 2)?;
+        st.serialize_field("kind", self.kind.as_str())?;
+        st.serialize_field("value", self.value)?;
+        st.end()
+    }
+}
+
 /// Whether a transaction still has work ahead of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -165,11 +222,14 @@ impl Status {
 #[derive(Debug, Clone)]
 pub struct Transaction {
     pub id: TxId,
-    /// The key that names the transaction: the first key of the root kind
-    /// seen, or until one is seen, the first key seen at all
-    /// ([`Transaction::name`]). Changed only through
-    /// [`Transaction::rename`], which keeps `trace` in step.
-    name: Key,
+    /// The key that names the transaction ([`Transaction::name`]): the
+    /// first key of the root kind seen, or until one is seen, the first
+    /// key seen at all. One of `keys`, held as its position there and its
+    /// kind (what writes it out without the config's tables), not as a
+    /// copy of its text. Changed only through [`Transaction::rename`],
+    /// which keeps `trace` in step.
+    name_kind: KeyKind,
+    name_at: u32,
     /// The trace ID of `name` ([`trace_id`]), derived when the name is set
     /// or changes (created, renamed, loaded from a snapshot: always through
     /// [`Transaction::new`] and [`Transaction::rename`]) so the span path
@@ -501,16 +561,18 @@ impl KeyRefs {
 
 impl Transaction {
     /// A new transaction named by `name`.
+    /// It holds the name as its first key (the store indexes it).
     pub fn new(id: TxId, name: Key, now: SystemTime) -> Self {
         Transaction {
             id,
             trace: trace_id(&name).to_bytes(),
-            name,
+            keys: KeyBlock::of([KeyView::of(&name)]),
+            name_kind: name.kind,
+            name_at: 0,
             root_is_name: false,
             status: Status::Open,
             current: None,
             exchanges_dropped: 0,
-            keys: KeyBlock::default(),
             links: ThinVec::new(),
             milestones: Vec::new(),
             flows: ThinVec::new(),
@@ -525,45 +587,78 @@ impl Transaction {
     /// kept from when the name was last set.
     pub fn trace_id(&self) -> TraceId {
         let trace = TraceId::from_bytes(self.trace);
-        debug_assert_eq!(trace, trace_id(&self.name), "stale trace ID");
+        debug_assert_eq!(trace, trace_id(&self.name().to_key()), "stale trace ID");
         trace
     }
 
     /// The key that names the transaction: the first key of the root kind
     /// seen, or until one is seen, the first key seen at all.
-    pub fn name(&self) -> &Key {
-        &self.name
+    pub fn name(&self) -> Name<'_> {
+        Name {
+            kind: &self.name_kind,
+            // The name is one of the keys (see `name_at`).
+            value: self
+                .keys
+                .get(self.name_at as usize)
+                .map_or("", |k| k.value()),
+        }
     }
 
     /// Renames the transaction, remembering the old name (the root key
-    /// stays what it was).
+    /// stays what it was). The name is one of the keys: one that is not
+    /// yet is added to them (the store indexes only the keys it attaches,
+    /// so callers rename to those).
     pub fn rename(&mut self, name: Key) {
-        if name != self.name {
-            let root = self.root().cloned();
+        if !self.name_view().is_some_and(|v| v.is(&name)) {
+            let root = self.root().map(Name::to_key);
+            let old = self.name().to_key();
             self.trace = trace_id(&name).to_bytes();
-            let old = std::mem::replace(&mut self.name, name);
+            self.name_at = self.add_key(KeyView::of(&name)) as u32;
+            self.name_kind = name.kind.clone();
             let former = &mut self.rare_mut().former_names;
             if !former.contains(&old) {
                 former.push(old);
             }
-            let name = self.name.clone();
             self.rare_mut().former_names.retain(|k| k != &name);
             self.set_root(root);
         }
     }
 
+    /// Replaces the keys (a snapshot's); the name stays one of them (added
+    /// at the end if `keys` lacks it).
+    pub fn set_keys(&mut self, keys: KeyBlock) {
+        let name = self.name().to_key();
+        self.keys = keys;
+        self.name_at = self.add_key(KeyView::of(&name)) as u32;
+    }
+
+    /// The name as one of the keys (compared without reading it as text).
+    fn name_view(&self) -> Option<KeyView<'_>> {
+        self.keys.get(self.name_at as usize)
+    }
+
+    /// Whether a key of the root kind has been seen ([`Transaction::root`]).
+    pub fn has_root(&self) -> bool {
+        self.root_is_name || self.rare.as_ref().is_some_and(|rare| rare.root.is_some())
+    }
+
     /// The first key of the root kind seen, if any yet.
-    pub fn root(&self) -> Option<&Key> {
+    pub fn root(&self) -> Option<Name<'_>> {
         if self.root_is_name {
-            Some(&self.name)
+            Some(self.name())
         } else {
-            self.rare.as_ref().and_then(|rare| rare.root.as_ref())
+            self.rare
+                .as_ref()
+                .and_then(|rare| rare.root.as_ref())
+                .map(Name::of)
         }
     }
 
     /// Sets the root key (kept as a flag when it is the name).
     pub fn set_root(&mut self, root: Option<Key>) {
-        self.root_is_name = root.as_ref() == Some(&self.name);
+        self.root_is_name = root
+            .as_ref()
+            .is_some_and(|r| self.name_view().is_some_and(|v| v.is(r)));
         let other = root.filter(|_| !self.root_is_name);
         if other.is_some() || self.rare.is_some() {
             self.rare_mut().root = other;
@@ -678,7 +773,9 @@ impl Transaction {
     /// names already there (a merge).
     pub(super) fn add_former_names<'k>(&mut self, names: impl Iterator<Item = &'k Key>) {
         for former in names {
-            if former != &self.name && !self.former_names().contains(former) {
+            if !self.name_view().is_some_and(|v| v.is(former))
+                && !self.former_names().contains(former)
+            {
                 self.rare_mut().former_names.push(former.clone());
             }
         }
@@ -1061,7 +1158,7 @@ impl Serialize for TransactionJson<'_> {
 impl Transaction {
     fn serialize_with<S: Serializer>(&self, names: Names<'_>, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Transaction", 17)?;
-        st.serialize_field("name", &self.name)?;
+        st.serialize_field("name", &self.name())?;
         st.serialize_field("root", &self.root())?;
         st.serialize_field("former_names", self.former_names())?;
         st.serialize_field("status", &self.status)?;
@@ -1264,11 +1361,16 @@ mod tests {
         // A root that is not the name is held in the box.
         tx.set_root(Some(order.clone()));
         assert!(tx.rare.is_some());
-        assert_eq!(tx.root(), Some(&order));
+        assert_eq!(tx.root(), Some(Name::of(&order)));
         // Renaming to the root makes it a flag; the old name is remembered.
         tx.rename(order.clone());
-        assert_eq!(tx.name(), &order);
-        assert_eq!(tx.root(), Some(&order));
+        assert_eq!(tx.name(), Name::of(&order));
+        assert_eq!(tx.root(), Some(Name::of(&order)));
+        // The name is one of the keys, read in place.
+        assert_eq!(
+            tx.keys.keys(&kinds).collect::<Vec<_>>(),
+            [ship.clone(), order.clone()]
+        );
         assert_eq!(tx.former_names(), std::slice::from_ref(&ship));
         assert_eq!(tx.trace_id(), trace_id(&order));
         tx.set_former_names(Vec::new());
@@ -1281,11 +1383,44 @@ mod tests {
 
         // Renaming away from the root keeps the root.
         tx.rename(ship.clone());
-        assert_eq!((tx.name(), tx.root()), (&ship, Some(&order)));
+        assert_eq!(
+            (tx.name(), tx.root()),
+            (Name::of(&ship), Some(Name::of(&order)))
+        );
+        assert_eq!(tx.keys.len(), 2, "no key added twice");
         assert_eq!(tx.former_names(), std::slice::from_ref(&order));
         assert_eq!(tx.trace_id(), trace_id(&ship));
         tx.set_root(None);
         assert_eq!(tx.root(), None);
+    }
+
+    #[test]
+    fn the_name_stays_one_of_the_keys_and_writes_out_as_its_key() {
+        let mut kinds: Symbols<kind::KeyKind> = Symbols::default();
+        let order = Key::new(kinds.intern("order").expect("intern"), "SO-1");
+        let ship = Key::new(kinds.intern("shipment").expect("intern"), "SH-1");
+        let mut tx = Transaction::new(TxId(1), order.clone(), SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            tx.keys.keys(&kinds).collect::<Vec<_>>(),
+            std::slice::from_ref(&order)
+        );
+        // A snapshot's keys, the name elsewhere among them, then without it.
+        tx.set_keys(KeyBlock::of([KeyView::of(&ship), KeyView::of(&order)]));
+        assert_eq!((tx.name(), tx.keys.len()), (Name::of(&order), 2));
+        tx.set_keys(KeyBlock::of([KeyView::of(&ship)]));
+        assert_eq!(tx.name(), Name::of(&order));
+        assert_eq!(
+            tx.keys.keys(&kinds).collect::<Vec<_>>(),
+            [ship, order.clone()]
+        );
+        assert_eq!(tx.name().to_string(), order.to_string());
+        assert_eq!(
+            serde_json::to_value(tx.name()).expect("json"),
+            serde_json::to_value(&order).expect("json")
+        );
+        let prefixes = ["order:".to_owned()];
+        assert_eq!(tx.name().text(&prefixes).concat(), "order:SO-1");
+        assert_eq!(tx.name().text(&[]).concat(), "order:SO-1");
     }
 
     #[test]

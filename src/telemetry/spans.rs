@@ -323,7 +323,7 @@ impl SpanObserver {
             error,
             start: at,
         } = self.exchange_writer(observation, trace);
-        let name = self.key_text(transaction.name());
+        let name = KeyText::Pieces(transaction.name().text(&self.key_prefixes));
         let mut attributes = writer.attributes();
         attributes.string("waybill.transaction", &name);
         let keys = event.keys.iter().map(|key| self.key_text(key));
@@ -612,7 +612,10 @@ impl Observer for SpanObserver {
         let head = &self.exception_head;
         let span = self.internal_span(head, trace, (at, at), |attributes| {
             exception_attributes(attributes, exception);
-            attributes.string("waybill.transaction", &self.key_text(transaction.name()));
+            attributes.string(
+                "waybill.transaction",
+                &transaction.name().text(&self.key_prefixes),
+            );
         });
         self.send(span);
     }

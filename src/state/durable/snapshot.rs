@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Symbol, Symbols};
 use crate::extract::{Key, MeasureValue, Problem};
 use crate::state::{
-    Attempt, ExceptionRecord, FlowRecord, KeyBlock, KeyView, MeasureRecord, MilestoneRecord,
+    Attempt, ExceptionRecord, FlowRecord, KeyBlock, KeyView, MeasureRecord, MilestoneRecord, Name,
     NameId, Names, NewExchange, Resolution, Stamp, Status, Timeline, Transaction, TxId,
 };
 
@@ -249,6 +249,11 @@ pub fn save_key(key: &Key) -> SavedKey {
     (key.kind.as_str().to_owned(), key.value.to_string())
 }
 
+/// The saved form of a transaction's name or root.
+fn save_name(name: Name<'_>) -> SavedKey {
+    (name.kind.as_str().to_owned(), name.value.to_owned())
+}
+
 /// The saved form of a transaction's key, its kind read from `names`.
 fn save_view(key: KeyView<'_>, names: Names<'_>) -> SavedKey {
     let kind = key.kind().get(names.key_kinds).map_or("", |k| k.as_str());
@@ -264,8 +269,8 @@ impl SavedTransaction {
     pub fn of(tx: &Transaction, names: Names<'_>) -> Self {
         SavedTransaction {
             id: tx.id.0,
-            name: save_key(tx.name()),
-            root: tx.root().map(save_key),
+            name: save_name(tx.name()),
+            root: tx.root().map(save_name),
             former_names: tx.former_names().iter().map(save_key).collect(),
             complete: tx.status == Status::Complete,
             keys: tx.keys.iter().map(|k| save_view(k, names)).collect(),
@@ -465,7 +470,9 @@ impl<'a> Resolver<'a> {
         } else {
             Status::Open
         };
-        tx.keys = KeyBlock::of(self.keys(&saved.keys)?.iter().map(KeyView::of));
+        tx.set_keys(KeyBlock::of(
+            self.keys(&saved.keys)?.iter().map(KeyView::of),
+        ));
         for (a, b) in &saved.links {
             let (a, b) = (self.key(a)?, self.key(b)?);
             if let (Some(a), Some(b)) = (tx.position(&a), tx.position(&b)) {
