@@ -704,6 +704,12 @@ async fn release_in_rounds(sidecars: &Sidecars, sidecar: &Waybill, prefix: &str,
             let url = format!("http://{}/orders/{prefix}-{sent}/release", sidecar.edge);
             let response = sidecars.client.post(&url).send().await.expect("answered");
             assert!(response.status().is_success(), "{}", response.status());
+            // Read to its end, so that the next order goes over the same
+            // connection once this exchange is complete: unread, the
+            // connection stays busy and the next order takes another,
+            // whose exchange may be observed before this one (the log
+            // would then hold them out of the order they were sent in).
+            response.bytes().await.expect("answer's body");
             sent += 1;
         }
         metrics_until(sidecars, sidecar, &format!("{prefix}: {sent} sent"), |m| {
