@@ -161,14 +161,7 @@ impl From<&http::Uri> for RequestTarget {
     /// as `http://x.example/?a=1`).
     fn from(uri: &http::Uri) -> Self {
         match (uri.authority(), uri.path_and_query()) {
-            (None, Some(path_and_query)) => RequestTarget {
-                text: Box::from(path_and_query.as_str()),
-                path_at: 0,
-                query_at: path_and_query
-                    .query()
-                    .map(|query| path_and_query.as_str().len() - query.len()),
-                has_path_and_query: true,
-            },
+            (None, Some(_)) => Self::of_parts(uri),
             _ => Self::of_parts(&reparsed(uri)),
         }
     }
