@@ -12,6 +12,9 @@
 #   18090  waybill (bench/waybill-bench.yaml): every observation feature on
 #   18091  waybill, listener whose route has `inspect: false` (no tap, no exchange)
 #   18099  waybill admin (/metrics, read at the end for drops)
+#   18092, 18093, 18098  with BASELINE_BIN: a second waybill (another build,
+#          say the one before a change) with the same routes, as targets
+#          `baseline` and `baseline-plain`, measured in the same repetitions
 # and drives them with wrk (bench/post.lua: POSTs of 840-byte JSON bodies).
 # The figures to quote are the ratios against nginx (and haproxy) measured
 # in the same run.
@@ -33,6 +36,13 @@
 #   WAYBILL_BIN     a prebuilt binary (default: cargo build --release)
 #   WAYBILL_CONFIG  the routes file [bench/waybill-bench.yaml] (e.g. a copy
 #                   with another listener option, to measure what it costs)
+#   BASELINE_BIN    a second waybill binary to measure beside WAYBILL_BIN in
+#                   the same repetitions (same routes, its own ports); the
+#                   table then ends with waybill's ratios against it, the
+#                   median of each repetition's own ratio. Two builds measured
+#                   in separate runs of this script differ by more than most
+#                   changes (the machine drifts between runs); in one run,
+#                   interleaved, they face the same machine.
 #   LOAD_CPU [0], SERVER_CPU [1]
 #   KEEP [unset]    keep the work directory (configs, raw wrk output)
 #   PROFILE=callgrind  instead of benchmarking, run waybill under valgrind
@@ -228,6 +238,7 @@ wait_port() {
 # script, say) would answer this run's wrk, and the servers here would not
 # bind: both runs' figures would be wrong, so refuse to start.
 PORTS=(18080 18083 18085 18086 18090 18091 18099)
+[[ -n "${BASELINE_BIN:-}" ]] && PORTS+=(18092 18093 18098)
 for port in "${PORTS[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     log "port $port is already in use (another bench/proxy.sh?): run one at a time"
@@ -250,11 +261,22 @@ if [[ "${PROFILE:-}" == callgrind ]]; then
   command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
   WRAP=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out")
 fi
+CONFIG=${WAYBILL_CONFIG:-$ROOT/bench/waybill-bench.yaml}
 WAYBILL_LOG=warn WAYBILL_DRAIN_TIMEOUT=2s \
-  taskset -c "$SERVER_CPU" "${WRAP[@]}" "$WAYBILL_BIN" run --config "${WAYBILL_CONFIG:-$ROOT/bench/waybill-bench.yaml}" \
+  taskset -c "$SERVER_CPU" "${WRAP[@]}" "$WAYBILL_BIN" run --config "$CONFIG" \
   2>"$WORK/waybill.log" &
 PIDS+=($!)
 WAYBILL_PID=$!
+BASELINE_PID=
+if [[ -n "${BASELINE_BIN:-}" ]]; then
+  # The same routes on the baseline's own ports (listeners, admin).
+  sed -e 's/127\.0\.0\.1:18090/127.0.0.1:18092/' -e 's/127\.0\.0\.1:18091/127.0.0.1:18093/' \
+    -e 's/127\.0\.0\.1:18099/127.0.0.1:18098/' "$CONFIG" >"$WORK/baseline.yaml"
+  WAYBILL_LOG=warn WAYBILL_DRAIN_TIMEOUT=2s \
+    taskset -c "$SERVER_CPU" "$BASELINE_BIN" run --config "$WORK/baseline.yaml" 2>"$WORK/baseline.log" &
+  PIDS+=($!)
+  BASELINE_PID=$!
+fi
 for port in "${PORTS[@]}"; do wait_port "$port"; done
 sleep 1
 
@@ -270,12 +292,14 @@ proxy_pids() {
     nginx) echo "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true) ;;
     haproxy) echo "$HAPROXY_PID" ;;
     waybill | waybill-plain) echo "$WAYBILL_PID" ;;
+    baseline | baseline-plain) echo "$BASELINE_PID" ;;
   esac
 }
 port_of() {
   case $1 in
     direct) echo 18080 ;; nginx) echo 18085 ;; haproxy) echo 18086 ;;
     waybill) echo 18090 ;; waybill-plain) echo 18091 ;;
+    baseline) echo 18092 ;; baseline-plain) echo 18093 ;;
   esac
 }
 TICK=$(getconf CLK_TCK)
@@ -397,6 +421,7 @@ if [[ "${PROFILE:-}" == callgrind ]]; then
 fi
 
 TARGETS=(direct nginx haproxy waybill waybill-plain)
+[[ -n "$BASELINE_PID" ]] && TARGETS+=(baseline baseline-plain)
 RES="$WORK/results"
 mkdir -p "$RES"
 for t in "${TARGETS[@]}"; do
@@ -452,9 +477,9 @@ median() { # file → median (empty file → "-")
   [[ -s "$1" ]] || { echo "-"; return; }
   sort -g "$1" | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-spread() { # file → "min–max"
+spread() { # file [printf format of one value, %.0f] → "min–max"
   [[ -s "$1" ]] || { echo "-"; return; }
-  sort -g "$1" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f–%.0f", lo, hi }'
+  sort -g "$1" | awk -v f="${2:-%.0f}" 'NR == 1 { lo = $1 } { hi = $1 } END { printf f "–" f, lo, hi }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 diff_us() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%+.0f", a - b }'; }
@@ -468,15 +493,15 @@ echo
 echo "waybill vs nginx: POST ${BODY_SIZE} B JSON → ${BODY_SIZE} B JSON, $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), wrk on CPU $LOAD_CPU, servers on CPU $SERVER_CPU"
 echo "medians of $REPS interleaved repetitions; throughput: wrk -t1 -c$CONNS -d${DURATION}s; latency: wrk -t1 -c$LAT_CONNS, ${PACE_MS} ms pause per request per connection, ${LAT_DURATION}s"
 echo
-printf '| %-13s | %9s | %13s | %6s | %7s | %7s | %9s | %9s | %7s | %9s | %6s | %7s | %7s |\n' \
+printf '| %-14s | %9s | %13s | %6s | %7s | %7s | %9s | %9s | %7s | %9s | %6s | %7s | %7s |\n' \
   target "req/s" "req/s min–max" "×nginx" "lat r/s" "p50 µs" "+p50 dir" "p99 µs" "+p99 dir" "CPU µs/req" "×nginx" "RSS idle" "RSS load"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------------- ----------- --------------- -------- --------- --------- ----------- ----------- --------- ------------ -------- --------- ---------
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------------- ----------- --------------- -------- --------- --------- ----------- ----------- --------- ------------ -------- --------- ---------
 for t in "${TARGETS[@]}"; do
   rps=$(median "$RES/$t.rps")
   p50=$(median "$RES/$t.p50")
   p99=$(median "$RES/$t.p99")
   cpu=$(median "$RES/$t.cpu_us")
-  printf '| %-13s | %9.0f | %13s | %6s | %7.0f | %7s | %9s | %9s | %7s | %9s | %6s | %7s | %7s |\n' \
+  printf '| %-14s | %9.0f | %13s | %6s | %7.0f | %7s | %9s | %9s | %7s | %9s | %6s | %7s | %7s |\n' \
     "$t" "$rps" "$(spread "$RES/$t.rps")" "$(ratio "$rps" "$N_RPS")" "$(median "$RES/$t.lat_rps")" \
     "$p50" "$(diff_us "$p50" "$D_P50")" "$p99" "$(diff_us "$p99" "$D_P99")" \
     "$cpu" "$(ratio "$cpu" "$N_CPU")" "$(mb "$(median "$RES/$t.rss_idle")")" "$(mb "$(median "$RES/$t.rss_load")")"
@@ -488,6 +513,20 @@ H_CPU=$(median "$RES/haproxy.cpu_us")
 for t in waybill waybill-plain; do
   echo "$t against haproxy (the second peer): throughput × $(ratio "$(median "$RES/$t.rps")" "$H_RPS"), CPU per request × $(ratio "$(median "$RES/$t.cpu_us")" "$H_CPU")"
 done
+# Each repetition's own ratio (line by line: the same repetition), then
+# their median and spread: what drifts between repetitions cancels.
+paired() { # file-a file-b → one ratio per line
+  paste "$1" "$2" | awk '$2 > 0 { printf "%.4f\n", $1 / $2 }'
+}
+if [[ -n "$BASELINE_PID" ]]; then
+  echo
+  for t in waybill waybill-plain; do
+    b=${t/waybill/baseline}
+    paired "$RES/$t.rps" "$RES/$b.rps" >"$RES/$t.rps_vs_base"
+    paired "$RES/$t.cpu_us" "$RES/$b.cpu_us" >"$RES/$t.cpu_vs_base"
+    echo "$t against baseline (BASELINE_BIN), median (min–max) of $REPS paired repetitions: throughput × $(median "$RES/$t.rps_vs_base") ($(spread "$RES/$t.rps_vs_base" %.3f)), CPU per request × $(median "$RES/$t.cpu_vs_base") ($(spread "$RES/$t.cpu_vs_base" %.3f))"
+  done
+fi
 
 # What waybill did with the traffic: observations and spans dropped would
 # make it look cheaper than it is.
