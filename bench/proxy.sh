@@ -52,7 +52,8 @@
 #                   PROFILE_TARGET [waybill] or waybill-plain picks the listener
 #   PROFILE=syscalls  instead of benchmarking, count the proxy's system calls
 #                   per request for each of PROFILE_TARGETS [nginx waybill-plain]
-#                   (waybill, waybill-plain, nginx): first from the kernel's own
+#                   (waybill, waybill-plain, nginx, haproxy, and with
+#                   BASELINE_BIN baseline, baseline-plain): first from the kernel's own
 #                   counters without any tracer (read-like and write-like calls
 #                   from /proc/PID/io, voluntary and involuntary context switches
 #                   of every thread), then by syscall with `strace -f -c` attached
@@ -338,7 +339,7 @@ if [[ "${PROFILE:-}" == syscalls ]]; then
   traced_pids() {
     case $1 in
       nginx) pgrep -P "$NGINX_PID" ;;
-      *) echo "$WAYBILL_PID" ;;
+      *) proxy_pids "$1" ;;
     esac
   }
   # syscr syscw voluntary involuntary utime stime (ticks) minor-faults,
