@@ -12,7 +12,7 @@
 
 use http::Method;
 
-use super::{ListenerId, PathTemplate, Route};
+use super::{ListenerId, Params, PathTemplate, Route};
 
 /// One listener's routes that can decide something of type `T` on a
 /// request's head (see the module doc).
@@ -86,12 +86,39 @@ impl<T> HeadRoutes<T> {
     /// or the one that does says nothing.
     pub fn decide<'p>(&self, method: &Method, path: &'p str) -> Option<(&T, Vec<&'p str>)> {
         let mut params = Vec::new();
-        let route = self.routes.iter().find(|route| {
-            route.method.as_ref().is_none_or(|m| m == method)
-                && route.path.match_into(path, &mut params)
-        })?;
-        Some((route.value.as_ref()?, params))
+        let value = self.select(method, path, &mut params)?;
+        Some((value, params))
     }
+
+    /// What the route that selects `method` and `path` says, as
+    /// [`HeadRoutes::decide`] finds it, without the values of its
+    /// `{params}` (none collected, nothing allocated).
+    pub fn says(&self, method: &Method, path: &str) -> Option<&T> {
+        self.select(method, path, &mut NoParams)
+    }
+
+    /// What the first route that accepts `method` and `path` says, its
+    /// `{params}` put into `params`.
+    fn select<'p>(
+        &self,
+        method: &Method,
+        path: &'p str,
+        params: &mut impl Params<'p>,
+    ) -> Option<&T> {
+        let route = self.routes.iter().find(|route| {
+            route.method.as_ref().is_none_or(|m| m == method) && route.path.match_into(path, params)
+        })?;
+        route.value.as_ref()
+    }
+}
+
+/// Params not kept: a match that only decides.
+struct NoParams;
+
+impl Params<'_> for NoParams {
+    fn clear(&mut self) {}
+
+    fn add(&mut self, _value: &str) {}
 }
 
 /// A config with listeners `a` and `b` and the given `routes:` entries,
@@ -131,6 +158,27 @@ mod tests {
         let (said, params) = routes.decide(&Method::POST, "/o/1").expect("selected");
         assert_eq!((said.as_str(), params), ("x_any", vec!["1"]));
         assert_eq!(routes.decide(&Method::POST, "/p/1"), None);
+    }
+
+    #[test]
+    fn says_is_what_decide_finds_without_the_params() {
+        let config = config(
+            "  - { name: quiet, system: wms, match: { method: GET, path: \"/o/{id}\" } }\n  - { name: x_any, system: wms, match: { path: \"/o/{id}/{part}\" } }\n  - { name: x_lit, system: wms, match: { method: PUT, path: /o } }\n",
+        );
+        let routes = names(&config, 0);
+        for method in [Method::GET, Method::POST, Method::PUT] {
+            for path in [
+                "/o/1", "/o/1/", "/o/1/a", "/o/1/a/b", "/o", "/o/", "/p/1/a", "", "/",
+            ] {
+                let decided = routes.decide(&method, path).map(|(said, _)| said);
+                assert_eq!(routes.says(&method, path), decided, "{method} {path}");
+            }
+        }
+        assert_eq!(routes.says(&Method::GET, "/o/1"), None, "quiet decides");
+        assert_eq!(
+            routes.says(&Method::POST, "/o/1/a").map(String::as_str),
+            Some("x_any")
+        );
     }
 
     #[test]

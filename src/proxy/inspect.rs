@@ -34,7 +34,7 @@ impl UninspectedRoutes {
 
     /// Whether a request with `method` and `path` is tapped and observed.
     pub(crate) fn inspects(&self, method: &Method, path: &str) -> bool {
-        self.routes.decide(method, path).is_none()
+        self.routes.says(method, path).is_none()
     }
 }
 

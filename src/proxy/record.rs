@@ -78,33 +78,55 @@ impl Pending {
     }
 }
 
-/// Watches the response body on its way to the client and finishes the
-/// exchange when that body is over.
-pub(crate) struct ResponseObserver {
-    tap: Tap,
-    /// Taken when the exchange is finished, so it is offered once.
-    pending: Option<(Pending, Outcome)>,
-    /// The guard's copy of a first response; dropped (releasing its key)
-    /// as soon as the body outgrows the route's limit.
-    capture: Option<Capture>,
+/// An exchange waiting for its response body: a [`Pending`], or a boxed
+/// one (the native engine's, kept in the box it was built in rather than
+/// moved out of it).
+pub(crate) trait Finish {
+    /// As [`Pending::finish`].
+    fn finish(self, outcome: Outcome, response_body: Tapped);
 }
 
-impl ResponseObserver {
+impl Finish for Pending {
+    fn finish(self, outcome: Outcome, response_body: Tapped) {
+        Pending::finish(self, outcome, response_body);
+    }
+}
+
+impl Finish for Box<Pending> {
+    fn finish(self, outcome: Outcome, response_body: Tapped) {
+        Pending::finish(*self, outcome, response_body);
+    }
+}
+
+/// Watches the response body on its way to the client and finishes the
+/// exchange (a [`Pending`] or a boxed one, `P`) when that body is over.
+pub(crate) struct ResponseObserver<P = Pending> {
+    tap: Tap,
+    /// Taken when the exchange is finished, so it is offered once.
+    pending: Option<(P, Outcome)>,
+    /// The guard's copy of a first response; dropped (releasing its key)
+    /// as soon as the body outgrows the route's limit. Boxed: only guarded
+    /// routes have one, and inline it would triple the observer that every
+    /// inspected response moves around.
+    capture: Option<Box<Capture>>,
+}
+
+impl<P: Finish> ResponseObserver<P> {
     pub(crate) fn new(
         limit: usize,
-        pending: Pending,
+        pending: P,
         outcome: Outcome,
         capture: Option<Capture>,
     ) -> Self {
         ResponseObserver {
             tap: Tap::new(limit),
             pending: Some((pending, outcome)),
-            capture,
+            capture: capture.map(Box::new),
         }
     }
 }
 
-impl Observer for ResponseObserver {
+impl<P: Finish> Observer for ResponseObserver<P> {
     fn data(&mut self, data: &Bytes) {
         self.tap.observe(data);
         if self

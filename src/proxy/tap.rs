@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use smallvec::SmallVec;
 
 use super::Tapped;
 
@@ -26,8 +27,10 @@ use super::Tapped;
 #[derive(Debug)]
 pub(crate) struct Tap {
     limit: usize,
-    /// Slices of the frames seen so far, together at most `limit` bytes.
-    chunks: Vec<Bytes>,
+    /// Slices of the frames seen so far, together at most `limit` bytes;
+    /// one inline: a body that comes in one frame (the usual tapped JSON
+    /// document) allocates nothing here.
+    chunks: SmallVec<[Bytes; 1]>,
     kept: usize,
     total: u64,
     truncated: bool,
@@ -38,7 +41,7 @@ impl Tap {
     pub(crate) fn new(limit: usize) -> Self {
         Tap {
             limit,
-            chunks: Vec::new(),
+            chunks: SmallVec::new(),
             kept: 0,
             total: 0,
             truncated: false,
@@ -280,6 +283,23 @@ mod tests {
         tap.observe(&Bytes::new());
         let tapped = tap.snapshot();
         assert_eq!(&tapped.bytes[..], b"abc");
+        assert!(!tapped.truncated);
+    }
+
+    #[test]
+    fn a_body_in_one_frame_is_kept_as_that_frame_and_more_are_joined() {
+        let frame = Bytes::from_static(b"one frame");
+        let mut tap = Tap::new(64);
+        tap.observe(&frame);
+        let tapped = tap.snapshot();
+        assert_eq!(tapped.bytes.as_ptr(), frame.as_ptr(), "not copied");
+        assert_eq!(&tapped.bytes[..], b"one frame");
+        for piece in [&b", two"[..], b", three"] {
+            tap.observe(&Bytes::from_static(piece));
+        }
+        let tapped = tap.snapshot();
+        assert_eq!(&tapped.bytes[..], b"one frame, two, three");
+        assert_eq!(tapped.total_len, 21);
         assert!(!tapped.truncated);
     }
 

@@ -832,10 +832,11 @@ impl Connection<'_> {
                 status,
                 headers: self.response.lines.headers(bytes),
             };
-            // Boxed, as the exchange it finishes (see `pending`).
+            // Boxed, as the exchange it finishes (see `pending`), which
+            // stays in its own box (not moved out into this one).
             Box::new(ResponseObserver::new(
                 self.engine.forwarder.listener().tap_limit,
-                *pending,
+                pending,
                 outcome,
                 None,
             ))
