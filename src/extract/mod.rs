@@ -194,7 +194,7 @@ impl Extractor {
             .and_then(|route| route.repeats.as_ref())
             .map(|rule| &rule.idempotency_header);
         Observation {
-            exchange: ExchangeSummary::new(exchange, idempotency_header),
+            exchange: ExchangeSummary::new(exchange, &self.config, idempotency_header),
             route,
             operation,
             keys: keys.list,

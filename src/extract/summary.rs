@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use http::header::HOST;
 use http::HeaderName;
 
-use crate::config::{ListenerId, System};
+use crate::config::{Config, Direction, ListenerId, System};
 use crate::proxy::{Exchange, Headers, Outcome, TraceContext, UpstreamError};
 
 /// The `traceparent` header's name (the span links to the caller's trace).
@@ -50,17 +50,36 @@ pub struct ExchangeSummary {
 }
 
 impl ExchangeSummary {
-    /// The summary of `exchange`, keeping `Host`, `traceparent` and
-    /// `idempotency_header` of its request headers; the exchange (its taps
-    /// and the buffers they share) is dropped.
-    pub fn new(exchange: Exchange, idempotency_header: Option<&HeaderName>) -> Self {
+    /// The summary of `exchange`, keeping of its request headers those a
+    /// reader reads: `traceparent` (the span's link), `Host` unless the
+    /// listener is outbound (only a SERVER span reads it, see
+    /// [`ExchangeSummary::is_outbound`]) and `idempotency_header` (the route's repeat rule:
+    /// the correlator and the journal); the exchange (its taps and the
+    /// buffers they share) is dropped. On an outbound listener without a
+    /// repeat rule and no `traceparent`, nothing is copied.
+    pub fn new(
+        exchange: Exchange,
+        config: &Config,
+        idempotency_header: Option<&HeaderName>,
+    ) -> Self {
         let (host, traceparent) = (HOST, TRACEPARENT);
         let headers = &exchange.request_headers;
-        let request_headers = match idempotency_header {
-            Some(name) => headers.copy_named(&[&host, &traceparent, name]),
-            None => headers.copy_named(&[&host, &traceparent]),
+        let reads_host = !is_outbound(config, exchange.listener);
+        let request_headers = match (reads_host, idempotency_header) {
+            (true, Some(name)) => headers.copy_named(&[&host, &traceparent, name]),
+            (true, None) => headers.copy_named(&[&host, &traceparent]),
+            (false, Some(name)) => headers.copy_named(&[&traceparent, name]),
+            // Mostly absent: then nothing to copy.
+            (false, None) if headers.get(&traceparent).is_none() => Headers::default(),
+            (false, None) => headers.copy_named(&[&traceparent]),
         };
         Self::with_headers(exchange, request_headers)
+    }
+
+    /// Whether the exchange came through an outbound listener of `config`
+    /// (its span is a CLIENT span; it reads no `Host`).
+    pub fn is_outbound(&self, config: &Config) -> bool {
+        is_outbound(config, self.listener)
     }
 
     /// The summary of `exchange` with every request header kept (copied),
@@ -91,6 +110,17 @@ impl ExchangeSummary {
             request_headers,
         }
     }
+}
+
+/// Whether `listener` is an outbound one (the sidecar in front of the
+/// upstream it calls): its exchanges' spans are CLIENT spans, which say
+/// where the request went from the listener's upstream, not from the
+/// `Host` the client sent. An unknown listener is not.
+fn is_outbound(config: &Config, listener: ListenerId) -> bool {
+    config
+        .listeners
+        .get(listener.0)
+        .is_some_and(|l| l.direction == Direction::Outbound)
 }
 
 /// A request target, copied out of the proxy's read buffer as text: the
@@ -173,7 +203,10 @@ impl RequestTarget {
         let path_and_query = uri.path_and_query();
         let authority = uri.authority().map_or("", |a| a.as_str());
         let rest = path_and_query.map_or("", |p| p.as_str());
-        let text: Box<str> = Box::from([authority, rest].concat());
+        let text: Box<str> = match authority {
+            "" => Box::from(rest),
+            _ => Box::from([authority, rest].concat()),
+        };
         // The query is the end of the path and query's text.
         let query_at = uri.query().map(|query| text.len() - query.len());
         RequestTarget {
@@ -218,7 +251,8 @@ mod tests {
     #[test]
     fn a_summary_keeps_what_is_read_downstream_and_the_route_s_idempotency_header() {
         let key = HeaderName::from_static("idempotency-key");
-        let summary = ExchangeSummary::new(exchange("/a/b?c=1", 201), Some(&key));
+        let config = ConfigBuilder::new().build();
+        let summary = ExchangeSummary::new(exchange("/a/b?c=1", 201), &config, Some(&key));
         assert_eq!(summary.uri.path_and_query(), Some("/a/b?c=1"));
         assert_eq!(summary.status, http::StatusCode::CREATED);
         assert_eq!(summary.upstream_error, None);
@@ -237,7 +271,8 @@ mod tests {
             error: UpstreamError::Timeout,
             status: http::StatusCode::GATEWAY_TIMEOUT,
         };
-        let summary = ExchangeSummary::new(failed, None);
+        let config = ConfigBuilder::new().build();
+        let summary = ExchangeSummary::new(failed, &config, None);
         assert_eq!(summary.upstream_error, Some(UpstreamError::Timeout));
         assert_eq!(summary.status, http::StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(summary.uri.authority(), Some("x.example"));
@@ -245,6 +280,50 @@ mod tests {
         let key = HeaderName::from_static("idempotency-key");
         assert!(summary.request_headers.get(&key).is_none());
         assert_eq!(summary.request_headers.len(), 2);
+    }
+
+    /// An inbound listener (0) and an outbound one (1).
+    const LISTENERS: &str = r#"
+systems: [wms]
+keys: [order]
+listeners:
+  - { name: in, bind: 127.0.0.1:18001, upstream: http://127.0.0.1:9000, system: wms }
+  - { name: out, bind: 127.0.0.1:18002, upstream: http://127.0.0.1:9001, system: wms, direction: outbound }
+"#;
+
+    #[test]
+    fn an_outbound_listener_s_summary_keeps_no_host_as_no_reader_reads_it() {
+        let config = Config::from_yaml(LISTENERS, "test.yaml").expect("valid test config");
+        let key = HeaderName::from_static("idempotency-key");
+        for (listener, outbound) in [(0, false), (1, true), (2, false)] {
+            for idempotency_header in [None, Some(&key)] {
+                let mut sent = exchange("/a", 200);
+                sent.listener = ListenerId(listener);
+                let summary = ExchangeSummary::new(sent, &config, idempotency_header);
+                assert_eq!(
+                    summary.is_outbound(&config),
+                    outbound,
+                    "listener {listener}"
+                );
+                let headers = &summary.request_headers;
+                assert_eq!(
+                    headers.get(&HOST).is_none(),
+                    outbound,
+                    "listener {listener}"
+                );
+                assert!(headers.get(&TRACEPARENT).is_some());
+                let kept_key = headers.get(&key).is_some();
+                assert_eq!(kept_key, idempotency_header.is_some());
+                let expected = 1 + usize::from(!outbound) + usize::from(kept_key);
+                assert_eq!(headers.len(), expected, "listener {listener}");
+            }
+        }
+        // Nothing a reader reads: nothing kept.
+        let mut sent = exchange("/a", 200);
+        sent.listener = ListenerId(1);
+        sent.request_headers.map_mut().remove(&TRACEPARENT);
+        let summary = ExchangeSummary::new(sent, &config, None);
+        assert!(summary.request_headers.is_empty());
     }
 
     /// Request targets of every form, and odd ones.

@@ -66,7 +66,29 @@ impl EncodedSpan {
     pub fn into_buffer(self) -> Vec<u8> {
         self.0
     }
+
+    /// The bytes of the attribute `written` (noted by
+    /// [`Attributes::string_noted`] as this span was written), to copy into
+    /// another span ([`Attributes::copy_written`]); `None` for an attribute
+    /// of another kind of message, or out of range.
+    pub fn written(&self, written: &Written) -> Option<EncodedAttribute<'_>> {
+        let bytes = self.0.get(written.range.clone())?;
+        (written.field == SPAN_ATTRIBUTES).then_some(EncodedAttribute(bytes))
+    }
 }
+
+/// Where an attribute lies in the bytes of the span it was written into
+/// (a span's bytes before its events and links never move).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    field: u32,
+    range: std::ops::Range<usize>,
+}
+
+/// One span attribute's encoded bytes, borrowed from a span
+/// ([`EncodedSpan::written`]).
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedAttribute<'a>(&'a [u8]);
 
 /// `Span.SpanKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +343,9 @@ pub struct Attributes<'a> {
 }
 
 impl Attributes<'_> {
-    /// A string attribute.
+    /// A string attribute. Inlined: most keys are constants, whose length
+    /// and bytes are then known where it is called.
+    #[inline]
     pub fn string(&mut self, key: &(impl Text + ?Sized), value: &(impl Text + ?Sized)) {
         let key_len = key.text_len();
         let len = value.text_len();
@@ -418,6 +442,27 @@ impl Attributes<'_> {
             len_prefix(&mut kv, self.field, kv_len);
             self.buf.splice(head..head + 2, kv);
         }
+    }
+
+    /// [`Attributes::string`], and where it lies in the message's bytes,
+    /// so that another span can copy it ([`EncodedSpan::written`]).
+    pub fn string_noted(
+        &mut self,
+        key: &(impl Text + ?Sized),
+        value: &(impl Text + ?Sized),
+    ) -> Written {
+        let start = self.buf.len();
+        self.string(key, value);
+        Written {
+            field: self.field,
+            range: start..self.buf.len(),
+        }
+    }
+
+    /// A span attribute encoded in another span, copied in.
+    pub fn copy_written(&mut self, encoded: EncodedAttribute<'_>) {
+        debug_assert_eq!(self.field, SPAN_ATTRIBUTES);
+        self.buf.extend_from_slice(encoded.0);
     }
 
     /// Attributes written once ([`EncodedAttributes`]), copied in.

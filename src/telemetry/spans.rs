@@ -55,8 +55,8 @@ use prometheus_client::registry::Registry;
 use super::export::SpanQueue;
 use super::flows::FlowMetrics;
 use super::otlp_trace::{
-    Attributes, EncodedAttributes, EncodedEvent, EncodedHead, EncodedSpan, Kind, LinkTarget,
-    SpanWriter, Text, UnixNanos,
+    Attributes, EncodedAttribute, EncodedAttributes, EncodedEvent, EncodedHead, EncodedSpan, Kind,
+    LinkTarget, SpanWriter, Text, UnixNanos,
 };
 use super::settings::Sampler;
 use super::span_buffers::{BufferStash, SpanBuffers};
@@ -236,8 +236,7 @@ impl SpanObserver {
     /// the observation.
     fn exchange_writer(&self, observation: &Observation, trace_id: TraceId) -> Exchange {
         let exchange = &observation.exchange;
-        let listener = self.config.listeners.get(exchange.listener.0);
-        let outbound = listener.is_some_and(|l| l.direction == Direction::Outbound);
+        let outbound = exchange.is_outbound(&self.config);
         let route = observation
             .route
             .and_then(|id| self.config.routes.get(id.0))
@@ -325,7 +324,7 @@ impl SpanObserver {
         } = self.exchange_writer(observation, trace);
         let name = KeyText::Pieces(transaction.name().text(&self.key_prefixes));
         let mut attributes = writer.attributes();
-        attributes.string("waybill.transaction", &name);
+        let transaction_written = attributes.string_noted("waybill.transaction", &name);
         let keys = event.keys.iter().map(|key| self.key_text(key));
         attributes.string_array("waybill.keys", keys);
         if let (Some(milestone), false) = (&observation.milestone, event.news.milestones.is_empty())
@@ -358,14 +357,16 @@ impl SpanObserver {
         }
         self.caller_links(&mut links, observation, trace);
         let dropped = links.dropped;
+        let exchange_at = spans.len();
         spans.push(writer.finish(dropped, error));
-        spans.extend(
-            event
-                .news
-                .flows
-                .iter()
-                .map(|flow| self.flow_span(flow, &name, trace)),
-        );
+        for flow in &event.news.flows {
+            // The flow span's `waybill.transaction` is the exchange span's.
+            let encoded = spans
+                .get(exchange_at)
+                .and_then(|span| span.written(&transaction_written));
+            let span = self.flow_span(flow, (&name, encoded), trace);
+            spans.push(span);
+        }
     }
 
     /// The links to the caller's span (`traceparent`) and, when the proxy
@@ -395,11 +396,12 @@ impl SpanObserver {
         }
     }
 
-    /// The `waybill.flow` span covering `flow`.
+    /// The `waybill.flow` span covering `flow`, in the transaction named
+    /// `transaction` (its attribute copied when given encoded).
     fn flow_span(
         &self,
         flow: &FlowRecord,
-        transaction: &KeyText<'_>,
+        transaction: (&KeyText<'_>, Option<EncodedAttribute<'_>>),
         trace: TraceId,
     ) -> EncodedSpan {
         let declared = self
@@ -420,7 +422,10 @@ impl SpanObserver {
             }
             attributes.double("waybill.flow.duration_seconds", flow.duration.as_secs_f64());
             attributes.string("waybill.flow.object", &self.key_text(&flow.object));
-            attributes.string("waybill.transaction", transaction);
+            match transaction {
+                (_, Some(encoded)) => attributes.copy_written(encoded),
+                (name, None) => attributes.string("waybill.transaction", name),
+            }
         })
     }
 
@@ -1004,7 +1009,9 @@ fn error_type(exchange: &ExchangeSummary, outbound: bool) -> Option<&str> {
 
 /// `http.request.method` of the methods the HTTP RFCs define; any other
 /// is [`OTHER_METHOD`], with the original in `http.request.method_original`.
-const KNOWN_METHODS: [(http::Method, &str); 9] = [
+/// A `static`: `http::Method` may own memory, so a `const` of them would be
+/// built (and dropped) wherever it is read.
+static KNOWN_METHODS: [(http::Method, &str); 9] = [
     (http::Method::GET, "GET"),
     (http::Method::POST, "POST"),
     (http::Method::PUT, "PUT"),

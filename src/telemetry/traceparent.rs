@@ -29,6 +29,10 @@ const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent
 
 /// Reads the `traceparent` header(s) of `headers`; more than one is invalid.
 pub fn read(headers: &Headers) -> Traceparent {
+    // Mostly none is kept (an outbound listener's exchange without one).
+    if headers.is_empty() {
+        return Traceparent::Absent;
+    }
     let name = TRACEPARENT;
     let mut values = headers.get_all(&name);
     let Some(value) = values.next() else {

@@ -297,3 +297,36 @@ fn messages_longer_than_one_length_byte_keep_their_length() {
         );
     }
 }
+
+#[test]
+fn an_attribute_noted_in_one_span_is_copied_into_another_as_written() {
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    let times = (SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH);
+    let ids = (TraceId::from(7_u128), SpanId::from(9_u64));
+    let long = "v".repeat(200);
+    for value in ["order:SO-1001", "", long.as_str()] {
+        let mut first = SpanWriter::new(ids.0, ids.1, "first", Kind::Server, times);
+        let mut attributes = first.attributes();
+        attributes.string("before", "x");
+        let noted = attributes.string_noted("waybill.transaction", value);
+        attributes.string("after", "y");
+        first.event("e", SystemTime::UNIX_EPOCH, |a| a.string("in.event", "z"));
+        let first = first.finish(0, false);
+        let copied = first.written(&noted).expect("a span attribute");
+        let mut second = SpanWriter::new(ids.0, ids.1, "second", Kind::Internal, times);
+        second.attributes().copy_written(copied);
+        let second = Span::decode(second.finish(0, false).as_bytes()).expect("decodes");
+        let first = Span::decode(first.as_bytes()).expect("decodes");
+        assert_eq!(second.attributes.len(), 1);
+        assert_eq!(second.attributes[0], first.attributes[1]);
+        assert_eq!(second.attributes[0].key, "waybill.transaction");
+    }
+    // An event's attribute is not a span's: not handed out.
+    let mut span = SpanWriter::new(ids.0, ids.1, "s", Kind::Server, times);
+    let mut noted = None;
+    span.event("e", SystemTime::UNIX_EPOCH, |a| {
+        noted = Some(a.string_noted("k", "v"));
+    });
+    let span = span.finish(0, false);
+    assert!(span.written(&noted.expect("noted")).is_none());
+}
