@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 
 use crate::config::KeyKind;
 use crate::extract::Key;
-use crate::state::{KeyHash, KeyRefs, TxId};
+use crate::state::{KeyHash, KeyRefs, TxId, TxRef};
 
 use super::Correlator;
 
@@ -43,18 +43,18 @@ impl Correlator {
     /// the transaction and where `keys` are in its keys (the exchange's
     /// [`KeyRefs`], found once here for the links and the timeline).
     /// `None` only for an empty `keys`, which [`groups`] never yields.
-    pub(super) fn link(&mut self, keys: &[Key], at: SystemTime) -> Option<(TxId, KeyRefs)> {
+    pub(super) fn link(&mut self, keys: &[Key], at: SystemTime) -> Option<(TxRef, KeyRefs)> {
         // Where each key is indexed now, and its hash: a key already
         // indexed to the surviving transaction needs no `attach` (merging
         // only moves keys into it), and one that does is not hashed again.
-        let mut found: SmallVec<[(Option<TxId>, KeyHash); 8]> = keys
+        let mut found: SmallVec<[(Option<TxRef>, KeyHash); 8]> = keys
             .iter()
             .map(|k| {
                 let hash = self.store.key_hash(k);
                 (self.store.find_hashed(k, hash), hash)
             })
             .collect();
-        let mut owners: SmallVec<[TxId; 4]> = found.iter().filter_map(|(id, _)| *id).collect();
+        let mut owners: SmallVec<[TxRef; 4]> = found.iter().filter_map(|(id, _)| *id).collect();
         owners.sort_unstable();
         owners.dedup();
 
@@ -65,7 +65,7 @@ impl Correlator {
                     .iter()
                     .position(|k| k.kind == self.config.root)
                     .unwrap_or(0);
-                let name = keys.get(at_name)?.clone();
+                let name = keys.get(at_name)?;
                 self.metrics.created.inc();
                 let id = self.store.create_hashed(name, found[at_name].1, at);
                 // The name is attached by the creation.
@@ -93,19 +93,19 @@ impl Correlator {
 
     /// Of several transactions about to be merged, the one that survives:
     /// the one with a root key, else the oldest.
-    fn survivor(&self, owners: &[TxId]) -> Option<TxId> {
+    fn survivor(&self, owners: &[TxRef]) -> Option<TxRef> {
         owners
             .iter()
             .copied()
             .min_by_key(|id| match self.store.get(*id) {
-                Some(tx) => (!tx.has_root(), tx.first_seen.time(), *id),
-                None => (true, SystemTime::UNIX_EPOCH, *id),
+                Some(tx) => (!tx.has_root(), tx.first_seen.time(), tx.id),
+                None => (true, SystemTime::UNIX_EPOCH, TxId(0)),
             })
     }
 
     /// Links `keys` in transaction `id` (naming it by its root key once
     /// one comes); returns their positions in its keys.
-    fn record_links(&mut self, id: TxId, keys: &[Key]) -> KeyRefs {
+    fn record_links(&mut self, id: TxRef, keys: &[Key]) -> KeyRefs {
         let root_kind = self.config.root.clone();
         let Some(tx) = self.store.get_mut(id) else {
             return KeyRefs::new(&[]);

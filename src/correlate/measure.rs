@@ -36,7 +36,7 @@ use prometheus_client::registry::Registry;
 
 use crate::config::{Amount, Config, MeasureName, Milestone, Role};
 use crate::extract::{Key, MeasureValue, Observation};
-use crate::state::{MeasureRecord, Resolution, TxId};
+use crate::state::{MeasureRecord, Resolution, TxRef};
 
 use super::reconcile::Opening;
 use super::{Correlator, News};
@@ -218,7 +218,7 @@ impl Correlator {
     /// then checks variances.
     pub(super) fn record_measures(
         &mut self,
-        id: TxId,
+        id: TxRef,
         milestone: &Milestone,
         observation: &Observation,
         news: &mut News,
@@ -289,7 +289,7 @@ impl Correlator {
     /// Stores one value on `object`.
     fn record_value(
         &mut self,
-        id: TxId,
+        id: TxRef,
         milestone: &Milestone,
         observation: &Observation,
         value: &MeasureValue,
@@ -353,7 +353,7 @@ impl Correlator {
     /// the tolerance, or resolves it when a changed value is within it.
     fn check_variance(
         &mut self,
-        id: TxId,
+        id: TxRef,
         measure: &MeasureName,
         object: &Key,
         new: bool,

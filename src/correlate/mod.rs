@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::extract::{Key, Observation};
 use crate::state::{
     ExceptionRecord, FlowRecord, KeyRefs, MilestoneRecord, NewExchange, Status, Store, Transaction,
-    TxId,
+    TxRef,
 };
 
 use metrics::CorrelateMetrics;
@@ -356,7 +356,7 @@ impl Correlator {
     /// the observers. The transaction is looked up once; only what is rare
     /// (a `repeats` rule, measures, an exception to open or resolve) looks
     /// it up again.
-    fn update(&mut self, id: TxId, refs: KeyRefs, observation: &Observation, group: &[Key]) {
+    fn update(&mut self, id: TxRef, refs: KeyRefs, observation: &Observation, group: &[Key]) {
         let at = observation.exchange.started;
         // Kept empty between exchanges (cleared below after the observers).
         let mut news = std::mem::take(&mut self.news);

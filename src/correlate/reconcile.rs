@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use crate::config::{Config, ExceptionKind, Milestone, System};
 use crate::extract::{Key, Observation};
 use crate::state::{
-    Attempt, ExceptionRecord, MilestoneRecord, Resolution, Status, Transaction, TxId, TxMut,
+    Attempt, ExceptionRecord, MilestoneRecord, Resolution, Status, Transaction, TxMut, TxRef,
 };
 
 use super::metrics::ExceptionMetrics;
@@ -47,7 +47,7 @@ impl Correlator {
     /// `repeats` rule.
     pub(super) fn record_attempt(
         &mut self,
-        id: TxId,
+        id: TxRef,
         observation: &Observation,
         keys: &[Key],
         news: &mut News,
@@ -213,7 +213,7 @@ impl Correlator {
 
     /// Opens the exceptions [`reconcile_milestone`] asked for, in order,
     /// with `news`.
-    pub(super) fn open_all(&mut self, id: TxId, openings: Vec<Opening>, news: &mut News) {
+    pub(super) fn open_all(&mut self, id: TxRef, openings: Vec<Opening>, news: &mut News) {
         for opening in openings {
             self.open(id, opening, Some(&mut *news));
         }
@@ -223,7 +223,7 @@ impl Correlator {
     /// found), adding them to `news`.
     pub(super) fn resolve_all(
         &mut self,
-        id: TxId,
+        id: TxRef,
         at: SystemTime,
         exceptions: Vec<u64>,
         news: &mut News,
@@ -366,7 +366,7 @@ impl Correlator {
         }
     }
 
-    pub(super) fn open(&mut self, id: TxId, opening: Opening, news: Option<&mut News>) {
+    pub(super) fn open(&mut self, id: TxRef, opening: Opening, news: Option<&mut News>) {
         // One open exception of a kind per object is enough for a person.
         if let Some(tx) = self.store.get(id) {
             let already = tx.exceptions().iter().any(|e| {
@@ -402,7 +402,7 @@ impl Correlator {
 
     pub(super) fn resolve_where(
         &mut self,
-        id: TxId,
+        id: TxRef,
         at: SystemTime,
         news: &mut News,
         matches: impl Fn(&Transaction, &Resolution) -> bool,
@@ -412,7 +412,7 @@ impl Correlator {
         self.resolve_all(id, at, ids, news);
     }
 
-    fn resolve(&mut self, id: TxId, exception: u64, at: SystemTime, news: Option<&mut News>) {
+    fn resolve(&mut self, id: TxRef, exception: u64, at: SystemTime, news: Option<&mut News>) {
         let Some(record) = self.store.resolve_exception(id, exception, at) else {
             return;
         };
@@ -435,7 +435,7 @@ impl Correlator {
 
     /// An exception opened or resolved by an exchange travels with that
     /// exchange's news; one opened by a deadline is told to observers now.
-    fn report(&mut self, id: TxId, record: ExceptionRecord, news: Option<&mut News>) {
+    fn report(&mut self, id: TxRef, record: ExceptionRecord, news: Option<&mut News>) {
         match news {
             Some(news) => news.exceptions.push(record),
             None => {

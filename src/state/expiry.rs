@@ -15,9 +15,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::SystemTime;
 
-use foldhash::HashMap as FastMap;
-
-use super::{Stamp, Transaction, TxId};
+use super::slab::Slab;
+use super::{Stamp, TxRef};
 
 /// Stale entries tolerated besides the live ones before a rebuild.
 pub(super) const SLACK: usize = 1024;
@@ -25,22 +24,20 @@ pub(super) const SLACK: usize = 1024;
 /// See the module documentation.
 #[derive(Default)]
 pub(super) struct Expiry {
-    heap: BinaryHeap<Reverse<(Stamp, TxId)>>,
+    heap: BinaryHeap<Reverse<(Stamp, TxRef)>>,
 }
 
 impl Expiry {
     /// Transaction `id` was last updated at `at` (later than any earlier
     /// push for it).
-    pub(super) fn push(&mut self, at: SystemTime, id: TxId) {
+    pub(super) fn push(&mut self, at: SystemTime, id: TxRef) {
         self.heap.push(Reverse((Stamp::new(at), id)));
     }
 
-    /// The least recently updated of `transactions` (the first by id of
-    /// those updated at the same time): when it was last updated, and its id.
-    pub(super) fn oldest(
-        &mut self,
-        transactions: &FastMap<TxId, Box<Transaction>>,
-    ) -> Option<(SystemTime, TxId)> {
+    /// The least recently updated of `transactions` (the first created of
+    /// those updated at the same time, see [`TxRef`]): when it was last
+    /// updated, and where it is.
+    pub(super) fn oldest(&mut self, transactions: &Slab) -> Option<(SystemTime, TxRef)> {
         while let Some(&Reverse((at, id))) = self.heap.peek() {
             if current(transactions, at, id) {
                 return Some((at.time(), id));
@@ -58,21 +55,19 @@ impl Expiry {
 
     /// Rebuilds the heap from `transactions` when stale entries outnumber
     /// half the live ones (amortized: one rebuild per that many pushes).
-    pub(super) fn compact(&mut self, transactions: &FastMap<TxId, Box<Transaction>>) {
+    pub(super) fn compact(&mut self, transactions: &Slab) {
         let live = transactions.len();
         if self.heap.len() <= live + live / 2 + SLACK {
             return;
         }
         self.heap = transactions
-            .values()
-            .map(|tx| Reverse((tx.last_updated, tx.id)))
+            .iter()
+            .map(|(at, tx)| Reverse((tx.last_updated, at)))
             .collect();
     }
 }
 
 /// Whether (`at`, `id`) is the current entry of a held transaction.
-fn current(transactions: &FastMap<TxId, Box<Transaction>>, at: Stamp, id: TxId) -> bool {
-    transactions
-        .get(&id)
-        .is_some_and(|tx| tx.last_updated == at)
+fn current(transactions: &Slab, at: Stamp, id: TxRef) -> bool {
+    transactions.get(id).is_some_and(|tx| tx.last_updated == at)
 }

@@ -7,7 +7,7 @@
 //! rather than through std's streaming `Hasher`, which buffers each of the
 //! three writes a derived `Hash` of a key makes. The table keeps only the
 //! 64-bit hash and
-//! the transaction id (16 bytes an entry instead of a 24-byte key copy and
+//! the transaction's reference (16 bytes an entry instead of a 24-byte key copy and
 //! the id): a lookup confirms a hash match against the transaction's own
 //! keys, through the `holds` check its caller passes, so two keys whose
 //! hashes collide are still told apart.
@@ -18,7 +18,7 @@ use std::hash::BuildHasher;
 use hashbrown::hash_table::{Entry, HashTable};
 
 use super::keys::KeyView;
-use super::TxId;
+use super::TxRef;
 
 /// The hash of a key in one store's [`KeyIndex`]: computed once per key and
 /// passed along (a look-up, then attaching the key), so a key is hashed
@@ -111,7 +111,7 @@ fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, first: u64, rest: &
 /// in tests, which make every key collide).
 #[derive(Default)]
 pub(super) struct KeyIndex<S = Sip13> {
-    table: HashTable<(u64, TxId)>,
+    table: HashTable<(u64, TxRef)>,
     hasher: S,
 }
 
@@ -126,8 +126,8 @@ impl<S: HashKey> KeyIndex<S> {
     pub(super) fn get(
         &self,
         KeyHash(hash): KeyHash,
-        mut holds: impl FnMut(TxId) -> bool,
-    ) -> Option<TxId> {
+        mut holds: impl FnMut(TxRef) -> bool,
+    ) -> Option<TxRef> {
         self.table
             .find(hash, |&(h, id)| h == hash && holds(id))
             .map(|&(_, id)| id)
@@ -139,8 +139,8 @@ impl<S: HashKey> KeyIndex<S> {
     pub(super) fn set(
         &mut self,
         KeyHash(hash): KeyHash,
-        id: TxId,
-        mut replaces: impl FnMut(TxId) -> bool,
+        id: TxRef,
+        mut replaces: impl FnMut(TxRef) -> bool,
     ) {
         match self.table.entry(
             hash,
@@ -155,7 +155,7 @@ impl<S: HashKey> KeyIndex<S> {
     }
 
     /// Forgets the key of hash `hash` if it is indexed to `id`.
-    pub(super) fn remove(&mut self, KeyHash(hash): KeyHash, id: TxId) {
+    pub(super) fn remove(&mut self, KeyHash(hash): KeyHash, id: TxRef) {
         if let Ok(entry) = self
             .table
             .find_entry(hash, |&(h, other)| h == hash && other == id)
@@ -229,29 +229,29 @@ mod tests {
         // Transaction 1 holds `a`, transaction 2 holds `b`.
         let holder = |key: &Key| {
             let key = key.clone();
-            move |id: TxId| {
-                (id == TxId(1) && key.value.as_ref() == "SO-1")
-                    || (id == TxId(2) && key.value.as_ref() == "SO-2")
+            move |id: TxRef| {
+                (id == TxRef::numbered(1) && key.value.as_ref() == "SO-1")
+                    || (id == TxRef::numbered(2) && key.value.as_ref() == "SO-2")
             }
         };
         let mut index: KeyIndex<Colliding> = KeyIndex::default();
         let (ha, hb) = (index.hash(KeyView::of(&a)), index.hash(KeyView::of(&b)));
-        index.set(ha, TxId(1), holder(&a));
-        index.set(hb, TxId(2), holder(&b));
+        index.set(ha, TxRef::numbered(1), holder(&a));
+        index.set(hb, TxRef::numbered(2), holder(&b));
         assert_eq!(index.len(), 2);
-        assert_eq!(index.get(ha, holder(&a)), Some(TxId(1)));
-        assert_eq!(index.get(hb, holder(&b)), Some(TxId(2)));
+        assert_eq!(index.get(ha, holder(&a)), Some(TxRef::numbered(1)));
+        assert_eq!(index.get(hb, holder(&b)), Some(TxRef::numbered(2)));
 
         // `a` moves to transaction 3 (which now holds it): one entry still.
-        let moved = |id: TxId| id == TxId(3) || holder(&a)(id);
-        index.set(ha, TxId(3), moved);
+        let moved = |id: TxRef| id == TxRef::numbered(3) || holder(&a)(id);
+        index.set(ha, TxRef::numbered(3), moved);
         assert_eq!(index.len(), 2);
-        assert_eq!(index.get(ha, moved), Some(TxId(3)));
+        assert_eq!(index.get(ha, moved), Some(TxRef::numbered(3)));
 
-        index.remove(ha, TxId(1));
+        index.remove(ha, TxRef::numbered(1));
         assert_eq!(index.len(), 2, "not indexed to 1 any more");
-        index.remove(ha, TxId(3));
+        index.remove(ha, TxRef::numbered(3));
         assert_eq!(index.get(ha, moved), None);
-        assert_eq!(index.get(hb, holder(&b)), Some(TxId(2)));
+        assert_eq!(index.get(hb, holder(&b)), Some(TxRef::numbered(2)));
     }
 }

@@ -5,8 +5,10 @@
 //! (24 bytes in a `Vec`, plus an `Arc<str>` of its own: 16 bytes of counts
 //! and the text in a 32- or 48-byte allocation) cost ~70 bytes a key and an
 //! allocation per key. The block holds every key of a transaction back to
-//! back in one boxed byte slice, each as its kind's id (2 bytes), its
-//! length (1 byte below 255) and its text: ~20 bytes for a 17-byte key.
+//! back in one boxed `str`, each as its kind's id and its length (one
+//! ASCII byte each below 64) and its text: ~19 bytes for a 17-byte key.
+//! Being text, a key's value is handed out as `&str` without validating
+//! it again (a `str` is cut only where a character starts, a cheap check).
 //! A key is read back as a [`KeyView`] (kind id and text, borrowed); the
 //! config's key kinds ([`super::Names`]) turn it into a [`Key`] when a
 //! record, the API or a snapshot needs one.
@@ -26,7 +28,7 @@ use super::NameId;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct KeyView<'a> {
     kind: NameId<kind::KeyKind>,
-    text: &'a [u8],
+    text: &'a str,
 }
 
 impl<'a> KeyView<'a> {
@@ -34,7 +36,7 @@ impl<'a> KeyView<'a> {
     pub fn of(key: &'a Key) -> Self {
         KeyView {
             kind: NameId::new(&key.kind),
-            text: key.value.as_bytes(),
+            text: &key.value,
         }
     }
 
@@ -50,19 +52,17 @@ impl<'a> KeyView<'a> {
 
     /// The key's text.
     pub fn value(self) -> &'a str {
-        // A block holds whole `str`s and cuts only at their ends, so this
-        // never fails; an empty text would only hide a bug, not crash.
-        std::str::from_utf8(self.text).unwrap_or_default()
+        self.text
     }
 
     /// The key's text as bytes (what the key index hashes).
     pub fn bytes(self) -> &'a [u8] {
-        self.text
+        self.text.as_bytes()
     }
 
     /// Whether this is `key`.
     pub fn is(self, key: &Key) -> bool {
-        self.kind.is(&key.kind) && self.text == key.value.as_bytes()
+        self.kind.is(&key.kind) && self.text == &*key.value
     }
 
     /// The key, its kind read from `kinds` (`None` only for a table of
@@ -104,25 +104,24 @@ impl Serialize for KeyJson<'_> {
 }
 
 /// The keys of one transaction, in the order added, back to back in one
-/// boxed byte slice: per key its kind's id plus one (2 bytes, little
-/// endian), the text's length (1 byte below 255, else 255 and 4 bytes,
-/// little endian) and the text.
+/// boxed `str`: per key its kind's id plus one and the text's length, each
+/// as a [`put`] number (ASCII: one byte below 64), then the text.
 /// Positions are the keys' order; reading one walks the block (a
 /// transaction holds a handful). Grows exactly: a key is added by
 /// reallocating the block.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct KeyBlock(Box<[u8]>);
+pub struct KeyBlock(Box<str>);
 
 impl KeyBlock {
     /// A block of `keys`, in that order.
     pub fn of<'k>(keys: impl IntoIterator<Item = KeyView<'k>, IntoIter: Clone>) -> Self {
         let keys = keys.into_iter();
         // Exactly sized: no growth, no shrinking into the box.
-        let mut bytes = Vec::with_capacity(keys.clone().map(encoded_len).sum());
+        let mut text = String::with_capacity(keys.clone().map(encoded_len).sum());
         for key in keys {
-            encode(&mut bytes, key);
+            encode(&mut text, key);
         }
-        KeyBlock(bytes.into_boxed_slice())
+        KeyBlock(text.into_boxed_str())
     }
 
     /// Every key, in order.
@@ -148,9 +147,9 @@ impl KeyBlock {
     /// Where `key` is.
     pub fn position(&self, key: KeyView<'_>) -> Option<usize> {
         // The hot path of every look-up (the key index confirms a match
-        // with it): compares the raw kind bytes and text, decodes nothing.
-        let kind = key.kind.plus_one().get().to_le_bytes();
-        let mut rest: &[u8] = &self.0;
+        // with it): compares the kind's number and the text, builds no view.
+        let kind = u32::from(key.kind.plus_one().get());
+        let mut rest: &str = &self.0;
         let mut at = 0;
         while let Some((k, text, after)) = entry(rest) {
             if k == kind && text == key.text {
@@ -182,12 +181,12 @@ impl KeyBlock {
         if keys.is_empty() {
             return;
         }
-        let mut bytes = std::mem::take(&mut self.0).into_vec();
-        bytes.reserve_exact(keys.iter().map(|k| 7 + k.text.len()).sum());
+        let mut text = std::mem::take(&mut self.0).into_string();
+        text.reserve_exact(keys.iter().map(|&k| encoded_len(k)).sum());
         for &key in keys {
-            encode(&mut bytes, key);
+            encode(&mut text, key);
         }
-        self.0 = bytes.into_boxed_slice();
+        self.0 = text.into_boxed_str();
     }
 
     /// The keys, each with the kinds to resolve it (the [`Key`]s the
@@ -208,52 +207,78 @@ impl fmt::Debug for KeyBlock {
     }
 }
 
-/// The length byte that says 4 bytes of length follow.
-const LONG: u8 = u8::MAX;
+/// The bits of a number one byte of [`put`] carries.
+const BITS: u32 = 6;
+
+/// The bit of a byte of [`put`] that says another byte follows.
+const MORE: u8 = 1 << BITS;
+
+/// The size of `value` written by [`put`].
+fn number_len(value: u32) -> usize {
+    let bits = u32::BITS - value.leading_zeros();
+    bits.div_ceil(BITS).max(1) as usize
+}
+
+/// Appends `value` in bytes of [`BITS`] bits, low first, each but the last
+/// with [`MORE`] set: every byte is below 128, so ASCII, and the block
+/// stays text whatever the numbers.
+fn put(text: &mut String, mut value: u32) {
+    while value >= u32::from(MORE) {
+        text.push(char::from((value as u8 & (MORE - 1)) | MORE));
+        value >>= BITS;
+    }
+    text.push(char::from(value as u8));
+}
+
+/// The number [`put`] wrote at the start of `bytes`, and the bytes it took.
+#[inline]
+fn number(bytes: &[u8]) -> Option<(u32, usize)> {
+    let &first = bytes.first()?;
+    if first < MORE {
+        return Some((u32::from(first), 1));
+    }
+    let mut value = 0u32;
+    for (i, &b) in bytes.iter().enumerate().take(6) {
+        value |= u32::from(b & (MORE - 1)) << (BITS * i as u32);
+        if b & MORE == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
 
 /// The size of `key` in the block's encoding.
 fn encoded_len(key: KeyView<'_>) -> usize {
-    3 + if key.text.len() < usize::from(LONG) {
-        0
-    } else {
-        4
-    } + key.text.len()
+    // A key's text is far below 4 GiB (bodies are tapped up to a limit).
+    let len = u32::try_from(key.text.len()).unwrap_or(u32::MAX);
+    number_len(u32::from(key.kind.plus_one().get())) + number_len(len) + key.text.len()
 }
 
 /// Appends `key` in the block's encoding.
-fn encode(bytes: &mut Vec<u8>, key: KeyView<'_>) {
-    bytes.extend_from_slice(&key.kind.plus_one().get().to_le_bytes());
-    match u8::try_from(key.text.len()) {
-        Ok(len) if len < LONG => bytes.push(len),
-        // A key's text is far below 4 GiB (bodies are tapped up to a limit).
-        _ => {
-            bytes.push(LONG);
-            let len = u32::try_from(key.text.len()).unwrap_or(u32::MAX);
-            bytes.extend_from_slice(&len.to_le_bytes());
-        }
-    }
-    bytes.extend_from_slice(key.text);
+fn encode(text: &mut String, key: KeyView<'_>) {
+    put(text, u32::from(key.kind.plus_one().get()));
+    put(text, u32::try_from(key.text.len()).unwrap_or(u32::MAX));
+    text.push_str(key.text);
 }
 
-/// The first entry of `bytes`: its kind's bytes, its text and what
+/// The first entry of `block`: its kind's id plus one, its text and what
 /// follows; `None` at the end.
 #[inline]
-fn entry(bytes: &[u8]) -> Option<([u8; 2], &[u8], &[u8])> {
-    let (&[k0, k1, len], rest) = bytes.split_first_chunk::<3>()?;
-    let (len, rest) = if len < LONG {
-        (usize::from(len), rest)
-    } else {
-        let (&long, rest) = rest.split_first_chunk::<4>()?;
-        (u32::from_le_bytes(long) as usize, rest)
-    };
-    let (text, rest) = rest.split_at_checked(len)?;
-    Some(([k0, k1], text, rest))
+fn entry(block: &str) -> Option<(u32, &str, &str)> {
+    let bytes = block.as_bytes();
+    let (kind, k) = number(bytes)?;
+    let (len, l) = number(bytes.get(k..)?)?;
+    let start = k + l;
+    let end = start.checked_add(len as usize)?;
+    // Cuts where a character starts (the numbers are ASCII, the texts whole
+    // `str`s): checked, not trusted.
+    Some((kind, block.get(start..end)?, block.get(end..)?))
 }
 
 /// The keys of a [`KeyBlock`], in order.
 #[derive(Clone)]
 pub struct Iter<'a> {
-    rest: &'a [u8],
+    rest: &'a str,
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -262,7 +287,7 @@ impl<'a> Iterator for Iter<'a> {
     #[inline]
     fn next(&mut self) -> Option<KeyView<'a>> {
         let (kind, text, rest) = entry(self.rest)?;
-        let kind = NonZeroU16::new(u16::from_le_bytes(kind))?;
+        let kind = NonZeroU16::new(u16::try_from(kind).ok()?)?;
         self.rest = rest;
         Some(KeyView {
             kind: NameId::from_plus_one(kind),
@@ -308,8 +333,32 @@ mod tests {
         assert!(!block.contains(&Key::new(order, "SH-1")));
         assert_eq!(block.get(keys.len()), None);
         assert_eq!(block, KeyBlock::of(keys.iter().map(KeyView::of)));
-        // 2 + 1 + text for short keys; 2 + 1 + 4 + 300 for the long one.
-        assert_eq!(block.bytes(), 7 + 7 + 307 + 3 + 12 + 257);
+        // 1 + 1 + text for short keys (texts below 64 bytes), 1 + 2 + text
+        // for the long ones (300 and 254 bytes).
+        assert_eq!(block.bytes(), 6 + 6 + 303 + 2 + 11 + 257);
+    }
+
+    #[test]
+    fn numbers_of_every_size_read_back_and_stay_ascii() {
+        for value in [0, 1, 63, 64, 65, 4095, 4096, 65_535, 1 << 24, u32::MAX] {
+            let mut text = String::new();
+            put(&mut text, value);
+            assert!(text.is_ascii(), "{value}");
+            assert_eq!(text.len(), number_len(value), "{value}");
+            text.push('é');
+            assert_eq!(number(text.as_bytes()), Some((value, number_len(value))));
+        }
+        // A kind past the first 63 takes two bytes and reads back.
+        let mut kinds: Symbols<kind::KeyKind> = Symbols::default();
+        let mut last = None;
+        for i in 0..70 {
+            last = Some(kinds.intern(&format!("kind{i}")).expect("intern"));
+        }
+        let key = Key::new(last.expect("interned"), "é".repeat(40).as_str());
+        let block = KeyBlock::of([KeyView::of(&key)]);
+        assert_eq!(block.bytes(), 2 + 2 + 80);
+        assert_eq!(block.keys(&kinds).collect::<Vec<_>>(), vec![key.clone()]);
+        assert_eq!(block.position(KeyView::of(&key)), Some(0));
     }
 
     #[test]

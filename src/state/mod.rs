@@ -12,11 +12,13 @@ mod index;
 mod keys;
 mod reached;
 pub mod shared;
+mod slab;
 mod timeline;
 mod transaction;
 
 pub use index::KeyHash;
 pub use keys::{KeyBlock, KeyJson, KeyView};
+pub use slab::TxRef;
 pub use timeline::{ExchangeRecord, NewExchange, Problems, Timeline};
 pub use transaction::{
     Attempt, ExceptionRecord, FlowRecord, KeyRefs, ManyRefs, MeasureRecord, MeasuredFlow,
@@ -24,7 +26,6 @@ pub use transaction::{
     TransactionJson, TxId,
 };
 
-use foldhash::HashMap as FastMap;
 use smallvec::SmallVec;
 use std::time::SystemTime;
 
@@ -222,15 +223,12 @@ fn milestone_gauge<'a>(
     })
 }
 
-/// Whether a transaction of `transactions`, by id, has `key` among its keys:
+/// Whether a transaction of `transactions` has `key` among its keys:
 /// how the key index confirms a hash match.
-fn holds<'a>(
-    transactions: &'a FastMap<TxId, Box<Transaction>>,
-    key: KeyView<'a>,
-) -> impl FnMut(TxId) -> bool + 'a {
-    move |id| {
+fn holds<'a>(transactions: &'a slab::Slab, key: KeyView<'a>) -> impl FnMut(TxRef) -> bool + 'a {
+    move |at| {
         transactions
-            .get(&id)
+            .get(at)
             .is_some_and(|tx| tx.keys.position(key).is_some())
     }
 }
@@ -239,10 +237,8 @@ fn holds<'a>(
 /// order of last updates that drives expiry and eviction.
 pub struct Store {
     limits: StateConfig,
-    /// Boxed: a hash table keeps up to half its slots empty, and a slot
-    /// sized for a whole transaction would waste hundreds of bytes each.
-    /// Our own ids: hashed with the fast hasher.
-    transactions: FastMap<TxId, Box<Transaction>>,
+    /// Held in place, addressed by slot ([`TxRef`]): no id map, no box.
+    transactions: slab::Slab,
     /// Keys come from traffic: std's SipHash, so a partner or an attacker
     /// who studies the process cannot send colliding keys that turn every
     /// lookup into a scan (foldhash is only "minimally DoS-resistant").
@@ -261,7 +257,7 @@ impl Store {
     pub fn new(limits: StateConfig, registry: &mut Registry) -> Self {
         Store {
             limits,
-            transactions: FastMap::default(),
+            transactions: slab::Slab::default(),
             index: index::KeyIndex::default(),
             by_update: expiry::Expiry::default(),
             next_id: 1,
@@ -293,17 +289,17 @@ impl Store {
         milestones: &Symbols<kind::Milestone>,
     ) {
         for tx in transactions {
-            let id = tx.id;
             let keys = tx.keys.clone();
-            self.transactions.insert(id, Box::new(tx));
+            let at = self.transactions.insert(tx);
             for key in keys.iter() {
                 let hash = self.index.hash(key);
-                self.index.set(hash, id, holds(&self.transactions, key));
+                self.index.set(hash, at, holds(&self.transactions, key));
             }
-            let Some(tx) = self.transactions.get(&id) else {
+            let Some(tx) = self.transactions.get(at) else {
                 continue;
             };
-            self.by_update.push(tx.last_updated.time(), id);
+            let id = tx.id;
+            self.by_update.push(tx.last_updated.time(), at);
             if tx.status == Status::Complete {
                 self.complete += 1;
             }
@@ -335,7 +331,7 @@ impl Store {
     }
 
     /// The transaction `key` belongs to.
-    pub fn find(&self, key: &Key) -> Option<TxId> {
+    pub fn find(&self, key: &Key) -> Option<TxRef> {
         self.find_hashed(key, self.key_hash(key))
     }
 
@@ -346,30 +342,30 @@ impl Store {
     }
 
     /// The transaction `key`, of hash `hash` ([`Store::key_hash`]), belongs to.
-    pub fn find_hashed(&self, key: &Key, hash: KeyHash) -> Option<TxId> {
+    pub fn find_hashed(&self, key: &Key, hash: KeyHash) -> Option<TxRef> {
         self.index
             .get(hash, holds(&self.transactions, KeyView::of(key)))
     }
 
-    /// The transaction with this id.
-    pub fn get(&self, id: TxId) -> Option<&Transaction> {
-        self.transactions.get(&id).map(|tx| &**tx)
+    /// The transaction `id` refers to.
+    pub fn get(&self, id: TxRef) -> Option<&Transaction> {
+        self.transactions.get(id)
     }
 
     /// Mutable access for recording milestones, flows and exchanges.
     /// Keys are added with [`Store::attach_hashed`] and times with [`Store::touch`],
     /// so the indexes stay right.
-    pub fn get_mut(&mut self, id: TxId) -> Option<&mut Transaction> {
-        self.transactions.get_mut(&id).map(|tx| &mut **tx)
+    pub fn get_mut(&mut self, id: TxRef) -> Option<&mut Transaction> {
+        self.transactions.get_mut(id)
     }
 
     /// Transaction `id`, looked up once, to read and change through one
     /// handle (see [`TxMut`]).
-    pub fn entry(&mut self, id: TxId) -> Option<TxMut<'_>> {
+    pub fn entry(&mut self, id: TxRef) -> Option<TxMut<'_>> {
         self.by_update.compact(&self.transactions);
         let held = self.transactions.len();
         let keys = self.index.len();
-        let tx = self.transactions.get_mut(&id)?;
+        let tx = self.transactions.get_mut(id)?;
         Some(TxMut {
             tx,
             id,
@@ -384,7 +380,7 @@ impl Store {
 
     /// Every transaction, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
-        self.transactions.values().map(|tx| &**tx)
+        self.transactions.iter().map(|(_, tx)| tx)
     }
 
     /// How many transactions are held.
@@ -394,13 +390,13 @@ impl Store {
 
     /// True when no transaction is held.
     pub fn is_empty(&self) -> bool {
-        self.transactions.is_empty()
+        self.transactions.len() == 0
     }
 
     /// Starts a transaction named by `name` (which is attached to it),
     /// evicting the least recently updated one if the store is full;
     /// `hash` is the name's ([`Store::key_hash`]).
-    pub fn create_hashed(&mut self, name: Key, hash: KeyHash, now: SystemTime) -> TxId {
+    pub fn create_hashed(&mut self, name: &Key, hash: KeyHash, now: SystemTime) -> TxRef {
         while self.transactions.len() >= self.limits.max_transactions.max(1) {
             let Some((_, oldest)) = self.by_update.oldest(&self.transactions) else {
                 break;
@@ -411,20 +407,19 @@ impl Store {
         self.next_id += 1;
         // The new transaction holds its name as its first key: only the
         // index is told.
-        let view = KeyView::of(&name);
-        self.transactions
-            .insert(id, Box::new(Transaction::new(id, name.clone(), now)));
-        self.index.set(hash, id, holds(&self.transactions, view));
+        let at = self.transactions.insert(Transaction::named(id, name, now));
+        self.index
+            .set(hash, at, holds(&self.transactions, KeyView::of(name)));
         self.by_update.compact(&self.transactions);
-        self.by_update.push(now, id);
+        self.by_update.push(now, at);
         self.refresh_gauges();
-        id
+        at
     }
 
     /// Adds `key`, of hash `hash` ([`Store::key_hash`]), to transaction
     /// `id` (no-op when it is already there).
-    pub fn attach_hashed(&mut self, id: TxId, key: &Key, hash: KeyHash) {
-        let Some(tx) = self.transactions.get_mut(&id) else {
+    pub fn attach_hashed(&mut self, id: TxRef, key: &Key, hash: KeyHash) {
+        let Some(tx) = self.transactions.get_mut(id) else {
             return;
         };
         // A key the transaction has already (a merge moved it, or the
@@ -438,8 +433,8 @@ impl Store {
 
     /// [`Store::attach_hashed`] for each of `keys` (with its hash), the
     /// transaction's key block grown once for all of them.
-    pub fn attach_all_hashed(&mut self, id: TxId, keys: &[(&Key, KeyHash)]) {
-        let Some(tx) = self.transactions.get_mut(&id) else {
+    pub fn attach_all_hashed(&mut self, id: TxRef, keys: &[(&Key, KeyHash)]) {
+        let Some(tx) = self.transactions.get_mut(id) else {
             return;
         };
         let views: SmallVec<[KeyView<'_>; 4]> =
@@ -452,7 +447,7 @@ impl Store {
     }
 
     /// Records that transaction `id` changed at `now`.
-    pub fn touch(&mut self, id: TxId, now: SystemTime) {
+    pub fn touch(&mut self, id: TxRef, now: SystemTime) {
         if let Some(mut tx) = self.entry(id) {
             tx.touch(now);
         }
@@ -462,19 +457,18 @@ impl Store {
     /// links, milestones (repeats of the same milestone on the same object
     /// are summed), measures (of two values for one object, measure and
     /// role the later wins, as a re-sent one would), flows and exchanges.
-    pub fn merge(&mut self, into: TxId, from: TxId) {
+    pub fn merge(&mut self, into: TxRef, from: TxRef) {
         if into == from {
             return;
         }
-        let Some(absorbed) = self.transactions.remove(&from) else {
+        let Some(mut absorbed) = self.transactions.remove(from) else {
             return;
         };
-        let mut absorbed = *absorbed;
         if absorbed.status == Status::Complete {
             self.complete -= 1;
         }
         self.metrics.forget(&absorbed);
-        let Some(target) = self.transactions.get_mut(&into) else {
+        let Some(target) = self.transactions.get_mut(into) else {
             return;
         };
         // Where each of the absorbed transaction's keys is in the target.
@@ -559,8 +553,8 @@ impl Store {
         removed
     }
 
-    fn remove(&mut self, id: TxId, why: Removal) {
-        let Some(tx) = self.transactions.remove(&id) else {
+    fn remove(&mut self, id: TxRef, why: Removal) {
+        let Some(tx) = self.transactions.remove(id) else {
             return;
         };
         if tx.status == Status::Complete {
@@ -581,8 +575,8 @@ impl Store {
     }
 
     /// Adds an open exception to transaction `id`.
-    pub fn open_exception(&mut self, id: TxId, exception: ExceptionRecord) {
-        if let Some(tx) = self.transactions.get_mut(&id) {
+    pub fn open_exception(&mut self, id: TxRef, exception: ExceptionRecord) {
+        if let Some(tx) = self.transactions.get_mut(id) {
             self.metrics.exception_gauge(&exception).inc();
             tx.push_exception(exception);
         }
@@ -592,11 +586,11 @@ impl Store {
     /// the resolved record, or `None` if it was not open.
     pub fn resolve_exception(
         &mut self,
-        id: TxId,
+        id: TxRef,
         exception: u64,
         at: SystemTime,
     ) -> Option<ExceptionRecord> {
-        let tx = self.transactions.get_mut(&id)?;
+        let tx = self.transactions.get_mut(id)?;
         let record = tx
             .exceptions_mut()
             .iter_mut()
@@ -607,7 +601,7 @@ impl Store {
     }
 
     /// Marks transaction `id` stuck at `milestone`, or not stuck (`None`).
-    pub fn set_stuck(&mut self, id: TxId, milestone: Option<crate::config::Milestone>) {
+    pub fn set_stuck(&mut self, id: TxRef, milestone: Option<crate::config::Milestone>) {
         if let Some(mut tx) = self.entry(id) {
             tx.set_stuck(milestone);
         }
@@ -625,7 +619,7 @@ impl Store {
 /// right. Keys are added with [`Store::attach_hashed`].
 pub struct TxMut<'a> {
     tx: &'a mut Transaction,
-    id: TxId,
+    id: TxRef,
     limits: &'a StateConfig,
     by_update: &'a mut expiry::Expiry,
     complete: &'a mut usize,
@@ -748,13 +742,13 @@ mod tests {
     }
 
     /// A transaction named by `name`, the way the correlator creates one.
-    fn create(store: &mut Store, name: Key, at: SystemTime) -> TxId {
+    fn create(store: &mut Store, name: Key, at: SystemTime) -> TxRef {
         let hash = store.key_hash(&name);
-        store.create_hashed(name, hash, at)
+        store.create_hashed(&name, hash, at)
     }
 
     /// `key` added to transaction `id`, the way the correlator adds one.
-    fn attach(store: &mut Store, id: TxId, key: &Key) {
+    fn attach(store: &mut Store, id: TxRef, key: &Key) {
         let hash = store.key_hash(key);
         store.attach_hashed(id, key, hash);
     }

@@ -563,11 +563,17 @@ impl Transaction {
     /// A new transaction named by `name`.
     /// It holds the name as its first key (the store indexes it).
     pub fn new(id: TxId, name: Key, now: SystemTime) -> Self {
+        Self::named(id, &name, now)
+    }
+
+    /// [`Transaction::new`] with the name borrowed (its text is copied
+    /// into the keys, its kind shared).
+    pub(super) fn named(id: TxId, name: &Key, now: SystemTime) -> Self {
         Transaction {
             id,
-            trace: trace_id(&name).to_bytes(),
-            keys: KeyBlock::of([KeyView::of(&name)]),
-            name_kind: name.kind,
+            trace: trace_id(name).to_bytes(),
+            keys: KeyBlock::of([KeyView::of(name)]),
+            name_kind: name.kind.clone(),
             name_at: 0,
             root_is_name: false,
             status: Status::Open,

@@ -1,0 +1,219 @@
+//! Where a store's transactions are held: in place, in chunks of
+//! [`CHUNK`] slots, each addressed by its slot ([`TxRef`]).
+//!
+//! A transaction was a `Box` in a hash map from its id: 16 bytes of map
+//! entry (plus control byte and the table's empty slots, ~35 bytes at a
+//! million) and a 176-byte record in jemalloc's 192-byte class, with a
+//! hash look-up for every access and an allocation per new transaction.
+//! Here a transaction is held in its slot (176 bytes, no rounding), found
+//! by indexing, and a new one takes a freed slot or the next one. Chunks
+//! of a fixed size rather than one growing `Vec`: growing never copies
+//! the transactions held, nor leaves a freed copy of them behind.
+//!
+//! A [`TxRef`] carries the low 32 bits of its transaction's [`TxId`] (the
+//! store's sequence number, which snapshots keep): a reference to a slot
+//! since emptied and reused finds nothing rather than another transaction
+//! (short of 2³² transactions created in between), and references order
+//! as the transactions were created (ties of the expiry order).
+
+use super::{Transaction, TxId};
+
+/// Slots per chunk (a power of two): 512 × 176 bytes, ~90 KB, allocated
+/// when the first of them is needed.
+const CHUNK: usize = 512;
+
+/// A transaction held in a store: its slot, and the low 32 bits of its
+/// [`TxId`] that tell it from a later one in the same slot. Orders as the
+/// transactions were created (by those bits first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TxRef {
+    tag: u32,
+    slot: u32,
+}
+
+impl TxRef {
+    /// The reference to slot `n` of transaction `n` (tests of what holds
+    /// references).
+    #[cfg(test)]
+    pub(super) fn numbered(n: u32) -> Self {
+        TxRef { tag: n, slot: n }
+    }
+}
+
+/// The part of `id` a [`TxRef`] keeps.
+fn tag(id: TxId) -> u32 {
+    id.0 as u32
+}
+
+/// See the module documentation.
+#[derive(Default)]
+pub(super) struct Slab {
+    chunks: Vec<Box<[Option<Transaction>]>>,
+    /// Slots emptied and not yet taken again (the last freed first).
+    free: Vec<u32>,
+    /// Slots ever used: the next new one.
+    used: u32,
+    /// Transactions held.
+    len: usize,
+}
+
+impl Slab {
+    fn slot(&self, slot: u32) -> Option<&Option<Transaction>> {
+        let slot = slot as usize;
+        self.chunks.get(slot / CHUNK)?.get(slot % CHUNK)
+    }
+
+    fn slot_mut(&mut self, slot: u32) -> Option<&mut Option<Transaction>> {
+        let slot = slot as usize;
+        self.chunks.get_mut(slot / CHUNK)?.get_mut(slot % CHUNK)
+    }
+
+    /// The transaction `at` refers to, if it is still held.
+    #[inline]
+    pub(super) fn get(&self, at: TxRef) -> Option<&Transaction> {
+        self.slot(at.slot)?
+            .as_ref()
+            .filter(|tx| tag(tx.id) == at.tag)
+    }
+
+    /// The transaction `at` refers to, to change.
+    #[inline]
+    pub(super) fn get_mut(&mut self, at: TxRef) -> Option<&mut Transaction> {
+        self.slot_mut(at.slot)?
+            .as_mut()
+            .filter(|tx| tag(tx.id) == at.tag)
+    }
+
+    /// Holds `tx`; gives where.
+    pub(super) fn insert(&mut self, tx: Transaction) -> TxRef {
+        let tag = tag(tx.id);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                let slot = self.used;
+                if slot as usize == self.chunks.len() * CHUNK {
+                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+                }
+                self.used += 1;
+                slot
+            }
+        };
+        if let Some(place) = self.slot_mut(slot) {
+            *place = Some(tx);
+            self.len += 1;
+        }
+        TxRef { tag, slot }
+    }
+
+    /// Takes out the transaction `at` refers to; its slot is free again.
+    pub(super) fn remove(&mut self, at: TxRef) -> Option<Transaction> {
+        let place = self.slot_mut(at.slot)?;
+        if place.as_ref().is_none_or(|tx| tag(tx.id) != at.tag) {
+            return None;
+        }
+        let tx = place.take();
+        self.free.push(at.slot);
+        self.len -= 1;
+        tx
+    }
+
+    /// How many transactions are held.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every transaction held, with where it is, in slot order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (TxRef, &Transaction)> {
+        self.chunks
+            .iter()
+            .flat_map(|chunk| chunk.iter())
+            .zip(0u32..)
+            .filter_map(|(tx, slot)| {
+                let tx = tx.as_ref()?;
+                Some((
+                    TxRef {
+                        tag: tag(tx.id),
+                        slot,
+                    },
+                    tx,
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{kind, Symbols};
+    use crate::extract::Key;
+    use std::time::SystemTime;
+
+    fn tx(id: u64) -> Transaction {
+        let mut kinds: Symbols<kind::KeyKind> = Symbols::default();
+        let order = kinds.intern("order").expect("intern");
+        let name = Key::new(order, format!("SO-{id}").as_str());
+        Transaction::new(TxId(id), name, SystemTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn a_freed_slot_is_reused_and_the_old_reference_finds_nothing() {
+        let mut slab = Slab::default();
+        let refs: Vec<TxRef> = (1..=CHUNK as u64 + 3)
+            .map(|id| slab.insert(tx(id)))
+            .collect();
+        assert_eq!(slab.len(), CHUNK + 3);
+        assert_eq!(
+            slab.chunks.len(),
+            2,
+            "a second chunk once the first is full"
+        );
+        for (i, &at) in refs.iter().enumerate() {
+            assert_eq!(slab.get(at).map(|tx| tx.id), Some(TxId(i as u64 + 1)));
+        }
+        let gone = refs[5];
+        assert_eq!(slab.remove(gone).map(|tx| tx.id), Some(TxId(6)));
+        assert!(slab.remove(gone).is_none(), "removed once");
+        assert!(slab.get(gone).is_none());
+        let again = slab.insert(tx(1_000));
+        assert_eq!(again.slot, gone.slot, "the freed slot is taken again");
+        assert!(slab.get(gone).is_none(), "another transaction is there now");
+        assert!(slab.get_mut(gone).is_none());
+        assert!(slab.remove(gone).is_none());
+        assert_eq!(slab.get(again).map(|tx| tx.id), Some(TxId(1_000)));
+        assert_eq!(slab.len(), CHUNK + 3);
+        assert_eq!(slab.chunks.len(), 2);
+        let mut ids: Vec<u64> = slab
+            .iter()
+            .map(|(at, tx)| {
+                assert_eq!(slab.get(at).map(|t| t.id), Some(tx.id));
+                tx.id.0
+            })
+            .collect();
+        ids.sort_unstable();
+        let mut expected: Vec<u64> = (1..=CHUNK as u64 + 3).filter(|&id| id != 6).collect();
+        expected.push(1_000);
+        assert_eq!(ids, expected);
+    }
+
+    #[test]
+    fn an_empty_slot_costs_no_more_than_the_transaction() {
+        // The record's non-null pointers make room for `None`.
+        assert_eq!(
+            std::mem::size_of::<Option<Transaction>>(),
+            std::mem::size_of::<Transaction>()
+        );
+        assert_eq!(std::mem::size_of::<TxRef>(), 8);
+    }
+
+    #[test]
+    fn references_order_as_their_transactions_were_created() {
+        let mut slab = Slab::default();
+        let a = slab.insert(tx(7));
+        let b = slab.insert(tx(8));
+        slab.remove(a);
+        // c takes a's slot, lower than b's, but was created later.
+        let c = slab.insert(tx(9));
+        assert!(c.slot < b.slot);
+        assert!(b < c);
+    }
+}
