@@ -8,7 +8,9 @@
 //! Here a transaction is held in its slot (176 bytes, no rounding), found
 //! by indexing, and a new one takes a freed slot or the next one. Chunks
 //! of a fixed size rather than one growing `Vec`: growing never copies
-//! the transactions held, nor leaves a freed copy of them behind.
+//! the transactions held, nor leaves a freed copy of them behind. A chunk
+//! whose last transaction leaves is freed (a burst's chunks go back once
+//! it has expired) and allocated again when one of its slots is taken.
 //!
 //! A [`TxRef`] carries the low 32 bits of its transaction's [`TxId`] (the
 //! store's sequence number, which snapshots keep): a reference to a slot
@@ -48,7 +50,10 @@ fn tag(id: TxId) -> u32 {
 /// See the module documentation.
 #[derive(Default)]
 pub(super) struct Slab {
-    chunks: Vec<Box<[Option<Transaction>]>>,
+    /// The chunks, `None` while none of its slots holds a transaction.
+    chunks: Vec<Option<Box<[Option<Transaction>]>>>,
+    /// Transactions held in each chunk.
+    held: Vec<u16>,
     /// Slots emptied and not yet taken again (the last freed first).
     free: Vec<u32>,
     /// Slots ever used: the next new one.
@@ -60,12 +65,15 @@ pub(super) struct Slab {
 impl Slab {
     fn slot(&self, slot: u32) -> Option<&Option<Transaction>> {
         let slot = slot as usize;
-        self.chunks.get(slot / CHUNK)?.get(slot % CHUNK)
+        self.chunks.get(slot / CHUNK)?.as_ref()?.get(slot % CHUNK)
     }
 
     fn slot_mut(&mut self, slot: u32) -> Option<&mut Option<Transaction>> {
         let slot = slot as usize;
-        self.chunks.get_mut(slot / CHUNK)?.get_mut(slot % CHUNK)
+        self.chunks
+            .get_mut(slot / CHUNK)?
+            .as_mut()?
+            .get_mut(slot % CHUNK)
     }
 
     /// The transaction `at` refers to, if it is still held.
@@ -92,15 +100,21 @@ impl Slab {
             None => {
                 let slot = self.used;
                 if slot as usize == self.chunks.len() * CHUNK {
-                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+                    self.chunks.push(None);
+                    self.held.push(0);
                 }
                 self.used += 1;
                 slot
             }
         };
-        if let Some(place) = self.slot_mut(slot) {
-            *place = Some(tx);
-            self.len += 1;
+        let chunk = slot as usize / CHUNK;
+        if let (Some(place), Some(held)) = (self.chunks.get_mut(chunk), self.held.get_mut(chunk)) {
+            let slots = place.get_or_insert_with(|| (0..CHUNK).map(|_| None).collect());
+            if let Some(place) = slots.get_mut(slot as usize % CHUNK) {
+                *place = Some(tx);
+                *held += 1;
+                self.len += 1;
+            }
         }
         TxRef { tag, slot }
     }
@@ -114,6 +128,15 @@ impl Slab {
         let tx = place.take();
         self.free.push(at.slot);
         self.len -= 1;
+        let chunk = at.slot as usize / CHUNK;
+        if let Some(held) = self.held.get_mut(chunk) {
+            *held -= 1;
+            if *held == 0 {
+                if let Some(slots) = self.chunks.get_mut(chunk) {
+                    *slots = None;
+                }
+            }
+        }
         tx
     }
 
@@ -126,8 +149,9 @@ impl Slab {
     pub(super) fn iter(&self) -> impl Iterator<Item = (TxRef, &Transaction)> {
         self.chunks
             .iter()
-            .flat_map(|chunk| chunk.iter())
-            .zip(0u32..)
+            .zip((0u32..).step_by(CHUNK))
+            .filter_map(|(chunk, first)| Some((chunk.as_ref()?, first)))
+            .flat_map(|(chunk, first)| chunk.iter().zip(first..))
             .filter_map(|(tx, slot)| {
                 let tx = tx.as_ref()?;
                 Some((
@@ -193,6 +217,44 @@ mod tests {
         let mut expected: Vec<u64> = (1..=CHUNK as u64 + 3).filter(|&id| id != 6).collect();
         expected.push(1_000);
         assert_eq!(ids, expected);
+    }
+
+    #[test]
+    fn a_chunk_is_freed_when_its_last_transaction_leaves_and_comes_back_when_needed() {
+        let mut slab = Slab::default();
+        let refs: Vec<TxRef> = (0..2 * CHUNK as u64 + 1)
+            .map(|id| slab.insert(tx(id)))
+            .collect();
+        let allocated = |slab: &Slab| slab.chunks.iter().filter(|c| c.is_some()).count();
+        assert_eq!(allocated(&slab), 3);
+        // Empty the first chunk but one, then the middle one wholly.
+        for &at in &refs[1..CHUNK] {
+            assert!(slab.remove(at).is_some());
+        }
+        assert_eq!(allocated(&slab), 3, "one transaction keeps the first");
+        for &at in &refs[CHUNK..2 * CHUNK] {
+            assert!(slab.remove(at).is_some());
+        }
+        assert_eq!(allocated(&slab), 2, "the emptied chunk is freed");
+        assert_eq!(slab.len(), 2);
+        let kept: Vec<u64> = slab.iter().map(|(_, tx)| tx.id.0).collect();
+        assert_eq!(
+            kept,
+            vec![0, 2 * CHUNK as u64],
+            "iteration skips the freed chunk"
+        );
+        assert!(slab.get(refs[CHUNK + 7]).is_none());
+        // The last freed slot (the freed chunk's) is taken first: the chunk
+        // comes back, and what is found there is the new transaction.
+        let again = slab.insert(tx(10_000));
+        assert_eq!(allocated(&slab), 3);
+        assert_eq!(again.slot, refs[2 * CHUNK - 1].slot);
+        assert_eq!(slab.get(again).map(|tx| tx.id), Some(TxId(10_000)));
+        assert!(
+            slab.get(refs[2 * CHUNK - 1]).is_none(),
+            "the old reference finds nothing"
+        );
+        assert_eq!(slab.len(), 3);
     }
 
     #[test]
