@@ -796,7 +796,7 @@ mod tests {
                 let bit = |yes: bool| u64::from(yes) << at;
                 let expected = [
                     bit(byte == b'"'),
-                    bit(byte == b'\\' || byte < 0x20 || byte >= 0x80),
+                    bit(byte == b'\\' || !(0x20..0x80).contains(&byte)),
                     bit(b"{[".contains(&byte)),
                     bit(b"}]".contains(&byte)),
                     bit(b"{}[]:,".contains(&byte)),
@@ -807,7 +807,7 @@ mod tests {
                     expected,
                     "{byte:#x} at {at}"
                 );
-                let special = byte == b'"' || byte == b'\\' || byte < 0x20 || byte >= 0x80;
+                let special = byte == b'"' || byte == b'\\' || !(0x20..0x80).contains(&byte);
                 assert_eq!(plain(&block), !special, "{byte:#x} at {at}");
             }
         }
