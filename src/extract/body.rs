@@ -117,38 +117,64 @@ impl<'e> Body<'e> {
     /// else UTF-8. Borrowed when the body is UTF-8 already. A partial body
     /// cut inside a character loses that character, not the whole text.
     pub fn text(&self, xml: bool) -> Result<Cow<'_, str>, Problem> {
-        let bytes: &[u8] = &self.bytes;
-        let (encoding, bytes) = match Encoding::for_bom(bytes) {
-            Some((encoding, bom)) => (encoding, bytes.get(bom..).unwrap_or_default()),
-            None => {
-                let declared = match self.charset {
-                    Some(charset) => Some(Cow::Borrowed(charset)),
-                    None => xml
-                        .then(|| xml_declared_encoding(bytes))
-                        .flatten()
-                        .map(Cow::Owned),
-                };
-                let encoding = match declared {
-                    // Labels are matched in any case.
-                    Some(label) => Encoding::for_label_no_replacement(label.as_bytes())
-                        .ok_or(Problem::UnsupportedCharset)?,
-                    None => UTF_8,
-                };
-                (encoding, bytes)
-            }
-        };
-        if encoding == UTF_8 {
-            return match std::str::from_utf8(bytes) {
-                Ok(text) => Ok(Cow::Borrowed(text)),
-                // Cut inside the last character of a prefix: keep the rest.
-                Err(e) if self.partial && e.error_len().is_none() => bytes
-                    .get(..e.valid_up_to())
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .map(Cow::Borrowed)
-                    .ok_or(Problem::InvalidUtf8),
-                Err(_) => Err(Problem::InvalidUtf8),
-            };
+        let (encoding, bytes) = self.encoding(xml)?;
+        if encoding != UTF_8 {
+            return self.transcode(encoding, bytes).map(Cow::Owned);
         }
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(Cow::Borrowed(text)),
+            // Cut inside the last character of a prefix: keep the rest.
+            Err(e) if self.partial && e.error_len().is_none() => bytes
+                .get(..e.valid_up_to())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(Cow::Borrowed)
+                .ok_or(Problem::InvalidUtf8),
+            Err(_) => Err(Problem::InvalidUtf8),
+        }
+    }
+
+    /// The body as UTF-8 bytes for a reader that validates UTF-8 itself as
+    /// it reads (the JSON scan), chosen as [`Body::text`] chooses (not
+    /// XML): a body that is UTF-8 already is borrowed as it is, without a
+    /// byte-order mark and **not validated** (a partial one keeps its cut
+    /// character); a body in another charset is decoded from it (and so
+    /// valid).
+    pub fn utf8(&self) -> Result<Cow<'_, [u8]>, Problem> {
+        let (encoding, bytes) = self.encoding(false)?;
+        if encoding == UTF_8 {
+            return Ok(Cow::Borrowed(bytes));
+        }
+        self.transcode(encoding, bytes)
+            .map(|text| Cow::Owned(text.into_bytes()))
+    }
+
+    /// The encoding of the body's text and its bytes without a byte-order
+    /// mark: a BOM wins, then the declared charset, then (when `xml`) the
+    /// XML declaration's encoding, else UTF-8.
+    fn encoding(&self, xml: bool) -> Result<(&'static Encoding, &[u8]), Problem> {
+        let bytes: &[u8] = &self.bytes;
+        if let Some((encoding, bom)) = Encoding::for_bom(bytes) {
+            return Ok((encoding, bytes.get(bom..).unwrap_or_default()));
+        }
+        let declared = match self.charset {
+            Some(charset) => Some(Cow::Borrowed(charset)),
+            None => xml
+                .then(|| xml_declared_encoding(bytes))
+                .flatten()
+                .map(Cow::Owned),
+        };
+        let encoding = match declared {
+            // Labels are matched in any case.
+            Some(label) => Encoding::for_label_no_replacement(label.as_bytes())
+                .ok_or(Problem::UnsupportedCharset)?,
+            None => UTF_8,
+        };
+        Ok((encoding, bytes))
+    }
+
+    /// `bytes` (this body's, without a BOM) decoded from `encoding` (not
+    /// UTF-8). A partial UTF-16 body loses its odd last byte.
+    fn transcode(&self, encoding: &'static Encoding, bytes: &[u8]) -> Result<String, Problem> {
         let bytes = if self.partial && (encoding == UTF_16LE || encoding == UTF_16BE) {
             bytes.get(..bytes.len() & !1).unwrap_or_default()
         } else {
@@ -156,7 +182,7 @@ impl<'e> Body<'e> {
         };
         encoding
             .decode_without_bom_handling_and_without_replacement(bytes)
-            .map(|text| Cow::Owned(text.into_owned()))
+            .map(Cow::into_owned)
             .ok_or(Problem::InvalidUtf8)
     }
 }

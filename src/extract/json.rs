@@ -56,7 +56,12 @@
 //!   comma or colon, a bad scalar (`tru`, `01`) there is not detected, and
 //!   the values found elsewhere are kept.
 //!
-//! Callers hand in text that is already valid UTF-8; the extractor refuses
+//! The text is read as bytes, and UTF-8 is validated with the rest, by
+//! stage one, everywhere (skipped containers included): a block of ASCII
+//! costs nothing more, a block with other bytes is checked with its
+//! characters whole, those that straddle blocks included. A text that is
+//! not UTF-8 anywhere is [`Problem::InvalidUtf8`], whatever other fault it
+//! has (as if it had been decoded before the scan). The extractor refuses
 //! a document with a fault as a whole (no keys, whatever was found before
 //! the fault).
 //!
@@ -247,13 +252,35 @@ impl JsonPaths {
     /// string or number found at one of the paths: in document order for
     /// each path (and for all paths of a set of at most 64).
     ///
+    /// `text` is meant to be UTF-8, and checked: when it is not,
+    /// anywhere, the answer is [`Problem::InvalidUtf8`] (whatever other
+    /// fault it has).
+    ///
     /// Values found before a problem is detected have already been
     /// reported; callers that need all-or-nothing collect and discard on
     /// `Err`.
-    pub fn scan(&self, text: &str, mut on_value: impl FnMut(usize, &str)) -> Result<(), Problem> {
+    pub fn scan(&self, text: &[u8], mut on_value: impl FnMut(usize, &str)) -> Result<(), Problem> {
+        match self.scan_groups(text, &mut on_value) {
+            // Stage one stops at its first fault: another one may come
+            // before bytes that are not UTF-8 (rare, so asked only then).
+            Err(problem)
+                if problem != Problem::InvalidUtf8 && std::str::from_utf8(text).is_err() =>
+            {
+                Err(Problem::InvalidUtf8)
+            }
+            scanned => scanned,
+        }
+    }
+
+    /// [`JsonPaths::scan`] but for the precedence of invalid UTF-8.
+    fn scan_groups(
+        &self,
+        text: &[u8],
+        on_value: &mut impl FnMut(usize, &str),
+    ) -> Result<(), Problem> {
         for group in &self.groups {
             let mut scanner = Scanner::new(text);
-            let walked = scanner.walk(group, &mut on_value);
+            let walked = scanner.walk(group, on_value);
             // A fault of string content ends the tokens early: it is the
             // reason whatever the walk made of the tokens before it.
             if let Some(fault) = scanner.tokens.fault() {
@@ -327,7 +354,6 @@ struct Token {
 
 /// The state of one walk.
 struct Scanner<'t> {
-    text: &'t str,
     bytes: &'t [u8],
     tokens: Tokens<'t>,
     /// Reused buffer for strings that contain escapes.
@@ -337,11 +363,10 @@ struct Scanner<'t> {
 // === impl Scanner ===
 
 impl<'t> Scanner<'t> {
-    fn new(text: &'t str) -> Scanner<'t> {
+    fn new(bytes: &'t [u8]) -> Scanner<'t> {
         Scanner {
-            text,
-            bytes: text.as_bytes(),
-            tokens: Tokens::new(text.as_bytes()),
+            bytes,
+            tokens: Tokens::new(bytes),
             scratch: String::new(),
         }
     }
@@ -431,7 +456,7 @@ impl<'t> Scanner<'t> {
                 }
                 b'-' | b'0'..=b'9' if ends != 0 => {
                     let number = self.number(value.at)?;
-                    let text = self.text.get(number).ok_or(Problem::MalformedJson)?;
+                    let text = self.text(number)?;
                     each_bit(ends, |bit| on_value(group.first + bit, text));
                     self.token(c)
                 }
@@ -593,15 +618,21 @@ impl<'t> Scanner<'t> {
 
     /// A string's content, from the input or unescaped into `scratch`.
     fn kept(&mut self, content: Range<usize>) -> Result<&str, Problem> {
-        let raw = self
-            .text
-            .get(content.clone())
-            .ok_or(Problem::MalformedJson)?;
+        let raw = self.text(content.clone())?;
         if !self.tokens.escapes_seen() || !raw.contains('\\') {
             return Ok(raw);
         }
         self.unescape(content)?;
         Ok(self.scratch.as_str())
+    }
+
+    /// The text of `range`, which starts and ends at ASCII bytes. Checked
+    /// as UTF-8 here (safe code cannot take stage one's word for it);
+    /// whether the whole text is UTF-8 is stage one's answer.
+    #[inline]
+    fn text(&self, range: Range<usize>) -> Result<&'t str, Problem> {
+        let bytes = self.bytes.get(range).ok_or(Problem::MalformedJson)?;
+        std::str::from_utf8(bytes).map_err(|_| Problem::InvalidUtf8)
     }
 
     /// Whether the scalar that started before `end` ends there: at
@@ -681,17 +712,14 @@ impl<'t> Scanner<'t> {
             .and_then(|rest| memchr::memchr(b'\\', rest))
         {
             let slash = pos + offset;
-            let text = self.text.get(run..slash).ok_or(Problem::MalformedJson)?;
+            let text = self.text(run..slash)?;
             self.scratch.push_str(text);
             let (ch, after) = self.escape(slash + 1)?;
             self.scratch.push(ch);
             pos = after;
             run = after;
         }
-        let text = self
-            .text
-            .get(run..content.end)
-            .ok_or(Problem::MalformedJson)?;
+        let text = self.text(run..content.end)?;
         self.scratch.push_str(text);
         Ok(())
     }
@@ -751,6 +779,11 @@ mod tests {
 
     /// Values at each path, as `(path index, value)`, or the problem.
     fn scan_all(text: &str, paths: &[&str]) -> Result<Vec<(usize, String)>, Problem> {
+        scan_bytes(text.as_bytes(), paths)
+    }
+
+    /// [`scan_all`] of bytes that may not be UTF-8.
+    fn scan_bytes(text: &[u8], paths: &[&str]) -> Result<Vec<(usize, String)>, Problem> {
         let parsed: Vec<JsonPath> = paths.iter().map(|p| json_path(p)).collect();
         let refs: Vec<&JsonPath> = parsed.iter().collect();
         let mut found = Vec::new();
@@ -1196,9 +1229,9 @@ mod tests {
     #[test]
     fn an_empty_path_set_still_validates() {
         let none = JsonPaths::new(&[]);
-        assert_eq!(none.scan(r#"{"a":[1,2,{"b":"c"}]}"#, |_, _| {}), Ok(()));
+        assert_eq!(none.scan(br#"{"a":[1,2,{"b":"c"}]}"#, |_, _| {}), Ok(()));
         assert_eq!(
-            none.scan(r#"{"a":[1,2,{"b":"c"]}"#, |_, _| {}),
+            none.scan(br#"{"a":[1,2,{"b":"c"]}"#, |_, _| {}),
             Err(Problem::MalformedJson)
         );
     }
@@ -1251,6 +1284,158 @@ mod tests {
                 assert!(values(&doc[..end], "$.v").is_err(), "{pad} cut at {end}");
             }
         }
+    }
+
+    /// A character of each width of UTF-8 (2, 3 and 4 bytes), and a run of
+    /// them.
+    const BEYOND_ASCII: [&str; 4] = ["é", "€", "🚚", "ü✓🚚é"];
+
+    #[test]
+    fn characters_beyond_ascii_are_read_whole_at_every_offset_of_a_block() {
+        // Each character with its first byte at every offset across two
+        // block boundaries, so that every split of it between two blocks
+        // comes: in a member name a path steps by, in values at a path, in
+        // a string of a skipped container, in long strings (blocks with no
+        // token), right before a block that has no byte beyond ASCII.
+        for ch in BEYOND_ASCII {
+            for pad in 0..140 {
+                let x = "x".repeat(pad);
+                let doc = format!(
+                    r#"{{"p{x}":"{ch}","{ch}":"{x}{ch}{ch}","s":[{{"t":"{x}{ch}"}},"{ch}"],"l":"{long}","m":"{ch}{x}{y}","v":"{ch}"}}"#,
+                    long = format!("{x}{ch}").repeat(3),
+                    y = "y".repeat(70),
+                );
+                let value: serde_json::Value = serde_json::from_str(&doc).expect("valid JSON");
+                let named = format!("$['{ch}']");
+                for path in ["$.*", &named, "$.v", "$.s[1]", "$.s[0].t"] {
+                    // (`serde_json` keeps members sorted by name.)
+                    let expected = sorted_reference(&value, path);
+                    assert!(!expected.is_empty(), "{path}");
+                    let mut found = values(&doc, path).expect("valid JSON");
+                    found.sort();
+                    assert_eq!(found, expected, "{path} after {pad}: {doc}");
+                }
+            }
+        }
+    }
+
+    /// Byte sequences that are not UTF-8: a lone continuation byte, a
+    /// first byte without (all) its continuation bytes (before ASCII,
+    /// before another first byte), one continuation byte too many,
+    /// overlong forms, UTF-16 surrogates, code points past U+10FFFF, bytes
+    /// UTF-8 never has.
+    const NOT_UTF8: [&[u8]; 21] = [
+        b"\x80",
+        b"\xBF",
+        b"\xC3",
+        b"\xC3(",
+        b"\xC3\xC3\xA9",
+        b"\xE2\x82",
+        b"\xE2\x82(",
+        b"\xF0\x9F\x9A",
+        b"\xF0\x9F\x9A(",
+        b"\xC3\xA9\xA9",
+        b"\xC0\xAF",
+        b"\xC1\xBF",
+        b"\xE0\x80\xAF",
+        b"\xE0\x9F\xBF",
+        b"\xF0\x8F\xBF\xBF",
+        b"\xED\xA0\x80",
+        b"\xED\xBF\xBF",
+        b"\xF4\x90\x80\x80",
+        b"\xF5\x80\x80\x80",
+        b"\xFE",
+        b"\xFF",
+    ];
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_wherever_they_are() {
+        // Each sequence at every offset across two block boundaries: in a
+        // value at a path, in a member name, in a string of a container no
+        // path is alive in, in a long string, outside strings, after the
+        // document, at the very end of the text; whatever the paths.
+        let long = [b'y'; 150];
+        let places: [(&[u8], &[u8], &[u8]); 8] = [
+            (br#"{"v":""#, br#"","w":1}"#, b""),
+            (br#"{""#, br#"":1,"v":"x"}"#, b""),
+            (br#"{"s":[{"t":""#, br#""}],"v":"x"}"#, b""),
+            (br#"{"v":"x","l":""#, &long, br#""}"#),
+            (br#"{"v":-1"#, br#","w":2}"#, b""),
+            (br#"{"v":"x"} "#, b"  ", b""),
+            (br#"{"v":"x"} "#, b"", b""),
+            (br#"{"v":""#, br#"""#, b""),
+        ];
+        for bad in NOT_UTF8 {
+            for (before, after, end) in places {
+                for pad in 0..140 {
+                    let mut doc = before.to_vec();
+                    doc.extend(std::iter::repeat_n(b' ', pad));
+                    doc.extend_from_slice(bad);
+                    doc.extend_from_slice(after);
+                    doc.extend_from_slice(end);
+                    assert!(std::str::from_utf8(&doc).is_err());
+                    refused_as_not_utf8(&doc, &[&["$.v"], &["$.*", "$.s[*].t"], &["$.none"]]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_outrank_every_other_fault() {
+        // As when the text was decoded before the scan: a fault of the
+        // grammar, of string content, of balance or of depth that comes
+        // first does not hide bytes that are not UTF-8 further on.
+        let deep = "[".repeat(MAX_DEPTH + 1);
+        let faults = [
+            r#"{"v":tru,"#,
+            r#"{"v":"\x","#,
+            r#"{"v":"\ud800","#,
+            r#"{"v":1}},"#,
+            "{\"v\":\"a\u{1}b\",",
+            deep.as_str(),
+        ];
+        for fault in faults {
+            for pad in [0, 60, 200] {
+                let mut doc = fault.as_bytes().to_vec();
+                doc.extend(std::iter::repeat_n(b' ', pad));
+                doc.extend_from_slice(b"\"w\":\"\xC3(\"}");
+                refused_as_not_utf8(&doc, &[&["$.v"], &["$.none"]]);
+            }
+        }
+    }
+
+    /// Checks that `doc` is refused as not UTF-8 by a scan for each set of
+    /// paths.
+    fn refused_as_not_utf8(doc: &[u8], path_sets: &[&[&str]]) {
+        for paths in path_sets {
+            assert_eq!(
+                scan_bytes(doc, paths),
+                Err(Problem::InvalidUtf8),
+                "{paths:?}: {}",
+                doc.escape_ascii()
+            );
+        }
+    }
+
+    #[test]
+    fn a_scan_refuses_exactly_the_texts_that_are_not_utf8_among_random_mutations() {
+        // Valid documents rich in characters beyond ASCII, with bytes
+        // removed, replaced or inserted (high bytes mostly): whenever the
+        // result is not UTF-8 the scan says so, and when it is, the answer
+        // is never `InvalidUtf8` (no `\u` escape names a lone surrogate).
+        let edits = b"\x80\xBF\xC3\xA9\xE2\x82\xAC\xF0\x9F\x9A\xED\xA0\xF4\x90\xFF\"{}[],: a";
+        on_mutated_documents(&UNICODE, 0x0757_f008, edits, 2, |round, bytes| {
+            let utf8 = std::str::from_utf8(&bytes).is_ok();
+            for paths in [&["$.*"][..], &["$.none"], &["$[*][*][*][*][*][*]"]] {
+                let scanned = scan_bytes(&bytes, paths);
+                assert_eq!(
+                    scanned == Err(Problem::InvalidUtf8),
+                    !utf8,
+                    "round {round} {paths:?}: {}",
+                    bytes.escape_ascii()
+                );
+            }
+        });
     }
 
     /// The documents the benchmarks read, with the paths their routes use.
@@ -1370,13 +1555,21 @@ mod tests {
         ],
     };
 
-    /// A random document of bounded depth, with integers only (their text
-    /// round-trips through serde_json) and distinct member names.
-    fn document(rng: &mut Rng, depth: u32, out: &mut String) {
-        document_of(&ESCAPED, rng, depth, out);
-    }
+    /// Characters beyond ASCII of every width, in names and strings.
+    const UNICODE: Alphabet = Alphabet {
+        names: ["a", "é", "€uro", "🚚", "kündenr_long"],
+        strings: [
+            "\"ü\"",
+            "\"Müller-✓ 🚚 a longer value\"",
+            "\"\"",
+            "\"€\\u00e9\"",
+            "\"a value of some length, ascii only\"",
+        ],
+    };
 
-    /// A random document made of `alphabet`.
+    /// A random document made of `alphabet`, of bounded depth, with
+    /// integers only (their text round-trips through serde_json) and
+    /// distinct member names.
     fn document_of(alphabet: &Alphabet, rng: &mut Rng, depth: u32, out: &mut String) {
         let pick = if depth == 0 {
             rng.below(4)
@@ -1560,24 +1753,8 @@ mod tests {
 
     #[test]
     fn validity_agrees_with_serde_json_on_mutated_documents() {
-        let mut rng = Rng(0xdec0_de01);
-        let alphabet = b"{}[],:\"\\ 0-1.eEtrufalsn\x01u";
-        for round in 0..5000 {
-            let mut doc = String::new();
-            document(&mut rng, 3, &mut doc);
-            let mut bytes = doc.into_bytes();
-            for _ in 0..=rng.below(3) {
-                let at = rng.below(bytes.len() as u64 + 1) as usize;
-                match rng.below(3) {
-                    0 if at < bytes.len() => {
-                        bytes.remove(at);
-                    }
-                    1 if at < bytes.len() => {
-                        bytes[at] = alphabet[rng.below(alphabet.len() as u64) as usize];
-                    }
-                    _ => bytes.insert(at, alphabet[rng.below(alphabet.len() as u64) as usize]),
-                }
-            }
+        let edits = b"{}[],:\"\\ 0-1.eEtrufalsn\x01u";
+        on_mutated_documents(&ESCAPED, 0xdec0_de01, edits, 3, |round, bytes| {
             let text = String::from_utf8(bytes).expect("ASCII mutations keep UTF-8");
             // A `Value` also refuses numbers beyond f64 (`8e581`), which
             // are JSON text all the same.
@@ -1599,7 +1776,44 @@ mod tests {
                 ours <= lexically_sound(text.as_bytes()),
                 "round {round}: {text:?}"
             );
+        });
+    }
+
+    /// Calls `check` with 5000 random documents made of `alphabet` (and
+    /// the round), each with 1 to `most + 1` bytes removed, replaced or
+    /// inserted (taken from `edits`) at random places.
+    fn on_mutated_documents(
+        alphabet: &Alphabet,
+        seed: u64,
+        edits: &[u8],
+        most: u64,
+        mut check: impl FnMut(usize, Vec<u8>),
+    ) {
+        let mut rng = Rng(seed);
+        for round in 0..5000 {
+            let mut doc = String::new();
+            document_of(alphabet, &mut rng, 3, &mut doc);
+            check(round, mutated(&mut rng, doc, edits, most));
         }
+    }
+
+    /// `doc` with 1 to `most + 1` bytes removed, replaced or inserted
+    /// (taken from `alphabet`) at random places.
+    fn mutated(rng: &mut Rng, doc: String, alphabet: &[u8], most: u64) -> Vec<u8> {
+        let mut bytes = doc.into_bytes();
+        for _ in 0..=rng.below(most) {
+            let at = rng.below(bytes.len() as u64 + 1) as usize;
+            match rng.below(3) {
+                0 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                1 if at < bytes.len() => {
+                    bytes[at] = alphabet[rng.below(alphabet.len() as u64) as usize];
+                }
+                _ => bytes.insert(at, alphabet[rng.below(alphabet.len() as u64) as usize]),
+            }
+        }
+        bytes
     }
 
     /// Byte at a time: every string closed, with valid escapes and no

@@ -256,7 +256,7 @@ impl<'e> Reading<'e> {
             return false;
         }
         let mut equal = false;
-        let problem = match body.text(false) {
+        let problem = match body.utf8() {
             Ok(text) => path.scan(&text, |_, found| equal |= found == value).err(),
             Err(problem) => Some(problem),
         };
@@ -318,7 +318,8 @@ fn json_values(body: &Body<'_>, rules: &JsonRules, problems: &mut Vec<Problem>) 
         // abort is already reported.
         return None;
     }
-    let text = match body.text(false) {
+    // UTF-8 is validated by the scan, as it reads.
+    let text = match body.utf8() {
         Ok(text) => text,
         Err(problem) => {
             problems.push(problem);

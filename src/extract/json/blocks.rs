@@ -22,6 +22,14 @@
 //! skip ends in it. The block the skip starts in has its brackets asked
 //! then.
 //!
+//! UTF-8 is validated here, all of it: the compare that finds control
+//! bytes finds the bytes of characters beyond ASCII too (both are below a
+//! space as signed bytes), so a block of ASCII costs nothing more; a block
+//! with such bytes is checked once, from the first character that starts
+//! in it to the end of the last one (which may end in the next block: the
+//! next block's check starts after it). A byte that is not UTF-8 is
+//! [`Problem::InvalidUtf8`], a fault like those below.
+//!
 //! String content is validated here, all of it, whether a path looks at it
 //! or not: a control byte inside a string, an unknown escape, a `\u` without
 //! four hex digits (malformed) or naming a lone surrogate (not Unicode), an
@@ -31,7 +39,7 @@
 //! counting brackets ([`Tokens::skip_container`]), where nothing but this
 //! stage's checks and the balance of the brackets is looked at.
 
-use wide::u8x16;
+use wide::{i8x16, u8x16, CmpLt};
 
 use super::super::Problem;
 
@@ -78,6 +86,9 @@ pub(super) struct Tokens<'t> {
     paired_low: usize,
     /// A backslash was seen in the text classified so far.
     escapes_seen: bool,
+    /// The text before this position is checked UTF-8 (the end of the
+    /// last character checked: it can be past the block last classified).
+    utf8_checked: usize,
     /// The fault that stopped the classification: no token is handed out
     /// past the block that has it.
     fault: Option<Problem>,
@@ -112,6 +123,7 @@ impl<'t> Tokens<'t> {
             in_scalar: 0,
             paired_low: usize::MAX,
             escapes_seen: false,
+            utf8_checked: 0,
             fault: None,
         }
     }
@@ -342,7 +354,7 @@ impl<'t> Tokens<'t> {
     #[inline(always)]
     fn strings(&mut self, block: &[u8; BLOCK], quote: u64, rare: u64) -> Result<Strings, Problem> {
         let (backslash, control) = if rare != 0 {
-            split_rare(block, rare)?
+            self.split_rare(block, rare)?
         } else {
             (0, 0)
         };
@@ -396,6 +408,63 @@ impl<'t> Tokens<'t> {
         Ok(escaped)
     }
 
+    /// The backslashes and the control bytes among the `rare` bytes of
+    /// `block` (at `next_block`), looked at one by one. A control byte
+    /// that is not a tab, line feed or carriage return is refused wherever
+    /// it is (inside a string or outside), so it ends the block here. At
+    /// the first byte beyond ASCII, the block's UTF-8 is checked, and its
+    /// bytes beyond ASCII are no longer looked at.
+    #[inline(always)]
+    fn split_rare(&mut self, block: &[u8; BLOCK], mut rare: u64) -> Result<(u64, u64), Problem> {
+        let (mut backslash, mut control) = (0, 0);
+        while rare != 0 {
+            let at = rare.trailing_zeros() as usize;
+            match block.get(at) {
+                Some(b'\\') => backslash |= 1 << at,
+                Some(b'\t' | b'\n' | b'\r') => control |= 1 << at,
+                Some(0x80..) => {
+                    rare &= !self.beyond_ascii(block)?;
+                    continue;
+                }
+                _ => return Err(Problem::MalformedJson),
+            }
+            rare &= rare - 1;
+        }
+        Ok((backslash, control))
+    }
+
+    /// Checks the UTF-8 of the block at `next_block` (`block`, which has
+    /// bytes beyond ASCII): from where the text is not checked yet (the
+    /// block's start, or past a character that began in the block before)
+    /// to the end of the last character that begins in it. Returns the
+    /// block's bytes beyond ASCII.
+    #[cold]
+    fn beyond_ascii(&mut self, block: &[u8; BLOCK]) -> Result<u64, Problem> {
+        let start = self.next_block;
+        let end = self.bytes.len().min(start + BLOCK);
+        let from = self.utf8_checked.max(start);
+        let Some(unchecked) = self.bytes.get(from..end) else {
+            // All checked with a character of the block before.
+            return Ok(masks(block, |v| [v])[0]);
+        };
+        self.utf8_checked = match std::str::from_utf8(unchecked) {
+            Ok(_) => end,
+            // A character that the block's end cuts: checked whole, from
+            // the bytes after the block (up to 3).
+            Err(cut) if cut.error_len().is_none() => {
+                let at = from + cut.valid_up_to();
+                let character = self.bytes.get(at..self.bytes.len().min(at + 4));
+                match character.map(std::str::from_utf8) {
+                    Some(Ok(whole)) => at + whole.len(),
+                    Some(Err(next)) if next.valid_up_to() > 0 => at + next.valid_up_to(),
+                    _ => return Err(Problem::InvalidUtf8),
+                }
+            }
+            Err(_) => return Err(Problem::InvalidUtf8),
+        };
+        Ok(masks(block, |v| [v])[0])
+    }
+
     /// Checks the escaped byte at `at` (a position in the whole text).
     fn escape_at(&mut self, at: usize) -> Result<(), Problem> {
         match self.bytes.get(at) {
@@ -430,24 +499,6 @@ pub(super) fn hex4(bytes: &[u8], at: usize) -> Result<u32, Problem> {
     })
 }
 
-/// The backslashes and the control bytes among the `rare` bytes of
-/// `block`, looked at one by one. A control byte that is not a tab, line
-/// feed or carriage return is refused wherever it is (inside a string or
-/// outside), so it ends the block here.
-fn split_rare(block: &[u8; BLOCK], mut rare: u64) -> Result<(u64, u64), Problem> {
-    let (mut backslash, mut control) = (0, 0);
-    while rare != 0 {
-        let at = rare.trailing_zeros() as usize;
-        match block.get(at) {
-            Some(b'\\') => backslash |= 1 << at,
-            Some(b'\t' | b'\n' | b'\r') => control |= 1 << at,
-            _ => return Err(Problem::MalformedJson),
-        }
-        rare &= rare - 1;
-    }
-    Ok((backslash, control))
-}
-
 /// The last, partial block of a text, padded with spaces.
 fn padded(rest: &[u8]) -> [u8; BLOCK] {
     let mut block = [b' '; BLOCK];
@@ -469,20 +520,20 @@ fn prefix_xor(mut bits: u64) -> u64 {
     bits
 }
 
-/// Whether `block` has no quote, no backslash and no control byte. The
-/// first 16 bytes are asked alone first: a block that starts inside a
-/// short string (most keys and values) has its closing quote there, and
-/// is told apart without comparing the rest.
-#[inline]
+/// Whether `block` has no quote, no backslash, no control byte and no
+/// byte beyond ASCII (whose UTF-8 must be checked). The first 16 bytes
+/// are asked alone first: a block that starts inside a short string (most
+/// keys and values) has its closing quote there, and is told apart without
+/// comparing the rest. Inlined into the block's classification (out of
+/// line, its call cost ~10 % of it).
+#[inline(always)]
 fn plain(block: &[u8; BLOCK]) -> bool {
     let special = |bytes: &[u8]| {
         let Some(bytes) = bytes.first_chunk::<16>() else {
             return u8x16::splat(0);
         };
         let v = u8x16::new(*bytes);
-        v.cmp_eq(u8x16::splat(b'"'))
-            | v.cmp_eq(u8x16::splat(b'\\'))
-            | v.min(u8x16::splat(0x1f)).cmp_eq(v)
+        v.cmp_eq(u8x16::splat(b'"')) | rare(v)
     };
     let (first, rest) = block.split_at(16);
     if special(first).move_mask() != 0 {
@@ -537,10 +588,14 @@ fn quote(v: u8x16) -> u8x16 {
     v.cmp_eq(u8x16::splat(b'"'))
 }
 
-/// Backslashes and control bytes (below 0x20): looked at one by one.
+/// Backslashes, control bytes (below 0x20) and bytes beyond ASCII (0x80
+/// and up): looked at one by one (see [`Tokens::split_rare`]). The last
+/// two are the bytes below a space read as signed: one compare.
 #[inline(always)]
 fn rare(v: u8x16) -> u8x16 {
-    v.cmp_eq(u8x16::splat(b'\\')) | up_to(v, 0x1f)
+    let signed = i8x16::new(v.to_array().map(|byte| byte as i8));
+    let below_space = signed.cmp_lt(i8x16::splat(0x20));
+    v.cmp_eq(u8x16::splat(b'\\')) | u8x16::new(below_space.to_array().map(|lane| lane as u8))
 }
 
 /// The bytes of `v` that are at most `limit`: the minimum with `limit` is
@@ -576,6 +631,9 @@ mod tests {
 
     /// Tokens and the outcome, byte at a time: the obvious way.
     fn reference(bytes: &[u8]) -> Read {
+        if std::str::from_utf8(bytes).is_err() {
+            return Read::Refused;
+        }
         let mut tokens = Vec::new();
         let mut at = 0;
         let mut in_scalar = false;
@@ -654,8 +712,9 @@ mod tests {
     fn tokens_agree_with_a_byte_at_a_time_reference_on_random_text() {
         // Strings of escapes, backslash runs and plain text, long and short,
         // between structural bytes, whitespace and scalars: strings, escapes
-        // and scalars straddle block boundaries at every offset. Rarely a
-        // control byte, a bad escape, a stray backslash or quote.
+        // and scalars straddle block boundaries at every offset, and so do
+        // characters beyond ASCII. Rarely a control byte, a bad escape, a
+        // stray backslash or quote, bytes that are not UTF-8.
         let inside: [&[u8]; 9] = [
             b"\\\\\\\\\\\\",
             b"\\\\",
@@ -667,9 +726,30 @@ mod tests {
             b"x",
             "ü ✓ 🚚".as_bytes(),
         ];
-        let rare: [&[u8]; 6] = [b"\x01", b"\n", b"\\x", b"\\udc00", b"\\ud83dx", b"\\u12"];
-        let outside: [&[u8]; 9] = [
-            b"{", b"}", b"[", b"]", b":", b",", b" ", b"\n    ", b"-12.5e3",
+        let rare: [&[u8]; 11] = [
+            b"\x01",
+            b"\n",
+            b"\\x",
+            b"\\udc00",
+            b"\\ud83dx",
+            b"\\u12",
+            b"\x80",
+            b"\xC3",
+            b"\xE2\x82",
+            b"\xED\xA0\x80",
+            b"\xF0\x9F\x9A",
+        ];
+        let outside: [&[u8]; 10] = [
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b":",
+            b",",
+            b" ",
+            b"\n    ",
+            b"-12.5e3",
+            "é🚚".as_bytes(),
         ];
         let mut rng = Rng(0x0b10_c4ed);
         for round in 0..20_000 {
@@ -687,7 +767,8 @@ mod tests {
                         text.push(b'"');
                     }
                 } else if rng.below(200) == 0 {
-                    text.extend_from_slice([&b"\\"[..], b"\"", b"\x02", b"\\\""][rng.below(4)]);
+                    let stray: [&[u8]; 6] = [b"\\", b"\"", b"\x02", b"\\\"", b"\xA9", b"\xF4\x90"];
+                    text.extend_from_slice(stray[rng.below(stray.len())]);
                 } else {
                     text.extend_from_slice(outside[rng.below(outside.len())]);
                 }
@@ -715,7 +796,7 @@ mod tests {
                 let bit = |yes: bool| u64::from(yes) << at;
                 let expected = [
                     bit(byte == b'"'),
-                    bit(byte == b'\\' || byte < 0x20),
+                    bit(byte == b'\\' || !(0x20..0x80).contains(&byte)),
                     bit(b"{[".contains(&byte)),
                     bit(b"}]".contains(&byte)),
                     bit(b"{}[]:,".contains(&byte)),
@@ -726,7 +807,7 @@ mod tests {
                     expected,
                     "{byte:#x} at {at}"
                 );
-                let special = byte == b'"' || byte == b'\\' || byte < 0x20;
+                let special = byte == b'"' || byte == b'\\' || !(0x20..0x80).contains(&byte);
                 assert_eq!(plain(&block), !special, "{byte:#x} at {at}");
             }
         }
