@@ -8,7 +8,7 @@ use bytes::Bytes;
 use prometheus_client::registry::Registry;
 
 use waybill::config::{Config, ListenerId};
-use waybill::extract::Extractor;
+use waybill::extract::{Extractor, Observation};
 use waybill::proxy::{Exchange, Outcome, Tapped};
 
 const ROUTES: &str = r#"
@@ -97,7 +97,13 @@ fn extractor() -> &'static (Config, Extractor) {
 
 /// Observes a `POST path` whose request and response bodies are `body`,
 /// both described by `headers`; `truncated` marks the tap as a prefix.
-pub fn observe(path: &'static str, headers: &[(&'static str, &str)], body: &[u8], truncated: bool) {
+/// `None` only if the routes file lost its system.
+pub fn observe(
+    path: &'static str,
+    headers: &[(&'static str, &str)],
+    body: &[u8],
+    truncated: bool,
+) -> Option<Observation> {
     let (config, extractor) = extractor();
     let mut request_headers = http::HeaderMap::new();
     for (name, value) in headers {
@@ -105,9 +111,7 @@ pub fn observe(path: &'static str, headers: &[(&'static str, &str)], body: &[u8]
             request_headers.append(*name, value);
         }
     }
-    let Some(system) = config.systems.get("wms") else {
-        return;
-    };
+    let system = config.systems.get("wms")?;
     let tapped = Tapped {
         bytes: Bytes::copy_from_slice(body),
         total_len: body.len() as u64,
@@ -134,7 +138,7 @@ pub fn observe(path: &'static str, headers: &[(&'static str, &str)], body: &[u8]
         trace_context: None,
         request_body: tapped,
     };
-    let _ = extractor.observe(exchange);
+    Some(extractor.observe(exchange))
 }
 
 /// Splits off the first byte as a selector.
@@ -145,11 +149,24 @@ pub fn split(data: &[u8]) -> (u8, &[u8]) {
     }
 }
 
+/// What [`observe_text`] sent.
+#[allow(dead_code)]
+pub struct Sent<'a> {
+    /// The charset parameter of the content type, `""` for none.
+    pub charset: &'static str,
+    pub truncated: bool,
+    pub body: &'a [u8],
+}
+
 /// A text format's target: the first byte picks the charset added to
 /// `media_type` and whether the tap is truncated; the rest is the body.
 /// (Every target compiles this module; the binary ones do not call it.)
 #[allow(dead_code)]
-pub fn observe_text(path: &'static str, media_type: &str, data: &[u8]) {
+pub fn observe_text<'a>(
+    path: &'static str,
+    media_type: &str,
+    data: &'a [u8],
+) -> (Sent<'a>, Option<Observation>) {
     const CHARSETS: [&str; 4] = [
         "",
         "; charset=utf-8",
@@ -159,10 +176,17 @@ pub fn observe_text(path: &'static str, media_type: &str, data: &[u8]) {
     let (selector, body) = split(data);
     let charset = CHARSETS[usize::from(selector) % CHARSETS.len()];
     let content_type = format!("{media_type}{charset}");
-    observe(
+    let truncated = selector & 0x80 != 0;
+    let observation = observe(
         path,
         &[("content-type", content_type.as_str())],
         body,
-        selector & 0x80 != 0,
+        truncated,
     );
+    let sent = Sent {
+        charset,
+        truncated,
+        body,
+    };
+    (sent, observation)
 }
