@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use http::header::HOST;
 use http::HeaderName;
+use smallvec::SmallVec;
 
 use crate::config::{Config, Direction, ListenerId, System};
 use crate::proxy::{Exchange, Headers, Outcome, TraceContext, UpstreamError};
@@ -65,14 +66,14 @@ impl ExchangeSummary {
         let (host, traceparent) = (HOST, TRACEPARENT);
         let headers = &exchange.request_headers;
         let reads_host = !is_outbound(config, exchange.listener);
-        let request_headers = match (reads_host, idempotency_header) {
-            (true, Some(name)) => headers.copy_named(&[&host, &traceparent, name]),
-            (true, None) => headers.copy_named(&[&host, &traceparent]),
-            (false, Some(name)) => headers.copy_named(&[&traceparent, name]),
-            // Mostly absent: then nothing to copy.
-            (false, None) if headers.get(&traceparent).is_none() => Headers::default(),
-            (false, None) => headers.copy_named(&[&traceparent]),
-        };
+        // In this order; none of them present copies (and allocates) nothing.
+        let named = [
+            reads_host.then_some(&host),
+            Some(&traceparent),
+            idempotency_header,
+        ];
+        let named: SmallVec<[&HeaderName; 3]> = named.into_iter().flatten().collect();
+        let request_headers = headers.copy_named(&named);
         Self::with_headers(exchange, request_headers)
     }
 
