@@ -30,6 +30,10 @@
 //! them, which valgrind does not emulate (under callgrind it runs its AVX
 //! code instead, so callgrind's count is not what runs natively).
 //!
+//! The bench runs on the binary's allocator (`src/global_alloc.rs`,
+//! jemalloc by default), as the proxy does; until session 13 it ran on the
+//! system's malloc.
+//!
 //! `cargo bench --bench business`; CI only builds it (`--no-run`).
 
 use std::hint::black_box;
@@ -47,6 +51,8 @@ use waybill::telemetry::span_buffers::SpanBuffers;
 use waybill::telemetry::spans::SpanObserver;
 use waybill::telemetry::trace_id;
 
+#[path = "../src/global_alloc.rs"]
+mod global_alloc;
 mod traffic;
 
 use traffic::exchange;
@@ -81,6 +87,7 @@ impl Observer for BuildSpans {
 }
 
 fn business(c: &mut Criterion) {
+    eprintln!("allocator: {}", global_alloc::NAME);
     let config = Arc::new(traffic::config());
     let mut registry = Registry::default();
     let extractor = Extractor::new(Arc::clone(&config), &mut registry);

@@ -42,6 +42,8 @@ use waybill::telemetry::otlp_trace::EncodedSpan;
 use waybill::telemetry::settings::{self, TraceSettings};
 use waybill::telemetry::spans::SpanObserver;
 
+#[path = "../src/global_alloc.rs"]
+mod global_alloc;
 #[path = "../tests/support/otlp_receiver.rs"]
 #[allow(dead_code)]
 mod otlp_receiver;

@@ -19,6 +19,9 @@
 //!
 //! `cargo bench --bench extract`; CI only builds it (`--no-run`).
 
+#[path = "../src/global_alloc.rs"]
+mod global_alloc;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

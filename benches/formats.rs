@@ -7,6 +7,9 @@
 //!
 //! `cargo bench --bench formats`; CI only builds it (`--no-run`).
 
+#[path = "../src/global_alloc.rs"]
+mod global_alloc;
+
 use std::hint::black_box;
 use std::io::Write;
 use std::sync::Arc;

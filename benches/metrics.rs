@@ -33,6 +33,9 @@
 //!
 //! `cargo bench --bench metrics`; CI only builds it (`--no-run`).
 
+#[path = "../src/global_alloc.rs"]
+mod global_alloc;
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::sync::Arc;

@@ -6,6 +6,9 @@
 //!
 //! `cargo bench --bench reconcile`; CI only builds it (`--no-run`).
 
+#[path = "../src/global_alloc.rs"]
+mod global_alloc;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -16,6 +16,9 @@
 //! (default: the system temp dir, often tmpfs; point it at a real disk
 //! for fsync costs that mean something).
 
+#[path = "../src/global_alloc.rs"]
+mod global_alloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
