@@ -62,19 +62,8 @@ use traffic::exchange;
 /// Transactions in the store before the timed part, by default.
 const PREFILL: usize = 100_000;
 
-/// Live transactions before the timed part: `WAYBILL_BENCH_LIVE`, else
-/// [`PREFILL`]. The store's `max_transactions` is set to twice as many, as
-/// `bench/waybill-bench.yaml` has it for the default (200 000): the store
-/// fills during the measurement, then evicts its oldest transaction for
-/// each new one. A small store (`WAYBILL_BENCH_LIVE=1000`) stays in the
-/// cache and shows what the large one spends on cache misses.
-fn live() -> usize {
-    std::env::var("WAYBILL_BENCH_LIVE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(PREFILL)
-}
+#[path = "support/live.rs"]
+mod live;
 
 /// Exchanges built per timed batch: few enough that their bodies and
 /// headers are still in the cache when they are observed, as a proxy's
@@ -112,7 +101,13 @@ impl Observer for BuildSpans {
 
 fn business(c: &mut Criterion) {
     eprintln!("allocator: {}", global_alloc::NAME);
-    let live = live();
+    // Live transactions before the timed part: `WAYBILL_BENCH_LIVE`, else
+    // PREFILL. The store holds at most twice as many, as
+    // `bench/waybill-bench.yaml` has it for the default (200 000): it fills
+    // during the measurement, then evicts its oldest transaction for each
+    // new one. A small store (`WAYBILL_BENCH_LIVE=1000`) stays in the cache
+    // and shows what the large one spends on cache misses.
+    let live = live::live(PREFILL);
     let mut config = traffic::config();
     config.state.max_transactions = 2 * live;
     eprintln!("live transactions before the timed part: {live}");

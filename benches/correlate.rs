@@ -41,14 +41,8 @@ mod global_alloc;
 /// Live transactions by default: the issue's million.
 const LIVE: usize = 1_000_000;
 
-/// How many transactions to fill: `WAYBILL_BENCH_LIVE`, else [`LIVE`].
-fn live() -> usize {
-    std::env::var("WAYBILL_BENCH_LIVE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(LIVE)
-}
+#[path = "support/live.rs"]
+mod live;
 
 const CONFIG: &str = r#"
 systems: [erp, wms, carrier]
@@ -170,7 +164,7 @@ fn store(c: &mut Criterion) {
         Correlator::new(Arc::clone(&config), Clock::system(), 1, &mut registry);
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
 
-    let live = live();
+    let live = live::live(LIVE);
     let before = rss();
     let filling = Instant::now();
     for n in 0..live {
