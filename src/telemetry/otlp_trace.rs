@@ -9,8 +9,9 @@
 //!   piece by piece).
 //! - [`TraceEncoder`] wraps a batch of encoded spans into one
 //!   `ExportTraceServiceRequest` (the body of an OTLP/HTTP protobuf export
-//!   and the message of an OTLP/gRPC one) in a buffer it reuses: every
-//!   length is known, so the spans are only copied in after their tags.
+//!   and the message of an OTLP/gRPC one) in a buffer of its exact size,
+//!   sent as it is: every length is known, so the spans are only copied in
+//!   after their tags, once.
 //!
 //! The request has one `ResourceSpans` (the resource, encoded once at
 //! start) and one `ScopeSpans` (waybill's instrumentation scope, also
@@ -639,14 +640,14 @@ fn array_string(buf: &mut Vec<u8>, value: &(impl Text + ?Sized)) {
     value.put(buf);
 }
 
-/// Wraps batches of encoded spans into export requests, in a buffer it
-/// keeps between batches.
+/// Wraps batches of encoded spans into export requests, each in a buffer
+/// of its exact size: the request's body as it is sent (a `Bytes` of it
+/// takes the memory over without copying it again).
 pub struct TraceEncoder {
     /// The `Resource` message (without its tag), encoded once.
     resource: Vec<u8>,
     /// The `InstrumentationScope` message (without its tag), encoded once.
     scope: Vec<u8>,
-    buf: Vec<u8>,
 }
 
 impl TraceEncoder {
@@ -671,13 +672,13 @@ impl TraceEncoder {
         TraceEncoder {
             resource,
             scope: scope_message,
-            buf: Vec::with_capacity(64 * 1024),
         }
     }
 
-    /// The `ExportTraceServiceRequest` carrying `spans`; valid until the
-    /// next call.
-    pub fn encode(&mut self, spans: &[EncodedSpan]) -> &[u8] {
+    /// The `ExportTraceServiceRequest` carrying `spans`, in a `Vec` whose
+    /// capacity is its length (every length is known before the first
+    /// byte is written).
+    pub fn encode(&self, spans: &[EncodedSpan]) -> Vec<u8> {
         let scope_spans = len_field_size(self.scope.len())
             + spans
                 .iter()
@@ -689,22 +690,22 @@ impl TraceEncoder {
             } else {
                 len_field_size(scope_spans)
             };
-        let buf = &mut self.buf;
-        buf.clear();
-        buf.reserve(len_field_size(resource_spans));
+        let size = len_field_size(resource_spans);
+        let mut buf = Vec::with_capacity(size);
         // ExportTraceServiceRequest.resource_spans = 1
-        len_prefix(buf, 1, resource_spans);
+        len_prefix(&mut buf, 1, resource_spans);
         // ResourceSpans.resource = 1
-        bytes_always(buf, 1, &self.resource);
+        bytes_always(&mut buf, 1, &self.resource);
         if !spans.is_empty() {
             // ResourceSpans.scope_spans = 2: scope = 1, spans = 2
-            len_prefix(buf, 2, scope_spans);
-            bytes_always(buf, 1, &self.scope);
+            len_prefix(&mut buf, 2, scope_spans);
+            bytes_always(&mut buf, 1, &self.scope);
             for span in spans {
-                bytes_always(buf, 2, &span.0);
+                bytes_always(&mut buf, 2, &span.0);
             }
         }
-        &self.buf
+        debug_assert_eq!(buf.len(), size);
+        buf
     }
 }
 

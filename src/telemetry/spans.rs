@@ -1,7 +1,7 @@
 //! The span observer: runs on the correlator's task after each applied
 //! exchange and encodes its spans straight into OTLP protobuf bytes
 //! ([`SpanWriter`]: no intermediate span values, no string per attribute),
-//! then hands them to the export queue with `try_send`; it never waits.
+//! then hands them to the export queue ([`SpanQueue::push`]); it never waits.
 //!
 //! What it builds, per [`Correlated`] event:
 //!

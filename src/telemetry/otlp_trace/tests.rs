@@ -234,21 +234,27 @@ fn encoder() -> TraceEncoder {
 fn the_written_spans_decode_to_what_the_sdk_exporter_sends() {
     let spans = spans();
     let encoded: Vec<EncodedSpan> = spans.iter().map(written).collect();
-    let mut encoder = encoder();
-    let decoded = ExportTraceServiceRequest::decode(encoder.encode(&encoded)).expect("decodes");
+    let encoder = encoder();
+    let decoded =
+        ExportTraceServiceRequest::decode(encoder.encode(&encoded).as_slice()).expect("decodes");
     assert_eq!(decoded, official(spans));
 }
 
 #[test]
-fn the_buffer_is_reused_and_each_request_stands_alone() {
+fn each_request_stands_alone_in_a_buffer_of_its_exact_size() {
     let spans = spans();
     let encoded: Vec<EncodedSpan> = spans.iter().map(written).collect();
-    let mut encoder = encoder();
-    let all = encoder.encode(&encoded).to_vec();
-    let one = ExportTraceServiceRequest::decode(encoder.encode(&encoded[2..3])).expect("decodes");
+    let encoder = encoder();
+    let all = encoder.encode(&encoded);
+    let one = encoder.encode(&encoded[2..3]);
+    let empty = encoder.encode(&[]);
+    for request in [&all, &one, &empty] {
+        assert_eq!(request.len(), request.capacity());
+    }
+    assert!(all.len() > one.len());
+    let one = ExportTraceServiceRequest::decode(one.as_slice()).expect("decodes");
     assert_eq!(one, official(spans[2..3].to_vec()));
-    assert!(all.len() > encoder.encode(&encoded[2..3]).len());
-    let empty = ExportTraceServiceRequest::decode(encoder.encode(&[])).expect("decodes");
+    let empty = ExportTraceServiceRequest::decode(empty.as_slice()).expect("decodes");
     assert_eq!(empty.resource_spans.len(), 1);
     assert!(empty.resource_spans[0].scope_spans.is_empty());
 }
@@ -282,8 +288,8 @@ fn messages_longer_than_one_length_byte_keep_their_length() {
             .links
             .push(Link::new(context(7, 8, true), big(), 0));
         let encoded: Vec<EncodedSpan> = spans.iter().map(written).collect();
-        let mut encoder = encoder();
-        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&encoded)).expect("decodes");
+        let decoded = ExportTraceServiceRequest::decode(encoder().encode(&encoded).as_slice())
+            .expect("decodes");
         assert_eq!(decoded, official(spans), "attributes of {len} bytes");
         let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
         let value = span.attributes[0]

@@ -18,7 +18,7 @@ use crate::correlate::{Marked, News};
 use crate::extract::Problem;
 use crate::proxy::{Exchange, Outcome, Tapped, UpstreamError};
 use crate::state::{MilestoneRecord, Transaction, TxId};
-use crate::telemetry::export::SpanQueue;
+use crate::telemetry::export::{QueueEnd, SpanQueue};
 use crate::telemetry::{anchor_span_id, trace_id};
 
 const CONFIG: &str = r#"
@@ -384,9 +384,9 @@ fn queued_observer(
     capacity: usize,
     sampler: Sampler,
     registry: &mut Registry,
-) -> (SpanObserver, tokio::sync::mpsc::Receiver<EncodedSpan>) {
+) -> (SpanObserver, QueueEnd) {
     let metrics = super::super::export::ExportMetrics::new(registry);
-    let (queue, rx, _queued) = SpanQueue::bounded(capacity, metrics);
+    let (queue, rx) = SpanQueue::bounded(capacity, metrics);
     let sink = SpanSink { queue, sampler };
     (
         SpanObserver::new(Arc::clone(config), Some(sink), registry),
@@ -415,12 +415,12 @@ fn unrouted(exchange: ExchangeSummary) -> Observation {
 fn a_full_span_queue_drops_and_counts_instead_of_waiting() {
     let config = config();
     let mut registry = Registry::default();
-    let (mut observer, mut rx) = queued_observer(&config, 2, Sampler::AlwaysOn, &mut registry);
+    let (mut observer, rx) = queued_observer(&config, 2, Sampler::AlwaysOn, &mut registry);
     for _ in 0..5 {
         observer.uncorrelated(&keyless());
     }
     let mut received = 0;
-    while rx.try_recv().is_ok() {
+    while rx.try_recv().is_some() {
         received += 1;
     }
     assert_eq!(received, 2);
@@ -435,16 +435,16 @@ fn a_full_span_queue_drops_and_counts_instead_of_waiting() {
 fn a_sampler_that_keeps_nothing_queues_nothing() {
     let config = config();
     let mut registry = Registry::default();
-    let (mut observer, mut rx) = queued_observer(&config, 8, Sampler::AlwaysOff, &mut registry);
+    let (mut observer, rx) = queued_observer(&config, 8, Sampler::AlwaysOff, &mut registry);
     observer.uncorrelated(&keyless());
-    assert!(rx.try_recv().is_err());
+    assert!(rx.try_recv().is_none());
 }
 
 #[test]
 fn an_exception_opened_by_a_deadline_is_a_span_in_the_transaction_trace() {
     let config = config();
     let mut registry = Registry::default();
-    let (mut observer, mut rx) = queued_observer(&config, 8, Sampler::AlwaysOn, &mut registry);
+    let (mut observer, rx) = queued_observer(&config, 8, Sampler::AlwaysOn, &mut registry);
     let order = key(&config, "order", "SO-1001");
     let transaction = Transaction::new(TxId(1), order.clone(), t0());
     let exception = crate::state::ExceptionRecord {
@@ -620,7 +620,7 @@ fn each_span_carries_its_own_routes_system_and_operation() {
 fn each_event_queues_its_own_spans_once() {
     let config = config();
     let mut registry = Registry::default();
-    let (mut observer, mut rx) = queued_observer(&config, 16, Sampler::AlwaysOn, &mut registry);
+    let (mut observer, rx) = queued_observer(&config, 16, Sampler::AlwaysOn, &mut registry);
     let shipment = key(&config, "shipment", "SH-1");
     let transaction = Transaction::new(TxId(1), shipment.clone(), t0());
     let observation = Observation {
@@ -652,7 +652,7 @@ fn each_event_queues_its_own_spans_once() {
         });
     }
     let mut names = Vec::new();
-    while let Ok(span) = rx.try_recv() {
+    while let Some(span) = rx.try_recv() {
         let span = decode(&span);
         assert_eq!(span.trace_id, transaction.trace_id().to_bytes());
         names.push(span.name);
