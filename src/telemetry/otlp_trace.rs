@@ -306,6 +306,38 @@ impl SpanWriter {
         });
     }
 
+    /// A span event at `at`: `head` (its name and first attributes,
+    /// encoded once), the string attribute `key` = `value`, then `tail`
+    /// (encoded once). Its length is known before it is written: no
+    /// length slot is reserved and moved, as [`SpanWriter::encoded_event`]
+    /// does.
+    pub fn encoded_event_string(
+        &mut self,
+        head: &EncodedEvent,
+        at: UnixNanos,
+        (key, value): (&str, &str),
+        tail: &EncodedAttributes,
+    ) {
+        debug_assert_eq!(tail.field, EVENT_ATTRIBUTES);
+        let time_size = if at.0 == 0 { 0 } else { 9 };
+        let kv_len = text_field_size(key) + len_field_size(len_field_size(value.len()));
+        let len = time_size + head.bytes.len() + len_field_size(kv_len) + tail.bytes.len();
+        let buf = &mut self.buf;
+        buf.reserve(len + 1 + LEN_SLOT);
+        // Span.events = 11
+        len_prefix(buf, 11, len);
+        let start = buf.len();
+        fixed64(buf, 1, at.0);
+        buf.extend_from_slice(&head.bytes);
+        Attributes {
+            buf,
+            field: EVENT_ATTRIBUTES,
+        }
+        .string(key, value);
+        buf.extend_from_slice(&tail.bytes);
+        debug_assert_eq!(buf.len() - start, len);
+    }
+
     /// A span link to `target` with the attributes `write` adds.
     pub fn link(&mut self, target: LinkTarget, write: impl FnOnce(&mut Attributes<'_>)) {
         // Span.links = 13: trace_id = 1, span_id = 2, attributes = 4, flags = 6
@@ -460,6 +492,22 @@ impl Attributes<'_> {
         }
     }
 
+    /// Where the next attribute starts: what is written after it can be
+    /// kept encoded ([`Attributes::keep_since`]).
+    pub fn mark(&self) -> AttributesMark {
+        AttributesMark(self.buf.len())
+    }
+
+    /// The attributes written since `mark`, kept in `into` (its memory
+    /// reused) to be copied into other messages' attributes of this kind
+    /// ([`Attributes::copy`]).
+    pub fn keep_since(&self, mark: AttributesMark, into: &mut EncodedAttributes) {
+        into.field = self.field;
+        into.bytes.clear();
+        into.bytes
+            .extend_from_slice(self.buf.get(mark.0..).unwrap_or_default());
+    }
+
     /// A span attribute encoded in another span, copied in.
     pub fn copy_written(&mut self, encoded: EncodedAttribute<'_>) {
         debug_assert_eq!(self.field, SPAN_ATTRIBUTES);
@@ -519,6 +567,10 @@ impl Attributes<'_> {
         debug_assert_eq!(self.buf.len() - before, any_len);
     }
 }
+
+/// Where an attribute starts in its message ([`Attributes::mark`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AttributesMark(usize);
 
 /// Attributes encoded once, to be copied into many spans (those whose
 /// keys and values are the same for every span of a listener or a

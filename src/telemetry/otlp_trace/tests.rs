@@ -17,7 +17,10 @@ use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_sc
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 
-use super::{Attributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter, TraceEncoder};
+use super::{
+    Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter,
+    TraceEncoder,
+};
 use crate::telemetry::resource;
 
 const SCOPE: &str = "waybill";
@@ -76,6 +79,25 @@ fn spans() -> Vec<SpanData> {
             0,
         ),
         Event::new("empty", start + Duration::from_millis(1), Vec::new(), 0),
+        // A milestone's shape: its head, the object's value, then a tail.
+        Event::new(
+            "shipment_booked",
+            start,
+            vec![
+                KeyValue::new("waybill.object.kind", "shipment"),
+                KeyValue::new("waybill.object.value", "SH-1"),
+                KeyValue::new("waybill.milestone.repeat", true),
+            ],
+            0,
+        ),
+        Event::new("cancelled", start, vec![KeyValue::new("reason", "x")], 0),
+        // At the epoch: the time is left out (proto3's default).
+        Event::new(
+            "at_epoch",
+            SystemTime::UNIX_EPOCH,
+            vec![KeyValue::new("waybill.object.value", "")],
+            0,
+        ),
     ];
     let mut links = SpanLinks::default();
     links.links = vec![
@@ -141,7 +163,29 @@ fn written(data: &SpanData) -> EncodedSpan {
     );
     write_attributes(&mut writer.attributes(), &data.attributes);
     for (j, event) in data.events.iter().enumerate() {
-        if j % 2 == 0 {
+        // At even places, a head, a string attribute and a tail, where the
+        // attributes have that shape (a string second, or first).
+        let attributes = &event.attributes;
+        let string_at = [1, 0].into_iter().find(|&at| {
+            matches!(
+                attributes.get(at).map(|kv| &kv.value),
+                Some(Value::String(_))
+            )
+        });
+        if let (0, Some(at)) = (j % 2, string_at) {
+            let head = EncodedEvent::new(&*event.name, |head| {
+                write_attributes(head, &attributes[..at]);
+            });
+            let tail = EncodedAttributes::event(|tail| {
+                write_attributes(tail, &attributes[at + 1..]);
+            });
+            let value = match &attributes[at].value {
+                Value::String(value) => value.as_str(),
+                _ => unreachable!("found as a string"),
+            };
+            let string = (attributes[at].key.as_str(), value);
+            writer.encoded_event_string(&head, event.timestamp.into(), string, &tail);
+        } else if j % 2 == 0 {
             // The name and the first attribute encoded beforehand.
             let (first, rest) = event.attributes.split_at(event.attributes.len().min(1));
             let head = EncodedEvent::new(&*event.name, |attributes| {

@@ -884,3 +884,78 @@ fn a_route_seen_with_many_statuses_and_kinds_keeps_each_spans_own() {
         }
     }
 }
+
+/// The URL attributes of a route's exchanges, on either listener, with
+/// the same target and `Host` twice in a row (copied from the first),
+/// another target, query or `Host` (written again), an absolute-form
+/// target and a route that matched none: each span's are those a new
+/// observer writes for its exchange alone.
+#[test]
+fn a_route_s_url_attributes_are_copied_only_for_the_same_listener_target_and_host() {
+    let config = config();
+    let observer = observer(&config);
+    let route = &config.routes[0];
+    let url = |span: &Span| {
+        let names = [
+            "url.full",
+            "url.scheme",
+            "server.address",
+            "server.port",
+            "url.path",
+            "url.query",
+        ];
+        names.map(|name| attribute(span, name).cloned())
+    };
+    let cases = [
+        (0, "/shipments/SH-1/ship", "wms.local:8080"),
+        (0, "/shipments/SH-1/ship", "wms.local:8080"),
+        (0, "/shipments/SH-1/ship", "wms.example"),
+        (0, "/shipments/SH-1/ship", "wms.example"),
+        (1, "/shipments/SH-1/ship", "wms.example"),
+        (1, "/shipments/SH-1/ship", "wms.local:8080"),
+        (0, "/shipments/SH-1/ship", "wms.local:8080"),
+        (0, "/shipments/SH-1/ship?a=1", "wms.local:8080"),
+        (0, "/shipments/SH-1/ship?a=2", "wms.local:8080"),
+        (0, "/shipments/SH-2/ship?a=2", "wms.local:8080"),
+        (
+            0,
+            "http://x.example:81/shipments/SH-2/ship?a=2",
+            "wms.local:8080",
+        ),
+        (
+            0,
+            "http://y.example/shipments/SH-2/ship?a=2",
+            "wms.local:8080",
+        ),
+        (
+            1,
+            "http://y.example/shipments/SH-2/ship?a=2",
+            "wms.local:8080",
+        ),
+        (1, "/shipments/SH-2/ship?a=2", "wms.local:8080"),
+        (1, "/shipments/SH-2/ship?a=2", "wms.local:8080"),
+    ];
+    for routed in [true, false] {
+        for (listener, target, host) in cases {
+            let observation = || {
+                let mut exchange = exchange(listener, target, ok());
+                let host = http::HeaderValue::from_static(host);
+                exchange
+                    .request_headers
+                    .map_mut()
+                    .insert(http::header::HOST, host);
+                Observation {
+                    route: routed.then_some(route.id),
+                    operation: routed.then(|| route.operation.clone()),
+                    ..unrouted(exchange)
+                }
+            };
+            let trace = TraceId::from_bytes([9; 16]);
+            let span = decode(&observer.exchange_span(&observation(), trace));
+            let alone =
+                decode(&super::tests::observer(&config).exchange_span(&observation(), trace));
+            assert_eq!(url(&span), url(&alone), "{listener} {target} {host}");
+            assert!(url(&span)[4].is_some(), "url.path of {target}");
+        }
+    }
+}
