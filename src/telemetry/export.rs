@@ -1,25 +1,28 @@
 //! OTLP span export off the traffic path. The span observer hands each
 //! finished span, already encoded ([`EncodedSpan`]), to a bounded queue
-//! with `try_send` and never waits; one export task batches the queue,
-//! wraps each batch into one export request in a reused buffer
-//! ([`otlp_trace`](super::otlp_trace)) and sends it to the collector
-//! ([`transport`](super::transport): gRPC, with TLS and the webpki roots
-//! for `https://` endpoints, or HTTP/protobuf, plain `http://` only),
-//! bounded by the export timeout. Whatever cannot be exported is
-//! dropped and counted in `waybill_telemetry_dropped_spans_total{reason}`:
+//! (a `Vec` under a lock held for a push) and never waits; one export
+//! task takes every waiting span at once into its batch, wraps each batch
+//! into one export request in a buffer of its exact size, sent without
+//! another copy ([`otlp_trace`](super::otlp_trace)), and sends it to the
+//! collector ([`transport`](super::transport): gRPC, with TLS and the
+//! webpki roots for `https://` endpoints, or HTTP/protobuf, plain
+//! `http://` only), bounded by the export timeout. Whatever cannot be
+//! exported is dropped and counted in
+//! `waybill_telemetry_dropped_spans_total{reason}`:
 //!
 //! - `queue_full`: the collector is slower than traffic; new spans are dropped.
 //! - `export_failed`: the collector refused or could not be reached.
 //! - `export_timeout`: the collector did not answer within the export timeout.
 //! - `shutdown`: spans still queued when the shutdown deadline passed.
 //!
-//! The export task is woken once per batch, not once per span: when the
-//! queue holds a full batch (or half its capacity, if that is less), when
-//! the schedule delay of the batch's first span is over, or when the queue
-//! closes. Up to `max_concurrent_exports` requests (2 by default) are in
-//! flight at once, each on a task of its own: while the collector answers
-//! one batch, the next is taken and sent, so the queue does not have to
-//! hold every span that arrives during a round trip.
+//! The export task is woken once per batch, not once per span: by a
+//! first span when it holds none, when the queue holds a full batch (or
+//! half its capacity, if that is less), when the schedule delay of the
+//! batch's first span is over, or when the queue closes. Up to
+//! `max_concurrent_exports` requests (2 by default) are in flight at once,
+//! each on a task of its own: while the collector answers one batch, the
+//! next is taken and sent, so the queue does not have to hold every span
+//! that arrives during a round trip.
 //!
 //! Each export request's round trip (sent to answered, failed or timed out)
 //! is observed in `waybill_telemetry_export_duration_seconds`: with the
@@ -32,7 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,8 +43,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -155,37 +157,67 @@ impl ExportMetrics {
     }
 }
 
+/// What the span queue and the export task share: the spans waiting,
+/// under one lock that each side takes briefly (the observer once per
+/// span, the export task once per wake, taking every waiting span at
+/// once), and the export task's wake-up.
+struct Shared {
+    waiting: Mutex<Waiting>,
+    /// Wakes the export task: a first span, a batch waiting, or the queue
+    /// closed.
+    ready: Notify,
+    /// Most spans waiting; beyond it new spans are dropped (`queue_full`).
+    capacity: usize,
+}
+
+/// The spans the export task has not taken yet.
+#[derive(Default)]
+struct Waiting {
+    spans: Vec<EncodedSpan>,
+    /// The span observer dropped its queue (export what is left and stop),
+    /// or the export task is gone (drop and count what comes).
+    closed: bool,
+    /// The export task holds no span and waits for one: the next span
+    /// wakes it (once it holds some, only a batch waiting does).
+    idle: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Where the span observer puts finished spans. Never blocks.
 pub struct SpanQueue {
-    /// `None` once dropped (see `Drop`).
-    tx: Option<mpsc::Sender<EncodedSpan>>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     metrics: ExportMetrics,
-    /// Wakes the export task: a batch is waiting, or the queue closed.
-    ready: Arc<Notify>,
     /// Spans waiting in the queue that make a batch worth waking for.
     batch: usize,
     /// Where the export task returns the buffers of the spans it is done with.
     buffers: SpanBuffers,
 }
 
+/// The export task's end of a [`SpanQueue`].
+pub(super) struct QueueEnd {
+    shared: Arc<Shared>,
+}
+
 impl SpanQueue {
     /// A queue of `capacity` spans and its receiving end (the export task's).
-    pub(super) fn bounded(
-        capacity: usize,
-        metrics: ExportMetrics,
-    ) -> (SpanQueue, mpsc::Receiver<EncodedSpan>, Arc<AtomicUsize>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let queued = Arc::new(AtomicUsize::new(0));
+    pub(super) fn bounded(capacity: usize, metrics: ExportMetrics) -> (SpanQueue, QueueEnd) {
+        let shared = Arc::new(Shared {
+            waiting: Mutex::default(),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+        });
         let queue = SpanQueue {
-            tx: Some(tx),
-            queued: Arc::clone(&queued),
+            shared: Arc::clone(&shared),
             metrics,
-            ready: Arc::new(Notify::new()),
             batch: 1,
             buffers: SpanBuffers::default(),
         };
-        (queue, rx, queued)
+        (queue, QueueEnd { shared })
     }
 
     /// The pool the export task returns span buffers to, for the span
@@ -194,41 +226,52 @@ impl SpanQueue {
         &self.buffers
     }
 
-    /// Queues `span` for export, or drops and counts it when the queue is full.
+    /// Queues `span` for export, or drops and counts it when the queue is
+    /// full (or the export task is gone).
     pub fn push(&self, span: EncodedSpan) {
-        let Some(tx) = &self.tx else { return };
-        // Counted before sending so the export task never sees more taken
-        // than queued.
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        match tx.try_send(span) {
-            Ok(()) => {
-                if tx.max_capacity() - tx.capacity() >= self.batch {
-                    self.ready.notify_one();
-                }
+        let mut waiting = self.shared.lock();
+        let dropped = if waiting.closed {
+            &self.metrics.shutdown
+        } else if waiting.spans.len() >= self.shared.capacity {
+            &self.metrics.queue_full
+        } else {
+            waiting.spans.push(span);
+            let wake = waiting.spans.len() == self.batch || std::mem::take(&mut waiting.idle);
+            drop(waiting);
+            if wake {
+                self.shared.ready.notify_one();
             }
-            Err(error) => {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
-                match error {
-                    mpsc::error::TrySendError::Full(_) => self.metrics.queue_full.inc(),
-                    mpsc::error::TrySendError::Closed(_) => self.metrics.shutdown.inc(),
-                };
-            }
-        }
+            return;
+        };
+        drop(waiting);
+        dropped.inc();
     }
 }
 
 impl Drop for SpanQueue {
     /// Closes the queue, then wakes the export task to drain it and stop.
     fn drop(&mut self) {
-        drop(self.tx.take());
-        self.ready.notify_one();
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_one();
+    }
+}
+
+#[cfg(test)]
+impl QueueEnd {
+    /// The first span waiting, taken.
+    pub(super) fn try_recv(&self) -> Option<EncodedSpan> {
+        let mut waiting = self.shared.lock();
+        (!waiting.spans.is_empty()).then(|| waiting.spans.remove(0))
     }
 }
 
 /// The running export task; the app shuts it down after the correlator.
 pub struct Exporting {
     task: JoinHandle<()>,
+    /// The spans the task has taken from the queue and not yet done with.
     queued: Arc<AtomicUsize>,
+    /// The queue, for the spans still waiting in it.
+    shared: Arc<Shared>,
     metrics: ExportMetrics,
 }
 
@@ -248,14 +291,14 @@ pub fn start(
     metrics: ExportMetrics,
 ) -> Result<(SpanQueue, Exporting), ExporterError> {
     let collector = build_collector(settings)?;
-    let (mut queue, rx, queued) = SpanQueue::bounded(settings.queue_capacity, metrics.clone());
+    let (mut queue, end) = SpanQueue::bounded(settings.queue_capacity, metrics.clone());
+    let queued = Arc::new(AtomicUsize::new(0));
     let max_batch_size = settings.max_batch_size.max(1);
     // Woken at a full batch, but never later than half the queue: the
     // other half takes the spans that arrive until the task runs.
     queue.batch = max_batch_size.min(settings.queue_capacity / 2).max(1);
     let batcher = Batcher {
-        rx,
-        ready: Arc::clone(&queue.ready),
+        shared: Arc::clone(&end.shared),
         buffers: queue.buffers.clone(),
         encoder: TraceEncoder::new(resource, "waybill", env!("CARGO_PKG_VERSION")),
         queued: Arc::clone(&queued),
@@ -277,6 +320,7 @@ pub fn start(
         Exporting {
             task,
             queued,
+            shared: end.shared,
             metrics,
         },
     ))
@@ -292,7 +336,8 @@ impl Exporting {
             .is_err()
         {
             self.task.abort();
-            let left = self.queued.swap(0, Ordering::Relaxed);
+            let waiting = std::mem::take(&mut self.shared.lock().spans).len();
+            let left = self.queued.swap(0, Ordering::Relaxed) + waiting;
             self.metrics.shutdown.inc_by(left as u64);
             tracing::warn!(
                 spans = left,
@@ -329,12 +374,14 @@ fn build_collector(settings: &TraceSettings) -> Result<Collector, ExporterError>
 
 /// The export task's state.
 struct Batcher {
-    rx: mpsc::Receiver<EncodedSpan>,
-    /// Notified by the queue: a batch is waiting, or the queue closed.
-    ready: Arc<Notify>,
+    /// The queue: its waiting spans, and the notification that a first
+    /// span or a batch is waiting, or that it closed.
+    shared: Arc<Shared>,
     /// Exported batches' buffers go back here.
     buffers: SpanBuffers,
     encoder: TraceEncoder,
+    /// Spans taken from the queue and not yet done with (exported or
+    /// dropped), counted per batch.
     queued: Arc<AtomicUsize>,
     max_batch_size: usize,
     /// Requests sent and not yet answered, at most this many.
@@ -367,8 +414,15 @@ struct Sent {
 impl Batcher {
     async fn run(mut self) {
         let mut batch = Vec::with_capacity(self.max_batch_size);
-        while let Some(first) = self.rx.recv().await {
-            batch.push(first);
+        loop {
+            // Woken by a first span (or the queue closing).
+            while self.take_queued(&mut batch) && batch.is_empty() {
+                self.shared.ready.notified().await;
+            }
+            if batch.is_empty() {
+                // Closed, and nothing waits.
+                break;
+            }
             let flush = tokio::time::sleep_until(Instant::now() + self.schedule_delay);
             tokio::pin!(flush);
             // Not woken per span: the queue notifies when a batch is
@@ -376,7 +430,7 @@ impl Batcher {
             // was taking spans is kept, so none is missed).
             while self.take_queued(&mut batch) {
                 tokio::select! {
-                    () = self.ready.notified() => {}
+                    () = self.shared.ready.notified() => {}
                     () = &mut flush => {
                         self.take_queued(&mut batch);
                         break;
@@ -389,7 +443,7 @@ impl Batcher {
             while let Some(done) = self.in_flight.try_join_next() {
                 self.finished(done);
             }
-            let message = Bytes::copy_from_slice(self.encoder.encode(&batch));
+            let message = Bytes::from(self.encoder.encode(&batch));
             let next = Vec::with_capacity(self.max_batch_size);
             let request = self.request.clone();
             self.in_flight
@@ -407,17 +461,25 @@ impl Batcher {
         }
     }
 
-    /// Moves queued spans into `batch` without waiting; false when the
-    /// batch is full or the queue closed and empty (export now).
+    /// Moves waiting spans into `batch` (every one, up to a full batch)
+    /// without waiting; false when the batch is full or the queue closed
+    /// with nothing left waiting (export now). Holding no span, this task
+    /// is marked idle, so that the next span wakes it.
     fn take_queued(&mut self, batch: &mut Vec<EncodedSpan>) -> bool {
-        while batch.len() < self.max_batch_size {
-            match self.rx.try_recv() {
-                Ok(span) => batch.push(span),
-                Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => return false,
-            }
+        let mut waiting = self.shared.lock();
+        let room = self.max_batch_size.saturating_sub(batch.len());
+        let taken = waiting.spans.len().min(room);
+        if batch.is_empty() && taken == waiting.spans.len() {
+            // All of them: the two buffers trade places.
+            std::mem::swap(batch, &mut waiting.spans);
+        } else {
+            batch.extend(waiting.spans.drain(..taken));
         }
-        false
+        let more = batch.len() < self.max_batch_size && !waiting.closed;
+        waiting.idle = more && batch.is_empty();
+        drop(waiting);
+        self.queued.fetch_add(taken, Ordering::Relaxed);
+        more
     }
 
     /// A request's end: its buffers recycled, its spans no longer queued,
@@ -442,6 +504,14 @@ impl Batcher {
                 "OTLP span export failed; spans dropped (see waybill_telemetry_dropped_spans_total)"
             );
         }
+    }
+}
+
+impl Drop for Batcher {
+    /// The export task is gone (done, or given up on at shutdown): spans
+    /// pushed from now on are dropped and counted (`shutdown`).
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
     }
 }
 

@@ -9,8 +9,9 @@
 //!   piece by piece).
 //! - [`TraceEncoder`] wraps a batch of encoded spans into one
 //!   `ExportTraceServiceRequest` (the body of an OTLP/HTTP protobuf export
-//!   and the message of an OTLP/gRPC one) in a buffer it reuses: every
-//!   length is known, so the spans are only copied in after their tags.
+//!   and the message of an OTLP/gRPC one) in a buffer of its exact size,
+//!   sent as it is: every length is known, so the spans are only copied in
+//!   after their tags, once.
 //!
 //! The request has one `ResourceSpans` (the resource, encoded once at
 //! start) and one `ScopeSpans` (waybill's instrumentation scope, also
@@ -305,6 +306,38 @@ impl SpanWriter {
         });
     }
 
+    /// A span event at `at`: `head` (its name and first attributes,
+    /// encoded once), the string attribute `key` = `value`, then `tail`
+    /// (encoded once). Its length is known before it is written: no
+    /// length slot is reserved and moved, as [`SpanWriter::encoded_event`]
+    /// does.
+    pub fn encoded_event_string(
+        &mut self,
+        head: &EncodedEvent,
+        at: UnixNanos,
+        (key, value): (&str, &str),
+        tail: &EncodedAttributes,
+    ) {
+        debug_assert_eq!(tail.field, EVENT_ATTRIBUTES);
+        let time_size = if at.0 == 0 { 0 } else { 9 };
+        let kv_len = text_field_size(key) + len_field_size(len_field_size(value.len()));
+        let len = time_size + head.bytes.len() + len_field_size(kv_len) + tail.bytes.len();
+        let buf = &mut self.buf;
+        buf.reserve(len + 1 + LEN_SLOT);
+        // Span.events = 11
+        len_prefix(buf, 11, len);
+        let start = buf.len();
+        fixed64(buf, 1, at.0);
+        buf.extend_from_slice(&head.bytes);
+        Attributes {
+            buf,
+            field: EVENT_ATTRIBUTES,
+        }
+        .string(key, value);
+        buf.extend_from_slice(&tail.bytes);
+        debug_assert_eq!(buf.len() - start, len);
+    }
+
     /// A span link to `target` with the attributes `write` adds.
     pub fn link(&mut self, target: LinkTarget, write: impl FnOnce(&mut Attributes<'_>)) {
         // Span.links = 13: trace_id = 1, span_id = 2, attributes = 4, flags = 6
@@ -459,6 +492,22 @@ impl Attributes<'_> {
         }
     }
 
+    /// Where the next attribute starts: what is written after it can be
+    /// kept encoded ([`Attributes::keep_since`]).
+    pub fn mark(&self) -> AttributesMark {
+        AttributesMark(self.buf.len())
+    }
+
+    /// The attributes written since `mark`, kept in `into` (its memory
+    /// reused) to be copied into other messages' attributes of this kind
+    /// ([`Attributes::copy`]).
+    pub fn keep_since(&self, mark: AttributesMark, into: &mut EncodedAttributes) {
+        into.field = self.field;
+        into.bytes.clear();
+        into.bytes
+            .extend_from_slice(self.buf.get(mark.0..).unwrap_or_default());
+    }
+
     /// A span attribute encoded in another span, copied in.
     pub fn copy_written(&mut self, encoded: EncodedAttribute<'_>) {
         debug_assert_eq!(self.field, SPAN_ATTRIBUTES);
@@ -518,6 +567,10 @@ impl Attributes<'_> {
         debug_assert_eq!(self.buf.len() - before, any_len);
     }
 }
+
+/// Where an attribute starts in its message ([`Attributes::mark`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AttributesMark(usize);
 
 /// Attributes encoded once, to be copied into many spans (those whose
 /// keys and values are the same for every span of a listener or a
@@ -639,14 +692,14 @@ fn array_string(buf: &mut Vec<u8>, value: &(impl Text + ?Sized)) {
     value.put(buf);
 }
 
-/// Wraps batches of encoded spans into export requests, in a buffer it
-/// keeps between batches.
+/// Wraps batches of encoded spans into export requests, each in a buffer
+/// of its exact size: the request's body as it is sent (a `Bytes` of it
+/// takes the memory over without copying it again).
 pub struct TraceEncoder {
     /// The `Resource` message (without its tag), encoded once.
     resource: Vec<u8>,
     /// The `InstrumentationScope` message (without its tag), encoded once.
     scope: Vec<u8>,
-    buf: Vec<u8>,
 }
 
 impl TraceEncoder {
@@ -671,13 +724,13 @@ impl TraceEncoder {
         TraceEncoder {
             resource,
             scope: scope_message,
-            buf: Vec::with_capacity(64 * 1024),
         }
     }
 
-    /// The `ExportTraceServiceRequest` carrying `spans`; valid until the
-    /// next call.
-    pub fn encode(&mut self, spans: &[EncodedSpan]) -> &[u8] {
+    /// The `ExportTraceServiceRequest` carrying `spans`, in a `Vec` whose
+    /// capacity is its length (every length is known before the first
+    /// byte is written).
+    pub fn encode(&self, spans: &[EncodedSpan]) -> Vec<u8> {
         let scope_spans = len_field_size(self.scope.len())
             + spans
                 .iter()
@@ -689,22 +742,22 @@ impl TraceEncoder {
             } else {
                 len_field_size(scope_spans)
             };
-        let buf = &mut self.buf;
-        buf.clear();
-        buf.reserve(len_field_size(resource_spans));
+        let size = len_field_size(resource_spans);
+        let mut buf = Vec::with_capacity(size);
         // ExportTraceServiceRequest.resource_spans = 1
-        len_prefix(buf, 1, resource_spans);
+        len_prefix(&mut buf, 1, resource_spans);
         // ResourceSpans.resource = 1
-        bytes_always(buf, 1, &self.resource);
+        bytes_always(&mut buf, 1, &self.resource);
         if !spans.is_empty() {
             // ResourceSpans.scope_spans = 2: scope = 1, spans = 2
-            len_prefix(buf, 2, scope_spans);
-            bytes_always(buf, 1, &self.scope);
+            len_prefix(&mut buf, 2, scope_spans);
+            bytes_always(&mut buf, 1, &self.scope);
             for span in spans {
-                bytes_always(buf, 2, &span.0);
+                bytes_always(&mut buf, 2, &span.0);
             }
         }
-        &self.buf
+        debug_assert_eq!(buf.len(), size);
+        buf
     }
 }
 

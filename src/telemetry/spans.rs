@@ -1,7 +1,7 @@
 //! The span observer: runs on the correlator's task after each applied
 //! exchange and encodes its spans straight into OTLP protobuf bytes
 //! ([`SpanWriter`]: no intermediate span values, no string per attribute),
-//! then hands them to the export queue with `try_send`; it never waits.
+//! then hands them to the export queue ([`SpanQueue::push`]); it never waits.
 //!
 //! What it builds, per [`Correlated`] event:
 //!
@@ -97,6 +97,10 @@ pub struct SpanObserver {
     /// and [`ExchangeFacts`] attributes encoded, per combination seen (at
     /// most [`FACT_PIECES_PER_ROUTE`]; mostly one).
     fact_pieces: RefCell<Vec<Vec<FactPiece>>>,
+    /// By `RouteId` plus one (0: no route), the URL attributes of the
+    /// route's last exchange (routes without path parameters mostly see
+    /// one path).
+    url_pieces: RefCell<Vec<UrlPiece>>,
     /// The milestone events' fixed parts, encoded.
     milestone_events: MilestoneEvents,
     /// The name and kind of `waybill.flow` and `waybill.exception` spans.
@@ -197,6 +201,7 @@ impl SpanObserver {
             last_host: RefCell::new(None),
             declared,
             fact_pieces: RefCell::new((0..=config_routes).map(|_| Vec::new()).collect()),
+            url_pieces: RefCell::new((0..=config_routes).map(|_| UrlPiece::default()).collect()),
             milestone_events,
             flow_attributes,
             flow_head: EncodedHead::new("waybill.flow", Kind::Internal),
@@ -270,19 +275,8 @@ impl SpanObserver {
             (start, start.after(exchange.duration)),
         );
         let mut attributes = writer.attributes();
-        let client = self
-            .client_targets
-            .get(exchange.listener.0)
-            .and_then(Option::as_ref)
-            .filter(|_| outbound);
-        match client {
-            Some(target) => target.write(&mut attributes, exchange.uri.path_and_query()),
-            None => self.server_target(&mut attributes, exchange),
-        }
-        attributes.string("url.path", exchange.uri.path());
-        if let Some(query) = exchange.uri.query() {
-            attributes.string("url.query", query);
-        }
+        let slot = facts.route.map_or(0, |(id, _)| id + 1);
+        self.url_attributes(&mut attributes, exchange, outbound, slot);
         if let Some(error_type) = error_type {
             attributes.string("error.type", error_type);
         }
@@ -442,6 +436,71 @@ impl SpanObserver {
         let mut writer = SpanWriter::with_head(self.buffer(), (trace, span_id), head, times);
         write(&mut writer.attributes());
         writer.finish(0, false)
+    }
+
+    /// The URL attributes of `exchange` (`url.full` or `url.scheme`,
+    /// `server.address`, `server.port`; `url.path`, `url.query`), copied
+    /// as one piece when the route's last exchange (`slot`: [`UrlPiece`])
+    /// came through the same listener with the same origin-form target
+    /// (and `Host`, on SERVER spans), else written and kept for the next.
+    fn url_attributes(
+        &self,
+        attributes: &mut Attributes<'_>,
+        exchange: &ExchangeSummary,
+        outbound: bool,
+        slot: usize,
+    ) {
+        let client = self
+            .client_targets
+            .get(exchange.listener.0)
+            .and_then(Option::as_ref)
+            .filter(|_| outbound);
+        // Every URL attribute is read from these three (an absolute-form
+        // target's authority, rare, is not kept: written each time).
+        let host = match client {
+            Some(_) => None,
+            None => exchange.request_headers.get(&http::header::HOST),
+        };
+        let host = host.map_or(&[][..], |host| host.as_bytes());
+        let target = exchange
+            .uri
+            .path_and_query()
+            .filter(|_| exchange.uri.authority().is_none());
+        let mut pieces = self.url_pieces.try_borrow_mut();
+        let piece = pieces.as_mut().ok().and_then(|pieces| pieces.get_mut(slot));
+        let (Some(target), Some(piece)) = (target, piece) else {
+            return self.write_url(attributes, exchange, client);
+        };
+        let listener = Some(exchange.listener.0);
+        if piece.listener == listener && *piece.target == *target && *piece.host == *host {
+            return attributes.copy(&piece.attributes);
+        }
+        let mark = attributes.mark();
+        self.write_url(attributes, exchange, client);
+        attributes.keep_since(mark, &mut piece.attributes);
+        piece.listener = listener;
+        piece.target.clear();
+        piece.target.push_str(target);
+        piece.host.clear();
+        piece.host.extend_from_slice(host);
+    }
+
+    /// The URL attributes of `exchange`, each written on its own: those of
+    /// `client` (a CLIENT span's target), else of the `Host` it was sent to.
+    fn write_url(
+        &self,
+        attributes: &mut Attributes<'_>,
+        exchange: &ExchangeSummary,
+        client: Option<&ClientTarget>,
+    ) {
+        match client {
+            Some(target) => target.write(attributes, exchange.uri.path_and_query()),
+            None => self.server_target(attributes, exchange),
+        }
+        attributes.string("url.path", exchange.uri.path());
+        if let Some(query) = exchange.uri.query() {
+            attributes.string("url.query", query);
+        }
     }
 
     /// [`server_target`] of `exchange`; from the `Host` header, parsed and
@@ -752,6 +811,19 @@ struct FactPiece {
     attributes: EncodedAttributes,
 }
 
+/// An exchange span's URL attributes, encoded, and what they were
+/// written from: the listener (a CLIENT span's upstream), the `Host`
+/// header (a SERVER span's; empty on CLIENT spans) and the origin-form
+/// request target (`/a/b?c=1`).
+#[derive(Default)]
+struct UrlPiece {
+    /// `ListenerId`; `None` until a first exchange is kept.
+    listener: Option<usize>,
+    host: Vec<u8>,
+    target: String,
+    attributes: EncodedAttributes,
+}
+
 /// Combinations of [`ExchangeFacts`] kept encoded per route: a route
 /// sees one or two (its method, a status or two); past these, exchanges
 /// write their facts one by one.
@@ -907,10 +979,8 @@ impl MilestoneEvents {
         let repeat = &self.repeat[usize::from(marked.repeat)];
         match self.heads.get(record.milestone.id()) {
             Some((head, kind)) if *kind == object.kind.id() => {
-                writer.encoded_event(head, at, |attributes| {
-                    attributes.string("waybill.object.value", &*object.value);
-                    attributes.copy(repeat);
-                });
+                let value = ("waybill.object.value", &*object.value);
+                writer.encoded_event_string(head, at, value, repeat);
             }
             _ => writer.event(record.milestone.as_str(), at, |attributes| {
                 attributes.string("waybill.object.kind", object.kind.as_str());

@@ -17,7 +17,10 @@ use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_sc
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 
-use super::{Attributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter, TraceEncoder};
+use super::{
+    Attributes, EncodedAttributes, EncodedEvent, EncodedSpan, Kind, LinkTarget, SpanWriter,
+    TraceEncoder,
+};
 use crate::telemetry::resource;
 
 const SCOPE: &str = "waybill";
@@ -76,6 +79,25 @@ fn spans() -> Vec<SpanData> {
             0,
         ),
         Event::new("empty", start + Duration::from_millis(1), Vec::new(), 0),
+        // A milestone's shape: its head, the object's value, then a tail.
+        Event::new(
+            "shipment_booked",
+            start,
+            vec![
+                KeyValue::new("waybill.object.kind", "shipment"),
+                KeyValue::new("waybill.object.value", "SH-1"),
+                KeyValue::new("waybill.milestone.repeat", true),
+            ],
+            0,
+        ),
+        Event::new("cancelled", start, vec![KeyValue::new("reason", "x")], 0),
+        // At the epoch: the time is left out (proto3's default).
+        Event::new(
+            "at_epoch",
+            SystemTime::UNIX_EPOCH,
+            vec![KeyValue::new("waybill.object.value", "")],
+            0,
+        ),
     ];
     let mut links = SpanLinks::default();
     links.links = vec![
@@ -141,7 +163,29 @@ fn written(data: &SpanData) -> EncodedSpan {
     );
     write_attributes(&mut writer.attributes(), &data.attributes);
     for (j, event) in data.events.iter().enumerate() {
-        if j % 2 == 0 {
+        // At even places, a head, a string attribute and a tail, where the
+        // attributes have that shape (a string second, or first).
+        let attributes = &event.attributes;
+        let string_at = [1, 0].into_iter().find(|&at| {
+            matches!(
+                attributes.get(at).map(|kv| &kv.value),
+                Some(Value::String(_))
+            )
+        });
+        if let (0, Some(at)) = (j % 2, string_at) {
+            let head = EncodedEvent::new(&*event.name, |head| {
+                write_attributes(head, &attributes[..at]);
+            });
+            let tail = EncodedAttributes::event(|tail| {
+                write_attributes(tail, &attributes[at + 1..]);
+            });
+            let value = match &attributes[at].value {
+                Value::String(value) => value.as_str(),
+                _ => unreachable!("found as a string"),
+            };
+            let string = (attributes[at].key.as_str(), value);
+            writer.encoded_event_string(&head, event.timestamp.into(), string, &tail);
+        } else if j % 2 == 0 {
             // The name and the first attribute encoded beforehand.
             let (first, rest) = event.attributes.split_at(event.attributes.len().min(1));
             let head = EncodedEvent::new(&*event.name, |attributes| {
@@ -234,21 +278,27 @@ fn encoder() -> TraceEncoder {
 fn the_written_spans_decode_to_what_the_sdk_exporter_sends() {
     let spans = spans();
     let encoded: Vec<EncodedSpan> = spans.iter().map(written).collect();
-    let mut encoder = encoder();
-    let decoded = ExportTraceServiceRequest::decode(encoder.encode(&encoded)).expect("decodes");
+    let encoder = encoder();
+    let decoded =
+        ExportTraceServiceRequest::decode(encoder.encode(&encoded).as_slice()).expect("decodes");
     assert_eq!(decoded, official(spans));
 }
 
 #[test]
-fn the_buffer_is_reused_and_each_request_stands_alone() {
+fn each_request_stands_alone_in_a_buffer_of_its_exact_size() {
     let spans = spans();
     let encoded: Vec<EncodedSpan> = spans.iter().map(written).collect();
-    let mut encoder = encoder();
-    let all = encoder.encode(&encoded).to_vec();
-    let one = ExportTraceServiceRequest::decode(encoder.encode(&encoded[2..3])).expect("decodes");
+    let encoder = encoder();
+    let all = encoder.encode(&encoded);
+    let one = encoder.encode(&encoded[2..3]);
+    let empty = encoder.encode(&[]);
+    for request in [&all, &one, &empty] {
+        assert_eq!(request.len(), request.capacity());
+    }
+    assert!(all.len() > one.len());
+    let one = ExportTraceServiceRequest::decode(one.as_slice()).expect("decodes");
     assert_eq!(one, official(spans[2..3].to_vec()));
-    assert!(all.len() > encoder.encode(&encoded[2..3]).len());
-    let empty = ExportTraceServiceRequest::decode(encoder.encode(&[])).expect("decodes");
+    let empty = ExportTraceServiceRequest::decode(empty.as_slice()).expect("decodes");
     assert_eq!(empty.resource_spans.len(), 1);
     assert!(empty.resource_spans[0].scope_spans.is_empty());
 }
@@ -282,8 +332,8 @@ fn messages_longer_than_one_length_byte_keep_their_length() {
             .links
             .push(Link::new(context(7, 8, true), big(), 0));
         let encoded: Vec<EncodedSpan> = spans.iter().map(written).collect();
-        let mut encoder = encoder();
-        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&encoded)).expect("decodes");
+        let decoded = ExportTraceServiceRequest::decode(encoder().encode(&encoded).as_slice())
+            .expect("decodes");
         assert_eq!(decoded, official(spans), "attributes of {len} bytes");
         let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
         let value = span.attributes[0]

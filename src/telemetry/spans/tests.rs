@@ -18,7 +18,7 @@ use crate::correlate::{Marked, News};
 use crate::extract::Problem;
 use crate::proxy::{Exchange, Outcome, Tapped, UpstreamError};
 use crate::state::{MilestoneRecord, Transaction, TxId};
-use crate::telemetry::export::SpanQueue;
+use crate::telemetry::export::{QueueEnd, SpanQueue};
 use crate::telemetry::{anchor_span_id, trace_id};
 
 const CONFIG: &str = r#"
@@ -384,9 +384,9 @@ fn queued_observer(
     capacity: usize,
     sampler: Sampler,
     registry: &mut Registry,
-) -> (SpanObserver, tokio::sync::mpsc::Receiver<EncodedSpan>) {
+) -> (SpanObserver, QueueEnd) {
     let metrics = super::super::export::ExportMetrics::new(registry);
-    let (queue, rx, _queued) = SpanQueue::bounded(capacity, metrics);
+    let (queue, rx) = SpanQueue::bounded(capacity, metrics);
     let sink = SpanSink { queue, sampler };
     (
         SpanObserver::new(Arc::clone(config), Some(sink), registry),
@@ -415,12 +415,12 @@ fn unrouted(exchange: ExchangeSummary) -> Observation {
 fn a_full_span_queue_drops_and_counts_instead_of_waiting() {
     let config = config();
     let mut registry = Registry::default();
-    let (mut observer, mut rx) = queued_observer(&config, 2, Sampler::AlwaysOn, &mut registry);
+    let (mut observer, rx) = queued_observer(&config, 2, Sampler::AlwaysOn, &mut registry);
     for _ in 0..5 {
         observer.uncorrelated(&keyless());
     }
     let mut received = 0;
-    while rx.try_recv().is_ok() {
+    while rx.try_recv().is_some() {
         received += 1;
     }
     assert_eq!(received, 2);
@@ -435,16 +435,16 @@ fn a_full_span_queue_drops_and_counts_instead_of_waiting() {
 fn a_sampler_that_keeps_nothing_queues_nothing() {
     let config = config();
     let mut registry = Registry::default();
-    let (mut observer, mut rx) = queued_observer(&config, 8, Sampler::AlwaysOff, &mut registry);
+    let (mut observer, rx) = queued_observer(&config, 8, Sampler::AlwaysOff, &mut registry);
     observer.uncorrelated(&keyless());
-    assert!(rx.try_recv().is_err());
+    assert!(rx.try_recv().is_none());
 }
 
 #[test]
 fn an_exception_opened_by_a_deadline_is_a_span_in_the_transaction_trace() {
     let config = config();
     let mut registry = Registry::default();
-    let (mut observer, mut rx) = queued_observer(&config, 8, Sampler::AlwaysOn, &mut registry);
+    let (mut observer, rx) = queued_observer(&config, 8, Sampler::AlwaysOn, &mut registry);
     let order = key(&config, "order", "SO-1001");
     let transaction = Transaction::new(TxId(1), order.clone(), t0());
     let exception = crate::state::ExceptionRecord {
@@ -620,7 +620,7 @@ fn each_span_carries_its_own_routes_system_and_operation() {
 fn each_event_queues_its_own_spans_once() {
     let config = config();
     let mut registry = Registry::default();
-    let (mut observer, mut rx) = queued_observer(&config, 16, Sampler::AlwaysOn, &mut registry);
+    let (mut observer, rx) = queued_observer(&config, 16, Sampler::AlwaysOn, &mut registry);
     let shipment = key(&config, "shipment", "SH-1");
     let transaction = Transaction::new(TxId(1), shipment.clone(), t0());
     let observation = Observation {
@@ -652,7 +652,7 @@ fn each_event_queues_its_own_spans_once() {
         });
     }
     let mut names = Vec::new();
-    while let Ok(span) = rx.try_recv() {
+    while let Some(span) = rx.try_recv() {
         let span = decode(&span);
         assert_eq!(span.trace_id, transaction.trace_id().to_bytes());
         names.push(span.name);
@@ -881,6 +881,81 @@ fn a_route_seen_with_many_statuses_and_kinds_keeps_each_spans_own() {
             assert_eq!(text(&span, "network.protocol.version"), "1.1");
             let system = config.listeners[listener].system.as_str();
             assert_eq!(text(&span, "waybill.system"), system);
+        }
+    }
+}
+
+/// The URL attributes of a route's exchanges, on either listener, with
+/// the same target and `Host` twice in a row (copied from the first),
+/// another target, query or `Host` (written again), an absolute-form
+/// target and a route that matched none: each span's are those a new
+/// observer writes for its exchange alone.
+#[test]
+fn a_route_s_url_attributes_are_copied_only_for_the_same_listener_target_and_host() {
+    let config = config();
+    let observer = observer(&config);
+    let route = &config.routes[0];
+    let url = |span: &Span| {
+        let names = [
+            "url.full",
+            "url.scheme",
+            "server.address",
+            "server.port",
+            "url.path",
+            "url.query",
+        ];
+        names.map(|name| attribute(span, name).cloned())
+    };
+    let cases = [
+        (0, "/shipments/SH-1/ship", "wms.local:8080"),
+        (0, "/shipments/SH-1/ship", "wms.local:8080"),
+        (0, "/shipments/SH-1/ship", "wms.example"),
+        (0, "/shipments/SH-1/ship", "wms.example"),
+        (1, "/shipments/SH-1/ship", "wms.example"),
+        (1, "/shipments/SH-1/ship", "wms.local:8080"),
+        (0, "/shipments/SH-1/ship", "wms.local:8080"),
+        (0, "/shipments/SH-1/ship?a=1", "wms.local:8080"),
+        (0, "/shipments/SH-1/ship?a=2", "wms.local:8080"),
+        (0, "/shipments/SH-2/ship?a=2", "wms.local:8080"),
+        (
+            0,
+            "http://x.example:81/shipments/SH-2/ship?a=2",
+            "wms.local:8080",
+        ),
+        (
+            0,
+            "http://y.example/shipments/SH-2/ship?a=2",
+            "wms.local:8080",
+        ),
+        (
+            1,
+            "http://y.example/shipments/SH-2/ship?a=2",
+            "wms.local:8080",
+        ),
+        (1, "/shipments/SH-2/ship?a=2", "wms.local:8080"),
+        (1, "/shipments/SH-2/ship?a=2", "wms.local:8080"),
+    ];
+    for routed in [true, false] {
+        for (listener, target, host) in cases {
+            let observation = || {
+                let mut exchange = exchange(listener, target, ok());
+                let host = http::HeaderValue::from_static(host);
+                exchange
+                    .request_headers
+                    .map_mut()
+                    .insert(http::header::HOST, host);
+                Observation {
+                    route: routed.then_some(route.id),
+                    operation: routed.then(|| route.operation.clone()),
+                    ..unrouted(exchange)
+                }
+            };
+            let trace = TraceId::from_bytes([9; 16]);
+            let span = decode(&observer.exchange_span(&observation(), trace));
+            let alone =
+                decode(&super::tests::observer(&config).exchange_span(&observation(), trace));
+            assert_eq!(url(&span), url(&alone), "{listener} {target} {host}");
+            assert!(url(&span)[4].is_some(), "url.path of {target}");
         }
     }
 }
