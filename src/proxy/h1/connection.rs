@@ -70,7 +70,7 @@ use crate::proxy::forward::{origin_form as forward_origin_form, Forwarder};
 use crate::proxy::metrics::HandleTime;
 use crate::proxy::record::{Pending, ResponseObserver};
 use crate::proxy::reject::{check_fields, Http1Fields, Rejection};
-use crate::proxy::tap::{Observer, SharedTap};
+use crate::proxy::tap::{Observer, RequestTap};
 use crate::proxy::upstream::UpstreamConnector;
 use crate::proxy::{Outcome, RequestHeadRef, TraceContext, UpstreamError};
 
@@ -507,7 +507,8 @@ impl Connection<'_> {
         if !forwarder.inspects(&method, uri.path()) {
             return None;
         }
-        let tap = SharedTap::new(
+        // The exchange's own: the pump observes the body through it.
+        let tap = RequestTap::own(
             forwarder.listener().tap_limit,
             framing.body == BodyLength::Empty,
         );
@@ -659,7 +660,7 @@ impl Connection<'_> {
         // listener's `timeout`.
         self.timer
             .set(forwarded + self.engine.forwarder.listener().timeout);
-        let mut request_tap = pending.as_ref().map(|pending| pending.request_tap.clone());
+        let mut request_tap = pending.as_mut().map(|pending| &mut pending.request_tap);
         let trailers = if body == BodyLength::Chunked {
             Trailers::declared(head_bytes, &self.head.lines)
         } else {
