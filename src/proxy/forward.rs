@@ -36,7 +36,7 @@ use super::metrics::{HandleTime, ListenerMetrics, ProxyMetrics};
 use super::record::{Pending, ResponseObserver};
 use super::reject::{self, Rejection};
 use super::sink::ExchangeSink;
-use super::tap::{SharedTap, TapBody};
+use super::tap::{RequestTap, SharedTap, TapBody};
 use super::upstream::{Upstream, UpstreamBody};
 use super::{Headers, Outcome, RequestHeadRef, TraceContext, TraceContextSource, UpstreamError};
 use crate::clock::Clock;
@@ -161,7 +161,7 @@ impl Forwarder {
                 client_version,
                 parts.headers.clone().into(),
                 began,
-                request_tap.clone(),
+                RequestTap::Shared(request_tap.clone()),
             );
             pending.trace_context = self.trace_context(RequestHeadRef {
                 method: &pending.method,
@@ -295,7 +295,7 @@ impl Forwarder {
         version: Version,
         request_headers: Headers,
         began: Instant,
-        request_tap: SharedTap,
+        request_tap: RequestTap,
     ) -> Pending {
         Pending {
             id: self.sink.next_id(),
@@ -454,7 +454,7 @@ impl Forwarder {
     ) -> Response<ProxyBody> {
         pending.replayed = true;
         let deadline = pending.began + self.listener.timeout;
-        let mut body = TapBody::new(body, pending.request_tap.clone());
+        let mut body = TapBody::new(body, &mut pending.request_tap);
         let drained = tokio::time::timeout_at(deadline, async {
             while let Some(Ok(_)) = body.frame().await {}
         })

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::guard::Capture;
 use super::sink::ExchangeSink;
-use super::tap::{Observer, SharedTap, Tap};
+use super::tap::{Observer, RequestTap, Tap};
 use super::{Exchange, Headers, Outcome, Tapped, TraceContext};
 use crate::config::{ListenerId, System};
 
@@ -35,7 +35,7 @@ pub(crate) struct Pending {
     /// Time until the response head (or failure); set once known.
     pub(crate) upstream_duration: Duration,
     /// Written by the request body as it streams to the upstream.
-    pub(crate) request_tap: SharedTap,
+    pub(crate) request_tap: RequestTap,
     pub(crate) sink: ExchangeSink,
     /// Answered by the idempotency guard from its store.
     pub(crate) replayed: bool,

@@ -9,7 +9,8 @@
 //!
 //! What happens when a body ends is the [`Observer`]'s business: the request
 //! side publishes into a [`SharedTap`] that the response side reads when the
-//! exchange finishes (the request may still be streaming then); the response
+//! exchange finishes (the request may still be streaming then), or, on the
+//! native engine, into the exchange's own [`RequestTap`]; the response
 //! side finishes the exchange (see `record.rs`).
 
 use std::pin::Pin;
@@ -126,21 +127,27 @@ impl<O: Observer> Observer for Option<O> {
     }
 }
 
-/// A boxed observer (the native engine keeps its large ones out of its
-/// futures' state).
-impl<O: Observer + ?Sized> Observer for Box<O> {
-    fn data(&mut self, data: &Bytes) {
-        (**self).data(data);
-    }
+/// An observer behind a pointer (the native engine's boxed response
+/// observer, its exchange's request tap lent to the pump) is that observer.
+macro_rules! observer_behind {
+    ($($pointer:ty),*) => {$(
+        impl<O: Observer + ?Sized> Observer for $pointer {
+            fn data(&mut self, data: &Bytes) {
+                (**self).data(data);
+            }
 
-    fn trailers(&mut self, trailers: &HeaderMap) {
-        (**self).trailers(trailers);
-    }
+            fn trailers(&mut self, trailers: &HeaderMap) {
+                (**self).trailers(trailers);
+            }
 
-    fn end(&mut self, complete: bool) {
-        (**self).end(complete);
-    }
+            fn end(&mut self, complete: bool) {
+                (**self).end(complete);
+            }
+        }
+    )*};
 }
+
+observer_behind!(&mut O, Box<O>);
 
 /// A [`Tap`] shared between the request body (which writes it, possibly on
 /// the upstream connection's task) and the exchange (which reads it when the
@@ -176,6 +183,49 @@ impl Observer for SharedTap {
 
     fn end(&mut self, complete: bool) {
         self.with(|tap| tap.set_complete(complete));
+    }
+}
+
+/// An exchange's request tap: shared with the body that streams the
+/// request (hyper's path, where that body is hyper's to poll), or the
+/// exchange's own (the native engine pumps the body itself and observes
+/// it through the exchange: no `Arc` allocated, no lock per frame).
+#[derive(Debug)]
+pub(crate) enum RequestTap {
+    Shared(SharedTap),
+    Own(Tap),
+}
+
+impl RequestTap {
+    /// An own tap for a body that is already at its end when `complete`.
+    pub(crate) fn own(limit: usize, complete: bool) -> Self {
+        let mut tap = Tap::new(limit);
+        tap.set_complete(complete);
+        RequestTap::Own(tap)
+    }
+
+    /// What the body showed so far.
+    pub(crate) fn snapshot(&self) -> Tapped {
+        match self {
+            RequestTap::Shared(shared) => shared.snapshot(),
+            RequestTap::Own(tap) => tap.snapshot(),
+        }
+    }
+}
+
+impl Observer for RequestTap {
+    fn data(&mut self, data: &Bytes) {
+        match self {
+            RequestTap::Shared(shared) => shared.data(data),
+            RequestTap::Own(tap) => tap.observe(data),
+        }
+    }
+
+    fn end(&mut self, complete: bool) {
+        match self {
+            RequestTap::Shared(shared) => shared.end(complete),
+            RequestTap::Own(tap) => tap.set_complete(complete),
+        }
     }
 }
 
@@ -274,6 +324,32 @@ mod tests {
         assert_eq!(tapped.total_len, 8);
         assert!(tapped.truncated);
         assert!(tapped.complete);
+    }
+
+    #[test]
+    fn an_own_request_tap_shows_what_a_shared_one_shows() {
+        let shared = SharedTap::new(5, false);
+        let mut taps = [
+            RequestTap::Shared(shared.clone()),
+            RequestTap::own(5, false),
+        ];
+        for tap in &mut taps {
+            // Through `&mut`, as the native engine's pump observes it.
+            let mut observer = Some(&mut *tap);
+            observer.data(&Bytes::from_static(b"abc"));
+            observer.data(&Bytes::from_static(b"defgh"));
+            observer.end(true);
+        }
+        for tap in &taps {
+            let tapped = tap.snapshot();
+            assert_eq!(&tapped.bytes[..], b"abcde");
+            assert_eq!(tapped.total_len, 8);
+            assert!(tapped.truncated && tapped.complete);
+        }
+        // The shared one is the body's too.
+        assert_eq!(shared.snapshot().total_len, 8);
+        // An own tap of a bodiless request is complete from the start.
+        assert!(RequestTap::own(5, true).snapshot().complete);
     }
 
     #[test]

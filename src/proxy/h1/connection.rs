@@ -51,7 +51,7 @@ use http::{HeaderValue, Response, StatusCode, Uri};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::CancellationToken;
 
 use super::body::{flush, Pump, PumpError, Pumped, Trailers, READ_CHUNK};
 use super::framing::{self, BodyLength, FramingError, MethodKind, RequestFraming, ResponseFraming};
@@ -60,6 +60,7 @@ use super::head::{Parsed, RequestHead, ResponseHead, Version};
 use super::rewrite::{
     lowercase_names, write_request, write_response, HostRewrite, RequestRewrite, ResponseRewrite,
 };
+use super::shutdown::Shutdown;
 use super::upstream::UpstreamConn;
 use crate::config::{Forwarded, HeaderCase, HostHeader};
 use crate::proxy::body::ProxyBody;
@@ -69,7 +70,7 @@ use crate::proxy::forward::{origin_form as forward_origin_form, Forwarder};
 use crate::proxy::metrics::HandleTime;
 use crate::proxy::record::{Pending, ResponseObserver};
 use crate::proxy::reject::{check_fields, Http1Fields, Rejection};
-use crate::proxy::tap::{Observer, SharedTap};
+use crate::proxy::tap::{Observer, RequestTap};
 use crate::proxy::upstream::UpstreamConnector;
 use crate::proxy::{Outcome, RequestHeadRef, TraceContext, UpstreamError};
 
@@ -139,8 +140,7 @@ impl Engine {
             head: Box::default(),
             response: Box::default(),
             upstream: None,
-            shutdown: &shutdown,
-            cancelled: Box::pin(shutdown.cancelled()),
+            shutdown: Shutdown::watch(&shutdown).await,
             timer: Timer::new(Instant::now() + HEADER_READ_TIMEOUT),
         };
         let Some(first) = connection.first_bytes().await else {
@@ -154,7 +154,7 @@ impl Engine {
             return handoff::serve_h2(forwarder, connection.io, read, peer, shutdown).await;
         }
         while connection.exchange().await == Next::KeepAlive {
-            if shutdown.is_cancelled() {
+            if connection.shutdown.came() {
                 break;
             }
         }
@@ -180,10 +180,9 @@ struct Connection<'e> {
     response: Box<ResponseHead>,
     /// The connection's own upstream connection, while it is reusable.
     upstream: Option<Box<UpstreamConn>>,
-    shutdown: &'e CancellationToken,
-    /// `shutdown`'s wait, one per connection (registered once, not per
+    /// The listener's shutdown, watched once per connection (not per
     /// read).
-    cancelled: Pin<Box<WaitForCancellationFuture<'e>>>,
+    shutdown: Shutdown<'e>,
     /// The connection's one timer, set for each wait that has a deadline
     /// (a head read, an exchange's upstream part, the lingering close).
     timer: Timer,
@@ -354,7 +353,7 @@ impl Connection<'_> {
         let read = tokio::select! {
             biased;
             read = read => read,
-            () = self.cancelled.as_mut(), if idle => return None,
+            () = self.shutdown.arrival(), if idle => return None,
         };
         match read {
             Some(Ok(n)) => Some(n),
@@ -508,7 +507,8 @@ impl Connection<'_> {
         if !forwarder.inspects(&method, uri.path()) {
             return None;
         }
-        let tap = SharedTap::new(
+        // The exchange's own: the pump observes the body through it.
+        let tap = RequestTap::own(
             forwarder.listener().tap_limit,
             framing.body == BodyLength::Empty,
         );
@@ -660,7 +660,7 @@ impl Connection<'_> {
         // listener's `timeout`.
         self.timer
             .set(forwarded + self.engine.forwarder.listener().timeout);
-        let mut request_tap = pending.as_ref().map(|pending| pending.request_tap.clone());
+        let mut request_tap = pending.as_mut().map(|pending| &mut pending.request_tap);
         let trailers = if body == BodyLength::Chunked {
             Trailers::declared(head_bytes, &self.head.lines)
         } else {
@@ -864,10 +864,8 @@ impl Connection<'_> {
         // HTTP/1.0 clients are always closed after the response (their
         // `keep-alive` is not honoured), which also ends a body delimited
         // by the close.
-        let close = !asked.framing.keep_alive
-            || !http11
-            || !asked.body_whole
-            || self.shutdown.is_cancelled();
+        let close =
+            !asked.framing.keep_alive || !http11 || !asked.body_whole || self.shutdown.came();
         let rewrite = ResponseRewrite {
             version: asked.version,
             chunked: chunked_out,

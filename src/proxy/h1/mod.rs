@@ -21,6 +21,7 @@
 //! - `body.rs`: the body pump (re-framing, the tap).
 //! - `upstream.rs`: the engine's upstream connection.
 //! - `handoff.rs`: h2c prior knowledge on an engine's port, to hyper.
+//! - `shutdown.rs`: a connection's view of the shutdown (a flag).
 //!
 //! # What it promises
 //! - A head is accepted only when httparse accepts it with its default
@@ -101,6 +102,7 @@ mod framing;
 mod handoff;
 mod head;
 mod rewrite;
+mod shutdown;
 mod upstream;
 
 pub(crate) use connection::Engine;
