@@ -45,7 +45,6 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
@@ -410,23 +409,28 @@ impl SpanObserver {
             .and_then(Option::as_ref);
         let end = flow.ended.max(flow.started);
         let head = &self.flow_head;
-        self.internal_span(head, trace, (flow.started, end), |attributes| {
-            match declared {
-                Some(declared) => {
-                    attributes.copy(&declared.by_outcome[usize::from(flow.within_slo)])
+        self.internal_span(
+            head,
+            trace,
+            (flow.started.into(), end.into()),
+            |attributes| {
+                match declared {
+                    Some(declared) => {
+                        attributes.copy(&declared.by_outcome[usize::from(flow.within_slo)])
+                    }
+                    None => {
+                        attributes.string("waybill.flow", flow.flow.as_str());
+                        attributes.bool("waybill.flow.within_slo", flow.within_slo);
+                    }
                 }
-                None => {
-                    attributes.string("waybill.flow", flow.flow.as_str());
-                    attributes.bool("waybill.flow.within_slo", flow.within_slo);
+                attributes.double("waybill.flow.duration_seconds", flow.duration.as_secs_f64());
+                attributes.string("waybill.flow.object", &self.key_text(&flow.object));
+                match transaction {
+                    (_, Some(encoded)) => attributes.copy_written(encoded),
+                    (name, None) => attributes.string("waybill.transaction", name),
                 }
-            }
-            attributes.double("waybill.flow.duration_seconds", flow.duration.as_secs_f64());
-            attributes.string("waybill.flow.object", &self.key_text(&flow.object));
-            match transaction {
-                (_, Some(encoded)) => attributes.copy_written(encoded),
-                (name, None) => attributes.string("waybill.transaction", name),
-            }
-        })
+            },
+        )
     }
 
     /// A span of the sidecar's own (a flow, an exception: its `head`) in
@@ -435,7 +439,7 @@ impl SpanObserver {
         &self,
         head: &EncodedHead,
         trace: TraceId,
-        times: (SystemTime, SystemTime),
+        times: (UnixNanos, UnixNanos),
         write: impl FnOnce(&mut Attributes<'_>),
     ) -> EncodedSpan {
         let span_id = self.ids.new_span_id();
@@ -613,7 +617,7 @@ impl Observer for SpanObserver {
         if !self.sampled(trace) {
             return;
         }
-        let at = exception.resolved.unwrap_or(exception.opened);
+        let at = UnixNanos::from(exception.resolved.unwrap_or(exception.opened));
         let head = &self.exception_head;
         let span = self.internal_span(head, trace, (at, at), |attributes| {
             exception_attributes(attributes, exception);
