@@ -409,28 +409,23 @@ impl SpanObserver {
             .and_then(Option::as_ref);
         let end = flow.ended.max(flow.started);
         let head = &self.flow_head;
-        self.internal_span(
-            head,
-            trace,
-            (flow.started.into(), end.into()),
-            |attributes| {
-                match declared {
-                    Some(declared) => {
-                        attributes.copy(&declared.by_outcome[usize::from(flow.within_slo)])
-                    }
-                    None => {
-                        attributes.string("waybill.flow", flow.flow.as_str());
-                        attributes.bool("waybill.flow.within_slo", flow.within_slo);
-                    }
+        self.internal_span(head, trace, (flow.started, end), |attributes| {
+            match declared {
+                Some(declared) => {
+                    attributes.copy(&declared.by_outcome[usize::from(flow.within_slo)])
                 }
-                attributes.double("waybill.flow.duration_seconds", flow.duration.as_secs_f64());
-                attributes.string("waybill.flow.object", &self.key_text(&flow.object));
-                match transaction {
-                    (_, Some(encoded)) => attributes.copy_written(encoded),
-                    (name, None) => attributes.string("waybill.transaction", name),
+                None => {
+                    attributes.string("waybill.flow", flow.flow.as_str());
+                    attributes.bool("waybill.flow.within_slo", flow.within_slo);
                 }
-            },
-        )
+            }
+            attributes.double("waybill.flow.duration_seconds", flow.duration.as_secs_f64());
+            attributes.string("waybill.flow.object", &self.key_text(&flow.object));
+            match transaction {
+                (_, Some(encoded)) => attributes.copy_written(encoded),
+                (name, None) => attributes.string("waybill.transaction", name),
+            }
+        })
     }
 
     /// A span of the sidecar's own (a flow, an exception: its `head`) in
@@ -439,7 +434,7 @@ impl SpanObserver {
         &self,
         head: &EncodedHead,
         trace: TraceId,
-        times: (UnixNanos, UnixNanos),
+        times: (impl Into<UnixNanos>, impl Into<UnixNanos>),
         write: impl FnOnce(&mut Attributes<'_>),
     ) -> EncodedSpan {
         let span_id = self.ids.new_span_id();
@@ -617,7 +612,7 @@ impl Observer for SpanObserver {
         if !self.sampled(trace) {
             return;
         }
-        let at = UnixNanos::from(exception.resolved.unwrap_or(exception.opened));
+        let at = exception.resolved.unwrap_or(exception.opened);
         let head = &self.exception_head;
         let span = self.internal_span(head, trace, (at, at), |attributes| {
             exception_attributes(attributes, exception);
