@@ -13,11 +13,12 @@ use prometheus_client::registry::Registry;
 use prost::Message as _;
 
 use super::*;
+use crate::clock::Stamp;
 use crate::config::{ListenerId, RouteId};
 use crate::correlate::{Marked, News};
 use crate::extract::Problem;
 use crate::proxy::{Exchange, Outcome, Tapped, UpstreamError};
-use crate::state::{MilestoneRecord, Stamp, Transaction, TxId};
+use crate::state::{MilestoneRecord, Transaction, TxId};
 use crate::telemetry::export::SpanQueue;
 use crate::telemetry::{anchor_span_id, trace_id};
 
