@@ -1,6 +1,12 @@
 //! The wall clock. Every stage that stamps a time reads it from a [`Clock`]
 //! handed in at construction, never from a global, so the demo can compress
 //! hours into seconds and tests can control time.
+//!
+//! A time the stages carry is a [`Stamp`]: integer nanoseconds since the
+//! Unix epoch, read once where an exchange is stamped and compared,
+//! subtracted and encoded as a `u64` from there on (the store, its
+//! timeline and expiry order, the spans). It becomes a `SystemTime` or
+//! RFC 3339 text only at the edges (the admin API, snapshots, journals).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,6 +46,63 @@ impl Clock {
     pub fn now(&self) -> SystemTime {
         (self.0)()
     }
+
+    /// The current time on this clock, as a [`Stamp`].
+    pub fn stamp(&self) -> Stamp {
+        Stamp::new(self.now())
+    }
+}
+
+/// A time as nanoseconds since the Unix epoch: 8 bytes where a
+/// `SystemTime` takes 16, exact to the nanosecond until the year 2554
+/// (later saturates); a time before 1970 is held as the epoch. Ordering,
+/// differences and encoding are integer operations, where a `SystemTime`'s
+/// go through a library call each (`Timespec::sub_timespec`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Stamp(u64);
+
+impl Stamp {
+    /// The stamp of `time`.
+    pub fn new(time: SystemTime) -> Self {
+        Stamp(
+            time.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, nanos_of),
+        )
+    }
+
+    /// The time again.
+    pub fn time(self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.0)
+    }
+
+    /// Nanoseconds since the epoch.
+    pub fn nanos(self) -> u64 {
+        self.0
+    }
+
+    /// The stamp `nanos` nanoseconds after the epoch.
+    pub fn from_nanos(nanos: u64) -> Self {
+        Stamp(nanos)
+    }
+
+    /// How long after `earlier` this is (zero when it is not later).
+    pub fn since(self, earlier: Stamp) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// The stamp `by` after this one (saturating).
+    pub fn plus(self, by: Duration) -> Stamp {
+        Stamp(self.0.saturating_add(nanos_of(by)))
+    }
+}
+
+/// The nanoseconds of `duration`, saturating at `u64::MAX` (no 128-bit
+/// arithmetic).
+fn nanos_of(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(duration.subsec_nanos()))
 }
 
 impl std::fmt::Debug for Clock {
@@ -88,6 +151,27 @@ impl ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_is_exact_to_the_nanosecond_and_saturates() {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_800_000_000, 1);
+        let stamp = Stamp::new(t);
+        assert_eq!(stamp.nanos(), 1_800_000_000_000_000_001);
+        assert_eq!(stamp.time(), t);
+        let later = Stamp::new(t + Duration::from_nanos(1));
+        assert!(stamp < later);
+        assert_eq!(later.since(stamp), Duration::from_nanos(1));
+        assert_eq!(stamp.since(later), Duration::ZERO);
+        assert_eq!(
+            stamp.plus(Duration::new(2, 5)).nanos(),
+            1_800_000_002_000_000_006
+        );
+        assert_eq!(stamp.plus(Duration::MAX).nanos(), u64::MAX);
+        let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(Stamp::new(before_epoch), Stamp::default());
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
+        assert_eq!(Stamp::new(far).nanos(), u64::MAX);
+    }
 
     #[test]
     fn a_manual_clock_moves_only_when_told() {

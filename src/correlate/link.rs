@@ -3,13 +3,11 @@
 //! transactions that turn out to be linked are merged into the one that
 //! already has a root key (else the older one).
 
-use std::time::SystemTime;
-
 use smallvec::SmallVec;
 
 use crate::config::KeyKind;
 use crate::extract::Key;
-use crate::state::{KeyHash, KeyRefs, TxId, TxRef};
+use crate::state::{KeyHash, KeyRefs, Stamp, TxId, TxRef};
 
 use super::Correlator;
 
@@ -43,7 +41,7 @@ impl Correlator {
     /// the transaction and where `keys` are in its keys (the exchange's
     /// [`KeyRefs`], found once here for the links and the timeline).
     /// `None` only for an empty `keys`, which [`groups`] never yields.
-    pub(super) fn link(&mut self, keys: &[Key], at: SystemTime) -> Option<(TxRef, KeyRefs)> {
+    pub(super) fn link(&mut self, keys: &[Key], at: Stamp) -> Option<(TxRef, KeyRefs)> {
         // Where each key is indexed now, and its hash: a key already
         // indexed to the surviving transaction needs no `attach` (merging
         // only moves keys into it), and one that does is not hashed again.
@@ -98,8 +96,8 @@ impl Correlator {
             .iter()
             .copied()
             .min_by_key(|id| match self.store.get(*id) {
-                Some(tx) => (!tx.has_root(), tx.first_seen.time(), tx.id),
-                None => (true, SystemTime::UNIX_EPOCH, TxId(0)),
+                Some(tx) => (!tx.has_root(), tx.first_seen, tx.id),
+                None => (true, Stamp::default(), TxId(0)),
             })
     }
 

@@ -313,7 +313,7 @@ impl Correlator {
             existing.amount = value.amount;
             existing.unit = value.unit.clone();
             existing.exchange = exchange.id;
-            existing.at = exchange.started;
+            existing.at = exchange.started.time();
             existing.system = value.system.clone();
             return if changed {
                 Stored::Changed
@@ -342,7 +342,7 @@ impl Correlator {
             milestone: milestone.clone(),
             system: value.system.clone(),
             exchange: exchange.id,
-            at: exchange.started,
+            at: exchange.started.time(),
             revisions: 0,
         });
         Stored::New

@@ -5,8 +5,6 @@
 //! ones are counted as repeats. A flow is measured when its end milestone
 //! arrives.
 
-use std::time::Duration;
-
 use prometheus_client::metrics::counter::Counter;
 use smallvec::SmallVec;
 
@@ -181,11 +179,11 @@ fn measure(
         let linked: SmallVec<[_; 4]> = tx.neighbours_at(Some(position)).collect();
         starts()
             .filter(|m| tx.milestone_object(m).is_some_and(|o| linked.contains(&o)))
-            .min_by_key(|m| m.at())
-            .or_else(|| starts().min_by_key(|m| m.at()))?
+            .min_by_key(|m| m.stamp())
+            .or_else(|| starts().min_by_key(|m| m.stamp()))?
     };
-    let (started, ended) = (start.at(), end.at());
-    let duration = ended.duration_since(started).unwrap_or(Duration::ZERO);
+    let (started, ended) = (start.stamp(), end.stamp());
+    let duration = ended.since(started);
     Some(FlowRecord {
         flow: flow.name.clone(),
         object: object.clone(),

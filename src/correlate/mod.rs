@@ -331,7 +331,7 @@ impl Correlator {
     pub fn apply(&mut self, observation: Observation) {
         let at = observation.exchange.started;
         self.last_exchange = self.last_exchange.max(observation.exchange.id);
-        self.fire_due(at);
+        self.fire_due(at.time());
         let groups = link::groups(&observation.keys, &self.config.root);
         if groups.is_empty() {
             self.metrics.no_keys.inc();
@@ -407,7 +407,7 @@ impl Correlator {
         }
         let satisfied = reconcile::satisfied(&tx);
         if !satisfied.is_empty() {
-            self.resolve_all(id, at, satisfied, &mut news);
+            self.resolve_all(id, at.time(), satisfied, &mut news);
             let Some(again) = self.store.entry(id) else {
                 return;
             };

@@ -80,7 +80,7 @@ impl Correlator {
             .map(str::to_owned);
         let operation = route.operation.clone();
         let label = ExceptionMetrics::operation(&operation);
-        let at = exchange.started;
+        let at = exchange.started.time();
 
         let Some(tx) = self.store.get_mut(id) else {
             return;
@@ -493,14 +493,14 @@ pub(super) fn reconcile_milestone(
                 milestone: required.clone(),
                 object,
             },
-            at: record.at,
+            at: record.at.time(),
         });
     }
 
     for (index, expectation) in config.expectations.iter().enumerate() {
         if expectation.after == record.milestone {
             schedule.add(
-                record.at + expectation.within,
+                record.at.time() + expectation.within,
                 Due::Expectation {
                     expectation: index,
                     object: record.object.clone(),
@@ -511,11 +511,11 @@ pub(super) fn reconcile_milestone(
     }
     if let Some(after) = def.stuck_after {
         schedule.add(
-            record.at + after,
+            record.at.time() + after,
             Due::Stuck {
                 milestone: record.milestone.clone(),
                 object: record.object.clone(),
-                since: record.at,
+                since: record.at.time(),
             },
         );
     }

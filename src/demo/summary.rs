@@ -132,7 +132,7 @@ impl TransactionView {
                 .map(|m| MilestoneView {
                     milestone: m.milestone.to_string(),
                     object: KeyName::from(&m.object),
-                    at: m.at,
+                    at: m.at.time(),
                     repeats: m.repeats,
                 })
                 .collect(),

@@ -7,12 +7,13 @@
 //! The request target is kept as text ([`RequestTarget`]), read as
 //! `http::Uri` reads it, without being parsed a second time.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::header::HOST;
 use http::HeaderName;
 use smallvec::SmallVec;
 
+use crate::clock::Stamp;
 use crate::config::{Config, Direction, ListenerId, System};
 use crate::proxy::{Exchange, Headers, Outcome, TraceContext, UpstreamError};
 
@@ -32,8 +33,9 @@ pub struct ExchangeSummary {
     pub uri: RequestTarget,
     /// HTTP version between client and sidecar.
     pub version: http::Version,
-    /// Wall-clock time the request head arrived.
-    pub started: SystemTime,
+    /// Wall-clock time the request head arrived (converted from the
+    /// proxy's `SystemTime` once, here).
+    pub started: Stamp,
     /// From request head to the end of the response body (or failure).
     pub duration: Duration,
     /// The status the client saw.
@@ -102,7 +104,7 @@ impl ExchangeSummary {
             method: exchange.method,
             uri: RequestTarget::from(&exchange.uri),
             version: exchange.version,
-            started: exchange.started,
+            started: Stamp::new(exchange.started),
             duration: exchange.duration,
             status: exchange.outcome.status(),
             upstream_error,

@@ -30,8 +30,8 @@ pub(super) struct Expiry {
 impl Expiry {
     /// Transaction `id` was last updated at `at` (later than any earlier
     /// push for it).
-    pub(super) fn push(&mut self, at: SystemTime, id: TxRef) {
-        self.heap.push(Reverse((Stamp::new(at), id)));
+    pub(super) fn push(&mut self, at: Stamp, id: TxRef) {
+        self.heap.push(Reverse((at, id)));
     }
 
     /// The least recently updated of `transactions` (the first created of

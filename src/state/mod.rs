@@ -299,7 +299,7 @@ impl Store {
                 continue;
             };
             let id = tx.id;
-            self.by_update.push(tx.last_updated.time(), at);
+            self.by_update.push(tx.last_updated, at);
             if tx.status == Status::Complete {
                 self.complete += 1;
             }
@@ -396,7 +396,7 @@ impl Store {
     /// Starts a transaction named by `name` (which is attached to it),
     /// evicting the least recently updated one if the store is full;
     /// `hash` is the name's ([`Store::key_hash`]).
-    pub fn create_hashed(&mut self, name: &Key, hash: KeyHash, now: SystemTime) -> TxRef {
+    pub fn create_hashed(&mut self, name: &Key, hash: KeyHash, now: Stamp) -> TxRef {
         while self.transactions.len() >= self.limits.max_transactions.max(1) {
             let Some((_, oldest)) = self.by_update.oldest(&self.transactions) else {
                 break;
@@ -447,7 +447,7 @@ impl Store {
     }
 
     /// Records that transaction `id` changed at `now`.
-    pub fn touch(&mut self, id: TxRef, now: SystemTime) {
+    pub fn touch(&mut self, id: TxRef, now: Stamp) {
         if let Some(mut tx) = self.entry(id) {
             tx.touch(now);
         }
@@ -533,8 +533,7 @@ impl Store {
                 other == from || holds(other)
             });
         }
-        let last = absorbed.last_updated.time();
-        self.touch(into, last);
+        self.touch(into, absorbed.last_updated);
         self.refresh_gauges();
     }
 
@@ -644,13 +643,12 @@ impl std::ops::DerefMut for TxMut<'_> {
 
 impl TxMut<'_> {
     /// Records that the transaction changed at `now`.
-    pub fn touch(&mut self, now: SystemTime) {
+    pub fn touch(&mut self, now: Stamp) {
         let tx = &mut *self.tx;
-        let stamp = Stamp::new(now);
-        if stamp <= tx.last_updated {
+        if now <= tx.last_updated {
             return;
         }
-        tx.last_updated = stamp;
+        tx.last_updated = now;
         self.by_update.push(now, self.id);
     }
 
@@ -744,7 +742,7 @@ mod tests {
     /// A transaction named by `name`, the way the correlator creates one.
     fn create(store: &mut Store, name: Key, at: SystemTime) -> TxRef {
         let hash = store.key_hash(&name);
-        store.create_hashed(&name, hash, at)
+        store.create_hashed(&name, hash, Stamp::new(at))
     }
 
     /// `key` added to transaction `id`, the way the correlator adds one.
@@ -763,7 +761,7 @@ mod tests {
             key(&kinds, "order", "B"),
             t0 + Duration::from_secs(1),
         );
-        store.touch(a, t0 + Duration::from_secs(2));
+        store.touch(a, Stamp::new(t0 + Duration::from_secs(2)));
         let c = create(
             &mut store,
             key(&kinds, "order", "C"),
@@ -804,7 +802,7 @@ mod tests {
             key(&kinds, "order", "B"),
             t0 + Duration::from_secs(10),
         );
-        store.touch(a, t0 + Duration::from_secs(20));
+        store.touch(a, Stamp::new(t0 + Duration::from_secs(20)));
         // A's entry of t0 is stale: B is the next to expire.
         assert_eq!(
             store.next_expiry(),
@@ -820,7 +818,7 @@ mod tests {
 
         // Every update leaves a stale entry behind; they are dropped in bulk.
         for s in 21..5_000 {
-            store.touch(a, t0 + Duration::from_secs(s));
+            store.touch(a, Stamp::new(t0 + Duration::from_secs(s)));
         }
         assert!(store.by_update.len() <= 1 + expiry::SLACK + 1);
         assert_eq!(store.expire(t0 + Duration::from_secs(4_999) + ttl), 1);

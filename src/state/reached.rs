@@ -105,13 +105,13 @@ impl Reached {
         system: NameId<kind::System>,
         operation: Option<NameId<kind::Operation>>,
         exchange: u64,
-        at: SystemTime,
+        at: Stamp,
         object: u32,
         repeats: u32,
     ) -> Self {
         Reached(
             Exact {
-                at: Stamp::new(at),
+                at,
                 exchange,
                 names: Names {
                     milestone,
@@ -269,7 +269,7 @@ mod tests {
             (5, u32::MAX, u32::MAX, true),
         ];
         for (exchange, object, repeats, spilled) in cases {
-            let r = Reached::new(m, s, Some(o), exchange, at, object, repeats);
+            let r = Reached::new(m, s, Some(o), exchange, Stamp::new(at), object, repeats);
             assert_eq!(r.is_spilled(), spilled, "{exchange} {object} {repeats}");
             assert_eq!(values(&r), (exchange, at, object as usize, repeats));
             assert_eq!((r.milestone(), r.system(), r.operation()), (m, s, Some(o)));
@@ -280,7 +280,7 @@ mod tests {
     fn repeats_past_16_bits_spill_and_stay_exact() {
         let (m, s, _) = ids();
         let at = SystemTime::UNIX_EPOCH;
-        let mut r = Reached::new(m, s, None, 9, at, 1, 65_534);
+        let mut r = Reached::new(m, s, None, 9, Stamp::new(at), 1, 65_534);
         r.add_repeat();
         assert!(!r.is_spilled());
         r.add_repeat();

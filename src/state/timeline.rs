@@ -65,7 +65,7 @@ pub struct Timeline {
 #[derive(Debug, Clone)]
 pub struct NewExchange<'a> {
     pub id: u64,
-    pub at: SystemTime,
+    pub at: Stamp,
     pub system: &'a System,
     pub operation: Option<&'a Operation>,
     pub method: &'a http::Method,
@@ -220,7 +220,7 @@ impl<'a> NewExchange<'a> {
     ) -> Self {
         NewExchange {
             id,
-            at,
+            at: Stamp::new(at),
             system,
             operation: None,
             method: &http::Method::POST,
@@ -276,7 +276,7 @@ impl Timeline {
             .map_or(Err(new.method.as_str()), |p| Ok(p as u8));
         self.push_fields(Fields {
             id: new.id,
-            at: Stamp::new(new.at),
+            at: new.at,
             duration: new.duration,
             status: new.status,
             error: new.error,
@@ -830,7 +830,7 @@ mod tests {
         let mut new = exchange(&wms, 1, at, "/a", &[0]);
         exact.push(new.clone());
         let first = exact.encoded_len();
-        new.at = at + Duration::new(61, 987_654_321);
+        new.at = Stamp::new(at + Duration::new(61, 987_654_321));
         new.duration = Duration::new(0, 12_345_678);
         exact.push(new);
         let x = exact.get(1).expect("pushed");

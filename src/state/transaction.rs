@@ -17,6 +17,8 @@ use std::marker::PhantomData;
 use std::num::NonZeroU16;
 use std::time::{Duration, SystemTime};
 
+pub use crate::clock::Stamp;
+
 use opentelemetry::trace::TraceId;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
@@ -307,8 +309,8 @@ pub struct MilestoneRecord {
     /// The key the milestone is about (`shipped` → a shipment).
     pub object: Key,
     /// When it first happened (the exchange's start).
-    #[serde(serialize_with = "rfc3339")]
-    pub at: SystemTime,
+    #[serde(serialize_with = "rfc3339_stamp")]
+    pub at: Stamp,
     pub system: System,
     pub operation: Option<Operation>,
     /// The exchange that recorded it first.
@@ -348,10 +350,10 @@ pub struct FlowRecord {
     pub flow: FlowName,
     /// The object of the flow's end milestone.
     pub object: Key,
-    #[serde(serialize_with = "rfc3339")]
-    pub started: SystemTime,
-    #[serde(serialize_with = "rfc3339")]
-    pub ended: SystemTime,
+    #[serde(serialize_with = "rfc3339_stamp")]
+    pub started: Stamp,
+    #[serde(serialize_with = "rfc3339_stamp")]
+    pub ended: Stamp,
     #[serde(rename = "duration_seconds", serialize_with = "seconds")]
     pub duration: Duration,
     pub within_slo: bool,
@@ -375,10 +377,7 @@ impl MeasuredFlow {
     /// From the start milestone to the end milestone (zero when the end
     /// came first).
     pub fn duration(&self) -> Duration {
-        self.ended
-            .time()
-            .duration_since(self.started.time())
-            .unwrap_or(Duration::ZERO)
+        self.ended.since(self.started)
     }
 
     /// Where the object is in the transaction's `keys`.
@@ -470,37 +469,6 @@ pub struct Attempt {
     pub idempotency_keys: Vec<String>,
 }
 
-/// A time as nanoseconds since the Unix epoch: 8 bytes where a
-/// `SystemTime` takes 16, exact to the nanosecond until the year 2554
-/// (later saturates); a time before 1970 is held as the epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Stamp(u64);
-
-impl Stamp {
-    /// The stamp of `time`.
-    pub fn new(time: SystemTime) -> Self {
-        Stamp(
-            time.duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        )
-    }
-
-    /// The time again.
-    pub fn time(self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.0)
-    }
-
-    /// Nanoseconds since the epoch.
-    pub fn nanos(self) -> u64 {
-        self.0
-    }
-
-    /// The stamp `nanos` nanoseconds after the epoch.
-    pub fn from_nanos(nanos: u64) -> Self {
-        Stamp(nanos)
-    }
-}
-
 /// Positions in a transaction's `keys`, in a given order: up to
 /// [`KeyRefs::INLINE`] positions below 256 are held inline (the usual
 /// exchange: 1–4 keys), more on the heap, behind a thin pointer: 16
@@ -563,12 +531,12 @@ impl Transaction {
     /// A new transaction named by `name`.
     /// It holds the name as its first key (the store indexes it).
     pub fn new(id: TxId, name: Key, now: SystemTime) -> Self {
-        Self::named(id, &name, now)
+        Self::named(id, &name, Stamp::new(now))
     }
 
     /// [`Transaction::new`] with the name borrowed (its text is copied
     /// into the keys, its kind shared).
-    pub(super) fn named(id: TxId, name: &Key, now: SystemTime) -> Self {
+    pub(super) fn named(id: TxId, name: &Key, now: Stamp) -> Self {
         Transaction {
             id,
             trace: trace_id(name).to_bytes(),
@@ -584,8 +552,8 @@ impl Transaction {
             flows: ThinVec::new(),
             rare: None,
             exchanges: Timeline::default(),
-            first_seen: Stamp::new(now),
-            last_updated: Stamp::new(now),
+            first_seen: now,
+            last_updated: now,
         }
     }
 
@@ -909,7 +877,7 @@ impl Transaction {
         Some(MilestoneRecord {
             milestone: reached.milestone().get(names.milestones)?.clone(),
             object,
-            at: reached.at(),
+            at: reached.stamp(),
             system: reached.system().get(names.systems)?.clone(),
             operation,
             exchange: reached.exchange(),
@@ -951,8 +919,8 @@ impl Transaction {
                 .keys
                 .get(flow.object_position())?
                 .to_key(names.key_kinds)?,
-            started: flow.started.time(),
-            ended: flow.ended.time(),
+            started: flow.started,
+            ended: flow.ended,
             duration: flow.duration(),
             within_slo: flow.within_slo,
         })
@@ -975,8 +943,8 @@ impl Transaction {
         self.flows.reserve_exact(1);
         self.flows.push(MeasuredFlow {
             flow: NameId::new(&record.flow),
-            started: Stamp::new(record.started),
-            ended: Stamp::new(record.ended),
+            started: record.started,
+            ended: record.ended,
             object: object as u32,
             within_slo: record.within_slo,
         });
@@ -1302,6 +1270,10 @@ fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_millis(*t))
 }
 
+fn rfc3339_stamp<S: Serializer>(t: &Stamp, s: S) -> Result<S::Ok, S::Error> {
+    rfc3339(&t.time(), s)
+}
+
 fn rfc3339_opt<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => rfc3339(t, s),
@@ -1427,13 +1399,6 @@ mod tests {
         let prefixes = ["order:".to_owned()];
         assert_eq!(tx.name().text(&prefixes).concat(), "order:SO-1");
         assert_eq!(tx.name().text(&[]).concat(), "order:SO-1");
-    }
-
-    #[test]
-    fn a_stamp_is_exact_to_the_nanosecond() {
-        let t = SystemTime::UNIX_EPOCH + Duration::new(1_800_000_000, 1);
-        assert_eq!(Stamp::new(t).time(), t);
-        assert!(Stamp::new(t) < Stamp::new(t + Duration::from_nanos(1)));
     }
 
     #[test]

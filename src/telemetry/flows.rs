@@ -105,6 +105,7 @@ mod tests {
     use prometheus_client::encoding::text::encode;
 
     use super::*;
+    use crate::clock::Stamp;
     use crate::extract::Key;
 
     #[test]
@@ -122,8 +123,8 @@ mod tests {
             &FlowRecord {
                 flow: config.flow_names.get("order_to_ship").expect("flow"),
                 object: order.clone(),
-                started: start,
-                ended: start + Duration::from_secs(5400),
+                started: Stamp::new(start),
+                ended: Stamp::new(start + Duration::from_secs(5400)),
                 duration: Duration::from_secs(5400),
                 within_slo: true,
             },

@@ -134,6 +134,13 @@ impl From<SystemTime> for UnixNanos {
     }
 }
 
+impl From<crate::clock::Stamp> for UnixNanos {
+    /// The same nanoseconds (a stamped exchange needs no conversion).
+    fn from(stamp: crate::clock::Stamp) -> Self {
+        UnixNanos(stamp.nanos())
+    }
+}
+
 /// Text given whole or in pieces, written into a string field without
 /// being joined first.
 pub trait Text {

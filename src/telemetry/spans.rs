@@ -45,7 +45,6 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
@@ -429,7 +428,7 @@ impl SpanObserver {
         &self,
         head: &EncodedHead,
         trace: TraceId,
-        times: (SystemTime, SystemTime),
+        times: (impl Into<UnixNanos>, impl Into<UnixNanos>),
         write: impl FnOnce(&mut Attributes<'_>),
     ) -> EncodedSpan {
         let span_id = self.ids.new_span_id();

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Stamp;
 use crate::config::{Amount, Config, ListenerId, Role, RouteId};
 use crate::extract::{ExchangeSummary, Key, MeasureValue, Measures, Observation, Problem};
 use crate::proxy::{Headers, UpstreamError};
@@ -189,7 +190,7 @@ impl ObservedRecord {
             exchange: exchange.id,
             listener: exchange.listener.0,
             system: exchange.system.as_str().to_owned(),
-            started: exchange.started,
+            started: exchange.started.time(),
             duration: exchange.duration,
             method: exchange.method.to_string(),
             path: exchange.uri.path().to_owned(),
@@ -282,7 +283,7 @@ impl ObservedRecord {
                 uri: (&uri).into(),
                 version: http::Version::HTTP_11,
                 request_headers,
-                started: self.started,
+                started: Stamp::new(self.started),
                 duration: self.duration,
                 status,
                 upstream_error,

@@ -285,7 +285,7 @@ impl SavedTransaction {
                 .map(|m| SavedMilestone {
                     milestone: name(&m.milestone),
                     object: save_key(&m.object),
-                    at: m.at,
+                    at: m.at.time(),
                     system: name(&m.system),
                     operation: m.operation.as_ref().map(name),
                     exchange: m.exchange,
@@ -317,8 +317,8 @@ impl SavedTransaction {
                 .map(|f| SavedFlow {
                     flow: name(&f.flow),
                     object: save_key(&f.object),
-                    started: f.started,
-                    ended: f.ended,
+                    started: f.started.time(),
+                    ended: f.ended.time(),
                     duration: f.duration,
                     within_slo: f.within_slo,
                 })
@@ -485,7 +485,7 @@ impl<'a> Resolver<'a> {
             let record = MilestoneRecord {
                 milestone: self.milestone(&m.milestone)?,
                 object: self.key(&m.object)?,
-                at: m.at,
+                at: Stamp::new(m.at),
                 system: self.system(&m.system)?,
                 operation: self.maybe_operation(m.operation.as_deref())?,
                 exchange: m.exchange,
@@ -518,8 +518,8 @@ impl<'a> Resolver<'a> {
             let record = FlowRecord {
                 flow: self.symbol(&self.config.flow_names, "flow", &f.flow)?,
                 object: self.key(&f.object)?,
-                started: f.started,
-                ended: f.ended,
+                started: Stamp::new(f.started),
+                ended: Stamp::new(f.ended),
                 duration: f.duration,
                 within_slo: f.within_slo,
             };
@@ -605,7 +605,7 @@ impl<'a> Resolver<'a> {
                 .transpose()?;
             tx.exchanges.push(NewExchange {
                 id: x.id,
-                at: x.at,
+                at: Stamp::new(x.at),
                 system: &system,
                 operation: operation.as_ref(),
                 method: &method,

@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 use prost::Message as _;
 
 use super::*;
+use crate::clock::Stamp;
 use crate::config::{ListenerId, RouteId};
 use crate::correlate::{Marked, News};
 use crate::extract::Problem;
@@ -162,7 +163,7 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
     let record = MilestoneRecord {
         milestone: shipped.clone(),
         object: shipment.clone(),
-        at: t0(),
+        at: Stamp::new(t0()),
         system: observation.exchange.system.clone(),
         operation: observation.operation.clone(),
         exchange: 7,
@@ -176,8 +177,8 @@ fn an_inbound_exchange_span_carries_the_stable_http_conventions_and_the_business
         flows: vec![FlowRecord {
             flow: config.flow_names.get("order_to_ship").expect("declared"),
             object: shipment.clone(),
-            started: t0() - Duration::from_secs(3600),
-            ended: t0(),
+            started: Stamp::new(t0() - Duration::from_secs(3600)),
+            ended: Stamp::new(t0()),
             duration: Duration::from_secs(3600),
             within_slo: true,
         }],
@@ -631,8 +632,8 @@ fn each_event_queues_its_own_spans_once() {
     let flow = FlowRecord {
         flow: config.flow_names.get("order_to_ship").expect("declared"),
         object: shipment.clone(),
-        started: t0() - Duration::from_secs(60),
-        ended: t0(),
+        started: Stamp::new(t0() - Duration::from_secs(60)),
+        ended: Stamp::new(t0()),
         duration: Duration::from_secs(60),
         within_slo: true,
     };
@@ -757,8 +758,8 @@ fn a_flow_span_says_whether_its_flow_met_the_slo() {
     let flow = |within_slo, hours: u64| FlowRecord {
         flow: config.flow_names.get("order_to_ship").expect("declared"),
         object: shipment.clone(),
-        started: t0() - Duration::from_secs(hours * 3600),
-        ended: t0(),
+        started: Stamp::new(t0() - Duration::from_secs(hours * 3600)),
+        ended: Stamp::new(t0()),
         duration: Duration::from_secs(hours * 3600),
         within_slo,
     };
