@@ -405,10 +405,19 @@ impl<'t> Scanner<'t> {
         group: &Group,
         on_value: &mut impl FnMut(usize, &str),
     ) -> Result<(), Problem> {
-        // Only containers some path is alive in are on this stack, so it
-        // is no deeper than the longest path: on the machine stack for the
-        // usual few levels, no allocation per walk.
-        let mut stack: SmallVec<[Frame; 8]> = SmallVec::new();
+        // Only containers some path is alive in are open here, so there
+        // are no more than the longest path has steps. The innermost one is
+        // `top`, a local (its fields stay in registers from member to
+        // member); those around it wait on `parents`: on the machine stack
+        // for the usual few levels, no allocation per walk.
+        let mut parents: SmallVec<[Frame; 8]> = SmallVec::new();
+        let mut top = Frame {
+            object: false,
+            live: 0,
+            index: 0,
+        };
+        // How many are open (`top` is one of them unless none is).
+        let mut open = 0usize;
         // Where the walk is in the tokens: a local, so it stays in
         // registers (only inlined code takes it by reference).
         let mut cursor = Cursor::START;
@@ -417,24 +426,30 @@ impl<'t> Scanner<'t> {
         let mut live = group.all;
         let mut value = self.token(c);
         loop {
-            let depth = stack.len();
+            let depth = open;
             let level = group.level(depth);
             let goes_on = live & level.goes_on;
             let ends = live & level.ends;
             // The value, and then the token after it.
             let mut next = match value.byte {
-                open @ (b'{' | b'[') if goes_on != 0 => {
+                bracket @ (b'{' | b'[') if goes_on != 0 => {
                     if depth >= MAX_DEPTH {
                         return Err(Problem::TooDeep);
                     }
-                    let object = open == b'{';
+                    let object = bracket == b'{';
                     let first = self.token(c);
                     if first.byte != close_of(object) {
-                        stack.push(Frame {
+                        let inner = Frame {
                             object,
                             live: goes_on,
                             index: 0,
-                        });
+                        };
+                        if open > 0 {
+                            parents.push(std::mem::replace(&mut top, inner));
+                        } else {
+                            top = inner;
+                        }
+                        open += 1;
                         (live, value) = self.child(group, goes_on, object, 0, depth, first, c)?;
                         if live != 0 {
                             continue;
@@ -467,31 +482,31 @@ impl<'t> Scanner<'t> {
             };
             // A value is complete: find the next one, closing containers.
             loop {
-                let depth = stack.len().saturating_sub(1);
-                let Some(top) = stack.last_mut() else {
+                if open == 0 {
                     return if next.byte == 0 {
                         Ok(())
                     } else {
                         Err(Problem::MalformedJson)
                     };
-                };
+                }
+                let depth = open - 1;
                 match next.byte {
                     b',' => {
                         top.index += 1;
-                        let (parent, object, index) = (top.live, top.object, top.index);
                         let first = self.token(c);
                         (live, value) =
-                            self.child(group, parent, object, index, depth, first, c)?;
+                            self.child(group, top.live, top.object, top.index, depth, first, c)?;
                         if live != 0 {
                             break;
                         }
                         self.skip_value(value, depth + 1, c)?;
                     }
-                    b'}' if top.object => {
-                        stack.pop();
-                    }
-                    b']' if !top.object => {
-                        stack.pop();
+                    b'}' | b']' if (next.byte == b'}') == top.object => {
+                        // The one around it, if any, is innermost again.
+                        open -= 1;
+                        if let Some(parent) = parents.pop() {
+                            top = parent;
+                        }
                     }
                     _ => return Err(Problem::MalformedJson),
                 }
