@@ -294,30 +294,10 @@ impl SpanWriter {
         });
     }
 
-    /// A span event at `at` whose name and first attributes are `head`
-    /// (encoded once), then the attributes `write` adds.
-    pub fn encoded_event(
-        &mut self,
-        head: &EncodedEvent,
-        at: impl Into<UnixNanos>,
-        write: impl FnOnce(&mut Attributes<'_>),
-    ) {
-        let at = at.into().0;
-        message(&mut self.buf, 11, |buf| {
-            fixed64(buf, 1, at);
-            buf.extend_from_slice(&head.bytes);
-            write(&mut Attributes {
-                buf,
-                field: EVENT_ATTRIBUTES,
-            });
-        });
-    }
-
     /// A span event at `at`: `head` (its name and first attributes,
     /// encoded once), the string attribute `key` = `value`, then `tail`
     /// (encoded once). Its length is known before it is written: no
-    /// length slot is reserved and moved, as [`SpanWriter::encoded_event`]
-    /// does.
+    /// length slot is reserved and moved, as [`SpanWriter::event`] does.
     pub fn encoded_event_string(
         &mut self,
         head: &EncodedEvent,
@@ -635,7 +615,7 @@ fn name_and_kind(buf: &mut Vec<u8>, name: &(impl Text + ?Sized), kind: Kind) {
 
 /// A span event's name and first attributes, encoded once, for events
 /// many spans carry alike (a milestone's name and its object's kind):
-/// [`SpanWriter::encoded_event`] adds the time and the rest.
+/// [`SpanWriter::encoded_event_string`] adds the time and the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedEvent {
     /// `Event.name` (2), then `Event.attributes` (3).

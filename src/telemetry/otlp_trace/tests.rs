@@ -185,15 +185,6 @@ fn written(data: &SpanData) -> EncodedSpan {
             };
             let string = (attributes[at].key.as_str(), value);
             writer.encoded_event_string(&head, event.timestamp.into(), string, &tail);
-        } else if j % 2 == 0 {
-            // The name and the first attribute encoded beforehand.
-            let (first, rest) = event.attributes.split_at(event.attributes.len().min(1));
-            let head = EncodedEvent::new(&*event.name, |attributes| {
-                write_attributes(attributes, first);
-            });
-            writer.encoded_event(&head, event.timestamp, |attributes| {
-                write_attributes(attributes, rest);
-            });
         } else {
             writer.event(&*event.name, event.timestamp, |attributes| {
                 write_attributes(attributes, &event.attributes);
