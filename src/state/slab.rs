@@ -50,10 +50,7 @@ fn tag(id: TxId) -> u32 {
 /// See the module documentation.
 #[derive(Default)]
 pub(super) struct Slab {
-    /// The chunks, `None` while none of its slots holds a transaction.
-    chunks: Vec<Option<Box<[Option<Transaction>]>>>,
-    /// Transactions held in each chunk.
-    held: Vec<u16>,
+    chunks: Vec<Chunk>,
     /// Slots emptied and not yet taken again (the last freed first).
     free: Vec<u32>,
     /// Slots ever used: the next new one.
@@ -62,16 +59,30 @@ pub(super) struct Slab {
     len: usize,
 }
 
+/// [`CHUNK`] slots, allocated while one of them holds a transaction.
+#[derive(Default)]
+struct Chunk {
+    /// `None` while none of the slots holds a transaction.
+    slots: Option<Box<[Option<Transaction>]>>,
+    /// Transactions held in the slots.
+    held: u16,
+}
+
 impl Slab {
     fn slot(&self, slot: u32) -> Option<&Option<Transaction>> {
         let slot = slot as usize;
-        self.chunks.get(slot / CHUNK)?.as_ref()?.get(slot % CHUNK)
+        self.chunks
+            .get(slot / CHUNK)?
+            .slots
+            .as_ref()?
+            .get(slot % CHUNK)
     }
 
     fn slot_mut(&mut self, slot: u32) -> Option<&mut Option<Transaction>> {
         let slot = slot as usize;
         self.chunks
             .get_mut(slot / CHUNK)?
+            .slots
             .as_mut()?
             .get_mut(slot % CHUNK)
     }
@@ -100,19 +111,19 @@ impl Slab {
             None => {
                 let slot = self.used;
                 if slot as usize == self.chunks.len() * CHUNK {
-                    self.chunks.push(None);
-                    self.held.push(0);
+                    self.chunks.push(Chunk::default());
                 }
                 self.used += 1;
                 slot
             }
         };
-        let chunk = slot as usize / CHUNK;
-        if let (Some(place), Some(held)) = (self.chunks.get_mut(chunk), self.held.get_mut(chunk)) {
-            let slots = place.get_or_insert_with(|| (0..CHUNK).map(|_| None).collect());
+        if let Some(chunk) = self.chunks.get_mut(slot as usize / CHUNK) {
+            let slots = chunk
+                .slots
+                .get_or_insert_with(|| (0..CHUNK).map(|_| None).collect());
             if let Some(place) = slots.get_mut(slot as usize % CHUNK) {
                 *place = Some(tx);
-                *held += 1;
+                chunk.held += 1;
                 self.len += 1;
             }
         }
@@ -121,22 +132,18 @@ impl Slab {
 
     /// Takes out the transaction `at` refers to; its slot is free again.
     pub(super) fn remove(&mut self, at: TxRef) -> Option<Transaction> {
-        let place = self.slot_mut(at.slot)?;
+        let chunk = self.chunks.get_mut(at.slot as usize / CHUNK)?;
+        let place = chunk.slots.as_mut()?.get_mut(at.slot as usize % CHUNK)?;
         if place.as_ref().is_none_or(|tx| tag(tx.id) != at.tag) {
             return None;
         }
         let tx = place.take();
+        chunk.held -= 1;
+        if chunk.held == 0 {
+            chunk.slots = None;
+        }
         self.free.push(at.slot);
         self.len -= 1;
-        let chunk = at.slot as usize / CHUNK;
-        if let Some(held) = self.held.get_mut(chunk) {
-            *held -= 1;
-            if *held == 0 {
-                if let Some(slots) = self.chunks.get_mut(chunk) {
-                    *slots = None;
-                }
-            }
-        }
         tx
     }
 
@@ -150,7 +157,7 @@ impl Slab {
         self.chunks
             .iter()
             .zip((0u32..).step_by(CHUNK))
-            .filter_map(|(chunk, first)| Some((chunk.as_ref()?, first)))
+            .filter_map(|(chunk, first)| Some((chunk.slots.as_ref()?, first)))
             .flat_map(|(chunk, first)| chunk.iter().zip(first..))
             .filter_map(|(tx, slot)| {
                 let tx = tx.as_ref()?;
@@ -225,7 +232,7 @@ mod tests {
         let refs: Vec<TxRef> = (0..2 * CHUNK as u64 + 1)
             .map(|id| slab.insert(tx(id)))
             .collect();
-        let allocated = |slab: &Slab| slab.chunks.iter().filter(|c| c.is_some()).count();
+        let allocated = |slab: &Slab| slab.chunks.iter().filter(|c| c.slots.is_some()).count();
         assert_eq!(allocated(&slab), 3);
         // Empty the first chunk but one, then the middle one wholly.
         for &at in &refs[1..CHUNK] {
