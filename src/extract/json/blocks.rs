@@ -443,25 +443,24 @@ impl<'t> Tokens<'t> {
         let start = self.next_block;
         let end = self.bytes.len().min(start + BLOCK);
         let from = self.utf8_checked.max(start);
-        let Some(unchecked) = self.bytes.get(from..end) else {
-            // All checked with a character of the block before.
-            return Ok(masks(block, |v| [v])[0]);
-        };
-        self.utf8_checked = match std::str::from_utf8(unchecked) {
-            Ok(_) => end,
-            // A character that the block's end cuts: checked whole, from
-            // the bytes after the block (up to 3).
-            Err(cut) if cut.error_len().is_none() => {
-                let at = from + cut.valid_up_to();
-                let character = self.bytes.get(at..self.bytes.len().min(at + 4));
-                match character.map(std::str::from_utf8) {
-                    Some(Ok(whole)) => at + whole.len(),
-                    Some(Err(next)) if next.valid_up_to() > 0 => at + next.valid_up_to(),
-                    _ => return Err(Problem::InvalidUtf8),
+        // `None`: all checked with a character of the block before.
+        if let Some(unchecked) = self.bytes.get(from..end) {
+            self.utf8_checked = match std::str::from_utf8(unchecked) {
+                Ok(_) => end,
+                // A character that the block's end cuts: checked whole, from
+                // the bytes after the block (up to 3).
+                Err(cut) if cut.error_len().is_none() => {
+                    let at = from + cut.valid_up_to();
+                    let character = self.bytes.get(at..self.bytes.len().min(at + 4));
+                    match character.map(std::str::from_utf8) {
+                        Some(Ok(whole)) => at + whole.len(),
+                        Some(Err(next)) if next.valid_up_to() > 0 => at + next.valid_up_to(),
+                        _ => return Err(Problem::InvalidUtf8),
+                    }
                 }
-            }
-            Err(_) => return Err(Problem::InvalidUtf8),
-        };
+                Err(_) => return Err(Problem::InvalidUtf8),
+            };
+        }
         Ok(masks(block, |v| [v])[0])
     }
 
