@@ -5,20 +5,31 @@
 //! an attacker cannot send colliding keys that turn lookups into scans).
 //! It is computed in one pass over the key's kind and text ([`Sip13`])
 //! rather than through std's streaming `Hasher`, which buffers each of the
-//! three writes a derived `Hash` of a key makes. The table keeps only the
-//! 64-bit hash and
-//! the transaction's reference (16 bytes an entry instead of a 24-byte key copy and
-//! the id): a lookup confirms a hash match against the transaction's own
-//! keys, through the `holds` check its caller passes, so two keys whose
-//! hashes collide are still told apart.
+//! three writes a derived `Hash` of a key makes.
+//!
+//! The table is laid out for a store far larger than the CPU's caches,
+//! where every probe of a look-up misses them and what a look-up costs is
+//! the cache lines it touches. A SwissTable (std's, hashbrown's) keeps its
+//! control bytes apart from its entries: two lines per probe, and the
+//! probes of `KeyIndex::get` and `set` took 9.2 % of the business bench's
+//! time at 100 k live transactions for a tenth of that share of its
+//! instructions (session 13). Here each 64-byte [`Line`] holds up to
+//! [`WAYS`] entries and the count of entries that probed past it: a
+//! probe reads its home line, and the next only if an entry passed it
+//! (linear probing by lines, with a count per line that removals take
+//! back instead of tombstones, as folly's F14 does). An entry is 8 bytes:
+//! a 32-bit check (the hash's top bits, which also pick the home line) and
+//! the slot of its transaction (where the SwissTable held the 64-bit hash,
+//! the 8-byte reference and a control byte).
+//!
+//! A check match is confirmed against the transaction's own keys, through
+//! the check its caller passes (which reads the slot's transaction), so
+//! two keys whose checks collide are still told apart.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
-use hashbrown::hash_table::{Entry, HashTable};
-
 use super::keys::KeyView;
-use super::TxRef;
 
 /// The hash of a key in one store's [`KeyIndex`]: computed once per key and
 /// passed along (a look-up, then attaching the key), so a key is hashed
@@ -107,11 +118,98 @@ fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, first: u64, rest: &
     v[0] ^ v[1] ^ v[2] ^ v[3]
 }
 
-/// From every indexed key's hash to its transaction (`S` is [`Sip13`] but
-/// in tests, which make every key collide).
+/// Entries per [`Line`].
+const WAYS: usize = 7;
+
+/// The ways of a [`Line`], as bits.
+const ALL_WAYS: u32 = (1 << WAYS) - 1;
+
+/// Lines of the first table (the index allocates nothing until then).
+const FIRST_LINES: usize = 16;
+
+/// One cache line of the table.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line {
+    /// Each way's entry's check, 0 where the way is empty.
+    checks: [u32; WAYS],
+    /// Each way's entry's transaction slot.
+    slots: [u32; WAYS],
+    /// Entries held in a later line whose probe started here or before,
+    /// and passed this line because it was full: a look-up goes on to the
+    /// next line only while this is not zero.
+    passed: u32,
+}
+
+impl Line {
+    const EMPTY: Line = Line {
+        checks: [0; WAYS],
+        slots: [0; WAYS],
+        passed: 0,
+    };
+
+    /// The ways whose check is `check`, as bits (`check` 0: the empty
+    /// ways).
+    #[inline]
+    fn ways_of(&self, check: u32) -> u32 {
+        let mut bits = 0;
+        for (way, &c) in self.checks.iter().enumerate() {
+            bits |= u32::from(c == check) << way;
+        }
+        bits
+    }
+}
+
+/// The positions of the bits set in `bits`, lowest first.
+fn each(mut bits: u32) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let way = bits.trailing_zeros() as usize;
+        bits &= bits.wrapping_sub(1);
+        (way < 32).then_some(way)
+    })
+}
+
+impl KeyHash {
+    /// What the table keeps of the hash: its top 32 bits, never 0 (the
+    /// mark of an empty way).
+    fn check(self) -> u32 {
+        ((self.0 >> 32) as u32).max(1)
+    }
+}
+
+/// The line a probe for `check` starts at in a table of `lines` lines:
+/// the check's top bits, scaled to the table.
+fn home(check: u32, lines: usize) -> usize {
+    ((u64::from(check) * lines as u64) >> 32) as usize
+}
+
+/// The lines a probe from `home` visits in a table of `lines` lines, in
+/// order: each at most once.
+fn probe(home: usize, lines: usize) -> impl Iterator<Item = usize> {
+    (home..lines).chain(0..home)
+}
+
+/// Holds the entry (`check`, `slot`) in the first line of its probe with
+/// an empty way, counting it in each full line it passes.
+fn place(lines: &mut [Line], check: u32, slot: u32) {
+    for at in probe(home(check, lines.len()), lines.len()) {
+        let line = &mut lines[at];
+        if let Some(way) = each(line.ways_of(0)).next() {
+            line.checks[way] = check;
+            line.slots[way] = slot;
+            return;
+        }
+        line.passed += 1;
+    }
+}
+
+/// From every indexed key's hash to the slot of its transaction (`S` is
+/// [`Sip13`] but in tests, which make every key collide).
 #[derive(Default)]
 pub(super) struct KeyIndex<S = Sip13> {
-    table: HashTable<(u64, TxRef)>,
+    lines: Box<[Line]>,
+    /// Entries held.
+    len: usize,
     hasher: S,
 }
 
@@ -121,52 +219,87 @@ impl<S: HashKey> KeyIndex<S> {
         KeyHash(self.hasher.hash_key(key))
     }
 
-    /// The transaction the key of hash `hash` is indexed to; `holds(id)`
-    /// tells whether transaction `id` has that key among its keys.
-    pub(super) fn get(
+    /// What `found` gives for the first entry of the key of hash `hash`
+    /// that it recognises, given the entry's slot (the transaction there,
+    /// if it has that key among its keys).
+    pub(super) fn get<T>(
         &self,
-        KeyHash(hash): KeyHash,
-        mut holds: impl FnMut(TxRef) -> bool,
-    ) -> Option<TxRef> {
-        self.table
-            .find(hash, |&(h, id)| h == hash && holds(id))
-            .map(|&(_, id)| id)
+        hash: KeyHash,
+        mut found: impl FnMut(u32) -> Option<T>,
+    ) -> Option<T> {
+        let mut got = None;
+        self.find(hash.check(), |slot| {
+            got = found(slot);
+            got.is_some()
+        });
+        got
     }
 
-    /// Indexes the key of hash `hash` to transaction `id`, replacing the
-    /// entry of that key that `replaces(other)` recognises (a transaction
-    /// that has the key too, or one being merged away).
-    pub(super) fn set(
-        &mut self,
-        KeyHash(hash): KeyHash,
-        id: TxRef,
-        mut replaces: impl FnMut(TxRef) -> bool,
-    ) {
-        match self.table.entry(
-            hash,
-            |&(h, other)| h == hash && (other == id || replaces(other)),
-            |&(h, _)| h,
-        ) {
-            Entry::Occupied(mut entry) => entry.get_mut().1 = id,
-            Entry::Vacant(entry) => {
-                entry.insert((hash, id));
+    /// Indexes the key of hash `hash` to the transaction in slot `slot`,
+    /// replacing the entry of that key that `replaces(other)` recognises
+    /// (a transaction that has the key too, or one being merged away).
+    pub(super) fn set(&mut self, hash: KeyHash, slot: u32, mut replaces: impl FnMut(u32) -> bool) {
+        let check = hash.check();
+        match self.find(check, |other| other == slot || replaces(other)) {
+            Some((at, way)) => self.lines[at].slots[way] = slot,
+            None => {
+                if (self.len + 1) * 4 > self.lines.len() * WAYS * 3 {
+                    self.grow();
+                }
+                place(&mut self.lines, check, slot);
+                self.len += 1;
             }
         }
     }
 
-    /// Forgets the key of hash `hash` if it is indexed to `id`.
-    pub(super) fn remove(&mut self, KeyHash(hash): KeyHash, id: TxRef) {
-        if let Ok(entry) = self
-            .table
-            .find_entry(hash, |&(h, other)| h == hash && other == id)
-        {
-            entry.remove();
+    /// Forgets the key of hash `hash` if it is indexed to slot `slot`.
+    pub(super) fn remove(&mut self, hash: KeyHash, slot: u32) {
+        let check = hash.check();
+        let Some((at, way)) = self.find(check, |other| other == slot) else {
+            return;
+        };
+        self.lines[at].checks[way] = 0;
+        self.len -= 1;
+        // Taken back from the lines it passed.
+        for passed in probe(home(check, self.lines.len()), self.lines.len()) {
+            if passed == at {
+                break;
+            }
+            let line = &mut self.lines[passed];
+            line.passed = line.passed.saturating_sub(1);
         }
     }
 
     /// How many keys are indexed.
     pub(super) fn len(&self) -> usize {
-        self.table.len()
+        self.len
+    }
+
+    /// Where the first entry of check `check` that `is(slot)` accepts is:
+    /// its line and way.
+    fn find(&self, check: u32, mut is: impl FnMut(u32) -> bool) -> Option<(usize, usize)> {
+        for at in probe(home(check, self.lines.len()), self.lines.len()) {
+            let line = &self.lines[at];
+            if let Some(way) = each(line.ways_of(check)).find(|&way| is(line.slots[way])) {
+                return Some((at, way));
+            }
+            if line.passed == 0 {
+                break;
+            }
+        }
+        None
+    }
+
+    /// Doubles the table (at three quarters full: a line overflows rarely
+    /// below that) and places every entry again.
+    fn grow(&mut self) {
+        let lines = (self.lines.len() * 2).max(FIRST_LINES);
+        let old = std::mem::replace(&mut self.lines, vec![Line::EMPTY; lines].into_boxed_slice());
+        for line in old.iter() {
+            for way in each(!line.ways_of(0) & ALL_WAYS) {
+                place(&mut self.lines, line.checks[way], line.slots[way]);
+            }
+        }
     }
 }
 
@@ -226,32 +359,159 @@ mod tests {
         let mut kinds: Symbols<kind::KeyKind> = Symbols::default();
         let order = kinds.intern("order").expect("intern");
         let (a, b) = (Key::new(order.clone(), "SO-1"), Key::new(order, "SO-2"));
-        // Transaction 1 holds `a`, transaction 2 holds `b`.
+        // Slot 1 holds `a`, slot 2 holds `b`.
         let holder = |key: &Key| {
             let key = key.clone();
-            move |id: TxRef| {
-                (id == TxRef::numbered(1) && key.value.as_ref() == "SO-1")
-                    || (id == TxRef::numbered(2) && key.value.as_ref() == "SO-2")
+            move |slot: u32| {
+                (slot == 1 && key.value.as_ref() == "SO-1")
+                    || (slot == 2 && key.value.as_ref() == "SO-2")
             }
+        };
+        let found = |key: &Key| {
+            let holds = holder(key);
+            move |slot| holds(slot).then_some(slot)
         };
         let mut index: KeyIndex<Colliding> = KeyIndex::default();
         let (ha, hb) = (index.hash(KeyView::of(&a)), index.hash(KeyView::of(&b)));
-        index.set(ha, TxRef::numbered(1), holder(&a));
-        index.set(hb, TxRef::numbered(2), holder(&b));
+        index.set(ha, 1, holder(&a));
+        index.set(hb, 2, holder(&b));
         assert_eq!(index.len(), 2);
-        assert_eq!(index.get(ha, holder(&a)), Some(TxRef::numbered(1)));
-        assert_eq!(index.get(hb, holder(&b)), Some(TxRef::numbered(2)));
+        assert_eq!(index.get(ha, found(&a)), Some(1));
+        assert_eq!(index.get(hb, found(&b)), Some(2));
 
-        // `a` moves to transaction 3 (which now holds it): one entry still.
-        let moved = |id: TxRef| id == TxRef::numbered(3) || holder(&a)(id);
-        index.set(ha, TxRef::numbered(3), moved);
+        // `a` moves to slot 3 (which now holds it): one entry still.
+        let moved = |slot: u32| slot == 3 || holder(&a)(slot);
+        index.set(ha, 3, moved);
         assert_eq!(index.len(), 2);
-        assert_eq!(index.get(ha, moved), Some(TxRef::numbered(3)));
+        assert_eq!(index.get(ha, |slot| moved(slot).then_some(slot)), Some(3));
 
-        index.remove(ha, TxRef::numbered(1));
+        index.remove(ha, 1);
         assert_eq!(index.len(), 2, "not indexed to 1 any more");
-        index.remove(ha, TxRef::numbered(3));
-        assert_eq!(index.get(ha, moved), None);
-        assert_eq!(index.get(hb, holder(&b)), Some(TxRef::numbered(2)));
+        index.remove(ha, 3);
+        assert_eq!(index.get(ha, |slot| moved(slot).then_some(slot)), None);
+        assert_eq!(index.get(hb, found(&b)), Some(2));
+    }
+
+    #[test]
+    fn a_line_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Line>(), 64);
+        assert_eq!(std::mem::align_of::<Line>(), 64);
+    }
+
+    /// A small deterministic generator (xorshift64*) for the model test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+    }
+
+    /// Recounts, from the entries, how many passed each line, and checks
+    /// the lines' counts and the index's length against it.
+    fn assert_counts<S>(index: &KeyIndex<S>) {
+        let lines = index.lines.len();
+        let mut passed = vec![0u32; lines];
+        let mut held = 0;
+        for (at, line) in index.lines.iter().enumerate() {
+            for way in each(!line.ways_of(0) & ALL_WAYS) {
+                held += 1;
+                for before in probe(home(line.checks[way], lines), lines) {
+                    if before == at {
+                        break;
+                    }
+                    passed[before] += 1;
+                }
+            }
+        }
+        assert_eq!(held, index.len);
+        let counted: Vec<u32> = index.lines.iter().map(|line| line.passed).collect();
+        assert_eq!(counted, passed);
+    }
+
+    /// Random settings, moves and removals of keys against a map from key
+    /// to slot, with hashes that cluster (a few hundred distinct checks
+    /// for a thousand keys, some in the same line): every key is found
+    /// where the map has it, and the lines' pass counts stay exact through
+    /// removals in the middle of long probes and through growth.
+    #[test]
+    fn the_index_agrees_with_a_map_through_growth_moves_and_removals() {
+        for (seed, spread) in [(1u64, 300u64), (7, 40), (42, 1 << 32)] {
+            let hash = |key: u64| KeyHash(((key * 2_654_435_761) % spread) << 32 | key);
+            let mut rng = Rng(seed);
+            let mut model: std::collections::HashMap<u64, u32> = Default::default();
+            let mut index: KeyIndex<Colliding> = KeyIndex::default();
+            for step in 0..20_000u32 {
+                let key = rng.below(1_000);
+                match rng.below(4) {
+                    0 | 1 => {
+                        let slot = step;
+                        let owner = model.get(&key).copied();
+                        index.set(hash(key), slot, |other| owner == Some(other));
+                        model.insert(key, slot);
+                    }
+                    2 => {
+                        if let Some(slot) = model.remove(&key) {
+                            index.remove(hash(key), slot);
+                        }
+                    }
+                    _ => {
+                        // Removing under another slot changes nothing.
+                        index.remove(hash(key), u32::MAX);
+                    }
+                }
+                if step % 1_000 == 0 {
+                    assert_counts(&index);
+                }
+                let owner = model.get(&key).copied();
+                assert_eq!(
+                    index.get(hash(key), |slot| (owner == Some(slot)).then_some(slot)),
+                    owner,
+                    "seed {seed}, step {step}, key {key}"
+                );
+            }
+            assert_counts(&index);
+            assert_eq!(index.len(), model.len());
+            for (&key, &slot) in &model {
+                assert_eq!(
+                    index.get(hash(key), |s| (s == slot).then_some(s)),
+                    Some(slot)
+                );
+            }
+            // Emptied, every probe ends at its home line again.
+            for (key, slot) in model.drain() {
+                index.remove(hash(key), slot);
+            }
+            assert_eq!(index.len(), 0);
+            assert!(index.lines.iter().all(|line| line.passed == 0));
+        }
+    }
+
+    #[test]
+    fn a_full_line_sends_entries_on_and_a_removal_there_loses_none() {
+        // Every key collides: all probes start at the same line, so the
+        // eighth entry and later are held further on.
+        let mut index: KeyIndex<Colliding> = KeyIndex::default();
+        let hash = KeyHash(0);
+        for slot in 0..20 {
+            index.set(hash, slot, |_| false);
+        }
+        assert_eq!(index.len(), 20);
+        let start = home(hash.check(), index.lines.len());
+        assert_eq!(index.lines[start].passed, 20 - WAYS as u32);
+        // A way freed in the first line: the later entries are still found.
+        index.remove(hash, 3);
+        assert_eq!(index.lines[start].passed, 20 - WAYS as u32);
+        for slot in (0..20).filter(|&s| s != 3) {
+            assert_eq!(index.get(hash, |s| (s == slot).then_some(s)), Some(slot));
+        }
+        assert_eq!(index.get(hash, |s| (s == 3).then_some(s)), None);
+        // Removing one held further on takes it back from the first line.
+        index.remove(hash, 19);
+        assert_eq!(index.lines[start].passed, 20 - WAYS as u32 - 1);
+        assert_counts(&index);
     }
 }

@@ -223,14 +223,13 @@ fn milestone_gauge<'a>(
     })
 }
 
-/// Whether a transaction of `transactions` has `key` among its keys:
-/// how the key index confirms a hash match.
-fn holds<'a>(transactions: &'a slab::Slab, key: KeyView<'a>) -> impl FnMut(TxRef) -> bool + 'a {
-    move |at| {
-        transactions
-            .get(at)
-            .is_some_and(|tx| tx.keys.position(key).is_some())
-    }
+/// The transaction in slot `slot` of `transactions` if it has `key` among
+/// its keys: how the key index confirms a check match.
+fn holder(transactions: &slab::Slab, key: KeyView<'_>, slot: u32) -> Option<TxRef> {
+    transactions
+        .at_slot(slot)
+        .filter(|(_, tx)| tx.keys.position(key).is_some())
+        .map(|(at, _)| at)
 }
 
 /// Transactions, the index from every key to its transaction, and the
@@ -293,7 +292,9 @@ impl Store {
             let at = self.transactions.insert(tx);
             for key in keys.iter() {
                 let hash = self.index.hash(key);
-                self.index.set(hash, at, holds(&self.transactions, key));
+                self.index.set(hash, at.slot(), |slot| {
+                    holder(&self.transactions, key, slot).is_some()
+                });
             }
             let Some(tx) = self.transactions.get(at) else {
                 continue;
@@ -343,8 +344,9 @@ impl Store {
 
     /// The transaction `key`, of hash `hash` ([`Store::key_hash`]), belongs to.
     pub fn find_hashed(&self, key: &Key, hash: KeyHash) -> Option<TxRef> {
+        let key = KeyView::of(key);
         self.index
-            .get(hash, holds(&self.transactions, KeyView::of(key)))
+            .get(hash, |slot| holder(&self.transactions, key, slot))
     }
 
     /// The transaction `id` refers to.
@@ -408,8 +410,10 @@ impl Store {
         // The new transaction holds its name as its first key: only the
         // index is told.
         let at = self.transactions.insert(Transaction::named(id, name, now));
-        self.index
-            .set(hash, at, holds(&self.transactions, KeyView::of(name)));
+        let name = KeyView::of(name);
+        self.index.set(hash, at.slot(), |slot| {
+            holder(&self.transactions, name, slot).is_some()
+        });
         self.by_update.compact(&self.transactions);
         self.by_update.push(now, at);
         self.refresh_gauges();
@@ -427,7 +431,9 @@ impl Store {
         // the index to ask first, the setting probes once.
         let key = KeyView::of(key);
         tx.add_key(key);
-        self.index.set(hash, id, holds(&self.transactions, key));
+        self.index.set(hash, id.slot(), |slot| {
+            holder(&self.transactions, key, slot).is_some()
+        });
         self.refresh_gauges();
     }
 
@@ -441,7 +447,9 @@ impl Store {
             keys.iter().map(|(key, _)| KeyView::of(key)).collect();
         tx.add_keys(&views);
         for (&key, &(_, hash)) in views.iter().zip(keys) {
-            self.index.set(hash, id, holds(&self.transactions, key));
+            self.index.set(hash, id.slot(), |slot| {
+                holder(&self.transactions, key, slot).is_some()
+            });
         }
         self.refresh_gauges();
     }
@@ -528,9 +536,8 @@ impl Store {
         target.count_dropped(dropped);
         target.first_seen = target.first_seen.min(absorbed.first_seen);
         for key in absorbed.keys.iter() {
-            let mut holds = holds(&self.transactions, key);
-            self.index.set(self.index.hash(key), into, |other| {
-                other == from || holds(other)
+            self.index.set(self.index.hash(key), into.slot(), |slot| {
+                slot == from.slot() || holder(&self.transactions, key, slot).is_some()
             });
         }
         self.touch(into, absorbed.last_updated);
@@ -564,7 +571,7 @@ impl Store {
             self.metrics.exception_gauge(exception).dec();
         }
         for key in tx.keys.iter() {
-            self.index.remove(self.index.hash(key), id);
+            self.index.remove(self.index.hash(key), id.slot());
         }
         match why {
             Removal::Ttl => self.metrics.removed_ttl.inc(),

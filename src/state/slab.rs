@@ -34,11 +34,9 @@ pub struct TxRef {
 }
 
 impl TxRef {
-    /// The reference to slot `n` of transaction `n` (tests of what holds
-    /// references).
-    #[cfg(test)]
-    pub(super) fn numbered(n: u32) -> Self {
-        TxRef { tag: n, slot: n }
+    /// The slot (what the key index keeps of a reference).
+    pub(super) fn slot(self) -> u32 {
+        self.slot
     }
 }
 
@@ -93,6 +91,19 @@ impl Slab {
         self.slot(at.slot)?
             .as_ref()
             .filter(|tx| tag(tx.id) == at.tag)
+    }
+
+    /// The transaction held in slot `slot`, with its reference.
+    #[inline]
+    pub(super) fn at_slot(&self, slot: u32) -> Option<(TxRef, &Transaction)> {
+        let tx = self.slot(slot)?.as_ref()?;
+        Some((
+            TxRef {
+                tag: tag(tx.id),
+                slot,
+            },
+            tx,
+        ))
     }
 
     /// The transaction `at` refers to, to change.
