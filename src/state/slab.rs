@@ -158,6 +158,12 @@ impl Slab {
         tx
     }
 
+    /// How many slots have ever held a transaction: every one held is in
+    /// a slot below this.
+    pub(super) fn slots(&self) -> u32 {
+        self.used
+    }
+
     /// How many transactions are held.
     pub(super) fn len(&self) -> usize {
         self.len
