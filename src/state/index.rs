@@ -127,26 +127,37 @@ const ALL_WAYS: u32 = (1 << WAYS) - 1;
 /// Lines of the first table (the index allocates nothing until then).
 const FIRST_LINES: usize = 16;
 
-/// One cache line of the table.
+/// One cache line of the table: [`WAYS`] entries, each a check and a
+/// slot, and [`Line::passed`]. The count sits in the checks' eighth place
+/// so that a line's checks are compared as one 8-lane vector (a mask
+/// leaves the count out).
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Line {
-    /// Each way's entry's check, 0 where the way is empty.
-    checks: [u32; WAYS],
-    /// Each way's entry's transaction slot.
-    slots: [u32; WAYS],
-    /// Entries held in a later line whose probe started here or before,
-    /// and passed this line because it was full: a look-up goes on to the
-    /// next line only while this is not zero.
-    passed: u32,
+    /// Each way's entry's check, 0 where the way is empty; then the count
+    /// of [`Line::passed`].
+    checks: [u32; WAYS + 1],
+    /// Each way's entry's transaction slot (the eighth place unused).
+    slots: [u32; WAYS + 1],
 }
 
 impl Line {
     const EMPTY: Line = Line {
-        checks: [0; WAYS],
-        slots: [0; WAYS],
-        passed: 0,
+        checks: [0; WAYS + 1],
+        slots: [0; WAYS + 1],
     };
+
+    /// Entries held in a later line whose probe started here or before,
+    /// and passed this line because it was full: a look-up goes on to the
+    /// next line only while this is not zero.
+    fn passed(&self) -> u32 {
+        self.checks[WAYS]
+    }
+
+    /// [`Line::passed`], to count an entry in or out.
+    fn passed_mut(&mut self) -> &mut u32 {
+        &mut self.checks[WAYS]
+    }
 
     /// The ways whose check is `check`, as bits (`check` 0: the empty
     /// ways).
@@ -156,7 +167,7 @@ impl Line {
         for (way, &c) in self.checks.iter().enumerate() {
             bits |= u32::from(c == check) << way;
         }
-        bits
+        bits & ALL_WAYS
     }
 }
 
@@ -225,7 +236,7 @@ impl Table {
             if let Some(way) = each(line.ways_of(check)).find(|&way| is(line.slots[way])) {
                 return Some((at, way));
             }
-            if line.passed == 0 {
+            if line.passed() == 0 {
                 break;
             }
         }
@@ -242,7 +253,7 @@ impl Table {
                 line.slots[way] = slot;
                 return;
             }
-            line.passed += 1;
+            *line.passed_mut() += 1;
         }
     }
 
@@ -255,7 +266,8 @@ impl Table {
                 break;
             }
             let line = &mut self.lines[passed];
-            line.passed = line.passed.saturating_sub(1);
+            let passed = line.passed_mut();
+            *passed = passed.saturating_sub(1);
         }
     }
 }
@@ -378,7 +390,15 @@ impl<S: HashKey> KeyIndex<S> {
 
     /// Moves the next [`MOVED_PER_CHANGE`] lines of the table being left
     /// into the current one; forgets it once all are.
+    #[inline]
     fn move_some(&mut self) {
+        if self.moving.is_some() {
+            self.move_lines();
+        }
+    }
+
+    /// [`KeyIndex::move_some`] while a table is being left.
+    fn move_lines(&mut self) {
         let Some((old, next)) = &mut self.moving else {
             return;
         };
@@ -387,7 +407,7 @@ impl<S: HashKey> KeyIndex<S> {
             for way in each(!line.ways_of(0) & ALL_WAYS) {
                 self.table.place(line.checks[way], line.slots[way]);
             }
-            line.checks = [0; WAYS];
+            line.checks[..WAYS].fill(0);
         }
         *next = end;
         if end == old.lines.len() {
@@ -524,9 +544,9 @@ mod tests {
         }
         for (line, passed) in table.lines.iter().zip(passed) {
             if exact {
-                assert_eq!(line.passed, passed);
+                assert_eq!(line.passed(), passed);
             } else {
-                assert!(line.passed >= passed);
+                assert!(line.passed() >= passed);
             }
         }
         held
@@ -610,7 +630,7 @@ mod tests {
             }
             assert_eq!(index.len(), 0);
             assert!(index.moving.is_none());
-            assert!(index.table.lines.iter().all(|line| line.passed == 0));
+            assert!(index.table.lines.iter().all(|line| line.passed() == 0));
         }
     }
 
@@ -626,17 +646,17 @@ mod tests {
         assert_eq!(index.len(), 20);
         assert!(index.moving.is_none());
         let start = home(hash.check(), index.table.lines.len());
-        assert_eq!(index.table.lines[start].passed, 20 - WAYS as u32);
+        assert_eq!(index.table.lines[start].passed(), 20 - WAYS as u32);
         // A way freed in the first line: the later entries are still found.
         index.remove(hash, 3);
-        assert_eq!(index.table.lines[start].passed, 20 - WAYS as u32);
+        assert_eq!(index.table.lines[start].passed(), 20 - WAYS as u32);
         for slot in (0..20).filter(|&s| s != 3) {
             assert_eq!(index.get(hash, |s| (s == slot).then_some(s)), Some(slot));
         }
         assert_eq!(index.get(hash, |s| (s == 3).then_some(s)), None);
         // Removing one held further on takes it back from the first line.
         index.remove(hash, 19);
-        assert_eq!(index.table.lines[start].passed, 20 - WAYS as u32 - 1);
+        assert_eq!(index.table.lines[start].passed(), 20 - WAYS as u32 - 1);
         assert_index(&index);
     }
 }
