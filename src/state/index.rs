@@ -20,7 +20,9 @@
 //! back instead of tombstones, as folly's F14 does). An entry is 8 bytes:
 //! a 32-bit check (the hash's top bits, which also pick the home line) and
 //! the slot of its transaction (where the SwissTable held the 64-bit hash,
-//! the 8-byte reference and a control byte).
+//! the 8-byte reference and a control byte). The table grows by half, and
+//! a grown table's entries move over a few lines per change of the index
+//! rather than all at once (see `KeyIndex::grow`).
 //!
 //! A check match is confirmed against the transaction's own keys, through
 //! the check its caller passes (which reads the slot's transaction), so
