@@ -33,3 +33,5 @@ pub mod extract;
 pub mod proxy;
 pub mod state;
 pub mod telemetry;
+#[cfg(test)]
+mod test_rng;

@@ -423,6 +423,7 @@ mod tests {
     use super::*;
     use crate::config::{kind, Symbols};
     use crate::extract::Key;
+    use crate::test_rng::Rng;
 
     /// Every key hashes to 0: only the `holds` check tells them apart.
     #[derive(Default)]
@@ -513,18 +514,6 @@ mod tests {
         assert_eq!(std::mem::align_of::<Line>(), 64);
     }
 
-    /// A small deterministic generator (xorshift64*) for the model test.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-        }
-    }
-
     /// Recounts, from the entries, how many passed each line of `table`,
     /// and checks the lines' counts against it: equal, or for a table
     /// being moved out of, at least as many (a moved line keeps its
@@ -580,7 +569,7 @@ mod tests {
             let mut index: KeyIndex<Colliding> = KeyIndex::default();
             let mut mid_move = 0;
             for step in 0..20_000u32 {
-                let key = rng.below(1_000);
+                let key = rng.below(1_000) as u64;
                 match rng.below(4) {
                     0 | 1 => {
                         let slot = step;

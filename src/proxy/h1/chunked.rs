@@ -318,6 +318,7 @@ fn hex(byte: u8) -> Option<u64> {
 mod tests {
     use super::decode_split as decode;
     use super::*;
+    use crate::test_rng::Rng;
 
     #[test]
     fn data_trailers_and_end_at_every_split_point() {
@@ -419,22 +420,6 @@ mod tests {
         assert_eq!(decoder.feed(b"0\r\n\r\n", |_| {}), Ok(Progress::Done(5)));
         assert!(decoder.is_done());
         assert_eq!(decoder.feed(b"x", |_| {}), Err(ChunkedError::AfterEnd));
-    }
-
-    /// xorshift64*: a reproducible stream of pseudo-random numbers.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
     }
 
     /// A random chunked encoding of a random body, with extensions,
