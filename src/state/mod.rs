@@ -291,10 +291,7 @@ impl Store {
             let keys = tx.keys.clone();
             let at = self.transactions.insert(tx);
             for key in keys.iter() {
-                let hash = self.index.hash(key);
-                self.index.set(hash, at.slot(), |slot| {
-                    holder(&self.transactions, key, slot).is_some()
-                });
+                self.index_key(self.index.hash(key), key, at);
             }
             let Some(tx) = self.transactions.get(at) else {
                 continue;
@@ -410,10 +407,7 @@ impl Store {
         // The new transaction holds its name as its first key: only the
         // index is told.
         let at = self.transactions.insert(Transaction::named(id, name, now));
-        let name = KeyView::of(name);
-        self.index.set(hash, at.slot(), |slot| {
-            holder(&self.transactions, name, slot).is_some()
-        });
+        self.index_key(hash, KeyView::of(name), at);
         self.by_update.compact(&self.transactions);
         self.by_update.push(now, at);
         self.refresh_gauges();
@@ -431,9 +425,7 @@ impl Store {
         // the index to ask first, the setting probes once.
         let key = KeyView::of(key);
         tx.add_key(key);
-        self.index.set(hash, id.slot(), |slot| {
-            holder(&self.transactions, key, slot).is_some()
-        });
+        self.index_key(hash, key, id);
         self.refresh_gauges();
     }
 
@@ -447,9 +439,7 @@ impl Store {
             keys.iter().map(|(key, _)| KeyView::of(key)).collect();
         tx.add_keys(&views);
         for (&key, &(_, hash)) in views.iter().zip(keys) {
-            self.index.set(hash, id.slot(), |slot| {
-                holder(&self.transactions, key, slot).is_some()
-            });
+            self.index_key(hash, key, id);
         }
         self.refresh_gauges();
     }
@@ -611,6 +601,15 @@ impl Store {
         if let Some(mut tx) = self.entry(id) {
             tx.set_stuck(milestone);
         }
+    }
+
+    /// Indexes `key`, of hash `hash`, to transaction `at` (which holds it),
+    /// replacing the entry of another transaction that has it too.
+    fn index_key(&mut self, hash: KeyHash, key: KeyView<'_>, at: TxRef) {
+        let transactions = &self.transactions;
+        self.index.set(hash, at.slot(), |slot| {
+            holder(transactions, key, slot).is_some()
+        });
     }
 
     fn refresh_gauges(&self) {
