@@ -301,17 +301,11 @@ impl<S: HashKey> KeyIndex<S> {
         hash: KeyHash,
         mut found: impl FnMut(u32) -> Option<T>,
     ) -> Option<T> {
-        let check = hash.check();
         let mut got = None;
-        let mut is = |slot| {
+        self.locate(hash.check(), |slot| {
             got = found(slot);
             got.is_some()
-        };
-        if self.table.find(check, &mut is).is_none() {
-            if let Some((old, _)) = &self.moving {
-                old.find(check, &mut is);
-            }
-        }
+        });
         got
     }
 
@@ -320,16 +314,13 @@ impl<S: HashKey> KeyIndex<S> {
     /// (a transaction that has the key too, or one being merged away).
     pub(super) fn set(&mut self, hash: KeyHash, slot: u32, mut replaces: impl FnMut(u32) -> bool) {
         let check = hash.check();
-        let mut is = |other| other == slot || replaces(other);
-        if let Some((at, way)) = self.table.find(check, &mut is) {
-            self.table.lines[at].slots[way] = slot;
-            return;
-        }
-        if let Some((old, _)) = &mut self.moving {
-            if let Some((at, way)) = old.find(check, &mut is) {
-                old.lines[at].slots[way] = slot;
-                return;
+        if let Some((leaving, at, way)) =
+            self.locate(check, |other| other == slot || replaces(other))
+        {
+            if let Some(table) = self.table_mut(leaving) {
+                table.lines[at].slots[way] = slot;
             }
+            return;
         }
         if (self.len + 1) * 4 > self.table.capacity() * 3 {
             self.grow();
@@ -342,16 +333,11 @@ impl<S: HashKey> KeyIndex<S> {
     /// Forgets the key of hash `hash` if it is indexed to slot `slot`.
     pub(super) fn remove(&mut self, hash: KeyHash, slot: u32) {
         let check = hash.check();
-        let is = |other| other == slot;
-        if let Some((at, way)) = self.table.find(check, is) {
-            self.table.take(check, at, way);
-        } else if let Some((old, _)) = &mut self.moving {
-            let Some((at, way)) = old.find(check, is) else {
-                return;
-            };
-            old.take(check, at, way);
-        } else {
+        let Some((leaving, at, way)) = self.locate(check, |other| other == slot) else {
             return;
+        };
+        if let Some(table) = self.table_mut(leaving) {
+            table.take(check, at, way);
         }
         self.len -= 1;
         self.move_some();
@@ -360,6 +346,29 @@ impl<S: HashKey> KeyIndex<S> {
     /// How many keys are indexed.
     pub(super) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Where the first entry of check `check` that `is(slot)` accepts is,
+    /// looked for in the current table, then in the one being left (see
+    /// [`KeyIndex::grow`]): whether in the one being left, its line and
+    /// its way.
+    fn locate(&self, check: u32, mut is: impl FnMut(u32) -> bool) -> Option<(bool, usize, usize)> {
+        if let Some((at, way)) = self.table.find(check, &mut is) {
+            return Some((false, at, way));
+        }
+        let (old, _) = self.moving.as_ref()?;
+        let (at, way) = old.find(check, is)?;
+        Some((true, at, way))
+    }
+
+    /// The table being left (`leaving`, while there is one), or the current
+    /// one.
+    fn table_mut(&mut self, leaving: bool) -> Option<&mut Table> {
+        if leaving {
+            self.moving.as_mut().map(|(old, _)| old)
+        } else {
+            Some(&mut self.table)
+        }
     }
 
     /// Grows the table by half, at three quarters full (a line overflows
