@@ -5,9 +5,10 @@
 //! Fills the store with 1 M orders, each driven through 8 milestones by 8
 //! exchanges carrying 2–4 keys (order, shipment, tracking, invoice, the
 //! way the real flow links them), and prints the resident-set growth per
-//! transaction and the longest single apply of the fill (the pauses of a
-//! growing store: its index growing, its expiry order rebuilt). Then times [`Correlator::apply`] of one more observation
-//! (2–4 keys and a milestone) on that store:
+//! transaction and the longest single apply of the fill (the pauses a
+//! growing store puts on the correlator; the fill's time per apply
+//! includes the timer). Then times [`Correlator::apply`] of one more
+//! observation (2–4 keys and a milestone) on that store:
 //! - `new_order`: a release that creates a transaction;
 //! - `next_milestone`: an exchange on an existing transaction, spread over
 //!   the million (a repeat once a transaction has all its milestones).
