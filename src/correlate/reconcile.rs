@@ -259,6 +259,9 @@ impl Correlator {
                 } => self.stuck_due(&milestone, &object, since),
             }
         }
+        let store = &self.store;
+        self.schedule
+            .sweep(|due| store.find(due.object()).is_some());
         self.metrics
             .exceptions
             .deadlines

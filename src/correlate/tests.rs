@@ -56,8 +56,12 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        let config =
-            Arc::new(Config::from_yaml(CONFIG, "test.yaml").expect("test config is valid"));
+        Self::with(CONFIG)
+    }
+
+    /// A harness on routes `yaml`.
+    fn with(yaml: &str) -> Self {
+        let config = Arc::new(Config::from_yaml(yaml, "test.yaml").expect("test config is valid"));
         let mut registry = Registry::default();
         let (correlator, _tx, _handle, _inbox) =
             Correlator::new(Arc::clone(&config), Clock::system(), 16, &mut registry);
@@ -657,6 +661,36 @@ fn a_transaction_resting_past_stuck_after_is_stuck_until_it_moves_on() {
     assert!(h
         .metrics()
         .contains(r#"waybill_transactions_stuck{milestone="label_created"} 0"#));
+}
+
+#[test]
+fn deadlines_leave_with_their_evicted_transactions_and_the_live_ones_still_fire() {
+    let mut h = Harness::with(&format!("{CONFIG}state: {{ max_transactions: 100 }}\n"));
+    // 5 000 shipments, each starting a 15-minute expectation, in 5 seconds:
+    // all but the last 100 transactions are evicted before any comes due.
+    let mut held = 0;
+    for n in 0..5_000 {
+        let shipment = format!("SH-{n}");
+        h.observe(
+            n as f64 / 3_600_000.0,
+            &[("shipment", &shipment)],
+            Some("shipped"),
+        );
+        held = held.max(h.correlator.schedule.len());
+    }
+    assert_eq!(h.correlator.store.len(), 100);
+    // Twice the live deadlines, the slack and what a sweep's duration
+    // adds; without the sweep it would be all 5 000.
+    assert!(held < 1_500, "{held} deadlines held for 100 transactions");
+    h.tick(1.0);
+    assert_eq!(
+        h.exceptions("shipment", "SH-4999"),
+        vec![
+            ("out_of_order".to_string(), true),
+            ("missing_goods_issue".to_string(), true)
+        ]
+    );
+    assert_eq!(h.correlator.schedule.len(), 0);
 }
 
 #[test]
