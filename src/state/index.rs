@@ -132,8 +132,8 @@ const FIRST_LINES: usize = 16;
 /// One cache line of the table: [`WAYS`] entries, each a check and a
 /// slot, and [`Line::passed`]. The count sits in the checks' eighth place
 /// so that a line's checks are compared as one 8-lane vector (a mask
-/// leaves the count out).
-#[derive(Clone, Copy)]
+/// leaves the count out). All zeros is an empty line.
+#[derive(Clone, Copy, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Line {
     /// Each way's entry's check, 0 where the way is empty; then the count
@@ -144,11 +144,6 @@ struct Line {
 }
 
 impl Line {
-    const EMPTY: Line = Line {
-        checks: [0; WAYS + 1],
-        slots: [0; WAYS + 1],
-    };
-
     /// Entries held in a later line whose probe started here or before,
     /// and passed this line because it was full: a look-up goes on to the
     /// next line only while this is not zero.
@@ -213,10 +208,15 @@ struct Table {
 }
 
 impl Table {
-    /// An empty table of `lines` lines.
+    /// An empty table of `lines` lines, allocated zeroed: pages fresh
+    /// from the system are not written here but when an entry is first
+    /// placed in them, one at a time. Written out at once, a table held
+    /// the correlator (and with it, on one CPU, the proxy) for 7.5 ms at
+    /// 61 k keys and 11.2 ms at 92 k, nearly all of it the kernel zeroing
+    /// each page as it was first touched.
     fn with_lines(lines: usize) -> Self {
         Table {
-            lines: vec![Line::EMPTY; lines].into_boxed_slice(),
+            lines: bytemuck::allocation::zeroed_slice_box(lines),
         }
     }
 
