@@ -17,12 +17,12 @@
 //! of the store, while the heap in use goes on answering, and every push
 //! goes to both: the new heap holds, for every transaction, at least the
 //! entry of its last update (read from its slot, or pushed since), and
-//! takes over once every slot has been read.
+//! takes over once every slot has been read. Both heaps are held in
+//! chunks ([`Heap`]): growing never copies one whole.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::SystemTime;
 
+use super::heap::Heap;
 use super::slab::Slab;
 use super::{Stamp, TxRef};
 
@@ -35,14 +35,14 @@ const STEP: u32 = 8;
 /// See the module documentation.
 #[derive(Default)]
 pub(super) struct Expiry {
-    heap: BinaryHeap<Reverse<(Stamp, TxRef)>>,
+    heap: Heap<(Stamp, TxRef)>,
     /// The heap being rebuilt, if one is.
     rebuild: Option<Rebuild>,
 }
 
 /// A heap being built from the store's slots, and the next slot to read.
 struct Rebuild {
-    heap: BinaryHeap<Reverse<(Stamp, TxRef)>>,
+    heap: Heap<(Stamp, TxRef)>,
     next: u32,
 }
 
@@ -50,9 +50,9 @@ impl Expiry {
     /// Transaction `id` was last updated at `at` (later than any earlier
     /// push for it).
     pub(super) fn push(&mut self, at: Stamp, id: TxRef) {
-        self.heap.push(Reverse((at, id)));
+        self.heap.push((at, id));
         if let Some(rebuild) = &mut self.rebuild {
-            rebuild.heap.push(Reverse((at, id)));
+            rebuild.heap.push((at, id));
         }
     }
 
@@ -60,7 +60,7 @@ impl Expiry {
     /// those updated at the same time, see [`TxRef`]): when it was last
     /// updated, and where it is.
     pub(super) fn oldest(&mut self, transactions: &Slab) -> Option<(SystemTime, TxRef)> {
-        while let Some(&Reverse((at, id))) = self.heap.peek() {
+        while let Some((at, id)) = self.heap.peek() {
             if current(transactions, at, id) {
                 return Some((at.time(), id));
             }
@@ -83,8 +83,7 @@ impl Expiry {
         let live = transactions.len();
         if self.rebuild.is_none() && self.heap.len() > live + live / 2 + SLACK {
             self.rebuild = Some(Rebuild {
-                // As large as this one grew: no reallocation before the next.
-                heap: BinaryHeap::with_capacity(self.heap.capacity()),
+                heap: Heap::default(),
                 next: 0,
             });
         }
@@ -93,11 +92,9 @@ impl Expiry {
         };
         let slots = transactions.slots();
         let end = rebuild.next.saturating_add(STEP).min(slots);
-        rebuild.heap.extend(
-            (rebuild.next..end)
-                .filter_map(|slot| transactions.at_slot(slot))
-                .map(|(at, tx)| Reverse((tx.last_updated, at))),
-        );
+        for (at, tx) in (rebuild.next..end).filter_map(|slot| transactions.at_slot(slot)) {
+            rebuild.heap.push((tx.last_updated, at));
+        }
         rebuild.next = end;
         if end == slots {
             if let Some(done) = self.rebuild.take() {

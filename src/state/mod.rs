@@ -8,6 +8,7 @@
 
 pub mod durable;
 mod expiry;
+mod heap;
 mod index;
 mod keys;
 mod reached;
