@@ -218,7 +218,10 @@ impl Correlator {
                 }),
             };
             match due {
-                Ok(due) => self.schedule.add(saved.at, due),
+                Ok(due) => {
+                    let holder = self.store.find(due.object());
+                    self.schedule.add(saved.at, holder, due)
+                }
                 Err(damage) => {
                     tracing::warn!(%damage, "skipping a deadline of the snapshot");
                     skipped += 1;

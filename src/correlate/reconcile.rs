@@ -117,6 +117,7 @@ impl Correlator {
                 if let Some(retry) = &rule.retry {
                     self.schedule.add(
                         at + retry.within,
+                        Some(id),
                         Due::RetryWindow {
                             route: route.id,
                             object: object.clone(),
@@ -259,9 +260,12 @@ impl Correlator {
                 } => self.stuck_due(&milestone, &object, since),
             }
         }
+        // Kept while its transaction is held where it was, or its object
+        // has one (it may have been merged into another).
         let store = &self.store;
-        self.schedule
-            .sweep(|due| store.find(due.object()).is_some());
+        self.schedule.sweep(|holder, due| {
+            holder.is_some_and(|id| store.get(id).is_some()) || store.find(due.object()).is_some()
+        });
         self.metrics
             .exceptions
             .deadlines
@@ -504,6 +508,7 @@ pub(super) fn reconcile_milestone(
         if expectation.after == record.milestone {
             schedule.add(
                 record.at.time() + expectation.within,
+                Some(tx.id()),
                 Due::Expectation {
                     expectation: index,
                     object: record.object.clone(),
@@ -515,6 +520,7 @@ pub(super) fn reconcile_milestone(
     if let Some(after) = def.stuck_after {
         schedule.add(
             record.at.time() + after,
+            Some(tx.id()),
             Due::Stuck {
                 milestone: record.milestone.clone(),
                 object: record.object.clone(),

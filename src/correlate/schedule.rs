@@ -16,15 +16,22 @@
 //!   still matters (the expected milestone may have arrived meanwhile). And
 //!   once the index has doubled since it was last swept, it is swept a few
 //!   entries per update ([`Schedule::sweep`]): an entry whose transaction
-//!   has left the store (expired, evicted) goes. So the index is bounded by
-//!   the store's bound, not by the rate of deadlines times their delay.
+//!   has left the store (expired, evicted) goes. An entry remembers where
+//!   its transaction was held, so one still held there is kept without a
+//!   look-up of its key; only the others are looked up (the transaction may
+//!   have been merged into another). So the index is bounded by the store's
+//!   bound, not by the rate of deadlines times their delay. A deadline
+//!   whose transaction left, and whose key a new transaction took before
+//!   it came, fires on that one only if no sweep passed it first.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::time::{Duration, SystemTime};
 
+use crate::clock::Stamp;
 use crate::config::{Milestone, RouteId};
 use crate::extract::Key;
+use crate::state::TxRef;
 
 /// Entries looked at per step of a sweep.
 const STEP: usize = 8;
@@ -69,16 +76,19 @@ impl Due {
 }
 
 /// One deadline: ordered by its time, then by the order it was added in
-/// (what it is for takes no part in the order).
+/// (what it is for takes no part in the order). `holder` is where the
+/// transaction of its object was held when it was added, if known: while
+/// that transaction is held, a sweep keeps the entry without a look-up.
 #[derive(Debug)]
 struct Entry {
-    at: SystemTime,
+    at: Stamp,
     seq: u64,
+    holder: Option<TxRef>,
     due: Due,
 }
 
 impl Entry {
-    fn order(&self) -> (SystemTime, u64) {
+    fn order(&self) -> (Stamp, u64) {
         (self.at, self.seq)
     }
 }
@@ -106,11 +116,14 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Adds `due` at `at`.
-    pub fn add(&mut self, at: SystemTime, due: Due) {
+    /// Adds `due` at `at`, about the transaction held at `holder` (if
+    /// known).
+    pub fn add(&mut self, at: SystemTime, holder: Option<TxRef>, due: Due) {
+        let at = Stamp::new(at);
         let entry = Entry {
             at,
             seq: self.next,
+            holder,
             due,
         };
         self.next += 1;
@@ -136,10 +149,11 @@ impl Schedule {
     /// Removes and returns every entry due at or before `now`, earliest first.
     pub fn take_due(&mut self, now: SystemTime) -> Vec<(SystemTime, Due)> {
         let mut due = Vec::new();
+        let now = Stamp::new(now);
         loop {
             while self.head.front().is_some_and(|e| e.at <= now) {
                 if let Some(entry) = self.head.pop_front() {
-                    due.push((entry.at, entry.due));
+                    due.push((entry.at.time(), entry.due));
                 }
             }
             if !self.head.is_empty() || !self.open_next(second_of(now)) {
@@ -178,7 +192,7 @@ impl Schedule {
     /// that has not come yet: never later than the earliest entry.
     pub fn first_at(&self) -> Option<SystemTime> {
         match self.head.front() {
-            Some(entry) => Some(entry.at),
+            Some(entry) => Some(entry.at.time()),
             None => self
                 .later
                 .keys()
@@ -189,8 +203,9 @@ impl Schedule {
 
     /// A step of the sweep: once the index has doubled since the last
     /// sweep, [`STEP`] entries of the later buckets are looked at per call
-    /// and those for which `keep` is false are dropped.
-    pub fn sweep(&mut self, mut keep: impl FnMut(&Due) -> bool) {
+    /// and those for which `keep` (given the entry's holder) is false are
+    /// dropped.
+    pub fn sweep(&mut self, mut keep: impl FnMut(Option<TxRef>, &Due) -> bool) {
         if self.sweep.is_none() && self.len > 2 * self.kept + SLACK {
             self.sweep = self.later.keys().next().map(|&second| (second, 0));
             self.kept = 0;
@@ -203,7 +218,7 @@ impl Schedule {
                 self.sweep = self.next_bucket(second);
                 continue;
             };
-            match bucket.get(at).map(|e| keep(&e.due)) {
+            match bucket.get(at).map(|e| keep(e.holder, &e.due)) {
                 Some(true) => {
                     self.kept += 1;
                     self.sweep = Some((second, at + 1));
@@ -253,7 +268,7 @@ impl Schedule {
             .chain(self.later.values().flatten())
             .collect();
         entries.sort_unstable_by_key(|e| e.order());
-        entries.into_iter().map(|e| (e.at, &e.due))
+        entries.into_iter().map(|e| (e.at.time(), &e.due))
     }
 
     /// Entries waiting.
@@ -262,10 +277,9 @@ impl Schedule {
     }
 }
 
-/// The second of `at` since the epoch (0 for earlier times).
-fn second_of(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
+/// The second of `at` since the epoch.
+fn second_of(at: Stamp) -> u64 {
+    at.nanos() / 1_000_000_000
 }
 
 #[cfg(test)]
@@ -291,9 +305,9 @@ mod tests {
     fn entries_come_due_in_time_order_and_only_when_due() {
         let (mut schedule, t0, retry) = empty();
         let due = |n: &str| retry(0, n);
-        schedule.add(t0 + Duration::from_secs(30), due("late"));
-        schedule.add(t0 + Duration::from_secs(10), due("early"));
-        schedule.add(t0 + Duration::from_secs(10), due("early-second"));
+        schedule.add(t0 + Duration::from_secs(30), None, due("late"));
+        schedule.add(t0 + Duration::from_secs(10), None, due("early"));
+        schedule.add(t0 + Duration::from_secs(10), None, due("early-second"));
         assert!(schedule.take_due(t0).is_empty());
         let taken: Vec<Due> = schedule
             .take_due(t0 + Duration::from_secs(10))
@@ -335,9 +349,9 @@ mod tests {
                 1 => now - Duration::from_millis(rng.below(3_000) as u64),
                 _ => now + Duration::from_millis(rng.below(600_000) as u64),
             };
-            schedule.add(at, retry(0, &format!("SO-{n}")));
+            schedule.add(at, None, retry(0, &format!("SO-{n}")));
             model.push((at, n as u64, n));
-            schedule.sweep(|due| live(number(due)));
+            schedule.sweep(|_, due| live(number(due)));
             if rng.below(20) == 0 {
                 now += Duration::from_millis(rng.below(3_000) as u64);
                 let first = schedule.first_at();
@@ -403,7 +417,7 @@ mod tests {
         let (mut schedule, t0, retry) = empty();
         let add = |schedule: &mut Schedule, n: usize| {
             let at = t0 + Duration::from_millis(10 * n as u64);
-            schedule.add(at, retry(0, &format!("SO-{n}")));
+            schedule.add(at, None, retry(0, &format!("SO-{n}")));
         };
         for n in 0..10_000 {
             add(&mut schedule, n);
@@ -412,14 +426,14 @@ mod tests {
         // 10 000 entries over 100 seconds: a step per 8 entries and one more
         // per bucket left.
         for _ in 0..(10_000 / STEP + 101) {
-            schedule.sweep(odd);
+            schedule.sweep(|_, due| odd(due));
         }
         assert_eq!(schedule.len(), 5_000);
         // Kept 5 000: the next sweep waits for 2 × 5 000 + SLACK entries,
         // whatever it would drop.
         for n in 10_000..12_000 {
             add(&mut schedule, n);
-            schedule.sweep(|_| false);
+            schedule.sweep(|_, _| false);
         }
         assert_eq!(schedule.len(), 7_000);
         let due: Vec<usize> = schedule
@@ -438,7 +452,7 @@ mod tests {
         // Out of order, with ties: (seconds after t0, what it is).
         let added = [(5, 0), (1, 1), (5, 2), (3, 3), (1, 4), (9, 5), (3, 6)];
         for (s, n) in added {
-            schedule.add(t0 + Duration::from_secs(s), due(n));
+            schedule.add(t0 + Duration::from_secs(s), None, due(n));
         }
         let mut expected: Vec<(SystemTime, Due)> = added
             .iter()

@@ -668,14 +668,24 @@ fn deadlines_leave_with_their_evicted_transactions_and_the_live_ones_still_fire(
     let mut h = Harness::with(&format!("{CONFIG}state: {{ max_transactions: 100 }}\n"));
     // 5 000 shipments, each starting a 15-minute expectation, in 5 seconds:
     // all but the last 100 transactions are evicted before any comes due.
+    // Two shipped shipments whose transactions merge (the order links
+    // them), kept recent: the absorbed one's deadline must follow its
+    // object into the merged transaction, not leave with its slot.
+    h.observe(
+        0.0,
+        &[("order", "SO-M"), ("shipment", "SH-A")],
+        Some("shipped"),
+    );
+    h.observe(0.0, &[("shipment", "SH-B")], Some("shipped"));
+    h.observe(0.0, &[("order", "SO-M"), ("shipment", "SH-B")], None);
     let mut held = 0;
     for n in 0..5_000 {
+        let at = n as f64 / 3_600_000.0;
         let shipment = format!("SH-{n}");
-        h.observe(
-            n as f64 / 3_600_000.0,
-            &[("shipment", &shipment)],
-            Some("shipped"),
-        );
+        h.observe(at, &[("shipment", &shipment)], Some("shipped"));
+        if n % 20 == 0 {
+            h.observe(at, &[("order", "SO-M")], None);
+        }
         held = held.max(h.correlator.schedule.len());
     }
     assert_eq!(h.correlator.store.len(), 100);
@@ -690,6 +700,15 @@ fn deadlines_leave_with_their_evicted_transactions_and_the_live_ones_still_fire(
             ("missing_goods_issue".to_string(), true)
         ]
     );
+    let lapsed: Vec<String> = h
+        .transaction("order", "SO-M")
+        .exceptions()
+        .iter()
+        .filter(|e| e.kind.as_str() == "missing_goods_issue")
+        .map(|e| e.object.value.to_string())
+        .collect();
+    assert_eq!(lapsed.len(), 2, "{lapsed:?}");
+    assert!(lapsed.contains(&"SH-A".to_string()) && lapsed.contains(&"SH-B".to_string()));
     assert_eq!(h.correlator.schedule.len(), 0);
 }
 

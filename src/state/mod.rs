@@ -649,6 +649,11 @@ impl std::ops::DerefMut for TxMut<'_> {
 }
 
 impl TxMut<'_> {
+    /// Where the transaction is held.
+    pub fn id(&self) -> TxRef {
+        self.id
+    }
+
     /// Records that the transaction changed at `now`.
     pub fn touch(&mut self, now: Stamp) {
         let tx = &mut *self.tx;
