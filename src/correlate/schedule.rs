@@ -10,7 +10,7 @@
 //!   once, when its second comes, and then answers from its front. Nothing
 //!   is ever moved whole: a heap of every deadline doubled, copying tens of
 //!   megabytes into fresh pages (27–35 ms at 2¹⁸–2¹⁹ entries, held on the
-//!   proxy's CPU). Buckets that came due hand their memory to new ones.
+//!   proxy's CPU).
 //! - **Entries are never cancelled,** but they do not outlive their
 //!   transactions. When one comes due, the correlator checks whether it
 //!   still matters (the expected milestone may have arrived meanwhile). And
@@ -39,9 +39,6 @@ const STEP: usize = 8;
 /// Entries tolerated before the first sweep, and besides twice the kept
 /// ones before the next.
 const SLACK: usize = 1024;
-
-/// Buckets whose memory is kept for new ones.
-const SPARE: usize = 4;
 
 /// What to look at when a deadline comes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +101,6 @@ pub struct Schedule {
     head_second: u64,
     /// The buckets of later seconds, unsorted.
     later: BTreeMap<u64, Vec<Entry>>,
-    /// Emptied buckets, kept for new ones.
-    spare: Vec<Vec<Entry>>,
     len: usize,
     next: u64,
     /// Where a sweep under way is: a second of `later` and a position in
@@ -136,14 +131,7 @@ impl Schedule {
             self.head.insert(place, entry);
             return;
         }
-        match self.later.get_mut(&second) {
-            Some(bucket) => bucket.push(entry),
-            None => {
-                let mut bucket = self.spare.pop().unwrap_or_default();
-                bucket.push(entry);
-                self.later.insert(second, bucket);
-            }
-        }
+        self.later.entry(second).or_default().push(entry);
     }
 
     /// Removes and returns every entry due at or before `now`, earliest first.
@@ -178,13 +166,8 @@ impl Schedule {
             self.sweep = self.next_bucket(second);
         }
         bucket.sort_unstable_by_key(Entry::order);
-        let emptied = std::mem::replace(&mut self.head, VecDeque::from(bucket));
+        self.head = VecDeque::from(bucket);
         self.head_second = second;
-        if self.spare.len() < SPARE {
-            let mut emptied = Vec::from(emptied);
-            emptied.clear();
-            self.spare.push(emptied);
-        }
         true
     }
 
@@ -242,11 +225,7 @@ impl Schedule {
             return;
         };
         if bucket.is_empty() {
-            if let Some(bucket) = self.later.remove(&second) {
-                if self.spare.len() < SPARE {
-                    self.spare.push(bucket);
-                }
-            }
+            self.later.remove(&second);
         } else if bucket.len() < bucket.capacity() / 4 {
             bucket.shrink_to_fit();
         }
