@@ -95,10 +95,9 @@ impl Entry {
 #[derive(Debug, Default)]
 pub struct Schedule {
     /// The bucket whose second has come (or an earlier one's leftovers),
-    /// sorted, and the second it was: deadlines added for it or before go
-    /// in at their place.
+    /// sorted: deadlines added for its second (its last entry's) or before
+    /// go in at their place.
     head: VecDeque<Entry>,
-    head_second: u64,
     /// The buckets of later seconds, unsorted.
     later: BTreeMap<u64, Vec<Entry>>,
     len: usize,
@@ -124,7 +123,11 @@ impl Schedule {
         self.next += 1;
         self.len += 1;
         let second = second_of(at);
-        if !self.head.is_empty() && second <= self.head_second {
+        if self
+            .head
+            .back()
+            .is_some_and(|last| second <= second_of(last.at))
+        {
             // Later than everything there (it was added last) unless
             // earlier in time.
             let place = self.head.partition_point(|e| e.order() <= entry.order());
@@ -167,7 +170,6 @@ impl Schedule {
         }
         bucket.sort_unstable_by_key(Entry::order);
         self.head = VecDeque::from(bucket);
-        self.head_second = second;
         true
     }
 
