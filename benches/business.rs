@@ -108,10 +108,16 @@ fn business(c: &mut Criterion) {
     // during the measurement, then evicts its oldest transaction for each
     // new one. A small store (`WAYBILL_BENCH_LIVE=1000`) stays in the cache
     // and shows what the large one spends on cache misses.
+    // `WAYBILL_BENCH_FULL=1` fills the store to its bound before the timed
+    // part, so that a profile under valgrind (which runs too few exchanges
+    // to fill it) sees the steady state of a native run: every new
+    // transaction evicts the oldest.
     let live = live::live(PREFILL);
+    let full = std::env::var_os("WAYBILL_BENCH_FULL").is_some_and(|v| v == "1");
     let mut config = traffic::config();
     config.state.max_transactions = 2 * live;
-    eprintln!("live transactions before the timed part: {live}");
+    let prefill = if full { 2 * live } else { live };
+    eprintln!("live transactions before the timed part: {prefill}");
     let config = Arc::new(config);
     let mut registry = Registry::default();
     let extractor = Extractor::new(Arc::clone(&config), &mut registry);
@@ -130,14 +136,14 @@ fn business(c: &mut Criterion) {
     let check = extractor.observe(exchange(&config, 1));
     assert_eq!(check.keys.len(), 3, "keys: {:?}", check.keys);
     assert!(check.problems.is_empty(), "problems: {:?}", check.problems);
-    for i in 0..live * 2 {
+    for i in 0..prefill * 2 {
         correlator.apply(extractor.observe(exchange(&config, i)));
     }
 
     let mut group = c.benchmark_group("business");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(5));
-    let mut i = live * 2;
+    let mut i = prefill * 2;
     group.bench_function("exchange/observe+apply+span", |b| {
         b.iter_batched(
             || {
