@@ -298,7 +298,7 @@ impl Store {
                 continue;
             };
             let id = tx.id;
-            self.by_update.push(tx.last_updated, at);
+            self.by_update.push(tx.last_updated, at, &self.transactions);
             if tx.status == Status::Complete {
                 self.complete += 1;
             }
@@ -409,7 +409,7 @@ impl Store {
         let at = self.transactions.insert(Transaction::named(id, name, now));
         self.index_key(hash, KeyView::of(name), at);
         self.by_update.compact(&self.transactions);
-        self.by_update.push(now, at);
+        self.by_update.push(now, at, &self.transactions);
         self.refresh_gauges();
         at
     }
