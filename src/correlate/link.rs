@@ -73,6 +73,7 @@ impl Correlator {
         };
         for other in owners.iter().filter(|&&o| o != id) {
             self.store.merge(id, *other);
+            self.schedule.forward(*other, id);
             self.metrics.merged.inc();
         }
         let attach: SmallVec<[(&Key, KeyHash); 8]> = keys

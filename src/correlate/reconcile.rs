@@ -260,11 +260,13 @@ impl Correlator {
                 } => self.stuck_due(&milestone, &object, since),
             }
         }
-        // Kept while its transaction is held where it was, or its object
-        // has one (it may have been merged into another).
+        // Kept while its transaction is held where it was (or where it was
+        // merged into); one that remembers no holder while its object has
+        // a transaction.
         let store = &self.store;
-        self.schedule.sweep(|holder, due| {
-            holder.is_some_and(|id| store.get(id).is_some()) || store.find(due.object()).is_some()
+        self.schedule.sweep(|holder, due| match holder {
+            Some(id) => store.get(id).is_some(),
+            None => store.find(due.object()).is_some(),
         });
         self.metrics
             .exceptions

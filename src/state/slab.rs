@@ -38,6 +38,13 @@ impl TxRef {
     pub(super) fn slot(self) -> u32 {
         self.slot
     }
+
+    /// A reference to slot `slot` with tag `tag`, for tests of what keeps
+    /// references.
+    #[cfg(test)]
+    pub(crate) fn for_test(tag: u32, slot: u32) -> Self {
+        TxRef { tag, slot }
+    }
 }
 
 /// The part of `id` a [`TxRef`] keeps.
