@@ -265,7 +265,7 @@ impl Correlator {
         // a transaction.
         let store = &self.store;
         self.schedule.sweep(|holder, due| match holder {
-            Some(id) => store.get(id).is_some(),
+            Some(id) => store.holds(id),
             None => store.find(due.object()).is_some(),
         });
         self.metrics

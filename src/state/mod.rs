@@ -352,6 +352,12 @@ impl Store {
         self.transactions.get(id)
     }
 
+    /// Whether transaction `id` is still held (`get(id).is_some()`, from a
+    /// compact array of tags, without reading the transaction).
+    pub fn holds(&self, id: TxRef) -> bool {
+        self.transactions.holds(id)
+    }
+
     /// Mutable access for recording milestones, flows and exchanges.
     /// Keys are added with [`Store::attach_hashed`] and times with [`Store::touch`],
     /// so the indexes stay right.

@@ -17,6 +17,13 @@
 //! since emptied and reused finds nothing rather than another transaction
 //! (short of 2³² transactions created in between), and references order
 //! as the transactions were created (ties of the expiry order).
+//!
+//! Each chunk also keeps its slots' tags apart, 4 bytes a slot: the tag of
+//! the transaction held, or its complement once the slot is emptied.
+//! [`Slab::holds`] answers from them whether a reference still finds its
+//! transaction without reading the slot: the deadline schedule's sweep
+//! asks that of every entry, and at a million live transactions the tags
+//! (4 MB) stay in the cache where the slots (176 MB) do not.
 
 use super::{Transaction, TxId};
 
@@ -65,12 +72,24 @@ pub(super) struct Slab {
 }
 
 /// [`CHUNK`] slots, allocated while one of them holds a transaction.
-#[derive(Default)]
 struct Chunk {
     /// `None` while none of the slots holds a transaction.
     slots: Option<Box<[Option<Transaction>]>>,
+    /// Per slot, the tag of the transaction held, or its complement once
+    /// emptied (zero for a slot never used, which no reference names).
+    tags: Box<[u32]>,
     /// Transactions held in the slots.
     held: u16,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Chunk {
+            slots: None,
+            tags: vec![0; CHUNK].into_boxed_slice(),
+            held: 0,
+        }
+    }
 }
 
 impl Slab {
@@ -98,6 +117,18 @@ impl Slab {
         self.slot(at.slot)?
             .as_ref()
             .filter(|tx| tag(tx.id) == at.tag)
+    }
+
+    /// Whether the transaction `at` refers to is still held, read from the
+    /// chunk's tags (see the module documentation): the same answer as
+    /// `get(at).is_some()`.
+    #[inline]
+    pub(super) fn holds(&self, at: TxRef) -> bool {
+        let slot = at.slot as usize;
+        self.chunks
+            .get(slot / CHUNK)
+            .and_then(|chunk| chunk.tags.get(slot % CHUNK))
+            == Some(&at.tag)
     }
 
     /// The transaction held in slot `slot`, with its reference.
@@ -129,7 +160,7 @@ impl Slab {
             None => {
                 let slot = self.used;
                 if slot as usize == self.chunks.len() * CHUNK {
-                    self.chunks.push(Chunk::default());
+                    self.chunks.push(Chunk::new());
                 }
                 self.used += 1;
                 slot
@@ -139,8 +170,12 @@ impl Slab {
             let slots = chunk
                 .slots
                 .get_or_insert_with(|| (0..CHUNK).map(|_| None).collect());
-            if let Some(place) = slots.get_mut(slot as usize % CHUNK) {
+            if let (Some(place), Some(held)) = (
+                slots.get_mut(slot as usize % CHUNK),
+                chunk.tags.get_mut(slot as usize % CHUNK),
+            ) {
                 *place = Some(tx);
+                *held = tag;
                 chunk.held += 1;
                 self.len += 1;
             }
@@ -156,6 +191,9 @@ impl Slab {
             return None;
         }
         let tx = place.take();
+        if let Some(held) = chunk.tags.get_mut(at.slot as usize % CHUNK) {
+            *held = !at.tag;
+        }
         chunk.held -= 1;
         if chunk.held == 0 {
             chunk.slots = None;
@@ -224,14 +262,18 @@ mod tests {
         );
         for (i, &at) in refs.iter().enumerate() {
             assert_eq!(slab.get(at).map(|tx| tx.id), Some(TxId(i as u64 + 1)));
+            assert!(slab.holds(at));
         }
         let gone = refs[5];
         assert_eq!(slab.remove(gone).map(|tx| tx.id), Some(TxId(6)));
         assert!(slab.remove(gone).is_none(), "removed once");
         assert!(slab.get(gone).is_none());
+        assert!(!slab.holds(gone));
         let again = slab.insert(tx(1_000));
         assert_eq!(again.slot, gone.slot, "the freed slot is taken again");
         assert!(slab.get(gone).is_none(), "another transaction is there now");
+        assert!(!slab.holds(gone));
+        assert!(slab.holds(again));
         assert!(slab.get_mut(gone).is_none());
         assert!(slab.remove(gone).is_none());
         assert_eq!(slab.get(again).map(|tx| tx.id), Some(TxId(1_000)));
@@ -275,6 +317,7 @@ mod tests {
             "iteration skips the freed chunk"
         );
         assert!(slab.get(refs[CHUNK + 7]).is_none());
+        assert!(!slab.holds(refs[CHUNK + 7]), "in a freed chunk");
         // The last freed slot (the freed chunk's) is taken first: the chunk
         // comes back, and what is found there is the new transaction.
         let again = slab.insert(tx(10_000));
@@ -285,6 +328,9 @@ mod tests {
             slab.get(refs[2 * CHUNK - 1]).is_none(),
             "the old reference finds nothing"
         );
+        assert!(!slab.holds(refs[2 * CHUNK - 1]));
+        assert!(slab.holds(again));
+        assert!(slab.holds(refs[0]) && slab.holds(refs[2 * CHUNK]));
         assert_eq!(slab.len(), 3);
     }
 
