@@ -98,9 +98,9 @@ impl Expiry {
     }
 
     /// Starts rebuilding the heap from `transactions` when entries of
-    /// transactions gone outnumber half the live ones, and takes a step of a rebuild under
-    /// way: [`STEP`] slots read (amortized: the reads of one rebuild are
-    /// spread over that many updates).
+    /// transactions gone outnumber half the live ones, and takes a step of
+    /// a rebuild under way: [`STEP`] slots read (amortized: the reads of
+    /// one rebuild are spread over that many updates).
     pub(super) fn compact(&mut self, transactions: &Slab) {
         let live = transactions.len();
         if self.rebuild.is_none() && self.heap.len() > live + live / 2 + SLACK {
