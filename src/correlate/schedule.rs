@@ -500,17 +500,16 @@ mod tests {
         keep: impl Fn(Option<TxRef>) -> bool,
     ) -> Vec<Option<TxRef>> {
         let mut seen = Vec::new();
-        schedule.sweep(|holder, _| {
-            seen.push(holder);
-            keep(holder)
-        });
-        while schedule.sweep.is_some() {
+        // The first call starts the sweep; the rest take it to its end.
+        loop {
             schedule.sweep(|holder, _| {
                 seen.push(holder);
                 keep(holder)
             });
+            if schedule.sweep.is_none() {
+                return seen;
+            }
         }
-        seen
     }
 
     #[test]
