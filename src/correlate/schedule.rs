@@ -16,13 +16,11 @@
 //!   still matters (the expected milestone may have arrived meanwhile). And
 //!   once the index has doubled since it was last swept, it is swept a few
 //!   entries per update ([`Schedule::sweep`]): an entry whose transaction
-//!   has left the store (expired, evicted) goes. An entry remembers where
-//!   its transaction was held, so one still held there is kept without a
-//!   look-up of its key; only the others are looked up (the transaction may
-//!   have been merged into another). So the index is bounded by the store's
-//!   bound, not by the rate of deadlines times their delay. A deadline
-//!   whose transaction left, and whose key a new transaction took before
-//!   it came, fires on that one only if no sweep passed it first.
+//!   has left the store (expired, evicted) goes. So the index is bounded
+//!   by the store's bound, not by the rate of deadlines times their delay.
+//!   A deadline whose transaction left, and whose key a new transaction
+//!   took before it came, fires on that one only if no sweep passed it
+//!   first.
 //! - **An entry remembers where its transaction was held,** and a sweep
 //!   keeps it while a transaction is held there, without looking its key
 //!   up: a look-up reads the key's text, the key index and a slot, three
