@@ -67,7 +67,7 @@ impl Expiry {
     /// place: one sift instead of a push now and a pop later.
     pub(super) fn push(&mut self, at: Stamp, id: TxRef, transactions: &Slab) {
         match self.heap.peek() {
-            Some((_, top)) if transactions.get(top).is_none() => self.heap.replace_top((at, id)),
+            Some((_, top)) if !transactions.holds(top) => self.heap.replace_top((at, id)),
             _ => self.heap.push((at, id)),
         }
         if let Some(rebuild) = &mut self.rebuild {

@@ -22,8 +22,9 @@
 //! the transaction held, or its complement once the slot is emptied.
 //! [`Slab::holds`] answers from them whether a reference still finds its
 //! transaction without reading the slot: the deadline schedule's sweep
-//! asks that of every entry, and at a million live transactions the tags
-//! (4 MB) stay in the cache where the slots (176 MB) do not.
+//! asks that of every entry (and the expiry order of its top), and at a
+//! million live transactions the tags (4 MB) stay in the cache where the
+//! slots (176 MB) do not.
 
 use super::{Transaction, TxId};
 
